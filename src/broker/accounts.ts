@@ -1,0 +1,136 @@
+/**
+ * Read-side views of accounts (list, status) and removal.
+ *
+ * Owns: the AccountStatus shape (also the `--json` output of `mailkey status`). Must not: print.
+ */
+import { Secret } from '../core/secret.js'
+import { accountId } from '../store/file-store.js'
+import { acquire } from '../store/lock.js'
+import type { AccountRecord, Identity, LastError } from '../store/types.js'
+import type { Broker } from './broker.js'
+import { unknownAccount } from './broker.js'
+import { BUILTIN_PROVIDERS } from '../providers/registry.js'
+import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'
+import { OAUTH_ERROR_MEANINGS } from '../oauth/classify.js'
+
+export interface AccountStatus {
+  email: string
+  provider: string
+  tenant?: string
+  clientId: string
+  clientLabel?: string
+  /** how the grant was obtained */
+  flow: string
+  scopes: string[]
+  servers: { imap?: string; pop?: string; smtp?: string }
+  sasl: string
+  /** 'active': works; 'reauth': the server refused the grant, sign in again */
+  state: 'active' | 'reauth'
+  accessToken: { present: boolean; valid: boolean; expiresAt?: string; expiresInSec?: number }
+  refreshToken: { present: boolean; receivedAt?: string; ageDays?: number; idleLimitDays?: number }
+  grantedAt: string
+  refreshedAt?: string
+  grantedScope?: string
+  identity?: Identity
+  lastError?: LastError & { atIso: string; meaning?: string }
+  /** where the grant is kept, and whether it is encrypted there */
+  storage: { kind: 'file'; path: string; encrypted: false }
+}
+
+const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
+
+export function meaningOf(l: LastError): string | undefined {
+  for (const c of l.providerCodes ?? aadstsCodesIn(l.message)) {
+    const d = describeAadsts(c.replace(/^AADSTS/, ''))
+    if (d) return `AADSTS${d.code}: ${d.meaning}. ${d.advice}`
+  }
+  return l.oauthError ? OAUTH_ERROR_MEANINGS[l.oauthError] : undefined
+}
+
+export function toStatus(broker: Broker, rec: AccountRecord): AccountStatus {
+  const s = rec.settings
+  const g = rec.grant
+  const now = broker.now()
+  const st: AccountStatus = {
+    email: s.email,
+    provider: s.provider,
+    clientId: s.clientId,
+    flow: s.flow,
+    scopes: s.scopes,
+    servers: s.servers,
+    sasl: s.sasl,
+    state: rec.state,
+    accessToken: { present: Boolean(g?.accessToken), valid: Boolean(g?.accessToken && g.expiresAt !== undefined && g.expiresAt > now) },
+    refreshToken: { present: Boolean(g?.refreshToken) },
+    grantedAt: iso(g?.grantedAt ?? rec.updatedAt) as string,
+    storage: { kind: 'file', path: broker.store.recordPath(accountId(s.email)), encrypted: false },
+  }
+  if (s.tenant) st.tenant = s.tenant
+  if (s.clientLabel) st.clientLabel = s.clientLabel
+  if (g?.expiresAt !== undefined) {
+    st.accessToken.expiresAt = iso(g.expiresAt)
+    st.accessToken.expiresInSec = Math.round((g.expiresAt - now) / 1000)
+  }
+  if (g?.refreshToken) {
+    const at = g.refreshTokenAt ?? g.grantedAt
+    st.refreshToken.receivedAt = iso(at)
+    st.refreshToken.ageDays = Math.floor(((now - at) / 86_400_000) * 10) / 10
+    const idle = BUILTIN_PROVIDERS.get(s.provider)?.refreshTokenIdleDays
+    if (idle) st.refreshToken.idleLimitDays = idle
+  }
+  if (g?.refreshedAt !== undefined) st.refreshedAt = iso(g.refreshedAt)
+  if (g?.scope) st.grantedScope = g.scope
+  if (g?.identity) st.identity = g.identity
+  if (rec.lastError) {
+    const meaning = meaningOf(rec.lastError)
+    st.lastError = { ...rec.lastError, atIso: iso(rec.lastError.at) as string, ...(meaning ? { meaning } : {}) }
+  }
+  return st
+}
+
+export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {
+  const rec = await broker.store.read(accountId(account))
+  if (!rec) throw unknownAccount(account)
+  return toStatus(broker, rec)
+}
+
+export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }> {
+  const { records, broken } = await broker.store.list()
+  return {
+    accounts: records.map((r) => toStatus(broker, r)),
+    broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
+  }
+}
+
+export interface RemoveResult {
+  removed: boolean
+  /** 'revoked' at the server, 'unsupported' (no revocation endpoint), or the failure message */
+  revocation: 'revoked' | 'unsupported' | 'skipped' | { failed: string }
+}
+
+/** Forget an account; revoke its refresh token at the server first where that is possible (RFC 7009). */
+export async function removeAccount(broker: Broker, account: string, opts: { revoke?: boolean } = {}): Promise<RemoveResult> {
+  const id = accountId(account)
+  const rec = await broker.store.read(id)
+  if (!rec) throw unknownAccount(account)
+  let revocation: RemoveResult['revocation'] = 'skipped'
+  if (opts.revoke !== false && rec.grant?.refreshToken) {
+    if (!rec.settings.endpoints.revocation) {
+      revocation = 'unsupported'
+    } else {
+      try {
+        const { revokeToken } = await import('../oauth/grants.js')
+        await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), { account: id, timeoutMs: 10_000 })
+        revocation = 'revoked'
+      } catch (e) {
+        revocation = { failed: (e as Error).message }
+      }
+    }
+  }
+  const lock = await acquire(broker.store.lockPath(id), { timeoutMs: 30_000 })
+  try {
+    return { removed: await broker.store.remove(id), revocation }
+  } finally {
+    await lock.release()
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Interactive sign-in (device code, browser, paste) and refresh-token import: picks the provider,
+ * the flow and the client id (trying the next built-in id when one is rejected), then stores the
+ * grant under the account lock.
+ *
+ * Owns: sign-in orchestration. Must not: print or read the terminal (callbacks do that).
+ */
+import { resolveMx } from 'node:dns/promises'
+import { ConfigError, ERR, MailkeyError, UsageError } from '../errors.js'
+import { Secret } from '../core/secret.js'
+import { loadConfig } from '../config/config.js'
+import { accountId, assertEmail } from '../store/file-store.js'
+import { acquire } from '../store/lock.js'
+import type { AccountRecord, AccountSettings } from '../store/types.js'
+import { providerForMx } from '../providers/registry.js'
+import { assertFlowAllowed, candidateSettings, chooseProvider, pickFlow, type AccountOptions } from '../providers/resolve.js'
+import type { Flow, Provider } from '../providers/types.js'
+import { discoverEndpoints } from '../oauth/discovery.js'
+import { authorizationCodeSignIn } from '../oauth/auth-code.js'
+import { pollDeviceAuthorization, refreshGrant, startDeviceAuthorization, type DeviceAuthorization, type TokenSet } from '../oauth/grants.js'
+import { isClientRejection } from '../oauth/classify.js'
+import type { Broker } from './broker.js'
+
+export interface DevicePrompt {
+  account: string
+  userCode: string
+  verificationUri: string
+  verificationUriComplete?: string
+  expiresIn: number
+  expiresAt: number
+  interval: number
+  message?: string
+}
+
+export interface SignInCallbacks {
+  /** device flow: show the code and the URL (RFC 8628 §3.3) */
+  onDevicePrompt?: (p: DevicePrompt) => void
+  /** device flow: seconds left, before each poll */
+  onDeviceTick?: (secondsLeft: number) => void
+  /** browser/paste flow: the URL to open; return true if a browser was launched */
+  openBrowser?: (url: string) => Promise<boolean>
+  /** browser/paste flow: the URL, after trying to open it */
+  onAuthorizationUrl?: (url: string, info: { browserOpened: boolean; redirectUri: string; paste: boolean }) => void
+  /** paste flow: resolves with the text the user pasted */
+  readPastedRedirect?: (signal: AbortSignal) => Promise<string>
+  /** a built-in client id was refused; mailkey goes on with the next one */
+  onClientRejected?: (info: { clientId: string; label: string; error: MailkeyError; next?: string }) => void
+  /** which provider and flow were chosen */
+  onPlan?: (info: { provider: string; flow: Flow | 'import'; clientId: string }) => void
+}
+
+export interface SignInOptions extends AccountOptions, SignInCallbacks {
+  /** default: browser when one can be opened, device code when headless (never for Google) */
+  flow?: Flow
+  /** whether a browser can be opened here (auto flow choice) */
+  canOpenBrowser?: boolean
+  /** browser/paste: how long to wait for the redirect (default 5 min) */
+  timeoutMs?: number
+  /** fixed port for the loopback redirect (default random) */
+  redirectPort?: number
+  signal?: AbortSignal
+}
+
+export interface ImportOptions extends AccountOptions, Pick<SignInCallbacks, 'onClientRejected' | 'onPlan'> {
+  refreshToken: Secret
+  signal?: AbortSignal
+}
+
+const RESERVED_TLDS = ['test', 'example', 'invalid', 'localhost', 'local', 'internal']
+
+/** MX lookup for custom domains (RFC 2606/6761 reserved names are never looked up). */
+async function mxProvider(email: string, providers: Iterable<Provider>): Promise<Provider | undefined> {
+  const domain = email.slice(email.lastIndexOf('@') + 1)
+  const tld = domain.slice(domain.lastIndexOf('.') + 1).toLowerCase()
+  if (!domain.includes('.') || RESERVED_TLDS.includes(tld)) return undefined
+  try {
+    const mx = await Promise.race([
+      resolveMx(domain),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
+    ])
+    return providerForMx(mx.map((m) => m.exchange), providers)
+  } catch {
+    return undefined
+  }
+}
+
+/** Fill options the caller left out from a previous record of the same account (re-sign-in). */
+function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): AccountOptions {
+  if (!prev) return opts
+  const s = prev.settings
+  const o: AccountOptions = { ...opts }
+  const explicitServer = opts.provider !== undefined || opts.issuer !== undefined || opts.tokenUrl !== undefined
+  if (!explicitServer) {
+    if (s.provider === 'custom') {
+      if (s.endpoints.issuer) o.issuer = s.endpoints.issuer
+      o.tokenUrl = s.endpoints.token
+      if (s.endpoints.authorization) o.authorizeUrl = s.endpoints.authorization
+      if (s.endpoints.deviceAuthorization) o.deviceUrl = s.endpoints.deviceAuthorization
+      if (s.endpoints.revocation) o.revocationUrl = s.endpoints.revocation
+    } else {
+      o.provider = s.provider
+    }
+    if (o.tenant === undefined && s.tenant) o.tenant = s.tenant
+    if (o.scopes === undefined && s.provider === 'custom') o.scopes = s.scopes
+    // A client id the user chose is kept; a built-in one is chosen afresh (it may have died).
+    if (o.clientId === undefined && s.clientLabel === 'your client id') {
+      o.clientId = s.clientId
+      if (o.clientSecret === undefined && s.clientSecret) o.clientSecret = s.clientSecret
+    }
+  }
+  if (o.imapUrl === undefined && s.servers.imap) o.imapUrl = s.servers.imap
+  if (o.popUrl === undefined && s.servers.pop) o.popUrl = s.servers.pop
+  if (o.smtpUrl === undefined && s.servers.smtp) o.smtpUrl = s.servers.smtp
+  if (o.ca === undefined && s.ca) o.ca = s.ca
+  if (o.sasl === undefined) o.sasl = s.sasl
+  return o
+}
+
+async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettings['flow']): Promise<{ provider: Provider | undefined; candidates: AccountSettings[] }> {
+  const email = assertEmail(rawOpts.email)
+  const prev = await broker.store.read(email).catch(() => undefined)
+  const opts = withPrevious({ ...rawOpts, email }, prev)
+  const cfg = await loadConfig(broker.paths.configFile)
+  let provider = chooseProvider(opts, cfg.providers)
+  if (!provider && !opts.issuer && !opts.tokenUrl) {
+    provider = await mxProvider(email, [...cfg.providers.values(), ...(await import('../providers/registry.js')).BUILTIN_PROVIDERS.values()])
+    if (!provider) {
+      const domain = email.slice(email.indexOf('@') + 1)
+      throw new UsageError(`cannot tell which provider serves "${domain}"`, {
+        account: email,
+        hint: `Say it: "mailkey add ${email} --provider microsoft" (or google, yahoo, aol, fastmail), or give your server with --issuer URL.`,
+      })
+    }
+  }
+  let discovered
+  const issuer = opts.issuer ?? (provider && !provider.endpoints.token ? provider.endpoints.issuer : undefined)
+  if (issuer && !(opts.tokenUrl && (opts.authorizeUrl || opts.deviceUrl))) {
+    discovered = await discoverEndpoints(issuer, { account: email })
+  }
+  return { provider, candidates: candidateSettings(opts, provider, flow, discovered) }
+}
+
+function deviceToPrompt(account: string, d: DeviceAuthorization): DevicePrompt {
+  const p: DevicePrompt = {
+    account,
+    userCode: d.userCode,
+    verificationUri: d.verificationUri,
+    expiresIn: d.expiresIn,
+    expiresAt: d.expiresAt,
+    interval: d.interval,
+  }
+  if (d.verificationUriComplete) p.verificationUriComplete = d.verificationUriComplete
+  if (d.message) p.message = d.message
+  return p
+}
+
+/** Try each candidate client id in turn while the server says the id itself is the problem. */
+async function withCandidates(
+  candidates: AccountSettings[],
+  cb: Pick<SignInCallbacks, 'onClientRejected'>,
+  run: (s: AccountSettings) => Promise<TokenSet>,
+): Promise<{ settings: AccountSettings; tokens: TokenSet }> {
+  let lastErr: MailkeyError | undefined
+  for (let i = 0; i < candidates.length; i++) {
+    const s = candidates[i] as AccountSettings
+    try {
+      return { settings: s, tokens: await run(s) }
+    } catch (e) {
+      if (e instanceof MailkeyError && isClientRejection(e) && i + 1 < candidates.length) {
+        const next = candidates[i + 1] as AccountSettings
+        cb.onClientRejected?.({ clientId: s.clientId, label: s.clientLabel ?? s.clientId, error: e, next: next.clientId })
+        lastErr = e
+        continue
+      }
+      if (e instanceof MailkeyError && isClientRejection(e) && candidates.length > 1) {
+        cb.onClientRejected?.({ clientId: s.clientId, label: s.clientLabel ?? s.clientId, error: e })
+        e.hint = `All ${candidates.length} built-in client ids were refused. Pass your own with --client-id (see docs/providers.md).`
+      }
+      throw e
+    }
+  }
+  throw lastErr ?? new ConfigError(ERR.CONFIG_INVALID, 'no client id to sign in with')
+}
+
+async function saveGrant(broker: Broker, settings: AccountSettings, tokens: TokenSet, rtOverride?: Secret): Promise<AccountRecord> {
+  const now = broker.now()
+  const refreshToken = tokens.refreshToken ?? rtOverride
+  const rec: AccountRecord = {
+    v: 1,
+    settings,
+    state: 'active',
+    grant: {
+      accessToken: tokens.accessToken.reveal(),
+      tokenType: tokens.tokenType,
+      expiresAt: now + (tokens.expiresIn ?? 3600) * 1000,
+      grantedAt: now,
+      refreshedAt: now,
+      ...(refreshToken ? { refreshToken: refreshToken.reveal(), refreshTokenAt: now } : {}),
+      ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
+      ...(tokens.identity ? { identity: tokens.identity } : {}),
+    },
+    updatedAt: now,
+  }
+  await broker.store.ensureDir()
+  // Under the lock: a `mailkey token` running now must not interleave with this write.
+  const lock = await acquire(broker.store.lockPath(accountId(settings.email)), { timeoutMs: 30_000 })
+  try {
+    await broker.store.write(rec)
+  } finally {
+    await lock.release()
+  }
+  return rec
+}
+
+export async function signIn(broker: Broker, opts: SignInOptions): Promise<AccountRecord> {
+  const { provider, candidates } = await plan(broker, opts, opts.flow ?? 'browser')
+  const first = candidates[0] as AccountSettings
+  const flow: Flow = opts.flow ?? pickFlow(provider, first, opts.canOpenBrowser ?? false)
+  assertFlowAllowed(provider, first, flow)
+  for (const c of candidates) c.flow = flow
+  opts.onPlan?.({ provider: provider?.name ?? 'custom', flow, clientId: first.clientId })
+  const email = first.email
+  const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
+    if (flow === 'device') {
+      const d = await startDeviceAuthorization(s, { account: email, ...(opts.signal ? { signal: opts.signal } : {}) })
+      opts.onDevicePrompt?.(deviceToPrompt(email, d))
+      return pollDeviceAuthorization(s, d, { account: email, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}) })
+    }
+    return authorizationCodeSignIn(s, {
+      account: email,
+      redirect: provider?.redirect ?? { host: '127.0.0.1', path: '/' },
+      ...(opts.redirectPort !== undefined ? { port: opts.redirectPort } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onAuthorizationUrl: async (url, redirectUri) => {
+        const opened = flow === 'browser' && opts.openBrowser ? await opts.openBrowser(url).catch(() => false) : false
+        opts.onAuthorizationUrl?.(url, { browserOpened: opened, redirectUri, paste: flow === 'paste' || !opened })
+      },
+      ...(flow === 'paste' || !opts.openBrowser ? (opts.readPastedRedirect ? { readPastedRedirect: opts.readPastedRedirect } : {}) : {}),
+    })
+  })
+  return saveGrant(broker, settings, tokens)
+}
+
+/** Validate a refresh token with one refresh and store the (possibly rotated) result. */
+export async function importRefreshToken(broker: Broker, opts: ImportOptions): Promise<AccountRecord> {
+  const { candidates } = await plan(broker, opts, 'import')
+  const first = candidates[0] as AccountSettings
+  opts.onPlan?.({ provider: first.provider, flow: 'import', clientId: first.clientId })
+  const { settings, tokens } = await withCandidates(candidates, opts, (s) =>
+    refreshGrant(s, opts.refreshToken, { account: s.email, ...(opts.signal ? { signal: opts.signal } : {}) }),
+  )
+  return saveGrant(broker, settings, tokens, opts.refreshToken)
+}

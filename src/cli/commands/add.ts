@@ -1,0 +1,162 @@
+/**
+ * `mailkey add <email>`: sign in and store the grant.
+ *
+ * Human output goes to stderr; with --json, newline-delimited JSON events go to stdout (the
+ * device prompt is one event, so a script can push the code to a phone).
+ */
+import { EXIT, UsageError } from '../../errors.js'
+import { createMailkey } from '../../mailkey.js'
+import type { AccountStatus } from '../../broker/accounts.js'
+import type { DevicePrompt } from '../../broker/sign-in.js'
+import type { Flow } from '../../providers/types.js'
+import type { CliIO } from '../io.js'
+import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
+import { canOpenBrowser, openBrowser } from '../browser.js'
+import { formatDuration } from '../format.js'
+
+const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
+
+Signs in to the mail provider and stores the grant. With no flow flag mailkey opens a browser
+when it can, and shows a device code (a URL and a code to enter on any phone or computer) when
+it cannot (SSH, no display). Google allows no device code for mail: use --paste there.
+
+  --device           device-code sign-in (RFC 8628)
+  --browser          system browser with a loopback redirect to 127.0.0.1
+  --paste            print the URL; paste back the address the browser ends on
+  --port N           fixed port for the loopback redirect (default: random)
+  --timeout SEC      how long to wait for the browser (default 300)
+  --no-qr            do not draw a QR code for the device-code URL
+  --json             newline-delimited JSON events on stdout
+Provider flags: see "mailkey --help".
+`
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('add', args, {
+    ...COMMON_FLAGS,
+    ...PROVIDER_FLAGS,
+    device: { type: 'boolean' },
+    browser: { type: 'boolean' },
+    paste: { type: 'boolean' },
+    port: { type: 'string' },
+    timeout: { type: 'string' },
+    'no-qr': { type: 'boolean' },
+  }, 1)
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const email = needEmail('add', positionals)
+  const flows = (['device', 'browser', 'paste'] as const).filter((f) => values[f] === true)
+  if (flows.length > 1) throw new UsageError(`choose one of --device, --browser, --paste (got ${flows.map((f) => '--' + f).join(' and ')})`)
+  const flow: Flow | undefined = flows[0]
+  const port = values.port === undefined ? undefined : intFlag('--port', values.port, 1, 65535)
+  const timeoutSec = values.timeout === undefined ? undefined : intFlag('--timeout', values.timeout, 5, 3600)
+  const json = values.json === true
+  const emit = (event: Record<string, unknown>): void => {
+    if (json) io.stdout(JSON.stringify(event) + '\n')
+  }
+  const say = (text: string): void => io.stderr(text)
+  const opts = accountOptions(email, values)
+  const mk = createMailkey({ env: io.env })
+  let countdown: NodeJS.Timeout | undefined
+  let deviceExpiresAt = 0
+  const stopCountdown = (): void => {
+    if (countdown) clearInterval(countdown)
+    countdown = undefined
+    if (io.stderrIsTTY && deviceExpiresAt) say('\r\x1b[K')
+  }
+  let status: AccountStatus
+  try {
+    status = await mk.signIn({
+      ...opts,
+      ...(flow ? { flow } : {}),
+      canOpenBrowser: canOpenBrowser(io.env),
+      ...(port !== undefined ? { redirectPort: port } : {}),
+      ...(timeoutSec !== undefined ? { timeoutMs: timeoutSec * 1000 } : {}),
+      signal: io.signal,
+      onPlan: (p) => {
+        emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
+      },
+      onClientRejected: (r) => {
+        say(`mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`)
+        emit({ event: 'client_rejected', client_id: r.clientId, message: r.error.message, ...(r.next ? { next_client_id: r.next } : {}) })
+      },
+      onDevicePrompt: async (p) => {
+        deviceExpiresAt = p.expiresAt
+        emit({
+          event: 'device_code',
+          account: email,
+          user_code: p.userCode,
+          verification_uri: p.verificationUri,
+          ...(p.verificationUriComplete ? { verification_uri_complete: p.verificationUriComplete } : {}),
+          expires_in: p.expiresIn,
+          interval: p.interval,
+          ...(p.message ? { message: p.message } : {}),
+        })
+        say(await devicePromptText(p, io.stderrIsTTY && values['no-qr'] !== true))
+        if (io.stderrIsTTY) {
+          countdown = setInterval(() => {
+            const left = Math.max(0, Math.round((p.expiresAt - Date.now()) / 1000))
+            say(`\r\x1b[KWaiting for you to approve… the code expires in ${formatDuration(left)}`)
+          }, 1000)
+          countdown.unref()
+        }
+      },
+      onDeviceTick: (left) => {
+        if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
+      },
+      openBrowser: (url) => openBrowser(url, io.env),
+      onAuthorizationUrl: (url, info) => {
+        emit({ event: 'authorization_url', account: email, url, redirect_uri: info.redirectUri, browser_opened: info.browserOpened })
+        if (info.browserOpened) {
+          say(`A browser window should have opened to sign in ${email}. If it did not, open:\n\n  ${url}\n\nWaiting for the sign-in to finish…\n`)
+        } else {
+          say(`To sign in ${email}, open this address in a browser (on any machine):\n\n  ${url}\n\n` +
+            `After you approve, the browser is sent to ${info.redirectUri}… — if that page does not load,\n` +
+            'copy the whole address from the address bar and paste it here.\n')
+        }
+      },
+      readPastedRedirect: (signal) => io.readLine('Paste the address here: ', signal).then((t) => {
+        if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
+        return t
+      }),
+    })
+  } finally {
+    stopCountdown()
+  }
+  emit({ event: 'signed_in', account: status.email, status })
+  say(signedInText(status))
+  return EXIT.OK
+}
+
+function intFlag(name: string, v: unknown, min: number, max: number): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
+  const target = p.verificationUriComplete ?? p.verificationUri
+  let text = `To sign in ${p.account}, open\n\n  ${p.verificationUri}\n\non any phone or computer and enter the code\n\n  ${p.userCode}\n\n`
+  if (qr) {
+    try {
+      const { renderUnicodeCompact } = await import('uqr')
+      text += `or scan:\n\n${renderUnicodeCompact(target, { border: 1 })}\n\n`
+    } catch {
+      /* no QR: the URL and code are enough */
+    }
+  }
+  text += `The code expires in ${formatDuration(p.expiresIn)}.\n`
+  return text
+}
+
+function signedInText(s: AccountStatus): string {
+  const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
+  let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
+  if (!s.refreshToken.present) {
+    t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'
+  }
+  t += `Next: "mailkey token ${s.email}" prints a fresh access token for your mail client;\n` +
+    `      "mailkey status ${s.email}" shows the servers and the token's state.\n`
+  return t
+}

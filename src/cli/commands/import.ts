@@ -1,0 +1,48 @@
+/**
+ * `mailkey import <email> --refresh-token-file F`: adopt a refresh token obtained elsewhere
+ * (another mail client, a script). It is checked with one refresh before it is stored.
+ */
+import { EXIT, UsageError } from '../../errors.js'
+import { Secret } from '../../core/secret.js'
+import { createMailkey } from '../../mailkey.js'
+import type { CliIO } from '../io.js'
+import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse, readSmallFile } from '../flags.js'
+
+const HELP = `Usage: mailkey import <email> --refresh-token-file F [provider flags]
+
+Stores a refresh token you already have, after one refresh proves it works (the rotated token,
+if the server sends one, is what gets stored). Use "-" to read the token from stdin. The token
+is never accepted on the command line, where other users could see it in the process list.
+Give the same --client-id (and --client-secret) the token was issued to.
+`
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('import', args, { ...COMMON_FLAGS, ...PROVIDER_FLAGS, 'refresh-token-file': { type: 'string' } }, 1)
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const email = needEmail('import', positionals)
+  const file = values['refresh-token-file']
+  if (typeof file !== 'string') throw new UsageError('import needs --refresh-token-file F (or - for stdin)', { hint: `Run "mailkey import ${email} --refresh-token-file token.txt".` })
+  let raw: string | undefined
+  if (file === '-') {
+    raw = await io.readLine(io.stdinIsTTY ? 'Refresh token: ' : '', io.signal)
+  } else {
+    raw = readSmallFile(file, '--refresh-token-file')
+  }
+  const rt = raw?.trim()
+  if (!rt) throw new UsageError(`no refresh token in ${file === '-' ? 'stdin' : `"${file}"`}`)
+  if (/\s/.test(rt)) throw new UsageError(`the refresh token in ${file === '-' ? 'stdin' : `"${file}"`} contains spaces or several lines; put only the token in it`)
+  const mk = createMailkey({ env: io.env })
+  const status = await mk.importRefreshToken({
+    ...accountOptions(email, values),
+    refreshToken: new Secret(rt),
+    signal: io.signal,
+    onClientRejected: (r) => io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
+  })
+  if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
+  io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works${status.refreshToken.present ? '' : ''}.\n` +
+    `Next: "mailkey token ${status.email}" prints an access token.\n`)
+  return EXIT.OK
+}

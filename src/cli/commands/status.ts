@@ -1,0 +1,95 @@
+/**
+ * `mailkey status [<email>]` and `mailkey list`: what is set up, whether it works, and what to
+ * do when it does not. Never prints a token.
+ */
+import { EXIT } from '../../errors.js'
+import { createMailkey } from '../../mailkey.js'
+import type { AccountStatus } from '../../broker/accounts.js'
+import type { CliIO } from '../io.js'
+import { COMMON_FLAGS, parse } from '../flags.js'
+import { formatDuration, formatTime } from '../format.js'
+
+const STATUS_HELP = `Usage: mailkey status [<email>] [--json]
+
+Shows each account's provider, tenant, client id, sign-in flow, token expiry, refresh-token age,
+the last refresh error and what it means. Never prints a token.
+`
+const LIST_HELP = `Usage: mailkey list [--json]
+
+One line per account: address, provider, state, access-token expiry.
+`
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('status', args, COMMON_FLAGS, 1)
+  if (values.help) {
+    io.stdout(STATUS_HELP)
+    return EXIT.OK
+  }
+  const mk = createMailkey({ env: io.env })
+  const email = positionals[0]
+  if (email) {
+    const s = await mk.status(email)
+    io.stdout(values.json ? JSON.stringify(s, null, 2) + '\n' : describe(s))
+    return EXIT.OK
+  }
+  const { accounts, broken } = await mk.list()
+  if (values.json) {
+    io.stdout(JSON.stringify({ accounts, broken }, null, 2) + '\n')
+  } else {
+    if (accounts.length === 0 && broken.length === 0) io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
+    io.stdout(accounts.map(describe).join('\n'))
+    for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
+  }
+  return EXIT.OK
+}
+
+export async function runList(args: string[], io: CliIO): Promise<number> {
+  const { values } = parse('list', args, COMMON_FLAGS, 0)
+  if (values.help) {
+    io.stdout(LIST_HELP)
+    return EXIT.OK
+  }
+  const mk = createMailkey({ env: io.env })
+  const { accounts, broken } = await mk.list()
+  if (values.json) {
+    io.stdout(JSON.stringify({ accounts: accounts.map((a) => ({ email: a.email, provider: a.provider, state: a.state, access_token_expires_at: a.accessToken.expiresAt ?? null })), broken }, null, 2) + '\n')
+  } else {
+    if (accounts.length === 0 && broken.length === 0) io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
+    for (const a of accounts) {
+      const state = a.state === 'reauth' ? 'needs sign-in' : a.accessToken.valid ? `token valid ${formatDuration(a.accessToken.expiresInSec ?? 0)}` : 'token expired (refreshes on next use)'
+      io.stdout(`${a.email}\t${a.provider}${a.tenant ? `/${a.tenant}` : ''}\t${state}\n`)
+    }
+    for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
+  }
+  return EXIT.OK
+}
+
+function describe(s: AccountStatus): string {
+  const rows: [string, string][] = []
+  rows.push(['provider', `${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}`])
+  rows.push(['client id', `${s.clientId}${s.clientLabel ? ` (${s.clientLabel})` : ''}`])
+  rows.push(['signed in', `${formatTime(s.grantedAt)} via ${s.flow}${s.identity?.email ? ` as ${s.identity.email}` : ''}`])
+  if (s.state === 'reauth') {
+    rows.push(['state', `NEEDS SIGN-IN: run "mailkey add ${s.email}"`])
+  } else {
+    rows.push(['state', 'active'])
+  }
+  const at = s.accessToken
+  rows.push(['access token', !at.present ? 'none' : at.valid ? `valid for ${formatDuration(at.expiresInSec ?? 0)} (until ${formatTime(at.expiresAt)})` : `expired ${formatTime(at.expiresAt)}; refreshed on next use`])
+  const rt = s.refreshToken
+  rows.push(['refresh token', rt.present
+    ? `received ${rt.ageDays} days ago${rt.idleLimitDays ? ` (the provider drops it after ${rt.idleLimitDays} days unused)` : ''}`
+    : 'none (sign in again when the access token expires)'])
+  if (s.refreshedAt) rows.push(['last refresh', formatTime(s.refreshedAt)])
+  rows.push(['scopes', s.grantedScope ?? s.scopes.join(' ')])
+  const servers = [s.servers.imap, s.servers.pop, s.servers.smtp].filter(Boolean).join('  ')
+  rows.push(['servers', servers || '-'])
+  rows.push(['SASL', s.sasl])
+  if (s.lastError) {
+    rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])
+    if (s.lastError.meaning) rows.push(['meaning', s.lastError.meaning])
+  }
+  rows.push(['stored in', `${s.storage.path} (file mode 0600, not encrypted)`])
+  const w = Math.max(...rows.map(([k]) => k.length))
+  return `${s.email}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`
+}

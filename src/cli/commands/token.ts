@@ -1,0 +1,90 @@
+/**
+ * `mailkey token [<email>]`: print an access token for a mail client's credential command
+ * (mbsync PassCmd, msmtp passwordeval, aerc *-cred-cmd, neomutt, offlineimap).
+ *
+ * stdout carries ONLY the token (or the SASL string, or --json) and a newline; anything else
+ * goes to stderr. This is the hot path: it loads no OAuth code unless it must refresh.
+ */
+import { EXIT, UsageError } from '../../errors.js'
+import { createMailkey } from '../../mailkey.js'
+import type { CliIO } from '../io.js'
+import { parse, saslFlag } from '../flags.js'
+
+const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
+
+Prints a valid access token and a newline on stdout, refreshing it first when it expires within
+the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
+
+  --sasl M          print the base64 SASL initial response for mechanism M instead
+  --host H --port P host and port to put in an OAUTHBEARER response (RFC 7628 §3.1)
+  --json            print {"access_token", "expires_at", "expires_in", "scope", ...}
+  --force-refresh   get a new token even if the cached one looks valid (the server rejected it)
+  --min-validity S  refresh unless the token is valid for at least S more seconds
+`
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('token', args, {
+    help: { type: 'boolean', short: 'h' },
+    debug: { type: 'boolean' },
+    json: { type: 'boolean' },
+    sasl: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'force-refresh': { type: 'boolean' },
+    'min-validity': { type: 'string' },
+  }, 1)
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const email = positionals[0] ?? io.env.MAILKEY_EMAIL
+  if (!email) throw new UsageError('token needs the account\'s e-mail address (or MAILKEY_EMAIL)', { hint: 'Run "mailkey token you@example.com".' })
+  const minValidity = values['min-validity']
+  if (minValidity !== undefined && !(typeof minValidity === 'string' && /^\d+$/.test(minValidity) && Number(minValidity) <= 86_400)) {
+    throw new UsageError('--min-validity must be a whole number of seconds up to 86400')
+  }
+  const mk = createMailkey({ env: io.env, onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const getOpts = {
+    forceRefresh: values['force-refresh'] === true,
+    signal: io.signal,
+    ...(typeof minValidity === 'string' ? { minValiditySec: Number(minValidity) } : {}),
+  }
+  if (typeof values.sasl === 'string') {
+    const mechanism = saslFlag(values.sasl)
+    const port = typeof values.port === 'string' ? Number(values.port) : undefined
+    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError('--port must be a port number')
+    const rec = await mk.broker.store.read(email.trim().toLowerCase())
+    if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
+      throw new UsageError('Microsoft\'s mail servers accept only XOAUTH2; use --sasl xoauth2', { account: email })
+    }
+    const r = await mk.getSaslResponse(email, {
+      ...getOpts,
+      mechanism,
+      ...(typeof values.host === 'string' ? { host: values.host } : {}),
+      ...(port !== undefined ? { port } : {}),
+    })
+    io.stdout(values.json
+      ? JSON.stringify({ account: r.token.account, mechanism: r.mechanism, response: r.response.reveal(), expires_at: iso(r.token.expiresAt) }) + '\n'
+      : r.response.reveal() + '\n')
+    return EXIT.OK
+  }
+  const t = await mk.getAccessToken(email, getOpts)
+  if (values.json) {
+    io.stdout(JSON.stringify({
+      account: t.account,
+      access_token: t.token.reveal(),
+      token_type: 'Bearer',
+      ...(t.expiresAt !== undefined ? { expires_at: iso(t.expiresAt), expires_in: Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) } : {}),
+      ...(t.scope !== undefined ? { scope: t.scope } : {}),
+      sasl_mechanism: t.sasl,
+      refreshed: t.refreshed,
+    }) + '\n')
+  } else {
+    io.stdout(t.token.reveal() + '\n')
+  }
+  return EXIT.OK
+}
+
+function iso(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString()
+}

@@ -1,0 +1,38 @@
+/**
+ * CLI advice per error code: the exact next command. Library errors carry provider advice in
+ * `hint` (no command names); the CLI adds the command here, so library users are not handed
+ * CLI instructions.
+ *
+ * Owns: hint text. Must not: decide error classes.
+ */
+import { ERR, type MailkeyError } from '../errors.js'
+
+export function cliHint(e: MailkeyError): string | undefined {
+  const a = e.account ?? '<email>'
+  switch (e.code) {
+    case ERR.REAUTH_REQUIRED:
+    case ERR.NO_REFRESH_TOKEN:
+    case ERR.CONSENT_REQUIRED:
+      return `Run "mailkey add ${a}" to sign in again.`
+    case ERR.CLIENT_REJECTED:
+      return `Run "mailkey add ${a}" to sign in again (with --client-id ID if you have your own app registration).`
+    case ERR.FLOW_BLOCKED:
+      return `Your organisation blocks this kind of sign-in: run "mailkey add ${a} --browser" (or --paste over SSH).`
+    case ERR.SIGNIN_DECLINED:
+      return `Run "mailkey add ${a}" again and approve the request.`
+    case ERR.SIGNIN_EXPIRED:
+    case ERR.SIGNIN_TIMEOUT:
+      return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
+    case ERR.OAUTH_TRANSIENT:
+    case ERR.STORE_LOCK_TIMEOUT:
+      return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
+    case ERR.ACCOUNT_UNKNOWN:
+      return undefined // the error's own hint names the command
+    case ERR.OAUTH_CONFIG:
+      return `Check the provider settings with "mailkey status ${a}", then run "mailkey add ${a}" with corrected flags.`
+    case ERR.INTERRUPTED:
+      return undefined
+    default:
+      return undefined
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The user-edited config file ($XDG_CONFIG_HOME/mailkey/config.toml). It never holds tokens.
+ *
+ *   refresh_margin_sec = 300          # refresh when the access token has less left than this
+ *
+ *   [providers.example]               # a provider of your own (any RFC 6749 server)
+ *   issuer = "https://login.example.com"          # discovery (RFC 8414 / OIDC), or:
+ *   authorize_url = "..."  token_url = "..."  device_url = "..."  revocation_url = "..."
+ *   client_id = "..."  (or client_ids = ["a", "b"])  client_secret = "..."
+ *   scopes = ["..."]   flows = ["device", "browser", "paste"]   sasl = ["XOAUTH2"]
+ *   imap_url = "imaps://imap.example.com"  pop_url = "..."  smtp_url = "smtp://smtp.example.com:587"
+ *   domains = ["example.com"]   redirect_host = "127.0.0.1"   redirect_path = "/"
+ *   auth_params = { prompt = "consent" }   tenant = "..."
+ *
+ * Errors carry file:line:col (pizauth's error_at_span idea).
+ *
+ * Owns: parsing and validating config.toml. Must not: do network I/O.
+ */
+import { readFile } from 'node:fs/promises'
+import { parse, TomlError } from 'smol-toml'
+import { ConfigError, ERR } from '../errors.js'
+import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
+
+export interface Config {
+  file: string
+  refreshMarginSec?: number
+  providers: Map<string, Provider>
+}
+
+const TOP_KEYS = new Set(['refresh_margin_sec', 'providers'])
+const PROVIDER_KEYS = new Set([
+  'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
+  'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
+  'redirect_path', 'auth_params', 'tenant', 'refresh_token_idle_days',
+])
+const FLOWS: readonly Flow[] = ['device', 'browser', 'paste']
+const MECHS: readonly SaslMechanism[] = ['XOAUTH2', 'OAUTHBEARER']
+
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { file, providers: new Map() }
+    throw new ConfigError(ERR.CONFIG_INVALID, `cannot read the config file "${file}" (${(e as NodeJS.ErrnoException).code ?? e})`, { file, cause: e })
+  }
+  return parseConfig(text, file)
+}
+
+export function parseConfig(text: string, file: string): Config {
+  let data: Record<string, unknown>
+  try {
+    data = parse(text) as Record<string, unknown>
+  } catch (e) {
+    if (e instanceof TomlError) {
+      const msg = e.message.split('\n')[0] ?? 'syntax error'
+      throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${e.line}:${e.column}: ${msg.replace(/^Invalid TOML document: /, '')}`, {
+        file, line: e.line, column: e.column, hint: `Fix the config file "${file}".`,
+      })
+    }
+    throw e
+  }
+  const at = (path: string[], key?: string): string => {
+    const loc = locate(text, path, key)
+    return `${file}:${loc.line}:${loc.column}`
+  }
+  const fail = (path: string[], key: string | undefined, msg: string): never => {
+    const loc = locate(text, path, key)
+    throw new ConfigError(ERR.CONFIG_INVALID, `${at(path, key)}: ${msg}`, { file, line: loc.line, column: loc.column, hint: `Fix the config file "${file}".` })
+  }
+  for (const k of Object.keys(data)) if (!TOP_KEYS.has(k)) fail([], k, `unknown setting "${k}"`)
+  const cfg: Config = { file, providers: new Map() }
+  if (data.refresh_margin_sec !== undefined) {
+    const v = data.refresh_margin_sec
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 86_400) fail([], 'refresh_margin_sec', 'refresh_margin_sec must be a whole number of seconds from 0 to 86400')
+    cfg.refreshMarginSec = v as number
+  }
+  const providers = data.providers
+  if (providers !== undefined) {
+    if (typeof providers !== 'object' || providers === null || Array.isArray(providers)) fail([], 'providers', '"providers" must be a table of [providers.NAME] sections')
+    for (const [name, raw] of Object.entries(providers as Record<string, unknown>)) {
+      const path = ['providers', name]
+      if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name)) fail(path, undefined, `provider name "${name}" may only use letters, digits, ".", "_" and "-"`)
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(path, undefined, `[providers.${name}] must be a table`)
+      const p = raw as Record<string, unknown>
+      for (const k of Object.keys(p)) if (!PROVIDER_KEYS.has(k)) fail(path, k, `unknown setting "${k}" in [providers.${name}]`)
+      const str = (k: string): string | undefined => {
+        const v = p[k]
+        if (v === undefined) return undefined
+        if (typeof v !== 'string' || v.length === 0) fail(path, k, `"${k}" must be a non-empty string`)
+        return v as string
+      }
+      const strList = (k: string): string[] | undefined => {
+        const v = p[k]
+        if (v === undefined) return undefined
+        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0)) fail(path, k, `"${k}" must be a list of strings`)
+        return v as string[]
+      }
+      const clients: ClientCandidate[] = []
+      const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
+      const secret = str('client_secret')
+      for (const id of ids) clients.push({ clientId: id, ...(secret ? { clientSecret: secret } : {}), label: `config provider "${name}"` })
+      const flows = strList('flows') ?? ['browser', 'device', 'paste']
+      for (const f of flows) if (!FLOWS.includes(f as Flow)) fail(path, 'flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
+      const sasl = (strList('sasl') ?? ['XOAUTH2']).map((s) => s.toUpperCase())
+      for (const s of sasl) if (!MECHS.includes(s as SaslMechanism)) fail(path, 'sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
+      const issuer = str('issuer')
+      const token = str('token_url')
+      if (!issuer && !token) fail(path, undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
+      const authParams = p.auth_params
+      if (authParams !== undefined && (typeof authParams !== 'object' || authParams === null || Object.values(authParams).some((v) => typeof v !== 'string'))) {
+        fail(path, 'auth_params', '"auth_params" must be a table of strings')
+      }
+      const redirectHost = str('redirect_host') ?? '127.0.0.1'
+      if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost)) fail(path, 'redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
+      const idle = p.refresh_token_idle_days
+      if (idle !== undefined && (typeof idle !== 'number' || idle <= 0)) fail(path, 'refresh_token_idle_days', '"refresh_token_idle_days" must be a positive number')
+      const provider: Provider = {
+        name,
+        displayName: str('display_name') ?? name,
+        endpoints: {
+          ...(issuer ? { issuer } : {}),
+          ...(str('authorize_url') ? { authorization: str('authorize_url') } : {}),
+          ...(token ? { token } : {}),
+          ...(str('device_url') ? { deviceAuthorization: str('device_url') } : {}),
+          ...(str('revocation_url') ? { revocation: str('revocation_url') } : {}),
+        },
+        clients,
+        scopes: strList('scopes') ?? [],
+        flows: flows as Flow[],
+        redirect: { host: redirectHost as Provider['redirect']['host'], path: str('redirect_path') ?? '/' },
+        sasl: sasl as SaslMechanism[],
+        servers: {
+          ...(str('imap_url') ? { imap: str('imap_url') } : {}),
+          ...(str('pop_url') ? { pop: str('pop_url') } : {}),
+          ...(str('smtp_url') ? { smtp: str('smtp_url') } : {}),
+        },
+        domains: (strList('domains') ?? []).map((d) => d.toLowerCase()),
+        ...(authParams ? { authorizationParams: authParams as Record<string, string> } : {}),
+        ...(str('tenant') ? { defaultTenant: str('tenant') } : {}),
+        ...(typeof idle === 'number' ? { refreshTokenIdleDays: idle } : {}),
+      }
+      cfg.providers.set(name, provider)
+    }
+  }
+  return cfg
+}
+
+/** Best-effort position of a key (or a table header) for error messages; 1-based. */
+export function locate(text: string, path: string[], key?: string): { line: number; column: number } {
+  const lines = text.split(/\r?\n/)
+  let start = 0
+  if (path.length > 0) {
+    const header = path.map((p) => (/^[A-Za-z0-9_-]+$/.test(p) ? p : JSON.stringify(p))).join('.')
+    const idx = lines.findIndex((l) => l.replace(/\s+/g, '') === `[${header}]`)
+    if (idx >= 0) {
+      if (key === undefined) return { line: idx + 1, column: 1 }
+      start = idx + 1
+    }
+  }
+  if (key !== undefined) {
+    const re = new RegExp(`^\\s*("?)${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\1\\s*=`)
+    for (let i = start; i < lines.length; i++) {
+      const l = lines[i] ?? ''
+      if (i > start && path.length > 0 && /^\s*\[/.test(l)) break
+      if (re.test(l)) return { line: i + 1, column: l.search(/\S/) + 1 }
+    }
+  }
+  return { line: start > 0 ? start : 1, column: 1 }
+}

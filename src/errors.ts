@@ -1,0 +1,188 @@
+/**
+ * The one error hierarchy of mailkey.
+ *
+ * The subclass says how to react (sign in again, try later, fix the config...), the `code` says
+ * what happened. Exit codes follow sysexits(3), which the mail tools around us (msmtp, sendmail)
+ * already use: 75 means "try again later" and 77 means "you must sign in again".
+ *
+ * Owns: classes, codes, exit-code mapping. Must not: import anything from mailkey, print, exit.
+ */
+
+export const EXIT = {
+  OK: 0,
+  GENERIC: 1,
+  USAGE: 64,
+  DATAERR: 65,
+  SOFTWARE: 70,
+  IOERR: 74,
+  TEMPFAIL: 75,
+  PROTOCOL: 76,
+  NOPERM: 77,
+  CONFIG: 78,
+  INTERRUPTED: 130,
+} as const
+
+export const ERR = {
+  USAGE: 'ERR_MAILKEY_USAGE',
+  CONFIG_INVALID: 'ERR_MAILKEY_CONFIG_INVALID',
+  ACCOUNT_UNKNOWN: 'ERR_MAILKEY_ACCOUNT_UNKNOWN',
+  ACCOUNT_EXISTS: 'ERR_MAILKEY_ACCOUNT_EXISTS',
+  PROVIDER_UNKNOWN: 'ERR_MAILKEY_PROVIDER_UNKNOWN',
+  PROVIDER_FLOW_UNSUPPORTED: 'ERR_MAILKEY_PROVIDER_FLOW_UNSUPPORTED',
+  INSECURE_ENDPOINT: 'ERR_MAILKEY_CONFIG_INSECURE_ENDPOINT',
+  REAUTH_REQUIRED: 'ERR_MAILKEY_OAUTH_REAUTH_REQUIRED',
+  NO_REFRESH_TOKEN: 'ERR_MAILKEY_OAUTH_NO_REFRESH_TOKEN',
+  CLIENT_REJECTED: 'ERR_MAILKEY_OAUTH_CLIENT_REJECTED',
+  CONSENT_REQUIRED: 'ERR_MAILKEY_OAUTH_CONSENT_REQUIRED',
+  SIGNIN_DECLINED: 'ERR_MAILKEY_OAUTH_SIGNIN_DECLINED',
+  SIGNIN_EXPIRED: 'ERR_MAILKEY_OAUTH_SIGNIN_EXPIRED',
+  SIGNIN_TIMEOUT: 'ERR_MAILKEY_OAUTH_SIGNIN_TIMEOUT',
+  FLOW_BLOCKED: 'ERR_MAILKEY_OAUTH_FLOW_BLOCKED',
+  OAUTH_CONFIG: 'ERR_MAILKEY_OAUTH_CONFIG',
+  OAUTH_TRANSIENT: 'ERR_MAILKEY_OAUTH_TRANSIENT',
+  OAUTH_PROTOCOL: 'ERR_MAILKEY_OAUTH_PROTOCOL',
+  STATE_MISMATCH: 'ERR_MAILKEY_OAUTH_STATE_MISMATCH',
+  STORE_PERMISSIONS: 'ERR_MAILKEY_STORE_PERMISSIONS',
+  STORE_CORRUPT: 'ERR_MAILKEY_STORE_CORRUPT',
+  STORE_LOCK_TIMEOUT: 'ERR_MAILKEY_STORE_LOCK_TIMEOUT',
+  STORE_IO: 'ERR_MAILKEY_STORE_IO',
+  INTERNAL: 'ERR_MAILKEY_INTERNAL',
+  INTERRUPTED: 'ERR_MAILKEY_INTERRUPTED',
+} as const
+
+export type ErrorCode = (typeof ERR)[keyof typeof ERR]
+
+export interface MailkeyErrorOptions {
+  /** the account the error is about, when there is one */
+  account?: string
+  /** a full sentence naming the exact next command; see cli/hints.ts for defaults */
+  hint?: string
+  cause?: unknown
+  /** OAuth `error` value from the server (RFC 6749 §5.2), kept as data */
+  oauthError?: string
+  /** AADSTS numbers and the like */
+  providerCodes?: string[]
+  /** HTTP status of the response the error came from */
+  status?: number
+  /** seconds, from a Retry-After header (RFC 9110 §10.2.3) */
+  retryAfterSec?: number
+}
+
+export class MailkeyError extends Error {
+  readonly code: ErrorCode
+  readonly account: string | undefined
+  hint: string | undefined
+  readonly oauthError: string | undefined
+  readonly providerCodes: string[]
+  readonly status: number | undefined
+  readonly retryAfterSec: number | undefined
+  readonly exitCode: number = EXIT.GENERIC
+
+  constructor(code: ErrorCode, message: string, options: MailkeyErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.account = options.account
+    this.hint = options.hint
+    this.oauthError = options.oauthError
+    this.providerCodes = options.providerCodes ?? []
+    this.status = options.status
+    this.retryAfterSec = options.retryAfterSec
+  }
+
+  /** true when trying again later, unchanged, may succeed */
+  get transient(): boolean {
+    return false
+  }
+
+  /** true when the user must run an interactive sign-in before this account works again */
+  get reauthRequired(): boolean {
+    return false
+  }
+}
+
+/** Bad flags or arguments. */
+export class UsageError extends MailkeyError {
+  override readonly exitCode: number = EXIT.USAGE
+  constructor(message: string, options: MailkeyErrorOptions = {}) {
+    super(ERR.USAGE, message, options)
+  }
+}
+
+/** Broken or missing configuration: a config file, an account setting, a provider definition. */
+export class ConfigError extends MailkeyError {
+  override readonly exitCode: number = EXIT.CONFIG
+  readonly file: string | undefined
+  readonly line: number | undefined
+  readonly column: number | undefined
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: MailkeyErrorOptions & { file?: string; line?: number; column?: number } = {},
+  ) {
+    super(code, message, options)
+    this.file = options.file
+    this.line = options.line
+    this.column = options.column
+  }
+}
+
+/** The grant is gone or unusable: only an interactive sign-in helps (the record is kept). */
+export class ReauthRequiredError extends MailkeyError {
+  override readonly exitCode: number = EXIT.NOPERM
+  override get reauthRequired(): boolean {
+    return true
+  }
+}
+
+/** Network trouble, timeouts, HTTP 408/429/5xx: the grant is kept, try again later. */
+export class TransientError extends MailkeyError {
+  override readonly exitCode: number = EXIT.TEMPFAIL
+  override get transient(): boolean {
+    return true
+  }
+}
+
+/** A peer broke the protocol: an OAuth response we cannot use, a state mismatch. */
+export class ProtocolError extends MailkeyError {
+  override readonly exitCode: number = EXIT.PROTOCOL
+}
+
+/** The token store cannot be used: permissions, corruption, lock timeouts, I/O. */
+export class StoreError extends MailkeyError {
+  override readonly exitCode: number = EXIT.IOERR
+  constructor(code: ErrorCode, message: string, options: MailkeyErrorOptions = {}) {
+    super(code, message, options)
+  }
+  override get transient(): boolean {
+    return this.code === ERR.STORE_LOCK_TIMEOUT
+  }
+}
+
+/** "Cannot happen." */
+export class InternalError extends MailkeyError {
+  override readonly exitCode: number = EXIT.SOFTWARE
+  constructor(message: string, options: MailkeyErrorOptions = {}) {
+    super(ERR.INTERNAL, message, options)
+  }
+}
+
+/** The user pressed ^C or the caller aborted. */
+export class InterruptedError extends MailkeyError {
+  override readonly exitCode: number = EXIT.INTERRUPTED
+  constructor(message = 'interrupted', options: MailkeyErrorOptions = {}) {
+    super(ERR.INTERRUPTED, message, options)
+  }
+}
+
+export function isMailkeyError(e: unknown): e is MailkeyError {
+  return e instanceof MailkeyError
+}
+
+export function exitCodeOf(e: unknown): number {
+  return e instanceof MailkeyError ? e.exitCode : EXIT.GENERIC
+}
+
+export function isTransient(e: unknown): boolean {
+  return e instanceof MailkeyError && e.transient
+}

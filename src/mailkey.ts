@@ -1,0 +1,66 @@
+/**
+ * The public library object. Everything the CLI does goes through here.
+ *
+ *   import { createMailkey } from 'mailkey'
+ *   const mk = createMailkey()
+ *   const { token } = await mk.getAccessToken('you@outlook.com')
+ *   imap.authenticate({ user: 'you@outlook.com', accessToken: token.reveal() })
+ *
+ * Owns: wiring the broker to the sign-in and account modules. Must not: print or exit.
+ */
+import { Broker, type AccessToken, type BrokerOptions, type GetTokenOptions } from './broker/broker.js'
+import type { AccountStatus, RemoveResult } from './broker/accounts.js'
+import type { ImportOptions, SignInOptions } from './broker/sign-in.js'
+import type { Secret } from './core/secret.js'
+import type { SaslMechanism } from './providers/types.js'
+
+export type MailkeyOptions = BrokerOptions
+
+export interface Mailkey {
+  /** A token with at least the refresh margin of life left; refreshes (once, machine-wide) if needed. */
+  getAccessToken(account: string, options?: GetTokenOptions): Promise<AccessToken>
+  /** The base64 SASL initial response (XOAUTH2 or OAUTHBEARER) for the account's token. */
+  getSaslResponse(account: string, options?: GetTokenOptions & { mechanism?: SaslMechanism; host?: string; port?: number }): Promise<{ mechanism: SaslMechanism; response: Secret; token: AccessToken }>
+  /** Interactive sign-in: device code, browser or paste. */
+  signIn(options: SignInOptions): Promise<AccountStatus>
+  /** Store a refresh token obtained elsewhere, after checking it with one refresh. */
+  importRefreshToken(options: ImportOptions): Promise<AccountStatus>
+  status(account: string): Promise<AccountStatus>
+  list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }>
+  remove(account: string, options?: { revoke?: boolean }): Promise<RemoveResult>
+  readonly broker: Broker
+}
+
+export function createMailkey(options: MailkeyOptions = {}): Mailkey {
+  const broker = new Broker(options)
+  return {
+    broker,
+    getAccessToken: (account, o) => broker.getAccessToken(account, o),
+    async getSaslResponse(account, o = {}) {
+      const token = await broker.getAccessToken(account, o)
+      const mechanism = o.mechanism ?? token.sasl
+      const { encodeSasl } = await import('./sasl/index.js')
+      const args = { user: token.user, token: token.token, ...(o.host ? { host: o.host } : {}), ...(o.port ? { port: o.port } : {}) }
+      return { mechanism, response: encodeSasl(mechanism, args), token }
+    },
+    async signIn(o) {
+      const { signIn } = await import('./broker/sign-in.js')
+      const { toStatus } = await import('./broker/accounts.js')
+      return toStatus(broker, await signIn(broker, o))
+    },
+    async importRefreshToken(o) {
+      const { importRefreshToken } = await import('./broker/sign-in.js')
+      const { toStatus } = await import('./broker/accounts.js')
+      return toStatus(broker, await importRefreshToken(broker, o))
+    },
+    async status(account) {
+      return (await import('./broker/accounts.js')).accountStatus(broker, account)
+    },
+    async list() {
+      return (await import('./broker/accounts.js')).listAccounts(broker)
+    },
+    async remove(account, o) {
+      return (await import('./broker/accounts.js')).removeAccount(broker, account, o)
+    },
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Authorization code + PKCE (RFC 6749 §4.1, RFC 7636 S256) for native apps (RFC 8252): a one-shot
+ * loopback listener on 127.0.0.1 with a random port (RFC 8252 §7.3), a random `state` checked on
+ * return (RFC 6749 §10.12), and the issuer check of RFC 9207 when the server sends `iss`.
+ *
+ * "Paste" mode serves people on SSH: the listener still runs (a browser on the same machine
+ * completes on its own), and the final redirected URL can also be pasted back.
+ *
+ * Owns: the loopback HTTP listener and the authorization URL. Must not: touch the store.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import * as oauth from 'oauth4webapi'
+import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, UsageError } from '../errors.js'
+import type { AccountSettings } from '../store/types.js'
+import { classify } from './classify.js'
+import { authorizationServer, oauthClient, safeHost, type OAuthContext } from './http.js'
+import { exchangeAuthorizationCode, type TokenSet } from './grants.js'
+
+export interface AuthCodeOptions extends OAuthContext {
+  /** loopback host and path registered for the client (default 127.0.0.1 and "/") */
+  redirect?: { host: string; path: string }
+  /** fixed port (default: a random free port) */
+  port?: number
+  /** how long to wait for the user (default 5 min) */
+  timeoutMs?: number
+  /** called with the URL the user must open; return true when a browser was launched */
+  onAuthorizationUrl: (url: string, redirectUri: string) => Promise<void> | void
+  /** paste mode: resolves with whatever the user pasted (the final URL or just its query) */
+  readPastedRedirect?: (signal: AbortSignal) => Promise<string>
+  /** extra authorization request parameters (login_hint, prompt, access_type...) */
+  extraParams?: Record<string, string>
+}
+
+const PAGE = (title: string, body: string): string =>
+  `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title>` +
+  `<meta name="viewport" content="width=device-width"><style>body{font:16px system-ui,sans-serif;max-width:34em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>` +
+  `</head><body><h1>${title}</h1><p>${body}</p></body></html>`
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+interface Listener {
+  server: Server
+  redirectUri: string
+  result: Promise<URLSearchParams>
+  close(): Promise<void>
+}
+
+async function startListener(host: string, path: string, port: number, state: string): Promise<Listener> {
+  // Bind the literal loopback address even when the redirect says "localhost", so nothing on
+  // the LAN can answer (RFC 8252 §8.3).
+  const bindHost = host === '[::1]' ? '::1' : '127.0.0.1'
+  let resolveResult!: (p: URLSearchParams) => void
+  const result = new Promise<URLSearchParams>((r) => (resolveResult = r))
+  let done = false
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://loopback')
+    const samePath = url.pathname === path || (path === '/' && url.pathname === '')
+    if (req.method !== 'GET' || !samePath || done) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+      return
+    }
+    const p = url.searchParams
+    // Only a response carrying our state ends the wait: a stray request (a prefetch, a scanner,
+    // another tab) must not cancel the sign-in.
+    if (p.get('state') !== state) {
+      res.writeHead(400, { 'content-type': 'text/html; charset=utf-8' })
+        .end(PAGE('mailkey: unexpected request', 'This page does not belong to the sign-in in progress.'))
+      return
+    }
+    done = true
+    const err = p.get('error')
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close' })
+    res.end(err
+      ? PAGE('Sign-in was not completed', `The server said: ${escapeHtml(err)}${p.get('error_description') ? ' – ' + escapeHtml(p.get('error_description') ?? '') : ''}. You can close this tab and look at the terminal.`)
+      : PAGE('mailkey is signed in', 'You can close this tab and return to the terminal.'))
+    resolveResult(p)
+  })
+  server.keepAliveTimeout = 1000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, bindHost, () => resolve())
+  }).catch((e: NodeJS.ErrnoException) => {
+    throw new UsageError(`cannot listen on ${bindHost}:${port} for the sign-in redirect (${e.code ?? e.message})`, { cause: e })
+  })
+  const addr = server.address()
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port
+  const redirectUri = `http://${host}:${actualPort}${path}`
+  return {
+    server,
+    redirectUri,
+    result,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+  }
+}
+
+/** Parse what a user pasted: a full URL, a "?code=..." query, or "code=...&state=...". */
+export function parsePastedRedirect(text: string): URLSearchParams {
+  const t = text.trim()
+  if (t.length === 0) throw new UsageError('nothing was pasted')
+  let query = t
+  try {
+    const u = new URL(t)
+    query = u.search || u.hash.replace(/^#/, '?')
+  } catch {
+    /* not a URL: maybe a query string */
+  }
+  const p = new URLSearchParams(query.replace(/^\?/, ''))
+  if (!p.has('code') && !p.has('error')) {
+    throw new UsageError('the pasted text has no "code" in it; paste the whole address from the browser\'s address bar')
+  }
+  return p
+}
+
+/** Runs the whole authorization code + PKCE sign-in and returns the tokens. */
+export async function authorizationCodeSignIn(settings: AccountSettings, opts: AuthCodeOptions): Promise<TokenSet> {
+  if (!settings.endpoints.authorization) {
+    throw new ProtocolError(ERR.PROVIDER_FLOW_UNSUPPORTED, `the provider of "${settings.email}" has no authorization endpoint`, { account: settings.email })
+  }
+  const redirect = opts.redirect ?? { host: '127.0.0.1', path: '/' }
+  const state = oauth.generateRandomState()
+  const verifier = oauth.generateRandomCodeVerifier()
+  const challenge = await oauth.calculatePKCECodeChallenge(verifier)
+  const listener = await startListener(redirect.host, redirect.path, opts.port ?? 0, state)
+  const ac = new AbortController()
+  const onOuterAbort = (): void => ac.abort(opts.signal?.reason)
+  opts.signal?.addEventListener('abort', onOuterAbort, { once: true })
+  const timeoutMs = opts.timeoutMs ?? 5 * 60_000
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const url = new URL(settings.endpoints.authorization)
+    const params: Record<string, string> = {
+      client_id: settings.clientId,
+      response_type: 'code',
+      redirect_uri: listener.redirectUri,
+      scope: settings.scopes.join(' '),
+      state,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+      login_hint: settings.email,
+      ...(settings.authorizationParams ?? {}),
+      ...(opts.extraParams ?? {}),
+    }
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+    await opts.onAuthorizationUrl(url.href, listener.redirectUri)
+
+    const waits: Promise<URLSearchParams>[] = [listener.result]
+    if (opts.readPastedRedirect) {
+      waits.push((async () => {
+        for (;;) {
+          const text = await opts.readPastedRedirect!(ac.signal)
+          if (ac.signal.aborted) return new Promise<URLSearchParams>(() => {})
+          try {
+            return parsePastedRedirect(text)
+          } catch {
+            continue // let the caller prompt again
+          }
+        }
+      })())
+    }
+    waits.push(new Promise<URLSearchParams>((_, reject) => {
+      timer = setTimeout(() => reject(new ReauthRequiredError(ERR.SIGNIN_TIMEOUT, `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`, { account: settings.email })), timeoutMs)
+    }))
+    waits.push(new Promise<URLSearchParams>((_, reject) => {
+      ac.signal.addEventListener('abort', () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })), { once: true })
+    }))
+    const returned = await Promise.race(waits)
+    let callback: URLSearchParams
+    try {
+      // Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error.
+      callback = oauth.validateAuthResponse(authorizationServer(settings), oauthClient(settings), returned, state)
+    } catch (e) {
+      if (e instanceof oauth.AuthorizationResponseError) throw classify(e, { account: settings.email, host: safeHost(settings.endpoints.authorization), phase: 'signin', clientId: settings.clientId })
+      throw new ProtocolError(ERR.STATE_MISMATCH, `the sign-in response for "${settings.email}" does not match the request (${(e as Error).message}); it may be from another sign-in attempt`, { account: settings.email, cause: e })
+    }
+    return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, opts)
+  } finally {
+    clearTimeout(timer)
+    ac.abort()
+    opts.signal?.removeEventListener('abort', onOuterAbort)
+    await listener.close()
+  }
+}

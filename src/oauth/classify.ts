@@ -1,0 +1,193 @@
+/**
+ * The single place that turns what the OAuth layer can throw (oauth4webapi errors, fetch
+ * failures, aborts, timeouts) into mailkey's error classes (pizauth's RefreshKind idea):
+ * transient (keep the grant, retry later), re-auth (only a new sign-in helps), config, protocol.
+ *
+ * @see [RFC 6749 §5.2 - Error Response](https://www.rfc-editor.org/rfc/rfc6749.html#section-5.2)
+ * @see [RFC 8628 §3.5 - Device Access Token Response](https://www.rfc-editor.org/rfc/rfc8628.html#section-3.5)
+ *
+ * Owns: classification and message text. Must not: retry, sleep, or touch the store.
+ */
+import * as oauth from 'oauth4webapi'
+import {
+  ConfigError,
+  ERR,
+  InterruptedError,
+  MailkeyError,
+  ProtocolError,
+  ReauthRequiredError,
+  TransientError,
+  type ErrorCode,
+  type MailkeyErrorOptions,
+} from '../errors.js'
+import { aadstsCodesIn, describeAadsts } from './aadsts.js'
+import { retryAfterOf } from './http.js'
+
+export type Phase = 'refresh' | 'signin' | 'device' | 'discovery' | 'revoke'
+
+export interface ClassifyContext {
+  account: string
+  /** host of the endpoint, for messages */
+  host: string
+  phase: Phase
+  /** the client id in use, for client errors */
+  clientId?: string
+}
+
+/** What the OAuth `error` values of RFC 6749 §5.2, RFC 8628 §3.5, OIDC Core §3.1.2.6 and
+ *  Microsoft's device-flow extensions mean to a user. */
+export const OAUTH_ERROR_MEANINGS: Readonly<Record<string, string>> = {
+  invalid_request: 'the server refused the request as malformed',
+  invalid_client: 'the server does not accept this client id (unknown, disabled, or wrong client secret)',
+  invalid_grant: 'the refresh token or code is no longer valid (expired, revoked, or already used)',
+  unauthorized_client: 'this client id may not use this kind of sign-in',
+  unsupported_grant_type: 'the server does not support this kind of sign-in',
+  invalid_scope: 'the server refused the requested scopes',
+  access_denied: 'the sign-in was declined',
+  unsupported_response_type: 'the server does not support this kind of sign-in',
+  server_error: 'the server had an internal error',
+  temporarily_unavailable: 'the server is temporarily unavailable',
+  authorization_pending: 'the sign-in has not been completed yet',
+  slow_down: 'the server asked mailkey to poll more slowly',
+  expired_token: 'the sign-in code expired before it was used',
+  authorization_declined: 'the sign-in was declined',
+  bad_verification_code: 'the server does not recognise this sign-in code',
+  interaction_required: 'the server needs you to sign in interactively',
+  login_required: 'the server needs you to sign in again',
+  consent_required: 'the server needs you to grant consent again',
+  account_selection_required: 'the server needs you to pick an account',
+  invalid_dpop_proof: 'the server refused the proof of possession',
+  invalid_target: 'the server refused the requested resource',
+}
+
+const REAUTH_ERRORS = new Set(['invalid_grant', 'interaction_required', 'login_required', 'consent_required', 'account_selection_required'])
+const DECLINED = new Set(['access_denied', 'authorization_declined'])
+const EXPIRED = new Set(['expired_token', 'bad_verification_code'])
+const TRANSIENT_ERRORS = new Set(['server_error', 'temporarily_unavailable', 'slow_down'])
+const CONFIG_ERRORS = new Set(['invalid_request', 'invalid_scope', 'unsupported_grant_type', 'unsupported_response_type', 'invalid_target'])
+const CLIENT_ERRORS = new Set(['invalid_client', 'unauthorized_client'])
+
+export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
+  if (e instanceof MailkeyError) return e
+  if (e instanceof oauth.ResponseBodyError) {
+    const body = e.cause as Record<string, unknown>
+    const description = typeof body.error_description === 'string' ? body.error_description : e.error_description
+    return fromOAuthError(e.error, description, body.error_codes, e.status, ctx, { cause: e, retryAfterSec: retryAfterOf.get(e.response) })
+  }
+  if (e instanceof oauth.AuthorizationResponseError) {
+    const desc = e.error_description ?? undefined
+    return fromOAuthError(e.error, desc, undefined, undefined, ctx, { cause: e })
+  }
+  if (e instanceof oauth.WWWAuthenticateChallengeError) {
+    return new ReauthRequiredError(ERR.REAUTH_REQUIRED, `${ctx.host} refused the client credentials for "${ctx.account}" (HTTP ${e.status})`, { account: ctx.account, cause: e, status: e.status })
+  }
+  if (isAbort(e)) {
+    const name = (e as { name?: string }).name
+    if (name === 'TimeoutError') {
+      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} did not answer in time`, { account: ctx.account, cause: e })
+    }
+    return new InterruptedError(`interrupted while talking to ${ctx.host}`, { account: ctx.account, cause: e })
+  }
+  if (e instanceof oauth.OperationProcessingError) {
+    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use: ${redactMessage(e.message)}`, { account: ctx.account, cause: e })
+  }
+  if (e instanceof TypeError || isNetworkError(e)) {
+    const code = networkCode(e)
+    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host}${code ? ` (${code})` : ''}`, { account: ctx.account, cause: e })
+  }
+  return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host}: ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
+}
+
+/** Map one OAuth `error` (+ description, + Microsoft's error_codes) to a mailkey error. */
+export function fromOAuthError(
+  error: string,
+  description: string | undefined,
+  errorCodes: unknown,
+  status: number | undefined,
+  ctx: ClassifyContext,
+  extra: MailkeyErrorOptions = {},
+): MailkeyError {
+  const codes = aadstsCodesIn(description, errorCodes)
+  const aad = codes.map((c) => describeAadsts(c)).find((d) => d !== undefined)
+  const detail = aad ? `AADSTS${aad.code}: ${aad.meaning}` : firstLine(description) ?? OAUTH_ERROR_MEANINGS[error] ?? 'no explanation given'
+  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : `signing in "${ctx.account}"`
+  const message = `${ctx.host} refused ${what}: ${error} (${detail})`
+  const opts: MailkeyErrorOptions = {
+    ...extra,
+    account: ctx.account,
+    oauthError: error,
+    providerCodes: codes.map((c) => `AADSTS${c}`),
+    ...(status !== undefined ? { status } : {}),
+  }
+  if (aad?.advice) opts.hint = aad.advice
+
+  // Microsoft codes refine the standard error where they say more.
+  if (aad) {
+    switch (aad.kind) {
+      case 'transient':
+        return new TransientError(ERR.OAUTH_TRANSIENT, message, opts)
+      case 'client':
+        return new ReauthRequiredError(ERR.CLIENT_REJECTED, message, opts)
+      case 'consent':
+        return new ReauthRequiredError(ERR.CONSENT_REQUIRED, message, opts)
+      case 'blocked':
+        return new ReauthRequiredError(ERR.FLOW_BLOCKED, message, opts)
+      case 'config':
+        return new ConfigError(ERR.OAUTH_CONFIG, message, opts)
+      case 'reauth':
+        return new ReauthRequiredError(ERR.REAUTH_REQUIRED, message, opts)
+      case 'pending':
+        break
+    }
+  }
+  if (TRANSIENT_ERRORS.has(error)) return new TransientError(ERR.OAUTH_TRANSIENT, message, opts)
+  if (DECLINED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_DECLINED, message, opts)
+  if (EXPIRED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_EXPIRED, message, opts)
+  if (REAUTH_ERRORS.has(error)) return new ReauthRequiredError(ERR.REAUTH_REQUIRED, message, opts)
+  if (CLIENT_ERRORS.has(error)) {
+    const code: ErrorCode = ERR.CLIENT_REJECTED
+    return new ReauthRequiredError(code, `${message}${ctx.clientId ? ` [client id ${ctx.clientId}]` : ''}`, opts)
+  }
+  if (CONFIG_ERRORS.has(error)) return new ConfigError(ERR.OAUTH_CONFIG, message, opts)
+  if (error === 'authorization_pending') return new ProtocolError(ERR.OAUTH_PROTOCOL, message, opts)
+  return new ProtocolError(ERR.OAUTH_PROTOCOL, message, opts)
+}
+
+/** True for errors that mean "this client id is dead here; another candidate may work". */
+export function isClientRejection(e: MailkeyError): boolean {
+  if (e.code === ERR.CLIENT_REJECTED) return true
+  return e.oauthError === 'unauthorized_client' || e.oauthError === 'invalid_client'
+}
+
+function firstLine(s: string | undefined): string | undefined {
+  if (!s) return undefined
+  const line = s.split(/\r?\n/)[0]?.trim()
+  if (!line) return undefined
+  return line.length > 200 ? line.slice(0, 200) + '…' : line
+}
+
+function isAbort(e: unknown): boolean {
+  const name = (e as { name?: string } | undefined)?.name
+  return name === 'AbortError' || name === 'TimeoutError'
+}
+
+function isNetworkError(e: unknown): boolean {
+  const code = networkCode(e)
+  return code !== undefined
+}
+
+function networkCode(e: unknown): string | undefined {
+  let cur: unknown = e
+  for (let i = 0; i < 4 && cur; i++) {
+    const code = (cur as { code?: unknown }).code
+    if (typeof code === 'string' && /^E[A-Z]+/.test(code)) return code
+    if (typeof code === 'string' && code.startsWith('UND_ERR')) return code
+    cur = (cur as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+function redactMessage(m: string): string {
+  // oauth4webapi messages name fields, never values; cut them short anyway.
+  return m.length > 200 ? m.slice(0, 200) + '…' : m
+}

@@ -1,0 +1,203 @@
+/**
+ * OAuth grants on top of oauth4webapi: refresh (RFC 6749 §6), device authorization (RFC 8628),
+ * authorization code with PKCE (RFC 6749 §4.1 + RFC 7636), revocation (RFC 7009).
+ *
+ * Each function does one exchange and returns plain values with secrets wrapped in `Secret`.
+ * Holds no state; retries, locking and persistence belong to the broker.
+ *
+ * Owns: request/process pairs and the wire -> domain conversion. Must not: touch the store.
+ */
+import * as oauth from 'oauth4webapi'
+import { ERR, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
+import { Secret } from '../core/secret.js'
+import type { AccountSettings, Identity } from '../store/types.js'
+import { classify, type Phase } from './classify.js'
+import { authorizationServer, clientAuth, oauthClient, requestKit, safeHost, type OAuthContext } from './http.js'
+
+export interface TokenSet {
+  accessToken: Secret
+  /** present when the server issued (or rotated) one */
+  refreshToken?: Secret
+  /** seconds, as the server said */
+  expiresIn?: number
+  scope?: string
+  tokenType: string
+  identity?: Identity
+}
+
+async function exchange(
+  settings: AccountSettings,
+  ctx: OAuthContext,
+  phase: Phase,
+  endpoint: string | undefined,
+  run: (as: oauth.AuthorizationServer, client: oauth.Client, kit: ReturnType<typeof requestKit>) => Promise<oauth.TokenEndpointResponse>,
+): Promise<TokenSet> {
+  const kit = requestKit(settings, ctx)
+  const host = safeHost(endpoint ?? settings.endpoints.token)
+  try {
+    const res = await run(authorizationServer(settings), oauthClient(settings), kit)
+    return toTokenSet(res, kit.identity(), settings, host)
+  } catch (e) {
+    throw classify(e, { account: settings.email, host, phase, clientId: settings.clientId })
+  } finally {
+    kit.dispose()
+  }
+}
+
+function toTokenSet(res: oauth.TokenEndpointResponse, identity: Identity | undefined, settings: AccountSettings, host: string): TokenSet {
+  // RFC 6750 §1: mail servers take Bearer tokens; a DPoP-bound token would not work there.
+  if (res.token_type !== 'bearer') {
+    throw new ProtocolError(ERR.OAUTH_PROTOCOL, `${host} issued a "${res.token_type}" token for "${settings.email}"; mail servers need a Bearer token`, { account: settings.email })
+  }
+  const t: TokenSet = { accessToken: new Secret(res.access_token), tokenType: res.token_type }
+  if (typeof res.refresh_token === 'string' && res.refresh_token.length > 0) t.refreshToken = new Secret(res.refresh_token)
+  if (typeof res.expires_in === 'number' && Number.isFinite(res.expires_in) && res.expires_in >= 0) t.expiresIn = res.expires_in
+  if (typeof res.scope === 'string') t.scope = res.scope
+  if (identity) t.identity = identity
+  return t
+}
+
+/** RFC 6749 §6. A rotated refresh token, if any, is in the result. */
+export function refreshGrant(settings: AccountSettings, refreshToken: Secret, ctx: OAuthContext): Promise<TokenSet> {
+  return exchange(settings, ctx, 'refresh', undefined, async (as, client, kit) =>
+    oauth.processRefreshTokenResponse(as, client, await oauth.refreshTokenGrantRequest(as, client, clientAuth(settings), refreshToken.reveal(), kit.options)),
+  )
+}
+
+export interface DeviceAuthorization {
+  deviceCode: Secret
+  userCode: string
+  verificationUri: string
+  verificationUriComplete?: string
+  /** seconds the code lives (RFC 8628 §3.2) */
+  expiresIn: number
+  /** epoch ms */
+  expiresAt: number
+  /** seconds between polls (RFC 8628 §3.2: default 5) */
+  interval: number
+  /** Microsoft's ready-made instruction text */
+  message?: string
+}
+
+/** RFC 8628 §3.1-3.2 */
+export async function startDeviceAuthorization(settings: AccountSettings, ctx: OAuthContext & { now?: () => number }): Promise<DeviceAuthorization> {
+  const endpoint = settings.endpoints.deviceAuthorization
+  if (!endpoint) {
+    throw new ProtocolError(ERR.PROVIDER_FLOW_UNSUPPORTED, `the provider of "${settings.email}" has no device authorization endpoint`, { account: settings.email })
+  }
+  const kit = requestKit(settings, ctx)
+  const host = safeHost(endpoint)
+  try {
+    const as = authorizationServer(settings)
+    const client = oauthClient(settings)
+    const params = new URLSearchParams({ scope: settings.scopes.join(' ') })
+    const res = await oauth.processDeviceAuthorizationResponse(as, client, await oauth.deviceAuthorizationRequest(as, client, clientAuth(settings), params, kit.options))
+    const now = (ctx.now ?? Date.now)()
+    const d: DeviceAuthorization = {
+      deviceCode: new Secret(res.device_code),
+      userCode: res.user_code,
+      verificationUri: res.verification_uri,
+      expiresIn: res.expires_in,
+      expiresAt: now + res.expires_in * 1000,
+      interval: typeof res.interval === 'number' && res.interval > 0 ? res.interval : 5,
+    }
+    if (res.verification_uri_complete) d.verificationUriComplete = res.verification_uri_complete
+    if (typeof res.message === 'string') d.message = res.message
+    return d
+  } catch (e) {
+    throw classify(e, { account: settings.email, host, phase: 'device', clientId: settings.clientId })
+  } finally {
+    kit.dispose()
+  }
+}
+
+export interface PollOptions extends OAuthContext {
+  now?: () => number
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
+  /** called before each wait with the seconds left until the code expires */
+  onTick?: (secondsLeft: number) => void
+}
+
+/** RFC 8628 §3.4-3.5: poll until the user approves, declines, or the code expires. */
+export async function pollDeviceAuthorization(settings: AccountSettings, d: DeviceAuthorization, opts: PollOptions): Promise<TokenSet> {
+  const now = opts.now ?? Date.now
+  const sleep = opts.sleep ?? defaultSleep
+  let interval = d.interval
+  let transientStreak = 0
+  for (;;) {
+    const left = Math.max(0, Math.round((d.expiresAt - now()) / 1000))
+    opts.onTick?.(left)
+    if (now() >= d.expiresAt) {
+      throw new ReauthRequiredError(ERR.SIGNIN_EXPIRED, `the sign-in code for "${settings.email}" expired before it was used`, { account: settings.email })
+    }
+    await sleep(interval * 1000, opts.signal)
+    if (opts.signal?.aborted) throw classify(opts.signal.reason ?? new DOMException('aborted', 'AbortError'), { account: settings.email, host: safeHost(settings.endpoints.token), phase: 'device' })
+    try {
+      return await exchange(settings, opts, 'device', undefined, async (as, client, kit) =>
+        oauth.processDeviceCodeResponse(as, client, await oauth.deviceCodeGrantRequest(as, client, clientAuth(settings), d.deviceCode.reveal(), kit.options)),
+      )
+    } catch (e) {
+      const err = e as { oauthError?: string }
+      if (err.oauthError === 'authorization_pending') {
+        transientStreak = 0
+        continue
+      }
+      // RFC 8628 §3.5: slow_down -> "the interval MUST be increased by 5 seconds for this and
+      // all subsequent requests".
+      if (err.oauthError === 'slow_down') {
+        interval += 5
+        continue
+      }
+      // A network blip must not throw away a sign-in the user is in the middle of: back off
+      // (RFC 8628 §3.5 suggests exponential backoff on timeouts) until the code expires.
+      if (e instanceof TransientError && transientStreak < 20) {
+        transientStreak++
+        interval = Math.min(interval * 2, 60)
+        continue
+      }
+      throw e
+    }
+  }
+}
+
+/** RFC 6749 §4.1.3 with the RFC 7636 verifier. */
+export function exchangeAuthorizationCode(
+  settings: AccountSettings,
+  callback: URLSearchParams,
+  redirectUri: string,
+  codeVerifier: string,
+  ctx: OAuthContext,
+): Promise<TokenSet> {
+  return exchange(settings, ctx, 'signin', undefined, async (as, client, kit) =>
+    oauth.processAuthorizationCodeResponse(
+      as,
+      client,
+      await oauth.authorizationCodeGrantRequest(as, client, clientAuth(settings), callback, redirectUri, codeVerifier, kit.options),
+      // mailkey does not send a nonce and drops id_tokens before processing (see http.ts).
+      { expectedNonce: oauth.expectNoNonce, requireIdToken: false },
+    ),
+  )
+}
+
+/** RFC 7009: best effort; the caller decides whether a failure matters. */
+export async function revokeToken(settings: AccountSettings, token: Secret, ctx: OAuthContext): Promise<void> {
+  if (!settings.endpoints.revocation) return
+  const kit = requestKit(settings, ctx)
+  const host = safeHost(settings.endpoints.revocation)
+  try {
+    const as = authorizationServer(settings)
+    const client = oauthClient(settings)
+    await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, clientAuth(settings), token.reveal(), kit.options))
+  } catch (e) {
+    throw classify(e, { account: settings.email, host, phase: 'revoke', clientId: settings.clientId })
+  } finally {
+    kit.dispose()
+  }
+}
+
+function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms)
+    signal?.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+  })
+}

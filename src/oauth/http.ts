@@ -1,0 +1,227 @@
+/**
+ * The HTTP edge of the OAuth layer: builds oauth4webapi's server/client objects from account
+ * settings and wraps fetch with a timeout, loopback-only plain HTTP, transient-status detection,
+ * and id_token handling.
+ *
+ * id_token: Microsoft's multi-tenant endpoints issue id_tokens whose `iss` names the user's tenant,
+ * not "common", which oauth4webapi rightly rejects. The token came straight from the token
+ * endpoint over TLS (OIDC Core §3.1.3.7 allows skipping the signature check there), so mailkey
+ * removes it before oauth4webapi sees the response and keeps only the identity claims.
+ *
+ * Owns: request options and response pre-processing. Must not: touch the store.
+ */
+import * as oauth from 'oauth4webapi'
+import { ConfigError, ERR, TransientError } from '../errors.js'
+import type { AccountSettings, Identity } from '../store/types.js'
+
+export const DEFAULT_HTTP_TIMEOUT_MS = 30_000
+/** Responses larger than this are refused (a token response is a few KiB). */
+export const MAX_RESPONSE_BYTES = 1024 * 1024
+
+export interface OAuthContext {
+  /** the account, for messages */
+  account: string
+  signal?: AbortSignal
+  timeoutMs?: number
+  /** replaces globalThis.fetch (library users with custom agents) */
+  fetch?: typeof fetch
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
+}
+
+/** https everywhere; http only for loopback test servers (RFC 8252 §8.3 spirit). */
+export function checkEndpoint(url: string, what: string, account?: string): URL {
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new ConfigError(ERR.CONFIG_INVALID, `the ${what} "${url}" is not a valid URL`, { account })
+  }
+  if (u.protocol === 'https:') return u
+  if (u.protocol === 'http:' && isLoopbackHost(u.hostname)) return u
+  throw new ConfigError(ERR.INSECURE_ENDPOINT, `the ${what} "${url}" must use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)`, { account })
+}
+
+export function usesPlainHttp(settings: Pick<AccountSettings, 'endpoints'>): boolean {
+  return Object.values(settings.endpoints).some((u) => typeof u === 'string' && u.startsWith('http:'))
+}
+
+export function authorizationServer(settings: AccountSettings): oauth.AuthorizationServer {
+  const e = settings.endpoints
+  const token = checkEndpoint(e.token, 'token endpoint', settings.email)
+  return {
+    issuer: e.issuer ?? token.origin,
+    token_endpoint: e.token,
+    ...(e.authorization ? { authorization_endpoint: e.authorization } : {}),
+    ...(e.deviceAuthorization ? { device_authorization_endpoint: e.deviceAuthorization } : {}),
+    ...(e.revocation ? { revocation_endpoint: e.revocation } : {}),
+  }
+}
+
+export function oauthClient(settings: AccountSettings): oauth.Client {
+  return { client_id: settings.clientId }
+}
+
+export function clientAuth(settings: AccountSettings): oauth.ClientAuth {
+  if (!settings.clientSecret) return oauth.None()
+  return settings.clientAuth === 'basic' ? oauth.ClientSecretBasic(settings.clientSecret) : oauth.ClientSecretPost(settings.clientSecret)
+}
+
+export interface RequestKit {
+  options: oauth.TokenEndpointRequestOptions & oauth.DeviceAuthorizationRequestOptions
+  /** identity claims of an id_token removed from the last response */
+  identity(): Identity | undefined
+  /** aborts pending work started with this kit */
+  dispose(): void
+}
+
+/** Per-request options for oauth4webapi: timeout, loopback http, response pre-processing. */
+export function requestKit(settings: AccountSettings, ctx: OAuthContext): RequestKit {
+  let identity: Identity | undefined
+  const baseFetch = ctx.fetch ?? globalThis.fetch
+  const timeoutMs = ctx.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS
+  const timers: AbortController[] = []
+  const wrapped = async (url: string, init: RequestInit): Promise<Response> => {
+    const ac = new AbortController()
+    timers.push(ac)
+    const timer = setTimeout(() => ac.abort(new DOMException(`no answer within ${Math.round(timeoutMs / 1000)} s`, 'TimeoutError')), timeoutMs)
+    const onAbort = (): void => ac.abort(ctx.signal?.reason)
+    ctx.signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const res = await baseFetch(url, { ...init, signal: ac.signal, redirect: 'manual' })
+      return await preprocess(url, res, (i) => (identity = i), settings.email)
+    } finally {
+      clearTimeout(timer)
+      ctx.signal?.removeEventListener('abort', onAbort)
+    }
+  }
+  const plain = usesPlainHttp(settings)
+  return {
+    options: {
+      [oauth.customFetch]: wrapped as never,
+      ...(plain ? { [oauth.allowInsecureRequests]: true } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    },
+    identity: () => identity,
+    dispose: () => timers.forEach((t) => t.abort()),
+  }
+}
+
+async function readLimited(res: Response): Promise<string> {
+  const len = Number(res.headers.get('content-length') ?? '0')
+  if (len > MAX_RESPONSE_BYTES) throw new Error(`response of ${len} bytes is too large`)
+  const reader = res.body?.getReader()
+  if (!reader) return ''
+  const chunks: Uint8Array[] = []
+  let total = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    total += value.byteLength
+    if (total > MAX_RESPONSE_BYTES) {
+      await reader.cancel().catch(() => {})
+      throw new Error(`response larger than ${MAX_RESPONSE_BYTES} bytes`)
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+/** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value) return undefined
+  const v = value.trim()
+  if (/^\d+$/.test(v)) return Number(v)
+  const t = Date.parse(v)
+  return Number.isNaN(t) ? undefined : Math.max(0, Math.round((t - now) / 1000))
+}
+
+async function preprocess(url: string, res: Response, setIdentity: (i: Identity) => void, account: string): Promise<Response> {
+  const host = safeHost(url)
+  const text = await readLimited(res)
+  const headers = new Headers(res.headers)
+  headers.delete('content-length')
+  headers.delete('content-encoding')
+  let json: Record<string, unknown> | undefined
+  try {
+    const v: unknown = JSON.parse(text)
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) json = v as Record<string, unknown>
+  } catch {
+    /* not JSON */
+  }
+  // RFC 6749 §5.2 errors come as JSON; anything else with these statuses is an outage, not a verdict
+  // on the grant (RFC 9110 §15.5.9 408, RFC 6585 §4 429, §15.6 5xx).
+  const status = res.status
+  if ((status === 408 || status === 429 || status >= 500) && (json === undefined || typeof json.error !== 'string')) {
+    throw new TransientError(ERR.OAUTH_TRANSIENT, `${host} answered HTTP ${status}${status === 429 ? ' (too many requests)' : ''}${describeBody(headers, text)}`, {
+      account,
+      status,
+      retryAfterSec: parseRetryAfter(res.headers.get('retry-after')),
+    })
+  }
+  if (json !== undefined) {
+    if (typeof json.id_token === 'string') {
+      const claims = decodeJwtClaims(json.id_token)
+      if (claims) setIdentity(identityFromClaims(claims))
+      delete json.id_token
+    }
+    // Google's device endpoint says verification_url (RFC 8628 §3.2 says verification_uri).
+    if (typeof json.verification_url === 'string' && json.verification_uri === undefined) {
+      json.verification_uri = json.verification_url
+    }
+    if (typeof json.expires_in === 'string' && /^\d+$/.test(json.expires_in)) json.expires_in = Number(json.expires_in)
+    if (typeof json.interval === 'string' && /^\d+$/.test(json.interval)) json.interval = Number(json.interval)
+    headers.set('content-type', 'application/json')
+    const out = new Response(JSON.stringify(json), { status, statusText: res.statusText, headers })
+    if (typeof json.error === 'string' && status >= 400) {
+      const ra = parseRetryAfter(res.headers.get('retry-after'))
+      if (ra !== undefined) retryAfterOf.set(out, ra)
+    }
+    return out
+  }
+  return new Response(text, { status, statusText: res.statusText, headers })
+}
+
+/** Retry-After seen on JSON error responses, looked up by classify(). */
+export const retryAfterOf = new WeakMap<Response, number>()
+
+function describeBody(headers: Headers, text: string): string {
+  const type = headers.get('content-type') ?? ''
+  if (text.length === 0) return ''
+  if (type.includes('html')) return ' with an HTML page'
+  return ''
+}
+
+export function safeHost(url: string): string {
+  try {
+    return new URL(url).host
+  } catch {
+    return 'the server'
+  }
+}
+
+export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefined {
+  const part = jwt.split('.')[1]
+  if (!part) return undefined
+  try {
+    const v: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function identityFromClaims(c: Record<string, unknown>): Identity {
+  const str = (k: string): string | undefined => (typeof c[k] === 'string' ? (c[k] as string) : undefined)
+  const id: Identity = {}
+  const email = str('email') ?? str('preferred_username') ?? str('upn')
+  if (email) id.email = email
+  if (str('name')) id.name = str('name')
+  if (str('tid')) id.tid = str('tid')
+  if (str('sub')) id.sub = str('sub')
+  if (str('iss')) id.iss = str('iss')
+  return id
+}

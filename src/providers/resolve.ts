@@ -1,0 +1,192 @@
+/**
+ * Turns what the user said (flags, env, config providers) into the account settings to sign in
+ * with: one AccountSettings per candidate client id, in the order to try them.
+ *
+ * Owns: precedence (explicit option > config provider > built-in preset) and validation of
+ * server URLs. Must not: do network I/O (discovery is passed in by the caller).
+ */
+import { ConfigError, ERR, UsageError } from '../errors.js'
+import type { AccountEndpoints, AccountSettings } from '../store/types.js'
+import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
+import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
+
+/** What a caller may say about an account at sign-in (all optional but the address). */
+export interface AccountOptions {
+  email: string
+  /** built-in preset name or a [providers.NAME] from config.toml */
+  provider?: string
+  issuer?: string
+  authorizeUrl?: string
+  tokenUrl?: string
+  deviceUrl?: string
+  revocationUrl?: string
+  clientId?: string
+  clientSecret?: string
+  clientAuth?: 'post' | 'basic'
+  tenant?: string
+  scopes?: string[]
+  imapUrl?: string
+  popUrl?: string
+  smtpUrl?: string
+  ca?: string
+  sasl?: SaslMechanism
+}
+
+export const SERVER_SCHEMES = {
+  imap: { implicit: 'imaps', starttls: 'imap', ports: { imaps: 993, imap: 143 } },
+  pop: { implicit: 'pop3s', starttls: 'pop3', ports: { pop3s: 995, pop3: 110 } },
+  smtp: { implicit: 'smtps', starttls: 'smtp', ports: { smtps: 465, smtp: 587 } },
+} as const
+
+/** `imaps://host:993` = implicit TLS (RFC 8314), `imap://host` = STARTTLS required. */
+export function normaliseServerUrl(kind: keyof typeof SERVER_SCHEMES, url: string): string {
+  const spec = SERVER_SCHEMES[kind]
+  let u: URL
+  try {
+    u = new URL(url)
+  } catch {
+    throw new UsageError(`the ${kind} server "${url}" is not a URL; write it like ${spec.implicit}://host:${spec.ports[spec.implicit as keyof typeof spec.ports]}`)
+  }
+  const scheme = u.protocol.replace(/:$/, '')
+  if (scheme !== spec.implicit && scheme !== spec.starttls) {
+    throw new UsageError(`the ${kind} server "${url}" must start with ${spec.implicit}:// (TLS) or ${spec.starttls}:// (STARTTLS)`)
+  }
+  if (!u.hostname) throw new UsageError(`the ${kind} server "${url}" has no host name`)
+  if ((u.pathname && u.pathname !== '/') || u.search || u.username || u.password) {
+    throw new UsageError(`the ${kind} server "${url}" must be just scheme://host:port`)
+  }
+  const port = u.port ? Number(u.port) : spec.ports[scheme as keyof typeof spec.ports]
+  return `${scheme}://${u.hostname}:${port}`
+}
+
+export function findProvider(name: string, configProviders: ReadonlyMap<string, Provider>): Provider {
+  const p = configProviders.get(name) ?? BUILTIN_PROVIDERS.get(name.toLowerCase())
+  if (!p) {
+    const known = [...BUILTIN_PROVIDERS.keys(), ...configProviders.keys()].join(', ')
+    throw new UsageError(`unknown provider "${name}" (known: ${known})`, {
+      hint: 'Define it as [providers.NAME] in config.toml, or pass --issuer URL.',
+    })
+  }
+  return p
+}
+
+/** The provider for an address: named, from explicit endpoints, or guessed from the domain. */
+export function chooseProvider(
+  opts: AccountOptions,
+  configProviders: ReadonlyMap<string, Provider>,
+  mxGuess?: Provider,
+): Provider | undefined {
+  if (opts.provider) return findProvider(opts.provider, configProviders)
+  if (opts.issuer || opts.tokenUrl) return undefined // a custom server
+  return providerForDomain(opts.email, configProviders.values()) ?? providerForDomain(opts.email) ?? mxGuess
+}
+
+function applyTenant(url: string | undefined, tenant: string | undefined): string | undefined {
+  if (url === undefined) return undefined
+  if (!url.includes('{tenant}')) return url
+  return url.replaceAll('{tenant}', encodeURIComponent(tenant ?? 'common'))
+}
+
+const TENANT_RE = /^(common|organizations|consumers|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9-]+(\.[a-z0-9-]+)+)$/i
+
+/**
+ * Settings per candidate client id, in try order. `discovered` fills endpoints the provider or
+ * the options leave out.
+ */
+export function candidateSettings(
+  opts: AccountOptions,
+  provider: Provider | undefined,
+  flow: AccountSettings['flow'],
+  discovered?: AccountEndpoints,
+): AccountSettings[] {
+  const email = opts.email
+  if (opts.tenant !== undefined && !TENANT_RE.test(opts.tenant)) {
+    throw new UsageError(`"${opts.tenant}" is not a tenant: use common, organizations, consumers, a tenant id (GUID) or a domain`)
+  }
+  if (opts.tenant !== undefined && provider && !Object.values(provider.endpoints).some((u) => u?.includes('{tenant}')) && !provider.defaultTenant) {
+    throw new UsageError(`--tenant applies to Microsoft accounts; the provider "${provider.name}" has no tenants`)
+  }
+  const tenant = opts.tenant ?? provider?.defaultTenant
+  const pe = provider?.endpoints ?? {}
+  const endpoints: Partial<AccountEndpoints> = {
+    issuer: opts.issuer ?? discovered?.issuer ?? applyTenant(pe.issuer, tenant),
+    authorization: opts.authorizeUrl ?? applyTenant(pe.authorization, tenant) ?? discovered?.authorization,
+    token: opts.tokenUrl ?? applyTenant(pe.token, tenant) ?? discovered?.token,
+    deviceAuthorization: opts.deviceUrl ?? applyTenant(pe.deviceAuthorization, tenant) ?? discovered?.deviceAuthorization,
+    revocation: opts.revocationUrl ?? applyTenant(pe.revocation, tenant) ?? discovered?.revocation,
+  }
+  for (const k of Object.keys(endpoints) as (keyof AccountEndpoints)[]) if (endpoints[k] === undefined) delete endpoints[k]
+  if (!endpoints.token) {
+    throw new UsageError(`no token endpoint for "${email}"`, {
+      hint: 'Pass --provider NAME, --issuer URL, or --token-url URL (with --authorize-url or --device-url).',
+    })
+  }
+  const scopes = opts.scopes ?? provider?.scopes ?? []
+  if (scopes.length === 0) {
+    throw new UsageError(`no scopes for "${email}": this server has no preset`, { hint: 'Pass --scope "SCOPE1 SCOPE2 ...", the mail scopes your server documents.' })
+  }
+  const sasl: SaslMechanism = opts.sasl ?? provider?.sasl[0] ?? 'XOAUTH2'
+  if (provider && opts.sasl && !provider.sasl.includes(opts.sasl)) {
+    throw new UsageError(`${provider.displayName} does not accept ${opts.sasl}; use ${provider.sasl.join(' or ')}`)
+  }
+  const servers: AccountSettings['servers'] = {}
+  const imap = opts.imapUrl ?? provider?.servers.imap
+  const pop = opts.popUrl ?? provider?.servers.pop
+  const smtp = opts.smtpUrl ?? provider?.servers.smtp
+  if (imap) servers.imap = normaliseServerUrl('imap', imap)
+  if (pop) servers.pop = normaliseServerUrl('pop', pop)
+  if (smtp) servers.smtp = normaliseServerUrl('smtp', smtp)
+
+  let candidates: ClientCandidate[]
+  if (opts.clientId) {
+    candidates = [{ clientId: opts.clientId, ...(opts.clientSecret ? { clientSecret: opts.clientSecret } : {}), label: 'your client id' }]
+  } else {
+    candidates = (provider?.clients ?? []).map((c) => (opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c))
+  }
+  if (candidates.length === 0) {
+    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret if your app has one).' })
+  }
+  return candidates.map((c) => {
+    const s: AccountSettings = {
+      email,
+      provider: provider?.name ?? 'custom',
+      clientId: c.clientId,
+      clientLabel: c.label,
+      scopes,
+      endpoints: endpoints as AccountEndpoints,
+      servers,
+      sasl,
+      flow,
+    }
+    if (tenant !== undefined && Object.values(pe).some((u) => u?.includes('{tenant}'))) s.tenant = tenant
+    if (c.clientSecret) s.clientSecret = c.clientSecret
+    if (opts.clientAuth) s.clientAuth = opts.clientAuth
+    if (opts.ca) s.ca = opts.ca
+    if (provider?.authorizationParams) s.authorizationParams = provider.authorizationParams
+    return s
+  })
+}
+
+/** Which interactive flow to use when the caller did not say. */
+export function pickFlow(provider: Provider | undefined, settings: AccountSettings, canOpenBrowser: boolean): Flow {
+  const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
+  const hasDevice = settings.endpoints.deviceAuthorization !== undefined && allowed.includes('device')
+  const hasBrowser = settings.endpoints.authorization !== undefined && allowed.includes('browser')
+  if (canOpenBrowser && hasBrowser) return 'browser'
+  if (hasDevice) return 'device'
+  if (hasBrowser) return 'paste' // headless and no device flow (Google): paste the redirect back
+  throw new ConfigError(ERR.PROVIDER_FLOW_UNSUPPORTED, `no sign-in flow is available for "${settings.email}" (no authorization or device endpoint)`, { account: settings.email })
+}
+
+export function assertFlowAllowed(provider: Provider | undefined, settings: AccountSettings, flow: Flow): void {
+  const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
+  const needs = flow === 'device' ? settings.endpoints.deviceAuthorization : settings.endpoints.authorization
+  if (!allowed.includes(flow) || needs === undefined) {
+    const why = provider?.name === 'google' && flow === 'device'
+      ? 'Google does not allow mail scopes in the device flow'
+      : `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
+    throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
+      hint: flow === 'device' ? `Use "mailkey add ${settings.email} --paste" on a machine without a browser.` : `Use "mailkey add ${settings.email} --device".`,
+    })
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Provider presets are data: endpoints, scopes, built-in client ids, mail servers and quirks.
+ * Every field can be overridden per account (flags at `add`, or the config file).
+ *
+ * Owns: the Provider shape. Must not: do I/O.
+ */
+
+export type SaslMechanism = 'XOAUTH2' | 'OAUTHBEARER'
+export type Flow = 'device' | 'browser' | 'paste'
+
+/** A client id mailkey may sign in with. Providers can list several: ids die without warning. */
+export interface ClientCandidate {
+  clientId: string
+  /** "installed app" secrets (Google) are published on purpose and not confidential */
+  clientSecret?: string
+  /** who registered it, for messages */
+  label: string
+}
+
+export interface Endpoints {
+  /** RFC 8414 issuer; also used for discovery when an endpoint is missing */
+  issuer?: string
+  authorization?: string
+  token?: string
+  deviceAuthorization?: string
+  revocation?: string
+}
+
+export interface Provider {
+  name: string
+  displayName: string
+  endpoints: Endpoints
+  /** endpoints contain "{tenant}" (Microsoft); the default tenant */
+  defaultTenant?: string
+  clients: ClientCandidate[]
+  /** scopes requested at sign-in (space-joined on the wire, RFC 6749 §3.3) */
+  scopes: string[]
+  /** extra parameters on the authorization request */
+  authorizationParams?: Record<string, string>
+  /** flows this provider allows, in the order mailkey prefers them */
+  flows: Flow[]
+  /** loopback redirect (RFC 8252 §7.3): host and path registered for the built-in clients */
+  redirect: { host: '127.0.0.1' | 'localhost' | '[::1]'; path: string }
+  /** SASL mechanisms the provider's mail servers accept, preferred first */
+  sasl: SaslMechanism[]
+  servers: { imap?: string; pop?: string; smtp?: string }
+  /** e-mail domains that are known to belong to this provider */
+  domains: string[]
+  /** MX host suffixes that identify this provider for custom domains */
+  mxSuffixes?: string[]
+  /** days an unused refresh token lives (for expiry warnings) */
+  refreshTokenIdleDays?: number
+  /** a short note shown by `status` and the docs */
+  notes?: string
+}

@@ -1,0 +1,253 @@
+/**
+ * The file token store: one 0600 JSON file per account in a 0700 directory.
+ *
+ * Invariants:
+ * - I1 writes are atomic: temp file in the same dir, fsync, rename over the old file, fsync the
+ *   dir. A crash at any instant leaves the old or the new record, never a torn one.
+ * - I2 a store with group/world access is refused, not silently fixed: someone else may have read
+ *   it already, and the user should know.
+ * - I3 a record that cannot be parsed is never overwritten: the error names the file.
+ *
+ * Owns: reading/writing records, permissions. Must not: talk to the network, decide when to refresh.
+ * This module is on the fast `mailkey token` path: node built-ins only.
+ */
+import { constants as fsc } from 'node:fs'
+import { mkdir, open, readdir, readFile, rename, stat, unlink, lstat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { ERR, StoreError, UsageError } from '../errors.js'
+import type { Paths } from '../config/paths.js'
+import { RECORD_VERSION, type AccountRecord } from './types.js'
+
+const DIR_MODE = 0o700
+const FILE_MODE = 0o600
+
+/** Normalised account id: the address, trimmed and lower-cased. */
+export function accountId(email: string): string {
+  return email.trim().toLowerCase()
+}
+
+const EMAIL_RE = /^[^\s@/\\\x00-\x1f]+@[^\s@/\\\x00-\x1f]+\.[^\s@/\\\x00-\x1f]+$|^[^\s@/\\\x00-\x1f]+@(localhost|[^\s@/\\\x00-\x1f]+)$/
+
+export function assertEmail(email: string): string {
+  const id = accountId(email)
+  if (!EMAIL_RE.test(id) || id.length > 320) {
+    throw new UsageError(`"${email}" is not an e-mail address`, {
+      hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
+    })
+  }
+  return id
+}
+
+/** File name for an account: safe characters kept, anything else %-escaped. */
+export function fileNameFor(id: string): string {
+  return id.replace(/[^a-z0-9._@+-]/g, (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0'))
+}
+
+export class FileStore {
+  readonly dir: string
+  readonly paths: Paths
+  #ready = false
+
+  constructor(paths: Paths) {
+    this.paths = paths
+    this.dir = paths.accountsDir
+  }
+
+  recordPath(id: string): string {
+    return join(this.dir, fileNameFor(id) + '.json')
+  }
+
+  lockPath(id: string): string {
+    return join(this.dir, fileNameFor(id) + '.lock')
+  }
+
+  /** Create the state dirs 0700 if missing; refuse ones that others can read (I2). */
+  async ensureDir(): Promise<void> {
+    if (this.#ready) return
+    for (const d of [this.paths.stateDir, this.dir]) {
+      try {
+        await mkdir(d, { recursive: true, mode: DIR_MODE })
+      } catch (e) {
+        throw ioError(`cannot create the state directory "${d}"`, e)
+      }
+      await this.#checkMode(d, true)
+    }
+    this.#ready = true
+  }
+
+  async #checkMode(path: string, isDir: boolean): Promise<void> {
+    let st
+    try {
+      st = await lstat(path)
+    } catch (e) {
+      throw ioError(`cannot read "${path}"`, e)
+    }
+    if (st.isSymbolicLink()) {
+      throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
+        hint: `Replace it with a real ${isDir ? 'directory' : 'file'}.`,
+      })
+    }
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+      throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" belongs to another user (uid ${st.uid})`, {
+        hint: 'Use your own state directory (XDG_STATE_HOME) or fix the owner.',
+      })
+    }
+    if ((st.mode & 0o077) !== 0) {
+      const want = isDir ? '700' : '600'
+      throw new StoreError(
+        ERR.STORE_PERMISSIONS,
+        `"${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)}); tokens there may have leaked`,
+        { hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant.` },
+      )
+    }
+  }
+
+  /** The record, or undefined when the account has none. */
+  async read(id: string): Promise<AccountRecord | undefined> {
+    const path = this.recordPath(id)
+    let text: string
+    try {
+      const fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW)
+      try {
+        const st = await fh.stat()
+        if ((st.mode & 0o077) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())) {
+          await this.#checkMode(path, false)
+        }
+        text = await fh.readFile('utf8')
+      } finally {
+        await fh.close()
+      }
+    } catch (e) {
+      if (isCode(e, 'ENOENT')) return undefined
+      if (e instanceof StoreError) throw e
+      if (isCode(e, 'ELOOP')) await this.#checkMode(path, false)
+      throw ioError(`cannot read "${path}"`, e)
+    }
+    // The directory is checked once per process, lazily, only when a record exists.
+    if (!this.#ready) await this.#checkMode(this.dir, true)
+    return parseRecord(text, path)
+  }
+
+  /** Atomic replace (I1). */
+  async write(record: AccountRecord): Promise<void> {
+    await this.ensureDir()
+    const id = accountId(record.settings.email)
+    const path = this.recordPath(id)
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    const data = JSON.stringify({ ...record, updatedAt: Date.now() }, null, 2) + '\n'
+    try {
+      const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE)
+      try {
+        await fh.writeFile(data, 'utf8')
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await rename(tmp, path)
+      await syncDir(this.dir)
+    } catch (e) {
+      await unlink(tmp).catch(() => {})
+      throw ioError(`cannot write "${path}"`, e)
+    }
+  }
+
+  async remove(id: string): Promise<boolean> {
+    try {
+      await unlink(this.recordPath(id))
+      await unlink(this.lockPath(id)).catch(() => {})
+      await syncDir(this.dir)
+      return true
+    } catch (e) {
+      if (isCode(e, 'ENOENT')) return false
+      throw ioError(`cannot remove the record of "${id}"`, e)
+    }
+  }
+
+  /** Every stored record; a corrupt one is reported in `broken`, not thrown. */
+  async list(): Promise<{ records: AccountRecord[]; broken: { file: string; error: StoreError }[] }> {
+    let names: string[]
+    try {
+      names = await readdir(this.dir)
+    } catch (e) {
+      if (isCode(e, 'ENOENT')) return { records: [], broken: [] }
+      throw ioError(`cannot list "${this.dir}"`, e)
+    }
+    const records: AccountRecord[] = []
+    const broken: { file: string; error: StoreError }[] = []
+    for (const name of names.sort()) {
+      if (!name.endsWith('.json')) continue
+      const path = join(this.dir, name)
+      try {
+        const text = await readFile(path, 'utf8')
+        records.push(parseRecord(text, path))
+      } catch (e) {
+        broken.push({ file: path, error: e instanceof StoreError ? e : ioError(`cannot read "${path}"`, e) })
+      }
+    }
+    return { records, broken }
+  }
+
+  async exists(id: string): Promise<boolean> {
+    try {
+      await stat(this.recordPath(id))
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+export function parseRecord(text: string, path: string): AccountRecord {
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch {
+    throw corrupt(path, 'it is not valid JSON')
+  }
+  if (typeof data !== 'object' || data === null) throw corrupt(path, 'it is not a JSON object')
+  const r = data as Partial<AccountRecord>
+  if (r.v !== RECORD_VERSION) {
+    throw corrupt(path, `its format version is ${JSON.stringify(r.v)}, this mailkey reads version ${RECORD_VERSION}`)
+  }
+  const s = r.settings
+  if (
+    typeof s !== 'object' || s === null || typeof s.email !== 'string' || typeof s.clientId !== 'string' ||
+    typeof s.endpoints !== 'object' || s.endpoints === null || typeof s.endpoints.token !== 'string' ||
+    !Array.isArray(s.scopes)
+  ) {
+    throw corrupt(path, 'its account settings are incomplete')
+  }
+  if (r.grant !== undefined && (typeof r.grant !== 'object' || r.grant === null)) throw corrupt(path, 'its grant is malformed')
+  if (r.state !== 'active' && r.state !== 'reauth') throw corrupt(path, 'its state is unknown')
+  return r as AccountRecord
+}
+
+function corrupt(path: string, why: string): StoreError {
+  return new StoreError(ERR.STORE_CORRUPT, `the token store file "${path}" cannot be used: ${why}`, {
+    hint: `mailkey left it untouched. Move it aside (mv '${path}' '${path}.broken') and sign in again with "mailkey add".`,
+  })
+}
+
+function ioError(message: string, cause: unknown): StoreError {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code
+  return new StoreError(ERR.STORE_IO, code ? `${message} (${code})` : message, { cause })
+}
+
+export function isCode(e: unknown, code: string): boolean {
+  return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // fsync of the directory makes the rename durable (POSIX); some filesystems refuse: ignore.
+  try {
+    const fh = await open(dir, fsc.O_RDONLY)
+    try {
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    /* best effort */
+  }
+}

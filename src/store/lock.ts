@@ -1,0 +1,220 @@
+/**
+ * Cross-process lock per account: an O_EXCL lock file holding {pid, nonce, at}.
+ *
+ * Why: with refresh-token rotation and reuse detection (RFC 9700 §4.14.2), two processes that
+ * refresh at once can get the whole grant revoked. Every refresher on this machine (CLI helpers,
+ * the library, the proxy) takes this lock, then re-reads the record before deciding to refresh.
+ *
+ * Invariants:
+ * - L1 only the holder whose nonce is in the file removes it (release checks the nonce).
+ * - L2 a lock whose process is gone (or a zombie), or that is older than maxAgeMs, is stale and
+ *   may be taken over; a crashed refresher never blocks an account for long.
+ * - L3 a holder can hand the lock to a child process (handOver): the file is replaced atomically,
+ *   so there is no instant where the lock is free.
+ *
+ * Owns: the lock file. Must not: read or write account records.
+ */
+import { constants as fsc, readFileSync } from 'node:fs'
+import { link, open, readFile, rename, unlink } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { ERR, InterruptedError, StoreError } from '../errors.js'
+import { isCode } from './file-store.js'
+
+export interface LockInfo {
+  pid: number
+  nonce: string
+  /** epoch ms when taken */
+  at: number
+  host: string
+}
+
+export interface LockOptions {
+  /** give up after this long (default 60 s) */
+  timeoutMs?: number
+  /** a lock older than this is stale even if its process lives (default 120 s) */
+  maxAgeMs?: number
+  signal?: AbortSignal
+  /** poll interval while waiting (default 25 ms, jittered) */
+  pollMs?: number
+}
+
+export const DEFAULT_LOCK_MAX_AGE_MS = 120_000
+
+export function newNonce(): string {
+  return randomBytes(12).toString('hex')
+}
+
+export async function readLock(path: string): Promise<LockInfo | undefined> {
+  try {
+    return parseLock(await readFile(path, 'utf8'))
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return undefined
+    throw e
+  }
+}
+
+function parseLock(text: string): LockInfo | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<LockInfo>
+    if (typeof v.pid === 'number' && typeof v.nonce === 'string' && typeof v.at === 'number') {
+      return { pid: v.pid, nonce: v.nonce, at: v.at, host: typeof v.host === 'string' ? v.host : '' }
+    }
+  } catch {
+    /* a half-written lock file (the writer died between create and write) */
+  }
+  return undefined
+}
+
+/** Is the process alive and not a zombie? (Zombies answer kill(0) but will never release.) */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    return isCode(e, 'EPERM')
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return true // no /proc (macOS): trust kill(0)
+  }
+}
+
+export function isStale(info: LockInfo | undefined, maxAgeMs = DEFAULT_LOCK_MAX_AGE_MS, now = Date.now()): boolean {
+  if (info === undefined) return true // unreadable: its writer died mid-write (checked by age below too)
+  if (now - info.at > maxAgeMs) return true
+  if (info.host !== '' && info.host !== hostname()) return false // cannot see that machine's pids
+  return !pidAlive(info.pid)
+}
+
+export class LockHandle {
+  readonly path: string
+  readonly nonce: string
+  constructor(path: string, nonce: string) {
+    this.path = path
+    this.nonce = nonce
+  }
+
+  /** L1: remove the lock only if it is still ours. */
+  async release(): Promise<void> {
+    const info = await readLock(this.path).catch(() => undefined)
+    if (info?.nonce === this.nonce) await unlink(this.path).catch(() => {})
+  }
+
+  /** L3: hand the lock to another process (pid) without a gap. */
+  async handOver(pid: number): Promise<void> {
+    await writeLockAtomically(this.path, { pid, nonce: this.nonce, at: Date.now(), host: hostname() })
+  }
+}
+
+async function writeLockAtomically(path: string, info: LockInfo): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+  try {
+    await fh.writeFile(JSON.stringify(info))
+  } finally {
+    await fh.close()
+  }
+  await rename(tmp, path)
+}
+
+/** Take over a lock that a parent handed to us; false when it is no longer the parent's. */
+export async function adoptLock(path: string, nonce: string): Promise<LockHandle | undefined> {
+  const info = await readLock(path)
+  if (info?.nonce !== nonce) return undefined
+  const handle = new LockHandle(path, nonce)
+  await handle.handOver(process.pid)
+  return handle
+}
+
+/** One attempt: the lock, or undefined when someone live holds it. Steals stale locks (L2). */
+export async function tryAcquire(path: string, maxAgeMs = DEFAULT_LOCK_MAX_AGE_MS): Promise<LockHandle | undefined> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const nonce = newNonce()
+    try {
+      const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+      try {
+        await fh.writeFile(JSON.stringify({ pid: process.pid, nonce, at: Date.now(), host: hostname() } satisfies LockInfo))
+      } finally {
+        await fh.close()
+      }
+      return new LockHandle(path, nonce)
+    } catch (e) {
+      if (!isCode(e, 'EEXIST')) {
+        throw new StoreError(ERR.STORE_IO, `cannot create the lock file "${path}" (${(e as NodeJS.ErrnoException).code ?? e})`, { cause: e })
+      }
+    }
+    const info = await readLock(path)
+    if (info === undefined) {
+      // Empty/half-written: give its writer a moment before calling it stale.
+      const age = await lockAgeMs(path)
+      if (age === undefined || age < 2000) return undefined
+    } else if (!isStale(info, maxAgeMs)) {
+      return undefined
+    }
+    await stealStale(path, info)
+  }
+  return undefined
+}
+
+async function lockAgeMs(path: string): Promise<number | undefined> {
+  try {
+    const fh = await open(path, fsc.O_RDONLY)
+    try {
+      return Date.now() - (await fh.stat()).mtimeMs
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    return undefined
+  }
+}
+
+/** Move the stale file away; if what we moved turns out to be a fresh lock, put it back. */
+async function stealStale(path: string, seen: LockInfo | undefined): Promise<void> {
+  const aside = `${path}.stale.${newNonce()}`
+  try {
+    await rename(path, aside)
+  } catch (e) {
+    if (isCode(e, 'ENOENT')) return
+    throw e
+  }
+  const moved = parseLock(await readFile(aside, 'utf8').catch(() => ''))
+  if (moved !== undefined && moved.nonce !== seen?.nonce && !isStale(moved)) {
+    await link(aside, path).catch(() => {}) // restore the live lock unless a newer one exists
+  }
+  await unlink(aside).catch(() => {})
+}
+
+export async function acquire(path: string, options: LockOptions = {}): Promise<LockHandle> {
+  const timeoutMs = options.timeoutMs ?? 60_000
+  const deadline = Date.now() + timeoutMs
+  const poll = options.pollMs ?? 25
+  for (;;) {
+    if (options.signal?.aborted) throw new InterruptedError('interrupted while waiting for the account lock')
+    const handle = await tryAcquire(path, options.maxAgeMs)
+    if (handle) return handle
+    if (Date.now() >= deadline) {
+      const info = await readLock(path).catch(() => undefined)
+      throw new StoreError(ERR.STORE_LOCK_TIMEOUT, `timed out after ${Math.round(timeoutMs / 1000)} s waiting for the lock "${path}"${info ? ` held by process ${info.pid}` : ''}`, {
+        hint: 'Another mailkey is refreshing this account; try again. If no mailkey is running, delete the lock file.',
+      })
+    }
+    await sleep(poll + Math.floor(Math.random() * poll), options.signal)
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve()
+    const t = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(t)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}

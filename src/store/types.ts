@@ -1,0 +1,90 @@
+/**
+ * What mailkey keeps per account: the settings used at sign-in (a grant is bound to its client id
+ * and token endpoint) and the grant itself. One JSON file per account, written atomically, so
+ * the refresh token and the access token always change together.
+ *
+ * Owns: record shapes and the schema version. Must not: do I/O.
+ */
+import type { Flow, SaslMechanism } from '../providers/types.js'
+
+export const RECORD_VERSION = 1
+
+export interface AccountEndpoints {
+  issuer?: string
+  authorization?: string
+  token: string
+  deviceAuthorization?: string
+  revocation?: string
+}
+
+export interface AccountSettings {
+  /** the mailbox address; also the account's name */
+  email: string
+  /** provider preset name, a config-file provider name, or 'custom' */
+  provider: string
+  tenant?: string
+  clientId: string
+  /** optional confidential-client secret (kept in the 0600 state file, never in config.toml) */
+  clientSecret?: string
+  /** how the client authenticates at the token endpoint when it has a secret */
+  clientAuth?: 'post' | 'basic'
+  clientLabel?: string
+  scopes: string[]
+  endpoints: AccountEndpoints
+  authorizationParams?: Record<string, string>
+  servers: { imap?: string; pop?: string; smtp?: string }
+  /** PEM file trusted for this account's mail servers */
+  ca?: string
+  sasl: SaslMechanism
+  /** how the grant was obtained */
+  flow: Flow | 'import' | 'env'
+}
+
+export interface Identity {
+  email?: string
+  name?: string
+  /** Microsoft tenant id */
+  tid?: string
+  sub?: string
+  iss?: string
+}
+
+export interface GrantRecord {
+  refreshToken?: string
+  accessToken?: string
+  tokenType?: string
+  /** epoch ms; absent when the server sent no expires_in */
+  expiresAt?: number
+  /** scopes the server says it granted */
+  scope?: string
+  /** when the user signed in (or imported the grant) */
+  grantedAt: number
+  /** when the current refresh token was received (rotation resets it) */
+  refreshTokenAt?: number
+  refreshedAt?: number
+  /** when an access token was last handed out */
+  lastUsedAt?: number
+  identity?: Identity
+  /** fingerprint of the environment-supplied refresh token this grant was seeded from */
+  seededFrom?: string
+}
+
+export interface LastError {
+  code: string
+  message: string
+  oauthError?: string
+  providerCodes?: string[]
+  transient: boolean
+  /** epoch ms */
+  at: number
+}
+
+export interface AccountRecord {
+  v: typeof RECORD_VERSION
+  settings: AccountSettings
+  grant?: GrantRecord
+  /** 'reauth': the grant was refused and only a new sign-in helps (the record is kept) */
+  state: 'active' | 'reauth'
+  lastError?: LastError
+  updatedAt: number
+}
