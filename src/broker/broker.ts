@@ -137,8 +137,10 @@ export class Broker {
     rec = await this.#syncEnvAccount(id, rec)
     if (!rec) throw unknownAccount(account)
     const minSec = opts.minValiditySec ?? (await this.marginSec())
-    if (!opts.forceRefresh && this.isFresh(rec, minSec)) return this.#toAccessToken(rec, false)
+    // A grant the server refused is dead even if its last access token has time left: say so
+    // now rather than hand out a token the mail server will refuse.
     if (rec.state === 'reauth' && !opts.forceRefresh) throw errorFromLast(rec)
+    if (!opts.forceRefresh && this.isFresh(rec, minSec)) return this.#toAccessToken(rec, false)
 
     // B1, in-process part: one refresh per account at a time (a forced one piggybacks too).
     let p = this.#inflight.get(id)
@@ -275,7 +277,8 @@ export class Broker {
         // If the worker died before adopting the lock, the lock is still ours: take it back.
         void readLock(lock.path).then((info) => resolve(info?.nonce === lock.nonce && info.pid === process.pid ? 'not-started' : 'done'), () => resolve('done'))
       })
-      child.unref()
+      // Not unref'd: this process waits for the worker. If this process dies, the worker (its own
+      // process group, detached) carries on and finishes the refresh.
     })
   }
 

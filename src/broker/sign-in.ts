@@ -19,6 +19,7 @@ import { discoverEndpoints } from '../oauth/discovery.js'
 import { authorizationCodeSignIn } from '../oauth/auth-code.js'
 import { pollDeviceAuthorization, refreshGrant, startDeviceAuthorization, type DeviceAuthorization, type TokenSet } from '../oauth/grants.js'
 import { isClientRejection } from '../oauth/classify.js'
+import { usesPlainHttp } from '../oauth/http.js'
 import type { Broker } from './broker.js'
 
 export interface DevicePrompt {
@@ -46,7 +47,7 @@ export interface SignInCallbacks {
   /** a built-in client id was refused; mailkey goes on with the next one */
   onClientRejected?: (info: { clientId: string; label: string; error: MailkeyError; next?: string }) => void
   /** which provider and flow were chosen */
-  onPlan?: (info: { provider: string; flow: Flow | 'import'; clientId: string }) => void
+  onPlan?: (info: { provider: string; flow: Flow | 'import'; clientId: string; plainHttp: boolean }) => void
 }
 
 export interface SignInOptions extends AccountOptions, SignInCallbacks {
@@ -218,7 +219,7 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
   const flow: Flow = opts.flow ?? pickFlow(provider, first, opts.canOpenBrowser ?? false)
   assertFlowAllowed(provider, first, flow)
   for (const c of candidates) c.flow = flow
-  opts.onPlan?.({ provider: provider?.name ?? 'custom', flow, clientId: first.clientId })
+  opts.onPlan?.({ provider: provider?.name ?? 'custom', flow, clientId: first.clientId, plainHttp: usesPlainHttp(first) })
   const email = first.email
   const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
     if (flow === 'device') {
@@ -246,7 +247,7 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
 export async function importRefreshToken(broker: Broker, opts: ImportOptions): Promise<AccountRecord> {
   const { candidates } = await plan(broker, opts, 'import')
   const first = candidates[0] as AccountSettings
-  opts.onPlan?.({ provider: first.provider, flow: 'import', clientId: first.clientId })
+  opts.onPlan?.({ provider: first.provider, flow: 'import', clientId: first.clientId, plainHttp: usesPlainHttp(first) })
   const { settings, tokens } = await withCandidates(candidates, opts, (s) =>
     refreshGrant(s, opts.refreshToken, { account: s.email, ...(opts.signal ? { signal: opts.signal } : {}) }),
   )

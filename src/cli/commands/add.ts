@@ -76,6 +76,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       signal: io.signal,
       onPlan: (p) => {
         emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
+        if (p.plainHttp) say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
       },
       onClientRejected: (r) => {
         say(`mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`)

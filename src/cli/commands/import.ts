@@ -39,6 +39,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...accountOptions(email, values),
     refreshToken: new Secret(rt),
     signal: io.signal,
+    onPlan: (p) => {
+      if (p.plainHttp) io.stderr('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
+    },
     onClientRejected: (r) => io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
   })
   if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
