@@ -38,8 +38,10 @@ import { FileStore, accountId } from '../store/file-store.js'
 import { acquire, adoptLock, isStale, readLock, sleep, tryAcquire, DEFAULT_LOCK_MAX_AGE_MS, type LockHandle } from '../store/lock.js'
 import type { AccountRecord, AccountSettings, LastError } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
+import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
 
-export const DEFAULT_REFRESH_MARGIN_SEC = 300
+export { DEFAULT_REFRESH_MARGIN_SEC }
+
 /** when the server sends no expires_in (RFC 6749 §5.1 makes it RECOMMENDED only) */
 export const ASSUMED_LIFETIME_SEC = 3600
 
@@ -110,8 +112,8 @@ export class Broker {
   /** refresh margin: option > MAILKEY_REFRESH_MARGIN_SEC > config.toml > 300 s */
   async marginSec(): Promise<number> {
     if (this.#marginSec !== undefined) return this.#marginSec
-    const fromEnv = this.env.MAILKEY_REFRESH_MARGIN_SEC
-    if (fromEnv !== undefined && /^\d+$/.test(fromEnv)) return (this.#marginSec = Number(fromEnv))
+    const fromEnv = marginFromEnv(this.env.MAILKEY_REFRESH_MARGIN_SEC)
+    if (fromEnv !== undefined) return (this.#marginSec = fromEnv)
     if (existsSync(this.paths.configFile)) {
       const { loadConfig } = await import('../config/config.js')
       const cfg = await loadConfig(this.paths.configFile)
@@ -122,13 +124,7 @@ export class Broker {
 
   /** Is the record's access token good for at least `minSec` more (capped at half its life)? */
   isFresh(rec: AccountRecord | undefined, minSec: number): boolean {
-    const g = rec?.grant
-    if (!g?.accessToken || g.expiresAt === undefined) return false
-    const left = g.expiresAt - this.now()
-    if (left <= 0) return false
-    // A server that issues 2-minute tokens must not make every call a refresh.
-    const life = g.refreshedAt !== undefined ? g.expiresAt - g.refreshedAt : Infinity
-    return left > Math.min(minSec * 1000, life / 2)
+    return isFresh(rec?.grant, this.now(), minSec)
   }
 
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {

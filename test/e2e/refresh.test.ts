@@ -312,23 +312,32 @@ describe('refresh: concurrency, crashes, failures', () => {
     }
   })
 
-  it('the fast path loads no OAuth, TOML or QR code', async () => {
-    const log = join(home.dir, 'modules.log')
+  it('the fast path loads no OAuth, TOML or QR code (and the full path does)', async () => {
     const preload = fileURLToPath(new URL('../harness/module-log.mjs', import.meta.url))
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const c = spawn(process.execPath, ['--import', preload, BIN, 'token', EMAIL], { env: { ...home.env, MODULE_LOG: log } })
-      let out = ''
-      c.stdout.on('data', (d) => (out += d))
-      c.once('close', (code) => resolve({ code, out }))
-    })
-    assert.equal(r.code, 0)
-    secrets.push(r.out.trim())
-    const loaded = await readFile(log, 'utf8')
-    assert.match(loaded, /dist\/cli\/commands\/token\.js/)
-    assert.match(loaded, /dist\/store\/file-store\.js/)
-    for (const heavy of ['oauth4webapi', 'smol-toml', 'uqr', '/oauth/', 'sign-in.js']) {
-      assert.ok(!loaded.includes(heavy), `${heavy} was loaded on the fast path`)
+    const loads = async (args: string[], name: string): Promise<{ code: number | null; out: string; loaded: string }> => {
+      const log = join(home.dir, `${name}.log`)
+      await writeFile(log, '')
+      const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const c = spawn(process.execPath, ['--import', preload, BIN, ...args], { env: { ...home.env, MODULE_LOG: log } })
+        let out = ''
+        c.stdout.on('data', (d) => (out += d))
+        c.once('close', (code) => resolve({ code, out }))
+      })
+      return { ...r, loaded: await readFile(log, 'utf8') }
     }
+    const fast = await loads(['token', EMAIL], 'fast')
+    assert.equal(fast.code, 0)
+    secrets.push(fast.out.trim())
+    assert.equal(fast.out, (await stored(home)).grant.accessToken + '\n')
+    for (const heavy of ['oauth4webapi', 'smol-toml', 'uqr', '/oauth/', 'sign-in.js', 'dist/cli/main.js']) {
+      assert.ok(!fast.loaded.includes(heavy), `${heavy} was loaded on the fast path`)
+    }
+    // The same logger sees the full CLI and the OAuth code when a refresh is needed.
+    const slow = await loads(['token', EMAIL, '--force-refresh'], 'slow')
+    assert.equal(slow.code, 0)
+    secrets.push(slow.out.trim())
+    assert.match(slow.loaded, /dist\/cli\/main\.js/)
+    assert.match(slow.loaded, /dist\/cli\/commands\/token\.js/)
   })
 
   it('no secret appeared in any output of this suite', () => {

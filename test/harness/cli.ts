@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs'
 import { appendFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 
-export const BIN = fileURLToPath(new URL('../../dist/cli/bin.js', import.meta.url))
+/** the installed executable (package.json "bin"): the CommonJS fast path, then the full CLI */
+export const BIN = fileURLToPath(new URL('../../dist/cli/mailkey.cjs', import.meta.url))
 
 export function assertBuilt(): void {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`)

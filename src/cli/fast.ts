@@ -1,0 +1,37 @@
+/**
+ * The `mailkey token <email>` fast path. Mail clients run the credential command once per
+ * connection, so printing a cached token should cost little more than starting Node.
+ *
+ * It handles exactly one case: a plain `token` call whose stored token is fresh. Everything else
+ * (flags, refresh needed, env-defined accounts, a config file, any error) returns undefined and
+ * the full CLI takes over, which decides and reports the same way: the freshness rule is shared
+ * with the broker (broker/freshness.ts) and the record is read by the same FileStore.
+ *
+ * Owns: the shortcut. Must not: write anything, print errors, or load OAuth code.
+ */
+import { existsSync } from 'node:fs'
+import type { Env } from '../config/paths.js'
+import { resolvePaths } from '../config/paths.js'
+import { FileStore, accountId } from '../store/file-store.js'
+import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from '../broker/freshness.js'
+
+export async function fastToken(argv: readonly string[], env: Env, now = Date.now()): Promise<string | undefined> {
+  if (argv[0] !== 'token' || argv.length > 2) return undefined
+  const email = argv[1] ?? env.MAILKEY_EMAIL
+  if (!email || email.startsWith('-')) return undefined
+  const id = accountId(email)
+  if (env.MAILKEY_EMAIL && accountId(env.MAILKEY_EMAIL) === id) return undefined // may need seeding
+  const paths = resolvePaths(env)
+  let margin = marginFromEnv(env.MAILKEY_REFRESH_MARGIN_SEC)
+  if (margin === undefined) {
+    if (existsSync(paths.configFile)) return undefined // it may set refresh_margin_sec
+    margin = DEFAULT_REFRESH_MARGIN_SEC
+  }
+  try {
+    const rec = await new FileStore(paths).read(id)
+    if (rec?.state !== 'active' || !isFresh(rec.grant, now, margin)) return undefined
+    return rec.grant?.accessToken
+  } catch {
+    return undefined // the full CLI reports it
+  }
+}
