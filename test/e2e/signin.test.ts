@@ -62,6 +62,7 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.match(r.stderr, /Signed in alice@example\.test/)
     assert.match(r.stderr, /mailkey token alice@example\.test/)
     assert.match(r.stderr, /enter the code/)
+    assert.match(r.stderr, /warning: this server is reached over plain http/)
     const rec = await stored(home, 'alice@example.test')
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
@@ -321,6 +322,38 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     } finally {
       lab.allow('retired-client')
     }
+  })
+
+  it('browser flow: gives up cleanly when nobody signs in before --timeout', async () => {
+    const env = { ...home.env, MAILKEY_BROWSER: 'true' }
+    const r = await runCli(['add', 'lou@example.test', '--browser', '--timeout', '5', ...labFlags()], env, { timeoutMs: 30_000 })
+    assert.equal(r.code, 77, r.stderr)
+    assert.match(r.stderr, /no sign-in for "lou@example\.test" arrived within 5 s/)
+    assert.match(r.stderr, /mailkey add lou@example\.test/)
+    await assert.rejects(stored(home, 'lou@example.test'))
+  })
+
+  it('Microsoft accounts get XOAUTH2 only: --sasl oauthbearer is refused', async () => {
+    // A Microsoft record as `mailkey add` writes it (no real Microsoft is contacted: the token is fresh).
+    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'ms@example.test.json')
+    const now = Date.now()
+    await writeFile(path, JSON.stringify({
+      v: 1,
+      settings: { email: 'ms@example.test', provider: 'microsoft', tenant: 'common', clientId: '9e5f94bc-e8a4-4e73-b8be-63364c29d753', scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'], endpoints: { token: 'https://login.microsoftonline.com/common/oauth2/v2.0/token' }, servers: { imap: 'imaps://outlook.office365.com:993' }, sasl: 'XOAUTH2', flow: 'device' },
+      grant: { accessToken: 'ms-fake-access-token-for-the-test', expiresAt: now + 3600_000, refreshedAt: now, grantedAt: now, refreshToken: 'ms-fake-refresh-token-for-the-test' },
+      state: 'active', updatedAt: now,
+    }), { mode: 0o600 })
+    secrets.push('ms-fake-access-token-for-the-test', 'ms-fake-refresh-token-for-the-test')
+    const bad = await runCli(['token', 'ms@example.test', '--sasl', 'oauthbearer'], home.env)
+    assert.equal(bad.code, 64, bad.stderr)
+    assert.match(bad.stderr, /accept only XOAUTH2/)
+    assert.equal(bad.stdout, '')
+    const good = await runCli(['token', 'ms@example.test', '--sasl', 'xoauth2'], home.env)
+    assert.equal(good.code, 0, good.stderr)
+    assert.equal(Buffer.from(good.stdout.trim(), 'base64').toString(), 'user=ms@example.test\x01auth=Bearer ms-fake-access-token-for-the-test\x01\x01')
+    const st = await runCli(['status', 'ms@example.test'], home.env)
+    assert.match(st.stdout, /provider\s+microsoft \(tenant common\)/)
+    assert.match(st.stdout, /drops it after 90 days unused/)
   })
 
   it('real browser: headless Chromium follows the loopback redirect', { skip: !chromiumAvailable() && !process.env.CI ? 'chromium is not installed (apt-get install chromium)' : false }, async () => {
