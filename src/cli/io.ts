@@ -19,9 +19,32 @@ export interface CliIO {
   readLine(prompt: string, signal?: AbortSignal): Promise<string | undefined>
   /** aborted on SIGINT */
   signal: AbortSignal
+  /** release stdin (the line reader) when the command is done */
+  close?(): void
 }
 
 export function processIO(signal: AbortSignal): CliIO {
+  // One line reader for the whole command: a pasted block may hold several lines in one chunk,
+  // and a reader made per question would drop the lines after the first.
+  let rl: import('node:readline').Interface | undefined
+  const lines: string[] = []
+  const waiters: ((line: string | undefined) => void)[] = []
+  let ended = false
+  const ensureReader = async (): Promise<void> => {
+    if (rl || ended) return
+    const { createInterface } = await import('node:readline')
+    const tty = Boolean(process.stdin.isTTY)
+    rl = createInterface({ input: process.stdin, ...(tty ? { output: process.stderr } : {}), terminal: tty })
+    rl.on('line', (line) => {
+      const w = waiters.shift()
+      if (w) w(line)
+      else lines.push(line)
+    })
+    rl.on('close', () => {
+      ended = true
+      for (const w of waiters.splice(0)) w(undefined)
+    })
+  }
   return {
     env: process.env,
     stdout: (t) => void process.stdout.write(t),
@@ -29,24 +52,22 @@ export function processIO(signal: AbortSignal): CliIO {
     stderrIsTTY: Boolean(process.stderr.isTTY),
     stdinIsTTY: Boolean(process.stdin.isTTY),
     readLine: async (prompt, sig) => {
-      const { createInterface } = await import('node:readline')
-      const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: Boolean(process.stdin.isTTY) })
-      try {
-        return await new Promise<string | undefined>((resolve) => {
-          let done = false
-          const finish = (v: string | undefined): void => {
-            if (!done) {
-              done = true
-              resolve(v)
-            }
-          }
-          rl.once('close', () => finish(undefined))
-          sig?.addEventListener('abort', () => finish(undefined), { once: true })
-          rl.question(prompt, (answer) => finish(answer))
-        })
-      } finally {
-        rl.close()
-      }
+      if (prompt) process.stderr.write(prompt)
+      await ensureReader()
+      if (lines.length > 0) return lines.shift()
+      if (ended || sig?.aborted) return undefined
+      return new Promise<string | undefined>((resolve) => {
+        const w = (line: string | undefined): void => resolve(line)
+        waiters.push(w)
+        sig?.addEventListener('abort', () => {
+          const i = waiters.indexOf(w)
+          if (i >= 0) waiters.splice(i, 1)
+          resolve(undefined)
+        }, { once: true })
+      })
+    },
+    close: () => {
+      rl?.close()
     },
     signal,
   }

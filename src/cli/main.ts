@@ -62,5 +62,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     const { reportError } = await import('./report.js')
     reportError(e, io, { debug: rest.includes('--debug'), json: rest.includes('--json') && name !== 'token' })
     return e instanceof MailkeyError ? e.exitCode : exitCodeOf(e)
+  } finally {
+    io.close?.()
   }
 }

@@ -193,12 +193,12 @@ describe('mailkey add / token / status against a real OAuth server', () => {
   })
 
   it('paste flow: the user pastes the final address back', async () => {
-    const cli = spawnCli(['add', 'dave@example.test', '--paste', '--json', ...labFlags()], home.env)
+    const cli = spawnCli(['add', 'dave@example.test', '--paste', '--timeout', '60', '--json', ...labFlags()], home.env)
     const ev = await cli.event('authorization_url')
     assert.equal(ev.browser_opened, false)
     const redirect = await lab.completeAuthorization(String(ev.url), { login: 'dave@example.test' })
-    cli.child.stdin.write('this is not it\n')
-    cli.child.stdin.write(redirect + '\n')
+    // Both lines in one chunk, as a terminal paste delivers them: the second must not be lost.
+    cli.child.stdin.write('this is not it\n' + redirect + '\n')
     const r = await cli.done
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /paste/i)
