@@ -108,7 +108,7 @@ export function parseConfig(text: string, file: string): Config {
       const token = str('token_url')
       if (!issuer && !token) fail(path, undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
       const authParams = p.auth_params
-      if (authParams !== undefined && (typeof authParams !== 'object' || authParams === null || Object.values(authParams).some((v) => typeof v !== 'string'))) {
+      if (authParams !== undefined && (typeof authParams !== 'object' || authParams === null || Array.isArray(authParams) || Object.values(authParams).some((v) => typeof v !== 'string'))) {
         fail(path, 'auth_params', '"auth_params" must be a table of strings')
       }
       const redirectHost = str('redirect_host') ?? '127.0.0.1'
@@ -149,10 +149,13 @@ export function parseConfig(text: string, file: string): Config {
 /** Best-effort position of a key (or a table header) for error messages; 1-based. */
 export function locate(text: string, path: string[], key?: string): { line: number; column: number } {
   const lines = text.split(/\r?\n/)
+  const quote = (p: string): string => (/^[A-Za-z0-9_-]+$/.test(p) ? p : JSON.stringify(p))
+  // a table header without spaces and without a trailing comment: "[providers.x] # mine"
+  const headerOf = (l: string): string => l.replace(/#[^"']*$/, '').replace(/\s+/g, '')
   let start = 0
   if (path.length > 0) {
-    const header = path.map((p) => (/^[A-Za-z0-9_-]+$/.test(p) ? p : JSON.stringify(p))).join('.')
-    const idx = lines.findIndex((l) => l.replace(/\s+/g, '') === `[${header}]`)
+    const header = path.map(quote).join('.')
+    const idx = lines.findIndex((l) => headerOf(l) === headerOf(`[${header}]`))
     if (idx >= 0) {
       if (key === undefined) return { line: idx + 1, column: 1 }
       start = idx + 1
@@ -165,6 +168,10 @@ export function locate(text: string, path: string[], key?: string): { line: numb
       if (i > start && path.length > 0 && /^\s*\[/.test(l)) break
       if (re.test(l)) return { line: i + 1, column: l.search(/\S/) + 1 }
     }
+    // the key may be a table of its own: [bogus] or [providers.x.bogus]
+    const sub = headerOf([...path, key].map(quote).join('.'))
+    const idx = lines.findIndex((l) => headerOf(l) === `[${sub}]` || headerOf(l).startsWith(`[${sub}.`) || headerOf(l) === `[[${sub}]]`)
+    if (idx >= 0) return { line: idx + 1, column: lines[idx]!.search(/\S/) + 1 }
   }
   return { line: start > 0 ? start : 1, column: 1 }
 }

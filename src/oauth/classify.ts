@@ -20,8 +20,9 @@ import {
   type ErrorCode,
   type MailkeyErrorOptions,
 } from '../errors.js'
+import { scrub } from '../core/redact.js'
 import { aadstsCodesIn, describeAadsts } from './aadsts.js'
-import { retryAfterOf } from './http.js'
+import { parseRetryAfter, retryAfterOf } from './http.js'
 
 export type Phase = 'refresh' | 'signin' | 'device' | 'discovery' | 'revoke'
 
@@ -60,7 +61,7 @@ export const OAUTH_ERROR_MEANINGS: Readonly<Record<string, string>> = {
   invalid_target: 'the server refused the requested resource',
 }
 
-const REAUTH_ERRORS = new Set(['invalid_grant', 'interaction_required', 'login_required', 'consent_required', 'account_selection_required'])
+const REAUTH_ERRORS = new Set(['invalid_grant', 'interaction_required', 'login_required', 'account_selection_required'])
 const DECLINED = new Set(['access_denied', 'authorization_declined'])
 const EXPIRED = new Set(['expired_token', 'bad_verification_code'])
 const TRANSIENT_ERRORS = new Set(['server_error', 'temporarily_unavailable', 'slow_down'])
@@ -79,23 +80,37 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
     return fromOAuthError(e.error, desc, undefined, undefined, ctx, { cause: e })
   }
   if (e instanceof oauth.WWWAuthenticateChallengeError) {
-    return new ReauthRequiredError(ERR.REAUTH_REQUIRED, `${ctx.host} refused the client credentials for "${ctx.account}" (HTTP ${e.status})`, { account: ctx.account, cause: e, status: e.status })
+    // RFC 6749 §5.2: a 401 with WWW-Authenticate from the token endpoint is invalid_client, i.e.
+    // this client id / secret is refused; another candidate (or --client-secret) may work.
+    return new ReauthRequiredError(ERR.CLIENT_REJECTED, `${ctx.host} refused the client credentials for "${ctx.account}" (HTTP ${e.status})${ctx.clientId ? ` [client id ${ctx.clientId}]` : ''}`, { account: ctx.account, cause: e, status: e.status })
   }
   if (isAbort(e)) {
     const name = (e as { name?: string }).name
     if (name === 'TimeoutError') {
-      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} did not answer in time`, { account: ctx.account, cause: e })
+      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} did not answer in time for "${ctx.account}"`, { account: ctx.account, cause: e })
     }
-    return new InterruptedError(`interrupted while talking to ${ctx.host}`, { account: ctx.account, cause: e })
+    return new InterruptedError(`interrupted while talking to ${ctx.host} for "${ctx.account}"`, { account: ctx.account, cause: e })
   }
   if (e instanceof oauth.OperationProcessingError) {
-    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use: ${redactMessage(e.message)}`, { account: ctx.account, cause: e })
+    // A non-JSON 408/429/5xx (a proxy's or load balancer's HTML page) is an outage, not a verdict.
+    // oauth4webapi reads JSON error bodies only from 4xx responses, so a 5xx with a JSON error lands
+    // here too.
+    const res = e.cause
+    if (res instanceof Response && (res.status === 408 || res.status === 429 || res.status >= 500)) {
+      const retryAfterSec = parseRetryAfter(res.headers.get('retry-after'))
+      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} answered HTTP ${res.status} for "${ctx.account}"`, {
+        account: ctx.account, cause: e, status: res.status, ...(retryAfterSec !== undefined ? { retryAfterSec } : {}),
+      })
+    }
+    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${redactMessage(e.message)}`, { account: ctx.account, cause: e })
   }
-  if (e instanceof TypeError || isNetworkError(e)) {
+  // fetch() reports network failures as a bare TypeError; oauth4webapi's and Node's argument
+  // errors are TypeErrors too, but carry an ERR_* code and are not worth retrying.
+  if (!isArgumentError(e) && (e instanceof TypeError || isNetworkError(e))) {
     const code = networkCode(e)
-    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host}${code ? ` (${code})` : ''}`, { account: ctx.account, cause: e })
+    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${code ? ` (${code})` : ''}`, { account: ctx.account, cause: e })
   }
-  return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host}: ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
+  return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host} for "${ctx.account}": ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
 }
 
 /** Map one OAuth `error` (+ description, + Microsoft's error_codes) to a mailkey error. */
@@ -135,6 +150,9 @@ export function fromOAuthError(
       case 'config':
         return new ConfigError(ERR.OAUTH_CONFIG, message, opts)
       case 'reauth':
+        // the standard error can be more precise (expired_token, authorization_declined...)
+        if (DECLINED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_DECLINED, message, opts)
+        if (EXPIRED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_EXPIRED, message, opts)
         return new ReauthRequiredError(ERR.REAUTH_REQUIRED, message, opts)
       case 'pending':
         break
@@ -143,6 +161,7 @@ export function fromOAuthError(
   if (TRANSIENT_ERRORS.has(error)) return new TransientError(ERR.OAUTH_TRANSIENT, message, opts)
   if (DECLINED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_DECLINED, message, opts)
   if (EXPIRED.has(error)) return new ReauthRequiredError(ERR.SIGNIN_EXPIRED, message, opts)
+  if (error === 'consent_required') return new ReauthRequiredError(ERR.CONSENT_REQUIRED, message, opts)
   if (REAUTH_ERRORS.has(error)) return new ReauthRequiredError(ERR.REAUTH_REQUIRED, message, opts)
   if (CLIENT_ERRORS.has(error)) {
     const code: ErrorCode = ERR.CLIENT_REJECTED
@@ -161,7 +180,8 @@ export function isClientRejection(e: MailkeyError): boolean {
 
 function firstLine(s: string | undefined): string | undefined {
   if (!s) return undefined
-  const line = s.split(/\r?\n/)[0]?.trim()
+  // a server's free text goes into messages and the state file: scrub anything token-shaped
+  const line = scrub(s.split(/\r?\n/)[0]?.trim() ?? '')
   if (!line) return undefined
   return line.length > 200 ? line.slice(0, 200) + '…' : line
 }
@@ -176,6 +196,12 @@ function isNetworkError(e: unknown): boolean {
   return code !== undefined
 }
 
+function isArgumentError(e: unknown): boolean {
+  if (!(e instanceof TypeError)) return false
+  const code = (e as { code?: unknown }).code
+  return typeof code === 'string' && code.startsWith('ERR_')
+}
+
 function networkCode(e: unknown): string | undefined {
   let cur: unknown = e
   for (let i = 0; i < 4 && cur; i++) {
@@ -188,6 +214,7 @@ function networkCode(e: unknown): string | undefined {
 }
 
 function redactMessage(m: string): string {
-  // oauth4webapi messages name fields, never values; cut them short anyway.
-  return m.length > 200 ? m.slice(0, 200) + '…' : m
+  // oauth4webapi messages name fields, never values; other errors may not be so careful.
+  const s = scrub(m)
+  return s.length > 200 ? s.slice(0, 200) + '…' : s
 }

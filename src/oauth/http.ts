@@ -52,6 +52,10 @@ export function usesPlainHttp(settings: Pick<AccountSettings, 'endpoints'>): boo
 export function authorizationServer(settings: AccountSettings): oauth.AuthorizationServer {
   const e = settings.endpoints
   const token = checkEndpoint(e.token, 'token endpoint', settings.email)
+  // usesPlainHttp() turns on allowInsecureRequests for every endpoint, so each must pass the check.
+  if (e.authorization) checkEndpoint(e.authorization, 'authorization endpoint', settings.email)
+  if (e.deviceAuthorization) checkEndpoint(e.deviceAuthorization, 'device authorization endpoint', settings.email)
+  if (e.revocation) checkEndpoint(e.revocation, 'revocation endpoint', settings.email)
   return {
     issuer: e.issuer ?? token.origin,
     token_endpoint: e.token,
@@ -135,6 +139,9 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (!value) return undefined
   const v = value.trim()
   if (/^\d+$/.test(v)) return Number(v)
+  // HTTP-date (RFC 9110 §5.6.7): all three formats start with a day name. Date.parse alone
+  // accepts junk such as "junk 12" or "-5".
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? /i.test(v)) return undefined
   const t = Date.parse(v)
   return Number.isNaN(t) ? undefined : Math.max(0, Math.round((t - now) / 1000))
 }
@@ -156,7 +163,7 @@ async function preprocess(url: string, res: Response, setIdentity: (i: Identity)
   // on the grant (RFC 9110 §15.5.9 408, RFC 6585 §4 429, §15.6 5xx).
   const status = res.status
   if ((status === 408 || status === 429 || status >= 500) && (json === undefined || typeof json.error !== 'string')) {
-    throw new TransientError(ERR.OAUTH_TRANSIENT, `${host} answered HTTP ${status}${status === 429 ? ' (too many requests)' : ''}${describeBody(headers, text)}`, {
+    throw new TransientError(ERR.OAUTH_TRANSIENT, `${host} answered HTTP ${status}${status === 429 ? ' (too many requests)' : ''}${describeBody(headers, text)} for "${account}"`, {
       account,
       status,
       retryAfterSec: parseRetryAfter(res.headers.get('retry-after')),
@@ -208,7 +215,7 @@ export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefine
   if (!part) return undefined
   try {
     const v: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
-    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined
   } catch {
     return undefined
   }

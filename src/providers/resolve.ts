@@ -39,11 +39,13 @@ export const SERVER_SCHEMES = {
 } as const
 
 /** `imaps://host:993` = implicit TLS (RFC 8314), `imap://host` = STARTTLS required. */
-export function normaliseServerUrl(kind: keyof typeof SERVER_SCHEMES, url: string): string {
+export function normaliseServerUrl(kind: keyof typeof SERVER_SCHEMES, raw: string): string {
   const spec = SERVER_SCHEMES[kind]
+  // never echo a password back: "imaps://me:secret@host" is shown as "imaps://***@host"
+  const url = raw.replace(/\/\/[^/?#]*@/, '//***@')
   let u: URL
   try {
-    u = new URL(url)
+    u = new URL(raw)
   } catch {
     throw new UsageError(`the ${kind} server "${url}" is not a URL; write it like ${spec.implicit}://host:${spec.ports[spec.implicit as keyof typeof spec.ports]}`)
   }
