@@ -20,6 +20,7 @@ import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
 import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
+import { endpointProblem } from '../core/net.js'
 
 export interface Config {
   file: string
@@ -89,6 +90,11 @@ export function parseConfig(text: string, file: string): Config {
         if (v === undefined) return undefined
         if (typeof v !== 'string' || v.length === 0) fail(path, k, `"${k}" must be a non-empty string`)
         return v as string
+      }
+      for (const k of ['issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url']) {
+        const v = str(k)
+        const problem = v === undefined ? undefined : endpointProblem(v)
+        if (problem) fail(path, k, `"${k}" ${problem}`)
       }
       const strList = (k: string): string[] | undefined => {
         const v = p[k]

@@ -13,6 +13,9 @@
 import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
 import type { AccountSettings, Identity } from '../store/types.js'
+import { isLoopbackHost } from '../core/net.js'
+
+export { isLoopbackHost }
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 30_000
 /** Responses larger than this are refused (a token response is a few KiB). */
@@ -25,11 +28,6 @@ export interface OAuthContext {
   timeoutMs?: number
   /** replaces globalThis.fetch (library users with custom agents) */
   fetch?: typeof fetch
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
 }
 
 /** https everywhere; http only for loopback test servers (RFC 8252 §8.3 spirit). */

@@ -105,8 +105,8 @@ export function candidateSettings(
   if (opts.tenant !== undefined && !TENANT_RE.test(opts.tenant)) {
     throw new UsageError(`"${opts.tenant}" is not a tenant: use common, organizations, consumers, a tenant id (GUID) or a domain`)
   }
-  if (opts.tenant !== undefined && provider && !Object.values(provider.endpoints).some((u) => u?.includes('{tenant}')) && !provider.defaultTenant) {
-    throw new UsageError(`--tenant applies to Microsoft accounts; the provider "${provider.name}" has no tenants`)
+  if (opts.tenant !== undefined && !Object.values(provider?.endpoints ?? {}).some((u) => u?.includes('{tenant}'))) {
+    throw new UsageError(`--tenant applies to Microsoft accounts; ${provider ? `the provider "${provider.name}"` : 'this server'} has no tenants`)
   }
   const tenant = opts.tenant ?? provider?.defaultTenant
   const pe = provider?.endpoints ?? {}

@@ -319,3 +319,21 @@ describe('loadConfig', () => {
     })
   })
 })
+
+describe('parseConfig: endpoints must be https (or loopback http)', () => {
+  it('refuses a plain-http endpoint on a real host, naming its line', () => {
+    const text = '[providers.corp]\nclient_id = "c"\nscopes = ["mail"]\ntoken_url = "http://login.corp.example/token"\n'
+    assert.throws(() => parseConfig(text, '/cfg.toml'), (e: unknown) => {
+      assert.ok(e instanceof ConfigError)
+      assert.match(e.message, /^\/cfg\.toml:4:1: "token_url" must use https/)
+      assert.equal(e.line, 4)
+      return true
+    })
+  })
+  it('accepts http on 127.0.0.1 and https anywhere', () => {
+    const text = '[providers.lab]\nissuer = "http://127.0.0.1:8080"\n[providers.corp]\ntoken_url = "https://login.corp.example/token"\n'
+    const cfg = parseConfig(text, '/cfg.toml')
+    assert.equal(cfg.providers.get('lab')?.endpoints.issuer, 'http://127.0.0.1:8080')
+    assert.equal(cfg.providers.get('corp')?.endpoints.token, 'https://login.corp.example/token')
+  })
+})

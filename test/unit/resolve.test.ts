@@ -343,3 +343,13 @@ describe('pickFlow / assertFlowAllowed', () => {
     assert.match(e.hint ?? '', /--device/)
   })
 })
+
+describe('candidateSettings: --tenant outside Microsoft', () => {
+  it('is refused for a custom server instead of being ignored', () => {
+    assert.throws(
+      () => candidateSettings({ email: 'a@example.test', tokenUrl: 'https://as.example/token', clientId: 'c', scopes: ['mail'], tenant: 'consumers' }, undefined, 'device'),
+      (e: unknown) => e instanceof UsageError && /this server has no tenants/.test(e.message),
+    )
+    assert.throws(() => candidateSettings({ email: 'a@gmail.com', tenant: 'consumers' }, google, 'browser'), /the provider "google" has no tenants/)
+  })
+})
