@@ -22,16 +22,8 @@ import { isClientRejection } from '../oauth/classify.js'
 import { usesPlainHttp } from '../oauth/http.js'
 import type { Broker } from './broker.js'
 
-export interface DevicePrompt {
-  account: string
-  userCode: string
-  verificationUri: string
-  verificationUriComplete?: string
-  expiresIn: number
-  expiresAt: number
-  interval: number
-  message?: string
-}
+/** What the user needs to see for a device sign-in: everything but the (secret) device code. */
+export type DevicePrompt = Omit<DeviceAuthorization, 'deviceCode'> & { account: string }
 
 export interface SignInCallbacks {
   /** device flow: show the code and the URL (RFC 8628 §3.3) */
@@ -142,17 +134,8 @@ async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettin
 }
 
 function deviceToPrompt(account: string, d: DeviceAuthorization): DevicePrompt {
-  const p: DevicePrompt = {
-    account,
-    userCode: d.userCode,
-    verificationUri: d.verificationUri,
-    expiresIn: d.expiresIn,
-    expiresAt: d.expiresAt,
-    interval: d.interval,
-  }
-  if (d.verificationUriComplete) p.verificationUriComplete = d.verificationUriComplete
-  if (d.message) p.message = d.message
-  return p
+  const { deviceCode: _secret, ...shown } = d
+  return { ...shown, account }
 }
 
 /** Try each candidate client id in turn while the server says the id itself is the problem. */
