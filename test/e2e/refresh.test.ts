@@ -235,7 +235,7 @@ describe('refresh: concurrency, crashes, failures', () => {
     try {
       const cfgDir = join(other.env.XDG_CONFIG_HOME as string, 'mailkey')
       await mkdir(cfgDir, { recursive: true })
-      await writeFile(join(cfgDir, 'config.toml'), 'refresh_margin_sec = 300\n[providers.lab]\nissuer = "x"\nflows = ["carrier-pigeon"]\n')
+      await writeFile(join(cfgDir, 'config.toml'), 'refresh_margin_sec = 300\n[providers.lab]\nissuer = "http://127.0.0.1:9"\nflows = ["carrier-pigeon"]\n')
       const cfg = await runCli(['add', 'x@example.test', '--provider', 'lab'], other.env)
       assert.equal(cfg.code, 78, cfg.stderr)
       assert.match(cfg.stderr, /config\.toml:4:1: unknown flow "carrier-pigeon"/)
