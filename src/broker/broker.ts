@@ -213,7 +213,9 @@ export class Broker {
         }
         continue
       }
-      if (satisfied(r)) return r
+      // A refresh that finished after we asked is the answer, even if the server issued a token
+      // that is short of our margin: asking again would only hammer it.
+      if (satisfied(r) || (r.grant?.refreshedAt ?? 0) >= since) return r
       if (r.lastError && r.lastError.at >= since) throw errorFromLast(r)
       // The lock holder decided nothing was needed but we still want a refresh (force): go again.
     }

@@ -12,7 +12,7 @@ import { loadConfig } from '../config/config.js'
 import { accountId, assertEmail } from '../store/file-store.js'
 import { acquire } from '../store/lock.js'
 import type { AccountRecord, AccountSettings } from '../store/types.js'
-import { providerForMx } from '../providers/registry.js'
+import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
 import { assertFlowAllowed, candidateSettings, chooseProvider, pickFlow, type AccountOptions } from '../providers/resolve.js'
 import type { Flow, Provider } from '../providers/types.js'
 import { discoverEndpoints } from '../oauth/discovery.js'
@@ -116,7 +116,7 @@ async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettin
   const cfg = await loadConfig(broker.paths.configFile)
   let provider = chooseProvider(opts, cfg.providers)
   if (!provider && !opts.issuer && !opts.tokenUrl) {
-    provider = await mxProvider(email, [...cfg.providers.values(), ...(await import('../providers/registry.js')).BUILTIN_PROVIDERS.values()])
+    provider = await mxProvider(email, [...cfg.providers.values(), ...BUILTIN_PROVIDERS.values()])
     if (!provider) {
       const domain = email.slice(email.indexOf('@') + 1)
       throw new UsageError(`cannot tell which provider serves "${domain}"`, {

@@ -95,9 +95,6 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   }
   const sasl = str(v, 'sasl')
   if (sasl !== undefined) o.sasl = saslFlag(sasl)
-  if (o.tokenUrl && !o.authorizeUrl && !o.deviceUrl && !o.issuer) {
-    // import needs only the token endpoint; add checks the flow later
-  }
   return o
 }
 

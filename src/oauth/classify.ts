@@ -168,7 +168,7 @@ export function fromOAuthError(
     return new ReauthRequiredError(code, `${message}${ctx.clientId ? ` [client id ${ctx.clientId}]` : ''}`, opts)
   }
   if (CONFIG_ERRORS.has(error)) return new ConfigError(ERR.OAUTH_CONFIG, message, opts)
-  if (error === 'authorization_pending') return new ProtocolError(ERR.OAUTH_PROTOCOL, message, opts)
+  // authorization_pending outside a polling loop, or an error no spec defines
   return new ProtocolError(ERR.OAUTH_PROTOCOL, message, opts)
 }
 

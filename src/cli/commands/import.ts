@@ -45,7 +45,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     onClientRejected: (r) => io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
   })
   if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
-  io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works${status.refreshToken.present ? '' : ''}.\n` +
+  io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
     `Next: "mailkey token ${status.email}" prints an access token.\n`)
   return EXIT.OK
 }
