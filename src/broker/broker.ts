@@ -169,7 +169,7 @@ export class Broker {
       account: rec.settings.email,
       token: new Secret(g.accessToken),
       sasl: rec.settings.sasl,
-      user: rec.settings.email,
+      user: rec.settings.mailbox ?? rec.settings.email,
       refreshed,
     }
     if (g.expiresAt !== undefined) t.expiresAt = g.expiresAt

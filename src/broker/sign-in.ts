@@ -106,6 +106,7 @@ function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): Ac
   if (o.smtpUrl === undefined && s.servers.smtp) o.smtpUrl = s.servers.smtp
   if (o.ca === undefined && s.ca) o.ca = s.ca
   if (o.sasl === undefined) o.sasl = s.sasl
+  if (o.mailbox === undefined && s.mailbox) o.mailbox = s.mailbox
   return o
 }
 

@@ -36,6 +36,7 @@ export const PROVIDER_FLAGS: Options = {
   'smtp-url': { type: 'string' },
   ca: { type: 'string' },
   sasl: { type: 'string' },
+  mailbox: { type: 'string' },
 }
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>
@@ -95,6 +96,11 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   }
   const sasl = str(v, 'sasl')
   if (sasl !== undefined) o.sasl = saslFlag(sasl)
+  const mailbox = str(v, 'mailbox')
+  if (mailbox !== undefined) {
+    if (!/^[^\s@]+@[^\s@]+$/.test(mailbox.trim())) throw new UsageError(`--mailbox "${mailbox}" is not an e-mail address`)
+    o.mailbox = mailbox.trim()
+  }
   return o
 }
 

@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   list: () => import('./commands/status.js').then((m) => ({ run: m.runList })),
   status: () => import('./commands/status.js'),
   remove: () => import('./commands/remove.js'),
+  test: () => import('./commands/test.js'),
 }
 
 export const USAGE = `mailkey: OAuth 2.0 sign-in for IMAP, POP3 and SMTP
@@ -30,13 +31,14 @@ Usage:
   mailkey list [--json]
   mailkey status [<email>] [--json]
   mailkey remove <email> [--no-revoke]
+  mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)
   --issuer URL | --authorize-url U --token-url U --device-url U
   --client-id ID  --client-secret S  --tenant common|organizations|consumers|ID
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
-  --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer
+  --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
 
 Run "mailkey <command> --help" for details. Exit codes: 0 ok, 64 usage, 75 try again later,
 77 sign-in needed, 78 configuration, 74 token store, 76 protocol, 130 interrupted.

@@ -30,6 +30,8 @@ export interface AccountOptions {
   smtpUrl?: string
   ca?: string
   sasl?: SaslMechanism
+  /** a shared mailbox to open with this account's sign-in (the SASL user) */
+  mailbox?: string
 }
 
 export const SERVER_SCHEMES = {
@@ -164,6 +166,7 @@ export function candidateSettings(
     if (c.clientSecret) s.clientSecret = c.clientSecret
     if (opts.clientAuth) s.clientAuth = opts.clientAuth
     if (opts.ca) s.ca = opts.ca
+    if (opts.mailbox && opts.mailbox.toLowerCase() !== email.toLowerCase()) s.mailbox = opts.mailbox
     if (provider?.authorizationParams) s.authorizationParams = provider.authorizationParams
     return s
   })

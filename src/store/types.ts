@@ -20,6 +20,8 @@ export interface AccountEndpoints {
 export interface AccountSettings {
   /** the mailbox address; also the account's name */
   email: string
+  /** the mailbox to open when it is not `email` (a shared mailbox): the SASL user (XOAUTH2 user=) */
+  mailbox?: string
   /** provider preset name, a config-file provider name, or 'custom' */
   provider: string
   tenant?: string

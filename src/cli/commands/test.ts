@@ -1,0 +1,75 @@
+/**
+ * `mailkey test <email>`: log in to the account's IMAP, POP3 and SMTP servers with its token, go
+ * one step past AUTH, and say what is wrong and how to fix it when something fails.
+ */
+import { EXIT, UsageError } from '../../errors.js'
+import { createMailkey } from '../../mailkey.js'
+import type { CliIO } from '../io.js'
+import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
+
+const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json] [--timeout SEC]
+
+Logs in to the account's servers with its OAuth token: IMAP AUTHENTICATE + SELECT INBOX,
+POP3 AUTH + STAT, SMTP EHLO + STARTTLS + AUTH + MAIL FROM/RSET (no mail is sent). Tests all three
+unless --protocol picks some. A token the server refuses is refreshed once and tried again.
+Exit 0 only when every tested protocol passed; otherwise 77 (sign in again), 78 (settings or
+server configuration), 75 (network; try again later) or 76 (the server misbehaved).
+
+  --mailbox M     open mailbox M (a shared mailbox) instead of the account's own
+  --timeout SEC   per-step network timeout (default 15)
+`
+
+const EXIT_OF = { reauth: EXIT.NOPERM, config: EXIT.CONFIG, transient: EXIT.TEMPFAIL, protocol: EXIT.PROTOCOL } as const
+const NAMES = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('test', args, {
+    ...COMMON_FLAGS,
+    protocol: { type: 'string', multiple: true },
+    mailbox: { type: 'string' },
+    timeout: { type: 'string' },
+  }, 1)
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const email = needEmail('test', positionals)
+  const protocols = ((values.protocol as string[] | undefined) ?? []).map((p) => {
+    const v = p.toLowerCase()
+    if (v === 'imap') return 'imap' as const
+    if (v === 'pop' || v === 'pop3') return 'pop' as const
+    if (v === 'smtp') return 'smtp' as const
+    throw new UsageError(`--protocol must be imap, pop or smtp, not "${p}"`)
+  })
+  const timeout = values.timeout
+  if (timeout !== undefined && !(typeof timeout === 'string' && /^\d+$/.test(timeout) && Number(timeout) >= 1 && Number(timeout) <= 300)) {
+    throw new UsageError('--timeout must be a whole number of seconds from 1 to 300')
+  }
+  const mk = createMailkey({ env: io.env, onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const { testAccount } = await import('../../probe/run.js')
+  const report = await testAccount(mk, email, {
+    ...(protocols.length ? { protocols: [...new Set(protocols)] } : {}),
+    ...(typeof values.mailbox === 'string' ? { mailbox: values.mailbox } : {}),
+    ...(typeof timeout === 'string' ? { timeoutMs: Number(timeout) * 1000 } : {}),
+    signal: io.signal,
+  })
+  if (values.json) {
+    io.stdout(JSON.stringify(report, null, 2) + '\n')
+  } else {
+    let text = `mailkey test ${report.account}${report.mailbox !== report.account ? ` (mailbox ${report.mailbox})` : ''}\n`
+    for (const w of report.warnings) text += `  warning: ${w}\n`
+    for (const r of report.results) {
+      const head = `  ${NAMES[r.protocol].padEnd(4)}  ${r.server}`
+      if (r.ok) {
+        text += `${head}  ok${r.retriedWithFreshToken ? ' (after refreshing the token)' : ''}\n        ${r.steps.join(' → ')}\n`
+      } else {
+        text += `${head}  FAILED${r.error?.stage ? ` at ${r.error.stage}` : ''}\n`
+        if (r.steps.length) text += `        ${r.steps.join(' → ')}\n`
+        text += `        what happened: ${r.error?.message ?? 'unknown'}\n        cause: ${r.error?.cause ?? '-'}\n        fix:   ${r.error?.fix ?? '-'}\n`
+      }
+    }
+    io.stdout(text)
+  }
+  const firstFailure = report.results.find((r) => !r.ok)
+  return firstFailure?.error ? EXIT_OF[firstFailure.error.kind] : EXIT.OK
+}

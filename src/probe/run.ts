@@ -1,0 +1,128 @@
+/**
+ * `mailkey test`: prove that the account's tokens open its real mailboxes. For each protocol:
+ * connect (implicit TLS or STARTTLS, certificate verified), authenticate with the account's token,
+ * go one step past AUTH (SELECT INBOX / STAT / MAIL FROM + RSET), and explain any failure.
+ *
+ * A token the server refuses although mailkey believed it valid (suspend, password change,
+ * revocation) is force-refreshed once and tried again before anything is reported.
+ *
+ * Owns: orchestration of probes. Must not: print.
+ */
+import { MailkeyError } from '../errors.js'
+import type { Mailkey } from '../mailkey.js'
+import { accountId } from '../store/file-store.js'
+import type { AccountRecord } from '../store/types.js'
+import type { SaslMechanism } from '../providers/types.js'
+import { encodeSasl } from '../sasl/index.js'
+import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from './dialogues.js'
+import { diagnose, type FailureKind } from './diagnose.js'
+import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
+import { PROTOCOLS, type Protocol, type ProtocolReport, type TestReport } from './types.js'
+
+export interface TestOptions {
+  protocols?: Protocol[]
+  /** open this mailbox instead of the account's own (shared mailboxes) */
+  mailbox?: string
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+const IMPLICIT: Record<string, boolean> = { imaps: true, pop3s: true, smtps: true, imap: false, pop3: false, smtp: false }
+
+export function parseServer(url: string): ServerAddress {
+  const u = new URL(url)
+  const scheme = u.protocol.replace(/:$/, '')
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), implicitTls: IMPLICIT[scheme] === true }
+}
+
+const DIALOGUES = { imap: imapDialogue, pop: pop3Dialogue, smtp: smtpDialogue } as const
+
+export async function testAccount(mk: Mailkey, account: string, opts: TestOptions = {}): Promise<TestReport> {
+  const id = accountId(account)
+  const rec = await mk.broker.store.read(id)
+  if (!rec) {
+    await mk.getAccessToken(account) // throws the usual "no account" error (or seeds an env account)
+  }
+  const record = (rec ?? (await mk.broker.store.read(id))) as AccountRecord
+  const settings = record.settings
+  const mailbox = opts.mailbox ?? settings.mailbox ?? settings.email
+  const signedInAs = record.grant?.identity?.email
+  const warnings: string[] = []
+  if (signedInAs && signedInAs.toLowerCase() !== mailbox.toLowerCase()) {
+    warnings.push(`the provider says you signed in as ${signedInAs}, but mailkey opens the mailbox ${mailbox}; unless ${signedInAs} has access to it, servers will answer "authenticated but not connected"`)
+  }
+  const results: ProtocolReport[] = []
+  for (const protocol of opts.protocols ?? PROTOCOLS) {
+    results.push(await probeOne(mk, record, protocol, mailbox, signedInAs, opts))
+  }
+  return { account: settings.email, mailbox, ...(signedInAs ? { signedInAs } : {}), warnings, results, ok: results.every((r) => r.ok) }
+}
+
+async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mailbox: string, signedInAs: string | undefined, opts: TestOptions): Promise<ProtocolReport> {
+  const settings = rec.settings
+  const server = settings.servers[protocol]
+  const report: ProtocolReport = { protocol, server: server ?? '-', ok: false, steps: [], retriedWithFreshToken: false }
+  if (!server) {
+    report.error = {
+      message: `no ${protocol.toUpperCase()} server is set for ${settings.email}`,
+      kind: 'config',
+      cause: `the account has no ${protocol} server`,
+      fix: `Give one: "mailkey add ${settings.email} --${protocol}-url ${protocol === 'imap' ? 'imaps://host:993' : protocol === 'pop' ? 'pop3s://host:995' : 'smtp://host:587'}".`,
+    }
+    return report
+  }
+  const addr = parseServer(server)
+  // Mechanisms: the account's own first, then the other one the provider allows.
+  const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const forceRefresh = attempt === 1
+    let token
+    try {
+      token = await mk.getAccessToken(settings.email, { forceRefresh, ...(opts.signal ? { signal: opts.signal } : {}) })
+    } catch (e) {
+      const err = e as MailkeyError
+      const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
+      report.error = { stage: 'token', message: err.message, kind, cause: `no usable access token: ${err.message}`, fix: kind === 'reauth' ? `Run "mailkey add ${settings.email}" to sign in again.` : `See "mailkey status ${settings.email}".` }
+      return report
+    }
+    let transport: LineTransport | undefined
+    try {
+      transport = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.signal ? { signal: opts.signal } : {}) })
+      const result: DialogueResult = await DIALOGUES[protocol](transport, {
+        starttls: !addr.implicitTls,
+        mechanisms,
+        saslResponse: (mech) => encodeSasl(mech, { user: mailbox, token: token.token, host: addr.host, port: addr.port }),
+        from: mailbox,
+      })
+      report.ok = true
+      report.steps = result.steps
+      report.mechanism = result.mechanism
+      if (result.messages !== undefined) report.messages = result.messages
+      delete report.error
+      return report
+    } catch (e) {
+      const refused = e instanceof ProbeFailure && e.stage === 'auth'
+      const d = diagnose(e, {
+        protocol,
+        account: settings.email,
+        mailbox,
+        server,
+        freshTokenRefused: refused && forceRefresh,
+        provider: settings.provider,
+        ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
+        ...(signedInAs ? { signedInAs } : {}),
+      })
+      report.error = { ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }), message: (e as Error).message, kind: d.kind, cause: d.cause, fix: d.fix }
+      // Refused, but we believed the token valid: force a refresh and try once more.
+      if (refused && !forceRefresh && d.kind === 'reauth') {
+        report.retriedWithFreshToken = true
+        continue
+      }
+      return report
+    } finally {
+      transport?.close()
+    }
+  }
+  return report
+}

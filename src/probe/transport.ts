@@ -1,0 +1,192 @@
+/**
+ * A line-oriented mail connection for `mailkey test`: implicit TLS (RFC 8314) or plain TCP
+ * upgraded with STARTTLS/STLS, certificate checks on by default, an optional private CA, and
+ * bounded lines and time.
+ *
+ * The protocol dialogues (imap.ts, pop3.ts, smtp.ts) see only the `LineTransport` interface, so
+ * they run against a scripted fake in unit tests; this file is the only one with sockets.
+ *
+ * Owns: sockets and TLS. Must not: know any mail protocol.
+ */
+import { connect as netConnect, type Socket } from 'node:net'
+import { connect as tlsConnect, rootCertificates, type ConnectionOptions, type TLSSocket } from 'node:tls'
+import { readFile } from 'node:fs/promises'
+
+export interface LineTransport {
+  /** the next CRLF-terminated line, without the CRLF */
+  readLine(): Promise<string>
+  write(line: string): Promise<void>
+  /** upgrade to TLS in place (after STARTTLS/STLS was accepted) */
+  startTls(): Promise<void>
+  /** bytes received but not yet read as lines (STARTTLS injection check, RFC 3207 §4.1 spirit) */
+  buffered(): number
+  close(): void
+  readonly secure: boolean
+}
+
+export interface ServerAddress {
+  host: string
+  port: number
+  /** true: TLS from the first byte; false: plain, then STARTTLS */
+  implicitTls: boolean
+}
+
+export const MAX_LINE = 64 * 1024
+
+export class ProbeNetworkError extends Error {
+  readonly code: string | undefined
+  constructor(message: string, code?: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'ProbeNetworkError'
+    this.code = code
+  }
+}
+
+export interface ConnectOptions {
+  /** PEM file of a private CA to trust for this server (in addition to the system's) */
+  caFile?: string
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export async function openTransport(addr: ServerAddress, opts: ConnectOptions = {}): Promise<LineTransport> {
+  const ca = opts.caFile ? await readFile(opts.caFile, 'utf8') : undefined
+  const timeoutMs = opts.timeoutMs ?? 15_000
+  const tlsOptions = (socket?: Socket): ConnectionOptions => ({
+    host: addr.host,
+    port: addr.port,
+    ...(socket ? { socket } : {}),
+    // SNI must be a host name, never an IP literal (RFC 6066 §3).
+    ...(/^[\d.]+$|:/.test(addr.host) ? {} : { servername: addr.host }),
+    // Upstream TLS is verified: the system's CAs, plus the account's own CA when it has one.
+    ...(ca ? { ca: [ca, ...rootCertificates] } : {}),
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+  })
+
+  let socket: Socket | TLSSocket
+  let secure = addr.implicitTls
+  let buf: Buffer = Buffer.alloc(0)
+  const lines: string[] = []
+  let waiter: { resolve: (l: string) => void; reject: (e: Error) => void } | undefined
+  let failure: Error | undefined
+  let timer: NodeJS.Timeout | undefined
+
+  const fail = (e: Error): void => {
+    if (!failure) failure = e
+    if (waiter) {
+      const w = waiter
+      waiter = undefined
+      w.reject(failure)
+    }
+  }
+  const onData = (chunk: Buffer): void => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk
+    let nl
+    while ((nl = buf.indexOf(0x0a)) >= 0) {
+      const line = buf.subarray(0, nl).toString('utf8').replace(/\r$/, '')
+      buf = buf.subarray(nl + 1)
+      if (waiter) {
+        const w = waiter
+        waiter = undefined
+        w.resolve(line)
+      } else {
+        lines.push(line)
+      }
+    }
+    if (buf.length > MAX_LINE) fail(new ProbeNetworkError(`the server sent a line longer than ${MAX_LINE} bytes`))
+  }
+  const attach = (s: Socket | TLSSocket): void => {
+    s.on('data', onData)
+    s.on('error', (e: NodeJS.ErrnoException) => fail(netError(e, addr)))
+    s.on('close', () => fail(new ProbeNetworkError(`${addr.host}:${addr.port} closed the connection`, 'ECONNRESET')))
+  }
+  const armTimer = (): void => {
+    clearTimeout(timer)
+    timer = setTimeout(() => {
+      fail(new ProbeNetworkError(`${addr.host}:${addr.port} did not answer within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT'))
+      socket.destroy()
+    }, timeoutMs)
+  }
+
+  socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
+    const onAbort = (): void => reject(new ProbeNetworkError('interrupted', 'ABORT_ERR'))
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+    const t = setTimeout(() => reject(new ProbeNetworkError(`cannot connect to ${addr.host}:${addr.port} within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT')), timeoutMs)
+    const s = addr.implicitTls ? tlsConnect(tlsOptions()) : netConnect({ host: addr.host, port: addr.port })
+    s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(t)
+      resolve(s)
+    })
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t)
+      reject(netError(e, addr))
+    })
+  })
+  attach(socket)
+
+  return {
+    get secure() {
+      return secure
+    },
+    readLine(): Promise<string> {
+      const l = lines.shift()
+      if (l !== undefined) return Promise.resolve(l)
+      if (failure) return Promise.reject(failure)
+      armTimer()
+      return new Promise<string>((resolve, reject) => {
+        waiter = {
+          resolve: (v) => {
+            clearTimeout(timer)
+            resolve(v)
+          },
+          reject: (e) => {
+            clearTimeout(timer)
+            reject(e)
+          },
+        }
+      })
+    },
+    write(line: string): Promise<void> {
+      if (failure) return Promise.reject(failure)
+      return new Promise((resolve, reject) => socket.write(line + '\r\n', (e) => (e ? reject(netError(e as NodeJS.ErrnoException, addr)) : resolve())))
+    },
+    buffered: () => buf.length + lines.reduce((n, l) => n + l.length + 2, 0),
+    async startTls(): Promise<void> {
+      const plain = socket
+      plain.removeListener('data', onData)
+      plain.removeAllListeners('close')
+      plain.removeAllListeners('error')
+      buf = Buffer.alloc(0)
+      lines.length = 0
+      socket = await new Promise<TLSSocket>((resolve, reject) => {
+        const s = tlsConnect(tlsOptions(plain as Socket))
+        s.once('secureConnect', () => resolve(s))
+        s.once('error', (e: NodeJS.ErrnoException) => reject(netError(e, addr)))
+      })
+      secure = true
+      attach(socket)
+    },
+    close(): void {
+      clearTimeout(timer)
+      socket.destroy()
+    },
+  }
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_NOT_YET_VALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'EPROTO',
+])
+
+export function isTlsCode(code: string | undefined): boolean {
+  return code !== undefined && (TLS_CODES.has(code) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS'))
+}
+
+function netError(e: NodeJS.ErrnoException, addr: ServerAddress): ProbeNetworkError {
+  const code = e.code
+  const where = `${addr.host}:${addr.port}`
+  if (isTlsCode(code)) return new ProbeNetworkError(`TLS with ${where} failed: ${e.message}`, code, { cause: e })
+  return new ProbeNetworkError(`cannot talk to ${where}${code ? ` (${code})` : ''}: ${e.message}`, code, { cause: e })
+}
