@@ -118,12 +118,13 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
       return { kind: 'config', cause: `the token does not carry the ${svc} permission (${want}); it has: ${scope}`, fix: `Sign in again asking for it: "mailkey add ${ctx.account}" (the default scopes include it).` }
     }
   }
-  const challengeScope = typeof e.challenge?.scope === 'string' ? e.challenge.scope : undefined
-  if (challengeScope && scope !== undefined && !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))) {
-    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${ctx.account} --scope '${challengeScope} offline_access'".` }
-  }
   if (ctx.signedInAs && ctx.signedInAs.toLowerCase() !== ctx.mailbox.toLowerCase()) {
     return { kind: 'config', cause: `signed in as ${ctx.signedInAs}, but logging in to the mailbox ${ctx.mailbox}`, fix: `Sign in as ${ctx.mailbox} ("mailkey add ${ctx.mailbox}"), or check that ${ctx.signedInAs} has access to it.` }
+  }
+  // Only URL-shaped scopes say something (Gmail: https://mail.google.com/); Dovecot's default is "mail".
+  const challengeScope = typeof e.challenge?.scope === 'string' && e.challenge.scope.includes('://') ? e.challenge.scope : undefined
+  if (challengeScope && scope !== undefined && !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))) {
+    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${ctx.account} --scope '${challengeScope} offline_access'".` }
   }
   return {
     kind: 'config',
