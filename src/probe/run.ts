@@ -111,7 +111,8 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
         freshTokenRefused: refused && forceRefresh,
         provider: settings.provider,
         ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
-        ...(signedInAs ? { signedInAs } : {}),
+        // Without an id_token, the account's own address is the best guess of who signed in.
+        signedInAs: signedInAs ?? settings.email,
       })
       report.error = { ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }), message: (e as Error).message, kind: d.kind, cause: d.cause, fix: d.fix }
       // Refused, but we believed the token valid: force a refresh and try once more.
