@@ -7,7 +7,7 @@
  *   MAILKEY_REFRESH_TOKEN_FILE  a file holding it (a Docker/Kubernetes secret mount)
  *   MAILKEY_PROVIDER MAILKEY_TENANT MAILKEY_CLIENT_ID MAILKEY_CLIENT_SECRET MAILKEY_SCOPE
  *   MAILKEY_ISSUER MAILKEY_TOKEN_URL MAILKEY_AUTHORIZE_URL MAILKEY_DEVICE_URL
- *   MAILKEY_IMAP_URL MAILKEY_POP_URL MAILKEY_SMTP_URL MAILKEY_SASL
+ *   MAILKEY_IMAP_URL MAILKEY_POP_URL MAILKEY_SMTP_URL MAILKEY_SASL MAILKEY_MAILBOX (a shared mailbox)
  *
  * The environment seeds the store: rotated refresh tokens are kept in the state directory, and a
  * new value in the environment (a rotated secret) replaces the stored grant.
@@ -66,6 +66,7 @@ export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> 
   set('imapUrl', env.MAILKEY_IMAP_URL)
   set('popUrl', env.MAILKEY_POP_URL)
   set('smtpUrl', env.MAILKEY_SMTP_URL)
+  set('mailbox', env.MAILKEY_MAILBOX)
   if (env.MAILKEY_SCOPE) o.scopes = env.MAILKEY_SCOPE.split(/\s+/).filter(Boolean)
   if (env.MAILKEY_SASL) {
     const m = env.MAILKEY_SASL.toUpperCase()

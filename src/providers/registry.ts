@@ -30,12 +30,17 @@ export const microsoft: Provider = {
   ],
   // learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth
   // One resource per token (AADSTS700022): never mix Graph scopes in. offline_access is what
-  // makes Microsoft return a refresh token.
+  // makes Microsoft return a refresh token. openid + email are OpenID Connect scopes, not a
+  // resource: they add an id_token naming who signed in (for the identity check before
+  // "authenticated but not connected") and leave the access token's audience alone; products
+  // request exactly this set against /common (chatwoot microsoft_concern.rb, msgvault oauth.go).
   scopes: [
     'https://outlook.office.com/IMAP.AccessAsUser.All',
     'https://outlook.office.com/POP.AccessAsUser.All',
     'https://outlook.office.com/SMTP.Send',
     'offline_access',
+    'openid',
+    'email',
   ],
   flows: ['browser', 'device', 'paste'],
   redirect: { host: '127.0.0.1', path: '/' },

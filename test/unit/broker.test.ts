@@ -197,6 +197,16 @@ describe('Broker.getAccessToken', () => {
     })
   })
 
+  it('names the shared mailbox, not the signed-in account, as the SASL user', async () => {
+    const { broker } = await setup({ expiresAt: now + 3000_000 }, [])
+    const rec = await broker.store.read(EMAIL)
+    assert.ok(rec)
+    await broker.store.write({ ...rec, settings: { ...rec.settings, mailbox: 'team@example.test' } })
+    const t = await broker.getAccessToken(EMAIL)
+    assert.equal(t.user, 'team@example.test')
+    assert.equal(t.account, EMAIL)
+  })
+
   it('refuses a DPoP-bound token: mail servers take Bearer', async () => {
     const { broker } = await setup({}, [{ status: 200, body: { access_token: 'at-1', token_type: 'DPoP', expires_in: 60 } }])
     await assert.rejects(broker.getAccessToken(EMAIL), /Bearer/)

@@ -114,3 +114,10 @@ describe('readEnvAccount', () => {
     assert.equal(e.account, 'a@example.com')
   })
 })
+
+describe('readEnvAccount: shared mailbox', () => {
+  it('MAILKEY_MAILBOX names the mailbox to open', async () => {
+    const acc = await readEnvAccount({ MAILKEY_EMAIL: 'me@example.test', MAILKEY_REFRESH_TOKEN: 'rt-value-for-test', MAILKEY_MAILBOX: 'team@example.test' })
+    assert.equal(acc?.options.mailbox, 'team@example.test')
+  })
+})

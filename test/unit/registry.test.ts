@@ -95,7 +95,8 @@ describe('built-in providers', () => {
     assert.ok(microsoft.clients.every((c) => c.clientSecret === undefined))
     assert.deepEqual(microsoft.sasl, ['XOAUTH2'])
     assert.ok(microsoft.scopes.includes('offline_access'))
-    assert.ok(microsoft.scopes.filter((s) => s !== 'offline_access').every((s) => s.startsWith('https://outlook.office.com/')))
+    // OpenID Connect scopes (no resource) may ride along; every resource scope is outlook.office.com
+    assert.ok(microsoft.scopes.filter((s) => !['offline_access', 'openid', 'email'].includes(s)).every((s) => s.startsWith('https://outlook.office.com/')))
     assert.equal(microsoft.defaultTenant, 'common')
     assert.ok(microsoft.flows.includes('device'))
   })

@@ -154,6 +154,12 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
 function signedInText(s: AccountStatus): string {
   const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
   let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
+  if (who) {
+    t += `Warning: the provider says you signed in as ${s.identity?.email}, not ${s.email}. Mail servers will refuse\n` +
+      `  this token for ${s.email} ("authenticated but not connected") unless ${s.identity?.email} may open that mailbox.\n` +
+      `  Sign in as ${s.email} with "mailkey add ${s.email}", or, for a shared mailbox, add --mailbox ${s.email} to the\n` +
+      `  account of ${s.identity?.email}. "mailkey test ${s.email}" checks it.\n`
+  }
   if (!s.refreshToken.present) {
     t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'
   }
