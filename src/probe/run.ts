@@ -83,7 +83,7 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
     } catch (e) {
       const err = e as MailkeyError
       const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
-      report.error = { stage: 'token', message: err.message, kind, cause: `no usable access token: ${err.message}`, fix: kind === 'reauth' ? `Run "mailkey add ${settings.email}" to sign in again.` : `See "mailkey status ${settings.email}".` }
+      report.error = { stage: 'token', message: err.message, kind, cause: kind === 'reauth' ? 'the grant is no longer accepted, so there is no token to log in with' : 'no usable access token right now', fix: kind === 'reauth' ? `Run "mailkey add ${settings.email}" to sign in again.` : `See "mailkey status ${settings.email}".` }
       return report
     }
     let transport: LineTransport | undefined

@@ -107,18 +107,20 @@ describe('real clients with tokens from `mailkey token`', { skip: missing.length
     assert.equal(smtp.received.at(-1)?.user, EMAIL)
   })
 
-  it('msmtp: auth xoauth2 with passwordeval "mailkey token"', async () => {
-    const cfg = join(home.dir, 'msmtprc')
-    await writeFile(cfg, [
-      'defaults', 'tls on', `tls_trust_file ${dovecot.caFile}`, '',
-      'account default', 'host localhost', `port ${smtp.ports.submission}`, 'tls_starttls on', 'auth xoauth2',
-      `user ${EMAIL}`, `from ${EMAIL}`, `passwordeval "${process.execPath} ${BIN} token ${EMAIL}"`, '',
-    ].join('\n'), { mode: 0o600 })
-    const before = smtp.received.length
-    const r = await run('msmtp', ['-C', cfg, '-a', 'default', 'bob@example.test'], home.env, `From: ${EMAIL}\nTo: bob@example.test\nSubject: via msmtp\n\nhello from msmtp\n`)
-    assert.equal(r.code, 0, r.stderr)
-    assert.equal(smtp.received.length, before + 1)
-    assert.deepEqual(smtp.received.at(-1)?.to, ['bob@example.test'])
+  it('msmtp: auth xoauth2 and auth oauthbearer with passwordeval "mailkey token"', async () => {
+    for (const mech of ['oauthbearer', 'xoauth2']) {
+      const cfg = join(home.dir, 'msmtprc')
+      await writeFile(cfg, [
+        'defaults', 'tls on', `tls_trust_file ${dovecot.caFile}`, '',
+        'account default', 'host localhost', `port ${smtp.ports.submission}`, 'tls_starttls on', `auth ${mech}`,
+        `user ${EMAIL}`, `from ${EMAIL}`, `passwordeval "${process.execPath} ${BIN} token ${EMAIL}"`, '',
+      ].join('\n'), { mode: 0o600 })
+      const before = smtp.received.length
+      const r = await run('msmtp', ['-C', cfg, '-a', 'default', 'bob@example.test'], home.env, `From: ${EMAIL}\nTo: bob@example.test\nSubject: via msmtp ${mech}\n\nhello from msmtp\n`)
+      assert.equal(r.code, 0, `${mech}: ${r.stderr}`)
+      assert.equal(smtp.received.length, before + 1, mech)
+      assert.deepEqual(smtp.received.at(-1)?.to, ['bob@example.test'])
+    }
   })
 
   const PY = `
