@@ -70,6 +70,32 @@ function decodeChallenge(mech: SaslMechanism, b64: string): Record<string, unkno
   return c ? { ...c } : undefined
 }
 
+/** One server turn during SASL: success, a challenge ("+ data" / "334 data"), or a refusal. */
+type SaslTurn = { kind: 'ok' } | { kind: 'challenge'; data: string } | { kind: 'fail'; message: string; reply: string } | { kind: 'other' }
+
+/**
+ * The client side of a SASL exchange (RFC 4422 §3), shared by the three protocols: send the
+ * response after the first challenge unless it went inline, answer an error challenge with the
+ * mechanism's dummy response (RFC 7628 §3.2.3), and keep the decoded challenge for diagnosis.
+ */
+async function saslExchange(t: LineTransport, mech: SaslMechanism, response: string, sentInline: boolean, next: () => Promise<SaslTurn>): Promise<void> {
+  let sent = sentInline
+  let challenge: Record<string, unknown> | undefined
+  for (;;) {
+    const turn = await next()
+    if (turn.kind === 'ok') return
+    if (turn.kind === 'other') continue
+    if (turn.kind === 'fail') throw new ProbeFailure('auth', turn.message, turn.reply, challenge)
+    if (!sent) {
+      await t.write(response)
+      sent = true
+    } else {
+      challenge = decodeChallenge(mech, turn.data)
+      await t.write(saslErrorAcknowledgement(mech))
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------- IMAP
 
 /** Read until the tagged reply; collects untagged lines. RFC 9051 §7.1: "tag OK|NO|BAD text". */
@@ -127,31 +153,19 @@ export async function imapDialogue(t: LineTransport, o: DialogueOptions): Promis
   const mech = pickMechanism(offered, o.mechanisms, 'capability', caps.join(' '))
   steps.push(`CAPABILITY (${offered.join(' ')})`)
 
-  const response = o.saslResponse(mech)
+  const response = o.saslResponse(mech).reveal()
   const tg = tag()
   const saslIr = caps.some((c) => c.toUpperCase() === 'SASL-IR')
-  await t.write(saslIr ? `${tg} AUTHENTICATE ${mech} ${response.reveal()}` : `${tg} AUTHENTICATE ${mech}`)
-  let sent = saslIr
-  let challenge: Record<string, unknown> | undefined
-  for (;;) {
+  await t.write(saslIr ? `${tg} AUTHENTICATE ${mech} ${response}` : `${tg} AUTHENTICATE ${mech}`)
+  await saslExchange(t, mech, response, saslIr, async () => {
     const line = await t.readLine()
-    if (line.startsWith('+')) {
-      if (!sent) {
-        await t.write(response.reveal())
-        sent = true
-      } else {
-        // RFC 7628 §3.2.3: an error challenge; the client answers with the dummy response.
-        challenge = decodeChallenge(mech, line.slice(1).trim())
-        await t.write(saslErrorAcknowledgement(mech))
-      }
-      continue
-    }
+    if (line.startsWith('+')) return { kind: 'challenge', data: line.slice(1).trim() }
     if (line.startsWith(tg + ' ')) {
-      if (/^\S+ OK\b/i.test(line)) break
-      throw new ProbeFailure('auth', `AUTHENTICATE ${mech} failed: ${line.slice(tg.length + 1)}`, line, challenge)
+      return /^\S+ OK\b/i.test(line) ? { kind: 'ok' } : { kind: 'fail', message: `AUTHENTICATE ${mech} failed: ${line.slice(tg.length + 1)}`, reply: line }
     }
-    if (line.startsWith('* BYE')) throw new ProbeFailure('auth', `the server closed the session: ${line.slice(6)}`, line, challenge)
-  }
+    if (line.startsWith('* BYE')) return { kind: 'fail', message: `the server closed the session: ${line.slice(6)}`, reply: line }
+    return { kind: 'other' }
+  })
   steps.push(`AUTHENTICATE ${mech}`)
 
   const sel = tag()
@@ -214,24 +228,14 @@ export async function pop3Dialogue(t: LineTransport, o: DialogueOptions): Promis
   const response = o.saslResponse(mech).reveal()
   // RFC 5034 §4: an initial response that would push the line past 255 octets goes after a "+".
   const withIr = `AUTH ${mech} ${response}`
-  await t.write(withIr.length + 2 <= 255 ? withIr : `AUTH ${mech}`)
-  let sent = withIr.length + 2 <= 255
-  let challenge: Record<string, unknown> | undefined
-  for (;;) {
+  const inline = withIr.length + 2 <= 255
+  await t.write(inline ? withIr : `AUTH ${mech}`)
+  await saslExchange(t, mech, response, inline, async () => {
     const line = await t.readLine()
-    if (line.startsWith('+OK')) break
-    if (line.startsWith('+')) {
-      if (!sent) {
-        await t.write(response)
-        sent = true
-      } else {
-        challenge = decodeChallenge(mech, line.slice(1).trim())
-        await t.write(saslErrorAcknowledgement(mech))
-      }
-      continue
-    }
-    throw new ProbeFailure('auth', `AUTH ${mech} failed: ${line}`, line, challenge)
-  }
+    if (line.startsWith('+OK')) return { kind: 'ok' }
+    if (line.startsWith('+')) return { kind: 'challenge', data: line.slice(1).trim() }
+    return { kind: 'fail', message: `AUTH ${mech} failed: ${line}`, reply: line }
+  })
   steps.push(`AUTH ${mech}`)
   const stat = await popCommand(t, 'STAT', 'mailbox')
   const m = /^\+OK (\d+) (\d+)/.exec(stat)
@@ -292,24 +296,14 @@ export async function smtpDialogue(t: LineTransport, o: DialogueOptions): Promis
   const response = o.saslResponse(mech).reveal()
   // RFC 4954 §4: no initial response if it would push the command past 512 octets (RFC 5321 §4.5.3.1.4).
   const withIr = `AUTH ${mech} ${response}`
-  await t.write(withIr.length + 2 <= 512 ? withIr : `AUTH ${mech}`)
-  let sent = withIr.length + 2 <= 512
-  let challenge: Record<string, unknown> | undefined
-  for (;;) {
+  const inline = withIr.length + 2 <= 512
+  await t.write(inline ? withIr : `AUTH ${mech}`)
+  await saslExchange(t, mech, response, inline, async () => {
     const r = await smtpReply(t)
-    if (r.code === 235) break
-    if (r.code === 334) {
-      if (!sent) {
-        await t.write(response)
-        sent = true
-      } else {
-        challenge = decodeChallenge(mech, r.lines[0]?.slice(4).trim() ?? '')
-        await t.write(saslErrorAcknowledgement(mech))
-      }
-      continue
-    }
-    throw new ProbeFailure('auth', `AUTH ${mech} failed: ${r.code} ${r.text}`, `${r.code} ${r.text}`, challenge)
-  }
+    if (r.code === 235) return { kind: 'ok' }
+    if (r.code === 334) return { kind: 'challenge', data: r.lines[0]?.slice(4).trim() ?? '' }
+    return { kind: 'fail', message: `AUTH ${mech} failed: ${r.code} ${r.text}`, reply: `${r.code} ${r.text}` }
+  })
   steps.push(`AUTH ${mech}`)
   if (o.from) {
     await smtpExpect(t, `MAIL FROM:<${o.from}>`, (c) => c === 250, 'command')

@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImapFlow } from 'imapflow'
 import nodemailer from 'nodemailer'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, MAIL_RS_CLIENT_ID, MAIL_RS_SECRET, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -61,10 +61,7 @@ describe('real clients with tokens from `mailkey token`', { skip: missing.length
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
-    const intro = new URL('/token/introspection', lab.issuer)
-    intro.username = MAIL_RS_CLIENT_ID
-    intro.password = MAIL_RS_SECRET
-    dovecot = await startDovecot({ introspectionUrl: intro.href })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
     smtp = await startSmtp({ introspect: (t, s) => lab.introspect(t, { service: s }), tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile }, deliverTo: (u) => dovecot.mailDir(u) })
     home = await makeTmpHome()
     const p = dovecot.ports

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, MAIL_RS_CLIENT_ID, MAIL_RS_SECRET, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -34,10 +34,7 @@ describe('mailkey test against Dovecot', { skip: skip ? `Dovecot is not installe
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
-    const intro = new URL('/token/introspection', lab.issuer)
-    intro.username = MAIL_RS_CLIENT_ID
-    intro.password = MAIL_RS_SECRET
-    dovecot = await startDovecot({ introspectionUrl: intro.href })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
     home = await makeTmpHome()
     const p = dovecot.ports
     await signIn('alice@example.test', ['--imap-url', `imaps://127.0.0.1:${p.imaps}`, '--pop-url', `pop3s://localhost:${p.pop3s}`, '--ca', dovecot.caFile])

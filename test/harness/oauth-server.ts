@@ -31,6 +31,14 @@ export const LAB_SECRET_CLIENT_ID = 'mailkey-secret'
 export const LAB_CLIENT_SECRET = 'mailkey-lab-client-secret-for-tests-only'
 export const MAIL_RS_CLIENT_ID = 'mail-rs'
 export const MAIL_RS_SECRET = 'mail-rs-introspection-secret-for-tests-only'
+
+/** The introspection endpoint with mail-rs's HTTP Basic credentials in it, as Dovecot's oauth2 passdb wants it. */
+export function introspectionUrl(issuer: string): string {
+  const url = new URL('/token/introspection', issuer)
+  url.username = MAIL_RS_CLIENT_ID
+  url.password = MAIL_RS_SECRET
+  return url.href
+}
 export const DEFAULT_LOGIN = 'alice@example.test'
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 export const CLIENT_DISABLED_ERROR = {

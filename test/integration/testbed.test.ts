@@ -22,8 +22,7 @@ import { DOVECOT_INSTALL_HINT, dovecotAvailable, startDovecot } from '../harness
 import type { Dovecot } from '../harness/dovecot.js'
 import {
   LAB_PUBLIC_CLIENT_ID,
-  MAIL_RS_CLIENT_ID,
-  MAIL_RS_SECRET,
+  introspectionUrl,
   MAIL_SCOPES,
   startOAuthServer,
 } from '../harness/oauth-server.js'
@@ -80,10 +79,7 @@ before(async () => {
   const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, insecure))
   for (const user of [ALICE, BOB]) tokens.set(user, await deviceToken(as, user))
   if (haveDovecot) {
-    const url = new URL('/token/introspection', lab.issuer)
-    url.username = MAIL_RS_CLIENT_ID
-    url.password = MAIL_RS_SECRET
-    dovecot = await startDovecot({ introspectionUrl: url.href, users: [ALICE, BOB], seedMessages: SEEDED })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: [ALICE, BOB], seedMessages: SEEDED })
   }
   if (dovecot) {
     pki = dovecot
