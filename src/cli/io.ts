@@ -17,6 +17,8 @@ export interface CliIO {
   stdinIsTTY: boolean
   /** one line from stdin (paste mode, passwords); undefined at end of input */
   readLine(prompt: string, signal?: AbortSignal): Promise<string | undefined>
+  /** like readLine, but a terminal does not echo what is typed */
+  readSecretLine?(prompt: string, signal?: AbortSignal): Promise<string | undefined>
   /** aborted on SIGINT */
   signal: AbortSignal
   /** release stdin (the line reader) when the command is done */
@@ -65,6 +67,36 @@ export function processIO(signal: AbortSignal): CliIO {
           resolve(undefined)
         }, { once: true })
       })
+    },
+    readSecretLine: async (prompt, sig) => {
+      if (!process.stdin.isTTY) return undefined
+      process.stderr.write(prompt)
+      const stdin = process.stdin
+      stdin.setRawMode(true)
+      stdin.resume()
+      try {
+        return await new Promise<string | undefined>((resolve) => {
+          let value = ''
+          const done = (v: string | undefined): void => {
+            stdin.removeListener('data', onKey)
+            process.stderr.write('\n')
+            resolve(v)
+          }
+          const onKey = (d: Buffer): void => {
+            for (const ch of d.toString('utf8')) {
+              if (ch === '\r' || ch === '\n') return done(value)
+              if (ch === '\u0003' || ch === '\u0004') return done(undefined) // ^C / ^D
+              if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1)
+              else value += ch
+            }
+          }
+          stdin.on('data', onKey)
+          sig?.addEventListener('abort', () => done(undefined), { once: true })
+        })
+      } finally {
+        stdin.setRawMode(false)
+        stdin.pause()
+      }
     },
     close: () => {
       rl?.close()

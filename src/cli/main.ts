@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   status: () => import('./commands/status.js'),
   remove: () => import('./commands/remove.js'),
   test: () => import('./commands/test.js'),
+  proxy: () => import('./commands/proxy.js'),
 }
 
 export const USAGE = `mailkey: OAuth 2.0 sign-in for IMAP, POP3 and SMTP
@@ -32,6 +33,7 @@ Usage:
   mailkey status [<email>] [--json]
   mailkey remove <email> [--no-revoke]
   mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
+  mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)

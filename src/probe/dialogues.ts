@@ -117,7 +117,8 @@ function capsFrom(line: string): string[] | undefined {
   return list ? list.trim().split(/\s+/) : undefined
 }
 
-export async function imapDialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+/** Greeting, [STARTTLS], CAPABILITY, AUTHENTICATE: what the proxy needs before it splices. */
+export async function imapLogin(t: LineTransport, o: DialogueOptions): Promise<DialogueResult & { nextTag: () => string }> {
   const steps: string[] = []
   const greeting = await t.readLine()
   if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) throw new ProbeFailure('greeting', `unexpected IMAP greeting: ${greeting}`, greeting)
@@ -167,7 +168,11 @@ export async function imapDialogue(t: LineTransport, o: DialogueOptions): Promis
     return { kind: 'other' }
   })
   steps.push(`AUTHENTICATE ${mech}`)
+  return { mechanism: mech, steps, nextTag: tag }
+}
 
+export async function imapDialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+  const { mechanism: mech, steps, nextTag: tag } = await imapLogin(t, o)
   const sel = tag()
   await t.write(`${sel} SELECT INBOX`)
   let exists: number | undefined
@@ -201,7 +206,8 @@ async function popMultiline(t: LineTransport): Promise<string[]> {
   }
 }
 
-export async function pop3Dialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+/** Greeting, [STLS], CAPA, AUTH. */
+export async function pop3Login(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
   const steps: string[] = []
   const greeting = await t.readLine()
   if (!greeting.startsWith('+OK')) throw new ProbeFailure('greeting', `unexpected POP3 greeting: ${greeting}`, greeting)
@@ -237,6 +243,11 @@ export async function pop3Dialogue(t: LineTransport, o: DialogueOptions): Promis
     return { kind: 'fail', message: `AUTH ${mech} failed: ${line}`, reply: line }
   })
   steps.push(`AUTH ${mech}`)
+  return { mechanism: mech, steps }
+}
+
+export async function pop3Dialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+  const { mechanism: mech, steps } = await pop3Login(t, o)
   const stat = await popCommand(t, 'STAT', 'mailbox')
   const m = /^\+OK (\d+) (\d+)/.exec(stat)
   steps.push(`STAT (${m ? m[1] : '?'} messages)`)
@@ -273,7 +284,8 @@ async function smtpExpect(t: LineTransport, cmd: string, ok: (c: number) => bool
   return r
 }
 
-export async function smtpDialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+/** Greeting, EHLO, [STARTTLS, EHLO], AUTH. */
+export async function smtpLogin(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
   const steps: string[] = []
   const greeting = await smtpReply(t)
   if (greeting.code !== 220) throw new ProbeFailure('greeting', `unexpected SMTP greeting: ${greeting.code} ${greeting.text}`, greeting.text)
@@ -305,6 +317,11 @@ export async function smtpDialogue(t: LineTransport, o: DialogueOptions): Promis
     return { kind: 'fail', message: `AUTH ${mech} failed: ${r.code} ${r.text}`, reply: `${r.code} ${r.text}` }
   })
   steps.push(`AUTH ${mech}`)
+  return { mechanism: mech, steps }
+}
+
+export async function smtpDialogue(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
+  const { mechanism: mech, steps } = await smtpLogin(t, o)
   if (o.from) {
     await smtpExpect(t, `MAIL FROM:<${o.from}>`, (c) => c === 250, 'command')
     steps.push('MAIL FROM')

@@ -21,6 +21,11 @@ export interface LineTransport {
   /** bytes received but not yet read as lines (STARTTLS injection check, RFC 3207 §4.1 spirit) */
   buffered(): number
   close(): void
+  /**
+   * Hand the raw socket over (the proxy splices it after login): stops line framing and returns
+   * the socket with any bytes received but not yet read.
+   */
+  detach(): { socket: Socket | TLSSocket; pending: Buffer }
   readonly secure: boolean
 }
 
@@ -170,6 +175,16 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     close(): void {
       clearTimeout(timer)
       socket.destroy()
+    },
+    detach() {
+      clearTimeout(timer)
+      socket.removeListener('data', onData)
+      socket.removeAllListeners('close')
+      socket.removeAllListeners('error')
+      const pending = Buffer.concat([...lines.map((l) => Buffer.from(l + '\r\n')), buf])
+      lines.length = 0
+      buf = Buffer.alloc(0)
+      return { socket, pending }
     },
   }
 }

@@ -14,7 +14,7 @@
 import { constants as fsc } from 'node:fs'
 import { mkdir, open, readdir, readFile, rename, stat, unlink, lstat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { ERR, StoreError, UsageError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
@@ -132,24 +132,8 @@ export class FileStore {
   /** Atomic replace (I1). */
   async write(record: AccountRecord): Promise<void> {
     await this.ensureDir()
-    const id = accountId(record.settings.email)
-    const path = this.recordPath(id)
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-    const data = JSON.stringify({ ...record, updatedAt: Date.now() }, null, 2) + '\n'
-    try {
-      const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE)
-      try {
-        await fh.writeFile(data, 'utf8')
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      await rename(tmp, path)
-      await syncDir(this.dir)
-    } catch (e) {
-      await unlink(tmp).catch(() => {})
-      throw ioError(`cannot write "${path}"`, e)
-    }
+    const path = this.recordPath(accountId(record.settings.email))
+    await writeFileAtomic(path, JSON.stringify({ ...record, updatedAt: Date.now() }, null, 2) + '\n')
   }
 
   async remove(id: string): Promise<boolean> {
@@ -236,6 +220,28 @@ function ioError(message: string, cause: unknown): StoreError {
 
 export function isCode(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code
+}
+
+/**
+ * I1 for any file of the store: temp file (0600, O_EXCL) in the same directory, fsync, rename
+ * over, fsync the directory.
+ */
+export async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+  try {
+    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE)
+    try {
+      await fh.writeFile(data, 'utf8')
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await rename(tmp, path)
+    await syncDir(dirname(path))
+  } catch (e) {
+    await unlink(tmp).catch(() => {})
+    throw ioError(`cannot write "${path}"`, e)
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {

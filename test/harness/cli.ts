@@ -51,6 +51,8 @@ export interface LiveCli {
   /** resolves when the process exits */
   done: Promise<CliResult>
   stderr(): string
+  /** every JSON event seen so far with this name */
+  events(name: string): Record<string, unknown>[]
 }
 
 /** Spawn `mailkey` and watch its --json event stream while it runs. */
@@ -89,6 +91,7 @@ export function spawnCli(args: string[], env: Record<string, string>): LiveCli {
     child,
     done,
     stderr: () => stderr,
+    events: (name) => events.filter((e) => e.event === name),
     event(name, timeoutMs = 20_000) {
       const seen = events.find((e) => e.event === name)
       if (seen) return Promise.resolve(seen)

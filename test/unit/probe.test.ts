@@ -40,6 +40,9 @@ function peer(greeting: string[], steps: Step[], opts: { injectAfterStarttls?: b
     },
     buffered: () => (injected ? queue.length : 0),
     close() {},
+    detach() {
+      throw new Error('not used by the dialogues')
+    },
   }
   return { t, sent, secure: () => secure }
 }

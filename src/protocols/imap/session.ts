@@ -1,0 +1,309 @@
+/**
+ * The IMAP pre-auth session of `mailkey proxy` (RFC 9051 / RFC 3501): talks to the client until it
+ * logs in with LOGIN (quoted strings and literals, RFC 7888 LITERAL+), AUTHENTICATE PLAIN
+ * (RFC 4616, with and without RFC 4959 SASL-IR) or AUTHENTICATE LOGIN; answers CAPABILITY, NOOP,
+ * ID (RFC 2971), STARTTLS and LOGOUT itself. Then the proxy splices.
+ *
+ * Owns: pre-auth IMAP framing and replies. Must not: open sockets or know about OAuth.
+ */
+import { Secret } from '../../core/secret.js'
+import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
+import { decodePlain } from '../../sasl/plain.js'
+import { DEFAULT_LIMITS, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
+
+type Part = { text: string } | { literal: Buffer }
+
+interface PendingLogin {
+  tag: string
+}
+
+type SaslState =
+  | { mech: 'PLAIN'; tag: string }
+  | { mech: 'LOGIN'; tag: string; username?: string }
+
+
+export function createImapSession(opts: SessionOptions): PreAuthSession {
+  const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
+  let secure = opts.secure
+  let buf: Buffer = Buffer.alloc(0)
+  /** the command being assembled: text and literal parts */
+  let parts: Part[] = []
+  let partsBytes = 0
+  /** bytes still expected for the current literal */
+  let literalLeft = 0
+  let literalChunks: Buffer[] = []
+  let sasl: SaslState | undefined
+  let pending: PendingLogin | undefined
+  let commands = 0
+  let failures = 0
+  let closed = false
+
+  const caps = (): string => {
+    const c = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE']
+    if (opts.starttlsAvailable && !secure) c.push('STARTTLS')
+    // RFC 9051 §6.2.3 / RFC 3501 §6.2.3: no plain-text login without TLS where TLS is required.
+    if (opts.requireTls && !secure) c.push('LOGINDISABLED')
+    else c.push('AUTH=PLAIN', 'AUTH=LOGIN')
+    return c.join(' ')
+  }
+  const reply = (data: string): ClientAction => ({ type: 'reply', data: data + '\r\n' })
+  const bye = (text: string): ClientAction[] => {
+    closed = true
+    return [{ type: 'close', data: `* BYE ${text}\r\n` }]
+  }
+
+  function handleCommand(cmdParts: Part[]): ClientAction[] {
+    commands++
+    const first = cmdParts[0]
+    const head = first && 'text' in first ? first.text : ''
+    const m = /^([^\s(){%*"\\\]]+) ([A-Za-z]+)(?: (.*))?$/s.exec(head)
+    if (!m) {
+      const tag = /^(\S+)/.exec(head)?.[1] ?? '*'
+      return [reply(`${tag} BAD Invalid command syntax`)]
+    }
+    const tag = m[1] as string
+    const verb = (m[2] as string).toUpperCase()
+    const restParts: Part[] = [{ text: m[3] ?? '' }, ...cmdParts.slice(1)]
+    if (commands > limits.maxCommands) return [reply(`${tag} BAD Too many commands before login`), ...bye('Too many commands')]
+    switch (verb) {
+      case 'CAPABILITY':
+        return [reply(`* CAPABILITY ${caps()}`), reply(`${tag} OK CAPABILITY completed`)]
+      case 'NOOP':
+        return [reply(`${tag} OK NOOP completed`)]
+      case 'ID':
+        // RFC 2971 §3.1: the server may answer NIL.
+        return [reply('* ID NIL'), reply(`${tag} OK ID completed`)]
+      case 'LOGOUT':
+        closed = true
+        return [{ type: 'close', data: `* BYE Logging out\r\n${tag} OK LOGOUT completed\r\n` }]
+      case 'STARTTLS':
+        if (secure || !opts.starttlsAvailable) return [reply(`${tag} BAD STARTTLS not available`)]
+        // RFC 9051 §6.2.1: after OK the TLS negotiation begins; nothing before it is trusted.
+        buf = Buffer.alloc(0)
+        secure = true
+        return [reply(`${tag} OK Begin TLS negotiation now`), { type: 'starttls' }]
+      case 'LOGIN': {
+        if (opts.requireTls && !secure) return [reply(`${tag} NO [PRIVACYREQUIRED] Use STARTTLS or TLS first`)]
+        const args = tokenize(restParts)
+        if (!args || args.length !== 2) return [reply(`${tag} BAD LOGIN needs a user name and a password`)]
+        const [user, pass] = args as [Buffer, Buffer]
+        pending = { tag }
+        return [{ type: 'login', username: user.toString('utf8'), password: new Secret(pass.toString('utf8')) }]
+      }
+      case 'AUTHENTICATE': {
+        if (opts.requireTls && !secure) return [reply(`${tag} NO [PRIVACYREQUIRED] Use STARTTLS or TLS first`)]
+        const args = tokenize(restParts)
+        if (!args || args.length < 1 || args.length > 2) return [reply(`${tag} BAD AUTHENTICATE needs a mechanism`)]
+        const mech = (args[0] as Buffer).toString('latin1').toUpperCase()
+        const ir = args[1]?.toString('latin1')
+        if (mech === 'PLAIN') {
+          sasl = { mech: 'PLAIN', tag }
+          if (ir !== undefined) return saslResponse(ir)
+          return [reply('+ ')]
+        }
+        if (mech === 'LOGIN') {
+          sasl = { mech: 'LOGIN', tag }
+          if (ir !== undefined) return saslResponse(ir)
+          return [reply(`+ ${LOGIN_USERNAME_PROMPT}`)]
+        }
+        return [reply(`${tag} NO [CANNOT] Unsupported authentication mechanism`)]
+      }
+      case 'SELECT': case 'EXAMINE': case 'LIST': case 'LSUB': case 'STATUS': case 'FETCH': case 'STORE': case 'SEARCH':
+      case 'APPEND': case 'CREATE': case 'DELETE': case 'RENAME': case 'SUBSCRIBE': case 'UNSUBSCRIBE': case 'UID':
+      case 'CLOSE': case 'EXPUNGE': case 'IDLE': case 'ENABLE': case 'NAMESPACE': case 'CHECK': case 'COPY': case 'MOVE':
+        return [reply(`${tag} BAD Log in first`)]
+      default:
+        return [reply(`${tag} BAD Unknown command`)]
+    }
+  }
+
+  /** A SASL client response line (RFC 9051 §6.2.2): "*" cancels, "=" is an empty response. */
+  function saslResponse(line: string): ClientAction[] {
+    const st = sasl
+    if (!st) return []
+    if (line === '*') {
+      sasl = undefined
+      return [reply(`${st.tag} BAD AUTHENTICATE cancelled`)]
+    }
+    const b64 = line === '=' ? '' : line
+    if (st.mech === 'PLAIN') {
+      sasl = undefined
+      let creds
+      try {
+        creds = decodePlain(b64)
+      } catch {
+        return [reply(`${st.tag} BAD Invalid SASL PLAIN response`)]
+      }
+      pending = { tag: st.tag }
+      return [{ type: 'login', username: creds.authcid, password: creds.password }]
+    }
+    try {
+      if (st.username === undefined) {
+        sasl = { mech: 'LOGIN', tag: st.tag, username: decodeLoginUsername(b64) }
+        return [reply(`+ ${LOGIN_PASSWORD_PROMPT}`)]
+      }
+      const password = decodeLoginPassword(b64)
+      sasl = undefined
+      pending = { tag: st.tag }
+      return [{ type: 'login', username: st.username, password }]
+    } catch {
+      sasl = undefined
+      return [reply(`${st.tag} BAD Invalid SASL LOGIN response`)]
+    }
+  }
+
+  /** Frame client bytes into lines and literals (RFC 9051 §4.3, RFC 7888). */
+  function pump(): ClientAction[] {
+    const out: ClientAction[] = []
+    while (!closed && !pending) {
+      if (literalLeft > 0) {
+        if (buf.length === 0) break
+        const take = buf.subarray(0, literalLeft)
+        literalChunks.push(take)
+        literalLeft -= take.length
+        buf = buf.subarray(take.length)
+        if (literalLeft === 0) {
+          parts.push({ literal: Buffer.concat(literalChunks) })
+          literalChunks = []
+        }
+        continue
+      }
+      const nl = buf.indexOf(0x0a)
+      if (nl < 0) {
+        if (buf.length + partsBytes > limits.maxLineBytes) {
+          out.push(reply('* BAD Line too long'), ...bye('Line too long'))
+        }
+        break
+      }
+      const line = buf.subarray(0, nl).toString('utf8').replace(/\r$/, '')
+      buf = buf.subarray(nl + 1)
+      partsBytes += nl + 1
+      if (partsBytes > limits.maxLineBytes + limits.maxLiteralBytes) {
+        out.push(reply('* BAD Command too long'), ...bye('Command too long'))
+        break
+      }
+      if (/[\x00]/.test(line)) {
+        out.push(reply('* BAD NUL in command'), ...bye('Protocol error'))
+        break
+      }
+      if (sasl) {
+        out.push(...saslResponse(line.trim()))
+        parts = []
+        partsBytes = 0
+        continue
+      }
+      const lit = /\{(\d{1,10})(\+?)\}$/.exec(line)
+      if (lit) {
+        const n = Number(lit[1])
+        const head = line.slice(0, lit.index)
+        if (n > limits.maxLiteralBytes) {
+          // RFC 7888 §4: a non-synchronizing literal we refuse must still be skipped; close instead.
+          const tag = /^(\S+)/.exec(parts.length ? ((parts[0] as { text?: string }).text ?? '') : head)?.[1] ?? '*'
+          out.push(reply(`${tag} BAD Literal too large`), ...bye('Literal too large'))
+          break
+        }
+        parts.push({ text: head })
+        literalLeft = n
+        if (lit[2] !== '+') out.push(reply('+ Ready for literal data'))
+        if (n === 0) {
+          parts.push({ literal: Buffer.alloc(0) })
+          literalLeft = 0
+        }
+        continue
+      }
+      parts.push({ text: line })
+      const cmd = parts
+      parts = []
+      partsBytes = 0
+      out.push(...handleCommand(cmd))
+    }
+    return out
+  }
+
+  return {
+    start(): ClientAction[] {
+      return [reply(`* OK [CAPABILITY ${caps()}] ${opts.hostname} mailkey IMAP proxy ready`)]
+    },
+    feed(data: Buffer): ClientAction[] {
+      if (closed) return []
+      buf = buf.length ? Buffer.concat([buf, data]) : data
+      return pump()
+    },
+    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
+      const p = pending
+      if (!p) return { actions: [], done: false }
+      pending = undefined
+      if (outcome === 'ok') {
+        closed = true
+        return { actions: [reply(`${p.tag} OK Logged in`)], done: true, ...(buf.length ? { leftover: Buffer.from(buf) } : {}) }
+      }
+      const text = info?.text ? ` ${info.text}` : ''
+      const line = {
+        'bad-credentials': `${p.tag} NO [AUTHENTICATIONFAILED] Invalid credentials`,
+        reauth: `${p.tag} NO [AUTHENTICATIONFAILED] This account needs a new sign-in: run "mailkey status"${text}`,
+        transient: `${p.tag} NO [UNAVAILABLE] Temporary failure, try again later${text}`,
+        config: `${p.tag} NO [CONTACTADMIN] The mailkey proxy cannot log in to this account: see "mailkey status"${text}`,
+      }[outcome]
+      const actions: ClientAction[] = [reply(line)]
+      if (++failures >= limits.maxFailedLogins) actions.push(...bye('Too many failed logins'))
+      else actions.push(...pump())
+      return { actions, done: false }
+    },
+    get sensitiveNext(): boolean {
+      return sasl !== undefined || literalLeft > 0
+    },
+  }
+}
+
+/**
+ * Split command arguments into astrings (RFC 9051 §9: atom / quoted / literal). Returns undefined
+ * on a syntax error.
+ */
+export function tokenize(parts: Part[]): Buffer[] | undefined {
+  const out: Buffer[] = []
+  for (const p of parts) {
+    if ('literal' in p) {
+      out.push(p.literal)
+      continue
+    }
+    const s = p.text
+    let i = 0
+    while (i < s.length) {
+      const c = s[i]
+      if (c === ' ') {
+        i++
+        continue
+      }
+      if (c === '"') {
+        let v = ''
+        i++
+        for (;;) {
+          if (i >= s.length) return undefined
+          const ch = s[i] as string
+          if (ch === '\\') {
+            const nx = s[i + 1]
+            if (nx !== '"' && nx !== '\\') return undefined // RFC 9051 §4.3: only \" and \\ are quoted-specials
+            v += nx
+            i += 2
+            continue
+          }
+          if (ch === '"') {
+            i++
+            break
+          }
+          v += ch
+          i++
+        }
+        out.push(Buffer.from(v, 'utf8'))
+        continue
+      }
+      let j = i
+      while (j < s.length && s[j] !== ' ') j++
+      const atom = s.slice(i, j)
+      if (/[(){%*"\\]/.test(atom)) return undefined
+      out.push(Buffer.from(atom, 'utf8'))
+      i = j
+    }
+  }
+  return out
+}

@@ -1,0 +1,367 @@
+/**
+ * POP3 pre-auth session: speaks POP3 to the *client* until it has given a local user name and
+ * password (USER/PASS, AUTH PLAIN, AUTH LOGIN), hands them to the proxy as a `login` action, and on
+ * success stops, returning any bytes the client pipelined after the login so the proxy can forward
+ * them to the already-authenticated upstream connection.
+ *
+ * RFC 1939 (POP3), RFC 2449 (CAPA, RESP-CODES), RFC 5034 (AUTH), RFC 3206 (AUTH, SYS/TEMP,
+ * SYS/PERM codes), RFC 2595 §4 (STLS).
+ *
+ * `sensitiveNext` is true while the next client line is expected to carry a secret: after an
+ * accepted USER (the PASS line follows) and while an AUTH PLAIN/LOGIN continuation is awaited. A
+ * line that carries its secret without warning (a PASS with no USER before it, or `AUTH PLAIN
+ * <initial-response>`, perhaps pipelined behind other commands) is recognised by
+ * pop3LineIsSensitive(); a transcript logger hides a line when either says so.
+ *
+ * Owns: the POP3 AUTHORIZATION state up to the login verdict. Must not: open sockets, check
+ * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
+ */
+import { Secret } from '../../core/secret.js'
+import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
+import { decodePlain } from '../../sasl/plain.js'
+import { LineReader, commandText } from '../shared/line-reader.js'
+import {
+  DEFAULT_LIMITS,
+  type ClientAction,
+  type LoginOutcome,
+  type LoginResult,
+  type PreAuthSession,
+  type SessionLimits,
+  type SessionOptions,
+} from '../shared/session.js'
+
+export const POP3_GREETING = '+OK mailkey POP3 proxy ready'
+
+/** SASL mechanisms offered to clients; XOAUTH2/OAUTHBEARER clients are served elsewhere. */
+export const POP3_SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const
+
+type State =
+  /** AUTHORIZATION state; `user` is set right after an accepted USER (RFC 1939 §7) */
+  | { kind: 'command'; user?: string }
+  | { kind: 'auth-plain' }
+  | { kind: 'auth-login-user' }
+  | { kind: 'auth-login-pass'; user: string }
+  | { kind: 'login-pending' }
+  | { kind: 'done' }
+  | { kind: 'closed' }
+
+type Handler = (arg: string | undefined, out: ClientAction[], user: string | undefined) => void
+
+// RFC 1939 §5: transaction-state commands. Before login they are out of sequence, not unknown.
+const TRANSACTION_VERBS = ['STAT', 'LIST', 'RETR', 'DELE', 'NOOP', 'RSET', 'TOP', 'UIDL', 'LAST']
+
+/**
+ * Whether a POP3 client line carries a secret by itself, whatever state the session is in: `PASS
+ * ...`, `APOP ...` and `AUTH <mechanism> <initial-response>`.
+ */
+export function pop3LineIsSensitive(line: string): boolean {
+  return /^(?:PASS|APOP)(?: |$)/i.test(line) || /^AUTH +\S+ +\S/i.test(line)
+}
+
+/**
+ * A POP3 pre-auth session for one client connection.
+ *
+ * @see [RFC 1939 §4 - The AUTHORIZATION State](https://www.rfc-editor.org/rfc/rfc1939.html#section-4)
+ * @see [RFC 5034 §4 - The AUTH Command](https://www.rfc-editor.org/rfc/rfc5034.html#section-4)
+ */
+export function createPop3Session(opts: SessionOptions): PreAuthSession {
+  const limits = resolveLimits(opts.limits)
+  const reader = new LineReader(limits.maxLineBytes)
+  // Input buffered while a login is pending is forwarded upstream after 'ok'. The proxy should stop
+  // feeding meanwhile; this bounds memory if it does not: no more than a client could send before
+  // login anyway.
+  const maxPendingBytes = limits.maxLineBytes * limits.maxCommands
+  let secure = opts.secure
+  let state: State = { kind: 'command' }
+  let commands = 0
+  let failures = 0
+
+  const tlsRequired = (): boolean => opts.requireTls && !secure
+  const stlsOffered = (): boolean => opts.starttlsAvailable && !secure
+
+  const handlers = new Map<string, Handler>([
+    ['CAPA', (_arg, out) => {
+      // RFC 2449 §5: one capability per line, ended by a lone ".".
+      const caps: string[] = []
+      // RFC 2595 §4 spirit: do not offer plain-text logins on a connection that must use TLS first.
+      if (!tlsRequired()) caps.push('USER', `SASL ${POP3_SASL_MECHANISMS.join(' ')}`)
+      // RFC 2449 §6.4 / §8 and RFC 3206: these two license the bracketed codes in our -ERR replies.
+      caps.push('RESP-CODES', 'AUTH-RESP-CODE')
+      // RFC 2595 §4: STLS only before TLS is active (and so never again after it).
+      if (stlsOffered()) caps.push('STLS')
+      caps.push('IMPLEMENTATION mailkey')
+      out.push(reply(`+OK Capability list follows\r\n${caps.join('\r\n')}\r\n.`))
+    }],
+    ['USER', (arg, out) => {
+      if (tlsRequired()) return void out.push(tlsRequiredReply())
+      const user = arg?.trim() ?? ''
+      if (user.length === 0) return void out.push(reply('-ERR missing user name'))
+      if (user.includes('\t')) return void out.push(reply('-ERR invalid user name'))
+      // RFC 1939 §7: the mailbox cannot be checked before PASS; any name is accepted here.
+      state = { kind: 'command', user }
+      out.push(reply('+OK send PASS'))
+    }],
+    ['PASS', (arg, out, user) => {
+      if (tlsRequired()) return void out.push(tlsRequiredReply())
+      // RFC 1939 §7: PASS only immediately after a successful USER.
+      if (user === undefined) return void out.push(reply('-ERR send USER first'))
+      // RFC 1939 §7 (PASS, "Discussion"): the whole rest of the line is the password, spaces
+      // included, so it is taken verbatim after the single space that ends the keyword.
+      if (arg === undefined || arg.length === 0) return void out.push(reply('-ERR missing password'))
+      login(user, new Secret(arg), out)
+    }],
+    ['AUTH', (arg, out) => {
+      if (tlsRequired()) return void out.push(tlsRequiredReply())
+      const parts = (arg ?? '').split(' ').filter((p) => p.length > 0)
+      // Not in RFC 5034 (nor RFC 1734): a bare AUTH lists the mechanisms, "+OK" then one per line
+      // and ".", an old convention that Outlook and other clients still rely on.
+      if (parts.length === 0) return void out.push(reply(`+OK\r\n${POP3_SASL_MECHANISMS.join('\r\n')}\r\n.`))
+      if (parts.length > 2) return void out.push(reply('-ERR syntax: AUTH mechanism [initial-response]'))
+      const [mech = '', ir] = parts
+      switch (mech.toUpperCase()) {
+        case 'PLAIN':
+          // RFC 5034 §4: without an initial response the server sends an empty challenge, "+ ".
+          if (ir === undefined) {
+            state = { kind: 'auth-plain' }
+            return void out.push(reply('+ '))
+          }
+          return void onPlain(ir, out)
+        case 'LOGIN':
+          if (ir === undefined) {
+            state = { kind: 'auth-login-user' }
+            return void out.push(reply(`+ ${LOGIN_USERNAME_PROMPT}`))
+          }
+          return void onLoginUser(ir, out)
+        default:
+          // XOAUTH2/OAUTHBEARER included: clients that speak OAuth are served by another path.
+          return void out.push(reply('-ERR Unsupported mechanism'))
+      }
+    }],
+    ['STLS', (_arg, out) => {
+      // RFC 2595 §4: STLS is refused once TLS is active.
+      if (secure) return void out.push(reply('-ERR TLS already active'))
+      if (!opts.starttlsAvailable) return void out.push(reply('-ERR STLS not available'))
+      out.push(reply('+OK Begin TLS negotiation'), { type: 'starttls' })
+      // RFC 2595 §4 (and RFC 3207 §4.2 for SMTP): after TLS, forget what the client said in the
+      // clear (the USER is already gone: any command clears it), and discard bytes that followed
+      // STLS in the clear: they would otherwise be read as if they had come over TLS.
+      reader.clear()
+      secure = true
+      state = { kind: 'command' }
+    }],
+    ['QUIT', (_arg, out) => {
+      // RFC 1939 §4: QUIT in the AUTHORIZATION state ends the session without an UPDATE state.
+      out.push({ type: 'close', data: '+OK bye\r\n' })
+      state = { kind: 'closed' }
+    }],
+    ['APOP', (_arg, out) => {
+      // RFC 1939 §7: APOP needs a timestamp in the greeting; we send none.
+      out.push(reply('-ERR APOP not supported'))
+    }],
+    ...TRANSACTION_VERBS.map((verb): [string, Handler] => [verb, (_arg, out) => {
+      out.push(reply('-ERR not logged in yet'))
+    }]),
+  ])
+
+  function tlsRequiredReply(): ClientAction {
+    // RFC 3206 §5: [AUTH] covers "an attempt to authenticate in violation of policy".
+    return reply(opts.starttlsAvailable
+      ? '-ERR [AUTH] TLS required: send STLS first'
+      : '-ERR [AUTH] TLS required: connect with TLS')
+  }
+
+  function login(username: string, password: Secret, out: ClientAction[]): void {
+    out.push({ type: 'login', username, password })
+    state = { kind: 'login-pending' }
+  }
+
+  function onPlain(response: string, out: ClientAction[]): void {
+    let creds
+    try {
+      // RFC 5034 §4: "=" is an empty response (which PLAIN then rejects as malformed).
+      creds = decodePlain(response === '=' ? '' : response)
+    } catch {
+      // RFC 5034 §4: a response the server cannot decode fails the AUTH command with -ERR.
+      state = { kind: 'command' }
+      return void out.push(reply('-ERR invalid SASL response'))
+    }
+    // RFC 4616 §2: a server that cannot act as the authzid must fail; we only log users in as
+    // themselves.
+    if (creds.authzid !== undefined && creds.authzid !== creds.authcid) {
+      state = { kind: 'command' }
+      return void out.push(reply('-ERR [AUTH] Authorization identity must be empty or the user name'))
+    }
+    login(creds.authcid, creds.password, out)
+  }
+
+  function onLoginUser(response: string, out: ClientAction[]): void {
+    let user: string
+    try {
+      user = decodeLoginUsername(response === '=' ? '' : response)
+    } catch {
+      state = { kind: 'command' }
+      return void out.push(reply('-ERR invalid SASL response'))
+    }
+    state = { kind: 'auth-login-pass', user }
+    out.push(reply(`+ ${LOGIN_PASSWORD_PROMPT}`))
+  }
+
+  function onLoginPassword(user: string, response: string, out: ClientAction[]): void {
+    let password: Secret
+    try {
+      password = decodeLoginPassword(response)
+    } catch {
+      state = { kind: 'command' }
+      return void out.push(reply('-ERR invalid SASL response'))
+    }
+    login(user, password, out)
+  }
+
+  function onLine(line: Buffer, out: ClientAction[]): void {
+    const text = commandText(line)
+    const current = state
+    if (current.kind === 'auth-plain' || current.kind === 'auth-login-user' || current.kind === 'auth-login-pass') {
+      state = { kind: 'command' }
+      // RFC 5034 §4: a lone "*" cancels the exchange and the server answers -ERR.
+      if (text === '*') return void out.push(reply('-ERR authentication cancelled'))
+      if (text === undefined) return void out.push(reply('-ERR invalid SASL response'))
+      if (current.kind === 'auth-plain') return onPlain(text, out)
+      if (current.kind === 'auth-login-user') return onLoginUser(text, out)
+      return onLoginPassword(current.user, text, out)
+    }
+    // RFC 1939 §7: PASS must come immediately after USER, so any other line forgets the USER.
+    const user = current.kind === 'command' ? current.user : undefined
+    state = { kind: 'command' }
+    // NUL, bare CR, other controls, invalid UTF-8: refused without echoing anything.
+    if (text === undefined) return void out.push(reply('-ERR invalid characters in command'))
+    // RFC 1939 §3: keyword, then arguments each after a single space; keywords are case-insensitive.
+    const space = text.indexOf(' ')
+    const verb = (space < 0 ? text : text.slice(0, space)).toUpperCase()
+    const arg = space < 0 ? undefined : text.slice(space + 1)
+    const handler = handlers.get(verb)
+    if (!handler) return void out.push(reply(verb.length === 0 ? '-ERR empty command' : '-ERR unknown command'))
+    handler(arg, out, user)
+  }
+
+  /** Read and answer buffered lines until input runs out or the session stops reading. */
+  function run(out: ClientAction[]): ClientAction[] {
+    while (isReading(state)) {
+      const r = reader.next()
+      if (r.kind === 'partial') break
+      if (r.kind === 'too-long') {
+        // Bounded framing: an overlong line is answered and the connection closed; nothing after
+        // it can be trusted to start on a line boundary.
+        close(out, '-ERR line too long')
+        break
+      }
+      commands += 1
+      if (commands > limits.maxCommands) {
+        close(out, '-ERR too many commands before login')
+        break
+      }
+      onLine(r.line, out)
+    }
+    return out
+  }
+
+  function close(out: ClientAction[], text: string): void {
+    out.push({ type: 'close', data: `${text}\r\n` })
+    state = { kind: 'closed' }
+    reader.clear()
+  }
+
+  return {
+    start(): ClientAction[] {
+      // RFC 1939 §4: the greeting; no APOP timestamp, since APOP is not offered.
+      return [reply(POP3_GREETING)]
+    },
+
+    feed(data: Buffer): ClientAction[] {
+      if (state.kind === 'closed') return []
+      if (state.kind === 'done') throw new Error('POP3 session is over: splice instead of feeding it')
+      reader.push(data)
+      if (state.kind === 'login-pending') {
+        if (reader.size > maxPendingBytes) {
+          const out: ClientAction[] = []
+          close(out, '-ERR too much input while logging in')
+          return out
+        }
+        return []
+      }
+      return run([])
+    },
+
+    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
+      if (state.kind === 'closed') return { actions: [], done: false }
+      if (state.kind !== 'login-pending') throw new Error('POP3 session has no login pending')
+      if (outcome === 'ok') {
+        state = { kind: 'done' }
+        const leftover = reader.drain()
+        return {
+          actions: [reply(`+OK ${sanitizeText(info?.text, 'Logged in.')}`)],
+          done: true,
+          ...(leftover.length > 0 ? { leftover } : {}),
+        }
+      }
+      const out: ClientAction[] = []
+      failures += 1
+      const failed = failureReply(outcome, info?.text)
+      state = { kind: 'command' }
+      if (failures >= limits.maxFailedLogins) {
+        close(out, failed)
+        return { actions: out, done: false }
+      }
+      out.push(reply(failed))
+      // Commands the client sent behind the failed login are answered now, in order.
+      return { actions: run(out), done: false }
+    },
+
+    get sensitiveNext(): boolean {
+      switch (state.kind) {
+        case 'command': return state.user !== undefined
+        case 'auth-plain': case 'auth-login-user': case 'auth-login-pass': return true
+        default: return false
+      }
+    },
+  }
+}
+
+/**
+ * RFC 3206 §4 (SYS/TEMP, SYS/PERM) and §5 (AUTH) codes, sent because our CAPA always advertises
+ * RESP-CODES and AUTH-RESP-CODE (RFC 2449 §6.4, §8). STYLE.md §5 wire mapping.
+ */
+function failureReply(outcome: Exclude<LoginOutcome, 'ok'>, text: string | undefined): string {
+  switch (outcome) {
+    case 'bad-credentials': return `-ERR [AUTH] ${sanitizeText(text, 'Invalid credentials.')}`
+    case 'reauth': return `-ERR [AUTH] ${sanitizeText(text, 'Sign-in needed: run "mailkey status"')}`
+    case 'transient': return `-ERR [SYS/TEMP] ${sanitizeText(text, 'Temporary failure, try again later.')}`
+    case 'config': return `-ERR [SYS/PERM] ${sanitizeText(text, 'mailkey is misconfigured: run "mailkey status"')}`
+  }
+}
+
+function reply(line: string): ClientAction {
+  return { type: 'reply', data: `${line}\r\n` }
+}
+
+/** The proxy's text for a reply: one line of printable text, never starting with "[" (RFC 2449 §8). */
+function sanitizeText(text: string | undefined, fallback: string): string {
+  if (text === undefined) return fallback
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().replace(/^\[+/, '').slice(0, 200).trim()
+  return clean.length > 0 ? clean : fallback
+}
+
+function isReading(state: State): boolean {
+  return state.kind === 'command' || state.kind === 'auth-plain' ||
+    state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+}
+
+function resolveLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
+  const out: SessionLimits = { ...DEFAULT_LIMITS }
+  for (const key of Object.keys(out) as (keyof SessionLimits)[]) {
+    const v = partial?.[key]
+    if (v === undefined) continue
+    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`session limit "${key}" must be a positive integer`)
+    out[key] = v
+  }
+  return out
+}

@@ -1,0 +1,81 @@
+/**
+ * The contract between the proxy (sockets) and the pre-auth protocol sessions (pure state
+ * machines, one per client connection): bytes in, actions out. A session speaks the mail protocol
+ * to the *client* until the client has logged in with a local username and password; then the
+ * proxy authenticates upstream with OAuth and splices the two connections byte for byte.
+ *
+ * Owns: the action/outcome types and the limits. Must not: import node:net, node:tls or the broker.
+ */
+import type { Secret } from '../../core/secret.js'
+
+export type ClientAction =
+  /** write this to the client (CRLF included) */
+  | { type: 'reply'; data: string }
+  /**
+   * the client gave a local username and password: the proxy checks them, signs in upstream, and
+   * calls `loginResult`. The session reads no further input until then.
+   */
+  | { type: 'login'; username: string; password: Secret }
+  /** the reply before this action agreed to STARTTLS/STLS: upgrade the client connection now */
+  | { type: 'starttls' }
+  /** write `data` (if any) and close the client connection */
+  | { type: 'close'; data?: string }
+
+/**
+ * The proxy's verdict on a login (STYLE.md §5 wire mapping):
+ * - ok: upstream accepted the token; the session is over, splice now
+ * - bad-credentials: wrong local password or unknown user; no upstream connection was made
+ * - reauth: the account needs an interactive sign-in (IMAP NO [AUTHENTICATIONFAILED], POP -ERR [AUTH], SMTP 535 5.7.8)
+ * - transient: try later (IMAP NO [UNAVAILABLE], POP -ERR [SYS/TEMP], SMTP 454 4.7.0)
+ * - config: mailkey or the account is misconfigured (IMAP NO [CONTACTADMIN], POP -ERR [SYS/PERM], SMTP 454 4.7.0)
+ */
+export type LoginOutcome = 'ok' | 'bad-credentials' | 'reauth' | 'transient' | 'config'
+
+export interface LoginResult {
+  actions: ClientAction[]
+  /** true on 'ok': the pre-auth phase is over and the proxy splices from now on */
+  done: boolean
+  /** client bytes received after the login command (pipelining), to forward upstream first */
+  leftover?: Buffer
+}
+
+export interface SessionLimits {
+  /** longest command line accepted from the client before login (bytes, CRLF included) */
+  maxLineBytes: number
+  /** largest IMAP literal accepted before login (a password or SASL blob) */
+  maxLiteralBytes: number
+  /** commands accepted before login, so a client cannot keep a connection busy forever */
+  maxCommands: number
+  /** failed logins on one connection before it is closed */
+  maxFailedLogins: number
+}
+
+export const DEFAULT_LIMITS: SessionLimits = {
+  maxLineBytes: 8192,
+  maxLiteralBytes: 8192,
+  maxCommands: 50,
+  maxFailedLogins: 3,
+}
+
+export interface SessionOptions {
+  /** the client connection is already TLS */
+  secure: boolean
+  /** STARTTLS/STLS can be offered to the client (the proxy has a certificate) */
+  starttlsAvailable: boolean
+  /** plain-text logins are refused until TLS (set for non-loopback listeners without TLS) */
+  requireTls: boolean
+  /** host name used in greetings */
+  hostname: string
+  limits?: Partial<SessionLimits>
+}
+
+export interface PreAuthSession {
+  /** what to send when the client connects (the greeting) */
+  start(): ClientAction[]
+  /** feed bytes from the client; returns the actions in order */
+  feed(data: Buffer): ClientAction[]
+  /** the verdict on the pending login action */
+  loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult
+  /** the next client line must not be logged (a password or SASL response follows) */
+  readonly sensitiveNext: boolean
+}

@@ -1,0 +1,375 @@
+/**
+ * SMTP (submission) pre-auth session: speaks ESMTP to the *client* until it has authenticated with
+ * a local user name and password (AUTH PLAIN, AUTH LOGIN), hands them to the proxy as a `login`
+ * action, and on success stops. By then the proxy has done EHLO + AUTH upstream itself; the
+ * client's next commands (MAIL FROM, ...) go upstream verbatim, so the session consumes nothing past
+ * the AUTH exchange and returns whatever the client sent after it as `leftover`.
+ *
+ * RFC 5321 (SMTP), RFC 4954 (AUTH), RFC 3207 (STARTTLS), RFC 3463 / RFC 2034 (enhanced codes).
+ *
+ * EHLO advertises only what holds whichever upstream the client ends up spliced to: 8BITMIME
+ * (every submission server we front has it), ENHANCEDSTATUSCODES (our own replies carry them), AUTH
+ * and STARTTLS (ours). Extensions that shape the mail transaction (PIPELINING, SIZE, SMTPUTF8, DSN,
+ * CHUNKING) belong to the upstream, which we cannot see before login, so they are not offered; a
+ * client that re-issues EHLO after AUTH reaches the upstream and learns its real list.
+ *
+ * `sensitiveNext` is true while a 334 continuation is outstanding (the next line is a SASL
+ * response). `AUTH PLAIN <initial-response>` carries the password on the command line itself;
+ * smtpLineIsSensitive() recognises such lines for a transcript logger.
+ *
+ * Owns: the pre-auth SMTP dialogue up to the login verdict. Must not: open sockets, check
+ * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
+ */
+import type { Secret } from '../../core/secret.js'
+import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
+import { decodePlain } from '../../sasl/plain.js'
+import { LineReader, commandText } from '../shared/line-reader.js'
+import {
+  DEFAULT_LIMITS,
+  type ClientAction,
+  type LoginOutcome,
+  type LoginResult,
+  type PreAuthSession,
+  type SessionLimits,
+  type SessionOptions,
+} from '../shared/session.js'
+
+/** SASL mechanisms offered to clients; XOAUTH2/OAUTHBEARER clients are served elsewhere. */
+export const SMTP_SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const
+
+type State =
+  | { kind: 'command' }
+  | { kind: 'auth-plain' }
+  | { kind: 'auth-login-user' }
+  | { kind: 'auth-login-pass'; user: string }
+  | { kind: 'login-pending' }
+  | { kind: 'done' }
+  | { kind: 'closed' }
+
+type Handler = (args: string | undefined, out: ClientAction[]) => void
+
+// Commands of a mail transaction, and others a submission server keeps for authenticated users.
+const AUTH_FIRST_VERBS = ['MAIL', 'RCPT', 'DATA', 'BDAT', 'VRFY', 'EXPN', 'ETRN']
+// RFC 3207 §4: the only commands a server that requires TLS accepts before it.
+const ALLOWED_BEFORE_TLS = new Set(['NOOP', 'EHLO', 'STARTTLS', 'QUIT'])
+// RFC 5321 §4.1.2: Domain = sub-domain *("." sub-domain); also address literals. We only need the
+// name to be one printable token, since it is echoed nowhere and goes nowhere.
+const HOSTNAME = /^[\x21-\x7e]+$/
+
+/** Whether an SMTP client line carries a secret by itself: `AUTH <mechanism> <initial-response>`. */
+export function smtpLineIsSensitive(line: string): boolean {
+  return /^AUTH +\S+ +\S/i.test(line)
+}
+
+/**
+ * An SMTP pre-auth session for one client connection.
+ *
+ * @see [RFC 4954 §4 - The AUTH Command](https://www.rfc-editor.org/rfc/rfc4954.html#section-4)
+ * @see [RFC 3207 §4 - The STARTTLS Keyword](https://www.rfc-editor.org/rfc/rfc3207.html#section-4)
+ */
+export function createSmtpSession(opts: SessionOptions): PreAuthSession {
+  // The host name goes into the greeting and the EHLO reply: it must not be able to break a line.
+  if (!HOSTNAME.test(opts.hostname)) throw new RangeError('SMTP hostname must be printable ASCII without spaces')
+  const host = opts.hostname
+  const limits = resolveLimits(opts.limits)
+  const reader = new LineReader(limits.maxLineBytes)
+  // See pop3/session.ts: the bound on input held while the proxy decides on a login.
+  const maxPendingBytes = limits.maxLineBytes * limits.maxCommands
+  let secure = opts.secure
+  let state: State = { kind: 'command' }
+  /** the greeting the client has given: RFC 4954 §3 makes AUTH an EHLO-only extension */
+  let greeted: 'none' | 'helo' | 'ehlo' = 'none'
+  let commands = 0
+  let failures = 0
+
+  const tlsRequired = (): boolean => opts.requireTls && !secure
+  const starttlsOffered = (): boolean => opts.starttlsAvailable && !secure
+
+  const handlers = new Map<string, Handler>([
+    ['EHLO', (args, out) => {
+      // RFC 5321 §4.1.1.1: EHLO takes a domain (or address literal); we do not check it further
+      // (RFC 5321 §4.1.4: the server MUST NOT refuse a message because the name is wrong).
+      if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: EHLO domain'))
+      greeted = 'ehlo'
+      const lines = [host, '8BITMIME', 'ENHANCEDSTATUSCODES']
+      // RFC 4954 §4 + RFC 3207 §4: no plain-text AUTH offered where TLS must come first.
+      if (!tlsRequired()) lines.push(`AUTH ${SMTP_SASL_MECHANISMS.join(' ')}`)
+      // RFC 3207 §4.2: STARTTLS is not offered again once TLS is active.
+      if (starttlsOffered()) lines.push('STARTTLS')
+      out.push(multiline(250, lines))
+    }],
+    ['HELO', (args, out) => {
+      if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: HELO domain'))
+      greeted = 'helo'
+      out.push(reply(`250 ${host}`))
+    }],
+    ['AUTH', (args, out) => {
+      if (tlsRequired()) {
+        // RFC 3207 §4 when STARTTLS is on offer; otherwise RFC 4954 §6's "encryption required".
+        return void out.push(reply(opts.starttlsAvailable
+          ? '530 5.7.0 Must issue a STARTTLS command first'
+          : '538 5.7.11 Encryption required for requested authentication mechanism'))
+      }
+      // RFC 4954 §3: AUTH is an EHLO keyword, so it is out of sequence before EHLO (or after HELO).
+      if (greeted !== 'ehlo') return void out.push(reply('503 5.5.1 Send EHLO first'))
+      const parts = (args ?? '').split(' ').filter((p) => p.length > 0)
+      if (parts.length === 0 || parts.length > 2) {
+        return void out.push(reply('501 5.5.4 Syntax: AUTH mechanism [initial-response]'))
+      }
+      const [mech = '', ir] = parts
+      switch (mech.toUpperCase()) {
+        case 'PLAIN':
+          // RFC 4954 §4: without an initial response the server sends an empty challenge, "334 ".
+          if (ir === undefined) {
+            state = { kind: 'auth-plain' }
+            return void out.push(reply('334 '))
+          }
+          return void onPlain(ir, out)
+        case 'LOGIN':
+          if (ir === undefined) {
+            state = { kind: 'auth-login-user' }
+            return void out.push(reply(`334 ${LOGIN_USERNAME_PROMPT}`))
+          }
+          return void onLoginUser(ir, out)
+        default:
+          // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4. XOAUTH2 and
+          // OAUTHBEARER clients are served by another path, never by this session.
+          return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
+      }
+    }],
+    ['STARTTLS', (args, out) => {
+      // RFC 3207 §4: STARTTLS takes no parameters.
+      if (args !== undefined && args.trim().length > 0) return void out.push(reply('501 5.5.4 Syntax: STARTTLS'))
+      if (secure) return void out.push(reply('503 5.5.1 TLS already active'))
+      if (!opts.starttlsAvailable) return void out.push(reply('502 5.5.1 STARTTLS not supported'))
+      out.push(reply('220 2.0.0 Ready to start TLS'), { type: 'starttls' })
+      // RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client (the EHLO
+      // argument included) before TLS. Bytes that followed STARTTLS in the clear are dropped too:
+      // reading them as if they came over TLS is the command-injection hole (CVE-2011-0411).
+      reader.clear()
+      secure = true
+      greeted = 'none'
+      state = { kind: 'command' }
+    }],
+    ['RSET', (_args, out) => {
+      // RFC 5321 §4.1.1.5: RSET does not undo EHLO; there is no transaction to abort yet.
+      out.push(reply('250 2.0.0 OK'))
+    }],
+    ['NOOP', (_args, out) => {
+      out.push(reply('250 2.0.0 OK'))
+    }],
+    ['HELP', (_args, out) => {
+      out.push(reply('214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual'))
+    }],
+    ['QUIT', (_args, out) => {
+      // RFC 5321 §4.1.1.10: 221, then close.
+      out.push({ type: 'close', data: `221 2.0.0 ${host} closing connection\r\n` })
+      state = { kind: 'closed' }
+    }],
+    ...AUTH_FIRST_VERBS.map((verb): [string, Handler] => [verb, (_args, out) => {
+      // RFC 4954 §6: 530 5.7.0 for commands refused until the client has authenticated.
+      out.push(reply('530 5.7.0 Authentication required'))
+    }]),
+  ])
+
+  function login(username: string, password: Secret, out: ClientAction[]): void {
+    out.push({ type: 'login', username, password })
+    state = { kind: 'login-pending' }
+  }
+
+  // RFC 4954 §4: a response that cannot be base64-decoded fails AUTH with 501 5.5.2. A response
+  // that decodes but is not a well-formed PLAIN/LOGIN answer gets the same reply.
+  const undecodable = (): ClientAction => reply('501 5.5.2 Cannot decode response')
+
+  function onPlain(response: string, out: ClientAction[]): void {
+    let creds
+    try {
+      // RFC 4954 §4: "=" as the initial response means an empty one (which PLAIN rejects).
+      creds = decodePlain(response === '=' ? '' : response)
+    } catch {
+      state = { kind: 'command' }
+      return void out.push(undecodable())
+    }
+    // RFC 4616 §2: a server that cannot act as the authzid must fail; we only log users in as
+    // themselves. Not counted as a failed login: no password was checked.
+    if (creds.authzid !== undefined && creds.authzid !== creds.authcid) {
+      state = { kind: 'command' }
+      return void out.push(reply('535 5.7.8 Authorization identity must be empty or the user name'))
+    }
+    login(creds.authcid, creds.password, out)
+  }
+
+  function onLoginUser(response: string, out: ClientAction[]): void {
+    let user: string
+    try {
+      user = decodeLoginUsername(response === '=' ? '' : response)
+    } catch {
+      state = { kind: 'command' }
+      return void out.push(undecodable())
+    }
+    state = { kind: 'auth-login-pass', user }
+    out.push(reply(`334 ${LOGIN_PASSWORD_PROMPT}`))
+  }
+
+  function onLoginPassword(user: string, response: string, out: ClientAction[]): void {
+    let password: Secret
+    try {
+      password = decodeLoginPassword(response)
+    } catch {
+      state = { kind: 'command' }
+      return void out.push(undecodable())
+    }
+    login(user, password, out)
+  }
+
+  function onLine(line: Buffer, out: ClientAction[]): void {
+    const text = commandText(line)
+    const current = state
+    if (current.kind === 'auth-plain' || current.kind === 'auth-login-user' || current.kind === 'auth-login-pass') {
+      state = { kind: 'command' }
+      // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
+      if (text === '*') return void out.push(reply('501 5.0.0 Authentication cancelled'))
+      if (text === undefined) return void out.push(undecodable())
+      if (current.kind === 'auth-plain') return onPlain(text, out)
+      if (current.kind === 'auth-login-user') return onLoginUser(text, out)
+      return onLoginPassword(current.user, text, out)
+    }
+    // NUL, bare CR, other controls, invalid UTF-8: refused without echoing anything.
+    if (text === undefined) return void out.push(reply('500 5.5.2 Invalid characters in command'))
+    // RFC 5321 §2.4: verbs are case-insensitive; the verb ends at the first space.
+    const space = text.indexOf(' ')
+    const verb = (space < 0 ? text : text.slice(0, space)).toUpperCase()
+    const args = space < 0 ? undefined : text.slice(space + 1)
+    const handler = handlers.get(verb)
+    // RFC 5321 §4.2.4: 500 for a command the server does not recognise.
+    if (!handler) return void out.push(reply('500 5.5.2 Command not recognized'))
+    // RFC 3207 §4: with TLS required, every command but NOOP, EHLO, STARTTLS and QUIT gets 530.
+    // Only when STARTTLS is on offer: without it, AUTH's own 538 says what is wrong.
+    if (tlsRequired() && opts.starttlsAvailable && !ALLOWED_BEFORE_TLS.has(verb)) {
+      return void out.push(reply('530 5.7.0 Must issue a STARTTLS command first'))
+    }
+    handler(args, out)
+  }
+
+  function run(out: ClientAction[]): ClientAction[] {
+    while (isReading(state)) {
+      const r = reader.next()
+      if (r.kind === 'partial') break
+      if (r.kind === 'too-long') {
+        // RFC 5321 §4.5.3.1.4 lets a server refuse long lines; we close, so per RFC 5321 §3.8 the
+        // reply is a 421 (the only reply after which a server may close on its own).
+        close(out, `421 4.7.0 ${host} Line too long, closing connection`)
+        break
+      }
+      commands += 1
+      if (commands > limits.maxCommands) {
+        close(out, `421 4.7.0 ${host} Too many commands, closing connection`)
+        break
+      }
+      onLine(r.line, out)
+    }
+    return out
+  }
+
+  function close(out: ClientAction[], line: string): void {
+    out.push({ type: 'close', data: `${line}\r\n` })
+    state = { kind: 'closed' }
+    reader.clear()
+  }
+
+  return {
+    start(): ClientAction[] {
+      // RFC 5321 §4.2 / §3.1: the 220 greeting; "ESMTP" tells old clients to try EHLO.
+      return [reply(`220 ${host} ESMTP mailkey proxy ready`)]
+    },
+
+    feed(data: Buffer): ClientAction[] {
+      if (state.kind === 'closed') return []
+      if (state.kind === 'done') throw new Error('SMTP session is over: splice instead of feeding it')
+      reader.push(data)
+      if (state.kind === 'login-pending') {
+        if (reader.size > maxPendingBytes) {
+          const out: ClientAction[] = []
+          close(out, `421 4.7.0 ${host} Too much input while authenticating, closing connection`)
+          return out
+        }
+        return []
+      }
+      return run([])
+    },
+
+    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
+      if (state.kind === 'closed') return { actions: [], done: false }
+      if (state.kind !== 'login-pending') throw new Error('SMTP session has no login pending')
+      if (outcome === 'ok') {
+        state = { kind: 'done' }
+        // Everything after the AUTH exchange (a pipelined MAIL FROM, RFC 4954 §4 allows it after an
+        // initial response) belongs to the upstream.
+        const leftover = reader.drain()
+        return {
+          actions: [reply(`235 2.7.0 ${sanitizeText(info?.text, 'Authentication successful')}`)],
+          done: true,
+          ...(leftover.length > 0 ? { leftover } : {}),
+        }
+      }
+      const out: ClientAction[] = [reply(failureReply(outcome, info?.text))]
+      failures += 1
+      state = { kind: 'command' }
+      if (failures >= limits.maxFailedLogins) {
+        // RFC 5321 §3.8: a server closing on its own says 421 first.
+        close(out, `421 4.7.0 ${host} Too many failed logins, closing connection`)
+        return { actions: out, done: false }
+      }
+      return { actions: run(out), done: false }
+    },
+
+    get sensitiveNext(): boolean {
+      return state.kind === 'auth-plain' || state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+    },
+  }
+}
+
+/** STYLE.md §5 wire mapping; codes from RFC 4954 §6 and RFC 3463. */
+function failureReply(outcome: Exclude<LoginOutcome, 'ok'>, text: string | undefined): string {
+  switch (outcome) {
+    case 'bad-credentials': return `535 5.7.8 ${sanitizeText(text, 'Authentication credentials invalid')}`
+    case 'reauth': return `535 5.7.8 ${sanitizeText(text, 'Sign-in needed: run "mailkey status"')}`
+    // RFC 4954 §6: 454 4.7.0 "Temporary authentication failure"; for 'config' too, so that clients
+    // retry once the configuration is fixed instead of dropping the account's password.
+    case 'transient': return `454 4.7.0 ${sanitizeText(text, 'Temporary authentication failure')}`
+    case 'config': return `454 4.7.0 ${sanitizeText(text, 'mailkey is misconfigured: run "mailkey status"')}`
+  }
+}
+
+function reply(line: string): ClientAction {
+  return { type: 'reply', data: `${line}\r\n` }
+}
+
+/** RFC 5321 §4.2.1: every line but the last has "-" after the code. */
+function multiline(code: number, lines: string[]): ClientAction {
+  const data = lines.map((line, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${line}\r\n`).join('')
+  return { type: 'reply', data }
+}
+
+/** The proxy's text for a reply: one line of printable text. */
+function sanitizeText(text: string | undefined, fallback: string): string {
+  if (text === undefined) return fallback
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200).trim()
+  return clean.length > 0 ? clean : fallback
+}
+
+function isReading(state: State): boolean {
+  return state.kind === 'command' || state.kind === 'auth-plain' ||
+    state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+}
+
+function resolveLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
+  const out: SessionLimits = { ...DEFAULT_LIMITS }
+  for (const key of Object.keys(out) as (keyof SessionLimits)[]) {
+    const v = partial?.[key]
+    if (v === undefined) continue
+    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`session limit "${key}" must be a positive integer`)
+    out[key] = v
+  }
+  return out
+}

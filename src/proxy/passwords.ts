@@ -1,0 +1,102 @@
+/**
+ * Local proxy passwords: what a LOGIN-only client types instead of its mail password. Stored only
+ * as scrypt hashes (memory-hard, RFC 7914; parameters stored per entry so they can be raised) in
+ * $XDG_STATE_HOME/mailkey/proxy-passwords.json (0600). The token store is not keyed to them.
+ *
+ * Owns: hashing, verification, the password file. Must not: log or return a password.
+ */
+import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ERR, StoreError } from '../errors.js'
+import type { Secret } from '../core/secret.js'
+import { FileStore, accountId, writeFileAtomic } from '../store/file-store.js'
+
+export interface PasswordEntry {
+  alg: 'scrypt'
+  /** cost parameters (N = 2^logN) */
+  logN: number
+  r: number
+  p: number
+  salt: string
+  hash: string
+  setAt: number
+}
+
+interface PasswordFile {
+  v: 1
+  users: Record<string, PasswordEntry>
+}
+
+/** ~64 MiB and ~100 ms per check here: slow for guessing, fine once per connection. */
+export const DEFAULT_SCRYPT = { logN: 16, r: 8, p: 1 } as const
+
+function scrypt(password: string, salt: Buffer, keylen: number, o: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => scryptCb(password, salt, keylen, o, (e, k) => (e ? reject(e) : resolve(k))))
+}
+
+const opts = (e: { logN: number; r: number; p: number }): ScryptOptions => ({ N: 2 ** e.logN, r: e.r, p: e.p, maxmem: 256 * 1024 * 1024 })
+
+export async function hashPassword(password: Secret, params: { logN: number; r: number; p: number } = DEFAULT_SCRYPT): Promise<PasswordEntry> {
+  const salt = randomBytes(16)
+  const key = await scrypt(password.reveal(), salt, 32, opts(params))
+  return { alg: 'scrypt', ...params, salt: salt.toString('base64'), hash: key.toString('base64'), setAt: Date.now() }
+}
+
+export async function verifyPassword(password: Secret, entry: PasswordEntry): Promise<boolean> {
+  if (entry.alg !== 'scrypt') return false
+  const want = Buffer.from(entry.hash, 'base64')
+  const got = await scrypt(password.reveal(), Buffer.from(entry.salt, 'base64'), want.length, opts(entry))
+  return got.length === want.length && timingSafeEqual(got, want)
+}
+
+export class PasswordStore {
+  readonly path: string
+  readonly #store: FileStore
+
+  constructor(store: FileStore) {
+    this.#store = store
+    this.path = join(store.paths.stateDir, 'proxy-passwords.json')
+  }
+
+  async #read(): Promise<PasswordFile> {
+    let text: string
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { v: 1, users: {} }
+      throw new StoreError(ERR.STORE_IO, `cannot read "${this.path}"`, { cause: e })
+    }
+    try {
+      const f = JSON.parse(text) as PasswordFile
+      if (f.v !== 1 || typeof f.users !== 'object' || f.users === null) throw new Error('shape')
+      return f
+    } catch {
+      throw new StoreError(ERR.STORE_CORRUPT, `the proxy password file "${this.path}" cannot be used`, {
+        hint: `Move it aside and set the passwords again with "mailkey proxy password <email>".`,
+      })
+    }
+  }
+
+  async set(account: string, password: Secret): Promise<void> {
+    await this.#store.ensureDir()
+    const f = await this.#read()
+    f.users[accountId(account)] = await hashPassword(password)
+    await writeFileAtomic(this.path, JSON.stringify(f, null, 2) + '\n')
+  }
+
+  async has(account: string): Promise<boolean> {
+    return (await this.#read()).users[accountId(account)] !== undefined
+  }
+
+  /** true only for a known account with the right password */
+  async check(account: string, password: Secret): Promise<boolean> {
+    const entry = (await this.#read()).users[accountId(account)]
+    if (!entry) {
+      // Same cost for unknown users, so timing does not tell which accounts exist.
+      await hashPassword(password)
+      return false
+    }
+    return verifyPassword(password, entry)
+  }
+}

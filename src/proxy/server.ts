@@ -1,0 +1,206 @@
+/**
+ * `mailkey proxy`: listeners for LOGIN-only clients. Each connection runs a pre-auth session
+ * (protocols/*), checks the local password, signs in upstream with OAuth (upstream.ts), then
+ * splices client and server byte for byte.
+ *
+ * Safe defaults: listeners bind 127.0.0.1; a non-loopback listener without TLS is refused by the
+ * caller (cli/commands/proxy.ts); pre-auth time, line and literal sizes are bounded; one session's
+ * failure never touches another.
+ *
+ * Owns: sockets for mail traffic. Must not: parse protocols or hold tokens.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls'
+import { randomBytes } from 'node:crypto'
+import type { Mailkey } from '../mailkey.js'
+import { isLoopbackHost } from '../core/net.js'
+import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/shared/session.js'
+import { createImapSession } from '../protocols/imap/session.js'
+import { createPop3Session } from '../protocols/pop3/session.js'
+import { createSmtpSession } from '../protocols/smtp/session.js'
+import { PasswordStore } from './passwords.js'
+import { loginUpstream, type ProxyProtocol } from './upstream.js'
+
+export interface ListenerConfig {
+  protocol: ProxyProtocol
+  host: string
+  port: number
+  /** downstream TLS: implicit (TLS from the first byte) or offered with STARTTLS/STLS */
+  tls?: { mode: 'implicit' | 'starttls'; cert: string; key: string }
+}
+
+export type LogEvent = Record<string, string | number | boolean | undefined>
+
+export interface ProxyOptions {
+  mailkey: Mailkey
+  listeners: ListenerConfig[]
+  log?: (e: LogEvent) => void
+  /** a client must log in within this time (default 120 s) */
+  preAuthTimeoutMs?: number
+  /** deadline for the upstream sign-in, token refresh included (default 30 s) */
+  loginTimeoutMs?: number
+}
+
+export interface RunningProxy {
+  addresses: { protocol: ProxyProtocol; host: string; port: number }[]
+  /** open client connections */
+  connections(): number
+  /** stop accepting; close pre-auth sessions; spliced sessions end on their own (or after graceMs) */
+  close(graceMs?: number): Promise<void>
+}
+
+const SESSIONS: Record<ProxyProtocol, (o: SessionOptions) => PreAuthSession> = {
+  imap: createImapSession,
+  pop3: createPop3Session,
+  smtp: createSmtpSession,
+}
+
+export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
+  const log = opts.log ?? (() => {})
+  const passwords = new PasswordStore(opts.mailkey.broker.store)
+  const open = new Set<Socket>()
+  const servers: Server[] = []
+  const addresses: RunningProxy['addresses'] = []
+
+  for (const l of opts.listeners) {
+    const ctx: SecureContext | undefined = l.tls ? createSecureContext({ cert: l.tls.cert, key: l.tls.key, minVersion: 'TLSv1.2' }) : undefined
+    const server = createServer({ pauseOnConnect: false }, (raw) => {
+      const cid = randomBytes(4).toString('hex')
+      open.add(raw)
+      raw.once('close', () => open.delete(raw))
+      raw.on('error', () => {})
+      const client: Socket = l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
+      handle(client, l, ctx, cid).catch((e: unknown) => {
+        log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })
+        client.destroy()
+      })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(l.port, l.host, () => resolve())
+    })
+    server.on('error', (e) => log({ level: 'error', event: 'listener-error', proto: l.protocol, msg: e.message }))
+    const a = server.address()
+    addresses.push({ protocol: l.protocol, host: l.host, port: typeof a === 'object' && a ? a.port : l.port })
+    servers.push(server)
+  }
+
+  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
+    let client = initial
+    const proto = l.protocol
+    const remote = `${initial.remoteAddress ?? '?'}:${initial.remotePort ?? '?'}`
+    log({ level: 'info', cid, proto, event: 'connect', remote })
+    const secure = l.tls?.mode === 'implicit'
+    const session = SESSIONS[proto]({
+      secure,
+      starttlsAvailable: l.tls?.mode === 'starttls',
+      requireTls: !isLoopbackHost(l.host) && !l.tls,
+      hostname: 'localhost',
+    })
+    const ac = new AbortController()
+    const preAuth = setTimeout(() => {
+      log({ level: 'info', cid, proto, event: 'pre-auth-timeout' })
+      client.destroy()
+    }, opts.preAuthTimeoutMs ?? 120_000)
+    client.once('close', () => {
+      clearTimeout(preAuth)
+      ac.abort()
+    })
+    let busy = false
+    const queue: Buffer[] = []
+
+    const apply = async (actions: ClientAction[]): Promise<boolean> => {
+      for (const a of actions) {
+        if (a.type === 'reply') {
+          client.write(a.data)
+        } else if (a.type === 'close') {
+          client.end(a.data ?? '')
+          return false
+        } else if (a.type === 'starttls' && ctx) {
+          client.removeListener('data', onData)
+          const tls = new TLSSocket(client, { isServer: true, secureContext: ctx })
+          tls.on('error', () => tls.destroy())
+          tls.on('close', () => client.destroy())
+          client = tls
+          client.on('data', onData)
+        } else if (a.type === 'login') {
+          const account = a.username
+          const ok = await passwords.check(account, a.password).catch(() => false)
+          if (!ok) {
+            log({ level: 'info', cid, proto, event: 'login', account, outcome: 'bad-credentials' })
+            if (!(await apply(session.loginResult('bad-credentials').actions))) return false
+            continue
+          }
+          const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
+          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000)
+          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'login', account, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
+          const res = session.loginResult(up.outcome)
+          if (!res.done || !up.upstream) {
+            up.upstream?.socket.destroy()
+            if (!(await apply(res.actions))) return false
+            continue
+          }
+          clearTimeout(preAuth)
+          for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
+          splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
+          return false
+        }
+      }
+      return true
+    }
+
+    async function drain(): Promise<void> {
+      if (busy) return
+      busy = true
+      try {
+        while (queue.length) {
+          const chunk = queue.shift() as Buffer
+          if (!(await apply(session.feed(chunk)))) {
+            queue.length = 0
+            client.removeListener('data', onData)
+            return
+          }
+        }
+      } finally {
+        busy = false
+      }
+    }
+    function onData(chunk: Buffer): void {
+      queue.push(chunk)
+      void drain()
+    }
+    client.on('data', onData)
+    client.on('error', () => client.destroy())
+    await apply(session.start())
+  }
+
+  function splice(client: Socket, upstream: Socket, fromUpstream: Buffer, toUpstream: Buffer, cid: string, proto: ProxyProtocol): void {
+    client.removeAllListeners('data')
+    if (fromUpstream.length) client.write(fromUpstream)
+    if (toUpstream.length) upstream.write(toUpstream)
+    client.pipe(upstream)
+    upstream.pipe(client)
+    const end = (): void => {
+      client.destroy()
+      upstream.destroy()
+    }
+    client.once('close', end)
+    upstream.once('close', end)
+    upstream.on('error', end)
+    client.on('error', end)
+    log({ level: 'info', cid, proto, event: 'spliced' })
+  }
+
+  return {
+    addresses,
+    connections: () => open.size,
+    async close(graceMs = 10_000): Promise<void> {
+      // server.close() stops accepting at once; its callback waits for every connection to end.
+      const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
+      const deadline = Date.now() + graceMs
+      while (open.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      for (const s of open) s.destroy()
+      await closed
+    },
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The proxy's upstream half: for a client that passed its local login, sign in to the account's
+ * real server with OAuth (implicit TLS or STARTTLS, certificate verified, XOAUTH2/OAUTHBEARER) and
+ * hand back the authenticated socket for splicing. A token the server refuses although it looked
+ * valid is force-refreshed once and tried again.
+ *
+ * Owns: the upstream login and the error -> LoginOutcome mapping. Must not: talk to the client.
+ */
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { MailkeyError } from '../errors.js'
+import type { Mailkey } from '../mailkey.js'
+import { accountId } from '../store/file-store.js'
+import type { SaslMechanism } from '../providers/types.js'
+import { encodeSasl } from '../sasl/index.js'
+import { ProbeFailure, imapLogin, pop3Login, smtpLogin } from '../probe/dialogues.js'
+import { diagnose } from '../probe/diagnose.js'
+import { openTransport, type LineTransport } from '../probe/transport.js'
+import { parseServer } from '../probe/run.js'
+import type { LoginOutcome } from '../protocols/shared/session.js'
+
+export type ProxyProtocol = 'imap' | 'pop3' | 'smtp'
+
+export interface UpstreamLogin {
+  outcome: LoginOutcome
+  /** on 'ok': the authenticated upstream socket and bytes it sent that nobody read yet */
+  upstream?: { socket: Socket | TLSSocket; pending: Buffer }
+  /** for the log: why it failed (no secrets) */
+  reason?: string
+}
+
+const LOGIN = { imap: imapLogin, pop3: pop3Login, smtp: smtpLogin } as const
+const SERVER_KEY = { imap: 'imap', pop3: 'pop', smtp: 'smtp' } as const
+
+export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000): Promise<UpstreamLogin> {
+  const rec = await mk.broker.store.read(accountId(account)).catch(() => undefined)
+  if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
+  const settings = rec.settings
+  const server = settings.servers[SERVER_KEY[protocol]]
+  if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
+  const addr = parseServer(server)
+  const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let token
+    try {
+      token = await mk.getAccessToken(settings.email, { forceRefresh: attempt === 1, signal })
+    } catch (e) {
+      const err = e as MailkeyError
+      return { outcome: err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config', reason: err.message }
+    }
+    let t: LineTransport | undefined
+    try {
+      t = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal })
+      await LOGIN[protocol](t, {
+        starttls: !addr.implicitTls,
+        mechanisms,
+        saslResponse: (mech) => encodeSasl(mech, { user: settings.mailbox ?? settings.email, token: token.token, host: addr.host, port: addr.port }),
+      })
+      const detached = t.detach()
+      t = undefined
+      return { outcome: 'ok', upstream: detached }
+    } catch (e) {
+      t?.close()
+      const refused = e instanceof ProbeFailure && e.stage === 'auth'
+      if (refused && attempt === 0) continue // refresh once, then try again
+      const d = diagnose(e, {
+        protocol: SERVER_KEY[protocol], account: settings.email, mailbox: settings.mailbox ?? settings.email, server,
+        freshTokenRefused: refused, provider: settings.provider,
+        ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
+        signedInAs: rec.grant?.identity?.email ?? settings.email,
+      })
+      return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: `${d.cause}` }
+    }
+  }
+  return { outcome: 'config', reason: 'unreachable' }
+}

@@ -1,0 +1,157 @@
+// `mailkey proxy` end to end: LOGIN-only clients (Python imaplib/poplib/smtplib, curl --user)
+// log in to the proxy with a local password; the proxy signs in to the real testbed (Dovecot,
+// SMTP submission) with OAuth and splices.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli } from '../harness/cli.js'
+import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+import { startSmtp, type Smtp } from '../harness/smtp-server.js'
+
+const EMAIL = 'alice@example.test'
+const LOCAL_PW = 'local proxy pw 1'
+const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+const missing = [!dovecotAvailable() && 'dovecot', !have('curl') && 'curl', !have('python3') && 'python3'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the proxy tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} curl python3`)
+if (missing.length) console.error(`\n*** SKIPPING proxy tests: ${missing.join(', ')} missing ***\n`)
+
+function run(cmd: string, args: string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { env })
+    let stdout = ''
+    let stderr = ''
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    c.once('error', reject)
+    c.once('close', (code) => {
+      transcript.push({ args: [cmd], stdout, stderr })
+      resolve({ code, stdout, stderr })
+    })
+    c.stdin.end(stdin)
+  })
+}
+
+describe('mailkey proxy', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
+  let lab: LabServer
+  let dovecot: Dovecot
+  let smtp: Smtp
+  let home: TmpHome
+  let proxy: LiveCli
+  const ports: Record<string, number> = {}
+  const secrets: string[] = [LOCAL_PW]
+
+  before(async () => {
+    lab = await startOAuthServer({ deviceInterval: 1 })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
+    smtp = await startSmtp({ introspect: (t, s) => lab.introspect(t, { service: s }), tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile } })
+    home = await makeTmpHome()
+    const p = dovecot.ports
+    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '),
+      '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3://localhost:${p.pop3}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], home.env)
+    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
+    assert.equal((await cli.done).code, 0)
+    const pw = await runCli(['proxy', 'password', EMAIL], home.env, { stdin: LOCAL_PW + '\n' })
+    assert.equal(pw.code, 0, pw.stderr)
+    proxy = spawnCli(['proxy', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0'], home.env)
+    const end = Date.now() + 15_000
+    while (proxy.events('listening').length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    for (const l of proxy.events('listening')) ports[String(l.protocol)] = Number(l.port)
+  })
+  after(async () => {
+    proxy?.child.kill('SIGTERM')
+    await proxy?.done
+    await smtp?.stop()
+    await dovecot?.stop()
+    await lab?.close()
+    await home?.cleanup()
+  })
+
+  it('stores only a scrypt hash of the local password, 0600', async () => {
+    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'proxy-passwords.json')
+    const text = await readFile(path, 'utf8')
+    assert.ok(!text.includes(LOCAL_PW))
+    assert.match(text, /"alg": "scrypt"/)
+    assert.equal((await stat(path)).mode & 0o777, 0o600)
+  })
+
+  it('listens on 127.0.0.1 and prints its addresses', () => {
+    const ls = proxy.events('listening')
+    assert.deepEqual(ls.map((l) => l.host), ['127.0.0.1', '127.0.0.1', '127.0.0.1'], proxy.stderr())
+    assert.deepEqual(Object.keys(ports).sort(), ['imap', 'pop3', 'smtp'])
+  })
+
+  const PY = `
+import imaplib, poplib, smtplib, os, sys
+u, pw, host = os.environ['U'], os.environ['PW'], '127.0.0.1'
+out = []
+try:
+    m = imaplib.IMAP4(host, int(os.environ['IMAP']))
+    m.login(u, pw)
+    typ, data = m.select('INBOX')
+    out.append(f'imap {typ} {data[0].decode()}')
+    m.logout()
+except Exception as e:
+    out.append(f'imap FAIL {type(e).__name__}: {str(e)[:100]}')
+try:
+    p = poplib.POP3(host, int(os.environ['POP']))
+    p.user(u)
+    p.pass_(pw)
+    out.append(f'pop {p.stat()[0]}')
+    p.quit()
+except Exception as e:
+    out.append(f'pop FAIL {type(e).__name__}: {str(e)[:100]}')
+try:
+    s = smtplib.SMTP(host, int(os.environ['SMTP']))
+    s.login(u, pw)
+    s.sendmail(u, ['bob@example.test'], 'Subject: via proxy\\r\\n\\r\\nhello\\r\\n')
+    out.append('smtp sent')
+    s.quit()
+except Exception as e:
+    out.append(f'smtp FAIL {type(e).__name__}: {str(e)[:100]}')
+print('\\n'.join(out))
+`
+  const python = (pw: string) => run('python3', ['-c', PY], { ...home.env, U: EMAIL, PW: pw, IMAP: String(ports.imap), POP: String(ports.pop3), SMTP: String(ports.smtp) })
+
+  it('Python imaplib login(), poplib user/pass_, smtplib login() through the proxy', async () => {
+    const before = smtp.received.length
+    const r = await python(LOCAL_PW)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /^imap OK 3$/m)
+    assert.match(r.stdout, /^pop 3$/m)
+    assert.match(r.stdout, /^smtp sent$/m)
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'upstream saw the OAuth identity')
+  })
+
+  it('curl --user through the IMAP proxy', async () => {
+    const r = await run('curl', ['-s', '-S', '-K', '-', `imap://127.0.0.1:${ports.imap}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, `user = "${EMAIL}:${LOCAL_PW}"\n`)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /\* 3 EXISTS/)
+  })
+
+  it('a wrong local password is refused without touching the server', async () => {
+    lab.resetCounts()
+    const r = await python('not the password')
+    assert.match(r.stdout, /^imap FAIL error: .*AUTHENTICATIONFAILED/m)
+    assert.match(r.stdout, /^pop FAIL error_proto: .*-ERR \[AUTH\]/m)
+    assert.match(r.stdout, /^smtp FAIL SMTPAuthenticationError: \(535/m)
+    assert.equal(lab.counts.introspection, 0, 'no upstream login was attempted')
+    assert.equal(lab.counts.refresh, 0)
+  })
+
+  it('logs JSON lines with a connection id and no secrets', async () => {
+    const log = proxy.stderr()
+    const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.ok(lines.some((l) => l.event === 'login' && l.outcome === 'ok' && l.proto === 'imap' && typeof l.cid === 'string'))
+    assert.ok(lines.some((l) => l.event === 'login' && l.outcome === 'bad-credentials'))
+    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken, LOCAL_PW)
+    assert.deepEqual(findLeaks([log, ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
+  })
+})
+
