@@ -155,3 +155,99 @@ print('\\n'.join(out))
   })
 })
 
+
+describe('mailkey proxy: TLS towards the client, and accounts that cannot log in', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
+  let lab: LabServer
+  let dovecot: Dovecot
+  let home: TmpHome
+  const procs: LiveCli[] = []
+  const secrets: string[] = [LOCAL_PW]
+
+  async function account(email: string, imapUrl: string): Promise<void> {
+    const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', imapUrl, '--ca', dovecot.caFile], home.env)
+    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
+    assert.equal((await cli.done).code, 0)
+    assert.equal((await runCli(['proxy', 'password', email], home.env, { stdin: LOCAL_PW + '\n' })).code, 0)
+    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
+  }
+  async function startProxy(args: string[]): Promise<number> {
+    const p = spawnCli(['proxy', ...args], home.env)
+    procs.push(p)
+    const end = Date.now() + 15_000
+    while (p.events('listening').length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    return Number(p.events('listening')[0]?.port)
+  }
+  const PY = `
+import imaplib, ssl, os
+ctx = ssl.create_default_context(cafile=os.environ['CA'])
+host, port, mode = 'localhost', int(os.environ['PORT']), os.environ['MODE']
+try:
+    m = imaplib.IMAP4_SSL(host, port, ssl_context=ctx) if mode == 'implicit' else imaplib.IMAP4(host, port)
+    if mode == 'starttls':
+        m.starttls(ssl_context=ctx)
+    m.login(os.environ['U'], os.environ['PW'])
+    typ, data = m.select('INBOX')
+    print('imap', typ, data[0].decode())
+except Exception as e:
+    print('imap FAIL', type(e).__name__, str(e)[:120])
+`
+  const py = (port: number, mode: string, user: string) => run('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, PORT: String(port), MODE: mode, U: user, PW: LOCAL_PW })
+
+  before(async () => {
+    lab = await startOAuthServer({ deviceInterval: 1 })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: ['alice@example.test', 'bob@example.test', 'carol@example.test'] })
+    home = await makeTmpHome()
+    await account('alice@example.test', `imaps://localhost:${dovecot.ports.imaps}`)
+    await account('bob@example.test', `imap://localhost:${dovecot.ports.imap}`)
+    await account('carol@example.test', `imaps://localhost:${dovecot.ports.imaps}`)
+  })
+  after(async () => {
+    for (const p of procs) p.child.kill('SIGTERM')
+    await Promise.all(procs.map((p) => p.done))
+    await dovecot?.stop()
+    await lab?.close()
+    await home?.cleanup()
+  })
+
+  it('implicit TLS and STARTTLS towards the client; STARTTLS upstream (bob) and implicit upstream (alice)', async () => {
+    const implicit = await startProxy(['--imap-port', '0', '--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile, '--tls', 'implicit'])
+    const starttls = await startProxy(['--imap-port', '0', '--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile])
+    assert.match((await py(implicit, 'implicit', 'alice@example.test')).stdout, /^imap OK 3$/m)
+    assert.match((await py(starttls, 'starttls', 'bob@example.test')).stdout, /^imap OK 3$/m)
+  })
+
+  it('a revoked grant answers NO [AUTHENTICATIONFAILED] pointing at mailkey status', async () => {
+    const port = await startProxy(['--imap-port', '0'])
+    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'carol@example.test.json'), 'utf8')) as { grant: { refreshToken: string } }
+    await lab.revokeGrant(rec.grant.refreshToken)
+    const r = await py(port, 'plain', 'carol@example.test')
+    assert.match(r.stdout, /^imap FAIL error .*AUTHENTICATIONFAILED.*mailkey status/m)
+  })
+
+  it('the OAuth server down and the token expired: NO [UNAVAILABLE], nothing lost', async () => {
+    const port = await startProxy(['--imap-port', '0'])
+    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'alice@example.test.json')
+    const raw = JSON.parse(await readFile(path, 'utf8')) as { grant: { expiresAt: number } }
+    raw.grant.expiresAt = Date.now() - 1000
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(path, JSON.stringify(raw))
+    lab.injectTokenFault({ grantType: 'refresh_token', status: 503, body: 'down', times: 3 })
+    const r = await py(port, 'plain', 'alice@example.test')
+    lab.clearFaults()
+    assert.match(r.stdout, /^imap FAIL error .*UNAVAILABLE/m)
+    const again = await py(port, 'plain', 'alice@example.test')
+    assert.match(again.stdout, /^imap OK 3$/m, 'the grant survived the outage')
+  })
+
+  it('refuses to listen beyond loopback without TLS', async () => {
+    const r = await runCli(['proxy', '--imap-port', '0', '--host', '0.0.0.0'], home.env)
+    assert.equal(r.code, 64)
+    assert.match(r.stderr, /without TLS/)
+  })
+
+  it('no secret in any output', () => {
+    assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
+  })
+})
