@@ -108,6 +108,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     })
     let busy = false
     const queue: Buffer[] = []
+    let queuedBytes = 0
+    /** input a client may send while its login is being checked (pipelining), before we hang up */
+    const MAX_QUEUED = 64 * 1024
 
     const apply = async (actions: ClientAction[]): Promise<boolean> => {
       for (const a of actions) {
@@ -117,6 +120,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           client.end(a.data ?? '')
           return false
         } else if (a.type === 'starttls' && ctx) {
+          // Plain-text bytes that arrived after STARTTLS, before the handshake, were not protected
+          // by TLS: drop them rather than treat them as sent over TLS (STARTTLS command injection,
+          // CVE-2011-0411 class).
+          queue.length = 0
+          queuedBytes = 0
           client.removeListener('data', onData)
           const tls = new TLSSocket(client, { isServer: true, secureContext: ctx })
           tls.on('error', () => tls.destroy())
@@ -143,6 +151,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           clearTimeout(preAuth)
           for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
           splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
+          queuedBytes = 0
           return false
         }
       }
@@ -155,6 +164,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       try {
         while (queue.length) {
           const chunk = queue.shift() as Buffer
+          queuedBytes -= chunk.length
           if (!(await apply(session.feed(chunk)))) {
             queue.length = 0
             client.removeListener('data', onData)
@@ -166,6 +176,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       }
     }
     function onData(chunk: Buffer): void {
+      queuedBytes += chunk.length
+      if (queuedBytes > MAX_QUEUED) {
+        log({ level: 'warn', cid, proto, event: 'flood', msg: 'too much input before login' })
+        client.destroy()
+        return
+      }
       queue.push(chunk)
       void drain()
     }

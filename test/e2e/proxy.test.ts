@@ -218,6 +218,29 @@ except Exception as e:
     assert.match((await py(starttls, 'starttls', 'bob@example.test')).stdout, /^imap OK 3$/m)
   })
 
+  it('STARTTLS command injection: plain-text bytes sent with STARTTLS are dropped, not run after the handshake', async () => {
+    const port = await startProxy(['--imap-port', '0', '--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile])
+    const { connect } = await import('node:net')
+    const tls = await import('node:tls')
+    const sock = connect(port, '127.0.0.1')
+    let plain = ''
+    sock.setEncoding('utf8').on('data', (d: string) => (plain += d))
+    await new Promise((r) => sock.once('connect', r))
+    while (!plain.includes('ready')) await new Promise((r) => setTimeout(r, 20))
+    sock.write(`a1 STARTTLS\r\na2 LOGIN alice@example.test "${LOCAL_PW}"\r\n`)
+    while (!plain.includes('a1 OK')) await new Promise((r) => setTimeout(r, 20))
+    sock.removeAllListeners('data')
+    const secure = tls.connect({ socket: sock, servername: 'localhost', ca: dovecot.caPem })
+    await new Promise((r, j) => { secure.once('secureConnect', r); secure.once('error', j) })
+    let enc = ''
+    secure.setEncoding('utf8').on('data', (d: string) => (enc += d))
+    secure.write('a3 NOOP\r\n')
+    while (!enc.includes('a3 ')) await new Promise((r) => setTimeout(r, 20))
+    secure.end()
+    assert.doesNotMatch(plain + enc, /a2 /, 'the injected LOGIN got no answer at all')
+    assert.match(enc, /^a3 OK/m)
+  })
+
   it('a revoked grant answers NO [AUTHENTICATIONFAILED] pointing at mailkey status', async () => {
     const port = await startProxy(['--imap-port', '0'])
     const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'carol@example.test.json'), 'utf8')) as { grant: { refreshToken: string } }

@@ -78,8 +78,8 @@ describe('IMAP pre-auth session', () => {
     assert.deepEqual(login(feed(s, `${Buffer.from('pw2').toString('base64')}\r\n`)), { username: 'alice@example.test', password: 'pw2' })
   })
 
-  it('failed logins get RFC 5530 codes; after three the connection closes', () => {
-    const s = createImapSession(base)
+  it('failed logins get RFC 5530 codes; after maxFailedLogins the connection closes', () => {
+    const s = createImapSession({ ...base, limits: { maxFailedLogins: 3 } })
     const outcomes = [['bad-credentials', /^a1 NO \[AUTHENTICATIONFAILED\] Invalid credentials/], ['transient', /^a2 NO \[UNAVAILABLE\]/], ['reauth', /^a3 NO \[AUTHENTICATIONFAILED\] .*mailkey status/]] as const
     outcomes.forEach(([o, re], i) => {
       feed(s, `a${i + 1} LOGIN alice@example.test wrong\r\n`)

@@ -265,6 +265,7 @@ const cases: Case[] = [
   },
   {
     name: 'maxFailedLogins: the last failure closes the connection',
+    opts: { limits: { maxFailedLogins: 3 } },
     steps: [
       ['USER a\r\nPASS x\r\n', '+OK send PASS\r\n[login a x]'],
       [{ result: 'bad-credentials' }, '-ERR [AUTH] Invalid credentials.\r\n'],

@@ -54,7 +54,8 @@ export const DEFAULT_LIMITS: SessionLimits = {
   maxLineBytes: 8192,
   maxLiteralBytes: 8192,
   maxCommands: 50,
-  maxFailedLogins: 3,
+  // smtplib tries PLAIN, then LOGIN, after one wrong password: two failures per attempt
+  maxFailedLogins: 5,
 }
 
 export interface SessionOptions {
