@@ -22,13 +22,34 @@ import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
 import { endpointProblem } from '../core/net.js'
 
+export interface ProxyListenerConfig {
+  protocol: 'imap' | 'pop3' | 'smtp'
+  port: number
+  host: string
+  tls: 'none' | 'starttls' | 'implicit'
+  /** accounts allowed on this listener (default: any account with a local password) */
+  accounts?: string[]
+  /** send these clients to this server instead of the account's own (imaps://host:993 ...) */
+  upstream?: string
+}
+
+export interface ProxyConfig {
+  /** PEM files for TLS towards clients (needed by listeners with tls = starttls | implicit) */
+  tlsCert?: string
+  tlsKey?: string
+  listeners: ProxyListenerConfig[]
+}
+
 export interface Config {
   file: string
   refreshMarginSec?: number
   providers: Map<string, Provider>
+  proxy?: ProxyConfig
 }
 
-const TOP_KEYS = new Set(['refresh_margin_sec', 'providers'])
+const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy'])
+const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'listeners'])
+const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
   'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
@@ -149,7 +170,72 @@ export function parseConfig(text: string, file: string): Config {
       cfg.providers.set(name, provider)
     }
   }
+  if (data.proxy !== undefined) cfg.proxy = parseProxy(data.proxy, text, file)
   return cfg
+}
+
+/**
+ *   [proxy]
+ *   tls_cert = "/path/cert.pem"   tls_key = "/path/key.pem"
+ *   [[proxy.listeners]]
+ *   protocol = "imap"   port = 1143   host = "127.0.0.1"   tls = "none" | "starttls" | "implicit"
+ *   accounts = ["you@example.com"]   upstream = "imaps://imap.example.com:993"
+ */
+function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
+  const lines = text.split(/\r?\n/)
+  const fail = (line: number, msg: string): never => {
+    throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${line}:1: ${msg}`, { file, line, column: 1, hint: `Fix the config file "${file}".` })
+  }
+  const proxyLine = (): number => lines.findIndex((l) => /^\s*\[proxy\]/.test(l)) + 1 || 1
+  /** the line of `key` inside the n-th [[proxy.listeners]] table */
+  const listenerLine = (n: number, key?: string): number => {
+    let seen = -1
+    for (let i = 0; i < lines.length; i++) {
+      if (/^\s*\[\[\s*proxy\.listeners\s*\]\]/.test(lines[i] ?? '')) seen++
+      else if (seen === n && key && new RegExp(`^\\s*${key}\\s*=`).test(lines[i] ?? '')) return i + 1
+      if (seen === n && !key) return i + 1
+      if (seen > n) break
+    }
+    return proxyLine()
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(proxyLine(), '"proxy" must be a table')
+  const p = raw as Record<string, unknown>
+  for (const k of Object.keys(p)) if (!PROXY_KEYS.has(k)) fail(proxyLine(), `unknown setting "${k}" in [proxy]`)
+  const out: ProxyConfig = { listeners: [] }
+  for (const k of ['tls_cert', 'tls_key'] as const) {
+    const v = p[k]
+    if (v !== undefined && (typeof v !== 'string' || v === '')) fail(proxyLine(), `"${k}" must be a file path`)
+  }
+  if (typeof p.tls_cert === 'string') out.tlsCert = p.tls_cert
+  if (typeof p.tls_key === 'string') out.tlsKey = p.tls_key
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail(proxyLine(), '"tls_cert" and "tls_key" go together')
+  const ls = p.listeners ?? []
+  if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
+  ;(ls as unknown[]).forEach((item, n) => {
+    if (typeof item !== 'object' || item === null) fail(listenerLine(n), 'a listener must be a table')
+    const l = item as Record<string, unknown>
+    for (const k of Object.keys(l)) if (!LISTENER_KEYS.has(k)) fail(listenerLine(n, k), `unknown setting "${k}" in [[proxy.listeners]]`)
+    if (l.protocol !== 'imap' && l.protocol !== 'pop3' && l.protocol !== 'smtp') fail(listenerLine(n, 'protocol'), '"protocol" must be "imap", "pop3" or "smtp"')
+    if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535) fail(listenerLine(n, 'port'), '"port" must be a port number')
+    const host = l.host === undefined ? '127.0.0.1' : l.host
+    if (typeof host !== 'string' || host === '') fail(listenerLine(n, 'host'), '"host" must be an address')
+    const tls = l.tls === undefined ? 'none' : l.tls
+    if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit') fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
+    if (tls !== 'none' && !out.tlsCert) fail(listenerLine(n, 'tls'), `tls = "${tls}" needs tls_cert and tls_key in [proxy]`)
+    const accounts = l.accounts
+    if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !a.includes('@')))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses')
+    const upstream = l.upstream
+    if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))) fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
+    out.listeners.push({
+      protocol: l.protocol as ProxyListenerConfig['protocol'],
+      port: l.port as number,
+      host: host as string,
+      tls: tls as ProxyListenerConfig['tls'],
+      ...(accounts ? { accounts: (accounts as string[]).map((a) => a.toLowerCase()) } : {}),
+      ...(typeof upstream === 'string' ? { upstream } : {}),
+    })
+  })
+  return out
 }
 
 /** Best-effort position of a key (or a table header) for error messages; 1-based. */

@@ -27,6 +27,10 @@ export interface ListenerConfig {
   port: number
   /** downstream TLS: implicit (TLS from the first byte) or offered with STARTTLS/STLS */
   tls?: { mode: 'implicit' | 'starttls'; cert: string; key: string }
+  /** only these accounts may log in here (lower-case addresses); default: any with a local password */
+  accounts?: string[]
+  /** this server instead of the account's own (imaps://host:993 ...) */
+  upstream?: string
 }
 
 export type LogEvent = Record<string, string | number | boolean | undefined>
@@ -47,6 +51,8 @@ export interface RunningProxy {
   connections(): number
   /** stop accepting; close pre-auth sessions; spliced sessions end on their own (or after graceMs) */
   close(graceMs?: number): Promise<void>
+  /** replace the listeners (SIGHUP): open sessions carry on, new ones see the new listeners */
+  reload(listeners: ListenerConfig[]): Promise<void>
 }
 
 const SESSIONS: Record<ProxyProtocol, (o: SessionOptions) => PreAuthSession> = {
@@ -62,7 +68,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
 
-  for (const l of opts.listeners) {
+  async function listen(l: ListenerConfig): Promise<Server> {
     const ctx: SecureContext | undefined = l.tls ? createSecureContext({ cert: l.tls.cert, key: l.tls.key, minVersion: 'TLSv1.2' }) : undefined
     const server = createServer({ pauseOnConnect: false }, (raw) => {
       const cid = randomBytes(4).toString('hex')
@@ -82,8 +88,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     server.on('error', (e) => log({ level: 'error', event: 'listener-error', proto: l.protocol, msg: e.message }))
     const a = server.address()
     addresses.push({ protocol: l.protocol, host: l.host, port: typeof a === 'object' && a ? a.port : l.port })
-    servers.push(server)
+    return server
   }
+  let current = opts.listeners
+  for (const l of current) servers.push(await listen(l))
 
   async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
     let client = initial
@@ -133,14 +141,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           client.on('data', onData)
         } else if (a.type === 'login') {
           const account = a.username
-          const ok = await passwords.check(account, a.password).catch(() => false)
+          const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
+          const ok = allowed && (await passwords.check(account, a.password).catch(() => false))
           if (!ok) {
-            log({ level: 'info', cid, proto, event: 'login', account, outcome: 'bad-credentials' })
+            log({ level: 'info', cid, proto, event: 'login', account, outcome: 'bad-credentials', ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
             if (!(await apply(session.loginResult('bad-credentials').actions))) return false
             continue
           }
           const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
-          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000)
+          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, l.upstream)
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'login', account, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {
@@ -210,6 +219,24 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   return {
     addresses,
     connections: () => open.size,
+    async reload(listeners: ListenerConfig[]): Promise<void> {
+      // Stop accepting on the old listeners (their open sessions carry on), then listen anew.
+      // If the new set cannot be opened (a busy port), go back to the old set.
+      const stopAll = async (): Promise<void> => {
+        await Promise.all(servers.splice(0).map((srv) => new Promise<void>((r) => { srv.close(); r() })))
+        addresses.splice(0)
+      }
+      const previous = current
+      await stopAll()
+      try {
+        for (const l of listeners) servers.push(await listen(l))
+        current = listeners
+      } catch (e) {
+        await stopAll()
+        for (const l of previous) servers.push(await listen(l))
+        throw e
+      }
+    },
     async close(graceMs = 10_000): Promise<void> {
       // server.close() stops accepting at once; its callback waits for every connection to end.
       const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))

@@ -32,11 +32,11 @@ export interface UpstreamLogin {
 const LOGIN = { imap: imapLogin, pop3: pop3Login, smtp: smtpLogin } as const
 const SERVER_KEY = { imap: 'imap', pop3: 'pop', smtp: 'smtp' } as const
 
-export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000): Promise<UpstreamLogin> {
+export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, serverOverride?: string): Promise<UpstreamLogin> {
   const rec = await mk.broker.store.read(accountId(account)).catch(() => undefined)
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
-  const server = settings.servers[SERVER_KEY[protocol]]
+  const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const addr = parseServer(server)
   const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]

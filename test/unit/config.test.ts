@@ -337,3 +337,22 @@ describe('parseConfig: endpoints must be https (or loopback http)', () => {
     assert.equal(cfg.providers.get('corp')?.endpoints.token, 'https://login.corp.example/token')
   })
 })
+
+describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
+  it('reads listeners with defaults (127.0.0.1, no TLS)', () => {
+    const cfg = parseConfig('[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n[[proxy.listeners]]\nprotocol = "smtp"\nport = 1587\naccounts = ["A@example.test"]\nupstream = "smtp://smtp.example.test:587"\n', '/c.toml')
+    assert.deepEqual(cfg.proxy?.listeners, [
+      { protocol: 'imap', port: 1143, host: '127.0.0.1', tls: 'none' },
+      { protocol: 'smtp', port: 1587, host: '127.0.0.1', tls: 'none', accounts: ['a@example.test'], upstream: 'smtp://smtp.example.test:587' },
+    ])
+  })
+  it('points at the offending line of the right listener', () => {
+    const text = '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 99999\n'
+    assert.throws(() => parseConfig(text, '/c.toml'), (e: unknown) => e instanceof ConfigError && /^\/c\.toml:8:1: "port" must be a port number/.test(e.message))
+  })
+  it('TLS listeners need a certificate; unknown keys are named', () => {
+    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\ntls = "implicit"\n', '/c.toml'), /:4:1: tls = "implicit" needs tls_cert/)
+    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nbogus = 1\n', '/c.toml'), /:4:1: unknown setting "bogus"/)
+    assert.throws(() => parseConfig('[proxy]\ntls_cert = "a.pem"\n', '/c.toml'), /"tls_cert" and "tls_key" go together/)
+  })
+})

@@ -15,7 +15,9 @@ import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N] [--host ADDR]
                      [--tls-cert FILE --tls-key FILE [--tls implicit|starttls]]
+       mailkey proxy                    (the [[proxy.listeners]] of config.toml; SIGHUP reloads them)
        mailkey proxy password <email>
+       mailkey proxy install-service    (writes a systemd user unit; does not enable it)
 
 Listens for mail clients that can only log in with a user name and password. The user name is
 the account's address; the password is the local one set with "mailkey proxy password". After
@@ -29,6 +31,7 @@ through untouched. Port 0 picks a free port; the addresses are printed as JSON o
 
 export async function run(args: string[], io: CliIO): Promise<number> {
   if (args[0] === 'password') return setPassword(args.slice(1), io)
+  if (args[0] === 'install-service') return installService(args.slice(1), io)
   const { values } = parse('proxy', args, {
     ...COMMON_FLAGS,
     'imap-port': { type: 'string' },
@@ -62,22 +65,43 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (!isLoopbackHost(host) && !tls) {
     throw new UsageError(`refusing to listen on ${host} without TLS: passwords would cross the network in clear text`, { hint: 'Give --tls-cert and --tls-key, or listen on 127.0.0.1.' })
   }
-  const listeners = ([['imap', 'imap-port'], ['pop3', 'pop-port'], ['smtp', 'smtp-port']] as const)
+  const flagListeners = ([['imap', 'imap-port'], ['pop3', 'pop-port'], ['smtp', 'smtp-port']] as const)
     .map(([protocol, flag]) => ({ protocol, port: port(flag) }))
     .filter((l): l is { protocol: 'imap' | 'pop3' | 'smtp'; port: number } => l.port !== undefined)
     .map((l) => ({ ...l, host, ...(tls ? { tls } : {}) }))
-  if (listeners.length === 0) throw new UsageError('give at least one of --imap-port, --pop-port, --smtp-port', { hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".' })
+  // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
+  // and SIGHUP re-reads them.
+  const fromConfig = flagListeners.length === 0
+  const listeners = fromConfig ? await configListeners(io) : flagListeners
+  if (listeners.length === 0) {
+    throw new UsageError('no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml', { hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".' })
+  }
   const mk = createMailkey({ env: io.env })
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   const proxy = await startProxy({ mailkey: mk, listeners, log })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
+  const onHup = (): void => {
+    if (!fromConfig) {
+      log({ level: 'info', event: 'reload', msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)' })
+      return
+    }
+    configListeners(io)
+      .then((next) => proxy.reload(next))
+      .then(() => {
+        log({ level: 'info', event: 'reloaded', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
+        for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
+      })
+      .catch((e: unknown) => log({ level: 'error', event: 'reload-failed', msg: (e as Error).message }))
+  }
+  process.on('SIGHUP', onHup)
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve()
     process.once('SIGTERM', stop)
     io.signal.addEventListener('abort', stop, { once: true })
   })
+  process.removeListener('SIGHUP', onHup)
   log({ level: 'info', event: 'stopping', connections: proxy.connections() })
   await proxy.close(10_000)
   return EXIT.OK
@@ -97,5 +121,73 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   const { PasswordStore } = await import('../../proxy/passwords.js')
   await new PasswordStore(mk.broker.store).set(email, new Secret(pw))
   io.stderr(`Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.\n`)
+  return EXIT.OK
+}
+
+async function configListeners(io: CliIO): Promise<import('../../proxy/server.js').ListenerConfig[]> {
+  const { resolvePaths } = await import('../../config/paths.js')
+  const { loadConfig } = await import('../../config/config.js')
+  const cfg = await loadConfig(resolvePaths(io.env).configFile)
+  const p = cfg.proxy
+  if (!p) return []
+  const cert = p.tlsCert ? await readFile(p.tlsCert, 'utf8') : undefined
+  const key = p.tlsKey ? await readFile(p.tlsKey, 'utf8') : undefined
+  return p.listeners.map((l) => {
+    if (!isLoopbackHost(l.host) && l.tls === 'none') {
+      throw new UsageError(`${cfg.file}: refusing to listen on ${l.host} without TLS: passwords would cross the network in clear text`)
+    }
+    return {
+      protocol: l.protocol,
+      host: l.host,
+      port: l.port,
+      ...(l.tls !== 'none' && cert && key ? { tls: { mode: l.tls, cert, key } } : {}),
+      ...(l.accounts ? { accounts: l.accounts } : {}),
+      ...(l.upstream ? { upstream: l.upstream } : {}),
+    }
+  })
+}
+
+/** Write a systemd user unit; print where and how to enable it (never enables it by itself). */
+async function installService(args: string[], io: CliIO): Promise<number> {
+  const { values } = parse('proxy install-service', args, COMMON_FLAGS, 0)
+  if (values.help) {
+    io.stdout('Usage: mailkey proxy install-service\n\nWrites a systemd user unit that runs "mailkey proxy" with the listeners of config.toml.\n')
+    return EXIT.OK
+  }
+  const { mkdir, writeFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const { resolvePaths } = await import('../../config/paths.js')
+  const paths = resolvePaths(io.env)
+  const configHome = join(paths.configDir, '..')
+  const dir = join(configHome, 'systemd', 'user')
+  const file = join(dir, 'mailkey-proxy.service')
+  const bin = process.argv[1] ?? 'mailkey'
+  const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`)
+  const unit = [
+    '[Unit]',
+    'Description=mailkey IMAP/POP3/SMTP OAuth proxy',
+    'Documentation=https://www.npmjs.com/package/mailkey',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    `ExecStart=${q(process.execPath)} ${q(bin)} proxy`,
+    'ExecReload=/bin/kill -HUP $MAINPID',
+    'Restart=on-failure',
+    'RestartSec=5',
+    ...(io.env.XDG_CONFIG_HOME ? [`Environment=XDG_CONFIG_HOME=${q(io.env.XDG_CONFIG_HOME)}`] : []),
+    ...(io.env.XDG_STATE_HOME ? [`Environment=XDG_STATE_HOME=${q(io.env.XDG_STATE_HOME)}`] : []),
+    'NoNewPrivileges=yes',
+    'PrivateTmp=yes',
+    'UMask=0077',
+    '',
+    '[Install]',
+    'WantedBy=default.target',
+    '',
+  ].join('\n')
+  await mkdir(dir, { recursive: true })
+  await writeFile(file, unit, { mode: 0o644 })
+  io.stdout(file + '\n')
+  io.stderr(`Wrote ${file}. It runs the listeners of your config.toml ([[proxy.listeners]]).\n` +
+    'Enable and start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mailkey-proxy.service\n')
   return EXIT.OK
 }

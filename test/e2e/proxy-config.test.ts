@@ -1,0 +1,106 @@
+// `mailkey proxy` driven by config.toml: [[proxy.listeners]] with an account allow-list, SIGHUP
+// reload, and `mailkey proxy install-service`.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli } from '../harness/cli.js'
+import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+
+const PW = 'local proxy pw 2'
+const missing = [!dovecotAvailable() && 'dovecot', spawnSync('sh', ['-c', 'command -v python3']).status !== 0 && 'python3'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the proxy config tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} python3`)
+if (missing.length) console.error(`\n*** SKIPPING proxy config tests: ${missing.join(', ')} missing ***\n`)
+
+describe('mailkey proxy from config.toml', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
+  let lab: LabServer
+  let dovecot: Dovecot
+  let home: TmpHome
+  let proxy: LiveCli
+  const secrets: string[] = [PW]
+  const cfgFile = (): string => join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml')
+  const listenerToml = (port: number, account: string): string =>
+    `[proxy]\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = ${port}\naccounts = ["${account}"]\n`
+  const login = (port: number, user: string): Promise<string> => new Promise((resolve) => {
+    const py = `import imaplib, os\ntry:\n    m = imaplib.IMAP4('127.0.0.1', int(os.environ['PORT']))\n    m.login(os.environ['U'], os.environ['PW'])\n    print('ok', m.select('INBOX')[1][0].decode())\nexcept Exception as e:\n    print('fail', type(e).__name__, str(e)[:80])\n`
+    const c = spawn('python3', ['-c', py], { env: { ...home.env, PORT: String(port), U: user, PW } })
+    let out = ''
+    c.stdout.on('data', (d) => (out += d))
+    c.once('close', () => resolve(out.trim()))
+  })
+
+  before(async () => {
+    lab = await startOAuthServer({ deviceInterval: 1 })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
+    home = await makeTmpHome()
+    for (const email of ['alice@example.test', 'bob@example.test']) {
+      const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile], home.env)
+      await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
+      assert.equal((await cli.done).code, 0)
+      assert.equal((await runCli(['proxy', 'password', email], home.env, { stdin: PW + '\n' })).code, 0)
+      const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+      secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+      await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
+    }
+    await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+  })
+  after(async () => {
+    proxy?.child.kill('SIGTERM')
+    await proxy?.done
+    await dovecot?.stop()
+    await lab?.close()
+    await home?.cleanup()
+  })
+
+  it('serves the listeners of config.toml, only to the accounts listed, and reloads them on SIGHUP', async () => {
+    const [p1, p2] = await freePorts(2) as [number, number]
+    await writeFile(cfgFile(), listenerToml(p1, 'alice@example.test'))
+    proxy = spawnCli(['proxy'], home.env)
+    const end = Date.now() + 15_000
+    while (proxy.events('listening').length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    assert.equal(proxy.events('listening')[0]?.port, p1, proxy.stderr())
+    assert.match(await login(p1, 'alice@example.test'), /^ok 3$/)
+    assert.match(await login(p1, 'bob@example.test'), /^fail error .*AUTHENTICATIONFAILED/, 'bob is not allowed on this listener')
+
+    await writeFile(cfgFile(), listenerToml(p2, 'bob@example.test'))
+    proxy.child.kill('SIGHUP')
+    while (!/"event":"reloaded"/.test(proxy.stderr()) && Date.now() < end + 15_000) await new Promise((r) => setTimeout(r, 50))
+    assert.match(await login(p2, 'bob@example.test'), /^ok 3$/)
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect(p1, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve('connected') })
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
+    })
+    assert.equal(refused, 'ECONNREFUSED', 'the old listener is gone')
+  })
+
+  it('a broken config on SIGHUP keeps the running listeners and logs why', async () => {
+    await writeFile(cfgFile(), '[[proxy.listeners]]\nprotocol = "gopher"\nport = 1\n')
+    proxy.child.kill('SIGHUP')
+    const end = Date.now() + 10_000
+    while (!/"event":"reload-failed"/.test(proxy.stderr()) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+    assert.match(proxy.stderr(), /reload-failed.*config\.toml:2:1: \\"protocol\\" must be/)
+    const port = Number(proxy.events('listening').at(-1)?.port)
+    assert.match(await login(port, 'bob@example.test'), /^ok 3$/)
+  })
+
+  it('install-service writes a systemd user unit and says how to enable it', async () => {
+    const r = await runCli(['proxy', 'install-service'], home.env)
+    assert.equal(r.code, 0, r.stderr)
+    const file = r.stdout.trim()
+    assert.equal(file, join(home.env.XDG_CONFIG_HOME as string, 'systemd', 'user', 'mailkey-proxy.service'))
+    const unit = await readFile(file, 'utf8')
+    assert.match(unit, /^ExecStart=\S+node\S* \S+mailkey\.cjs proxy$/m)
+    assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+    assert.match(unit, /^Environment=XDG_STATE_HOME=/m)
+    assert.match(r.stderr, /systemctl --user enable --now mailkey-proxy\.service/)
+  })
+
+  it('no secret in any output', () => {
+    assert.deepEqual(findLeaks([proxy.stderr(), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
+  })
+})
