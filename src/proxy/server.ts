@@ -139,6 +139,30 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           tls.on('close', () => client.destroy())
           client = tls
           client.on('data', onData)
+        } else if (a.type === 'passthrough') {
+          const account = a.username
+          if (l.accounts && !l.accounts.includes(account.trim().toLowerCase())) {
+            log({ level: 'info', cid, proto, event: 'passthrough', account, outcome: 'bad-credentials', msg: 'account not allowed on this listener' })
+            if (!(await apply(session.loginResult('bad-credentials').actions))) return false
+            continue
+          }
+          const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
+          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, {
+            ...(l.upstream ? { serverOverride: l.upstream } : {}),
+            clientSasl: { mechanism: a.mechanism, response: a.response },
+          })
+          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'passthrough', account, mechanism: a.mechanism, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
+          const res = session.loginResult(up.outcome)
+          if (!res.done || !up.upstream) {
+            up.upstream?.socket.destroy()
+            if (!(await apply(res.actions))) return false
+            continue
+          }
+          clearTimeout(preAuth)
+          for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
+          splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
+          queuedBytes = 0
+          return false
         } else if (a.type === 'login') {
           const account = a.username
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
@@ -149,7 +173,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             continue
           }
           const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
-          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, l.upstream)
+          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, l.upstream ? { serverOverride: l.upstream } : {})
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'login', account, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {

@@ -12,6 +12,7 @@ import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
 import { accountId } from '../store/file-store.js'
 import type { SaslMechanism } from '../providers/types.js'
+import type { Secret } from '../core/secret.js'
 import { encodeSasl } from '../sasl/index.js'
 import { ProbeFailure, imapLogin, pop3Login, smtpLogin } from '../probe/dialogues.js'
 import { diagnose } from '../probe/diagnose.js'
@@ -32,7 +33,15 @@ export interface UpstreamLogin {
 const LOGIN = { imap: imapLogin, pop3: pop3Login, smtp: smtpLogin } as const
 const SERVER_KEY = { imap: 'imap', pop3: 'pop', smtp: 'smtp' } as const
 
-export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, serverOverride?: string): Promise<UpstreamLogin> {
+export interface UpstreamOptions {
+  /** this server instead of the account's own */
+  serverOverride?: string
+  /** the client's own SASL response (passthrough): used as is, never refreshed */
+  clientSasl?: { mechanism: SaslMechanism; response: Secret }
+}
+
+export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, o: UpstreamOptions = {}): Promise<UpstreamLogin> {
+  const serverOverride = o.serverOverride
   const rec = await mk.broker.store.read(accountId(account)).catch(() => undefined)
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
@@ -40,6 +49,23 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const addr = parseServer(server)
   const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  if (o.clientSasl) {
+    const sasl = o.clientSasl
+    let t: LineTransport | undefined
+    try {
+      t = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal })
+      await LOGIN[protocol](t, { starttls: !addr.implicitTls, mechanisms: [sasl.mechanism], saslResponse: () => sasl.response })
+      const detached = t.detach()
+      t = undefined
+      return { outcome: 'ok', upstream: detached }
+    } catch (e) {
+      t?.close()
+      // The client's own token was refused: that is between the client and its provider.
+      if (e instanceof ProbeFailure && e.stage === 'auth') return { outcome: 'bad-credentials', reason: 'the server refused the client\'s own token' }
+      const d = diagnose(e, { protocol: SERVER_KEY[protocol], account: settings.email, mailbox: settings.email, server, freshTokenRefused: true, provider: settings.provider })
+      return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: d.cause }
+    }
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     let token
     try {

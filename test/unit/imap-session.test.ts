@@ -19,7 +19,7 @@ describe('IMAP pre-auth session', () => {
   it('greets with capabilities offering PLAIN/LOGIN, LITERAL+ and SASL-IR, no LOGINDISABLED', () => {
     const s = createImapSession(base)
     const g = text(s.start())
-    assert.match(g, /^\* OK \[CAPABILITY IMAP4rev1 LITERAL\+ SASL-IR ID ENABLE AUTH=PLAIN AUTH=LOGIN\] /)
+    assert.match(g, /^\* OK \[CAPABILITY IMAP4rev1 LITERAL\+ SASL-IR ID ENABLE AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2 AUTH=OAUTHBEARER\] /)
     assert.doesNotMatch(g, /LOGINDISABLED/)
   })
 
@@ -135,9 +135,28 @@ describe('IMAP pre-auth session', () => {
     assert.equal(text(feed(s, 'a2 NOOP\r\n')), 'a2 OK NOOP completed\r\n')
     assert.match(text(feed(s, 'a3 ID NIL\r\n')), /^\* ID NIL\r\na3 OK/)
     assert.equal(text(feed(s, 'a4 SELECT INBOX\r\n')), 'a4 BAD Log in first\r\n')
-    assert.equal(text(feed(s, 'a5 AUTHENTICATE XOAUTH2\r\n')), 'a5 NO [CANNOT] Unsupported authentication mechanism\r\n')
+    assert.equal(text(feed(s, 'a5 AUTHENTICATE CRAM-MD5\r\n')), 'a5 NO [CANNOT] Unsupported authentication mechanism\r\n')
     assert.equal(text(feed(s, 'garbage\r\n')), 'garbage BAD Invalid command syntax\r\n')
     assert.match(text(feed(s, 'a6 LOGOUT\r\n')), /\[close\]\* BYE Logging out\r\na6 OK/)
+  })
+
+  it('a client that speaks XOAUTH2/OAUTHBEARER itself is passed through with its own response', () => {
+    const xo = Buffer.from('user=alice@example.test\x01auth=Bearer tok-123\x01\x01').toString('base64')
+    const s = createImapSession(base)
+    const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
+    const p = a.find((x) => x.type === 'passthrough')
+    assert.ok(p && p.type === 'passthrough')
+    assert.equal(p.username, 'alice@example.test')
+    assert.equal(p.mechanism, 'XOAUTH2')
+    assert.equal(p.response.reveal(), xo, 'forwarded untouched')
+    assert.equal(text(s.loginResult('ok').actions), 'a1 OK Logged in\r\n')
+    const ob = Buffer.from('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01').toString('base64')
+    const s2 = createImapSession(base)
+    assert.equal(text(feed(s2, 'b1 AUTHENTICATE OAUTHBEARER\r\n')), '+ \r\n')
+    const p2 = feed(s2, `${ob}\r\n`).find((x) => x.type === 'passthrough')
+    assert.ok(p2 && p2.type === 'passthrough' && p2.username === 'bob@example.test' && p2.mechanism === 'OAUTHBEARER')
+    const s3 = createImapSession(base)
+    assert.equal(text(feed(s3, 'c1 AUTHENTICATE XOAUTH2 bm90LXhvYXV0aA==\r\n')), 'c1 BAD Invalid XOAUTH2 response\r\n')
   })
 
   it('replies never contain the password', () => {

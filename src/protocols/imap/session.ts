@@ -9,6 +9,8 @@
 import { Secret } from '../../core/secret.js'
 import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
 import { decodePlain } from '../../sasl/plain.js'
+import { decodeXoauth2 } from '../../sasl/xoauth2.js'
+import { decodeOauthbearer } from '../../sasl/oauthbearer.js'
 import { DEFAULT_LIMITS, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
 
 type Part = { text: string } | { literal: Buffer }
@@ -20,6 +22,7 @@ interface PendingLogin {
 type SaslState =
   | { mech: 'PLAIN'; tag: string }
   | { mech: 'LOGIN'; tag: string; username?: string }
+  | { mech: 'XOAUTH2' | 'OAUTHBEARER'; tag: string }
 
 
 export function createImapSession(opts: SessionOptions): PreAuthSession {
@@ -43,7 +46,7 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
     if (opts.starttlsAvailable && !secure) c.push('STARTTLS')
     // RFC 9051 §6.2.3 / RFC 3501 §6.2.3: no plain-text login without TLS where TLS is required.
     if (opts.requireTls && !secure) c.push('LOGINDISABLED')
-    else c.push('AUTH=PLAIN', 'AUTH=LOGIN')
+    else c.push('AUTH=PLAIN', 'AUTH=LOGIN', 'AUTH=XOAUTH2', 'AUTH=OAUTHBEARER')
     return c.join(' ')
   }
   const reply = (data: string): ClientAction => ({ type: 'reply', data: data + '\r\n' })
@@ -106,6 +109,12 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
           if (ir !== undefined) return saslResponse(ir)
           return [reply(`+ ${LOGIN_USERNAME_PROMPT}`)]
         }
+        if (mech === 'XOAUTH2' || mech === 'OAUTHBEARER') {
+          // A client with its own token: passed to the account's server untouched.
+          sasl = { mech, tag }
+          if (ir !== undefined) return saslResponse(ir)
+          return [reply('+ ')]
+        }
         return [reply(`${tag} NO [CANNOT] Unsupported authentication mechanism`)]
       }
       case 'SELECT': case 'EXAMINE': case 'LIST': case 'LSUB': case 'STATUS': case 'FETCH': case 'STORE': case 'SEARCH':
@@ -126,6 +135,18 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       return [reply(`${st.tag} BAD AUTHENTICATE cancelled`)]
     }
     const b64 = line === '=' ? '' : line
+    if (st.mech === 'XOAUTH2' || st.mech === 'OAUTHBEARER') {
+      sasl = undefined
+      let user: string | undefined
+      try {
+        user = st.mech === 'XOAUTH2' ? decodeXoauth2(b64).user : decodeOauthbearer(b64).user
+      } catch {
+        return [reply(`${st.tag} BAD Invalid ${st.mech} response`)]
+      }
+      if (!user) return [reply(`${st.tag} NO [AUTHENTICATIONFAILED] The ${st.mech} response names no user`)]
+      pending = { tag: st.tag }
+      return [{ type: 'passthrough', username: user, mechanism: st.mech, response: new Secret(b64) }]
+    }
     if (st.mech === 'PLAIN') {
       sasl = undefined
       let creds
@@ -137,15 +158,16 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       pending = { tag: st.tag }
       return [{ type: 'login', username: creds.authcid, password: creds.password }]
     }
+    const lg = st as Extract<SaslState, { mech: 'LOGIN' }>
     try {
-      if (st.username === undefined) {
-        sasl = { mech: 'LOGIN', tag: st.tag, username: decodeLoginUsername(b64) }
+      if (lg.username === undefined) {
+        sasl = { mech: 'LOGIN', tag: lg.tag, username: decodeLoginUsername(b64) }
         return [reply(`+ ${LOGIN_PASSWORD_PROMPT}`)]
       }
       const password = decodeLoginPassword(b64)
       sasl = undefined
-      pending = { tag: st.tag }
-      return [{ type: 'login', username: st.username, password }]
+      pending = { tag: lg.tag }
+      return [{ type: 'login', username: lg.username, password }]
     } catch {
       sasl = undefined
       return [reply(`${st.tag} BAD Invalid SASL LOGIN response`)]

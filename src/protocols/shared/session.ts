@@ -16,6 +16,12 @@ export type ClientAction =
    * calls `loginResult`. The session reads no further input until then.
    */
   | { type: 'login'; username: string; password: Secret }
+  /**
+   * the client speaks OAuth itself (AUTHENTICATE XOAUTH2/OAUTHBEARER): the proxy passes its SASL
+   * response, untouched, to the account's server (no local password; the token is the client's)
+   * and calls `loginResult` with the outcome
+   */
+  | { type: 'passthrough'; username: string; mechanism: 'XOAUTH2' | 'OAUTHBEARER'; response: Secret }
   /** the reply before this action agreed to STARTTLS/STLS: upgrade the client connection now */
   | { type: 'starttls' }
   /** write `data` (if any) and close the client connection */
