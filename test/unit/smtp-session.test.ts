@@ -31,8 +31,10 @@ function render(actions: ClientAction[]): string {
       out += `${a.data ?? ''}[close]`
     } else if (a.type === 'starttls') {
       out += '[starttls]'
-    } else {
+    } else if (a.type === 'login') {
       out += `[login ${a.username} ${a.password.reveal()}]`
+    } else {
+      out += `[passthrough ${a.username} ${a.mechanism}]`
     }
   }
   return out
