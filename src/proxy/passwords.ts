@@ -50,6 +50,8 @@ export async function verifyPassword(password: Secret, entry: PasswordEntry): Pr
   return got.length === want.length && timingSafeEqual(got, want)
 }
 
+const MAX_CONCURRENT_KDF = 2
+
 /** how long a verified password is remembered (in memory only) */
 export const VERIFIED_TTL_MS = 10 * 60_000
 
@@ -63,6 +65,9 @@ export class PasswordStore {
    */
   readonly #verified = new Map<string, number>()
   readonly #key = randomBytes(32)
+  readonly #inflight = new Map<string, Promise<boolean>>()
+  readonly #waiting: (() => void)[] = []
+  #running = 0
   #fileStamp = ''
 
   constructor(store: FileStore) {
@@ -112,12 +117,33 @@ export class PasswordStore {
     const mac = createHmac('sha256', this.#key).update(accountId(account)).update('\0').update(password.reveal()).digest('base64')
     const until = this.#verified.get(mac)
     if (until !== undefined && until > Date.now()) return true
-    const ok = await this.#checkSlow(account, password)
+    // Clients that connect in a burst with the same credentials share one KDF run.
+    let p = this.#inflight.get(mac)
+    if (!p) {
+      p = this.#limited(() => this.#checkSlow(account, password)).finally(() => this.#inflight.delete(mac))
+      this.#inflight.set(mac, p)
+    }
+    const ok = await p
     if (ok) {
       if (this.#verified.size > 10_000) this.#verified.clear()
       this.#verified.set(mac, Date.now() + VERIFIED_TTL_MS)
     }
     return ok
+  }
+
+  /**
+   * At most two KDF runs at a time: scrypt runs on libuv's 4-thread pool, which file reads share;
+   * a burst of logins must not starve the token store's I/O (or use 64 MiB x N at once).
+   */
+  async #limited<T>(f: () => Promise<T>): Promise<T> {
+    while (this.#running >= MAX_CONCURRENT_KDF) await new Promise<void>((r) => this.#waiting.push(r))
+    this.#running++
+    try {
+      return await f()
+    } finally {
+      this.#running--
+      this.#waiting.shift()?.()
+    }
   }
 
   async #checkSlow(account: string, password: Secret): Promise<boolean> {
