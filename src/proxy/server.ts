@@ -139,42 +139,23 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           tls.on('close', () => client.destroy())
           client = tls
           client.on('data', onData)
-        } else if (a.type === 'passthrough') {
+        } else if (a.type === 'passthrough' || a.type === 'login') {
+          // login: the local password decides; passthrough: the client's own token goes upstream.
+          const event = a.type
           const account = a.username
-          if (l.accounts && !l.accounts.includes(account.trim().toLowerCase())) {
-            log({ level: 'info', cid, proto, event: 'passthrough', account, outcome: 'bad-credentials', msg: 'account not allowed on this listener' })
+          const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
+          const ok = allowed && (a.type === 'passthrough' || (await passwords.check(account, a.password).catch(() => false)))
+          if (!ok) {
+            log({ level: 'info', cid, proto, event, account, outcome: 'bad-credentials', ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
             if (!(await apply(session.loginResult('bad-credentials').actions))) return false
             continue
           }
           const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
           const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, {
             ...(l.upstream ? { serverOverride: l.upstream } : {}),
-            clientSasl: { mechanism: a.mechanism, response: a.response },
+            ...(a.type === 'passthrough' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
           })
-          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'passthrough', account, mechanism: a.mechanism, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
-          const res = session.loginResult(up.outcome)
-          if (!res.done || !up.upstream) {
-            up.upstream?.socket.destroy()
-            if (!(await apply(res.actions))) return false
-            continue
-          }
-          clearTimeout(preAuth)
-          for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
-          splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
-          queuedBytes = 0
-          return false
-        } else if (a.type === 'login') {
-          const account = a.username
-          const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
-          const ok = allowed && (await passwords.check(account, a.password).catch(() => false))
-          if (!ok) {
-            log({ level: 'info', cid, proto, event: 'login', account, outcome: 'bad-credentials', ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
-            if (!(await apply(session.loginResult('bad-credentials').actions))) return false
-            continue
-          }
-          const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
-          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, l.upstream ? { serverOverride: l.upstream } : {})
-          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event: 'login', account, outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
+          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {
             up.upstream?.socket.destroy()
