@@ -93,6 +93,13 @@ describe('IMAP pre-auth session', () => {
     assert.match(text(s2.loginResult('config').actions), /NO \[CONTACTADMIN\]/)
   })
 
+  it("the proxy's own reply text stays on one line", () => {
+    const s = createImapSession(base)
+    feed(s, 'a1 LOGIN u p\r\n')
+    assert.equal(text(s.loginResult('transient', { text: 'upstream\r\n* BYE injected' }).actions), 'a1 NO [UNAVAILABLE] Temporary failure, try again later upstream * BYE injected\r\n')
+    assert.throws(() => createImapSession({ ...base, limits: { maxLineBytes: 0 } }), RangeError)
+  })
+
   it('pipelined bytes after the login are handed back as leftover', () => {
     const s = createImapSession(base)
     feed(s, 'a1 LOGIN alice@example.test pw\r\na2 SELECT INBOX\r\n')

@@ -11,7 +11,7 @@ import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, deco
 import { decodePlain } from '../../sasl/plain.js'
 import { decodeXoauth2 } from '../../sasl/xoauth2.js'
 import { decodeOauthbearer } from '../../sasl/oauthbearer.js'
-import { DEFAULT_LIMITS, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
+import { replyText, resolveLimits, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
 
 type Part = { text: string } | { literal: Buffer }
 
@@ -26,7 +26,7 @@ type SaslState =
 
 
 export function createImapSession(opts: SessionOptions): PreAuthSession {
-  const limits: SessionLimits = { ...DEFAULT_LIMITS, ...opts.limits }
+  const limits: SessionLimits = resolveLimits(opts.limits)
   let secure = opts.secure
   let buf: Buffer = Buffer.alloc(0)
   /** the command being assembled: text and literal parts */
@@ -259,7 +259,7 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
         closed = true
         return { actions: [reply(`${p.tag} OK Logged in`)], done: true, ...(buf.length ? { leftover: Buffer.from(buf) } : {}) }
       }
-      const text = info?.text ? ` ${info.text}` : ''
+      const text = info?.text ? ` ${replyText(info.text, '')}`.trimEnd() : ''
       const line = {
         'bad-credentials': `${p.tag} NO [AUTHENTICATIONFAILED] Invalid credentials`,
         reauth: `${p.tag} NO [AUTHENTICATIONFAILED] This account needs a new sign-in: run "mailkey status"${text}`,

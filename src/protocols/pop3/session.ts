@@ -21,12 +21,12 @@ import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, deco
 import { decodePlain } from '../../sasl/plain.js'
 import { LineReader, commandText } from '../shared/line-reader.js'
 import {
-  DEFAULT_LIMITS,
+  replyText,
+  resolveLimits,
   type ClientAction,
   type LoginOutcome,
   type LoginResult,
   type PreAuthSession,
-  type SessionLimits,
   type SessionOptions,
 } from '../shared/session.js'
 
@@ -343,11 +343,9 @@ function reply(line: string): ClientAction {
   return { type: 'reply', data: `${line}\r\n` }
 }
 
-/** The proxy's text for a reply: one line of printable text, never starting with "[" (RFC 2449 §8). */
+/** The proxy's text for a reply, never starting with "[" (it would pose as a response code, RFC 2449 §8). */
 function sanitizeText(text: string | undefined, fallback: string): string {
-  if (text === undefined) return fallback
-  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().replace(/^\[+/, '').slice(0, 200).trim()
-  return clean.length > 0 ? clean : fallback
+  return replyText(text?.replace(/^[\s\x00-\x1f\x7f]*\[+/, ''), fallback)
 }
 
 function isReading(state: State): boolean {
@@ -355,13 +353,3 @@ function isReading(state: State): boolean {
     state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
 }
 
-function resolveLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
-  const out: SessionLimits = { ...DEFAULT_LIMITS }
-  for (const key of Object.keys(out) as (keyof SessionLimits)[]) {
-    const v = partial?.[key]
-    if (v === undefined) continue
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`session limit "${key}" must be a positive integer`)
-    out[key] = v
-  }
-  return out
-}

@@ -86,3 +86,25 @@ export interface PreAuthSession {
   /** the next client line must not be logged (a password or SASL response follows) */
   readonly sensitiveNext: boolean
 }
+
+/** The limits for a session: the defaults, overridden by positive whole numbers only. */
+export function resolveLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
+  const out: SessionLimits = { ...DEFAULT_LIMITS }
+  for (const key of Object.keys(out) as (keyof SessionLimits)[]) {
+    const v = partial?.[key]
+    if (v === undefined) continue
+    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`session limit "${key}" must be a positive integer`)
+    out[key] = v
+  }
+  return out
+}
+
+/**
+ * The proxy's own text for a reply line: control characters (CR/LF above all: no injected reply
+ * lines) folded to spaces, at most 200 characters, the fallback when nothing is left.
+ */
+export function replyText(text: string | undefined, fallback: string): string {
+  if (text === undefined) return fallback
+  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200).trim()
+  return clean.length > 0 ? clean : fallback
+}

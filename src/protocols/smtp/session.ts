@@ -25,12 +25,12 @@ import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, deco
 import { decodePlain } from '../../sasl/plain.js'
 import { LineReader, commandText } from '../shared/line-reader.js'
 import {
-  DEFAULT_LIMITS,
+  replyText,
+  resolveLimits,
   type ClientAction,
   type LoginOutcome,
   type LoginResult,
   type PreAuthSession,
-  type SessionLimits,
   type SessionOptions,
 } from '../shared/session.js'
 
@@ -307,7 +307,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
         // initial response) belongs to the upstream.
         const leftover = reader.drain()
         return {
-          actions: [reply(`235 2.7.0 ${sanitizeText(info?.text, 'Authentication successful')}`)],
+          actions: [reply(`235 2.7.0 ${replyText(info?.text, 'Authentication successful')}`)],
           done: true,
           ...(leftover.length > 0 ? { leftover } : {}),
         }
@@ -332,12 +332,12 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
 /** STYLE.md §5 wire mapping; codes from RFC 4954 §6 and RFC 3463. */
 function failureReply(outcome: Exclude<LoginOutcome, 'ok'>, text: string | undefined): string {
   switch (outcome) {
-    case 'bad-credentials': return `535 5.7.8 ${sanitizeText(text, 'Authentication credentials invalid')}`
-    case 'reauth': return `535 5.7.8 ${sanitizeText(text, 'Sign-in needed: run "mailkey status"')}`
+    case 'bad-credentials': return `535 5.7.8 ${replyText(text, 'Authentication credentials invalid')}`
+    case 'reauth': return `535 5.7.8 ${replyText(text, 'Sign-in needed: run "mailkey status"')}`
     // RFC 4954 §6: 454 4.7.0 "Temporary authentication failure"; for 'config' too, so that clients
     // retry once the configuration is fixed instead of dropping the account's password.
-    case 'transient': return `454 4.7.0 ${sanitizeText(text, 'Temporary authentication failure')}`
-    case 'config': return `454 4.7.0 ${sanitizeText(text, 'mailkey is misconfigured: run "mailkey status"')}`
+    case 'transient': return `454 4.7.0 ${replyText(text, 'Temporary authentication failure')}`
+    case 'config': return `454 4.7.0 ${replyText(text, 'mailkey is misconfigured: run "mailkey status"')}`
   }
 }
 
@@ -351,25 +351,8 @@ function multiline(code: number, lines: string[]): ClientAction {
   return { type: 'reply', data }
 }
 
-/** The proxy's text for a reply: one line of printable text. */
-function sanitizeText(text: string | undefined, fallback: string): string {
-  if (text === undefined) return fallback
-  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200).trim()
-  return clean.length > 0 ? clean : fallback
-}
-
 function isReading(state: State): boolean {
   return state.kind === 'command' || state.kind === 'auth-plain' ||
     state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
 }
 
-function resolveLimits(partial: Partial<SessionLimits> | undefined): SessionLimits {
-  const out: SessionLimits = { ...DEFAULT_LIMITS }
-  for (const key of Object.keys(out) as (keyof SessionLimits)[]) {
-    const v = partial?.[key]
-    if (v === undefined) continue
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`session limit "${key}" must be a positive integer`)
-    out[key] = v
-  }
-  return out
-}
