@@ -5,43 +5,22 @@
 // revoked one. Tokens never go on a command line: stdin, env or the credential command.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImapFlow } from 'imapflow'
 import nodemailer from 'nodemailer'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets, have, runCommand } from '../harness/cli.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
 const EMAIL = 'alice@example.test'
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
-const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 const missing = [!dovecotAvailable() && 'dovecot', !have('curl') && 'curl', !have('msmtp') && 'msmtp', !have('python3') && 'python3'].filter(Boolean)
 const INSTALL = `${DOVECOT_INSTALL_HINT} curl msmtp python3`
 if (missing.length && process.env.CI) throw new Error(`the client tests need ${missing.join(', ')} in CI: apt-get install ${INSTALL}`)
 if (missing.length) console.error(`\n*** SKIPPING real-client tests: ${missing.join(', ')} missing (apt-get install ${INSTALL}) ***\n`)
-
-interface Run { code: number | null; stdout: string; stderr: string }
-function run(cmd: string, args: string[], env: Record<string, string>, stdin = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    const t = setTimeout(() => c.kill('SIGKILL'), 30_000)
-    c.once('error', reject)
-    c.once('close', (code) => {
-      clearTimeout(t)
-      transcript.push({ args: [cmd, ...args.filter((a) => !a.includes('\n'))], stdout, stderr })
-      resolve({ code, stdout, stderr })
-    })
-    c.stdin.end(stdin)
-  })
-}
 
 describe('real clients with tokens from `mailkey token`', { skip: missing.length ? `${missing.join(', ')} not installed (apt-get install ${INSTALL})` : false }, () => {
   let lab: LabServer
@@ -89,16 +68,16 @@ describe('real clients with tokens from `mailkey token`', { skip: missing.length
 
   it('curl --oauth2-bearer: IMAP, POP3 and SMTP', async () => {
     const cfg = `oauth2-bearer = "${token}"\nuser = "${EMAIL}:"\ncacert = "${dovecot.caFile}"\nsilent\nshow-error\n`
-    const imap = await run('curl', ['-K', '-', `imaps://localhost:${dovecot.ports.imaps}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, cfg)
+    const imap = await runCommand('curl', ['-K', '-', `imaps://localhost:${dovecot.ports.imaps}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, cfg)
     assert.equal(imap.code, 0, imap.stderr)
     assert.match(imap.stdout, /\* 3 EXISTS/)
-    const pop = await run('curl', ['-K', '-', `pop3s://localhost:${dovecot.ports.pop3s}/`], home.env, cfg)
+    const pop = await runCommand('curl', ['-K', '-', `pop3s://localhost:${dovecot.ports.pop3s}/`], home.env, cfg)
     assert.equal(pop.code, 0, pop.stderr)
     assert.equal(pop.stdout.trim().split('\n').length, 3, 'LIST shows the 3 messages')
     const msgFile = join(home.dir, 'curl-mail.txt')
     await writeFile(msgFile, `From: ${EMAIL}\r\nTo: bob@example.test\r\nSubject: via curl\r\n\r\nhello from curl\r\n`)
     const before = smtp.received.length
-    const send = await run('curl', ['-K', '-', `smtp://localhost:${smtp.ports.submission}`, '--ssl-reqd', '--mail-from', EMAIL, '--mail-rcpt', 'bob@example.test', '-T', msgFile], home.env, cfg)
+    const send = await runCommand('curl', ['-K', '-', `smtp://localhost:${smtp.ports.submission}`, '--ssl-reqd', '--mail-from', EMAIL, '--mail-rcpt', 'bob@example.test', '-T', msgFile], home.env, cfg)
     assert.equal(send.code, 0, send.stderr)
     assert.equal(smtp.received.length, before + 1)
     assert.equal(smtp.received.at(-1)?.user, EMAIL)
@@ -113,7 +92,7 @@ describe('real clients with tokens from `mailkey token`', { skip: missing.length
         `user ${EMAIL}`, `from ${EMAIL}`, `passwordeval "${process.execPath} ${BIN} token ${EMAIL}"`, '',
       ].join('\n'), { mode: 0o600 })
       const before = smtp.received.length
-      const r = await run('msmtp', ['-C', cfg, '-a', 'default', 'bob@example.test'], home.env, `From: ${EMAIL}\nTo: bob@example.test\nSubject: via msmtp ${mech}\n\nhello from msmtp\n`)
+      const r = await runCommand('msmtp', ['-C', cfg, '-a', 'default', 'bob@example.test'], home.env, `From: ${EMAIL}\nTo: bob@example.test\nSubject: via msmtp ${mech}\n\nhello from msmtp\n`)
       assert.equal(r.code, 0, `${mech}: ${r.stderr}`)
       assert.equal(smtp.received.length, before + 1, mech)
       assert.deepEqual(smtp.received.at(-1)?.to, ['bob@example.test'])
@@ -147,7 +126,7 @@ except Exception as e:
     out.append(f'smtp FAIL {type(e).__name__}: {str(e)[:120]}')
 print('\\n'.join(out))
 `
-  const python = () => run('python3', ['-c', PY, process.execPath, BIN, 'token', EMAIL], {
+  const python = () => runCommand('python3', ['-c', PY, process.execPath, BIN, 'token', EMAIL], {
     ...home.env, PY_USER: EMAIL, PY_CA: dovecot.caFile, PY_IMAPS: String(dovecot.ports.imaps), PY_SUBMISSION: String(smtp.ports.submission),
   })
 
@@ -174,12 +153,12 @@ print('\\n'.join(out))
     // The cached token still looks fresh to mailkey, so the credential command hands it out:
     // the servers are what refuse it now.
     const cfg = `oauth2-bearer = "${token}"\nuser = "${EMAIL}:"\ncacert = "${dovecot.caFile}"\nsilent\nshow-error\n`
-    const imap = await run('curl', ['-K', '-', `imaps://localhost:${dovecot.ports.imaps}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, cfg)
+    const imap = await runCommand('curl', ['-K', '-', `imaps://localhost:${dovecot.ports.imaps}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, cfg)
     assert.equal(imap.code, 67, `curl: login denied (67), got ${imap.code}: ${imap.stderr}`)
     const py = await python()
     assert.match(py.stdout, /^imap FAIL error: .*AUTHENTICATIONFAILED/m)
     assert.match(py.stdout, /^smtp FAIL SMTPAuthenticationError: \(535/m)
-    const msmtp = await run('msmtp', ['-C', join(home.dir, 'msmtprc'), '-a', 'default', 'bob@example.test'], home.env, 'Subject: x\n\nx\n')
+    const msmtp = await runCommand('msmtp', ['-C', join(home.dir, 'msmtprc'), '-a', 'default', 'bob@example.test'], home.env, 'Subject: x\n\nx\n')
     assert.notEqual(msmtp.code, 0)
     assert.match(msmtp.stderr, /authentication failed|535/i)
     const transport = nodemailer.createTransport({ host: 'localhost', port: smtp.ports.submission, requireTLS: true, tls: { ca: [dovecot.caPem] }, auth: { type: 'OAuth2', user: EMAIL, accessToken: token } })

@@ -4,13 +4,12 @@
 // injection, a connection dropped in the middle of AUTHENTICATE).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import { chmod, chown, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli } from '../harness/cli.js'
+import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 import { startScriptedServer, type ScriptedServer, type ScriptStep } from '../harness/scripted-server.js'
@@ -19,27 +18,10 @@ const ALICE = 'alice@example.test'
 const BOB = 'bob@example.test'
 const LOCAL_PW = 'local proxy pw 2'
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
-const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 const missing = [!dovecotAvailable() && 'dovecot', !have('mbsync') && 'mbsync', !have('fetchmail') && 'fetchmail', !have('python3') && 'python3'].filter(Boolean)
 if (missing.length && process.env.CI) throw new Error(`the proxy client tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3`)
 if (missing.length) console.error(`\n*** SKIPPING proxy client tests: ${missing.join(', ')} missing (apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3) ***\n`)
 const skip = missing.length ? `${missing.join(', ')} not installed` : false
-
-function run(cmd: string, args: string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { env })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    c.once('error', reject)
-    c.once('close', (code) => {
-      transcript.push({ args: [cmd, ...args], stdout, stderr })
-      resolve({ code, stdout, stderr })
-    })
-    c.stdin.end(stdin)
-  })
-}
 
 interface Ports { imap: number; pop3: number; smtp: number }
 
@@ -171,7 +153,7 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
       `SyncState ${dir}/`,
       '',
     ].join('\n'), { mode: 0o600 })
-    const r = await run('mbsync', ['-c', rc, '-a'], home.env)
+    const r = await runCommand('mbsync', ['-c', rc, '-a'], home.env)
     assert.equal(r.code, 0, r.stdout + r.stderr)
     const files = [...await readdir(join(dir, 'mail', 'INBOX', 'new')), ...await readdir(join(dir, 'mail', 'INBOX', 'cur'))]
     assert.equal(files.length, 3, `mbsync delivered ${files.length} files`)
@@ -197,7 +179,7 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
       '',
     ].join('\n'))
     await chmod(rc, 0o600) // fetchmail refuses a control file others can read
-    const r = await run('fetchmail', ['-f', rc, '--idfile', join(dir, 'ids'), '--pidfile', join(dir, 'pid'), '--nodetach'], home.env)
+    const r = await runCommand('fetchmail', ['-f', rc, '--idfile', join(dir, 'ids'), '--pidfile', join(dir, 'pid'), '--nodetach'], home.env)
     assert.equal(r.code, 0, `fetchmail ${proto} exit ${r.code}: ${r.stdout}${r.stderr}`)
     const files = await readdir(out)
     return Promise.all(files.map((f) => readFile(join(out, f), 'utf8')))
@@ -241,7 +223,7 @@ s.sendmail(os.environ['U'], ['carol@example.test'], 'Subject: hi\\r\\n\\r\\nhell
 s.quit()
 print('sent')
 `
-    const send = (u: string) => run('python3', ['-c', PY], { ...home.env, U: u, PW: LOCAL_PW, SMTP: String(ports.smtp) })
+    const send = (u: string) => runCommand('python3', ['-c', PY], { ...home.env, U: u, PW: LOCAL_PW, SMTP: String(ports.smtp) })
     const rs = await Promise.all([send(ALICE), send(BOB)])
     for (const r of rs) assert.match(r.stdout, /^sent$/m, r.stderr.slice(-300))
     assert.deepEqual(smtp.received.slice(before).map((m) => m.user).sort(), [ALICE, BOB])

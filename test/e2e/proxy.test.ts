@@ -3,37 +3,19 @@
 // SMTP submission) with OAuth and splices.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli } from '../harness/cli.js'
+import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
 const EMAIL = 'alice@example.test'
 const LOCAL_PW = 'local proxy pw 1'
-const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
 const missing = [!dovecotAvailable() && 'dovecot', !have('curl') && 'curl', !have('python3') && 'python3'].filter(Boolean)
 if (missing.length && process.env.CI) throw new Error(`the proxy tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} curl python3`)
 if (missing.length) console.error(`\n*** SKIPPING proxy tests: ${missing.join(', ')} missing ***\n`)
-
-function run(cmd: string, args: string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { env })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    c.once('error', reject)
-    c.once('close', (code) => {
-      transcript.push({ args: [cmd], stdout, stderr })
-      resolve({ code, stdout, stderr })
-    })
-    c.stdin.end(stdin)
-  })
-}
 
 describe('mailkey proxy', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
   let lab: LabServer
@@ -114,7 +96,7 @@ except Exception as e:
     out.append(f'smtp FAIL {type(e).__name__}: {str(e)[:100]}')
 print('\\n'.join(out))
 `
-  const python = (pw: string) => run('python3', ['-c', PY], { ...home.env, U: EMAIL, PW: pw, IMAP: String(ports.imap), POP: String(ports.pop3), SMTP: String(ports.smtp) })
+  const python = (pw: string) => runCommand('python3', ['-c', PY], { ...home.env, U: EMAIL, PW: pw, IMAP: String(ports.imap), POP: String(ports.pop3), SMTP: String(ports.smtp) })
 
   it('Python imaplib login(), poplib user/pass_, smtplib login() through the proxy', async () => {
     const before = smtp.received.length
@@ -128,7 +110,7 @@ print('\\n'.join(out))
   })
 
   it('curl --user through the IMAP proxy', async () => {
-    const r = await run('curl', ['-s', '-S', '-K', '-', `imap://127.0.0.1:${ports.imap}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, `user = "${EMAIL}:${LOCAL_PW}"\n`)
+    const r = await runCommand('curl', ['-s', '-S', '-K', '-', `imap://127.0.0.1:${ports.imap}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, `user = "${EMAIL}:${LOCAL_PW}"\n`)
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout, /\* 3 EXISTS/)
   })
@@ -207,7 +189,7 @@ try:
 except Exception as e:
     print('imap FAIL', type(e).__name__, str(e)[:120])
 `
-  const py = (port: number, mode: string, user: string) => run('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, PORT: String(port), MODE: mode, U: user, PW: LOCAL_PW })
+  const py = (port: number, mode: string, user: string) => runCommand('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, PORT: String(port), MODE: mode, U: user, PW: LOCAL_PW })
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })

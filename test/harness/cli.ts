@@ -1,5 +1,5 @@
 // Runs the built `mailkey` binary (dist/cli/bin.js) like a user or a mail client would.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { appendFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
@@ -16,6 +16,33 @@ export interface CliResult {
   signal: NodeJS.Signals | null
   stdout: string
   stderr: string
+}
+
+/** Is a command on PATH? (for suites that need real clients: curl, msmtp, python3 ...) */
+export function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+}
+
+/**
+ * Run any program (a mail client, python3, curl) with stdin, killed after 30 s; its output goes
+ * into the transcript (arguments holding a script or newlines are left out).
+ */
+export function runCommand(cmd: string, args: string[], env: Record<string, string>, stdin = ''): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const t = setTimeout(() => c.kill('SIGKILL'), 30_000)
+    c.once('error', reject)
+    c.once('close', (code, signal) => {
+      clearTimeout(t)
+      transcript.push({ args: [cmd, ...args.filter((a) => !a.includes('\n'))], stdout, stderr })
+      resolve({ code, signal, stdout, stderr })
+    })
+    c.stdin.end(stdin)
+  })
 }
 
 /** Every stdout/stderr a test saw, for the "no secret in any output" checks. */
