@@ -129,6 +129,39 @@ print('\\n'.join(out))
     assert.match(proxy.stderr(), /"event":"passthrough".*"outcome":"ok"/)
   })
 
+  it('POP3 and SMTP clients with their own token are passed through: curl --oauth2-bearer, nodemailer XOAUTH2', async () => {
+    const tok = (await runCli(['token', EMAIL], home.env)).stdout.trim()
+    secrets.push(tok)
+    // curl picks OAUTHBEARER when the server offers it (RFC 7628), XOAUTH2 otherwise.
+    const curlPop = (bearer: string) => runCommand('curl', ['-s', '-S', '-K', '-', `pop3://127.0.0.1:${ports.pop3}/`], home.env, `user = "${EMAIL}:"\noauth2-bearer = "${bearer}"\n`)
+    const ok = await curlPop(tok)
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.match(ok.stdout, /^1 \d+\r?$/m, 'LIST after the passed-through login')
+    const bad = await curlPop('not-a-token-anyone-issued')
+    assert.equal(bad.code, 67, `curl: login denied (${bad.stderr})`)
+
+    const nodemailer = (await import('nodemailer')).default
+    const before = smtp.received.length
+    const send = (accessToken: string) => nodemailer.createTransport({
+      host: '127.0.0.1', port: ports.smtp as number, secure: false, ignoreTLS: true,
+      auth: { type: 'OAuth2', user: EMAIL, accessToken },
+    }).sendMail({ from: EMAIL, to: 'bob@example.test', subject: 'own token via proxy', text: 'hi' })
+    const info = await send(tok)
+    assert.deepEqual(info.accepted, ['bob@example.test'])
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'upstream saw the client\'s own token')
+    await assert.rejects(send('not-a-token-anyone-issued'), (e: unknown) => (e as { code?: string; responseCode?: number }).code === 'EAUTH' && (e as { responseCode?: number }).responseCode === 535)
+    assert.equal(smtp.received.length, before + 1, 'nothing sent with a refused token')
+
+    const events = proxy.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>).filter((e) => e.event === 'passthrough')
+    for (const proto of ['pop3', 'smtp']) {
+      assert.ok(events.some((e) => e.proto === proto && e.outcome === 'ok'), `${proto} passthrough ok logged`)
+      assert.ok(events.some((e) => e.proto === proto && e.outcome === 'bad-credentials'), `${proto} refused token logged`)
+    }
+    assert.ok(events.some((e) => e.proto === 'pop3' && e.mechanism === 'OAUTHBEARER'), 'curl chose OAUTHBEARER')
+    assert.ok(events.some((e) => e.proto === 'smtp' && e.mechanism === 'XOAUTH2'), 'nodemailer chose XOAUTH2')
+  })
+
   it('a wrong local password is refused without touching the server', async () => {
     lab.resetCounts()
     const r = await python('not the password')

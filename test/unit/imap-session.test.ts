@@ -163,7 +163,21 @@ describe('IMAP pre-auth session', () => {
     const p2 = feed(s2, `${ob}\r\n`).find((x) => x.type === 'passthrough')
     assert.ok(p2 && p2.type === 'passthrough' && p2.username === 'bob@example.test' && p2.mechanism === 'OAUTHBEARER')
     const s3 = createImapSession(base)
-    assert.equal(text(feed(s3, 'c1 AUTHENTICATE XOAUTH2 bm90LXhvYXV0aA==\r\n')), 'c1 BAD Invalid XOAUTH2 response\r\n')
+    assert.equal(text(feed(s3, 'c1 AUTHENTICATE XOAUTH2 bm90LXhvYXV0aA==\r\n')), 'c1 BAD Invalid SASL response\r\n')
+    const s4 = createImapSession(base)
+    const noUser = Buffer.from('n,,\x01auth=Bearer t\x01\x01').toString('base64')
+    assert.equal(text(feed(s4, `d1 AUTHENTICATE OAUTHBEARER ${noUser}\r\n`)), 'd1 NO [AUTHENTICATIONFAILED] The OAuth response names no user\r\n')
+    assert.equal(text(feed(s4, 'd2 AUTHENTICATE XOAUTH2\r\n')), '+ \r\n')
+    assert.equal(s4.sensitiveNext, true, 'the token line that follows is never logged')
+    assert.equal(text(feed(s4, '*\r\n')), 'd2 BAD AUTHENTICATE cancelled\r\n')
+  })
+
+  it('AUTHENTICATE PLAIN as someone else is refused before any password check (RFC 4616 §2)', () => {
+    const s = createImapSession(base)
+    const ir = Buffer.from('bob\0alice\0pw').toString('base64')
+    assert.equal(text(feed(s, `a1 AUTHENTICATE PLAIN ${ir}\r\n`)), 'a1 NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name\r\n')
+    const same = Buffer.from('alice\0alice\0pw').toString('base64')
+    assert.ok(feed(s, `a2 AUTHENTICATE PLAIN ${same}\r\n`).some((a) => a.type === 'login' && a.username === 'alice'))
   })
 
   it('replies never contain the password', () => {

@@ -56,7 +56,7 @@ function transcript(session: PreAuthSession, steps: Step[]): void {
   }
 }
 
-const CAPA_FULL = '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
+const CAPA_FULL = '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
 
 interface Case { name: string; opts?: Partial<SessionOptions>; steps: Step[] }
 
@@ -65,7 +65,7 @@ const cases: Case[] = [
   {
     name: 'CAPA offers STLS when available and not yet secure',
     opts: { starttlsAvailable: true },
-    steps: [['capa\r\n', '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n']],
+    steps: [['capa\r\n', '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n']],
   },
   { name: 'CAPA on a TLS connection has no STLS', opts: { secure: true, starttlsAvailable: true }, steps: [['CAPA\r\n', CAPA_FULL]] },
   {
@@ -168,13 +168,35 @@ const cases: Case[] = [
       [`${PASSWORD}\r\n`, '-ERR invalid SASL response\r\n'],
     ],
   },
-  { name: 'bare AUTH lists the mechanisms', steps: [['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n']] },
+  { name: 'bare AUTH lists the mechanisms', steps: [['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\nXOAUTH2\r\nOAUTHBEARER\r\n.\r\n']] },
   {
-    name: 'OAuth and other mechanisms are unsupported, with or without a response',
+    name: 'a client with its own XOAUTH2 token is passed through (initial response), then spliced',
     steps: [
-      [`AUTH XOAUTH2 ${b64(`user=alice\x01auth=Bearer tok\x01\x01`)}\r\n`, '-ERR Unsupported mechanism\r\n'],
-      ['AUTH XOAUTH2\r\n', '-ERR Unsupported mechanism\r\n'],
-      ['AUTH OAUTHBEARER =\r\n', '-ERR Unsupported mechanism\r\n'],
+      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\nSTAT\r\n`, '[passthrough alice XOAUTH2]'],
+      [{ result: 'ok' }, '+OK Logged in.\r\n[done][leftover STAT\r\n]'],
+    ],
+  },
+  {
+    name: 'OAUTHBEARER with a continuation; a refused client token is an [AUTH] failure',
+    steps: [
+      ['auth oauthbearer\r\n', '+ \r\n'],
+      [`${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`, '[passthrough bob@example.test OAUTHBEARER]'],
+      [{ result: 'bad-credentials' }, '-ERR [AUTH] Invalid credentials.\r\n'],
+    ],
+  },
+  {
+    name: 'OAuth responses: cancelled, undecodable, naming no user',
+    steps: [
+      ['AUTH XOAUTH2\r\n', '+ \r\n'],
+      ['*\r\n', '-ERR authentication cancelled\r\n'],
+      [`AUTH XOAUTH2 ${b64('not-xoauth2')}\r\n`, '-ERR invalid SASL response\r\n'],
+      ['AUTH OAUTHBEARER =\r\n', '-ERR invalid SASL response\r\n'],
+      [`AUTH OAUTHBEARER ${b64('n,,\x01auth=Bearer t\x01\x01')}\r\n`, '-ERR [AUTH] The OAuth response names no user\r\n'],
+    ],
+  },
+  {
+    name: 'other mechanisms are unsupported',
+    steps: [
       ['AUTH CRAM-MD5\r\n', '-ERR Unsupported mechanism\r\n'],
       ['AUTH PLAIN a b\r\n', '-ERR syntax: AUTH mechanism [initial-response]\r\n'],
     ],

@@ -55,8 +55,8 @@ function transcript(session: PreAuthSession, steps: Step[]): void {
   }
 }
 
-const EHLO = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n'
-const EHLO_STARTTLS = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n'
+const EHLO = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n'
+const EHLO_STARTTLS = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n250 STARTTLS\r\n'
 const EHLO_TLS_FIRST = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n'
 const EHLO_NO_AUTH = '250-mx.local\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n'
 
@@ -147,9 +147,35 @@ const cases: Case[] = [
       ['EHLO c\r\n', EHLO],
       ['AUTH\r\n', '501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n'],
       ['AUTH PLAIN a b\r\n', '501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n'],
-      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`, '504 5.5.4 Unrecognized authentication type\r\n'],
-      ['AUTH OAUTHBEARER\r\n', '504 5.5.4 Unrecognized authentication type\r\n'],
       ['AUTH CRAM-MD5\r\n', '504 5.5.4 Unrecognized authentication type\r\n'],
+      ['AUTH SCRAM-SHA-256\r\n', '504 5.5.4 Unrecognized authentication type\r\n'],
+    ],
+  },
+  {
+    name: 'a client with its own XOAUTH2 token is passed through; a pipelined MAIL FROM goes upstream',
+    steps: [
+      ['EHLO c\r\n', EHLO],
+      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\nMAIL FROM:<alice>\r\n`, '[passthrough alice XOAUTH2]'],
+      [{ result: 'ok' }, '235 2.7.0 Authentication successful\r\n[done][leftover MAIL FROM:<alice>\r\n]'],
+    ],
+  },
+  {
+    name: 'OAUTHBEARER with a 334 continuation; a refused client token is 535',
+    steps: [
+      ['EHLO c\r\n', EHLO],
+      ['auth OAUTHBEARER\r\n', '334 \r\n'],
+      [`${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`, '[passthrough bob@example.test OAUTHBEARER]'],
+      [{ result: 'bad-credentials' }, '535 5.7.8 Authentication credentials invalid\r\n'],
+    ],
+  },
+  {
+    name: 'OAuth responses: cancelled, undecodable, naming no user',
+    steps: [
+      ['EHLO c\r\n', EHLO],
+      ['AUTH XOAUTH2\r\n', '334 \r\n'],
+      ['*\r\n', '501 5.0.0 Authentication cancelled\r\n'],
+      [`AUTH XOAUTH2 ${b64('not-xoauth2')}\r\n`, '501 5.5.2 Cannot decode response\r\n'],
+      [`AUTH OAUTHBEARER ${b64('n,,\x01auth=Bearer t\x01\x01')}\r\n`, '535 5.7.8 The OAuth response names no user\r\n'],
     ],
   },
   {

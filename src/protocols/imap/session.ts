@@ -1,16 +1,14 @@
 /**
  * The IMAP pre-auth session of `mailkey proxy` (RFC 9051 / RFC 3501): talks to the client until it
  * logs in with LOGIN (quoted strings and literals, RFC 7888 LITERAL+), AUTHENTICATE PLAIN
- * (RFC 4616, with and without RFC 4959 SASL-IR) or AUTHENTICATE LOGIN; answers CAPABILITY, NOOP,
+ * (RFC 4616, with and without RFC 4959 SASL-IR) or AUTHENTICATE LOGIN, or passes a client's own
+ * AUTHENTICATE XOAUTH2/OAUTHBEARER through (shared/sasl-exchange.ts); answers CAPABILITY, NOOP,
  * ID (RFC 2971), STARTTLS and LOGOUT itself. Then the proxy splices.
  *
  * Owns: pre-auth IMAP framing and replies. Must not: open sockets or know about OAuth.
  */
 import { Secret } from '../../core/secret.js'
-import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
-import { decodePlain } from '../../sasl/plain.js'
-import { decodeXoauth2 } from '../../sasl/xoauth2.js'
-import { decodeOauthbearer } from '../../sasl/oauthbearer.js'
+import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import { replyText, resolveLimits, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
 
 type Part = { text: string } | { literal: Buffer }
@@ -19,10 +17,10 @@ interface PendingLogin {
   tag: string
 }
 
-type SaslState =
-  | { mech: 'PLAIN'; tag: string }
-  | { mech: 'LOGIN'; tag: string; username?: string }
-  | { mech: 'XOAUTH2' | 'OAUTHBEARER'; tag: string }
+interface SaslState {
+  tag: string
+  exchange: SaslExchange
+}
 
 
 export function createImapSession(opts: SessionOptions): PreAuthSession {
@@ -46,7 +44,7 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
     if (opts.starttlsAvailable && !secure) c.push('STARTTLS')
     // RFC 9051 §6.2.3 / RFC 3501 §6.2.3: no plain-text login without TLS where TLS is required.
     if (opts.requireTls && !secure) c.push('LOGINDISABLED')
-    else c.push('AUTH=PLAIN', 'AUTH=LOGIN', 'AUTH=XOAUTH2', 'AUTH=OAUTHBEARER')
+    else c.push(...CLIENT_SASL_MECHANISMS.map((m) => `AUTH=${m}`))
     return c.join(' ')
   }
   const reply = (data: string): ClientAction => ({ type: 'reply', data: data + '\r\n' })
@@ -97,25 +95,10 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
         if (opts.requireTls && !secure) return [reply(`${tag} NO [PRIVACYREQUIRED] Use STARTTLS or TLS first`)]
         const args = tokenize(restParts)
         if (!args || args.length < 1 || args.length > 2) return [reply(`${tag} BAD AUTHENTICATE needs a mechanism`)]
-        const mech = (args[0] as Buffer).toString('latin1').toUpperCase()
-        const ir = args[1]?.toString('latin1')
-        if (mech === 'PLAIN') {
-          sasl = { mech: 'PLAIN', tag }
-          if (ir !== undefined) return saslResponse(ir)
-          return [reply('+ ')]
-        }
-        if (mech === 'LOGIN') {
-          sasl = { mech: 'LOGIN', tag }
-          if (ir !== undefined) return saslResponse(ir)
-          return [reply(`+ ${LOGIN_USERNAME_PROMPT}`)]
-        }
-        if (mech === 'XOAUTH2' || mech === 'OAUTHBEARER') {
-          // A client with its own token: passed to the account's server untouched.
-          sasl = { mech, tag }
-          if (ir !== undefined) return saslResponse(ir)
-          return [reply('+ ')]
-        }
-        return [reply(`${tag} NO [CANNOT] Unsupported authentication mechanism`)]
+        const mech = clientSaslMechanism((args[0] as Buffer).toString('latin1'))
+        if (!mech) return [reply(`${tag} NO [CANNOT] Unsupported authentication mechanism`)]
+        // RFC 4959 §3: the initial response is the second argument ("=" for an empty one).
+        return saslStep(tag, saslStart(mech, args[1]?.toString('latin1')))
       }
       case 'SELECT': case 'EXAMINE': case 'LIST': case 'LSUB': case 'STATUS': case 'FETCH': case 'STORE': case 'SEARCH':
       case 'APPEND': case 'CREATE': case 'DELETE': case 'RENAME': case 'SUBSCRIBE': case 'UNSUBSCRIBE': case 'UID':
@@ -130,47 +113,27 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
   function saslResponse(line: string): ClientAction[] {
     const st = sasl
     if (!st) return []
-    if (line === '*') {
-      sasl = undefined
-      return [reply(`${st.tag} BAD AUTHENTICATE cancelled`)]
-    }
-    const b64 = line === '=' ? '' : line
-    if (st.mech === 'XOAUTH2' || st.mech === 'OAUTHBEARER') {
-      sasl = undefined
-      let user: string | undefined
-      try {
-        user = st.mech === 'XOAUTH2' ? decodeXoauth2(b64).user : decodeOauthbearer(b64).user
-      } catch {
-        return [reply(`${st.tag} BAD Invalid ${st.mech} response`)]
-      }
-      if (!user) return [reply(`${st.tag} NO [AUTHENTICATIONFAILED] The ${st.mech} response names no user`)]
-      pending = { tag: st.tag }
-      return [{ type: 'passthrough', username: user, mechanism: st.mech, response: new Secret(b64) }]
-    }
-    if (st.mech === 'PLAIN') {
-      sasl = undefined
-      let creds
-      try {
-        creds = decodePlain(b64)
-      } catch {
-        return [reply(`${st.tag} BAD Invalid SASL PLAIN response`)]
-      }
-      pending = { tag: st.tag }
-      return [{ type: 'login', username: creds.authcid, password: creds.password }]
-    }
-    const lg = st as Extract<SaslState, { mech: 'LOGIN' }>
-    try {
-      if (lg.username === undefined) {
-        sasl = { mech: 'LOGIN', tag: lg.tag, username: decodeLoginUsername(b64) }
-        return [reply(`+ ${LOGIN_PASSWORD_PROMPT}`)]
-      }
-      const password = decodeLoginPassword(b64)
-      sasl = undefined
-      pending = { tag: lg.tag }
-      return [{ type: 'login', username: lg.username, password }]
-    } catch {
-      sasl = undefined
-      return [reply(`${st.tag} BAD Invalid SASL LOGIN response`)]
+    sasl = undefined
+    return saslStep(st.tag, saslContinue(st.exchange, line))
+  }
+
+  function saslStep(tag: string, step: SaslStep): ClientAction[] {
+    switch (step.kind) {
+      case 'challenge':
+        // RFC 9051 §7.5: a continuation request carries the base64 challenge.
+        sasl = { tag, exchange: step.exchange }
+        return [reply(`+ ${step.text}`)]
+      case 'done':
+        pending = { tag }
+        return [step.action]
+      case 'fail':
+        switch (step.why) {
+          // RFC 9051 §6.2.2: a cancelled exchange is answered BAD.
+          case 'cancelled': return [reply(`${tag} BAD AUTHENTICATE cancelled`)]
+          case 'undecodable': return [reply(`${tag} BAD Invalid SASL response`)]
+          case 'authzid': return [reply(`${tag} NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name`)]
+          case 'no-user': return [reply(`${tag} NO [AUTHENTICATIONFAILED] The OAuth response names no user`)]
+        }
     }
   }
 

@@ -1,6 +1,7 @@
 /**
  * POP3 pre-auth session: speaks POP3 to the *client* until it has given a local user name and
- * password (USER/PASS, AUTH PLAIN, AUTH LOGIN), hands them to the proxy as a `login` action, and on
+ * password (USER/PASS, AUTH PLAIN, AUTH LOGIN), hands them to the proxy as a `login` action (or, for
+ * a client with its own token, AUTH XOAUTH2/OAUTHBEARER as a `passthrough` action), and on
  * success stops, returning any bytes the client pipelined after the login so the proxy can forward
  * them to the already-authenticated upstream connection.
  *
@@ -17,9 +18,8 @@
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
  */
 import { Secret } from '../../core/secret.js'
-import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
-import { decodePlain } from '../../sasl/plain.js'
 import { LineReader, commandText } from '../shared/line-reader.js'
+import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import {
   replyText,
   resolveLimits,
@@ -32,15 +32,17 @@ import {
 
 export const POP3_GREETING = '+OK mailkey POP3 proxy ready'
 
-/** SASL mechanisms offered to clients; XOAUTH2/OAUTHBEARER clients are served elsewhere. */
-export const POP3_SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const
+/**
+ * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; a client with its
+ * own XOAUTH2/OAUTHBEARER token is passed through to the account's server.
+ */
+export const POP3_SASL_MECHANISMS = CLIENT_SASL_MECHANISMS
 
 type State =
   /** AUTHORIZATION state; `user` is set right after an accepted USER (RFC 1939 §7) */
   | { kind: 'command'; user?: string }
-  | { kind: 'auth-plain' }
-  | { kind: 'auth-login-user' }
-  | { kind: 'auth-login-pass'; user: string }
+  /** a SASL exchange awaits the client's next line (RFC 5034 §4) */
+  | { kind: 'sasl'; exchange: SaslExchange }
   | { kind: 'login-pending' }
   | { kind: 'done' }
   | { kind: 'closed' }
@@ -117,25 +119,11 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       // and ".", an old convention that Outlook and other clients still rely on.
       if (parts.length === 0) return void out.push(reply(`+OK\r\n${POP3_SASL_MECHANISMS.join('\r\n')}\r\n.`))
       if (parts.length > 2) return void out.push(reply('-ERR syntax: AUTH mechanism [initial-response]'))
-      const [mech = '', ir] = parts
-      switch (mech.toUpperCase()) {
-        case 'PLAIN':
-          // RFC 5034 §4: without an initial response the server sends an empty challenge, "+ ".
-          if (ir === undefined) {
-            state = { kind: 'auth-plain' }
-            return void out.push(reply('+ '))
-          }
-          return void onPlain(ir, out)
-        case 'LOGIN':
-          if (ir === undefined) {
-            state = { kind: 'auth-login-user' }
-            return void out.push(reply(`+ ${LOGIN_USERNAME_PROMPT}`))
-          }
-          return void onLoginUser(ir, out)
-        default:
-          // XOAUTH2/OAUTHBEARER included: clients that speak OAuth are served by another path.
-          return void out.push(reply('-ERR Unsupported mechanism'))
-      }
+      const [name = '', ir] = parts
+      const mech = clientSaslMechanism(name)
+      // RFC 5034 §4: a mechanism the server does not support fails the AUTH command.
+      if (!mech) return void out.push(reply('-ERR Unsupported mechanism'))
+      onSaslStep(saslStart(mech, ir), out)
     }],
     ['STLS', (_arg, out) => {
       // RFC 2595 §4: STLS is refused once TLS is active.
@@ -175,59 +163,37 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
     state = { kind: 'login-pending' }
   }
 
-  function onPlain(response: string, out: ClientAction[]): void {
-    let creds
-    try {
-      // RFC 5034 §4: "=" is an empty response (which PLAIN then rejects as malformed).
-      creds = decodePlain(response === '=' ? '' : response)
-    } catch {
-      // RFC 5034 §4: a response the server cannot decode fails the AUTH command with -ERR.
-      state = { kind: 'command' }
-      return void out.push(reply('-ERR invalid SASL response'))
+  function onSaslStep(step: SaslStep, out: ClientAction[]): void {
+    switch (step.kind) {
+      case 'challenge':
+        // RFC 5034 §4: a continuation is "+ " and the base64 challenge.
+        state = { kind: 'sasl', exchange: step.exchange }
+        return void out.push(reply(`+ ${step.text}`))
+      case 'done':
+        out.push(step.action)
+        state = { kind: 'login-pending' }
+        return
+      case 'fail':
+        state = { kind: 'command' }
+        switch (step.why) {
+          // RFC 5034 §4: a lone "*" cancels the exchange and the server answers -ERR.
+          case 'cancelled': return void out.push(reply('-ERR authentication cancelled'))
+          // RFC 5034 §4: a response the server cannot decode fails the AUTH command with -ERR.
+          case 'undecodable': return void out.push(reply('-ERR invalid SASL response'))
+          // RFC 4616 §2: we only log users in as themselves.
+          case 'authzid': return void out.push(reply('-ERR [AUTH] Authorization identity must be empty or the user name'))
+          case 'no-user': return void out.push(reply('-ERR [AUTH] The OAuth response names no user'))
+        }
     }
-    // RFC 4616 §2: a server that cannot act as the authzid must fail; we only log users in as
-    // themselves.
-    if (creds.authzid !== undefined && creds.authzid !== creds.authcid) {
-      state = { kind: 'command' }
-      return void out.push(reply('-ERR [AUTH] Authorization identity must be empty or the user name'))
-    }
-    login(creds.authcid, creds.password, out)
-  }
-
-  function onLoginUser(response: string, out: ClientAction[]): void {
-    let user: string
-    try {
-      user = decodeLoginUsername(response === '=' ? '' : response)
-    } catch {
-      state = { kind: 'command' }
-      return void out.push(reply('-ERR invalid SASL response'))
-    }
-    state = { kind: 'auth-login-pass', user }
-    out.push(reply(`+ ${LOGIN_PASSWORD_PROMPT}`))
-  }
-
-  function onLoginPassword(user: string, response: string, out: ClientAction[]): void {
-    let password: Secret
-    try {
-      password = decodeLoginPassword(response)
-    } catch {
-      state = { kind: 'command' }
-      return void out.push(reply('-ERR invalid SASL response'))
-    }
-    login(user, password, out)
   }
 
   function onLine(line: Buffer, out: ClientAction[]): void {
     const text = commandText(line)
     const current = state
-    if (current.kind === 'auth-plain' || current.kind === 'auth-login-user' || current.kind === 'auth-login-pass') {
+    if (current.kind === 'sasl') {
       state = { kind: 'command' }
-      // RFC 5034 §4: a lone "*" cancels the exchange and the server answers -ERR.
-      if (text === '*') return void out.push(reply('-ERR authentication cancelled'))
       if (text === undefined) return void out.push(reply('-ERR invalid SASL response'))
-      if (current.kind === 'auth-plain') return onPlain(text, out)
-      if (current.kind === 'auth-login-user') return onLoginUser(text, out)
-      return onLoginPassword(current.user, text, out)
+      return onSaslStep(saslContinue(current.exchange, text), out)
     }
     // RFC 1939 §7: PASS must come immediately after USER, so any other line forgets the USER.
     const user = current.kind === 'command' ? current.user : undefined
@@ -319,7 +285,7 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
     get sensitiveNext(): boolean {
       switch (state.kind) {
         case 'command': return state.user !== undefined
-        case 'auth-plain': case 'auth-login-user': case 'auth-login-pass': return true
+        case 'sasl': return true
         default: return false
       }
     },
@@ -349,7 +315,6 @@ function sanitizeText(text: string | undefined, fallback: string): string {
 }
 
 function isReading(state: State): boolean {
-  return state.kind === 'command' || state.kind === 'auth-plain' ||
-    state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+  return state.kind === 'command' || state.kind === 'sasl'
 }
 

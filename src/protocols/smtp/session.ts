@@ -1,7 +1,8 @@
 /**
  * SMTP (submission) pre-auth session: speaks ESMTP to the *client* until it has authenticated with
  * a local user name and password (AUTH PLAIN, AUTH LOGIN), hands them to the proxy as a `login`
- * action, and on success stops. By then the proxy has done EHLO + AUTH upstream itself; the
+ * action (a client with its own token, AUTH XOAUTH2/OAUTHBEARER: a `passthrough` action), and on
+ * success stops. By then the proxy has done EHLO + AUTH upstream itself; the
  * client's next commands (MAIL FROM, ...) go upstream verbatim, so the session consumes nothing past
  * the AUTH exchange and returns whatever the client sent after it as `leftover`.
  *
@@ -20,10 +21,8 @@
  * Owns: the pre-auth SMTP dialogue up to the login verdict. Must not: open sockets, check
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
  */
-import type { Secret } from '../../core/secret.js'
-import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
-import { decodePlain } from '../../sasl/plain.js'
 import { LineReader, commandText } from '../shared/line-reader.js'
+import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import {
   replyText,
   resolveLimits,
@@ -34,14 +33,16 @@ import {
   type SessionOptions,
 } from '../shared/session.js'
 
-/** SASL mechanisms offered to clients; XOAUTH2/OAUTHBEARER clients are served elsewhere. */
-export const SMTP_SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const
+/**
+ * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; a client with its
+ * own XOAUTH2/OAUTHBEARER token is passed through to the account's server.
+ */
+export const SMTP_SASL_MECHANISMS = CLIENT_SASL_MECHANISMS
 
 type State =
   | { kind: 'command' }
-  | { kind: 'auth-plain' }
-  | { kind: 'auth-login-user' }
-  | { kind: 'auth-login-pass'; user: string }
+  /** a SASL exchange awaits the client's next line (RFC 4954 §4) */
+  | { kind: 'sasl'; exchange: SaslExchange }
   | { kind: 'login-pending' }
   | { kind: 'done' }
   | { kind: 'closed' }
@@ -116,26 +117,11 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       if (parts.length === 0 || parts.length > 2) {
         return void out.push(reply('501 5.5.4 Syntax: AUTH mechanism [initial-response]'))
       }
-      const [mech = '', ir] = parts
-      switch (mech.toUpperCase()) {
-        case 'PLAIN':
-          // RFC 4954 §4: without an initial response the server sends an empty challenge, "334 ".
-          if (ir === undefined) {
-            state = { kind: 'auth-plain' }
-            return void out.push(reply('334 '))
-          }
-          return void onPlain(ir, out)
-        case 'LOGIN':
-          if (ir === undefined) {
-            state = { kind: 'auth-login-user' }
-            return void out.push(reply(`334 ${LOGIN_USERNAME_PROMPT}`))
-          }
-          return void onLoginUser(ir, out)
-        default:
-          // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4. XOAUTH2 and
-          // OAUTHBEARER clients are served by another path, never by this session.
-          return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
-      }
+      const [name = '', ir] = parts
+      const mech = clientSaslMechanism(name)
+      // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4.
+      if (!mech) return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
+      onSaslStep(saslStart(mech, ir), out)
     }],
     ['STARTTLS', (args, out) => {
       // RFC 3207 §4: STARTTLS takes no parameters.
@@ -172,67 +158,41 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
     }]),
   ])
 
-  function login(username: string, password: Secret, out: ClientAction[]): void {
-    out.push({ type: 'login', username, password })
-    state = { kind: 'login-pending' }
+  function onSaslStep(step: SaslStep, out: ClientAction[]): void {
+    switch (step.kind) {
+      case 'challenge':
+        // RFC 4954 §4: a continuation is "334 " and the base64 challenge.
+        state = { kind: 'sasl', exchange: step.exchange }
+        return void out.push(reply(`334 ${step.text}`))
+      case 'done':
+        out.push(step.action)
+        state = { kind: 'login-pending' }
+        return
+      case 'fail':
+        state = { kind: 'command' }
+        switch (step.why) {
+          // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
+          case 'cancelled': return void out.push(reply('501 5.0.0 Authentication cancelled'))
+          // RFC 4954 §4: a response that cannot be base64-decoded fails AUTH with 501 5.5.2. A
+          // response that decodes but is malformed for its mechanism gets the same reply.
+          case 'undecodable': return void out.push(undecodable())
+          // RFC 4616 §2: we only log users in as themselves. Not counted as a failed login: no
+          // password was checked.
+          case 'authzid': return void out.push(reply('535 5.7.8 Authorization identity must be empty or the user name'))
+          case 'no-user': return void out.push(reply('535 5.7.8 The OAuth response names no user'))
+        }
+    }
   }
 
-  // RFC 4954 §4: a response that cannot be base64-decoded fails AUTH with 501 5.5.2. A response
-  // that decodes but is not a well-formed PLAIN/LOGIN answer gets the same reply.
   const undecodable = (): ClientAction => reply('501 5.5.2 Cannot decode response')
-
-  function onPlain(response: string, out: ClientAction[]): void {
-    let creds
-    try {
-      // RFC 4954 §4: "=" as the initial response means an empty one (which PLAIN rejects).
-      creds = decodePlain(response === '=' ? '' : response)
-    } catch {
-      state = { kind: 'command' }
-      return void out.push(undecodable())
-    }
-    // RFC 4616 §2: a server that cannot act as the authzid must fail; we only log users in as
-    // themselves. Not counted as a failed login: no password was checked.
-    if (creds.authzid !== undefined && creds.authzid !== creds.authcid) {
-      state = { kind: 'command' }
-      return void out.push(reply('535 5.7.8 Authorization identity must be empty or the user name'))
-    }
-    login(creds.authcid, creds.password, out)
-  }
-
-  function onLoginUser(response: string, out: ClientAction[]): void {
-    let user: string
-    try {
-      user = decodeLoginUsername(response === '=' ? '' : response)
-    } catch {
-      state = { kind: 'command' }
-      return void out.push(undecodable())
-    }
-    state = { kind: 'auth-login-pass', user }
-    out.push(reply(`334 ${LOGIN_PASSWORD_PROMPT}`))
-  }
-
-  function onLoginPassword(user: string, response: string, out: ClientAction[]): void {
-    let password: Secret
-    try {
-      password = decodeLoginPassword(response)
-    } catch {
-      state = { kind: 'command' }
-      return void out.push(undecodable())
-    }
-    login(user, password, out)
-  }
 
   function onLine(line: Buffer, out: ClientAction[]): void {
     const text = commandText(line)
     const current = state
-    if (current.kind === 'auth-plain' || current.kind === 'auth-login-user' || current.kind === 'auth-login-pass') {
+    if (current.kind === 'sasl') {
       state = { kind: 'command' }
-      // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
-      if (text === '*') return void out.push(reply('501 5.0.0 Authentication cancelled'))
       if (text === undefined) return void out.push(undecodable())
-      if (current.kind === 'auth-plain') return onPlain(text, out)
-      if (current.kind === 'auth-login-user') return onLoginUser(text, out)
-      return onLoginPassword(current.user, text, out)
+      return onSaslStep(saslContinue(current.exchange, text), out)
     }
     // NUL, bare CR, other controls, invalid UTF-8: refused without echoing anything.
     if (text === undefined) return void out.push(reply('500 5.5.2 Invalid characters in command'))
@@ -324,7 +284,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
     },
 
     get sensitiveNext(): boolean {
-      return state.kind === 'auth-plain' || state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+      return state.kind === 'sasl'
     },
   }
 }
@@ -352,7 +312,6 @@ function multiline(code: number, lines: string[]): ClientAction {
 }
 
 function isReading(state: State): boolean {
-  return state.kind === 'command' || state.kind === 'auth-plain' ||
-    state.kind === 'auth-login-user' || state.kind === 'auth-login-pass'
+  return state.kind === 'command' || state.kind === 'sasl'
 }
 
