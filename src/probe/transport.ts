@@ -129,19 +129,24 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     }, timeoutMs)
   }
 
+  if (opts.signal?.aborted) throw new ProbeNetworkError('interrupted', 'ABORT_ERR')
   socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
-    const onAbort = (): void => reject(new ProbeNetworkError('interrupted', 'ABORT_ERR'))
-    opts.signal?.addEventListener('abort', onAbort, { once: true })
-    const t = setTimeout(() => reject(new ProbeNetworkError(`cannot connect to ${addr.host}:${addr.port} within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT')), timeoutMs)
     const s = addr.implicitTls ? tlsConnect(tlsOptions()) : netConnect({ host: addr.host, port: addr.port })
-    s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => {
+    // Mail dialogues are small request/reply lines: never hold one back for Nagle's algorithm.
+    s.setNoDelay(true)
+    const settle = (e?: Error): void => {
       clearTimeout(t)
-      resolve(s)
-    })
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(t)
-      reject(netError(e, addr))
-    })
+      opts.signal?.removeEventListener('abort', onAbort)
+      if (!e) return resolve(s)
+      // An abandoned attempt must not leave a half-open connection to the server behind.
+      s.destroy()
+      reject(e)
+    }
+    const onAbort = (): void => settle(new ProbeNetworkError('interrupted', 'ABORT_ERR'))
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+    const t = setTimeout(() => settle(new ProbeNetworkError(`cannot connect to ${addr.host}:${addr.port} within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT')), timeoutMs)
+    s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => settle())
+    s.once('error', (e: NodeJS.ErrnoException) => settle(netError(e, addr)))
   })
   attach(socket)
 

@@ -75,6 +75,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       open.add(raw)
       raw.once('close', () => open.delete(raw))
       raw.on('error', () => {})
+      // Replies are small lines: send each at once (Nagle would hold one back behind an unacked one).
+      raw.setNoDelay(true)
       const client: Socket = l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
       handle(client, l, ctx, cid).catch((e: unknown) => {
         log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })

@@ -67,22 +67,28 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
     }
   }
   for (let attempt = 0; attempt < 2; attempt++) {
-    let token
-    try {
-      token = await mk.getAccessToken(settings.email, { forceRefresh: attempt === 1, signal })
-    } catch (e) {
-      const err = e as MailkeyError
+    // The token and the connection (TCP + TLS handshake) are fetched at the same time: the local
+    // password is already checked, and the handshake hides the token store read.
+    const [conn, tok] = await Promise.allSettled([
+      openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal }),
+      mk.getAccessToken(settings.email, { forceRefresh: attempt === 1, signal }),
+    ])
+    if (tok.status === 'rejected') {
+      if (conn.status === 'fulfilled') conn.value.close()
+      const err = tok.reason as MailkeyError
       return { outcome: err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config', reason: err.message }
     }
-    let t: LineTransport | undefined
+    const token = tok.value
+    let t: LineTransport | undefined = conn.status === 'fulfilled' ? conn.value : undefined
     try {
-      t = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal })
-      await LOGIN[protocol](t, {
+      if (conn.status === 'rejected') throw conn.reason
+      const tr = t as LineTransport
+      await LOGIN[protocol](tr, {
         starttls: !addr.implicitTls,
         mechanisms,
         saslResponse: (mech) => encodeSasl(mech, { user: settings.mailbox ?? settings.email, token: token.token, host: addr.host, port: addr.port }),
       })
-      const detached = t.detach()
+      const detached = tr.detach()
       t = undefined
       return { outcome: 'ok', upstream: detached }
     } catch (e) {

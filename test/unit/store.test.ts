@@ -2,6 +2,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm, stat, writeFile, readFile, chmod, readdir, symlink, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { FileStore, accountId, assertEmail, fileNameFor } from '../../src/store/file-store.js'
 import { resolvePaths } from '../../src/config/paths.js'
@@ -109,6 +110,24 @@ describe('FileStore', () => {
     await assert.rejects(store.read(email), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS)
   })
 
+
+  it('refuses a FIFO planted at a record path without blocking in open()', async () => {
+    const email = 'fifo@example.test'
+    await store.ensureDir()
+    execFileSync('mkfifo', ['-m', '600', store.recordPath(email)])
+    // Nobody ever opens the other end: a blocking open would hang this test (and the process).
+    await assert.rejects(store.read(email), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS && /not a regular file/.test(e.message))
+  })
+
+  it('read() yields to the event loop, so a loop of reads cannot starve a timer', async () => {
+    const email = 'yield@example.test'
+    await store.write(record(email))
+    let fired = false
+    setTimeout(() => { fired = true }, 1)
+    const until = Date.now() + 2_000
+    while (!fired && Date.now() < until) await store.read(email)
+    assert.ok(fired)
+  })
   it('reports a corrupt record, names the file, and never overwrites it', async () => {
     const email = 'f@example.test'
     await writeFile(store.recordPath(email), '{"v":1,"settings":', { mode: 0o600 })
