@@ -13,7 +13,7 @@
 //    AUTHENTICATE -> OK, then idle): the harness Dovecot keeps one imap process per session and has
 //    no knob for its process limits (default 100).
 import { readFileSync } from 'node:fs'
-import { readFile, writeFile, chown } from 'node:fs/promises'
+import { readFile, writeFile, chown, mkdir } from 'node:fs/promises'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, createServer as tlsCreateServer, type TLSSocket } from 'node:tls'
@@ -123,6 +123,10 @@ async function main(): Promise<void> {
   const home = await makeTmpHome()
   const env = { ...home.env }
   delete env.NODE_EXTRA_CA_CERTS
+  // The wrong-password case measures the KDF check; the proxy's growing delay after repeated
+  // failures (penalty.ts) would otherwise dominate it after the third try.
+  await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+  await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), '[proxy]\nfailed_login_delay_max_sec = 0\n')
   const procs: LiveCli[] = []
   const children: ChildProcess[] = []
   const scripted = new Set<TLSSocket>()
@@ -185,12 +189,16 @@ async function main(): Promise<void> {
 
     // Baseline for the extra hop: a minimal Node TLS -> plain relay (a child process, like the proxy).
     const RELAY = `const net=require('net'),tls=require('tls');net.createServer((c)=>{const u=tls.connect({host:'127.0.0.1',port:+process.env.UP,servername:'localhost',ca:process.env.CA});c.pipe(u);u.pipe(c);const e=()=>{c.destroy();u.destroy()};for(const s of [c,u]){s.on('error',e);s.on('close',e)}}).listen(0,'127.0.0.1',function(){console.log(this.address().port)})`
-    const relay = spawn(process.execPath, ['-e', RELAY], { env: { ...env, UP: String(dovecot.ports.imaps), CA: dovecot.caPem }, stdio: ['ignore', 'pipe', 'inherit'] })
-    children.push(relay)
-    const relayPort = await new Promise<number>((resolve, reject) => {
-      relay.stdout.setEncoding('utf8').once('data', (d: string) => resolve(Number(d.trim())))
-      relay.once('exit', () => reject(new Error('relay exited')))
-    })
+    const startRelay = async (upstreamPort: number): Promise<{ port: number; pid: number }> => {
+      const relay = spawn(process.execPath, ['-e', RELAY], { env: { ...env, UP: String(upstreamPort), CA: dovecot.caPem }, stdio: ['ignore', 'pipe', 'inherit'] })
+      children.push(relay)
+      const port = await new Promise<number>((resolve, reject) => {
+        relay.stdout.setEncoding('utf8').once('data', (d: string) => resolve(Number(d.trim())))
+        relay.once('exit', () => reject(new Error('relay exited')))
+      })
+      return { port, pid: relay.pid as number }
+    }
+    const relayPort = (await startRelay(dovecot.ports.imaps)).port
 
     const direct = async (): Promise<Raw> => {
       const r = await openRaw('tls', dovecot.ports.imaps, dovecot.caPem)
@@ -257,6 +265,12 @@ async function main(): Promise<void> {
         ok(line, 'proxy LOGIN')
         return r
       },
+      'minimal Node relay, AUTHENTICATE XOAUTH2 through it (any extra hop)': async () => {
+        const r = await openRaw('plain', relayPort)
+        await r.wait('*')
+        ok(await r.cmd('a1', `AUTHENTICATE XOAUTH2 ${xoauth2}`), 'relay AUTHENTICATE')
+        return r
+      },
       'proxy LOGIN, wrong password (scrypt only, NO)': async () => {
         const { r, line } = await viaProxy(proxy.port, ALICE, 'wrong password')
         if (!/^a1 NO\b/.test(line)) throw new Error(`wrong password: ${line}`)
@@ -272,37 +286,45 @@ async function main(): Promise<void> {
     }
 
     // ---------------------------------------------------------------- 3. RSS with idle sessions
+    const CONC = 8
+    /** VmRSS of `pid` before and with SESSIONS idle sessions opened by `open` (8 at a time) */
+    const idleRss = async (pid: number, open: () => Promise<Raw>): Promise<{ before: number; after: number; hwm: number; closed: number; sessions: number; openMs: number }> => {
+      for (let i = 0; i < 10; i++) await (await open()).logout()
+      await new Promise((r) => setTimeout(r, 2000))
+      const before = vmRss(pid)
+      const idle: Raw[] = []
+      const t0 = performance.now()
+      let next = 0
+      await Promise.all(Array.from({ length: CONC }, async () => {
+        while (next < SESSIONS) {
+          next++
+          idle.push(await open())
+        }
+      }))
+      const openMs = performance.now() - t0
+      await new Promise((r) => setTimeout(r, 3000))
+      // every session still alive and answering through the splice
+      const noop = await Promise.all(idle.slice(0, 50).map((r) => r.cmd('n1', 'NOOP')))
+      noop.forEach((l) => ok(l, 'NOOP'))
+      const after = vmRss(pid)
+      const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
+      for (const r of idle) r.sock.destroy()
+      await new Promise((r) => setTimeout(r, 3000))
+      return { before, after, hwm, closed: vmRss(pid), sessions: idle.length, openMs }
+    }
     const rssProxy = await startProxy()
-    for (let i = 0; i < 10; i++) {
+    const proxyRss = await idleRss(rssProxy.pid, async () => {
       const { r, line } = await viaProxy(rssProxy.port, BOB)
       ok(line, 'scripted LOGIN')
-      await r.logout()
-    }
-    await new Promise((r) => setTimeout(r, 2000))
-    const rssBefore = vmRss(rssProxy.pid)
-    const idle: Raw[] = []
-    const t0 = performance.now()
-    const CONC = 8
-    let next = 0
-    await Promise.all(Array.from({ length: CONC }, async () => {
-      while (next < SESSIONS) {
-        next++
-        const { r, line } = await viaProxy(rssProxy.port, BOB)
-        ok(line, 'scripted LOGIN')
-        idle.push(r)
-      }
-    }))
-    const openMs = performance.now() - t0
-    await new Promise((r) => setTimeout(r, 3000))
-    // every session still alive and answering through the splice
-    const noop = await Promise.all(idle.slice(0, 50).map((r) => r.cmd('n1', 'NOOP')))
-    noop.forEach((l) => ok(l, 'NOOP'))
-    const rssAfter = vmRss(rssProxy.pid)
-    const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${rssProxy.pid}/status`, 'utf8'))?.[1])
-    const sessions = idle.length
-    for (const r of idle) r.sock.destroy()
-    await new Promise((r) => setTimeout(r, 3000))
-    const rssClosed = vmRss(rssProxy.pid)
+      return r
+    })
+    const rssRelay = await startRelay(fakePort)
+    const relayRss = await idleRss(rssRelay.pid, async () => {
+      const r = await openRaw('plain', rssRelay.port)
+      await r.wait('*')
+      ok(await r.cmd('a1', `AUTHENTICATE XOAUTH2 ${xoauth2}`), 'relay AUTHENTICATE')
+      return r
+    })
 
     // ---------------------------------------------------------------- report
     const out: string[] = []
@@ -320,10 +342,14 @@ async function main(): Promise<void> {
     for (const [name, xs] of loginRes) {
       out.push(`| ${name} | ${median(xs).toFixed(1)} | ${pct(xs, 0.99).toFixed(1)} | ${name.startsWith('direct') ? '-' : `+${(median(xs) - median(lDirect)).toFixed(1)} ms`} |`)
     }
-    out.push(`\n### proxy RSS with ${sessions} idle logged-in IMAP sessions (scripted TLS upstream in the bench process)\n`)
-    out.push('| VmRSS before | VmRSS with sessions | per session | VmHWM | VmRSS 3 s after closing them | time to open all |')
-    out.push('|---|---|---|---|---|---|')
-    out.push(`| ${(rssBefore / 1024).toFixed(1)} MiB | ${(rssAfter / 1024).toFixed(1)} MiB | ${((rssAfter - rssBefore) / sessions).toFixed(1)} KiB | ${(hwm / 1024).toFixed(1)} MiB | ${(rssClosed / 1024).toFixed(1)} MiB | ${(openMs / 1000).toFixed(1)} s (${CONC} at a time) |`)
+    out.push(`\n### RSS with ${proxyRss.sessions} idle logged-in IMAP sessions (scripted TLS upstream in the bench process)\n`)
+    out.push('| process | VmRSS before | VmRSS with sessions | per session | VmHWM | VmRSS 3 s after closing them | time to open all |')
+    out.push('|---|---|---|---|---|---|---|')
+    const perSession = (x: typeof proxyRss): number => (x.after - x.before) / x.sessions
+    for (const [name, x] of [['mailkey proxy', proxyRss], ['minimal Node relay (same upstream)', relayRss]] as const) {
+      out.push(`| ${name} | ${(x.before / 1024).toFixed(1)} MiB | ${(x.after / 1024).toFixed(1)} MiB | ${perSession(x).toFixed(1)} KiB | ${(x.hwm / 1024).toFixed(1)} MiB | ${(x.closed / 1024).toFixed(1)} MiB | ${(x.openMs / 1000).toFixed(1)} s (${CONC} at a time) |`)
+    }
+    out.push(`\nproxy / relay per session: ${(perSession(proxyRss) / perSession(relayRss)).toFixed(2)}x`)
     out.push(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}, load average after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
     console.log(out.join('\n'))
   } finally {

@@ -34,9 +34,11 @@ export interface ProxyListenerConfig {
 }
 
 export interface ProxyConfig {
-  /** PEM files for TLS towards clients (needed by listeners with tls = starttls | implicit) */
+  /** PEM files for TLS towards clients (listeners with tls = starttls | implicit); without them, mailkey's self-signed certificate */
   tlsCert?: string
   tlsKey?: string
+  /** longest wait before checking a password again after repeated failures (0: no waiting); default 15 */
+  failedLoginDelayMaxSec?: number
   listeners: ProxyListenerConfig[]
 }
 
@@ -48,7 +50,7 @@ export interface Config {
 }
 
 const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy'])
-const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'listeners'])
+const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
@@ -209,6 +211,13 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
   if (typeof p.tls_cert === 'string') out.tlsCert = p.tls_cert
   if (typeof p.tls_key === 'string') out.tlsKey = p.tls_key
   if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail(proxyLine(), '"tls_cert" and "tls_key" go together')
+  const delay = p.failed_login_delay_max_sec
+  if (delay !== undefined) {
+    if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 300) {
+      fail(listenerLine(-1, 'failed_login_delay_max_sec'), '"failed_login_delay_max_sec" must be a number of seconds from 0 (no delay) to 300')
+    }
+    out.failedLoginDelayMaxSec = delay as number
+  }
   const ls = p.listeners ?? []
   if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
   ;(ls as unknown[]).forEach((item, n) => {
@@ -221,7 +230,6 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     if (typeof host !== 'string' || host === '') fail(listenerLine(n, 'host'), '"host" must be an address')
     const tls = l.tls === undefined ? 'none' : l.tls
     if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit') fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
-    if (tls !== 'none' && !out.tlsCert) fail(listenerLine(n, 'tls'), `tls = "${tls}" needs tls_cert and tls_key in [proxy]`)
     const accounts = l.accounts
     if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !a.includes('@')))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses')
     const upstream = l.upstream

@@ -44,6 +44,9 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
   const scheme = ctx.server.split(':', 1)[0] ?? ''
   if (e instanceof ProbeNetworkError) {
     const code = e.code
+    if (code === 'CA_FILE') {
+      return { kind: 'config', cause: e.message, fix: `Put the CA certificate back, or give another one: "mailkey add ${ctx.account} --ca ca.pem".` }
+    }
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
       return { kind: 'config', cause: `the certificate of ${ctx.server} is not for that host name`, fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.' }
     }

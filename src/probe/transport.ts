@@ -10,7 +10,7 @@
  */
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls'
-import { readFile } from 'node:fs/promises'
+import { readFileSync, statSync } from 'node:fs'
 
 export interface LineTransport {
   /** the next CRLF-terminated line, without the CRLF */
@@ -69,8 +69,35 @@ function contextFor(caPem: string): SecureContext {
   return ctx
 }
 
+/**
+ * An account's CA file, read again only when it changed (size, mtime, inode). Synchronous: it is
+ * on the critical path of every proxy login (the TLS handshake waits for it), and a stat is a few
+ * µs where an asynchronous read costs a few thread-pool round trips (bench/README.md, "Proxy").
+ */
+const caFiles = new Map<string, { stamp: string; pem: string }>()
+function readCaFile(path: string): string {
+  let stamp: string
+  try {
+    const st = statSync(path)
+    stamp = `${st.size}:${st.mtimeMs}:${st.ino}`
+  } catch (e) {
+    throw new ProbeNetworkError(`cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'CA_FILE', { cause: e })
+  }
+  const hit = caFiles.get(path)
+  if (hit && hit.stamp === stamp) return hit.pem
+  let pem: string
+  try {
+    pem = readFileSync(path, 'utf8')
+  } catch (e) {
+    throw new ProbeNetworkError(`cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'CA_FILE', { cause: e })
+  }
+  if (caFiles.size > 64) caFiles.clear()
+  caFiles.set(path, { stamp, pem })
+  return pem
+}
+
 export async function openTransport(addr: ServerAddress, opts: ConnectOptions = {}): Promise<LineTransport> {
-  const ca = opts.caFile ? await readFile(opts.caFile, 'utf8') : undefined
+  const ca = opts.caFile ? readCaFile(opts.caFile) : undefined
   const timeoutMs = opts.timeoutMs ?? 15_000
   const tlsOptions = (socket?: Socket): ConnectionOptions => ({
     host: addr.host,

@@ -106,8 +106,11 @@ export class PasswordStore {
     return (await this.#read()).users[accountId(account)] !== undefined
   }
 
-  /** true only for a known account with the right password */
-  async check(account: string, password: Secret): Promise<boolean> {
+  /**
+   * true only for a known account with the right password. `beforeSlowCheck` runs only when the
+   * answer is not remembered, before the KDF (the proxy's penalty delay for repeated failures).
+   */
+  async check(account: string, password: Secret, o: { beforeSlowCheck?: () => Promise<void> } = {}): Promise<boolean> {
     // A changed file (a new password set meanwhile) forgets every remembered login. statSync: a
     // thread-pool round trip costs ~0.3 ms per login, the call itself a few µs (bench/README.md).
     let st
@@ -124,6 +127,7 @@ export class PasswordStore {
     const mac = createHmac('sha256', this.#key).update(accountId(account)).update('\0').update(password.reveal()).digest('base64')
     const until = this.#verified.get(mac)
     if (until !== undefined && until > Date.now()) return true
+    await o.beforeSlowCheck?.()
     // Clients that connect in a burst with the same credentials share one KDF run.
     let p = this.#inflight.get(mac)
     if (!p) {

@@ -12,6 +12,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls'
 import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Mailkey } from '../mailkey.js'
 import { isLoopbackHost } from '../core/net.js'
 import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/shared/session.js'
@@ -19,6 +20,7 @@ import { createImapSession } from '../protocols/imap/session.js'
 import { createPop3Session } from '../protocols/pop3/session.js'
 import { createSmtpSession } from '../protocols/smtp/session.js'
 import { PasswordStore } from './passwords.js'
+import { LoginPenalty, type PenaltyOptions } from './penalty.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
 
 export interface ListenerConfig {
@@ -43,6 +45,8 @@ export interface ProxyOptions {
   preAuthTimeoutMs?: number
   /** deadline for the upstream sign-in, token refresh included (default 30 s) */
   loginTimeoutMs?: number
+  /** the delay for repeated wrong local passwords (penalty.ts; defaults: 3 free, then 1 s doubling to 15 s) */
+  penalty?: Partial<PenaltyOptions>
 }
 
 export interface RunningProxy {
@@ -64,6 +68,7 @@ const SESSIONS: Record<ProxyProtocol, (o: SessionOptions) => PreAuthSession> = {
 export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const log = opts.log ?? (() => {})
   const passwords = new PasswordStore(opts.mailkey.broker.store)
+  const penalty = new LoginPenalty(opts.penalty)
   const open = new Set<Socket>()
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
@@ -98,7 +103,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
     let client = initial
     const proto = l.protocol
-    const remote = `${initial.remoteAddress ?? '?'}:${initial.remotePort ?? '?'}`
+    const address = initial.remoteAddress ?? '?'
+    const remote = `${address}:${initial.remotePort ?? '?'}`
     log({ level: 'info', cid, proto, event: 'connect', remote })
     const secure = l.tls?.mode === 'implicit'
     const session = SESSIONS[proto]({
@@ -112,10 +118,24 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       log({ level: 'info', cid, proto, event: 'pre-auth-timeout' })
       client.destroy()
     }, opts.preAuthTimeoutMs ?? 120_000)
-    client.once('close', () => {
+    /**
+     * Every listener this pre-auth phase puts on a socket, so that splice() can take them all off:
+     * any one of them would keep this whole scope (the session, its buffers, the queue) alive for
+     * the life of the spliced connection (bench/README.md, "Proxy": memory per idle session).
+     */
+    const listeners: [Socket, string, (...a: any[]) => void][] = []
+    const on = (sock: Socket, event: string, fn: (...a: any[]) => void, once = false): void => {
+      if (once) sock.once(event, fn)
+      else sock.on(event, fn)
+      listeners.push([sock, event, fn])
+    }
+    const release = (): void => {
+      for (const [sock, event, fn] of listeners.splice(0)) sock.removeListener(event, fn)
+    }
+    on(client, 'close', () => {
       clearTimeout(preAuth)
       ac.abort()
-    })
+    }, true)
     let busy = false
     const queue: Buffer[] = []
     let queuedBytes = 0
@@ -136,27 +156,61 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           queue.length = 0
           queuedBytes = 0
           client.removeListener('data', onData)
-          const tls = new TLSSocket(client, { isServer: true, secureContext: ctx })
+          const plain = client
+          const tls = new TLSSocket(plain, { isServer: true, secureContext: ctx })
           tls.on('error', () => tls.destroy())
-          tls.on('close', () => client.destroy())
+          tls.on('close', () => plain.destroy())
           client = tls
-          client.on('data', onData)
+          on(client, 'data', onData)
+          on(client, 'close', () => {
+            clearTimeout(preAuth)
+            ac.abort()
+          }, true)
         } else if (a.type === 'passthrough' || a.type === 'login') {
           // login: the local password decides; passthrough: the client's own token goes upstream.
           const event = a.type
           const account = a.username
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
-          const ok = allowed && (a.type === 'passthrough' || (await passwords.check(account, a.password).catch(() => false)))
+          let penaltyMs = 0
+          let ok = allowed && a.type === 'passthrough'
+          if (allowed && a.type === 'login') {
+            const password = a.password
+            ok = await passwords.check(account, password, {
+              // Repeated failures from this address for this user wait first (never a cached success).
+              beforeSlowCheck: async () => {
+                penaltyMs = penalty.delayMs(address, account)
+                if (penaltyMs > 0) await sleep(penaltyMs, undefined, { signal: ac.signal })
+              },
+            }).catch(() => false)
+            if (ac.signal.aborted) return false
+          }
+          if (a.type === 'login') {
+            if (ok) penalty.succeeded(address, account)
+            else penalty.failed(address, account)
+          }
           if (!ok) {
-            log({ level: 'info', cid, proto, event, account, outcome: 'bad-credentials', ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
+            log({ level: 'info', cid, proto, event, account, outcome: 'bad-credentials', ...(penaltyMs ? { penaltyMs } : {}), ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
             if (!(await apply(session.loginResult('bad-credentials').actions))) return false
             continue
           }
-          const timeout = AbortSignal.timeout(opts.loginTimeoutMs ?? 30_000)
-          const up = await loginUpstream(opts.mailkey, proto, account, AbortSignal.any([ac.signal, timeout]), opts.loginTimeoutMs ?? 30_000, {
-            ...(l.upstream ? { serverOverride: l.upstream } : {}),
-            ...(a.type === 'passthrough' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
-          })
+          // The sign-in ends when the client goes away or at the deadline, whichever comes first.
+          // (A plain timer, cleared at once: AbortSignal.timeout would hold its timer and both
+          // signals for the full 30 s after every login.)
+          const loginTimeoutMs = opts.loginTimeoutMs ?? 30_000
+          const lc = new AbortController()
+          const stop = (): void => lc.abort()
+          const deadline = setTimeout(stop, loginTimeoutMs)
+          ac.signal.addEventListener('abort', stop, { once: true })
+          let up
+          try {
+            up = await loginUpstream(opts.mailkey, proto, account, lc.signal, loginTimeoutMs, {
+              ...(l.upstream ? { serverOverride: l.upstream } : {}),
+              ...(a.type === 'passthrough' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
+            })
+          } finally {
+            clearTimeout(deadline)
+            ac.signal.removeEventListener('abort', stop)
+          }
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {
@@ -165,6 +219,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             continue
           }
           clearTimeout(preAuth)
+          release()
           for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
           splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
           queuedBytes = 0
@@ -201,13 +256,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       queue.push(chunk)
       void drain()
     }
-    client.on('data', onData)
-    client.on('error', () => client.destroy())
+    on(client, 'data', onData)
+    on(client, 'error', () => client.destroy())
     await apply(session.start())
   }
 
   function splice(client: Socket, upstream: Socket, fromUpstream: Buffer, toUpstream: Buffer, cid: string, proto: ProxyProtocol): void {
-    client.removeAllListeners('data')
     if (fromUpstream.length) client.write(fromUpstream)
     if (toUpstream.length) upstream.write(toUpstream)
     client.pipe(upstream)

@@ -172,6 +172,53 @@ print('\\n'.join(out))
     assert.equal(lab.counts.refresh, 0)
   })
 
+  it('repeated wrong passwords wait longer each time (config: failed_login_delay_max_sec); the right one still gets in', async () => {
+    const { writeFile, rm, mkdir } = await import('node:fs/promises')
+    const { connect } = await import('node:net')
+    const configFile = join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml')
+    await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+    await writeFile(configFile, '[proxy]\nfailed_login_delay_max_sec = 2\n')
+    const p2 = spawnCli(['proxy', '--imap-port', '0'], home.env)
+    try {
+      const port = Number((await p2.event('listening', 15_000)).port)
+      /** one connection: greeting, LOGIN, the tagged reply and how long it took */
+      const login = (pw: string) => new Promise<{ line: string; ms: number }>((resolve, reject) => {
+        const s = connect(port, '127.0.0.1')
+        let buf = ''
+        let t0 = 0
+        s.setEncoding('utf8').on('data', (d: string) => {
+          buf += d
+          if (!t0 && buf.includes('\r\n')) {
+            t0 = performance.now()
+            s.write(`a1 LOGIN ${EMAIL} "${pw}"\r\n`)
+          }
+          const m = /^a1 .*$/m.exec(buf)
+          if (m) {
+            s.destroy()
+            resolve({ line: m[0].trim(), ms: performance.now() - t0 })
+          }
+        })
+        s.on('error', reject)
+      })
+      const tries = []
+      for (let i = 0; i < 5; i++) tries.push(await login(`wrong ${i}`))
+      for (const t of tries) assert.match(t.line, /^a1 NO \[AUTHENTICATIONFAILED\]/)
+      // 3 free failures, then 1 s, then 2 s (the configured cap): lower bounds only, never upper.
+      assert.ok((tries[3] as { ms: number }).ms >= 1000, `4th reply after ${tries[3]?.ms} ms`)
+      assert.ok((tries[4] as { ms: number }).ms >= 2000, `5th reply after ${tries[4]?.ms} ms`)
+      const right = await login(LOCAL_PW)
+      assert.match(right.line, /^a1 OK/, 'the right password is never locked out')
+      const events = p2.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.event === 'login')
+      assert.deepEqual(events.map((e) => [e.outcome, e.penaltyMs ?? 0]), [
+        ['bad-credentials', 0], ['bad-credentials', 0], ['bad-credentials', 0], ['bad-credentials', 1000], ['bad-credentials', 2000], ['ok', 0],
+      ])
+    } finally {
+      p2.child.kill('SIGTERM')
+      await p2.done
+      await rm(configFile, { force: true })
+    }
+  })
+
   it('logs JSON lines with a connection id and no secrets', async () => {
     const log = proxy.stderr()
     const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -222,7 +269,7 @@ try:
 except Exception as e:
     print('imap FAIL', type(e).__name__, str(e)[:120])
 `
-  const py = (port: number, mode: string, user: string) => runCommand('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, PORT: String(port), MODE: mode, U: user, PW: LOCAL_PW })
+  const py = (port: number, mode: string, user: string, ca = dovecot.caFile) => runCommand('python3', ['-c', PY], { ...home.env, CA: ca, PORT: String(port), MODE: mode, U: user, PW: LOCAL_PW })
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
@@ -245,6 +292,33 @@ except Exception as e:
     const starttls = await startProxy(['--imap-port', '0', '--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile])
     assert.match((await py(implicit, 'implicit', 'alice@example.test')).stdout, /^imap OK 3$/m)
     assert.match((await py(starttls, 'starttls', 'bob@example.test')).stdout, /^imap OK 3$/m)
+  })
+
+  it('--tls without a certificate: mailkey makes its own once (0600 key), prints file and fingerprint; clients that pin it log in', async () => {
+    const first = spawnCli(['proxy', '--imap-port', '0', '--tls', 'implicit'], home.env)
+    procs.push(first)
+    const cert = await first.event('certificate', 15_000)
+    const port = Number((await first.event('listening', 15_000)).port)
+    assert.equal(cert.created, true)
+    const file = String(cert.file)
+    assert.equal((await stat(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'proxy-tls.key'))).mode & 0o777, 0o600)
+    const { X509Certificate } = await import('node:crypto')
+    assert.equal(new X509Certificate(await readFile(file)).fingerprint256, cert.fingerprint256)
+    // Python pins the file (implicit TLS, host name localhost checked)
+    assert.match((await py(port, 'implicit', 'alice@example.test', file)).stdout, /^imap OK 3$/m)
+    // curl: STARTTLS on a second proxy, which reuses the same certificate
+    const second = spawnCli(['proxy', '--imap-port', '0', '--tls', 'starttls'], home.env)
+    procs.push(second)
+    const again = await second.event('certificate', 15_000)
+    const port2 = Number((await second.event('listening', 15_000)).port)
+    assert.equal(again.created, false)
+    assert.equal(again.fingerprint256, cert.fingerprint256)
+    const r = await runCommand('curl', ['-s', '-S', '--ssl-reqd', '--cacert', file, '-K', '-', `imap://127.0.0.1:${port2}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, `user = "bob@example.test:${LOCAL_PW}"\n`)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /\* 3 EXISTS/)
+    // and a client that does not trust it refuses (the certificate is not from a public CA)
+    const untrusted = await runCommand('curl', ['-s', '-S', '--ssl-reqd', `imap://localhost:${port2}/INBOX`, '-X', 'NOOP'], home.env)
+    assert.equal(untrusted.code, 60, untrusted.stderr)
   })
 
   it('STARTTLS command injection: plain-text bytes sent with STARTTLS are dropped, not run after the handshake', async () => {

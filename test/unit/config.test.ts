@@ -350,9 +350,18 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
     const text = '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 99999\n'
     assert.throws(() => parseConfig(text, '/c.toml'), (e: unknown) => e instanceof ConfigError && /^\/c\.toml:8:1: "port" must be a port number/.test(e.message))
   })
-  it('TLS listeners need a certificate; unknown keys are named', () => {
-    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\ntls = "implicit"\n', '/c.toml'), /:4:1: tls = "implicit" needs tls_cert/)
+  it('TLS listeners without tls_cert are fine; unknown keys are named', () => {
+    // without tls_cert the proxy uses its own self-signed certificate
+    assert.equal(parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\ntls = "implicit"\n', '/c.toml').proxy?.listeners[0]?.tls, 'implicit')
     assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nbogus = 1\n', '/c.toml'), /:4:1: unknown setting "bogus"/)
     assert.throws(() => parseConfig('[proxy]\ntls_cert = "a.pem"\n', '/c.toml'), /"tls_cert" and "tls_key" go together/)
+  })
+  it('failed_login_delay_max_sec: 0 to 300 seconds, the bad line named', () => {
+    assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 0\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 0)
+    assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 2.5\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 2.5)
+    for (const bad of ['-1', '301', '"15"', 'true']) {
+      assert.throws(() => parseConfig(`# x\n[proxy]\nfailed_login_delay_max_sec = ${bad}\n`, '/c.toml'),
+        (e: unknown) => e instanceof ConfigError && /^\/c\.toml:3:1: "failed_login_delay_max_sec" must be a number of seconds from 0/.test(e.message), bad)
+    }
   })
 })

@@ -227,6 +227,15 @@ describe('diagnose', () => {
     assert.match(diagnose(new ProbeNetworkError('x', 'ERR_TLS_CERT_ALTNAME_INVALID'), ctx()).cause, /not for that host name/)
     assert.equal(diagnose(new ProbeNetworkError('x', 'ETIMEDOUT'), ctx()).kind, 'transient')
   })
+  it('a CA file that went missing is a configuration problem, named, with the fix', async () => {
+    const { openTransport } = await import('../../src/probe/transport.js')
+    const err = await openTransport({ host: '127.0.0.1', port: 1, implicitTls: true }, { caFile: '/nonexistent/mailkey-ca.pem' }).then(() => undefined, (e: unknown) => e)
+    assert.ok(err instanceof ProbeNetworkError)
+    assert.match(err.message, /cannot read the CA file "\/nonexistent\/mailkey-ca\.pem" \(ENOENT\)/)
+    const d = diagnose(err, ctx())
+    assert.equal(d.kind, 'config')
+    assert.match(d.fix, /--ca ca\.pem/)
+  })
   it('temporary unavailability is transient', () => {
     const f = new ProbeFailure('auth', 'failed', 'mk1 NO [UNAVAILABLE] Temporary authentication failure.')
     assert.equal(diagnose(f, ctx()).kind, 'transient')

@@ -26,7 +26,10 @@ through untouched. Port 0 picks a free port; the addresses are printed as JSON o
 
   --host ADDR       address to listen on (default 127.0.0.1). Anything but loopback needs TLS.
   --tls-cert/-key   PEM certificate and key for TLS towards the clients
-  --tls MODE        implicit (TLS from the first byte) or starttls (offered; default)
+  --tls MODE        implicit (TLS from the first byte) or starttls (offered; the default with
+                    --tls-cert). Without --tls-cert: mailkey's own self-signed certificate, made
+                    once in the state directory; its file and SHA-256 fingerprint are printed
+                    for clients to pin.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -58,9 +61,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
   const mode = values.tls === undefined ? 'starttls' : values.tls
   if (mode !== 'implicit' && mode !== 'starttls') throw new UsageError('--tls must be implicit or starttls')
-  const tls = typeof certFile === 'string' && typeof keyFile === 'string'
-    ? { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') } as const
-    : undefined
+  let tls: { mode: 'implicit' | 'starttls'; cert: string; key: string } | undefined
+  if (typeof certFile === 'string' && typeof keyFile === 'string') {
+    tls = { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
+  } else if (values.tls !== undefined) {
+    // --tls without a certificate of one's own: mailkey's self-signed one, for clients to pin.
+    const own = await ownCertificate(io, [host])
+    tls = { mode, cert: own.cert, key: own.key }
+  }
   // Local passwords would cross the network in clear text: refuse (issue #4, STYLE.md §1.6).
   if (!isLoopbackHost(host) && !tls) {
     throw new UsageError(`refusing to listen on ${host} without TLS: passwords would cross the network in clear text`, { hint: 'Give --tls-cert and --tls-key, or listen on 127.0.0.1.' })
@@ -79,7 +87,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const mk = createMailkey({ env: io.env })
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
-  const proxy = await startProxy({ mailkey: mk, listeners, log })
+  const delayMaxSec = await failedLoginDelayMaxSec(io)
+  const proxy = await startProxy({ mailkey: mk, listeners, log, ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}) })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
   const onHup = (): void => {
@@ -124,14 +133,43 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   return EXIT.OK
 }
 
+/**
+ * mailkey's own certificate for TLS towards clients (made on first use, renewed before it ends, in
+ * the state directory). Printed as a JSON event on stdout: where it is and its fingerprint, which
+ * is what a client pins.
+ */
+async function ownCertificate(io: CliIO, listenHosts: string[]): Promise<{ cert: string; key: string }> {
+  const { resolvePaths } = await import('../../config/paths.js')
+  const { FileStore } = await import('../../store/file-store.js')
+  const { ensureProxyCertificate, certificateNames } = await import('../../proxy/self-signed.js')
+  const paths = resolvePaths(io.env)
+  await new FileStore(paths).ensureDir()
+  const c = await ensureProxyCertificate(paths.stateDir, certificateNames(listenHosts))
+  io.stdout(JSON.stringify({ event: 'certificate', file: c.certFile, fingerprint256: c.fingerprint256, names: c.names, created: c.created }) + '\n')
+  return { cert: c.cert, key: c.key }
+}
+
+/** [proxy] failed_login_delay_max_sec from config.toml (read once, at start). */
+async function failedLoginDelayMaxSec(io: CliIO): Promise<number | undefined> {
+  const { resolvePaths } = await import('../../config/paths.js')
+  const { loadConfig } = await import('../../config/config.js')
+  return (await loadConfig(resolvePaths(io.env).configFile)).proxy?.failedLoginDelayMaxSec
+}
+
 async function configListeners(io: CliIO): Promise<import('../../proxy/server.js').ListenerConfig[]> {
   const { resolvePaths } = await import('../../config/paths.js')
   const { loadConfig } = await import('../../config/config.js')
   const cfg = await loadConfig(resolvePaths(io.env).configFile)
   const p = cfg.proxy
   if (!p) return []
-  const cert = p.tlsCert ? await readFile(p.tlsCert, 'utf8') : undefined
-  const key = p.tlsKey ? await readFile(p.tlsKey, 'utf8') : undefined
+  let cert = p.tlsCert ? await readFile(p.tlsCert, 'utf8') : undefined
+  let key = p.tlsKey ? await readFile(p.tlsKey, 'utf8') : undefined
+  if (!cert && p.listeners.some((l) => l.tls !== 'none')) {
+    // TLS listeners without tls_cert/tls_key: mailkey's self-signed certificate.
+    const own = await ownCertificate(io, p.listeners.map((l) => l.host))
+    cert = own.cert
+    key = own.key
+  }
   return p.listeners.map((l) => {
     if (!isLoopbackHost(l.host) && l.tls === 'none') {
       throw new UsageError(`${cfg.file}: refusing to listen on ${l.host} without TLS: passwords would cross the network in clear text`)
