@@ -4,7 +4,7 @@
  * (RFC 5280) written out in DER here, since Node can parse certificates but not issue them. The
  * names (subjectAltName) are localhost, 127.0.0.1, ::1, this machine's host name and any address
  * the proxy is told to listen on; clients pin the certificate (its file or its SHA-256
- * fingerprint, both printed). Why not a library: docs/adr/0006-proxy-certificate.md.
+ * fingerprint, both printed). Why not a library: docs/adr/0006-proxy-certificate-and-hot-path.md.
  *
  * Owns: the key and certificate files in the state directory. Must not: log the key.
  */

@@ -229,6 +229,53 @@ print('sent')
     assert.deepEqual(smtp.received.slice(before).map((m) => m.user).sort(), [ALICE, BOB])
   })
 
+  it('POP3 and SMTP with TLS on both sides: STLS/STARTTLS and implicit TLS towards the client; STARTTLS (alice) and implicit (bob) upstream', async () => {
+    const tlsFlags = ['--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile]
+    const starttls = await startProxy(home, ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'starttls'], 2, procs)
+    const implicit = await startProxy(home, ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'implicit'], 2, procs)
+    const PY = `
+import poplib, smtplib, ssl, os
+ctx = ssl.create_default_context(cafile=os.environ['CA'])
+u, pw, mode = os.environ['U'], os.environ['PW'], os.environ['MODE']
+out = []
+try:
+    if mode == 'implicit':
+        p = poplib.POP3_SSL('localhost', int(os.environ['POP']), context=ctx)
+    else:
+        p = poplib.POP3('localhost', int(os.environ['POP']))
+        p.stls(context=ctx)
+    p.user(u)
+    p.pass_(pw)
+    out.append(f'pop {p.stat()[0]} {p.sock.version()}')
+    p.quit()
+except Exception as e:
+    out.append(f'pop FAIL {type(e).__name__}: {str(e)[:120]}')
+try:
+    if mode == 'implicit':
+        s = smtplib.SMTP_SSL('localhost', int(os.environ['SMTP']), context=ctx)
+    else:
+        s = smtplib.SMTP('localhost', int(os.environ['SMTP']))
+        s.starttls(context=ctx)
+    s.login(u, pw)
+    s.sendmail(u, ['carol@example.test'], 'Subject: tls both sides\\r\\n\\r\\nhello\\r\\n')
+    out.append(f'smtp sent {s.sock.version()}')
+    s.quit()
+except Exception as e:
+    out.append(f'smtp FAIL {type(e).__name__}: {str(e)[:120]}')
+print('\\n'.join(out))
+`
+    const before = smtp.received.length
+    const run = (p: Ports, mode: string, u: string) => runCommand('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, MODE: mode, U: u, PW: LOCAL_PW, POP: String(p.pop3), SMTP: String(p.smtp) })
+    for (const [p, mode] of [[starttls, 'starttls'], [implicit, 'implicit']] as const) {
+      for (const u of [ALICE, BOB]) {
+        const r = await run(p, mode, u)
+        assert.match(r.stdout, /^pop \d+ TLSv1\.[23]$/m, `${mode} ${u}: ${r.stdout}${r.stderr.slice(-300)}`)
+        assert.match(r.stdout, /^smtp sent TLSv1\.[23]$/m, `${mode} ${u}: ${r.stdout}`)
+      }
+    }
+    assert.deepEqual(smtp.received.slice(before).map((m) => m.user).sort(), [ALICE, ALICE, BOB, BOB])
+  })
+
   it('an access token that expired while the proxy runs is refreshed transparently, once', async () => {
     const ok = await imapRaw(ports.imap, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
     assert.ok(ok.ok, 'logged in before the expiry')
