@@ -31,6 +31,8 @@ export interface ProxyListenerConfig {
   accounts?: string[]
   /** send these clients to this server instead of the account's own (imaps://host:993 ...) */
   upstream?: string
+  /** PEM file of a private CA that the `upstream` server's certificate comes from */
+  ca?: string
 }
 
 export interface ProxyConfig {
@@ -51,7 +53,7 @@ export interface Config {
 
 const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy'])
 const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
-const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream'])
+const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
   'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
@@ -234,6 +236,9 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !a.includes('@')))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses')
     const upstream = l.upstream
     if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))) fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
+    const ca = l.ca
+    if (ca !== undefined && (typeof ca !== 'string' || ca === '')) fail(listenerLine(n, 'ca'), '"ca" must be a file path')
+    if (ca !== undefined && upstream === undefined) fail(listenerLine(n, 'ca'), '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")')
     out.listeners.push({
       protocol: l.protocol as ProxyListenerConfig['protocol'],
       port: l.port as number,
@@ -241,6 +246,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
       tls: tls as ProxyListenerConfig['tls'],
       ...(accounts ? { accounts: (accounts as string[]).map((a) => a.toLowerCase()) } : {}),
       ...(typeof upstream === 'string' ? { upstream } : {}),
+      ...(typeof ca === 'string' ? { ca } : {}),
     })
   })
   return out

@@ -33,6 +33,8 @@ export interface ListenerConfig {
   accounts?: string[]
   /** this server instead of the account's own (imaps://host:993 ...) */
   upstream?: string
+  /** PEM file of a private CA for `upstream` (instead of the account's) */
+  upstreamCa?: string
 }
 
 export type LogEvent = Record<string, string | number | boolean | undefined>
@@ -205,6 +207,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           try {
             up = await loginUpstream(opts.mailkey, proto, account, lc.signal, loginTimeoutMs, {
               ...(l.upstream ? { serverOverride: l.upstream } : {}),
+              ...(l.upstreamCa ? { caOverride: l.upstreamCa } : {}),
               ...(a.type === 'passthrough' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
             })
           } finally {

@@ -36,6 +36,8 @@ const SERVER_KEY = { imap: 'imap', pop3: 'pop', smtp: 'smtp' } as const
 export interface UpstreamOptions {
   /** this server instead of the account's own */
   serverOverride?: string
+  /** with serverOverride: its private CA (PEM file) instead of the account's */
+  caOverride?: string
   /** the client's own SASL response (passthrough): used as is, never refreshed */
   clientSasl?: { mechanism: SaslMechanism; response: Secret }
 }
@@ -48,12 +50,13 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
   const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const addr = parseServer(server)
+  const caFile = o.serverOverride ? o.caOverride ?? settings.ca : settings.ca
   const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
   if (o.clientSasl) {
     const sasl = o.clientSasl
     let t: LineTransport | undefined
     try {
-      t = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal })
+      t = await openTransport(addr, { ...(caFile ? { caFile } : {}), timeoutMs, signal })
       await LOGIN[protocol](t, { starttls: !addr.implicitTls, mechanisms: [sasl.mechanism], saslResponse: () => sasl.response })
       const detached = t.detach()
       t = undefined
@@ -70,7 +73,7 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
     // The token and the connection (TCP + TLS handshake) are fetched at the same time: the local
     // password is already checked, and the handshake hides the token store read.
     const [conn, tok] = await Promise.allSettled([
-      openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs, signal }),
+      openTransport(addr, { ...(caFile ? { caFile } : {}), timeoutMs, signal }),
       mk.getAccessToken(settings.email, { forceRefresh: attempt === 1, signal }),
     ])
     if (tok.status === 'rejected') {

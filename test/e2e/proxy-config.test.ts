@@ -35,7 +35,7 @@ describe('mailkey proxy from config.toml', { skip: missing.length ? `${missing.j
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
-    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: ['alice@example.test', 'bob@example.test', 'carol@example.test'] })
     home = await makeTmpHome()
     for (const email of ['alice@example.test', 'bob@example.test']) {
       const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile], home.env)
@@ -46,6 +46,11 @@ describe('mailkey proxy from config.toml', { skip: missing.length ? `${missing.j
       secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
       await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
     }
+    // carol: her own server is the implicit-TLS port, and no CA is given for it
+    const cli = spawnCli(['add', 'carol@example.test', '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`], home.env)
+    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'carol@example.test' })
+    assert.equal((await cli.done).code, 0)
+    assert.equal((await runCli(['proxy', 'password', 'carol@example.test'], home.env, { stdin: PW + '\n' })).code, 0)
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
   })
   after(async () => {
@@ -76,6 +81,26 @@ describe('mailkey proxy from config.toml', { skip: missing.length ? `${missing.j
       s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
     })
     assert.equal(refused, 'ECONNREFUSED', 'the old listener is gone')
+  })
+
+  it('a listener can send its clients to another server and trust that server\'s private CA (upstream + ca)', async () => {
+    const [p3, p4] = await freePorts(2) as [number, number]
+    // the STARTTLS port instead of carol's own implicit-TLS one; only the first listener trusts its CA
+    const up = `imap://localhost:${dovecot.ports.imap}`
+    const other = join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'other.toml')
+    await writeFile(other, `[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = ${p3}\nupstream = "${up}"\nca = "${dovecot.caFile}"\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = ${p4}\nupstream = "${up}"\n`)
+    const p = spawnCli(['proxy'], { ...home.env, MAILKEY_CONFIG: other })
+    try {
+      const end = Date.now() + 15_000
+      while (p.events('listening').length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+      assert.equal(p.events('listening').length, 2, p.stderr())
+      assert.match(await login(p3, 'carol@example.test'), /^ok \d+$/)
+      assert.match(await login(p4, 'carol@example.test'), /^fail error .*CONTACTADMIN/, 'without the CA the server\'s certificate is not trusted')
+      assert.match(p.stderr(), /"outcome":"config","msg":"the certificate of imap:\/\/localhost:\d+ is not trusted/)
+    } finally {
+      p.child.kill('SIGTERM')
+      await p.done
+    }
   })
 
   it('a broken config on SIGHUP keeps the running listeners and logs why', async () => {

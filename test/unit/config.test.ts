@@ -356,6 +356,12 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
     assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nbogus = 1\n', '/c.toml'), /:4:1: unknown setting "bogus"/)
     assert.throws(() => parseConfig('[proxy]\ntls_cert = "a.pem"\n', '/c.toml'), /"tls_cert" and "tls_key" go together/)
   })
+  it('a listener\'s ca goes with its upstream', () => {
+    const ok = parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://mail.example.test:143"\nca = "/etc/ca.pem"\n', '/c.toml')
+    assert.deepEqual(ok.proxy?.listeners[0], { protocol: 'imap', port: 1, host: '127.0.0.1', tls: 'none', upstream: 'imap://mail.example.test:143', ca: '/etc/ca.pem' })
+    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nca = "/etc/ca.pem"\n', '/c.toml'), /:4:1: "ca" is for the server named by "upstream"/)
+    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://h:143"\nca = 5\n', '/c.toml'), /:5:1: "ca" must be a file path/)
+  })
   it('failed_login_delay_max_sec: 0 to 300 seconds, the bad line named', () => {
     assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 0\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 0)
     assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 2.5\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 2.5)

@@ -181,6 +181,7 @@ async function configListeners(io: CliIO): Promise<import('../../proxy/server.js
       ...(l.tls !== 'none' && cert && key ? { tls: { mode: l.tls, cert, key } } : {}),
       ...(l.accounts ? { accounts: l.accounts } : {}),
       ...(l.upstream ? { upstream: l.upstream } : {}),
+      ...(l.ca ? { upstreamCa: l.ca } : {}),
     }
   })
 }
