@@ -8,7 +8,8 @@ import { describe, test } from 'node:test'
 
 import { createPop3Session, pop3LineIsSensitive } from '../../src/protocols/pop3/session.js'
 import { LineReader, commandText, findControlByte, readLine } from '../../src/protocols/shared/line-reader.js'
-import type { ClientAction, LoginOutcome, PreAuthSession, SessionOptions } from '../../src/protocols/shared/session.js'
+import type { ClientAction, SessionOptions } from '../../src/protocols/shared/session.js'
+import { transcripts, type Step } from '../harness/session-transcript.js'
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 
@@ -18,43 +19,7 @@ const PLAIN_IR = b64(`\0alice\0${PASSWORD}`)
 
 const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
 
-/** Everything the server sent, for the leak check. */
-const allServerOutput: string[] = []
-
-function render(actions: ClientAction[]): string {
-  let out = ''
-  for (const a of actions) {
-    if (a.type === 'reply') {
-      allServerOutput.push(a.data)
-      out += a.data
-    } else if (a.type === 'close') {
-      allServerOutput.push(a.data ?? '')
-      out += `${a.data ?? ''}[close]`
-    } else if (a.type === 'starttls') {
-      out += '[starttls]'
-    } else if (a.type === 'login') {
-      out += `[login ${a.username} ${a.password.reveal()}]`
-    } else {
-      out += `[passthrough ${a.username} ${a.mechanism}]`
-    }
-  }
-  return out
-}
-
-type Step = [input: string | Buffer | { result: LoginOutcome; text?: string }, expected: string]
-
-function transcript(session: PreAuthSession, steps: Step[]): void {
-  for (const [i, [input, expected]] of steps.entries()) {
-    let got: string
-    if (typeof input === 'string' || Buffer.isBuffer(input)) {
-      got = render(session.feed(typeof input === 'string' ? Buffer.from(input, 'utf8') : input))
-    } else {
-      const r = session.loginResult(input.result, input.text === undefined ? undefined : { text: input.text })
-      got = render(r.actions) + (r.done ? '[done]' : '') + (r.leftover ? `[leftover ${r.leftover.toString('utf8')}]` : '')
-    }
-    assert.equal(got, expected, `step ${i}: ${JSON.stringify(input)}`)
-  }
-}
+const { serverOutput: allServerOutput, render, transcript } = transcripts()
 
 const CAPA_FULL = '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
 

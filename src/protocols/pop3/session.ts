@@ -18,17 +18,10 @@
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
  */
 import { Secret } from '../../core/secret.js'
-import { LineReader, commandText } from '../shared/line-reader.js'
+import { commandText } from '../shared/line-reader.js'
+import { createLineSession, type LineControl } from '../shared/line-session.js'
 import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
-import {
-  replyText,
-  resolveLimits,
-  type ClientAction,
-  type LoginOutcome,
-  type LoginResult,
-  type PreAuthSession,
-  type SessionOptions,
-} from '../shared/session.js'
+import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
 
 export const POP3_GREETING = '+OK mailkey POP3 proxy ready'
 
@@ -43,11 +36,8 @@ type State =
   | { kind: 'command'; user?: string }
   /** a SASL exchange awaits the client's next line (RFC 5034 §4) */
   | { kind: 'sasl'; exchange: SaslExchange }
-  | { kind: 'login-pending' }
-  | { kind: 'done' }
-  | { kind: 'closed' }
 
-type Handler = (arg: string | undefined, out: ClientAction[], user: string | undefined) => void
+type Handler = (arg: string | undefined, out: ClientAction[], user: string | undefined, ctl: LineControl) => void
 
 // RFC 1939 §5: transaction-state commands. Before login they are out of sequence, not unknown.
 const TRANSACTION_VERBS = ['STAT', 'LIST', 'RETR', 'DELE', 'NOOP', 'RSET', 'TOP', 'UIDL', 'LAST']
@@ -67,16 +57,8 @@ export function pop3LineIsSensitive(line: string): boolean {
  * @see [RFC 5034 §4 - The AUTH Command](https://www.rfc-editor.org/rfc/rfc5034.html#section-4)
  */
 export function createPop3Session(opts: SessionOptions): PreAuthSession {
-  const limits = resolveLimits(opts.limits)
-  const reader = new LineReader(limits.maxLineBytes)
-  // Input buffered while a login is pending is forwarded upstream after 'ok'. The proxy should stop
-  // feeding meanwhile; this bounds memory if it does not: no more than a client could send before
-  // login anyway.
-  const maxPendingBytes = limits.maxLineBytes * limits.maxCommands
   let secure = opts.secure
   let state: State = { kind: 'command' }
-  let commands = 0
-  let failures = 0
 
   const tlsRequired = (): boolean => opts.requireTls && !secure
   const stlsOffered = (): boolean => opts.starttlsAvailable && !secure
@@ -103,16 +85,16 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       state = { kind: 'command', user }
       out.push(reply('+OK send PASS'))
     }],
-    ['PASS', (arg, out, user) => {
+    ['PASS', (arg, out, user, ctl) => {
       if (tlsRequired()) return void out.push(tlsRequiredReply())
       // RFC 1939 §7: PASS only immediately after a successful USER.
       if (user === undefined) return void out.push(reply('-ERR send USER first'))
       // RFC 1939 §7 (PASS, "Discussion"): the whole rest of the line is the password, spaces
       // included, so it is taken verbatim after the single space that ends the keyword.
       if (arg === undefined || arg.length === 0) return void out.push(reply('-ERR missing password'))
-      login(user, new Secret(arg), out)
+      ctl.login(out, user, new Secret(arg))
     }],
-    ['AUTH', (arg, out) => {
+    ['AUTH', (arg, out, _user, ctl) => {
       if (tlsRequired()) return void out.push(tlsRequiredReply())
       const parts = (arg ?? '').split(' ').filter((p) => p.length > 0)
       // Not in RFC 5034 (nor RFC 1734): a bare AUTH lists the mechanisms, "+OK" then one per line
@@ -123,9 +105,9 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       const mech = clientSaslMechanism(name)
       // RFC 5034 §4: a mechanism the server does not support fails the AUTH command.
       if (!mech) return void out.push(reply('-ERR Unsupported mechanism'))
-      onSaslStep(saslStart(mech, ir), out)
+      onSaslStep(saslStart(mech, ir), out, ctl)
     }],
-    ['STLS', (_arg, out) => {
+    ['STLS', (_arg, out, _user, ctl) => {
       // RFC 2595 §4: STLS is refused once TLS is active.
       if (secure) return void out.push(reply('-ERR TLS already active'))
       if (!opts.starttlsAvailable) return void out.push(reply('-ERR STLS not available'))
@@ -133,14 +115,13 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       // RFC 2595 §4 (and RFC 3207 §4.2 for SMTP): after TLS, forget what the client said in the
       // clear (the USER is already gone: any command clears it), and discard bytes that followed
       // STLS in the clear: they would otherwise be read as if they had come over TLS.
-      reader.clear()
+      ctl.clearInput()
       secure = true
       state = { kind: 'command' }
     }],
-    ['QUIT', (_arg, out) => {
+    ['QUIT', (_arg, out, _user, ctl) => {
       // RFC 1939 §4: QUIT in the AUTHORIZATION state ends the session without an UPDATE state.
-      out.push({ type: 'close', data: '+OK bye\r\n' })
-      state = { kind: 'closed' }
+      ctl.close(out, '+OK bye')
     }],
     ['APOP', (_arg, out) => {
       // RFC 1939 §7: APOP needs a timestamp in the greeting; we send none.
@@ -158,21 +139,15 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       : '-ERR [AUTH] TLS required: connect with TLS')
   }
 
-  function login(username: string, password: Secret, out: ClientAction[]): void {
-    out.push({ type: 'login', username, password })
-    state = { kind: 'login-pending' }
-  }
-
-  function onSaslStep(step: SaslStep, out: ClientAction[]): void {
+  function onSaslStep(step: SaslStep, out: ClientAction[], ctl: LineControl): void {
     switch (step.kind) {
       case 'challenge':
         // RFC 5034 §4: a continuation is "+ " and the base64 challenge.
         state = { kind: 'sasl', exchange: step.exchange }
         return void out.push(reply(`+ ${step.text}`))
       case 'done':
-        out.push(step.action)
-        state = { kind: 'login-pending' }
-        return
+        state = { kind: 'command' }
+        return ctl.handOver(out, step.action)
       case 'fail':
         state = { kind: 'command' }
         switch (step.why) {
@@ -187,13 +162,13 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
     }
   }
 
-  function onLine(line: Buffer, out: ClientAction[]): void {
+  function onLine(line: Buffer, out: ClientAction[], ctl: LineControl): void {
     const text = commandText(line)
     const current = state
     if (current.kind === 'sasl') {
       state = { kind: 'command' }
       if (text === undefined) return void out.push(reply('-ERR invalid SASL response'))
-      return onSaslStep(saslContinue(current.exchange, text), out)
+      return onSaslStep(saslContinue(current.exchange, text), out, ctl)
     }
     // RFC 1939 §7: PASS must come immediately after USER, so any other line forgets the USER.
     const user = current.kind === 'command' ? current.user : undefined
@@ -206,90 +181,28 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
     const arg = space < 0 ? undefined : text.slice(space + 1)
     const handler = handlers.get(verb)
     if (!handler) return void out.push(reply(verb.length === 0 ? '-ERR empty command' : '-ERR unknown command'))
-    handler(arg, out, user)
+    handler(arg, out, user, ctl)
   }
 
-  /** Read and answer buffered lines until input runs out or the session stops reading. */
-  function run(out: ClientAction[]): ClientAction[] {
-    while (isReading(state)) {
-      const r = reader.next()
-      if (r.kind === 'partial') break
-      if (r.kind === 'too-long') {
-        // Bounded framing: an overlong line is answered and the connection closed; nothing after
-        // it can be trusted to start on a line boundary.
-        close(out, '-ERR line too long')
-        break
-      }
-      commands += 1
-      if (commands > limits.maxCommands) {
-        close(out, '-ERR too many commands before login')
-        break
-      }
-      onLine(r.line, out)
-    }
-    return out
-  }
-
-  function close(out: ClientAction[], text: string): void {
-    out.push({ type: 'close', data: `${text}\r\n` })
-    state = { kind: 'closed' }
-    reader.clear()
-  }
-
-  return {
-    start(): ClientAction[] {
-      // RFC 1939 §4: the greeting; no APOP timestamp, since APOP is not offered.
-      return [reply(POP3_GREETING)]
-    },
-
-    feed(data: Buffer): ClientAction[] {
-      if (state.kind === 'closed') return []
-      if (state.kind === 'done') throw new Error('POP3 session is over: splice instead of feeding it')
-      reader.push(data)
-      if (state.kind === 'login-pending') {
-        if (reader.size > maxPendingBytes) {
-          const out: ClientAction[] = []
-          close(out, '-ERR too much input while logging in')
-          return out
-        }
-        return []
-      }
-      return run([])
-    },
-
-    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
-      if (state.kind === 'closed') return { actions: [], done: false }
-      if (state.kind !== 'login-pending') throw new Error('POP3 session has no login pending')
-      if (outcome === 'ok') {
-        state = { kind: 'done' }
-        const leftover = reader.drain()
-        return {
-          actions: [reply(`+OK ${sanitizeText(info?.text, 'Logged in.')}`)],
-          done: true,
-          ...(leftover.length > 0 ? { leftover } : {}),
-        }
-      }
-      const out: ClientAction[] = []
-      failures += 1
-      const failed = failureReply(outcome, info?.text)
+  return createLineSession(opts, {
+    name: 'POP3',
+    // RFC 1939 §4: the greeting; no APOP timestamp, since APOP is not offered.
+    greeting: () => [reply(POP3_GREETING)],
+    onLine,
+    okReply: (text) => `+OK ${sanitizeText(text, 'Logged in.')}`,
+    failureReply,
+    resetAfterFailure: () => {
       state = { kind: 'command' }
-      if (failures >= limits.maxFailedLogins) {
-        close(out, failed)
-        return { actions: out, done: false }
-      }
-      out.push(reply(failed))
-      // Commands the client sent behind the failed login are answered now, in order.
-      return { actions: run(out), done: false }
     },
-
-    get sensitiveNext(): boolean {
-      switch (state.kind) {
-        case 'command': return state.user !== undefined
-        case 'sasl': return true
-        default: return false
-      }
+    closing: {
+      lineTooLong: '-ERR line too long',
+      tooManyCommands: '-ERR too many commands before login',
+      pendingOverflow: '-ERR too much input while logging in',
+      // the failure reply itself is the last word
+      tooManyFailures: (failed) => [failed],
     },
-  }
+    sensitiveNext: () => (state.kind === 'command' ? state.user !== undefined : true),
+  })
 }
 
 /**
@@ -312,9 +225,5 @@ function reply(line: string): ClientAction {
 /** The proxy's text for a reply, never starting with "[" (it would pose as a response code, RFC 2449 §8). */
 function sanitizeText(text: string | undefined, fallback: string): string {
   return replyText(text?.replace(/^[\s\x00-\x1f\x7f]*\[+/, ''), fallback)
-}
-
-function isReading(state: State): boolean {
-  return state.kind === 'command' || state.kind === 'sasl'
 }
 

@@ -21,17 +21,10 @@
  * Owns: the pre-auth SMTP dialogue up to the login verdict. Must not: open sockets, check
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
  */
-import { LineReader, commandText } from '../shared/line-reader.js'
+import { commandText } from '../shared/line-reader.js'
+import { createLineSession, type LineControl } from '../shared/line-session.js'
 import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
-import {
-  replyText,
-  resolveLimits,
-  type ClientAction,
-  type LoginOutcome,
-  type LoginResult,
-  type PreAuthSession,
-  type SessionOptions,
-} from '../shared/session.js'
+import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
 
 /**
  * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; a client with its
@@ -43,11 +36,8 @@ type State =
   | { kind: 'command' }
   /** a SASL exchange awaits the client's next line (RFC 4954 §4) */
   | { kind: 'sasl'; exchange: SaslExchange }
-  | { kind: 'login-pending' }
-  | { kind: 'done' }
-  | { kind: 'closed' }
 
-type Handler = (args: string | undefined, out: ClientAction[]) => void
+type Handler = (args: string | undefined, out: ClientAction[], ctl: LineControl) => void
 
 // Commands of a mail transaction, and others a submission server keeps for authenticated users.
 const AUTH_FIRST_VERBS = ['MAIL', 'RCPT', 'DATA', 'BDAT', 'VRFY', 'EXPN', 'ETRN']
@@ -72,16 +62,10 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
   // The host name goes into the greeting and the EHLO reply: it must not be able to break a line.
   if (!HOSTNAME.test(opts.hostname)) throw new RangeError('SMTP hostname must be printable ASCII without spaces')
   const host = opts.hostname
-  const limits = resolveLimits(opts.limits)
-  const reader = new LineReader(limits.maxLineBytes)
-  // See pop3/session.ts: the bound on input held while the proxy decides on a login.
-  const maxPendingBytes = limits.maxLineBytes * limits.maxCommands
   let secure = opts.secure
   let state: State = { kind: 'command' }
   /** the greeting the client has given: RFC 4954 §3 makes AUTH an EHLO-only extension */
   let greeted: 'none' | 'helo' | 'ehlo' = 'none'
-  let commands = 0
-  let failures = 0
 
   const tlsRequired = (): boolean => opts.requireTls && !secure
   const starttlsOffered = (): boolean => opts.starttlsAvailable && !secure
@@ -104,7 +88,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       greeted = 'helo'
       out.push(reply(`250 ${host}`))
     }],
-    ['AUTH', (args, out) => {
+    ['AUTH', (args, out, ctl) => {
       if (tlsRequired()) {
         // RFC 3207 §4 when STARTTLS is on offer; otherwise RFC 4954 §6's "encryption required".
         return void out.push(reply(opts.starttlsAvailable
@@ -121,9 +105,9 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       const mech = clientSaslMechanism(name)
       // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4.
       if (!mech) return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
-      onSaslStep(saslStart(mech, ir), out)
+      onSaslStep(saslStart(mech, ir), out, ctl)
     }],
-    ['STARTTLS', (args, out) => {
+    ['STARTTLS', (args, out, ctl) => {
       // RFC 3207 §4: STARTTLS takes no parameters.
       if (args !== undefined && args.trim().length > 0) return void out.push(reply('501 5.5.4 Syntax: STARTTLS'))
       if (secure) return void out.push(reply('503 5.5.1 TLS already active'))
@@ -132,7 +116,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       // RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client (the EHLO
       // argument included) before TLS. Bytes that followed STARTTLS in the clear are dropped too:
       // reading them as if they came over TLS is the command-injection hole (CVE-2011-0411).
-      reader.clear()
+      ctl.clearInput()
       secure = true
       greeted = 'none'
       state = { kind: 'command' }
@@ -147,10 +131,9 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
     ['HELP', (_args, out) => {
       out.push(reply('214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual'))
     }],
-    ['QUIT', (_args, out) => {
+    ['QUIT', (_args, out, ctl) => {
       // RFC 5321 §4.1.1.10: 221, then close.
-      out.push({ type: 'close', data: `221 2.0.0 ${host} closing connection\r\n` })
-      state = { kind: 'closed' }
+      ctl.close(out, `221 2.0.0 ${host} closing connection`)
     }],
     ...AUTH_FIRST_VERBS.map((verb): [string, Handler] => [verb, (_args, out) => {
       // RFC 4954 §6: 530 5.7.0 for commands refused until the client has authenticated.
@@ -158,16 +141,15 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
     }]),
   ])
 
-  function onSaslStep(step: SaslStep, out: ClientAction[]): void {
+  function onSaslStep(step: SaslStep, out: ClientAction[], ctl: LineControl): void {
     switch (step.kind) {
       case 'challenge':
         // RFC 4954 §4: a continuation is "334 " and the base64 challenge.
         state = { kind: 'sasl', exchange: step.exchange }
         return void out.push(reply(`334 ${step.text}`))
       case 'done':
-        out.push(step.action)
-        state = { kind: 'login-pending' }
-        return
+        state = { kind: 'command' }
+        return ctl.handOver(out, step.action)
       case 'fail':
         state = { kind: 'command' }
         switch (step.why) {
@@ -186,13 +168,13 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
 
   const undecodable = (): ClientAction => reply('501 5.5.2 Cannot decode response')
 
-  function onLine(line: Buffer, out: ClientAction[]): void {
+  function onLine(line: Buffer, out: ClientAction[], ctl: LineControl): void {
     const text = commandText(line)
     const current = state
     if (current.kind === 'sasl') {
       state = { kind: 'command' }
       if (text === undefined) return void out.push(undecodable())
-      return onSaslStep(saslContinue(current.exchange, text), out)
+      return onSaslStep(saslContinue(current.exchange, text), out, ctl)
     }
     // NUL, bare CR, other controls, invalid UTF-8: refused without echoing anything.
     if (text === undefined) return void out.push(reply('500 5.5.2 Invalid characters in command'))
@@ -208,85 +190,32 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
     if (tlsRequired() && opts.starttlsAvailable && !ALLOWED_BEFORE_TLS.has(verb)) {
       return void out.push(reply('530 5.7.0 Must issue a STARTTLS command first'))
     }
-    handler(args, out)
+    handler(args, out, ctl)
   }
 
-  function run(out: ClientAction[]): ClientAction[] {
-    while (isReading(state)) {
-      const r = reader.next()
-      if (r.kind === 'partial') break
-      if (r.kind === 'too-long') {
-        // RFC 5321 §4.5.3.1.4 lets a server refuse long lines; we close, so per RFC 5321 §3.8 the
-        // reply is a 421 (the only reply after which a server may close on its own).
-        close(out, `421 4.7.0 ${host} Line too long, closing connection`)
-        break
-      }
-      commands += 1
-      if (commands > limits.maxCommands) {
-        close(out, `421 4.7.0 ${host} Too many commands, closing connection`)
-        break
-      }
-      onLine(r.line, out)
-    }
-    return out
-  }
-
-  function close(out: ClientAction[], line: string): void {
-    out.push({ type: 'close', data: `${line}\r\n` })
-    state = { kind: 'closed' }
-    reader.clear()
-  }
-
-  return {
-    start(): ClientAction[] {
-      // RFC 5321 §4.2 / §3.1: the 220 greeting; "ESMTP" tells old clients to try EHLO.
-      return [reply(`220 ${host} ESMTP mailkey proxy ready`)]
-    },
-
-    feed(data: Buffer): ClientAction[] {
-      if (state.kind === 'closed') return []
-      if (state.kind === 'done') throw new Error('SMTP session is over: splice instead of feeding it')
-      reader.push(data)
-      if (state.kind === 'login-pending') {
-        if (reader.size > maxPendingBytes) {
-          const out: ClientAction[] = []
-          close(out, `421 4.7.0 ${host} Too much input while authenticating, closing connection`)
-          return out
-        }
-        return []
-      }
-      return run([])
-    },
-
-    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
-      if (state.kind === 'closed') return { actions: [], done: false }
-      if (state.kind !== 'login-pending') throw new Error('SMTP session has no login pending')
-      if (outcome === 'ok') {
-        state = { kind: 'done' }
-        // Everything after the AUTH exchange (a pipelined MAIL FROM, RFC 4954 §4 allows it after an
-        // initial response) belongs to the upstream.
-        const leftover = reader.drain()
-        return {
-          actions: [reply(`235 2.7.0 ${replyText(info?.text, 'Authentication successful')}`)],
-          done: true,
-          ...(leftover.length > 0 ? { leftover } : {}),
-        }
-      }
-      const out: ClientAction[] = [reply(failureReply(outcome, info?.text))]
-      failures += 1
+  return createLineSession(opts, {
+    name: 'SMTP',
+    // RFC 5321 §4.2 / §3.1: the 220 greeting; "ESMTP" tells old clients to try EHLO.
+    greeting: () => [reply(`220 ${host} ESMTP mailkey proxy ready`)],
+    onLine,
+    // Everything after the AUTH exchange (a pipelined MAIL FROM, RFC 4954 §4 allows it after an
+    // initial response) is handed to the upstream as leftover by the line session.
+    okReply: (text) => `235 2.7.0 ${replyText(text, 'Authentication successful')}`,
+    failureReply,
+    resetAfterFailure: () => {
       state = { kind: 'command' }
-      if (failures >= limits.maxFailedLogins) {
-        // RFC 5321 §3.8: a server closing on its own says 421 first.
-        close(out, `421 4.7.0 ${host} Too many failed logins, closing connection`)
-        return { actions: out, done: false }
-      }
-      return { actions: run(out), done: false }
     },
-
-    get sensitiveNext(): boolean {
-      return state.kind === 'sasl'
+    closing: {
+      // RFC 5321 §4.5.3.1.4 lets a server refuse long lines; we close, so per RFC 5321 §3.8 the
+      // reply is a 421 (the only reply after which a server may close on its own).
+      lineTooLong: `421 4.7.0 ${host} Line too long, closing connection`,
+      tooManyCommands: `421 4.7.0 ${host} Too many commands, closing connection`,
+      pendingOverflow: `421 4.7.0 ${host} Too much input while authenticating, closing connection`,
+      // RFC 5321 §3.8: a server closing on its own says 421 first.
+      tooManyFailures: (failed) => [failed, `421 4.7.0 ${host} Too many failed logins, closing connection`],
     },
-  }
+    sensitiveNext: () => state.kind === 'sasl',
+  })
 }
 
 /** STYLE.md §5 wire mapping; codes from RFC 4954 §6 and RFC 3463. */
@@ -309,9 +238,5 @@ function reply(line: string): ClientAction {
 function multiline(code: number, lines: string[]): ClientAction {
   const data = lines.map((line, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${line}\r\n`).join('')
   return { type: 'reply', data }
-}
-
-function isReading(state: State): boolean {
-  return state.kind === 'command' || state.kind === 'sasl'
 }
 
