@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   remove: () => import('./commands/remove.js'),
   test: () => import('./commands/test.js'),
   proxy: () => import('./commands/proxy.js'),
+  config: () => import('./commands/config.js'),
 }
 
 export const USAGE = `mailkey: OAuth 2.0 sign-in for IMAP, POP3 and SMTP
@@ -34,6 +35,7 @@ Usage:
   mailkey remove <email> [--no-revoke]
   mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
   mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
+  mailkey config [<client> <email> [--via proxy]]   (a ready configuration for msmtp, ...)
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)

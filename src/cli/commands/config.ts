@@ -1,0 +1,109 @@
+/**
+ * `mailkey config <client> <email> [--via proxy]`: print a configuration for a mail client that
+ * works as printed (stdout: the file; stderr: where it goes and how to use it). `mailkey config`
+ * alone lists the clients.
+ */
+import { EXIT, UsageError } from '../../errors.js'
+import { createMailkey } from '../../mailkey.js'
+import type { CliIO } from '../io.js'
+import { COMMON_FLAGS, parse } from '../flags.js'
+import type { MailServer, RecipeInput } from '../../recipes/index.js'
+
+const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD]
+       mailkey config                 (lists the clients)
+
+Prints a configuration for <client> that works as printed, with the account's own servers, TLS,
+CA and SASL mechanism, and "mailkey token <email>" as the credential command. Redirect it into
+the client's file; where it goes and how to use it is printed on stderr.
+
+  --via proxy           through "mailkey proxy" (for clients without OAuth): 127.0.0.1, the ports
+                        of [[proxy.listeners]] in config.toml or 1143/1110/1587, the local password
+  --token-command CMD   the command that prints a token (default: mailkey token <email>)
+  --password-command C  the command that prints the local proxy password
+                        (default: cat "\${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password", a 0600 file of yours)
+`
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parse('config', args, {
+    ...COMMON_FLAGS,
+    via: { type: 'string' },
+    'token-command': { type: 'string' },
+    'password-command': { type: 'string' },
+  }, 2)
+  const { RECIPES } = await import('../../recipes/index.js')
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const [client, email] = positionals
+  if (client === undefined) {
+    io.stdout(`Clients:\n${[...RECIPES.values()].map((r) => `  ${r.name.padEnd(10)} ${r.summary}`).join('\n')}\n`)
+    return EXIT.OK
+  }
+  const recipe = RECIPES.get(client)
+  if (!recipe) throw new UsageError(`no recipe for "${client}"`, { hint: `Run "mailkey config" for the list: ${[...RECIPES.keys()].join(', ')}.` })
+  if (email === undefined) throw new UsageError(`which account? mailkey config ${client} <email>`, { hint: 'Run "mailkey list" to see the accounts.' })
+  if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
+  const via = values.via === 'proxy'
+  if (!via && !recipe.direct) {
+    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
+  }
+
+  const mk = createMailkey({ env: io.env })
+  // the usual "no account" error, with its hint, when there is none
+  await mk.status(email)
+  const { accountId } = await import('../../store/file-store.js')
+  const rec = await mk.broker.store.read(accountId(email))
+  if (!rec) throw new UsageError(`no account "${email}"`, { hint: `Run "mailkey add ${email}" first.` })
+  const s = rec.settings
+  const { shCommand } = await import('../../recipes/shell.js')
+  const input: RecipeInput = {
+    email: s.email,
+    user: s.mailbox ?? s.email,
+    provider: s.provider,
+    // RFC 7628 is the standard; Microsoft takes only XOAUTH2 (docs/providers.md)
+    sasl: s.provider === 'microsoft' ? 'XOAUTH2' : s.sasl,
+    ...server('imap', s.servers.imap),
+    ...server('pop', s.servers.pop),
+    ...server('smtp', s.servers.smtp),
+    ...(s.ca ? { ca: s.ca } : {}),
+    tokenCommand: typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
+    ...(via ? { proxy: await proxyPorts(io, s.email, typeof values['password-command'] === 'string' ? values['password-command'] : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"') } : {}),
+  }
+  let made
+  try {
+    made = recipe.make(input)
+  } catch (e) {
+    throw new UsageError(`cannot write a ${client} configuration for ${email}: ${(e as Error).message}`, { hint: `Run "mailkey status ${email}" to see its servers; "mailkey add ${email} --smtp-url ..." sets them.` })
+  }
+  io.stdout(made.text)
+  for (const u of made.usage) io.stderr(`# ${u}\n`)
+  return EXIT.OK
+}
+
+const IMPLICIT = new Set(['imaps', 'pop3s', 'smtps'])
+
+function server(key: 'imap' | 'pop' | 'smtp', url: string | undefined): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> {
+  if (!url) return {}
+  const u = new URL(url)
+  const scheme = u.protocol.replace(/:$/, '')
+  return { [key]: { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), tls: IMPLICIT.has(scheme) ? 'implicit' : 'starttls' } }
+}
+
+/** The proxy's plain loopback listeners for this account from config.toml, else the usual ports. */
+async function proxyPorts(io: CliIO, email: string, passwordCommand: string): Promise<NonNullable<RecipeInput['proxy']>> {
+  const { resolvePaths } = await import('../../config/paths.js')
+  const { loadConfig } = await import('../../config/config.js')
+  const cfg = await loadConfig(resolvePaths(io.env).configFile)
+  const usable = (cfg.proxy?.listeners ?? []).filter((l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())))
+  const port = (p: 'imap' | 'pop3' | 'smtp'): number | undefined => usable.find((l) => l.protocol === p)?.port
+  const fromConfig = usable.length > 0
+  return {
+    host: usable[0]?.host ?? '127.0.0.1',
+    ...(fromConfig ? {} : { imapPort: 1143, popPort: 1110, smtpPort: 1587 }),
+    ...(port('imap') !== undefined ? { imapPort: port('imap') as number } : {}),
+    ...(port('pop3') !== undefined ? { popPort: port('pop3') as number } : {}),
+    ...(port('smtp') !== undefined ? { smtpPort: port('smtp') as number } : {}),
+    passwordCommand,
+  }
+}

@@ -1,0 +1,8 @@
+/** The client recipes of `mailkey config`, by name. */
+import { generic } from './generic.js'
+import { msmtp } from './msmtp.js'
+import type { ClientRecipe } from './types.js'
+
+export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
+
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, generic].map((r) => [r.name, r]))

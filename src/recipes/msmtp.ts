@@ -1,0 +1,73 @@
+/**
+ * msmtp (~/.msmtprc). Direct: `auth xoauth2` (or oauthbearer) with `passwordeval` running
+ * `mailkey token`, which msmtp calls for every message, so the token is always fresh. Via the
+ * proxy: `auth plain` to 127.0.0.1 with the local password.
+ *
+ * msmtp(1) "Configuration files": passwordeval runs its command through the shell and reads
+ * the first line it prints.
+ */
+/**
+ * An msmtp argument: msmtp strips one pair of surrounding double quotes and takes the rest as it
+ * is, with no escapes (checked with msmtp 1.8.23: `passwordeval "cat "$HOME/x""` runs
+ * `cat "$HOME/x"`), so inner quotes need no escaping and cannot be escaped.
+ */
+function arg(s: string): string {
+  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an msmtp setting cannot hold control characters')
+  return `"${s}"`
+}
+import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
+
+export const msmtp: ClientRecipe = {
+  name: 'msmtp',
+  summary: 'msmtp: a file for ~/.msmtprc (sending; also what git send-email and neomutt can call)',
+  direct: true,
+  make(i: RecipeInput): Recipe {
+    const lines = [
+      `# msmtp configuration for ${i.email}, written by "mailkey config msmtp ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      '# Save it as ~/.msmtprc with mode 600 (msmtp refuses a file others can read).',
+      'defaults',
+    ]
+    if (i.proxy) {
+      const port = i.proxy.smtpPort
+      if (port === undefined) throw new RangeError('config.toml has no plain SMTP listener of the proxy for this account')
+      lines.push(
+        // the proxy listens on this machine only: no TLS on the loopback hop, TLS upstream
+        'tls off',
+        '',
+        `account ${i.email}`,
+        `host ${i.proxy.host}`,
+        `port ${port}`,
+        'auth plain',
+        `user ${arg(i.email)}`,
+        `from ${arg(i.email)}`,
+        `passwordeval ${arg(i.proxy.passwordCommand)}`,
+      )
+    } else {
+      const smtp = i.smtp
+      if (!smtp) throw new RangeError(`the account ${i.email} has no SMTP server`)
+      lines.push(
+        'tls on',
+        ...(i.ca ? [`tls_trust_file ${arg(i.ca)}`] : []),
+        '',
+        `account ${i.email}`,
+        `host ${smtp.host}`,
+        `port ${smtp.port}`,
+        // msmtp: tls_starttls on = STARTTLS; off = TLS from the first byte (port 465)
+        `tls_starttls ${smtp.tls === 'starttls' ? 'on' : 'off'}`,
+        `auth ${i.sasl === 'OAUTHBEARER' ? 'oauthbearer' : 'xoauth2'}`,
+        `user ${arg(i.user)}`,
+        `from ${arg(i.email)}`,
+        // a fresh token for every message: mailkey refreshes it when needed, once for all callers
+        `passwordeval ${arg(i.tokenCommand)}`,
+      )
+    }
+    lines.push('', `account default : ${i.email}`, '')
+    const usage = [
+      `mailkey config msmtp ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.msmtprc && chmod 600 ~/.msmtprc`,
+      'msmtp -t < message.eml        # or: git config sendemail.sendmailcmd "msmtp -a default"',
+    ]
+    if (i.proxy) usage.unshift(`needs the proxy's SMTP listener on port ${i.proxy.smtpPort} ("mailkey proxy --smtp-port ${i.proxy.smtpPort}"), and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.provider === 'microsoft') usage.push('Exchange Online saves sent mail in Sent Items itself: do not also copy it there (no duplicate).')
+    return { text: lines.join('\n'), usage }
+  },
+}

@@ -1,0 +1,22 @@
+/**
+ * Quoting for the commands that recipes put into configuration files: POSIX shell words
+ * (msmtp's passwordeval and mbsync's PassCmd run through /bin/sh), and double-quoted strings for
+ * formats that quote that way. Owns: quoting. Must not: do I/O.
+ */
+
+/** One POSIX sh word: bare when it is plainly safe, otherwise in single quotes. */
+export function shWord(s: string): string {
+  if (s !== '' && /^[A-Za-z0-9@%+=:,./_-]+$/.test(s)) return s
+  return `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+/** argv as one sh command line. */
+export function shCommand(argv: string[]): string {
+  return argv.map(shWord).join(' ')
+}
+
+/** A double-quoted string with \ and " escaped (msmtp, mbsync, TOML basic strings). */
+export function dquote(s: string): string {
+  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('a configuration value cannot hold control characters')
+  return `"${s.replace(/["\\]/g, (c) => `\\${c}`)}"`
+}

@@ -1,0 +1,86 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { RECIPES, type RecipeInput } from '../../src/recipes/index.js'
+import { dquote, shCommand, shWord } from '../../src/recipes/shell.js'
+
+const base: RecipeInput = {
+  email: 'you@example.test',
+  user: 'you@example.test',
+  provider: 'custom',
+  sasl: 'OAUTHBEARER',
+  imap: { host: 'imap.example.test', port: 993, tls: 'implicit' },
+  smtp: { host: 'smtp.example.test', port: 587, tls: 'starttls' },
+  tokenCommand: 'mailkey token you@example.test',
+}
+const msmtp = RECIPES.get('msmtp')
+const generic = RECIPES.get('generic')
+
+describe('recipe quoting', () => {
+  it('sh words round-trip through a real /bin/sh, whatever they hold', () => {
+    for (const w of ['plain@example.test', "o'brien@example.test", 'a b', '$HOME', '`id`', '"q"', '', 'x;y|z&', 'ünï']) {
+      const out = execFileSync('/bin/sh', ['-c', `printf '%s' ${shWord(w)}`], { encoding: 'utf8' })
+      assert.equal(out, w, w)
+    }
+    assert.equal(shCommand(['mailkey', 'token', 'a+b@example.test']), 'mailkey token a+b@example.test')
+  })
+  it('double-quoted values escape \\ and " and refuse control characters', () => {
+    assert.equal(dquote('a "b" \\c'), '"a \\"b\\" \\\\c"')
+    assert.throws(() => dquote('a\nb'), RangeError)
+  })
+})
+
+describe('msmtp recipe', () => {
+  it('direct: STARTTLS, the account\'s mechanism, passwordeval running mailkey token', () => {
+    const r = (msmtp?.make(base))
+    assert.ok(r)
+    const t = r.text
+    assert.match(t, /^account you@example\.test$/m)
+    assert.match(t, /^host smtp\.example\.test$/m)
+    assert.match(t, /^port 587$/m)
+    assert.match(t, /^tls on$/m)
+    assert.match(t, /^tls_starttls on$/m)
+    assert.match(t, /^auth oauthbearer$/m)
+    assert.match(t, /^passwordeval "mailkey token you@example\.test"$/m)
+    assert.match(t, /^account default : you@example\.test$/m)
+    assert.doesNotMatch(t, /tls_trust_file/, 'the system CAs unless the account has its own')
+  })
+  it('implicit TLS, a private CA, XOAUTH2, a shared mailbox as the SASL user; Microsoft quirk noted', () => {
+    const r = msmtp?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2', user: 'shared@example.test', smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' }, ca: '/etc/my ca.pem' })
+    assert.ok(r)
+    assert.match(r.text, /^tls_starttls off$/m)
+    assert.match(r.text, /^tls_trust_file "\/etc\/my ca\.pem"$/m)
+    assert.match(r.text, /^auth xoauth2$/m)
+    assert.match(r.text, /^user "shared@example\.test"$/m)
+    assert.match(r.text, /^from "you@example\.test"$/m)
+    assert.ok(r.usage.some((u) => /Sent Items/.test(u)))
+  })
+  it('via the proxy: plain AUTH to the loopback listener with the local password command', () => {
+    const r = msmtp?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 2587, passwordCommand: 'pass show "mail/local"' } })
+    assert.ok(r)
+    assert.match(r.text, /^host 127\.0\.0\.1$/m)
+    assert.match(r.text, /^port 2587$/m)
+    assert.match(r.text, /^tls off$/m)
+    assert.match(r.text, /^auth plain$/m)
+    assert.match(r.text, /^passwordeval "pass show "mail\/local""$/m, 'msmtp strips the outer quotes only; no escapes')
+    assert.doesNotMatch(r.text, /mailkey token/)
+  })
+  it('an account without an SMTP server, or a proxy without an SMTP listener, is refused with the reason', () => {
+    assert.throws(() => msmtp?.make({ ...base, smtp: undefined } as unknown as RecipeInput), /has no SMTP server/)
+    assert.throws(() => msmtp?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 1143, passwordCommand: 'x' } }), /no plain SMTP listener/)
+  })
+})
+
+describe('generic recipe', () => {
+  it('lists exactly the proxy listeners there are, and needs --via proxy', () => {
+    const r = generic?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 1143, smtpPort: 1587, passwordCommand: 'x' } })
+    assert.ok(r)
+    assert.match(r.text, /incoming IMAP +server 127\.0\.0\.1 {2}port 1143/)
+    assert.doesNotMatch(r.text, /POP3/)
+    assert.match(r.text, /outgoing SMTP +server 127\.0\.0\.1 {2}port 1587/)
+    assert.match(r.text, /^user name +you@example\.test$/m)
+    assert.ok(r.usage.some((u) => u.includes('--imap-port 1143 --smtp-port 1587')))
+    assert.equal(generic?.direct, false)
+    assert.throws(() => generic?.make(base), /needs --via proxy/)
+  })
+})
