@@ -2,7 +2,8 @@
 // printed, `mailkey` on PATH as a user has it after installing, the servers and CA of the account.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -12,8 +13,9 @@ import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
 const EMAIL = 'alice@example.test'
 const LOCAL_PW = 'recipe local pw 7'
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp`)
+const SASL_XOAUTH2 = '/usr/lib/x86_64-linux-gnu/sasl2/libkdexoauth2.so'
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 describe('mailkey config: recipes that work as printed', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
@@ -23,6 +25,7 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
   let home: TmpHome
   let env: Record<string, string>
   let proxy: LiveCli | undefined
+  let ports = { imap: 0, smtp: 0 }
   const secrets: string[] = [LOCAL_PW]
   const MAIL = `From: ${EMAIL}\r\nTo: bob@example.test\r\nSubject: recipe\r\n\r\nsent by msmtp as configured by mailkey\r\n`
 
@@ -41,6 +44,15 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
       '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], env)
     await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
     assert.equal((await cli.done).code, 0)
+    // the proxy from config.toml, and the local password where the recipes' default command reads it
+    const [imapPort, smtpPort] = await freePorts(2) as [number, number]
+    ports = { imap: imapPort, smtp: smtpPort }
+    await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+    await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), `[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = ${imapPort}\n\n[[proxy.listeners]]\nprotocol = "smtp"\nport = ${smtpPort}\n`)
+    await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'proxy-password'), LOCAL_PW + '\n', { mode: 0o600 })
+    assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: LOCAL_PW + '\n' })).code, 0)
+    proxy = spawnCli(['proxy'], env)
+    await proxy.event('listening', 15_000)
   })
   after(async () => {
     proxy?.child.kill('SIGTERM')
@@ -73,23 +85,49 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
   })
 
   it('msmtp via the proxy: the [[proxy.listeners]] port from config.toml and the local password file', async () => {
-    const [port] = await freePorts(1) as [number]
-    await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-    await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), `[proxy]\n[[proxy.listeners]]\nprotocol = "smtp"\nport = ${port}\n`)
-    // the default password command reads this file
-    const pwFile = join(env.XDG_CONFIG_HOME as string, 'mailkey', 'proxy-password')
-    await writeFile(pwFile, LOCAL_PW + '\n', { mode: 0o600 })
-    assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: LOCAL_PW + '\n' })).code, 0)
-    proxy = spawnCli(['proxy'], env)
-    await proxy.event('listening', 15_000)
     const printed = await runCli(['config', 'msmtp', EMAIL, '--via', 'proxy'], env)
-    assert.match(printed.stdout, new RegExp(`^port ${port}$`, 'm'))
+    assert.match(printed.stdout, new RegExp(`^port ${ports.smtp}$`, 'm'))
     assert.match(printed.stdout, /^auth plain$/m)
     const before = smtp.received.length
     const r = await msmtpWith(['--via', 'proxy'])
-    assert.equal(r.code, 0, `${r.stderr}\n${proxy.stderr()}`)
+    assert.equal(r.code, 0, `${r.stderr}\n${proxy?.stderr()}`)
     assert.equal(smtp.received.length, before + 1)
     assert.equal(smtp.received.at(-1)?.user, EMAIL, 'the proxy signed in upstream as alice')
+  })
+
+  /** write the printed mbsync file, make the Maildir root as the usage line says, sync, read INBOX */
+  const mbsyncWith = async (args: string[], tag: string): Promise<{ code: number; out: string; seeds: string[] }> => {
+    const r = await runCli(['config', 'mbsync', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /mkdir -p ~\/Mail\/alice-example\.test/)
+    const h = join(home.dir, `home-${tag}`) // a HOME of its own, so each sync starts empty
+    await mkdir(join(h, 'Mail', 'alice-example.test'), { recursive: true })
+    const rc = join(h, '.mbsyncrc')
+    await writeFile(rc, r.stdout, { mode: 0o600 })
+    const run = await runCommand('mbsync', ['-c', rc, '-a'], { ...env, HOME: h })
+    const inbox = join(h, 'Mail', 'alice-example.test', 'INBOX')
+    const seeds: string[] = []
+    for (const sub of ['new', 'cur']) {
+      for (const f of await readdir(join(inbox, sub)).catch(() => [] as string[])) {
+        const m = /Seed message (\d+)/.exec(await readFile(join(inbox, sub, f), 'utf8'))
+        if (m) seeds.push(m[1] as string)
+      }
+    }
+    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: seeds.sort() }
+  }
+
+  it('mbsync, direct: AuthMechs XOAUTH2 through the Cyrus SASL plugin, PassCmd running mailkey token; INBOX synced', async () => {
+    lab.resetCounts()
+    const r = await mbsyncWith([], 'direct')
+    assert.equal(r.code, 0, r.out)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
+    assert.ok(lab.counts.introspection >= 1, 'Dovecot checked a token (no password involved)')
+  })
+
+  it('mbsync via the proxy: AuthMechs LOGIN, no plugin needed; INBOX synced', async () => {
+    const r = await mbsyncWith(['--via', 'proxy'], 'proxy')
+    assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
   })
 
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {
@@ -109,7 +147,6 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
   })
 
   it('no secret in any output', async () => {
-    const { readFile } = await import('node:fs/promises')
     const rec = JSON.parse(await readFile(join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken, LOCAL_PW)

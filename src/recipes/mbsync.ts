@@ -1,0 +1,86 @@
+/**
+ * mbsync (isync, ~/.mbsyncrc). Direct: `AuthMechs XOAUTH2` with `PassCmd "mailkey token ..."`;
+ * isync hands XOAUTH2 to Cyrus SASL, which needs an XOAUTH2 plugin (Debian:
+ * libsasl2-modules-kdexoauth2; others: sasl-xoauth2). Via the proxy: `AuthMechs LOGIN` to the
+ * loopback listener, which needs no plugin.
+ *
+ * isync 1.4 spells the TLS option SSLType (1.5 renamed it TLSType and still reads SSLType), so the
+ * recipe says SSLType. mbsync(1): PassCmd runs through the shell; a quoted argument may contain
+ * \" and \\.
+ */
+import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
+
+/** An isync argument: double-quoted, with \ and " escaped (isync's config parser unescapes them). */
+function arg(s: string): string {
+  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an mbsync setting cannot hold control characters')
+  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`
+}
+
+export const mbsync: ClientRecipe = {
+  name: 'mbsync',
+  summary: 'mbsync/isync: a file for ~/.mbsyncrc (needs a Cyrus SASL XOAUTH2 plugin, or --via proxy)',
+  direct: true,
+  make(i: RecipeInput): Recipe {
+    // a store/channel name: mbsync refers to stores as :name:, so keep it to plain characters
+    const name = i.email.replace(/[^A-Za-z0-9._-]/g, '-')
+    const account: string[] = [`IMAPAccount ${name}`]
+    if (i.proxy) {
+      const port = i.proxy.imapPort
+      if (port === undefined) throw new RangeError('config.toml has no plain IMAP listener of the proxy for this account')
+      account.push(
+        `Host ${i.proxy.host}`,
+        `Port ${port}`,
+        `User ${arg(i.email)}`,
+        `PassCmd ${arg(i.proxy.passwordCommand)}`,
+        'AuthMechs LOGIN',
+        // the proxy listens on this machine only: no TLS on the loopback hop, TLS upstream
+        'SSLType None',
+      )
+    } else {
+      const imap = i.imap
+      if (!imap) throw new RangeError(`the account ${i.email} has no IMAP server`)
+      account.push(
+        `Host ${imap.host}`,
+        `Port ${imap.port}`,
+        `User ${arg(i.user)}`,
+        // mbsync asks again for every connection: mailkey hands out the cached token or refreshes it
+        `PassCmd ${arg(i.tokenCommand)}`,
+        // Microsoft takes only XOAUTH2; isync 1.4 has no OAUTHBEARER through SASL either way
+        'AuthMechs XOAUTH2',
+        `SSLType ${imap.tls === 'implicit' ? 'IMAPS' : 'STARTTLS'}`,
+        ...(i.ca ? [`CertificateFile ${arg(i.ca)}`] : []),
+      )
+    }
+    const maildir = `~/Mail/${name}`
+    const text = [
+      `# mbsync (isync) configuration for ${i.email}, written by "mailkey config mbsync ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      ...account,
+      '',
+      `IMAPStore ${name}-remote`,
+      `Account ${name}`,
+      '',
+      `MaildirStore ${name}-local`,
+      `Path ${maildir}/`,
+      `Inbox ${maildir}/INBOX`,
+      'SubFolders Verbatim',
+      '',
+      `Channel ${name}`,
+      `Far :${name}-remote:`,
+      `Near :${name}-local:`,
+      'Patterns *',
+      'Create Near',
+      // deleting mail on the server is the user's call: nothing is expunged unless they say so
+      'Expunge None',
+      'SyncState *',
+      '',
+    ].join('\n')
+    const usage = [
+      `mailkey config mbsync ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.mbsyncrc && mkdir -p ${maildir}`,
+      `mbsync ${name}              # or: mbsync -a`,
+    ]
+    if (!i.proxy) usage.push('needs a Cyrus SASL XOAUTH2 plugin (Debian/Ubuntu: apt install libsasl2-modules-kdexoauth2); without one, use --via proxy')
+    else usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort} ("mailkey proxy --imap-port ${i.proxy.imapPort}"), and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.provider === 'microsoft') usage.push('Exchange Online saves sent mail in Sent Items itself: do not also upload it from a local Sent folder.')
+    return { text, usage }
+  },
+}
