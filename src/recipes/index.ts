@@ -1,9 +1,10 @@
 /** The client recipes of `mailkey config`, by name. */
 import { generic } from './generic.js'
+import { gitSendEmail } from './git-send-email.js'
 import { mbsync } from './mbsync.js'
 import { msmtp } from './msmtp.js'
 import type { ClientRecipe } from './types.js'
 
 export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, generic].map((r) => [r.name, r]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, gitSendEmail, generic].map((r) => [r.name, r]))

@@ -3,6 +3,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
@@ -14,8 +15,12 @@ import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 const EMAIL = 'alice@example.test'
 const LOCAL_PW = 'recipe local pw 7'
 const SASL_XOAUTH2 = '/usr/lib/x86_64-linux-gnu/sasl2/libkdexoauth2.so'
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2`)
+function gitSendEmailAvailable(): boolean {
+  // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
+  return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
+}
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 describe('mailkey config: recipes that work as printed', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
@@ -128,6 +133,45 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     const r = await mbsyncWith(['--via', 'proxy'], 'proxy')
     assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
     assert.deepEqual(r.seeds, ['1', '2', '3'])
+  })
+
+  /** a repository with one commit, sent with git send-email under a config that includes the printed file */
+  const gitSend = async (args: string[], tag: string, msmtprc?: string): Promise<{ code: number; out: string }> => {
+    const h = join(home.dir, `home-git-${tag}`)
+    const repo = join(h, 'repo')
+    await mkdir(repo, { recursive: true })
+    const r = await runCli(['config', 'git-send-email', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    const include = join(h, 'git-send-email.gitconfig')
+    await writeFile(include, r.stdout)
+    await writeFile(join(h, '.gitconfig'), `[include]\n\tpath = ${include}\n[user]\n\tname = Alice\n\temail = ${EMAIL}\n`)
+    if (msmtprc) await writeFile(join(h, '.msmtprc'), msmtprc, { mode: 0o600 })
+    const genv = { ...env, HOME: h, GIT_CONFIG_NOSYSTEM: '1' }
+    await writeFile(join(repo, 'README'), 'hello\n')
+    for (const a of [['init', '-q'], ['add', 'README'], ['commit', '-q', '-m', 'a patch sent by git send-email']]) {
+      const g = await runCommand('git', ['-C', repo, ...a], genv)
+      assert.equal(g.code, 0, g.stderr)
+    }
+    const sent = await runCommand('git', ['-C', repo, 'send-email', '--to=bob@example.test', '--confirm=never', '--suppress-cc=all', '-1'], genv)
+    return { code: sent.code ?? -1, out: sent.stdout + sent.stderr }
+  }
+
+  it('git send-email, direct: through msmtp (its own recipe), which does XOAUTH2 with mailkey token', async () => {
+    const msmtprc = (await runCli(['config', 'msmtp', EMAIL], env)).stdout
+    const before = smtp.received.length
+    const r = await gitSend([], 'direct', msmtprc)
+    assert.equal(r.code, 0, r.out)
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL)
+    assert.deepEqual(smtp.received.at(-1)?.to, ['bob@example.test'])
+  })
+
+  it('git send-email via the proxy: AUTH PLAIN/LOGIN, the local password from a credential helper', async () => {
+    const before = smtp.received.length
+    const r = await gitSend(['--via', 'proxy'], 'proxy')
+    assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'the proxy signed in upstream as alice')
   })
 
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {

@@ -112,3 +112,23 @@ describe('mbsync recipe', () => {
     assert.throws(() => mbsync?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 1, passwordCommand: 'x' } }), /no plain IMAP listener/)
   })
 })
+
+describe('git send-email recipe', () => {
+  const git = RECIPES.get('git-send-email')
+  it('direct: msmtp as the sendmail command, for msmtp\'s account of the same name', () => {
+    const r = git?.make(base)
+    assert.ok(r)
+    assert.match(r.text, /^\[sendemail\]$/m)
+    assert.match(r.text, /^\tsendmailcmd = "msmtp -a you@example\.test"$/m)
+    assert.ok(r.usage.some((u) => u.includes('mailkey config msmtp you@example.test')))
+  })
+  it('via the proxy: plain SMTP to the listener and a credential helper quoted for git config', () => {
+    const r = git?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 2587, passwordCommand: 'cat "$HOME/pw"' } })
+    assert.ok(r)
+    assert.match(r.text, /^\tsmtpServerPort = 2587$/m)
+    assert.match(r.text, /^\tsmtpAuth = PLAIN LOGIN$/m)
+    assert.match(r.text, /^\[credential "smtp:\/\/127\.0\.0\.1:2587"\]$/m)
+    // git unescapes \" and \\ in a quoted value: the helper gets its quotes and its \n back
+    assert.match(r.text, /^\thelper = "!f\(\) \{ test \\"\$1\\" = get && printf 'password=%s\\\\n' \\"\$\(cat \\"\$HOME\/pw\\"\)\\"; \}; f"$/m)
+  })
+})
