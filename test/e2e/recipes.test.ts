@@ -19,8 +19,8 @@ function gitSendEmailAvailable(): boolean {
   // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
   return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl`)
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 describe('mailkey config: recipes that work as printed', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
@@ -172,6 +172,34 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
     assert.equal(smtp.received.length, before + 1)
     assert.equal(smtp.received.at(-1)?.user, EMAIL, 'the proxy signed in upstream as alice')
+  })
+
+  /** the printed muttrc; NeoMutt in batch mode sends one message (no terminal needed) */
+  const neomuttSend = async (args: string[], tag: string): Promise<{ code: number; out: string }> => {
+    const r = await runCli(['config', 'neomutt', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    const h = join(home.dir, `home-neomutt-${tag}`)
+    await mkdir(h, { recursive: true })
+    const rc = join(h, 'neomuttrc')
+    await writeFile(rc, r.stdout)
+    const run = await runCommand('neomutt', ['-n', '-F', rc, '-s', `neomutt ${tag}`, '--', 'bob@example.test'], { ...env, HOME: h }, 'sent by neomutt in batch mode\n')
+    return { code: run.code ?? -1, out: run.stdout + run.stderr }
+  }
+
+  it('neomutt, direct: batch mode sends over SMTP with XOAUTH2/OAUTHBEARER and smtp_oauth_refresh_command', async () => {
+    const before = smtp.received.length
+    const r = await neomuttSend([], 'direct')
+    assert.equal(r.code, 0, r.out)
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL)
+  })
+
+  it('neomutt via the proxy: batch mode sends with AUTH PLAIN and the local password', async () => {
+    const before = smtp.received.length
+    const r = await neomuttSend(['--via', 'proxy'], 'proxy')
+    assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
+    assert.equal(smtp.received.length, before + 1)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL)
   })
 
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {

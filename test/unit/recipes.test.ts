@@ -132,3 +132,27 @@ describe('git send-email recipe', () => {
     assert.match(r.text, /^\thelper = "!f\(\) \{ test \\"\$1\\" = get && printf 'password=%s\\\\n' \\"\$\(cat \\"\$HOME\/pw\\"\)\\"; \}; f"$/m)
   })
 })
+
+describe('neomutt recipe', () => {
+  const neomutt = RECIPES.get('neomutt')
+  it('direct: the mechanism for IMAP and SMTP, refresh commands quoted so nothing expands, TLS forced', () => {
+    const r = neomutt?.make({ ...base, ca: '/etc/ca.pem', tokenCommand: 'mailkey token `x` $y' })
+    assert.ok(r)
+    assert.match(r.text, /^set folder = "imaps:\/\/you%40example\.test@imap\.example\.test:993\/"$/m)
+    assert.match(r.text, /^set smtp_url = "smtp:\/\/you%40example\.test@smtp\.example\.test:587\/"$/m)
+    assert.match(r.text, /^set imap_authenticators = "oauthbearer"$/m)
+    assert.match(r.text, /^set smtp_oauth_refresh_command = "mailkey token \\`x\\` \\\$y"$/m)
+    assert.match(r.text, /^set ssl_force_tls = yes$/m)
+    assert.match(r.text, /^set ssl_ca_certificates_file = "\/etc\/ca\.pem"$/m)
+    const ms = neomutt?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2' })
+    assert.match(ms?.text ?? '', /^set smtp_authenticators = "xoauth2"$/m)
+    assert.match(ms?.text ?? '', /^set record = ""$/m, 'Exchange keeps Sent Items itself')
+  })
+  it('via the proxy: plain loopback listeners, the password command run once in backticks', () => {
+    const r = neomutt?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, smtpPort: 2587, passwordCommand: 'cat "$HOME/pw"' } })
+    assert.ok(r)
+    assert.match(r.text, /^set folder = "imap:\/\/you%40example\.test@127\.0\.0\.1:2143\/"$/m)
+    assert.match(r.text, /^set smtp_pass = "`cat \\"\$HOME\/pw\\"`"$/m)
+    assert.match(r.text, /^set ssl_starttls = no$/m)
+  })
+})
