@@ -4,8 +4,9 @@ import { gitSendEmail } from './git-send-email.js'
 import { mbsync } from './mbsync.js'
 import { msmtp } from './msmtp.js'
 import { neomutt } from './neomutt.js'
+import { offlineimap } from './offlineimap.js'
 import type { ClientRecipe } from './types.js'
 
 export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))

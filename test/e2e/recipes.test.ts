@@ -19,8 +19,8 @@ function gitSendEmailAvailable(): boolean {
   // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
   return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt`)
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 describe('mailkey config: recipes that work as printed', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
@@ -200,6 +200,37 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
     assert.equal(smtp.received.length, before + 1)
     assert.equal(smtp.received.at(-1)?.user, EMAIL)
+  })
+
+  /** the printed offlineimaprc, one sync (-o), the seeds found in the Maildir's INBOX */
+  const offlineimapWith = async (args: string[], tag: string): Promise<{ code: number; out: string; seeds: string[] }> => {
+    const r = await runCli(['config', 'offlineimap', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    const h = join(home.dir, `home-offlineimap-${tag}`)
+    await mkdir(h, { recursive: true })
+    await writeFile(join(h, '.offlineimaprc'), r.stdout)
+    const run = await runCommand('offlineimap', ['-o', '-u', 'basic'], { ...env, HOME: h })
+    const inbox = join(h, 'Mail', 'alice-example.test', 'INBOX')
+    const seeds: string[] = []
+    for (const sub of ['new', 'cur']) {
+      for (const f of await readdir(join(inbox, sub)).catch(() => [] as string[])) {
+        const m = /Seed message (\d+)/.exec(await readFile(join(inbox, sub, f), 'utf8'))
+        if (m) seeds.push(m[1] as string)
+      }
+    }
+    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: seeds.sort() }
+  }
+
+  it('offlineimap, direct: XOAUTH2 with oauth2_access_token_eval running mailkey token; INBOX synced', async () => {
+    const r = await offlineimapWith([], 'direct')
+    assert.equal(r.code, 0, r.out)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
+  })
+
+  it('offlineimap via the proxy: LOGIN with remotepasseval; INBOX synced', async () => {
+    const r = await offlineimapWith(['--via', 'proxy'], 'proxy')
+    assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
   })
 
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {

@@ -156,3 +156,22 @@ describe('neomutt recipe', () => {
     assert.match(r.text, /^set ssl_starttls = no$/m)
   })
 })
+
+describe('offlineimap recipe', () => {
+  const off = RECIPES.get('offlineimap')
+  it('direct: XOAUTH2 with a Python expression that runs the token command; TLS modes; the CA or the OS store', () => {
+    const r = off?.make(base)
+    assert.ok(r)
+    assert.match(r.text, /^accounts = you-example\.test$/m)
+    assert.match(r.text, /^ssl = yes$/m)
+    assert.match(r.text, /^starttls = no$/m)
+    assert.match(r.text, /^sslcacertfile = OS-DEFAULT$/m)
+    assert.match(r.text, /^auth_mechanisms = XOAUTH2$/m)
+    assert.match(r.text, /^oauth2_access_token_eval = __import__\("subprocess"\)\.run\(\["sh", "-c", "mailkey token you@example\.test"\]/m)
+    const st = off?.make({ ...base, ca: '/etc/ca.pem', imap: { host: 'h', port: 143, tls: 'starttls' } })
+    assert.match(st?.text ?? '', /^ssl = no\nstarttls = yes\nsslcacertfile = \/etc\/ca\.pem$/m)
+  })
+  it('a "%" would be read as ConfigParser interpolation: refused', () => {
+    assert.throws(() => off?.make({ ...base, tokenCommand: 'printf %s x' }), /ConfigParser/)
+  })
+})

@@ -1,0 +1,75 @@
+/**
+ * OfflineIMAP (offlineimap3, an offlineimaprc). Direct: `auth_mechanisms = XOAUTH2` with
+ * `oauth2_access_token_eval` running `mailkey token` (evaluated once per run, as offlineimap3 does
+ * with its *_eval settings). Via the proxy: LOGIN to the loopback listener with `remotepasseval`.
+ *
+ * offlineimap.conf: *_eval values are Python expressions; the recipe's expression only runs the
+ * command line through `sh -c` and returns what it prints.
+ */
+import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
+
+/** A Python expression that runs `cmd` through sh and returns its output (JSON strings are Python strings). */
+function runExpr(cmd: string): string {
+  if (/[\x00-\x1f\x7f%]/.test(cmd)) throw new RangeError('an offlineimap command cannot hold control characters or "%" (ConfigParser interpolation)')
+  return `__import__("subprocess").run(["sh", "-c", ${JSON.stringify(cmd)}], capture_output=True, check=True, text=True).stdout.strip()`
+}
+
+export const offlineimap: ClientRecipe = {
+  name: 'offlineimap',
+  summary: 'OfflineIMAP (offlineimap3): an offlineimaprc syncing to a Maildir with XOAUTH2 (or --via proxy)',
+  direct: true,
+  make(i: RecipeInput): Recipe {
+    const name = i.email.replace(/[^A-Za-z0-9._-]/g, '-')
+    const remote: string[] = [`[Repository ${name}-remote]`, 'type = IMAP']
+    if (i.proxy) {
+      const port = i.proxy.imapPort
+      if (port === undefined) throw new RangeError('config.toml has no plain IMAP listener of the proxy for this account')
+      remote.push(
+        `remotehost = ${i.proxy.host}`,
+        `remoteport = ${port}`,
+        `remoteuser = ${i.email}`,
+        // the proxy is on this machine: no TLS on the loopback hop
+        'ssl = no',
+        'starttls = no',
+        'auth_mechanisms = LOGIN',
+        `remotepasseval = ${runExpr(i.proxy.passwordCommand)}`,
+      )
+    } else {
+      const imap = i.imap
+      if (!imap) throw new RangeError(`the account ${i.email} has no IMAP server`)
+      remote.push(
+        `remotehost = ${imap.host}`,
+        `remoteport = ${imap.port}`,
+        `remoteuser = ${i.user}`,
+        // offlineimap3: ssl = yes is TLS from the first byte; ssl = no + starttls = yes is STARTTLS
+        `ssl = ${imap.tls === 'implicit' ? 'yes' : 'no'}`,
+        `starttls = ${imap.tls === 'implicit' ? 'no' : 'yes'}`,
+        `sslcacertfile = ${i.ca ?? 'OS-DEFAULT'}`,
+        'auth_mechanisms = XOAUTH2',
+        `oauth2_access_token_eval = ${runExpr(i.tokenCommand)}`,
+      )
+    }
+    const text = [
+      `# OfflineIMAP configuration for ${i.email}, written by "mailkey config offlineimap ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      '[general]',
+      `accounts = ${name}`,
+      '',
+      `[Account ${name}]`,
+      `localrepository = ${name}-local`,
+      `remoterepository = ${name}-remote`,
+      '',
+      `[Repository ${name}-local]`,
+      'type = Maildir',
+      `localfolders = ~/Mail/${name}`,
+      '',
+      ...remote,
+      '',
+    ].join('\n')
+    const usage = [
+      `mailkey config offlineimap ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.offlineimaprc`,
+      'offlineimap -o              # one sync; without -o it keeps syncing',
+    ]
+    if (i.proxy) usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`)
+    return { text, usage }
+  },
+}
