@@ -12,6 +12,7 @@ import { unknownAccount } from './broker.js'
 import { BUILTIN_PROVIDERS } from '../providers/registry.js'
 import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'
 import { OAUTH_ERROR_MEANINGS } from '../oauth/classify.js'
+import { describeHorizon, grantHorizon, type GrantPolicy } from './horizon.js'
 
 export interface AccountStatus {
   email: string
@@ -28,6 +29,8 @@ export interface AccountStatus {
   state: 'active' | 'reauth'
   accessToken: { present: boolean; valid: boolean; expiresAt?: string; expiresInSec?: number }
   refreshToken: { present: boolean; receivedAt?: string; ageDays?: number; idleLimitDays?: number }
+  /** when the grant stops working unless renewed or used (broker/horizon.ts); warn: time to say so */
+  grantHorizon?: { at: string; kind: 'idle' | 'max-age'; days: number; daysLeft: number; warn: boolean; message: string }
   grantedAt: string
   refreshedAt?: string
   grantedScope?: string
@@ -47,7 +50,7 @@ export function meaningOf(l: LastError): string | undefined {
   return l.oauthError ? OAUTH_ERROR_MEANINGS[l.oauthError] : undefined
 }
 
-export function toStatus(broker: Broker, rec: AccountRecord): AccountStatus {
+export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy = {}): AccountStatus {
   const s = rec.settings
   const g = rec.grant
   const now = broker.now()
@@ -75,9 +78,11 @@ export function toStatus(broker: Broker, rec: AccountRecord): AccountStatus {
     const at = g.refreshTokenAt ?? g.grantedAt
     st.refreshToken.receivedAt = iso(at)
     st.refreshToken.ageDays = Math.floor(((now - at) / 86_400_000) * 10) / 10
-    const idle = BUILTIN_PROVIDERS.get(s.provider)?.refreshTokenIdleDays
+    const idle = policy.idleDays ?? BUILTIN_PROVIDERS.get(s.provider)?.refreshTokenIdleDays
     if (idle) st.refreshToken.idleLimitDays = idle
   }
+  const h = rec.state === 'active' ? grantHorizon(g, policy, now) : undefined
+  if (h) st.grantHorizon = { at: iso(h.at) as string, kind: h.kind, days: h.days, daysLeft: h.daysLeft, warn: h.warn, message: describeHorizon(s.email, h) }
   if (g?.refreshedAt !== undefined) st.refreshedAt = iso(g.refreshedAt)
   if (g?.scope) st.grantedScope = g.scope
   if (g?.identity) st.identity = g.identity
@@ -91,13 +96,13 @@ export function toStatus(broker: Broker, rec: AccountRecord): AccountStatus {
 export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {
   const rec = await broker.store.read(accountId(account))
   if (!rec) throw unknownAccount(account)
-  return toStatus(broker, rec)
+  return toStatus(broker, rec, await broker.grantPolicy(rec.settings))
 }
 
 export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }> {
   const { records, broken } = await broker.store.list()
   return {
-    accounts: records.map((r) => toStatus(broker, r)),
+    accounts: await Promise.all(records.map(async (r) => toStatus(broker, r, await broker.grantPolicy(r.settings)))),
     broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
   }
 }

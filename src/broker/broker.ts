@@ -39,6 +39,7 @@ import { acquire, adoptLock, isStale, readLock, sleep, tryAcquire, DEFAULT_LOCK_
 import type { AccountRecord, AccountSettings, LastError } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
+import type { GrantPolicy } from './horizon.js'
 
 export { DEFAULT_REFRESH_MARGIN_SEC }
 
@@ -107,6 +108,21 @@ export class Broker {
 
   now(): number {
     return (this.#opts.now ?? Date.now)()
+  }
+
+  /** The provider's grant horizons (broker/horizon.ts): its preset's, or [providers.NAME] of config.toml. */
+  async grantPolicy(s: AccountSettings): Promise<GrantPolicy> {
+    const { BUILTIN_PROVIDERS } = await import('../providers/registry.js')
+    let p = BUILTIN_PROVIDERS.get(s.provider)
+    if (!p && existsSync(this.paths.configFile)) {
+      const { loadConfig } = await import('../config/config.js')
+      // a broken config file is reported by the commands that need it; no horizon here
+      p = (await loadConfig(this.paths.configFile).catch(() => undefined))?.providers.get(s.provider)
+    }
+    return {
+      ...(p?.refreshTokenIdleDays ? { idleDays: p.refreshTokenIdleDays } : {}),
+      ...(p?.grantMaxAgeDays ? { maxAgeDays: p.grantMaxAgeDays } : {}),
+    }
   }
 
   /** refresh margin: option > MAILKEY_REFRESH_MARGIN_SEC > config.toml > 300 s */

@@ -57,7 +57,7 @@ const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'u
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
   'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
-  'redirect_path', 'auth_params', 'tenant', 'refresh_token_idle_days',
+  'redirect_path', 'auth_params', 'tenant', 'refresh_token_idle_days', 'grant_max_age_days',
 ])
 const FLOWS: readonly Flow[] = ['device', 'browser', 'paste']
 const MECHS: readonly SaslMechanism[] = ['XOAUTH2', 'OAUTHBEARER']
@@ -146,6 +146,8 @@ export function parseConfig(text: string, file: string): Config {
       if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost)) fail(path, 'redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
       const idle = p.refresh_token_idle_days
       if (idle !== undefined && (typeof idle !== 'number' || idle <= 0)) fail(path, 'refresh_token_idle_days', '"refresh_token_idle_days" must be a positive number')
+      const maxAge = p.grant_max_age_days
+      if (maxAge !== undefined && (typeof maxAge !== 'number' || maxAge <= 0)) fail(path, 'grant_max_age_days', '"grant_max_age_days" must be a positive number')
       const provider: Provider = {
         name,
         displayName: str('display_name') ?? name,
@@ -170,6 +172,7 @@ export function parseConfig(text: string, file: string): Config {
         ...(authParams ? { authorizationParams: authParams as Record<string, string> } : {}),
         ...(str('tenant') ? { defaultTenant: str('tenant') } : {}),
         ...(typeof idle === 'number' ? { refreshTokenIdleDays: idle } : {}),
+        ...(typeof maxAge === 'number' ? { grantMaxAgeDays: maxAge } : {}),
       }
       cfg.providers.set(name, provider)
     }

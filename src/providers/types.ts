@@ -48,8 +48,10 @@ export interface Provider {
   domains: string[]
   /** MX host suffixes that identify this provider for custom domains */
   mxSuffixes?: string[]
-  /** days an unused refresh token lives (for expiry warnings) */
+  /** days an unused refresh token lives (for expiry warnings and the proxy's keep-alive) */
   refreshTokenIdleDays?: number
+  /** days a grant lives however it is used (e.g. Google apps in "testing": 7) */
+  grantMaxAgeDays?: number
   /** a short note shown by `status` and the docs */
   notes?: string
 }

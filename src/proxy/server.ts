@@ -21,6 +21,8 @@ import { createPop3Session } from '../protocols/pop3/session.js'
 import { createSmtpSession } from '../protocols/smtp/session.js'
 import { PasswordStore } from './passwords.js'
 import { LoginPenalty, type PenaltyOptions } from './penalty.js'
+import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
+import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
 
 export interface ListenerConfig {
@@ -49,6 +51,12 @@ export interface ProxyOptions {
   loginTimeoutMs?: number
   /** the delay for repeated wrong local passwords (penalty.ts; defaults: 3 free, then 1 s doubling to 15 s) */
   penalty?: Partial<PenaltyOptions>
+  /**
+   * how often to look for grants to keep alive (broker/horizon.ts: an idle-limited refresh token
+   * is refreshed once half its idle span has passed); the first look is right after start.
+   * Default 6 h; 0 turns it off.
+   */
+  keepAliveIntervalMs?: number
 }
 
 export interface RunningProxy {
@@ -101,6 +109,44 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   }
   let current = opts.listeners
   for (const l of current) servers.push(await listen(l))
+
+  // Keep grants alive (issue 5): Microsoft drops a refresh token unused for 90 days; a proxy that
+  // runs anyway refreshes such grants well before, and says when one will end regardless.
+  let keepAliveTimer: NodeJS.Timeout | undefined
+  let stopped = false
+  const keepAlive = async (): Promise<void> => {
+    const mk = opts.mailkey
+    const { records } = await mk.broker.store.list()
+    for (const r of records) {
+      if (r.state !== 'active') continue
+      const account = r.settings.email
+      const policy = await mk.broker.grantPolicy(r.settings)
+      if (needsKeepAlive(r.grant, policy, mk.broker.now())) {
+        try {
+          await mk.getAccessToken(account, { forceRefresh: true })
+          log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
+        } catch (e) {
+          log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: (e as Error).message })
+        }
+      }
+      const h = grantHorizon((await mk.broker.store.read(accountId(account)).catch(() => r))?.grant, policy, mk.broker.now())
+      if (h?.warn) log({ level: 'warn', event: 'grant-ending', account, msg: describeHorizon(account, h) })
+    }
+  }
+  const every = opts.keepAliveIntervalMs ?? 6 * 60 * 60_000
+  if (every > 0) {
+    const tick = (): void => {
+      keepAlive()
+        .catch((e: unknown) => log({ level: 'error', event: 'keepalive-error', msg: (e as Error).message }))
+        .finally(() => {
+          if (stopped) return
+          keepAliveTimer = setTimeout(tick, every)
+          keepAliveTimer.unref()
+        })
+    }
+    keepAliveTimer = setTimeout(tick, 0)
+    keepAliveTimer.unref()
+  }
 
   async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
     let client = initial
@@ -302,6 +348,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       }
     },
     async close(graceMs = 10_000): Promise<void> {
+      stopped = true
+      clearTimeout(keepAliveTimer)
       // server.close() stops accepting at once; its callback waits for every connection to end.
       const closed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
       const deadline = Date.now() + graceMs

@@ -81,6 +81,10 @@ function describe(s: AccountStatus): string {
     ? `received ${rt.ageDays} days ago${rt.idleLimitDays ? ` (the provider drops it after ${rt.idleLimitDays} days unused)` : ''}`
     : 'none (sign in again when the access token expires)'])
   if (s.refreshedAt) rows.push(['last refresh', formatTime(s.refreshedAt)])
+  if (s.grantHorizon) {
+    const h = s.grantHorizon
+    rows.push(['grant ends', h.warn ? `WARNING: ${h.message}` : `${formatTime(h.at)} at the latest (${h.kind === 'idle' ? `${h.days} days after its last use` : `${h.days} days after sign-in`})`])
+  }
   rows.push(['scopes', s.grantedScope ?? s.scopes.join(' ')])
   const servers = [s.servers.imap, s.servers.pop, s.servers.smtp].filter(Boolean).join('  ')
   rows.push(['servers', servers || '-'])

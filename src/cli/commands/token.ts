@@ -63,12 +63,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       ...(typeof values.host === 'string' ? { host: values.host } : {}),
       ...(port !== undefined ? { port } : {}),
     })
+    await warnNearHorizon(mk, email, io)
     io.stdout(values.json
       ? JSON.stringify({ account: r.token.account, mechanism: r.mechanism, response: r.response.reveal(), expires_at: iso(r.token.expiresAt) }) + '\n'
       : r.response.reveal() + '\n')
     return EXIT.OK
   }
   const t = await mk.getAccessToken(email, getOpts)
+  await warnNearHorizon(mk, email, io)
   if (values.json) {
     io.stdout(JSON.stringify({
       account: t.account,
@@ -83,6 +85,21 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stdout(t.token.reveal() + '\n')
   }
   return EXIT.OK
+}
+
+/**
+ * A grant near its end (broker/horizon.ts) is said on stderr, never stdout (a mail client reads
+ * stdout as the token). The fast path never gets here: it prints only tokens refreshed within the
+ * hour, whose idle clock has just restarted, and it steps aside whenever config.toml exists (the
+ * only place a max-age is set).
+ */
+async function warnNearHorizon(mk: ReturnType<typeof createMailkey>, email: string, io: CliIO): Promise<void> {
+  try {
+    const h = (await mk.status(email)).grantHorizon
+    if (h?.warn) io.stderr(`mailkey: warning: ${h.message}\n`)
+  } catch {
+    // a warning must never cost the caller its token
+  }
 }
 
 function iso(ms: number | undefined): string | undefined {
