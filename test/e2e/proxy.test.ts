@@ -1,4 +1,5 @@
-// `mailkey proxy` end to end: LOGIN-only clients (Python imaplib/poplib/smtplib, curl --user)
+// `mailkey proxy` end to end: LOGIN-only clients (Python imaplib/poplib/smtplib, curl --user, imapflow,
+// nodemailer)
 // log in to the proxy with a local password; the proxy signs in to the real testbed (Dovecot,
 // SMTP submission) with OAuth and splices.
 import { describe, it, before, after } from 'node:test'
@@ -113,6 +114,32 @@ print('\\n'.join(out))
     const r = await runCommand('curl', ['-s', '-S', '-K', '-', `imap://127.0.0.1:${ports.imap}/INBOX`, '-X', 'EXAMINE INBOX'], home.env, `user = "${EMAIL}:${LOCAL_PW}"\n`)
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout, /\* 3 EXISTS/)
+  })
+
+  it('curl --user through the POP3 and SMTP proxies; imapflow and nodemailer with a user name and the local password', async () => {
+    const pop = await runCommand('curl', ['-s', '-S', '-K', '-', `pop3://127.0.0.1:${ports.pop3}/`], home.env, `user = "${EMAIL}:${LOCAL_PW}"\n`)
+    assert.equal(pop.code, 0, pop.stderr)
+    assert.match(pop.stdout, /^1 \d+\r?$/m, 'LIST through the proxy')
+    const before = smtp.received.length
+    // curl reads its config (with the password) from stdin, so the message goes in a file
+    const { writeFile } = await import('node:fs/promises')
+    const mailFile = join(home.dir, 'curl-mail.eml')
+    await writeFile(mailFile, `From: ${EMAIL}\r\nTo: bob@example.test\r\nSubject: curl via proxy\r\n\r\nhello\r\n`)
+    const sent = await runCommand('curl', ['-s', '-S', '-K', '-', `smtp://127.0.0.1:${ports.smtp}`, '--mail-from', EMAIL, '--mail-rcpt', 'bob@example.test', '-T', mailFile], home.env,
+      `user = "${EMAIL}:${LOCAL_PW}"\n`)
+    assert.equal(sent.code, 0, sent.stderr)
+    assert.equal(smtp.received.length, before + 1)
+    const { ImapFlow } = await import('imapflow')
+    const client = new ImapFlow({ host: '127.0.0.1', port: ports.imap as number, secure: false, doSTARTTLS: false, auth: { user: EMAIL, pass: LOCAL_PW }, logger: false })
+    await client.connect()
+    assert.ok((await client.mailboxOpen('INBOX')).exists >= 3)
+    await client.logout()
+    const nodemailer = (await import('nodemailer')).default
+    const info = await nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp as number, secure: false, ignoreTLS: true, auth: { user: EMAIL, pass: LOCAL_PW } })
+      .sendMail({ from: EMAIL, to: 'bob@example.test', subject: 'nodemailer via proxy', text: 'hi' })
+    assert.deepEqual(info.accepted, ['bob@example.test'])
+    assert.equal(smtp.received.length, before + 2)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'upstream saw the OAuth identity')
   })
 
   it('clients that speak XOAUTH2/OAUTHBEARER themselves are passed through (no local password)', async () => {
