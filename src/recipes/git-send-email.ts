@@ -8,13 +8,9 @@
  * git-config(1) "Syntax": a value in double quotes keeps \" and \\ escapes; a helper starting
  * with "!" runs through the shell (gitcredentials(7)).
  */
+import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
-/** A git config value: double-quoted, \ and " escaped. */
-function val(s: string): string {
-  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('a git config value cannot hold control characters')
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`
-}
 
 export const gitSendEmail: ClientRecipe = {
   name: 'git-send-email',
@@ -36,15 +32,15 @@ export const gitSendEmail: ClientRecipe = {
       lines = [
         head,
         '[sendemail]',
-        `\tfrom = ${val(i.email)}`,
+        `\tfrom = ${dquote(i.email)}`,
         `\tsmtpServer = ${i.proxy.host}`,
         `\tsmtpServerPort = ${port}`,
         // the proxy is on this machine: no TLS on the loopback hop (any value but ssl/tls is plain)
         '\tsmtpEncryption = none',
-        `\tsmtpUser = ${val(i.email)}`,
+        `\tsmtpUser = ${dquote(i.email)}`,
         '\tsmtpAuth = PLAIN LOGIN',
         `[credential "smtp://${i.proxy.host}:${port}"]`,
-        `\thelper = ${val(helper)}`,
+        `\thelper = ${dquote(helper)}`,
         '',
       ]
       usage.unshift(`needs the proxy's SMTP listener on port ${port}, and the local password printed by: ${i.proxy.passwordCommand}`)
@@ -54,8 +50,8 @@ export const gitSendEmail: ClientRecipe = {
         head,
         `# Sends through msmtp's account "${i.email}": first run "mailkey config msmtp ${i.email} > ~/.msmtprc".`,
         '[sendemail]',
-        `\tfrom = ${val(i.email)}`,
-        `\tsendmailcmd = ${val(`msmtp -a ${i.email}`)}`,
+        `\tfrom = ${dquote(i.email)}`,
+        `\tsendmailcmd = ${dquote(`msmtp -a ${i.email}`)}`,
         '',
       ]
       usage.unshift(`first: mailkey config msmtp ${i.email} > ~/.msmtprc && chmod 600 ~/.msmtprc`)

@@ -8,13 +8,9 @@
  * recipe says SSLType. mbsync(1): PassCmd runs through the shell; a quoted argument may contain
  * \" and \\.
  */
+import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
-/** An isync argument: double-quoted, with \ and " escaped (isync's config parser unescapes them). */
-function arg(s: string): string {
-  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an mbsync setting cannot hold control characters')
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`
-}
 
 export const mbsync: ClientRecipe = {
   name: 'mbsync',
@@ -30,8 +26,8 @@ export const mbsync: ClientRecipe = {
       account.push(
         `Host ${i.proxy.host}`,
         `Port ${port}`,
-        `User ${arg(i.email)}`,
-        `PassCmd ${arg(i.proxy.passwordCommand)}`,
+        `User ${dquote(i.email)}`,
+        `PassCmd ${dquote(i.proxy.passwordCommand)}`,
         'AuthMechs LOGIN',
         // the proxy listens on this machine only: no TLS on the loopback hop, TLS upstream
         'SSLType None',
@@ -42,13 +38,13 @@ export const mbsync: ClientRecipe = {
       account.push(
         `Host ${imap.host}`,
         `Port ${imap.port}`,
-        `User ${arg(i.user)}`,
+        `User ${dquote(i.user)}`,
         // mbsync asks again for every connection: mailkey hands out the cached token or refreshes it
-        `PassCmd ${arg(i.tokenCommand)}`,
+        `PassCmd ${dquote(i.tokenCommand)}`,
         // Microsoft takes only XOAUTH2; isync 1.4 has no OAUTHBEARER through SASL either way
         'AuthMechs XOAUTH2',
         `SSLType ${imap.tls === 'implicit' ? 'IMAPS' : 'STARTTLS'}`,
-        ...(i.ca ? [`CertificateFile ${arg(i.ca)}`] : []),
+        ...(i.ca ? [`CertificateFile ${dquote(i.ca)}`] : []),
       )
     }
     const maildir = `~/Mail/${name}`

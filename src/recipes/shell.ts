@@ -15,7 +15,7 @@ export function shCommand(argv: string[]): string {
   return argv.map(shWord).join(' ')
 }
 
-/** A double-quoted string with \ and " escaped (msmtp, mbsync, TOML basic strings). */
+/** A double-quoted string with \ and " escaped: isync (mbsync) and git config unescape exactly these. (msmtp does not: msmtp.ts.) */
 export function dquote(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('a configuration value cannot hold control characters')
   return `"${s.replace(/["\\]/g, (c) => `\\${c}`)}"`

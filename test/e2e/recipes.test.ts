@@ -23,6 +23,18 @@ const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !h
 if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
+/** the numbers of the harness's seeded messages found in a Maildir folder (new/ and cur/) */
+async function seedsIn(folder: string): Promise<string[]> {
+  const seeds: string[] = []
+  for (const sub of ['new', 'cur']) {
+    for (const f of await readdir(join(folder, sub)).catch(() => [] as string[])) {
+      const m = /Seed message (\d+)/.exec(await readFile(join(folder, sub, f), 'utf8'))
+      if (m) seeds.push(m[1] as string)
+    }
+  }
+  return seeds.sort()
+}
+
 describe('mailkey config: recipes that work as printed', { skip: missing.length ? `${missing.join(', ')} not installed` : false }, () => {
   let lab: LabServer
   let dovecot: Dovecot
@@ -111,14 +123,7 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     await writeFile(rc, r.stdout, { mode: 0o600 })
     const run = await runCommand('mbsync', ['-c', rc, '-a'], { ...env, HOME: h })
     const inbox = join(h, 'Mail', 'alice-example.test', 'INBOX')
-    const seeds: string[] = []
-    for (const sub of ['new', 'cur']) {
-      for (const f of await readdir(join(inbox, sub)).catch(() => [] as string[])) {
-        const m = /Seed message (\d+)/.exec(await readFile(join(inbox, sub, f), 'utf8'))
-        if (m) seeds.push(m[1] as string)
-      }
-    }
-    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: seeds.sort() }
+    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: await seedsIn(inbox) }
   }
 
   it('mbsync, direct: AuthMechs XOAUTH2 through the Cyrus SASL plugin, PassCmd running mailkey token; INBOX synced', async () => {
@@ -211,14 +216,7 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     await writeFile(join(h, '.offlineimaprc'), r.stdout)
     const run = await runCommand('offlineimap', ['-o', '-u', 'basic'], { ...env, HOME: h })
     const inbox = join(h, 'Mail', 'alice-example.test', 'INBOX')
-    const seeds: string[] = []
-    for (const sub of ['new', 'cur']) {
-      for (const f of await readdir(join(inbox, sub)).catch(() => [] as string[])) {
-        const m = /Seed message (\d+)/.exec(await readFile(join(inbox, sub, f), 'utf8'))
-        if (m) seeds.push(m[1] as string)
-      }
-    }
-    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: seeds.sort() }
+    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds: await seedsIn(inbox) }
   }
 
   it('offlineimap, direct: XOAUTH2 with oauth2_access_token_eval running mailkey token; INBOX synced', async () => {
