@@ -40,6 +40,7 @@ import type { AccountRecord, AccountSettings, LastError } from '../store/types.j
 import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
+import { runHook, type HookEvent, type HooksConfig } from '../core/hooks.js'
 
 export { DEFAULT_REFRESH_MARGIN_SEC }
 
@@ -64,6 +65,8 @@ export interface BrokerOptions {
   /** longest Retry-After mailkey waits out itself (default 10 s); longer ones fail at once */
   maxRetryAfterSec?: number
   /** non-fatal notes (e.g. a cached token was returned because the server is down) */
+  /** [hooks] to run instead of those of config.toml (core/hooks.ts); {} turns them off */
+  hooks?: HooksConfig
   onWarning?: (message: string) => void
 }
 
@@ -108,6 +111,22 @@ export class Broker {
 
   now(): number {
     return (this.#opts.now ?? Date.now)()
+  }
+
+  #hooksConfig: Promise<HooksConfig | undefined> | undefined
+
+  /** Start the user's hook for `event` (core/hooks.ts); never throws, never waits for the hook. */
+  async fireHook(event: HookEvent, vars: Record<string, string | number | undefined>): Promise<void> {
+    try {
+      this.#hooksConfig ??= this.#opts.hooks !== undefined
+        ? Promise.resolve(this.#opts.hooks)
+        : existsSync(this.paths.configFile)
+          ? import('../config/config.js').then(({ loadConfig }) => loadConfig(this.paths.configFile)).then((c) => c.hooks, () => undefined)
+          : Promise.resolve(undefined)
+      runHook(await this.#hooksConfig, event, vars, this.env)
+    } catch {
+      // a hook is a courtesy: its failure is never the caller's
+    }
   }
 
   /** The provider's grant horizons (broker/horizon.ts): its preset's, or [providers.NAME] of config.toml. */
@@ -193,8 +212,26 @@ export class Broker {
     return t
   }
 
-  /** B1, cross-process part. Resolves with a record holding a fresh token, or throws. */
+  /**
+   * B1, cross-process part. Resolves with a record holding a fresh token, or throws. When this
+   * process did the refresh and it failed, the user's hook for it runs (only here, so fifty callers
+   * waiting on one refresh make one notification).
+   */
   async #refreshAcrossProcesses(id: string, o: { force: boolean; minSec: number; signal?: AbortSignal }): Promise<AccountRecord> {
+    const ran = { mine: false }
+    try {
+      return await this.#refreshAcrossProcessesInner(id, o, ran)
+    } catch (e) {
+      if (ran.mine && e instanceof MailkeyError && !(e instanceof InterruptedError)) {
+        const vars = { account: id, message: e.message, error_code: e.code, transient: e.transient ? 1 : 0 }
+        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${id}` })
+        else await this.fireHook('refresh_error', vars)
+      }
+      throw e
+    }
+  }
+
+  async #refreshAcrossProcessesInner(id: string, o: { force: boolean; minSec: number; signal?: AbortSignal }, ran: { mine: boolean }): Promise<AccountRecord> {
     const since = this.now()
     const deadline = since + (this.#opts.lockTimeoutMs ?? 110_000)
     const lockPath = this.store.lockPath(id)
@@ -210,6 +247,7 @@ export class Broker {
           const rec = await this.store.read(id)
           if (!rec) throw unknownAccount(id)
           if (satisfied(rec)) return rec
+          ran.mine = true
           if (this.#useWorker()) {
             const outcome = await this.#runWorker(id, lock, o.force, since)
             handedOver = outcome !== 'not-started'

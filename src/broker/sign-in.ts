@@ -209,6 +209,15 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
     if (flow === 'device') {
       const d = await startDeviceAuthorization(s, { account: email, ...(opts.signal ? { signal: opts.signal } : {}) })
       opts.onDevicePrompt?.(deviceToPrompt(email, d))
+      // RFC 8628 §3.3: the user enters the code elsewhere; a hook can push it to a phone
+      await broker.fireHook('device_code', {
+        account: email,
+        user_code: d.userCode,
+        verification_uri: d.verificationUri,
+        verification_uri_complete: d.verificationUriComplete,
+        expires_in: d.expiresIn,
+        message: `Open ${d.verificationUri} and enter ${d.userCode} to sign in ${email} (valid ${Math.round(d.expiresIn / 60)} min)`,
+      })
       return pollDeviceAuthorization(s, d, { account: email, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}) })
     }
     return authorizationCodeSignIn(s, {

@@ -21,6 +21,7 @@ import { parse, TomlError } from 'smol-toml'
 import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
 import { endpointProblem } from '../core/net.js'
+import type { HooksConfig } from '../core/hooks.js'
 
 export interface ProxyListenerConfig {
   protocol: 'imap' | 'pop3' | 'smtp'
@@ -49,9 +50,12 @@ export interface Config {
   refreshMarginSec?: number
   providers: Map<string, Provider>
   proxy?: ProxyConfig
+  /** [hooks]: shell commands run on events that need the user (core/hooks.ts) */
+  hooks?: HooksConfig
 }
 
-const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy'])
+const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy', 'hooks'])
+const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
 const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
 const PROVIDER_KEYS = new Set([
@@ -178,6 +182,22 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
   if (data.proxy !== undefined) cfg.proxy = parseProxy(data.proxy, text, file)
+  if (data.hooks !== undefined) {
+    const h = data.hooks
+    if (typeof h !== 'object' || h === null || Array.isArray(h)) fail([], 'hooks', '"hooks" must be a table')
+    const hooks: HooksConfig = {}
+    for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
+      if (!HOOK_KEYS.has(k)) fail(['hooks'], k, `unknown hook "${k}" (use reauth, device_code, refresh_error, timeout_sec)`)
+      if (k === 'timeout_sec') {
+        if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 600) fail(['hooks'], k, '"timeout_sec" must be a number of seconds from 1 to 600')
+        hooks.timeoutSec = v as number
+      } else {
+        if (typeof v !== 'string' || v.trim() === '') fail(['hooks'], k, `"${k}" must be a shell command`)
+        hooks[k as 'reauth' | 'device_code' | 'refresh_error'] = v as string
+      }
+    }
+    cfg.hooks = hooks
+  }
   return cfg
 }
 

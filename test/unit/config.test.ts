@@ -371,3 +371,15 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
     }
   })
 })
+
+describe('parseConfig: [hooks]', () => {
+  it('reads the three hooks and a timeout; names a bad key or value with its line', () => {
+    const cfg = parseConfig('[hooks]\nreauth = "notify-send mailkey \\"$MAILKEY_MESSAGE\\""\ndevice_code = "ntfy publish phone \\"$MAILKEY_USER_CODE\\""\ntimeout_sec = 5\n', '/c.toml')
+    assert.equal(cfg.hooks?.reauth, 'notify-send mailkey "$MAILKEY_MESSAGE"')
+    assert.equal(cfg.hooks?.device_code, 'ntfy publish phone "$MAILKEY_USER_CODE"')
+    assert.equal(cfg.hooks?.timeoutSec, 5)
+    assert.throws(() => parseConfig('[hooks]\non_sunday = "x"\n', '/c.toml'), /:2:1: unknown hook "on_sunday"/)
+    assert.throws(() => parseConfig('[hooks]\nreauth = ""\n', '/c.toml'), /:2:1: "reauth" must be a shell command/)
+    assert.throws(() => parseConfig('[hooks]\ntimeout_sec = 0\n', '/c.toml'), /"timeout_sec" must be a number of seconds from 1 to 600/)
+  })
+})
