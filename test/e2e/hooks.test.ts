@@ -3,9 +3,8 @@
 // never holds up the command that triggered it and is killed at timeout_sec.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -88,7 +87,14 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     await writeFile(cfgFile(), `[hooks]\nrefresh_error = "${slow}"\nreauth = "${slow}"\ntimeout_sec = 1\n`)
     const r = await runCli(['token', EMAIL, '--force-refresh'], home.env)
     assert.equal(r.code, 77, r.stderr)
-    const running = (): boolean => spawnSync('pgrep', ['-f', marker]).status === 0
+    // any process whose command line holds the marker (read from /proc: no pgrep needed)
+    const running = (): boolean => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).some((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(marker)
+      } catch {
+        return false
+      }
+    })
     let end = Date.now() + 5_000
     while (!existsSync(join(out, 'started')) && Date.now() < end) await new Promise((res) => setTimeout(res, 50))
     assert.ok(existsSync(join(out, 'started')), 'the hook ran')
