@@ -1,5 +1,6 @@
 /** The client recipes of `mailkey config`, by name. */
 import { generic } from './generic.js'
+import { getmail } from './getmail.js'
 import { gitSendEmail } from './git-send-email.js'
 import { mbsync } from './mbsync.js'
 import { msmtp } from './msmtp.js'
@@ -9,4 +10,4 @@ import type { ClientRecipe } from './types.js'
 
 export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))

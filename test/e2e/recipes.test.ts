@@ -4,7 +4,8 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
-import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -19,8 +20,8 @@ function gitSendEmailAvailable(): boolean {
   // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
   return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3`)
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 /** the numbers of the harness's seeded messages found in a Maildir folder (new/ and cur/) */
@@ -227,6 +228,54 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
 
   it('offlineimap via the proxy: LOGIN with remotepasseval; INBOX synced', async () => {
     const r = await offlineimapWith(['--via', 'proxy'], 'proxy')
+    assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
+  })
+
+  /**
+   * getmail6 refuses to deliver as root, so it runs as nobody, the way a user runs it: its own
+   * HOME, a copy of the mailkey state (owned by it, 0700/0600 as mailkey insists), `mailkey` on its
+   * PATH, and the CA certificate readable (a public certificate).
+   */
+  const getmailWith = async (args: string[], tag: string): Promise<{ code: number; out: string; seeds: string[] }> => {
+    const { chmod, chown, cp } = await import('node:fs/promises')
+    const { dirname } = await import('node:path')
+    const r = await runCli(['config', 'getmail', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    const u = await mkdtemp(join(tmpdir(), `mailkey-getmail-${tag}-`))
+    const h = join(u, 'home')
+    const inbox = join(h, 'Mail', 'alice-example.test', 'INBOX')
+    for (const sub of ['cur', 'new', 'tmp']) await mkdir(join(inbox, sub), { recursive: true })
+    await mkdir(join(h, '.getmail'), { recursive: true })
+    await writeFile(join(h, '.getmail', 'getmailrc'), r.stdout)
+    await cp(env.XDG_STATE_HOME as string, join(u, 'state'), { recursive: true })
+    await cp(env.XDG_CONFIG_HOME as string, join(u, 'config'), { recursive: true })
+    await mkdir(join(u, 'bin'))
+    await symlink(BIN, join(u, 'bin', 'mailkey'))
+    const own = async (p: string): Promise<void> => {
+      await chown(p, 65534, 65534)
+      const { readdir, lstat } = await import('node:fs/promises')
+      if ((await lstat(p)).isDirectory()) for (const n of await readdir(p)) await own(join(p, n))
+    }
+    await own(u)
+    await chmod(u, 0o700)
+    await chmod(dirname(dovecot.caFile), 0o711)
+    await chmod(dovecot.caFile, 0o644)
+    const uenv = { ...env, HOME: h, XDG_STATE_HOME: join(u, 'state'), XDG_CONFIG_HOME: join(u, 'config'), PATH: `${join(u, 'bin')}:${env.PATH}` }
+    const run = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'getmail', '--getmaildir', join(h, '.getmail')], uenv)
+    const seeds = await seedsIn(inbox)
+    await rm(u, { recursive: true, force: true })
+    return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds }
+  }
+
+  it('getmail6, direct, as an ordinary user: IMAP over TLS, use_xoauth2, password_command running mailkey token', async () => {
+    const r = await getmailWith([], 'direct')
+    assert.equal(r.code, 0, r.out)
+    assert.deepEqual(r.seeds, ['1', '2', '3'])
+  })
+
+  it('getmail6 via the proxy, as an ordinary user: LOGIN to the loopback listener', async () => {
+    const r = await getmailWith(['--via', 'proxy'], 'proxy')
     assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
     assert.deepEqual(r.seeds, ['1', '2', '3'])
   })

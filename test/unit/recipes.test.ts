@@ -175,3 +175,19 @@ describe('offlineimap recipe', () => {
     assert.throws(() => off?.make({ ...base, tokenCommand: 'printf %s x' }), /ConfigParser/)
   })
 })
+
+describe('getmail recipe', () => {
+  const gm = RECIPES.get('getmail')
+  it('direct: IMAP over TLS with use_xoauth2 and the token command through sh -c; STARTTLS-only servers go via the proxy', () => {
+    const r = gm?.make({ ...base, ca: '/etc/ca.pem' })
+    assert.ok(r)
+    assert.match(r.text, /^type = SimpleIMAPSSLRetriever$/m)
+    assert.match(r.text, /^use_xoauth2 = True$/m)
+    assert.match(r.text, /^password_command = \("sh", "-c", "mailkey token you@example\.test"\)$/m)
+    assert.match(r.text, /^ca_certs = \/etc\/ca\.pem$/m)
+    assert.match(r.text, /^delete = false$/m)
+    assert.throws(() => gm?.make({ ...base, imap: { host: 'h', port: 143, tls: 'starttls' } }), /no STARTTLS .* use --via proxy/)
+    const p = gm?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, passwordCommand: 'cat "$HOME/pw"' } })
+    assert.match(p?.text ?? '', /^password_command = \("sh", "-c", "cat \\"\$HOME\/pw\\""\)$/m)
+  })
+})
