@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -14,6 +15,7 @@ import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type D
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
 const EMAIL = 'alice@example.test'
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const LOCAL_PW = 'recipe local pw 7'
 const SASL_XOAUTH2 = '/usr/lib/x86_64-linux-gnu/sasl2/libkdexoauth2.so'
 function gitSendEmailAvailable(): boolean {
@@ -250,8 +252,15 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     await writeFile(join(h, '.getmail', 'getmailrc'), r.stdout)
     await cp(env.XDG_STATE_HOME as string, join(u, 'state'), { recursive: true })
     await cp(env.XDG_CONFIG_HOME as string, join(u, 'config'), { recursive: true })
+    // mailkey installed for that user: dist and the runtime dependencies, wherever this checkout is
+    // (it may sit below a directory the user cannot enter, such as /root)
+    const mk = join(u, 'mailkey')
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }
+    await cp(join(ROOT, 'package.json'), join(mk, 'package.json'))
+    await cp(join(ROOT, 'dist'), join(mk, 'dist'), { recursive: true })
+    for (const dep of Object.keys(pkg.dependencies)) await cp(join(ROOT, 'node_modules', dep), join(mk, 'node_modules', dep), { recursive: true })
     await mkdir(join(u, 'bin'))
-    await symlink(BIN, join(u, 'bin', 'mailkey'))
+    await symlink(join(mk, 'dist', 'cli', 'mailkey.cjs'), join(u, 'bin', 'mailkey'))
     const own = async (p: string): Promise<void> => {
       await chown(p, 65534, 65534)
       const { readdir, lstat } = await import('node:fs/promises')
@@ -262,7 +271,8 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     await chmod(dirname(dovecot.caFile), 0o711)
     await chmod(dovecot.caFile, 0o644)
     const uenv = { ...env, HOME: h, XDG_STATE_HOME: join(u, 'state'), XDG_CONFIG_HOME: join(u, 'config'), PATH: `${join(u, 'bin')}:${env.PATH}` }
-    const run = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'getmail', '--getmaildir', join(h, '.getmail')], uenv)
+    // from its HOME: the checkout's directory may be closed to that user
+    const run = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', 'cd "$HOME" && exec getmail --getmaildir "$HOME/.getmail"'], uenv)
     const seeds = await seedsIn(inbox)
     await rm(u, { recursive: true, force: true })
     return { code: run.code ?? -1, out: run.stdout + run.stderr, seeds }
