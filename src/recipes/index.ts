@@ -1,4 +1,5 @@
 /** The client recipes of `mailkey config`, by name. */
+import { fetchmail } from './fetchmail.js'
 import { generic } from './generic.js'
 import { getmail } from './getmail.js'
 import { gitSendEmail } from './git-send-email.js'
@@ -10,4 +11,4 @@ import type { ClientRecipe } from './types.js'
 
 export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, fetchmail, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))

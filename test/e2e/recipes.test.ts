@@ -22,8 +22,8 @@ function gitSendEmailAvailable(): boolean {
   // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
   return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6`)
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux', !have('fetchmail') && 'fetchmail'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6 fetchmail`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 /** the numbers of the harness's seeded messages found in a Maildir folder (new/ and cur/) */
@@ -288,6 +288,32 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     const r = await getmailWith(['--via', 'proxy'], 'proxy')
     assert.equal(r.code, 0, `${r.out}\n${proxy?.stderr()}`)
     assert.deepEqual(r.seeds, ['1', '2', '3'])
+  })
+
+  it('fetchmail via the proxy: the printed rc and the printed ~/.netrc line retrieve the 3 messages', async () => {
+    const { chmod } = await import('node:fs/promises')
+    const r = await runCli(['config', 'fetchmail', EMAIL, '--via', 'proxy'], env)
+    assert.equal(r.code, 0, r.stderr)
+    const h = join(home.dir, 'home-fetchmail')
+    const out = join(h, 'out')
+    await mkdir(out, { recursive: true })
+    await writeFile(join(h, '.fetchmailrc'), r.stdout)
+    await chmod(join(h, '.fetchmailrc'), 0o600)
+    // the ~/.netrc step exactly as printed, through sh
+    const netrc = r.stderr.split('\n').find((l) => l.startsWith('# printf'))
+    assert.ok(netrc, r.stderr)
+    const step = await runCommand('sh', ['-c', netrc.slice(2)], { ...env, HOME: h })
+    assert.equal(step.code, 0, step.stderr)
+    // delivery is the user's choice (the local MTA by default): here an mda that writes files
+    const mda = join(h, 'mda.sh')
+    await writeFile(mda, `#!/bin/sh\nexec cat > "${out}/$(date +%s%N).$$"\n`, { mode: 0o700 })
+    const run = await runCommand('fetchmail', ['--nodetach', '--idfile', join(h, 'ids'), '--pidfile', join(h, 'pid'), '--mda', mda], { ...env, HOME: h })
+    assert.equal(run.code, 0, `${run.stdout}${run.stderr}\n${proxy?.stderr()}`)
+    const bodies = await Promise.all((await readdir(out)).map((f) => readFile(join(out, f), 'utf8')))
+    assert.deepEqual(bodies.map((b) => /Seed message (\d+)/.exec(b)?.[1]).sort(), ['1', '2', '3'])
+    const direct = await runCli(['config', 'fetchmail', EMAIL], env)
+    assert.equal(direct.code, 64)
+    assert.match(direct.stderr, /no OAuth mechanism[\s\S]*--via proxy/)
   })
 
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {

@@ -191,3 +191,18 @@ describe('getmail recipe', () => {
     assert.match(p?.text ?? '', /^password_command = \("sh", "-c", "cat \\"\$HOME\/pw\\""\)$/m)
   })
 })
+
+describe('fetchmail recipe', () => {
+  const fm = RECIPES.get('fetchmail')
+  it('proxy only: IMAP when there is an IMAP listener (else POP3), no TLS on loopback, keep, the .netrc line quoted', () => {
+    assert.equal(fm?.direct, false)
+    const r = fm?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, popPort: 2110, passwordCommand: 'cat pw' } })
+    assert.ok(r)
+    assert.match(r.text, /^poll 127\.0\.0\.1 with proto IMAP port 2143$/m)
+    assert.match(r.text, /^ {2}sslproto ''$/m)
+    assert.match(r.text, /^ {2}keep$/m)
+    assert.ok(r.usage.some((u) => u === `printf 'machine 127.0.0.1 login you@example.test password "%s"\\n' "$(cat pw)" >> ~/.netrc && chmod 600 ~/.netrc`))
+    assert.match(fm?.make({ ...base, proxy: { host: '127.0.0.1', popPort: 2110, passwordCommand: 'x' } }).text ?? '', /with proto POP3 port 2110/)
+    assert.throws(() => fm?.make(base), /needs --via proxy/)
+  })
+})
