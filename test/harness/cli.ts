@@ -41,6 +41,9 @@ export function runCommand(cmd: string, args: string[], env: Record<string, stri
       transcript.push({ args: [cmd, ...args.filter((a) => !a.includes('\n'))], stdout, stderr })
       resolve({ code, signal, stdout, stderr })
     })
+    // a child that exits without reading its input (git, most commands given '') is not an
+    // error: its exit code says how it went
+    c.stdin.on('error', () => {})
     c.stdin.end(stdin)
   })
 }
@@ -66,6 +69,7 @@ export function runCli(args: string[], env: Record<string, string>, opts: { stdi
       transcript.push({ args, stdout, stderr })
       resolve({ code, signal, stdout, stderr })
     })
+    child.stdin.on('error', () => {}) // see runCommand
     if (opts.stdin !== undefined) child.stdin.end(opts.stdin)
     else child.stdin.end()
   })
