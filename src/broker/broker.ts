@@ -19,7 +19,7 @@
  * Owns: when and how to refresh. Must not: print, exit, or parse CLI arguments.
  */
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
   ConfigError,
@@ -41,6 +41,7 @@ import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
 import { runHook, type HookEvent, type HooksConfig } from '../core/hooks.js'
+import type { Config } from '../config/config.js'
 
 export { DEFAULT_REFRESH_MARGIN_SEC }
 
@@ -113,17 +114,37 @@ export class Broker {
     return (this.#opts.now ?? Date.now)()
   }
 
-  #hooksConfig: Promise<HooksConfig | undefined> | undefined
+  #config: { stamp: string; value: Promise<Config> } | undefined
+
+  /**
+   * config.toml (undefined when there is none), parsed again only when the file changes (size,
+   * mtime, inode): the refresh margin, grant policies and hooks all come from it. A broken file
+   * rejects; it is not remembered as broken.
+   */
+  async loadConfig(): Promise<Config | undefined> {
+    let st
+    try {
+      st = statSync(this.paths.configFile)
+    } catch {
+      return undefined
+    }
+    const stamp = `${st.size}:${st.mtimeMs}:${st.ino}`
+    if (this.#config?.stamp !== stamp) {
+      const { loadConfig } = await import('../config/config.js')
+      const value = loadConfig(this.paths.configFile)
+      this.#config = { stamp, value }
+      value.catch(() => {
+        if (this.#config?.value === value) this.#config = undefined
+      })
+    }
+    return this.#config.value
+  }
 
   /** Start the user's hook for `event` (core/hooks.ts); never throws, never waits for the hook. */
   async fireHook(event: HookEvent, vars: Record<string, string | number | undefined>): Promise<void> {
     try {
-      this.#hooksConfig ??= this.#opts.hooks !== undefined
-        ? Promise.resolve(this.#opts.hooks)
-        : existsSync(this.paths.configFile)
-          ? import('../config/config.js').then(({ loadConfig }) => loadConfig(this.paths.configFile)).then((c) => c.hooks, () => undefined)
-          : Promise.resolve(undefined)
-      runHook(await this.#hooksConfig, event, vars, this.env)
+      const hooks = this.#opts.hooks ?? (await this.loadConfig().catch(() => undefined))?.hooks
+      runHook(hooks, event, vars, this.env)
     } catch {
       // a hook is a courtesy: its failure is never the caller's
     }
@@ -132,12 +153,8 @@ export class Broker {
   /** The provider's grant horizons (broker/horizon.ts): its preset's, or [providers.NAME] of config.toml. */
   async grantPolicy(s: AccountSettings): Promise<GrantPolicy> {
     const { BUILTIN_PROVIDERS } = await import('../providers/registry.js')
-    let p = BUILTIN_PROVIDERS.get(s.provider)
-    if (!p && existsSync(this.paths.configFile)) {
-      const { loadConfig } = await import('../config/config.js')
-      // a broken config file is reported by the commands that need it; no horizon here
-      p = (await loadConfig(this.paths.configFile).catch(() => undefined))?.providers.get(s.provider)
-    }
+    // a broken config file is reported by the commands that need it; no horizon here
+    const p = BUILTIN_PROVIDERS.get(s.provider) ?? (await this.loadConfig().catch(() => undefined))?.providers.get(s.provider)
     return {
       ...(p?.refreshTokenIdleDays ? { idleDays: p.refreshTokenIdleDays } : {}),
       ...(p?.grantMaxAgeDays ? { maxAgeDays: p.grantMaxAgeDays } : {}),
@@ -149,11 +166,8 @@ export class Broker {
     if (this.#marginSec !== undefined) return this.#marginSec
     const fromEnv = marginFromEnv(this.env.MAILKEY_REFRESH_MARGIN_SEC)
     if (fromEnv !== undefined) return (this.#marginSec = fromEnv)
-    if (existsSync(this.paths.configFile)) {
-      const { loadConfig } = await import('../config/config.js')
-      const cfg = await loadConfig(this.paths.configFile)
-      if (cfg.refreshMarginSec !== undefined) return (this.#marginSec = cfg.refreshMarginSec)
-    }
+    const cfg = await this.loadConfig()
+    if (cfg?.refreshMarginSec !== undefined) return (this.#marginSec = cfg.refreshMarginSec)
     return (this.#marginSec = DEFAULT_REFRESH_MARGIN_SEC)
   }
 
@@ -453,9 +467,7 @@ export class Broker {
 
   async #envSettings(options: import('../providers/resolve.js').AccountOptions): Promise<AccountSettings> {
     const { candidateSettings, chooseProvider } = await import('../providers/resolve.js')
-    const configProviders = existsSync(this.paths.configFile)
-      ? (await (await import('../config/config.js')).loadConfig(this.paths.configFile)).providers
-      : new Map()
+    const configProviders = (await this.loadConfig())?.providers ?? new Map()
     const provider = chooseProvider(options, configProviders)
     let discovered
     if (options.issuer && !options.tokenUrl && !provider?.endpoints.token) {

@@ -4,7 +4,8 @@
  * alone lists the clients.
  */
 import { EXIT, UsageError } from '../../errors.js'
-import { createMailkey } from '../../mailkey.js'
+import { createMailkey, type Mailkey } from '../../mailkey.js'
+import { unknownAccount } from '../../broker/broker.js'
 import type { CliIO } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import type { MailServer, RecipeInput } from '../../recipes/index.js'
@@ -50,13 +51,18 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
 
   const mk = createMailkey({ env: io.env })
-  // the usual "no account" error, with its hint, when there is none
-  await mk.status(email)
   const { accountId } = await import('../../store/file-store.js')
   const rec = await mk.broker.store.read(accountId(email))
-  if (!rec) throw new UsageError(`no account "${email}"`, { hint: `Run "mailkey add ${email}" first.` })
+  // the usual "no account" error, with its hint
+  if (!rec) throw unknownAccount(email)
   const s = rec.settings
   const { shCommand } = await import('../../recipes/shell.js')
+  const { parseServer } = await import('../../probe/run.js')
+  const server = (key: 'imap' | 'pop' | 'smtp', url: string | undefined): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> => {
+    if (!url) return {}
+    const a = parseServer(url)
+    return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
+  }
   const input: RecipeInput = {
     email: s.email,
     user: s.mailbox ?? s.email,
@@ -68,7 +74,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...server('smtp', s.servers.smtp),
     ...(s.ca ? { ca: s.ca } : {}),
     tokenCommand: typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
-    ...(via ? { proxy: await proxyPorts(io, s.email, typeof values['password-command'] === 'string' ? values['password-command'] : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"') } : {}),
+    ...(via ? { proxy: await proxyPorts(mk, s.email, typeof values['password-command'] === 'string' ? values['password-command'] : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"') } : {}),
   }
   let made
   try {
@@ -81,21 +87,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   return EXIT.OK
 }
 
-const IMPLICIT = new Set(['imaps', 'pop3s', 'smtps'])
-
-function server(key: 'imap' | 'pop' | 'smtp', url: string | undefined): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> {
-  if (!url) return {}
-  const u = new URL(url)
-  const scheme = u.protocol.replace(/:$/, '')
-  return { [key]: { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), tls: IMPLICIT.has(scheme) ? 'implicit' : 'starttls' } }
-}
-
 /** The proxy's plain loopback listeners for this account from config.toml, else the usual ports. */
-async function proxyPorts(io: CliIO, email: string, passwordCommand: string): Promise<NonNullable<RecipeInput['proxy']>> {
-  const { resolvePaths } = await import('../../config/paths.js')
-  const { loadConfig } = await import('../../config/config.js')
-  const cfg = await loadConfig(resolvePaths(io.env).configFile)
-  const usable = (cfg.proxy?.listeners ?? []).filter((l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())))
+async function proxyPorts(mk: Mailkey, email: string, passwordCommand: string): Promise<NonNullable<RecipeInput['proxy']>> {
+  const cfg = await mk.broker.loadConfig()
+  const usable = (cfg?.proxy?.listeners ?? []).filter((l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())))
   const port = (p: 'imap' | 'pop3' | 'smtp'): number | undefined => usable.find((l) => l.protocol === p)?.port
   const fromConfig = usable.length > 0
   return {

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { EXIT, UsageError } from '../../errors.js'
 import { Secret } from '../../core/secret.js'
 import { isLoopbackHost } from '../../core/net.js'
-import { createMailkey } from '../../mailkey.js'
+import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
@@ -61,12 +61,13 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
   const mode = values.tls === undefined ? 'starttls' : values.tls
   if (mode !== 'implicit' && mode !== 'starttls') throw new UsageError('--tls must be implicit or starttls')
+  const mk = createMailkey({ env: io.env })
   let tls: { mode: 'implicit' | 'starttls'; cert: string; key: string } | undefined
   if (typeof certFile === 'string' && typeof keyFile === 'string') {
     tls = { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
   } else if (values.tls !== undefined) {
     // --tls without a certificate of one's own: mailkey's self-signed one, for clients to pin.
-    const own = await ownCertificate(io, [host])
+    const own = await ownCertificate(io, mk, [host])
     tls = { mode, cert: own.cert, key: own.key }
   }
   // Local passwords would cross the network in clear text: refuse (issue #4, STYLE.md §1.6).
@@ -80,14 +81,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
   // and SIGHUP re-reads them.
   const fromConfig = flagListeners.length === 0
-  const listeners = fromConfig ? await configListeners(io) : flagListeners
+  const listeners = fromConfig ? await configListeners(io, mk) : flagListeners
   if (listeners.length === 0) {
     throw new UsageError('no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml', { hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".' })
   }
-  const mk = createMailkey({ env: io.env })
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
-  const delayMaxSec = await failedLoginDelayMaxSec(io)
+  // [proxy] failed_login_delay_max_sec (read once, at start)
+  const delayMaxSec = (await mk.broker.loadConfig())?.proxy?.failedLoginDelayMaxSec
   const proxy = await startProxy({ mailkey: mk, listeners, log, ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}) })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
@@ -96,7 +97,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       log({ level: 'info', event: 'reload', msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)' })
       return
     }
-    configListeners(io)
+    configListeners(io, mk)
       .then((next) => proxy.reload(next))
       .then(() => {
         log({ level: 'info', event: 'reloaded', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
@@ -138,35 +139,23 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
  * the state directory). Printed as a JSON event on stdout: where it is and its fingerprint, which
  * is what a client pins.
  */
-async function ownCertificate(io: CliIO, listenHosts: string[]): Promise<{ cert: string; key: string }> {
-  const { resolvePaths } = await import('../../config/paths.js')
-  const { FileStore } = await import('../../store/file-store.js')
+async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Promise<{ cert: string; key: string }> {
   const { ensureProxyCertificate, certificateNames } = await import('../../proxy/self-signed.js')
-  const paths = resolvePaths(io.env)
-  await new FileStore(paths).ensureDir()
-  const c = await ensureProxyCertificate(paths.stateDir, certificateNames(listenHosts))
+  await mk.broker.store.ensureDir()
+  const c = await ensureProxyCertificate(mk.broker.paths.stateDir, certificateNames(listenHosts))
   io.stdout(JSON.stringify({ event: 'certificate', file: c.certFile, fingerprint256: c.fingerprint256, names: c.names, created: c.created }) + '\n')
   return { cert: c.cert, key: c.key }
 }
 
-/** [proxy] failed_login_delay_max_sec from config.toml (read once, at start). */
-async function failedLoginDelayMaxSec(io: CliIO): Promise<number | undefined> {
-  const { resolvePaths } = await import('../../config/paths.js')
-  const { loadConfig } = await import('../../config/config.js')
-  return (await loadConfig(resolvePaths(io.env).configFile)).proxy?.failedLoginDelayMaxSec
-}
-
-async function configListeners(io: CliIO): Promise<import('../../proxy/server.js').ListenerConfig[]> {
-  const { resolvePaths } = await import('../../config/paths.js')
-  const { loadConfig } = await import('../../config/config.js')
-  const cfg = await loadConfig(resolvePaths(io.env).configFile)
-  const p = cfg.proxy
-  if (!p) return []
+async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../proxy/server.js').ListenerConfig[]> {
+  const cfg = await mk.broker.loadConfig()
+  const p = cfg?.proxy
+  if (!cfg || !p) return []
   let cert = p.tlsCert ? await readFile(p.tlsCert, 'utf8') : undefined
   let key = p.tlsKey ? await readFile(p.tlsKey, 'utf8') : undefined
   if (!cert && p.listeners.some((l) => l.tls !== 'none')) {
     // TLS listeners without tls_cert/tls_key: mailkey's self-signed certificate.
-    const own = await ownCertificate(io, p.listeners.map((l) => l.host))
+    const own = await ownCertificate(io, mk, p.listeners.map((l) => l.host))
     cert = own.cert
     key = own.key
   }
