@@ -45,13 +45,13 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
     },
     async signIn(o) {
       const { signIn } = await import('./broker/sign-in.js')
-      const { toStatus } = await import('./broker/accounts.js')
-      return toStatus(broker, await signIn(broker, o))
+      const { statusOf } = await import('./broker/accounts.js')
+      return statusOf(broker, await signIn(broker, o))
     },
     async importRefreshToken(o) {
       const { importRefreshToken } = await import('./broker/sign-in.js')
-      const { toStatus } = await import('./broker/accounts.js')
-      return toStatus(broker, await importRefreshToken(broker, o))
+      const { statusOf } = await import('./broker/accounts.js')
+      return statusOf(broker, await importRefreshToken(broker, o))
     },
     async status(account) {
       return (await import('./broker/accounts.js')).accountStatus(broker, account)

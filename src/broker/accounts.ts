@@ -9,7 +9,6 @@ import { acquire } from '../store/lock.js'
 import type { AccountRecord, Identity, LastError } from '../store/types.js'
 import type { Broker } from './broker.js'
 import { unknownAccount } from './broker.js'
-import { BUILTIN_PROVIDERS } from '../providers/registry.js'
 import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'
 import { OAUTH_ERROR_MEANINGS } from '../oauth/classify.js'
 import { describeHorizon, grantHorizon, type GrantPolicy } from './horizon.js'
@@ -50,7 +49,7 @@ export function meaningOf(l: LastError): string | undefined {
   return l.oauthError ? OAUTH_ERROR_MEANINGS[l.oauthError] : undefined
 }
 
-export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy = {}): AccountStatus {
+export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy): AccountStatus {
   const s = rec.settings
   const g = rec.grant
   const now = broker.now()
@@ -78,8 +77,7 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     const at = g.refreshTokenAt ?? g.grantedAt
     st.refreshToken.receivedAt = iso(at)
     st.refreshToken.ageDays = Math.floor(((now - at) / 86_400_000) * 10) / 10
-    const idle = policy.idleDays ?? BUILTIN_PROVIDERS.get(s.provider)?.refreshTokenIdleDays
-    if (idle) st.refreshToken.idleLimitDays = idle
+    if (policy.idleDays) st.refreshToken.idleLimitDays = policy.idleDays
   }
   const h = rec.state === 'active' ? grantHorizon(g, policy, now) : undefined
   if (h) st.grantHorizon = { at: iso(h.at) as string, kind: h.kind, days: h.days, daysLeft: h.daysLeft, warn: h.warn, message: describeHorizon(s.email, h) }
@@ -93,16 +91,21 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
   return st
 }
 
+/** toStatus with the account's grant policy (broker.grantPolicy) */
+export async function statusOf(broker: Broker, rec: AccountRecord): Promise<AccountStatus> {
+  return toStatus(broker, rec, await broker.grantPolicy(rec.settings))
+}
+
 export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {
   const rec = await broker.store.read(accountId(account))
   if (!rec) throw unknownAccount(account)
-  return toStatus(broker, rec, await broker.grantPolicy(rec.settings))
+  return statusOf(broker, rec)
 }
 
 export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }> {
   const { records, broken } = await broker.store.list()
   return {
-    accounts: await Promise.all(records.map(async (r) => toStatus(broker, r, await broker.grantPolicy(r.settings)))),
+    accounts: await Promise.all(records.map((r) => statusOf(broker, r))),
     broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
   }
 }
