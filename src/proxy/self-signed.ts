@@ -9,11 +9,10 @@
  * Owns: the key and certificate files in the state directory. Must not: log the key.
  */
 import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
-import { closeSync, constants as fsc, fstatSync, openSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../store/file-store.js'
+import { readStateFile, writeFileAtomic } from '../store/file-store.js'
 
 /** how long a generated certificate is valid (a new one is made before it ends) */
 export const VALIDITY_DAYS = 397
@@ -70,24 +69,14 @@ export async function ensureProxyCertificate(stateDir: string, names: string[], 
 
 function readExisting(certFile: string, keyFile: string): { cert: string; key: string } | undefined {
   try {
-    return { cert: readPrivate(certFile), key: readPrivate(keyFile) }
+    const cert = readStateFile(certFile)
+    const key = readStateFile(keyFile)
+    // Missing, not ours or not private: make a new pair rather than trust it.
+    if (!cert || !key || cert.needsModeCheck || key.needsModeCheck) return undefined
+    return { cert: cert.text, key: key.text }
   } catch {
-    // Missing, unreadable, not ours or not private: make a new pair rather than trust it.
+    // a symlink, a FIFO, unreadable: the same
     return undefined
-  }
-}
-
-/** A regular file of ours that nobody else can read (no symlinks, no FIFOs). */
-function readPrivate(path: string): string {
-  const fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK)
-  try {
-    const st = fstatSync(fd)
-    if (!st.isFile() || (st.mode & 0o077) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())) {
-      throw new Error('not a private regular file')
-    }
-    return readFileSync(fd, 'utf8')
-  } finally {
-    closeSync(fd)
   }
 }
 

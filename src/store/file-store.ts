@@ -122,7 +122,7 @@ export class FileStore {
     await setImmediateP()
     let got: { text: string; needsModeCheck: boolean } | undefined
     try {
-      got = readRecordText(path)
+      got = readStateFile(path)
     } catch (e) {
       if (e instanceof StoreError) throw e
       if (isCode(e, 'ELOOP')) await this.#checkMode(path, false)
@@ -173,7 +173,7 @@ export class FileStore {
       if (!name.endsWith('.json')) continue
       const path = join(this.dir, name)
       try {
-        const got = readRecordText(path)
+        const got = readStateFile(path)
         if (!got) continue // removed meanwhile
         records.push(parseRecord(got.text, path))
       } catch (e) {
@@ -230,11 +230,12 @@ function ioError(message: string, cause: unknown): StoreError {
 }
 
 /**
- * A record file's text, or undefined when there is none. O_NOFOLLOW: a symlink fails with ELOOP.
- * O_NONBLOCK: a FIFO planted at the path must not block open(); it is refused as not a regular
- * file (no effect on regular files). Synchronous on purpose: see FileStore.read.
+ * A state file's text (an account record, the proxy's key and certificate), or undefined when
+ * there is none; `needsModeCheck` when others may read it or it is not ours. O_NOFOLLOW: a symlink
+ * fails with ELOOP. O_NONBLOCK: a FIFO planted at the path must not block open(); it is refused as
+ * not a regular file (no effect on regular files). Synchronous on purpose: see FileStore.read.
  */
-function readRecordText(path: string): { text: string; needsModeCheck: boolean } | undefined {
+export function readStateFile(path: string): { text: string; needsModeCheck: boolean } | undefined {
   let fd: number
   try {
     fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK)
