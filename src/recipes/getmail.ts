@@ -8,6 +8,7 @@
  * arguments, run without a shell, so the recipe runs `sh -c` with the command line. getmail6
  * refuses to deliver into a Maildir as root: run it as the mailbox's user.
  */
+import { localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A getmail quoted string (read like a Python literal: JSON's escapes are valid there). */
@@ -18,12 +19,11 @@ export const getmail: ClientRecipe = {
   summary: 'getmail6: a getmailrc that retrieves INBOX into a Maildir (IMAP over TLS, or --via proxy)',
   direct: true,
   make(i: RecipeInput): Recipe {
-    const name = i.email.replace(/[^A-Za-z0-9._-]/g, '-')
+    const name = localName(i.email)
     const maildir = `~/Mail/${name}/INBOX`
     const retriever: string[] = ['[retriever]']
     if (i.proxy) {
-      const port = i.proxy.imapPort
-      if (port === undefined) throw new RangeError('config.toml has no plain IMAP listener of the proxy for this account')
+      const port = proxyPort(i.proxy, 'imap')
       retriever.push(
         'type = SimpleIMAPRetriever',
         `server = ${i.proxy.host}`,

@@ -9,6 +9,7 @@
  * with "!" runs through the shell (gitcredentials(7)).
  */
 import { dquote } from './shell.js'
+import { proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 
@@ -25,8 +26,7 @@ export const gitSendEmail: ClientRecipe = {
       'git send-email --to=someone@example.com HEAD^',
     ]
     if (i.proxy) {
-      const port = i.proxy.smtpPort
-      if (port === undefined) throw new RangeError('config.toml has no plain SMTP listener of the proxy for this account')
+      const port = proxyPort(i.proxy, 'smtp')
       // git asks its credential helpers for smtp://127.0.0.1:PORT; this one prints the local password
       const helper = `!f() { test "$1" = get && printf 'password=%s\\n' "$(${i.proxy.passwordCommand})"; }; f`
       lines = [

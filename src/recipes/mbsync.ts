@@ -9,6 +9,7 @@
  * \" and \\.
  */
 import { dquote } from './shell.js'
+import { localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 
@@ -18,11 +19,10 @@ export const mbsync: ClientRecipe = {
   direct: true,
   make(i: RecipeInput): Recipe {
     // a store/channel name: mbsync refers to stores as :name:, so keep it to plain characters
-    const name = i.email.replace(/[^A-Za-z0-9._-]/g, '-')
+    const name = localName(i.email)
     const account: string[] = [`IMAPAccount ${name}`]
     if (i.proxy) {
-      const port = i.proxy.imapPort
-      if (port === undefined) throw new RangeError('config.toml has no plain IMAP listener of the proxy for this account')
+      const port = proxyPort(i.proxy, 'imap')
       account.push(
         `Host ${i.proxy.host}`,
         `Port ${port}`,

@@ -15,6 +15,7 @@ function arg(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an msmtp setting cannot hold control characters')
   return `"${s}"`
 }
+import { proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const msmtp: ClientRecipe = {
@@ -28,8 +29,7 @@ export const msmtp: ClientRecipe = {
       'defaults',
     ]
     if (i.proxy) {
-      const port = i.proxy.smtpPort
-      if (port === undefined) throw new RangeError('config.toml has no plain SMTP listener of the proxy for this account')
+      const port = proxyPort(i.proxy, 'smtp')
       lines.push(
         // the proxy listens on this machine only: no TLS on the loopback hop, TLS upstream
         'tls off',

@@ -6,6 +6,7 @@
  *
  * neomuttrc(5): a double-quoted value keeps \" and \\ escapes; backticks run a shell command.
  */
+import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A muttrc value: double-quoted; \ " and ` and $ escaped so nothing is expanded. */
@@ -27,20 +28,20 @@ export const neomutt: ClientRecipe = {
     if (i.proxy) {
       const { host, imapPort, smtpPort } = i.proxy
       if (imapPort === undefined && smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
-      // the password command runs once, when NeoMutt starts
-      const pass = `\`${i.proxy.passwordCommand}\``
+      // the password command runs once, when NeoMutt starts: backticks, which a double-quoted value expands
+      const pass = dquote(`\`${i.proxy.passwordCommand}\``)
       if (imapPort !== undefined) {
         lines.push(
           `set folder = ${val(`imap://${urlUser(i.email)}@${host}:${imapPort}/`)}`,
           'set spoolfile = "+INBOX"',
-          `set imap_pass = "${pass.replace(/["\\]/g, (c) => `\\${c}`)}"`,
+          `set imap_pass = ${pass}`,
           'set imap_authenticators = "login"',
         )
       }
       if (smtpPort !== undefined) {
         lines.push(
           `set smtp_url = ${val(`smtp://${urlUser(i.email)}@${host}:${smtpPort}/`)}`,
-          `set smtp_pass = "${pass.replace(/["\\]/g, (c) => `\\${c}`)}"`,
+          `set smtp_pass = ${pass}`,
           'set smtp_authenticators = "plain:login"',
         )
       }

@@ -6,6 +6,7 @@
  * offlineimap.conf: *_eval values are Python expressions; the recipe's expression only runs the
  * command line through `sh -c` and returns what it prints.
  */
+import { localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A Python expression that runs `cmd` through sh and returns its output (JSON strings are Python strings). */
@@ -19,11 +20,10 @@ export const offlineimap: ClientRecipe = {
   summary: 'OfflineIMAP (offlineimap3): an offlineimaprc syncing to a Maildir with XOAUTH2 (or --via proxy)',
   direct: true,
   make(i: RecipeInput): Recipe {
-    const name = i.email.replace(/[^A-Za-z0-9._-]/g, '-')
+    const name = localName(i.email)
     const remote: string[] = [`[Repository ${name}-remote]`, 'type = IMAP']
     if (i.proxy) {
-      const port = i.proxy.imapPort
-      if (port === undefined) throw new RangeError('config.toml has no plain IMAP listener of the proxy for this account')
+      const port = proxyPort(i.proxy, 'imap')
       remote.push(
         `remotehost = ${i.proxy.host}`,
         `remoteport = ${port}`,

@@ -1,0 +1,14 @@
+/** Pieces several recipes need. Owns: nothing of its own. Must not: do I/O. */
+import type { RecipeInput } from './types.js'
+
+/** A name for the account inside a client's file (mbsync refers to stores as :name:): plain characters only. */
+export function localName(email: string): string {
+  return email.replace(/[^A-Za-z0-9._-]/g, '-')
+}
+
+/** The proxy listener's port for `protocol`, or the reason there is none. */
+export function proxyPort(proxy: NonNullable<RecipeInput['proxy']>, protocol: 'imap' | 'smtp'): number {
+  const port = protocol === 'imap' ? proxy.imapPort : proxy.smtpPort
+  if (port === undefined) throw new RangeError(`config.toml has no plain ${protocol.toUpperCase()} listener of the proxy for this account`)
+  return port
+}
