@@ -121,15 +121,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (r.state !== 'active') continue
       const account = r.settings.email
       const policy = await mk.broker.grantPolicy(r.settings)
-      if (needsKeepAlive(r.grant, policy, mk.broker.now())) {
+      let grant = r.grant
+      if (needsKeepAlive(grant, policy, mk.broker.now())) {
         try {
           await mk.getAccessToken(account, { forceRefresh: true })
           log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
+          // the refresh restarted the idle clock: judge the horizon on the new record
+          grant = (await mk.broker.store.read(accountId(account)).catch(() => r))?.grant
         } catch (e) {
           log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: (e as Error).message })
         }
       }
-      const h = grantHorizon((await mk.broker.store.read(accountId(account)).catch(() => r))?.grant, policy, mk.broker.now())
+      const h = grantHorizon(grant, policy, mk.broker.now())
       if (h?.warn) log({ level: 'warn', event: 'grant-ending', account, msg: describeHorizon(account, h) })
     }
   }
@@ -180,10 +183,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const release = (): void => {
       for (const [sock, event, fn] of listeners.splice(0)) sock.removeListener(event, fn)
     }
-    on(client, 'close', () => {
+    // the client went away: no pre-auth timer, and any sign-in for it stops
+    const onClientGone = (): void => {
       clearTimeout(preAuth)
       ac.abort()
-    }, true)
+    }
+    on(client, 'close', onClientGone, true)
     let busy = false
     const queue: Buffer[] = []
     let queuedBytes = 0
@@ -210,10 +215,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           tls.on('close', () => plain.destroy())
           client = tls
           on(client, 'data', onData)
-          on(client, 'close', () => {
-            clearTimeout(preAuth)
-            ac.abort()
-          }, true)
+          on(client, 'close', onClientGone, true)
         } else if (a.type === 'passthrough' || a.type === 'login') {
           // login: the local password decides; passthrough: the client's own token goes upstream.
           const event = a.type
