@@ -15,6 +15,11 @@ export interface Transcripts {
   serverOutput: string[]
   render(actions: ClientAction[]): string
   transcript(session: PreAuthSession, steps: Step[]): void
+  /**
+   * Feed `chunks` as the proxy would: stop at a login action, answer it with 'ok', then send the
+   * leftover and every later byte upstream. Returns what the client saw and what went upstream.
+   */
+  drive(session: PreAuthSession, chunks: Buffer[]): { client: string; upstream: string }
 }
 
 export function transcripts(): Transcripts {
@@ -50,5 +55,25 @@ export function transcripts(): Transcripts {
       assert.equal(got, expected, `step ${i}: ${JSON.stringify(input)}`)
     }
   }
-  return { serverOutput, render, transcript }
+  function drive(s: PreAuthSession, chunks: Buffer[]): { client: string; upstream: string } {
+    let client = render(s.start())
+    const upstream: Buffer[] = []
+    let done = false
+    for (const chunk of chunks) {
+      if (done) {
+        upstream.push(chunk)
+        continue
+      }
+      const actions = s.feed(chunk)
+      client += render(actions)
+      if (actions.some((a) => a.type === 'login')) {
+        const r = s.loginResult('ok')
+        client += render(r.actions)
+        done = r.done
+        if (r.leftover) upstream.push(r.leftover)
+      }
+    }
+    return { client, upstream: Buffer.concat(upstream).toString('utf8') }
+  }
+  return { serverOutput, render, transcript, drive }
 }

@@ -19,7 +19,7 @@ const PLAIN_IR = b64(`\0alice\0${PASSWORD}`)
 
 const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
 
-const { serverOutput: allServerOutput, render, transcript } = transcripts()
+const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
 const CAPA_FULL = '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
 
@@ -331,31 +331,7 @@ describe('POP3 session transcripts', () => {
   }
 })
 
-/**
- * Feed `chunks` as the proxy would: stop at a login action, answer it with 'ok', then send the
- * leftover and every later byte upstream. Returns what the client saw and what went upstream.
- */
-function drive(chunks: Buffer[], opts: Partial<SessionOptions> = {}): { client: string; upstream: string } {
-  const s = createPop3Session({ ...BASE, ...opts })
-  let client = render(s.start())
-  const upstream: Buffer[] = []
-  let done = false
-  for (const chunk of chunks) {
-    if (done) {
-      upstream.push(chunk)
-      continue
-    }
-    const actions = s.feed(chunk)
-    client += render(actions)
-    if (actions.some((a) => a.type === 'login')) {
-      const r = s.loginResult('ok')
-      client += render(r.actions)
-      done = r.done
-      if (r.leftover) upstream.push(r.leftover)
-    }
-  }
-  return { client, upstream: Buffer.concat(upstream).toString('utf8') }
-}
+const drive = (chunks: Buffer[], opts: Partial<SessionOptions> = {}): { client: string; upstream: string } => driveSession(createPop3Session({ ...BASE, ...opts }), chunks)
 
 describe('POP3 input split at any byte', () => {
   const logins = [

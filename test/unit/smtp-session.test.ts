@@ -19,7 +19,7 @@ const USER = 'alice@example.com'
 
 const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'mx.local' }
 
-const { serverOutput: allServerOutput, render, transcript } = transcripts()
+const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
 const EHLO = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n'
 const EHLO_STARTTLS = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n250 STARTTLS\r\n'
@@ -338,31 +338,7 @@ describe('SMTP session transcripts', () => {
   }
 })
 
-/**
- * Feed `chunks` as the proxy would: stop at a login action, answer it with 'ok', then send the
- * leftover and every later byte upstream. Returns what the client saw and what went upstream.
- */
-function drive(chunks: Buffer[]): { client: string; upstream: string } {
-  const s = createSmtpSession(BASE)
-  let client = render(s.start())
-  const upstream: Buffer[] = []
-  let done = false
-  for (const chunk of chunks) {
-    if (done) {
-      upstream.push(chunk)
-      continue
-    }
-    const actions = s.feed(chunk)
-    client += render(actions)
-    if (actions.some((a) => a.type === 'login')) {
-      const r = s.loginResult('ok')
-      client += render(r.actions)
-      done = r.done
-      if (r.leftover) upstream.push(r.leftover)
-    }
-  }
-  return { client, upstream: Buffer.concat(upstream).toString('utf8') }
-}
+const drive = (chunks: Buffer[]): { client: string; upstream: string } => driveSession(createSmtpSession(BASE), chunks)
 
 describe('SMTP input split at any byte', () => {
   const AFTER = 'MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n'
