@@ -1,4 +1,5 @@
 /** The client recipes of `mailkey config`, by name. */
+import { aerc } from './aerc.js'
 import { fetchmail } from './fetchmail.js'
 import { generic } from './generic.js'
 import { getmail } from './getmail.js'
@@ -11,4 +12,4 @@ import type { ClientRecipe } from './types.js'
 
 export type { ClientRecipe, MailServer, Recipe, RecipeInput } from './types.js'
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, fetchmail, neomutt, gitSendEmail, generic].map((r) => [r.name, r]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, fetchmail, neomutt, aerc, gitSendEmail, generic].map((r) => [r.name, r]))

@@ -29,6 +29,8 @@ export interface RecipeInput {
   ca?: string
   /** a sh command line that prints a fresh access token (`mailkey token you@x`) */
   tokenCommand: string
+  /** the client's version ("0.14.0"), for clients whose settings differ by version; unknown: the newest dialect */
+  clientVersion?: string
   /** set for `--via proxy`: where the local proxy listens and how the client gets the local password */
   proxy?: {
     host: string
@@ -56,5 +58,7 @@ export interface ClientRecipe {
   direct: boolean
   /** why not, when direct is false */
   whyNotDirect?: string
+  /** how to ask the installed client for its version, for recipes that differ by version */
+  version?: { command: string; args: string[]; pattern: RegExp }
   make(input: RecipeInput): Recipe
 }

@@ -13,6 +13,7 @@ import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, findLeaks, noteSecrets, transcript, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
+import { runInPty } from '../harness/pty.js'
 
 const EMAIL = 'alice@example.test'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -22,8 +23,8 @@ function gitSendEmailAvailable(): boolean {
   // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
   return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
-const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux', !have('fetchmail') && 'fetchmail'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6 fetchmail`)
+const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux', !have('fetchmail') && 'fetchmail', !have('aerc') && 'aerc', !have('script') && 'bsdutils'].filter(Boolean)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6 fetchmail aerc bsdutils`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 /** the numbers of the harness's seeded messages found in a Maildir folder (new/ and cur/) */
@@ -194,6 +195,33 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     return { code: run.code ?? -1, out: run.stdout + run.stderr }
   }
 
+  /** the printed muttrc in a terminal: NeoMutt opens +INBOX over IMAP and lists the seeded messages */
+  const neomuttInbox = async (args: string[], tag: string): Promise<void> => {
+    const r = await runCli(['config', 'neomutt', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    const h = join(home.dir, `home-neomutt-imap-${tag}`)
+    await mkdir(h, { recursive: true })
+    const rc = join(h, 'neomuttrc')
+    await writeFile(rc, r.stdout)
+    const run = runInPty(['neomutt', '-n', '-F', rc], { ...env, HOME: h })
+    try {
+      await run.waitFor(/^(?=[\s\S]*Seed message 1)(?=[\s\S]*Seed message 2)(?=[\s\S]*Seed message 3)/)
+    } finally {
+      run.type('q')
+      await run.end(5000)
+    }
+  }
+
+  it('neomutt, direct: INBOX over IMAP with XOAUTH2/OAUTHBEARER and imap_oauth_refresh_command', async () => {
+    lab.resetCounts()
+    await neomuttInbox([], 'direct')
+    assert.ok(lab.counts.introspection >= 1, 'Dovecot checked a token')
+  })
+
+  it('neomutt via the proxy: INBOX over IMAP with LOGIN and the local password', async () => {
+    await neomuttInbox(['--via', 'proxy'], 'proxy')
+  })
+
   it('neomutt, direct: batch mode sends over SMTP with XOAUTH2/OAUTHBEARER and smtp_oauth_refresh_command', async () => {
     const before = smtp.received.length
     const r = await neomuttSend([], 'direct')
@@ -316,6 +344,63 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     assert.match(direct.stderr, /no OAuth mechanism[\s\S]*--via proxy/)
   })
 
+  /**
+   * aerc in a terminal (util-linux script), the accounts.conf exactly as printed, started the way
+   * stderr says: it opens INBOX, a mailto: link opens the composer, "y" sends.
+   */
+  const aercRun = async (args: string[], tag: string): Promise<{ inbox: boolean; sent: boolean; out: string }> => {
+    const { chmod } = await import('node:fs/promises')
+    const r = await runCli(['config', 'aerc', EMAIL, ...args], env)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /^# written for the aerc on PATH \(0\.14\.0\)/m, 'the dialect of the aerc installed here')
+    const dir = join(env.XDG_CONFIG_HOME as string, 'aerc')
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'accounts.conf'), r.stdout)
+    await chmod(join(dir, 'accounts.conf'), 0o600)
+    // the start line from stderr ("SSL_CERT_FILE=<ca> aerc" when the account has its own CA)
+    const start = r.stderr.split('\n').find((l) => /^# (SSL_CERT_FILE=\S+ )?aerc$/.test(l))
+    assert.ok(start, r.stderr)
+    const cert = /SSL_CERT_FILE=(\S+)/.exec(start)?.[1]
+    const before = smtp.received.length
+    // EDITOR=true: the body comes from the mailto: link; the review screen then offers y to send
+    const run = runInPty(['aerc', `mailto:bob@example.test?subject=aerc%20${tag}&body=sent%20by%20aerc`], { ...env, EDITOR: 'true', ...(cert ? { SSL_CERT_FILE: cert } : {}) })
+    let sent = false
+    let inbox = false
+    try {
+      await run.waitFor(/Send this email\?/)
+      run.type('y')
+      const until = Date.now() + 20_000
+      while (smtp.received.length === before && Date.now() < until) await new Promise((res) => setTimeout(res, 100))
+      sent = smtp.received.length === before + 1
+      // after sending, aerc shows the account's INBOX as read over IMAP
+      await run.waitFor(/^(?=[\s\S]*Seed message 1)(?=[\s\S]*Seed message 2)(?=[\s\S]*Seed message 3)/)
+      inbox = true
+    } catch (e) {
+      return { inbox, sent, out: `${(e as Error).message}\n${proxy?.stderr() ?? ''}` }
+    } finally {
+      run.type(':quit\r')
+      await run.end(5000)
+    }
+    return { inbox, sent, out: run.screen().replace(/ {2,}/g, ' ').slice(-2000) }
+  }
+
+  it('aerc, direct: IMAP and SMTP with XOAUTH2/OAUTHBEARER, cred commands running mailkey token; INBOX listed, a message sent', async () => {
+    lab.resetCounts()
+    const r = await aercRun([], 'direct')
+    assert.ok(r.sent, `the server received aerc's message\n${r.out}`)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'authenticated with alice\'s token')
+    assert.ok(r.inbox, `aerc listed INBOX over IMAP\n${r.out}`)
+    assert.ok(lab.counts.introspection >= 2, 'Dovecot and the SMTP server checked tokens (no password involved)')
+  })
+
+  it('aerc via the proxy: imap+insecure and plain SMTP to the loopback listeners with the local password', async () => {
+    // a command with ";": go-ini would end the value there (an inline comment) unless it is in backticks
+    const r = await aercRun(['--via', 'proxy', '--password-command', 'set -e; cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"'], 'proxy')
+    assert.ok(r.sent, `the server received aerc's message\n${r.out}`)
+    assert.equal(smtp.received.at(-1)?.user, EMAIL, 'the proxy signed in upstream as alice')
+    assert.ok(r.inbox, `aerc listed INBOX through the proxy\n${r.out}`)
+  })
+
   it('lists the clients; unknown clients and accounts get the next command to run', async () => {
     const list = await runCli(['config'], env)
     assert.equal(list.code, 0)
@@ -327,6 +412,9 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     const nobody = await runCli(['config', 'msmtp', 'nobody@example.test'], env)
     assert.equal(nobody.code, 78)
     assert.match(nobody.stderr, /mailkey add nobody@example\.test/)
+    const version = await runCli(['config', 'aerc', EMAIL, '--client-version', 'latest'], env)
+    assert.equal(version.code, 64)
+    assert.match(version.stderr, /--client-version takes a version such as 0\.14/)
     const generic = await runCli(['config', 'generic', EMAIL], env)
     assert.equal(generic.code, 64)
     assert.match(generic.stderr, /--via proxy/)

@@ -157,6 +157,57 @@ describe('neomutt recipe', () => {
   })
 })
 
+describe('aerc recipe', () => {
+  const aerc = RECIPES.get('aerc')
+  it('direct: the mechanism in the URL scheme, percent-encoded user, a fresh token per message; 0.15+ dialect by default', () => {
+    const r = aerc?.make(base)
+    assert.ok(r)
+    assert.match(r.text, /^\[you@example\.test\]$/m)
+    assert.match(r.text, /^source = imaps\+oauthbearer:\/\/you%40example\.test@imap\.example\.test:993$/m)
+    assert.match(r.text, /^source-cred-cmd = mailkey token you@example\.test$/m)
+    assert.match(r.text, /^outgoing = smtp\+oauthbearer:\/\/you%40example\.test@smtp\.example\.test:587$/m, '0.15+: smtp:// is STARTTLS')
+    assert.doesNotMatch(r.text, /smtp-starttls/)
+    assert.match(r.text, /^outgoing-cred-cmd-cache = false$/m)
+    assert.match(r.text, /^from = you@example\.test$/m)
+    assert.match(r.text, /source-cred-cmd once[\s\S]*--via proxy/, 'says a long session needs the proxy')
+    assert.match(r.text, /--client-version 0\.14/)
+  })
+  it('aerc 0.14: STARTTLS needs smtp-starttls = yes ("true" is ignored there); implicit TLS does not', () => {
+    const r = aerc?.make({ ...base, clientVersion: '0.14.0' })
+    assert.match(r?.text ?? '', /^smtp-starttls = yes$/m)
+    const implicit = aerc?.make({ ...base, clientVersion: '0.14.0', smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' }, imap: { host: 'imap.example.test', port: 143, tls: 'starttls' } })
+    assert.match(implicit?.text ?? '', /^outgoing = smtps\+oauthbearer:/m)
+    assert.match(implicit?.text ?? '', /^source = imap\+oauthbearer:/m)
+    assert.doesNotMatch(implicit?.text ?? '', /smtp-starttls/)
+  })
+  it('Microsoft: XOAUTH2, no copy-to; a private CA goes to SSL_CERT_FILE on the start line', () => {
+    const r = aerc?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2', ca: '/etc/ca.pem' })
+    assert.ok(r)
+    assert.match(r.text, /^source = imaps\+xoauth2:/m)
+    assert.match(r.text, /Sent Items itself: no copy-to/)
+    assert.doesNotMatch(r.text, /^copy-to/m)
+    assert.ok(r.usage.includes('SSL_CERT_FILE=/etc/ca.pem aerc'), r.usage.join('\n'))
+  })
+  it('via the proxy: imap+insecure and plain SMTP, each dialect; commands with # ; or quotes in backticks', () => {
+    const proxy = { host: '127.0.0.1', imapPort: 2143, smtpPort: 2587, passwordCommand: 'pass show mail/local; true' }
+    const r = aerc?.make({ ...base, proxy })
+    assert.ok(r)
+    assert.match(r.text, /^source = imap\+insecure:\/\/you%40example\.test@127\.0\.0\.1:2143$/m)
+    assert.match(r.text, /^outgoing = smtp\+insecure:\/\/you%40example\.test@127\.0\.0\.1:2587$/m)
+    assert.match(r.text, /^source-cred-cmd = `pass show mail\/local; true`$/m)
+    assert.doesNotMatch(r.text, /source-cred-cmd once/, 'the local password does not expire')
+    assert.match(aerc?.make({ ...base, proxy, clientVersion: '0.14' }).text ?? '', /^outgoing = smtp\+plain:\/\/you%40example\.test@127\.0\.0\.1:2587$/m)
+    assert.throws(() => aerc?.make({ ...base, proxy: { ...proxy, smtpPort: undefined } }), /SMTP listener/)
+  })
+  it('an ini value is bare only when go-ini keeps it whole; a backtick inside a quoted value is refused', async () => {
+    const { iniValue } = await import('../../src/recipes/aerc.js')
+    assert.equal(iniValue('mailkey token a@b'), 'mailkey token a@b')
+    for (const v of ['a # b', 'a;b', '"quoted"', "'q'", ' lead']) assert.equal(iniValue(v), `\`${v}\``)
+    assert.throws(() => iniValue('a; `b`'), RangeError)
+    assert.throws(() => iniValue('a\nb'), RangeError)
+  })
+})
+
 describe('offlineimap recipe', () => {
   const off = RECIPES.get('offlineimap')
   it('direct: XOAUTH2 with a Python expression that runs the token command; TLS modes; the CA or the OS store', () => {

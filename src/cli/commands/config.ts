@@ -8,9 +8,10 @@ import { createMailkey, type Mailkey } from '../../mailkey.js'
 import { unknownAccount } from '../../broker/broker.js'
 import type { CliIO } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
-import type { MailServer, RecipeInput } from '../../recipes/index.js'
+import { spawnSync } from 'node:child_process'
+import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 
-const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD]
+const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
        mailkey config                 (lists the clients)
 
 Prints a configuration for <client> that works as printed, with the account's own servers, TLS,
@@ -22,6 +23,8 @@ the client's file; where it goes and how to use it is printed on stderr.
   --token-command CMD   the command that prints a token (default: mailkey token <email>)
   --password-command C  the command that prints the local proxy password
                         (default: cat "\${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password", a 0600 file of yours)
+  --client-version V    write for that version of the client (aerc: settings changed in 0.15);
+                        default: the version of the client on PATH, else its newest dialect
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -30,6 +33,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     via: { type: 'string' },
     'token-command': { type: 'string' },
     'password-command': { type: 'string' },
+    'client-version': { type: 'string' },
   }, 2)
   const { RECIPES } = await import('../../recipes/index.js')
   if (values.help) {
@@ -63,6 +67,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const a = parseServer(url)
     return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
   }
+  const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
+  const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
+  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion)) throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
   const input: RecipeInput = {
     email: s.email,
     user: s.mailbox ?? s.email,
@@ -73,6 +80,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...server('pop', s.servers.pop),
     ...server('smtp', s.servers.smtp),
     ...(s.ca ? { ca: s.ca } : {}),
+    ...(clientVersion !== undefined ? { clientVersion } : {}),
     tokenCommand: typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
     ...(via ? { proxy: await proxyPorts(mk, s.email, typeof values['password-command'] === 'string' ? values['password-command'] : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"') } : {}),
   }
@@ -84,7 +92,16 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)
+  if (found !== undefined) io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)
   return EXIT.OK
+}
+
+/** The version of the client on PATH (`aerc -v`), when the recipe cares and it answers within 3 s. */
+function installedVersion(probe: ClientRecipe['version'], env: NodeJS.ProcessEnv): string | undefined {
+  if (!probe) return undefined
+  const r = spawnSync(probe.command, probe.args, { encoding: 'utf8', timeout: 3000, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  if (r.error || typeof r.stdout !== 'string') return undefined
+  return probe.pattern.exec(r.stdout + r.stderr)?.[1]
 }
 
 /** The proxy's plain loopback listeners for this account from config.toml, else the usual ports. */
