@@ -5,13 +5,13 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, stat, writeFile, mkdir, readdir } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import * as oauth from 'oauth4webapi'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, LAB_SECRET_CLIENT_ID, LAB_CLIENT_SECRET, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { chromiumAvailable, chromiumOpenCommand } from '../harness/chromium.js'
+import { runInPty } from '../harness/pty.js'
 
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 
@@ -77,24 +77,15 @@ describe('mailkey add / token / status against a real OAuth server', () => {
   })
 
   it('device flow on a terminal: QR code and a countdown (run under a pty with script(1))', { skip: !existsSync('/usr/bin/script') && !process.env.CI ? 'script(1) is not installed (apt-get install bsdutils)' : false }, async () => {
-    const cmd = [process.execPath, BIN, 'add', 'tty@example.test', '--device', ...labFlags()].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
-    const child = spawn('script', ['-qefc', cmd, '/dev/null'], { env: { ...home.env, TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
-    const code = await new Promise<string>((resolve, reject) => {
-      const t = setInterval(() => {
-        const m = /enter the code\s+([A-Z]{4}-[A-Z]{4})/.exec(out)
-        if (m && /Waiting for you to approve/.test(out)) {
-          clearInterval(t)
-          resolve(m[1] as string)
-        }
-      }, 50)
-      setTimeout(() => { clearInterval(t); reject(new Error(`no prompt on the terminal: ${out}`)) }, 20_000)
-    })
-    assert.match(out, /[▀▄█]{6}/, 'a QR code drawn with block characters')
-    assert.match(out, /the code expires in \d+:\d\d/)
+    const tty = runInPty([process.execPath, BIN, 'add', 'tty@example.test', '--device', ...labFlags()], { ...home.env, TERM: 'xterm' })
+    await tty.waitFor(/enter the code\s+[A-Z]{4}-[A-Z]{4}[\s\S]*Waiting for you to approve/)
+    const out0 = tty.screen()
+    const code = /enter the code\s+([A-Z]{4}-[A-Z]{4})/.exec(out0)?.[1] as string
+    assert.match(out0, /[▀▄█]{6}/, 'a QR code drawn with block characters')
+    assert.match(out0, /the code expires in \d+:\d\d/)
     await lab.approveDevice(code, { login: 'tty@example.test' })
-    const exit = await new Promise<number | null>((r) => child.once('close', r))
+    const exit = await tty.end(30_000)
+    const out = tty.screen()
     transcript.push({ args: ['add', '(tty)'], stdout: out, stderr: '' })
     assert.equal(exit, 0, out)
     assert.match(out, /Signed in tty@example\.test/)
