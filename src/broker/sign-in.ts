@@ -8,7 +8,6 @@
 import { resolveMx } from 'node:dns/promises'
 import { ConfigError, ERR, MailkeyError, UsageError } from '../errors.js'
 import { Secret } from '../core/secret.js'
-import { loadConfig } from '../config/config.js'
 import { accountId, assertEmail } from '../store/file-store.js'
 import { acquire } from '../store/lock.js'
 import type { AccountRecord, AccountSettings } from '../store/types.js'
@@ -114,10 +113,10 @@ async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettin
   const email = assertEmail(rawOpts.email)
   const prev = await broker.store.read(email).catch(() => undefined)
   const opts = withPrevious({ ...rawOpts, email }, prev)
-  const cfg = await loadConfig(broker.paths.configFile)
-  let provider = chooseProvider(opts, cfg.providers)
+  const providers = (await broker.loadConfig())?.providers ?? new Map<string, Provider>()
+  let provider = chooseProvider(opts, providers)
   if (!provider && !opts.issuer && !opts.tokenUrl) {
-    provider = await mxProvider(email, [...cfg.providers.values(), ...BUILTIN_PROVIDERS.values()])
+    provider = await mxProvider(email, [...providers.values(), ...BUILTIN_PROVIDERS.values()])
     if (!provider) {
       const domain = email.slice(email.indexOf('@') + 1)
       throw new UsageError(`cannot tell which provider serves "${domain}"`, {
