@@ -58,6 +58,8 @@ export interface ClientRecipe {
   direct: boolean
   /** why not, when direct is false */
   whyNotDirect?: string
+  /** why this version of the client cannot do OAuth itself (undefined: it can) */
+  notDirect?(clientVersion: string | undefined): string | undefined
   /** how to ask the installed client for its version, for recipes that differ by version */
   version?: { command: string; args: string[]; pattern: RegExp }
   make(input: RecipeInput): Recipe

@@ -208,6 +208,49 @@ describe('aerc recipe', () => {
   })
 })
 
+describe('himalaya recipe (written from its sources: himalaya is not packaged for Debian)', () => {
+  const himalaya = RECIPES.get('himalaya')
+  type Acc = Record<string, Record<string, unknown>>
+  const account = async (text: string): Promise<Acc> => {
+    const { parse } = await import('smol-toml')
+    const doc = JSON.parse(JSON.stringify(parse(text))) as { accounts: Record<string, Acc> } // plain objects
+    assert.deepEqual(Object.keys(doc.accounts), ['you@example.test'], 'one account, named by its address')
+    return doc.accounts['you@example.test'] as Acc
+  }
+  it('himalaya 2 (default): server URLs, STARTTLS, the extra root, SASL with a token command run by sh -c', async () => {
+    const r = himalaya?.make({ ...base, ca: '/etc/my "ca".pem', tokenCommand: 'mailkey token "you@example.test"' })
+    assert.ok(r)
+    const a = await account(r.text)
+    assert.equal(a.imap?.server, 'imaps://imap.example.test:993')
+    assert.equal(a.imap?.starttls, undefined, 'implicit TLS: no STARTTLS (himalaya refuses both)')
+    assert.equal(a.smtp?.server, 'smtp://smtp.example.test:587')
+    assert.equal(a.smtp?.starttls, true)
+    assert.deepEqual(a.imap?.tls, { cert: '/etc/my "ca".pem' })
+    assert.deepEqual(a.imap?.sasl, { oauthbearer: { username: 'you@example.test', token: { command: 'mailkey token "you@example.test"' } } })
+    assert.deepEqual((a.smtp?.sasl as Acc | undefined)?.oauthbearer, { username: 'you@example.test', token: { command: 'mailkey token "you@example.test"' } })
+    const ms = await account(himalaya?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2' }).text ?? '')
+    assert.ok((ms.imap?.sasl as Acc | undefined)?.xoauth2, 'Microsoft: XOAUTH2')
+    assert.match(r.usage.join('\n'), /not proven/)
+  })
+  it('via the proxy: plain URLs to the loopback listeners, LOGIN/PLAIN with the password command; 1.x dialect on request', async () => {
+    const proxy = { host: '127.0.0.1', imapPort: 2143, smtpPort: 2587, passwordCommand: 'cat "$HOME/pw"' }
+    const a = await account(himalaya?.make({ ...base, proxy }).text ?? '')
+    assert.equal(a.imap?.server, 'imap://127.0.0.1:2143')
+    assert.deepEqual(a.imap?.sasl, { login: { username: 'you@example.test', password: { command: 'cat "$HOME/pw"' } } })
+    assert.deepEqual(a.smtp?.sasl, { plain: { username: 'you@example.test', password: { command: 'cat "$HOME/pw"' } } })
+    const v1 = await account(himalaya?.make({ ...base, proxy, clientVersion: '1.1.0' }).text ?? '')
+    assert.equal(v1.email, 'you@example.test')
+    assert.deepEqual(v1.backend, { type: 'imap', host: '127.0.0.1', port: 2143, encryption: { type: 'none' }, login: 'you@example.test', auth: { type: 'password', cmd: 'cat "$HOME/pw"' } })
+    assert.equal(((v1.message?.send as Acc | undefined)?.backend as Record<string, unknown> | undefined)?.port, 2587)
+  })
+  it('himalaya 1.x cannot take a token from a command: only the proxy variant', () => {
+    assert.match(himalaya?.notDirect?.('1.2.0') ?? '', /own OAuth/)
+    assert.equal(himalaya?.notDirect?.('2.0.0'), undefined)
+    assert.equal(himalaya?.notDirect?.(undefined), undefined)
+    assert.throws(() => himalaya?.make({ ...base, clientVersion: '1.0' }), /--via proxy/)
+  })
+})
+
 describe('offlineimap recipe', () => {
   const off = RECIPES.get('offlineimap')
   it('direct: XOAUTH2 with a Python expression that runs the token command; TLS modes; the CA or the OS store', () => {

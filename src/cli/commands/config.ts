@@ -54,6 +54,12 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
   }
 
+  const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
+  const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
+  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion)) throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
+  const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
+  if (notDirect) throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
+
   const mk = createMailkey({ env: io.env })
   const { accountId } = await import('../../store/file-store.js')
   const rec = await mk.broker.store.read(accountId(email))
@@ -67,9 +73,6 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const a = parseServer(url)
     return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
   }
-  const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
-  const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
-  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion)) throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
   const input: RecipeInput = {
     email: s.email,
     user: s.mailbox ?? s.email,
