@@ -25,7 +25,7 @@ export function iniValue(s: string): string {
   return `\`${s}\``
 }
 
-/** "0.14.0" -> [0, 14]; undefined when unknown. */
+/** version < major.minor ("0.14.0" < 0.15); false when the version is unknown */
 function older(version: string | undefined, major: number, minor: number): boolean {
   const m = version === undefined ? null : /^(\d+)\.(\d+)/.exec(version)
   if (!m) return false

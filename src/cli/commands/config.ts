@@ -23,7 +23,7 @@ the client's file; where it goes and how to use it is printed on stderr.
   --token-command CMD   the command that prints a token (default: mailkey token <email>)
   --password-command C  the command that prints the local proxy password
                         (default: cat "\${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password", a 0600 file of yours)
-  --client-version V    write for that version of the client (aerc: settings changed in 0.15);
+  --client-version V    write for that version of the client (aerc 0.15 and himalaya 2 changed theirs);
                         default: the version of the client on PATH, else its newest dialect
 `
 
