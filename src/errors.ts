@@ -46,6 +46,9 @@ export const ERR = {
   STORE_CORRUPT: 'ERR_MAILKEY_STORE_CORRUPT',
   STORE_LOCK_TIMEOUT: 'ERR_MAILKEY_STORE_LOCK_TIMEOUT',
   STORE_IO: 'ERR_MAILKEY_STORE_IO',
+  STORE_LOCKED: 'ERR_MAILKEY_STORE_LOCKED',
+  STORE_WRONG_PASSPHRASE: 'ERR_MAILKEY_STORE_WRONG_PASSPHRASE',
+  STORE_KEY_UNAVAILABLE: 'ERR_MAILKEY_STORE_KEY_UNAVAILABLE',
   INTERNAL: 'ERR_MAILKEY_INTERNAL',
   INTERRUPTED: 'ERR_MAILKEY_INTERRUPTED',
 } as const
@@ -156,6 +159,17 @@ export class StoreError extends MailkeyError {
   }
   override get transient(): boolean {
     return this.code === ERR.STORE_LOCK_TIMEOUT
+  }
+}
+
+/**
+ * The store is encrypted and its key is not at hand: no agent, no passphrase given (or a wrong
+ * one), or the OS keyring refused. The user has to act (unlock), like EX_NOPERM says.
+ */
+export class StoreLockedError extends MailkeyError {
+  override readonly exitCode: number = EXIT.NOPERM
+  constructor(code: ErrorCode, message: string, options: MailkeyErrorOptions = {}) {
+    super(code, message, options)
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { Secret } from '../core/secret.js'
 import { accountId } from '../store/file-store.js'
+import { grantHas } from '../store/seal.js'
 import { acquire } from '../store/lock.js'
 import type { AccountRecord, Identity, LastError } from '../store/types.js'
 import type { Broker } from './broker.js'
@@ -36,7 +37,7 @@ export interface AccountStatus {
   identity?: Identity
   lastError?: LastError & { atIso: string; meaning?: string }
   /** where the grant is kept, and whether it is encrypted there */
-  storage: { kind: 'file'; path: string; encrypted: false }
+  storage: { kind: 'file'; path: string; encrypted: boolean; protection: 'file' | 'keyring' | 'passphrase' }
 }
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
@@ -62,10 +63,10 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     servers: s.servers,
     sasl: s.sasl,
     state: rec.state,
-    accessToken: { present: Boolean(g?.accessToken), valid: Boolean(g?.accessToken && g.expiresAt !== undefined && g.expiresAt > now) },
-    refreshToken: { present: Boolean(g?.refreshToken) },
+    accessToken: { present: grantHas(g, 'accessToken'), valid: grantHas(g, 'accessToken') && g?.expiresAt !== undefined && g.expiresAt > now },
+    refreshToken: { present: grantHas(g, 'refreshToken') },
     grantedAt: iso(g?.grantedAt ?? rec.updatedAt) as string,
-    storage: { kind: 'file', path: broker.store.recordPath(accountId(s.email)), encrypted: false },
+    storage: { kind: 'file', path: broker.store.recordPath(accountId(s.email)), encrypted: rec.sealed !== undefined, protection: rec.sealed ? (broker.store.keys?.meta()?.keys.find((k) => k.kid === rec.sealed?.kid)?.kind ?? 'passphrase') : 'file' },
   }
   if (s.tenant) st.tenant = s.tenant
   if (s.clientLabel) st.clientLabel = s.clientLabel
@@ -73,7 +74,7 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     st.accessToken.expiresAt = iso(g.expiresAt)
     st.accessToken.expiresInSec = Math.round((g.expiresAt - now) / 1000)
   }
-  if (g?.refreshToken) {
+  if (g && grantHas(g, 'refreshToken')) {
     const at = g.refreshTokenAt ?? g.grantedAt
     st.refreshToken.receivedAt = iso(at)
     st.refreshToken.ageDays = Math.floor(((now - at) / 86_400_000) * 10) / 10
@@ -97,7 +98,7 @@ export async function statusOf(broker: Broker, rec: AccountRecord): Promise<Acco
 }
 
 export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {
-  const rec = await broker.store.read(accountId(account))
+  const rec = await broker.store.read(accountId(account), { secrets: false })
   if (!rec) throw unknownAccount(account)
   return statusOf(broker, rec)
 }

@@ -19,6 +19,7 @@
  * Owns: when and how to refresh. Must not: print, exit, or parse CLI arguments.
  */
 import { spawn } from 'node:child_process'
+import { StoreKeys } from '../store/protection.js'
 import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
@@ -69,6 +70,10 @@ export interface BrokerOptions {
   /** [hooks] to run instead of those of config.toml (core/hooks.ts); {} turns them off */
   hooks?: HooksConfig
   onWarning?: (message: string) => void
+  /** an encrypted store: ask for its passphrase on a terminal (the CLI passes this) */
+  askPassphrase?: (prompt: string) => Promise<string | undefined>
+  /** an encrypted store: data keys already unlocked (handed to the refresh worker) */
+  storeKeys?: ReadonlyMap<string, Buffer>
 }
 
 export interface GetTokenOptions {
@@ -106,7 +111,12 @@ export class Broker {
     this.#opts = opts
     this.env = opts.env ?? process.env
     this.paths = opts.paths ?? resolvePaths(this.env)
-    this.store = new FileStore(this.paths)
+    this.store = new FileStore(this.paths, new StoreKeys(this.paths, {
+      env: this.env,
+      passphraseCommand: async () => (await this.loadConfig().catch(() => undefined))?.store?.passphraseCommand,
+      ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
+      ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
+    }))
     this.#marginSec = opts.refreshMarginSec
   }
 
@@ -330,13 +340,19 @@ export class Broker {
       maxRetryAfterSec: this.#opts.maxRetryAfterSec,
     })
     const env = { ...this.env, MAILKEY_STATE_DIR: this.paths.stateDir, MAILKEY_CONFIG: this.paths.configFile }
+    const keys = this.store.keys?.unlocked()
+    const handKeys = keys !== undefined && keys.size > 0
     return await new Promise<'done' | 'not-started'>((resolve) => {
       let child
       try {
-        child = spawn(process.execPath, [WORKER, args], { detached: true, stdio: 'ignore', env: env as NodeJS.ProcessEnv })
+        child = spawn(process.execPath, [WORKER, handKeys ? JSON.stringify({ ...JSON.parse(args) as object, keys: true }) : args], { detached: true, stdio: [handKeys ? 'pipe' : 'ignore', 'ignore', 'ignore'], env: env as NodeJS.ProcessEnv })
       } catch {
         resolve('not-started')
         return
+      }
+      if (handKeys && child.stdin) {
+        child.stdin.on('error', () => { /* the worker died; the exit handler below decides */ })
+        child.stdin.end(JSON.stringify(Object.fromEntries([...keys].map(([kid, k]) => [kid, k.toString('base64')]))) + '\n')
       }
       child.once('error', () => resolve('not-started'))
       child.once('exit', () => {
@@ -505,10 +521,23 @@ export function errorFromLast(rec: AccountRecord): MailkeyError {
 }
 
 /** Entry for the detached worker: adopt the handed-over lock, refresh, release. */
+async function readKeysFromStdin(): Promise<Map<string, Buffer>> {
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer)
+    if (chunks.reduce((n, b) => n + b.length, 0) > 64 * 1024) break
+  }
+  const o = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, string>
+  return new Map(Object.entries(o).map(([kid, b64]) => [kid, Buffer.from(b64, 'base64')]))
+}
+
 export async function runWorker(argv: string[]): Promise<number> {
-  const a = JSON.parse(argv[0] ?? '{}') as { id: string; nonce: string; force: boolean; since: number; marginSec: number; httpTimeoutMs?: number; maxAttempts?: number; maxRetryAfterSec?: number }
+  const a = JSON.parse(argv[0] ?? '{}') as { id: string; nonce: string; force: boolean; since: number; marginSec: number; httpTimeoutMs?: number; maxAttempts?: number; maxRetryAfterSec?: number; keys?: boolean }
+  // An encrypted store: the parent's unlocked keys arrive on stdin (never argv or the environment)
+  const storeKeys = a.keys ? await readKeysFromStdin() : undefined
   const broker = new Broker({
     isolateRefresh: false,
+    ...(storeKeys ? { storeKeys } : {}),
     refreshMarginSec: a.marginSec,
     ...(a.httpTimeoutMs ? { httpTimeoutMs: a.httpTimeoutMs } : {}),
     ...(a.maxAttempts ? { maxAttempts: a.maxAttempts } : {}),

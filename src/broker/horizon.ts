@@ -7,6 +7,7 @@
  *
  * Owns: the arithmetic. Must not: do I/O.
  */
+import { grantHas } from '../store/seal.js'
 import type { GrantRecord } from '../store/types.js'
 
 export interface GrantPolicy {
@@ -35,7 +36,7 @@ export function lastGrantUse(g: GrantRecord): number {
 
 /** The nearer of the grant's horizons, or undefined when its provider has none. */
 export function grantHorizon(g: GrantRecord | undefined, policy: GrantPolicy, now: number): GrantHorizon | undefined {
-  if (!g?.refreshToken) return undefined
+  if (!g || !grantHas(g, 'refreshToken')) return undefined
   const options: { at: number; kind: GrantHorizon['kind']; days: number }[] = []
   if (policy.idleDays) options.push({ at: lastGrantUse(g) + policy.idleDays * DAY, kind: 'idle', days: policy.idleDays })
   if (policy.maxAgeDays) options.push({ at: g.grantedAt + policy.maxAgeDays * DAY, kind: 'max-age', days: policy.maxAgeDays })
@@ -47,7 +48,7 @@ export function grantHorizon(g: GrantRecord | undefined, policy: GrantPolicy, no
 
 /** The proxy's keep-alive: refresh an idle-limited grant once half its idle span has passed. */
 export function needsKeepAlive(g: GrantRecord | undefined, policy: GrantPolicy, now: number): boolean {
-  if (!g?.refreshToken || !policy.idleDays) return false
+  if (!g || !grantHas(g, 'refreshToken') || !policy.idleDays) return false
   return now - lastGrantUse(g) > (policy.idleDays * DAY) / 2
 }
 

@@ -7,6 +7,9 @@
  * the full CLI takes over, which decides and reports the same way: the freshness rule is shared
  * with the broker (broker/freshness.ts) and the record is read by the same FileStore.
  *
+ * An encrypted store takes the shortcut only with a running agent (`mailkey unlock`): one more
+ * local round trip to fetch the key.
+ *
  * Owns: the shortcut. Must not: write anything, print errors, or load OAuth code.
  */
 import { existsSync } from 'node:fs'
@@ -14,6 +17,9 @@ import type { Env } from '../config/paths.js'
 import { resolvePaths } from '../config/paths.js'
 import { FileStore, accountId } from '../store/file-store.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from '../broker/freshness.js'
+import { agentSocketPath, keyOpensCheck, readMeta } from '../store/protection.js'
+import { requestKey } from '../store/agent.js'
+import { openRecord } from '../store/seal.js'
 
 export async function fastToken(argv: readonly string[], env: Env, now = Date.now()): Promise<string | undefined> {
   if (argv[0] !== 'token' || argv.length > 2) return undefined
@@ -28,7 +34,16 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
     margin = DEFAULT_REFRESH_MARGIN_SEC
   }
   try {
-    const rec = await new FileStore(paths).read(id)
+    let rec = await new FileStore(paths).read(id, { secrets: false })
+    if (rec?.sealed) {
+      // An encrypted store: only a running agent's key, verified (store/agent.ts A1); anything
+      // else (the OS keyring: +28 ms to load; a passphrase) is the full CLI's job.
+      const info = readMeta(paths)?.keys.find((k) => k.kid === rec?.sealed?.kid)
+      if (!info) return undefined
+      const key = await requestKey(agentSocketPath(paths, env), info.kid).catch(() => undefined)
+      if (!key || !keyOpensCheck(key, info)) return undefined
+      rec = openRecord(rec, id, key)
+    }
     if (rec?.state !== 'active' || !isFresh(rec.grant, now, margin)) return undefined
     return rec.grant?.accessToken
   } catch {

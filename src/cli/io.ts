@@ -104,3 +104,13 @@ export function processIO(signal: AbortSignal): CliIO {
     signal,
   }
 }
+
+/**
+ * How the CLI asks for the token store's passphrase: on a terminal only (stdin and stderr both
+ * TTYs, so a mail client running "mailkey token" is never left waiting on a prompt it cannot show).
+ */
+export function passphrasePrompt(io: CliIO): { askPassphrase?: (prompt: string) => Promise<string | undefined> } {
+  const read = io.readSecretLine
+  if (!io.stdinIsTTY || !io.stderrIsTTY || !read) return {}
+  return { askPassphrase: (prompt) => read(prompt, io.signal) }
+}

@@ -22,6 +22,10 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   test: () => import('./commands/test.js'),
   proxy: () => import('./commands/proxy.js'),
   config: () => import('./commands/config.js'),
+  store: () => import('./commands/store.js'),
+  unlock: () => import('./commands/store.js').then((m) => ({ run: m.runUnlock })),
+  lock: () => import('./commands/store.js').then((m) => ({ run: m.runLock })),
+  agent: () => import('./commands/store.js').then((m) => ({ run: m.runAgent })),
 }
 
 export const USAGE = `mailkey: OAuth 2.0 sign-in for IMAP, POP3 and SMTP
@@ -36,6 +40,8 @@ Usage:
   mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
   mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
   mailkey config [<client> <email> [--via proxy]]   (a ready configuration for msmtp, ...)
+  mailkey store [status | migrate --to file|keyring|passphrase | passphrase]
+  mailkey unlock [--for 8h]  |  mailkey lock      (an encrypted store's key in a background agent)
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)

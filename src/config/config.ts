@@ -52,9 +52,19 @@ export interface Config {
   proxy?: ProxyConfig
   /** [hooks]: shell commands run on events that need the user (core/hooks.ts) */
   hooks?: HooksConfig
+  /** [store]: how an encrypted token store is opened (store/protection.ts) */
+  store?: StoreConfig
 }
 
-const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy', 'hooks'])
+export interface StoreConfig {
+  /** a shell command that prints the store's passphrase (like a mail client's PassCmd) */
+  passphraseCommand?: string
+  /** how long "mailkey unlock" keeps the key, in seconds (default 8 h) */
+  unlockSec?: number
+}
+
+const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy', 'hooks', 'store'])
+const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec'])
 const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
 const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
@@ -197,6 +207,22 @@ export function parseConfig(text: string, file: string): Config {
       }
     }
     cfg.hooks = hooks
+  }
+  if (data.store !== undefined) {
+    const t = data.store
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) fail([], 'store', '"store" must be a table')
+    const store: StoreConfig = {}
+    for (const [k, v] of Object.entries(t as Record<string, unknown>)) {
+      if (!STORE_KEYS.has(k)) fail(['store'], k, `unknown setting "${k}" (use passphrase_command, unlock_sec)`)
+      if (k === 'unlock_sec') {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400) fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
+        store.unlockSec = v as number
+      } else {
+        if (typeof v !== 'string' || v.trim() === '') fail(['store'], k, '"passphrase_command" must be a shell command')
+        store.passphraseCommand = v as string
+      }
+    }
+    cfg.store = store
   }
   return cfg
 }

@@ -127,7 +127,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           await mk.getAccessToken(account, { forceRefresh: true })
           log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
           // the refresh restarted the idle clock: judge the horizon on the new record
-          grant = (await mk.broker.store.read(accountId(account)).catch(() => r))?.grant
+          grant = (await mk.broker.store.read(accountId(account), { secrets: false }).catch(() => r))?.grant
         } catch (e) {
           log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: (e as Error).message })
         }

@@ -44,7 +44,7 @@ export interface UpstreamOptions {
 
 export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, o: UpstreamOptions = {}): Promise<UpstreamLogin> {
   const serverOverride = o.serverOverride
-  const rec = await mk.broker.store.read(accountId(account)).catch(() => undefined)
+  const rec = await mk.broker.store.read(accountId(account), { secrets: false }).catch(() => undefined)
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
   const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]

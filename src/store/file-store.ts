@@ -19,6 +19,8 @@ import { dirname, join } from 'node:path'
 import { ERR, StoreError, UsageError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
+import { SealError, openRecord, sealRecord } from './seal.js'
+import type { StoreKeys } from './protection.js'
 
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
@@ -45,14 +47,25 @@ export function fileNameFor(id: string): string {
   return id.replace(/[^a-z0-9._@+-]/g, (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0'))
 }
 
+export interface ReadOptions {
+  /**
+   * false: leave sealed secrets sealed (an encrypted store), so no key is needed; for showing
+   * settings and times. Default true: the tokens are opened, which needs the store's key.
+   */
+  secrets?: boolean
+}
+
 export class FileStore {
   readonly dir: string
   readonly paths: Paths
+  /** where the data keys of an encrypted store come from (store/protection.ts) */
+  readonly keys: StoreKeys | undefined
   #ready = false
 
-  constructor(paths: Paths) {
+  constructor(paths: Paths, keys?: StoreKeys) {
     this.paths = paths
     this.dir = paths.accountsDir
+    this.keys = keys
   }
 
   recordPath(id: string): string {
@@ -115,7 +128,7 @@ export class FileStore {
    * where the synchronous calls take ~20 µs. Every `getAccessToken` and every proxy login reads it,
    * so this is on the hot path (bench/README.md, "Proxy"). Writes stay asynchronous (fsync).
    */
-  async read(id: string): Promise<AccountRecord | undefined> {
+  async read(id: string, opts: ReadOptions = {}): Promise<AccountRecord | undefined> {
     const path = this.recordPath(id)
     // Still a real yield to the event loop, as an asynchronous read was: a caller looping on
     // read() (or getAccessToken) must not starve timers and I/O.
@@ -136,14 +149,39 @@ export class FileStore {
       await this.#checkMode(this.dir, true)
       this.#dirChecked = true
     }
-    return parseRecord(text, path)
+    const rec = parseRecord(text, path)
+    return opts.secrets === false ? rec : await this.#open(rec, id, path)
   }
 
-  /** Atomic replace (I1). */
+  /** The secrets of a sealed record opened with the store's key (a plain record as it is). */
+  async #open(rec: AccountRecord, id: string, path: string): Promise<AccountRecord> {
+    if (!rec.sealed) return rec
+    if (!this.keys) throw corrupt(path, 'it is encrypted, and this store was opened without its keys')
+    const key = await this.keys.key(rec.sealed.kid)
+    try {
+      return openRecord(rec, id, key)
+    } catch (e) {
+      if (e instanceof SealError) throw corrupt(path, `its encrypted tokens do not open: ${e.message}`)
+      throw e
+    }
+  }
+
+  /**
+   * Atomic replace (I1), sealed with the store's current key when the store is encrypted. A
+   * record read with `secrets: false` and still sealed with the current key is written as it is.
+   */
   async write(record: AccountRecord): Promise<void> {
     await this.ensureDir()
-    const path = this.recordPath(accountId(record.settings.email))
-    await writeFileAtomic(path, JSON.stringify({ ...record, updatedAt: Date.now() }, null, 2) + '\n')
+    const id = accountId(record.settings.email)
+    const path = this.recordPath(id)
+    const meta = this.keys?.meta()
+    let out = record
+    if (out.sealed && out.sealed.kid !== meta?.current) out = await this.#open(out, id, path)
+    if (!out.sealed) {
+      const cur = meta && meta.protection !== 'file' ? await this.keys?.current() : undefined
+      if (cur) out = sealRecord(out, id, cur.key, cur.kid)
+    }
+    await writeFileAtomic(path, JSON.stringify({ ...out, updatedAt: Date.now() }, null, 2) + '\n')
   }
 
   async remove(id: string): Promise<boolean> {
@@ -158,7 +196,7 @@ export class FileStore {
     }
   }
 
-  /** Every stored record; a corrupt one is reported in `broken`, not thrown. */
+  /** Every stored record, secrets left sealed (for listing); a corrupt one is reported in `broken`, not thrown. */
   async list(): Promise<{ records: AccountRecord[]; broken: { file: string; error: StoreError }[] }> {
     let names: string[]
     try {
@@ -215,6 +253,12 @@ export function parseRecord(text: string, path: string): AccountRecord {
   }
   if (r.grant !== undefined && (typeof r.grant !== 'object' || r.grant === null)) throw corrupt(path, 'its grant is malformed')
   if (r.state !== 'active' && r.state !== 'reauth') throw corrupt(path, 'its state is unknown')
+  if (r.sealed !== undefined) {
+    const b = r.sealed as unknown as Record<string, unknown> | null
+    if (typeof b !== 'object' || b === null || typeof b.kid !== 'string' || typeof b.iv !== 'string' || typeof b.ct !== 'string' || typeof b.tag !== 'string') {
+      throw corrupt(path, 'its sealed secrets are malformed')
+    }
+  }
   return r as AccountRecord
 }
 

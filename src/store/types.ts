@@ -6,6 +6,7 @@
  * Owns: record shapes and the schema version. Must not: do I/O.
  */
 import type { Flow, SaslMechanism } from '../providers/types.js'
+import type { SealedBox } from './seal.js'
 
 export const RECORD_VERSION = 1
 
@@ -69,6 +70,8 @@ export interface GrantRecord {
   identity?: Identity
   /** fingerprint of the environment-supplied refresh token this grant was seeded from */
   seededFrom?: string
+  /** which tokens are sealed in the record's `sealed` box (an encrypted store): they exist, unseen */
+  sealed?: ('accessToken' | 'refreshToken')[]
 }
 
 export interface LastError {
@@ -89,4 +92,9 @@ export interface AccountRecord {
   state: 'active' | 'reauth'
   lastError?: LastError
   updatedAt: number
+  /**
+   * When the store is encrypted (store.json): the access token, refresh token and client secret,
+   * sealed with the store's data key (store/seal.ts); those fields are then absent above.
+   */
+  sealed?: SealedBox
 }

@@ -10,6 +10,7 @@ import type { AccountStatus } from '../../broker/accounts.js'
 import type { DevicePrompt } from '../../broker/sign-in.js'
 import type { Flow } from '../../providers/types.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
 import { canOpenBrowser, openBrowser } from '../browser.js'
 import { formatDuration } from '../format.js'
@@ -57,7 +58,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const say = (text: string): void => io.stderr(text)
   const opts = accountOptions(email, values)
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   let countdown: NodeJS.Timeout | undefined
   let deviceExpiresAt = 0
   const stopCountdown = (): void => {

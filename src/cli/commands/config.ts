@@ -7,6 +7,7 @@ import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
 import { unknownAccount } from '../../broker/broker.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
@@ -60,9 +61,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
   if (notDirect) throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
 
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accountId } = await import('../../store/file-store.js')
-  const rec = await mk.broker.store.read(accountId(email))
+  const rec = await mk.broker.store.read(accountId(email), { secrets: false })
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
   const s = rec.settings

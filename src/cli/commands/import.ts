@@ -6,6 +6,7 @@ import { EXIT, UsageError } from '../../errors.js'
 import { Secret } from '../../core/secret.js'
 import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse, readSmallFile } from '../flags.js'
 
 const HELP = `Usage: mailkey import <email> --refresh-token-file F [provider flags]
@@ -34,7 +35,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const rt = raw?.trim()
   if (!rt) throw new UsageError(`no refresh token in ${file === '-' ? 'stdin' : `"${file}"`}`)
   if (/\s/.test(rt)) throw new UsageError(`the refresh token in ${file === '-' ? 'stdin' : `"${file}"`} contains spaces or several lines; put only the token in it`)
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const status = await mk.importRefreshToken({
     ...accountOptions(email, values),
     refreshToken: new Secret(rt),

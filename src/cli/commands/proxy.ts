@@ -11,6 +11,7 @@ import { Secret } from '../../core/secret.js'
 import { isLoopbackHost } from '../../core/net.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N] [--host ADDR]
@@ -61,7 +62,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
   const mode = values.tls === undefined ? 'starttls' : values.tls
   if (mode !== 'implicit' && mode !== 'starttls') throw new UsageError('--tls must be implicit or starttls')
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   let tls: { mode: 'implicit' | 'starttls'; cert: string; key: string } | undefined
   if (typeof certFile === 'string' && typeof keyFile === 'string') {
     tls = { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
@@ -120,7 +121,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 async function setPassword(args: string[], io: CliIO): Promise<number> {
   const { positionals } = parse('proxy password', args, COMMON_FLAGS, 1)
   const email = needEmail('proxy password', positionals)
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   await mk.status(email) // the account must exist
   // From the terminal without echo, or from stdin when it is not a terminal (scripts).
   const pw = io.stdinIsTTY && io.readSecretLine

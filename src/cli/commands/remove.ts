@@ -5,6 +5,7 @@
 import { EXIT } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey remove <email> [--no-revoke] [--json]
@@ -22,7 +23,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     return EXIT.OK
   }
   const email = needEmail('remove', positionals)
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const r = await mk.remove(email, { revoke: values['no-revoke'] !== true })
   if (values.json) io.stdout(JSON.stringify({ event: 'removed', account: email, ...r }) + '\n')
   const rev = r.revocation

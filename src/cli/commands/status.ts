@@ -6,6 +6,7 @@ import { EXIT } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { AccountStatus } from '../../broker/accounts.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { formatDuration, formatTime } from '../format.js'
 
@@ -25,7 +26,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stdout(STATUS_HELP)
     return EXIT.OK
   }
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const email = positionals[0]
   if (email) {
     const s = await mk.status(email)
@@ -49,7 +50,7 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
     io.stdout(LIST_HELP)
     return EXIT.OK
   }
-  const mk = createMailkey({ env: io.env })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accounts, broken } = await mk.list()
   if (values.json) {
     io.stdout(JSON.stringify({ accounts: accounts.map((a) => ({ email: a.email, provider: a.provider, state: a.state, access_token_expires_at: a.accessToken.expiresAt ?? null })), broken }, null, 2) + '\n')
@@ -93,7 +94,7 @@ function describe(s: AccountStatus): string {
     rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])
     if (s.lastError.meaning) rows.push(['meaning', s.lastError.meaning])
   }
-  rows.push(['stored in', `${s.storage.path} (file mode 0600, not encrypted)`])
+  rows.push(['stored in', `${s.storage.path} (file mode 0600, ${s.storage.encrypted ? `tokens encrypted, key ${s.storage.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'}` : 'not encrypted'})`])
   const w = Math.max(...rows.map(([k]) => k.length))
   return `${s.email}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`
 }

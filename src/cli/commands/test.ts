@@ -5,6 +5,7 @@
 import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json] [--timeout SEC]
@@ -45,7 +46,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (timeout !== undefined && !(typeof timeout === 'string' && /^\d+$/.test(timeout) && Number(timeout) >= 1 && Number(timeout) <= 300)) {
     throw new UsageError('--timeout must be a whole number of seconds from 1 to 300')
   }
-  const mk = createMailkey({ env: io.env, onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io), onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
   const { testAccount } = await import('../../probe/run.js')
   const report = await testAccount(mk, email, {
     ...(protocols.length ? { protocols: [...new Set(protocols)] } : {}),

@@ -8,6 +8,7 @@
 import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
 import { parse, saslFlag } from '../flags.js'
 
 const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
@@ -43,7 +44,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (minValidity !== undefined && !(typeof minValidity === 'string' && /^\d+$/.test(minValidity) && Number(minValidity) <= 86_400)) {
     throw new UsageError('--min-validity must be a whole number of seconds up to 86400')
   }
-  const mk = createMailkey({ env: io.env, onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io), onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
   const getOpts = {
     forceRefresh: values['force-refresh'] === true,
     signal: io.signal,
@@ -53,7 +54,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const mechanism = saslFlag(values.sasl)
     const port = typeof values.port === 'string' ? Number(values.port) : undefined
     if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError('--port must be a port number')
-    const rec = await mk.broker.store.read(email.trim().toLowerCase())
+    const rec = await mk.broker.store.read(email.trim().toLowerCase(), { secrets: false })
     if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
       throw new UsageError('Microsoft\'s mail servers accept only XOAUTH2; use --sasl xoauth2', { account: email })
     }
