@@ -148,7 +148,14 @@ export async function keyringEntry(service: string, entry: string): Promise<{ ge
       hint: 'Reinstall mailkey for this platform, or protect the store with a passphrase: "mailkey store migrate --to passphrase".',
     })
   }
-  const e = new mod.Entry(service, entry)
+  // Linux: the Secret Service only. The kernel keyring (the addon's fallback) forgets at reboot,
+  // and a key lost there makes every sealed token unreadable.
+  let e: InstanceType<typeof mod.Entry>
+  try {
+    e = new mod.Entry(service, entry, { linux: { store: 'secret-service' } })
+  } catch (err) {
+    throw keyringRefused(err)
+  }
   return {
     get: () => e.getPassword() ?? null,
     set: (v) => e.setPassword(v),
@@ -254,7 +261,19 @@ export class StoreKeys {
     return key
   }
 
+  /** the passphrase that opened a key in this process: tried first on the others (a half-done migration lists two) */
+  #goodPassphrase: string | undefined
+
   async #fromPassphrase(info: PassphraseKeyInfo): Promise<Buffer> {
+    if (this.#goodPassphrase !== undefined) {
+      const k = await openWithPassphrase(info, this.#goodPassphrase, '').catch(() => undefined)
+      if (k) return k
+    }
+    const key = await this.#askPassphrase(info)
+    return key
+  }
+
+  async #askPassphrase(info: PassphraseKeyInfo): Promise<Buffer> {
     const pc = this.#opts.passphraseCommand
     const cmd = typeof pc === 'function' ? await pc() : pc
     if (cmd) {
@@ -268,7 +287,9 @@ export class StoreKeys {
         const pass = await ask('Passphrase for the mailkey token store: ')
         if (pass === undefined) break
         try {
-          return await openWithPassphrase(info, pass, 'wrong passphrase for the token store')
+          const k = await openWithPassphrase(info, pass, 'wrong passphrase for the token store')
+          this.#goodPassphrase = pass
+          return k
         } catch (e) {
           if (!(e instanceof StoreLockedError)) throw e
           wrong = e

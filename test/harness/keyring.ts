@@ -1,0 +1,79 @@
+// A real Secret Service for tests: a private D-Bus session bus and gnome-keyring-daemon, unlocked
+// with a non-empty password (an empty one makes it look for a GUI prompter). Debian packages:
+// dbus (dbus-daemon, dbus-send), gnome-keyring, and libsecret-tools (secret-tool, to look inside).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export const KEYRING_INSTALL_HINT = 'apt-get install dbus gnome-keyring libsecret-tools'
+
+export function keyringAvailable(): boolean {
+  return ['dbus-daemon', 'gnome-keyring-daemon', 'secret-tool'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' }).status === 0)
+}
+
+export interface Keyring {
+  /** DBUS_SESSION_BUS_ADDRESS (and the keyring's own dirs) for the processes that use it */
+  env: Record<string, string>
+  /** secret-tool lookup service S username U: the stored value, or undefined */
+  lookup(service: string, username: string): string | undefined
+  stop(): Promise<void>
+}
+
+export async function startKeyring(): Promise<Keyring> {
+  const dir = await mkdtemp(join(tmpdir(), 'mailkey-keyring-'))
+  const run = join(dir, 'run')
+  await mkdir(run, { mode: 0o700 })
+  await mkdir(join(dir, 'data'), { mode: 0o700 })
+  const children: ChildProcess[] = []
+  const bus = spawn('dbus-daemon', ['--session', '--nofork', '--print-address=1'], { stdio: ['ignore', 'pipe', 'ignore'] })
+  children.push(bus)
+  const address = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const t = setTimeout(() => reject(new Error('dbus-daemon printed no address')), 5000)
+    bus.stdout?.on('data', (d: Buffer) => {
+      out += d.toString()
+      const line = out.split('\n')[0]
+      if (out.includes('\n') && line) {
+        clearTimeout(t)
+        resolve(line.trim())
+      }
+    })
+    bus.once('exit', () => reject(new Error('dbus-daemon exited')))
+  })
+  const env = { DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: join(dir, 'data'), GNOME_KEYRING_RUN: run }
+  const gk = spawn('gnome-keyring-daemon', ['--unlock', '--components=secrets', '--foreground'], {
+    env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: env.XDG_DATA_HOME, XDG_RUNTIME_DIR: run },
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
+  children.push(gk)
+  gk.stdin?.end('mailkey-test-keyring') // non-empty: an empty password needs a GUI prompter
+  const secretEnv = { ...process.env, DBUS_SESSION_BUS_ADDRESS: address, XDG_RUNTIME_DIR: run, XDG_DATA_HOME: env.XDG_DATA_HOME }
+  // Wait until our daemon owns the Secret Service name: asking earlier makes the bus start
+  // another, locked daemon of its own.
+  for (let i = 0; ; i++) {
+    const owned = spawnSync('dbus-send', ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.NameHasOwner', 'string:org.freedesktop.secrets'], { env: secretEnv, encoding: 'utf8', timeout: 5000 })
+    if (/boolean true/.test(owned.stdout ?? '')) break
+    if (i > 100 || gk.exitCode !== null) throw new Error('gnome-keyring-daemon did not take the Secret Service name')
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  // ready when secret-tool can store and read back
+  for (let i = 0; ; i++) {
+    const st = spawnSync('secret-tool', ['store', '--label=probe', 'service', 'mailkey-test', 'username', 'probe'], { input: 'ok', env: secretEnv, timeout: 5000 })
+    if (st.status === 0) break
+    if (i > 50) throw new Error('gnome-keyring-daemon did not come up')
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return {
+    env: { DBUS_SESSION_BUS_ADDRESS: address },
+    lookup(service, username) {
+      const r = spawnSync('secret-tool', ['lookup', 'service', service, 'username', username], { env: secretEnv, encoding: 'utf8', timeout: 5000 })
+      return r.status === 0 && r.stdout ? r.stdout : undefined
+    },
+    async stop() {
+      for (const c of children.reverse()) c.kill('SIGTERM')
+      await new Promise((r) => setTimeout(r, 100))
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
