@@ -4,6 +4,8 @@
 //    `node -e 0` and `node -e 'read a JSON file and print'` on the same machine in one run
 //    (interleaved rounds, medians). NODE_EXTRA_CA_CERTS is removed from the children's
 //    environment: on Node 20 it adds ~55 ms to every start.
+//    Also an encrypted store (ADR 0007): the key from a running agent (the fast path), and from the
+//    OS keyring with no agent (a real Secret Service: gnome-keyring on a private bus).
 // 2. refresh storm: N concurrent `mailkey token` processes on one expired token against the real
 //    oidc-provider on loopback: token-endpoint requests (must be 1) and wall time to the last
 //    process, compared with N processes printing a cached token.
@@ -13,7 +15,9 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES } from '../test/harness/oauth-server.js'
 import { makeTmpHome } from '../test/harness/tmp-home.js'
-import { BIN, spawnCli } from '../test/harness/cli.js'
+import { BIN, runCli, spawnCli } from '../test/harness/cli.js'
+import { keyringAvailable, startKeyring, type Keyring } from '../test/harness/keyring.js'
+import { cp } from 'node:fs/promises'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40)
 const STORM = Number(process.env.BENCH_STORM ?? 50)
@@ -43,6 +47,8 @@ async function main(): Promise<void> {
   const home = await makeTmpHome()
   const env = { ...home.env }
   delete env.NODE_EXTRA_CA_CERTS
+  const homes = [home]
+  let keyring: Keyring | undefined
   try {
     const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' ')], env)
     await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
@@ -51,16 +57,37 @@ async function main(): Promise<void> {
     const jsonFile = join(home.dir, 'plain.json')
     await writeFile(jsonFile, JSON.stringify({ token: 'x'.repeat(40) }))
 
-    const cases: [string, string[]][] = [
-      ['node -e 0', [process.execPath, '-e', '0']],
-      ['node: read JSON + print', [process.execPath, '-e', `process.stdout.write(JSON.parse(require('fs').readFileSync(${JSON.stringify(jsonFile)},'utf8')).token+'\\n')`]],
-      ['mailkey token (cached)', [process.execPath, BIN, 'token', EMAIL]],
+    // the same account in an encrypted store: a copy of the state, migrated, unlocked
+    const encrypted = async (to: 'passphrase' | 'keyring', extra: Record<string, string>): Promise<Record<string, string>> => {
+      const h = await makeTmpHome()
+      homes.push(h)
+      const e = { ...h.env, ...extra }
+      delete e.NODE_EXTRA_CA_CERTS
+      await cp(env.XDG_STATE_HOME as string, e.XDG_STATE_HOME as string, { recursive: true })
+      const m = await runCli(['store', 'migrate', '--to', to], e, { stdin: 'bench pass phrase\n' })
+      if (m.code !== 0) throw new Error(m.stderr)
+      return e
+    }
+    const agentEnv = await encrypted('passphrase', {})
+    if ((await runCli(['unlock', '--for', '1h'], agentEnv, { stdin: 'bench pass phrase\n' })).code !== 0) throw new Error('unlock failed')
+    let keyringEnv: Record<string, string> | undefined
+    if (keyringAvailable()) {
+      keyring = await startKeyring()
+      keyringEnv = await encrypted('keyring', keyring.env)
+    }
+
+    const cases: [string, string[], NodeJS.ProcessEnv][] = [
+      ['node -e 0', [process.execPath, '-e', '0'], env],
+      ['node: read JSON + print', [process.execPath, '-e', `process.stdout.write(JSON.parse(require('fs').readFileSync(${JSON.stringify(jsonFile)},'utf8')).token+'\\n')`], env],
+      ['mailkey token (cached)', [process.execPath, BIN, 'token', EMAIL], env],
+      ['mailkey token (encrypted, agent)', [process.execPath, BIN, 'token', EMAIL], agentEnv],
+      ...(keyringEnv ? [['mailkey token (encrypted, OS keyring, no agent)', [process.execPath, BIN, 'token', EMAIL], keyringEnv] as [string, string[], NodeJS.ProcessEnv]] : []),
     ]
     const times = new Map<string, number[]>(cases.map(([n]) => [n, []]))
-    for (let i = 0; i < 3; i++) for (const [, argv] of cases) await run(argv, env) // warm-up
+    for (let i = 0; i < 3; i++) for (const [, argv, e] of cases) await run(argv, e) // warm-up
     for (let r = 0; r < ROUNDS; r++) {
       const order = [...cases].sort(() => Math.random() - 0.5)
-      for (const [name, argv] of order) times.get(name)?.push(await run(argv, env))
+      for (const [name, argv, e] of order) times.get(name)?.push(await run(argv, e))
     }
     const base = median(times.get('node -e 0') as number[])
     console.log(`\n## startup (${ROUNDS} interleaved rounds, NODE_EXTRA_CA_CERTS unset)\n`)
@@ -100,8 +127,10 @@ async function main(): Promise<void> {
     console.log(`| expired token | ${median(stormy).toFixed(0)} | ${refreshes} (every run) |`)
     console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${process.platform}`)
   } finally {
+    for (const h of homes) await runCli(['lock'], h.env).catch(() => undefined)
+    await keyring?.stop()
     await lab.close()
-    await home.cleanup()
+    for (const h of homes) await h.cleanup()
   }
 }
 

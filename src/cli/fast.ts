@@ -17,9 +17,6 @@ import type { Env } from '../config/paths.js'
 import { resolvePaths } from '../config/paths.js'
 import { FileStore, accountId } from '../store/file-store.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from '../broker/freshness.js'
-import { agentSocketPath, keyOpensCheck, readMeta } from '../store/protection.js'
-import { requestKey } from '../store/agent.js'
-import { openRecord } from '../store/seal.js'
 
 export async function fastToken(argv: readonly string[], env: Env, now = Date.now()): Promise<string | undefined> {
   if (argv[0] !== 'token' || argv.length > 2) return undefined
@@ -38,6 +35,10 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
     if (rec?.sealed) {
       // An encrypted store: only a running agent's key, verified (store/agent.ts A1); anything
       // else (the OS keyring: +28 ms to load; a passphrase) is the full CLI's job.
+      // loaded only here: a plain store's fast path must not pay for sockets and ciphers
+      const [{ agentSocketPath, keyOpensCheck, readMeta }, { requestKey }, { openRecord }] = await Promise.all([
+        import('../store/protection.js'), import('../store/agent.js'), import('../store/seal.js'),
+      ])
       const info = readMeta(paths)?.keys.find((k) => k.kid === rec?.sealed?.kid)
       if (!info) return undefined
       const key = await requestKey(agentSocketPath(paths, env), info.kid).catch(() => undefined)

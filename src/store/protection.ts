@@ -18,7 +18,6 @@
  *
  * Owns: store.json and the key sources. Must not: read or write account records.
  */
-import { spawnSync } from 'node:child_process'
 import { isAbsolute, join } from 'node:path'
 import { ERR, StoreError, StoreLockedError } from '../errors.js'
 import type { Env, Paths } from '../config/paths.js'
@@ -277,7 +276,7 @@ export class StoreKeys {
     const pc = this.#opts.passphraseCommand
     const cmd = typeof pc === 'function' ? await pc() : pc
     if (cmd) {
-      const pass = runPassphraseCommand(cmd, this.#opts.env)
+      const pass = await runPassphraseCommand(cmd, this.#opts.env)
       return await openWithPassphrase(info, pass, 'passphrase_command printed a passphrase that does not open the store')
     }
     const ask = this.#opts.askPassphrase
@@ -316,7 +315,8 @@ export async function openWithPassphrase(info: PassphraseKeyInfo, passphrase: st
 }
 
 /** passphrase_command's first line (like a mail client's PassCmd); the command's errors are reported without its output. */
-export function runPassphraseCommand(cmd: string, env: Env): string {
+export async function runPassphraseCommand(cmd: string, env: Env): Promise<string> {
+  const { spawnSync } = await import('node:child_process')
   const r = spawnSync('/bin/sh', ['-c', cmd], { env: env as NodeJS.ProcessEnv, encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 })
   if (r.error || r.status !== 0) {
     throw new StoreLockedError(ERR.STORE_LOCKED, `passphrase_command failed (${r.error ? r.error.message : `exit ${r.status}`})`, {

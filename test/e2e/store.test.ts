@@ -93,6 +93,11 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
     assert.equal(t.code, 77)
     assert.equal(t.stdout, '')
     assert.match(t.stderr, /encrypted with a passphrase and locked[\s\S]*mailkey unlock/)
+    // the proxy unlocks at start, or refuses to start: never a listener that can only fail logins
+    const px = await runCli(['proxy', '--imap-port', '0'], env, { timeoutMs: 20_000 })
+    assert.equal(px.code, 77, px.stderr)
+    assert.doesNotMatch(px.stdout, /listening/)
+    assert.match(px.stderr, /locked/)
     const wrong = await runCli(['unlock'], env, { stdin: 'not the pass phrase\n' })
     assert.equal(wrong.code, 77)
     assert.match(wrong.stderr, /wrong passphrase/)
