@@ -171,6 +171,13 @@ export class Broker {
     }
   }
 
+  /** how long to wait for the token endpoint: option > http_timeout_sec in config.toml > the default (30 s) */
+  async httpTimeoutMs(): Promise<number | undefined> {
+    if (this.#opts.httpTimeoutMs !== undefined) return this.#opts.httpTimeoutMs
+    const s = (await this.loadConfig().catch(() => undefined))?.httpTimeoutSec
+    return s === undefined ? undefined : s * 1000
+  }
+
   /** refresh margin: option > MAILKEY_REFRESH_MARGIN_SEC > config.toml > 300 s */
   async marginSec(): Promise<number> {
     if (this.#marginSec !== undefined) return this.#marginSec
@@ -335,7 +342,7 @@ export class Broker {
       force,
       since,
       marginSec: await this.marginSec(),
-      httpTimeoutMs: this.#opts.httpTimeoutMs,
+      httpTimeoutMs: await this.httpTimeoutMs(),
       maxAttempts: this.#opts.maxAttempts,
       maxRetryAfterSec: this.#opts.maxRetryAfterSec,
     })
@@ -383,6 +390,7 @@ export class Broker {
       throw err
     }
     const { refreshGrant } = await import('../oauth/grants.js')
+    const httpTimeoutMs = await this.httpTimeoutMs()
     const maxAttempts = this.#opts.maxAttempts ?? 3
     const maxRetryAfter = this.#opts.maxRetryAfterSec ?? 10
     for (let attempt = 1; ; attempt++) {
@@ -390,7 +398,7 @@ export class Broker {
         const ts = await refreshGrant(settings, new Secret(rt), {
           account: settings.email,
           ...(o.signal ? { signal: o.signal } : {}),
-          ...(this.#opts.httpTimeoutMs ? { timeoutMs: this.#opts.httpTimeoutMs } : {}),
+          ...(httpTimeoutMs ? { timeoutMs: httpTimeoutMs } : {}),
           ...(this.#opts.fetch ? { fetch: this.#opts.fetch } : {}),
         })
         const now = this.now()

@@ -2,6 +2,7 @@
  * The user-edited config file ($XDG_CONFIG_HOME/mailkey/config.toml). It never holds tokens.
  *
  *   refresh_margin_sec = 300          # refresh when the access token has less left than this
+ *   http_timeout_sec = 30             # give up on an OAuth server that does not answer (then: try later)
  *
  *   [providers.example]               # a provider of your own (any RFC 6749 server)
  *   issuer = "https://login.example.com"          # discovery (RFC 8414 / OIDC), or:
@@ -48,6 +49,8 @@ export interface ProxyConfig {
 export interface Config {
   file: string
   refreshMarginSec?: number
+  /** how long to wait for the OAuth server (default 30 s) */
+  httpTimeoutSec?: number
   providers: Map<string, Provider>
   proxy?: ProxyConfig
   /** [hooks]: shell commands run on events that need the user (core/hooks.ts) */
@@ -63,7 +66,7 @@ export interface StoreConfig {
   unlockSec?: number
 }
 
-const TOP_KEYS = new Set(['refresh_margin_sec', 'providers', 'proxy', 'hooks', 'store'])
+const TOP_KEYS = new Set(['refresh_margin_sec', 'http_timeout_sec', 'providers', 'proxy', 'hooks', 'store'])
 const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec'])
 const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
 const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
@@ -110,6 +113,11 @@ export function parseConfig(text: string, file: string): Config {
   }
   for (const k of Object.keys(data)) if (!TOP_KEYS.has(k)) fail([], k, `unknown setting "${k}"`)
   const cfg: Config = { file, providers: new Map() }
+  if (data.http_timeout_sec !== undefined) {
+    const v = data.http_timeout_sec
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 1 || v > 300) fail([], 'http_timeout_sec', 'http_timeout_sec must be a number of seconds from 1 to 300')
+    cfg.httpTimeoutSec = v as number
+  }
   if (data.refresh_margin_sec !== undefined) {
     const v = data.refresh_margin_sec
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 86_400) fail([], 'refresh_margin_sec', 'refresh_margin_sec must be a whole number of seconds from 0 to 86400')

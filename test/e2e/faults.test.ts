@@ -1,0 +1,187 @@
+// Faults between mailkey and the OAuth server, made by a misbehaving TCP proxy in front of the real
+// oidc-provider (test/harness/fault-proxy.ts) and by the server itself (scripted answers): every
+// refresh must end in the right class and exit code, and the grant must survive all of them.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
+import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js'
+
+const EMAIL = 'faults@example.test'
+const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
+
+interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string; transient: boolean; message: string } }
+
+describe('faults between mailkey and the OAuth server', () => {
+  let lab: LabServer
+  let proxy: FaultProxy
+  let home: TmpHome
+  const secrets: string[] = []
+  let injected = 0
+  const file = (): string => join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+  const stored = async (): Promise<Rec> => JSON.parse(await readFile(file(), 'utf8')) as Rec
+  const expire = async (): Promise<void> => {
+    const raw = JSON.parse(await readFile(file(), 'utf8')) as Rec
+    raw.grant.expiresAt = Date.now() - 1000
+    await writeFile(file(), JSON.stringify(raw), { mode: 0o600 })
+  }
+
+  before(async () => {
+    lab = await startOAuthServer({ deviceInterval: 1 })
+    proxy = await startFaultProxy({ host: '127.0.0.1', port: lab.port })
+    home = await makeTmpHome()
+    // every OAuth request goes through the proxy; the server gives up after 2 s of silence
+    await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+    await writeFile(join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), 'http_timeout_sec = 2\n')
+    // slow_down during sign-in (RFC 8628 §3.5): the poll waits 5 s more, then succeeds
+    lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 400, body: { error: 'slow_down', error_description: 'poll slower' } })
+    injected++
+    const t0 = Date.now()
+    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--device-url', `${proxy.url}/device/auth`, '--token-url', `${proxy.url}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], home.env)
+    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
+    const r = await cli.done
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(Date.now() - t0 >= 5000, 'slow_down added 5 s to the polling interval')
+    lab.clearFaults()
+    const rec = await stored()
+    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
+  })
+  after(async () => {
+    await proxy?.close()
+    await lab?.close()
+    await home?.cleanup()
+  })
+
+  /** an expired token, these faults queued, one `mailkey token`: its exit code and what it left */
+  const refreshThrough = async (faults: Fault[]): Promise<{ code: number; stderr: string; before: Rec; after: Rec; ms: number }> => {
+    await expire()
+    const before = await stored()
+    proxy.clear()
+    proxy.push(...faults)
+    injected += faults.length
+    const t0 = Date.now()
+    const r = await runCli(['token', EMAIL], home.env, { timeoutMs: 60_000 })
+    const ms = Date.now() - t0
+    proxy.clear()
+    return { code: r.code ?? -1, stderr: r.stderr, before, after: await stored(), ms }
+  }
+  /** the grant survived: same refresh token, still active, and a clean refresh works */
+  const grantKept = async (r: { before: Rec; after: Rec }): Promise<void> => {
+    assert.equal(r.after.state, 'active')
+    assert.equal(r.after.grant.refreshToken, r.before.grant.refreshToken, 'the refresh token is kept')
+    const ok = await runCli(['token', EMAIL], home.env, { timeoutMs: 30_000 })
+    assert.equal(ok.code, 0, ok.stderr)
+    const now = await stored()
+    secrets.push(now.grant.accessToken, now.grant.refreshToken)
+    await noteSecrets(now.grant.accessToken, now.grant.refreshToken)
+  }
+
+  const times = (n: number, f: Fault): Fault[] => Array.from({ length: n }, () => f)
+
+  it('a reset before any answer, on every attempt: exit 75 (try later), grant kept', async () => {
+    const r = await refreshThrough(times(3, { kind: 'reset-before' }))
+    assert.equal(r.code, 75, r.stderr)
+    assert.equal(r.after.lastError?.transient, true)
+    assert.match(r.stderr, /faults@example\.test/)
+    await grantKept(r)
+  })
+
+  it('a reset in the middle of the answer: exit 75, grant kept', async () => {
+    const r = await refreshThrough(times(3, { kind: 'reset-mid', afterBytes: 40 }))
+    assert.equal(r.code, 75, r.stderr)
+    await grantKept(r)
+  })
+
+  it('a server that never answers: given up after http_timeout_sec, exit 75, grant kept', async () => {
+    const r = await refreshThrough(times(3, { kind: 'stall' }))
+    assert.equal(r.code, 75, r.stderr)
+    assert.match(r.stderr, /no answer within 2 s|timed? ?out/i)
+    await grantKept(r)
+  })
+
+  it('an answer cut short (headers, then a close): exit 75, grant kept', async () => {
+    const r = await refreshThrough(times(3, { kind: 'truncate', afterBytes: 150 }))
+    assert.equal(r.code, 75, r.stderr)
+    await grantKept(r)
+  })
+
+  it('one fault, then the server is back: the retry succeeds with one refresh at the server', async () => {
+    lab.resetCounts()
+    const r = await refreshThrough([{ kind: 'reset-before' }])
+    assert.equal(r.code, 0, r.stderr)
+    assert.equal(lab.counts.refresh, 1)
+    assert.notEqual(r.after.grant.refreshToken, r.before.grant.refreshToken, 'rotated and stored')
+    secrets.push(r.after.grant.accessToken, r.after.grant.refreshToken)
+    await noteSecrets(r.after.grant.accessToken, r.after.grant.refreshToken)
+  })
+
+  it('bytes that are not HTTP: exit 75 (a broken path, not a refused grant), grant kept', async () => {
+    const r = await refreshThrough(times(3, { kind: 'raw', bytes: 'SSH-2.0-OpenSSH_9.2\r\n' }))
+    assert.equal(r.code, 75, r.stderr)
+    await grantKept(r)
+  })
+
+  it('200 with an HTML page (a captive portal): exit 76, not a refused grant; nothing of the page in the message', async () => {
+    const page = '<html><head><title>Hotel WiFi</title></head><body>Please log in secret-looking-page-text</body></html>'
+    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: ${page.length}\r\nconnection: close\r\n\r\n${page}` }])
+    assert.equal(r.code, 76, r.stderr)
+    assert.equal(r.after.state, 'active')
+    assert.doesNotMatch(r.stderr, /secret-looking-page-text/)
+    await grantKept(r)
+  })
+
+  it('200 with JSON that does not parse: exit 76, grant kept', async () => {
+    const body = '{"access_token": "abc", "token_type": '
+    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}` }])
+    assert.equal(r.code, 76, r.stderr)
+    await grantKept(r)
+  })
+
+  it('a 20 MiB answer: refused at 1 MiB, exit 76, grant kept', async () => {
+    const r = await refreshThrough([{ kind: 'huge', contentType: 'application/json', bytes: 20 * 1024 * 1024 }])
+    assert.equal(r.code, 76, r.stderr)
+    assert.match(r.stderr, /too large|larger than/)
+    await grantKept(r)
+  })
+
+  it('a 400 HTML error page from something in between: not invalid_grant, so the grant is kept', async () => {
+    const page = '<html><body>Bad Request</body></html>'
+    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 400 Bad Request\r\ncontent-type: text/html\r\ncontent-length: ${page.length}\r\nconnection: close\r\n\r\n${page}` }])
+    assert.notEqual(r.code, 77, 'not "sign in again"')
+    assert.ok(r.code === 75 || r.code === 76, `exit ${r.code}: ${r.stderr}`)
+    await grantKept(r)
+  })
+
+  it('503 with Retry-After: 1 is waited out and retried; 429 with Retry-After: 120 fails at once with the wait', async () => {
+    await expire()
+    lab.injectTokenFault({ grantType: 'refresh_token', status: 503, headers: { 'retry-after': '1' }, body: 'busy' })
+    injected++
+    const t0 = Date.now()
+    const ok = await runCli(['token', EMAIL], home.env, { timeoutMs: 30_000 })
+    assert.equal(ok.code, 0, ok.stderr)
+    assert.ok(Date.now() - t0 >= 1000, 'waited the second')
+    const after = await stored()
+    secrets.push(after.grant.accessToken, after.grant.refreshToken)
+    await noteSecrets(after.grant.accessToken, after.grant.refreshToken)
+    await expire()
+    lab.injectTokenFault({ grantType: 'refresh_token', status: 429, headers: { 'retry-after': '120' }, body: { error: 'temporarily_unavailable' }, times: 5 })
+    injected++
+    const t1 = Date.now()
+    const busy = await runCli(['token', EMAIL], home.env, { timeoutMs: 30_000 })
+    lab.clearFaults()
+    assert.equal(busy.code, 75, busy.stderr)
+    assert.ok(Date.now() - t1 < 10_000, 'did not sit out two minutes')
+    assert.match(busy.stderr, /120/)
+    await grantKept({ before: after, after: await stored() })
+  })
+
+  it('every fault was really injected, and no secret appeared in any output', () => {
+    assert.ok((proxy.used['reset-before'] ?? 0) >= 4 && (proxy.used.stall ?? 0) >= 1 && (proxy.used.huge ?? 0) === 1, JSON.stringify(proxy.used))
+    console.error(`faults injected: ${injected} (proxy: ${JSON.stringify(proxy.used)})`)
+    assert.deepEqual(findLeaks(transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr).concat(transcript.map((t) => t.stderr)), secrets), [])
+  })
+})
