@@ -20,6 +20,7 @@
  */
 import { spawn } from 'node:child_process'
 import { StoreKeys } from '../store/protection.js'
+import { waitText } from '../core/wait.js'
 import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
@@ -393,6 +394,9 @@ export class Broker {
     const httpTimeoutMs = await this.httpTimeoutMs()
     const maxAttempts = this.#opts.maxAttempts ?? 3
     const maxRetryAfter = this.#opts.maxRetryAfterSec ?? 10
+    // a connection that failed with no HTTP answer may have failed after the server rotated the
+    // refresh token: remembered, to explain an invalid_grant that follows
+    let answerMaybeLost = rec.lastError?.answerMaybeLost === true && this.now() - rec.lastError.at < 15 * 60_000
     for (let attempt = 1; ; attempt++) {
       try {
         const ts = await refreshGrant(settings, new Secret(rt), {
@@ -424,7 +428,9 @@ export class Broker {
         await this.store.write(next) // B2
         return next
       } catch (e) {
-        const err = e instanceof MailkeyError ? e : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), { account: settings.email, cause: e })
+        let err = e instanceof MailkeyError ? e : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), { account: settings.email, cause: e })
+        if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost) err = lostAnswer(err, settings.email)
+        if (err.transient && err.status === undefined) answerMaybeLost = true
         if (err.transient && attempt < maxAttempts && !o.signal?.aborted) {
           const ra = err.retryAfterSec
           if (ra === undefined || ra <= maxRetryAfter) {
@@ -432,6 +438,12 @@ export class Broker {
             await sleep(backoff, o.signal)
             continue
           }
+        }
+        // RFC 9110 §10.2.3: a Retry-After longer than mailkey waits by itself: say how long
+        if (err.transient && err.retryAfterSec !== undefined && err.retryAfterSec > maxRetryAfter) {
+          err = new TransientError(err.code, `${err.message}; the server asks to wait ${waitText(err.retryAfterSec)} (Retry-After: ${err.retryAfterSec})`, {
+            account: settings.email, retryAfterSec: err.retryAfterSec, ...(err.oauthError ? { oauthError: err.oauthError } : {}), providerCodes: err.providerCodes, ...(err.status !== undefined ? { status: err.status } : {}), cause: err,
+          })
         }
         await this.#recordFailure(rec, err)
         throw err
@@ -441,6 +453,8 @@ export class Broker {
 
   async #recordFailure(rec: AccountRecord, err: MailkeyError): Promise<void> {
     const last: LastError = { code: err.code, message: err.message, transient: err.transient, at: this.now() }
+    if (err.transient && err.status === undefined) last.answerMaybeLost = true
+    if (err.retryAfterSec !== undefined) last.retryAfterSec = err.retryAfterSec
     if (err.oauthError) last.oauthError = err.oauthError
     if (err.providerCodes.length) last.providerCodes = err.providerCodes
     const next: AccountRecord = { ...rec, lastError: last }
@@ -516,7 +530,7 @@ const REAUTH_CODES = new Set<string>([ERR.REAUTH_REQUIRED, ERR.NO_REFRESH_TOKEN,
 export function errorFromLast(rec: AccountRecord): MailkeyError {
   const l = rec.lastError
   const account = rec.settings.email
-  const opts = { account, ...(l?.oauthError ? { oauthError: l.oauthError } : {}), ...(l?.providerCodes ? { providerCodes: l.providerCodes } : {}) }
+  const opts = { account, ...(l?.oauthError ? { oauthError: l.oauthError } : {}), ...(l?.providerCodes ? { providerCodes: l.providerCodes } : {}), ...(l?.retryAfterSec !== undefined ? { retryAfterSec: l.retryAfterSec } : {}) }
   if (!l) {
     return new ReauthRequiredError(ERR.REAUTH_REQUIRED, `the grant for "${account}" needs a new sign-in`, opts)
   }
@@ -528,7 +542,23 @@ export function errorFromLast(rec: AccountRecord): MailkeyError {
   return new ProtocolError(code, l.message, opts)
 }
 
-/** Entry for the detached worker: adopt the handed-over lock, refresh, release. */
+/**
+ * invalid_grant right after a refresh whose connection failed with no answer: the server may have
+ * rotated the refresh token and its answer, with the new one, never arrived. A server that rotates
+ * without a grace period (RFC 9700 §4.14.2 allows it) then refuses the old one, and only a new
+ * sign-in helps; say so instead of a bare "refused".
+ */
+function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
+  return new ReauthRequiredError(err.code, `${err.message}. An earlier refresh for "${email}" lost its connection before the answer arrived; this server had most likely already replaced the refresh token (rotation without a grace period), so the new one never reached mailkey`, {
+    account: email,
+    ...(err.oauthError ? { oauthError: err.oauthError } : {}),
+    providerCodes: err.providerCodes,
+    ...(err.status !== undefined ? { status: err.status } : {}),
+    hint: `Run "mailkey add ${email}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
+    cause: err,
+  })
+}
+
 async function readKeysFromStdin(): Promise<Map<string, Buffer>> {
   const chunks: Buffer[] = []
   for await (const c of process.stdin) {

@@ -6,6 +6,7 @@
  * Owns: hint text. Must not: decide error classes.
  */
 import { ERR, type MailkeyError } from '../errors.js'
+import { waitText } from '../core/wait.js'
 
 export function cliHint(e: MailkeyError): string | undefined {
   const a = e.account ?? '<email>'
@@ -24,6 +25,8 @@ export function cliHint(e: MailkeyError): string | undefined {
     case ERR.SIGNIN_TIMEOUT:
       return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
     case ERR.OAUTH_TRANSIENT:
+      if (e.retryAfterSec !== undefined && e.retryAfterSec > 60) return `Nothing was lost; try again in ${waitText(e.retryAfterSec)}. "mailkey status ${a}" shows the last error.`
+      return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
     case ERR.STORE_LOCK_TIMEOUT:
       return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
     case ERR.ACCOUNT_UNKNOWN:

@@ -80,6 +80,10 @@ export interface LastError {
   oauthError?: string
   providerCodes?: string[]
   transient: boolean
+  /** a connection failed with no HTTP answer: the server may have acted on the request (rotated the refresh token) */
+  answerMaybeLost?: boolean
+  /** the server's Retry-After, seconds */
+  retryAfterSec?: number
   /** epoch ms */
   at: number
 }

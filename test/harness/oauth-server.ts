@@ -60,6 +60,12 @@ export interface OAuthServerOptions {
    * must hold the matching mail scope (default true).
    */
   enforceServiceScope?: boolean
+  /**
+   * Rotate refresh tokens on every use (default true: strict, the old one is then dead, and reusing
+   * it revokes the grant, RFC 9700 §4.14.2). false: keep the refresh token, as Google does (and as
+   * Microsoft's old refresh tokens keep working after a rotation).
+   */
+  rotateRefreshTokens?: boolean
 }
 
 export interface TokenCounts {
@@ -313,7 +319,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       token.kind === 'AccessToken' && token.accountId
         ? { email: token.accountId, upn: token.accountId }
         : undefined,
-    rotateRefreshToken: () => true,
+    rotateRefreshToken: () => opts.rotateRefreshTokens !== false,
     revokeGrantPolicy: () => true,
     clientBasedCORS: () => false,
     ttl: {
