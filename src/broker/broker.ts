@@ -363,9 +363,18 @@ export class Broker {
         child.stdin.end(JSON.stringify(Object.fromEntries([...keys].map(([kid, k]) => [kid, k.toString('base64')]))) + '\n')
       }
       child.once('error', () => resolve('not-started'))
+      // L3 at once: the lock names the worker from now on, so that if this process is killed before
+      // the worker adopts it, nobody takes it for stale (its pid is alive) and refreshes beside it.
+      if (child.pid !== undefined) void lock.handOver(child.pid).catch(() => undefined)
       child.once('exit', () => {
-        // If the worker died before adopting the lock, the lock is still ours: take it back.
-        void readLock(lock.path).then((info) => resolve(info?.nonce === lock.nonce && info.pid === process.pid ? 'not-started' : 'done'), () => resolve('done'))
+        // A worker that ends normally has released the lock. If it still carries our nonce, the
+        // worker died without finishing: take the lock back and refresh here (the record is
+        // re-read first, so a refresh it did persist is not repeated).
+        void readLock(lock.path).then(async (info) => {
+          if (info?.nonce !== lock.nonce) return resolve('done')
+          await lock.handOver(process.pid).catch(() => undefined)
+          resolve('not-started')
+        }, () => resolve('done'))
       })
       // Not unref'd: this process waits for the worker. If this process dies, the worker (its own
       // process group, detached) carries on and finishes the refresh.
@@ -559,14 +568,19 @@ function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
   })
 }
 
-async function readKeysFromStdin(): Promise<Map<string, Buffer>> {
+/** The keys a parent hands over; undefined when it died before writing them (the worker then looks for them itself). */
+async function readKeysFromStdin(): Promise<Map<string, Buffer> | undefined> {
   const chunks: Buffer[] = []
-  for await (const c of process.stdin) {
-    chunks.push(c as Buffer)
-    if (chunks.reduce((n, b) => n + b.length, 0) > 64 * 1024) break
+  try {
+    for await (const c of process.stdin) {
+      chunks.push(c as Buffer)
+      if (chunks.reduce((n, b) => n + b.length, 0) > 64 * 1024) break
+    }
+    const o = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, string>
+    return new Map(Object.entries(o).map(([kid, b64]) => [kid, Buffer.from(b64, 'base64')]))
+  } catch {
+    return undefined
   }
-  const o = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, string>
-  return new Map(Object.entries(o).map(([kid, b64]) => [kid, Buffer.from(b64, 'base64')]))
 }
 
 export async function runWorker(argv: string[]): Promise<number> {

@@ -120,6 +120,8 @@ export interface LabServer {
   revokeGrant(token: string): Promise<void>
   /** RFC 7662 introspection as mail-rs (service: sent as X-Dovecot-Auth-Service, like Dovecot does). */
   introspect(token: string, opts?: { service?: string }): Promise<Record<string, unknown>>
+  /** true when this refresh token is the grant's current one: known, not expired, not consumed by a rotation */
+  refreshTokenAlive(token: string): Promise<boolean>
   close(): Promise<void>
 }
 
@@ -682,6 +684,11 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     if (!res.ok) throw new Error(`lab: revocation failed with HTTP ${res.status}: ${text.slice(0, 200)}`)
   }
 
+  async function refreshTokenAlive(token: string): Promise<boolean> {
+    const t = await oidc.RefreshToken.find(token) as { isExpired?: boolean; consumed?: unknown } | undefined
+    return t !== undefined && !t.isExpired && !t.consumed
+  }
+
   async function introspect(token: string, o: { service?: string } = {}): Promise<Record<string, unknown>> {
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
@@ -733,6 +740,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     completeAuthorization,
     revokeGrant,
     introspect,
+    refreshTokenAlive,
     close,
   }
 }

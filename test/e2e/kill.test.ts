@@ -1,0 +1,285 @@
+// Crash safety: kill -9 at random moments of refreshes, hundreds of times. Whatever the moment,
+// the store must afterwards hold a usable grant and the newest refresh token (the one the server
+// considers current: with rotation on, every older one is dead).
+// - the credential helper (`mailkey token`), as a mail client killing its PassCmd;
+// - `mailkey proxy` while a client's login makes it refresh;
+// - the same helper on an encrypted store (the key reaches the refresh worker through a pipe);
+// - the refresh worker itself, against a server that keeps its refresh tokens (Google-like).
+// Rounds: MAILKEY_KILL_ROUNDS (default 200), MAILKEY_PROXY_KILL_ROUNDS (100),
+// MAILKEY_ENC_KILL_ROUNDS (50), MAILKEY_WORKER_KILL_ROUNDS (50); docs/security.md has a longer soak.
+import { describe, it, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { BIN, runCli, spawnCli, noteSecrets, findLeaks, transcript } from '../harness/cli.js'
+import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+import { FileStore } from '../../src/store/file-store.js'
+import { StoreKeys } from '../../src/store/protection.js'
+import { resolvePaths } from '../../src/config/paths.js'
+import type { AccountRecord } from '../../src/store/types.js'
+
+const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
+const EMAIL = 'alice@example.test'
+const rounds = (name: string, dflt: number): number => Number(process.env[name] ?? dflt)
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo))
+
+if (!dovecotAvailable() && process.env.CI) throw new Error(`the kill tests need Dovecot in CI: apt-get install ${DOVECOT_INSTALL_HINT}`)
+if (!dovecotAvailable()) console.error('\n*** SKIPPING the proxy kill rounds: Dovecot missing ***\n')
+
+async function signIn(lab: LabServer, env: Record<string, string>, email: string, extra: string[] = []): Promise<void> {
+  const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE, ...extra], env)
+  await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
+  const r = await cli.done
+  assert.equal(r.code, 0, r.stderr)
+}
+
+/** a lab, a home with alice signed in, and the checks every round ends with */
+async function setup(opts: { rotate?: boolean; imapUrl?: (lab: LabServer) => Promise<string[]> } = {}): Promise<{ lab: LabServer; home: TmpHome; env: Record<string, string> }> {
+  const lab = await startOAuthServer({ deviceInterval: 1, ...(opts.rotate === false ? { rotateRefreshTokens: false } : {}) })
+  const home = await makeTmpHome()
+  await signIn(lab, home.env, EMAIL, opts.imapUrl ? await opts.imapUrl(lab) : [])
+  return { lab, home, env: { ...home.env } }
+}
+
+/** every token these rounds saw, for the leak check at the end */
+const allSecrets: string[] = []
+
+/** the pid in the account's lock file, or undefined (none, or caught half-written) */
+async function lockPid(path: string): Promise<number | undefined> {
+  try {
+    return (JSON.parse(await readFile(path, 'utf8')) as { pid?: number }).pid
+  } catch {
+    return undefined
+  }
+}
+
+class Soak {
+  readonly secrets = allSecrets
+  killedDuringRun = 0
+  killedDuringRefresh = 0
+  readonly lab: LabServer
+  readonly env: Record<string, string>
+  readonly pass: string | undefined
+  constructor(lab: LabServer, env: Record<string, string>, pass?: string) {
+    this.lab = lab
+    this.env = env
+    this.pass = pass
+  }
+  get file(): string {
+    return join(this.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+  }
+  get lock(): string {
+    return this.file.replace(/\.json$/, '.lock')
+  }
+  #store: FileStore | undefined
+  /** the record as the library opens it (one StoreKeys: the passphrase is derived once) */
+  async record(): Promise<AccountRecord> {
+    const paths = resolvePaths(this.env)
+    this.#store ??= new FileStore(paths, new StoreKeys(paths, { env: this.env, useAgent: false, ...(this.pass ? { passphraseCommand: `printf '%s\\n' '${this.pass}'` } : {}) }))
+    return (await this.#store.read(EMAIL)) as AccountRecord
+  }
+  /** make the stored access token look expired (the test's hand on the clock) */
+  async expire(): Promise<void> {
+    const raw = JSON.parse(await readFile(this.file, 'utf8')) as AccountRecord
+    raw.grant = { ...(raw.grant as NonNullable<AccountRecord['grant']>), expiresAt: Date.now() - 1000 }
+    await writeFile(this.file, JSON.stringify(raw), { mode: 0o600 })
+  }
+  /** the refresh the killed process started finishes in its worker: wait for the lock to go */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 400 && existsSync(this.lock); i++) {
+      const pid = await lockPid(this.lock)
+      if (pid !== undefined) {
+        try {
+          process.kill(pid, 0)
+        } catch {
+          return // its holder is gone: the next caller takes the stale lock over
+        }
+      }
+      await sleep(25)
+    }
+  }
+  /** the invariant: a usable grant, and the refresh token the server considers current */
+  async check(round: number, note: string): Promise<void> {
+    const rec = await this.record()
+    assert.equal(rec.state, "active", `round ${round} (${note}): ${rec.lastError?.message}`)
+    if (process.env.KILL_DEBUG) console.error(JSON.stringify({ lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), sealed: rec.sealed?.kid }))
+    const rt = rec.grant?.refreshToken as string
+    const at = rec.grant?.accessToken as string
+    this.secrets.push(rt, at)
+    await noteSecrets(rt, at)
+    assert.equal(await this.lab.refreshTokenAlive(rt), true, `round ${round} (${note}): the stored refresh token is the newest, and alive`)
+  }
+}
+
+describe('kill -9 at random moments of refreshes', () => {
+  it(`the credential helper, ${rounds('MAILKEY_KILL_ROUNDS', 200)} rounds: the store always holds the newest refresh token`, async () => {
+    const { lab, home, env } = await setup()
+    const soak = new Soak(lab, env)
+    try {
+      for (let round = 0; round < rounds('MAILKEY_KILL_ROUNDS', 200); round++) {
+        await soak.expire()
+        // the server takes 0-100 ms to answer, so kills land before, during and after the request
+        lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
+        const before = lab.counts.refresh
+        const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env, stdio: 'ignore' })
+        const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
+        await sleep(rand(0, 250))
+        if (child.exitCode === null && child.kill('SIGKILL')) soak.killedDuringRun++
+        await exited
+        await soak.settle()
+        lab.clearFaults()
+        if (lab.counts.refresh > before) soak.killedDuringRefresh++
+        await soak.check(round, 'helper killed')
+      }
+      assert.ok(soak.killedDuringRun >= rounds('MAILKEY_KILL_ROUNDS', 200) / 4, `kills that landed while the helper ran: ${soak.killedDuringRun}`)
+      console.error(`helper: ${rounds('MAILKEY_KILL_ROUNDS', 200)} rounds, ${soak.killedDuringRun} kills while it ran, ${soak.killedDuringRefresh} rounds with a refresh at the server`)
+      // one more ordinary refresh: the grant is alive
+      const f = await runCli(['token', EMAIL, '--force-refresh'], env)
+      assert.equal(f.code, 0, f.stderr)
+      soak.secrets.push(f.stdout.trim())
+      await noteSecrets(f.stdout.trim())
+    } finally {
+      await lab.close()
+      await home.cleanup()
+    }
+  })
+
+  it(`the refresh worker itself, ${rounds('MAILKEY_WORKER_KILL_ROUNDS', 50)} rounds, against a server that keeps its refresh tokens: the grant survives`, async () => {
+    const { lab, home, env } = await setup({ rotate: false })
+    const soak = new Soak(lab, env)
+    let workerKills = 0
+    try {
+      for (let round = 0; round < rounds('MAILKEY_WORKER_KILL_ROUNDS', 50); round++) {
+        await soak.expire()
+        lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
+        const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env, stdio: 'ignore' })
+        // find the worker through the lock it adopted, and kill it at a random moment
+        const deadline = Date.now() + rand(20, 300)
+        while (Date.now() < deadline) {
+          const pid = await lockPid(soak.lock)
+          if (pid && pid !== child.pid) {
+            await sleep(rand(0, 120))
+            try {
+              process.kill(pid, 'SIGKILL')
+              workerKills++
+            } catch { /* done already */ }
+            break
+          }
+          await sleep(5)
+        }
+        await new Promise((r) => child.once('exit', r).once('error', r))
+        await soak.settle()
+        lab.clearFaults()
+        // the next caller repairs whatever the kill left: a stale lock, no new token
+        const next = await runCli(['token', EMAIL], env, { timeoutMs: 60_000 })
+        assert.equal(next.code, 0, `round ${round}: ${next.stderr}`)
+        await soak.check(round, 'worker killed')
+      }
+      assert.ok(workerKills >= rounds('MAILKEY_WORKER_KILL_ROUNDS', 50) / 4, `workers killed: ${workerKills}`)
+      console.error(`worker: ${rounds('MAILKEY_WORKER_KILL_ROUNDS', 50)} rounds, ${workerKills} workers killed`)
+    } finally {
+      await lab.close()
+      await home.cleanup()
+    }
+  })
+
+  it(`the helper on an encrypted store, ${rounds('MAILKEY_ENC_KILL_ROUNDS', 50)} rounds (its key reaches the worker through a pipe)`, async () => {
+    const { lab, home, env } = await setup()
+    const pass = 'kill soak pass phrase'
+    const m = await runCli(['store', 'migrate', '--to', 'passphrase'], env, { stdin: pass + '\n' })
+    assert.equal(m.code, 0, m.stderr)
+    const u = await runCli(['unlock', '--for', '30m'], env, { stdin: pass + '\n' })
+    assert.equal(u.code, 0, u.stderr)
+    const soak = new Soak(lab, env, pass)
+    try {
+      for (let round = 0; round < rounds('MAILKEY_ENC_KILL_ROUNDS', 50); round++) {
+        await soak.expire()
+        lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
+        const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env, stdio: 'ignore' })
+        const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
+        await sleep(rand(0, 300))
+        if (child.exitCode === null && child.kill('SIGKILL')) soak.killedDuringRun++
+        await exited
+        await soak.settle()
+        lab.clearFaults()
+        await soak.check(round, 'helper killed, encrypted store')
+        assert.ok(!(await readFile(soak.file, 'utf8')).includes((await soak.record()).grant?.refreshToken as string), 'still sealed')
+      }
+      assert.ok(soak.killedDuringRun >= rounds('MAILKEY_ENC_KILL_ROUNDS', 50) / 4)
+    } finally {
+      await runCli(['lock'], env)
+      await lab.close()
+      await home.cleanup()
+    }
+  })
+
+  it(`mailkey proxy killed while a client's login refreshes, ${rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)} rounds`, { skip: dovecotAvailable() ? false : 'Dovecot not installed' }, async () => {
+    let dovecot: Dovecot | undefined
+    const { lab, home, env } = await setup({
+      imapUrl: async (l) => {
+        dovecot = await startDovecot({ introspectionUrl: introspectionUrl(l.issuer) })
+        return ['--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile]
+      },
+    })
+    const soak = new Soak(lab, env)
+    const pw = 'proxy local password 9'
+    assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: pw + '\n' })).code, 0)
+    await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+    let loginsDone = 0
+    try {
+      for (let round = 0; round < rounds('MAILKEY_PROXY_KILL_ROUNDS', 100); round++) {
+        await soak.expire()
+        lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
+        const proxy: ChildProcess = spawn(process.execPath, [BIN, 'proxy', '--imap-port', '0'], { env, stdio: ['ignore', 'pipe', 'ignore'] })
+        const port = await new Promise<number>((resolve, reject) => {
+          let out = ''
+          proxy.stdout?.on('data', (d: Buffer) => {
+            out += d.toString()
+            const m = /"port":(\d+)/.exec(out)
+            if (m) resolve(Number(m[1]))
+          })
+          proxy.once('exit', () => reject(new Error('the proxy exited before listening')))
+        })
+        // a client logs in: the proxy refreshes the expired token, then logs in upstream
+        const sock = connect(port, '127.0.0.1')
+        sock.on('error', () => { /* the proxy is killed under it */ })
+        let reply = ''
+        sock.on('data', (d: Buffer) => {
+          reply += d.toString()
+          if (/^\* OK/m.test(reply) && !reply.includes('sent')) {
+            reply += 'sent'
+            sock.write(`a1 LOGIN "${EMAIL}" "${pw}"\r\n`)
+          }
+        })
+        await sleep(Number(process.env.KILL_PROXY_WAIT ?? 0) || rand(30, 2000))
+        if (/a1 OK/.test(reply)) loginsDone++
+        if (process.env.KILL_DEBUG) console.error(JSON.stringify(reply.slice(0, 300)))
+        proxy.kill('SIGKILL')
+        sock.destroy()
+        await new Promise((r) => proxy.once('exit', r))
+        await soak.settle()
+        lab.clearFaults()
+        await soak.check(round, 'proxy killed')
+      }
+      console.error(`proxy: ${rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)} rounds, ${loginsDone} logins had finished before the kill`)
+      const n = rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)
+      if (n >= 20) assert.ok(loginsDone > 0 && loginsDone < n, `kills landed both before and after logins finished (${loginsDone} of ${n} had)`)
+    } finally {
+      await dovecot?.stop()
+      await lab.close()
+      await home.cleanup()
+    }
+  })
+
+  it('no secret in any output of these rounds', () => {
+    // the only CLI output collected here is from sign-ins, migrations and "token" (its stdout is the token)
+    assert.ok(allSecrets.length > 100, 'the rounds collected their tokens')
+    assert.deepEqual(findLeaks(transcript.map((t) => (t.args[0] === 'token' ? '' : t.stdout) + t.stderr), allSecrets), [])
+  })
+})
