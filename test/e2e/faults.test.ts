@@ -149,6 +149,25 @@ describe('faults between mailkey and the OAuth server', () => {
     await grantKept(r)
   })
 
+  it('with --debug (error causes printed), a broken answer that holds tokens shows none of them', async () => {
+    const fakeRt = 'fake-refresh-token-in-a-broken-body-0123456789'
+    const fakeAt = 'fake-access-token-in-a-broken-body-0123456789'
+    secrets.push(fakeRt, fakeAt)
+    await noteSecrets(fakeRt, fakeAt)
+    const body = `{"access_token":"${fakeAt}","refresh_token":"${fakeRt}","token_type":"Bearer","expires_in":`
+    await expire()
+    const before = await stored()
+    proxy.push({ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}` })
+    injected++
+    const r = await runCli(['token', EMAIL, '--debug'], home.env, { timeoutMs: 30_000 })
+    proxy.clear()
+    assert.equal(r.code, 76, r.stderr)
+    assert.match(r.stderr, /caused by|faults@example\.test/)
+    assert.ok(!r.stderr.includes(fakeRt) && !r.stderr.includes(fakeAt), r.stderr)
+    assert.equal(r.stdout, '')
+    await grantKept({ before, after: await stored() })
+  })
+
   it('a 20 MiB answer: refused at 1 MiB, exit 76, grant kept', async () => {
     const r = await refreshThrough([{ kind: 'huge', contentType: 'application/json', bytes: 20 * 1024 * 1024 }])
     assert.equal(r.code, 76, r.stderr)
