@@ -350,6 +350,7 @@ export class Broker {
     const env = { ...this.env, MAILKEY_STATE_DIR: this.paths.stateDir, MAILKEY_CONFIG: this.paths.configFile }
     const keys = this.store.keys?.unlocked()
     const handKeys = keys !== undefined && keys.size > 0
+    await lock.beginHandoff() // L4: if this process dies before the worker's pid is in the lock, it is not stale
     return await new Promise<'done' | 'not-started'>((resolve) => {
       let child
       try {

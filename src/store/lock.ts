@@ -11,6 +11,10 @@
  *   may be taken over; a crashed refresher never blocks an account for long.
  * - L3 a holder can hand the lock to a child process (handOver): the file is replaced atomically,
  *   so there is no instant where the lock is free.
+ * - L4 before starting that child the holder marks the lock as in hand-off: if the holder is then
+ *   killed before the child's pid is in the file, the lock is not stale for HANDOFF_GRACE_MS, so
+ *   nobody takes it over while the child adopts it and refreshes (two refreshes with one rotating
+ *   refresh token would get the grant revoked).
  *
  * Owns: the lock file. Must not: read or write account records.
  */
@@ -27,7 +31,12 @@ export interface LockInfo {
   /** epoch ms when taken */
   at: number
   host: string
+  /** the holder is handing the lock to a process it is starting (L4) */
+  handoff?: boolean
 }
+
+/** L4: how long a lock in hand-off stays valid although its holder is gone (the new process adopts it in milliseconds). */
+export const HANDOFF_GRACE_MS = 5000
 
 export interface LockOptions {
   /** give up after this long (default 60 s) */
@@ -58,7 +67,7 @@ function parseLock(text: string): LockInfo | undefined {
   try {
     const v = JSON.parse(text) as Partial<LockInfo>
     if (typeof v.pid === 'number' && typeof v.nonce === 'string' && typeof v.at === 'number') {
-      return { pid: v.pid, nonce: v.nonce, at: v.at, host: typeof v.host === 'string' ? v.host : '' }
+      return { pid: v.pid, nonce: v.nonce, at: v.at, host: typeof v.host === 'string' ? v.host : '', ...(v.handoff === true ? { handoff: true } : {}) }
     }
   } catch {
     /* a half-written lock file (the writer died between create and write) */
@@ -86,6 +95,7 @@ export function isStale(info: LockInfo | undefined, maxAgeMs = DEFAULT_LOCK_MAX_
   if (info === undefined) return true // unreadable: its writer died mid-write (checked by age below too)
   if (now - info.at > maxAgeMs) return true
   if (info.host !== '' && info.host !== hostname()) return false // cannot see that machine's pids
+  if (info.handoff && now - info.at < HANDOFF_GRACE_MS) return false // L4
   return !pidAlive(info.pid)
 }
 
@@ -106,6 +116,11 @@ export class LockHandle {
   /** L3: hand the lock to another process (pid) without a gap. */
   async handOver(pid: number): Promise<void> {
     await writeLockAtomically(this.path, { pid, nonce: this.nonce, at: Date.now(), host: hostname() })
+  }
+
+  /** L4: about to start the process that will adopt this lock. */
+  async beginHandoff(): Promise<void> {
+    await writeLockAtomically(this.path, { pid: process.pid, nonce: this.nonce, at: Date.now(), host: hostname(), handoff: true })
   }
 }
 

@@ -22,6 +22,7 @@ import { FileStore } from '../../src/store/file-store.js'
 import { StoreKeys } from '../../src/store/protection.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import type { AccountRecord } from '../../src/store/types.js'
+import { isStale, readLock } from '../../src/store/lock.js'
 
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const EMAIL = 'alice@example.test'
@@ -90,17 +91,11 @@ class Soak {
     raw.grant = { ...(raw.grant as NonNullable<AccountRecord['grant']>), expiresAt: Date.now() - 1000 }
     await writeFile(this.file, JSON.stringify(raw), { mode: 0o600 })
   }
-  /** the refresh the killed process started finishes in its worker: wait for the lock to go */
+  /** the refresh the killed process started finishes in its worker: wait until the lock is gone or stale (as the next caller would judge it) */
   async settle(): Promise<void> {
     for (let i = 0; i < 400 && existsSync(this.lock); i++) {
-      const pid = await lockPid(this.lock)
-      if (pid !== undefined) {
-        try {
-          process.kill(pid, 0)
-        } catch {
-          return // its holder is gone: the next caller takes the stale lock over
-        }
-      }
+      const info = await readLock(this.lock).catch(() => undefined)
+      if (info && isStale(info)) return // its holder is gone: the next caller takes it over
       await sleep(25)
     }
   }
@@ -110,6 +105,7 @@ class Soak {
     assert.equal(rec.state, "active", `round ${round} (${note}): ${rec.lastError?.message}`)
     if (process.env.KILL_DEBUG) console.error(JSON.stringify({ lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), sealed: rec.sealed?.kid }))
     const rt = rec.grant?.refreshToken as string
+    if (process.env.KILL_DEBUG) console.error(JSON.stringify({ round, lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), lock: existsSync(this.lock), alive: await this.lab.refreshTokenAlive(rt), counts: this.lab.counts.refresh }))
     const at = rec.grant?.accessToken as string
     this.secrets.push(rt, at)
     await noteSecrets(rt, at)

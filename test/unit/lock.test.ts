@@ -117,4 +117,23 @@ describe('account lock', () => {
     assert.equal(isStale({ pid: process.pid, nonce: 'n', at: Date.now(), host: hostname() }), false)
     assert.equal(isStale({ pid: process.pid, nonce: 'n', at: Date.now(), host: 'another-host' }), false)
   })
+
+  it('L4: a lock in hand-off is not stale for a few seconds although its holder is dead, and then it is', async () => {
+    const dead = spawn(process.execPath, ['-e', '0'])
+    await new Promise((r) => dead.once('exit', r))
+    const pid = dead.pid as number
+    const now = Date.now()
+    assert.equal(isStale({ pid, nonce: 'n', at: now, host: hostname() }), true, 'dead holder: stale')
+    assert.equal(isStale({ pid, nonce: 'n', at: now - 1000, host: hostname(), handoff: true }), false, 'in hand-off: the child is adopting it')
+    assert.equal(isStale({ pid, nonce: 'n', at: now - 6000, host: hostname(), handoff: true }), true, 'the child never came')
+    const path = join(dir, 'handoff.lock')
+    const h = await tryAcquire(path)
+    assert.ok(h)
+    await h.beginHandoff()
+    assert.equal((await readLock(path))?.handoff, true)
+    assert.equal(await tryAcquire(path), undefined, 'nobody takes it meanwhile')
+    await h.handOver(process.pid)
+    assert.equal((await readLock(path))?.handoff, undefined, 'adopted: an ordinary lock again')
+    await h.release()
+  })
 })
