@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Runs the test suite with node's built-in runner (node:test) through tsx, on any Node >= 20.
 // Node 20's --test takes no globs, so the files are listed here. Usage:
-//   node scripts/run-tests.mjs [dir-or-file ...]   (default: test/unit test/integration test/e2e)
+//   node scripts/run-tests.mjs [dir-or-file ...]   (default: test/unit test/integration test/e2e test/fuzz)
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['test/unit', 'test/integration', 'test/e2e']
+const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['test/unit', 'test/integration', 'test/e2e', 'test/fuzz']
 const files = []
 const walk = (p) => {
   let st

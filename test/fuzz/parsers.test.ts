@@ -1,0 +1,257 @@
+// Property-based fuzzing (fast-check) of every parser that sees untrusted bytes: the proxy's
+// pre-auth IMAP, POP3 and SMTP sessions, the SASL decoders, the token endpoint's answers (through
+// the real refresh code, with a fake fetch at the edge), the config parser and the record parser.
+// Inputs are mutations of a checked-in seed corpus (test/fuzz/corpus: what real clients sent to
+// the proxy, captured on loopback, and real-shaped server answers), random chunkings and raw
+// random bytes. Each target runs for FUZZ_SECONDS (default 6; docs/security.md has a longer run).
+// Properties: no unexpected exception (only the module's own error class), no hang (every input
+// handled in bounded time), bounded output and buffering, and no password echoed back.
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fc from 'fast-check'
+import { createImapSession } from '../../src/protocols/imap/session.js'
+import { createPop3Session } from '../../src/protocols/pop3/session.js'
+import { createSmtpSession } from '../../src/protocols/smtp/session.js'
+import type { ClientAction, LoginOutcome, PreAuthSession, SessionOptions } from '../../src/protocols/shared/session.js'
+import { decodeLoginPassword, decodeLoginUsername } from '../../src/sasl/login.js'
+import { decodeOauthbearer, decodeOauthbearerErrorChallenge } from '../../src/sasl/oauthbearer.js'
+import { decodePlain } from '../../src/sasl/plain.js'
+import { SaslDecodeError, decodeXoauth2, encodeXoauth2 } from '../../src/sasl/xoauth2.js'
+import { refreshGrant } from '../../src/oauth/grants.js'
+import { parseConfig } from '../../src/config/config.js'
+import { parseRecord } from '../../src/store/file-store.js'
+import { MailkeyError } from '../../src/errors.js'
+import { Secret } from '../../src/core/secret.js'
+import type { AccountSettings } from '../../src/store/types.js'
+
+const SECONDS = Number(process.env.FUZZ_SECONDS ?? 6)
+const CORPUS = fileURLToPath(new URL('./corpus', import.meta.url))
+const seeds = (dir: string): Buffer[] => readdirSync(join(CORPUS, dir)).sort().map((f) => readFileSync(join(CORPUS, dir, f)))
+const figures: Record<string, number> = {}
+
+/** run `prop` for SECONDS (at least `min` inputs); record how many inputs were tried */
+async function fuzz<T>(name: string, arb: fc.Arbitrary<T>, prop: (v: T) => void | Promise<void>, min = 200): Promise<void> {
+  let n = 0
+  const started = Date.now()
+  const p = fc.asyncProperty(arb, async (v) => {
+    n++
+    await prop(v)
+  })
+  await fc.assert(p, { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false, endOnFailure: true })
+  figures[name] = n
+  assert.ok(n >= min, `${name}: only ${n} inputs in ${Date.now() - started} ms`)
+}
+
+/** a seed mutated: bytes flipped, inserted, deleted, lines repeated or cut, or raw random bytes */
+function mutated(corpus: Buffer[]): fc.Arbitrary<Buffer> {
+  const seed = fc.constantFrom(...corpus)
+  const edit = fc.oneof(
+    fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
+    fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ maxLength: 64 }) }),
+    fc.record({ kind: fc.constant('delete' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 32 }) }),
+    fc.record({ kind: fc.constant('repeat' as const), at: fc.nat(), times: fc.integer({ min: 2, max: 60 }) }),
+    fc.record({ kind: fc.constant('splice' as const), other: seed, at: fc.nat() }),
+  )
+  const fromSeed = fc.tuple(seed, fc.array(edit, { maxLength: 8 })).map(([s, edits]) => {
+    let b = Buffer.from(s)
+    for (const e of edits) {
+      const at = b.length ? e.at % (b.length + 1) : 0
+      if (e.kind === 'flip' && b.length) b[at % b.length] = e.byte
+      else if (e.kind === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from(e.bytes), b.subarray(at)])
+      else if (e.kind === 'delete') b = Buffer.concat([b.subarray(0, at), b.subarray(at + e.len)])
+      else if (e.kind === 'repeat') {
+        const line = b.subarray(at, b.indexOf(10, at) + 1 || b.length)
+        b = Buffer.concat([b.subarray(0, at), ...Array(e.times).fill(line), b.subarray(at)])
+      } else if (e.kind === 'splice') b = Buffer.concat([b.subarray(0, at), e.other])
+      if (b.length > 64 * 1024) b = b.subarray(0, 64 * 1024) // repeats compound: keep inputs bounded
+    }
+    return b
+  })
+  return fc.oneof({ weight: 6, arbitrary: fromSeed }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 2048 }).map((u) => Buffer.from(u)) })
+}
+
+/** split a buffer into chunks as TCP might deliver it */
+const chunked = (input: fc.Arbitrary<Buffer>): fc.Arbitrary<Buffer[]> =>
+  fc.tuple(input, fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 })).map(([b, sizes]) => {
+    const out: Buffer[] = []
+    let i = 0
+    for (let k = 0; i < b.length; k++) {
+      const n = sizes[k % sizes.length] as number
+      out.push(b.subarray(i, i + n))
+      i += n
+    }
+    return out
+  })
+
+const OUTCOMES: LoginOutcome[] = ['ok', 'bad-credentials', 'reauth', 'transient', 'config']
+
+/**
+ * Drive a session as the proxy does, answering logins with the given outcomes. Checks: no throw,
+ * bounded time per feed, bounded output, no password from a login action in any reply.
+ */
+function driveSession(make: () => PreAuthSession, chunks: Buffer[], outcomes: LoginOutcome[]): void {
+  const s = make()
+  let out = 0
+  const passwords: string[] = []
+  const replies: string[] = []
+  const take = (actions: ClientAction[]): boolean => {
+    for (const a of actions) {
+      if (a.type === 'reply' || a.type === 'close') {
+        const d = a.type === 'reply' ? a.data : a.data ?? ''
+        out += d.length
+        replies.push(d)
+      }
+      if (a.type === 'close') return true
+    }
+    return false
+  }
+  // the answer to a login command must not carry its password; a later command is free to echo
+  // its own tag, whatever the client chose to put there
+  const noEcho = (pw: string, actions: ClientAction[]): void => {
+    if (pw.length < 6) return // a one-letter "password" appears in replies by chance
+    for (const a of actions) if ((a.type === 'reply' || a.type === 'close') && (a.data ?? '').includes(pw)) assert.fail('a password was echoed back')
+  }
+  take(s.start())
+  let k = 0
+  for (const c of chunks) {
+    const t0 = performance.now()
+    const actions = s.feed(c)
+    assert.ok(performance.now() - t0 < 250, 'one chunk took more than 250 ms')
+    if (take(actions)) break
+    const login = actions.find((a) => a.type === 'login' || a.type === 'passthrough')
+    if (login) {
+      const pw = login.type === 'login' ? login.password.reveal() : ''
+      const r = s.loginResult(outcomes[k++ % outcomes.length] as LoginOutcome)
+      // the verdict comes first; what follows answers commands the client sent after the login
+      noEcho(pw, r.actions.slice(0, 1))
+      if (take(r.actions) || r.done) break
+    }
+  }
+  // replies are bounded: at most the command limit's worth of (bounded) answers
+  assert.ok(out < 256 * 1024, `${out} bytes of replies`)
+  assert.ok(replies.length <= 400, `${replies.length} replies`)
+}
+
+const OPTS: SessionOptions[] = [
+  { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' },
+  { secure: false, starttlsAvailable: true, requireTls: true, hostname: 'localhost' },
+  { secure: true, starttlsAvailable: false, requireTls: false, hostname: 'localhost', limits: { maxLineBytes: 512, maxLiteralBytes: 256, maxCommands: 10 } },
+]
+
+describe('fuzz: the proxy\'s pre-auth sessions', () => {
+  for (const [name, make, dir] of [['imap', createImapSession, 'imap'], ['pop3', createPop3Session, 'pop3'], ['smtp', createSmtpSession, 'smtp']] as const) {
+    it(`${name}: mutated client transcripts in random chunks, every login outcome`, async () => {
+      await fuzz(`${name} session`, fc.tuple(chunked(mutated(seeds(dir))), fc.constantFrom(...OPTS), fc.shuffledSubarray(OUTCOMES, { minLength: 1 })), ([chunks, opts, outcomes]) => {
+        driveSession(() => make(opts), chunks, outcomes)
+      })
+    })
+    it(`${name}: a line that never ends is cut off at the limit, not buffered`, () => {
+      const s = make({ ...OPTS[0] as SessionOptions, limits: { maxLineBytes: 1024 } })
+      s.start()
+      let closedAfter = -1
+      for (let i = 1; i <= 64 && closedAfter < 0; i++) {
+        const actions = s.feed(Buffer.alloc(1024, 0x41)) // 1 KiB of "A", no line end
+        if (actions.some((a) => a.type === 'close' || (a.type === 'reply' && /BAD|ERR|500|too long/i.test(a.data)))) closedAfter = i
+      }
+      assert.ok(closedAfter > 0 && closedAfter <= 2, `answered after ${closedAfter} KiB`)
+    })
+  }
+})
+
+describe('fuzz: SASL decoders', () => {
+  const b64s = fc.oneof(
+    fc.string({ maxLength: 400 }),
+    fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u).toString('base64')),
+    mutated(seeds('imap').concat(seeds('smtp'))).map((b) => b.toString('latin1').split(/\s/).find((w) => w.length > 16) ?? ''),
+  )
+  it('PLAIN, LOGIN, XOAUTH2, OAUTHBEARER: a value or a SaslDecodeError, nothing else', async () => {
+    await fuzz('sasl decoders', b64s, (s) => {
+      for (const f of [decodePlain, decodeLoginUsername, decodeLoginPassword, decodeXoauth2, decodeOauthbearer]) {
+        try {
+          f(s)
+        } catch (e) {
+          assert.ok(e instanceof SaslDecodeError, `${f.name}: ${(e as Error)?.name}: ${(e as Error)?.message}`)
+        }
+      }
+      decodeOauthbearerErrorChallenge(s) // undefined for anything it cannot read; never throws
+    }, 1000)
+  })
+  it('XOAUTH2 encodes and decodes back for any user and token without control characters', async () => {
+    const clean = fc.string({ minLength: 1, maxLength: 200 }).filter((x) => !/[\x00-\x1f\x7f]/.test(x))
+    await fuzz('xoauth2 round trip', fc.tuple(clean, clean.filter((t) => !/\s/.test(t))), ([user, token]) => {
+      const d = decodeXoauth2(encodeXoauth2(user, new Secret(token)).reveal())
+      assert.equal(d.user, user)
+      assert.equal(d.token.reveal(), token)
+    }, 500)
+  })
+})
+
+describe('fuzz: the token endpoint\'s answers, through the real refresh code', () => {
+  const settings: AccountSettings = {
+    email: 'fuzz@example.test', provider: 'custom', clientId: 'client', scopes: ['mail', 'offline_access'],
+    endpoints: { token: 'http://127.0.0.1:9/token' }, servers: {}, sasl: 'XOAUTH2', flow: 'device',
+  }
+  const answer = fc.record({
+    status: fc.constantFrom(200, 200, 200, 400, 401, 403, 429, 500, 502, 503, 302),
+    type: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/html', 'text/plain', '', 'application/x-www-form-urlencoded'),
+    body: fc.oneof(
+      mutated(seeds('oauth')),
+      fc.json().map((j) => Buffer.from(j)),
+      fc.record({ access_token: fc.string(), token_type: fc.constantFrom('Bearer', 'bearer', 'mac', ''), expires_in: fc.oneof(fc.integer(), fc.string(), fc.double()), refresh_token: fc.option(fc.string()), scope: fc.option(fc.string()) }, { requiredKeys: [] }).map((o) => Buffer.from(JSON.stringify(o))),
+    ),
+    retryAfter: fc.option(fc.oneof(fc.integer({ min: -5, max: 100000 }).map(String), fc.string({ maxLength: 30 }))),
+  })
+  it('a token set or a MailkeyError, within the time limit, whatever comes back', async () => {
+    await fuzz('oauth token responses', answer, async (a) => {
+      const fetchFake = (async () => new Response(a.status === 302 || a.body.length === 0 ? null : new Uint8Array(a.body), {
+        status: a.status,
+        headers: { ...(a.type ? { 'content-type': a.type } : {}), ...(a.retryAfter ? { 'retry-after': a.retryAfter } : {}), ...(a.status === 302 ? { location: 'http://127.0.0.1:9/elsewhere' } : {}) },
+      })) as typeof fetch
+      const t0 = Date.now()
+      try {
+        const ts = await refreshGrant(settings, new Secret('fuzz-refresh-token'), { account: settings.email, fetch: fetchFake, timeoutMs: 2000 })
+        assert.equal(typeof ts.accessToken.reveal(), 'string')
+      } catch (e) {
+        assert.ok(e instanceof MailkeyError, `${(e as Error)?.name}: ${(e as Error)?.message}`)
+        assert.ok(!(e as Error).message.includes('fuzz-refresh-token'), 'the refresh token in an error message')
+      }
+      assert.ok(Date.now() - t0 < 2500, 'no hang')
+    }, 300)
+  })
+})
+
+describe('fuzz: files mailkey reads', () => {
+  it('config.toml: a Config or a ConfigError (with file:line:col), nothing else', async () => {
+    const text = fc.oneof(mutated(seeds('config')).map((b) => b.toString('utf8')), fc.string({ maxLength: 500 }))
+    await fuzz('config parser', text, (t) => {
+      try {
+        parseConfig(t, '/fuzz/config.toml')
+      } catch (e) {
+        assert.ok(e instanceof MailkeyError && e.code === 'ERR_MAILKEY_CONFIG_INVALID', `${(e as Error)?.name}: ${(e as Error)?.message}`)
+        assert.match((e as Error).message, /^\/fuzz\/config\.toml(:\d+:\d+)?[: ]/)
+      }
+    }, 300)
+  })
+  it('an account record: a record or a StoreError naming the file, nothing else', async () => {
+    const good = JSON.stringify({ v: 1, settings: { email: 'a@b.c', provider: 'custom', clientId: 'c', scopes: ['s'], endpoints: { token: 'https://t' }, servers: {}, sasl: 'XOAUTH2', flow: 'device' }, grant: { grantedAt: 1, refreshToken: 'r' }, state: 'active', updatedAt: 1 })
+    const text = fc.oneof(mutated([Buffer.from(good)]).map((b) => b.toString('utf8')), fc.json(), fc.string({ maxLength: 300 }))
+    await fuzz('record parser', text, (t) => {
+      try {
+        parseRecord(t, '/fuzz/a@b.c.json')
+      } catch (e) {
+        assert.ok(e instanceof MailkeyError && e.code === 'ERR_MAILKEY_STORE_CORRUPT', `${(e as Error)?.name}: ${(e as Error)?.message}`)
+        assert.ok((e as Error).message.includes('/fuzz/a@b.c.json'))
+      }
+    }, 1000)
+  })
+})
+
+describe('fuzz: figures', () => {
+  it('every target ran', () => {
+    console.error(`fuzz (${SECONDS} s per target): ${Object.entries(figures).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    assert.equal(Object.keys(figures).length, 8, JSON.stringify(figures))
+  })
+})
