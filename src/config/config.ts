@@ -43,6 +43,8 @@ export interface ProxyConfig {
   tlsKey?: string
   /** longest wait before checking a password again after repeated failures (0: no waiting); default 15 */
   failedLoginDelayMaxSec?: number
+  /** how long a client's login may take upstream (token, connect, TLS, AUTHENTICATE); default 30 */
+  loginTimeoutSec?: number
   listeners: ProxyListenerConfig[]
 }
 
@@ -69,7 +71,7 @@ export interface StoreConfig {
 const TOP_KEYS = new Set(['refresh_margin_sec', 'http_timeout_sec', 'providers', 'proxy', 'hooks', 'store'])
 const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec'])
 const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
-const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'listeners'])
+const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners'])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
@@ -276,6 +278,11 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
       fail(listenerLine(-1, 'failed_login_delay_max_sec'), '"failed_login_delay_max_sec" must be a number of seconds from 0 (no delay) to 300')
     }
     out.failedLoginDelayMaxSec = delay as number
+  }
+  const lt = p.login_timeout_sec
+  if (lt !== undefined) {
+    if (typeof lt !== 'number' || !Number.isFinite(lt) || lt < 1 || lt > 300) fail(listenerLine(-1, 'login_timeout_sec'), '"login_timeout_sec" must be a number of seconds from 1 to 300')
+    out.loginTimeoutSec = lt as number
   }
   const ls = p.listeners ?? []
   if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')

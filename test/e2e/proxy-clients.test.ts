@@ -357,7 +357,32 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
         { close: 'destroy' },
       ],
     })
-    scripted.push(many, inject, drop)
+    // (c) stalls: a server that greets and then never answers AUTHENTICATE, and one that never greets
+    const mute = await startScriptedServer({
+      tls: { ...tls, implicit: true },
+      script: () => [
+        { send: '* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] scripted ready\r\n' },
+        { expect: /^(\S+) AUTHENTICATE/i, secret: true },
+      ],
+    })
+    const silent = await startScriptedServer({ tls: { ...tls, implicit: true }, script: () => [] })
+    // (d) STARTTLS stripped: an imap:// account whose server offers no STARTTLS and refuses it
+    const stripped = await startScriptedServer({
+      script: () => [
+        { send: '* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] no TLS here\r\n' },
+        { repeat: [
+          { expect: /^(\S+) (\S+)/ },
+          { send: (m) => (/^starttls$/i.test(m?.[2] ?? '') ? `${m?.[1]} BAD STARTTLS not supported\r\n` : /^authenticate$/i.test(m?.[2] ?? '') ? `${m?.[1]} OK logged in without TLS\r\n` : `* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n${m?.[1]} OK\r\n`) },
+        ] },
+      ],
+    })
+    scripted.push(many, inject, drop, mute, silent, stripped)
+    await signIn(lab, home, 'mute@example.test', ['--imap-url', `imaps://localhost:${mute.port}`], dovecot.caFile, secrets)
+    await signIn(lab, home, 'silent@example.test', ['--imap-url', `imaps://localhost:${silent.port}`], dovecot.caFile, secrets)
+    await signIn(lab, home, 'stripped@example.test', ['--imap-url', `imap://localhost:${stripped.port}`], dovecot.caFile, secrets)
+    // a login may take 3 s upstream here (default 30), so the stalled ones end within the test
+    await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+    await writeFile(join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), '[proxy]\nlogin_timeout_sec = 3\n')
     await signIn(lab, home, ALICE, ['--imap-url', `imaps://localhost:${dovecot.ports.imaps}`], dovecot.caFile, secrets)
     await signIn(lab, home, 'many@example.test', ['--imap-url', `imaps://localhost:${many.port}`], dovecot.caFile, secrets)
     await signIn(lab, home, 'mallory@example.test', ['--imap-url', `imap://localhost:${inject.port}`], dovecot.caFile, secrets)
@@ -438,8 +463,36 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     console.error(`(b) upstream connections: ${drop.sessions.length}, refreshes: ${lab.counts.refresh}, reply: ${/^a1 .*$/m.exec(r.text)?.[0]}`)
   })
 
+  it('(c) upstream servers that stall (no greeting; no answer to AUTHENTICATE): those logins end with NO [UNAVAILABLE] at login_timeout_sec, the others go through meanwhile', async () => {
+    const t0 = Date.now()
+    const stalled = [imapRaw(port, 'mute@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000), imapRaw(port, 'silent@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000)]
+    const meanwhile = await imapRaw(port, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
+    const aliceMs = Date.now() - t0
+    assert.ok(meanwhile.ok, meanwhile.text.slice(-200))
+    assert.ok(aliceMs < 2900, `a healthy account is not held up by stalled ones (${aliceMs} ms)`)
+    const [mute, silent] = await Promise.all(stalled)
+    const ms = Date.now() - t0
+    for (const r of [mute, silent]) {
+      assert.equal(r?.ok, false)
+      assert.match(r?.text ?? '', /^a1 NO \[UNAVAILABLE\]/m)
+    }
+    assert.ok(ms >= 2900 && ms < 15_000, `they ended at the login deadline (${ms} ms)`)
+    assert.equal(proxy.child.exitCode, null, 'the proxy is still running')
+  })
+
+  it('(d) STARTTLS stripped (an imap:// server that does not offer it): no credentials in clear text, a clean NO', async () => {
+    const stripped = scripted[5] as ScriptedServer
+    const r = await imapRaw(port, 'stripped@example.test', LOCAL_PW, ['SELECT INBOX'])
+    assert.equal(r.ok, false)
+    assert.match(r.text, /^a1 NO \[(UNAVAILABLE|CONTACTADMIN)\]/m)
+    assert.ok(stripped.sessions.length >= 1)
+    assert.ok(stripped.sessions.every((s) => !s.lines.some((l) => /AUTHENTICATE/i.test(l))), `no AUTHENTICATE reached the server: ${JSON.stringify(stripped.sessions)}`)
+    const log = proxy.stderr().split('\n').filter((l) => l.includes('stripped@example.test') && l.includes('"event":"login"'))
+    assert.match(log.at(-1) ?? '', /STARTTLS|TLS/i)
+  })
+
   it('no secret in any output', async () => {
-    for (const e of ['many@example.test', 'mallory@example.test', 'dropped@example.test', ALICE]) await rememberTokens(home, e, secrets)
+    for (const e of ['many@example.test', 'mallory@example.test', 'dropped@example.test', 'mute@example.test', 'silent@example.test', 'stripped@example.test', ALICE]) await rememberTokens(home, e, secrets)
     assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
   })
 })

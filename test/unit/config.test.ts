@@ -370,6 +370,14 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
         (e: unknown) => e instanceof ConfigError && /^\/c\.toml:3:1: "failed_login_delay_max_sec" must be a number of seconds from 0/.test(e.message), bad)
     }
   })
+  it('login_timeout_sec (proxy) and http_timeout_sec (OAuth): 1 to 300 seconds, the bad line named', () => {
+    assert.equal(parseConfig('[proxy]\nlogin_timeout_sec = 3\n', '/c.toml').proxy?.loginTimeoutSec, 3)
+    assert.equal(parseConfig('http_timeout_sec = 2\n', '/c.toml').httpTimeoutSec, 2)
+    for (const bad of ['0', '301', '"3"']) {
+      assert.throws(() => parseConfig(`# x\n[proxy]\nlogin_timeout_sec = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && /:3:1: "login_timeout_sec" must be a number of seconds from 1 to 300/.test(e.message), bad)
+      assert.throws(() => parseConfig(`http_timeout_sec = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && /http_timeout_sec must be a number of seconds from 1 to 300/.test(e.message), bad)
+    }
+  })
 })
 
 describe('parseConfig: [hooks]', () => {

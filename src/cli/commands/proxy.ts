@@ -94,9 +94,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
-  // [proxy] failed_login_delay_max_sec (read once, at start)
-  const delayMaxSec = (await mk.broker.loadConfig())?.proxy?.failedLoginDelayMaxSec
-  const proxy = await startProxy({ mailkey: mk, listeners, log, ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}) })
+  // [proxy] failed_login_delay_max_sec and login_timeout_sec (read once, at start)
+  const proxyCfg = (await mk.broker.loadConfig())?.proxy
+  const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
+  const proxy = await startProxy({
+    mailkey: mk, listeners, log,
+    ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
+    ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
+  })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
   const onHup = (): void => {
