@@ -12,7 +12,7 @@
  *
  * Owns: the shortcut. Must not: write anything, print errors, or load OAuth code.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import type { Env } from '../config/paths.js'
 import { resolvePaths } from '../config/paths.js'
 import { FileStore, accountId } from '../store/file-store.js'
@@ -27,7 +27,17 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   const paths = resolvePaths(env)
   let margin = marginFromEnv(env.MAILKEY_REFRESH_MARGIN_SEC)
   if (margin === undefined) {
-    if (existsSync(paths.configFile)) return undefined // it may set refresh_margin_sec
+    // a config.toml (the proxy's listeners, hooks...) keeps the fast path unless it sets the
+    // margin: then the full CLI parses it (no TOML parser here)
+    if (existsSync(paths.configFile)) {
+      let text: string
+      try {
+        text = readFileSync(paths.configFile, 'utf8')
+      } catch {
+        return undefined
+      }
+      if (/^\s*refresh_margin_sec\s*=/m.test(text)) return undefined
+    }
     margin = DEFAULT_REFRESH_MARGIN_SEC
   }
   try {

@@ -302,6 +302,19 @@ describe('refresh: concurrency, crashes, failures', () => {
     for (const heavy of ['oauth4webapi', 'smol-toml', 'uqr', '/oauth/', 'sign-in.js', 'dist/cli/main.js']) {
       assert.ok(!fast.loaded.includes(heavy), `${heavy} was loaded on the fast path`)
     }
+    // a config.toml without refresh_margin_sec (the proxy's listeners) keeps the fast path; one that
+    // sets it hands over to the full CLI, which parses it
+    const cfgDir = join(home.env.XDG_CONFIG_HOME as string, 'mailkey')
+    await mkdir(cfgDir, { recursive: true })
+    await writeFile(join(cfgDir, 'config.toml'), '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n')
+    const withCfg = await loads(['token', EMAIL], 'fast-config')
+    assert.equal(withCfg.code, 0)
+    assert.ok(!withCfg.loaded.includes('dist/cli/main.js'), 'fast path with a config.toml that sets no margin')
+    await writeFile(join(cfgDir, 'config.toml'), 'refresh_margin_sec = 120\n')
+    const margin = await loads(['token', EMAIL], 'full-config')
+    assert.equal(margin.code, 0)
+    assert.match(margin.loaded, /dist\/cli\/main\.js/, 'the full CLI reads the margin')
+    await rm(join(cfgDir, 'config.toml'))
     // The same logger sees the full CLI and the OAuth code when a refresh is needed.
     const slow = await loads(['token', EMAIL, '--force-refresh'], 'slow')
     assert.equal(slow.code, 0)
