@@ -27,8 +27,9 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   const paths = resolvePaths(env)
   let margin = marginFromEnv(env.MAILKEY_REFRESH_MARGIN_SEC)
   if (margin === undefined) {
-    // a config.toml (the proxy's listeners, hooks...) keeps the fast path unless it sets the
-    // margin: then the full CLI parses it (no TOML parser here)
+    // a config.toml (the proxy's listeners, hooks, [store]) keeps the fast path unless it sets the
+    // margin or defines providers (their grant horizons can make `token` warn): then the full CLI
+    // parses it (no TOML parser here)
     if (existsSync(paths.configFile)) {
       let text: string
       try {
@@ -36,7 +37,7 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
       } catch {
         return undefined
       }
-      if (/^\s*refresh_margin_sec\s*=/m.test(text)) return undefined
+      if (/^\s*refresh_margin_sec\s*=|^\s*\[\s*providers\b/m.test(text)) return undefined
     }
     margin = DEFAULT_REFRESH_MARGIN_SEC
   }

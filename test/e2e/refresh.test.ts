@@ -310,10 +310,12 @@ describe('refresh: concurrency, crashes, failures', () => {
     const withCfg = await loads(['token', EMAIL], 'fast-config')
     assert.equal(withCfg.code, 0)
     assert.ok(!withCfg.loaded.includes('dist/cli/main.js'), 'fast path with a config.toml that sets no margin')
-    await writeFile(join(cfgDir, 'config.toml'), 'refresh_margin_sec = 120\n')
-    const margin = await loads(['token', EMAIL], 'full-config')
-    assert.equal(margin.code, 0)
-    assert.match(margin.loaded, /dist\/cli\/main\.js/, 'the full CLI reads the margin')
+    for (const [i, text] of ['refresh_margin_sec = 120\n', '[providers.campus]\ntoken_url = "https://t.example/token"\ngrant_max_age_days = 7\n'].entries()) {
+      await writeFile(join(cfgDir, 'config.toml'), text)
+      const full = await loads(['token', EMAIL], `full-config-${i}`)
+      assert.equal(full.code, 0)
+      assert.match(full.loaded, /dist\/cli\/main\.js/, 'the full CLI reads the margin, or the providers\' grant horizons')
+    }
     await rm(join(cfgDir, 'config.toml'))
     // The same logger sees the full CLI and the OAuth code when a refresh is needed.
     const slow = await loads(['token', EMAIL, '--force-refresh'], 'slow')
