@@ -103,7 +103,8 @@ describe('faults between mailkey and the OAuth server', () => {
   })
 
   it('a server that never answers: given up after http_timeout_sec, exit 75, grant kept', async () => {
-    const r = await refreshThrough(times(3, { kind: 'stall' }))
+    // more stalls than attempts: Node 24's fetch may open a second connection after an aborted one
+    const r = await refreshThrough(times(6, { kind: 'stall' }))
     assert.equal(r.code, 75, r.stderr)
     assert.match(r.stderr, /did not answer in time for "faults@example\.test"/)
     assert.ok(r.ms < 20_000, `3 attempts of 2 s and the back-off, not the 30 s default (${r.ms} ms)`)
@@ -207,7 +208,7 @@ describe('faults between mailkey and the OAuth server', () => {
   })
 
   it('every fault was really injected, and no secret appeared in any output', () => {
-    assert.ok((proxy.used['reset-before'] ?? 0) >= 4 && (proxy.used.stall ?? 0) >= 1 && (proxy.used.huge ?? 0) === 1, JSON.stringify(proxy.used))
+    assert.ok((proxy.used['reset-before'] ?? 0) >= 4 && (proxy.used.stall ?? 0) >= 3 && (proxy.used.huge ?? 0) === 1, JSON.stringify(proxy.used))
     console.error(`faults injected: ${injected} (proxy: ${JSON.stringify(proxy.used)})`)
     assert.deepEqual(findLeaks(transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr).concat(transcript.map((t) => t.stderr)), secrets), [])
   })

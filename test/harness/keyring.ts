@@ -43,7 +43,8 @@ export async function startKeyring(): Promise<Keyring> {
   })
   const env = { DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: join(dir, 'data'), GNOME_KEYRING_RUN: run }
   const gk = spawn('gnome-keyring-daemon', ['--unlock', '--components=secrets', '--foreground'], {
-    env: { ...process.env, DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: env.XDG_DATA_HOME, XDG_RUNTIME_DIR: run },
+    // its own HOME and cache too: gnome-keyring leaves a ~/.cache/keyring-* directory otherwise
+    env: { ...process.env, HOME: dir, XDG_CACHE_HOME: join(dir, 'cache'), DBUS_SESSION_BUS_ADDRESS: address, XDG_DATA_HOME: env.XDG_DATA_HOME, XDG_RUNTIME_DIR: run },
     stdio: ['pipe', 'ignore', 'ignore'],
   })
   children.push(gk)
