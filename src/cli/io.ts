@@ -70,10 +70,11 @@ export function processIO(signal: AbortSignal): CliIO {
     },
     readSecretLine: async (prompt, sig) => {
       if (!process.stdin.isTTY) return undefined
-      process.stderr.write(prompt)
       const stdin = process.stdin
+      // no echo before the prompt shows: someone who types (or pastes) at once must not see it echoed
       stdin.setRawMode(true)
       stdin.resume()
+      process.stderr.write(prompt)
       try {
         return await new Promise<string | undefined>((resolve) => {
           let value = ''
