@@ -50,9 +50,8 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
-    keyring = await startKeyring()
     home = await makeTmpHome()
-    env = { ...home.env, ...keyring.env }
+    env = { ...home.env }
     for (const email of ACCOUNTS) {
       const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], env)
       await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
@@ -182,30 +181,33 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
 
   it('migrates to the OS keyring (a real Secret Service): no passphrase needed, the key is in the keyring; a missing entry locks the store', async () => {
     const want = await opened()
-    const r = await runCli(['store', 'migrate', '--to', 'keyring'], env, { stdin: PASS + '\n' })
-    assert.equal(r.code, 0, r.stderr)
+    // the Secret Service starts here, for the one test that uses it; the tests before it have no bus
+    keyring = await startKeyring()
+    const kenv = { ...env, ...keyring.env }
+    const r = await runCli(['store', 'migrate', '--to', 'keyring'], kenv, { stdin: PASS + '\n' })
+    assert.equal(r.code, 0, r.code === 0 ? '' : `${r.stderr}\n${keyring.diagnose()}`)
     const meta = readMeta(resolvePaths(env))
     assert.equal(meta?.protection, 'keyring')
     const kid = meta?.current as string
     const stored = keyring.lookup('mailkey', `store-key-${kid}`)
     assert.ok(stored && Buffer.from(stored, 'base64').length === 32, 'a 32-byte key in the Secret Service')
     secrets.push(stored)
-    const t = await runCli(['token', 'alice@example.test'], env)
-    assert.equal(t.code, 0, t.stderr)
+    const t = await runCli(['token', 'alice@example.test'], kenv)
+    assert.equal(t.code, 0, t.code === 0 ? '' : `${t.stderr}\n${keyring.diagnose()}`)
     assert.equal(t.stdout.trim(), want['alice@example.test']?.at)
-    const st = await runCli(['status', 'alice@example.test'], env)
+    const st = await runCli(['status', 'alice@example.test'], kenv)
     assert.match(st.stdout, /key in the OS keyring/)
     // without the session bus (no keyring reachable): locked, with the reason
-    const { DBUS_SESSION_BUS_ADDRESS: _bus, ...noBus } = env
+    const { DBUS_SESSION_BUS_ADDRESS: _bus, ...noBus } = kenv
     const nb = await runCli(['token', 'alice@example.test'], { ...noBus, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' })
     assert.equal(nb.code, 77)
     assert.match(nb.stderr, /OS keyring did not give mailkey its store key/)
     // back to plain files: tokens in the clear again, the keyring entry gone
-    const back = await runCli(['store', 'migrate', '--to', 'file'], env)
-    assert.equal(back.code, 0, back.stderr)
+    const back = await runCli(['store', 'migrate', '--to', 'file'], kenv)
+    assert.equal(back.code, 0, back.code === 0 ? '' : `${back.stderr}\n${keyring.diagnose()}`)
     assert.equal(keyring.lookup('mailkey', `store-key-${kid}`), undefined, 'the old key was deleted from the keyring')
     assert.match(await readFile(recordFile('alice@example.test'), 'utf8'), new RegExp(want['alice@example.test']?.rt as string))
-    assert.match((await runCli(['status', 'alice@example.test'], env)).stdout, /not encrypted/)
+    assert.match((await runCli(['status', 'alice@example.test'], kenv)).stdout, /not encrypted/)
   })
 
   it('no token, passphrase or key in any output', async () => {
