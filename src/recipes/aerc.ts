@@ -14,7 +14,7 @@
  *   session longer than a token's life needs a restart, or the proxy.
  * - no CA setting: Go reads SSL_CERT_FILE.
  */
-import { localName, proxyPort } from './parts.js'
+import { localName, proxyPort, urlUser } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** An accounts.conf value: bare when go-ini keeps it as it is, else in backticks (taken verbatim). */
@@ -34,8 +34,6 @@ function older(version: string | undefined, major: number, minor: number): boole
 }
 
 /** the user part of an aerc URL: percent-encoded ("@" is %40, as aerc-imap(5) asks) */
-const urlUser = (u: string): string => encodeURIComponent(u)
-
 export const aerc: ClientRecipe = {
   name: 'aerc',
   summary: 'aerc: an accounts.conf section, IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',

@@ -11,6 +11,7 @@
  * auth and token URLs, the `oauth2` build feature) and cannot simply take a token from a command,
  * so for 1.x only the proxy variant is written (`backend.auth.type = "password"`, `auth.cmd`).
  */
+import { proxyListeners } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A TOML basic string: JSON's escapes are TOML's (\" \\ \n \uXXXX). */
@@ -39,7 +40,7 @@ export const himalaya: ClientRecipe = {
       `[accounts.${str(i.email)}]`,
     ]
     if (v1) {
-      const p = i.proxy as NonNullable<RecipeInput['proxy']>
+      const p = proxyListeners(i.proxy as NonNullable<RecipeInput['proxy']>)
       lines.push(`email = ${str(i.email)}`)
       for (const [prefix, port] of [['backend', p.imapPort], ['message.send.backend', p.smtpPort]] as const) {
         if (port === undefined) continue
@@ -54,10 +55,8 @@ export const himalaya: ClientRecipe = {
           `${prefix}.auth.cmd = ${str(p.passwordCommand)}`,
         )
       }
-      if (p.imapPort === undefined && p.smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
     } else if (i.proxy) {
-      const p = i.proxy
-      if (p.imapPort === undefined && p.smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
+      const p = proxyListeners(i.proxy)
       if (p.imapPort !== undefined) {
         lines.push(
           `imap.server = ${str(`imap://${p.host}:${p.imapPort}`)}`,

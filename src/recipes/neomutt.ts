@@ -6,6 +6,7 @@
  *
  * neomuttrc(5): a double-quoted value keeps \" and \\ escapes; backticks run a shell command.
  */
+import { proxyListeners, urlUser } from './parts.js'
 import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
@@ -16,8 +17,6 @@ function val(s: string): string {
 }
 
 /** user@host:port in a NeoMutt URL: the user part percent-encoded (an address has an "@"). */
-const urlUser = (u: string): string => encodeURIComponent(u)
-
 export const neomutt: ClientRecipe = {
   name: 'neomutt',
   summary: 'NeoMutt: a muttrc for IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',
@@ -26,8 +25,7 @@ export const neomutt: ClientRecipe = {
     const lines = [`# NeoMutt configuration for ${i.email}, written by "mailkey config neomutt ${i.email}${i.proxy ? ' --via proxy' : ''}".`]
     lines.push(`set from = ${val(i.email)}`, 'set use_from = yes')
     if (i.proxy) {
-      const { host, imapPort, smtpPort } = i.proxy
-      if (imapPort === undefined && smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
+      const { host, imapPort, smtpPort } = proxyListeners(i.proxy)
       // the password command runs once, when NeoMutt starts: backticks, which a double-quoted value expands
       const pass = dquote(`\`${i.proxy.passwordCommand}\``)
       if (imapPort !== undefined) {

@@ -12,3 +12,14 @@ export function proxyPort(proxy: NonNullable<RecipeInput['proxy']>, protocol: 'i
   if (port === undefined) throw new RangeError(`config.toml has no plain ${protocol.toUpperCase()} listener of the proxy for this account`)
   return port
 }
+
+/** For clients that take IMAP, SMTP or both: the proxy's listeners, at least one of them. */
+export function proxyListeners(proxy: NonNullable<RecipeInput['proxy']>): NonNullable<RecipeInput['proxy']> {
+  if (proxy.imapPort === undefined && proxy.smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
+  return proxy
+}
+
+/** A user name inside a URL (imap://user@host): "@", ":", "/" and the like percent-encoded (RFC 3986 §3.2.1). */
+export function urlUser(user: string): string {
+  return encodeURIComponent(user)
+}
