@@ -19,7 +19,7 @@
  * Owns: when and how to refresh. Must not: print, exit, or parse CLI arguments.
  */
 import { spawn } from 'node:child_process'
-import { StoreKeys } from '../store/protection.js'
+import { StoreKeys, decodeKeyMap, encodeKeyMap } from '../store/protection.js'
 import { waitText } from '../core/wait.js'
 import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -361,7 +361,7 @@ export class Broker {
       }
       if (handKeys && child.stdin) {
         child.stdin.on('error', () => { /* the worker died; the exit handler below decides */ })
-        child.stdin.end(JSON.stringify(Object.fromEntries([...keys].map(([kid, k]) => [kid, k.toString('base64')]))) + '\n')
+        child.stdin.end(encodeKeyMap(keys))
       }
       child.once('error', () => resolve('not-started'))
       // L3 at once: the lock names the worker from now on, so that if this process is killed before
@@ -577,8 +577,7 @@ async function readKeysFromStdin(): Promise<Map<string, Buffer> | undefined> {
       chunks.push(c as Buffer)
       if (chunks.reduce((n, b) => n + b.length, 0) > 64 * 1024) break
     }
-    const o = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, string>
-    return new Map(Object.entries(o).map(([kid, b64]) => [kid, Buffer.from(b64, 'base64')]))
+    return decodeKeyMap(Buffer.concat(chunks).toString('utf8'))
   } catch {
     return undefined
   }

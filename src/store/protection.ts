@@ -137,6 +137,33 @@ export interface StoreKeysOptions {
   useAgent?: boolean
 }
 
+/**
+ * Unlocked data keys handed to a process mailkey starts itself (the refresh worker, the agent):
+ * one JSON line on its stdin, never argv or the environment, which other users can read in /proc.
+ */
+export function encodeKeyMap(keys: ReadonlyMap<string, Buffer>): string {
+  return JSON.stringify(Object.fromEntries([...keys].map(([kid, k]) => [kid, k.toString('base64')]))) + '\n'
+}
+
+/** The other end of encodeKeyMap: undefined for anything but a map of key ids to 32-byte keys. */
+export function decodeKeyMap(text: string): Map<string, Buffer> | undefined {
+  let o: unknown
+  try {
+    o = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined
+  const keys = new Map<string, Buffer>()
+  for (const [kid, b64] of Object.entries(o)) {
+    if (typeof b64 !== 'string') return undefined
+    const k = Buffer.from(b64, 'base64')
+    if (k.length !== KEY_BYTES) return undefined
+    keys.set(kid, k)
+  }
+  return keys
+}
+
 /** The OS keyring, loaded only when needed (+28 ms for the native addon: off the fast path). */
 export async function keyringEntry(service: string, entry: string): Promise<{ get(): string | null; set(v: string): void; remove(): boolean }> {
   let mod: typeof import('@napi-rs/keyring')

@@ -4,6 +4,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FileStore } from '../../src/store/file-store.js'
@@ -11,7 +12,7 @@ import { resolvePaths, type Paths } from '../../src/config/paths.js'
 import { ERR, StoreError, StoreLockedError, UsageError } from '../../src/errors.js'
 import type { AccountRecord } from '../../src/store/types.js'
 import { SealError, deriveKey, grantHas, newDataKey, openBytes, openRecord, sealBytes, sealRecord, unwrapKey, wrapKey, type ScryptParams } from '../../src/store/seal.js'
-import { StoreKeys, checkValue, metaPath, readMeta, writeMeta, type PassphraseKeyInfo } from '../../src/store/protection.js'
+import { StoreKeys, checkValue, decodeKeyMap, encodeKeyMap, metaPath, readMeta, writeMeta, type PassphraseKeyInfo } from '../../src/store/protection.js'
 import { pingAgent, requestKey, serveKeys, stopAgent } from '../../src/store/agent.js'
 import { changePassphrase, migrateStore } from '../../src/store/migrate.js'
 
@@ -268,5 +269,18 @@ describe('migrating the store', () => {
     assert.equal(r.resumed, true)
     assert.deepEqual(readMeta(paths)?.keys.map((k) => k.kid), [kid])
     assert.deepEqual(await tokens(open('old passphrase')), ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test'])
+  })
+})
+
+describe('key maps handed to a child process', () => {
+  it('round-trip, and anything but key ids to 32-byte keys is refused', () => {
+    const keys = new Map([['k1', randomBytes(32)], ['k2', randomBytes(32)]])
+    const line = encodeKeyMap(keys)
+    assert.ok(line.endsWith('\n') && !line.slice(0, -1).includes('\n'), 'one line')
+    assert.deepEqual(decodeKeyMap(line), keys)
+    assert.deepEqual(decodeKeyMap(encodeKeyMap(new Map())), new Map())
+    for (const bad of ['', 'null', '[]', '"x"', '{"k1":1}', `{"k1":"${randomBytes(16).toString('base64')}"}`, '{"k1":', 'not json']) {
+      assert.equal(decodeKeyMap(bad), undefined, bad)
+    }
   })
 })

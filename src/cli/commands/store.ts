@@ -15,7 +15,7 @@ import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
-import { agentSocketPath, readMeta, type Protection } from '../../store/protection.js'
+import { agentSocketPath, decodeKeyMap, encodeKeyMap, readMeta, type Protection } from '../../store/protection.js'
 import { pingAgent, serveKeys, stopAgent } from '../../store/agent.js'
 
 const HELP = `Usage: mailkey store [status] [--json]
@@ -158,7 +158,7 @@ export async function runUnlock(args: string[], io: CliIO): Promise<number> {
     env: io.env as NodeJS.ProcessEnv,
   })
   child.stdin?.on('error', () => { /* reported below: no agent answers */ })
-  child.stdin?.end(JSON.stringify(Object.fromEntries([...keys].map(([k, v]) => [k, v.toString('base64')]))) + '\n')
+  child.stdin?.end(encodeKeyMap(keys))
   child.unref()
   for (let i = 0; i < 100; i++) {
     const up = await pingAgent(sock)
@@ -194,10 +194,10 @@ export async function runAgent(args: string[], io: CliIO): Promise<number> {
   const ms = await lifetimeMs(mk, values.for)
   let keys: Map<string, Buffer>
   if (values['keys-on-stdin']) {
-    const line = await io.readLine('', io.signal)
-    const o = JSON.parse(line ?? '{}') as Record<string, string>
-    keys = new Map(Object.entries(o).map(([k, v]) => [k, Buffer.from(v, 'base64')]))
+    const got = decodeKeyMap((await io.readLine('', io.signal)) ?? '')
     io.close?.()
+    if (!got) throw new UsageError('mailkey agent --keys-on-stdin: no keys on stdin (this is how "mailkey unlock" starts the agent)', { hint: 'Run "mailkey unlock".' })
+    keys = got
   } else {
     keys = await unlockAll(mk)
   }
