@@ -9,14 +9,14 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ImapFlow } from 'imapflow'
 import nodemailer from 'nodemailer'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets, have, runCommand } from '../harness/cli.js'
+import { BIN, runCli, transcript, findLeaks, noteSecrets, have, runCommand } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
 const EMAIL = 'alice@example.test'
-const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const missing = [!dovecotAvailable() && 'dovecot', !have('curl') && 'curl', !have('msmtp') && 'msmtp', !have('python3') && 'python3'].filter(Boolean)
 const INSTALL = `${DOVECOT_INSTALL_HINT} curl msmtp python3`
 if (missing.length && process.env.CI) throw new Error(`the client tests need ${missing.join(', ')} in CI: apt-get install ${INSTALL}`)
@@ -44,10 +44,8 @@ describe('real clients with tokens from `mailkey token`', { skip: missing.length
     smtp = await startSmtp({ introspect: (t, s) => lab.introspect(t, { service: s }), tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile }, deliverTo: (u) => dovecot.mailDir(u) })
     home = await makeTmpHome()
     const p = dovecot.ports
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE,
-      '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3s://localhost:${p.pop3s}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, home.env, EMAIL, [...labFlags(lab),
+      '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3s://localhost:${p.pop3s}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile])
     token = await mailkeyToken()
   })
   after(async () => {

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { spawnCli, findLeaks, noteSecrets, runCommand } from '../harness/cli.js'
+import { findLeaks, noteSecrets, runCommand } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
@@ -38,10 +39,8 @@ describe('examples/: the poller and the sender against the testbed', { skip: mis
     home = await makeTmpHome()
     // the test CA, the way any Node program is told about one
     env = { ...home.env, NODE_EXTRA_CA_CERTS: dovecot.caFile }
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '),
-      '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, home.env, EMAIL, [...labFlags(lab),
+      '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile])
   })
   after(async () => {
     await smtp?.stop()

@@ -9,7 +9,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { runCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { signIn as labSignIn } from '../harness/sign-in.js'
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js'
 
 const EMAIL = 'faults@example.test'
@@ -17,11 +18,9 @@ const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 
 interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string; transient: boolean; message: string } }
 
+/** signed in through the fault proxy at `base` (its endpoints given by hand: no discovery) */
 async function signIn(lab: LabServer, home: TmpHome, base: string): Promise<void> {
-  const cli = spawnCli(['add', EMAIL, '--device', '--json', '--device-url', `${base}/device/auth`, '--token-url', `${base}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], home.env)
-  await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-  const r = await cli.done
-  assert.equal(r.code, 0, r.stderr)
+  await labSignIn(lab, home.env, EMAIL, ['--device-url', `${base}/device/auth`, '--token-url', `${base}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE])
 }
 
 describe('faults between mailkey and the OAuth server', () => {

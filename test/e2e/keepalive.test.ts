@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, findLeaks, noteSecrets, transcript } from '../harness/cli.js'
+import { signIn } from '../harness/sign-in.js'
 
 const DAY = 86_400_000
 
@@ -36,13 +37,7 @@ describe('grant horizons: status, token warnings, the proxy\'s keep-alive', () =
     ].join('\n')
     await writeFile(join(cfgDir, 'config.toml'), provider('idle', 'refresh_token_idle_days = 10') + provider('testing', 'grant_max_age_days = 7'))
     for (const [email, p] of [['ida@example.test', 'idle'], ['tess@example.test', 'testing']] as const) {
-      const cli = spawnCli(['add', email, '--provider', p, '--device', '--json'], home.env)
-      await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-      const r = await cli.done
-      assert.equal(r.code, 0, r.stderr)
-      const rec = JSON.parse(await readFile(recordFile(email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-      secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-      await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
+      await signIn(lab, home.env, email, ['--provider', p], secrets)
     }
   })
   after(async () => {

@@ -14,9 +14,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { BIN, runCli, spawnCli, noteSecrets, findLeaks, transcript } from '../harness/cli.js'
+import { BIN, runCli, noteSecrets, findLeaks, transcript } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { StoreKeys } from '../../src/store/protection.js'
@@ -24,7 +25,6 @@ import { resolvePaths } from '../../src/config/paths.js'
 import type { AccountRecord } from '../../src/store/types.js'
 import { isStale, readLock } from '../../src/store/lock.js'
 
-const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const EMAIL = 'alice@example.test'
 const rounds = (name: string, dflt: number): number => Number(process.env[name] ?? dflt)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -33,18 +33,11 @@ const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() *
 if (!dovecotAvailable() && process.env.CI) throw new Error(`the kill tests need Dovecot in CI: apt-get install ${DOVECOT_INSTALL_HINT}`)
 if (!dovecotAvailable()) console.error('\n*** SKIPPING the proxy kill rounds: Dovecot missing ***\n')
 
-async function signIn(lab: LabServer, env: Record<string, string>, email: string, extra: string[] = []): Promise<void> {
-  const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE, ...extra], env)
-  await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-  const r = await cli.done
-  assert.equal(r.code, 0, r.stderr)
-}
-
 /** a lab, a home with alice signed in, and the checks every round ends with */
 async function setup(opts: { rotate?: boolean; imapUrl?: (lab: LabServer) => Promise<string[]> } = {}): Promise<{ lab: LabServer; home: TmpHome; env: Record<string, string> }> {
   const lab = await startOAuthServer({ deviceInterval: 1, ...(opts.rotate === false ? { rotateRefreshTokens: false } : {}) })
   const home = await makeTmpHome()
-  await signIn(lab, home.env, EMAIL, opts.imapUrl ? await opts.imapUrl(lab) : [])
+  await signIn(lab, home.env, EMAIL, [...labFlags(lab), ...(opts.imapUrl ? await opts.imapUrl(lab) : [])])
   return { lab, home, env: { ...home.env } }
 }
 

@@ -5,9 +5,10 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { runCli, transcript, findLeaks } from '../harness/cli.js'
+import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 
 const SCOPE = [...MAIL_SCOPES, 'offline_access', 'openid', 'email'].join(' ')
@@ -22,15 +23,7 @@ describe('mailkey test against Dovecot', { skip: skip ? `Dovecot is not installe
   const secrets: string[] = []
 
   const recordPath = (email: string): string => join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
-  async function signIn(email: string, extra: string[]): Promise<void> {
-    const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE, ...extra], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-    const r = await cli.done
-    assert.equal(r.code, 0, r.stderr)
-    const rec = JSON.parse(await readFile(recordPath(email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
-  }
+  const signIn = async (email: string, extra: string[]): Promise<void> => void await labSignIn(lab, home.env, email, [...labFlags(lab, SCOPE), ...extra], secrets)
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })

@@ -7,9 +7,10 @@ import assert from 'node:assert/strict'
 import { chmod, chown, mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
+import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 import { startScriptedServer, type ScriptedServer, type ScriptStep } from '../harness/scripted-server.js'
@@ -17,7 +18,6 @@ import { startScriptedServer, type ScriptedServer, type ScriptStep } from '../ha
 const ALICE = 'alice@example.test'
 const BOB = 'bob@example.test'
 const LOCAL_PW = 'local proxy pw 2'
-const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const missing = [!dovecotAvailable() && 'dovecot', !have('mbsync') && 'mbsync', !have('fetchmail') && 'fetchmail', !have('python3') && 'python3'].filter(Boolean)
 if (missing.length && process.env.CI) throw new Error(`the proxy client tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3`)
 if (missing.length) console.error(`\n*** SKIPPING proxy client tests: ${missing.join(', ')} missing (apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3) ***\n`)
@@ -83,13 +83,9 @@ async function rememberTokens(home: TmpHome, email: string, secrets: string[]): 
 }
 
 async function signIn(lab: LabServer, home: TmpHome, email: string, servers: string[], ca: string, secrets: string[]): Promise<void> {
-  const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE, ...servers, '--ca', ca], home.env)
-  await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-  const r = await cli.done
-  assert.equal(r.code, 0, r.stderr)
+  await labSignIn(lab, home.env, email, [...labFlags(lab), ...servers, '--ca', ca], secrets)
   const pw = await runCli(['proxy', 'password', email], home.env, { stdin: LOCAL_PW + '\n' })
   assert.equal(pw.code, 0, pw.stderr)
-  await rememberTokens(home, email, secrets)
 }
 
 describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, refresh', { skip }, () => {

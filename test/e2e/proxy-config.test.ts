@@ -6,9 +6,10 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli } from '../harness/cli.js'
+import { runCli, spawnCli, transcript, findLeaks, type LiveCli } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 
 const PW = 'local proxy pw 2'
@@ -38,18 +39,11 @@ describe('mailkey proxy from config.toml', { skip: missing.length ? `${missing.j
     dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: ['alice@example.test', 'bob@example.test', 'carol@example.test'] })
     home = await makeTmpHome()
     for (const email of ['alice@example.test', 'bob@example.test']) {
-      const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile], home.env)
-      await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-      assert.equal((await cli.done).code, 0)
+      await signIn(lab, home.env, email, [...labFlags(lab), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile], secrets)
       assert.equal((await runCli(['proxy', 'password', email], home.env, { stdin: PW + '\n' })).code, 0)
-      const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-      secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-      await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
     }
     // carol: her own server is the implicit-TLS port, and no CA is given for it
-    const cli = spawnCli(['add', 'carol@example.test', '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'carol@example.test' })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, home.env, 'carol@example.test', [...labFlags(lab), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`], secrets)
     assert.equal((await runCli(['proxy', 'password', 'carol@example.test'], home.env, { stdin: PW + '\n' })).code, 0)
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
   })

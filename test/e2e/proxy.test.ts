@@ -6,9 +6,10 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 
@@ -33,10 +34,8 @@ describe('mailkey proxy', { skip: missing.length ? `${missing.join(', ')} not in
     smtp = await startSmtp({ introspect: (t, s) => lab.introspect(t, { service: s }), tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile } })
     home = await makeTmpHome()
     const p = dovecot.ports
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '),
-      '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3://localhost:${p.pop3}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, home.env, EMAIL, [...labFlags(lab),
+      '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3://localhost:${p.pop3}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile])
     const pw = await runCli(['proxy', 'password', EMAIL], home.env, { stdin: LOCAL_PW + '\n' })
     assert.equal(pw.code, 0, pw.stderr)
     proxy = spawnCli(['proxy', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0'], home.env)
@@ -267,13 +266,8 @@ describe('mailkey proxy: TLS towards the client, and accounts that cannot log in
   const secrets: string[] = [LOCAL_PW]
 
   async function account(email: string, imapUrl: string): Promise<void> {
-    const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', imapUrl, '--ca', dovecot.caFile], home.env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, home.env, email, [...labFlags(lab), '--imap-url', imapUrl, '--ca', dovecot.caFile], secrets)
     assert.equal((await runCli(['proxy', 'password', email], home.env, { stdin: LOCAL_PW + '\n' })).code, 0)
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
   }
   async function startProxy(args: string[]): Promise<number> {
     const p = spawnCli(['proxy', ...args], home.env)

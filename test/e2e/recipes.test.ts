@@ -8,9 +8,10 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, findLeaks, noteSecrets, transcript, type LiveCli, have, runCommand } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 import { runInPty } from '../harness/pty.js'
@@ -61,10 +62,8 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
     await symlink(BIN, join(bin, 'mailkey'))
     env = { ...home.env, PATH: `${bin}:${home.env.PATH ?? '/usr/bin:/bin'}` }
     await mkdir(env.HOME as string, { recursive: true })
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '),
-      '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile], env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-    assert.equal((await cli.done).code, 0)
+    await signIn(lab, env, EMAIL, [...labFlags(lab),
+      '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile])
     // the proxy from config.toml, and the local password where the recipes' default command reads it
     const [imapPort, smtpPort] = await freePorts(2) as [number, number]
     ports = { imap: imapPort, smtp: smtpPort }

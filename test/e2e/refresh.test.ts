@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
+import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const EMAIL = 'alice@example.test'
@@ -30,14 +31,9 @@ async function expire(home: TmpHome, email = EMAIL): Promise<void> {
   await writeFile(recordPath(home, email), JSON.stringify(raw))
 }
 
-async function signIn(lab: LabServer, home: TmpHome, email: string, extra: string[] = []): Promise<Rec> {
-  const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE, ...extra], home.env)
-  await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-  const r = await cli.done
-  assert.equal(r.code, 0, r.stderr)
-  const rec = await stored(home, email)
-  await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
-  return rec
+async function signIn(lab: LabServer, home: TmpHome, email: string): Promise<Rec> {
+  await labSignIn(lab, home.env, email)
+  return stored(home, email)
 }
 
 async function closedPort(): Promise<number> {
@@ -226,7 +222,7 @@ describe('refresh: concurrency, crashes, failures', () => {
       assert.equal(list.code, 0)
       assert.match(list.stderr, /zed@example\.test\.json/)
 
-      const cli = spawnCli(['add', 'yan@example.test', '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], other.env)
+      const cli = spawnCli(['add', 'yan@example.test', '--device', '--json', ...labFlags(lab)], other.env)
       await cli.event('device_code')
       cli.child.kill('SIGINT')
       const r = await cli.done

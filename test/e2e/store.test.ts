@@ -7,9 +7,10 @@ import assert from 'node:assert/strict'
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
+import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets, have } from '../harness/cli.js'
+import { BIN, runCli, transcript, findLeaks, noteSecrets, have } from '../harness/cli.js'
+import { labFlags, signIn } from '../harness/sign-in.js'
 import { runInPty } from '../harness/pty.js'
 import { KEYRING_INSTALL_HINT, keyringAvailable, startKeyring, type Keyring } from '../harness/keyring.js'
 import { fastToken } from '../../src/cli/fast.js'
@@ -17,7 +18,6 @@ import { FileStore } from '../../src/store/file-store.js'
 import { StoreKeys, readMeta } from '../../src/store/protection.js'
 import { resolvePaths } from '../../src/config/paths.js'
 
-const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const ACCOUNTS = ['alice@example.test', 'bob@example.test']
 const PASS = 'store pass phrase 1'
 
@@ -52,11 +52,7 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
     lab = await startOAuthServer({ deviceInterval: 1 })
     home = await makeTmpHome()
     env = { ...home.env }
-    for (const email of ACCOUNTS) {
-      const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], env)
-      await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-      assert.equal((await cli.done).code, 0)
-    }
+    for (const email of ACCOUNTS) await signIn(lab, env, email, labFlags(lab), secrets)
   })
   after(async () => {
     await runCli(['lock'], env).catch(() => undefined)
