@@ -15,7 +15,7 @@
  * Owns: the migration steps. Must not: prompt (the CLI passes the passphrase).
  */
 import { unlink } from 'node:fs/promises'
-import { ERR, StoreError, UsageError } from '../errors.js'
+import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
 import type { FileStore } from './file-store.js'
 import { acquire } from './lock.js'
 import { KEYRING_SERVICE, checkValue, keyringEntry, metaPath, readMeta, writeMeta, type KeyInfo, type Protection, type StoreKeys, type StoreMeta } from './protection.js'
@@ -43,13 +43,16 @@ async function makeKey(to: Exclude<Protection, 'file'>, o: MigrateOptions): Prom
   const { kid, key } = newDataKey()
   if (to === 'keyring') {
     const entry = `store-key-${kid}`
-    const e = await keyringEntry(KEYRING_SERVICE, entry)
     try {
+      const e = await keyringEntry(KEYRING_SERVICE, entry)
       e.set(key.toString('base64'))
       if (e.get() !== key.toString('base64')) throw new Error('the keyring gave back something else')
     } catch (err) {
-      throw new StoreError(ERR.STORE_KEY_UNAVAILABLE, `the OS keyring cannot store mailkey's key (${(err as Error).message})`, {
-        hint: 'Unlock the keyring (a desktop session, or gnome-keyring-daemon) and try again, or use --to passphrase.',
+      // keyringEntry's own errors speak of reading a key: say what failed here (storing one)
+      const why = err instanceof MailkeyError ? err.cause : err
+      if (!(why instanceof Error)) throw err // the keyring module itself is missing: its own message and hint
+      throw new StoreError(ERR.STORE_KEY_UNAVAILABLE, `the OS keyring cannot store mailkey's key (${why.message})`, {
+        hint: 'Start or unlock the keyring (log in to the desktop session, or start gnome-keyring-daemon) and run "mailkey store migrate --to keyring" again, or protect the store with a passphrase instead: "mailkey store migrate --to passphrase".',
       })
     }
     return { info: { kid, kind: 'keyring', service: KEYRING_SERVICE, entry, check: checkValue(key, kid) }, key }

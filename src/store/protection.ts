@@ -192,6 +192,7 @@ export async function keyringEntry(service: string, entry: string): Promise<{ ge
 function keyringRefused(e: unknown): StoreLockedError {
   const why = (e as Error).message ?? String(e)
   return new StoreLockedError(ERR.STORE_KEY_UNAVAILABLE, `the OS keyring did not give mailkey its store key (${why})`, {
+    cause: e,
     hint: 'Unlock your keyring (log in to the desktop session, or start gnome-keyring-daemon), or run "mailkey unlock".',
   })
 }

@@ -178,6 +178,14 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
   it('migrates to the OS keyring (a real Secret Service): no passphrase needed, the key is in the keyring; a missing entry locks the store', async () => {
     const want = await opened()
     // the Secret Service starts here, for the one test that uses it; the tests before it have no bus
+    // no keyring reachable: the migration says so, with the commands to run, and changes nothing
+    const nokr = await runCli(['store', 'migrate', '--to', 'keyring'], { ...env, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' }, { stdin: PASS + '\n' })
+    assert.equal(nokr.code, 74, nokr.stderr)
+    assert.match(nokr.stderr, /the OS keyring cannot store mailkey's key \(.*DBus/)
+    assert.match(nokr.stderr, /"mailkey store migrate --to keyring" again.*"mailkey store migrate --to passphrase"/s)
+    assert.equal(readMeta(resolvePaths(env))?.protection, 'passphrase')
+    assert.equal(readMeta(resolvePaths(env))?.keys.length, 1)
+    assert.deepEqual(await opened(), want)
     keyring = await startKeyring()
     const kenv = { ...env, ...keyring.env }
     const r = await runCli(['store', 'migrate', '--to', 'keyring'], kenv, { stdin: PASS + '\n' })
