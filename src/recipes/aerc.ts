@@ -33,7 +33,6 @@ function older(version: string | undefined, major: number, minor: number): boole
   return a < major || (a === major && b < minor)
 }
 
-/** the user part of an aerc URL: percent-encoded ("@" is %40, as aerc-imap(5) asks) */
 export const aerc: ClientRecipe = {
   name: 'aerc',
   summary: 'aerc: an accounts.conf section, IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',

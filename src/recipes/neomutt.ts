@@ -16,7 +16,6 @@ function val(s: string): string {
   return `"${s.replace(/[\\"`$]/g, (c) => `\\${c}`)}"`
 }
 
-/** user@host:port in a NeoMutt URL: the user part percent-encoded (an address has an "@"). */
 export const neomutt: ClientRecipe = {
   name: 'neomutt',
   summary: 'NeoMutt: a muttrc for IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',
