@@ -218,6 +218,12 @@ export class StoreKeys {
     return new Map(this.#cache)
   }
 
+  /** Every key store.json lists, unlocked now (the agent serves them; the proxy unlocks at start). */
+  async unlockAll(meta = this.meta()): Promise<Map<string, Buffer>> {
+    for (const k of meta?.keys ?? []) await this.key(k.kid, meta)
+    return this.unlocked()
+  }
+
   /** The key writes are sealed with, or undefined when the store keeps plain files. */
   async current(): Promise<{ kid: string; key: Buffer } | undefined> {
     const meta = this.meta()

@@ -88,10 +88,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   // An encrypted store: unlock it now (agent, keyring, passphrase_command or this terminal), not at
   // the first client's login, which could only fail. The key then stays in this process.
-  const keys = mk.broker.store.keys
-  if (keys?.meta()?.keys.length) {
-    for (const k of keys.meta()?.keys ?? []) await keys.key(k.kid)
-  }
+  await mk.broker.store.keys?.unlockAll()
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   // [proxy] failed_login_delay_max_sec and login_timeout_sec (read once, at start)

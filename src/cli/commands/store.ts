@@ -79,8 +79,7 @@ async function unlockAll(mk: Mailkey): Promise<Map<string, Buffer>> {
   const keys = mk.broker.store.keys
   const meta = readMeta(mk.broker.paths)
   if (!keys || !meta || meta.keys.length === 0) throw new UsageError('the token store is not encrypted: there is nothing to unlock', { hint: 'Encrypt it with "mailkey store migrate --to passphrase" (or --to keyring).' })
-  for (const k of meta.keys) await keys.key(k.kid, meta)
-  return keys.unlocked()
+  return await keys.unlockAll(meta)
 }
 
 async function lifetimeMs(mk: Mailkey, flag: unknown): Promise<number> {
