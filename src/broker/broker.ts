@@ -440,7 +440,7 @@ export class Broker {
       } catch (e) {
         let err = e instanceof MailkeyError ? e : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), { account: settings.email, cause: e })
         if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost) err = lostAnswer(err, settings.email)
-        if (err.transient && err.status === undefined) answerMaybeLost = true
+        if (noAnswer(err)) answerMaybeLost = true
         if (err.transient && attempt < maxAttempts && !o.signal?.aborted) {
           const ra = err.retryAfterSec
           if (ra === undefined || ra <= maxRetryAfter) {
@@ -463,7 +463,7 @@ export class Broker {
 
   async #recordFailure(rec: AccountRecord, err: MailkeyError): Promise<void> {
     const last: LastError = { code: err.code, message: err.message, transient: err.transient, at: this.now() }
-    if (err.transient && err.status === undefined) last.answerMaybeLost = true
+    if (noAnswer(err)) last.answerMaybeLost = true
     if (err.retryAfterSec !== undefined) last.retryAfterSec = err.retryAfterSec
     if (err.oauthError) last.oauthError = err.oauthError
     if (err.providerCodes.length) last.providerCodes = err.providerCodes
@@ -550,6 +550,11 @@ export function errorFromLast(rec: AccountRecord): MailkeyError {
   if (code.startsWith('ERR_MAILKEY_STORE')) return new StoreError(code, l.message, opts)
   if (code === ERR.OAUTH_CONFIG || code === ERR.CONFIG_INVALID || code === ERR.INSECURE_ENDPOINT) return new ConfigError(code, l.message, opts)
   return new ProtocolError(code, l.message, opts)
+}
+
+/** A connection that failed with no HTTP answer: the server may have acted on the request (rotated the refresh token). */
+function noAnswer(err: MailkeyError): boolean {
+  return err.transient && err.status === undefined
 }
 
 /**

@@ -26,7 +26,7 @@ export function cliHint(e: MailkeyError): string | undefined {
       return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
     case ERR.OAUTH_TRANSIENT:
       if (e.retryAfterSec !== undefined && e.retryAfterSec > 60) return `Nothing was lost; try again in ${waitText(e.retryAfterSec)}. "mailkey status ${a}" shows the last error.`
-      return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
+      // falls through: the same hint as a busy lock
     case ERR.STORE_LOCK_TIMEOUT:
       return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
     case ERR.ACCOUNT_UNKNOWN:
