@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { ImapFlow } from 'imapflow'
 import nodemailer from 'nodemailer'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, transcript, findLeaks, noteSecrets, have, runCommand } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -170,7 +170,7 @@ print('\\n'.join(out))
 
   it('no secret appeared in any output', async () => {
     const texts = transcript.filter((t) => t.args[0] !== 'token').flatMap((t) => [t.stdout, t.stderr])
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as { grant: { refreshToken: string } }
     secrets.push(rec.grant.refreshToken)
     assert.deepEqual(findLeaks(texts, secrets), [])
   })

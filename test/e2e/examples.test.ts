@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { findLeaks, noteSecrets, runCommand } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -50,7 +50,7 @@ describe('examples/: the poller and the sender against the testbed', { skip: mis
   })
 
   const record = async (): Promise<{ grant: { accessToken: string; refreshToken: string; expiresAt: number } }> =>
-    JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8'))
+    JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8'))
 
   it('the poller prints each INBOX message once, as JSON lines', async () => {
     const r = await example('poller.ts', [EMAIL, '--once'])
@@ -63,7 +63,7 @@ describe('examples/: the poller and the sender against the testbed', { skip: mis
   it('the poller refreshes an expired token before connecting (one refresh at the server)', async () => {
     const rec = await record()
     rec.grant.expiresAt = Date.now() - 1000
-    await writeFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), JSON.stringify(rec), { mode: 0o600 })
+    await writeFile(recordFile(home.env, EMAIL), JSON.stringify(rec), { mode: 0o600 })
     lab.resetCounts()
     const r = await example('poller.ts', [EMAIL, '--once'])
     assert.equal(r.code, 0, r.stderr)

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { signIn as labSignIn } from '../harness/sign-in.js'
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js'
@@ -19,9 +19,13 @@ const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string; transient: boolean; message: string } }
 
 /** signed in through the fault proxy at `base` (its endpoints given by hand: no discovery) */
-async function signIn(lab: LabServer, home: TmpHome, base: string): Promise<void> {
-  await labSignIn(lab, home.env, EMAIL, ['--device-url', `${base}/device/auth`, '--token-url', `${base}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE])
+async function signIn(lab: LabServer, home: TmpHome, base: string, secrets?: string[]): Promise<void> {
+  await labSignIn(lab, home.env, EMAIL, ['--device-url', `${base}/device/auth`, '--token-url', `${base}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], secrets)
 }
+
+/** a whole HTTP/1.1 answer, written by the fault proxy in place of the server's */
+const httpAnswer = (status: string, contentType: string, body: string): string =>
+  `HTTP/1.1 ${status}\r\ncontent-type: ${contentType}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`
 
 describe('faults between mailkey and the OAuth server', () => {
   let lab: LabServer
@@ -29,8 +33,13 @@ describe('faults between mailkey and the OAuth server', () => {
   let home: TmpHome
   const secrets: string[] = []
   let injected = 0
-  const file = (): string => join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+  const file = (): string => recordFile(home.env, EMAIL)
   const stored = async (): Promise<Rec> => JSON.parse(await readFile(file(), 'utf8')) as Rec
+  /** the stored tokens into the leak checks */
+  const remember = async (rec: Rec): Promise<void> => {
+    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
+  }
   const expire = async (): Promise<void> => {
     const raw = JSON.parse(await readFile(file(), 'utf8')) as Rec
     raw.grant.expiresAt = Date.now() - 1000
@@ -48,12 +57,9 @@ describe('faults between mailkey and the OAuth server', () => {
     lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 400, body: { error: 'slow_down', error_description: 'poll slower' } })
     injected++
     const t0 = Date.now()
-    await signIn(lab, home, proxy.url)
+    await signIn(lab, home, proxy.url, secrets)
     assert.ok(Date.now() - t0 >= 5000, 'slow_down added 5 s to the polling interval')
     lab.clearFaults()
-    const rec = await stored()
-    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-    await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
   })
   after(async () => {
     await proxy?.close()
@@ -80,9 +86,7 @@ describe('faults between mailkey and the OAuth server', () => {
     assert.equal(r.after.grant.refreshToken, r.before.grant.refreshToken, 'the refresh token is kept')
     const ok = await runCli(['token', EMAIL], home.env, { timeoutMs: 30_000 })
     assert.equal(ok.code, 0, ok.stderr)
-    const now = await stored()
-    secrets.push(now.grant.accessToken, now.grant.refreshToken)
-    await noteSecrets(now.grant.accessToken, now.grant.refreshToken)
+    await remember(await stored())
   }
 
   const times = (n: number, f: Fault): Fault[] => Array.from({ length: n }, () => f)
@@ -123,8 +127,7 @@ describe('faults between mailkey and the OAuth server', () => {
     assert.equal(lab.counts.refresh, 1)
     assert.notEqual(r.after.grant.accessToken, r.before.grant.accessToken, 'a new access token, stored')
     assert.ok(r.after.grant.expiresAt > Date.now())
-    secrets.push(r.after.grant.accessToken, r.after.grant.refreshToken)
-    await noteSecrets(r.after.grant.accessToken, r.after.grant.refreshToken)
+    await remember(r.after)
   })
 
   it('bytes that are not HTTP: exit 75 (a broken path, not a refused grant), grant kept', async () => {
@@ -135,7 +138,7 @@ describe('faults between mailkey and the OAuth server', () => {
 
   it('200 with an HTML page (a captive portal): exit 76, not a refused grant; nothing of the page in the message', async () => {
     const page = '<html><head><title>Hotel WiFi</title></head><body>Please log in secret-looking-page-text</body></html>'
-    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: ${page.length}\r\nconnection: close\r\n\r\n${page}` }])
+    const r = await refreshThrough([{ kind: 'raw', bytes: httpAnswer('200 OK', 'text/html', page) }])
     assert.equal(r.code, 76, r.stderr)
     assert.equal(r.after.state, 'active')
     assert.doesNotMatch(r.stderr, /secret-looking-page-text/)
@@ -144,7 +147,7 @@ describe('faults between mailkey and the OAuth server', () => {
 
   it('200 with JSON that does not parse: exit 76, grant kept', async () => {
     const body = '{"access_token": "abc", "token_type": '
-    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}` }])
+    const r = await refreshThrough([{ kind: 'raw', bytes: httpAnswer('200 OK', 'application/json', body) }])
     assert.equal(r.code, 76, r.stderr)
     await grantKept(r)
   })
@@ -157,7 +160,7 @@ describe('faults between mailkey and the OAuth server', () => {
     const body = `{"access_token":"${fakeAt}","refresh_token":"${fakeRt}","token_type":"Bearer","expires_in":`
     await expire()
     const before = await stored()
-    proxy.push({ kind: 'raw', bytes: `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}` })
+    proxy.push({ kind: 'raw', bytes: httpAnswer('200 OK', 'application/json', body) })
     injected++
     const r = await runCli(['token', EMAIL, '--debug'], home.env, { timeoutMs: 30_000 })
     proxy.clear()
@@ -177,7 +180,7 @@ describe('faults between mailkey and the OAuth server', () => {
 
   it('a 400 HTML error page from something in between: not invalid_grant, so the grant is kept', async () => {
     const page = '<html><body>Bad Request</body></html>'
-    const r = await refreshThrough([{ kind: 'raw', bytes: `HTTP/1.1 400 Bad Request\r\ncontent-type: text/html\r\ncontent-length: ${page.length}\r\nconnection: close\r\n\r\n${page}` }])
+    const r = await refreshThrough([{ kind: 'raw', bytes: httpAnswer('400 Bad Request', 'text/html', page) }])
     assert.notEqual(r.code, 77, 'not "sign in again"')
     assert.ok(r.code === 75 || r.code === 76, `exit ${r.code}: ${r.stderr}`)
     await grantKept(r)
@@ -192,8 +195,7 @@ describe('faults between mailkey and the OAuth server', () => {
     assert.equal(ok.code, 0, ok.stderr)
     assert.ok(Date.now() - t0 >= 1000, 'waited the second')
     const after = await stored()
-    secrets.push(after.grant.accessToken, after.grant.refreshToken)
-    await noteSecrets(after.grant.accessToken, after.grant.refreshToken)
+    await remember(after)
     await expire()
     lab.injectTokenFault({ grantType: 'refresh_token', status: 429, headers: { 'retry-after': '120' }, body: { error: 'temporarily_unavailable' }, times: 5 })
     injected++
@@ -230,9 +232,8 @@ describe('a server that rotates refresh tokens strictly, and an answer lost in t
   })
 
   it('the server rotated, the answer never came, the retry finds the old token dead: exit 77 that says why, record kept and marked', async () => {
-    const file = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+    const file = recordFile(home.env, EMAIL)
     const raw = JSON.parse(await readFile(file, 'utf8')) as Rec
-    await noteSecrets(raw.grant.accessToken, raw.grant.refreshToken)
     raw.grant.expiresAt = Date.now() - 1000
     await writeFile(file, JSON.stringify(raw), { mode: 0o600 })
     lab.resetCounts()

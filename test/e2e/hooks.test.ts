@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, findLeaks, noteSecrets, transcript } from '../harness/cli.js'
 
 const EMAIL = 'alice@example.test'
@@ -52,7 +52,7 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     assert.match(vars.MAILKEY_MESSAGE ?? '', /enter .* to sign in alice@example\.test/)
     await lab.approveDevice(String(ev.user_code), { login: EMAIL })
     assert.equal((await cli.done).code, 0)
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
   })
@@ -69,7 +69,7 @@ describe('hooks: device_code, refresh_error, reauth', () => {
   })
 
   it('reauth: a revoked grant; the hook gets the command to run', async () => {
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as { grant: { accessToken: string } }
     await lab.revokeGrant(rec.grant.accessToken)
     const r = await runCli(['token', EMAIL, '--force-refresh'], home.env)
     assert.equal(r.code, 77, r.stderr)

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, findLeaks, noteSecrets, transcript } from '../harness/cli.js'
 import { signIn } from '../harness/sign-in.js'
 
@@ -16,14 +16,13 @@ describe('grant horizons: status, token warnings, the proxy\'s keep-alive', () =
   let lab: LabServer
   let home: TmpHome
   const secrets: string[] = []
-  const recordFile = (email: string): string => join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
   /** move the grant's clock back: signed in / last refreshed `days` ago (the access token stays fresh) */
   const age = async (email: string, o: { grantedDays: number; usedDays: number }): Promise<void> => {
-    const rec = JSON.parse(await readFile(recordFile(email), 'utf8')) as { grant: Record<string, number> }
+    const rec = JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as { grant: Record<string, number> }
     rec.grant.grantedAt = Date.now() - o.grantedDays * DAY
     rec.grant.refreshedAt = Date.now() - o.usedDays * DAY
     rec.grant.refreshTokenAt = Date.now() - o.usedDays * DAY
-    await writeFile(recordFile(email), JSON.stringify(rec), { mode: 0o600 })
+    await writeFile(recordFile(home.env, email), JSON.stringify(rec), { mode: 0o600 })
   }
 
   before(async () => {
@@ -89,7 +88,7 @@ describe('grant horizons: status, token warnings, the proxy\'s keep-alive', () =
     const st = JSON.parse((await runCli(['status', 'ida@example.test', '--json'], home.env)).stdout) as { grantHorizon: { warn: boolean; daysLeft: number } }
     assert.equal(st.grantHorizon.warn, false, 'the idle clock restarted')
     assert.ok(st.grantHorizon.daysLeft >= 9)
-    const rec = JSON.parse(await readFile(recordFile('ida@example.test'), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'ida@example.test'), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
   })

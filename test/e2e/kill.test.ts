@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, noteSecrets, findLeaks, transcript } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -27,6 +27,10 @@ import { isStale, readLock } from '../../src/store/lock.js'
 
 const EMAIL = 'alice@example.test'
 const rounds = (name: string, dflt: number): number => Number(process.env[name] ?? dflt)
+const HELPER_ROUNDS = rounds('MAILKEY_KILL_ROUNDS', 200)
+const WORKER_ROUNDS = rounds('MAILKEY_WORKER_KILL_ROUNDS', 50)
+const ENC_ROUNDS = rounds('MAILKEY_ENC_KILL_ROUNDS', 50)
+const PROXY_ROUNDS = rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo))
 
@@ -44,15 +48,6 @@ async function setup(opts: { rotate?: boolean; imapUrl?: (lab: LabServer) => Pro
 /** every token these rounds saw, for the leak check at the end */
 const allSecrets: string[] = []
 
-/** the pid in the account's lock file, or undefined (none, or caught half-written) */
-async function lockPid(path: string): Promise<number | undefined> {
-  try {
-    return (JSON.parse(await readFile(path, 'utf8')) as { pid?: number }).pid
-  } catch {
-    return undefined
-  }
-}
-
 class Soak {
   readonly secrets = allSecrets
   killedDuringRun = 0
@@ -66,7 +61,7 @@ class Soak {
     this.pass = pass
   }
   get file(): string {
-    return join(this.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+    return recordFile(this.env, EMAIL)
   }
   get lock(): string {
     return this.file.replace(/\.json$/, '.lock')
@@ -116,7 +111,6 @@ class Soak {
   async check(round: number, note: string): Promise<void> {
     const rec = await this.record()
     assert.equal(rec.state, "active", `round ${round} (${note}): ${rec.lastError?.message}`)
-    if (process.env.KILL_DEBUG) console.error(JSON.stringify({ lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), sealed: rec.sealed?.kid }))
     const rt = rec.grant?.refreshToken as string
     if (process.env.KILL_DEBUG) console.error(JSON.stringify({ round, lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), lock: existsSync(this.lock), alive: await this.lab.refreshTokenAlive(rt), counts: this.lab.counts.refresh }))
     const at = rec.grant?.accessToken as string
@@ -127,13 +121,13 @@ class Soak {
 }
 
 describe('kill -9 at random moments of refreshes', () => {
-  it(`the credential helper, ${rounds('MAILKEY_KILL_ROUNDS', 200)} rounds: the store always holds the newest refresh token`, async () => {
+  it(`the credential helper, ${HELPER_ROUNDS} rounds: the store always holds the newest refresh token`, async () => {
     const { lab, home, env } = await setup()
     const soak = new Soak(lab, env)
     try {
-      for (let round = 0; round < rounds('MAILKEY_KILL_ROUNDS', 200); round++) await soak.helperRound(round, 250, 'helper killed')
-      assert.ok(soak.killedDuringRun >= rounds('MAILKEY_KILL_ROUNDS', 200) / 4, `kills that landed while the helper ran: ${soak.killedDuringRun}`)
-      console.error(`helper: ${rounds('MAILKEY_KILL_ROUNDS', 200)} rounds, ${soak.killedDuringRun} kills while it ran, ${soak.killedDuringRefresh} rounds with a refresh at the server`)
+      for (let round = 0; round < HELPER_ROUNDS; round++) await soak.helperRound(round, 250, 'helper killed')
+      assert.ok(soak.killedDuringRun >= HELPER_ROUNDS / 4, `kills that landed while the helper ran: ${soak.killedDuringRun}`)
+      console.error(`helper: ${HELPER_ROUNDS} rounds, ${soak.killedDuringRun} kills while it ran, ${soak.killedDuringRefresh} rounds with a refresh at the server`)
       // one more ordinary refresh: the grant is alive
       const f = await runCli(['token', EMAIL, '--force-refresh'], env)
       assert.equal(f.code, 0, f.stderr)
@@ -145,19 +139,19 @@ describe('kill -9 at random moments of refreshes', () => {
     }
   })
 
-  it(`the refresh worker itself, ${rounds('MAILKEY_WORKER_KILL_ROUNDS', 50)} rounds, against a server that keeps its refresh tokens: the grant survives`, async () => {
+  it(`the refresh worker itself, ${WORKER_ROUNDS} rounds, against a server that keeps its refresh tokens: the grant survives`, async () => {
     const { lab, home, env } = await setup({ rotate: false })
     const soak = new Soak(lab, env)
     let workerKills = 0
     try {
-      for (let round = 0; round < rounds('MAILKEY_WORKER_KILL_ROUNDS', 50); round++) {
+      for (let round = 0; round < WORKER_ROUNDS; round++) {
         await soak.expire()
         lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
         const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env, stdio: 'ignore' })
         // find the worker through the lock it adopted, and kill it at a random moment
         const deadline = Date.now() + rand(20, 300)
         while (Date.now() < deadline) {
-          const pid = await lockPid(soak.lock)
+          const pid = (await readLock(soak.lock).catch(() => undefined))?.pid
           if (pid && pid !== child.pid) {
             await sleep(rand(0, 120))
             try {
@@ -176,15 +170,15 @@ describe('kill -9 at random moments of refreshes', () => {
         assert.equal(next.code, 0, `round ${round}: ${next.stderr}`)
         await soak.check(round, 'worker killed')
       }
-      assert.ok(workerKills >= rounds('MAILKEY_WORKER_KILL_ROUNDS', 50) / 4, `workers killed: ${workerKills}`)
-      console.error(`worker: ${rounds('MAILKEY_WORKER_KILL_ROUNDS', 50)} rounds, ${workerKills} workers killed`)
+      assert.ok(workerKills >= WORKER_ROUNDS / 4, `workers killed: ${workerKills}`)
+      console.error(`worker: ${WORKER_ROUNDS} rounds, ${workerKills} workers killed`)
     } finally {
       await lab.close()
       await home.cleanup()
     }
   })
 
-  it(`the helper on an encrypted store, ${rounds('MAILKEY_ENC_KILL_ROUNDS', 50)} rounds (its key reaches the worker through a pipe)`, async () => {
+  it(`the helper on an encrypted store, ${ENC_ROUNDS} rounds (its key reaches the worker through a pipe)`, async () => {
     const { lab, home, env } = await setup()
     const pass = 'kill soak pass phrase'
     const m = await runCli(['store', 'migrate', '--to', 'passphrase'], env, { stdin: pass + '\n' })
@@ -193,11 +187,11 @@ describe('kill -9 at random moments of refreshes', () => {
     assert.equal(u.code, 0, u.stderr)
     const soak = new Soak(lab, env, pass)
     try {
-      for (let round = 0; round < rounds('MAILKEY_ENC_KILL_ROUNDS', 50); round++) {
+      for (let round = 0; round < ENC_ROUNDS; round++) {
         await soak.helperRound(round, 300, 'helper killed, encrypted store')
         assert.ok(!(await readFile(soak.file, 'utf8')).includes((await soak.record()).grant?.refreshToken as string), 'still sealed')
       }
-      assert.ok(soak.killedDuringRun >= rounds('MAILKEY_ENC_KILL_ROUNDS', 50) / 4)
+      assert.ok(soak.killedDuringRun >= ENC_ROUNDS / 4)
     } finally {
       await runCli(['lock'], env)
       await lab.close()
@@ -205,7 +199,7 @@ describe('kill -9 at random moments of refreshes', () => {
     }
   })
 
-  it(`mailkey proxy killed while a client's login refreshes, ${rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)} rounds`, { skip: dovecotAvailable() ? false : 'Dovecot not installed' }, async () => {
+  it(`mailkey proxy killed while a client's login refreshes, ${PROXY_ROUNDS} rounds`, { skip: dovecotAvailable() ? false : 'Dovecot not installed' }, async () => {
     let dovecot: Dovecot | undefined
     const { lab, home, env } = await setup({
       imapUrl: async (l) => {
@@ -219,7 +213,7 @@ describe('kill -9 at random moments of refreshes', () => {
     await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
     let loginsDone = 0
     try {
-      for (let round = 0; round < rounds('MAILKEY_PROXY_KILL_ROUNDS', 100); round++) {
+      for (let round = 0; round < PROXY_ROUNDS; round++) {
         await soak.expire()
         lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
         const proxy: ChildProcess = spawn(process.execPath, [BIN, 'proxy', '--imap-port', '0'], { env, stdio: ['ignore', 'pipe', 'ignore'] })
@@ -253,9 +247,8 @@ describe('kill -9 at random moments of refreshes', () => {
         lab.clearFaults()
         await soak.check(round, 'proxy killed')
       }
-      console.error(`proxy: ${rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)} rounds, ${loginsDone} logins had finished before the kill`)
-      const n = rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)
-      if (n >= 20) assert.ok(loginsDone > 0 && loginsDone < n, `kills landed both before and after logins finished (${loginsDone} of ${n} had)`)
+      console.error(`proxy: ${PROXY_ROUNDS} rounds, ${loginsDone} logins had finished before the kill`)
+      if (PROXY_ROUNDS >= 20) assert.ok(loginsDone > 0 && loginsDone < PROXY_ROUNDS, `kills landed both before and after logins finished (${loginsDone} of ${PROXY_ROUNDS} had)`)
     } finally {
       await dovecot?.stop()
       await lab.close()
@@ -265,7 +258,7 @@ describe('kill -9 at random moments of refreshes', () => {
 
   it('no secret in any output of these rounds', () => {
     // the only CLI output collected here is from sign-ins, migrations and "token" (its stdout is the token)
-    assert.ok(allSecrets.length >= 2 * rounds('MAILKEY_KILL_ROUNDS', 200), `the rounds collected their tokens (${allSecrets.length})`)
+    assert.ok(allSecrets.length >= 2 * HELPER_ROUNDS, `the rounds collected their tokens (${allSecrets.length})`)
     assert.deepEqual(findLeaks(transcript.map((t) => (t.args[0] === 'token' ? '' : t.stdout) + t.stderr), allSecrets), [])
   })
 })

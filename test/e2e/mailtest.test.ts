@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { startOAuthServer, MAIL_SCOPES, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, transcript, findLeaks } from '../harness/cli.js'
 import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -22,8 +22,9 @@ describe('mailkey test against Dovecot', { skip: skip ? `Dovecot is not installe
   let home: TmpHome
   const secrets: string[] = []
 
-  const recordPath = (email: string): string => join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
-  const signIn = async (email: string, extra: string[]): Promise<void> => void await labSignIn(lab, home.env, email, [...labFlags(lab, SCOPE), ...extra], secrets)
+  const signIn = async (email: string, extra: string[]): Promise<void> => {
+    await labSignIn(lab, home.env, email, [...labFlags(lab, SCOPE), ...extra], secrets)
+  }
 
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
@@ -59,15 +60,15 @@ describe('mailkey test against Dovecot', { skip: skip ? `Dovecot is not installe
   })
 
   it('a token the server refuses although it looked valid is refreshed once and tried again', async () => {
-    const raw = JSON.parse(await readFile(recordPath('alice@example.test'), 'utf8')) as { grant: { accessToken: string } }
+    const raw = JSON.parse(await readFile(recordFile(home.env, 'alice@example.test'), 'utf8')) as { grant: { accessToken: string } }
     raw.grant.accessToken = 'a-dead-access-token-the-server-never-issued'
-    await writeFile(recordPath('alice@example.test'), JSON.stringify(raw))
+    await writeFile(recordFile(home.env, 'alice@example.test'), JSON.stringify(raw))
     const r = await runCli(['test', 'alice@example.test', '--protocol', 'imap', '--json'], home.env)
     assert.equal(r.code, 0, r.stdout + r.stderr)
     const j = JSON.parse(r.stdout) as { results: { ok: boolean; retriedWithFreshToken: boolean }[] }
     assert.equal(j.results[0]?.ok, true)
     assert.equal(j.results[0]?.retriedWithFreshToken, true)
-    const rec = JSON.parse(await readFile(recordPath('alice@example.test'), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'alice@example.test'), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     assert.notEqual(rec.grant.accessToken, 'a-dead-access-token-the-server-never-issued')
   })
@@ -120,7 +121,7 @@ describe('mailkey test against Dovecot', { skip: skip ? `Dovecot is not installe
   })
 
   it('a revoked grant: the retry cannot refresh, so the answer is "sign in again" (77)', async () => {
-    const rec = JSON.parse(await readFile(recordPath('bob@example.test'), 'utf8')) as { grant: { refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'bob@example.test'), 'utf8')) as { grant: { refreshToken: string } }
     await lab.revokeGrant(rec.grant.refreshToken)
     const r = await runCli(['test', 'bob@example.test', '--protocol', 'imap'], home.env)
     assert.equal(r.code, 77, r.stdout + r.stderr)

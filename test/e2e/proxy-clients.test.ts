@@ -8,9 +8,9 @@ import { chmod, chown, mkdir, readFile, readdir, writeFile } from 'node:fs/promi
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
-import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
-import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
+import { runCli, spawnCli, transcript, findLeaks, type LiveCli, have, runCommand } from '../harness/cli.js'
+import { labFlags, rememberTokens, signIn as labSignIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 import { startScriptedServer, type ScriptedServer, type ScriptStep } from '../harness/scripted-server.js'
@@ -70,16 +70,6 @@ async function startProxy(home: TmpHome, args: string[], want: number, procs: Li
   for (const l of p.events('listening')) ports[l.protocol as keyof Ports] = Number(l.port)
   assert.equal(p.events('listening').length, want, p.stderr())
   return ports
-}
-
-function recordPath(home: TmpHome, email: string): string {
-  return join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
-}
-
-async function rememberTokens(home: TmpHome, email: string, secrets: string[]): Promise<void> {
-  const rec = JSON.parse(await readFile(recordPath(home, email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-  secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-  await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
 }
 
 async function signIn(lab: LabServer, home: TmpHome, email: string, servers: string[], ca: string, secrets: string[]): Promise<void> {
@@ -275,7 +265,7 @@ print('\\n'.join(out))
   it('an access token that expired while the proxy runs is refreshed transparently, once', async () => {
     const ok = await imapRaw(ports.imap, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
     assert.ok(ok.ok, 'logged in before the expiry')
-    const path = recordPath(home, ALICE)
+    const path = recordFile(home.env, ALICE)
     const raw = JSON.parse(await readFile(path, 'utf8')) as { grant: { expiresAt: number; accessToken: string } }
     const oldToken = raw.grant.accessToken
     raw.grant.expiresAt = Date.now() - 1000
@@ -291,7 +281,7 @@ print('\\n'.join(out))
     const after = JSON.parse(await readFile(path, 'utf8')) as { grant: { expiresAt: number; accessToken: string } }
     assert.notEqual(after.grant.accessToken, oldToken, 'a new access token was stored')
     assert.ok(after.grant.expiresAt > Date.now())
-    await rememberTokens(home, ALICE, secrets)
+    await rememberTokens(home.env, ALICE, secrets)
   })
 
   it('no secret in any output', () => {
@@ -488,7 +478,7 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
   })
 
   it('no secret in any output', async () => {
-    for (const e of ['many@example.test', 'mallory@example.test', 'dropped@example.test', 'mute@example.test', 'silent@example.test', 'stripped@example.test', ALICE]) await rememberTokens(home, e, secrets)
+    for (const e of ['many@example.test', 'mallory@example.test', 'dropped@example.test', 'mute@example.test', 'silent@example.test', 'stripped@example.test', ALICE]) await rememberTokens(home.env, e, secrets)
     assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
   })
 })

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, noteSecrets, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -250,7 +250,7 @@ print('\\n'.join(out))
     const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
     assert.ok(lines.some((l) => l.event === 'login' && l.outcome === 'ok' && l.proto === 'imap' && typeof l.cid === 'string'))
     assert.ok(lines.some((l) => l.event === 'login' && l.outcome === 'bad-credentials'))
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken, LOCAL_PW)
     assert.deepEqual(findLeaks([log, ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr)], secrets), [])
@@ -367,7 +367,7 @@ except Exception as e:
 
   it('a revoked grant answers NO [AUTHENTICATIONFAILED] pointing at mailkey status', async () => {
     const port = await startProxy(['--imap-port', '0'])
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'carol@example.test.json'), 'utf8')) as { grant: { refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'carol@example.test'), 'utf8')) as { grant: { refreshToken: string } }
     await lab.revokeGrant(rec.grant.refreshToken)
     const r = await py(port, 'plain', 'carol@example.test')
     assert.match(r.stdout, /^imap FAIL error .*AUTHENTICATIONFAILED.*mailkey status/m)
@@ -375,7 +375,7 @@ except Exception as e:
 
   it('the OAuth server down and the token expired: NO [UNAVAILABLE], nothing lost', async () => {
     const port = await startProxy(['--imap-port', '0'])
-    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'alice@example.test.json')
+    const path = recordFile(home.env, 'alice@example.test')
     const raw = JSON.parse(await readFile(path, 'utf8')) as { grant: { expiresAt: number } }
     raw.grant.expiresAt = Date.now() - 1000
     const { writeFile } = await import('node:fs/promises')

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, findLeaks, noteSecrets, transcript, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, freePorts, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -431,7 +431,7 @@ describe('mailkey config: recipes that work as printed', { skip: missing.length 
   })
 
   it('no secret in any output', async () => {
-    const rec = JSON.parse(await readFile(join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(env, EMAIL), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken, LOCAL_PW)
     assert.deepEqual(findLeaks([proxy?.stderr() ?? '', ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr)], secrets), [])

@@ -9,7 +9,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 
@@ -18,17 +18,14 @@ const EMAIL = 'alice@example.test'
 
 interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string } }
 
-function recordPath(home: TmpHome, email: string): string {
-  return join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
-}
 async function stored(home: TmpHome, email = EMAIL): Promise<Rec> {
-  return JSON.parse(await readFile(recordPath(home, email), 'utf8')) as Rec
+  return JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Rec
 }
 /** The test's hand on the clock: make the stored access token look expired. */
 async function expire(home: TmpHome, email = EMAIL): Promise<void> {
-  const raw = JSON.parse(await readFile(recordPath(home, email), 'utf8')) as { grant: { expiresAt: number } }
+  const raw = JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as { grant: { expiresAt: number } }
   raw.grant.expiresAt = Date.now() - 1000
-  await writeFile(recordPath(home, email), JSON.stringify(raw))
+  await writeFile(recordFile(home.env, email), JSON.stringify(raw))
 }
 
 async function signIn(lab: LabServer, home: TmpHome, email: string): Promise<Rec> {
@@ -126,7 +123,7 @@ describe('refresh: concurrency, crashes, failures', () => {
       // A second account whose token endpoint is dead.
       const rec = await signIn(lab, other, 'bob@example.test')
       secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-      const path = recordPath(other, 'bob@example.test')
+      const path = recordFile(other.env, 'bob@example.test')
       const raw = JSON.parse(await readFile(path, 'utf8')) as { settings: { endpoints: { token: string } }; grant: { expiresAt: number; refreshedAt: number } }
       raw.settings.endpoints.token = `http://127.0.0.1:${port}/token`
       raw.grant.expiresAt = Date.now() + 120_000 // inside the 300 s margin, still valid
@@ -212,12 +209,12 @@ describe('refresh: concurrency, crashes, failures', () => {
       await rm(join(cfgDir, 'config.toml'))
 
       await mkdir(join(other.env.XDG_STATE_HOME as string, 'mailkey', 'accounts'), { recursive: true, mode: 0o700 })
-      await writeFile(recordPath(other, 'zed@example.test'), '{ "v": 1, "settings": {', { mode: 0o600 })
+      await writeFile(recordFile(other.env, 'zed@example.test'), '{ "v": 1, "settings": {', { mode: 0o600 })
       const corrupt = await runCli(['token', 'zed@example.test'], other.env)
       assert.equal(corrupt.code, 74, corrupt.stderr)
       assert.match(corrupt.stderr, /cannot be used: it is not valid JSON/)
       assert.match(corrupt.stderr, /left it untouched/)
-      assert.equal(await readFile(recordPath(other, 'zed@example.test'), 'utf8'), '{ "v": 1, "settings": {')
+      assert.equal(await readFile(recordFile(other.env, 'zed@example.test'), 'utf8'), '{ "v": 1, "settings": {')
       const list = await runCli(['list'], other.env)
       assert.equal(list.code, 0)
       assert.match(list.stderr, /zed@example\.test\.json/)
@@ -227,7 +224,7 @@ describe('refresh: concurrency, crashes, failures', () => {
       cli.child.kill('SIGINT')
       const r = await cli.done
       assert.equal(r.code, 130, r.stderr)
-      await assert.rejects(readFile(recordPath(other, 'yan@example.test')))
+      await assert.rejects(readFile(recordFile(other.env, 'yan@example.test')))
     } finally {
       await other.cleanup()
     }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import * as oauth from 'oauth4webapi'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, LAB_SECRET_CLIENT_ID, LAB_CLIENT_SECRET, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { chromiumAvailable, chromiumOpenCommand } from '../harness/chromium.js'
 import { runInPty } from '../harness/pty.js'
@@ -22,7 +22,7 @@ interface Stored {
 }
 
 async function stored(home: TmpHome, email: string): Promise<Stored> {
-  return JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`), 'utf8')) as Stored
+  return JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Stored
 }
 
 /** Refresh directly with oauth4webapi, as another client holding this refresh token would. */
@@ -375,7 +375,7 @@ describe('mailkey add / token / status against a real OAuth server', () => {
 
   it('Microsoft accounts get XOAUTH2 only: --sasl oauthbearer is refused', async () => {
     // A Microsoft record as `mailkey add` writes it (no real Microsoft is contacted: the token is fresh).
-    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'ms@example.test.json')
+    const path = recordFile(home.env, 'ms@example.test')
     const now = Date.now()
     await writeFile(path, JSON.stringify({
       v: 1,

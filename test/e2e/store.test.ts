@@ -8,7 +8,7 @@ import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, transcript, findLeaks, noteSecrets, have } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { runInPty } from '../harness/pty.js'
@@ -31,7 +31,6 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
   let keyring: Keyring
   let env: Record<string, string>
   const secrets: string[] = [PASS]
-  const recordFile = (email: string): string => join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
   /** the records as the library opens them, with the passphrase */
   const opened = async (pass = PASS): Promise<Record<string, { at?: string; rt?: string }>> => {
     const paths = resolvePaths(env)
@@ -68,7 +67,7 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /now encrypted \(passphrase\): 2 account/)
     for (const a of ACCOUNTS) {
-      const text = await readFile(recordFile(a), 'utf8')
+      const text = await readFile(recordFile(env, a), 'utf8')
       assert.ok(!text.includes(plain[a]?.rt as string) && !text.includes(plain[a]?.at as string), `${a}: no token in the file`)
     }
     assert.deepEqual(await opened(), plain, 'the same tokens, sealed')
@@ -124,7 +123,7 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
     assert.notEqual(after['alice@example.test']?.rt, before['alice@example.test']?.rt, 'rotated, and the new one is on disk')
     assert.match(tty.screen(), new RegExp(after['alice@example.test']?.at as string), 'the new access token was printed')
     assert.equal((await lab.introspect(after['alice@example.test']?.at as string)).active, true)
-    const text = await readFile(recordFile('alice@example.test'), 'utf8')
+    const text = await readFile(recordFile(env, 'alice@example.test'), 'utf8')
     assert.ok(!text.includes(after['alice@example.test']?.rt as string), 'sealed')
     assert.ok(!tty.screen().includes(PASS), 'the passphrase was not echoed')
   })
@@ -177,15 +176,16 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
 
   it('migrates to the OS keyring (a real Secret Service): no passphrase needed, the key is in the keyring; a missing entry locks the store', async () => {
     const want = await opened()
-    // the Secret Service starts here, for the one test that uses it; the tests before it have no bus
     // no keyring reachable: the migration says so, with the commands to run, and changes nothing
-    const nokr = await runCli(['store', 'migrate', '--to', 'keyring'], { ...env, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' }, { stdin: PASS + '\n' })
+    const noBus = { ...env, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' }
+    const nokr = await runCli(['store', 'migrate', '--to', 'keyring'], noBus, { stdin: PASS + '\n' })
     assert.equal(nokr.code, 74, nokr.stderr)
     assert.match(nokr.stderr, /the OS keyring cannot store mailkey's key \(.*DBus/)
     assert.match(nokr.stderr, /"mailkey store migrate --to keyring" again.*"mailkey store migrate --to passphrase"/s)
     assert.equal(readMeta(resolvePaths(env))?.protection, 'passphrase')
     assert.equal(readMeta(resolvePaths(env))?.keys.length, 1)
     assert.deepEqual(await opened(), want)
+    // the Secret Service starts here, for the one test that uses it; the tests before it have no bus
     keyring = await startKeyring()
     const kenv = { ...env, ...keyring.env }
     const r = await runCli(['store', 'migrate', '--to', 'keyring'], kenv, { stdin: PASS + '\n' })
@@ -202,15 +202,14 @@ describe('the encrypted token store, end to end', { skip: missing.length ? `${mi
     const st = await runCli(['status', 'alice@example.test'], kenv)
     assert.match(st.stdout, /key in the OS keyring/)
     // without the session bus (no keyring reachable): locked, with the reason
-    const { DBUS_SESSION_BUS_ADDRESS: _bus, ...noBus } = kenv
-    const nb = await runCli(['token', 'alice@example.test'], { ...noBus, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' })
+    const nb = await runCli(['token', 'alice@example.test'], noBus)
     assert.equal(nb.code, 77)
     assert.match(nb.stderr, /OS keyring did not give mailkey its store key/)
     // back to plain files: tokens in the clear again, the keyring entry gone
     const back = await runCli(['store', 'migrate', '--to', 'file'], kenv)
     assert.equal(back.code, 0, back.code === 0 ? '' : `${back.stderr}\n${keyring.diagnose()}`)
     assert.equal(keyring.lookup('mailkey', `store-key-${kid}`), undefined, 'the old key was deleted from the keyring')
-    assert.match(await readFile(recordFile('alice@example.test'), 'utf8'), new RegExp(want['alice@example.test']?.rt as string))
+    assert.match(await readFile(recordFile(env, 'alice@example.test'), 'utf8'), new RegExp(want['alice@example.test']?.rt as string))
     assert.match((await runCli(['status', 'alice@example.test'], kenv)).stdout, /not encrypted/)
   })
 

@@ -17,8 +17,6 @@ export interface Keyring {
   env: Record<string, string>
   /** secret-tool lookup service S username U: the stored value, or undefined */
   lookup(service: string, username: string): string | undefined
-  /** true while our daemon runs and owns the Secret Service name */
-  alive(): boolean
   /** how the daemon and the bus are doing (exit status, last stderr lines): for failure messages */
   diagnose(): string
   stop(): Promise<void>
@@ -92,9 +90,6 @@ export async function startKeyring(): Promise<Keyring> {
     lookup(service, username) {
       const r = spawnSync('secret-tool', ['lookup', 'service', service, 'username', username], { env: secretEnv, encoding: 'utf8', timeout: 5000 })
       return r.status === 0 && r.stdout ? r.stdout : undefined
-    },
-    alive() {
-      return gk.exitCode === null && gk.signalCode === null && owner() === String(gk.pid)
     },
     diagnose() {
       return [

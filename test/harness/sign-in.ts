@@ -3,8 +3,8 @@
 // the leak checks (noteSecrets, and the caller's own list) and returned.
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { noteSecrets, spawnCli, type CliResult } from './cli.js'
+import { recordFile } from './tmp-home.js'
 import { LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from './oauth-server.js'
 
 /** The scopes a mail account asks the lab for: IMAP, POP3, SMTP and a refresh token. */
@@ -22,9 +22,12 @@ export interface SignedIn {
   result: CliResult
 }
 
-/** The account's record file in a home made by makeTmpHome (a plain store). */
-export function recordFile(env: Record<string, string>, email: string): string {
-  return join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
+/** The tokens in the account's (plain) record, noted as secrets for the leak checks, and in `secrets` when given. */
+export async function rememberTokens(env: Record<string, string>, email: string, secrets?: string[]): Promise<{ accessToken: string; refreshToken: string }> {
+  const { grant } = JSON.parse(await readFile(recordFile(env, email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+  await noteSecrets(grant.accessToken, grant.refreshToken)
+  for (const s of [grant.accessToken, grant.refreshToken]) if (s) secrets?.push(s)
+  return { accessToken: grant.accessToken, refreshToken: grant.refreshToken }
 }
 
 /**
@@ -37,8 +40,5 @@ export async function signIn(lab: LabServer, env: Record<string, string>, email:
   await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
   const result = await cli.done
   assert.equal(result.code, 0, result.stderr)
-  const { grant } = JSON.parse(await readFile(recordFile(env, email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
-  await noteSecrets(grant.accessToken, grant.refreshToken)
-  for (const s of [grant.accessToken, grant.refreshToken]) if (s) secrets?.push(s)
-  return { accessToken: grant.accessToken, refreshToken: grant.refreshToken, result }
+  return { ...await rememberTokens(env, email, secrets), result }
 }

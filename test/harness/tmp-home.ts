@@ -51,3 +51,8 @@ export async function makeTmpHome(): Promise<TmpHome> {
     },
   }
 }
+
+/** An account's record file in such a home (a plain store: state/mailkey/accounts/<email>.json). */
+export function recordFile(env: Record<string, string>, email: string): string {
+  return join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${email}.json`)
+}

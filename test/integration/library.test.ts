@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { assertBuilt, noteSecrets } from '../harness/cli.js'
 import type * as Mailkey from '../../src/index.js'
 
@@ -57,7 +57,7 @@ describe('library: createMailkey()', () => {
 
   it('concurrent callers in one process share one refresh (run in the detached worker)', async () => {
     const m = mk.createMailkey({ env: home.env })
-    const path = join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'lib@example.test.json')
+    const path = recordFile(home.env, 'lib@example.test')
     const { writeFile } = await import('node:fs/promises')
     const raw = JSON.parse(await readFile(path, 'utf8')) as { grant: { expiresAt: number } }
     raw.grant.expiresAt = Date.now() - 1
@@ -99,7 +99,7 @@ describe('library: createMailkey()', () => {
       email: 'env@example.test', issuer: lab.issuer, clientId: LAB_PUBLIC_CLIENT_ID, scopes: SCOPE, flow: 'device',
       onDevicePrompt: (p) => void lab.approveDevice(p.userCode, { login: 'env@example.test' }),
     })
-    const rec = JSON.parse(await readFile(join(home.env.XDG_STATE_HOME as string, 'mailkey', 'accounts', 'env@example.test.json'), 'utf8')) as { grant: { refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'env@example.test'), 'utf8')) as { grant: { refreshToken: string } }
     await noteSecrets(rec.grant.refreshToken)
     const box = await makeTmpHome()
     try {
