@@ -19,9 +19,10 @@ import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, createServer as tlsCreateServer, type TLSSocket } from 'node:tls'
 import { cpus, totalmem, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, introspectionUrl } from '../test/harness/oauth-server.js'
+import { startOAuthServer, introspectionUrl } from '../test/harness/oauth-server.js'
 import { makeTmpHome } from '../test/harness/tmp-home.js'
 import { runCli, spawnCli, type LiveCli } from '../test/harness/cli.js'
+import { labFlags, signIn } from '../test/harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT } from '../test/harness/dovecot.js'
 
 const MSGS = Number(process.env.BENCH_PROXY_MSGS ?? 200)
@@ -169,9 +170,7 @@ async function main(): Promise<void> {
 
     // --- accounts: alice -> Dovecot imaps, bob -> the scripted upstream (same CA)
     for (const [email, url] of [[ALICE, `imaps://localhost:${dovecot.ports.imaps}`], [BOB, `imaps://localhost:${fakePort}`]] as const) {
-      const cli = spawnCli(['add', email, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' '), '--imap-url', url, '--ca', dovecot.caFile], env)
-      await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
-      if ((await cli.done).code !== 0) throw new Error(`sign-in of ${email} failed`)
+      await signIn(lab, env, email, [...labFlags(lab), '--imap-url', url, '--ca', dovecot.caFile])
       const pw = await runCli(['proxy', 'password', email], env, { stdin: LOCAL_PW + '\n' })
       if (pw.code !== 0) throw new Error(`proxy password failed: ${pw.stderr}`)
     }

@@ -13,9 +13,10 @@ import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES } from '../test/harness/oauth-server.js'
-import { makeTmpHome } from '../test/harness/tmp-home.js'
-import { BIN, runCli, spawnCli } from '../test/harness/cli.js'
+import { startOAuthServer } from '../test/harness/oauth-server.js'
+import { makeTmpHome, recordFile } from '../test/harness/tmp-home.js'
+import { BIN, runCli } from '../test/harness/cli.js'
+import { signIn } from '../test/harness/sign-in.js'
 import { keyringAvailable, startKeyring, type Keyring } from '../test/harness/keyring.js'
 import { cp } from 'node:fs/promises'
 
@@ -50,10 +51,8 @@ async function main(): Promise<void> {
   const homes = [home]
   let keyring: Keyring | undefined
   try {
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' ')], env)
-    await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: EMAIL })
-    if ((await cli.done).code !== 0) throw new Error('sign-in failed')
-    const recPath = join(env.XDG_STATE_HOME as string, 'mailkey', 'accounts', `${EMAIL}.json`)
+    await signIn(lab, env, EMAIL)
+    const recPath = recordFile(env, EMAIL)
     const jsonFile = join(home.dir, 'plain.json')
     await writeFile(jsonFile, JSON.stringify({ token: 'x'.repeat(40) }))
 
