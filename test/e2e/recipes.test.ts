@@ -21,11 +21,12 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const LOCAL_PW = 'recipe local pw 7'
 const SASL_XOAUTH2 = '/usr/lib/x86_64-linux-gnu/sasl2/libkdexoauth2.so'
 function gitSendEmailAvailable(): boolean {
-  // git-email, and Authen::SASL for its AUTH (a Recommends of git-email that CI installs itself)
-  return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
+  // git-email, and the Perl modules it loads on these tests' paths: Mail::Address (every address),
+  // Authen::SASL (its AUTH). Both are only Recommends of git-email, so check the modules themselves.
+  return spawnSync('git', ['send-email', '--help'], { stdio: 'ignore' }).status === 0 && spawnSync('perl', ['-MMail::Address', '-MAuthen::SASL', '-e', '1'], { stdio: 'ignore' }).status === 0
 }
 const missing = [!dovecotAvailable() && 'dovecot', !have('msmtp') && 'msmtp', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2', !gitSendEmailAvailable() && 'git-email', !have('neomutt') && 'neomutt', !have('offlineimap') && 'offlineimap3', !have('getmail') && 'getmail6', !have('setpriv') && 'util-linux', !have('fetchmail') && 'fetchmail', !have('aerc') && 'aerc', !have('script') && 'bsdutils'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libauthen-sasl-perl neomutt offlineimap3 getmail6 fetchmail aerc bsdutils`)
+if (missing.length && process.env.CI) throw new Error(`the recipe tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} msmtp isync libsasl2-modules-kdexoauth2 git-email libmailtools-perl libauthen-sasl-perl neomutt offlineimap3 getmail6 fetchmail aerc bsdutils`)
 if (missing.length) console.error(`\n*** SKIPPING recipe tests: ${missing.join(', ')} missing ***\n`)
 
 /** the numbers of the harness's seeded messages found in a Maildir folder (new/ and cur/) */
