@@ -16,11 +16,8 @@
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
 const SPACING = /[\t\n\v\f\r]+/g
 
-/** A run of characters a token can be made of: anything but spaces, quotes and separators. */
-const RUN = /[^\s"'`=&,;:<>()[\]{}|\\]+/g
-
-/** Fragments shorter than this are not looked for inside the secrets (ordinary words). */
-export const MIN_SECRET_FRAGMENT = 12
+/** Pieces shorter than this are not looked for (ordinary words); secrets shorter than 8 are ignored. */
+export const MIN_SECRET_FRAGMENT = 16
 
 export const REDACTED = '[redacted]'
 
@@ -29,18 +26,11 @@ export function stripControls(text: string): string {
   return text.replace(SPACING, ' ').replace(CONTROLS, '')
 }
 
-function safeDecode(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '))
-  } catch {
-    return s
-  }
-}
-
 /**
- * Remove every known secret value from `text`: as a whole, URL-encoded, and any run of
+ * Remove every known secret value from `text`: as a whole, URL-encoded, and every stretch of
  * MIN_SECRET_FRAGMENT or more characters that is a piece of one (a server that echoes a token
- * cut short, or glued to other text).
+ * cut short, or glued to other text). Linear in the text: every piece of that length of every
+ * secret goes into a set, and each position of the text is looked up once.
  */
 export function maskSecrets(text: string, secrets: readonly string[]): string {
   const list = [...new Set(secrets.filter((s) => typeof s === 'string' && s.length >= 8))].sort((a, b) => b.length - a.length)
@@ -49,11 +39,25 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   for (const s of list) {
     for (const form of new Set([s, encodeURIComponent(s)])) out = out.split(form).join(REDACTED)
   }
-  return out.replace(RUN, (run) => {
-    if (run.length < MIN_SECRET_FRAGMENT) return run
-    const decoded = run.includes('%') ? safeDecode(run) : run
-    return list.some((s) => s.includes(run) || s.includes(decoded)) ? REDACTED : run
-  })
+  const n = MIN_SECRET_FRAGMENT
+  const pieces = new Set<string>()
+  for (const s of list) for (let i = 0; i + n <= s.length; i++) pieces.add(s.slice(i, i + n))
+  if (pieces.size === 0) return out
+  const covered = new Uint8Array(out.length)
+  let any = false
+  for (let i = 0; i + n <= out.length; i++) {
+    if (pieces.has(out.slice(i, i + n))) {
+      covered.fill(1, i, i + n)
+      any = true
+    }
+  }
+  if (!any) return out
+  let result = ''
+  for (let i = 0; i < out.length; i++) {
+    if (!covered[i]) result += out[i]
+    else if (i === 0 || !covered[i - 1]) result += REDACTED
+  }
+  return result
 }
 
 /** The one cleaning every server text gets before it is printed or stored. */

@@ -127,8 +127,8 @@ const WHAT: Record<Phase, string> = {
  */
 function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undefined, ctx: ClassifyContext): MailkeyError {
   const opts = { account: ctx.account, cause: e, ...(res ? { status: res.status } : {}) }
-  const what = `${WHAT[ctx.phase]} for "${ctx.account}"`
   if (res && res.status >= 400) {
+    const what = `${WHAT[ctx.phase]} for "${ctx.account}"`
     // RFC 6749 §5.2 / RFC 7009 §2.2.1: a refusal comes with a JSON `error`; this one came without.
     const auth = res.status === 401 || res.status === 403 ? ', it may need client authentication' : ''
     return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} refused ${what}: HTTP ${res.status}${auth}, with no OAuth error in the answer`, opts)
@@ -156,7 +156,7 @@ function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undef
     default:
       detail = `${status} mailkey cannot use`
   }
-  return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} answered ${what} with ${detail}`, opts)
+  return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${detail}`, opts)
 }
 
 /** Map one OAuth `error` (+ description, + Microsoft's error_codes) to a mailkey error. */
@@ -171,7 +171,7 @@ export function fromOAuthError(
   const codes = aadstsCodesIn(description, errorCodes)
   const aad = codes.map((c) => describeAadsts(c)).find((d) => d !== undefined)
   const detail = aad ? `AADSTS${aad.code}: ${aad.meaning}` : firstLine(description) ?? OAUTH_ERROR_MEANINGS[error] ?? 'no explanation given'
-  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : ctx.phase === 'revoke' ? `the revocation for "${ctx.account}"` : ctx.phase === 'discovery' ? `the metadata request for "${ctx.account}"` : `signing in "${ctx.account}"`
+  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : ctx.phase === 'revoke' ? `the revocation for "${ctx.account}"` : `signing in "${ctx.account}"`
   const message = `${ctx.host} refused ${what}: ${error} (${detail})`
   const opts: MailkeyErrorOptions = {
     ...extra,

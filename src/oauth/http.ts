@@ -206,7 +206,7 @@ function cleanMembers(json: Record<string, unknown>, known: string[]): void {
   }
 }
 
-async function preprocess(url: string, res: Response, setIdToken: (i: Identity, nonce: string | undefined) => void, account: string, known: string[]): Promise<Response> {
+async function preprocess(url: string, res: Response, setIdToken: (i: Identity | undefined, nonce: string | undefined) => void, account: string, known: string[]): Promise<Response> {
   const host = safeHost(url)
   const text = await readLimited(res)
   const headers = new Headers(res.headers)
@@ -231,8 +231,8 @@ async function preprocess(url: string, res: Response, setIdToken: (i: Identity, 
   }
   if (json !== undefined) {
     if (typeof json.id_token === 'string') {
-      const claims = decodeJwtClaims(json.id_token) ?? {}
-      setIdToken(identityFromClaims(claims), typeof claims.nonce === 'string' ? claims.nonce : undefined)
+      const claims = decodeJwtClaims(json.id_token)
+      setIdToken(claims ? identityFromClaims(claims) : undefined, typeof claims?.nonce === 'string' ? claims.nonce : undefined)
       delete json.id_token
     }
     cleanMembers(json, known)
