@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
-import { labFlags, rememberTokens } from '../harness/sign-in.js'
+import { labFlags, rememberTokens, signIn as labSignIn } from '../harness/sign-in.js'
 import { startHostileOAuth, type HostileOAuth } from '../harness/hostile-oauth.js'
 import { startScriptedServer } from '../harness/scripted-server.js'
 import { makeTestCA } from '../harness/certs.js'
@@ -126,13 +126,14 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
   })
 
   it('device flow: a code approved by another user is refused, and an existing grant is left as it was', async () => {
-    const cli = spawnCli(['add', 'pat@example.test', '--device', '--json', ...flags()], home.env)
-    const before = await stored(home, 'pat@example.test')
+    await labSignIn(lab, home.env, 'uma@example.test', flags(), secrets)
+    const before = await stored(home, 'uma@example.test')
+    const cli = spawnCli(['add', 'uma@example.test', '--device', '--json', ...flags()], home.env)
     await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'mallory@example.test' })
     const r = await cli.done
     assert.equal(r.code, 77, r.stderr)
-    assert.match(r.stderr, /signed in mallory@example\.test, not pat@example\.test/)
-    const after = await stored(home, 'pat@example.test')
+    assert.match(r.stderr, /signed in mallory@example\.test, not uma@example\.test/)
+    const after = await stored(home, 'uma@example.test')
     assert.deepEqual(after.grant, before.grant, 'the old grant is untouched')
   })
 
