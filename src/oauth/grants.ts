@@ -117,7 +117,7 @@ function webPage(value: string | undefined, what: string, settings: AccountSetti
   }
   throw new ProtocolError(ERR.OAUTH_PROTOCOL, `${host} sent a ${what} for "${settings.email}" that is not a web address (scheme ${stripControls(scheme).slice(0, 20)}); mailkey does not show it`, {
     account: settings.email,
-    hint: `This is not a server mailkey can sign in with. Check --issuer / --device-url, or use "mailkey add ${settings.email} --browser".`,
+    hint: 'Check the device authorization endpoint; the browser sign-in may work with this server.',
   })
 }
 

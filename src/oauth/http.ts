@@ -206,7 +206,8 @@ function cleanMembers(json: Record<string, unknown>, known: string[]): void {
   }
 }
 
-async function preprocess(url: string, res: Response, setIdToken: (i: Identity | undefined, nonce: string | undefined) => void, account: string, known: string[]): Promise<Response> {
+async function preprocess(url: string, res: Response, setIdToken: (i: Identity | undefined, nonce: string | undefined) => void, account: string, requestKnown: string[]): Promise<Response> {
+  let known = requestKnown
   const host = safeHost(url)
   const text = await readLimited(res)
   const headers = new Headers(res.headers)
@@ -233,6 +234,7 @@ async function preprocess(url: string, res: Response, setIdToken: (i: Identity |
     if (typeof json.id_token === 'string') {
       const claims = decodeJwtClaims(json.id_token)
       setIdToken(claims ? identityFromClaims(claims) : undefined, typeof claims?.nonce === 'string' ? claims.nonce : undefined)
+      known = [...known, json.id_token]
       delete json.id_token
     }
     cleanMembers(json, known)

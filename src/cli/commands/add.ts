@@ -161,8 +161,8 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
 }
 
 function signedInText(s: AccountStatus): string {
-  // sign-in.ts refuses any other identity than the account or its --sign-in-as name
-  const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email}, as --sign-in-as allows)` : ''
+  // sign-in.ts refuses any identity but the account's own names and its --sign-in-as name
+  const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
   let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
   if (who) {
     t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${s.email}" checks it.\n`
