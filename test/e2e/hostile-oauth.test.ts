@@ -263,6 +263,17 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     assert.doesNotMatch(r.stderr, /"response"|content-type|application\/json|conform/)
   })
 
+  it("discovery and device answers oauth4webapi cannot use are said in mailkey's words", async () => {
+    const s = await hostile({ device: () => ({ body: { device_code: DC, verification_uri: 'https://login.example.test/device', expires_in: 60 } }) })
+    const disco = await runCli(['add', 'disco@example.test', '--device', '--issuer', s.url, '--client-id', 'c', '--scope', 'mail'], home.env)
+    assert.equal(disco.code, 78, disco.stderr)
+    assert.match(disco.stderr, /refused the metadata request for "disco@example\.test": HTTP 404/)
+    const dev = await runCli(['add', 'dev@example.test', '--device', ...s.flags()], home.env)
+    assert.equal(dev.code, 76, dev.stderr)
+    assert.match(dev.stderr, /whose "user_code" is missing or malformed/)
+    for (const r of [disco, dev]) assert.doesNotMatch(r.stderr, /"response"|conform|must be/)
+  })
+
   it('mailkey test: a mail server whose replies carry escapes and echo the token is reported without either', async () => {
     const AT = 'probe-access-token-0123456789abcdefghijklmnop'
     await noteSecrets(AT)
