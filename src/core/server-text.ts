@@ -60,6 +60,11 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   return result
 }
 
+/** The first line of a multi-line text (an error_description with trace ids on later lines). */
+export function firstLineOf(text: string): string {
+  return text.split(/\r\n|\r|\n/, 1)[0] ?? ''
+}
+
 /** The one cleaning every server text gets before it is printed or stored. */
 export function cleanServerText(text: string, secrets: readonly string[] = []): string {
   return maskSecrets(stripControls(text), secrets)

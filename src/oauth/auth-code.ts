@@ -11,7 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import * as oauth from 'oauth4webapi'
 import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, UsageError } from '../errors.js'
-import { cleanServerText } from '../core/server-text.js'
+import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { AccountSettings } from '../store/types.js'
 import { classify } from './classify.js'
 import { authorizationServer, oauthClient, safeHost, type OAuthContext } from './http.js'
@@ -122,7 +122,7 @@ function cleanCallback(p: URLSearchParams, secrets: string[]): URLSearchParams {
   const out = new URLSearchParams(p)
   for (const k of ['error', 'error_description', 'error_uri']) {
     const v = out.get(k)
-    if (v !== null) out.set(k, cleanServerText(v, secrets))
+    if (v !== null) out.set(k, cleanServerText(k === 'error_description' ? firstLineOf(v) : v, secrets))
   }
   return out
 }

@@ -14,7 +14,7 @@ import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
 import type { AccountSettings, Identity } from '../store/types.js'
 import { isLoopbackHost } from '../core/net.js'
-import { cleanServerText } from '../core/server-text.js'
+import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { Secret } from '../core/secret.js'
 
 export { isLoopbackHost }
@@ -201,7 +201,9 @@ function cleanMembers(json: Record<string, unknown>, known: string[]): void {
   for (const k of SECRET_MEMBERS) if (typeof json[k] === 'string') secrets.push(json[k] as string)
   for (const [k, v] of Object.entries(json)) {
     if (SECRET_MEMBERS.has(k)) continue
-    if (typeof v === 'string') json[k] = cleanServerText(v, secrets)
+    // RFC 6749 §5.2: error_description is one human-readable line; Microsoft adds trace ids on
+    // later lines, which messages never showed.
+    if (typeof v === 'string') json[k] = cleanServerText(k === 'error_description' ? firstLineOf(v) : v, secrets)
     else if (Array.isArray(v)) json[k] = v.map((x) => (typeof x === 'string' ? cleanServerText(x, secrets) : x))
   }
 }

@@ -189,6 +189,21 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     assert.equal(ev?.verification_uri, 'https://login.example.test/dev[2Jice')
   })
 
+  it('browser flow: escapes in the redirect\'s error_description do not reach the terminal', async () => {
+    const s = await hostile({})
+    const env = { ...home.env, MAILKEY_BROWSER: 'true' }
+    const cli = spawnCli(['add', 'redir@example.test', '--browser', '--json', '--authorize-url', `${s.url}/auth`, ...s.flags()], env)
+    const ev = await cli.event('authorization_url')
+    const state = new URL(String(ev.url)).searchParams.get('state') as string
+    const back = new URL(String(ev.redirect_uri))
+    back.search = new URLSearchParams({ state, error: 'access_denied', error_description: '\x1b]0;pwned\x07denied\r\nmailkey: Signed in redir@example.test' }).toString()
+    await fetch(back)
+    const r = await cli.done
+    assert.equal(r.code, 77, r.stderr)
+    assert.match(r.stderr, /access_denied \(\]0;pwneddenied\)/)
+    clean('add', r.stdout, r.stderr)
+  })
+
   it('a verification_uri that is not http(s) is refused and never shown', async () => {
     const s = await hostile({ device: device({ verification_uri: 'javascript:alert(document.cookie)' }), token: () => ({ status: 400, body: { error: 'authorization_pending' } }) })
     const r = await runCli(['add', 'js@example.test', '--device', '--json', ...s.flags()], home.env)

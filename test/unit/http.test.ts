@@ -386,8 +386,9 @@ describe('server text entering through requestKit (issue 11, items 8 and 10)', (
   })
 
   it('controls are stripped from every text member, never from tokens', async () => {
-    const j = await answer({ error: 'invalid\x1b[2J_grant', error_description: 'line one\r\x1b]0;owned\x07forged' }, { method: 'POST', body: 'grant_type=x' })
+    const j = await answer({ error: 'invalid\x1b[2J_grant', error_description: 'line \x1b]0;owned\x07one\r\nmailkey: forged', message: 'a\rb' }, { method: 'POST', body: 'grant_type=x' })
     assert.equal(j.error, 'invalid[2J_grant')
-    assert.equal(j.error_description, 'line one ]0;ownedforged')
+    assert.equal(j.error_description, 'line ]0;ownedone', 'error_description is its first line (RFC 6749 §5.2)')
+    assert.equal(j.message, 'a b')
   })
 })
