@@ -42,6 +42,7 @@ export const ERR = {
   OAUTH_TRANSIENT: 'ERR_MAILKEY_OAUTH_TRANSIENT',
   OAUTH_PROTOCOL: 'ERR_MAILKEY_OAUTH_PROTOCOL',
   STATE_MISMATCH: 'ERR_MAILKEY_OAUTH_STATE_MISMATCH',
+  IDENTITY_MISMATCH: 'ERR_MAILKEY_OAUTH_IDENTITY_MISMATCH',
   STORE_PERMISSIONS: 'ERR_MAILKEY_STORE_PERMISSIONS',
   STORE_CORRUPT: 'ERR_MAILKEY_STORE_CORRUPT',
   STORE_LOCK_TIMEOUT: 'ERR_MAILKEY_STORE_LOCK_TIMEOUT',
@@ -135,6 +136,19 @@ export class ReauthRequiredError extends MailkeyError {
   override readonly exitCode: number = EXIT.NOPERM
   override get reauthRequired(): boolean {
     return true
+  }
+}
+
+/**
+ * A sign-in ended with a grant for another user than the account (its id_token names
+ * `signedInAs`): nothing was stored. Someone else may have completed the sign-in (login CSRF),
+ * or the account signs in under another name (an alias), which the user must say explicitly.
+ */
+export class IdentityMismatchError extends ReauthRequiredError {
+  readonly signedInAs: string
+  constructor(message: string, signedInAs: string, options: MailkeyErrorOptions = {}) {
+    super(ERR.IDENTITY_MISMATCH, message, options)
+    this.signedInAs = signedInAs
   }
 }
 

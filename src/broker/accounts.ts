@@ -129,7 +129,7 @@ export async function removeAccount(broker: Broker, account: string, opts: { rev
     } else {
       try {
         const { revokeToken } = await import('../oauth/grants.js')
-        await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), { account: id, timeoutMs: 10_000 })
+        await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), { account: id, timeoutMs: 10_000, ...(rec.grant.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}) })
         revocation = 'revoked'
       } catch (e) {
         revocation = { failed: (e as Error).message }

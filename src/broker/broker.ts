@@ -411,6 +411,8 @@ export class Broker {
       try {
         const ts = await refreshGrant(settings, new Secret(rt), {
           account: settings.email,
+          // the request carries the refresh token; the access token is the other one a server could echo
+          ...(rec.grant?.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
           ...(o.signal ? { signal: o.signal } : {}),
           ...(httpTimeoutMs ? { timeoutMs: httpTimeoutMs } : {}),
           ...(this.#opts.fetch ? { fetch: this.#opts.fetch } : {}),

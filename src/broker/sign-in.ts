@@ -6,11 +6,11 @@
  * Owns: sign-in orchestration. Must not: print or read the terminal (callbacks do that).
  */
 import { resolveMx } from 'node:dns/promises'
-import { ConfigError, ERR, MailkeyError, UsageError } from '../errors.js'
+import { ConfigError, ERR, IdentityMismatchError, MailkeyError, UsageError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { accountId, assertEmail } from '../store/file-store.js'
 import { acquire } from '../store/lock.js'
-import type { AccountRecord, AccountSettings } from '../store/types.js'
+import type { AccountRecord, AccountSettings, Identity } from '../store/types.js'
 import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
 import { assertFlowAllowed, candidateSettings, chooseProvider, pickFlow, type AccountOptions } from '../providers/resolve.js'
 import type { Flow, Provider } from '../providers/types.js'
@@ -106,6 +106,7 @@ function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): Ac
   if (o.ca === undefined && s.ca) o.ca = s.ca
   if (o.sasl === undefined) o.sasl = s.sasl
   if (o.mailbox === undefined && s.mailbox) o.mailbox = s.mailbox
+  if (o.signInAs === undefined && s.signInAs) o.signInAs = s.signInAs
   return o
 }
 
@@ -166,7 +167,27 @@ async function withCandidates(
   throw lastErr ?? new ConfigError(ERR.CONFIG_INVALID, 'no client id to sign in with')
 }
 
+/**
+ * Login CSRF (RFC 6749 §10.12, OIDC Core §15.5.2): whoever completes a sign-in decides whose
+ * grant comes back. A grant whose id_token names someone other than the account (or the name
+ * given with --sign-in-as) is refused, never stored with a warning. An id_token with no name at
+ * all (only `sub`) names nobody, and a server without id_tokens gives nothing to compare.
+ */
+export function assertSignedInAs(settings: AccountSettings, identity: Identity | undefined): void {
+  const names = identity?.names ?? (identity?.email ? [identity.email] : [])
+  if (names.length === 0) return
+  const allowed = [settings.email, settings.signInAs].filter((n): n is string => Boolean(n)).map((n) => n.toLowerCase())
+  if (names.some((n) => allowed.includes(n.toLowerCase()))) return
+  const who = identity?.email ?? (names[0] as string)
+  throw new IdentityMismatchError(
+    `the server signed in ${who}, not ${settings.signInAs ? `${settings.signInAs} (--sign-in-as) for ` : ''}${settings.email}; nothing was stored for "${settings.email}"`,
+    who,
+    { account: settings.email },
+  )
+}
+
 async function saveGrant(broker: Broker, settings: AccountSettings, tokens: TokenSet, rtOverride?: Secret): Promise<AccountRecord> {
+  assertSignedInAs(settings, tokens.identity)
   const now = broker.now()
   const refreshToken = tokens.refreshToken ?? rtOverride
   const rec: AccountRecord = {

@@ -1,13 +1,21 @@
 /**
  * Opening the system browser, and telling whether there is one to open.
  *
- * MAILKEY_BROWSER or BROWSER (a command; "%s" is replaced by the URL, else the URL is appended)
+ * MAILKEY_BROWSER or BROWSER (a command; "%s" is replaced by what to open, else it is appended)
  * wins; otherwise open (macOS), start (Windows) or xdg-open (Linux with a display).
  *
- * Owns: launching the browser. Must not: wait for it.
+ * What is opened is never the sign-in URL itself: a process's arguments are readable by every
+ * user of the machine (`ps`), and the URL's state, PKCE challenge and redirect port are what
+ * another local user needs to finish the sign-in with their own account (login CSRF). The URL
+ * goes into a small HTML page that forwards to it, 0600 in a fresh 0700 directory (mkdtemp), and
+ * the browser is given the page's path; the page is removed when the sign-in ends.
+ *
+ * Owns: launching the browser and its forwarding page. Must not: wait for it.
  */
 import { spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import type { Env } from '../config/paths.js'
 
@@ -44,18 +52,61 @@ export function splitCommand(cmd: string): string[] {
   return out
 }
 
-export function openBrowser(url: string, env: Env, platform = process.platform): Promise<boolean> {
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/** The forwarding page: a meta refresh, and a link for browsers that do not follow one. */
+export function redirectPage(url: string): string {
+  const u = escapeHtml(url)
+  return '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">' +
+    `<meta http-equiv="refresh" content="0;url=${u}"><title>mailkey sign-in</title></head>` +
+    `<body><p>Opening the sign-in page… If nothing happens, <a href="${u}">continue here</a>.</p></body></html>\n`
+}
+
+export interface BrowserLauncher {
+  /** open `url` through a private forwarding page; true when a browser was started */
+  open(url: string): Promise<boolean>
+  /** remove the forwarding pages (call when the sign-in has ended, however it ended) */
+  cleanup(): Promise<void>
+}
+
+/** A launcher whose pages live in `env.TMPDIR` (else the system's temp directory). */
+export function browserLauncher(env: Env, platform = process.platform): BrowserLauncher {
+  const dirs: string[] = []
+  return {
+    async open(url) {
+      let page: string
+      try {
+        // mkdtemp: a new directory, 0700, that nobody could have prepared; the page inside is 0600.
+        const dir = await mkdtemp(join(env.TMPDIR || tmpdir(), 'mailkey-signin-'))
+        dirs.push(dir)
+        page = join(dir, 'sign-in.html')
+        await writeFile(page, redirectPage(url), { mode: 0o600, flag: 'wx' })
+      } catch {
+        return false // no private page, no browser: the URL is shown in the terminal instead
+      }
+      return openBrowser(page, env, platform)
+    },
+    async cleanup() {
+      await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true }).catch(() => {})))
+    },
+  }
+}
+
+/** Start the browser on `target` (a file path or URL); true when it started. */
+export function openBrowser(target: string, env: Env, platform = process.platform): Promise<boolean> {
   let argv: string[]
   const custom = browserCommand(env)
   if (custom) {
     const parts = splitCommand(custom)
-    argv = parts.some((p) => p.includes('%s')) ? parts.map((p) => p.replaceAll('%s', url)) : [...parts, url]
+    argv = parts.some((p) => p.includes('%s')) ? parts.map((p) => p.replaceAll('%s', target)) : [...parts, target]
   } else if (platform === 'darwin') {
-    argv = ['open', url]
+    argv = ['open', target]
   } else if (platform === 'win32') {
-    argv = ['cmd', '/c', 'start', '""', url.replace(/&/g, '^&')]
+    argv = ['cmd', '/c', 'start', '""', target.replace(/&/g, '^&')]
   } else {
-    argv = ['xdg-open', url]
+    argv = ['xdg-open', target]
   }
   return new Promise((resolve) => {
     const [cmd, ...args] = argv

@@ -37,6 +37,7 @@ export const PROVIDER_FLAGS: Options = {
   ca: { type: 'string' },
   sasl: { type: 'string' },
   mailbox: { type: 'string' },
+  'sign-in-as': { type: 'string' },
 }
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>
@@ -100,6 +101,11 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   if (mailbox !== undefined) {
     if (!/^[^\s@]+@[^\s@]+$/.test(mailbox.trim())) throw new UsageError(`--mailbox "${mailbox}" is not an e-mail address`)
     o.mailbox = mailbox.trim()
+  }
+  const signInAs = str(v, 'sign-in-as')
+  if (signInAs !== undefined) {
+    if (!/^[^\s@]+@[^\s@]+$/.test(signInAs.trim())) throw new UsageError(`--sign-in-as "${signInAs}" is not an e-mail address`)
+    o.signInAs = signInAs.trim()
   }
   return o
 }

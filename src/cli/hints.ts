@@ -5,7 +5,7 @@
  *
  * Owns: hint text. Must not: decide error classes.
  */
-import { ERR, type MailkeyError } from '../errors.js'
+import { ERR, IdentityMismatchError, type MailkeyError } from '../errors.js'
 import { waitText } from '../core/wait.js'
 
 export function cliHint(e: MailkeyError): string | undefined {
@@ -19,6 +19,14 @@ export function cliHint(e: MailkeyError): string | undefined {
       return `Run "mailkey add ${a}" to sign in again (with --client-id ID if you have your own app registration).`
     case ERR.FLOW_BLOCKED:
       return `Your organisation blocks this kind of sign-in: run "mailkey add ${a} --browser" (or --paste over SSH).`
+    case ERR.IDENTITY_MISMATCH: {
+      const who = e instanceof IdentityMismatchError ? shellWord(e.signedInAs) : '<address>'
+      return `If that was not you, someone else completed this sign-in: run "mailkey add ${a}" again and sign in as ${a} yourself.\n` +
+        `  If ${a} really signs in as ${who} (an alias, or a shared mailbox named as the account), say so: "mailkey add ${a} --sign-in-as ${who}".\n` +
+        `  To open a shared mailbox with ${who}'s own account instead: "mailkey add ${who} --mailbox ${a}".`
+    }
+    case ERR.STATE_MISMATCH:
+      return `Run "mailkey add ${a}" again and finish the sign-in in the browser window it opens.`
     case ERR.SIGNIN_DECLINED:
       return `Run "mailkey add ${a}" again and approve the request.`
     case ERR.SIGNIN_EXPIRED:
@@ -38,4 +46,9 @@ export function cliHint(e: MailkeyError): string | undefined {
     default:
       return undefined
   }
+}
+
+/** A name from a server, quoted for a shell when it holds anything but address characters. */
+function shellWord(s: string): string {
+  return /^[A-Za-z0-9._%+@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
 }

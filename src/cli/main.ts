@@ -49,6 +49,7 @@ Provider flags:
   --client-id ID  --client-secret S  --tenant common|organizations|consumers|ID
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
   --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
+  --sign-in-as USER@X   the provider signs this account in as USER@X (an alias); any other user is refused
 
 Run "mailkey <command> --help" for details. Exit codes: 0 ok, 64 usage, 75 try again later,
 77 sign-in needed, 78 configuration, 74 token store, 76 protocol, 130 interrupted.

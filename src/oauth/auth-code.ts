@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import * as oauth from 'oauth4webapi'
 import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, UsageError } from '../errors.js'
+import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { AccountSettings } from '../store/types.js'
 import { classify } from './classify.js'
 import { authorizationServer, oauthClient, safeHost, type OAuthContext } from './http.js'
@@ -113,6 +114,24 @@ export function parsePastedRedirect(text: string): URLSearchParams {
   return p
 }
 
+/**
+ * The redirect's error parameters are server text (or anyone's: the listener is on loopback):
+ * cleaned where they enter, like every OAuth answer (core/server-text.ts).
+ */
+function cleanCallback(p: URLSearchParams, secrets: string[]): URLSearchParams {
+  const out = new URLSearchParams(p)
+  for (const k of ['error', 'error_description', 'error_uri']) {
+    const v = out.get(k)
+    if (v !== null) out.set(k, cleanServerText(k === 'error_description' ? firstLineOf(v) : v, secrets))
+  }
+  return out
+}
+
+/** OIDC Core §3.1.2.1: nonce goes with every OpenID Connect authentication request. */
+function wantsOpenId(settings: AccountSettings): boolean {
+  return settings.scopes.includes('openid')
+}
+
 /** Runs the whole authorization code + PKCE sign-in and returns the tokens. */
 export async function authorizationCodeSignIn(settings: AccountSettings, opts: AuthCodeOptions): Promise<TokenSet> {
   if (!settings.endpoints.authorization) {
@@ -122,6 +141,9 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
   const state = oauth.generateRandomState()
   const verifier = oauth.generateRandomCodeVerifier()
   const challenge = await oauth.calculatePKCECodeChallenge(verifier)
+  // OIDC Core §3.1.2.1 and §15.5.2: a nonce binds the id_token to this request, so an id_token
+  // from a sign-in someone else started (login CSRF) is refused in exchangeAuthorizationCode.
+  const nonce = wantsOpenId(settings) ? oauth.generateRandomNonce() : undefined
   const listener = await startListener(redirect.host, redirect.path, opts.port ?? 0, state)
   const ac = new AbortController()
   const onOuterAbort = (): void => ac.abort(opts.signal?.reason)
@@ -138,7 +160,8 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
       state,
       code_challenge: challenge,
       code_challenge_method: 'S256',
-      login_hint: settings.email,
+      login_hint: settings.signInAs ?? settings.email,
+      ...(nonce ? { nonce } : {}),
       ...(settings.authorizationParams ?? {}),
       ...(opts.extraParams ?? {}),
     }
@@ -165,16 +188,18 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
     waits.push(new Promise<URLSearchParams>((_, reject) => {
       ac.signal.addEventListener('abort', () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })), { once: true })
     }))
-    const returned = await Promise.race(waits)
+    const returned = cleanCallback(await Promise.race(waits), [verifier, ...(settings.clientSecret ? [settings.clientSecret] : [])])
     let callback: URLSearchParams
     try {
       // Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error.
       callback = oauth.validateAuthResponse(authorizationServer(settings), oauthClient(settings), returned, state)
     } catch (e) {
       if (e instanceof oauth.AuthorizationResponseError) throw classify(e, { account: settings.email, host: safeHost(settings.endpoints.authorization), phase: 'signin', clientId: settings.clientId })
-      throw new ProtocolError(ERR.STATE_MISMATCH, `the sign-in response for "${settings.email}" does not match the request (${(e as Error).message}); it may be from another sign-in attempt`, { account: settings.email, cause: e })
+      // oauth4webapi's wording names its own parameters; say what it means instead.
+      const why = /"iss"/.test((e as Error).message) ? 'it names another issuer' : /"state"/.test((e as Error).message) ? 'its state does not match' : 'it is not a valid sign-in response'
+      throw new ProtocolError(ERR.STATE_MISMATCH, `the sign-in response for "${settings.email}" does not match the request (${why}); it may be from another sign-in attempt`, { account: settings.email, cause: e })
     }
-    return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, opts)
+    return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, { ...opts, ...(nonce ? { nonce } : {}) })
   } finally {
     clearTimeout(timer)
     ac.abort()

@@ -102,7 +102,7 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
         account: ctx.account, cause: e, status: res.status, ...(retryAfterSec !== undefined ? { retryAfterSec } : {}),
       })
     }
-    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${redactMessage(e.message)}`, { account: ctx.account, cause: e })
+    return unusableAnswer(e, res instanceof Response ? res : undefined, ctx)
   }
   // fetch() reports network failures as a bare TypeError; oauth4webapi's and Node's argument
   // errors are TypeErrors too, but carry an ERR_* code and are not worth retrying.
@@ -111,6 +111,52 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
     return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${code ? ` (${code})` : ''}`, { account: ctx.account, cause: e })
   }
   return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host} for "${ctx.account}": ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
+}
+
+const WHAT: Record<Phase, string> = {
+  refresh: 'refreshing the token',
+  signin: 'the sign-in',
+  device: 'the sign-in',
+  discovery: 'the metadata request',
+  revoke: 'the revocation',
+}
+
+/**
+ * An answer oauth4webapi could not use, said in the user's terms: oauth4webapi's own messages
+ * ('"response" content-type must be application/json') name its parameters, not what happened.
+ */
+function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undefined, ctx: ClassifyContext): MailkeyError {
+  const opts = { account: ctx.account, cause: e, ...(res ? { status: res.status } : {}) }
+  if (res && res.status >= 400) {
+    const what = `${WHAT[ctx.phase]} for "${ctx.account}"`
+    // RFC 6749 §5.2 / RFC 7009 §2.2.1: a refusal comes with a JSON `error`; this one came without.
+    const auth = res.status === 401 || res.status === 403 ? ', it may need client authentication' : ''
+    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} refused ${what}: HTTP ${res.status}${auth}, with no OAuth error in the answer`, opts)
+  }
+  const status = res ? `HTTP ${res.status}` : 'an answer'
+  let detail: string
+  switch (e.code) {
+    case oauth.RESPONSE_IS_NOT_JSON:
+      detail = `${status} that is not JSON (an HTML page or a proxy's answer?)`
+      break
+    case oauth.PARSE_ERROR:
+      detail = `${status} with JSON that does not parse`
+      break
+    case oauth.RESPONSE_IS_NOT_CONFORM:
+      detail = res && res.status >= 300 ? `HTTP ${res.status}, a redirect where an OAuth answer belongs` : `${status} that is not an OAuth answer`
+      break
+    case oauth.INVALID_RESPONSE: {
+      const field = /"([a-z_]+)" property/.exec(e.message)?.[1]
+      detail = field ? `${status} whose "${field}" is missing or malformed` : `${status} that breaks the OAuth rules`
+      break
+    }
+    case oauth.JSON_ATTRIBUTE_COMPARISON:
+      detail = 'metadata that names another issuer than the one asked for (RFC 8414 §3.3)'
+      break
+    default:
+      detail = `${status} mailkey cannot use`
+  }
+  return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${detail}`, opts)
 }
 
 /** Map one OAuth `error` (+ description, + Microsoft's error_codes) to a mailkey error. */
@@ -125,7 +171,7 @@ export function fromOAuthError(
   const codes = aadstsCodesIn(description, errorCodes)
   const aad = codes.map((c) => describeAadsts(c)).find((d) => d !== undefined)
   const detail = aad ? `AADSTS${aad.code}: ${aad.meaning}` : firstLine(description) ?? OAUTH_ERROR_MEANINGS[error] ?? 'no explanation given'
-  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : `signing in "${ctx.account}"`
+  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : ctx.phase === 'revoke' ? `the revocation for "${ctx.account}"` : `signing in "${ctx.account}"`
   const message = `${ctx.host} refused ${what}: ${error} (${detail})`
   const opts: MailkeyErrorOptions = {
     ...extra,

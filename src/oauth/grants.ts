@@ -10,9 +10,10 @@
 import * as oauth from 'oauth4webapi'
 import { ERR, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
 import { Secret } from '../core/secret.js'
+import { stripControls } from '../core/server-text.js'
 import type { AccountSettings, Identity } from '../store/types.js'
 import { classify, type Phase } from './classify.js'
-import { authorizationServer, clientAuth, oauthClient, requestKit, safeHost, type OAuthContext } from './http.js'
+import { authorizationServer, clientAuth, oauthClient, requestKit, safeHost, type OAuthContext, type RequestKit } from './http.js'
 
 export interface TokenSet {
   accessToken: Secret
@@ -30,12 +31,14 @@ async function exchange(
   ctx: OAuthContext,
   phase: Phase,
   endpoint: string | undefined,
-  run: (as: oauth.AuthorizationServer, client: oauth.Client, kit: ReturnType<typeof requestKit>) => Promise<oauth.TokenEndpointResponse>,
+  run: (as: oauth.AuthorizationServer, client: oauth.Client, kit: RequestKit) => Promise<oauth.TokenEndpointResponse>,
+  verify?: (kit: RequestKit, host: string) => void,
 ): Promise<TokenSet> {
   const kit = requestKit(settings, ctx)
   const host = safeHost(endpoint ?? settings.endpoints.token)
   try {
     const res = await run(authorizationServer(settings), oauthClient(settings), kit)
+    verify?.(kit, host)
     return toTokenSet(res, kit.identity(), settings, host)
   } catch (e) {
     throw classify(e, { account: settings.email, host, phase, clientId: settings.clientId })
@@ -79,6 +82,45 @@ export interface DeviceAuthorization {
   message?: string
 }
 
+/** RFC 8628 §3.2 gives no bounds; these keep a hostile or broken answer from turning polling into a flood. */
+export const DEVICE_LIMITS = {
+  /** never poll faster than this, whatever the server says (seconds) */
+  minIntervalSec: 1,
+  /** RFC 8628 §3.2: "If no value is provided, clients MUST use 5 as the default" */
+  defaultIntervalSec: 5,
+  /** a larger interval (3e6 overflowed setTimeout into a 1 ms loop) is cut to this */
+  maxIntervalSec: 60,
+  /** a code is given up after this long at most, whatever expires_in says (seconds) */
+  maxExpiresInSec: 3600,
+} as const
+
+/** The interval actually waited between polls: finite, at least 1 s, at most 60 s. */
+export function clampInterval(sec: unknown): number {
+  if (typeof sec !== 'number' || !Number.isFinite(sec) || sec <= 0) return DEVICE_LIMITS.defaultIntervalSec
+  return Math.min(DEVICE_LIMITS.maxIntervalSec, Math.max(DEVICE_LIMITS.minIntervalSec, sec))
+}
+
+function clampExpiresIn(sec: number): number {
+  return Number.isFinite(sec) && sec > 0 ? Math.min(DEVICE_LIMITS.maxExpiresInSec, sec) : 0
+}
+
+/** RFC 8628 §3.2: the user is sent to a web page; anything but an http(s) address is refused, never shown. */
+function webPage(value: string | undefined, what: string, settings: AccountSettings, host: string): string | undefined {
+  if (value === undefined) return undefined
+  let scheme: string
+  try {
+    const u = new URL(value)
+    if (u.protocol === 'https:' || u.protocol === 'http:') return value
+    scheme = u.protocol
+  } catch {
+    scheme = 'none'
+  }
+  throw new ProtocolError(ERR.OAUTH_PROTOCOL, `${host} sent a ${what} for "${settings.email}" that is not a web address (scheme ${stripControls(scheme).slice(0, 20)}); mailkey does not show it`, {
+    account: settings.email,
+    hint: 'Check the device authorization endpoint; the browser sign-in may work with this server.',
+  })
+}
+
 /** RFC 8628 §3.1-3.2 */
 export async function startDeviceAuthorization(settings: AccountSettings, ctx: OAuthContext & { now?: () => number }): Promise<DeviceAuthorization> {
   const endpoint = settings.endpoints.deviceAuthorization
@@ -93,15 +135,17 @@ export async function startDeviceAuthorization(settings: AccountSettings, ctx: O
     const params = new URLSearchParams({ scope: settings.scopes.join(' ') })
     const res = await oauth.processDeviceAuthorizationResponse(as, client, await oauth.deviceAuthorizationRequest(as, client, clientAuth(settings), params, kit.options))
     const now = (ctx.now ?? Date.now)()
+    const expiresIn = clampExpiresIn(res.expires_in)
     const d: DeviceAuthorization = {
       deviceCode: new Secret(res.device_code),
       userCode: res.user_code,
-      verificationUri: res.verification_uri,
-      expiresIn: res.expires_in,
-      expiresAt: now + res.expires_in * 1000,
-      interval: typeof res.interval === 'number' && res.interval > 0 ? res.interval : 5,
+      verificationUri: webPage(res.verification_uri, 'verification_uri', settings, host) as string,
+      expiresIn,
+      expiresAt: now + expiresIn * 1000,
+      interval: clampInterval(res.interval),
     }
-    if (res.verification_uri_complete) d.verificationUriComplete = res.verification_uri_complete
+    const complete = webPage(res.verification_uri_complete, 'verification_uri_complete', settings, host)
+    if (complete) d.verificationUriComplete = complete
     if (typeof res.message === 'string') d.message = res.message
     return d
   } catch (e) {
@@ -122,7 +166,7 @@ export interface PollOptions extends OAuthContext {
 export async function pollDeviceAuthorization(settings: AccountSettings, d: DeviceAuthorization, opts: PollOptions): Promise<TokenSet> {
   const now = opts.now ?? Date.now
   const sleep = opts.sleep ?? defaultSleep
-  let interval = d.interval
+  let interval = clampInterval(d.interval)
   let transientStreak = 0
   for (;;) {
     const left = Math.max(0, Math.round((d.expiresAt - now()) / 1000))
@@ -144,15 +188,16 @@ export async function pollDeviceAuthorization(settings: AccountSettings, d: Devi
       }
       // RFC 8628 §3.5: slow_down -> "the interval MUST be increased by 5 seconds for this and
       // all subsequent requests".
+      // The bounds of clampInterval hold for the increased interval too.
       if (err.oauthError === 'slow_down') {
-        interval += 5
+        interval = clampInterval(interval + 5)
         continue
       }
       // A network blip must not throw away a sign-in the user is in the middle of: back off
       // (RFC 8628 §3.5 suggests exponential backoff on timeouts) until the code expires.
       if (e instanceof TransientError && transientStreak < 20) {
         transientStreak++
-        interval = Math.min(interval * 2, 60)
+        interval = clampInterval(interval * 2)
         continue
       }
       throw e
@@ -160,23 +205,33 @@ export async function pollDeviceAuthorization(settings: AccountSettings, d: Devi
   }
 }
 
-/** RFC 6749 §4.1.3 with the RFC 7636 verifier. */
+/** RFC 6749 §4.1.3 with the RFC 7636 verifier; `nonce` is the one sent in the authorization request, if any. */
 export function exchangeAuthorizationCode(
   settings: AccountSettings,
   callback: URLSearchParams,
   redirectUri: string,
   codeVerifier: string,
-  ctx: OAuthContext,
+  ctx: OAuthContext & { nonce?: string },
 ): Promise<TokenSet> {
   return exchange(settings, ctx, 'signin', undefined, async (as, client, kit) =>
     oauth.processAuthorizationCodeResponse(
       as,
       client,
       await oauth.authorizationCodeGrantRequest(as, client, clientAuth(settings), callback, redirectUri, codeVerifier, kit.options),
-      // mailkey does not send a nonce and drops id_tokens before processing (see http.ts).
+      // http.ts removes id_tokens before oauth4webapi sees them (ADR 0004); the nonce is checked below.
       { expectedNonce: oauth.expectNoNonce, requireIdToken: false },
     ),
-  )
+  (kit, host) => {
+    // OIDC Core §3.1.3.7 step 11: "If a nonce value was sent in the Authentication Request, a nonce
+    // Claim MUST be present and its value checked". An id_token without this sign-in's nonce was
+    // minted for another authorization request: whoever completed it is not the one who asked.
+    if (ctx.nonce === undefined || !kit.hadIdToken()) return
+    if (kit.idTokenNonce() !== ctx.nonce) {
+      throw new ProtocolError(ERR.STATE_MISMATCH, `the id_token ${host} returned for "${settings.email}" does not carry the nonce of this sign-in; it belongs to another sign-in attempt, so nothing was stored`, {
+        account: settings.email,
+      })
+    }
+  })
 }
 
 /** RFC 7009: best effort; the caller decides whether a failure matters. */

@@ -14,6 +14,8 @@ import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
 import type { AccountSettings, Identity } from '../store/types.js'
 import { isLoopbackHost } from '../core/net.js'
+import { cleanServerText, firstLineOf } from '../core/server-text.js'
+import type { Secret } from '../core/secret.js'
 
 export { isLoopbackHost }
 
@@ -28,6 +30,11 @@ export interface OAuthContext {
   timeoutMs?: number
   /** replaces globalThis.fetch (library users with custom agents) */
   fetch?: typeof fetch
+  /**
+   * secrets a server might echo besides those in the request itself (the account's access
+   * token): removed from every server text (core/server-text.ts)
+   */
+  secrets?: Secret[]
 }
 
 /** https everywhere; http only for loopback test servers (RFC 8252 §8.3 spirit). */
@@ -76,6 +83,10 @@ export interface RequestKit {
   options: oauth.TokenEndpointRequestOptions & oauth.DeviceAuthorizationRequestOptions
   /** identity claims of an id_token removed from the last response */
   identity(): Identity | undefined
+  /** the `nonce` claim of that id_token (OIDC Core §3.1.3.7 step 11), if it had one */
+  idTokenNonce(): string | undefined
+  /** whether the last response carried an id_token */
+  hadIdToken(): boolean
   /** aborts pending work started with this kit */
   dispose(): void
 }
@@ -83,6 +94,7 @@ export interface RequestKit {
 /** Per-request options for oauth4webapi: timeout, loopback http, response pre-processing. */
 export function requestKit(settings: AccountSettings, ctx: OAuthContext): RequestKit {
   let identity: Identity | undefined
+  let idToken: { nonce?: string } | undefined
   const baseFetch = ctx.fetch ?? globalThis.fetch
   const timeoutMs = ctx.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS
   const timers: AbortController[] = []
@@ -94,7 +106,11 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
     ctx.signal?.addEventListener('abort', onAbort, { once: true })
     try {
       const res = await baseFetch(url, { ...init, signal: ac.signal, redirect: 'manual' })
-      return await preprocess(url, res, (i) => (identity = i), settings.email)
+      const known = [...requestSecrets(init, settings), ...(ctx.secrets ?? []).map((s) => s.reveal())]
+      return await preprocess(url, res, (i, nonce) => {
+        identity = i
+        idToken = nonce !== undefined ? { nonce } : {}
+      }, settings.email, known)
     } finally {
       clearTimeout(timer)
       ctx.signal?.removeEventListener('abort', onAbort)
@@ -108,6 +124,8 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
       ...(ctx.signal ? { signal: ctx.signal } : {}),
     },
     identity: () => identity,
+    idTokenNonce: () => idToken?.nonce,
+    hadIdToken: () => idToken !== undefined,
     dispose: () => timers.forEach((t) => t.abort()),
   }
 }
@@ -144,7 +162,54 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   return Number.isNaN(t) ? undefined : Math.max(0, Math.round((t - now) / 1000))
 }
 
-async function preprocess(url: string, res: Response, setIdentity: (i: Identity) => void, account: string): Promise<Response> {
+/** Request parameters whose values are secrets (RFC 6749 §2.3.1, §4.1.3, §6; RFC 7636 §4.5; RFC 8628 §3.4; RFC 7009 §2.1). */
+const SECRET_PARAMS = ['refresh_token', 'device_code', 'code', 'code_verifier', 'client_secret', 'client_assertion', 'token', 'assertion']
+/** Response members that are secrets: kept as they are, and removed from every other member. */
+const SECRET_MEMBERS = new Set(['access_token', 'refresh_token', 'id_token', 'device_code'])
+
+/** Every secret value this request carries: form parameters, HTTP Basic client credentials, the client secret. */
+function requestSecrets(init: RequestInit, settings: AccountSettings): string[] {
+  const out: string[] = []
+  if (settings.clientSecret) out.push(settings.clientSecret)
+  const body = init.body
+  const form = body instanceof URLSearchParams ? body : typeof body === 'string' ? new URLSearchParams(body) : undefined
+  for (const k of SECRET_PARAMS) for (const v of form?.getAll(k) ?? []) out.push(v)
+  const auth = new Headers(init.headers).get('authorization')
+  if (auth && /^basic /i.test(auth)) {
+    const decoded = Buffer.from(auth.slice(6).trim(), 'base64').toString('utf8')
+    const colon = decoded.indexOf(':')
+    if (colon >= 0) out.push(safeDecode(decoded.slice(colon + 1)))
+  }
+  return out
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '))
+  } catch {
+    return s
+  }
+}
+
+/**
+ * Server text enters mailkey here: every string member of a JSON answer but the tokens
+ * themselves is cleaned of controls and of every secret value known (the request's, the
+ * answer's own tokens, the caller's), so no message, record or hook ever holds them.
+ */
+function cleanMembers(json: Record<string, unknown>, known: string[]): void {
+  const secrets = [...known]
+  for (const k of SECRET_MEMBERS) if (typeof json[k] === 'string') secrets.push(json[k] as string)
+  for (const [k, v] of Object.entries(json)) {
+    if (SECRET_MEMBERS.has(k)) continue
+    // RFC 6749 §5.2: error_description is one human-readable line; Microsoft adds trace ids on
+    // later lines, which messages never showed.
+    if (typeof v === 'string') json[k] = cleanServerText(k === 'error_description' ? firstLineOf(v) : v, secrets)
+    else if (Array.isArray(v)) json[k] = v.map((x) => (typeof x === 'string' ? cleanServerText(x, secrets) : x))
+  }
+}
+
+async function preprocess(url: string, res: Response, setIdToken: (i: Identity | undefined, nonce: string | undefined) => void, account: string, requestKnown: string[]): Promise<Response> {
+  let known = requestKnown
   const host = safeHost(url)
   const text = await readLimited(res)
   const headers = new Headers(res.headers)
@@ -170,9 +235,11 @@ async function preprocess(url: string, res: Response, setIdentity: (i: Identity)
   if (json !== undefined) {
     if (typeof json.id_token === 'string') {
       const claims = decodeJwtClaims(json.id_token)
-      if (claims) setIdentity(identityFromClaims(claims))
+      setIdToken(claims ? identityFromClaims(claims) : undefined, typeof claims?.nonce === 'string' ? claims.nonce : undefined)
+      known = [...known, json.id_token]
       delete json.id_token
     }
+    cleanMembers(json, known)
     // Google's device endpoint says verification_url (RFC 8628 §3.2 says verification_uri).
     if (typeof json.verification_url === 'string' && json.verification_uri === undefined) {
       json.verification_uri = json.verification_url
@@ -220,10 +287,14 @@ export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefine
 }
 
 function identityFromClaims(c: Record<string, unknown>): Identity {
-  const str = (k: string): string | undefined => (typeof c[k] === 'string' ? (c[k] as string) : undefined)
+  // claims are server text too: no controls in what `add`, `status` and `test` print
+  const str = (k: string): string | undefined => (typeof c[k] === 'string' ? cleanServerText(c[k] as string) : undefined)
   const id: Identity = {}
   const email = str('email') ?? str('preferred_username') ?? str('upn')
   if (email) id.email = email
+  // every name the token gives: the identity check accepts the account if it is any of them
+  const names = [...new Set(['email', 'preferred_username', 'upn'].map(str).filter((n): n is string => Boolean(n)))]
+  if (names.length > 1) id.names = names
   if (str('name')) id.name = str('name')
   if (str('tid')) id.tid = str('tid')
   if (str('sub')) id.sub = str('sub')

@@ -14,6 +14,7 @@ import { accountId } from '../store/file-store.js'
 import type { AccountRecord } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { encodeSasl } from '../sasl/index.js'
+import { cleanServerText } from '../core/server-text.js'
 import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from './dialogues.js'
 import { diagnose, type FailureKind } from './diagnose.js'
 import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
@@ -25,6 +26,25 @@ export interface TestOptions {
   mailbox?: string
   timeoutMs?: number
   signal?: AbortSignal
+}
+
+/**
+ * A mail server's replies are server text: they enter `mailkey test` here, cleaned of controls
+ * and of the token and SASL response sent (core/server-text.ts), before a dialogue parses them
+ * into steps, failures and diagnoses that are printed and put in --json.
+ */
+function cleanedReplies(t: LineTransport, secrets: string[]): LineTransport {
+  return {
+    readLine: async () => cleanServerText(await t.readLine(), secrets),
+    write: (line) => t.write(line),
+    startTls: () => t.startTls(),
+    buffered: () => t.buffered(),
+    close: () => t.close(),
+    detach: () => t.detach(),
+    get secure() {
+      return t.secure
+    },
+  }
 }
 
 const IMPLICIT: Record<string, boolean> = { imaps: true, pop3s: true, smtps: true, imap: false, pop3: false, smtp: false }
@@ -89,10 +109,15 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
     let transport: LineTransport | undefined
     try {
       transport = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.signal ? { signal: opts.signal } : {}) })
-      const result: DialogueResult = await DIALOGUES[protocol](transport, {
+      const sent: string[] = [token.token.reveal()]
+      const result: DialogueResult = await DIALOGUES[protocol](cleanedReplies(transport, sent), {
         starttls: !addr.implicitTls,
         mechanisms,
-        saslResponse: (mech) => encodeSasl(mech, { user: mailbox, token: token.token, host: addr.host, port: addr.port }),
+        saslResponse: (mech) => {
+          const r = encodeSasl(mech, { user: mailbox, token: token.token, host: addr.host, port: addr.port })
+          sent.push(r.reveal())
+          return r
+        },
         from: mailbox,
       })
       report.ok = true

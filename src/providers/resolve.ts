@@ -32,6 +32,8 @@ export interface AccountOptions {
   sasl?: SaslMechanism
   /** a shared mailbox to open with this account's sign-in (the SASL user) */
   mailbox?: string
+  /** the user the provider signs this account in as, when it is not the account's address (an alias) */
+  signInAs?: string
 }
 
 export const SERVER_SCHEMES = {
@@ -167,6 +169,7 @@ export function candidateSettings(
     if (opts.clientAuth) s.clientAuth = opts.clientAuth
     if (opts.ca) s.ca = opts.ca
     if (opts.mailbox && opts.mailbox.toLowerCase() !== email.toLowerCase()) s.mailbox = opts.mailbox
+    if (opts.signInAs && opts.signInAs.toLowerCase() !== email.toLowerCase()) s.signInAs = opts.signInAs
     if (provider?.authorizationParams) s.authorizationParams = provider.authorizationParams
     return s
   })

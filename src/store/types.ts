@@ -23,6 +23,12 @@ export interface AccountSettings {
   email: string
   /** the mailbox to open when it is not `email` (a shared mailbox): the SASL user (XOAUTH2 user=) */
   mailbox?: string
+  /**
+   * the user the provider signs in for this account when it is not `email` (an alias, a sign-in
+   * name that differs from the address, the user of a shared mailbox named as the account): sent
+   * as login_hint, and the one other name a sign-in's id_token may give (broker/sign-in.ts)
+   */
+  signInAs?: string
   /** provider preset name, a config-file provider name, or 'custom' */
   provider: string
   tenant?: string
@@ -50,6 +56,8 @@ export interface Identity {
   tid?: string
   sub?: string
   iss?: string
+  /** every address-like name the id_token gave (email, preferred_username, upn), when more than one */
+  names?: string[]
 }
 
 export interface GrantRecord {

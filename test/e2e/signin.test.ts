@@ -93,22 +93,30 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
   })
 
-  it("an id_token whose issuer names the user's tenant (Microsoft /common style) is accepted; another identity is warned about", async () => {
+  it("an id_token whose issuer names the user's tenant (Microsoft /common style) is accepted; another identity is refused unless --sign-in-as names it", async () => {
     const now = Math.floor(Date.now() / 1000)
     const b64u = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
     const tid = '9188040d-6c67-4c5b-b112-36a304b66dad'
     const idToken = `${b64u({ alg: 'RS256', typ: 'JWT' })}.${b64u({ iss: `https://login.microsoftonline.com/${tid}/v2.0`, tid, aud: LAB_PUBLIC_CLIENT_ID, sub: 'x', email: 'someone.else@example.test', iat: now, exp: now + 3600 })}.c2ln`
     const fake = { access_token: 'tenant-style-fake-access-token-0001', refresh_token: 'tenant-style-fake-refresh-token-0001', token_type: 'Bearer', expires_in: 3600, scope: MAIL_SCOPES.join(' '), id_token: idToken }
     secrets.push(fake.access_token, fake.refresh_token)
+    // issue 11 item 7: a grant for someone else is not stored with a warning any more
     lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 200, body: fake })
-    const cli = spawnCli(['add', 'tenant@example.test', '--device', '--json', ...labFlags()], home.env)
+    const refused = spawnCli(['add', 'tenant@example.test', '--device', '--json', ...labFlags()], home.env)
+    const no = await refused.done
+    lab.clearFaults()
+    assert.equal(no.code, 77, no.stderr)
+    assert.match(no.stderr, /the server signed in someone\.else@example\.test, not tenant@example\.test; nothing was stored/)
+    await assert.rejects(stored(home, 'tenant@example.test'))
+    lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 200, body: fake })
+    const cli = spawnCli(['add', 'tenant@example.test', '--device', '--json', '--sign-in-as', 'someone.else@example.test', ...labFlags()], home.env)
     const r = await cli.done
     lab.clearFaults()
     assert.equal(r.code, 0, r.stderr)
     const signed = await cli.event('signed_in') as { status: { identity: { email: string; tid: string; iss: string } } }
     assert.equal(signed.status.identity.email, 'someone.else@example.test')
     assert.equal(signed.status.identity.tid, tid)
-    assert.match(r.stderr, /Warning: the provider says you signed in as someone\.else@example\.test, not tenant@example\.test/)
+    assert.match(r.stderr, /Signed in tenant@example\.test \(signed in as someone\.else@example\.test\)/)
     const st = await runCli(['status', 'tenant@example.test'], home.env)
     assert.match(st.stdout, /via device as someone\.else@example\.test/)
     assert.equal((await runCli(['remove', 'tenant@example.test', '--no-revoke'], home.env)).code, 0)

@@ -5,7 +5,7 @@
 // Chromium and removes its temporary profile. No dependencies: Chromium is driven over the DevTools
 // protocol with Node's built-in WebSocket (re-executes itself with --experimental-websocket on Node 20).
 //
-//   node test/harness/chromium-open.mjs <url>
+//   node test/harness/chromium-open.mjs <url | page file>
 //
 // Environment:
 //   LAB_LOGIN        login name to sign in with (default: the login_hint, else alice@example.test)
@@ -18,10 +18,11 @@
 //   LAB_VERBOSE=1    log each step to stderr
 // Exit status: 0 done, 1 failure, 2 usage, 124 timeout. Never prints query strings (codes, tokens).
 import { spawn } from 'node:child_process'
-import { accessSync, closeSync, constants, openSync, readFileSync, rmSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const NAME = 'chromium-open'
@@ -247,9 +248,16 @@ function logTail(path) {
 }
 
 async function main() {
-  const url = process.argv[2]
-  if (!url || process.argv.length > 3 || !/^https?:\/\//.test(url)) {
-    process.stderr.write(`usage: ${NAME} <http(s) url>\n`)
+  // mailkey hands the browser a private page that forwards to the sign-in URL (never the URL
+  // itself: argv is public); a path or a file: URL is opened as that page.
+  const arg = process.argv[2]
+  const url = arg && !/^(https?|file):/.test(arg) && existsSync(arg) ? pathToFileURL(resolve(arg)).href : arg
+  if (!url || process.argv.length > 3 || !/^(https?|file):\/\//.test(url)) {
+    process.stderr.write(`usage: ${NAME} <http(s) url | page file>\n`)
+    process.exit(2)
+  }
+  if (url.startsWith('file:') && !process.env.LAB_ISSUER) {
+    process.stderr.write(`${NAME}: LAB_ISSUER is needed with a page file\n`)
     process.exit(2)
   }
   const timeoutMs = Number(process.env.LAB_TIMEOUT_MS ?? 30_000) || 30_000

@@ -148,9 +148,11 @@ describe('fromOAuthError: every standard error value', () => {
 
   it('the phase picks the wording', () => {
     assert.match(fromOAuthError('invalid_grant', undefined, undefined, 400, ctx('refresh')).message, /^login\.example\.com refused refreshing the token for "someone@example\.com": invalid_grant/)
-    for (const phase of ['signin', 'device', 'discovery', 'revoke'] as const) {
+    for (const phase of ['signin', 'device', 'discovery'] as const) {
       assert.match(fromOAuthError('invalid_grant', undefined, undefined, 400, ctx(phase)).message, /^login\.example\.com refused signing in "someone@example\.com": invalid_grant/)
     }
+    // a revocation is not a sign-in (issue 11 item 11)
+    assert.match(fromOAuthError('invalid_client', undefined, undefined, 401, ctx('revoke')).message, /^login\.example\.com refused the revocation for "someone@example\.com": invalid_client/)
   })
 
   it('client errors name the client id; others do not', () => {
@@ -594,6 +596,33 @@ describe('classify: recorded provider fixtures', () => {
       const err = await thrownBy((async () => oauth.processRefreshTokenResponse(asFor(provider), CLIENT, await oauth.refreshTokenGrantRequest(asFor(provider), CLIENT, oauth.None(), 'rt', kit.options)))())
       const e = classify(err, { account: ACCOUNT, host, phase: 'refresh' })
       expectClass(e, want.klass, want.code, want.exit)
+    }
+  })
+})
+
+describe('answers oauth4webapi cannot use, in the user\'s words (issue 11, item 11)', () => {
+  it('a revocation refused with HTTP 401 and an empty body', async () => {
+    const res = new Response('', { status: 401 })
+    const e = await oauth.processRevocationResponse(res).then(() => undefined, (x: unknown) => x)
+    const m = classify(e, ctx('revoke'))
+    assert.equal(m.message, 'login.example.com refused the revocation for "someone@example.com": HTTP 401, it may need client authentication, with no OAuth error in the answer')
+    assert.doesNotMatch(m.message, /"response"|content-type|application\/json/)
+  })
+
+  it('token, device and discovery answers that are not OAuth answers name no oauth4webapi internals', async () => {
+    const as: oauth.AuthorizationServer = { issuer: 'https://login.example.com', token_endpoint: 'https://login.example.com/token' }
+    const client = { client_id: 'x' }
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => oauth.processRefreshTokenResponse(as, client, new Response('<html>', { status: 200, headers: { 'content-type': 'text/html' } })), /HTTP 200 that is not JSON/],
+      [() => oauth.processRefreshTokenResponse(as, client, new Response('{"token_type":"bearer"}', { status: 200, headers: { 'content-type': 'application/json' } })), /whose "access_token" is missing or malformed/],
+      [() => oauth.processDeviceAuthorizationResponse(as, client, new Response('{"device_code":"d"}', { status: 200, headers: { 'content-type': 'application/json' } })), /whose "user_code" is missing or malformed/],
+      [() => oauth.processRevocationResponse(new Response('', { status: 302, headers: { location: 'https://x' } })), /HTTP 302, a redirect where an OAuth answer belongs/],
+    ]
+    for (const [p, want] of cases) {
+      const e = await p().then(() => undefined, (x: unknown) => x)
+      const m = classify(e, ctx('refresh'))
+      assert.match(m.message, want)
+      assert.doesNotMatch(m.message, /"response"|must be|property/)
     }
   })
 })

@@ -105,3 +105,56 @@ describe('device code polling', () => {
     await assert.rejects(h.run(), TransientError)
   })
 })
+
+describe('a hostile device authorization answer (issue 11, items 8 and 9)', () => {
+  /** startDeviceAuthorization against a fake endpoint answering `body`, then polling with a fake clock */
+  async function start(body: Record<string, unknown>) {
+    const { startDeviceAuthorization } = await import('../../src/oauth/grants.js')
+    const answers: unknown[] = [body]
+    let polls = 0
+    const fetchFake = (async (url: string) => {
+      if (url.endsWith('/devicecode')) return new Response(JSON.stringify(answers.shift()), { status: 200, headers: { 'content-type': 'application/json' } })
+      polls++
+      return new Response(JSON.stringify({ error: polls < 4 ? 'slow_down' : 'authorization_pending' }), { status: 400, headers: { 'content-type': 'application/json' } })
+    }) as unknown as typeof fetch
+    let now = 1_000_000
+    const d = await startDeviceAuthorization(settings, { account: settings.email, fetch: fetchFake, now: () => now })
+    const sleeps: number[] = []
+    const poll = () => pollDeviceAuthorization(settings, d, {
+      account: settings.email, fetch: fetchFake, now: () => now,
+      sleep: async (ms) => { sleeps.push(ms); now += ms },
+    })
+    return { d, sleeps, poll, polls: () => polls }
+  }
+  const base = { device_code: 'dc-value-0123456789', user_code: 'ABCD-EFGH', verification_uri: 'https://login.example/device', expires_in: 900 }
+
+  it('interval 3e6 is cut to 60 s, expires_in 1e12 to an hour; polls stay one a minute', async () => {
+    const h = await start({ ...base, interval: 3e6, expires_in: 1e12 })
+    assert.equal(h.d.interval, 60)
+    assert.equal(h.d.expiresIn, 3600)
+    await assert.rejects(h.poll(), (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_EXPIRED)
+    assert.ok(h.sleeps.every((ms) => ms === 60_000), JSON.stringify(h.sleeps))
+    assert.equal(h.polls(), 60, 'one poll a minute for the hour, slow_down included')
+  })
+
+  it('a tiny or zero interval never polls faster than once a second', async () => {
+    for (const interval of [0.001, 1e-9]) {
+      const h = await start({ ...base, interval, expires_in: 30 })
+      await assert.rejects(h.poll())
+      assert.ok(h.sleeps.length > 0 && h.sleeps.every((ms) => ms >= 1000), JSON.stringify(h.sleeps))
+      assert.ok(h.polls() <= 30)
+    }
+  })
+
+  it('a verification_uri or verification_uri_complete that is not http(s) is refused, never shown', async () => {
+    for (const bad of [{ verification_uri: 'javascript:alert(1)' }, { verification_uri_complete: 'file:///etc/passwd' }, { verification_uri: 'not a url' }]) {
+      await assert.rejects(start({ ...base, ...bad }), (e: unknown) => e instanceof Error && /is not a web address/.test(e.message) && !e.message.includes('alert') && !e.message.includes('passwd'))
+    }
+  })
+
+  it('user_code, message and verification_uri arrive without terminal controls or the device code', async () => {
+    const h = await start({ ...base, user_code: 'AB\x1b[2JCD', message: `Open it\x1b]0;x\x07\rnow ${base.device_code}`, interval: 5 })
+    assert.equal(h.d.userCode, 'AB[2JCD')
+    assert.equal(h.d.message, 'Open it]0;x now [redacted]')
+  })
+})

@@ -363,3 +363,32 @@ describe('requestKit: response pre-processing', () => {
     assert.equal((e as { name?: string }).name, 'TimeoutError')
   })
 })
+
+describe('server text entering through requestKit (issue 11, items 8 and 10)', () => {
+  const RT = 'refresh-token-value-0123456789abcdefghij'
+  const SECRET = 'client-secret-value-0123456789ABCDEF'
+  const AT = 'access-token-value-0123456789abcdefghij'
+
+  async function answer(body: unknown, init: RequestInit): Promise<Record<string, unknown>> {
+    const fake = (async () => new Response(JSON.stringify(body), { status: 400, headers: { 'content-type': 'application/json' } })) as unknown as typeof fetch
+    const { Secret } = await import('../../src/core/secret.js')
+    const kit = requestKit(settings({ clientSecret: SECRET, clientAuth: 'basic' }), { account: ACCOUNT, fetch: fake, secrets: [new Secret(AT)] })
+    const call = kit.options[oauth.customFetch] as unknown as KitFetch
+    return await (await call(TOKEN_URL, init)).json() as Record<string, unknown>
+  }
+
+  it('every known secret is removed from error texts: the request\'s, the client secret, the caller\'s', async () => {
+    const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: RT })
+    const basic = `Basic ${Buffer.from(`x:${encodeURIComponent(SECRET)}`).toString('base64')}`
+    const j = await answer({ error: 'invalid_grant', error_description: `refresh token ${RT} unknown; secret ${SECRET}; access ${AT.slice(0, 24)}`, error_uri: `https://x/?t=${RT}` }, { method: 'POST', body, headers: { authorization: basic } })
+    for (const v of [RT, SECRET, AT.slice(0, 24)]) assert.ok(!JSON.stringify(j).includes(v), JSON.stringify(j))
+    assert.equal(j.error_description, 'refresh token [redacted] unknown; secret [redacted]; access [redacted]')
+  })
+
+  it('controls are stripped from every text member, never from tokens', async () => {
+    const j = await answer({ error: 'invalid\x1b[2J_grant', error_description: 'line \x1b]0;owned\x07one\r\nmailkey: forged', message: 'a\rb' }, { method: 'POST', body: 'grant_type=x' })
+    assert.equal(j.error, 'invalid[2J_grant')
+    assert.equal(j.error_description, 'line ]0;ownedone', 'error_description is its first line (RFC 6749 §5.2)')
+    assert.equal(j.message, 'a b')
+  })
+})

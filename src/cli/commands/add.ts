@@ -12,7 +12,7 @@ import type { Flow } from '../../providers/types.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
-import { canOpenBrowser, openBrowser } from '../browser.js'
+import { browserLauncher, canOpenBrowser } from '../browser.js'
 import { formatDuration } from '../format.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
@@ -28,7 +28,13 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
   --timeout SEC      how long to wait for the browser (default 300)
   --no-qr            do not draw a QR code for the device-code URL
   --json             newline-delimited JSON events on stdout
+  --sign-in-as USER  accept a sign-in as USER (an alias of the address, or the user of a shared
+                     mailbox named as the account); a sign-in as anyone else is refused
 Provider flags: see "mailkey --help".
+
+The browser is handed a private page (0600, in a 0700 directory, removed afterwards) that
+forwards to the sign-in address, so the address (its state and PKCE challenge) never appears
+in the browser's command line, which every user of the machine can read.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -66,6 +72,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     countdown = undefined
     if (io.stderrIsTTY && deviceExpiresAt) say('\r\x1b[K')
   }
+  const browser = browserLauncher(io.env)
   let status: AccountStatus
   try {
     status = await mk.signIn({
@@ -107,7 +114,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       onDeviceTick: (left) => {
         if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
       },
-      openBrowser: (url) => openBrowser(url, io.env),
+      openBrowser: (url) => browser.open(url),
       onAuthorizationUrl: (url, info) => {
         emit({ event: 'authorization_url', account: email, url, redirect_uri: info.redirectUri, browser_opened: info.browserOpened })
         if (info.browserOpened) {
@@ -125,6 +132,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     })
   } finally {
     stopCountdown()
+    await browser.cleanup()
   }
   emit({ event: 'signed_in', account: status.email, status })
   say(signedInText(status))
@@ -153,13 +161,11 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
 }
 
 function signedInText(s: AccountStatus): string {
+  // sign-in.ts refuses any identity but the account's own names and its --sign-in-as name
   const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
   let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
   if (who) {
-    t += `Warning: the provider says you signed in as ${s.identity?.email}, not ${s.email}. Mail servers will refuse\n` +
-      `  this token for ${s.email} ("authenticated but not connected") unless ${s.identity?.email} may open that mailbox.\n` +
-      `  Sign in as ${s.email} with "mailkey add ${s.email}", or, for a shared mailbox, add --mailbox ${s.email} to the\n` +
-      `  account of ${s.identity?.email}. "mailkey test ${s.email}" checks it.\n`
+    t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${s.email}" checks it.\n`
   }
   if (!s.refreshToken.present) {
     t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'

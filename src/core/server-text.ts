@@ -1,0 +1,71 @@
+/**
+ * Text that came from a server (an OAuth error_description, a device-flow instruction, a mail
+ * server's reply), made safe to print and to store: C0 and C1 controls, DEL and the Unicode bidi
+ * overrides removed (no escape sequences, window titles, screen clears or forged lines reach a
+ * terminal), and every secret value the caller knows removed, whole or in pieces.
+ *
+ * It is applied once, where the text enters mailkey (src/oauth/http.ts for OAuth answers, the
+ * loopback redirect's parameters, the line reader of `mailkey test`), never at each print.
+ * Pattern scrubbing of things that merely look like credentials stays in redact.ts.
+ *
+ * Owns: cleaning server text. Must not: import anything from mailkey.
+ */
+
+// C0 (U+0000-U+001F), DEL (U+007F), C1 (U+0080-U+009F); bidi embeddings, overrides and isolates
+// (U+202A-U+202E, U+2066-U+2069), which reorder what a terminal shows.
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+const SPACING = /[\t\n\v\f\r]+/g
+
+/** Pieces shorter than this are not looked for (ordinary words); secrets shorter than 8 are ignored. */
+export const MIN_SECRET_FRAGMENT = 16
+
+export const REDACTED = '[redacted]'
+
+/** Remove controls: line breaks and tabs become one space, everything else goes. */
+export function stripControls(text: string): string {
+  return text.replace(SPACING, ' ').replace(CONTROLS, '')
+}
+
+/**
+ * Remove every known secret value from `text`: as a whole, URL-encoded, and every stretch of
+ * MIN_SECRET_FRAGMENT or more characters that is a piece of one (a server that echoes a token
+ * cut short, or glued to other text). Linear in the text: every piece of that length of every
+ * secret goes into a set, and each position of the text is looked up once.
+ */
+export function maskSecrets(text: string, secrets: readonly string[]): string {
+  const list = [...new Set(secrets.filter((s) => typeof s === 'string' && s.length >= 8))].sort((a, b) => b.length - a.length)
+  if (list.length === 0) return text
+  let out = text
+  for (const s of list) {
+    for (const form of new Set([s, encodeURIComponent(s)])) out = out.split(form).join(REDACTED)
+  }
+  const n = MIN_SECRET_FRAGMENT
+  const pieces = new Set<string>()
+  for (const s of list) for (let i = 0; i + n <= s.length; i++) pieces.add(s.slice(i, i + n))
+  if (pieces.size === 0) return out
+  const covered = new Uint8Array(out.length)
+  let any = false
+  for (let i = 0; i + n <= out.length; i++) {
+    if (pieces.has(out.slice(i, i + n))) {
+      covered.fill(1, i, i + n)
+      any = true
+    }
+  }
+  if (!any) return out
+  let result = ''
+  for (let i = 0; i < out.length; i++) {
+    if (!covered[i]) result += out[i]
+    else if (i === 0 || !covered[i - 1]) result += REDACTED
+  }
+  return result
+}
+
+/** The first line of a multi-line text (an error_description with trace ids on later lines). */
+export function firstLineOf(text: string): string {
+  return text.split(/\r\n|\r|\n/, 1)[0] ?? ''
+}
+
+/** The one cleaning every server text gets before it is printed or stored. */
+export function cleanServerText(text: string, secrets: readonly string[] = []): string {
+  return maskSecrets(stripControls(text), secrets)
+}
