@@ -4,6 +4,7 @@
  * Owns: the AccountStatus shape (also the `--json` output of `mailkey status`). Must not: print.
  */
 import { Secret } from '../core/secret.js'
+import { stripControls } from '../core/server-text.js'
 import { accountId } from '../store/file-store.js'
 import { grantHas } from '../store/seal.js'
 import { acquire } from '../store/lock.js'
@@ -87,7 +88,12 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
   if (g?.identity) st.identity = g.identity
   if (rec.lastError) {
     const meaning = meaningOf(rec.lastError)
-    st.lastError = { ...rec.lastError, atIso: iso(rec.lastError.at) as string, ...(meaning ? { meaning } : {}) }
+    // Cleaned again on the way out: a record written before server text was cleaned on entry may
+    // still hold escapes (issue 11, item 8).
+    const clean = { ...rec.lastError, message: stripControls(rec.lastError.message) }
+    if (clean.oauthError !== undefined) clean.oauthError = stripControls(clean.oauthError)
+    if (clean.providerCodes) clean.providerCodes = clean.providerCodes.map(stripControls)
+    st.lastError = { ...clean, atIso: iso(rec.lastError.at) as string, ...(meaning ? { meaning } : {}) }
   }
   return st
 }

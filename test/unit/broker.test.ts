@@ -207,6 +207,20 @@ describe('Broker.getAccessToken', () => {
     assert.equal(t.account, EMAIL)
   })
 
+  it('status cleans a last error stored raw before server text was cleaned on entry', async () => {
+    const { broker } = await setup({}, [])
+    const rec = await broker.store.read(EMAIL)
+    assert.ok(rec)
+    const raw = 'bad\u001b]0;owned\u0007 grant\r\u001b[2Jforged\u009b line'
+    await broker.store.write({ ...rec, lastError: { code: 'X', message: raw, oauthError: 'invalid\u001b[31m_grant', providerCodes: ['AADSTS1\u0007'], transient: false, at: now } })
+    const { accountStatus } = await import('../../src/broker/accounts.js')
+    const st = await accountStatus(broker, EMAIL)
+    const shown = JSON.stringify(st.lastError)
+    assert.doesNotMatch(shown, /\\u001b|\\u0007|\\u009b|\\r/, shown)
+    assert.match(st.lastError?.message ?? '', /bad\]0;owned grant \[2Jforged line/)
+    assert.equal(st.lastError?.oauthError, 'invalid[31m_grant')
+  })
+
   it('refuses a DPoP-bound token: mail servers take Bearer', async () => {
     const { broker } = await setup({}, [{ status: 200, body: { access_token: 'at-1', token_type: 'DPoP', expires_in: 60 } }])
     await assert.rejects(broker.getAccessToken(EMAIL), /Bearer/)
