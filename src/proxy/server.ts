@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Mailkey } from '../mailkey.js'
 import { isLoopbackHost } from '../core/net.js'
+import { isTransient } from '../errors.js'
 import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/shared/session.js'
 import { createImapSession } from '../protocols/imap/session.js'
 import { createPop3Session } from '../protocols/pop3/session.js'
@@ -222,6 +223,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           const account = a.username
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
           let penaltyMs = 0
+          let unavailable: string | undefined
           let ok = allowed && a.type === 'passthrough'
           if (allowed && a.type === 'login') {
             const password = a.password
@@ -231,8 +233,17 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
                 penaltyMs = penalty.delayMs(address, account)
                 if (penaltyMs > 0) await sleep(penaltyMs, undefined, { signal: ac.signal })
               },
-            }).catch(() => false)
+            }).catch((e: unknown) => {
+              // Out of file descriptors reading the password file: an outage, not a wrong password.
+              if (isTransient(e)) unavailable = (e as Error).message
+              return false
+            })
             if (ac.signal.aborted) return false
+            if (unavailable) {
+              log({ level: 'warn', cid, proto, event, account, outcome: 'transient', msg: unavailable })
+              if (!(await apply(session.loginResult('transient').actions))) return false
+              continue
+            }
           }
           if (a.type === 'login') {
             if (ok) penalty.succeeded(address, account)

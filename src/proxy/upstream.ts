@@ -44,7 +44,15 @@ export interface UpstreamOptions {
 
 export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, o: UpstreamOptions = {}): Promise<UpstreamLogin> {
   const serverOverride = o.serverOverride
-  const rec = await mk.broker.store.read(accountId(account), { secrets: false }).catch(() => undefined)
+  let rec
+  try {
+    rec = await mk.broker.store.read(accountId(account), { secrets: false })
+  } catch (e) {
+    // Only a missing record (read() gives undefined) means "no such account"; running out of file
+    // descriptors while reading it is an outage of this process, not a dead account.
+    const err = e as MailkeyError
+    return { outcome: err.transient ? 'transient' : 'config', reason: err.message }
+  }
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
   const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]

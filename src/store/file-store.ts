@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, stat, unlink, lstat } from 'node:fs/promi
 import { randomBytes } from 'node:crypto'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
-import { ERR, StoreError, UsageError } from '../errors.js'
+import { ERR, StoreError, UsageError, shortageCode, shortageText } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
@@ -215,7 +215,10 @@ export class FileStore {
         if (!got) continue // removed meanwhile
         records.push(parseRecord(got.text, path))
       } catch (e) {
-        broken.push({ file: path, error: e instanceof StoreError ? e : ioError(`cannot read "${path}"`, e) })
+        const error = e instanceof StoreError ? e : ioError(`cannot read "${path}"`, e)
+        // Out of file descriptors is not a broken record: the whole listing is "try again later".
+        if (error.transient) throw error
+        broken.push({ file: path, error })
       }
     }
     return { records, broken }
@@ -268,10 +271,23 @@ function corrupt(path: string, why: string): StoreError {
   })
 }
 
-function ioError(message: string, cause: unknown): StoreError {
+/**
+ * A failed file operation of the store. Running out of file descriptors or memory is not a broken
+ * store: it is ERR.RESOURCES_EXHAUSTED (transient, exit 75), and the message says what ran out.
+ * Only ENOENT on a record means "no such account", and callers handle that before coming here.
+ */
+export function storeIoError(message: string, cause: unknown): StoreError {
+  const shortage = shortageCode(cause)
+  if (shortage) {
+    return new StoreError(ERR.RESOURCES_EXHAUSTED, `${message}: ${shortageText(shortage)}`, {
+      cause,
+      hint: 'Nothing was lost; try again in a moment. If it keeps happening, something holds too many open files (raise "ulimit -n" or find it in /proc/<pid>/fd).',
+    })
+  }
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
   return new StoreError(ERR.STORE_IO, code ? `${message} (${code})` : message, { cause })
 }
+const ioError = storeIoError
 
 /**
  * A state file's text (an account record, the proxy's key and certificate), or undefined when
