@@ -25,6 +25,10 @@ import { LoginPenalty, type PenaltyOptions } from './penalty.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
+import { Admission, RefusalLog, resolveAdmission, type AdmissionLimits, type AdmissionTicket } from './admission.js'
+import { hangUp } from './hangup.js'
+import { refusalLine, type RefusalReason } from '../protocols/shared/refusals.js'
+import { openFileLimit } from '../core/resources.js'
 
 export interface ListenerConfig {
   protocol: ProxyProtocol
@@ -48,6 +52,10 @@ export interface ProxyOptions {
   log?: (e: LogEvent) => void
   /** a client must log in within this time (default 120 s) */
   preAuthTimeoutMs?: number
+  /** a client must send its first command within this time (default 20 s) */
+  firstCommandTimeoutMs?: number
+  /** caps on connections and on input before login (admission.ts: defaults, the total cap from the fd limit) */
+  admission?: Partial<AdmissionLimits>
   /** deadline for the upstream sign-in, token refresh included (default 30 s) */
   loginTimeoutMs?: number
   /** the delay for repeated wrong local passwords (penalty.ts; defaults: 3 free, then 1 s doubling to 15 s) */
@@ -81,6 +89,16 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const passwords = new PasswordStore(opts.mailkey.broker.store)
   const penalty = new LoginPenalty(opts.penalty)
   const open = new Set<Socket>()
+  // Connection caps and the pre-auth byte budget (issue 11): refused clients hear why, in their protocol.
+  const caps = resolveAdmission(opts.admission, openFileLimit())
+  if (caps.warning) log({ level: 'warn', event: 'fd-headroom', msg: caps.warning })
+  const admission = new Admission(caps.limits)
+  const refusals = new RefusalLog()
+  const refuse = (client: Socket, proto: ProxyProtocol, reason: RefusalReason, cid: string, remote?: string): void => {
+    const count = refusals.note(reason)
+    if (count !== undefined) log({ level: 'warn', cid, proto, event: 'refused', reason, ...(remote ? { remote } : {}), count })
+    hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: true })
+  }
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
 
@@ -94,7 +112,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       // Replies are small lines: send each at once (Nagle would hold one back behind an unacked one).
       raw.setNoDelay(true)
       const client: Socket = l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
-      handle(client, l, ctx, cid).catch((e: unknown) => {
+      const ticket = admission.admit(raw.remoteAddress ?? '?')
+      if (typeof ticket === 'string') return refuse(client, l.protocol, ticket, cid, raw.remoteAddress)
+      raw.once('close', ticket.release)
+      handle(client, l, ctx, cid, ticket).catch((e: unknown) => {
         log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })
         client.destroy()
       })
@@ -152,7 +173,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     keepAliveTimer.unref()
   }
 
-  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
+  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string, ticket: AdmissionTicket): Promise<void> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
@@ -170,6 +191,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       log({ level: 'info', cid, proto, event: 'pre-auth-timeout' })
       client.destroy()
     }, opts.preAuthTimeoutMs ?? 120_000)
+    // A connection that never sends a command is closed sooner than one that is logging in.
+    const firstCommand = setTimeout(() => {
+      refuse(client, proto, 'idle', cid)
+      onClientGone()
+    }, opts.firstCommandTimeoutMs ?? 20_000)
     /**
      * Every listener this pre-auth phase puts on a socket, so that splice() can take them all off:
      * any one of them would keep this whole scope (the session, its buffers, the queue) alive for
@@ -187,6 +213,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // the client went away: no pre-auth timer, and any sign-in for it stops
     const onClientGone = (): void => {
       clearTimeout(preAuth)
+      clearTimeout(firstCommand)
       ac.abort()
     }
     on(client, 'close', onClientGone, true)
@@ -201,7 +228,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         if (a.type === 'reply') {
           client.write(a.data)
         } else if (a.type === 'close') {
-          client.end(a.data ?? '')
+          hangUp(client, a.data)
           return false
         } else if (a.type === 'starttls' && ctx) {
           // Plain-text bytes that arrived after STARTTLS, before the handshake, were not protected
@@ -281,6 +308,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             continue
           }
           clearTimeout(preAuth)
+          clearTimeout(firstCommand)
+          ticket.loggedIn()
           release()
           for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
           splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
@@ -298,7 +327,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         while (queue.length) {
           const chunk = queue.shift() as Buffer
           queuedBytes -= chunk.length
-          if (!(await apply(session.feed(chunk)))) {
+          const actions = session.feed(chunk)
+          if (actions.length) clearTimeout(firstCommand) // the client sent a command (or a literal's announcement)
+          if (!(await apply(actions))) {
             queue.length = 0
             client.removeListener('data', onData)
             return
@@ -309,6 +340,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       }
     }
     function onData(chunk: Buffer): void {
+      // Input before login is charged to this connection and to all pre-auth connections together.
+      const over = ticket.take(chunk.length)
+      if (over) {
+        client.removeListener('data', onData)
+        queue.length = 0
+        refuse(client, proto, over, cid)
+        onClientGone()
+        return
+      }
       queuedBytes += chunk.length
       if (queuedBytes > MAX_QUEUED) {
         log({ level: 'warn', cid, proto, event: 'flood', msg: 'too much input before login' })
