@@ -112,7 +112,9 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
       fix: 'An Exchange admin must allow "Authenticated SMTP" for the mailbox (Microsoft 365 admin center > user > Mail > Manage email apps, or Set-CASMailbox -SmtpClientAuthenticationDisabled $false).',
     }
   }
-  if (/454|4\.7\.0|\[UNAVAILABLE\]|\[SYS\/TEMP\]|temporar/i.test(reply)) {
+  // RFC 5530 §3: [LIMIT] is a server limit (Dovecot: too many connections from this user and
+  // address), not a refused token: try later.
+  if (/454|4\.7\.0|\[UNAVAILABLE\]|\[SYS\/TEMP\]|\[LIMIT\]|temporar/i.test(reply)) {
     return { kind: 'transient', cause: `${svc} login is temporarily unavailable at the server (${reply.slice(0, 120)})`, fix: 'Try again in a few minutes.' }
   }
   if (!ctx.freshTokenRefused) {

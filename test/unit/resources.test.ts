@@ -14,6 +14,7 @@ import { ERR, EXIT, StoreError, exitCodeOf, isTransient, shortageCode } from '..
 import { descriptorShortage, openFileLimit } from '../../src/core/resources.js'
 import { ProbeNetworkError, openTransport } from '../../src/probe/transport.js'
 import { diagnose, type DiagnoseContext } from '../../src/probe/diagnose.js'
+import { ProbeFailure } from '../../src/probe/dialogues.js'
 import { classify } from '../../src/oauth/classify.js'
 import { main } from '../../src/cli/main.js'
 import type { CliIO } from '../../src/cli/io.js'
@@ -136,6 +137,9 @@ describe('out of file descriptors (issue 11, item 5)', () => {
     const ca = new ProbeNetworkError('cannot read the CA file', 'CA_FILE', { cause: Object.assign(new Error('EMFILE'), { code: 'EMFILE' }) })
     assert.equal(diagnose(ca, ctx).kind, 'transient')
     assert.equal(diagnose(new ProbeNetworkError('nope', 'ENOTFOUND'), ctx).kind, 'config')
+    // an upstream at its own connection limit (Dovecot: mail_max_userip_connections) is busy, not refusing the token
+    const limit = new ProbeFailure('auth', 'refused', 'mk1 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)')
+    assert.equal(diagnose(limit, { ...ctx, freshTokenRefused: true }).kind, 'transient')
     assert.equal(diagnose(new ProbeNetworkError('nope', 'CA_FILE'), ctx).kind, 'config')
   })
 
