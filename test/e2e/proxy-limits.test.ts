@@ -133,14 +133,11 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
         for (let i = 0; i < 200 && !c.closed; i++) await c.write(`${lit} {8192+}\r\n`)
         if (!c.closed) await c.write(`${lit}\r\n`)
         const tagged = await c.until(/^a (OK|NO|BAD) [^\r\n]*\r\n/m)
-        await c.until(/^\* BYE [^\r\n]*\r\n/m)
+        assert.equal(tagged?.[0].trim(), 'a BAD Command too long')
         await c.gone()
-        return { tagged: tagged?.[0].trim(), text: c.text }
+        assert.match(c.text, /^\* BYE Command too long\r\n/m)
       }))
-      for (const o of outcomes) {
-        assert.equal(o.tagged, 'a BAD Command too long')
-        assert.match(o.text, /^\* BYE Command too long\r\n/m)
-      }
+      assert.equal(outcomes.length, 10)
       const py = await loginOnce(ports.imap as number, ALICE)
       assert.match(py, /^a OK/, 'a real login through the same proxy still works')
     } finally {
