@@ -1,5 +1,5 @@
 // The literal flood against `mailkey proxy` (issue 11, item 1), measured (not a CI gate).
-// Run: npm run bench:attack   (or: node --import tsx bench/attack-proxy.ts after npm run build)
+// Run: npm run bench:attack   (builds, then node --import tsx bench/attack-proxy.ts)
 //
 // Loopback only, bounded in count and time, stops by itself. It starts `mailkey proxy --imap-port 0`
 // in a throw-away home (no account is needed: the attack never logs in), then opens

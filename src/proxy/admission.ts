@@ -14,12 +14,19 @@
  *
  * Owns: the counts, the limits and their defaults. Must not: touch sockets, timers or protocol text.
  */
+import { isLoopbackHost } from '../core/net.js'
 
 export interface AdmissionLimits {
   /** client connections at once, logged in or not ([proxy] max_connections) */
   maxConnections: number
   /** client connections at once from one address ([proxy] max_connections_per_source) */
   maxConnectionsPerSource: number
+  /**
+   * whether the per-source cap applies to loopback addresses too: only when it was set by hand.
+   * Every local program is 127.0.0.1, so by default local clients share the total cap alone (a
+   * per-source cap there would only lower the total, and 200 local sessions at once must work).
+   */
+  perSourceOnLoopback: boolean
   /** bytes one connection may send before it has logged in */
   maxPreAuthBytes: number
   /** bytes all connections together may have sent before logging in, while they are open */
@@ -63,12 +70,13 @@ export function defaultMaxConnections(openFileLimit: number | undefined): number
  */
 export function resolveAdmission(given: Partial<AdmissionLimits> | undefined, openFileLimit: number | undefined): { limits: AdmissionLimits; warning?: string } {
   for (const [key, v] of Object.entries(given ?? {})) {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`proxy limit "${key}" must be a positive integer`)
+    if (typeof v === 'number' && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`proxy limit "${key}" must be a positive integer`)
   }
   const maxConnections = given?.maxConnections ?? defaultMaxConnections(openFileLimit)
   const limits: AdmissionLimits = {
     maxConnections,
     maxConnectionsPerSource: given?.maxConnectionsPerSource ?? Math.min(DEFAULT_MAX_CONNECTIONS_PER_SOURCE, maxConnections),
+    perSourceOnLoopback: given?.perSourceOnLoopback ?? given?.maxConnectionsPerSource !== undefined,
     maxPreAuthBytes: given?.maxPreAuthBytes ?? DEFAULT_MAX_PRE_AUTH_BYTES,
     preAuthBudgetBytes: given?.preAuthBudgetBytes ?? DEFAULT_PRE_AUTH_BUDGET_BYTES,
   }
@@ -116,11 +124,14 @@ export class Admission {
     return this.#preAuthBytes
   }
 
-  /** A new connection from `source`: a ticket, or why it is refused. */
-  admit(source: string): AdmissionTicket | AdmissionRefusal {
+  /** A new connection from `address`: a ticket, or why it is refused. */
+  admit(address: string): AdmissionTicket | AdmissionRefusal {
     if (this.#open >= this.limits.maxConnections) return 'busy'
+    // an IPv4 client of a dual-stack listener is the same source as on an IPv4 listener
+    const source = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
     const fromSource = this.#perSource.get(source) ?? 0
-    if (fromSource >= this.limits.maxConnectionsPerSource) return 'source-busy'
+    const capped = this.limits.perSourceOnLoopback || !isLoopbackHost(source)
+    if (capped && fromSource >= this.limits.maxConnectionsPerSource) return 'source-busy'
     this.#open++
     this.#perSource.set(source, fromSource + 1)
     let charged = 0

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { Admission, DEFAULT_MAX_CONNECTIONS, FD_RESERVE, RefusalLog, defaultMaxConnections, descriptorsNeeded, resolveAdmission, type AdmissionTicket } from '../../src/proxy/admission.js'
 import { refusalLine } from '../../src/protocols/shared/refusals.js'
 
-const limits = { maxConnections: 4, maxConnectionsPerSource: 2, maxPreAuthBytes: 100, preAuthBudgetBytes: 250 }
+const limits = { maxConnections: 4, maxConnectionsPerSource: 2, perSourceOnLoopback: true, maxPreAuthBytes: 100, preAuthBudgetBytes: 250 }
 const ticket = (a: Admission, source: string): AdmissionTicket => {
   const t = a.admit(source)
   assert.equal(typeof t, 'object', `${source} admitted`)
@@ -29,6 +29,19 @@ describe('proxy admission', () => {
     b2.release()
     ticket(a, '127.0.0.3')
     assert.equal(a.admit('127.0.0.4'), 'busy')
+  })
+
+  it('by default the per-source cap spares loopback: every local program is 127.0.0.1, and they share the total', () => {
+    const a = new Admission({ ...limits, maxConnections: 10, perSourceOnLoopback: false })
+    for (let i = 0; i < 5; i++) ticket(a, '127.0.0.1')
+    ticket(a, '::ffff:127.0.0.1')
+    ticket(a, '::1')
+    ticket(a, '192.0.2.7')
+    ticket(a, '192.0.2.7')
+    assert.equal(a.admit('192.0.2.7'), 'source-busy')
+    assert.equal(a.admit('::ffff:192.0.2.7'), 'source-busy', 'an IPv4 client on an IPv6 socket is the same source')
+    ticket(a, '127.0.0.1')
+    assert.equal(a.admit('127.0.0.1'), 'busy')
   })
 
   it('charges input before login per connection and against the shared budget; login and close give it back', () => {
@@ -62,7 +75,8 @@ describe('proxy admission', () => {
     for (const n of [300, 1024, 2200]) assert.ok(descriptorsNeeded(defaultMaxConnections(n)) <= n, `fits ${n}`)
     assert.equal(descriptorsNeeded(10), 20 + FD_RESERVE)
     const r = resolveAdmission(undefined, 1024)
-    assert.deepEqual(r.limits, { maxConnections: 462, maxConnectionsPerSource: 100, maxPreAuthBytes: 65536, preAuthBudgetBytes: 16 * 1024 * 1024 })
+    assert.deepEqual(r.limits, { maxConnections: 462, maxConnectionsPerSource: 100, perSourceOnLoopback: false, maxPreAuthBytes: 65536, preAuthBudgetBytes: 16 * 1024 * 1024 })
+    assert.equal(resolveAdmission({ maxConnectionsPerSource: 3 }, 1024).limits.perSourceOnLoopback, true, 'a cap set by hand applies to local clients too')
     assert.equal(r.warning, undefined)
     assert.equal(resolveAdmission(undefined, 300).limits.maxConnectionsPerSource, 100)
     assert.equal(resolveAdmission(undefined, 250).limits.maxConnectionsPerSource, 75, 'never above the total')
