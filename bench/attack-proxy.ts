@@ -167,7 +167,7 @@ async function main(): Promise<void> {
     console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
     console.log(`${CONNS} connections from ${SOURCES} source address(es), up to ${LITERALS} literals of ${LITERAL} bytes each (${(LITERALS * (LITERAL + 10) / 1e6).toFixed(1)} MB per connection)`)
     console.log(`greeted ${greeted}, refused at connect ${refused.length}${refused.length ? ` (${[...firsts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')})` : ''}`)
-    console.log(`still open after sending: ${stillOpen}; bytes written by the attackers: ${sentMiB.toFixed(0)} MiB in ${(sendMs / 1000).toFixed(1)} s`)
+    console.log(`still open after sending: ${stillOpen}; bytes handed to the attackers' sockets: ${sentMiB.toFixed(0)} MiB in ${(sendMs / 1000).toFixed(1)} s`)
     console.log(`last line from the proxy on greeted connections: ${[...lasts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')}`)
     console.log('')
     console.log('| proxy VmRSS | MiB |')
