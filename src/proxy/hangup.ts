@@ -20,6 +20,8 @@ export const LINGER_MS = 2000
  */
 export function hangUp(sock: Socket, lastLine = '', o: { quick?: boolean; lingerMs?: number } = {}): void {
   if (sock.destroyed) return
+  // a refused implicit-TLS client may fail its handshake: that must not become an uncaught error
+  sock.on('error', () => sock.destroy())
   sock.end(lastLine)
   if (o.quick && !(sock instanceof TLSSocket)) sock.once('finish', () => sock.destroy())
   const t = setTimeout(() => sock.destroy(), o.lingerMs ?? LINGER_MS)

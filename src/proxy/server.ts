@@ -4,8 +4,8 @@
  * splices client and server byte for byte.
  *
  * Safe defaults: listeners bind 127.0.0.1; a non-loopback listener without TLS is refused by the
- * caller (cli/commands/proxy.ts); pre-auth time, line and literal sizes are bounded; one session's
- * failure never touches another.
+ * caller (cli/commands/proxy.ts); pre-auth time, line and literal sizes are bounded; connections
+ * and unauthenticated input are capped (admission.ts); one session's failure never touches another.
  *
  * Owns: sockets for mail traffic. Must not: parse protocols or hold tokens.
  */

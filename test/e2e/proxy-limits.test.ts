@@ -229,6 +229,42 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
     }
   })
 
+  it('implicit TLS at the cap: a refused client hears BYE over TLS; one that speaks no TLS at all cannot take the proxy down', { timeout: 120_000 }, async () => {
+    const { p, ports } = await proxyWith('[proxy]\nmax_connections = 1\n', ['--imap-port', '0', '--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile, '--tls', 'implicit'])
+    try {
+      const tls = await import('node:tls')
+      const tlsFirstLine = (): Promise<{ s: import('node:tls').TLSSocket; line: string }> => new Promise((resolve, reject) => {
+        const s = tls.connect({ port: ports.imap as number, host: '127.0.0.1', servername: 'localhost', ca: dovecot.caPem })
+        let text = ''
+        s.setEncoding('latin1').on('data', (d: string) => {
+          text += d
+          if (text.includes('\r\n')) resolve({ s, line: text.split('\r\n')[0] as string })
+        })
+        s.once('error', reject)
+        s.once('close', () => resolve({ s, line: text }))
+      })
+      const held = await tlsFirstLine()
+      assert.match(held.line, /^\* OK/)
+      const refused = await tlsFirstLine()
+      assert.equal(refused.line, '* BYE [UNAVAILABLE] Too many connections, try again later')
+      refused.s.destroy()
+      // plain text where a TLS handshake belongs, then a reset
+      const plain = await Raw.open(ports.imap as number)
+      clients.push(plain)
+      await plain.write('a LOGIN x y\r\n')
+      plain.sock.resetAndDestroy()
+      // the proxy is still there: the held client is served
+      held.s.write('a NOOP\r\n')
+      const ok = await new Promise<string>((resolve) => held.s.on('data', (d: string) => { if (/a OK/.test(d)) resolve(d) }))
+      assert.match(ok, /^a OK NOOP/m)
+      held.s.destroy()
+      assert.equal(p.child.exitCode, null)
+      assert.doesNotMatch(p.stderr(), /Uncaught|internal-error/)
+    } finally {
+      await stop(p)
+    }
+  })
+
   it('a client that sends no command is closed after first_command_timeout_sec; one that did stays', { timeout: 120_000 }, async () => {
     const { p, ports } = await proxyWith('[proxy]\nfirst_command_timeout_sec = 1\n', ['--imap-port', '0', '--smtp-port', '0'])
     try {
