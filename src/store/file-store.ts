@@ -86,7 +86,7 @@ export class FileStore {
       try {
         await mkdir(d, { recursive: true, mode: DIR_MODE })
       } catch (e) {
-        throw ioError(`cannot create the state directory "${d}"`, e)
+        throw storeIoError(`cannot create the state directory "${d}"`, e)
       }
       await this.#checkMode(d, true)
     }
@@ -98,7 +98,7 @@ export class FileStore {
     try {
       st = await lstat(path)
     } catch (e) {
-      throw ioError(`cannot read "${path}"`, e)
+      throw storeIoError(`cannot read "${path}"`, e)
     }
     if (st.isSymbolicLink()) {
       throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
@@ -139,7 +139,7 @@ export class FileStore {
     } catch (e) {
       if (e instanceof StoreError) throw e
       if (isCode(e, 'ELOOP')) await this.#checkMode(path, false)
-      throw ioError(`cannot read "${path}"`, e)
+      throw storeIoError(`cannot read "${path}"`, e)
     }
     if (!got) return undefined
     const { text, needsModeCheck } = got
@@ -192,7 +192,7 @@ export class FileStore {
       return true
     } catch (e) {
       if (isCode(e, 'ENOENT')) return false
-      throw ioError(`cannot remove the record of "${id}"`, e)
+      throw storeIoError(`cannot remove the record of "${id}"`, e)
     }
   }
 
@@ -203,7 +203,7 @@ export class FileStore {
       names = await readdir(this.dir)
     } catch (e) {
       if (isCode(e, 'ENOENT')) return { records: [], broken: [] }
-      throw ioError(`cannot list "${this.dir}"`, e)
+      throw storeIoError(`cannot list "${this.dir}"`, e)
     }
     const records: AccountRecord[] = []
     const broken: { file: string; error: StoreError }[] = []
@@ -215,7 +215,7 @@ export class FileStore {
         if (!got) continue // removed meanwhile
         records.push(parseRecord(got.text, path))
       } catch (e) {
-        const error = e instanceof StoreError ? e : ioError(`cannot read "${path}"`, e)
+        const error = e instanceof StoreError ? e : storeIoError(`cannot read "${path}"`, e)
         // Out of file descriptors is not a broken record: the whole listing is "try again later".
         if (error.transient) throw error
         broken.push({ file: path, error })
@@ -287,7 +287,6 @@ export function storeIoError(message: string, cause: unknown): StoreError {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
   return new StoreError(ERR.STORE_IO, code ? `${message} (${code})` : message, { cause })
 }
-const ioError = storeIoError
 
 /**
  * A state file's text (an account record, the proxy's key and certificate), or undefined when
@@ -339,7 +338,7 @@ export async function writeFileAtomic(path: string, data: string): Promise<void>
     await syncDir(dirname(path))
   } catch (e) {
     await unlink(tmp).catch(() => {})
-    throw ioError(`cannot write "${path}"`, e)
+    throw storeIoError(`cannot write "${path}"`, e)
   }
 }
 
