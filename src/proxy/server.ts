@@ -97,7 +97,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const refuse = (client: Socket, proto: ProxyProtocol, reason: RefusalReason, cid: string, remote?: string): void => {
     const count = refusals.note(reason)
     if (count !== undefined) log({ level: 'warn', cid, proto, event: 'refused', reason, ...(remote ? { remote } : {}), count })
-    hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: true })
+    // refused at connect: nothing unread, close as soon as the line is out; refused mid-stream:
+    // linger, so that the client can read the line before its unread input turns the close into a reset
+    hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: reason === 'busy' || reason === 'source-busy' })
   }
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
