@@ -50,6 +50,8 @@ export const ERR = {
   STORE_LOCKED: 'ERR_MAILKEY_STORE_LOCKED',
   STORE_WRONG_PASSPHRASE: 'ERR_MAILKEY_STORE_WRONG_PASSPHRASE',
   STORE_KEY_UNAVAILABLE: 'ERR_MAILKEY_STORE_KEY_UNAVAILABLE',
+  /** the process or the system ran out of something (file descriptors, memory): try again later */
+  RESOURCES_EXHAUSTED: 'ERR_MAILKEY_RESOURCES_EXHAUSTED',
   INTERNAL: 'ERR_MAILKEY_INTERNAL',
   INTERRUPTED: 'ERR_MAILKEY_INTERRUPTED',
 } as const
@@ -165,14 +167,18 @@ export class ProtocolError extends MailkeyError {
   override readonly exitCode: number = EXIT.PROTOCOL
 }
 
-/** The token store cannot be used: permissions, corruption, lock timeouts, I/O. */
+/**
+ * The token store cannot be used: permissions, corruption, lock timeouts, I/O. Running out of file
+ * descriptors or memory while reading it (ERR.RESOURCES_EXHAUSTED) is transient: exit 75, not 74.
+ */
 export class StoreError extends MailkeyError {
-  override readonly exitCode: number = EXIT.IOERR
+  override readonly exitCode: number
   constructor(code: ErrorCode, message: string, options: MailkeyErrorOptions = {}) {
     super(code, message, options)
+    this.exitCode = code === ERR.RESOURCES_EXHAUSTED ? EXIT.TEMPFAIL : EXIT.IOERR
   }
   override get transient(): boolean {
-    return this.code === ERR.STORE_LOCK_TIMEOUT
+    return this.code === ERR.STORE_LOCK_TIMEOUT || this.code === ERR.RESOURCES_EXHAUSTED
   }
 }
 
@@ -201,6 +207,39 @@ export class InterruptedError extends MailkeyError {
   constructor(message = 'interrupted', options: MailkeyErrorOptions = {}) {
     super(ERR.INTERRUPTED, message, options)
   }
+}
+
+/**
+ * errno codes that say the process or the machine ran short of something, not that anything is
+ * wrong with the account, the file or the server: the same call may work a moment later.
+ */
+const SHORTAGE_TEXT: Record<string, string> = {
+  EMFILE: 'this process ran out of file descriptors (EMFILE)',
+  ENFILE: 'the system ran out of file descriptors (ENFILE)',
+  ENOMEM: 'out of memory (ENOMEM)',
+  EAGAIN: 'a resource was temporarily unavailable (EAGAIN)',
+  ENOBUFS: 'out of network buffer space (ENOBUFS)',
+  // getaddrinfo(3): EAI_AGAIN is a temporary DNS failure; EAI_MEMORY and EAI_SYSTEM are the
+  // resolver running out of memory or failing in a system call (e.g. EMFILE), not a verdict on the name
+  EAI_AGAIN: 'the DNS lookup failed temporarily (EAI_AGAIN)',
+  EAI_MEMORY: 'the DNS lookup ran out of memory (EAI_MEMORY)',
+  EAI_SYSTEM: 'the DNS lookup failed in a system call (EAI_SYSTEM)',
+}
+
+/** The shortage code of `e` or of one of its causes (EMFILE, ENFILE, ENOMEM, EAGAIN, ENOBUFS, EAI_AGAIN/MEMORY/SYSTEM). */
+export function shortageCode(e: unknown): string | undefined {
+  let cur: unknown = e
+  for (let depth = 0; depth < 6 && typeof cur === 'object' && cur !== null; depth++) {
+    const code = (cur as { code?: unknown }).code
+    if (typeof code === 'string' && code in SHORTAGE_TEXT) return code
+    cur = (cur as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+/** What ran out, in words, for a shortage code (shortageCode); the code itself otherwise. */
+export function shortageText(code: string): string {
+  return SHORTAGE_TEXT[code] ?? code
 }
 
 export function isMailkeyError(e: unknown): e is MailkeyError {

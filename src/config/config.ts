@@ -45,6 +45,12 @@ export interface ProxyConfig {
   failedLoginDelayMaxSec?: number
   /** how long a client's login may take upstream (token, connect, TLS, AUTHENTICATE); default 30 */
   loginTimeoutSec?: number
+  /** client connections at once (default 1000, lowered to what the fd limit allows) */
+  maxConnections?: number
+  /** client connections at once from one address (default 100) */
+  maxConnectionsPerSource?: number
+  /** a client that sends no command within this many seconds is closed (default 20) */
+  firstCommandTimeoutSec?: number
   listeners: ProxyListenerConfig[]
 }
 
@@ -71,7 +77,10 @@ export interface StoreConfig {
 const TOP_KEYS = new Set(['refresh_margin_sec', 'http_timeout_sec', 'providers', 'proxy', 'hooks', 'store'])
 const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec'])
 const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
-const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners'])
+/** [proxy] keys for connection caps (proxy/admission.ts) and the first-command timeout */
+const ADMISSION_KEYS = ['max_connections', 'max_connections_per_source', 'first_command_timeout_sec'] as const
+
+const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners', ...ADMISSION_KEYS])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
@@ -237,6 +246,21 @@ export function parseConfig(text: string, file: string): Config {
   return cfg
 }
 
+function parseAdmission(p: Record<string, unknown>, out: ProxyConfig, fail: (key: string, msg: string) => never): void {
+  const whole = (key: (typeof ADMISSION_KEYS)[number], max: number): number | undefined => {
+    const v = p[key]
+    if (v === undefined) return undefined
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) fail(key, `"${key}" must be a whole number from 1 to ${max}`)
+    return v as number
+  }
+  const total = whole('max_connections', 1_000_000)
+  const perSource = whole('max_connections_per_source', 1_000_000)
+  const first = whole('first_command_timeout_sec', 300)
+  if (total !== undefined) out.maxConnections = total
+  if (perSource !== undefined) out.maxConnectionsPerSource = perSource
+  if (first !== undefined) out.firstCommandTimeoutSec = first
+}
+
 /**
  *   [proxy]
  *   tls_cert = "/path/cert.pem"   tls_key = "/path/key.pem"
@@ -284,6 +308,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     if (typeof lt !== 'number' || !Number.isFinite(lt) || lt < 1 || lt > 300) fail(listenerLine(-1, 'login_timeout_sec'), '"login_timeout_sec" must be a number of seconds from 1 to 300')
     out.loginTimeoutSec = lt as number
   }
+  parseAdmission(p, out, (key, msg) => fail(listenerLine(-1, key), msg))
   const ls = p.listeners ?? []
   if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
   ;(ls as unknown[]).forEach((item, n) => {

@@ -17,10 +17,13 @@ import {
   ProtocolError,
   ReauthRequiredError,
   TransientError,
+  shortageCode,
+  shortageText,
   type ErrorCode,
   type MailkeyErrorOptions,
 } from '../errors.js'
 import { scrub } from '../core/redact.js'
+import { descriptorShortage } from '../core/resources.js'
 import { aadstsCodesIn, describeAadsts } from './aadsts.js'
 import { parseRetryAfter, retryAfterOf } from './http.js'
 
@@ -108,7 +111,11 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
   // errors are TypeErrors too, but carry an ERR_* code and are not worth retrying.
   if (!isArgumentError(e) && (e instanceof TypeError || isNetworkError(e))) {
     const code = networkCode(e)
-    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${code ? ` (${code})` : ''}`, { account: ctx.account, cause: e })
+    // Say what ran out when it was this machine (EMFILE, ENOMEM, EAI_AGAIN ...); glibc's lookup
+    // says ENOTFOUND when it could not open a file for lack of descriptors (core/resources.ts).
+    const shortage = shortageCode(e) ?? (code === 'ENOTFOUND' ? descriptorShortage() : undefined)
+    const why = shortage ? `: ${shortageText(shortage)}` : code ? ` (${code})` : ''
+    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${why}`, { account: ctx.account, cause: e })
   }
   return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host} for "${ctx.account}": ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
 }

@@ -8,6 +8,7 @@
 import type { Protocol } from './types.js'
 import { ProbeFailure } from './dialogues.js'
 import { ProbeNetworkError, isTlsCode } from './transport.js'
+import { shortageCode, shortageText } from '../errors.js'
 
 export type FailureKind = 'reauth' | 'config' | 'transient' | 'protocol'
 
@@ -44,6 +45,12 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
   const scheme = ctx.server.split(':', 1)[0] ?? ''
   if (e instanceof ProbeNetworkError) {
     const code = e.code
+    const shortage = shortageCode(e)
+    if (shortage) {
+      // Out of file descriptors or memory here (opening a socket, the CA file), or a DNS failure
+      // that is no verdict on the name: an outage of this machine, not a wrong setting (issue 11).
+      return { kind: 'transient', cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`, fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.' }
+    }
     if (code === 'CA_FILE') {
       return { kind: 'config', cause: e.message, fix: `Put the CA certificate back, or give another one: "mailkey add ${ctx.account} --ca ca.pem".` }
     }
@@ -59,8 +66,8 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
     if (code === 'ECONNREFUSED') {
       return { kind: 'transient', cause: `nothing accepts connections at ${ctx.server}`, fix: `Check the host and port ("mailkey status ${ctx.account}" shows them) and that no firewall blocks the port.` }
     }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-      return { kind: code === 'EAI_AGAIN' ? 'transient' : 'config', cause: `the host name of ${ctx.server} does not resolve`, fix: 'Check the server name and your DNS.' }
+    if (code === 'ENOTFOUND') {
+      return { kind: 'config', cause: `the host name of ${ctx.server} does not resolve`, fix: 'Check the server name and your DNS.' }
     }
     if (code === 'ETIMEDOUT') {
       return { kind: 'transient', cause: `${ctx.server} did not answer in time`, fix: 'Check the network and whether a firewall drops the port; then try again.' }
@@ -105,7 +112,9 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
       fix: 'An Exchange admin must allow "Authenticated SMTP" for the mailbox (Microsoft 365 admin center > user > Mail > Manage email apps, or Set-CASMailbox -SmtpClientAuthenticationDisabled $false).',
     }
   }
-  if (/454|4\.7\.0|\[UNAVAILABLE\]|\[SYS\/TEMP\]|temporar/i.test(reply)) {
+  // RFC 5530 §3: [LIMIT] is a server limit (Dovecot: too many connections from this user and
+  // address), not a refused token: try later.
+  if (/454|4\.7\.0|\[UNAVAILABLE\]|\[SYS\/TEMP\]|\[LIMIT\]|temporar/i.test(reply)) {
     return { kind: 'transient', cause: `${svc} login is temporarily unavailable at the server (${reply.slice(0, 120)})`, fix: 'Try again in a few minutes.' }
   }
   if (!ctx.freshTokenRefused) {

@@ -8,6 +8,8 @@
  *
  * Owns: sockets and TLS. Must not: know any mail protocol.
  */
+import { descriptorShortage } from '../core/resources.js'
+import { shortageText } from '../errors.js'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls'
 import { readFileSync, statSync } from 'node:fs'
@@ -247,8 +249,12 @@ export function isTlsCode(code: string | undefined): boolean {
 }
 
 function netError(e: NodeJS.ErrnoException, addr: ServerAddress): ProbeNetworkError {
-  const code = e.code
   const where = `${addr.host}:${addr.port}`
+  // glibc reports "no such host" when the lookup itself could not open a file or socket: check
+  // whether this process is out of descriptors before blaming the host name (core/resources.ts).
+  const shortage = e.code === 'ENOTFOUND' ? descriptorShortage() : undefined
+  if (shortage) return new ProbeNetworkError(`cannot look up ${addr.host}: ${shortageText(shortage)}`, shortage, { cause: e })
+  const code = e.code
   if (isTlsCode(code)) return new ProbeNetworkError(`TLS with ${where} failed: ${e.message}`, code, { cause: e })
   return new ProbeNetworkError(`cannot talk to ${where}${code ? ` (${code})` : ''}: ${e.message}`, code, { cause: e })
 }

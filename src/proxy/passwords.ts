@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
-import { FileStore, accountId, writeFileAtomic } from '../store/file-store.js'
+import { FileStore, accountId, storeIoError, writeFileAtomic } from '../store/file-store.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'
@@ -82,7 +82,7 @@ export class PasswordStore {
       text = await readFile(this.path, 'utf8')
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { v: 1, users: {} }
-      throw new StoreError(ERR.STORE_IO, `cannot read "${this.path}"`, { cause: e })
+      throw storeIoError(`cannot read "${this.path}"`, e)
     }
     try {
       const f = JSON.parse(text) as PasswordFile

@@ -4,8 +4,8 @@
  * splices client and server byte for byte.
  *
  * Safe defaults: listeners bind 127.0.0.1; a non-loopback listener without TLS is refused by the
- * caller (cli/commands/proxy.ts); pre-auth time, line and literal sizes are bounded; one session's
- * failure never touches another.
+ * caller (cli/commands/proxy.ts); pre-auth time, line and literal sizes are bounded; connections
+ * and unauthenticated input are capped (admission.ts); one session's failure never touches another.
  *
  * Owns: sockets for mail traffic. Must not: parse protocols or hold tokens.
  */
@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Mailkey } from '../mailkey.js'
 import { isLoopbackHost } from '../core/net.js'
+import { isTransient } from '../errors.js'
 import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/shared/session.js'
 import { createImapSession } from '../protocols/imap/session.js'
 import { createPop3Session } from '../protocols/pop3/session.js'
@@ -24,6 +25,10 @@ import { LoginPenalty, type PenaltyOptions } from './penalty.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
+import { Admission, RefusalLog, resolveAdmission, type AdmissionLimits, type AdmissionTicket } from './admission.js'
+import { hangUp } from './hangup.js'
+import { refusalLine, type RefusalReason } from '../protocols/shared/refusals.js'
+import { openFileLimit } from '../core/resources.js'
 
 export interface ListenerConfig {
   protocol: ProxyProtocol
@@ -47,6 +52,10 @@ export interface ProxyOptions {
   log?: (e: LogEvent) => void
   /** a client must log in within this time (default 120 s) */
   preAuthTimeoutMs?: number
+  /** a client must send its first command within this time (default 20 s) */
+  firstCommandTimeoutMs?: number
+  /** caps on connections and on input before login (admission.ts: defaults, the total cap from the fd limit) */
+  admission?: Partial<AdmissionLimits>
   /** deadline for the upstream sign-in, token refresh included (default 30 s) */
   loginTimeoutMs?: number
   /** the delay for repeated wrong local passwords (penalty.ts; defaults: 3 free, then 1 s doubling to 15 s) */
@@ -80,6 +89,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const passwords = new PasswordStore(opts.mailkey.broker.store)
   const penalty = new LoginPenalty(opts.penalty)
   const open = new Set<Socket>()
+  // Connection caps and the pre-auth byte budget (issue 11): refused clients hear why, in their protocol.
+  const caps = resolveAdmission(opts.admission, openFileLimit())
+  if (caps.warning) log({ level: 'warn', event: 'fd-headroom', msg: caps.warning })
+  const admission = new Admission(caps.limits)
+  const refusals = new RefusalLog()
+  const refuse = (client: Socket, proto: ProxyProtocol, reason: RefusalReason, cid: string, remote?: string): void => {
+    const count = refusals.note(reason)
+    if (count !== undefined) log({ level: 'warn', cid, proto, event: 'refused', reason, ...(remote ? { remote } : {}), count })
+    // refused at connect: nothing unread, close as soon as the line is out; refused mid-stream:
+    // linger, so that the client can read the line before its unread input turns the close into a reset
+    hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: reason === 'busy' || reason === 'source-busy' })
+  }
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
 
@@ -93,7 +114,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       // Replies are small lines: send each at once (Nagle would hold one back behind an unacked one).
       raw.setNoDelay(true)
       const client: Socket = l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
-      handle(client, l, ctx, cid).catch((e: unknown) => {
+      const ticket = admission.admit(raw.remoteAddress ?? '?')
+      if (typeof ticket === 'string') return refuse(client, l.protocol, ticket, cid, raw.remoteAddress)
+      raw.once('close', ticket.release)
+      handle(client, l, ctx, cid, ticket).catch((e: unknown) => {
         log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })
         client.destroy()
       })
@@ -151,7 +175,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     keepAliveTimer.unref()
   }
 
-  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string): Promise<void> {
+  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string, ticket: AdmissionTicket): Promise<void> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
@@ -169,6 +193,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       log({ level: 'info', cid, proto, event: 'pre-auth-timeout' })
       client.destroy()
     }, opts.preAuthTimeoutMs ?? 120_000)
+    // A connection that never sends a command is closed sooner than one that is logging in.
+    const firstCommand = setTimeout(() => {
+      refuse(client, proto, 'idle', cid)
+      onClientGone()
+    }, opts.firstCommandTimeoutMs ?? 20_000)
     /**
      * Every listener this pre-auth phase puts on a socket, so that splice() can take them all off:
      * any one of them would keep this whole scope (the session, its buffers, the queue) alive for
@@ -186,6 +215,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // the client went away: no pre-auth timer, and any sign-in for it stops
     const onClientGone = (): void => {
       clearTimeout(preAuth)
+      clearTimeout(firstCommand)
       ac.abort()
     }
     on(client, 'close', onClientGone, true)
@@ -200,7 +230,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         if (a.type === 'reply') {
           client.write(a.data)
         } else if (a.type === 'close') {
-          client.end(a.data ?? '')
+          hangUp(client, a.data)
           return false
         } else if (a.type === 'starttls' && ctx) {
           // Plain-text bytes that arrived after STARTTLS, before the handshake, were not protected
@@ -222,6 +252,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           const account = a.username
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
           let penaltyMs = 0
+          let unavailable: string | undefined
           let ok = allowed && a.type === 'passthrough'
           if (allowed && a.type === 'login') {
             const password = a.password
@@ -231,8 +262,17 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
                 penaltyMs = penalty.delayMs(address, account)
                 if (penaltyMs > 0) await sleep(penaltyMs, undefined, { signal: ac.signal })
               },
-            }).catch(() => false)
+            }).catch((e: unknown) => {
+              // Out of file descriptors reading the password file: an outage, not a wrong password.
+              if (isTransient(e)) unavailable = (e as Error).message
+              return false
+            })
             if (ac.signal.aborted) return false
+            if (unavailable) {
+              log({ level: 'warn', cid, proto, event, account, outcome: 'transient', msg: unavailable })
+              if (!(await apply(session.loginResult('transient').actions))) return false
+              continue
+            }
           }
           if (a.type === 'login') {
             if (ok) penalty.succeeded(address, account)
@@ -270,6 +310,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             continue
           }
           clearTimeout(preAuth)
+          clearTimeout(firstCommand)
+          ticket.loggedIn()
           release()
           for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
           splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
@@ -287,7 +329,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         while (queue.length) {
           const chunk = queue.shift() as Buffer
           queuedBytes -= chunk.length
-          if (!(await apply(session.feed(chunk)))) {
+          const actions = session.feed(chunk)
+          if (actions.length) clearTimeout(firstCommand) // the client sent a command (or a literal's announcement)
+          if (!(await apply(actions))) {
             queue.length = 0
             client.removeListener('data', onData)
             return
@@ -298,6 +342,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       }
     }
     function onData(chunk: Buffer): void {
+      // Input before login is charged to this connection and to all pre-auth connections together.
+      const over = ticket.take(chunk.length)
+      if (over) {
+        client.removeListener('data', onData)
+        queue.length = 0
+        refuse(client, proto, over, cid)
+        onClientGone()
+        return
+      }
       queuedBytes += chunk.length
       if (queuedBytes > MAX_QUEUED) {
         log({ level: 'warn', cid, proto, event: 'flood', msg: 'too much input before login' })

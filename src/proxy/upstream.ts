@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls'
 import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
 import { accountId } from '../store/file-store.js'
+import type { AccountRecord } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import type { Secret } from '../core/secret.js'
 import { encodeSasl } from '../sasl/index.js'
@@ -44,7 +45,15 @@ export interface UpstreamOptions {
 
 export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, o: UpstreamOptions = {}): Promise<UpstreamLogin> {
   const serverOverride = o.serverOverride
-  const rec = await mk.broker.store.read(accountId(account), { secrets: false }).catch(() => undefined)
+  let rec: AccountRecord | undefined
+  try {
+    rec = await mk.broker.store.read(accountId(account), { secrets: false })
+  } catch (e) {
+    // Only a missing record (read() gives undefined) means "no such account"; running out of file
+    // descriptors while reading it is an outage of this process, not a dead account.
+    const err = e as MailkeyError
+    return { outcome: err.transient ? 'transient' : 'config', reason: err.message }
+  }
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
   const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]

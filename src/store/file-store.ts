@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, stat, unlink, lstat } from 'node:fs/promi
 import { randomBytes } from 'node:crypto'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
-import { ERR, StoreError, UsageError } from '../errors.js'
+import { ERR, StoreError, UsageError, shortageCode, shortageText } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
@@ -86,7 +86,7 @@ export class FileStore {
       try {
         await mkdir(d, { recursive: true, mode: DIR_MODE })
       } catch (e) {
-        throw ioError(`cannot create the state directory "${d}"`, e)
+        throw storeIoError(`cannot create the state directory "${d}"`, e)
       }
       await this.#checkMode(d, true)
     }
@@ -98,7 +98,7 @@ export class FileStore {
     try {
       st = await lstat(path)
     } catch (e) {
-      throw ioError(`cannot read "${path}"`, e)
+      throw storeIoError(`cannot read "${path}"`, e)
     }
     if (st.isSymbolicLink()) {
       throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
@@ -139,7 +139,7 @@ export class FileStore {
     } catch (e) {
       if (e instanceof StoreError) throw e
       if (isCode(e, 'ELOOP')) await this.#checkMode(path, false)
-      throw ioError(`cannot read "${path}"`, e)
+      throw storeIoError(`cannot read "${path}"`, e)
     }
     if (!got) return undefined
     const { text, needsModeCheck } = got
@@ -192,7 +192,7 @@ export class FileStore {
       return true
     } catch (e) {
       if (isCode(e, 'ENOENT')) return false
-      throw ioError(`cannot remove the record of "${id}"`, e)
+      throw storeIoError(`cannot remove the record of "${id}"`, e)
     }
   }
 
@@ -203,7 +203,7 @@ export class FileStore {
       names = await readdir(this.dir)
     } catch (e) {
       if (isCode(e, 'ENOENT')) return { records: [], broken: [] }
-      throw ioError(`cannot list "${this.dir}"`, e)
+      throw storeIoError(`cannot list "${this.dir}"`, e)
     }
     const records: AccountRecord[] = []
     const broken: { file: string; error: StoreError }[] = []
@@ -215,7 +215,10 @@ export class FileStore {
         if (!got) continue // removed meanwhile
         records.push(parseRecord(got.text, path))
       } catch (e) {
-        broken.push({ file: path, error: e instanceof StoreError ? e : ioError(`cannot read "${path}"`, e) })
+        const error = e instanceof StoreError ? e : storeIoError(`cannot read "${path}"`, e)
+        // Out of file descriptors is not a broken record: the whole listing is "try again later".
+        if (error.transient) throw error
+        broken.push({ file: path, error })
       }
     }
     return { records, broken }
@@ -268,7 +271,19 @@ function corrupt(path: string, why: string): StoreError {
   })
 }
 
-function ioError(message: string, cause: unknown): StoreError {
+/**
+ * A failed file operation of the store. Running out of file descriptors or memory is not a broken
+ * store: it is ERR.RESOURCES_EXHAUSTED (transient, exit 75), and the message says what ran out.
+ * Only ENOENT on a record means "no such account", and callers handle that before coming here.
+ */
+export function storeIoError(message: string, cause: unknown): StoreError {
+  const shortage = shortageCode(cause)
+  if (shortage) {
+    return new StoreError(ERR.RESOURCES_EXHAUSTED, `${message}: ${shortageText(shortage)}`, {
+      cause,
+      hint: 'Nothing was lost; try again in a moment. If it keeps happening, something holds too many open files (raise "ulimit -n" or find it in /proc/<pid>/fd).',
+    })
+  }
   const code = (cause as NodeJS.ErrnoException | undefined)?.code
   return new StoreError(ERR.STORE_IO, code ? `${message} (${code})` : message, { cause })
 }
@@ -323,7 +338,7 @@ export async function writeFileAtomic(path: string, data: string): Promise<void>
     await syncDir(dirname(path))
   } catch (e) {
     await unlink(tmp).catch(() => {})
-    throw ioError(`cannot write "${path}"`, e)
+    throw storeIoError(`cannot write "${path}"`, e)
   }
 }
 

@@ -23,7 +23,7 @@ import { link, open, readFile, rename, unlink } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ERR, InterruptedError, StoreError } from '../errors.js'
-import { isCode } from './file-store.js'
+import { isCode, storeIoError } from './file-store.js'
 
 export interface LockInfo {
   pid: number
@@ -158,7 +158,7 @@ export async function tryAcquire(path: string, maxAgeMs = DEFAULT_LOCK_MAX_AGE_M
       return new LockHandle(path, nonce)
     } catch (e) {
       if (!isCode(e, 'EEXIST')) {
-        throw new StoreError(ERR.STORE_IO, `cannot create the lock file "${path}" (${(e as NodeJS.ErrnoException).code ?? e})`, { cause: e })
+        throw storeIoError(`cannot create the lock file "${path}"`, e)
       }
     }
     const info = await readLock(path)

@@ -86,10 +86,14 @@ export interface LiveCli {
   events(name: string): Record<string, unknown>[]
 }
 
-/** Spawn `mailkey` and watch its --json event stream while it runs. */
-export function spawnCli(args: string[], env: Record<string, string>): LiveCli {
+/**
+ * Spawn `mailkey` and watch its --json event stream while it runs. `wrap`: a command that execs
+ * the rest, e.g. ['prlimit', '--nofile=200:200'] to run it under a low file-descriptor limit.
+ */
+export function spawnCli(args: string[], env: Record<string, string>, wrap: string[] = []): LiveCli {
   assertBuilt()
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const argv = [...wrap, process.execPath, BIN, ...args]
+  const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['pipe', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   const events: Record<string, unknown>[] = []

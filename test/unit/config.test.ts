@@ -378,6 +378,14 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
       assert.throws(() => parseConfig(`http_timeout_sec = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && /http_timeout_sec must be a number of seconds from 1 to 300/.test(e.message), bad)
     }
   })
+
+  it('connection caps and the first-command timeout (issue 11): whole numbers, the bad line named', () => {
+    const p = parseConfig('[proxy]\nmax_connections = 50\nmax_connections_per_source = 5\nfirst_command_timeout_sec = 7\n', '/c.toml').proxy
+    assert.deepEqual([p?.maxConnections, p?.maxConnectionsPerSource, p?.firstCommandTimeoutSec], [50, 5, 7])
+    for (const [key, bad] of [['max_connections', '0'], ['max_connections_per_source', '1.5'], ['first_command_timeout_sec', '301'], ['max_connections', '"9"']]) {
+      assert.throws(() => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a whole number from 1 to `).test(e.message), `${key} = ${bad}`)
+    }
+  })
 })
 
 describe('parseConfig: [hooks]', () => {

@@ -136,6 +136,38 @@ describe('IMAP pre-auth session', () => {
     assert.match(text(feed(s4, 'a1 LOGIN u\0x p\r\n')), /BAD NUL in command/)
   })
 
+  it('literal bytes count against the command limit: a chain of literals is refused before the one that would pass it (issue 11)', () => {
+    // the attack: LOGIN {8192+} then "xxxx… {8192+}" again and again, ~1,600 literals in one command
+    const s = createImapSession(base)
+    s.start()
+    const lit = 'x'.repeat(8192)
+    const out: ClientAction[] = [...feed(s, 'a LOGIN {8192+}\r\n')]
+    let literalsSent = 0
+    for (let i = 0; i < 10 && !out.some((a) => a.type === 'close'); i++) {
+      out.push(...feed(s, `${lit} {8192+}\r\n`))
+      literalsSent++
+    }
+    assert.match(text(out), /^a BAD Command too long\r\n\[close\]\* BYE Command too long\r\n$/)
+    // the default limit (16 KiB per command) holds one 8 KiB literal and refuses the second announcement
+    assert.equal(literalsSent, 1, 'refused when the second literal was announced, before its bytes arrived')
+    assert.deepEqual(feed(s, lit), [], 'nothing more is read')
+  })
+
+  it('the command limit counts a literal sent in pieces, and lets a LOGIN with two literals within it through', () => {
+    const limits = { maxCommandBytes: 100, maxLiteralBytes: 80 }
+    const ok = createImapSession({ ...base, limits })
+    assert.deepEqual(login(feed(ok, 'a LOGIN {18+}\r\nalice@example.test {20+}\r\n01234567890123456789\r\n')), { username: 'alice@example.test', password: '01234567890123456789' })
+    // a literal under maxLiteralBytes that still takes the command past maxCommandBytes
+    const s = createImapSession({ ...base, limits })
+    assert.equal(text(feed(s, 'b LOGIN {60+}\r\n')), '')
+    for (let i = 0; i < 6; i++) assert.deepEqual(feed(s, 'y'.repeat(10)), [], 'literal bytes arrive in pieces')
+    assert.match(text(feed(s, ' {60+}\r\n')), /^b BAD Command too long\r\n\[close\]/)
+    // a line that never ends, after a literal, is measured with the literal
+    const s2 = createImapSession({ ...base, limits })
+    feed(s2, 'c LOGIN {70+}\r\n' + 'z'.repeat(70))
+    assert.match(text(feed(s2, ' ' + 'q'.repeat(40))), /\* BAD Command too long.*\[close\]/s)
+  })
+
   it('answers the harmless commands and refuses the rest before login', () => {
     const s = createImapSession(base)
     assert.match(text(feed(s, 'a1 CAPABILITY\r\n')), /^\* CAPABILITY .*\r\na1 OK/)

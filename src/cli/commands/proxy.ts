@@ -98,6 +98,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     mailkey: mk, listeners, log,
     ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
     ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
+    ...admissionOptions(proxyCfg),
   })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
@@ -124,6 +125,19 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   log({ level: 'info', event: 'stopping', connections: proxy.connections() })
   await proxy.close(10_000)
   return EXIT.OK
+}
+
+/** [proxy] max_connections, max_connections_per_source, first_command_timeout_sec (proxy/admission.ts) */
+function admissionOptions(p: { maxConnections?: number; maxConnectionsPerSource?: number; firstCommandTimeoutSec?: number } | undefined): { admission?: { maxConnections?: number; maxConnectionsPerSource?: number }; firstCommandTimeoutMs?: number } {
+  if (!p) return {}
+  const admission = {
+    ...(p.maxConnections !== undefined ? { maxConnections: p.maxConnections } : {}),
+    ...(p.maxConnectionsPerSource !== undefined ? { maxConnectionsPerSource: p.maxConnectionsPerSource } : {}),
+  }
+  return {
+    ...(Object.keys(admission).length ? { admission } : {}),
+    ...(p.firstCommandTimeoutSec !== undefined ? { firstCommandTimeoutMs: p.firstCommandTimeoutSec * 1000 } : {}),
+  }
 }
 
 async function setPassword(args: string[], io: CliIO): Promise<number> {

@@ -50,6 +50,10 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
   const reply = (data: string): ClientAction => ({ type: 'reply', data: data + '\r\n' })
   const bye = (text: string): ClientAction[] => {
     closed = true
+    // nothing read so far is needed any more: do not keep it while the socket lingers
+    buf = Buffer.alloc(0)
+    parts = []
+    literalChunks = []
     return [{ type: 'close', data: `* BYE ${text}\r\n` }]
   }
 
@@ -146,6 +150,8 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
         const take = buf.subarray(0, literalLeft)
         literalChunks.push(take)
         literalLeft -= take.length
+        // RFC 9051 §4.3: a literal is part of its command; its bytes count against the command's limit
+        partsBytes += take.length
         buf = buf.subarray(take.length)
         if (literalLeft === 0) {
           parts.push({ literal: Buffer.concat(literalChunks) })
@@ -155,15 +161,21 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       }
       const nl = buf.indexOf(0x0a)
       if (nl < 0) {
-        if (buf.length + partsBytes > limits.maxLineBytes) {
+        if (buf.length >= limits.maxLineBytes) {
           out.push(reply('* BAD Line too long'), ...bye('Line too long'))
+        } else if (partsBytes + buf.length > limits.maxCommandBytes) {
+          out.push(reply('* BAD Command too long'), ...bye('Command too long'))
         }
+        break
+      }
+      if (nl >= limits.maxLineBytes) {
+        out.push(reply('* BAD Line too long'), ...bye('Line too long'))
         break
       }
       const line = buf.subarray(0, nl).toString('utf8').replace(/\r$/, '')
       buf = buf.subarray(nl + 1)
       partsBytes += nl + 1
-      if (partsBytes > limits.maxLineBytes + limits.maxLiteralBytes) {
+      if (partsBytes > limits.maxCommandBytes) {
         out.push(reply('* BAD Command too long'), ...bye('Command too long'))
         break
       }
@@ -181,10 +193,13 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       if (lit) {
         const n = Number(lit[1])
         const head = line.slice(0, lit.index)
-        if (n > limits.maxLiteralBytes) {
+        if (n > limits.maxLiteralBytes || partsBytes + n > limits.maxCommandBytes) {
           // RFC 7888 §4: a non-synchronizing literal we refuse must still be skipped; close instead.
+          // A chain of literals is refused as soon as the next one would take the command past its
+          // limit, before its bytes arrive (issue 11: 1,600 chained 8 KiB literals in one LOGIN).
           const tag = /^(\S+)/.exec(parts.length ? ((parts[0] as { text?: string }).text ?? '') : head)?.[1] ?? '*'
-          out.push(reply(`${tag} BAD Literal too large`), ...bye('Literal too large'))
+          const what = n > limits.maxLiteralBytes ? 'Literal too large' : 'Command too long'
+          out.push(reply(`${tag} BAD ${what}`), ...bye(what))
           break
         }
         parts.push({ text: head })

@@ -50,6 +50,8 @@ export interface SessionLimits {
   maxLineBytes: number
   /** largest IMAP literal accepted before login (a password or SASL blob) */
   maxLiteralBytes: number
+  /** one IMAP command before login, its lines and literals together (a LOGIN with two literals) */
+  maxCommandBytes: number
   /** commands accepted before login, so a client cannot keep a connection busy forever */
   maxCommands: number
   /** failed logins on one connection before it is closed */
@@ -59,6 +61,7 @@ export interface SessionLimits {
 export const DEFAULT_LIMITS: SessionLimits = {
   maxLineBytes: 8192,
   maxLiteralBytes: 8192,
+  maxCommandBytes: 16384,
   maxCommands: 50,
   // smtplib tries PLAIN, then LOGIN, after one wrong password: two failures per attempt
   maxFailedLogins: 5,
