@@ -21,6 +21,7 @@
 import { spawn } from 'node:child_process'
 import { StoreKeys, decodeKeyMap, encodeKeyMap } from '../store/protection.js'
 import { waitText } from '../core/wait.js'
+import { quoted, shArg } from '../core/address.js'
 import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
@@ -528,9 +529,9 @@ export class Broker {
 }
 
 export function unknownAccount(account: string): ConfigError {
-  return new ConfigError(ERR.ACCOUNT_UNKNOWN, `no account "${account}" is set up`, {
+  return new ConfigError(ERR.ACCOUNT_UNKNOWN, `no account ${quoted(account)} is set up`, {
     account,
-    hint: `Run "mailkey add ${account}" to sign in, or "mailkey list" to see the accounts there are.`,
+    hint: `Run "mailkey add ${shArg(account)}" to sign in, or "mailkey list" to see the accounts there are.`,
   })
 }
 

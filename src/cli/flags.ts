@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { UsageError } from '../errors.js'
+import { addressProblem, quoted } from '../core/address.js'
 import type { AccountOptions } from '../providers/resolve.js'
 
 export type Options = NonNullable<ParseArgsConfig['options']>
@@ -98,7 +99,8 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   if (sasl !== undefined) o.sasl = saslFlag(sasl)
   const mailbox = str(v, 'mailbox')
   if (mailbox !== undefined) {
-    if (!/^[^\s@]+@[^\s@]+$/.test(mailbox.trim())) throw new UsageError(`--mailbox "${mailbox}" is not an e-mail address`)
+    const why = addressProblem(mailbox.trim())
+    if (why !== undefined) throw new UsageError(`--mailbox ${quoted(mailbox.trim())} is not an e-mail address: ${why}`, { hint: 'Give the shared mailbox\'s address, for example --mailbox team@example.com.' })
     o.mailbox = mailbox.trim()
   }
   return o

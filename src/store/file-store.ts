@@ -18,6 +18,7 @@ import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { ERR, StoreError, UsageError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
+import { addressProblem, quoted } from '../core/address.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
@@ -30,12 +31,15 @@ export function accountId(email: string): string {
   return email.trim().toLowerCase()
 }
 
-const EMAIL_RE = /^[^\s@/\\\x00-\x1f]+@[^\s@/\\\x00-\x1f]+\.[^\s@/\\\x00-\x1f]+$|^[^\s@/\\\x00-\x1f]+@(localhost|[^\s@/\\\x00-\x1f]+)$/
-
+/**
+ * The account id of an address typed by the user, or a UsageError that names it safely (quoted,
+ * controls escaped) and says why: only RFC 5322 addr-specs are taken (core/address.ts).
+ */
 export function assertEmail(email: string): string {
   const id = accountId(email)
-  if (!EMAIL_RE.test(id) || id.length > 320) {
-    throw new UsageError(`"${email}" is not an e-mail address`, {
+  const why = addressProblem(id)
+  if (why !== undefined) {
+    throw new UsageError(`${quoted(email.trim())} is not an e-mail address: ${why}`, {
       hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
     })
   }
