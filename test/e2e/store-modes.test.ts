@@ -1,9 +1,13 @@
-// Issue 11, item 13: a state directory, accounts directory or proxy password file that other users
+// Issue 11, items 13 and 14: a state directory, accounts directory or proxy password file that other users
 // can read is refused at every entry point (not repaired), with the path and the chmod that fixes
-// it, as `mailkey token` already did. The real CLI, a real sign-in at the lab OAuth server.
+// it, as `mailkey token` already did; a FIFO or a symlink planted at an account's lock path is
+// refused at once instead of hanging a refresh forever. The real CLI, a real sign-in at the lab
+// OAuth server; every run is bounded (runCli kills it and fails the test after its timeout).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { chmod } from 'node:fs/promises'
+import { chmod, rm, symlink, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -94,4 +98,29 @@ describe('store modes are checked at every entry point', () => {
     // and with everything private again, all of it works
     assert.equal((await runCli(['list'], env)).code, 0)
   })
+
+  for (const kind of ['FIFO', 'symbolic link'] as const) {
+    it(`a ${kind} at the account's lock path: "mailkey token --force-refresh" refuses within seconds, naming it`, async () => {
+      const lock = join(accountsDir, `${EMAIL}.lock`)
+      const target = join(home.dir, 'elsewhere')
+      if (kind === 'FIFO') execFileSync('mkfifo', ['-m', '600', lock])
+      else {
+        await writeFile(target, '')
+        await symlink(target, lock)
+      }
+      try {
+        const r = await runCli(['token', EMAIL, '--force-refresh'], env, { timeoutMs: 20_000 }).catch((e: Error) => ({ code: -1, signal: null, stdout: '', stderr: `did not finish: ${e.message}` }))
+        assert.equal(r.code, 74, r.stderr)
+        assert.equal(r.stdout, '', 'no token')
+        assert.ok(r.stderr.includes(`the lock file "${lock}" ${kind === 'FIFO' ? 'is not a regular file (a FIFO)' : 'is a symbolic link'}`), r.stderr)
+        assert.ok(r.stderr.includes(`rm '${lock}'`), r.stderr)
+        if (kind !== 'FIFO') assert.equal(existsSync(target), true, 'the file the link points to is left alone')
+      } finally {
+        await rm(lock, { force: true })
+      }
+      // with the lock path clear, the refresh works
+      const ok = await runCli(['token', EMAIL, '--force-refresh'], env, { timeoutMs: 20_000 })
+      assert.equal(ok.code, 0, ok.stderr)
+    })
+  }
 })
