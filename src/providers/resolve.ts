@@ -148,7 +148,7 @@ export function candidateSettings(
     candidates = (provider?.clients ?? []).map((c) => (opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c))
   }
   if (candidates.length === 0) {
-    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret if your app has one).' })
+    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).' })
   }
   return candidates.map((c) => {
     const s: AccountSettings = {
