@@ -257,7 +257,7 @@ export class Broker {
     } catch (e) {
       if (ran.mine && e instanceof MailkeyError && !(e instanceof InterruptedError)) {
         const vars = { account: id, message: e.message, error_code: e.code, transient: e.transient ? 1 : 0 }
-        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${id}` })
+        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${shArg(id)}` })
         else await this.fireHook('refresh_error', vars)
       }
       throw e
@@ -570,7 +570,7 @@ function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
     ...(err.oauthError ? { oauthError: err.oauthError } : {}),
     providerCodes: err.providerCodes,
     ...(err.status !== undefined ? { status: err.status } : {}),
-    hint: `Run "mailkey add ${email}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
+    hint: `Run "mailkey add ${shArg(email)}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
     cause: err,
   })
 }

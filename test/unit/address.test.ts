@@ -5,7 +5,10 @@ import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { addressProblem, quoted, shArg } from '../../src/core/address.js'
 import { assertEmail } from '../../src/store/file-store.js'
-import { UsageError } from '../../src/errors.js'
+import { ERR, ReauthRequiredError, StoreError, UsageError } from '../../src/errors.js'
+import { tmpdir } from 'node:os'
+import { cliHint } from '../../src/cli/hints.js'
+import { unknownAccount } from '../../src/broker/broker.js'
 
 describe('addresses', () => {
   it('takes dot-atoms with every atext character, quoted strings, UTF-8, single-label domains', () => {
@@ -53,6 +56,21 @@ describe('addresses', () => {
   it('shArg: a real sh gives back exactly the address, whatever atext it holds', () => {
     for (const a of ['a`id`b@x', "o'|id|'@x", 'a$(id)@x', '~root@x', '!x&y@x']) {
       assert.equal(execFileSync('/bin/sh', ['-c', `printf '%s' ${shArg(a)}`], { encoding: 'utf8' }), a)
+    }
+  })
+  it('hints that suggest a command quote the address for sh: run as printed, mailkey gets exactly it', () => {
+    const addr = 'a`touch${IFS}pwned`|x@example.com'
+    const hints = [
+      cliHint(new StoreError(ERR.STORE_LOCK_TIMEOUT, 'busy', { account: addr })),
+      cliHint(new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'refused', { account: addr })),
+      unknownAccount(addr).hint,
+    ]
+    for (const hint of hints) {
+      const cmd = /"(mailkey [^"]*)"/.exec(hint ?? '')?.[1]
+      assert.ok(cmd, hint)
+      // mailkey as a shell function that prints its arguments, one per line
+      const out = execFileSync('/bin/sh', ['-c', `mailkey() { printf '%s\\n' "$@"; }; ${cmd}`], { encoding: 'utf8', cwd: tmpdir() })
+      assert.equal(out.split('\n')[1], addr, hint)
     }
   })
 })

@@ -51,6 +51,6 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   })
   if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
   io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
-    `Next: "mailkey token ${status.email}" prints an access token.\n`)
+    `Next: "mailkey token ${shArg(status.email)}" prints an access token.\n`)
   return EXIT.OK
 }
