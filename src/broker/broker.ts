@@ -21,6 +21,7 @@
 import { spawn } from 'node:child_process'
 import { StoreKeys, decodeKeyMap, encodeKeyMap } from '../store/protection.js'
 import { waitText } from '../core/wait.js'
+import { quoted, shArg } from '../core/address.js'
 import { existsSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import {
@@ -256,7 +257,7 @@ export class Broker {
     } catch (e) {
       if (ran.mine && e instanceof MailkeyError && !(e instanceof InterruptedError)) {
         const vars = { account: id, message: e.message, error_code: e.code, transient: e.transient ? 1 : 0 }
-        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${id}` })
+        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${shArg(id)}` })
         else await this.fireHook('refresh_error', vars)
       }
       throw e
@@ -530,9 +531,9 @@ export class Broker {
 }
 
 export function unknownAccount(account: string): ConfigError {
-  return new ConfigError(ERR.ACCOUNT_UNKNOWN, `no account "${account}" is set up`, {
+  return new ConfigError(ERR.ACCOUNT_UNKNOWN, `no account ${quoted(account)} is set up`, {
     account,
-    hint: `Run "mailkey add ${account}" to sign in, or "mailkey list" to see the accounts there are.`,
+    hint: `Run "mailkey add ${shArg(account)}" to sign in, or "mailkey list" to see the accounts there are.`,
   })
 }
 
@@ -571,7 +572,7 @@ function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
     ...(err.oauthError ? { oauthError: err.oauthError } : {}),
     providerCodes: err.providerCodes,
     ...(err.status !== undefined ? { status: err.status } : {}),
-    hint: `Run "mailkey add ${email}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
+    hint: `Run "mailkey add ${shArg(email)}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
     cause: err,
   })
 }

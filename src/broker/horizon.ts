@@ -9,6 +9,7 @@
  */
 import { grantHas } from '../store/seal.js'
 import type { GrantRecord } from '../store/types.js'
+import { shArg } from '../core/address.js'
 
 export interface GrantPolicy {
   idleDays?: number
@@ -57,10 +58,10 @@ export function describeHorizon(email: string, h: GrantHorizon): string {
   const when = new Date(h.at).toISOString().slice(0, 10)
   if (h.kind === 'idle') {
     return h.daysLeft < 0
-      ? `the grant of ${email} was unused for more than ${h.days} days and has likely expired (${when}); run "mailkey add ${email}" to sign in again`
-      : `the grant of ${email} expires on ${when} (in ${h.daysLeft} days) unless it is used: unused refresh tokens live ${h.days} days; "mailkey token ${email} --force-refresh" (or a running "mailkey proxy") keeps it alive`
+      ? `the grant of ${email} was unused for more than ${h.days} days and has likely expired (${when}); run "mailkey add ${shArg(email)}" to sign in again`
+      : `the grant of ${email} expires on ${when} (in ${h.daysLeft} days) unless it is used: unused refresh tokens live ${h.days} days; "mailkey token ${shArg(email)} --force-refresh" (or a running "mailkey proxy") keeps it alive`
   }
   return h.daysLeft < 0
-    ? `the grant of ${email} ended on ${when} (grants of this provider live ${h.days} days); run "mailkey add ${email}" to sign in again`
-    : `the grant of ${email} ends on ${when} (in ${h.daysLeft} days; grants of this provider live ${h.days} days); run "mailkey add ${email}" before then`
+    ? `the grant of ${email} ended on ${when} (grants of this provider live ${h.days} days); run "mailkey add ${shArg(email)}" to sign in again`
+    : `the grant of ${email} ends on ${when} (in ${h.daysLeft} days; grants of this provider live ${h.days} days); run "mailkey add ${shArg(email)}" before then`
 }

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { UsageError } from '../errors.js'
+import { addressProblem, quoted } from '../core/address.js'
 import type { AccountOptions } from '../providers/resolve.js'
 
 export type Options = NonNullable<ParseArgsConfig['options']>
@@ -75,8 +76,18 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   const secret = str(v, 'client-secret')
   const secretFile = str(v, 'client-secret-file')
   if (secret !== undefined && secretFile !== undefined) throw new UsageError('give --client-secret or --client-secret-file, not both')
+  // --client-secret S stays for scripts, but argv is visible to every user in `ps`: the help,
+  // the README and the hints point to --client-secret-file F, or - for stdin
   if (secret !== undefined) o.clientSecret = secret
-  if (secretFile !== undefined) o.clientSecret = readSmallFile(secretFile, '--client-secret-file')
+  if (secretFile === '-') {
+    // stdin can carry one thing: the secret, or the token/address another flag reads from it
+    if (v['refresh-token-file'] === '-') throw new UsageError('--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file')
+    if (v.paste === true) throw new UsageError('--client-secret-file - reads stdin, where --paste takes the address back: put the secret in a file')
+    o.clientSecret = readStdin('--client-secret-file -')
+  } else if (secretFile !== undefined) {
+    o.clientSecret = readSmallFile(secretFile, '--client-secret-file')
+  }
+  if (o.clientSecret !== undefined && o.clientSecret.trim() === '') throw new UsageError(`${secretFile === undefined ? '--client-secret' : `--client-secret-file ${secretFile === '-' ? '- (stdin)' : `"${secretFile}"`}`} gives an empty secret`)
   const auth = str(v, 'client-auth')
   if (auth !== undefined) {
     if (auth !== 'post' && auth !== 'basic') throw new UsageError('--client-auth must be "post" (client_secret_post) or "basic" (client_secret_basic)')
@@ -99,7 +110,8 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   if (sasl !== undefined) o.sasl = saslFlag(sasl)
   const mailbox = str(v, 'mailbox')
   if (mailbox !== undefined) {
-    if (!/^[^\s@]+@[^\s@]+$/.test(mailbox.trim())) throw new UsageError(`--mailbox "${mailbox}" is not an e-mail address`)
+    const why = addressProblem(mailbox.trim())
+    if (why !== undefined) throw new UsageError(`--mailbox ${quoted(mailbox.trim())} is not an e-mail address: ${why}`, { hint: 'Give the shared mailbox\'s address, for example --mailbox team@example.com.' })
     o.mailbox = mailbox.trim()
   }
   const signInAs = str(v, 'sign-in-as')
@@ -125,6 +137,18 @@ export function readSmallFile(path: string, flag: string): string {
     if (e instanceof UsageError) throw e
     throw new UsageError(`${flag}: cannot read "${path}" (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
   }
+}
+
+/** All of stdin (a pipe, a file, or a terminal until Ctrl-D), trimmed, at most 1 MiB. */
+function readStdin(flag: string): string {
+  let text: string
+  try {
+    text = readFileSync(0, 'utf8')
+  } catch (e) {
+    throw new UsageError(`${flag}: cannot read stdin (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  if (text.length > 1024 * 1024) throw new UsageError(`${flag}: stdin holds more than 1 MiB`)
+  return text.trim()
 }
 
 export function needEmail(command: string, positionals: string[]): string {

@@ -7,9 +7,11 @@
  */
 import { ERR, IdentityMismatchError, type MailkeyError } from '../errors.js'
 import { waitText } from '../core/wait.js'
+import { shArg } from '../core/address.js'
 
 export function cliHint(e: MailkeyError): string | undefined {
-  const a = e.account ?? '<email>'
+  // the address as one sh word: it may hold ` $ ' | & (atext, RFC 5322 §3.2.3)
+  const a = e.account !== undefined ? shArg(e.account) : '<email>'
   switch (e.code) {
     case ERR.REAUTH_REQUIRED:
     case ERR.NO_REFRESH_TOKEN:

@@ -46,7 +46,8 @@ Usage:
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)
   --issuer URL | --authorize-url U --token-url U --device-url U
-  --client-id ID  --client-secret S  --tenant common|organizations|consumers|ID
+  --client-id ID  --client-secret-file F (- for stdin)  --tenant common|organizations|consumers|ID
+  --client-secret S   (also works, but other users see it in "ps": prefer --client-secret-file)
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
   --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
   --sign-in-as USER@X   the provider signs this account in as USER@X (an alias); any other user is refused

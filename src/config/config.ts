@@ -22,6 +22,7 @@ import { parse, TomlError } from 'smol-toml'
 import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
 import { endpointProblem } from '../core/net.js'
+import { isAddress } from '../core/address.js'
 import type { HooksConfig } from '../core/hooks.js'
 
 export interface ProxyListenerConfig {
@@ -322,7 +323,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     const tls = l.tls === undefined ? 'none' : l.tls
     if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit') fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
     const accounts = l.accounts
-    if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !a.includes('@')))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses')
+    if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !isAddress(a.trim())))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses (RFC 5322 addr-specs)')
     const upstream = l.upstream
     if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))) fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
     const ca = l.ca
@@ -333,7 +334,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
       port: l.port as number,
       host: host as string,
       tls: tls as ProxyListenerConfig['tls'],
-      ...(accounts ? { accounts: (accounts as string[]).map((a) => a.toLowerCase()) } : {}),
+      ...(accounts ? { accounts: (accounts as string[]).map((a) => a.trim().toLowerCase()) } : {}),
       ...(typeof upstream === 'string' ? { upstream } : {}),
       ...(typeof ca === 'string' ? { ca } : {}),
     })

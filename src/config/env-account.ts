@@ -16,6 +16,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { ConfigError, ERR } from '../errors.js'
+import { addressProblem, quoted } from '../core/address.js'
 import type { Env } from './paths.js'
 import type { AccountOptions } from '../providers/resolve.js'
 import type { SaslMechanism } from '../providers/types.js'
@@ -35,6 +36,14 @@ export function envAccountEmail(env: Env): string | undefined {
 export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> {
   const email = envAccountEmail(env)
   if (!email) return undefined
+  for (const [name, value] of [['MAILKEY_EMAIL', email], ['MAILKEY_MAILBOX', env.MAILKEY_MAILBOX?.trim()]] as const) {
+    const why = value ? addressProblem(value) : undefined
+    if (why !== undefined) {
+      throw new ConfigError(ERR.CONFIG_INVALID, `${name} is set to ${quoted(value as string)}, which is not an e-mail address: ${why}`, {
+        hint: `Set ${name} to the mailbox address, for example ${name}=you@example.com.`,
+      })
+    }
+  }
   let refreshToken = env.MAILKEY_REFRESH_TOKEN?.trim()
   let source = 'MAILKEY_REFRESH_TOKEN'
   if (!refreshToken && env.MAILKEY_REFRESH_TOKEN_FILE) {
@@ -66,7 +75,7 @@ export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> 
   set('imapUrl', env.MAILKEY_IMAP_URL)
   set('popUrl', env.MAILKEY_POP_URL)
   set('smtpUrl', env.MAILKEY_SMTP_URL)
-  set('mailbox', env.MAILKEY_MAILBOX)
+  set('mailbox', env.MAILKEY_MAILBOX?.trim())
   if (env.MAILKEY_SCOPE) o.scopes = env.MAILKEY_SCOPE.split(/\s+/).filter(Boolean)
   if (env.MAILKEY_SASL) {
     const m = env.MAILKEY_SASL.toUpperCase()

@@ -9,6 +9,7 @@ import type { Protocol } from './types.js'
 import { ProbeFailure } from './dialogues.js'
 import { ProbeNetworkError, isTlsCode } from './transport.js'
 import { shortageCode, shortageText } from '../errors.js'
+import { shArg } from '../core/address.js'
 
 export type FailureKind = 'reauth' | 'config' | 'transient' | 'protocol'
 
@@ -52,19 +53,19 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
       return { kind: 'transient', cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`, fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.' }
     }
     if (code === 'CA_FILE') {
-      return { kind: 'config', cause: e.message, fix: `Put the CA certificate back, or give another one: "mailkey add ${ctx.account} --ca ca.pem".` }
+      return { kind: 'config', cause: e.message, fix: `Put the CA certificate back, or give another one: "mailkey add ${shArg(ctx.account)} --ca ca.pem".` }
     }
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
       return { kind: 'config', cause: `the certificate of ${ctx.server} is not for that host name`, fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.' }
     }
     if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || (code === 'EPROTO' && !scheme.endsWith('s'))) {
-      return { kind: 'config', cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`, fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${ctx.account} --${urlFlag(ctx.protocol)} ..."` }
+      return { kind: 'config', cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`, fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ..."` }
     }
     if (isTlsCode(code)) {
-      return { kind: 'config', cause: `the certificate of ${ctx.server} is not trusted (${code})`, fix: `If the server uses a private CA, give its certificate: "mailkey add ${ctx.account} --ca ca.pem". Otherwise something is intercepting the connection.` }
+      return { kind: 'config', cause: `the certificate of ${ctx.server} is not trusted (${code})`, fix: `If the server uses a private CA, give its certificate: "mailkey add ${shArg(ctx.account)} --ca ca.pem". Otherwise something is intercepting the connection.` }
     }
     if (code === 'ECONNREFUSED') {
-      return { kind: 'transient', cause: `nothing accepts connections at ${ctx.server}`, fix: `Check the host and port ("mailkey status ${ctx.account}" shows them) and that no firewall blocks the port.` }
+      return { kind: 'transient', cause: `nothing accepts connections at ${ctx.server}`, fix: `Check the host and port ("mailkey status ${shArg(ctx.account)}" shows them) and that no firewall blocks the port.` }
     }
     if (code === 'ENOTFOUND') {
       return { kind: 'config', cause: `the host name of ${ctx.server} does not resolve`, fix: 'Check the server name and your DNS.' }
@@ -81,7 +82,7 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
         return { kind: 'protocol', cause: `${ctx.server} does not greet like a ${svc} server (${reply.slice(0, 120)})`, fix: `Check that the ${urlFlag(ctx.protocol)} points at a ${svc} port.` }
       case 'starttls':
         if (/injection/i.test(e.message)) return { kind: 'protocol', cause: 'data was injected before the TLS handshake (a man in the middle, or a broken server)', fix: `Use the implicit-TLS port (${implicitScheme(ctx.protocol)}://) and report it to the server's admin.` }
-        return { kind: 'config', cause: e.message, fix: `Use the implicit-TLS URL: "mailkey add ${ctx.account} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".` }
+        return { kind: 'config', cause: e.message, fix: `Use the implicit-TLS URL: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".` }
       case 'capability':
         return { kind: 'config', cause: e.message, fix: `OAuth may be switched off for ${svc} on this server, or this is not the provider's OAuth-enabled server. Check the server address.` }
       case 'auth':
@@ -91,7 +92,7 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
           return {
             kind: 'config',
             cause: `the server accepted the token but the signed-in user${ctx.signedInAs ? ` (${ctx.signedInAs})` : ''} cannot open the mailbox ${ctx.mailbox}`,
-            fix: `Sign in as the mailbox's owner ("mailkey add ${ctx.mailbox}"), or for a shared mailbox make sure your user has Full Access to it and give it with --mailbox.`,
+            fix: `Sign in as the mailbox's owner ("mailkey add ${shArg(ctx.mailbox)}"), or for a shared mailbox make sure your user has Full Access to it and give it with --mailbox.`,
           }
         }
         return { kind: 'protocol', cause: `logged in, but the mailbox could not be opened: ${reply.slice(0, 160)}`, fix: 'Check the mailbox in a webmail client; the server may be repairing it.' }
@@ -118,30 +119,30 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
     return { kind: 'transient', cause: `${svc} login is temporarily unavailable at the server (${reply.slice(0, 120)})`, fix: 'Try again in a few minutes.' }
   }
   if (!ctx.freshTokenRefused) {
-    return { kind: 'reauth', cause: `the server refused the token (${reply.slice(0, 120)})`, fix: `Run "mailkey add ${ctx.account}" to sign in again.` }
+    return { kind: 'reauth', cause: `the server refused the token (${reply.slice(0, 120)})`, fix: `Run "mailkey add ${shArg(ctx.account)}" to sign in again.` }
   }
   const scope = ctx.grantedScope
   if (scope !== undefined) {
     if (/graph\.microsoft\.com/i.test(scope)) {
-      return { kind: 'config', cause: 'the token is for Microsoft Graph, not for the mail servers (one resource per token)', fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${ctx.account} --scope ..." without Graph scopes.` }
+      return { kind: 'config', cause: 'the token is for Microsoft Graph, not for the mail servers (one resource per token)', fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${shArg(ctx.account)} --scope ..." without Graph scopes.` }
     }
     const want = ctx.provider === 'microsoft' ? MS_SCOPE[ctx.protocol] : undefined
     if (want && !scope.includes(want)) {
-      return { kind: 'config', cause: `the token does not carry the ${svc} permission (${want}); it has: ${scope}`, fix: `Sign in again asking for it: "mailkey add ${ctx.account}" (the default scopes include it).` }
+      return { kind: 'config', cause: `the token does not carry the ${svc} permission (${want}); it has: ${scope}`, fix: `Sign in again asking for it: "mailkey add ${shArg(ctx.account)}" (the default scopes include it).` }
     }
   }
   if (ctx.signedInAs && ctx.signedInAs.toLowerCase() !== ctx.mailbox.toLowerCase()) {
-    return { kind: 'config', cause: `signed in as ${ctx.signedInAs}, but logging in to the mailbox ${ctx.mailbox}`, fix: `Sign in as ${ctx.mailbox} ("mailkey add ${ctx.mailbox}"), or check that ${ctx.signedInAs} has access to it.` }
+    return { kind: 'config', cause: `signed in as ${ctx.signedInAs}, but logging in to the mailbox ${ctx.mailbox}`, fix: `Sign in as ${ctx.mailbox} ("mailkey add ${shArg(ctx.mailbox)}"), or check that ${ctx.signedInAs} has access to it.` }
   }
   // Only URL-shaped scopes say something (Gmail: https://mail.google.com/); Dovecot's default is "mail".
   const challengeScope = typeof e.challenge?.scope === 'string' && e.challenge.scope.includes('://') ? e.challenge.scope : undefined
   if (challengeScope && scope !== undefined && !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))) {
-    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${ctx.account} --scope '${challengeScope} offline_access'".` }
+    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${shArg(ctx.account)} --scope '${challengeScope} offline_access'".` }
   }
   return {
     kind: 'config',
     cause: `the server refused a freshly refreshed token (${reply.slice(0, 120)})`,
-    fix: `${svc} access may be switched off for this mailbox (Microsoft: "Manage email apps" in the admin center), or the account may lack access. Check with your admin; "mailkey status ${ctx.account}" shows the granted scopes.`,
+    fix: `${svc} access may be switched off for this mailbox (Microsoft: "Manage email apps" in the admin center), or the account may lack access. Check with your admin; "mailkey status ${shArg(ctx.account)}" shows the granted scopes.`,
   }
 }
 

@@ -19,6 +19,7 @@ import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueRe
 import { diagnose, type FailureKind } from './diagnose.js'
 import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
 import { PROTOCOLS, type Protocol, type ProtocolReport, type TestReport } from './types.js'
+import { shArg } from '../core/address.js'
 
 export interface TestOptions {
   protocols?: Protocol[]
@@ -87,7 +88,7 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
       message: `no ${protocol.toUpperCase()} server is set for ${settings.email}`,
       kind: 'config',
       cause: `the account has no ${protocol} server`,
-      fix: `Give one: "mailkey add ${settings.email} --${protocol}-url ${protocol === 'imap' ? 'imaps://host:993' : protocol === 'pop' ? 'pop3s://host:995' : 'smtp://host:587'}".`,
+      fix: `Give one: "mailkey add ${shArg(settings.email)} --${protocol}-url ${protocol === 'imap' ? 'imaps://host:993' : protocol === 'pop' ? 'pop3s://host:995' : 'smtp://host:587'}".`,
     }
     return report
   }
@@ -103,7 +104,7 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
     } catch (e) {
       const err = e as MailkeyError
       const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
-      report.error = { stage: 'token', message: err.message, kind, cause: kind === 'reauth' ? 'the grant is no longer accepted, so there is no token to log in with' : 'no usable access token right now', fix: kind === 'reauth' ? `Run "mailkey add ${settings.email}" to sign in again.` : `See "mailkey status ${settings.email}".` }
+      report.error = { stage: 'token', message: err.message, kind, cause: kind === 'reauth' ? 'the grant is no longer accepted, so there is no token to log in with' : 'no usable access token right now', fix: kind === 'reauth' ? `Run "mailkey add ${shArg(settings.email)}" to sign in again.` : `See "mailkey status ${shArg(settings.email)}".` }
       return report
     }
     let transport: LineTransport | undefined

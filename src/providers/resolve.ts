@@ -9,6 +9,7 @@ import { ConfigError, ERR, UsageError } from '../errors.js'
 import type { AccountEndpoints, AccountSettings } from '../store/types.js'
 import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
+import { shArg } from '../core/address.js'
 
 /** What a caller may say about an account at sign-in (all optional but the address). */
 export interface AccountOptions {
@@ -150,7 +151,7 @@ export function candidateSettings(
     candidates = (provider?.clients ?? []).map((c) => (opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c))
   }
   if (candidates.length === 0) {
-    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret if your app has one).' })
+    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).' })
   }
   return candidates.map((c) => {
     const s: AccountSettings = {
@@ -194,7 +195,7 @@ export function assertFlowAllowed(provider: Provider | undefined, settings: Acco
       ? 'Google does not allow mail scopes in the device flow'
       : `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
     throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
-      hint: flow === 'device' ? `Use "mailkey add ${settings.email} --paste" on a machine without a browser.` : `Use "mailkey add ${settings.email} --device".`,
+      hint: flow === 'device' ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.` : `Use "mailkey add ${shArg(settings.email)} --device".`,
     })
   }
 }

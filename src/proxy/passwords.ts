@@ -7,11 +7,10 @@
  */
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { statSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
-import { FileStore, accountId, storeIoError, writeFileAtomic } from '../store/file-store.js'
+import { FileStore, accountId, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'
@@ -79,9 +78,14 @@ export class PasswordStore {
   async #read(): Promise<PasswordFile> {
     let text: string
     try {
-      text = await readFile(this.path, 'utf8')
+      // no symlink, no FIFO, and never a file others could read (the scrypt hashes can be guessed offline)
+      const got = readStateFile(this.path)
+      if (!got) return { v: 1, users: {} }
+      if (got.needsModeCheck) await checkPrivate(this.path, 'file')
+      text = got.text
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { v: 1, users: {} }
+      if (e instanceof StoreError) throw e
+      if ((e as NodeJS.ErrnoException).code === 'ELOOP') await checkPrivate(this.path, 'file')
       throw storeIoError(`cannot read "${this.path}"`, e)
     }
     try {

@@ -9,19 +9,22 @@
  *   "true" is ignored, and aerc then refuses a server that offers STARTTLS); 0.15 and later:
  *   `smtp://` means STARTTLS and `smtp+insecure://` plain.
  * - accounts.conf is read with go-ini: an unquoted value ends at the first "#" or ";" (an inline
- *   comment), so such values go in backticks, which go-ini takes verbatim.
+ *   comment), loses surrounding quotes, and continues on the next line after a "\\", so such values
+ *   go in backticks. go-ini takes what lies between the first and the LAST backtick of the line
+ *   verbatim (strings.LastIndex), so a value may itself hold backticks (checked with aerc 0.14.0:
+ *   test/e2e/recipes-hostile.test.ts); every value, URLs included, goes through iniValue.
  * - aerc runs `source-cred-cmd` once, when it starts (0.14: a reconnect reuses that token), so a
  *   session longer than a token's life needs a restart, or the proxy.
  * - no CA setting: Go reads SSL_CERT_FILE.
  */
-import { localName, proxyPort, urlUser } from './parts.js'
+import { configCommand, localName, proxyPort, urlUser } from './parts.js'
+import { shWord } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
-/** An accounts.conf value: bare when go-ini keeps it as it is, else in backticks (taken verbatim). */
+/** An accounts.conf value: bare when go-ini keeps it as it is, else in backticks (taken verbatim, inner backticks too). */
 export function iniValue(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an aerc setting cannot hold control characters')
-  if (s !== '' && !/[#;`"']/.test(s) && s.trim() === s) return s
-  if (s.includes('`')) throw new RangeError('an aerc setting that needs quoting cannot also hold a backtick')
+  if (s !== '' && !/[#;`"'\\]/.test(s) && s.trim() === s) return s
   return `\`${s}\``
 }
 
@@ -42,7 +45,7 @@ export const aerc: ClientRecipe = {
     const legacy = older(i.clientVersion, 0, 15)
     const section = /^[^\s[\]#;]+$/.test(i.email) ? i.email : localName(i.email)
     const lines = [
-      `# aerc account for ${i.email}, written by "mailkey config aerc ${i.email}${i.proxy ? ' --via proxy' : ''}"`,
+      `# aerc account for ${i.email}, written by "${configCommand('aerc', i.email, i.proxy !== undefined)}"`,
       i.clientVersion ? `# Written for aerc ${i.clientVersion}.` : '# Written for aerc 0.15 or later (for aerc 0.14, add --client-version 0.14).',
       '# It goes into ~/.config/aerc/accounts.conf, mode 600 (aerc refuses a file others can read).',
     ]
@@ -53,9 +56,9 @@ export const aerc: ClientRecipe = {
       const pw = iniValue(i.proxy.passwordCommand)
       // the proxy is on this machine: no TLS on the loopback hop (TLS upstream)
       body.push(
-        `source = imap+insecure://${urlUser(i.email)}@${i.proxy.host}:${imapPort}`,
+        `source = ${iniValue(`imap+insecure://${urlUser(i.email)}@${i.proxy.host}:${imapPort}`)}`,
         `source-cred-cmd = ${pw}`,
-        `outgoing = ${legacy ? 'smtp+plain' : 'smtp+insecure'}://${urlUser(i.email)}@${i.proxy.host}:${smtpPort}`,
+        `outgoing = ${iniValue(`${legacy ? 'smtp+plain' : 'smtp+insecure'}://${urlUser(i.email)}@${i.proxy.host}:${smtpPort}`)}`,
         `outgoing-cred-cmd = ${pw}`,
       )
     } else {
@@ -66,31 +69,31 @@ export const aerc: ClientRecipe = {
         lines.push(
           '# aerc runs source-cred-cmd once, when it starts: after the access token expires (about an',
           '# hour at Microsoft and Google) a reconnect fails until aerc restarts. To stay connected for',
-          `# days, use the proxy: mailkey config aerc ${i.email} --via proxy`,
+          `# days, use the proxy: ${configCommand('aerc', i.email, true)}`,
         )
         body.push(
-          `source = ${i.imap.tls === 'implicit' ? 'imaps' : 'imap'}+${mech}://${urlUser(i.user)}@${i.imap.host}:${i.imap.port}`,
+          `source = ${iniValue(`${i.imap.tls === 'implicit' ? 'imaps' : 'imap'}+${mech}://${urlUser(i.user)}@${i.imap.host}:${i.imap.port}`)}`,
           `source-cred-cmd = ${cmd}`,
         )
       }
       if (i.smtp) {
         body.push(
-          `outgoing = ${i.smtp.tls === 'implicit' ? 'smtps' : 'smtp'}+${mech}://${urlUser(i.user)}@${i.smtp.host}:${i.smtp.port}`,
+          `outgoing = ${iniValue(`${i.smtp.tls === 'implicit' ? 'smtps' : 'smtp'}+${mech}://${urlUser(i.user)}@${i.smtp.host}:${i.smtp.port}`)}`,
           ...(i.smtp.tls === 'starttls' && legacy ? ['smtp-starttls = yes'] : []),
           `outgoing-cred-cmd = ${cmd}`,
           // a fresh token for every message (the default keeps the first one until aerc exits)
           'outgoing-cred-cmd-cache = false',
         )
       }
-      if (i.ca) lines.push(`# aerc has no CA setting: start it as SSL_CERT_FILE=${i.ca} aerc (for aerc, this replaces the system CAs).`)
+      if (i.ca) lines.push(`# aerc has no CA setting: start it as SSL_CERT_FILE=${shWord(i.ca)} aerc (for aerc, this replaces the system CAs).`)
     }
     body.push(`from = ${iniValue(i.email)}`, 'default = INBOX')
     if (i.provider === 'microsoft') body.push('# Exchange Online saves sent mail in Sent Items itself: no copy-to.')
     else body.push('# copy-to = Sent     (only if your server does not file sent mail itself)')
     const text = [...lines, '', ...body, ''].join('\n')
     const usage = [
-      `mailkey config aerc ${i.email}${i.proxy ? ' --via proxy' : ''} >> ~/.config/aerc/accounts.conf && chmod 600 ~/.config/aerc/accounts.conf`,
-      `${!i.proxy && i.ca ? `SSL_CERT_FILE=${i.ca} ` : ''}aerc`,
+      `${configCommand('aerc', i.email, i.proxy !== undefined)} >> ~/.config/aerc/accounts.conf && chmod 600 ~/.config/aerc/accounts.conf`,
+      `${!i.proxy && i.ca ? `SSL_CERT_FILE=${shWord(i.ca)} ` : ''}aerc`,
     ]
     if (i.proxy) usage.unshift(`needs the proxy's IMAP and SMTP listeners, and the local password printed by: ${i.proxy.passwordCommand}`)
     return { text, usage }

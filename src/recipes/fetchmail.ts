@@ -5,6 +5,8 @@
  * password command. Delivery is left to fetchmail's default (the local MTA) or an `mda` of the
  * user's choosing.
  */
+import { configCommand } from './parts.js'
+import { shWord } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const fetchmail: ClientRecipe = {
@@ -19,7 +21,7 @@ export const fetchmail: ClientRecipe = {
     if (proto === undefined) throw new RangeError('config.toml has no plain IMAP or POP3 listener of the proxy for this account')
     if (/["\\\s]/.test(i.email)) throw new RangeError('fetchmail cannot take this address as a user name')
     const text = [
-      `# fetchmail configuration for ${i.email} through "mailkey proxy", written by "mailkey config fetchmail ${i.email} --via proxy".`,
+      `# fetchmail configuration for ${i.email} through "mailkey proxy", written by "${configCommand('fetchmail', i.email, i.proxy !== undefined)}".`,
       '# The local password comes from ~/.netrc (see the line printed with this file).',
       'set no syslog',
       `poll ${p.host} with proto ${proto} port ${port}`,
@@ -34,9 +36,10 @@ export const fetchmail: ClientRecipe = {
     return {
       text,
       usage: [
-        `mailkey config fetchmail ${i.email} --via proxy > ~/.fetchmailrc && chmod 600 ~/.fetchmailrc`,
-        // fetchmail's .netrc parser splits on blanks unless a value is double-quoted
-        `printf 'machine ${p.host} login ${i.email} password "%s"\\n' "$(${p.passwordCommand})" >> ~/.netrc && chmod 600 ~/.netrc`,
+        `${configCommand('fetchmail', i.email, i.proxy !== undefined)} > ~/.fetchmailrc && chmod 600 ~/.fetchmailrc`,
+        // fetchmail's .netrc parser splits on blanks unless a value is double-quoted; the host and
+        // the address are printf arguments (quoted for sh), never part of its format
+        `printf 'machine %s login "%s" password "%s"\\n' ${shWord(p.host)} ${shWord(i.email)} "$(${p.passwordCommand})" >> ~/.netrc && chmod 600 ~/.netrc`,
         `needs the proxy's ${proto} listener on port ${port}; fetchmail delivers to the local MTA unless you add mda "..." to the poll line`,
         'fetchmail',
       ],

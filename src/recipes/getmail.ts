@@ -8,7 +8,7 @@
  * arguments, run without a shell, so the recipe runs `sh -c` with the command line. getmail6
  * refuses to deliver into a Maildir as root: run it as the mailbox's user.
  */
-import { localName, proxyPort } from './parts.js'
+import { configCommand, localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A getmail quoted string (read like a Python literal: JSON's escapes are valid there). */
@@ -47,7 +47,7 @@ export const getmail: ClientRecipe = {
       )
     }
     const text = [
-      `# getmail6 configuration for ${i.email}, written by "mailkey config getmail ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      `# getmail6 configuration for ${i.email}, written by "${configCommand('getmail', i.email, i.proxy !== undefined)}".`,
       ...retriever,
       'mailboxes = ("INBOX",)',
       '',
@@ -62,7 +62,7 @@ export const getmail: ClientRecipe = {
       '',
     ].join('\n')
     const usage = [
-      `mailkey config getmail ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.getmail/getmailrc && mkdir -p ${maildir}/cur ${maildir}/new ${maildir}/tmp`,
+      `${configCommand('getmail', i.email, i.proxy !== undefined)} > ~/.getmail/getmailrc && mkdir -p ${maildir}/cur ${maildir}/new ${maildir}/tmp`,
       'getmail                     # as the mailbox\'s user: getmail6 refuses to deliver as root',
     ]
     if (i.proxy) usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`)

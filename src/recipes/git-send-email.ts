@@ -8,8 +8,8 @@
  * git-config(1) "Syntax": a value in double quotes keeps \" and \\ escapes; a helper starting
  * with "!" runs through the shell (gitcredentials(7)).
  */
-import { dquote } from './shell.js'
-import { proxyPort } from './parts.js'
+import { dquote, shWord } from './shell.js'
+import { configCommand, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 
@@ -18,10 +18,10 @@ export const gitSendEmail: ClientRecipe = {
   summary: 'git send-email: a git config file to include (direct: through msmtp; or --via proxy)',
   direct: true,
   make(i: RecipeInput): Recipe {
-    const head = `# git send-email for ${i.email}, written by "mailkey config git-send-email ${i.email}${i.proxy ? ' --via proxy' : ''}".`
+    const head = `# git send-email for ${i.email}, written by "${configCommand('git-send-email', i.email, i.proxy !== undefined)}".`
     let lines: string[]
     const usage = [
-      `mailkey config git-send-email ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.config/mailkey/git-send-email.gitconfig`,
+      `${configCommand('git-send-email', i.email, i.proxy !== undefined)} > ~/.config/mailkey/git-send-email.gitconfig`,
       'git config --global include.path ~/.config/mailkey/git-send-email.gitconfig',
       'git send-email --to=someone@example.com HEAD^',
     ]
@@ -48,13 +48,14 @@ export const gitSendEmail: ClientRecipe = {
       if (!i.smtp) throw new RangeError(`the account ${i.email} has no SMTP server`)
       lines = [
         head,
-        `# Sends through msmtp's account "${i.email}": first run "mailkey config msmtp ${i.email} > ~/.msmtprc".`,
+        `# Sends through msmtp's account "${i.email}": first run "${configCommand('msmtp', i.email, false)} > ~/.msmtprc".`,
         '[sendemail]',
         `\tfrom = ${dquote(i.email)}`,
-        `\tsendmailcmd = ${dquote(`msmtp -a ${i.email}`)}`,
+        // git runs it with sh -c: the account name is one quoted sh word inside the git config string
+        `\tsendmailcmd = ${dquote(`msmtp -a ${shWord(i.email)}`)}`,
         '',
       ]
-      usage.unshift(`first: mailkey config msmtp ${i.email} > ~/.msmtprc && chmod 600 ~/.msmtprc`)
+      usage.unshift(`first: ${configCommand('msmtp', i.email, false)} > ~/.msmtprc && chmod 600 ~/.msmtprc`)
     }
     return { text: lines.join('\n'), usage }
   },

@@ -11,7 +11,8 @@
  * auth and token URLs, the `oauth2` build feature) and cannot simply take a token from a command,
  * so for 1.x only the proxy variant is written (`backend.auth.type = "password"`, `auth.cmd`).
  */
-import { proxyListeners } from './parts.js'
+import { configCommand, proxyListeners } from './parts.js'
+import { shWord } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 /** A TOML basic string: JSON's escapes are TOML's (\" \\ \n \uXXXX). */
@@ -34,7 +35,7 @@ export const himalaya: ClientRecipe = {
     const v1 = (major(i.clientVersion) ?? 2) < 2
     if (v1 && !i.proxy) throw new RangeError('himalaya 1.x cannot take a token from a command: use --via proxy')
     const lines = [
-      `# himalaya account for ${i.email}, written by "mailkey config himalaya ${i.email}${i.proxy ? ' --via proxy' : ''}"`,
+      `# himalaya account for ${i.email}, written by "${configCommand('himalaya', i.email, i.proxy !== undefined)}"`,
       `# for himalaya ${i.clientVersion ?? '2'}${i.clientVersion ? '' : ' (for himalaya 1.x: --client-version 1 --via proxy)'}. It goes into ~/.config/himalaya/config.toml.`,
       '',
       `[accounts.${str(i.email)}]`,
@@ -90,8 +91,8 @@ export const himalaya: ClientRecipe = {
     if (i.provider === 'microsoft') lines.push('# Exchange Online saves sent mail in Sent Items itself: do not also save it (no --save).')
     lines.push('')
     const usage = [
-      `mailkey config himalaya ${i.email}${i.proxy ? ' --via proxy' : ''} >> ~/.config/himalaya/config.toml`,
-      `himalaya ${v1 ? 'envelope' : 'envelopes'} list --account ${i.email}`,
+      `${configCommand('himalaya', i.email, i.proxy !== undefined)} >> ~/.config/himalaya/config.toml`,
+      `himalaya ${v1 ? 'envelope' : 'envelopes'} list --account ${shWord(i.email)}`,
       'not proven by mailkey\'s tests (himalaya is not packaged for Debian): written from its sources; docs/clients.md',
     ]
     if (i.proxy) usage.unshift(`needs the proxy's listeners, and the local password printed by: ${i.proxy.passwordCommand}`)

@@ -9,7 +9,7 @@
  * \" and \\.
  */
 import { dquote } from './shell.js'
-import { localName, proxyPort } from './parts.js'
+import { configCommand, localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 
@@ -49,7 +49,7 @@ export const mbsync: ClientRecipe = {
     }
     const maildir = `~/Mail/${name}`
     const text = [
-      `# mbsync (isync) configuration for ${i.email}, written by "mailkey config mbsync ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      `# mbsync (isync) configuration for ${i.email}, written by "${configCommand('mbsync', i.email, i.proxy !== undefined)}".`,
       ...account,
       '',
       `IMAPStore ${name}-remote`,
@@ -71,7 +71,7 @@ export const mbsync: ClientRecipe = {
       '',
     ].join('\n')
     const usage = [
-      `mailkey config mbsync ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.mbsyncrc && mkdir -p ${maildir}`,
+      `${configCommand('mbsync', i.email, i.proxy !== undefined)} > ~/.mbsyncrc && mkdir -p ${maildir}`,
       `mbsync ${name}              # or: mbsync -a`,
     ]
     if (!i.proxy) usage.push('needs a Cyrus SASL XOAUTH2 plugin (Debian/Ubuntu: apt install libsasl2-modules-kdexoauth2); without one, use --via proxy')

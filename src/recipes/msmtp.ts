@@ -15,7 +15,13 @@ function arg(s: string): string {
   if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an msmtp setting cannot hold control characters')
   return `"${s}"`
 }
-import { proxyPort } from './parts.js'
+
+/** An msmtp account name: the address, which msmtp takes as it is, except ":" and "," (account inheritance). */
+function accountName(email: string): string {
+  if (/[\x00-\x1f\x7f:,]/.test(email)) throw new RangeError('msmtp cannot take an address with ":" or "," as an account name')
+  return email
+}
+import { configCommand, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const msmtp: ClientRecipe = {
@@ -24,7 +30,7 @@ export const msmtp: ClientRecipe = {
   direct: true,
   make(i: RecipeInput): Recipe {
     const lines = [
-      `# msmtp configuration for ${i.email}, written by "mailkey config msmtp ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      `# msmtp configuration for ${i.email}, written by "${configCommand('msmtp', i.email, i.proxy !== undefined)}".`,
       '# Save it as ~/.msmtprc with mode 600 (msmtp refuses a file others can read).',
       'defaults',
     ]
@@ -34,7 +40,7 @@ export const msmtp: ClientRecipe = {
         // the proxy listens on this machine only: no TLS on the loopback hop, TLS upstream
         'tls off',
         '',
-        `account ${i.email}`,
+        `account ${accountName(i.email)}`,
         `host ${i.proxy.host}`,
         `port ${port}`,
         'auth plain',
@@ -49,7 +55,7 @@ export const msmtp: ClientRecipe = {
         'tls on',
         ...(i.ca ? [`tls_trust_file ${arg(i.ca)}`] : []),
         '',
-        `account ${i.email}`,
+        `account ${accountName(i.email)}`,
         `host ${smtp.host}`,
         `port ${smtp.port}`,
         // msmtp: tls_starttls on = STARTTLS; off = TLS from the first byte (port 465)
@@ -61,9 +67,9 @@ export const msmtp: ClientRecipe = {
         `passwordeval ${arg(i.tokenCommand)}`,
       )
     }
-    lines.push('', `account default : ${i.email}`, '')
+    lines.push('', `account default : ${accountName(i.email)}`, '')
     const usage = [
-      `mailkey config msmtp ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.msmtprc && chmod 600 ~/.msmtprc`,
+      `${configCommand('msmtp', i.email, i.proxy !== undefined)} > ~/.msmtprc && chmod 600 ~/.msmtprc`,
       'msmtp -t < message.eml        # or: git config sendemail.sendmailcmd "msmtp -a default"',
     ]
     if (i.proxy) usage.unshift(`needs the proxy's SMTP listener on port ${i.proxy.smtpPort} ("mailkey proxy --smtp-port ${i.proxy.smtpPort}"), and the local password printed by: ${i.proxy.passwordCommand}`)

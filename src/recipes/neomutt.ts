@@ -6,7 +6,7 @@
  *
  * neomuttrc(5): a double-quoted value keeps \" and \\ escapes; backticks run a shell command.
  */
-import { proxyListeners, urlUser } from './parts.js'
+import { configCommand, proxyListeners, urlUser } from './parts.js'
 import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
@@ -21,7 +21,7 @@ export const neomutt: ClientRecipe = {
   summary: 'NeoMutt: a muttrc for IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',
   direct: true,
   make(i: RecipeInput): Recipe {
-    const lines = [`# NeoMutt configuration for ${i.email}, written by "mailkey config neomutt ${i.email}${i.proxy ? ' --via proxy' : ''}".`]
+    const lines = [`# NeoMutt configuration for ${i.email}, written by "${configCommand('neomutt', i.email, i.proxy !== undefined)}".`]
     lines.push(`set from = ${val(i.email)}`, 'set use_from = yes')
     if (i.proxy) {
       const { host, imapPort, smtpPort } = proxyListeners(i.proxy)
@@ -71,7 +71,7 @@ export const neomutt: ClientRecipe = {
     if (i.provider === 'microsoft') lines.push('# Exchange Online saves sent mail in Sent Items itself:', 'set record = ""')
     lines.push('')
     const usage = [
-      `mailkey config neomutt ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.config/neomutt/neomuttrc`,
+      `${configCommand('neomutt', i.email, i.proxy !== undefined)} > ~/.config/neomutt/neomuttrc`,
       'neomutt                     # or, to send from a script: neomutt -s "subject" -- someone@example.com < body.txt',
     ]
     if (i.proxy) usage.unshift(`needs the proxy's listeners (${[['IMAP', i.proxy.imapPort], ['SMTP', i.proxy.smtpPort]].filter(([, p]) => p !== undefined).map(([n, p]) => `${n} ${p}`).join(', ')}), and the local password printed by: ${i.proxy.passwordCommand}`)

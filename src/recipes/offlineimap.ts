@@ -6,13 +6,22 @@
  * offlineimap.conf: *_eval values are Python expressions; the recipe's expression only runs the
  * command line through `sh -c` and returns what it prints.
  */
-import { localName, proxyPort } from './parts.js'
+import { configCommand, localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
+
+/**
+ * An offlineimaprc value. offlineimap3 reads its file with Python's ConfigParser and the default
+ * BasicInterpolation, where "%" starts a reference: a literal "%" is written "%%" (an address may
+ * hold one: it is atext, RFC 5322 §3.2.3). A line break would start another setting: refused.
+ */
+function value(s: string): string {
+  if (/[\x00-\x1f\x7f]/.test(s)) throw new RangeError('an offlineimap setting cannot hold control characters')
+  return s.replace(/%/g, '%%')
+}
 
 /** A Python expression that runs `cmd` through sh and returns its output (JSON strings are Python strings). */
 function runExpr(cmd: string): string {
-  if (/[\x00-\x1f\x7f%]/.test(cmd)) throw new RangeError('an offlineimap command cannot hold control characters or "%" (ConfigParser interpolation)')
-  return `__import__("subprocess").run(["sh", "-c", ${JSON.stringify(cmd)}], capture_output=True, check=True, text=True).stdout.strip()`
+  return value(`__import__("subprocess").run(["sh", "-c", ${JSON.stringify(cmd)}], capture_output=True, check=True, text=True).stdout.strip()`)
 }
 
 export const offlineimap: ClientRecipe = {
@@ -27,7 +36,7 @@ export const offlineimap: ClientRecipe = {
       remote.push(
         `remotehost = ${i.proxy.host}`,
         `remoteport = ${port}`,
-        `remoteuser = ${i.email}`,
+        `remoteuser = ${value(i.email)}`,
         // the proxy is on this machine: no TLS on the loopback hop
         'ssl = no',
         'starttls = no',
@@ -40,17 +49,17 @@ export const offlineimap: ClientRecipe = {
       remote.push(
         `remotehost = ${imap.host}`,
         `remoteport = ${imap.port}`,
-        `remoteuser = ${i.user}`,
+        `remoteuser = ${value(i.user)}`,
         // offlineimap3: ssl = yes is TLS from the first byte; ssl = no + starttls = yes is STARTTLS
         `ssl = ${imap.tls === 'implicit' ? 'yes' : 'no'}`,
         `starttls = ${imap.tls === 'implicit' ? 'no' : 'yes'}`,
-        `sslcacertfile = ${i.ca ?? 'OS-DEFAULT'}`,
+        `sslcacertfile = ${value(i.ca ?? 'OS-DEFAULT')}`,
         'auth_mechanisms = XOAUTH2',
         `oauth2_access_token_eval = ${runExpr(i.tokenCommand)}`,
       )
     }
     const text = [
-      `# OfflineIMAP configuration for ${i.email}, written by "mailkey config offlineimap ${i.email}${i.proxy ? ' --via proxy' : ''}".`,
+      `# OfflineIMAP configuration for ${i.email}, written by "${configCommand('offlineimap', i.email, i.proxy !== undefined)}".`,
       '[general]',
       `accounts = ${name}`,
       '',
@@ -66,7 +75,7 @@ export const offlineimap: ClientRecipe = {
       '',
     ].join('\n')
     const usage = [
-      `mailkey config offlineimap ${i.email}${i.proxy ? ' --via proxy' : ''} > ~/.offlineimaprc`,
+      `${configCommand('offlineimap', i.email, i.proxy !== undefined)} > ~/.offlineimaprc`,
       'offlineimap -o              # one sync; without -o it keeps syncing',
     ]
     if (i.proxy) usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`)

@@ -1,5 +1,11 @@
 /** Pieces several recipes need. Owns: nothing of its own. Must not: do I/O. */
+import { shWord } from './shell.js'
 import type { RecipeInput } from './types.js'
+
+/** The command that prints this recipe, as the user would type it: the address quoted for sh. */
+export function configCommand(client: string, email: string, viaProxy: boolean): string {
+  return `mailkey config ${client} ${shWord(email)}${viaProxy ? ' --via proxy' : ''}`
+}
 
 /** A name for the account inside a client's file (mbsync refers to stores as :name:): plain characters only. */
 export function localName(email: string): string {

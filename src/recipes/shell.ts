@@ -3,12 +3,10 @@
  * (msmtp's passwordeval and mbsync's PassCmd run through /bin/sh), and double-quoted strings for
  * formats that quote that way. Owns: quoting. Must not: do I/O.
  */
+import { shArg } from '../core/address.js'
 
 /** One POSIX sh word: bare when it is plainly safe, otherwise in single quotes. */
-export function shWord(s: string): string {
-  if (s !== '' && /^[A-Za-z0-9@%+=:,./_-]+$/.test(s)) return s
-  return `'${s.replace(/'/g, `'\\''`)}'`
-}
+export const shWord = shArg
 
 /** argv as one sh command line. */
 export function shCommand(argv: string[]): string {

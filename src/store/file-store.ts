@@ -18,6 +18,7 @@ import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
 import { ERR, StoreError, UsageError, shortageCode, shortageText } from '../errors.js'
 import type { Paths } from '../config/paths.js'
+import { addressProblem, quoted } from '../core/address.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
@@ -30,12 +31,15 @@ export function accountId(email: string): string {
   return email.trim().toLowerCase()
 }
 
-const EMAIL_RE = /^[^\s@/\\\x00-\x1f]+@[^\s@/\\\x00-\x1f]+\.[^\s@/\\\x00-\x1f]+$|^[^\s@/\\\x00-\x1f]+@(localhost|[^\s@/\\\x00-\x1f]+)$/
-
+/**
+ * The account id of an address typed by the user, or a UsageError that names it safely (quoted,
+ * controls escaped) and says why: only RFC 5322 addr-specs are taken (core/address.ts).
+ */
 export function assertEmail(email: string): string {
   const id = accountId(email)
-  if (!EMAIL_RE.test(id) || id.length > 320) {
-    throw new UsageError(`"${email}" is not an e-mail address`, {
+  const why = addressProblem(id)
+  if (why !== undefined) {
+    throw new UsageError(`${quoted(email.trim())} is not an e-mail address: ${why}`, {
       hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
     })
   }
@@ -76,10 +80,10 @@ export class FileStore {
     return join(this.dir, fileNameFor(id) + '.lock')
   }
 
-  /** Create the state dirs 0700 if missing; refuse ones that others can read (I2). */
-  /** the accounts directory passed #checkMode (read() checks it once, lazily) */
+  /** the state and accounts directories passed checkPrivate (once per process) */
   #dirChecked = false
 
+  /** Create the state dirs 0700 if missing; refuse ones that others can read (I2). */
   async ensureDir(): Promise<void> {
     if (this.#ready) return
     for (const d of [this.paths.stateDir, this.dir]) {
@@ -88,36 +92,20 @@ export class FileStore {
       } catch (e) {
         throw storeIoError(`cannot create the state directory "${d}"`, e)
       }
-      await this.#checkMode(d, true)
+      await checkPrivate(d, 'dir')
     }
     this.#ready = true
   }
 
-  async #checkMode(path: string, isDir: boolean): Promise<void> {
-    let st
-    try {
-      st = await lstat(path)
-    } catch (e) {
-      throw storeIoError(`cannot read "${path}"`, e)
-    }
-    if (st.isSymbolicLink()) {
-      throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
-        hint: `Replace it with a real ${isDir ? 'directory' : 'file'}.`,
-      })
-    }
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-      throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" belongs to another user (uid ${st.uid})`, {
-        hint: 'Use your own state directory (XDG_STATE_HOME) or fix the owner.',
-      })
-    }
-    if ((st.mode & 0o077) !== 0) {
-      const want = isDir ? '700' : '600'
-      throw new StoreError(
-        ERR.STORE_PERMISSIONS,
-        `"${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)}); tokens there may have leaked`,
-        { hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant.` },
-      )
-    }
+  /**
+   * I2 at every entry point that reads or changes the store (list, status, remove, config, the
+   * proxy's start, the store commands): the state and accounts directories, where they exist, are
+   * refused when they are symbolic links, not ours, or open to others. Creates nothing.
+   */
+  async assertPrivate(): Promise<void> {
+    if (this.#ready || this.#dirChecked) return
+    for (const d of [this.paths.stateDir, this.dir]) await checkPrivate(d, 'dir', { missingOk: true })
+    this.#dirChecked = true
   }
 
   /**
@@ -138,17 +126,14 @@ export class FileStore {
       got = readStateFile(path)
     } catch (e) {
       if (e instanceof StoreError) throw e
-      if (isCode(e, 'ELOOP')) await this.#checkMode(path, false)
+      if (isCode(e, 'ELOOP')) await checkPrivate(path, 'file')
       throw storeIoError(`cannot read "${path}"`, e)
     }
     if (!got) return undefined
     const { text, needsModeCheck } = got
-    if (needsModeCheck) await this.#checkMode(path, false)
-    // The directory is checked once per process, lazily, only when a record exists.
-    if (!this.#ready && !this.#dirChecked) {
-      await this.#checkMode(this.dir, true)
-      this.#dirChecked = true
-    }
+    if (needsModeCheck) await checkPrivate(path, 'file')
+    // The directories are checked once per process, lazily, only when a record exists.
+    await this.assertPrivate()
     const rec = parseRecord(text, path)
     return opts.secrets === false ? rec : await this.#open(rec, id, path)
   }
@@ -185,6 +170,7 @@ export class FileStore {
   }
 
   async remove(id: string): Promise<boolean> {
+    await this.assertPrivate()
     try {
       await unlink(this.recordPath(id))
       await unlink(this.lockPath(id)).catch(() => {})
@@ -198,6 +184,7 @@ export class FileStore {
 
   /** Every stored record, secrets left sealed (for listing); a corrupt one is reported in `broken`, not thrown. */
   async list(): Promise<{ records: AccountRecord[]; broken: { file: string; error: StoreError }[] }> {
+    await this.assertPrivate()
     let names: string[]
     try {
       names = await readdir(this.dir)
@@ -213,6 +200,7 @@ export class FileStore {
       try {
         const got = readStateFile(path)
         if (!got) continue // removed meanwhile
+        if (got.needsModeCheck) await checkPrivate(path, 'file')
         records.push(parseRecord(got.text, path))
       } catch (e) {
         const error = e instanceof StoreError ? e : storeIoError(`cannot read "${path}"`, e)
@@ -231,6 +219,39 @@ export class FileStore {
     } catch {
       return false
     }
+  }
+}
+
+/**
+ * I2 for one path of the state: refused (never repaired) when it is a symbolic link, belongs to
+ * another user, or gives group or others any access; the error names the path and the chmod that
+ * fixes it. `missingOk`: a path that does not exist passes.
+ */
+export async function checkPrivate(path: string, kind: 'dir' | 'file', o: { missingOk?: boolean } = {}): Promise<void> {
+  let st
+  try {
+    st = await lstat(path)
+  } catch (e) {
+    if (o.missingOk && isCode(e, 'ENOENT')) return
+    throw storeIoError(`cannot read "${path}"`, e)
+  }
+  if (st.isSymbolicLink()) {
+    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
+      hint: `Replace it with a real ${kind === 'dir' ? 'directory' : 'file'}.`,
+    })
+  }
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" belongs to another user (uid ${st.uid})`, {
+      hint: 'Use your own state directory (XDG_STATE_HOME) or fix the owner.',
+    })
+  }
+  if ((st.mode & 0o077) !== 0) {
+    const want = kind === 'dir' ? '700' : '600'
+    throw new StoreError(
+      ERR.STORE_PERMISSIONS,
+      `"${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)}); what it holds may have leaked`,
+      { hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant (and set new local proxy passwords).` },
+    )
   }
 }
 

@@ -19,7 +19,7 @@
  * Owns: the lock file. Must not: read or write account records.
  */
 import { constants as fsc, readFileSync } from 'node:fs'
-import { link, open, readFile, rename, unlink } from 'node:fs/promises'
+import { link, open, rename, unlink } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ERR, InterruptedError, StoreError } from '../errors.js'
@@ -55,12 +55,42 @@ export function newNonce(): string {
 }
 
 export async function readLock(path: string): Promise<LockInfo | undefined> {
+  const got = await readLockFile(path)
+  return got === undefined ? undefined : parseLock(got.text)
+}
+
+/**
+ * A lock file's text and age, or undefined when there is none. Opened O_NOFOLLOW | O_NONBLOCK and
+ * checked with fstat: a FIFO planted at the path would block a plain open() or read() forever (a
+ * refresh that never ends), a symlink would point the lock anywhere, and a file of another user
+ * is not a lock we wrote. Each is refused with the path and the command that clears it.
+ */
+async function readLockFile(path: string): Promise<{ text: string; ageMs: number } | undefined> {
+  let fh
   try {
-    return parseLock(await readFile(path, 'utf8'))
+    fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK)
   } catch (e) {
     if (isCode(e, 'ENOENT')) return undefined
+    if (isCode(e, 'ELOOP')) throw notALock(path, 'is a symbolic link')
     throw e
   }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw notALock(path, `is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device'})`)
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) throw notALock(path, `belongs to another user (uid ${st.uid})`)
+    // a lock is a few dozen bytes: never read more than a small bound
+    const buf = Buffer.alloc(4096)
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
+    return { text: buf.subarray(0, bytesRead).toString('utf8'), ageMs: Date.now() - st.mtimeMs }
+  } finally {
+    await fh.close()
+  }
+}
+
+function notALock(path: string, what: string): StoreError {
+  return new StoreError(ERR.STORE_PERMISSIONS, `the lock file "${path}" ${what}; mailkey refuses to use it`, {
+    hint: `Someone else may have put it there. Check, then remove it (rm '${path}') and run the command again.`,
+  })
 }
 
 function parseLock(text: string): LockInfo | undefined {
@@ -175,16 +205,7 @@ export async function tryAcquire(path: string, maxAgeMs = DEFAULT_LOCK_MAX_AGE_M
 }
 
 async function lockAgeMs(path: string): Promise<number | undefined> {
-  try {
-    const fh = await open(path, fsc.O_RDONLY)
-    try {
-      return Date.now() - (await fh.stat()).mtimeMs
-    } finally {
-      await fh.close()
-    }
-  } catch {
-    return undefined
-  }
+  return (await readLockFile(path))?.ageMs
 }
 
 /** Move the stale file away; if what we moved turns out to be a fresh lock, put it back. */
@@ -196,7 +217,7 @@ async function stealStale(path: string, seen: LockInfo | undefined): Promise<voi
     if (isCode(e, 'ENOENT')) return
     throw e
   }
-  const moved = parseLock(await readFile(aside, 'utf8').catch(() => ''))
+  const moved = parseLock((await readLockFile(aside).catch(() => undefined))?.text ?? '')
   if (moved !== undefined && moved.nonce !== seen?.nonce && !isStale(moved)) {
     await link(aside, path).catch(() => {}) // restore the live lock unless a newer one exists
   }

@@ -10,6 +10,7 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
+import { quoted, shArg } from '../../core/address.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
@@ -52,14 +53,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
   const via = values.via === 'proxy'
   if (!via && !recipe.direct) {
-    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
+    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, { hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".` })
   }
 
   const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
   const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
   if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion)) throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
   const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
-  if (notDirect) throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, { hint: `Run "mailkey config ${client} ${email} --via proxy".` })
+  if (notDirect) throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, { hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".` })
 
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accountId } = await import('../../store/file-store.js')
@@ -92,7 +93,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   try {
     made = recipe.make(input)
   } catch (e) {
-    throw new UsageError(`cannot write a ${client} configuration for ${email}: ${(e as Error).message}`, { hint: `Run "mailkey status ${email}" to see its servers; "mailkey add ${email} --smtp-url ..." sets them.` })
+    throw new UsageError(`cannot write a ${client} configuration for ${quoted(email)}: ${(e as Error).message}`, { hint: `Run "mailkey status ${shArg(email)}" to see its servers; "mailkey add ${shArg(email)} --smtp-url ..." sets them.` })
   }
   io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)

@@ -8,13 +8,16 @@ import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse, readSmallFile } from '../flags.js'
+import { shArg } from '../../core/address.js'
 
 const HELP = `Usage: mailkey import <email> --refresh-token-file F [provider flags]
 
 Stores a refresh token you already have, after one refresh proves it works (the rotated token,
 if the server sends one, is what gets stored). Use "-" to read the token from stdin. The token
 is never accepted on the command line, where other users could see it in the process list.
-Give the same --client-id (and --client-secret) the token was issued to.
+Give the same --client-id (and --client-secret-file F) the token was issued to. With
+--refresh-token-file -, the secret must come from a file (stdin carries the token); the flag
+--client-secret S works too, but other users can read it in the process list.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -25,7 +28,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const email = needEmail('import', positionals)
   const file = values['refresh-token-file']
-  if (typeof file !== 'string') throw new UsageError('import needs --refresh-token-file F (or - for stdin)', { hint: `Run "mailkey import ${email} --refresh-token-file token.txt".` })
+  if (typeof file !== 'string') throw new UsageError('import needs --refresh-token-file F (or - for stdin)', { hint: `Run "mailkey import ${shArg(email)} --refresh-token-file token.txt".` })
+  if (file === '-' && values['client-secret-file'] === '-') throw new UsageError('--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file')
   let raw: string | undefined
   if (file === '-') {
     raw = await io.readLine(io.stdinIsTTY ? 'Refresh token: ' : '', io.signal)
@@ -47,6 +51,6 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   })
   if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
   io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
-    `Next: "mailkey token ${status.email}" prints an access token.\n`)
+    `Next: "mailkey token ${shArg(status.email)}" prints an access token.\n`)
   return EXIT.OK
 }

@@ -63,6 +63,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const mode = values.tls === undefined ? 'starttls' : values.tls
   if (mode !== 'implicit' && mode !== 'starttls') throw new UsageError('--tls must be implicit or starttls')
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
+  await assertPrivateState(mk)
   let tls: { mode: 'implicit' | 'starttls'; cert: string; key: string } | undefined
   if (typeof certFile === 'string' && typeof keyFile === 'string') {
     tls = { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
@@ -144,6 +145,7 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   const { positionals } = parse('proxy password', args, COMMON_FLAGS, 1)
   const email = needEmail('proxy password', positionals)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
+  await assertPrivateState(mk)
   await mk.status(email) // the account must exist
   // From the terminal without echo, or from stdin when it is not a terminal (scripts).
   const pw = io.stdinIsTTY && io.readSecretLine
@@ -155,6 +157,18 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   await new PasswordStore(mk.broker.store).set(email, new Secret(pw))
   io.stderr(`Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.\n`)
   return EXIT.OK
+}
+
+/**
+ * I2 before the proxy starts or a password is set: the state and accounts directories and the
+ * password file (scrypt hashes, which others could guess at offline) must be ours alone. Refused,
+ * not repaired: the user should know someone may have read them.
+ */
+async function assertPrivateState(mk: Mailkey): Promise<void> {
+  await mk.broker.store.assertPrivate()
+  const { checkPrivate } = await import('../../store/file-store.js')
+  const { PasswordStore } = await import('../../proxy/passwords.js')
+  await checkPrivate(new PasswordStore(mk.broker.store).path, 'file', { missingOk: true })
 }
 
 /**

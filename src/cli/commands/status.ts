@@ -9,6 +9,7 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { formatDuration, formatTime } from '../format.js'
+import { shArg } from '../../core/address.js'
 
 const STATUS_HELP = `Usage: mailkey status [<email>] [--json]
 
@@ -71,7 +72,7 @@ function describe(s: AccountStatus): string {
   rows.push(['client id', `${s.clientId}${s.clientLabel ? ` (${s.clientLabel})` : ''}`])
   rows.push(['signed in', `${formatTime(s.grantedAt)} via ${s.flow}${s.identity?.email ? ` as ${s.identity.email}` : ''}`])
   if (s.state === 'reauth') {
-    rows.push(['state', `NEEDS SIGN-IN: run "mailkey add ${s.email}"`])
+    rows.push(['state', `NEEDS SIGN-IN: run "mailkey add ${shArg(s.email)}"`])
   } else {
     rows.push(['state', 'active'])
   }

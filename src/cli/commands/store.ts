@@ -95,6 +95,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     return EXIT.OK
   }
   const mk = createMailkey({ env: io.env, ...askFor(io) })
+  // I2: a store others can read is refused before anything is shown or changed
+  await mk.broker.store.assertPrivate()
   const paths = mk.broker.paths
   if (sub === 'status') {
     const meta = readMeta(paths)
@@ -146,6 +148,7 @@ export async function runUnlock(args: string[], io: CliIO): Promise<number> {
     return EXIT.OK
   }
   const mk = createMailkey({ env: io.env, ...askFor(io) })
+  await mk.broker.store.assertPrivate()
   const sock = agentSocketPath(mk.broker.paths, io.env)
   const ms = await lifetimeMs(mk, values.for)
   if (await pingAgent(sock)) await stopAgent(sock)
