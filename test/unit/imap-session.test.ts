@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { createImapSession } from '../../src/protocols/imap/session.js'
 import type { ClientAction, PreAuthSession, SessionOptions } from '../../src/protocols/shared/session.js'
 
-const base: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
+const base: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
 
 function text(actions: ClientAction[]): string {
   return actions.map((a) => (a.type === 'reply' ? a.data : a.type === 'close' ? `[close]${a.data ?? ''}` : `[${a.type}]`)).join('')

@@ -17,7 +17,7 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice\0${PASSWORD}`)
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
+const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 

@@ -17,7 +17,7 @@ const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice@example.com\0${PASSWORD}`)
 const USER = 'alice@example.com'
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'mx.local' }
+const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'mx.local' }
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 

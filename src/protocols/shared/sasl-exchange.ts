@@ -39,10 +39,15 @@ export type SaslStep =
    */
   | { kind: 'fail'; why: 'cancelled' | 'undecodable' | 'authzid' | 'no-user' }
 
-/** The mechanism named by a client, or undefined when we do not take it. */
-export function clientSaslMechanism(name: string): ClientSaslMechanism | undefined {
+/** The mechanisms a listener offers: the password ones, and the OAuth pass-through ones only where allowed. */
+export function offeredSaslMechanisms(oauthPassthrough: boolean): readonly ClientSaslMechanism[] {
+  return oauthPassthrough ? CLIENT_SASL_MECHANISMS : CLIENT_SASL_MECHANISMS.filter((m) => m === 'PLAIN' || m === 'LOGIN')
+}
+
+/** The mechanism named by a client, or undefined when this listener does not take it. */
+export function clientSaslMechanism(name: string, oauthPassthrough: boolean): ClientSaslMechanism | undefined {
   const upper = name.toUpperCase()
-  return (CLIENT_SASL_MECHANISMS as readonly string[]).includes(upper) ? upper as ClientSaslMechanism : undefined
+  return (offeredSaslMechanisms(oauthPassthrough) as readonly string[]).includes(upper) ? upper as ClientSaslMechanism : undefined
 }
 
 /**
@@ -81,9 +86,9 @@ function respond(exchange: SaslExchange, b64: string): SaslStep {
       }
       case 'XOAUTH2':
       case 'OAUTHBEARER': {
-        const user = exchange.mech === 'XOAUTH2' ? decodeXoauth2(b64).user : decodeOauthbearer(b64).user
+        const { user, token } = exchange.mech === 'XOAUTH2' ? decodeXoauth2(b64) : decodeOauthbearer(b64)
         if (!user) return { kind: 'fail', why: 'no-user' }
-        return { kind: 'done', action: { type: 'passthrough', username: user, mechanism: exchange.mech, response: new Secret(b64) } }
+        return { kind: 'done', action: { type: 'passthrough', username: user, mechanism: exchange.mech, response: new Secret(b64), token } }
       }
     }
   } catch {
