@@ -124,6 +124,18 @@ describe('IMAP pre-auth session', () => {
     assert.match(text(feed(s, 'a1 LOGIN u p\r\n')), /^a1 NO \[PRIVACYREQUIRED\]/)
   })
 
+  it('OAuth pass-through off (the default listener): no AUTH=XOAUTH2/OAUTHBEARER, and the mechanisms are refused', () => {
+    const s = createImapSession({ ...base, oauthPassthrough: false })
+    const g = text(s.start())
+    assert.match(g, /AUTH=PLAIN AUTH=LOGIN\]/)
+    assert.doesNotMatch(g, /XOAUTH2|OAUTHBEARER/)
+    const xo = Buffer.from('user=alice\x01auth=Bearer tok\x01\x01').toString('base64')
+    const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
+    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    assert.equal(text(a), 'a1 NO [CANNOT] Unsupported authentication mechanism\r\n')
+    assert.equal(text(feed(s, 'a2 AUTHENTICATE OAUTHBEARER\r\n')), 'a2 NO [CANNOT] Unsupported authentication mechanism\r\n')
+  })
+
   it('limits: overlong lines, oversized literals and endless commands close the connection', () => {
     const s = createImapSession({ ...base, limits: { maxLineBytes: 100 } })
     assert.match(text(feed(s, 'a'.repeat(200))), /BAD Line too long.*\[close\]/s)
