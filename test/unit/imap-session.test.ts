@@ -136,6 +136,19 @@ describe('IMAP pre-auth session', () => {
     assert.equal(text(feed(s, 'a2 AUTHENTICATE OAUTHBEARER\r\n')), 'a2 NO [CANNOT] Unsupported authentication mechanism\r\n')
   })
 
+  it('an XOAUTH2/OAUTHBEARER "token" that cannot be one (a password with spaces, as a Cyrus plugin sends it) is a password login, never a pass-through', () => {
+    const s = createImapSession(base)
+    const xo = Buffer.from('user=alice@example.test\x01auth=Bearer local proxy pw\x01\x01').toString('base64')
+    const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
+    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    const l = a.find((x) => x.type === 'login')
+    assert.ok(l && l.type === 'login' && l.username === 'alice@example.test' && l.password.reveal() === 'local proxy pw')
+    const s2 = createImapSession(base)
+    const ob = Buffer.from('n,a=bob=2Cx@example.test,\x01host=h\x01auth=Bearer pass word\x01\x01').toString('base64')
+    const l2 = feed(s2, `b1 AUTHENTICATE OAUTHBEARER ${ob}\r\n`).find((x) => x.type === 'login')
+    assert.ok(l2 && l2.type === 'login' && l2.username === 'bob,x@example.test' && l2.password.reveal() === 'pass word')
+  })
+
   it('limits: overlong lines, oversized literals and endless commands close the connection', () => {
     const s = createImapSession({ ...base, limits: { maxLineBytes: 100 } })
     assert.match(text(feed(s, 'a'.repeat(200))), /BAD Line too long.*\[close\]/s)
