@@ -14,7 +14,7 @@
  * with the token as the password: if it is the account's local password (mbsync with a Cyrus
  * XOAUTH2 plugin sends it so), it is a password login and is never forwarded. Otherwise it is
  * forwarded only for an account that exists here, and it has spent a guess unless the server takes
- * it (refund()). An unknown account, an account not allowed on the listener and a wrong password
+ * it (forwarded()). An unknown account, an account not allowed on the listener and a wrong password
  * get the same verdict after the same KDF work.
  *
  * Owns: the order of those steps and the shared in-flight checks. Must not: touch sockets, log,
@@ -90,7 +90,9 @@ export class LoginCheck {
     ctx: { source: string; allowed: boolean; signal: AbortSignal; hasAccount: (account: string) => Promise<boolean | undefined> },
   ): Promise<LoginVerdict> {
     const secret = a.type === 'login' ? a.password : a.token
-    const r = await this.check(a.username, secret, ctx.source, ctx.signal)
+    // A pass-through token is not the local password as a rule: its wrong guess counts (penalty)
+    // only once the server refuses it too (forwarded()).
+    const r = await this.check(a.username, secret, ctx.source, ctx.signal, a.type === 'login')
     if (r.kind === 'gone' || r.kind === 'busy') return r
     // Not allowed here: the same work as for anyone, then the same answer as a wrong password.
     if (!ctx.allowed) return { kind: 'refused', notAllowed: true, ...(r.kind === 'wrong' && r.penaltyMs ? { penaltyMs: r.penaltyMs } : {}) }
@@ -103,12 +105,17 @@ export class LoginCheck {
     return { kind: 'forward' }
   }
 
-  /** A forwarded token the server accepted was not a guess: give its budget back. */
-  refund(source: string): void {
-    this.#throttle.refund(source)
+  /**
+   * The server's answer to a forwarded token: refused, it was a wrong guess (its budget stays
+   * spent, and it counts for the delay); accepted, or not judged at all (an outage), its budget
+   * comes back.
+   */
+  forwarded(source: string, account: string, refused: boolean): void {
+    if (refused) this.#penalty.failed(source, account)
+    else this.#throttle.refund(source)
   }
 
-  async check(account: string, password: Secret, source: string, signal: AbortSignal): Promise<CheckResult> {
+  async check(account: string, password: Secret, source: string, signal: AbortSignal, countFailure = true): Promise<CheckResult> {
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     const key = this.#passwords.pairKey(account, password)
     let job = this.#inflight.get(key)
@@ -132,24 +139,24 @@ export class LoginCheck {
     }
     const r = await this.#join(job, signal)
     switch (r) {
-      case 'ok': return { kind: 'ok', remembered: false }
-      case 'wrong': return { kind: 'wrong', ...(penaltyMs ? { penaltyMs } : {}) }
+      case 'ok':
+        this.#penalty.succeeded(source, account)
+        return { kind: 'ok', remembered: false }
+      case 'wrong':
+        if (countFailure) this.#penalty.failed(source, account)
+        return { kind: 'wrong', ...(penaltyMs ? { penaltyMs } : {}) }
       case 'busy': return { kind: 'busy', why: 'queue-full', retryAfterMs: 1000 }
       case 'gone': return { kind: 'gone' }
     }
   }
 
+  /** One KDF run, shared by every connection that sent the same pair meanwhile. */
   #start(key: string, account: string, password: Secret, source: string): Job {
     const ac = new AbortController()
     const result = this.#gate.run(() => this.#passwords.verify(account, password), ac.signal).then(
       (ok): JobResult => {
-        if (ok) {
-          this.#throttle.refund(source)
-          this.#penalty.succeeded(source, account)
-          return 'ok'
-        }
-        this.#penalty.failed(source, account)
-        return 'wrong'
+        if (ok) this.#throttle.refund(source)
+        return ok ? 'ok' : 'wrong'
       },
       (e: unknown): JobResult => {
         // No check ran: the guess is given back.
