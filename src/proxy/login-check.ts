@@ -5,8 +5,8 @@
  *    at once: no throttle, no KDF queue. That keeps the owner's mail clients working while someone
  *    guesses from the same address.
  * 2. The same pair already being checked for another connection: wait for that one KDF run.
- * 3. Otherwise: the per-(address, user) delay after repeated failures (penalty.ts), then one guess
- *    from the source's and the global budget (throttle.ts; spent: a fast temporary refusal), then
+ * 3. Otherwise: one guess from the source's and the global budget (throttle.ts; spent: a fast
+ *    temporary refusal), the per-(source, user) delay after repeated failures (penalty.ts), then
  *    the KDF through the bounded gate (full: a fast temporary refusal). A check whose every client
  *    has gone leaves the queue without running. A right password gives its guess back.
  *
@@ -84,10 +84,10 @@ export class LoginCheck {
     this.#sleep = o.sleep ?? ((ms, signal) => sleepTimer(ms, undefined, { signal }))
   }
 
-  /** The verdict on a `login` or `passthrough` action from `source` (throttle.ts sourceOf). */
+  /** The verdict on a `login` or `passthrough` action from `source` (peer-uid.ts throttleSource). */
   async decide(
     a: Extract<ClientAction, { type: 'login' | 'passthrough' }>,
-    ctx: { source: string; allowed: boolean; signal: AbortSignal; hasAccount: (account: string) => Promise<boolean | undefined> },
+    ctx: { source: string | (() => Promise<string>); allowed: boolean; signal: AbortSignal; hasAccount: (account: string) => Promise<boolean | undefined> },
   ): Promise<LoginVerdict> {
     const secret = a.type === 'login' ? a.password : a.token
     // A pass-through token is not the local password as a rule: its wrong guess counts (penalty)
@@ -115,27 +115,33 @@ export class LoginCheck {
     else this.#throttle.refund(source)
   }
 
-  async check(account: string, password: Secret, source: string, signal: AbortSignal, countFailure = true): Promise<CheckResult> {
+  /**
+   * `source` may be a function: it is asked only when a check needs the budget (a remembered
+   * password never pays for finding out who is asking).
+   */
+  async check(account: string, password: Secret, sourceOrLookup: string | (() => Promise<string>), signal: AbortSignal, countFailure = true): Promise<CheckResult> {
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     const key = this.#passwords.pairKey(account, password)
     let job = this.#inflight.get(key)
     let penaltyMs = 0
+    const source = typeof sourceOrLookup === 'string' ? sourceOrLookup : await sourceOrLookup()
     if (!job) {
+      // The budget first: a refused guess is answered at once, and holds nothing.
+      const t = this.#throttle.take(source)
+      if (!t.ok) return { kind: 'busy', why: 'throttled', retryAfterMs: t.retryAfterMs }
       penaltyMs = this.#penalty.delayMs(source, account)
       if (penaltyMs > 0) {
         try {
           await this.#sleep(penaltyMs, signal)
         } catch {
+          this.#throttle.refund(source)
           return { kind: 'gone' }
         }
-        if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
         job = this.#inflight.get(key)
+        if (job || this.#passwords.remembered(account, password)) this.#throttle.refund(source)
+        if (!job && this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
       }
-    }
-    if (!job) {
-      const t = this.#throttle.take(source)
-      if (!t.ok) return { kind: 'busy', why: 'throttled', retryAfterMs: t.retryAfterMs }
-      job = this.#start(key, account, password, source)
+      job ??= this.#start(key, account, password, source)
     }
     const r = await this.#join(job, signal)
     switch (r) {
@@ -153,7 +159,7 @@ export class LoginCheck {
   /** One KDF run, shared by every connection that sent the same pair meanwhile. */
   #start(key: string, account: string, password: Secret, source: string): Job {
     const ac = new AbortController()
-    const result = this.#gate.run(() => this.#passwords.verify(account, password), ac.signal).then(
+    const result = this.#gate.run(() => this.#passwords.verify(account, password), ac.signal, source).then(
       (ok): JobResult => {
         if (ok) this.#throttle.refund(source)
         return ok ? 'ok' : 'wrong'

@@ -51,7 +51,7 @@ export async function verifyPassword(password: Secret, entry: PasswordEntry): Pr
   return got.length === want.length && timingSafeEqual(got, want)
 }
 
-/** how long a verified password is remembered (in memory only) */
+/** how long a verified password is remembered after its last use (in memory only) */
 export const VERIFIED_TTL_MS = 10 * 60_000
 
 export class PasswordStore {
@@ -110,8 +110,8 @@ export class PasswordStore {
   }
 
   /**
-   * true when this pair verified before in this process, within VERIFIED_TTL_MS, and the password
-   * file has not changed since. Cheap: no KDF.
+   * true when this pair verified before in this process, was last used within VERIFIED_TTL_MS, and
+   * the password file has not changed since. Cheap: no KDF.
    */
   remembered(account: string, password: Secret): boolean {
     // A changed file (a new password set meanwhile) forgets every remembered login. statSync: a
@@ -127,8 +127,13 @@ export class PasswordStore {
       this.#verified.clear()
       this.#fileStamp = stamp
     }
-    const until = this.#verified.get(this.pairKey(account, password))
-    return until !== undefined && until > this.#now()
+    const key = this.pairKey(account, password)
+    const until = this.#verified.get(key)
+    if (until === undefined || until <= this.#now()) return false
+    // Sliding: a mail client that keeps logging in keeps its password known-good, so it never
+    // waits behind the guess throttle (login-check.ts) while it is in use.
+    this.#verified.set(key, this.#now() + VERIFIED_TTL_MS)
+    return true
   }
 
   /**

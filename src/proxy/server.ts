@@ -20,7 +20,8 @@ import { createSmtpSession } from '../protocols/smtp/session.js'
 import { PasswordStore } from './passwords.js'
 import type { PenaltyOptions } from './penalty.js'
 import { LoginCheck, busyText, refusalLog } from './login-check.js'
-import { sourceOf, type KdfGateOptions, type ThrottleOptions } from './throttle.js'
+import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
+import { throttleSource } from './peer-uid.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
@@ -167,7 +168,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
-    const source = sourceOf(address)
+    // who is asking, for the guess budget: found out once, and only when a check needs it
+    let sourceP: Promise<string> | undefined
+    const source = (): Promise<string> => (sourceP ??= throttleSource({ address, port: initial.remotePort }, { address: initial.localAddress, port: initial.localPort }))
     const remote = `${address}:${initial.remotePort ?? '?'}`
     log({ level: 'info', cid, proto, event: 'connect', remote })
     const secure = l.tls?.mode === 'implicit'
@@ -263,7 +266,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             clearTimeout(deadline)
             ac.signal.removeEventListener('abort', stop)
           }
-          if (v.kind === 'forward') logins.forwarded(source, account, up.outcome === 'bad-credentials')
+          if (v.kind === 'forward') logins.forwarded(await source(), account, up.outcome === 'bad-credentials')
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {

@@ -8,8 +8,10 @@
  *   the KDF takes a token from both; a check that succeeds, or that never ran, gives it back, so
  *   only wrong guesses (and refused pass-through tokens) spend the budget. An empty bucket means a
  *   fast, temporary refusal: nothing queues behind it.
- * - KdfGate: at most `parallel` KDF runs at once and `queued` waiting; beyond that a fast refusal.
- *   A waiting run whose client has gone (its signal aborted) leaves the queue without running.
+ * - KdfGate: at most `parallel` KDF runs at once, `queued` waiting (`queuedPerSource` from one
+ *   source); beyond that a fast refusal. Waiting runs start in turn by source (round robin), so one
+ *   source's burst does not stand in front of everyone else. A waiting run whose client has gone
+ *   (its signal aborted) leaves the queue without running.
  *
  * A source is an IPv4 address, or the /64 prefix of an IPv6 address (one host usually holds a
  * whole /64). Every local client is 127.0.0.1: one source; a known-good password (passwords.ts)
@@ -43,11 +45,13 @@ export const DEFAULT_THROTTLE: ThrottleOptions = {
 export interface KdfGateOptions {
   /** KDF runs at once (scrypt shares libuv's 4-thread pool with file reads; 64 MiB each) */
   parallel: number
-  /** KDF runs waiting at most; one more is refused at once */
+  /** KDF runs waiting at most, all sources together; one more is refused at once */
   queued: number
+  /** KDF runs one source may have waiting; one more from it is refused at once */
+  queuedPerSource: number
 }
 
-export const DEFAULT_KDF_GATE: KdfGateOptions = { parallel: 2, queued: 8 }
+export const DEFAULT_KDF_GATE: KdfGateOptions = { parallel: 2, queued: 32, queuedPerSource: 4 }
 
 interface Bucket {
   tokens: number
@@ -162,28 +166,32 @@ interface Waiter {
 
 export class KdfGate {
   readonly #o: KdfGateOptions
-  readonly #waiting: Waiter[] = []
+  /** waiting runs by source; Map order is the round-robin order (a served source goes to the back) */
+  readonly #waiting = new Map<string, Waiter[]>()
+  #queued = 0
   #running = 0
 
   constructor(options: Partial<KdfGateOptions> = {}) {
     this.#o = { ...DEFAULT_KDF_GATE, ...options }
-    for (const k of ['parallel', 'queued'] as const) {
+    for (const k of ['parallel', 'queued', 'queuedPerSource'] as const) {
       const v = this.#o[k]
       if (!Number.isSafeInteger(v) || v < (k === 'parallel' ? 1 : 0)) throw new RangeError(`KDF gate setting "${k}" must be a whole number${k === 'parallel' ? ' from 1' : ''}`)
     }
   }
 
   /**
-   * Run `f` when a slot is free. Throws KdfBusyError at once when the queue is full, and
-   * KdfAbandonedError when `signal` aborts while waiting (a running KDF cannot be stopped).
+   * Run `f` when a slot is free. Throws KdfBusyError at once when the queue (or this source's
+   * share of it) is full, and KdfAbandonedError when `signal` aborts while waiting (a running KDF
+   * cannot be stopped).
    */
-  async run<T>(f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async run<T>(f: () => Promise<T>, signal?: AbortSignal, source = ''): Promise<T> {
     if (signal?.aborted) throw new KdfAbandonedError()
     if (this.#running < this.#o.parallel) {
       this.#running++
     } else {
-      if (this.#waiting.length >= this.#o.queued) throw new KdfBusyError()
-      // A finishing run hands its slot straight to the first waiter (#running stays as it is), so
+      const mine = this.#waiting.get(source) ?? []
+      if (this.#queued >= this.#o.queued || mine.length >= this.#o.queuedPerSource) throw new KdfBusyError()
+      // A finishing run hands its slot straight to the next waiter (#running stays as it is), so
       // no newcomer can slip in between.
       await new Promise<void>((resolve, reject) => {
         const w: Waiter = {
@@ -192,22 +200,41 @@ export class KdfGate {
             resolve()
           },
           abandon: () => {
-            const i = this.#waiting.indexOf(w)
-            if (i >= 0) this.#waiting.splice(i, 1)
+            const list = this.#waiting.get(source)
+            const i = list ? list.indexOf(w) : -1
+            if (list && i >= 0) {
+              list.splice(i, 1)
+              this.#queued--
+              if (list.length === 0) this.#waiting.delete(source)
+            }
             reject(new KdfAbandonedError())
           },
         }
-        this.#waiting.push(w)
+        mine.push(w)
+        this.#queued++
+        if (!this.#waiting.has(source)) this.#waiting.set(source, mine)
         signal?.addEventListener('abort', w.abandon, { once: true })
       })
     }
     try {
       return await f()
     } finally {
-      const next = this.#waiting.shift()
+      const next = this.#next()
       if (next) next.start()
       else this.#running--
     }
+  }
+
+  /** The first waiter of the source whose turn it is; that source then goes to the back. */
+  #next(): Waiter | undefined {
+    const first = this.#waiting.entries().next()
+    if (first.done) return undefined
+    const [source, list] = first.value
+    const w = list.shift() as Waiter
+    this.#queued--
+    this.#waiting.delete(source)
+    if (list.length > 0) this.#waiting.set(source, list)
+    return w
   }
 
   get running(): number {
@@ -215,6 +242,6 @@ export class KdfGate {
   }
 
   get queued(): number {
-    return this.#waiting.length
+    return this.#queued
   }
 }

@@ -113,6 +113,26 @@ describe('KdfGate', () => {
     assert.equal(peak, 2)
   })
 
+  it('waiting runs start in turn by source: one source\'s burst does not stand in front of another', async () => {
+    const g = new KdfGate({ parallel: 1, queued: 10, queuedPerSource: 3 })
+    const order: string[] = []
+    const release: (() => void)[] = []
+    const job = (source: string, name: string): Promise<unknown> => g.run(async () => {
+      order.push(name)
+      await new Promise<void>((r) => release.push(r))
+    }, undefined, source).catch((e: unknown) => (e instanceof KdfBusyError ? `${name} busy` : 'other'))
+    const all = [job('attacker', 'a0'), job('attacker', 'a1'), job('attacker', 'a2'), job('attacker', 'a3'), job('attacker', 'a4'), job('owner', 'o1')]
+    await tick()
+    assert.deepEqual(g.queued, 4, 'a1..a3 and o1 wait; a4 is over the attacker\'s share')
+    for (let i = 0; i < 6; i++) {
+      release.shift()?.()
+      await tick()
+    }
+    const r = await Promise.all(all)
+    assert.equal(r[4], 'a4 busy')
+    assert.deepEqual(order, ['a0', 'a1', 'o1', 'a2', 'a3'])
+  })
+
   it('a waiting run whose client has gone never runs', async () => {
     const g = new KdfGate({ parallel: 1, queued: 5 })
     let release = (): void => {}
@@ -132,7 +152,7 @@ describe('KdfGate', () => {
 describe('LoginCheck', () => {
   const opts = (c: ReturnType<typeof clock>) => ({
     throttle: { now: c.now, perSourceBurst: 5, perSourcePerMin: 6, globalBurst: 100, globalPerMin: 100 },
-    kdf: { parallel: 2, queued: 8 },
+    kdf: { parallel: 2, queued: 8, queuedPerSource: 8 },
     penalty: { freePerUser: 1000, freePerAddress: 1000 },
   })
   const ctx = (signal = new AbortController().signal, allowed = true, exists = true) =>
@@ -218,5 +238,26 @@ describe('LoginCheck', () => {
     const r = await settle(v, cases)
     assert.deepEqual(r.map((x) => x.kind), ['refused', 'refused', 'refused', 'refused'])
     assert.equal(v.runs.length, 4)
+  })
+})
+
+describe('peer-uid: who is on the other end of a loopback connection', () => {
+  // Two rows as the kernel prints them: the client's socket 127.0.0.1:40262 -> 127.0.0.1:1143 of
+  // uid 65534, and the server's side of it (uid 0).
+  const TCP = [
+    '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+    '   0: 0100007F:9D46 0100007F:0477 01 00000000:00000000 00:00000000 00000000 65534        0 117060 1 0 20 4 30 10 -1',
+    '   1: 0100007F:0477 0100007F:9D46 01 00000000:00000000 00:00000000 00000000     0        0 117061 1 0 20 4 30 10 -1',
+  ].join('\n')
+
+  it('encodes addresses as /proc/net/tcp{,6} does and finds the client socket\'s uid', async () => {
+    const { encodeV4, encodeV6, loopbackPeerUid } = await import('../../src/proxy/peer-uid.js')
+    assert.equal(encodeV4({ address: '127.0.0.1', port: 40262 }), '0100007F:9D46')
+    assert.equal(encodeV4({ address: '::ffff:127.0.0.1', port: 1143 }), '0100007F:0477')
+    assert.equal(encodeV6({ address: '::1', port: 1143 }), '00000000000000000000000001000000:0477')
+    assert.equal(encodeV6({ address: '::ffff:127.0.0.1', port: 1 }), '0000000000000000FFFF00000100007F:0001')
+    const read = async (f: string): Promise<string> => (f === '/proc/net/tcp' ? TCP : '')
+    assert.equal(await loopbackPeerUid({ address: '127.0.0.1', port: 40262 }, { address: '127.0.0.1', port: 1143 }, { read }), 65534)
+    assert.equal(await loopbackPeerUid({ address: '127.0.0.1', port: 40263 }, { address: '127.0.0.1', port: 1143 }, { read }), undefined)
   })
 })
