@@ -122,9 +122,11 @@ export class LoginCheck {
   async check(account: string, password: Secret, sourceOrLookup: string | (() => Promise<string>), signal: AbortSignal, countFailure = true): Promise<CheckResult> {
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     const key = this.#passwords.pairKey(account, password)
-    let job = this.#inflight.get(key)
     let penaltyMs = 0
     const source = typeof sourceOrLookup === 'string' ? sourceOrLookup : await sourceOrLookup()
+    // (after the lookup: connections that sent the same pair meanwhile may have started its check)
+    if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
+    let job = this.#inflight.get(key)
     if (!job) {
       // The budget first: a refused guess is answered at once, and holds nothing.
       const t = this.#throttle.take(source)

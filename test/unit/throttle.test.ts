@@ -199,6 +199,16 @@ describe('LoginCheck', () => {
     assert.ok(wrong.every((x) => x.kind === 'refused'))
   })
 
+  it('connections whose source is still being looked up join the check already started for the same pair', async () => {
+    const c = clock()
+    const v = fakeVerifier({ 'alice@example.test': 'right' })
+    const lc = new LoginCheck(v, opts(c))
+    const lookup = async (): Promise<string> => { await tick(); return 'uid:1000' }
+    const r = await settle(v, Array.from({ length: 50 }, () => lc.decide(login('alice@example.test', 'right'), { ...ctx(), source: lookup })))
+    assert.equal(v.runs.length, 1)
+    assert.ok(r.every((x) => x.kind === 'signin'), JSON.stringify(r.filter((x) => x.kind !== 'signin')[0]))
+  })
+
   it('checks of clients that have gone are dropped from the queue and cost no guess', async () => {
     const c = clock()
     const v = fakeVerifier({})
