@@ -218,8 +218,11 @@ async function main(): Promise<void> {
     // BENCH_DEBUG=1: the proxy's log lines other than refusals, to see where time went
     if (process.env.BENCH_DEBUG) for (const l of proxy.stderr().split('\n')) if (l && !/"throttled"|"connect"/.test(l)) console.error(l)
   } finally {
+    // the proxy under test may still be working through a queue of checks: 5 s, then SIGKILL
     proxy?.child.kill('SIGTERM')
+    const kill = setTimeout(() => proxy?.child.kill('SIGKILL'), 5000)
     await proxy?.done
+    clearTimeout(kill)
     await dovecot.stop()
     await lab.close()
     await home.cleanup()
