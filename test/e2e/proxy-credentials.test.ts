@@ -273,6 +273,24 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     assert.match(known, /^t1 NO \[AUTHENTICATIONFAILED\]/)
   })
 
+  it('pass-through is per listener: off by default, on with oauth_passthrough = true in config.toml', async () => {
+    await writeFile(configFile(), '[[proxy.listeners]]\nprotocol = "imap"\nport = 0\noauth_passthrough = true\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 0\n')
+    try {
+      const { proc } = await startProxy([], 2)
+      const greetings: string[] = []
+      for (const l of proc.events('listening')) {
+        const c = await LineClient.open(Number(l.port))
+        greetings.push(await c.until(/^\* OK .*$/m))
+        c.close()
+      }
+      assert.match(greetings[0] as string, /AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2 AUTH=OAUTHBEARER/)
+      assert.match(greetings[1] as string, /AUTH=PLAIN AUTH=LOGIN\]/)
+      assert.doesNotMatch(greetings[1] as string, /XOAUTH2|OAUTHBEARER/)
+    } finally {
+      await rm(configFile(), { force: true })
+    }
+  })
+
   it('no secret in any output', () => {
     assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr)], secrets), [])
   })
