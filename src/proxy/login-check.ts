@@ -22,6 +22,7 @@
  */
 import { setTimeout as sleepTimer } from 'node:timers/promises'
 import type { Secret } from '../core/secret.js'
+import { isTransient } from '../errors.js'
 import type { ClientAction } from '../protocols/shared/session.js'
 import { LoginPenalty, type PenaltyOptions } from './penalty.js'
 import { GuessThrottle, KdfAbandonedError, KdfBusyError, KdfGate, type KdfGateOptions, type ThrottleOptions } from './throttle.js'
@@ -48,6 +49,8 @@ export type CheckResult =
   | { kind: 'busy'; why: 'throttled' | 'queue-full'; retryAfterMs: number }
   /** the client went away */
   | { kind: 'gone' }
+  /** the check could not run for a passing reason (out of file descriptors reading the password file) */
+  | { kind: 'unavailable'; msg: string }
 
 export type LoginVerdict =
   /** the local password is right: sign in upstream with the account's own token */
@@ -58,8 +61,9 @@ export type LoginVerdict =
   | { kind: 'refused'; penaltyMs?: number; notAllowed?: boolean }
   | { kind: 'busy'; why: 'throttled' | 'queue-full'; retryAfterMs: number }
   | { kind: 'gone' }
+  | { kind: 'unavailable'; msg: string }
 
-type JobResult = 'ok' | 'wrong' | 'busy' | 'gone'
+type JobResult = 'ok' | 'wrong' | 'busy' | 'gone' | { unavailable: string }
 
 interface Job {
   result: Promise<JobResult>
@@ -93,7 +97,7 @@ export class LoginCheck {
     // A pass-through token is not the local password as a rule: its wrong guess counts (penalty)
     // only once the server refuses it too (forwarded()).
     const r = await this.check(a.username, secret, ctx.source, ctx.signal, a.type === 'login')
-    if (r.kind === 'gone' || r.kind === 'busy') return r
+    if (r.kind === 'gone' || r.kind === 'busy' || r.kind === 'unavailable') return r
     // Not allowed here: the same work as for anyone, then the same answer as a wrong password.
     if (!ctx.allowed) return { kind: 'refused', notAllowed: true, ...(r.kind === 'wrong' && r.penaltyMs ? { penaltyMs: r.penaltyMs } : {}) }
     if (r.kind === 'ok') return { kind: 'signin', remembered: r.remembered, fromPassthrough: a.type === 'passthrough' }
@@ -155,6 +159,7 @@ export class LoginCheck {
         return { kind: 'wrong', ...(penaltyMs ? { penaltyMs } : {}) }
       case 'busy': return { kind: 'busy', why: 'queue-full', retryAfterMs: 1000 }
       case 'gone': return { kind: 'gone' }
+      default: return { kind: 'unavailable', msg: r.unavailable }
     }
   }
 
@@ -170,7 +175,9 @@ export class LoginCheck {
         // No check ran: the guess is given back.
         if (e instanceof KdfBusyError) return this.#throttle.refund(source), 'busy'
         if (e instanceof KdfAbandonedError) return this.#throttle.refund(source), 'gone'
-        // An unreadable password file: refused, as before (the guess stays spent).
+        // The password file could not be read for a passing reason (EMFILE...): an outage, not a
+        // wrong password, and no guess. Any other failure (a broken file): refused, the guess spent.
+        if (isTransient(e)) return this.#throttle.refund(source), { unavailable: (e as Error).message }
         return 'wrong'
       },
     ).finally(() => this.#inflight.delete(key))

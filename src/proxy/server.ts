@@ -240,6 +240,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
           const v = await logins.decide(a, { source, allowed, signal: ac.signal, hasAccount })
           if (v.kind === 'gone' || ac.signal.aborted) return false
+          if (v.kind === 'unavailable') {
+            log({ level: 'warn', cid, proto, event, account, outcome: 'transient', msg: v.msg })
+            if (!(await apply(session.loginResult('transient').actions))) return false
+            continue
+          }
           if (v.kind === 'refused' || v.kind === 'busy') {
             const busy = v.kind === 'busy'
             log({ level: 'info', cid, proto, event, account, outcome: busy ? 'throttled' : 'bad-credentials', ...refusalLog(v) })

@@ -209,6 +209,25 @@ describe('LoginCheck', () => {
     assert.ok(r.every((x) => x.kind === 'signin'), JSON.stringify(r.filter((x) => x.kind !== 'signin')[0]))
   })
 
+  it('a password file that cannot be read for a passing reason is a temporary failure, not a wrong password, and costs no guess', async () => {
+    const { TransientError, ERR } = await import('../../src/errors.js')
+    const c = clock()
+    let fail = true
+    const v: PasswordVerifier = {
+      remembered: () => false,
+      pairKey: (a, p) => `${a}\0${p.reveal()}`,
+      verify: async () => {
+        if (fail) throw new TransientError(ERR.STORE_IO, 'EMFILE: too many open files')
+        return false
+      },
+    }
+    const lc = new LoginCheck(v, { ...opts(c), throttle: { ...opts(c).throttle, perSourceBurst: 1 } })
+    const r = await lc.decide(login('alice@example.test', 'x'), ctx())
+    assert.equal(r.kind, 'unavailable')
+    fail = false
+    assert.equal((await lc.decide(login('alice@example.test', 'y'), ctx())).kind, 'refused', 'the one guess was given back')
+  })
+
   it('checks of clients that have gone are dropped from the queue and cost no guess', async () => {
     const c = clock()
     const v = fakeVerifier({})
