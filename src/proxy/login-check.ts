@@ -44,7 +44,8 @@ export interface LoginCheckOptions {
 
 export type CheckResult =
   | { kind: 'ok'; remembered: boolean }
-  | { kind: 'wrong'; penaltyMs?: number }
+  /** `charged`: this call spent a guess of its own (not one that joined another connection's check) */
+  | { kind: 'wrong'; penaltyMs?: number; charged: boolean }
   /** refused before any check: the guess budget is spent, or too many checks are waiting */
   | { kind: 'busy'; why: 'throttled' | 'queue-full'; retryAfterMs: number }
   /** the client went away */
@@ -56,7 +57,7 @@ export type LoginVerdict =
   /** the local password is right: sign in upstream with the account's own token */
   | { kind: 'signin'; remembered: boolean; fromPassthrough: boolean }
   /** a pass-through token that is not the local password, for an account that exists: forward it */
-  | { kind: 'forward' }
+  | { kind: 'forward'; charged: boolean }
   /** wrong password, unknown account or not allowed here: one answer for all */
   | { kind: 'refused'; penaltyMs?: number; notAllowed?: boolean }
   | { kind: 'busy'; why: 'throttled' | 'queue-full'; retryAfterMs: number }
@@ -106,7 +107,7 @@ export class LoginCheck {
     // (issue 11 item 6: CONTACTADMIN told which accounts exist). Unreadable store: let the upstream
     // login classify it.
     if ((await ctx.hasAccount(a.username)) === false) return { kind: 'refused' }
-    return { kind: 'forward' }
+    return { kind: 'forward', charged: r.charged }
   }
 
   /**
@@ -114,9 +115,10 @@ export class LoginCheck {
    * spent, and it counts for the delay); accepted, or not judged at all (an outage), its budget
    * comes back.
    */
-  forwarded(source: string, account: string, refused: boolean): void {
+  forwarded(source: string, account: string, refused: boolean, v: { charged: boolean }): void {
     if (refused) this.#penalty.failed(source, account)
-    else this.#throttle.refund(source)
+    // only a guess this connection spent itself (joining another's check spent none)
+    else if (v.charged) this.#throttle.refund(source)
   }
 
   /**
@@ -131,10 +133,12 @@ export class LoginCheck {
     // (after the lookup: connections that sent the same pair meanwhile may have started its check)
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     let job = this.#inflight.get(key)
+    let charged = false
     if (!job) {
       // The budget first: a refused guess is answered at once, and holds nothing.
       const t = this.#throttle.take(source)
       if (!t.ok) return { kind: 'busy', why: 'throttled', retryAfterMs: t.retryAfterMs }
+      charged = true
       penaltyMs = this.#penalty.delayMs(source, account)
       if (penaltyMs > 0) {
         try {
@@ -144,7 +148,10 @@ export class LoginCheck {
           return { kind: 'gone' }
         }
         job = this.#inflight.get(key)
-        if (job || this.#passwords.remembered(account, password)) this.#throttle.refund(source)
+        if (job || this.#passwords.remembered(account, password)) {
+          this.#throttle.refund(source)
+          charged = false
+        }
         if (!job && this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
       }
       job ??= this.#start(key, account, password, source)
@@ -156,7 +163,7 @@ export class LoginCheck {
         return { kind: 'ok', remembered: false }
       case 'wrong':
         if (countFailure) this.#penalty.failed(source, account)
-        return { kind: 'wrong', ...(penaltyMs ? { penaltyMs } : {}) }
+        return { kind: 'wrong', charged, ...(penaltyMs ? { penaltyMs } : {}) }
       case 'busy': return { kind: 'busy', why: 'queue-full', retryAfterMs: 1000 }
       case 'gone': return { kind: 'gone' }
       default: return { kind: 'unavailable', msg: r.unavailable }

@@ -271,7 +271,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             clearTimeout(deadline)
             ac.signal.removeEventListener('abort', stop)
           }
-          if (v.kind === 'forward') logins.forwarded(await source(), account, up.outcome === 'bad-credentials')
+          if (v.kind === 'forward') logins.forwarded(await source(), account, up.outcome === 'bad-credentials', v)
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {

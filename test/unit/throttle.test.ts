@@ -251,7 +251,24 @@ describe('LoginCheck', () => {
     const [p] = await settle(v, [lc.decide(passthrough('alice@example.test', 'local pw'), ctx())])
     assert.deepEqual(p, { kind: 'signin', remembered: false, fromPassthrough: true })
     const [real] = await settle(v, [lc.decide(passthrough('alice@example.test', 'ya29.real-token'), ctx())])
-    assert.deepEqual(real, { kind: 'forward' })
+    assert.deepEqual(real, { kind: 'forward', charged: true })
+  })
+
+  it('a token the server accepts gives back only the guess its own connection spent', async () => {
+    const c = clock()
+    const v = fakeVerifier({ 'alice@example.test': 'local pw' })
+    const lc = new LoginCheck(v, { ...opts(c), throttle: { ...opts(c).throttle, perSourceBurst: 3 } })
+    // 3 wrong passwords spend the budget
+    await settle(v, [0, 1, 2].map((i) => lc.decide(login('alice@example.test', `w${i}`), ctx())))
+    assert.equal((await lc.decide(login('alice@example.test', 'w3'), ctx())).kind, 'busy')
+    c.advance(10_000) // one guess back
+    // 20 connections with the same valid token: one check, joined by the rest; all forwarded and accepted
+    const r = await settle(v, Array.from({ length: 20 }, () => lc.decide(passthrough('alice@example.test', 'ya29.valid'), ctx())))
+    for (const x of r) if (x.kind === 'forward') lc.forwarded('127.0.0.1', 'alice@example.test', false, x)
+    assert.equal(r.filter((x) => x.kind === 'forward' && x.charged).length, 1)
+    // the budget holds one guess again, not twenty
+    const after = await settle(v, [lc.decide(login('alice@example.test', 'w4'), ctx()), lc.decide(login('alice@example.test', 'w5'), ctx())])
+    assert.deepEqual(after.map((x) => x.kind), ['refused', 'busy'])
   })
 
   it('an unknown account, a wrong password and a listener that does not allow the account get one answer after one KDF run each', async () => {
