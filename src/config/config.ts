@@ -36,6 +36,8 @@ export interface ProxyListenerConfig {
   upstream?: string
   /** PEM file of a private CA that the `upstream` server's certificate comes from */
   ca?: string
+  /** offer XOAUTH2/OAUTHBEARER and pass a client's own token through (default false: docs/adr/0008) */
+  oauthPassthrough?: boolean
 }
 
 export interface ProxyConfig {
@@ -52,6 +54,13 @@ export interface ProxyConfig {
   maxConnectionsPerSource?: number
   /** a client that sends no command within this many seconds is closed (default 20) */
   firstCommandTimeoutSec?: number
+  /** password guesses (proxy/throttle.ts; defaults in DEFAULT_THROTTLE / DEFAULT_KDF_GATE) */
+  guessesPerMinPerAddress?: number
+  guessBurstPerAddress?: number
+  guessesPerMin?: number
+  guessBurst?: number
+  passwordChecksParallel?: number
+  passwordChecksQueued?: number
   listeners: ProxyListenerConfig[]
 }
 
@@ -81,8 +90,18 @@ const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_se
 /** [proxy] keys for connection caps (proxy/admission.ts) and the first-command timeout */
 const ADMISSION_KEYS = ['max_connections', 'max_connections_per_source', 'first_command_timeout_sec'] as const
 
-const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners', ...ADMISSION_KEYS])
-const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca'])
+/** [proxy] guess throttle and KDF queue: key -> field, smallest and largest value, whole numbers only */
+const THROTTLE_KEYS = {
+  guesses_per_min_per_address: ['guessesPerMinPerAddress', 0.01, 10_000, false],
+  guess_burst_per_address: ['guessBurstPerAddress', 1, 10_000, true],
+  guesses_per_min: ['guessesPerMin', 0.01, 100_000, false],
+  guess_burst: ['guessBurst', 1, 100_000, true],
+  password_checks_parallel: ['passwordChecksParallel', 1, 64, true],
+  password_checks_queued: ['passwordChecksQueued', 0, 10_000, true],
+} as const
+
+const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners', ...ADMISSION_KEYS, ...Object.keys(THROTTLE_KEYS)])
+const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca', 'oauth_passthrough'])
 const PROVIDER_KEYS = new Set([
   'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
   'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
@@ -310,6 +329,14 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     out.loginTimeoutSec = lt as number
   }
   parseAdmission(p, out, (key, msg) => fail(listenerLine(-1, key), msg))
+  for (const [key, [field, min, max, whole]] of Object.entries(THROTTLE_KEYS)) {
+    const v = p[key]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (whole && !Number.isInteger(v))) {
+      fail(listenerLine(-1, key), `"${key}" must be a ${whole ? 'whole ' : ''}number from ${min} to ${max}`)
+    }
+    out[field] = v as number
+  }
   const ls = p.listeners ?? []
   if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
   ;(ls as unknown[]).forEach((item, n) => {
@@ -328,6 +355,8 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))) fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
     const ca = l.ca
     if (ca !== undefined && (typeof ca !== 'string' || ca === '')) fail(listenerLine(n, 'ca'), '"ca" must be a file path')
+    const passthrough = l.oauth_passthrough
+    if (passthrough !== undefined && typeof passthrough !== 'boolean') fail(listenerLine(n, 'oauth_passthrough'), '"oauth_passthrough" must be true or false')
     if (ca !== undefined && upstream === undefined) fail(listenerLine(n, 'ca'), '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")')
     out.listeners.push({
       protocol: l.protocol as ProxyListenerConfig['protocol'],
@@ -337,6 +366,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
       ...(accounts ? { accounts: (accounts as string[]).map((a) => a.trim().toLowerCase()) } : {}),
       ...(typeof upstream === 'string' ? { upstream } : {}),
       ...(typeof ca === 'string' ? { ca } : {}),
+      ...(passthrough === true ? { oauthPassthrough: true } : {}),
     })
   })
   return out

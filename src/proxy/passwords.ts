@@ -50,29 +50,27 @@ export async function verifyPassword(password: Secret, entry: PasswordEntry): Pr
   return got.length === want.length && timingSafeEqual(got, want)
 }
 
-const MAX_CONCURRENT_KDF = 2
-
-/** how long a verified password is remembered (in memory only) */
+/** how long a verified password is remembered after its last use (in memory only) */
 export const VERIFIED_TTL_MS = 10 * 60_000
 
 export class PasswordStore {
   readonly path: string
   readonly #store: FileStore
   /**
-   * Verified (account, password) pairs, as HMACs under a key that lives only in this process, so
-   * a mail client that reconnects every minute does not pay the KDF each time. Cleared whenever
-   * the password file changes.
+   * Verified (account, password) pairs, as HMACs under a key that lives only in this process (never
+   * the password itself), so a mail client that reconnects every minute does not pay the KDF each
+   * time, and a known-good password skips the guess throttle and the KDF queue (login-check.ts).
+   * Cleared whenever the password file changes.
    */
   readonly #verified = new Map<string, number>()
   readonly #key = randomBytes(32)
-  readonly #inflight = new Map<string, Promise<boolean>>()
-  readonly #waiting: (() => void)[] = []
-  #running = 0
   #fileStamp = ''
+  readonly #now: () => number
 
-  constructor(store: FileStore) {
+  constructor(store: FileStore, o: { now?: () => number } = {}) {
     this.#store = store
     this.path = join(store.paths.stateDir, 'proxy-passwords.json')
+    this.#now = o.now ?? Date.now
   }
 
   async #read(): Promise<PasswordFile> {
@@ -110,11 +108,16 @@ export class PasswordStore {
     return (await this.#read()).users[accountId(account)] !== undefined
   }
 
+  /** The keyed hash that names an (account, password) pair in memory: equal pairs, equal keys. */
+  pairKey(account: string, password: Secret): string {
+    return createHmac('sha256', this.#key).update(accountId(account)).update('\0').update(password.reveal()).digest('base64')
+  }
+
   /**
-   * true only for a known account with the right password. `beforeSlowCheck` runs only when the
-   * answer is not remembered, before the KDF (the proxy's penalty delay for repeated failures).
+   * true when this pair verified before in this process, was last used within VERIFIED_TTL_MS, and
+   * the password file has not changed since. Cheap: no KDF.
    */
-  async check(account: string, password: Secret, o: { beforeSlowCheck?: () => Promise<void> } = {}): Promise<boolean> {
+  remembered(account: string, password: Secret): boolean {
     // A changed file (a new password set meanwhile) forgets every remembered login. statSync: a
     // thread-pool round trip costs ~0.3 ms per login, the call itself a few µs (bench/README.md).
     let st
@@ -128,46 +131,36 @@ export class PasswordStore {
       this.#verified.clear()
       this.#fileStamp = stamp
     }
-    const mac = createHmac('sha256', this.#key).update(accountId(account)).update('\0').update(password.reveal()).digest('base64')
-    const until = this.#verified.get(mac)
-    if (until !== undefined && until > Date.now()) return true
-    await o.beforeSlowCheck?.()
-    // Clients that connect in a burst with the same credentials share one KDF run.
-    let p = this.#inflight.get(mac)
-    if (!p) {
-      p = this.#limited(() => this.#checkSlow(account, password)).finally(() => this.#inflight.delete(mac))
-      this.#inflight.set(mac, p)
+    const key = this.pairKey(account, password)
+    const until = this.#verified.get(key)
+    if (until === undefined || until <= this.#now()) return false
+    // Sliding: a mail client that keeps logging in keeps its password known-good, so it never
+    // waits behind the guess throttle (login-check.ts) while it is in use.
+    this.#verified.set(key, this.#now() + VERIFIED_TTL_MS)
+    return true
+  }
+
+  /**
+   * The slow check (the KDF): true only for a known account with the right password, which is then
+   * remembered. An unknown account costs the same KDF run, so timing does not tell which exist.
+   * Unbounded: callers go through the KDF gate (login-check.ts).
+   */
+  async verify(account: string, password: Secret): Promise<boolean> {
+    const entry = (await this.#read()).users[accountId(account)]
+    if (!entry) {
+      await hashPassword(password)
+      return false
     }
-    const ok = await p
+    const ok = await verifyPassword(password, entry)
     if (ok) {
       if (this.#verified.size > 10_000) this.#verified.clear()
-      this.#verified.set(mac, Date.now() + VERIFIED_TTL_MS)
+      this.#verified.set(this.pairKey(account, password), this.#now() + VERIFIED_TTL_MS)
     }
     return ok
   }
 
-  /**
-   * At most two KDF runs at a time: scrypt runs on libuv's 4-thread pool, which file reads share;
-   * a burst of logins must not starve the token store's I/O (or use 64 MiB x N at once).
-   */
-  async #limited<T>(f: () => Promise<T>): Promise<T> {
-    while (this.#running >= MAX_CONCURRENT_KDF) await new Promise<void>((r) => this.#waiting.push(r))
-    this.#running++
-    try {
-      return await f()
-    } finally {
-      this.#running--
-      this.#waiting.shift()?.()
-    }
-  }
-
-  async #checkSlow(account: string, password: Secret): Promise<boolean> {
-    const entry = (await this.#read()).users[accountId(account)]
-    if (!entry) {
-      // Same cost for unknown users, so timing does not tell which accounts exist.
-      await hashPassword(password)
-      return false
-    }
-    return verifyPassword(password, entry)
+  /** remembered() or, failing that, verify(): for callers without a throttle (tests, tools). */
+  async check(account: string, password: Secret): Promise<boolean> {
+    return this.remembered(account, password) || this.verify(account, password)
   }
 }

@@ -8,7 +8,9 @@
  * (anvil), which doubles a per-address delay up to 15 s.
  *
  * A client whose right password is already remembered (PasswordStore's in-memory cache) never
- * waits: the penalty applies only before a KDF run.
+ * waits: the penalty applies only before a KDF run. The "address" is the throttle's source
+ * (peer-uid.ts: the local user for loopback clients). A sleep per request cannot bound parallel
+ * connections; the shared guess budget in throttle.ts does, and comes first (login-check.ts).
  *
  * Owns: the counters and the delay. Must not: sleep, do I/O, or see a password.
  */

@@ -12,16 +12,16 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { TLSSocket, createSecureContext, type SecureContext } from 'node:tls'
 import { randomBytes } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Mailkey } from '../mailkey.js'
-import { isLoopbackHost } from '../core/net.js'
-import { isTransient } from '../errors.js'
 import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/shared/session.js'
 import { createImapSession } from '../protocols/imap/session.js'
 import { createPop3Session } from '../protocols/pop3/session.js'
 import { createSmtpSession } from '../protocols/smtp/session.js'
 import { PasswordStore } from './passwords.js'
-import { LoginPenalty, type PenaltyOptions } from './penalty.js'
+import type { PenaltyOptions } from './penalty.js'
+import { LoginCheck, busyText, refusalLog } from './login-check.js'
+import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
+import { throttleSource } from './peer-uid.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
@@ -29,6 +29,7 @@ import { Admission, RefusalLog, resolveAdmission, type AdmissionLimits, type Adm
 import { hangUp } from './hangup.js'
 import { refusalLine, type RefusalReason } from '../protocols/shared/refusals.js'
 import { openFileLimit } from '../core/resources.js'
+import { listenerAuthPolicy } from './auth-policy.js'
 
 export interface ListenerConfig {
   protocol: ProxyProtocol
@@ -42,6 +43,8 @@ export interface ListenerConfig {
   upstream?: string
   /** PEM file of a private CA for `upstream` (instead of the account's) */
   upstreamCa?: string
+  /** offer XOAUTH2/OAUTHBEARER and pass a client's own token through (default off: auth-policy.ts) */
+  oauthPassthrough?: boolean
 }
 
 export type LogEvent = Record<string, string | number | boolean | undefined>
@@ -60,6 +63,10 @@ export interface ProxyOptions {
   loginTimeoutMs?: number
   /** the delay for repeated wrong local passwords (penalty.ts; defaults: 3 free, then 1 s doubling to 15 s) */
   penalty?: Partial<PenaltyOptions>
+  /** guesses per source and in total (throttle.ts DEFAULT_THROTTLE) */
+  throttle?: Partial<ThrottleOptions>
+  /** KDF runs at once and waiting (throttle.ts DEFAULT_KDF_GATE) */
+  kdf?: Partial<KdfGateOptions>
   /**
    * how often to look for grants to keep alive (broker/horizon.ts: an idle-limited refresh token
    * is refreshed once half its idle span has passed); the first look is right after start.
@@ -86,8 +93,13 @@ const SESSIONS: Record<ProxyProtocol, (o: SessionOptions) => PreAuthSession> = {
 
 export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const log = opts.log ?? (() => {})
-  const passwords = new PasswordStore(opts.mailkey.broker.store)
-  const penalty = new LoginPenalty(opts.penalty)
+  const logins = new LoginCheck(new PasswordStore(opts.mailkey.broker.store), {
+    ...(opts.penalty ? { penalty: opts.penalty } : {}),
+    ...(opts.throttle ? { throttle: opts.throttle } : {}),
+    ...(opts.kdf ? { kdf: opts.kdf } : {}),
+  })
+  const hasAccount = (account: string): Promise<boolean | undefined> =>
+    opts.mailkey.broker.store.read(accountId(account), { secrets: false }).then((r) => r !== undefined, () => undefined)
   const open = new Set<Socket>()
   // Connection caps and the pre-auth byte budget (issue 11): refused clients hear why, in their protocol.
   const caps = resolveAdmission(opts.admission, openFileLimit())
@@ -179,13 +191,16 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
+    // who is asking, for the guess budget: found out once, and only when a check needs it
+    let sourceP: Promise<string> | undefined
+    const source = (): Promise<string> => (sourceP ??= throttleSource({ address, port: initial.remotePort }, { address: initial.localAddress, port: initial.localPort }))
     const remote = `${address}:${initial.remotePort ?? '?'}`
     log({ level: 'info', cid, proto, event: 'connect', remote })
     const secure = l.tls?.mode === 'implicit'
     const session = SESSIONS[proto]({
       secure,
       starttlsAvailable: l.tls?.mode === 'starttls',
-      requireTls: !isLoopbackHost(l.host) && !l.tls,
+      ...listenerAuthPolicy(l),
       hostname: 'localhost',
     })
     const ac = new AbortController()
@@ -247,42 +262,25 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           on(client, 'data', onData)
           on(client, 'close', onClientGone, true)
         } else if (a.type === 'passthrough' || a.type === 'login') {
-          // login: the local password decides; passthrough: the client's own token goes upstream.
+          // login: the local password decides; passthrough: the client's own token goes upstream,
+          // unless it is the local password (login-check.ts).
           const event = a.type
           const account = a.username
           const allowed = !l.accounts || l.accounts.includes(account.trim().toLowerCase())
-          let penaltyMs = 0
-          let unavailable: string | undefined
-          let ok = allowed && a.type === 'passthrough'
-          if (allowed && a.type === 'login') {
-            const password = a.password
-            ok = await passwords.check(account, password, {
-              // Repeated failures from this address for this user wait first (never a cached success).
-              beforeSlowCheck: async () => {
-                penaltyMs = penalty.delayMs(address, account)
-                if (penaltyMs > 0) await sleep(penaltyMs, undefined, { signal: ac.signal })
-              },
-            }).catch((e: unknown) => {
-              // Out of file descriptors reading the password file: an outage, not a wrong password.
-              if (isTransient(e)) unavailable = (e as Error).message
-              return false
-            })
-            if (ac.signal.aborted) return false
-            if (unavailable) {
-              log({ level: 'warn', cid, proto, event, account, outcome: 'transient', msg: unavailable })
-              if (!(await apply(session.loginResult('transient').actions))) return false
-              continue
-            }
-          }
-          if (a.type === 'login') {
-            if (ok) penalty.succeeded(address, account)
-            else penalty.failed(address, account)
-          }
-          if (!ok) {
-            log({ level: 'info', cid, proto, event, account, outcome: 'bad-credentials', ...(penaltyMs ? { penaltyMs } : {}), ...(allowed ? {} : { msg: 'account not allowed on this listener' }) })
-            if (!(await apply(session.loginResult('bad-credentials').actions))) return false
+          const v = await logins.decide(a, { source, allowed, signal: ac.signal, hasAccount })
+          if (v.kind === 'gone' || ac.signal.aborted) return false
+          if (v.kind === 'unavailable') {
+            log({ level: 'warn', cid, proto, event, account, outcome: 'transient', msg: v.msg })
+            if (!(await apply(session.loginResult('transient').actions))) return false
             continue
           }
+          if (v.kind === 'refused' || v.kind === 'busy') {
+            const busy = v.kind === 'busy'
+            log({ level: 'info', cid, proto, event, account, outcome: busy ? 'throttled' : 'bad-credentials', ...refusalLog(v) })
+            if (!(await apply(session.loginResult(busy ? 'transient' : 'bad-credentials', busy ? { text: busyText(v.retryAfterMs) } : undefined).actions))) return false
+            continue
+          }
+          if (v.kind === 'signin' && v.fromPassthrough) log({ level: 'warn', cid, proto, event, account, mechanism: (a as { mechanism?: string }).mechanism, msg: 'the client sent the local password as an OAuth token: taken as a password login, not forwarded' })
           // The sign-in ends when the client goes away or at the deadline, whichever comes first.
           // (A plain timer, cleared at once: AbortSignal.timeout would hold its timer and both
           // signals for the full 30 s after every login.)
@@ -296,12 +294,13 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             up = await loginUpstream(opts.mailkey, proto, account, lc.signal, loginTimeoutMs, {
               ...(l.upstream ? { serverOverride: l.upstream } : {}),
               ...(l.upstreamCa ? { caOverride: l.upstreamCa } : {}),
-              ...(a.type === 'passthrough' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
+              ...(a.type === 'passthrough' && v.kind === 'forward' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
             })
           } finally {
             clearTimeout(deadline)
             ac.signal.removeEventListener('abort', stop)
           }
+          if (v.kind === 'forward') logins.forwarded(await source(), account, up.outcome === 'bad-credentials', v)
           log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {

@@ -38,7 +38,7 @@ describe('mailkey proxy', { skip: missing.length ? `${missing.join(', ')} not in
       '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3://localhost:${p.pop3}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', dovecot.caFile])
     const pw = await runCli(['proxy', 'password', EMAIL], home.env, { stdin: LOCAL_PW + '\n' })
     assert.equal(pw.code, 0, pw.stderr)
-    proxy = spawnCli(['proxy', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0'], home.env)
+    proxy = spawnCli(['proxy', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0', '--oauth-passthrough'], home.env)
     const end = Date.now() + 15_000
     while (proxy.events('listening').length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
     for (const l of proxy.events('listening')) ports[String(l.protocol)] = Number(l.port)

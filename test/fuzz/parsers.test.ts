@@ -141,9 +141,9 @@ function driveSession(make: () => PreAuthSession, chunks: Buffer[], outcomes: Lo
 }
 
 const OPTS: SessionOptions[] = [
-  { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' },
-  { secure: false, starttlsAvailable: true, requireTls: true, hostname: 'localhost' },
-  { secure: true, starttlsAvailable: false, requireTls: false, hostname: 'localhost', limits: { maxLineBytes: 512, maxLiteralBytes: 256, maxCommands: 10 } },
+  { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' },
+  { secure: false, starttlsAvailable: true, requireTls: true, oauthPassthrough: false, hostname: 'localhost' },
+  { secure: true, starttlsAvailable: false, requireTls: false, oauthPassthrough: false, hostname: 'localhost', limits: { maxLineBytes: 512, maxLiteralBytes: 256, maxCommands: 10 } },
 ]
 
 describe('fuzz: the proxy\'s pre-auth sessions', () => {

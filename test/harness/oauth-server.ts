@@ -2,6 +2,7 @@
 // configured like Microsoft's identity platform as far as mailkey can tell (URL-shaped mail scopes
 // through resource indicators, device flow, loopback redirects, PKCE, rotating refresh tokens),
 // plus scripted faults, request counters and HTTP drivers for the login/consent/device pages.
+import { createHash } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -106,6 +107,12 @@ export interface LabServer {
   readonly port: number
   /** Live counters of requests that reached the server (faulted and failing ones included). */
   readonly counts: TokenCounts
+  /**
+   * SHA-256 (hex) of every token a resource server asked about at the introspection endpoint: what
+   * "the provider side" saw. Hashes only, so a test can ask "did the local password get here?"
+   * without keeping any token.
+   */
+  readonly introspectedHashes: string[]
   resetCounts(): void
   injectTokenFault(fault: TokenFault): void
   clearFaults(): void
@@ -245,6 +252,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     introspection: 0,
     revocation: 0,
   }
+  const introspectedHashes: string[] = []
   const faults: FaultSlot[] = []
   const denied = new Set<string>()
   const closing = new AbortController()
@@ -527,6 +535,12 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       else if (rewrite) req.url = `${path}?${params.toString()}`
     } else if (path === '/token/introspection') {
       counts.introspection += 1
+      if (post) {
+        const body = (await readBody(req)).toString('utf8')
+        const token = new URLSearchParams(body).get('token')
+        if (token !== null) introspectedHashes.push(createHash('sha256').update(token).digest('hex'))
+        setParsedBody(req, body)
+      }
     } else if (path === '/token/revocation') {
       counts.revocation += 1
     }
@@ -719,6 +733,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     issuer,
     port,
     counts,
+    introspectedHashes,
     resetCounts() {
       for (const key of Object.keys(counts) as (keyof TokenCounts)[]) counts[key] = 0
     },

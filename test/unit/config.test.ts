@@ -370,6 +370,20 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
         (e: unknown) => e instanceof ConfigError && /^\/c\.toml:3:1: "failed_login_delay_max_sec" must be a number of seconds from 0/.test(e.message), bad)
     }
   })
+  it('the guess throttle and KDF queue settings (issue 11): bounded numbers, the bad line named', () => {
+    const p = parseConfig('[proxy]\nguesses_per_min_per_address = 0.5\nguess_burst_per_address = 3\nguesses_per_min = 12\nguess_burst = 40\npassword_checks_parallel = 1\npassword_checks_queued = 0\n', '/c.toml').proxy
+    assert.deepEqual([p?.guessesPerMinPerAddress, p?.guessBurstPerAddress, p?.guessesPerMin, p?.guessBurst, p?.passwordChecksParallel, p?.passwordChecksQueued], [0.5, 3, 12, 40, 1, 0])
+    for (const [key, bad] of [['guess_burst_per_address', '2.5'], ['guess_burst_per_address', '0'], ['guesses_per_min', '0'], ['password_checks_parallel', '0'], ['password_checks_parallel', '65'], ['password_checks_queued', '-1'], ['guess_burst', '"3"']]) {
+      assert.throws(() => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a `).test(e.message), `${key} = ${bad}`)
+    }
+  })
+  it('oauth_passthrough per listener: off unless true', () => {
+    const on = parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\noauth_passthrough = true\n', '/c.toml')
+    assert.equal(on.proxy?.listeners[0]?.oauthPassthrough, true)
+    const off = parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\n', '/c.toml')
+    assert.equal(off.proxy?.listeners[0]?.oauthPassthrough, undefined)
+    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\noauth_passthrough = "yes"\n', '/c.toml'), /:4:1: "oauth_passthrough" must be true or false/)
+  })
   it('login_timeout_sec (proxy) and http_timeout_sec (OAuth): 1 to 300 seconds, the bad line named', () => {
     assert.equal(parseConfig('[proxy]\nlogin_timeout_sec = 3\n', '/c.toml').proxy?.loginTimeoutSec, 3)
     assert.equal(parseConfig('http_timeout_sec = 2\n', '/c.toml').httpTimeoutSec, 2)

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { createImapSession } from '../../src/protocols/imap/session.js'
 import type { ClientAction, PreAuthSession, SessionOptions } from '../../src/protocols/shared/session.js'
 
-const base: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
+const base: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
 
 function text(actions: ClientAction[]): string {
   return actions.map((a) => (a.type === 'reply' ? a.data : a.type === 'close' ? `[close]${a.data ?? ''}` : `[${a.type}]`)).join('')
@@ -122,6 +122,31 @@ describe('IMAP pre-auth session', () => {
     assert.match(g, /LOGINDISABLED/)
     assert.doesNotMatch(g, /AUTH=PLAIN/)
     assert.match(text(feed(s, 'a1 LOGIN u p\r\n')), /^a1 NO \[PRIVACYREQUIRED\]/)
+  })
+
+  it('OAuth pass-through off (the default listener): no AUTH=XOAUTH2/OAUTHBEARER, and the mechanisms are refused', () => {
+    const s = createImapSession({ ...base, oauthPassthrough: false })
+    const g = text(s.start())
+    assert.match(g, /AUTH=PLAIN AUTH=LOGIN\]/)
+    assert.doesNotMatch(g, /XOAUTH2|OAUTHBEARER/)
+    const xo = Buffer.from('user=alice\x01auth=Bearer tok\x01\x01').toString('base64')
+    const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
+    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    assert.equal(text(a), 'a1 NO [CANNOT] Unsupported authentication mechanism\r\n')
+    assert.equal(text(feed(s, 'a2 AUTHENTICATE OAUTHBEARER\r\n')), 'a2 NO [CANNOT] Unsupported authentication mechanism\r\n')
+  })
+
+  it('an XOAUTH2/OAUTHBEARER "token" that cannot be one (a password with spaces, as a Cyrus plugin sends it) is a password login, never a pass-through', () => {
+    const s = createImapSession(base)
+    const xo = Buffer.from('user=alice@example.test\x01auth=Bearer local proxy pw\x01\x01').toString('base64')
+    const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
+    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    const l = a.find((x) => x.type === 'login')
+    assert.ok(l && l.type === 'login' && l.username === 'alice@example.test' && l.password.reveal() === 'local proxy pw')
+    const s2 = createImapSession(base)
+    const ob = Buffer.from('n,a=bob=2Cx@example.test,\x01host=h\x01auth=Bearer pass word\x01\x01').toString('base64')
+    const l2 = feed(s2, `b1 AUTHENTICATE OAUTHBEARER ${ob}\r\n`).find((x) => x.type === 'login')
+    assert.ok(l2 && l2.type === 'login' && l2.username === 'bob,x@example.test' && l2.password.reveal() === 'pass word')
   })
 
   it('limits: overlong lines, oversized literals and endless commands close the connection', () => {

@@ -17,7 +17,7 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice\0${PASSWORD}`)
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'localhost' }
+const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
@@ -223,6 +223,16 @@ const cases: Case[] = [
     steps: [['USER alice\r\n', '-ERR [AUTH] TLS required: connect with TLS\r\n']],
   },
   { name: 'requireTls on a TLS connection changes nothing', opts: { requireTls: true, secure: true }, steps: [['CAPA\r\nUSER a\r\n', `${CAPA_FULL}+OK send PASS\r\n`]] },
+  {
+    name: 'OAuth pass-through off (the default listener): neither offered nor taken (issue 11 item 6)',
+    opts: { oauthPassthrough: false },
+    steps: [
+      ['CAPA\r\n', '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'],
+      ['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n'],
+      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`, '-ERR Unsupported mechanism\r\n'],
+      ['AUTH OAUTHBEARER\r\n', '-ERR Unsupported mechanism\r\n'],
+    ],
+  },
   {
     name: 'every failed outcome, then success',
     opts: { limits: { maxFailedLogins: 5 } },

@@ -17,7 +17,7 @@ const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice@example.com\0${PASSWORD}`)
 const USER = 'alice@example.com'
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, hostname: 'mx.local' }
+const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'mx.local' }
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
@@ -236,6 +236,15 @@ const cases: Case[] = [
     ],
   },
   { name: 'requireTls on a TLS connection changes nothing', opts: { requireTls: true, secure: true }, steps: [['EHLO c\r\n', EHLO]] },
+  {
+    name: 'OAuth pass-through off (the default listener): neither offered nor taken (issue 11 item 6)',
+    opts: { oauthPassthrough: false },
+    steps: [
+      ['EHLO c\r\n', '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n'],
+      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`, '504 5.5.4 Unrecognized authentication type\r\n'],
+      ['AUTH OAUTHBEARER\r\n', '504 5.5.4 Unrecognized authentication type\r\n'],
+    ],
+  },
   {
     name: 'every failed outcome (STYLE.md §5), then success',
     opts: { limits: { maxFailedLogins: 5 } },

@@ -15,7 +15,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N] [--host ADDR]
-                     [--tls-cert FILE --tls-key FILE [--tls implicit|starttls]]
+                     [--tls-cert FILE --tls-key FILE [--tls implicit|starttls]] [--oauth-passthrough]
        mailkey proxy                    (the [[proxy.listeners]] of config.toml; SIGHUP reloads them)
        mailkey proxy password <email>
        mailkey proxy install-service    (writes a systemd user unit; does not enable it)
@@ -30,7 +30,12 @@ through untouched. Port 0 picks a free port; the addresses are printed as JSON o
   --tls MODE        implicit (TLS from the first byte) or starttls (offered; the default with
                     --tls-cert). Without --tls-cert: mailkey's own self-signed certificate, made
                     once in the state directory; its file and SHA-256 fingerprint are printed
-                    for clients to pin.
+                    for clients to pin. Off loopback, credentials are taken only over TLS: a
+                    starttls listener refuses them until STARTTLS/STLS.
+  --oauth-passthrough  also offer XOAUTH2/OAUTHBEARER, for clients that bring their own token
+                    (passed to the account's server). Off by default: a client with a Cyrus
+                    XOAUTH2 plugin (mbsync) would pick it and send the local password as a token;
+                    a token that is the local password is never forwarded either way.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -45,6 +50,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     tls: { type: 'string' },
+    'oauth-passthrough': { type: 'boolean' },
   }, 0)
   if (values.help) {
     io.stdout(HELP)
@@ -79,7 +85,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const flagListeners = ([['imap', 'imap-port'], ['pop3', 'pop-port'], ['smtp', 'smtp-port']] as const)
     .map(([protocol, flag]) => ({ protocol, port: port(flag) }))
     .filter((l): l is { protocol: 'imap' | 'pop3' | 'smtp'; port: number } => l.port !== undefined)
-    .map((l) => ({ ...l, host, ...(tls ? { tls } : {}) }))
+    .map((l) => ({ ...l, host, ...(tls ? { tls } : {}), ...(values['oauth-passthrough'] === true ? { oauthPassthrough: true } : {}) }))
   // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
   // and SIGHUP re-reads them.
   const fromConfig = flagListeners.length === 0
@@ -92,12 +98,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   await mk.broker.store.keys?.unlockAll()
   const { startProxy } = await import('../../proxy/server.js')
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
-  // [proxy] failed_login_delay_max_sec and login_timeout_sec (read once, at start)
+  // [proxy] failed_login_delay_max_sec, login_timeout_sec and the guess throttle (read once, at start)
   const proxyCfg = (await mk.broker.loadConfig())?.proxy
   const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
+  const limits = throttleSettings(proxyCfg)
   const proxy = await startProxy({
     mailkey: mk, listeners, log,
     ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
+    ...limits,
     ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
     ...admissionOptions(proxyCfg),
   })
@@ -139,6 +147,18 @@ function admissionOptions(p: { maxConnections?: number; maxConnectionsPerSource?
     ...(Object.keys(admission).length ? { admission } : {}),
     ...(p.firstCommandTimeoutSec !== undefined ? { firstCommandTimeoutMs: p.firstCommandTimeoutSec * 1000 } : {}),
   }
+}
+
+/** The [proxy] guess-throttle settings as startProxy options (only those that are set). */
+function throttleSettings(c: import('../../config/config.js').ProxyConfig | undefined): { throttle?: Record<string, number>; kdf?: Record<string, number> } {
+  if (!c) return {}
+  const pick = (pairs: [string, number | undefined][]): Record<string, number> | undefined => {
+    const o = Object.fromEntries(pairs.filter((p): p is [string, number] => p[1] !== undefined))
+    return Object.keys(o).length ? o : undefined
+  }
+  const throttle = pick([['perSourcePerMin', c.guessesPerMinPerAddress], ['perSourceBurst', c.guessBurstPerAddress], ['globalPerMin', c.guessesPerMin], ['globalBurst', c.guessBurst]])
+  const kdf = pick([['parallel', c.passwordChecksParallel], ['queued', c.passwordChecksQueued]])
+  return { ...(throttle ? { throttle } : {}), ...(kdf ? { kdf } : {}) }
 }
 
 async function setPassword(args: string[], io: CliIO): Promise<number> {
@@ -208,6 +228,7 @@ async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../pr
       ...(l.accounts ? { accounts: l.accounts } : {}),
       ...(l.upstream ? { upstream: l.upstream } : {}),
       ...(l.ca ? { upstreamCa: l.ca } : {}),
+      ...(l.oauthPassthrough ? { oauthPassthrough: true } : {}),
     }
   })
 }

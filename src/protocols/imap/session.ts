@@ -8,7 +8,7 @@
  * Owns: pre-auth IMAP framing and replies. Must not: open sockets or know about OAuth.
  */
 import { Secret } from '../../core/secret.js'
-import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
+import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import { replyText, resolveLimits, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
 
 type Part = { text: string } | { literal: Buffer }
@@ -42,9 +42,10 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
   const caps = (): string => {
     const c = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID', 'ENABLE']
     if (opts.starttlsAvailable && !secure) c.push('STARTTLS')
-    // RFC 9051 §6.2.3 / RFC 3501 §6.2.3: no plain-text login without TLS where TLS is required.
+    // RFC 9051 §6.2.3 / RFC 3501 §6.2.3: no plain-text login without TLS where TLS is required,
+    // and no AUTH= either (RFC 9051 §7.2.2: mechanisms are advertised only where they may be used).
     if (opts.requireTls && !secure) c.push('LOGINDISABLED')
-    else c.push(...CLIENT_SASL_MECHANISMS.map((m) => `AUTH=${m}`))
+    else c.push(...offeredSaslMechanisms(opts.oauthPassthrough).map((m) => `AUTH=${m}`))
     return c.join(' ')
   }
   const reply = (data: string): ClientAction => ({ type: 'reply', data: data + '\r\n' })
@@ -99,7 +100,7 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
         if (opts.requireTls && !secure) return [reply(`${tag} NO [PRIVACYREQUIRED] Use STARTTLS or TLS first`)]
         const args = tokenize(restParts)
         if (!args || args.length < 1 || args.length > 2) return [reply(`${tag} BAD AUTHENTICATE needs a mechanism`)]
-        const mech = clientSaslMechanism((args[0] as Buffer).toString('latin1'))
+        const mech = clientSaslMechanism((args[0] as Buffer).toString('latin1'), opts.oauthPassthrough)
         if (!mech) return [reply(`${tag} NO [CANNOT] Unsupported authentication mechanism`)]
         // RFC 4959 §3: the initial response is the second argument ("=" for an empty one).
         return saslStep(tag, saslStart(mech, args[1]?.toString('latin1')))

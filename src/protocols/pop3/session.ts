@@ -20,16 +20,10 @@
 import { Secret } from '../../core/secret.js'
 import { commandText } from '../shared/line-reader.js'
 import { createLineSession, type LineControl } from '../shared/line-session.js'
-import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
+import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
 
 export const POP3_GREETING = '+OK mailkey POP3 proxy ready'
-
-/**
- * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; a client with its
- * own XOAUTH2/OAUTHBEARER token is passed through to the account's server.
- */
-export const POP3_SASL_MECHANISMS = CLIENT_SASL_MECHANISMS
 
 type State =
   /** AUTHORIZATION state; `user` is set right after an accepted USER (RFC 1939 §7) */
@@ -60,6 +54,11 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
   let secure = opts.secure
   let state: State = { kind: 'command' }
 
+  /**
+   * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; XOAUTH2 and
+   * OAUTHBEARER (a client with its own token) only where the listener passes them through.
+   */
+  const mechanisms = offeredSaslMechanisms(opts.oauthPassthrough)
   const tlsRequired = (): boolean => opts.requireTls && !secure
   const stlsOffered = (): boolean => opts.starttlsAvailable && !secure
 
@@ -67,8 +66,9 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
     ['CAPA', (_arg, out) => {
       // RFC 2449 §5: one capability per line, ended by a lone ".".
       const caps: string[] = []
-      // RFC 2595 §4 spirit: do not offer plain-text logins on a connection that must use TLS first.
-      if (!tlsRequired()) caps.push('USER', `SASL ${POP3_SASL_MECHANISMS.join(' ')}`)
+      // RFC 2595 §4 / RFC 2449 §6.3, §6.8: neither USER nor SASL before STLS where TLS must come
+      // first, so a client never offers a credential in clear (the commands are refused anyway).
+      if (!tlsRequired()) caps.push('USER', `SASL ${mechanisms.join(' ')}`)
       // RFC 2449 §6.4 / §8 and RFC 3206: these two license the bracketed codes in our -ERR replies.
       caps.push('RESP-CODES', 'AUTH-RESP-CODE')
       // RFC 2595 §4: STLS only before TLS is active (and so never again after it).
@@ -99,10 +99,10 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       const parts = (arg ?? '').split(' ').filter((p) => p.length > 0)
       // Not in RFC 5034 (nor RFC 1734): a bare AUTH lists the mechanisms, "+OK" then one per line
       // and ".", an old convention that Outlook and other clients still rely on.
-      if (parts.length === 0) return void out.push(reply(`+OK\r\n${POP3_SASL_MECHANISMS.join('\r\n')}\r\n.`))
+      if (parts.length === 0) return void out.push(reply(`+OK\r\n${mechanisms.join('\r\n')}\r\n.`))
       if (parts.length > 2) return void out.push(reply('-ERR syntax: AUTH mechanism [initial-response]'))
       const [name = '', ir] = parts
-      const mech = clientSaslMechanism(name)
+      const mech = clientSaslMechanism(name, opts.oauthPassthrough)
       // RFC 5034 §4: a mechanism the server does not support fails the AUTH command.
       if (!mech) return void out.push(reply('-ERR Unsupported mechanism'))
       onSaslStep(saslStart(mech, ir), out, ctl)

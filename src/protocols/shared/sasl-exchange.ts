@@ -12,7 +12,7 @@ import { Secret } from '../../core/secret.js'
 import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
 import { decodeOauthbearer } from '../../sasl/oauthbearer.js'
 import { decodePlain } from '../../sasl/plain.js'
-import { decodeXoauth2 } from '../../sasl/xoauth2.js'
+import { decodeSaslBase64, decodeXoauth2 } from '../../sasl/xoauth2.js'
 import type { ClientAction } from './session.js'
 
 /** Mechanisms a client may use, in the order they are advertised (clients that pick the first one get PLAIN). */
@@ -39,10 +39,15 @@ export type SaslStep =
    */
   | { kind: 'fail'; why: 'cancelled' | 'undecodable' | 'authzid' | 'no-user' }
 
-/** The mechanism named by a client, or undefined when we do not take it. */
-export function clientSaslMechanism(name: string): ClientSaslMechanism | undefined {
+/** The mechanisms a listener offers: the password ones, and the OAuth pass-through ones only where allowed. */
+export function offeredSaslMechanisms(oauthPassthrough: boolean): readonly ClientSaslMechanism[] {
+  return oauthPassthrough ? CLIENT_SASL_MECHANISMS : CLIENT_SASL_MECHANISMS.filter((m) => m === 'PLAIN' || m === 'LOGIN')
+}
+
+/** The mechanism named by a client, or undefined when this listener does not take it. */
+export function clientSaslMechanism(name: string, oauthPassthrough: boolean): ClientSaslMechanism | undefined {
   const upper = name.toUpperCase()
-  return (CLIENT_SASL_MECHANISMS as readonly string[]).includes(upper) ? upper as ClientSaslMechanism : undefined
+  return (offeredSaslMechanisms(oauthPassthrough) as readonly string[]).includes(upper) ? upper as ClientSaslMechanism : undefined
 }
 
 /**
@@ -81,12 +86,42 @@ function respond(exchange: SaslExchange, b64: string): SaslStep {
       }
       case 'XOAUTH2':
       case 'OAUTHBEARER': {
-        const user = exchange.mech === 'XOAUTH2' ? decodeXoauth2(b64).user : decodeOauthbearer(b64).user
-        if (!user) return { kind: 'fail', why: 'no-user' }
-        return { kind: 'done', action: { type: 'passthrough', username: user, mechanism: exchange.mech, response: new Secret(b64) } }
+        let decoded
+        try {
+          decoded = exchange.mech === 'XOAUTH2' ? decodeXoauth2(b64) : decodeOauthbearer(b64)
+        } catch (e) {
+          // Not a well-formed bearer token, so never forwarded; but a Cyrus XOAUTH2 plugin sends the
+          // account's password (here: the local one, spaces and all) in this place. Take it as what
+          // it is: a password login (issue 11 item 6).
+          const loose = looseBearer(exchange.mech, b64)
+          if (loose) return { kind: 'done', action: { type: 'login', username: loose.user, password: loose.password } }
+          throw e
+        }
+        if (!decoded.user) return { kind: 'fail', why: 'no-user' }
+        return { kind: 'done', action: { type: 'passthrough', username: decoded.user, mechanism: exchange.mech, response: new Secret(b64), token: decoded.token } }
       }
     }
   } catch {
     return { kind: 'fail', why: 'undecodable' }
   }
+}
+
+/**
+ * A user and a "bearer" value that is not a token (it has spaces, say), from a response of the
+ * right shape otherwise; undefined when the shape is wrong too.
+ */
+function looseBearer(mech: 'XOAUTH2' | 'OAUTHBEARER', b64: string): { user: string; password: Secret } | undefined {
+  let text: string
+  try {
+    text = decodeSaslBase64(b64, `${mech} response`)
+  } catch {
+    return undefined
+  }
+  const m = mech === 'XOAUTH2'
+    ? /^user=([^\x00-\x1f]+)\x01auth=bearer ([^\x00-\x1f\x7f]+)\x01\x01$/is.exec(text)
+    // RFC 7628 §3.1 / RFC 5801 §4: "n,a=<saslname>," then \x01-separated pairs; saslname escapes "," and "=".
+    : /^[ny],a=([^,\x00-\x1f]+),\x01(?:[a-z]+=[^\x01]*\x01)*?auth=bearer ([^\x00-\x1f\x7f]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01$/is.exec(text)
+  if (!m) return undefined
+  const user = mech === 'XOAUTH2' ? m[1] as string : (m[1] as string).replace(/=2C/gi, ',').replace(/=3D/gi, '=')
+  return { user, password: new Secret(m[2] as string) }
 }

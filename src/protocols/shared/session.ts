@@ -19,9 +19,10 @@ export type ClientAction =
   /**
    * the client speaks OAuth itself (AUTHENTICATE XOAUTH2/OAUTHBEARER): the proxy passes its SASL
    * response, untouched, to the account's server (no local password; the token is the client's)
-   * and calls `loginResult` with the outcome
+   * and calls `loginResult` with the outcome. `token` is the bearer value inside `response`: the
+   * proxy first checks it as the local password, which is never forwarded (proxy/login-check.ts).
    */
-  | { type: 'passthrough'; username: string; mechanism: 'XOAUTH2' | 'OAUTHBEARER'; response: Secret }
+  | { type: 'passthrough'; username: string; mechanism: 'XOAUTH2' | 'OAUTHBEARER'; response: Secret; token: Secret }
   /** the reply before this action agreed to STARTTLS/STLS: upgrade the client connection now */
   | { type: 'starttls' }
   /** write `data` (if any) and close the client connection */
@@ -72,8 +73,16 @@ export interface SessionOptions {
   secure: boolean
   /** STARTTLS/STLS can be offered to the client (the proxy has a certificate) */
   starttlsAvailable: boolean
-  /** plain-text logins are refused until TLS (set for non-loopback listeners without TLS) */
+  /**
+   * credentials are refused until TLS: set for every listener not bound to loopback unless it is
+   * implicit TLS (a STARTTLS listener included), whoever connects (proxy/auth-policy.ts)
+   */
   requireTls: boolean
+  /**
+   * XOAUTH2/OAUTHBEARER from clients with their own token are offered and passed through. Off: not
+   * advertised, and refused like any unknown mechanism (proxy/auth-policy.ts, docs/adr/0008)
+   */
+  oauthPassthrough: boolean
   /** host name used in greetings */
   hostname: string
   limits?: Partial<SessionLimits>

@@ -23,14 +23,8 @@
  */
 import { commandText } from '../shared/line-reader.js'
 import { createLineSession, type LineControl } from '../shared/line-session.js'
-import { CLIENT_SASL_MECHANISMS, clientSaslMechanism, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
+import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
 import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
-
-/**
- * SASL mechanisms offered to clients: PLAIN and LOGIN carry the local password; a client with its
- * own XOAUTH2/OAUTHBEARER token is passed through to the account's server.
- */
-export const SMTP_SASL_MECHANISMS = CLIENT_SASL_MECHANISMS
 
 type State =
   | { kind: 'command' }
@@ -78,7 +72,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       greeted = 'ehlo'
       const lines = [host, '8BITMIME', 'ENHANCEDSTATUSCODES']
       // RFC 4954 §4 + RFC 3207 §4: no plain-text AUTH offered where TLS must come first.
-      if (!tlsRequired()) lines.push(`AUTH ${SMTP_SASL_MECHANISMS.join(' ')}`)
+      if (!tlsRequired()) lines.push(`AUTH ${offeredSaslMechanisms(opts.oauthPassthrough).join(' ')}`)
       // RFC 3207 §4.2: STARTTLS is not offered again once TLS is active.
       if (starttlsOffered()) lines.push('STARTTLS')
       out.push(multiline(250, lines))
@@ -102,7 +96,7 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
         return void out.push(reply('501 5.5.4 Syntax: AUTH mechanism [initial-response]'))
       }
       const [name = '', ir] = parts
-      const mech = clientSaslMechanism(name)
+      const mech = clientSaslMechanism(name, opts.oauthPassthrough)
       // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4.
       if (!mech) return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
       onSaslStep(saslStart(mech, ir), out, ctl)
