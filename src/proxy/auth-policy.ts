@@ -8,7 +8,7 @@
  *   STARTTLS/STLS (IMAP LOGINDISABLED, POP3 no USER/SASL in CAPA, SMTP 530 5.7.0), whoever
  *   connects: 0.0.0.0 reached over 127.0.0.1 is still a listener other machines reach, and a
  *   stripping attacker in front of a real client looks like any peer.
- * - oauthPassthrough: off unless the listener says so (docs/adr/0008-proxy-oauth-passthrough.md).
+ * - oauthPassthrough: off unless the listener says so (docs/adr/0008-proxy-credentials.md).
  *
  * Owns: that decision. Must not: look at sockets, peers or credentials.
  */
