@@ -1,7 +1,8 @@
 /**
  * Who the proxy serves, and how much unauthenticated input it holds (issue 11, items 1 and 4):
- * - a cap on client connections in total and per source address, so that idle connections cannot
- *   use up the file descriptors the proxy needs for upstream connections and the token store;
+ * - a cap on client connections in total and per source (an address; on loopback, another local
+ *   user), so that idle connections cannot use up the file descriptors the proxy needs for upstream
+ *   connections and the token store, nor shut the owner's clients out;
  * - a cap on the bytes one connection may send before it has logged in;
  * - a budget for the bytes all connections together may send before login, so that many
  *   connections each under their own cap still cannot grow the proxy without bound.
@@ -122,6 +123,27 @@ export class Admission {
   /** bytes charged to connections that have not logged in */
   get preAuthBytes(): number {
     return this.#preAuthBytes
+  }
+
+  /**
+   * A loopback connection turned out to belong to another local user (`source` is `uid:<n>`,
+   * proxy/peer-uid.ts): every local program is 127.0.0.1, so the address cannot tell the owner's
+   * clients from another user's, but the user can. Another user gets the per-source cap, so that
+   * they cannot take the whole total from the owner; the owner's own clients share the total alone.
+   * The release function, or 'source-busy'.
+   */
+  admitLocalUser(source: string): (() => void) | 'source-busy' {
+    const n = this.#perSource.get(source) ?? 0
+    if (n >= this.limits.maxConnectionsPerSource) return 'source-busy'
+    this.#perSource.set(source, n + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const left = (this.#perSource.get(source) ?? 1) - 1
+      if (left > 0) this.#perSource.set(source, left)
+      else this.#perSource.delete(source)
+    }
   }
 
   /** A new connection from `address`: a ticket, or why it is refused. */

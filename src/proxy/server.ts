@@ -113,6 +113,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     // linger, so that the client can read the line before its unread input turns the close into a reset
     hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: reason === 'busy' || reason === 'source-busy' })
   }
+  // Another local user's loopback connections count against the per-source cap under their uid
+  // (admission.ts admitLocalUser); found out as soon as the socket table shows the connection.
+  const ownSource = typeof process.getuid === 'function' ? `uid:${process.getuid()}` : undefined
+  const capLocalUser = (raw: Socket, client: Socket, proto: ProxyProtocol, cid: string, source: Promise<string>): void => {
+    source.then((s) => {
+      if (!s.startsWith('uid:') || s === ownSource || raw.destroyed) return
+      const r = admission.admitLocalUser(s)
+      if (r === 'source-busy') return refuse(client, proto, r, cid, `${raw.remoteAddress} (${s})`)
+      if (raw.destroyed) r()
+      else raw.once('close', r)
+    }, () => {})
+  }
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
 
@@ -129,7 +141,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       const ticket = admission.admit(raw.remoteAddress ?? '?')
       if (typeof ticket === 'string') return refuse(client, l.protocol, ticket, cid, raw.remoteAddress)
       raw.once('close', ticket.release)
-      handle(client, l, ctx, cid, ticket).catch((e: unknown) => {
+      const source = throttleSource({ address: raw.remoteAddress ?? '?', port: raw.remotePort }, { address: raw.localAddress, port: raw.localPort })
+      capLocalUser(raw, client, l.protocol, cid, source)
+      handle(client, l, ctx, cid, ticket, source).catch((e: unknown) => {
         log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })
         client.destroy()
       })
@@ -187,13 +201,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     keepAliveTimer.unref()
   }
 
-  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string, ticket: AdmissionTicket): Promise<void> {
+  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string, ticket: AdmissionTicket, sourceP: Promise<string>): Promise<void> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
-    // who is asking, for the guess budget: found out once, and only when a check needs it
-    let sourceP: Promise<string> | undefined
-    const source = (): Promise<string> => (sourceP ??= throttleSource({ address, port: initial.remotePort }, { address: initial.localAddress, port: initial.localPort }))
+    // who is asking (the local user on loopback), for the guess budget and the per-source cap
+    const source = (): Promise<string> => sourceP
     const remote = `${address}:${initial.remotePort ?? '?'}`
     log({ level: 'info', cid, proto, event: 'connect', remote })
     const secure = l.tls?.mode === 'implicit'

@@ -7,6 +7,8 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, writeFile, rm } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -17,7 +19,7 @@ import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } fr
 const ALICE = 'alice@example.test'
 const BOB = 'bob@example.test'
 const LOCAL_PW = 'local proxy pw 11'
-const missing = [!dovecotAvailable() && 'dovecot', !have('prlimit') && 'prlimit'].filter(Boolean)
+const missing = [!dovecotAvailable() && 'dovecot', !have('prlimit') && 'prlimit', !have('setpriv') && 'setpriv', !existsSync('/usr/bin/python3') && 'python3'].filter(Boolean)
 if (missing.length && process.env.CI) throw new Error(`the proxy limit tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} util-linux`)
 if (missing.length) console.error(`\n*** SKIPPING proxy limit tests: ${missing.join(', ')} missing ***\n`)
 
@@ -64,6 +66,30 @@ class Raw {
     })
   }
 }
+
+/**
+ * Opens N connections to 127.0.0.1:PORT and holds them; once every one has heard its greeting and
+ * nothing more has come for 2 s, prints {opened, refused, served} and waits for its end.
+ */
+const HOLDER = `
+import socket, sys, time, json, select
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = [socket.create_connection(('127.0.0.1', port)) for _ in range(n)]
+data = {s: b'' for s in socks}
+quiet = time.monotonic()
+while time.monotonic() - quiet < 2 or not all(data.values()):
+    ready, _, _ = select.select([s for s in socks if s.fileno() != -1], [], [], 0.2)
+    for s in ready:
+        d = s.recv(4096)
+        if d:
+            data[s] += d
+            quiet = time.monotonic()
+        else:
+            s.close()
+refused = sum(1 for v in data.values() if b'Too many connections from your address' in v)
+print(json.dumps({'opened': n, 'refused': refused, 'served': n - refused}), flush=True)
+sys.stdin.read()
+`
 
 /** The first line a new connection hears: its greeting or a refusal ('' when closed without a word). */
 async function firstLine(port: number, from = '127.0.0.1'): Promise<{ c: Raw; line: string }> {
@@ -264,6 +290,30 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       assert.equal(p.child.exitCode, null)
       assert.doesNotMatch(p.stderr(), /Uncaught|internal-error/)
     } finally {
+      await stop(p)
+    }
+  })
+
+  it('another local user gets the per-source cap (by user, not 127.0.0.1) and cannot shut the owner out', { timeout: 120_000, skip: process.getuid?.() !== 0 && !process.env.CI ? 'needs root to run a client as another user' : false }, async () => {
+    const { p, ports } = await proxyWith('', ['--imap-port', '0'])
+    // 110 idle connections from user "nobody" (65534), held open by a Python client run with setpriv
+    const attacker = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', HOLDER, String(ports.imap), '110'], { stdio: ['pipe', 'pipe', 'inherit'] })
+    try {
+      let out = ''
+      attacker.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
+      while (!out.includes('\n') && attacker.exitCode === null) await new Promise((r) => setTimeout(r, 50))
+      const r = JSON.parse(out) as { opened: number; refused: number; served: number }
+      assert.deepEqual(r, { opened: 110, refused: 10, served: 100 }, 'the default per-source cap (100) applies to the other user')
+      // the owner (this process's user) is not that source: it is still served, and can log in
+      const owner = await firstLine(ports.imap as number)
+      clients.push(owner.c)
+      assert.match(owner.line, /^\* OK/)
+      await owner.c.write(`a LOGIN ${ALICE} "${LOCAL_PW}"\r\n`)
+      assert.match((await owner.c.until(/^a (OK|NO|BAD)[^\r\n]*/m))?.[0] ?? owner.c.text, /^a OK/)
+      const refused = logEvents(p).filter((e) => e.event === 'refused' && e.reason === 'source-busy')
+      assert.ok(refused.some((e) => String(e.remote).includes('uid:65534')), JSON.stringify(refused))
+    } finally {
+      attacker.kill('SIGKILL')
       await stop(p)
     }
   })
