@@ -137,7 +137,7 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
   // Only URL-shaped scopes say something (Gmail: https://mail.google.com/); Dovecot's default is "mail".
   const challengeScope = typeof e.challenge?.scope === 'string' && e.challenge.scope.includes('://') ? e.challenge.scope : undefined
   if (challengeScope && scope !== undefined && !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))) {
-    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${shArg(ctx.account)} --scope '${challengeScope} offline_access'".` }
+    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${shArg(ctx.account)} --scope ${shArg(`${challengeScope} offline_access`)}".` }
   }
   return {
     kind: 'config',

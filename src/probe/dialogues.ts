@@ -12,6 +12,7 @@
  * Owns: dialogue logic. Must not: open sockets, print, or decide what a failure means.
  */
 import type { Secret } from '../core/secret.js'
+import { cleanServerText } from '../core/server-text.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { decodeOauthbearerErrorChallenge, decodeXoauth2ErrorChallenge, saslErrorAcknowledgement } from '../sasl/index.js'
 import type { LineTransport } from './transport.js'
@@ -65,9 +66,14 @@ function pickMechanism(offered: string[], wanted: SaslMechanism[], stage: Stage,
   return m
 }
 
+/**
+ * The server's error challenge, decoded: its strings are server text like any reply line, so they
+ * are cleaned here (the line was cleaned before decoding, but base64 hides escapes from that).
+ */
 function decodeChallenge(mech: SaslMechanism, b64: string): Record<string, unknown> | undefined {
   const c = mech === 'XOAUTH2' ? decodeXoauth2ErrorChallenge(b64) : decodeOauthbearerErrorChallenge(b64)
-  return c ? { ...c } : undefined
+  if (!c) return undefined
+  return Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'string' ? cleanServerText(v) : v]))
 }
 
 /** One server turn during SASL: success, a challenge ("+ data" / "334 data"), or a refusal. */

@@ -6,6 +6,10 @@ import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueOp
 import { diagnose, type DiagnoseContext } from '../../src/probe/diagnose.js'
 import { ProbeNetworkError, type LineTransport } from '../../src/probe/transport.js'
 import { encodeSasl } from '../../src/sasl/index.js'
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 type Step = { expect: RegExp; reply: string[] }
 
@@ -196,6 +200,30 @@ describe('SMTP dialogue', () => {
 function ctx(over: Partial<DiagnoseContext> = {}): DiagnoseContext {
   return { protocol: 'imap', account: 'a@example.test', mailbox: 'a@example.test', server: 'imaps://h:993', freshTokenRefused: false, provider: 'microsoft', ...over }
 }
+
+describe('a hostile error challenge', () => {
+  it('its decoded strings are cleaned, and the suggested command quotes its scope for sh', async () => {
+    const canary = join(tmpdir(), `mailkey-probe-canary-${process.pid}`)
+    const evil = `https://mail.example.com/ x' ; touch ${canary} ; echo '\u001b]0;TITLE\u0007\u001b[2J`
+    const p = peer(['* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] ready'], [
+      { expect: /^mk1 AUTHENTICATE XOAUTH2 /, reply: [`+ ${b64json({ status: '401', schemes: 'bearer', scope: evil })}`] },
+      { expect: /^$/, reply: ['mk1 NO [AUTHENTICATIONFAILED] Authentication failed.'] },
+    ])
+    const e = await imapDialogue(p.t, opts()).then(() => undefined, (x: unknown) => x)
+    assert.ok(e instanceof ProbeFailure)
+    const scope = String(e.challenge?.scope)
+    assert.doesNotMatch(scope, /[\u0000-\u001f\u007f-\u009f]/, 'no control character survives decoding')
+    const d = diagnose(e, ctx({ provider: 'custom', freshTokenRefused: true, grantedScope: 'https://other.example/ offline_access' }))
+    assert.doesNotMatch(d.cause + d.fix, /[\u0000-\u001f\u007f-\u009f]/)
+    // the command a user would paste: run it with a stand-in mailkey that prints its arguments
+    const cmd = /"(mailkey add .*)"\.$/.exec(d.fix)?.[1]
+    assert.ok(cmd, d.fix)
+    const r = spawnSync('sh', ['-c', `mailkey() { printf '%s\\n' "$@"; }; ${cmd}`], { encoding: 'utf8' })
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(r.stdout.split('\n').slice(0, 4), ['add', 'a@example.test', '--scope', `${scope} offline_access`])
+    assert.equal(existsSync(canary), false, 'nothing else ran')
+  })
+})
 
 describe('diagnose', () => {
   it('a first refusal asks for a retry with a fresh token (reauth); a fresh one refused is config', () => {
