@@ -32,6 +32,8 @@ export interface AdmissionLimits {
   maxPreAuthBytes: number
   /** bytes all connections together may have sent before logging in, while they are open */
   preAuthBudgetBytes: number
+  /** what any one connection may send before login even when the shared budget is spent */
+  loginAllowanceBytes?: number
 }
 
 export const DEFAULT_MAX_CONNECTIONS = 1000
@@ -43,6 +45,24 @@ export const DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 100
 export const DEFAULT_MAX_PRE_AUTH_BYTES = 64 * 1024
 /** 16 MiB: 256 connections at their own cap, or thousands of real clients logging in at once */
 export const DEFAULT_PRE_AUTH_BUDGET_BYTES = 16 * 1024 * 1024
+
+/**
+ * What any connection may send before login even when the shared budget is spent: enough for a
+ * greeting exchange and a login (a few hundred bytes, or a few KiB of XOAUTH2), charged as below.
+ */
+export const LOGIN_ALLOWANCE_BYTES = 4 * 1024
+
+/**
+ * What one chunk of input costs at least: a chunk queued while a login is being checked is a
+ * Buffer object of its own (about a hundred bytes of bookkeeping), so a client trickling one byte
+ * per packet would otherwise hold far more memory than its bytes say (seen: ~80x).
+ */
+export const MIN_CHUNK_COST = 256
+
+/** what a chunk of `n` bytes is charged before login */
+export function chunkCost(n: number): number {
+  return Math.max(n, MIN_CHUNK_COST)
+}
 
 /**
  * File descriptors kept free whatever the caps: the listeners, the token store and its locks, the
@@ -168,7 +188,10 @@ export class Admission {
       take: (n) => {
         if (!preAuth || released) return undefined
         if (charged + n > this.limits.maxPreAuthBytes) return 'too-much-input'
-        if (this.#preAuthBytes + n > this.limits.preAuthBudgetBytes) return 'budget'
+        // Over the shared budget, a connection that has sent no more than a login needs still may:
+        // the budget bounds memory, and must not become a cheaper way to shut the owner out than
+        // the connection cap (what this lets past the budget is at most connections x 4 KiB).
+        if (this.#preAuthBytes + n > this.limits.preAuthBudgetBytes && charged + n > (this.limits.loginAllowanceBytes ?? LOGIN_ALLOWANCE_BYTES)) return 'budget'
         charged += n
         this.#preAuthBytes += n
         return undefined

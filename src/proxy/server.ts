@@ -25,7 +25,7 @@ import { throttleSource } from './peer-uid.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
-import { Admission, RefusalLog, resolveAdmission, type AdmissionLimits, type AdmissionTicket } from './admission.js'
+import { Admission, RefusalLog, chunkCost, resolveAdmission, type AdmissionLimits, type AdmissionTicket } from './admission.js'
 import { hangUp } from './hangup.js'
 import { refusalLine, type RefusalReason } from '../protocols/shared/refusals.js'
 import { openFileLimit } from '../core/resources.js'
@@ -355,7 +355,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     }
     function onData(chunk: Buffer): void {
       // Input before login is charged to this connection and to all pre-auth connections together.
-      const over = ticket.take(chunk.length)
+      const over = ticket.take(chunkCost(chunk.length))
       if (over) {
         client.removeListener('data', onData)
         queue.length = 0

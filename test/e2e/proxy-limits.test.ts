@@ -194,7 +194,7 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
     }
   })
 
-  it('all pre-auth connections together hold at most 16 MiB of input: beyond it clients are told "busy", and the proxy stays up', { timeout: 180_000 }, async () => {
+  it('all pre-auth connections together hold at most 16 MiB of input: beyond it clients are told "busy", a login still gets in, and the proxy stays up', { timeout: 180_000 }, async () => {
     const { p, ports } = await proxyWith('[proxy]\nmax_connections_per_source = 1000\n', ['--imap-port', '0'])
     try {
       // 280 connections x 63 KiB (eight NOOPs with 8,000-byte tags: within the line, command and
@@ -212,6 +212,20 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       const first = verdicts.findIndex((v) => v !== 'ok')
       assert.ok(first >= 250, `the first ${first} connections were served in full`)
       assert.deepEqual([...new Set(verdicts.slice(first))], ['* BYE [UNAVAILABLE] Server busy, try again later'], 'every later one was told the proxy is busy')
+      // top the budget up with ever smaller commands from new connections until even a 20-byte one
+      // is refused: what is left is less than any chunk costs
+      for (const size of [1024, 100, 10]) {
+        for (let i = 0; i < 100; i++) {
+          const { c } = await firstLine(ports.imap as number)
+          clients.push(c)
+          await c.write(`u${size}t${i}${'x'.repeat(size)} NOOP\r\n`)
+          const m = await c.until(new RegExp(`^u${size}t${i}x* OK[^\\r\\n]*\\r\\n|^\\* BYE[^\\r\\n]*\\r\\n`, 'm'))
+          if (!m || m[0].startsWith('* BYE')) break
+        }
+      }
+      // the budget is spent and its hogs are still open, but it is no lockout: a client that sends
+      // no more than a login needs (the 4 KiB allowance) still logs in
+      assert.match(await loginOnce(ports.imap as number, ALICE), /^a OK/)
       // close them: the budget is free again and a real login goes through
       for (const c of clients.splice(0)) c.sock.destroy()
       assert.match(await loginOnce(ports.imap as number, ALICE), /^a OK/)

@@ -2,10 +2,10 @@
 // lines (src/protocols/shared/refusals.ts): pure counting, no sockets, a fake clock.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { Admission, DEFAULT_MAX_CONNECTIONS, FD_RESERVE, RefusalLog, defaultMaxConnections, descriptorsNeeded, resolveAdmission, type AdmissionTicket } from '../../src/proxy/admission.js'
+import { Admission, DEFAULT_MAX_CONNECTIONS, FD_RESERVE, MIN_CHUNK_COST, RefusalLog, chunkCost, defaultMaxConnections, descriptorsNeeded, resolveAdmission, type AdmissionTicket } from '../../src/proxy/admission.js'
 import { refusalLine } from '../../src/protocols/shared/refusals.js'
 
-const limits = { maxConnections: 4, maxConnectionsPerSource: 2, perSourceOnLoopback: true, maxPreAuthBytes: 100, preAuthBudgetBytes: 250 }
+const limits = { maxConnections: 4, maxConnectionsPerSource: 2, perSourceOnLoopback: true, maxPreAuthBytes: 100, preAuthBudgetBytes: 250, loginAllowanceBytes: 0 }
 const ticket = (a: Admission, source: string): AdmissionTicket => {
   const t = a.admit(source)
   assert.equal(typeof t, 'object', `${source} admitted`)
@@ -64,6 +64,28 @@ describe('proxy admission', () => {
     t1.release()
     assert.equal(a.preAuthBytes, 0)
     assert.equal(a.open, 0)
+  })
+
+  it('over the shared budget a connection may still send what a login needs (the allowance), and no more', () => {
+    const a = new Admission({ ...limits, maxPreAuthBytes: 1000, preAuthBudgetBytes: 250, loginAllowanceBytes: 30 })
+    const hog = ticket(a, 's1')
+    assert.equal(hog.take(250), undefined)
+    const late = ticket(a, 's2')
+    assert.equal(late.take(20), undefined, 'the budget is spent, but a login of 20 bytes gets through')
+    assert.equal(late.take(10), undefined, '30 in all: still within the allowance')
+    assert.equal(late.take(1), 'budget', 'past the allowance the budget holds')
+    assert.equal(hog.take(1), 'budget', 'the connection that spent the budget gets nothing more')
+    assert.equal(a.preAuthBytes, 280, 'what the allowance let past the budget is bounded by connections x allowance')
+  })
+
+  it('a chunk costs at least MIN_CHUNK_COST: trickling one byte per packet cannot hold more than its charge', () => {
+    assert.equal(chunkCost(1), MIN_CHUNK_COST)
+    assert.equal(chunkCost(MIN_CHUNK_COST + 1), MIN_CHUNK_COST + 1)
+    const a = new Admission({ ...limits, maxPreAuthBytes: 64 * 1024, preAuthBudgetBytes: 1 << 30 })
+    const t = ticket(a, 's1')
+    let chunks = 0
+    while (t.take(chunkCost(1)) === undefined) chunks++
+    assert.equal(chunks, (64 * 1024) / MIN_CHUNK_COST, 'one-byte chunks: 256 of them reach the 64 KiB cap')
   })
 
   it('default caps: 1000, lowered so that two descriptors per client and the reserve fit the fd limit', () => {
