@@ -5,6 +5,7 @@
  * Owns: precedence (explicit option > config provider > built-in preset) and validation of
  * server URLs. Must not: do network I/O (discovery is passed in by the caller).
  */
+import { domainToASCII } from 'node:url'
 import { ConfigError, ERR, UsageError } from '../errors.js'
 import type { AccountEndpoints, AccountSettings } from '../store/types.js'
 import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
@@ -59,12 +60,33 @@ export function normaliseServerUrl(kind: keyof typeof SERVER_SCHEMES, raw: strin
     throw new UsageError(`the ${kind} server "${url}" must start with ${spec.implicit}:// (TLS) or ${spec.starttls}:// (STARTTLS)`)
   }
   if (!u.hostname) throw new UsageError(`the ${kind} server "${url}" has no host name`)
+  // The host goes into client configurations (recipes) and messages: a DNS name, IPv4 or [IPv6]
+  // only (RFC 1123 §2.1), never shell or INI syntax that a URL parser lets through for an unknown scheme.
+  const host = asciiHost(u.hostname)
+  if (!HOST_NAME.test(host)) {
+    throw new UsageError(`the ${kind} server ${JSON.stringify(url)} does not have a valid host name (letters, digits, "-" and "." only, or an IP address)`)
+  }
   if ((u.pathname && u.pathname !== '/') || u.search || u.username || u.password) {
     throw new UsageError(`the ${kind} server "${url}" must be just scheme://host:port`)
   }
   const port = u.port ? Number(u.port) : spec.ports[scheme as keyof typeof spec.ports]
-  return `${scheme}://${u.hostname}:${port}`
+  return `${scheme}://${host}:${port}`
 }
+
+/** An internationalised host name in its ASCII form (IDNA; a mail:// style URL leaves it percent-encoded). */
+function asciiHost(hostname: string): string {
+  if (!/%|[^\x00-\x7f]/.test(hostname)) return hostname
+  let decoded: string
+  try {
+    decoded = decodeURIComponent(hostname)
+  } catch {
+    return hostname
+  }
+  return domainToASCII(decoded) || hostname
+}
+
+/** a DNS name (LDH labels, "_" tolerated as some internal names use it), an IPv4 address, or [IPv6] */
+const HOST_NAME = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[[0-9A-Fa-f:.]+\]$/
 
 export function findProvider(name: string, configProviders: ReadonlyMap<string, Provider>): Provider {
   const p = configProviders.get(name) ?? BUILTIN_PROVIDERS.get(name.toLowerCase())

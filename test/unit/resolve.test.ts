@@ -36,6 +36,14 @@ function usage(fn: () => unknown, message: RegExp): UsageError {
 }
 
 describe('normaliseServerUrl', () => {
+  it('takes only real host names: shell, INI and URL syntax in a host is refused; IDN becomes ASCII', () => {
+    for (const bad of ["imaps://`id`;$(id)':993", 'imaps://a;b.example:993', 'imaps://a%20b.example', 'smtp://h$x.example:587', 'pop3s://a"b.example']) {
+      assert.throws(() => normaliseServerUrl(bad.startsWith('smtp') ? 'smtp' : bad.startsWith('pop') ? 'pop' : 'imap', bad), (e: unknown) => e instanceof UsageError && /valid host name/.test(e.message), bad)
+    }
+    assert.equal(normaliseServerUrl('imap', 'imaps://b\u00fccher.example'), 'imaps://xn--bcher-kva.example:993')
+    assert.equal(normaliseServerUrl('imap', 'imaps://[::1]:1993'), 'imaps://[::1]:1993')
+    assert.equal(normaliseServerUrl('smtp', 'smtp://mail_relay.corp.example:587'), 'smtp://mail_relay.corp.example:587')
+  })
   it('fills the default port of each scheme', () => {
     assert.equal(normaliseServerUrl('imap', 'imaps://imap.example.com'), 'imaps://imap.example.com:993')
     assert.equal(normaliseServerUrl('imap', 'imap://imap.example.com'), 'imap://imap.example.com:143')
