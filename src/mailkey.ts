@@ -26,7 +26,7 @@ export interface Mailkey {
   /** Store a refresh token obtained elsewhere, after checking it with one refresh. */
   importRefreshToken(options: ImportOptions): Promise<AccountStatus>
   status(account: string): Promise<AccountStatus>
-  list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }>
+  list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }>
   remove(account: string, options?: { revoke?: boolean }): Promise<RemoveResult>
   readonly broker: Broker
 }

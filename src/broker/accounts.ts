@@ -109,11 +109,11 @@ export async function accountStatus(broker: Broker, account: string): Promise<Ac
   return statusOf(broker, rec)
 }
 
-export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string }[] }> {
+export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }> {
   const { records, broken } = await broker.store.list()
   return {
     accounts: await Promise.all(records.map((r) => statusOf(broker, r))),
-    broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
+    broken: broken.map((b) => ({ file: b.file, message: b.error.message, code: b.error.code })),
   }
 }
 

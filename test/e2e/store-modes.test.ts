@@ -92,6 +92,8 @@ describe('store modes are checked at every entry point', () => {
       const r = await runCli(['list'], env)
       assert.ok(r.stderr.includes(`"${rec}" is readable by other users`), r.stderr)
       assert.doesNotMatch(r.stdout, /alice@example\.test/)
+      assert.equal(r.code, 74, 'a refusal, not a success a script would trust')
+      for (const args of [['status'], ['status', '--json'], ['list', '--json']]) assert.equal((await runCli(args, env)).code, 74, args.join(' '))
     } finally {
       await chmod(rec, 0o600)
     }

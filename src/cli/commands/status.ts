@@ -2,7 +2,7 @@
  * `mailkey status [<email>]` and `mailkey list`: what is set up, whether it works, and what to
  * do when it does not. Never prints a token.
  */
-import { EXIT } from '../../errors.js'
+import { ERR, EXIT } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { AccountStatus } from '../../broker/accounts.js'
 import type { CliIO } from '../io.js'
@@ -42,7 +42,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stdout(accounts.map(describe).join('\n'))
     for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
   }
-  return EXIT.OK
+  return listExit(broken)
 }
 
 export async function runList(args: string[], io: CliIO): Promise<number> {
@@ -63,7 +63,16 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
     }
     for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
   }
-  return EXIT.OK
+  return listExit(broken)
+}
+
+/**
+ * A record refused because others can read it (or it is not ours) is a refusal, as for "mailkey
+ * token": the listing is printed, but the exit code says something is wrong (a script must not read
+ * success). A record that merely does not parse stays a warning: the other accounts are fine.
+ */
+function listExit(broken: { code: string }[]): number {
+  return broken.some((b) => b.code === ERR.STORE_PERMISSIONS) ? EXIT.IOERR : EXIT.OK
 }
 
 function describe(s: AccountStatus): string {
