@@ -5,6 +5,7 @@
  *
  * Owns: sign-in orchestration. Must not: print or read the terminal (callbacks do that).
  */
+import { shArg } from '../core/address.js'
 import { resolveMx } from 'node:dns/promises'
 import { ConfigError, ERR, IdentityMismatchError, MailkeyError, UsageError } from '../errors.js'
 import { Secret } from '../core/secret.js'
@@ -122,7 +123,7 @@ async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettin
       const domain = email.slice(email.indexOf('@') + 1)
       throw new UsageError(`cannot tell which provider serves "${domain}"`, {
         account: email,
-        hint: `Say it: "mailkey add ${email} --provider microsoft" (or google, yahoo, aol, fastmail), or give your server with --issuer URL.`,
+        hint: `Say it: "mailkey add ${shArg(email)} --provider microsoft" (or google, yahoo, aol, fastmail), or give your server with --issuer URL.`,
       })
     }
   }

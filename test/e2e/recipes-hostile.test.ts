@@ -38,6 +38,8 @@ describe('mailkey config: a hostile but legal address reaches every consumer as 
   let work: string
   let canary: string
   let log: string
+  /** what "mailkey add" printed on stderr for each address */
+  const addHints = new Map<string, string>()
 
   /** what the fakes on PATH were called with since the last look: [program, ...argv] */
   const calls = async (): Promise<string[][]> => {
@@ -99,8 +101,24 @@ describe('mailkey config: a hostile but legal address reaches every consumer as 
       await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'hostile' })
       const r = await cli.done
       assert.equal(r.code, 0, r.stderr)
+      addHints.set(email, r.stderr)
     }
   })
+
+  for (const email of ADDRESSES) {
+    it(`the commands "mailkey add" suggests on stderr run as printed: ${email}`, async () => {
+      const text = addHints.get(email) ?? ''
+      const lines = [...text.matchAll(/"(mailkey (?:token|status|test) [^"]*)"/g)].map((m) => m[1] as string)
+      assert.ok(lines.length >= 2, text)
+      await calls()
+      for (const line of lines) {
+        const r = await sh(line)
+        assert.equal(r.status, 0, `${line}\n${String(r.stderr)}`)
+        const [call] = await calls()
+        assert.deepEqual(call?.slice(0, 3), ['mailkey', /^mailkey (\S+)/.exec(line)?.[1], email], line)
+      }
+    })
+  }
   afterEach(async () => {
     assert.equal(existsSync(canary), false, 'a hostile address ran a command')
   })

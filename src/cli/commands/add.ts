@@ -4,6 +4,7 @@
  * Human output goes to stderr; with --json, newline-delimited JSON events go to stdout (the
  * device prompt is one event, so a script can push the code to a phone).
  */
+import { shArg } from '../../core/address.js'
 import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { AccountStatus } from '../../broker/accounts.js'
@@ -165,12 +166,12 @@ function signedInText(s: AccountStatus): string {
   const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
   let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
   if (who) {
-    t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${s.email}" checks it.\n`
+    t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${shArg(s.email)}" checks it.\n`
   }
   if (!s.refreshToken.present) {
     t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'
   }
-  t += `Next: "mailkey token ${s.email}" prints a fresh access token for your mail client;\n` +
-    `      "mailkey status ${s.email}" shows the servers and the token's state.\n`
+  t += `Next: "mailkey token ${shArg(s.email)}" prints a fresh access token for your mail client;\n` +
+    `      "mailkey status ${shArg(s.email)}" shows the servers and the token's state.\n`
   return t
 }
