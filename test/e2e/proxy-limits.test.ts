@@ -5,13 +5,13 @@
 // later" rather than call the account dead.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile, rm } from 'node:fs/promises'
+import { mkdir, readFile, writeFile, rm } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, have, type LiveCli } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -427,13 +427,13 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
   })
 
   it('out of file descriptors during a refresh, at every depth: only NO [UNAVAILABLE], never CONTACTADMIN; afterwards the account logs in at once', { timeout: 300_000 }, async () => {
-    // Every login refreshes (a margin longer than any token), so the login path takes the account
+    // Every login refreshes (the stored token is made expired before it), so the login path takes the account
     // lock, starts the refresh worker, loads the refresh code and talks to the OAuth server. The
     // table is filled, then k = 1, 2, ... descriptors are freed before each login, so each attempt
     // runs out at a later step of that path. Old code: at one depth the refresh module could not be
     // opened (CONTACTADMIN), release() could not read the lock and left it, and the account stayed
     // locked by the proxy itself for 120 s (CONTACTADMIN, "interrupted while waiting for a refresh").
-    const { p, ports } = await proxyWith('[proxy]\nmax_connections = 100000\nmax_connections_per_source = 100000\nfirst_command_timeout_sec = 300\nlogin_timeout_sec = 10\n', ['--imap-port', '0'], ['prlimit', '--nofile=200:200'], { MAILKEY_REFRESH_MARGIN_SEC: '99999' })
+    const { p, ports } = await proxyWith('[proxy]\nmax_connections = 100000\nmax_connections_per_source = 100000\nfirst_command_timeout_sec = 300\nlogin_timeout_sec = 10\n', ['--imap-port', '0'], ['prlimit', '--nofile=200:200'])
     try {
       const port = ports.imap as number
       assert.match(await loginOnce(port, ALICE), /^a OK/)
@@ -448,7 +448,16 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
         throw new Error('the descriptor table never filled')
       }
       const replies: string[] = []
+      /** alice's access token is expired: her next login must refresh */
+      const expire = async (): Promise<void> => {
+        const file = recordFile(home.env, ALICE)
+        const raw = JSON.parse(await readFile(file, 'utf8')) as { grant: { accessToken: string; refreshToken: string; expiresAt: number } }
+        secrets.push(raw.grant.accessToken, raw.grant.refreshToken)
+        raw.grant.expiresAt = Date.now() - 1000
+        await writeFile(file, JSON.stringify(raw), { mode: 0o600 })
+      }
       for (let k = 1; k <= 16; k++) {
+        await expire()
         await fill()
         for (const c of held.splice(held.length - k)) c.sock.destroy()
         let c: Raw | undefined
@@ -473,6 +482,7 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
         if (/^a OK/.test(r)) break
         assert.ok(attempt < 99, `bob never got in again: ${r}`)
       }
+      await expire()
       // the same account at once: no lock of its own left behind, no refresh code remembered as missing
       assert.match(await loginOnce(port, ALICE), /^a OK/)
     } finally {
