@@ -152,6 +152,22 @@ export class Broker {
     return this.#config.value
   }
 
+  /**
+   * Load now the modules a refresh loads on first use. A long-running process (the proxy) calls
+   * this at start: a module that first has to be read when the process is out of file descriptors
+   * fails with EMFILE, and Node remembers a failed import for the life of the process (measured on
+   * Node 20: import() of the same file fails again after descriptors are free), so every refresh
+   * would fail until a restart (issue 11, item 5).
+   */
+  async preload(): Promise<void> {
+    await Promise.all([
+      import('../oauth/grants.js'),
+      import('../providers/registry.js'),
+      import('../config/config.js'),
+      ...(this.env.MAILKEY_EMAIL ? [import('../config/env-account.js'), import('../providers/resolve.js'), import('../oauth/discovery.js')] : []),
+    ])
+  }
+
   /** Start the user's hook for `event` (core/hooks.ts); never throws, never waits for the hook. */
   async fireHook(event: HookEvent, vars: Record<string, string | number | undefined>): Promise<void> {
     try {

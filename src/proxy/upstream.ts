@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import { MailkeyError } from '../errors.js'
+import { failureOutcome } from './outcome.js'
 import type { Mailkey } from '../mailkey.js'
 import { accountId } from '../store/file-store.js'
 import type { AccountRecord } from '../store/types.js'
@@ -51,8 +51,7 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
   } catch (e) {
     // Only a missing record (read() gives undefined) means "no such account"; running out of file
     // descriptors while reading it is an outage of this process, not a dead account.
-    const err = e as MailkeyError
-    return { outcome: err.transient ? 'transient' : 'config', reason: err.message }
+    return failureOutcome(e)
   }
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
@@ -87,8 +86,8 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
     ])
     if (tok.status === 'rejected') {
       if (conn.status === 'fulfilled') conn.value.close()
-      const err = tok.reason as MailkeyError
-      return { outcome: err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config', reason: err.message }
+      // issue 11 item 5: out of descriptors, or interrupted while waiting for a refresh: transient
+      return failureOutcome(tok.reason)
     }
     const token = tok.value
     let t: LineTransport | undefined = conn.status === 'fulfilled' ? conn.value : undefined

@@ -15,14 +15,19 @@
  *   killed before the child's pid is in the file, the lock is not stale for HANDOFF_GRACE_MS, so
  *   nobody takes it over while the child adopts it and refreshes (two refreshes with one rotating
  *   refresh token would get the grant revoked).
+ * - L5 a holder never leaves its own lock behind for lack of file descriptors: release() that
+ *   cannot open the file to read its nonce checks, with lstat (which needs no descriptor), that
+ *   the file at the path is still the very one this holder last wrote (same device, inode and
+ *   change time, which any rename or rewrite by someone else changes), and only then removes it;
+ *   a release that still fails for a shortage is retried in the background (L1 still holds).
  *
  * Owns: the lock file. Must not: read or write account records.
  */
 import { constants as fsc, readFileSync } from 'node:fs'
-import { link, open, rename, unlink } from 'node:fs/promises'
+import { link, lstat, open, rename, unlink } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { ERR, InterruptedError, StoreError } from '../errors.js'
+import { ERR, InterruptedError, StoreError, shortageCode } from '../errors.js'
 import { isCode, storeIoError } from './file-store.js'
 
 export interface LockInfo {
@@ -129,28 +134,83 @@ export function isStale(info: LockInfo | undefined, maxAgeMs = DEFAULT_LOCK_MAX_
   return !pidAlive(info.pid)
 }
 
+/** L5: which file this holder last wrote at the lock path (from lstat: no descriptor needed). */
+interface FileIdentity {
+  dev: bigint
+  ino: bigint
+  ctimeNs: bigint
+}
+
+async function identityOf(path: string): Promise<FileIdentity | undefined> {
+  const st = await lstat(path, { bigint: true }).catch(() => undefined)
+  return st === undefined ? undefined : { dev: st.dev, ino: st.ino, ctimeNs: st.ctimeNs }
+}
+
+function sameFile(a: FileIdentity | undefined, b: FileIdentity | undefined): boolean {
+  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino && a.ctimeNs === b.ctimeNs
+}
+
+/** L5: background retries of a release that ran short (unref'd: they never keep a process alive). */
+const RELEASE_RETRY_FIRST_MS = 50
+const RELEASE_RETRY_MAX_MS = 2000
+
 export class LockHandle {
   readonly path: string
   readonly nonce: string
-  constructor(path: string, nonce: string) {
+  #written: FileIdentity | undefined
+  constructor(path: string, nonce: string, written?: FileIdentity) {
     this.path = path
     this.nonce = nonce
+    this.#written = written
   }
 
-  /** L1: remove the lock only if it is still ours. */
+  /**
+   * L1: remove the lock only if it is still ours. L5: never leave our own lock behind because this
+   * process is out of descriptors; a release that still fails for a shortage goes on in the
+   * background, bounded by DEFAULT_LOCK_MAX_AGE_MS (after that the lock is stale anyway).
+   */
   async release(): Promise<void> {
-    const info = await readLock(this.path).catch(() => undefined)
-    if (info?.nonce === this.nonce) await unlink(this.path).catch(() => {})
+    if (await this.#releaseOnce()) return
+    const until = Date.now() + DEFAULT_LOCK_MAX_AGE_MS
+    const retry = (delay: number): void => {
+      const t = setTimeout(() => {
+        void this.#releaseOnce().then((done) => {
+          if (!done && Date.now() < until) retry(Math.min(delay * 2, RELEASE_RETRY_MAX_MS))
+        })
+      }, delay)
+      t.unref()
+    }
+    retry(RELEASE_RETRY_FIRST_MS)
+  }
+
+  /** true when done (removed, or not ours); false when a shortage stopped it */
+  async #releaseOnce(): Promise<boolean> {
+    try {
+      let ours: boolean
+      try {
+        ours = (await readLock(this.path))?.nonce === this.nonce
+      } catch (e) {
+        if (shortageCode(e) === undefined) return true // not a lock we wrote (L1): leave it
+        // no descriptor to read the nonce: is the file at the path still the one we wrote?
+        ours = sameFile(this.#written, await identityOf(this.path))
+      }
+      if (ours) await unlink(this.path).catch((e: unknown) => { if (!isCode(e, 'ENOENT')) throw e })
+      return true
+    } catch (e) {
+      return shortageCode(e) === undefined
+    }
   }
 
   /** L3: hand the lock to another process (pid) without a gap. */
   async handOver(pid: number): Promise<void> {
     await writeLockAtomically(this.path, { pid, nonce: this.nonce, at: Date.now(), host: hostname() })
+    this.#written = await identityOf(this.path)
   }
 
   /** L4: about to start the process that will adopt this lock. */
   async beginHandoff(): Promise<void> {
     await writeLockAtomically(this.path, { pid: process.pid, nonce: this.nonce, at: Date.now(), host: hostname(), handoff: true })
+    this.#written = await identityOf(this.path)
   }
 }
 
@@ -180,12 +240,15 @@ export async function tryAcquire(path: string, maxAgeMs = DEFAULT_LOCK_MAX_AGE_M
     const nonce = newNonce()
     try {
       const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600)
+      let written: FileIdentity
       try {
         await fh.writeFile(JSON.stringify({ pid: process.pid, nonce, at: Date.now(), host: hostname() } satisfies LockInfo))
+        const st = await fh.stat({ bigint: true })
+        written = { dev: st.dev, ino: st.ino, ctimeNs: st.ctimeNs }
       } finally {
         await fh.close()
       }
-      return new LockHandle(path, nonce)
+      return new LockHandle(path, nonce, written)
     } catch (e) {
       if (!isCode(e, 'EEXIST')) {
         throw storeIoError(`cannot create the lock file "${path}"`, e)

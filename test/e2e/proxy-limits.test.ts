@@ -5,13 +5,13 @@
 // later" rather than call the account dead.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile, rm } from 'node:fs/promises'
+import { mkdir, readFile, writeFile, rm } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
-import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
+import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, have, type LiveCli } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
@@ -107,10 +107,10 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
   const secrets: string[] = [LOCAL_PW]
   const cfgDir = (): string => join(home.env.XDG_CONFIG_HOME as string, 'mailkey')
 
-  async function proxyWith(config: string, args: string[], wrap: string[] = []): Promise<{ p: LiveCli; ports: Record<string, number> }> {
+  async function proxyWith(config: string, args: string[], wrap: string[] = [], env: Record<string, string> = {}): Promise<{ p: LiveCli; ports: Record<string, number> }> {
     await mkdir(cfgDir(), { recursive: true })
     await writeFile(join(cfgDir(), 'config.toml'), config)
-    const p = spawnCli(['proxy', ...args], home.env, wrap)
+    const p = spawnCli(['proxy', ...args], { ...home.env, ...env }, wrap)
     procs.push(p)
     const want = args.filter((a) => a.endsWith('-port')).length
     await p.event('listening', 15_000)
@@ -434,6 +434,70 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
         if (/^a OK/.test(r)) break
         assert.ok(attempt < 99, `bob never got in again: ${r}`)
       }
+      assert.match(await loginOnce(port, ALICE), /^a OK/)
+    } finally {
+      await stop(p)
+    }
+  })
+
+  it('out of file descriptors during a refresh, at every depth: only NO [UNAVAILABLE], never CONTACTADMIN; afterwards the account logs in at once', { timeout: 300_000 }, async () => {
+    // Every login refreshes (the stored token is made expired before it), so the login path takes the account
+    // lock, starts the refresh worker, loads the refresh code and talks to the OAuth server. The
+    // table is filled, then k = 1, 2, ... descriptors are freed before each login, so each attempt
+    // runs out at a later step of that path. Old code: at one depth the refresh module could not be
+    // opened (CONTACTADMIN), release() could not read the lock and left it, and the account stayed
+    // locked by the proxy itself for 120 s (CONTACTADMIN, "interrupted while waiting for a refresh").
+    const { p, ports } = await proxyWith('[proxy]\nmax_connections = 100000\nmax_connections_per_source = 100000\nfirst_command_timeout_sec = 300\nlogin_timeout_sec = 10\n', ['--imap-port', '0'], ['prlimit', '--nofile=200:200'])
+    try {
+      const port = ports.imap as number
+      assert.match(await loginOnce(port, ALICE), /^a OK/)
+      const held: Raw[] = []
+      /** open connections until the proxy closes one without a greeting: its table is full */
+      const fill = async (): Promise<void> => {
+        for (let i = 0; i < 400; i++) {
+          const { c, line } = await firstLine(port)
+          if (!/^\* OK/.test(line)) { c.sock.destroy(); return }
+          held.push(c)
+        }
+        throw new Error('the descriptor table never filled')
+      }
+      const replies: string[] = []
+      /** alice's access token is expired: her next login must refresh */
+      const expire = async (): Promise<void> => {
+        const file = recordFile(home.env, ALICE)
+        const raw = JSON.parse(await readFile(file, 'utf8')) as { grant: { accessToken: string; refreshToken: string; expiresAt: number } }
+        secrets.push(raw.grant.accessToken, raw.grant.refreshToken)
+        raw.grant.expiresAt = Date.now() - 1000
+        await writeFile(file, JSON.stringify(raw), { mode: 0o600 })
+      }
+      for (let k = 1; k <= 16; k++) {
+        await expire()
+        await fill()
+        for (const c of held.splice(held.length - k)) c.sock.destroy()
+        let c: Raw | undefined
+        for (let attempt = 0; attempt < 100 && c === undefined; attempt++) {
+          const got = await firstLine(port)
+          if (/^\* OK/.test(got.line)) c = got.c
+          else got.c.sock.destroy()
+        }
+        assert.ok(c, `no connection was accepted after ${k} were closed`)
+        await c.write(`a LOGIN ${ALICE} "${LOCAL_PW}"\r\n`)
+        replies.push((await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim() ?? '(closed)')
+        c.sock.destroy()
+      }
+      for (const r of replies) assert.match(r, /^a (OK|NO \[UNAVAILABLE\]) /, replies.join('\n'))
+      assert.ok(replies.some((r) => /^a NO \[UNAVAILABLE\]/.test(r)), 'some logins ran out of descriptors')
+      const logins = logEvents(p).filter((e) => e.event === 'login').slice(1)
+      assert.ok(logins.every((e) => e.outcome === 'ok' || e.outcome === 'transient'), JSON.stringify(logins.map((e) => [e.outcome, e.msg])))
+      // the spike ends: no attacker left, every descriptor back
+      for (const c of held.splice(0)) c.sock.destroy()
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const r = await loginOnce(port, BOB)
+        if (/^a OK/.test(r)) break
+        assert.ok(attempt < 99, `bob never got in again: ${r}`)
+      }
+      await expire()
+      // the same account at once: no lock of its own left behind, no refresh code remembered as missing
       assert.match(await loginOnce(port, ALICE), /^a OK/)
     } finally {
       await stop(p)
