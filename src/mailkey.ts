@@ -28,6 +28,12 @@ export interface Mailkey {
   status(account: string): Promise<AccountStatus>
   list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }>
   remove(account: string, options?: { revoke?: boolean }): Promise<RemoveResult>
+  /**
+   * Load now what a refresh and a SASL response load on first use. For long-running programs: Node
+   * remembers a failed import() for the life of the process, so one that failed for lack of file
+   * descriptors (EMFILE) would otherwise break every later refresh until a restart.
+   */
+  preload(): Promise<void>
   readonly broker: Broker
 }
 
@@ -36,6 +42,9 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
   return {
     broker,
     getAccessToken: (account, o) => broker.getAccessToken(account, o),
+    async preload() {
+      await Promise.all([broker.preload(), import('./sasl/index.js')])
+    },
     async getSaslResponse(account, o = {}) {
       const token = await broker.getAccessToken(account, o)
       const mechanism = o.mechanism ?? token.sasl

@@ -98,7 +98,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   await mk.broker.store.keys?.unlockAll()
   const { startProxy } = await import('../../proxy/server.js')
   // issue 11 item 5: what a login may need later is read now, not at the descriptor ceiling
-  await mk.broker.preload()
+  await mk.preload()
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   // [proxy] failed_login_delay_max_sec, login_timeout_sec and the guess throttle (read once, at start)
   const proxyCfg = (await mk.broker.loadConfig())?.proxy
