@@ -3,34 +3,12 @@
 // release() runs, and freed again before anything is checked.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, existsSync, openSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises'
-import { devNull, hostname, tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { withoutDescriptors } from '../harness/descriptors.js'
 import { readLock, tryAcquire } from '../../src/store/lock.js'
-
-/** Open the null device until the table is full; returns a function that closes them all. */
-function exhaustDescriptors(): () => void {
-  const fds: number[] = []
-  try {
-    for (;;) fds.push(openSync(devNull, 'r'))
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EMFILE') {
-      for (const fd of fds) closeSync(fd)
-      throw e
-    }
-  }
-  return () => { for (const fd of fds.splice(0)) closeSync(fd) }
-}
-
-async function withoutDescriptors<T>(f: () => Promise<T>): Promise<T> {
-  const free = exhaustDescriptors()
-  try {
-    return await f()
-  } finally {
-    free()
-  }
-}
 
 describe('account lock out of file descriptors', () => {
   let dir: string

@@ -4,10 +4,10 @@
 // their verdict; every descriptor is closed again before the test ends.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { closeSync, openSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { devNull, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { withoutDescriptors } from '../harness/descriptors.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { resolvePaths, type Env } from '../../src/config/paths.js'
 import { ERR, EXIT, StoreError, exitCodeOf, isTransient, shortageCode } from '../../src/errors.js'
@@ -29,30 +29,6 @@ function record(email: string): AccountRecord {
     grant: { refreshToken: 'rt-1', accessToken: 'at-1', expiresAt: Date.now() + 3600_000, grantedAt: Date.now() },
     state: 'active',
     updatedAt: Date.now(),
-  }
-}
-
-/** Open the null device until the table is full; returns a function that closes them all. */
-function exhaustDescriptors(): () => void {
-  const fds: number[] = []
-  try {
-    for (;;) fds.push(openSync(devNull, 'r'))
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EMFILE') {
-      for (const fd of fds) closeSync(fd)
-      throw e
-    }
-  }
-  return () => { for (const fd of fds.splice(0)) closeSync(fd) }
-}
-
-/** run `f` with no descriptor left; the table is freed again whatever happens */
-async function withoutDescriptors<T>(f: () => Promise<T>): Promise<T> {
-  const free = exhaustDescriptors()
-  try {
-    return await f()
-  } finally {
-    free()
   }
 }
 
