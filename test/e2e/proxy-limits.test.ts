@@ -322,8 +322,7 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       const owner = await firstLine(ports.imap as number)
       clients.push(owner.c)
       assert.match(owner.line, /^\* OK/)
-      await owner.c.write(`a LOGIN ${ALICE} "${LOCAL_PW}"\r\n`)
-      assert.match((await owner.c.until(/^a (OK|NO|BAD)[^\r\n]*/m))?.[0] ?? owner.c.text, /^a OK/)
+      assert.match(await loginOn(owner.c, ALICE), /^a OK/)
       const refused = logEvents(p).filter((e) => e.event === 'refused' && e.reason === 'source-busy')
       assert.ok(refused.some((e) => String(e.remote).includes('uid:65534')), JSON.stringify(refused))
     } finally {
@@ -371,11 +370,8 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       assert.equal(held.length, 100)
       // 10 of the admitted clients log in for real at once (Dovecot allows 10 per user and
       // address): upstream sockets, the token store and the password file still have descriptors
-      const results = await Promise.all(held.slice(0, 10).map(async (c, i) => {
-        await c.write(`a LOGIN ${i % 2 ? BOB : ALICE} "${LOCAL_PW}"\r\n`)
-        return (await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim()
-      }))
-      for (const r of results) assert.match(r ?? '', /^a OK/, logEvents(p).filter((e) => e.event === 'login').map((e) => JSON.stringify(e)).join('\n'))
+      const results = await Promise.all(held.slice(0, 10).map((c, i) => loginOn(c, i % 2 ? BOB : ALICE)))
+      for (const r of results) assert.match(r, /^a OK/, logEvents(p).filter((e) => e.event === 'login').map((e) => JSON.stringify(e)).join('\n'))
       for (const c of held.slice(0, 10)) {
         await c.write('b SELECT INBOX\r\n')
         assert.match((await c.until(/^b (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0] ?? '', /^b OK/, 'spliced to Dovecot')
@@ -393,30 +389,12 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       const port = ports.imap as number
       // alice logs in once: her password is remembered, so later only the token store is read
       assert.match(await loginOnce(port, ALICE), /^a OK/)
-      // fill the proxy's descriptor table until a connection is closed without a greeting
-      const held: Raw[] = []
-      for (let i = 0; i < 400; i++) {
-        const { c, line } = await firstLine(port)
-        clients.push(c)
-        if (!/^\* OK/.test(line)) break
-        held.push(c)
-      }
+      const held = await fillTable(port)
       assert.ok(held.length > 100 && held.length < 200, `${held.length} connections held`)
-      /** free one descriptor by closing a held connection, and take it with a new client */
-      const oneMore = async (): Promise<Raw> => {
-        const gone = held.pop() as Raw
-        gone.sock.destroy()
-        for (let attempt = 0; attempt < 100; attempt++) {
-          const { c, line } = await firstLine(port)
-          clients.push(c)
-          if (/^\* OK/.test(line)) return c
-        }
-        throw new Error('no connection was accepted after one was closed')
-      }
+      /** free one descriptor by closing a held connection, take it with a new client, and log in */
       const login = async (user: string): Promise<string> => {
-        const c = await oneMore()
-        await c.write(`a LOGIN ${user} "${LOCAL_PW}"\r\n`)
-        return (await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim() ?? '(closed)'
+        ;(held.pop() as Raw).sock.destroy()
+        return loginOn(await acceptOne(port), user)
       }
       // alice: the record cannot be opened (EMFILE). Old code: NO [CONTACTADMIN] and "no account".
       assert.match(await login(ALICE), /^a NO \[UNAVAILABLE\] /)
@@ -429,11 +407,7 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       assert.ok(logEvents(p).some((e) => e.event === 'fd-headroom'), 'the start warned that the cap needs more descriptors')
       // descriptors back: the same accounts log in
       for (const c of clients.splice(0)) c.sock.destroy()
-      for (let attempt = 0; attempt < 100; attempt++) {
-        const r = await loginOnce(port, BOB)
-        if (/^a OK/.test(r)) break
-        assert.ok(attempt < 99, `bob never got in again: ${r}`)
-      }
+      await loginAgain(port, BOB)
       assert.match(await loginOnce(port, ALICE), /^a OK/)
     } finally {
       await stop(p)
@@ -452,15 +426,6 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       const port = ports.imap as number
       assert.match(await loginOnce(port, ALICE), /^a OK/)
       const held: Raw[] = []
-      /** open connections until the proxy closes one without a greeting: its table is full */
-      const fill = async (): Promise<void> => {
-        for (let i = 0; i < 400; i++) {
-          const { c, line } = await firstLine(port)
-          if (!/^\* OK/.test(line)) { c.sock.destroy(); return }
-          held.push(c)
-        }
-        throw new Error('the descriptor table never filled')
-      }
       const replies: string[] = []
       /** alice's access token is expired: her next login must refresh */
       const expire = async (): Promise<void> => {
@@ -472,17 +437,10 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       }
       for (let k = 1; k <= 16; k++) {
         await expire()
-        await fill()
+        held.push(...await fillTable(port))
         for (const c of held.splice(held.length - k)) c.sock.destroy()
-        let c: Raw | undefined
-        for (let attempt = 0; attempt < 100 && c === undefined; attempt++) {
-          const got = await firstLine(port)
-          if (/^\* OK/.test(got.line)) c = got.c
-          else got.c.sock.destroy()
-        }
-        assert.ok(c, `no connection was accepted after ${k} were closed`)
-        await c.write(`a LOGIN ${ALICE} "${LOCAL_PW}"\r\n`)
-        replies.push((await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim() ?? '(closed)')
+        const c = await acceptOne(port)
+        replies.push(await loginOn(c, ALICE))
         c.sock.destroy()
       }
       for (const r of replies) assert.match(r, /^a (OK|NO \[UNAVAILABLE\]) /, replies.join('\n'))
@@ -491,11 +449,7 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
       assert.ok(logins.every((e) => e.outcome === 'ok' || e.outcome === 'transient'), JSON.stringify(logins.map((e) => [e.outcome, e.msg])))
       // the spike ends: no attacker left, every descriptor back
       for (const c of held.splice(0)) c.sock.destroy()
-      for (let attempt = 0; attempt < 100; attempt++) {
-        const r = await loginOnce(port, BOB)
-        if (/^a OK/.test(r)) break
-        assert.ok(attempt < 99, `bob never got in again: ${r}`)
-      }
+      await loginAgain(port, BOB)
       await expire()
       // the same account at once: no lock of its own left behind, no refresh code remembered as missing
       assert.match(await loginOnce(port, ALICE), /^a OK/)
@@ -508,13 +462,49 @@ describe('mailkey proxy: limits under attack', { skip: missing.length ? `${missi
     assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr)], secrets), [])
   })
 
+  /** LOGIN on a greeted connection: the tagged reply */
+  async function loginOn(c: Raw, user: string): Promise<string> {
+    await c.write(`a LOGIN ${user} "${LOCAL_PW}"\r\n`)
+    return (await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim() ?? '(closed)'
+  }
+
+  /** open connections until the proxy closes one without a greeting (its descriptor table is full): the greeted ones */
+  async function fillTable(port: number): Promise<Raw[]> {
+    const held: Raw[] = []
+    for (let i = 0; i < 400; i++) {
+      const { c, line } = await firstLine(port)
+      clients.push(c)
+      if (!/^\* OK/.test(line)) return held
+      held.push(c)
+    }
+    throw new Error('the descriptor table never filled')
+  }
+
+  /** a new connection that is greeted, once a descriptor is free (the proxy may close a few first) */
+  async function acceptOne(port: number): Promise<Raw> {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const { c, line } = await firstLine(port)
+      clients.push(c)
+      if (/^\* OK/.test(line)) return c
+    }
+    throw new Error('no connection was accepted after descriptors were freed')
+  }
+
+  /** after a descriptor shortage: `user` logs in again within 100 tries */
+  async function loginAgain(port: number, user: string): Promise<void> {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const r = await loginOnce(port, user)
+      if (/^a OK/.test(r)) return
+      assert.ok(attempt < 99, `${user} never got in again: ${r}`)
+    }
+  }
+
   /** one connection: greeting, LOGIN, the tagged reply; then LOGOUT */
   async function loginOnce(port: number, user: string): Promise<string> {
     const { c, line } = await firstLine(port)
     try {
       if (!/^\* OK/.test(line)) return line || '(closed without a greeting)'
-      await c.write(`a LOGIN ${user} "${LOCAL_PW}"\r\n`)
-      return (await c.until(/^a (OK|NO|BAD)[^\r\n]*\r\n/m))?.[0].trim() ?? '(closed)'
+      return await loginOn(c, user)
     } finally {
       c.sock.end('z LOGOUT\r\n')
       c.sock.destroy()
