@@ -54,23 +54,16 @@ describe('store modes are checked at every entry point', () => {
     await home?.cleanup()
   })
 
-  it('an accounts directory open to others (0755)', async () => {
-    await chmod(accountsDir, 0o755)
-    try {
-      await entryPoints(accountsDir, '700')
-    } finally {
-      await chmod(accountsDir, 0o700)
-    }
-  })
-
-  it('a state directory open to others (0755)', async () => {
-    await chmod(stateDir, 0o755)
-    try {
-      await entryPoints(stateDir, '700')
-    } finally {
-      await chmod(stateDir, 0o700)
-    }
-  })
+  for (const [what, dir] of [['an accounts directory', () => accountsDir], ['a state directory', () => stateDir]] as const) {
+    it(`${what} open to others (0755)`, async () => {
+      await chmod(dir(), 0o755)
+      try {
+        await entryPoints(dir(), '700')
+      } finally {
+        await chmod(dir(), 0o700)
+      }
+    })
+  }
 
   it('a proxy password file others can read (0644): the proxy does not start, no password is set', async () => {
     const file = join(stateDir, 'proxy-passwords.json')
