@@ -153,17 +153,24 @@ export class Admission {
    * The release function, or 'source-busy'.
    */
   admitLocalUser(source: string): (() => void) | 'source-busy' {
-    const n = this.#perSource.get(source) ?? 0
-    if (n >= this.limits.maxConnectionsPerSource) return 'source-busy'
-    this.#perSource.set(source, n + 1)
+    if ((this.#perSource.get(source) ?? 0) >= this.limits.maxConnectionsPerSource) return 'source-busy'
+    this.#countSource(source)
     let released = false
     return () => {
       if (released) return
       released = true
-      const left = (this.#perSource.get(source) ?? 1) - 1
-      if (left > 0) this.#perSource.set(source, left)
-      else this.#perSource.delete(source)
+      this.#uncountSource(source)
     }
+  }
+
+  #countSource(source: string): void {
+    this.#perSource.set(source, (this.#perSource.get(source) ?? 0) + 1)
+  }
+
+  #uncountSource(source: string): void {
+    const left = (this.#perSource.get(source) ?? 1) - 1
+    if (left > 0) this.#perSource.set(source, left)
+    else this.#perSource.delete(source)
   }
 
   /** A new connection from `address`: a ticket, or why it is refused. */
@@ -171,11 +178,10 @@ export class Admission {
     if (this.#open >= this.limits.maxConnections) return 'busy'
     // an IPv4 client of a dual-stack listener is the same source as on an IPv4 listener
     const source = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
-    const fromSource = this.#perSource.get(source) ?? 0
     const capped = this.limits.perSourceOnLoopback || !isLoopbackHost(source)
-    if (capped && fromSource >= this.limits.maxConnectionsPerSource) return 'source-busy'
+    if (capped && (this.#perSource.get(source) ?? 0) >= this.limits.maxConnectionsPerSource) return 'source-busy'
     this.#open++
-    this.#perSource.set(source, fromSource + 1)
+    this.#countSource(source)
     let charged = 0
     let preAuth = true
     let released = false
@@ -202,9 +208,7 @@ export class Admission {
         released = true
         uncharge()
         this.#open--
-        const left = (this.#perSource.get(source) ?? 1) - 1
-        if (left > 0) this.#perSource.set(source, left)
-        else this.#perSource.delete(source)
+        this.#uncountSource(source)
       },
     }
   }
