@@ -10,6 +10,7 @@ import { EXIT, UsageError } from '../../errors.js'
 import { Secret } from '../../core/secret.js'
 import { isLoopbackHost } from '../../core/net.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
+import type { ProxyConfig } from '../../config/config.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
@@ -100,16 +101,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   // issue 11 item 5: what a login may need later is read now, not at the descriptor ceiling
   await mk.preload()
   const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
-  // [proxy] failed_login_delay_max_sec, login_timeout_sec and the guess throttle (read once, at start)
+  // [proxy] failed_login_delay_max_sec, login_timeout_sec, the caps and the guess throttle (read once, at start)
   const proxyCfg = (await mk.broker.loadConfig())?.proxy
   const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
-  const limits = throttleSettings(proxyCfg)
   const proxy = await startProxy({
     mailkey: mk, listeners, log,
     ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
-    ...limits,
     ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
-    ...admissionOptions(proxyCfg),
+    ...limitOptions(proxyCfg),
   })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
   log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
@@ -138,29 +137,26 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   return EXIT.OK
 }
 
-/** [proxy] max_connections, max_connections_per_source, first_command_timeout_sec (proxy/admission.ts) */
-function admissionOptions(p: { maxConnections?: number; maxConnectionsPerSource?: number; firstCommandTimeoutSec?: number } | undefined): { admission?: { maxConnections?: number; maxConnectionsPerSource?: number }; firstCommandTimeoutMs?: number } {
-  if (!p) return {}
-  const admission = {
-    ...(p.maxConnections !== undefined ? { maxConnections: p.maxConnections } : {}),
-    ...(p.maxConnectionsPerSource !== undefined ? { maxConnectionsPerSource: p.maxConnectionsPerSource } : {}),
-  }
-  return {
-    ...(Object.keys(admission).length ? { admission } : {}),
-    ...(p.firstCommandTimeoutSec !== undefined ? { firstCommandTimeoutMs: p.firstCommandTimeoutSec * 1000 } : {}),
-  }
-}
-
-/** The [proxy] guess-throttle settings as startProxy options (only those that are set). */
-function throttleSettings(c: import('../../config/config.js').ProxyConfig | undefined): { throttle?: Record<string, number>; kdf?: Record<string, number> } {
+/**
+ * The [proxy] limits config.toml sets, as startProxy options, only those that are set: connection
+ * caps and the first-command timeout (proxy/admission.ts), the guess throttle and the KDF queue
+ * (proxy/throttle.ts).
+ */
+function limitOptions(c: ProxyConfig | undefined): { admission?: Record<string, number>; throttle?: Record<string, number>; kdf?: Record<string, number>; firstCommandTimeoutMs?: number } {
   if (!c) return {}
   const pick = (pairs: [string, number | undefined][]): Record<string, number> | undefined => {
     const o = Object.fromEntries(pairs.filter((p): p is [string, number] => p[1] !== undefined))
     return Object.keys(o).length ? o : undefined
   }
+  const admission = pick([['maxConnections', c.maxConnections], ['maxConnectionsPerSource', c.maxConnectionsPerSource]])
   const throttle = pick([['perSourcePerMin', c.guessesPerMinPerAddress], ['perSourceBurst', c.guessBurstPerAddress], ['globalPerMin', c.guessesPerMin], ['globalBurst', c.guessBurst]])
   const kdf = pick([['parallel', c.passwordChecksParallel], ['queued', c.passwordChecksQueued]])
-  return { ...(throttle ? { throttle } : {}), ...(kdf ? { kdf } : {}) }
+  return {
+    ...(admission ? { admission } : {}),
+    ...(throttle ? { throttle } : {}),
+    ...(kdf ? { kdf } : {}),
+    ...(c.firstCommandTimeoutSec !== undefined ? { firstCommandTimeoutMs: c.firstCommandTimeoutSec * 1000 } : {}),
+  }
 }
 
 async function setPassword(args: string[], io: CliIO): Promise<number> {
