@@ -112,11 +112,19 @@ async function loop() { while (!stop) await one() }
 Promise.all(Array.from({ length: n }, loop)).then(() => { process.stdout.write(JSON.stringify(counts)); process.exit(0) })
 `
 
-function startAttackers(port: number, n: number, _over: () => boolean): { stop: () => Promise<{ checked: number; refusedUnchecked: number; other: number; connections: number }> } {
+function startAttackers(
+  port: number,
+  n: number,
+  _over: () => boolean,
+): { stop: () => Promise<{ checked: number; refusedUnchecked: number; other: number; connections: number }> } {
   const args = [process.execPath, '-e', ATTACKER_JS, String(port), String(n), ALICE]
-  const child = ATTACKER_UID === 'same'
-    ? spawn(args[0] as string, args.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] })
-    : spawn('setpriv', [`--reuid=${ATTACKER_UID}`, `--regid=${ATTACKER_UID}`, '--clear-groups', ...args], { stdio: ['pipe', 'pipe', 'inherit'], cwd: '/' })
+  const child =
+    ATTACKER_UID === 'same'
+      ? spawn(args[0] as string, args.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] })
+      : spawn('setpriv', [`--reuid=${ATTACKER_UID}`, `--regid=${ATTACKER_UID}`, '--clear-groups', ...args], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+          cwd: '/',
+        })
   let out = ''
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d))
   const exited = new Promise<void>((r) => child.once('exit', () => r()))
@@ -149,10 +157,13 @@ async function loginOnce(port: number, user: string, pw: string): Promise<string
 
 async function main(): Promise<void> {
   if (!dovecotAvailable()) throw new Error(`Dovecot is needed: ${DOVECOT_INSTALL_HINT}`)
-  const hardStop = setTimeout(() => {
-    console.error(`bench: still running after ${MAX_SEC + 60} s, giving up`)
-    process.exit(2)
-  }, (MAX_SEC + 60) * 1000)
+  const hardStop = setTimeout(
+    () => {
+      console.error(`bench: still running after ${MAX_SEC + 60} s, giving up`)
+      process.exit(2)
+    },
+    (MAX_SEC + 60) * 1000,
+  )
   hardStop.unref()
   const lab = await startOAuthServer({ deviceInterval: 1 })
   const dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: [ALICE] })
@@ -162,7 +173,13 @@ async function main(): Promise<void> {
   await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
   let proxy: ReturnType<typeof spawnCli> | undefined
   try {
-    await signIn(lab, env, ALICE, [...labFlags(lab), '--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile])
+    await signIn(lab, env, ALICE, [
+      ...labFlags(lab),
+      '--imap-url',
+      `imaps://localhost:${dovecot.ports.imaps}`,
+      '--ca',
+      dovecot.caFile,
+    ])
     const pw = await runCli(['proxy', 'password', ALICE], env, { stdin: LOCAL_PW + '\n' })
     if (pw.code !== 0) throw new Error(`proxy password failed: ${pw.stderr}`)
     proxy = spawnCli(['proxy', '--imap-port', '0'], env)
@@ -173,7 +190,12 @@ async function main(): Promise<void> {
     let ownerDone = false
     const attackOver = (): boolean => (elapsed() >= ATTACK_SEC && ownerDone) || elapsed() >= MAX_SEC
     const attack = startAttackers(port, ATTACKERS, () => attackOver())
-    const owner = async (): Promise<{ firstMs?: number; firstAttempts: number; againMs?: number; againReply?: string }> => {
+    const owner = async (): Promise<{
+      firstMs?: number
+      firstAttempts: number
+      againMs?: number
+      againReply?: string
+    }> => {
       await new Promise((r) => setTimeout(r, OWNER_AFTER_SEC * 1000))
       const start = performance.now()
       let attempts = 0
@@ -193,7 +215,9 @@ async function main(): Promise<void> {
       return { firstMs, firstAttempts: attempts, againMs: performance.now() - again0, againReply: again?.slice(0, 60) }
     }
 
-    const ownerRun = owner().finally(() => { ownerDone = true })
+    const ownerRun = owner().finally(() => {
+      ownerDone = true
+    })
     const o = await ownerRun
     while (!attackOver()) await new Promise((r) => setTimeout(r, 100))
     const counts = await attack.stop()
@@ -216,7 +240,8 @@ async function main(): Promise<void> {
     }
     console.log(JSON.stringify(result, null, 2))
     // BENCH_DEBUG=1: the proxy's log lines other than refusals, to see where time went
-    if (process.env.BENCH_DEBUG) for (const l of proxy.stderr().split('\n')) if (l && !/"throttled"|"connect"/.test(l)) console.error(l)
+    if (process.env.BENCH_DEBUG)
+      for (const l of proxy.stderr().split('\n')) if (l && !/"throttled"|"connect"/.test(l)) console.error(l)
   } finally {
     // the proxy under test may still be working through a queue of checks: 5 s, then SIGKILL
     proxy?.child.kill('SIGTERM')
@@ -229,7 +254,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(e)
-  process.exit(1)
-})
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e)
+    process.exit(1)
+  },
+)

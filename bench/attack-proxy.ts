@@ -47,9 +47,14 @@ function memOf(pid: number): { rssMiB: number; hwmMiB: number } {
 
 /** `mailkey proxy --imap-port 0`: resolves with its port once it prints where it listens */
 function startProxy(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; stderr: () => string }> {
-  const child = spawn(process.execPath, [MAILKEY, 'proxy', '--imap-port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [MAILKEY, 'proxy', '--imap-port', '0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let err = ''
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    err += d
+  })
   return new Promise((resolve, reject) => {
     let out = ''
     const t = setTimeout(() => reject(new Error(`the proxy did not start: ${err}`)), 20_000)
@@ -84,16 +89,30 @@ function attack(port: number, source: string, block: Buffer, blocks: number, sto
   const sock = connect({ port, host: '127.0.0.1', localAddress: source })
   let ended = false
   const a: Attacker = {
-    sock, sent: 0, greeted: false, first: '', last: '', closedByProxy: false, done: Promise.resolve(),
-    stop: () => { ended = true; sock.destroy() },
+    sock,
+    sent: 0,
+    greeted: false,
+    first: '',
+    last: '',
+    closedByProxy: false,
+    done: Promise.resolve(),
+    stop: () => {
+      ended = true
+      sock.destroy()
+    },
   }
   let text = ''
   sock.on('error', () => {})
-  sock.once('close', () => { if (!ended) a.closedByProxy = true })
+  sock.once('close', () => {
+    if (!ended) a.closedByProxy = true
+  })
   a.done = new Promise<void>((resolve) => {
     // done: everything sent, or the connection closed, or no greeting within GREETING_MS
     const noGreeting = setTimeout(resolve, GREETING_MS)
-    sock.once('close', () => { clearTimeout(noGreeting); resolve() })
+    sock.once('close', () => {
+      clearTimeout(noGreeting)
+      resolve()
+    })
     sock.setEncoding('latin1').on('data', (d: string) => {
       text = (text + d).slice(-2048)
       const lines = text.split('\r\n').filter(Boolean)
@@ -105,7 +124,11 @@ function attack(port: number, source: string, block: Buffer, blocks: number, sto
       void (async () => {
         const send = async (b: Buffer): Promise<void> => {
           a.sent += b.length
-          if (!sock.write(b)) await new Promise<void>((r) => { sock.once('drain', r); sock.once('close', r) })
+          if (!sock.write(b))
+            await new Promise<void>((r) => {
+              sock.once('drain', r)
+              sock.once('close', r)
+            })
         }
         await send(Buffer.from(`a LOGIN {${LITERAL}+}\r\n`))
         for (let i = 0; i < blocks && !sock.destroyed && Date.now() < stopAt; i++) await send(block)
@@ -134,14 +157,26 @@ async function main(): Promise<void> {
     const block = Buffer.concat(Array.from({ length: per }, () => unit))
     const blocks = Math.ceil(LITERALS / per)
     let peakDuring = before.rssMiB
-    const sampler = setInterval(() => { try { peakDuring = Math.max(peakDuring, memOf(pid).rssMiB) } catch { /* gone */ } }, 200)
+    const sampler = setInterval(() => {
+      try {
+        peakDuring = Math.max(peakDuring, memOf(pid).rssMiB)
+      } catch {
+        /* gone */
+      }
+    }, 200)
     for (let i = 0; i < CONNS; i++) {
-      const source = SOURCES === 1 ? '127.0.0.1' : `127.0.${1 + Math.floor((i % SOURCES) / 250)}.${1 + ((i % SOURCES) % 250)}`
+      const source =
+        SOURCES === 1 ? '127.0.0.1' : `127.0.${1 + Math.floor((i % SOURCES) / 250)}.${1 + ((i % SOURCES) % 250)}`
       attackers.push(attack(proxy.port, source, block, blocks, stopAt))
     }
     // every connection has sent all it could (or was closed, or never greeted)
     let deadline: NodeJS.Timeout | undefined
-    await Promise.race([Promise.all(attackers.map((a) => a.done)), new Promise((r) => { deadline = setTimeout(r, Math.max(0, stopAt - Date.now())) })])
+    await Promise.race([
+      Promise.all(attackers.map((a) => a.done)),
+      new Promise((r) => {
+        deadline = setTimeout(r, Math.max(0, stopAt - Date.now()))
+      }),
+    ])
     clearTimeout(deadline)
     const sendMs = Date.now() - t0
     await sleep(HOLD_MS)
@@ -159,16 +194,29 @@ async function main(): Promise<void> {
     const refused = attackers.filter((a) => !a.greeted)
     const sentMiB = attackers.reduce((s, a) => s + a.sent, 0) / 2 ** 20
     const firsts = new Map<string, number>()
-    for (const a of refused) firsts.set(a.first || '(closed without a line)', (firsts.get(a.first || '(closed without a line)') ?? 0) + 1)
+    for (const a of refused)
+      firsts.set(a.first || '(closed without a line)', (firsts.get(a.first || '(closed without a line)') ?? 0) + 1)
     const lasts = new Map<string, number>()
     for (const a of attackers.filter((x) => x.greeted)) lasts.set(a.last, (lasts.get(a.last) ?? 0) + 1)
     const f = (n: number): string => n.toFixed(0)
     console.log(`# literal flood against mailkey proxy (${MAILKEY === BIN ? 'this build' : MAILKEY})`)
-    console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-    console.log(`${CONNS} connections from ${SOURCES} source address(es), up to ${LITERALS} literals of ${LITERAL} bytes each (${(LITERALS * (LITERAL + 10) / 1e6).toFixed(1)} MB per connection)`)
-    console.log(`greeted ${greeted}, refused at connect ${refused.length}${refused.length ? ` (${[...firsts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')})` : ''}`)
-    console.log(`still open after sending: ${stillOpen}; bytes handed to the attackers' sockets: ${sentMiB.toFixed(0)} MiB in ${(sendMs / 1000).toFixed(1)} s`)
-    console.log(`last line from the proxy on greeted connections: ${[...lasts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')}`)
+    console.log(
+      `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${f(totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+    )
+    console.log(
+      `${CONNS} connections from ${SOURCES} source address(es), up to ${LITERALS} literals of ${LITERAL} bytes each (${((LITERALS * (LITERAL + 10)) / 1e6).toFixed(1)} MB per connection)`,
+    )
+    console.log(
+      `greeted ${greeted}, refused at connect ${refused.length}${refused.length ? ` (${[...firsts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')})` : ''}`,
+    )
+    console.log(
+      `still open after sending: ${stillOpen}; bytes handed to the attackers' sockets: ${sentMiB.toFixed(0)} MiB in ${(sendMs / 1000).toFixed(1)} s`,
+    )
+    console.log(
+      `last line from the proxy on greeted connections: ${[...lasts].map(([l, n]) => `${n}x "${l.slice(0, 80)}"`).join(', ')}`,
+    )
     console.log('')
     console.log('| proxy VmRSS | MiB |')
     console.log('|---|---|')

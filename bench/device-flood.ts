@@ -14,7 +14,15 @@ import { spawnCli } from '../test/harness/cli.js'
 const windowSec = Number(process.env.BENCH_WINDOW_SEC ?? 10)
 const interval = Number(process.env.BENCH_INTERVAL ?? 3e6)
 const server = await startHostileOAuth({
-  device: () => ({ body: { device_code: 'bench-device-code-0123456789', user_code: 'BENC-HMRK', verification_uri: 'https://login.example.test/device', expires_in: 900, interval } }),
+  device: () => ({
+    body: {
+      device_code: 'bench-device-code-0123456789',
+      user_code: 'BENC-HMRK',
+      verification_uri: 'https://login.example.test/device',
+      expires_in: 900,
+      interval,
+    },
+  }),
   token: () => ({ status: 400, body: { error: 'authorization_pending' } }),
 })
 const home = await makeTmpHome()

@@ -97,9 +97,10 @@ class Raw {
 
 function openRaw(kind: 'tls' | 'plain', port: number, ca?: string): Promise<Raw> {
   return new Promise((resolve, reject) => {
-    const sock = kind === 'tls'
-      ? tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...(ca ? { ca } : {}) })
-      : netConnect({ host: '127.0.0.1', port })
+    const sock =
+      kind === 'tls'
+        ? tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ...(ca ? { ca } : {}) })
+        : netConnect({ host: '127.0.0.1', port })
     sock.once('error', reject)
     sock.once(kind === 'tls' ? 'secureConnect' : 'connect', () => {
       sock.off('error', reject)
@@ -127,37 +128,48 @@ async function main(): Promise<void> {
   // The wrong-password case measures the KDF check; the proxy's growing delay after repeated
   // failures (penalty.ts) would otherwise dominate it after the third try.
   await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-  await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), '[proxy]\nfailed_login_delay_max_sec = 0\n')
+  await writeFile(
+    join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'),
+    '[proxy]\nfailed_login_delay_max_sec = 0\n',
+  )
   const procs: LiveCli[] = []
   const children: ChildProcess[] = []
   const scripted = new Set<TLSSocket>()
-  const fake = tlsCreateServer({ cert: await readFile(dovecot.certFile), key: await readFile(dovecot.keyFile) }, (s) => {
-    scripted.add(s)
-    s.on('close', () => scripted.delete(s))
-    s.on('error', () => s.destroy())
-    s.write('* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] scripted\r\n')
-    let buf = ''
-    s.setEncoding('latin1').on('data', (d: string) => {
-      buf += d
-      let nl
-      while ((nl = buf.indexOf('\r\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 2)
-        const [tag, verb] = line.split(' ')
-        if (/^CAPABILITY$/i.test(verb ?? '')) s.write(`* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2\r\n${tag} OK done\r\n`)
-        else if (/^LOGOUT$/i.test(verb ?? '')) s.end(`* BYE\r\n${tag} OK bye\r\n`)
-        else s.write(`${tag} OK done\r\n`)
-      }
-    })
-  })
+  const fake = tlsCreateServer(
+    { cert: await readFile(dovecot.certFile), key: await readFile(dovecot.keyFile) },
+    (s) => {
+      scripted.add(s)
+      s.on('close', () => scripted.delete(s))
+      s.on('error', () => s.destroy())
+      s.write('* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] scripted\r\n')
+      let buf = ''
+      s.setEncoding('latin1').on('data', (d: string) => {
+        buf += d
+        let nl
+        while ((nl = buf.indexOf('\r\n')) >= 0) {
+          const line = buf.slice(0, nl)
+          buf = buf.slice(nl + 2)
+          const [tag, verb] = line.split(' ')
+          if (/^CAPABILITY$/i.test(verb ?? ''))
+            s.write(`* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2\r\n${tag} OK done\r\n`)
+          else if (/^LOGOUT$/i.test(verb ?? '')) s.end(`* BYE\r\n${tag} OK bye\r\n`)
+          else s.write(`${tag} OK done\r\n`)
+        }
+      })
+    },
+  )
   await new Promise<void>((r) => fake.listen(0, '127.0.0.1', () => r()))
   const fakePort = (fake.address() as { port: number }).port
 
   try {
     // --- seed: MSGS x 1 MiB into alice's new/, owned like the harness's seeded files
     const nobody = execFileSync('getent', ['passwd', 'nobody'], { encoding: 'utf8' }).split(':')
-    const [uid, gid] = [Number(nobody[2]), Number(execFileSync('getent', ['group', 'nogroup'], { encoding: 'utf8' }).split(':')[2])]
-    const line = 'The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFG'.slice(0, 76) + '\r\n'
+    const [uid, gid] = [
+      Number(nobody[2]),
+      Number(execFileSync('getent', ['group', 'nogroup'], { encoding: 'utf8' }).split(':')[2]),
+    ]
+    const line =
+      'The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFG'.slice(0, 76) + '\r\n'
     const now = Date.now()
     for (let n = 1; n <= MSGS; n++) {
       const head = `From: Bench <bench@example.test>\r\nTo: <${ALICE}>\r\nSubject: bulk ${n}\r\nDate: ${new Date(now).toUTCString().replace('GMT', '+0000')}\r\nMessage-ID: <bulk-${n}@mailkey.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n`
@@ -169,7 +181,10 @@ async function main(): Promise<void> {
     }
 
     // --- accounts: alice -> Dovecot imaps, bob -> the scripted upstream (same CA)
-    for (const [email, url] of [[ALICE, `imaps://localhost:${dovecot.ports.imaps}`], [BOB, `imaps://localhost:${fakePort}`]] as const) {
+    for (const [email, url] of [
+      [ALICE, `imaps://localhost:${dovecot.ports.imaps}`],
+      [BOB, `imaps://localhost:${fakePort}`],
+    ] as const) {
       await signIn(lab, env, email, [...labFlags(lab), '--imap-url', url, '--ca', dovecot.caFile])
       const pw = await runCli(['proxy', 'password', email], env, { stdin: LOCAL_PW + '\n' })
       if (pw.code !== 0) throw new Error(`proxy password failed: ${pw.stderr}`)
@@ -189,7 +204,10 @@ async function main(): Promise<void> {
     // Baseline for the extra hop: a minimal Node TLS -> plain relay (a child process, like the proxy).
     const RELAY = `const net=require('net'),tls=require('tls');net.createServer((c)=>{const u=tls.connect({host:'127.0.0.1',port:+process.env.UP,servername:'localhost',ca:process.env.CA});c.pipe(u);u.pipe(c);const e=()=>{c.destroy();u.destroy()};for(const s of [c,u]){s.on('error',e);s.on('close',e)}}).listen(0,'127.0.0.1',function(){console.log(this.address().port)})`
     const startRelay = async (upstreamPort: number): Promise<{ port: number; pid: number }> => {
-      const relay = spawn(process.execPath, ['-e', RELAY], { env: { ...env, UP: String(upstreamPort), CA: dovecot.caPem }, stdio: ['ignore', 'pipe', 'inherit'] })
+      const relay = spawn(process.execPath, ['-e', RELAY], {
+        env: { ...env, UP: String(upstreamPort), CA: dovecot.caPem },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
       children.push(relay)
       const port = await new Promise<number>((resolve, reject) => {
         relay.stdout.setEncoding('utf8').once('data', (d: string) => resolve(Number(d.trim())))
@@ -287,19 +305,24 @@ async function main(): Promise<void> {
     // ---------------------------------------------------------------- 3. RSS with idle sessions
     const CONC = 8
     /** VmRSS of `pid` before and with SESSIONS idle sessions opened by `open` (8 at a time) */
-    const idleRss = async (pid: number, open: () => Promise<Raw>): Promise<{ before: number; after: number; hwm: number; closed: number; sessions: number; openMs: number }> => {
+    const idleRss = async (
+      pid: number,
+      open: () => Promise<Raw>,
+    ): Promise<{ before: number; after: number; hwm: number; closed: number; sessions: number; openMs: number }> => {
       for (let i = 0; i < 10; i++) await (await open()).logout()
       await new Promise((r) => setTimeout(r, 2000))
       const before = vmRss(pid)
       const idle: Raw[] = []
       const t0 = performance.now()
       let next = 0
-      await Promise.all(Array.from({ length: CONC }, async () => {
-        while (next < SESSIONS) {
-          next++
-          idle.push(await open())
-        }
-      }))
+      await Promise.all(
+        Array.from({ length: CONC }, async () => {
+          while (next < SESSIONS) {
+            next++
+            idle.push(await open())
+          }
+        }),
+      )
       const openMs = performance.now() - t0
       await new Promise((r) => setTimeout(r, 3000))
       // every session still alive and answering through the splice
@@ -328,28 +351,47 @@ async function main(): Promise<void> {
     // ---------------------------------------------------------------- report
     const out: string[] = []
     const dMed = median(fetchRes.get('direct (imaps)') as number[])
-    out.push(`\n### bulk FETCH 1:* BODY.PEEK[]: ${MSGS} x 1 MiB (${(fetchedBytes / 1e6).toFixed(1)} MB on the wire per fetch), ${FETCH_ROUNDS} interleaved rounds\n`)
+    out.push(
+      `\n### bulk FETCH 1:* BODY.PEEK[]: ${MSGS} x 1 MiB (${(fetchedBytes / 1e6).toFixed(1)} MB on the wire per fetch), ${FETCH_ROUNDS} interleaved rounds\n`,
+    )
     out.push('| path | median MB/s | min | max | vs direct |')
     out.push('|---|---|---|---|---|')
     for (const [name, xs] of fetchRes) {
-      out.push(`| ${name} | ${median(xs).toFixed(0)} | ${Math.min(...xs).toFixed(0)} | ${Math.max(...xs).toFixed(0)} | ${(median(xs) / dMed).toFixed(2)}x |`)
+      out.push(
+        `| ${name} | ${median(xs).toFixed(0)} | ${Math.min(...xs).toFixed(0)} | ${Math.max(...xs).toFixed(0)} | ${(median(xs) / dMed).toFixed(2)}x |`,
+      )
     }
     const lDirect = loginRes.get('direct AUTHENTICATE XOAUTH2 (imaps)') as number[]
     out.push(`\n### login latency: connect -> tagged reply, ${LOGINS} sequential logins each, interleaved\n`)
     out.push('| login | p50 ms | p99 ms | added p50 vs direct |')
     out.push('|---|---|---|---|')
     for (const [name, xs] of loginRes) {
-      out.push(`| ${name} | ${median(xs).toFixed(1)} | ${pct(xs, 0.99).toFixed(1)} | ${name.startsWith('direct') ? '-' : `+${(median(xs) - median(lDirect)).toFixed(1)} ms`} |`)
+      out.push(
+        `| ${name} | ${median(xs).toFixed(1)} | ${pct(xs, 0.99).toFixed(1)} | ${name.startsWith('direct') ? '-' : `+${(median(xs) - median(lDirect)).toFixed(1)} ms`} |`,
+      )
     }
-    out.push(`\n### RSS with ${proxyRss.sessions} idle logged-in IMAP sessions (scripted TLS upstream in the bench process)\n`)
-    out.push('| process | VmRSS before | VmRSS with sessions | per session | VmHWM | VmRSS 3 s after closing them | time to open all |')
+    out.push(
+      `\n### RSS with ${proxyRss.sessions} idle logged-in IMAP sessions (scripted TLS upstream in the bench process)\n`,
+    )
+    out.push(
+      '| process | VmRSS before | VmRSS with sessions | per session | VmHWM | VmRSS 3 s after closing them | time to open all |',
+    )
     out.push('|---|---|---|---|---|---|---|')
     const perSession = (x: typeof proxyRss): number => (x.after - x.before) / x.sessions
-    for (const [name, x] of [['mailkey proxy', proxyRss], ['minimal Node relay (same upstream)', relayRss]] as const) {
-      out.push(`| ${name} | ${(x.before / 1024).toFixed(1)} MiB | ${(x.after / 1024).toFixed(1)} MiB | ${perSession(x).toFixed(1)} KiB | ${(x.hwm / 1024).toFixed(1)} MiB | ${(x.closed / 1024).toFixed(1)} MiB | ${(x.openMs / 1000).toFixed(1)} s (${CONC} at a time) |`)
+    for (const [name, x] of [
+      ['mailkey proxy', proxyRss],
+      ['minimal Node relay (same upstream)', relayRss],
+    ] as const) {
+      out.push(
+        `| ${name} | ${(x.before / 1024).toFixed(1)} MiB | ${(x.after / 1024).toFixed(1)} MiB | ${perSession(x).toFixed(1)} KiB | ${(x.hwm / 1024).toFixed(1)} MiB | ${(x.closed / 1024).toFixed(1)} MiB | ${(x.openMs / 1000).toFixed(1)} s (${CONC} at a time) |`,
+      )
     }
     out.push(`\nproxy / relay per session: ${(perSession(proxyRss) / perSession(relayRss)).toFixed(2)}x`)
-    out.push(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}, load average after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+    out.push(
+      `\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${process.platform}, load average after ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}`,
+    )
     console.log(out.join('\n'))
   } finally {
     for (const s of scripted) s.destroy()

@@ -57,7 +57,10 @@ async function main(): Promise<void> {
     await writeFile(jsonFile, JSON.stringify({ token: 'x'.repeat(40) }))
 
     // the same account in an encrypted store: a copy of the state, migrated, unlocked
-    const encrypted = async (to: 'passphrase' | 'keyring', extra: Record<string, string>): Promise<Record<string, string>> => {
+    const encrypted = async (
+      to: 'passphrase' | 'keyring',
+      extra: Record<string, string>,
+    ): Promise<Record<string, string>> => {
       const h = await makeTmpHome()
       homes.push(h)
       const e = { ...h.env, ...extra }
@@ -68,7 +71,8 @@ async function main(): Promise<void> {
       return e
     }
     const agentEnv = await encrypted('passphrase', {})
-    if ((await runCli(['unlock', '--for', '1h'], agentEnv, { stdin: 'bench pass phrase\n' })).code !== 0) throw new Error('unlock failed')
+    if ((await runCli(['unlock', '--for', '1h'], agentEnv, { stdin: 'bench pass phrase\n' })).code !== 0)
+      throw new Error('unlock failed')
     let keyringEnv: Record<string, string> | undefined
     if (keyringAvailable()) {
       keyring = await startKeyring()
@@ -77,10 +81,26 @@ async function main(): Promise<void> {
 
     const cases: [string, string[], NodeJS.ProcessEnv][] = [
       ['node -e 0', [process.execPath, '-e', '0'], env],
-      ['node: read JSON + print', [process.execPath, '-e', `process.stdout.write(JSON.parse(require('fs').readFileSync(${JSON.stringify(jsonFile)},'utf8')).token+'\\n')`], env],
+      [
+        'node: read JSON + print',
+        [
+          process.execPath,
+          '-e',
+          `process.stdout.write(JSON.parse(require('fs').readFileSync(${JSON.stringify(jsonFile)},'utf8')).token+'\\n')`,
+        ],
+        env,
+      ],
       ['mailkey token (cached)', [process.execPath, BIN, 'token', EMAIL], env],
       ['mailkey token (encrypted, agent)', [process.execPath, BIN, 'token', EMAIL], agentEnv],
-      ...(keyringEnv ? [['mailkey token (encrypted, OS keyring, no agent)', [process.execPath, BIN, 'token', EMAIL], keyringEnv] as [string, string[], NodeJS.ProcessEnv]] : []),
+      ...(keyringEnv
+        ? [
+            [
+              'mailkey token (encrypted, OS keyring, no agent)',
+              [process.execPath, BIN, 'token', EMAIL],
+              keyringEnv,
+            ] as [string, string[], NodeJS.ProcessEnv],
+          ]
+        : []),
     ]
     const times = new Map<string, number[]>(cases.map(([n]) => [n, []]))
     for (let i = 0; i < 3; i++) for (const [, argv, e] of cases) await run(argv, e) // warm-up
@@ -94,7 +114,9 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|')
     for (const [name] of cases) {
       const xs = times.get(name) as number[]
-      console.log(`| ${name} | ${median(xs).toFixed(1)} | ${p90(xs).toFixed(1)} | ${(median(xs) / base).toFixed(2)}x (+${(median(xs) - base).toFixed(1)} ms) |`)
+      console.log(
+        `| ${name} | ${median(xs).toFixed(1)} | ${p90(xs).toFixed(1)} | ${(median(xs) / base).toFixed(2)}x (+${(median(xs) - base).toFixed(1)} ms) |`,
+      )
     }
 
     // refresh storm
@@ -124,7 +146,9 @@ async function main(): Promise<void> {
     console.log('|---|---|---|')
     console.log(`| cached token | ${median(cached).toFixed(0)} | 0 |`)
     console.log(`| expired token | ${median(stormy).toFixed(0)} | ${refreshes} (every run) |`)
-    console.log(`\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${process.platform}`)
+    console.log(
+      `\nmachine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, Node ${process.version}, ${process.platform}`,
+    )
   } finally {
     for (const h of homes) await runCli(['lock'], h.env).catch(() => undefined)
     await keyring?.stop()

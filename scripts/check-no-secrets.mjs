@@ -10,7 +10,14 @@ if (!logFile || !secretsFile) {
   process.exit(64)
 }
 const log = readFileSync(logFile, 'utf8')
-const secrets = [...new Set(readFileSync(secretsFile, 'utf8').split('\n').filter(Boolean).map((b) => Buffer.from(b, 'base64').toString()))]
+const secrets = [
+  ...new Set(
+    readFileSync(secretsFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((b) => Buffer.from(b, 'base64').toString()),
+  ),
+]
 const decoded = (log.match(/[A-Za-z0-9+/]{16,}={0,2}/g) ?? []).map((r) => Buffer.from(r, 'base64').toString('latin1'))
 let leaks = 0
 for (const s of secrets) {

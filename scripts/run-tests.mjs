@@ -6,11 +6,17 @@ import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['test/unit', 'test/integration', 'test/e2e', 'test/fuzz']
+const roots = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : ['test/unit', 'test/integration', 'test/e2e', 'test/fuzz']
 const files = []
 const walk = (p) => {
   let st
-  try { st = statSync(p) } catch { return }
+  try {
+    st = statSync(p)
+  } catch {
+    return
+  }
   if (st.isDirectory()) for (const n of readdirSync(p).sort()) walk(join(p, n))
   else if (/\.test\.(ts|mts|js|mjs)$/.test(p)) files.push(p)
 }

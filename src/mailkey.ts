@@ -20,7 +20,10 @@ export interface Mailkey {
   /** A token with at least the refresh margin of life left; refreshes (once, machine-wide) if needed. */
   getAccessToken(account: string, options?: GetTokenOptions): Promise<AccessToken>
   /** The base64 SASL initial response (XOAUTH2 or OAUTHBEARER) for the account's token. */
-  getSaslResponse(account: string, options?: GetTokenOptions & { mechanism?: SaslMechanism; host?: string; port?: number }): Promise<{ mechanism: SaslMechanism; response: Secret; token: AccessToken }>
+  getSaslResponse(
+    account: string,
+    options?: GetTokenOptions & { mechanism?: SaslMechanism; host?: string; port?: number },
+  ): Promise<{ mechanism: SaslMechanism; response: Secret; token: AccessToken }>
   /** Interactive sign-in: device code, browser or paste. */
   signIn(options: SignInOptions): Promise<AccountStatus>
   /** Store a refresh token obtained elsewhere, after checking it with one refresh. */
@@ -49,7 +52,12 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
       const token = await broker.getAccessToken(account, o)
       const mechanism = o.mechanism ?? token.sasl
       const { encodeSasl } = await import('./sasl/index.js')
-      const args = { user: token.user, token: token.token, ...(o.host ? { host: o.host } : {}), ...(o.port ? { port: o.port } : {}) }
+      const args = {
+        user: token.user,
+        token: token.token,
+        ...(o.host ? { host: o.host } : {}),
+        ...(o.port ? { port: o.port } : {}),
+      }
       return { mechanism, response: encodeSasl(mechanism, args), token }
     },
     async signIn(o) {

@@ -31,7 +31,14 @@ export interface AccountStatus {
   accessToken: { present: boolean; valid: boolean; expiresAt?: string; expiresInSec?: number }
   refreshToken: { present: boolean; receivedAt?: string; ageDays?: number; idleLimitDays?: number }
   /** when the grant stops working unless renewed or used (broker/horizon.ts); warn: time to say so */
-  grantHorizon?: { at: string; kind: 'idle' | 'max-age'; days: number; daysLeft: number; warn: boolean; message: string }
+  grantHorizon?: {
+    at: string
+    kind: 'idle' | 'max-age'
+    days: number
+    daysLeft: number
+    warn: boolean
+    message: string
+  }
   grantedAt: string
   refreshedAt?: string
   grantedScope?: string
@@ -64,10 +71,20 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     servers: s.servers,
     sasl: s.sasl,
     state: rec.state,
-    accessToken: { present: grantHas(g, 'accessToken'), valid: grantHas(g, 'accessToken') && g?.expiresAt !== undefined && g.expiresAt > now },
+    accessToken: {
+      present: grantHas(g, 'accessToken'),
+      valid: grantHas(g, 'accessToken') && g?.expiresAt !== undefined && g.expiresAt > now,
+    },
     refreshToken: { present: grantHas(g, 'refreshToken') },
     grantedAt: iso(g?.grantedAt ?? rec.updatedAt) as string,
-    storage: { kind: 'file', path: broker.store.recordPath(accountId(s.email)), encrypted: rec.sealed !== undefined, protection: rec.sealed ? (broker.store.keys?.meta()?.keys.find((k) => k.kid === rec.sealed?.kid)?.kind ?? 'passphrase') : 'file' },
+    storage: {
+      kind: 'file',
+      path: broker.store.recordPath(accountId(s.email)),
+      encrypted: rec.sealed !== undefined,
+      protection: rec.sealed
+        ? (broker.store.keys?.meta()?.keys.find((k) => k.kid === rec.sealed?.kid)?.kind ?? 'passphrase')
+        : 'file',
+    },
   }
   if (s.tenant) st.tenant = s.tenant
   if (s.clientLabel) st.clientLabel = s.clientLabel
@@ -82,7 +99,15 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     if (policy.idleDays) st.refreshToken.idleLimitDays = policy.idleDays
   }
   const h = rec.state === 'active' ? grantHorizon(g, policy, now) : undefined
-  if (h) st.grantHorizon = { at: iso(h.at) as string, kind: h.kind, days: h.days, daysLeft: h.daysLeft, warn: h.warn, message: describeHorizon(s.email, h) }
+  if (h)
+    st.grantHorizon = {
+      at: iso(h.at) as string,
+      kind: h.kind,
+      days: h.days,
+      daysLeft: h.daysLeft,
+      warn: h.warn,
+      message: describeHorizon(s.email, h),
+    }
   if (g?.refreshedAt !== undefined) st.refreshedAt = iso(g.refreshedAt)
   if (g?.scope) st.grantedScope = g.scope
   if (g?.identity) st.identity = g.identity
@@ -109,7 +134,9 @@ export async function accountStatus(broker: Broker, account: string): Promise<Ac
   return statusOf(broker, rec)
 }
 
-export async function listAccounts(broker: Broker): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }> {
+export async function listAccounts(
+  broker: Broker,
+): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }> {
   const { records, broken } = await broker.store.list()
   return {
     accounts: await Promise.all(records.map((r) => statusOf(broker, r))),
@@ -124,7 +151,11 @@ export interface RemoveResult {
 }
 
 /** Forget an account; revoke its refresh token at the server first where that is possible (RFC 7009). */
-export async function removeAccount(broker: Broker, account: string, opts: { revoke?: boolean } = {}): Promise<RemoveResult> {
+export async function removeAccount(
+  broker: Broker,
+  account: string,
+  opts: { revoke?: boolean } = {},
+): Promise<RemoveResult> {
   const id = accountId(account)
   const rec = await broker.store.read(id)
   if (!rec) throw unknownAccount(account)
@@ -135,7 +166,11 @@ export async function removeAccount(broker: Broker, account: string, opts: { rev
     } else {
       try {
         const { revokeToken } = await import('../oauth/grants.js')
-        await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), { account: id, timeoutMs: 10_000, ...(rec.grant.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}) })
+        await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), {
+          account: id,
+          timeoutMs: 10_000,
+          ...(rec.grant.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
+        })
         revocation = 'revoked'
       } catch (e) {
         revocation = { failed: (e as Error).message }

@@ -38,7 +38,16 @@ import {
 import { Secret, fingerprint } from '../core/secret.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { FileStore, accountId } from '../store/file-store.js'
-import { acquire, adoptLock, isStale, readLock, sleep, tryAcquire, DEFAULT_LOCK_MAX_AGE_MS, type LockHandle } from '../store/lock.js'
+import {
+  acquire,
+  adoptLock,
+  isStale,
+  readLock,
+  sleep,
+  tryAcquire,
+  DEFAULT_LOCK_MAX_AGE_MS,
+  type LockHandle,
+} from '../store/lock.js'
 import type { AccountRecord, AccountSettings, LastError } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
@@ -113,12 +122,15 @@ export class Broker {
     this.#opts = opts
     this.env = opts.env ?? process.env
     this.paths = opts.paths ?? resolvePaths(this.env)
-    this.store = new FileStore(this.paths, new StoreKeys(this.paths, {
-      env: this.env,
-      passphraseCommand: async () => (await this.loadConfig().catch(() => undefined))?.store?.passphraseCommand,
-      ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
-      ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
-    }))
+    this.store = new FileStore(
+      this.paths,
+      new StoreKeys(this.paths, {
+        env: this.env,
+        passphraseCommand: async () => (await this.loadConfig().catch(() => undefined))?.store?.passphraseCommand,
+        ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
+        ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
+      }),
+    )
     this.#marginSec = opts.refreshMarginSec
   }
 
@@ -164,7 +176,9 @@ export class Broker {
       import('../oauth/grants.js'),
       import('../providers/registry.js'),
       import('../config/config.js'),
-      ...(this.env.MAILKEY_EMAIL ? [import('../config/env-account.js'), import('../providers/resolve.js'), import('../oauth/discovery.js')] : []),
+      ...(this.env.MAILKEY_EMAIL
+        ? [import('../config/env-account.js'), import('../providers/resolve.js'), import('../oauth/discovery.js')]
+        : []),
     ])
   }
 
@@ -182,7 +196,8 @@ export class Broker {
   async grantPolicy(s: AccountSettings): Promise<GrantPolicy> {
     const { BUILTIN_PROVIDERS } = await import('../providers/registry.js')
     // a broken config file is reported by the commands that need it; no horizon here
-    const p = BUILTIN_PROVIDERS.get(s.provider) ?? (await this.loadConfig().catch(() => undefined))?.providers.get(s.provider)
+    const p =
+      BUILTIN_PROVIDERS.get(s.provider) ?? (await this.loadConfig().catch(() => undefined))?.providers.get(s.provider)
     return {
       ...(p?.refreshTokenIdleDays ? { idleDays: p.refreshTokenIdleDays } : {}),
       ...(p?.grantMaxAgeDays ? { maxAgeDays: p.grantMaxAgeDays } : {}),
@@ -225,8 +240,11 @@ export class Broker {
     // B1, in-process part: one refresh per account at a time (a forced one piggybacks too).
     let p = this.#inflight.get(id)
     if (!p) {
-      p = this.#refreshAcrossProcesses(id, { force: opts.forceRefresh === true, minSec, ...(opts.signal ? { signal: opts.signal } : {}) })
-        .finally(() => this.#inflight.delete(id))
+      p = this.#refreshAcrossProcesses(id, {
+        force: opts.forceRefresh === true,
+        minSec,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      }).finally(() => this.#inflight.delete(id))
       this.#inflight.set(id, p)
     }
     let after: AccountRecord
@@ -237,7 +255,9 @@ export class Broker {
       if (e instanceof MailkeyError && e.transient && !opts.forceRefresh) {
         const cur = await this.store.read(id).catch(() => undefined)
         if (cur?.grant?.accessToken && cur.grant.expiresAt !== undefined && cur.grant.expiresAt - this.now() > 30_000) {
-          this.#opts.onWarning?.(`${e.message}; using the cached token for "${id}" (valid ${Math.round((cur.grant.expiresAt - this.now()) / 1000)} s more)`)
+          this.#opts.onWarning?.(
+            `${e.message}; using the cached token for "${id}" (valid ${Math.round((cur.grant.expiresAt - this.now()) / 1000)} s more)`,
+          )
           return this.#toAccessToken(cur, false)
         }
       }
@@ -248,7 +268,10 @@ export class Broker {
 
   #toAccessToken(rec: AccountRecord, refreshed: boolean): AccessToken {
     const g = rec.grant
-    if (!g?.accessToken) throw new ProtocolError(ERR.OAUTH_PROTOCOL, `no access token stored for "${rec.settings.email}"`, { account: rec.settings.email })
+    if (!g?.accessToken)
+      throw new ProtocolError(ERR.OAUTH_PROTOCOL, `no access token stored for "${rec.settings.email}"`, {
+        account: rec.settings.email,
+      })
     const t: AccessToken = {
       account: rec.settings.email,
       token: new Secret(g.accessToken),
@@ -266,7 +289,10 @@ export class Broker {
    * process did the refresh and it failed, the user's hook for it runs (only here, so fifty callers
    * waiting on one refresh make one notification).
    */
-  async #refreshAcrossProcesses(id: string, o: { force: boolean; minSec: number; signal?: AbortSignal }): Promise<AccountRecord> {
+  async #refreshAcrossProcesses(
+    id: string,
+    o: { force: boolean; minSec: number; signal?: AbortSignal },
+  ): Promise<AccountRecord> {
     const ran = { mine: false }
     try {
       return await this.#refreshAcrossProcessesInner(id, o, ran)
@@ -280,13 +306,18 @@ export class Broker {
     }
   }
 
-  async #refreshAcrossProcessesInner(id: string, o: { force: boolean; minSec: number; signal?: AbortSignal }, ran: { mine: boolean }): Promise<AccountRecord> {
+  async #refreshAcrossProcessesInner(
+    id: string,
+    o: { force: boolean; minSec: number; signal?: AbortSignal },
+    ran: { mine: boolean },
+  ): Promise<AccountRecord> {
     const since = this.now()
     const deadline = since + (this.#opts.lockTimeoutMs ?? 110_000)
     const lockPath = this.store.lockPath(id)
     await this.store.ensureDir()
     const satisfied = (r: AccountRecord | undefined): boolean =>
-      r !== undefined && (o.force ? (r.grant?.refreshedAt ?? 0) >= since && this.isFresh(r, 0) : this.isFresh(r, o.minSec))
+      r !== undefined &&
+      (o.force ? (r.grant?.refreshedAt ?? 0) >= since && this.isFresh(r, 0) : this.isFresh(r, o.minSec))
     for (;;) {
       if (o.signal?.aborted) throw new InterruptedError('interrupted while refreshing', { account: id })
       const lock = await tryAcquire(lockPath, DEFAULT_LOCK_MAX_AGE_MS)
@@ -300,7 +331,8 @@ export class Broker {
           if (this.#useWorker()) {
             const outcome = await this.#runWorker(id, lock, o.force, since)
             handedOver = outcome !== 'not-started'
-            if (outcome === 'not-started') return await this.refreshUnderLock(id, { force: o.force, since, minSec: o.minSec })
+            if (outcome === 'not-started')
+              return await this.refreshUnderLock(id, { force: o.force, since, minSec: o.minSec })
           } else {
             return await this.refreshUnderLock(id, { force: o.force, since, minSec: o.minSec })
           }
@@ -312,7 +344,9 @@ export class Broker {
       const r = await this.#waitForOutcome(id, lockPath, since, deadline, o.signal)
       if (r === 'retry') {
         if (this.now() >= deadline) {
-          throw new StoreError(ERR.STORE_LOCK_TIMEOUT, `timed out waiting for another mailkey to refresh "${id}"`, { account: id })
+          throw new StoreError(ERR.STORE_LOCK_TIMEOUT, `timed out waiting for another mailkey to refresh "${id}"`, {
+            account: id,
+          })
         }
         continue
       }
@@ -324,7 +358,13 @@ export class Broker {
     }
   }
 
-  async #waitForOutcome(id: string, lockPath: string, since: number, deadline: number, signal?: AbortSignal): Promise<AccountRecord | 'retry'> {
+  async #waitForOutcome(
+    id: string,
+    lockPath: string,
+    since: number,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<AccountRecord | 'retry'> {
     for (;;) {
       await sleep(20 + Math.floor(Math.random() * 20), signal)
       if (signal?.aborted) throw new InterruptedError('interrupted while waiting for a refresh', { account: id })
@@ -333,10 +373,14 @@ export class Broker {
       const rec = await this.store.read(id)
       if (!rec) throw unknownAccount(id)
       if (info && !isStale(info)) {
-        throw new StoreError(ERR.STORE_LOCK_TIMEOUT, `timed out after ${Math.round((deadline - since) / 1000)} s waiting for process ${info.pid} to refresh "${id}"`, {
-          account: id,
-          hint: 'Try again; if it keeps happening, look for a stuck mailkey process.',
-        })
+        throw new StoreError(
+          ERR.STORE_LOCK_TIMEOUT,
+          `timed out after ${Math.round((deadline - since) / 1000)} s waiting for process ${info.pid} to refresh "${id}"`,
+          {
+            account: id,
+            hint: 'Try again; if it keeps happening, look for a stuck mailkey process.',
+          },
+        )
       }
       if ((rec.grant?.refreshedAt ?? 0) >= since || (rec.lastError && rec.lastError.at >= since)) return rec
       return 'retry'
@@ -371,13 +415,23 @@ export class Broker {
     return await new Promise<'done' | 'not-started'>((resolve) => {
       let child
       try {
-        child = spawn(process.execPath, [WORKER, handKeys ? JSON.stringify({ ...JSON.parse(args) as object, keys: true }) : args], { detached: true, stdio: [handKeys ? 'pipe' : 'ignore', 'ignore', 'ignore'], env: env as NodeJS.ProcessEnv })
+        child = spawn(
+          process.execPath,
+          [WORKER, handKeys ? JSON.stringify({ ...(JSON.parse(args) as object), keys: true }) : args],
+          {
+            detached: true,
+            stdio: [handKeys ? 'pipe' : 'ignore', 'ignore', 'ignore'],
+            env: env as NodeJS.ProcessEnv,
+          },
+        )
       } catch {
         resolve('not-started')
         return
       }
       if (handKeys && child.stdin) {
-        child.stdin.on('error', () => { /* the worker died; the exit handler below decides */ })
+        child.stdin.on('error', () => {
+          /* the worker died; the exit handler below decides */
+        })
         child.stdin.end(encodeKeyMap(keys))
       }
       child.once('error', () => resolve('not-started'))
@@ -388,11 +442,14 @@ export class Broker {
         // A worker that ends normally has released the lock. If it still carries our nonce, the
         // worker died without finishing: take the lock back and refresh here (the record is
         // re-read first, so a refresh it did persist is not repeated).
-        void readLock(lock.path).then(async (info) => {
-          if (info?.nonce !== lock.nonce) return resolve('done')
-          await lock.handOver(process.pid).catch(() => undefined)
-          resolve('not-started')
-        }, () => resolve('done'))
+        void readLock(lock.path).then(
+          async (info) => {
+            if (info?.nonce !== lock.nonce) return resolve('done')
+            await lock.handOver(process.pid).catch(() => undefined)
+            resolve('not-started')
+          },
+          () => resolve('done'),
+        )
       })
       // Not unref'd: this process waits for the worker. If this process dies, the worker (its own
       // process group, detached) carries on and finishes the refresh.
@@ -403,17 +460,26 @@ export class Broker {
    * The refresh itself. The caller holds the account lock. Re-reads the record (someone may have
    * refreshed while we waited), refreshes if still needed, persists, returns the new record.
    */
-  async refreshUnderLock(id: string, o: { force: boolean; since: number; minSec: number; signal?: AbortSignal }): Promise<AccountRecord> {
+  async refreshUnderLock(
+    id: string,
+    o: { force: boolean; since: number; minSec: number; signal?: AbortSignal },
+  ): Promise<AccountRecord> {
     const rec = await this.store.read(id)
     if (!rec) throw unknownAccount(id)
-    if (o.force ? (rec.grant?.refreshedAt ?? 0) >= o.since && this.isFresh(rec, 0) : this.isFresh(rec, o.minSec)) return rec
+    if (o.force ? (rec.grant?.refreshedAt ?? 0) >= o.since && this.isFresh(rec, 0) : this.isFresh(rec, o.minSec))
+      return rec
     const settings = rec.settings
     const rt = rec.grant?.refreshToken
     if (!rt) {
-      const err = new ReauthRequiredError(ERR.NO_REFRESH_TOKEN, `there is no refresh token for "${settings.email}"; the server did not issue one at sign-in`, {
-        account: settings.email,
-        hint: settings.provider === 'microsoft' ? 'The "offline_access" scope is needed for a refresh token.' : undefined,
-      })
+      const err = new ReauthRequiredError(
+        ERR.NO_REFRESH_TOKEN,
+        `there is no refresh token for "${settings.email}"; the server did not issue one at sign-in`,
+        {
+          account: settings.email,
+          hint:
+            settings.provider === 'microsoft' ? 'The "offline_access" scope is needed for a refresh token.' : undefined,
+        },
+      )
       await this.#recordFailure(rec, err)
       throw err
     }
@@ -457,8 +523,15 @@ export class Broker {
         await this.store.write(next) // B2
         return next
       } catch (e) {
-        let err = e instanceof MailkeyError ? e : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), { account: settings.email, cause: e })
-        if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost) err = lostAnswer(err, settings.email)
+        let err =
+          e instanceof MailkeyError
+            ? e
+            : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), {
+                account: settings.email,
+                cause: e,
+              })
+        if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost)
+          err = lostAnswer(err, settings.email)
         if (noAnswer(err)) answerMaybeLost = true
         if (err.transient && attempt < maxAttempts && !o.signal?.aborted) {
           const ra = err.retryAfterSec
@@ -470,9 +543,18 @@ export class Broker {
         }
         // RFC 9110 §10.2.3: a Retry-After longer than mailkey waits by itself: say how long
         if (err.transient && err.retryAfterSec !== undefined && err.retryAfterSec > maxRetryAfter) {
-          err = new TransientError(err.code, `${err.message}; the server asks to wait ${waitText(err.retryAfterSec)} (Retry-After: ${err.retryAfterSec})`, {
-            account: settings.email, retryAfterSec: err.retryAfterSec, ...(err.oauthError ? { oauthError: err.oauthError } : {}), providerCodes: err.providerCodes, ...(err.status !== undefined ? { status: err.status } : {}), cause: err,
-          })
+          err = new TransientError(
+            err.code,
+            `${err.message}; the server asks to wait ${waitText(err.retryAfterSec)} (Retry-After: ${err.retryAfterSec})`,
+            {
+              account: settings.email,
+              retryAfterSec: err.retryAfterSec,
+              ...(err.oauthError ? { oauthError: err.oauthError } : {}),
+              providerCodes: err.providerCodes,
+              ...(err.status !== undefined ? { status: err.status } : {}),
+              cause: err,
+            },
+          )
         }
         await this.#recordFailure(rec, err)
         throw err
@@ -521,7 +603,10 @@ export class Broker {
       const next: AccountRecord = {
         v: 1,
         settings,
-        grant: keepGrant && cur?.grant ? cur.grant : { refreshToken: envAcc.refreshToken, grantedAt: now, refreshTokenAt: now, seededFrom: fp },
+        grant:
+          keepGrant && cur?.grant
+            ? cur.grant
+            : { refreshToken: envAcc.refreshToken, grantedAt: now, refreshTokenAt: now, seededFrom: fp },
         state: keepGrant && cur ? cur.state : 'active',
         updatedAt: now,
       }
@@ -553,21 +638,37 @@ export function unknownAccount(account: string): ConfigError {
   })
 }
 
-const REAUTH_CODES = new Set<string>([ERR.REAUTH_REQUIRED, ERR.NO_REFRESH_TOKEN, ERR.CLIENT_REJECTED, ERR.CONSENT_REQUIRED, ERR.FLOW_BLOCKED, ERR.SIGNIN_DECLINED, ERR.SIGNIN_EXPIRED, ERR.SIGNIN_TIMEOUT])
+const REAUTH_CODES = new Set<string>([
+  ERR.REAUTH_REQUIRED,
+  ERR.NO_REFRESH_TOKEN,
+  ERR.CLIENT_REJECTED,
+  ERR.CONSENT_REQUIRED,
+  ERR.FLOW_BLOCKED,
+  ERR.SIGNIN_DECLINED,
+  ERR.SIGNIN_EXPIRED,
+  ERR.SIGNIN_TIMEOUT,
+])
 
 /** Rebuild the error another process recorded, so every waiter reports the same thing. */
 export function errorFromLast(rec: AccountRecord): MailkeyError {
   const l = rec.lastError
   const account = rec.settings.email
-  const opts = { account, ...(l?.oauthError ? { oauthError: l.oauthError } : {}), ...(l?.providerCodes ? { providerCodes: l.providerCodes } : {}), ...(l?.retryAfterSec !== undefined ? { retryAfterSec: l.retryAfterSec } : {}) }
+  const opts = {
+    account,
+    ...(l?.oauthError ? { oauthError: l.oauthError } : {}),
+    ...(l?.providerCodes ? { providerCodes: l.providerCodes } : {}),
+    ...(l?.retryAfterSec !== undefined ? { retryAfterSec: l.retryAfterSec } : {}),
+  }
   if (!l) {
     return new ReauthRequiredError(ERR.REAUTH_REQUIRED, `the grant for "${account}" needs a new sign-in`, opts)
   }
   const code = l.code as ErrorCode
-  if (rec.state === 'reauth' || REAUTH_CODES.has(code)) return new ReauthRequiredError(REAUTH_CODES.has(code) ? code : ERR.REAUTH_REQUIRED, l.message, opts)
+  if (rec.state === 'reauth' || REAUTH_CODES.has(code))
+    return new ReauthRequiredError(REAUTH_CODES.has(code) ? code : ERR.REAUTH_REQUIRED, l.message, opts)
   if (l.transient) return new TransientError(code, l.message, opts)
   if (code.startsWith('ERR_MAILKEY_STORE')) return new StoreError(code, l.message, opts)
-  if (code === ERR.OAUTH_CONFIG || code === ERR.CONFIG_INVALID || code === ERR.INSECURE_ENDPOINT) return new ConfigError(code, l.message, opts)
+  if (code === ERR.OAUTH_CONFIG || code === ERR.CONFIG_INVALID || code === ERR.INSECURE_ENDPOINT)
+    return new ConfigError(code, l.message, opts)
   return new ProtocolError(code, l.message, opts)
 }
 
@@ -583,14 +684,18 @@ function noAnswer(err: MailkeyError): boolean {
  * sign-in helps; say so instead of a bare "refused".
  */
 function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
-  return new ReauthRequiredError(err.code, `${err.message}. An earlier refresh for "${email}" lost its connection before the answer arrived; this server had most likely already replaced the refresh token (rotation without a grace period), so the new one never reached mailkey`, {
-    account: email,
-    ...(err.oauthError ? { oauthError: err.oauthError } : {}),
-    providerCodes: err.providerCodes,
-    ...(err.status !== undefined ? { status: err.status } : {}),
-    hint: `Run "mailkey add ${shArg(email)}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
-    cause: err,
-  })
+  return new ReauthRequiredError(
+    err.code,
+    `${err.message}. An earlier refresh for "${email}" lost its connection before the answer arrived; this server had most likely already replaced the refresh token (rotation without a grace period), so the new one never reached mailkey`,
+    {
+      account: email,
+      ...(err.oauthError ? { oauthError: err.oauthError } : {}),
+      providerCodes: err.providerCodes,
+      ...(err.status !== undefined ? { status: err.status } : {}),
+      hint: `Run "mailkey add ${shArg(email)}" to sign in again. A server that rotates refresh tokens should allow a short reuse window for lost answers (Auth0 "reuse interval", Okta "grace period").`,
+      cause: err,
+    },
+  )
 }
 
 /** The keys a parent hands over; undefined when it died before writing them (the worker then looks for them itself). */
@@ -608,7 +713,17 @@ async function readKeysFromStdin(): Promise<Map<string, Buffer> | undefined> {
 }
 
 export async function runWorker(argv: string[]): Promise<number> {
-  const a = JSON.parse(argv[0] ?? '{}') as { id: string; nonce: string; force: boolean; since: number; marginSec: number; httpTimeoutMs?: number; maxAttempts?: number; maxRetryAfterSec?: number; keys?: boolean }
+  const a = JSON.parse(argv[0] ?? '{}') as {
+    id: string
+    nonce: string
+    force: boolean
+    since: number
+    marginSec: number
+    httpTimeoutMs?: number
+    maxAttempts?: number
+    maxRetryAfterSec?: number
+    keys?: boolean
+  }
   // An encrypted store: the parent's unlocked keys arrive on stdin (never argv or the environment)
   const storeKeys = a.keys ? await readKeysFromStdin() : undefined
   const broker = new Broker({

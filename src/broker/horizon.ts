@@ -39,8 +39,10 @@ export function lastGrantUse(g: GrantRecord): number {
 export function grantHorizon(g: GrantRecord | undefined, policy: GrantPolicy, now: number): GrantHorizon | undefined {
   if (!g || !grantHas(g, 'refreshToken')) return undefined
   const options: { at: number; kind: GrantHorizon['kind']; days: number }[] = []
-  if (policy.idleDays) options.push({ at: lastGrantUse(g) + policy.idleDays * DAY, kind: 'idle', days: policy.idleDays })
-  if (policy.maxAgeDays) options.push({ at: g.grantedAt + policy.maxAgeDays * DAY, kind: 'max-age', days: policy.maxAgeDays })
+  if (policy.idleDays)
+    options.push({ at: lastGrantUse(g) + policy.idleDays * DAY, kind: 'idle', days: policy.idleDays })
+  if (policy.maxAgeDays)
+    options.push({ at: g.grantedAt + policy.maxAgeDays * DAY, kind: 'max-age', days: policy.maxAgeDays })
   const h = options.sort((a, b) => a.at - b.at)[0]
   if (!h) return undefined
   const left = h.at - now

@@ -13,11 +13,23 @@ import { accountId, assertEmail } from '../store/file-store.js'
 import { acquire } from '../store/lock.js'
 import type { AccountRecord, AccountSettings, Identity } from '../store/types.js'
 import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
-import { assertFlowAllowed, candidateSettings, chooseProvider, pickFlow, type AccountOptions } from '../providers/resolve.js'
+import {
+  assertFlowAllowed,
+  candidateSettings,
+  chooseProvider,
+  pickFlow,
+  type AccountOptions,
+} from '../providers/resolve.js'
 import type { Flow, Provider } from '../providers/types.js'
 import { discoverEndpoints } from '../oauth/discovery.js'
 import { authorizationCodeSignIn } from '../oauth/auth-code.js'
-import { pollDeviceAuthorization, refreshGrant, startDeviceAuthorization, type DeviceAuthorization, type TokenSet } from '../oauth/grants.js'
+import {
+  pollDeviceAuthorization,
+  refreshGrant,
+  startDeviceAuthorization,
+  type DeviceAuthorization,
+  type TokenSet,
+} from '../oauth/grants.js'
 import { isClientRejection } from '../oauth/classify.js'
 import { usesPlainHttp } from '../oauth/http.js'
 import type { Broker } from './broker.js'
@@ -71,7 +83,10 @@ async function mxProvider(email: string, providers: Iterable<Provider>): Promise
       resolveMx(domain),
       new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
     ])
-    return providerForMx(mx.map((m) => m.exchange), providers)
+    return providerForMx(
+      mx.map((m) => m.exchange),
+      providers,
+    )
   } catch {
     return undefined
   }
@@ -111,7 +126,11 @@ function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): Ac
   return o
 }
 
-async function plan(broker: Broker, rawOpts: AccountOptions, flow: AccountSettings['flow']): Promise<{ provider: Provider | undefined; candidates: AccountSettings[] }> {
+async function plan(
+  broker: Broker,
+  rawOpts: AccountOptions,
+  flow: AccountSettings['flow'],
+): Promise<{ provider: Provider | undefined; candidates: AccountSettings[] }> {
   const email = assertEmail(rawOpts.email)
   const prev = await broker.store.read(email).catch(() => undefined)
   const opts = withPrevious({ ...rawOpts, email }, prev)
@@ -154,7 +173,12 @@ async function withCandidates(
     } catch (e) {
       if (e instanceof MailkeyError && isClientRejection(e) && i + 1 < candidates.length) {
         const next = candidates[i + 1] as AccountSettings
-        cb.onClientRejected?.({ clientId: s.clientId, label: s.clientLabel ?? s.clientId, error: e, next: next.clientId })
+        cb.onClientRejected?.({
+          clientId: s.clientId,
+          label: s.clientLabel ?? s.clientId,
+          error: e,
+          next: next.clientId,
+        })
         lastErr = e
         continue
       }
@@ -187,7 +211,12 @@ export function assertSignedInAs(settings: AccountSettings, identity: Identity |
   )
 }
 
-async function saveGrant(broker: Broker, settings: AccountSettings, tokens: TokenSet, rtOverride?: Secret): Promise<AccountRecord> {
+async function saveGrant(
+  broker: Broker,
+  settings: AccountSettings,
+  tokens: TokenSet,
+  rtOverride?: Secret,
+): Promise<AccountRecord> {
   assertSignedInAs(settings, tokens.identity)
   const now = broker.now()
   const refreshToken = tokens.refreshToken ?? rtOverride
@@ -224,7 +253,12 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
   const flow: Flow = opts.flow ?? pickFlow(provider, first, opts.canOpenBrowser ?? false)
   assertFlowAllowed(provider, first, flow)
   for (const c of candidates) c.flow = flow
-  opts.onPlan?.({ provider: provider?.name ?? 'custom', flow, clientId: first.clientId, plainHttp: usesPlainHttp(first) })
+  opts.onPlan?.({
+    provider: provider?.name ?? 'custom',
+    flow,
+    clientId: first.clientId,
+    plainHttp: usesPlainHttp(first),
+  })
   const email = first.email
   const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
     if (flow === 'device') {
@@ -239,7 +273,11 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
         expires_in: d.expiresIn,
         message: `Open ${d.verificationUri} and enter ${d.userCode} to sign in ${email} (valid ${Math.round(d.expiresIn / 60)} min)`,
       })
-      return pollDeviceAuthorization(s, d, { account: email, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}) })
+      return pollDeviceAuthorization(s, d, {
+        account: email,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}),
+      })
     }
     return authorizationCodeSignIn(s, {
       account: email,
@@ -251,7 +289,11 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
         const opened = flow === 'browser' && opts.openBrowser ? await opts.openBrowser(url).catch(() => false) : false
         opts.onAuthorizationUrl?.(url, { browserOpened: opened, redirectUri, paste: flow === 'paste' || !opened })
       },
-      ...(flow === 'paste' || !opts.openBrowser ? (opts.readPastedRedirect ? { readPastedRedirect: opts.readPastedRedirect } : {}) : {}),
+      ...(flow === 'paste' || !opts.openBrowser
+        ? opts.readPastedRedirect
+          ? { readPastedRedirect: opts.readPastedRedirect }
+          : {}
+        : {}),
     })
   })
   return saveGrant(broker, settings, tokens)

@@ -9,11 +9,8 @@ import { fastToken } from './fast.js'
 
 const full = (): Promise<unknown> => import(pathToFileURL(join(__dirname, 'bin.js')).href)
 
-fastToken(process.argv.slice(2), process.env).then(
-  (token) => {
-    if (token === undefined) return full()
-    process.stdout.write(token + '\n')
-    return undefined
-  },
-  full,
-)
+fastToken(process.argv.slice(2), process.env).then((token) => {
+  if (token === undefined) return full()
+  process.stdout.write(token + '\n')
+  return undefined
+}, full)

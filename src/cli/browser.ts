@@ -59,9 +59,11 @@ function escapeHtml(s: string): string {
 /** The forwarding page: a meta refresh, and a link for browsers that do not follow one. */
 export function redirectPage(url: string): string {
   const u = escapeHtml(url)
-  return '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">' +
+  return (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">' +
     `<meta http-equiv="refresh" content="0;url=${u}"><title>mailkey sign-in</title></head>` +
     `<body><p>Opening the sign-in page… If nothing happens, <a href="${u}">continue here</a>.</p></body></html>\n`
+  )
 }
 
 export interface BrowserLauncher {

@@ -48,7 +48,9 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
       // else (the OS keyring: +28 ms to load; a passphrase) is the full CLI's job.
       // loaded only here: a plain store's fast path must not pay for sockets and ciphers
       const [{ agentSocketPath, keyOpensCheck, readMeta }, { requestKey }, { openRecord }] = await Promise.all([
-        import('../store/protection.js'), import('../store/agent.js'), import('../store/seal.js'),
+        import('../store/protection.js'),
+        import('../store/agent.js'),
+        import('../store/seal.js'),
       ])
       const info = readMeta(paths)?.keys.find((k) => k.kid === rec?.sealed?.kid)
       if (!info) return undefined

@@ -43,16 +43,25 @@ export const PROVIDER_FLAGS: Options = {
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>
 
-export function parse(command: string, args: string[], options: Options, maxPositionals: number): { values: Values; positionals: string[] } {
+export function parse(
+  command: string,
+  args: string[],
+  options: Options,
+  maxPositionals: number,
+): { values: Values; positionals: string[] } {
   let parsed
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
   } catch (e) {
-    const msg = (e as Error).message.replace(/^Unknown option '([^']+)'.*$/s, 'unknown option "$1"').replace(/\. To specify a positional.*$/s, '')
+    const msg = (e as Error).message
+      .replace(/^Unknown option '([^']+)'.*$/s, 'unknown option "$1"')
+      .replace(/\. To specify a positional.*$/s, '')
     throw new UsageError(`${command}: ${msg}`, { hint: `Run "mailkey ${command} --help" for the options.` })
   }
   if (parsed.positionals.length > maxPositionals) {
-    throw new UsageError(`${command}: unexpected argument "${parsed.positionals[maxPositionals]}"`, { hint: `Run "mailkey ${command} --help" for the usage.` })
+    throw new UsageError(`${command}: unexpected argument "${parsed.positionals[maxPositionals]}"`, {
+      hint: `Run "mailkey ${command} --help" for the usage.`,
+    })
   }
   return { values: parsed.values as Values, positionals: parsed.positionals }
 }
@@ -62,9 +71,17 @@ const str = (v: Values, k: string): string | undefined => (typeof v[k] === 'stri
 export function accountOptions(email: string, v: Values): AccountOptions {
   const o: AccountOptions = { email }
   const map: [string, keyof AccountOptions][] = [
-    ['provider', 'provider'], ['issuer', 'issuer'], ['authorize-url', 'authorizeUrl'], ['token-url', 'tokenUrl'],
-    ['device-url', 'deviceUrl'], ['revocation-url', 'revocationUrl'], ['client-id', 'clientId'], ['tenant', 'tenant'],
-    ['imap-url', 'imapUrl'], ['pop-url', 'popUrl'], ['smtp-url', 'smtpUrl'],
+    ['provider', 'provider'],
+    ['issuer', 'issuer'],
+    ['authorize-url', 'authorizeUrl'],
+    ['token-url', 'tokenUrl'],
+    ['device-url', 'deviceUrl'],
+    ['revocation-url', 'revocationUrl'],
+    ['client-id', 'clientId'],
+    ['tenant', 'tenant'],
+    ['imap-url', 'imapUrl'],
+    ['pop-url', 'popUrl'],
+    ['smtp-url', 'smtpUrl'],
   ]
   for (const [flag, key] of map) {
     const val = str(v, flag)
@@ -75,22 +92,33 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   }
   const secret = str(v, 'client-secret')
   const secretFile = str(v, 'client-secret-file')
-  if (secret !== undefined && secretFile !== undefined) throw new UsageError('give --client-secret or --client-secret-file, not both')
+  if (secret !== undefined && secretFile !== undefined)
+    throw new UsageError('give --client-secret or --client-secret-file, not both')
   // --client-secret S stays for scripts, but argv is visible to every user in `ps`: the help,
   // the README and the hints point to --client-secret-file F, or - for stdin
   if (secret !== undefined) o.clientSecret = secret
   if (secretFile === '-') {
     // stdin can carry one thing: the secret, or the token/address another flag reads from it
-    if (v['refresh-token-file'] === '-') throw new UsageError('--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file')
-    if (v.paste === true) throw new UsageError('--client-secret-file - reads stdin, where --paste takes the address back: put the secret in a file')
+    if (v['refresh-token-file'] === '-')
+      throw new UsageError(
+        '--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file',
+      )
+    if (v.paste === true)
+      throw new UsageError(
+        '--client-secret-file - reads stdin, where --paste takes the address back: put the secret in a file',
+      )
     o.clientSecret = readStdin('--client-secret-file -')
   } else if (secretFile !== undefined) {
     o.clientSecret = readSmallFile(secretFile, '--client-secret-file')
   }
-  if (o.clientSecret !== undefined && o.clientSecret.trim() === '') throw new UsageError(`${secretFile === undefined ? '--client-secret' : `--client-secret-file ${secretFile === '-' ? '- (stdin)' : `"${secretFile}"`}`} gives an empty secret`)
+  if (o.clientSecret !== undefined && o.clientSecret.trim() === '')
+    throw new UsageError(
+      `${secretFile === undefined ? '--client-secret' : `--client-secret-file ${secretFile === '-' ? '- (stdin)' : `"${secretFile}"`}`} gives an empty secret`,
+    )
   const auth = str(v, 'client-auth')
   if (auth !== undefined) {
-    if (auth !== 'post' && auth !== 'basic') throw new UsageError('--client-auth must be "post" (client_secret_post) or "basic" (client_secret_basic)')
+    if (auth !== 'post' && auth !== 'basic')
+      throw new UsageError('--client-auth must be "post" (client_secret_post) or "basic" (client_secret_basic)')
     o.clientAuth = auth
   }
   const scope = str(v, 'scope')
@@ -111,12 +139,16 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   const mailbox = str(v, 'mailbox')
   if (mailbox !== undefined) {
     const why = addressProblem(mailbox.trim())
-    if (why !== undefined) throw new UsageError(`--mailbox ${quoted(mailbox.trim())} is not an e-mail address: ${why}`, { hint: 'Give the shared mailbox\'s address, for example --mailbox team@example.com.' })
+    if (why !== undefined)
+      throw new UsageError(`--mailbox ${quoted(mailbox.trim())} is not an e-mail address: ${why}`, {
+        hint: "Give the shared mailbox's address, for example --mailbox team@example.com.",
+      })
     o.mailbox = mailbox.trim()
   }
   const signInAs = str(v, 'sign-in-as')
   if (signInAs !== undefined) {
-    if (!/^[^\s@]+@[^\s@]+$/.test(signInAs.trim())) throw new UsageError(`--sign-in-as "${signInAs}" is not an e-mail address`)
+    if (!/^[^\s@]+@[^\s@]+$/.test(signInAs.trim()))
+      throw new UsageError(`--sign-in-as "${signInAs}" is not an e-mail address`)
     o.signInAs = signInAs.trim()
   }
   return o
@@ -135,7 +167,9 @@ export function readSmallFile(path: string, flag: string): string {
     return text.trim()
   } catch (e) {
     if (e instanceof UsageError) throw e
-    throw new UsageError(`${flag}: cannot read "${path}" (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    throw new UsageError(
+      `${flag}: cannot read "${path}" (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+    )
   }
 }
 
@@ -153,6 +187,9 @@ function readStdin(flag: string): string {
 
 export function needEmail(command: string, positionals: string[]): string {
   const email = positionals[0]
-  if (!email) throw new UsageError(`${command} needs the account's e-mail address`, { hint: `Run "mailkey ${command} you@example.com".` })
+  if (!email)
+    throw new UsageError(`${command} needs the account's e-mail address`, {
+      hint: `Run "mailkey ${command} you@example.com".`,
+    })
   return email
 }

@@ -10,5 +10,8 @@ export function formatDuration(sec: number): string {
 
 export function formatTime(iso: string | undefined): string {
   if (!iso) return '-'
-  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC').replace(/Z$/, ' UTC')
+  return iso
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC')
+    .replace(/Z$/, ' UTC')
 }

@@ -23,9 +23,11 @@ export function cliHint(e: MailkeyError): string | undefined {
       return `Your organisation blocks this kind of sign-in: run "mailkey add ${a} --browser" (or --paste over SSH).`
     case ERR.IDENTITY_MISMATCH: {
       const who = e instanceof IdentityMismatchError ? shellWord(e.signedInAs) : '<address>'
-      return `If that was not you, someone else completed this sign-in: run "mailkey add ${a}" again and sign in as ${a} yourself.\n` +
+      return (
+        `If that was not you, someone else completed this sign-in: run "mailkey add ${a}" again and sign in as ${a} yourself.\n` +
         `  If ${a} really signs in as ${who} (an alias, or a shared mailbox named as the account), say so: "mailkey add ${a} --sign-in-as ${who}".\n` +
         `  To open a shared mailbox with ${who}'s own account instead: "mailkey add ${who} --mailbox ${a}".`
+      )
     }
     case ERR.STATE_MISMATCH:
       return `Run "mailkey add ${a}" again and finish the sign-in in the browser window it opens.`
@@ -35,8 +37,9 @@ export function cliHint(e: MailkeyError): string | undefined {
     case ERR.SIGNIN_TIMEOUT:
       return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
     case ERR.OAUTH_TRANSIENT:
-      if (e.retryAfterSec !== undefined && e.retryAfterSec > 60) return `Nothing was lost; try again in ${waitText(e.retryAfterSec)}. "mailkey status ${a}" shows the last error.`
-      // falls through: the same hint as a busy lock
+      if (e.retryAfterSec !== undefined && e.retryAfterSec > 60)
+        return `Nothing was lost; try again in ${waitText(e.retryAfterSec)}. "mailkey status ${a}" shows the last error.`
+    // falls through: the same hint as a busy lock
     case ERR.STORE_LOCK_TIMEOUT:
       return `Nothing was lost; try again in a minute. "mailkey status ${a}" shows the last error.`
     case ERR.ACCOUNT_UNKNOWN:

@@ -61,11 +61,15 @@ export function processIO(signal: AbortSignal): CliIO {
       return new Promise<string | undefined>((resolve) => {
         const w = (line: string | undefined): void => resolve(line)
         waiters.push(w)
-        sig?.addEventListener('abort', () => {
-          const i = waiters.indexOf(w)
-          if (i >= 0) waiters.splice(i, 1)
-          resolve(undefined)
-        }, { once: true })
+        sig?.addEventListener(
+          'abort',
+          () => {
+            const i = waiters.indexOf(w)
+            if (i >= 0) waiters.splice(i, 1)
+            resolve(undefined)
+          },
+          { once: true },
+        )
       })
     },
     readSecretLine: async (prompt, sig) => {

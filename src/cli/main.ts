@@ -69,7 +69,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       return EXIT.OK
     }
     const load = COMMANDS[name]
-    if (!load) throw new UsageError(`unknown command "${name}"`, { hint: 'Run "mailkey --help" for the list of commands.' })
+    if (!load)
+      throw new UsageError(`unknown command "${name}"`, { hint: 'Run "mailkey --help" for the list of commands.' })
     const cmd = await load()
     return (await cmd.run(rest, io)) ?? EXIT.OK
   } catch (e) {

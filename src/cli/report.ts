@@ -8,24 +8,27 @@ import type { CliIO } from './io.js'
 import { cliHint } from './hints.js'
 
 export function reportError(e: unknown, io: CliIO, opts: { debug: boolean; json: boolean }): void {
-  const err = e instanceof MailkeyError
-    ? e
-    : new InternalError(`unexpected error: ${(e as Error)?.message ?? String(e)}`, {
-      cause: e,
-      hint: 'This is a bug in mailkey. Please report it with the output of the same command run with --debug.',
-    })
+  const err =
+    e instanceof MailkeyError
+      ? e
+      : new InternalError(`unexpected error: ${(e as Error)?.message ?? String(e)}`, {
+          cause: e,
+          hint: 'This is a bug in mailkey. Please report it with the output of the same command run with --debug.',
+        })
   const next = cliHint(err)
   if (opts.json) {
-    io.stdout(JSON.stringify({
-      event: 'error',
-      code: err.code,
-      message: err.message,
-      ...(err.hint ? { advice: err.hint } : {}),
-      ...(next ? { next } : {}),
-      exit_code: err.exitCode,
-      ...(err.oauthError ? { oauth_error: err.oauthError } : {}),
-      ...(err.providerCodes.length ? { provider_codes: err.providerCodes } : {}),
-    }) + '\n')
+    io.stdout(
+      JSON.stringify({
+        event: 'error',
+        code: err.code,
+        message: err.message,
+        ...(err.hint ? { advice: err.hint } : {}),
+        ...(next ? { next } : {}),
+        exit_code: err.exitCode,
+        ...(err.oauthError ? { oauth_error: err.oauthError } : {}),
+        ...(err.providerCodes.length ? { provider_codes: err.providerCodes } : {}),
+      }) + '\n',
+    )
   }
   let text = `mailkey: ${err.message}\n`
   if (err.hint) text += `  ${err.hint}\n`

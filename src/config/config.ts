@@ -100,12 +100,39 @@ const THROTTLE_KEYS = {
   password_checks_queued: ['passwordChecksQueued', 0, 10_000, true],
 } as const
 
-const PROXY_KEYS = new Set(['tls_cert', 'tls_key', 'failed_login_delay_max_sec', 'login_timeout_sec', 'listeners', ...ADMISSION_KEYS, ...Object.keys(THROTTLE_KEYS)])
+const PROXY_KEYS = new Set([
+  'tls_cert',
+  'tls_key',
+  'failed_login_delay_max_sec',
+  'login_timeout_sec',
+  'listeners',
+  ...ADMISSION_KEYS,
+  ...Object.keys(THROTTLE_KEYS),
+])
 const LISTENER_KEYS = new Set(['protocol', 'port', 'host', 'tls', 'accounts', 'upstream', 'ca', 'oauth_passthrough'])
 const PROVIDER_KEYS = new Set([
-  'display_name', 'issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url', 'client_id', 'client_ids',
-  'client_secret', 'scopes', 'flows', 'sasl', 'imap_url', 'pop_url', 'smtp_url', 'domains', 'redirect_host',
-  'redirect_path', 'auth_params', 'tenant', 'refresh_token_idle_days', 'grant_max_age_days',
+  'display_name',
+  'issuer',
+  'authorize_url',
+  'token_url',
+  'device_url',
+  'revocation_url',
+  'client_id',
+  'client_ids',
+  'client_secret',
+  'scopes',
+  'flows',
+  'sasl',
+  'imap_url',
+  'pop_url',
+  'smtp_url',
+  'domains',
+  'redirect_host',
+  'redirect_path',
+  'auth_params',
+  'tenant',
+  'refresh_token_idle_days',
+  'grant_max_age_days',
 ])
 const FLOWS: readonly Flow[] = ['device', 'browser', 'paste']
 const MECHS: readonly SaslMechanism[] = ['XOAUTH2', 'OAUTHBEARER']
@@ -116,7 +143,14 @@ export async function loadConfig(file: string): Promise<Config> {
     text = await readFile(file, 'utf8')
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { file, providers: new Map() }
-    throw new ConfigError(ERR.CONFIG_INVALID, `cannot read the config file "${file}" (${(e as NodeJS.ErrnoException).code ?? e})`, { file, cause: e })
+    throw new ConfigError(
+      ERR.CONFIG_INVALID,
+      `cannot read the config file "${file}" (${(e as NodeJS.ErrnoException).code ?? e})`,
+      {
+        file,
+        cause: e,
+      },
+    )
   }
   return parseConfig(text, file)
 }
@@ -128,9 +162,16 @@ export function parseConfig(text: string, file: string): Config {
   } catch (e) {
     if (e instanceof TomlError) {
       const msg = e.message.split('\n')[0] ?? 'syntax error'
-      throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${e.line}:${e.column}: ${msg.replace(/^Invalid TOML document: /, '')}`, {
-        file, line: e.line, column: e.column, hint: `Fix the config file "${file}".`,
-      })
+      throw new ConfigError(
+        ERR.CONFIG_INVALID,
+        `${file}:${e.line}:${e.column}: ${msg.replace(/^Invalid TOML document: /, '')}`,
+        {
+          file,
+          line: e.line,
+          column: e.column,
+          hint: `Fix the config file "${file}".`,
+        },
+      )
     }
     throw e
   }
@@ -140,29 +181,40 @@ export function parseConfig(text: string, file: string): Config {
   }
   const fail = (path: string[], key: string | undefined, msg: string): never => {
     const loc = locate(text, path, key)
-    throw new ConfigError(ERR.CONFIG_INVALID, `${at(path, key)}: ${msg}`, { file, line: loc.line, column: loc.column, hint: `Fix the config file "${file}".` })
+    throw new ConfigError(ERR.CONFIG_INVALID, `${at(path, key)}: ${msg}`, {
+      file,
+      line: loc.line,
+      column: loc.column,
+      hint: `Fix the config file "${file}".`,
+    })
   }
   for (const k of Object.keys(data)) if (!TOP_KEYS.has(k)) fail([], k, `unknown setting "${k}"`)
   const cfg: Config = { file, providers: new Map() }
   if (data.http_timeout_sec !== undefined) {
     const v = data.http_timeout_sec
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 1 || v > 300) fail([], 'http_timeout_sec', 'http_timeout_sec must be a number of seconds from 1 to 300')
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 1 || v > 300)
+      fail([], 'http_timeout_sec', 'http_timeout_sec must be a number of seconds from 1 to 300')
     cfg.httpTimeoutSec = v as number
   }
   if (data.refresh_margin_sec !== undefined) {
     const v = data.refresh_margin_sec
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 86_400) fail([], 'refresh_margin_sec', 'refresh_margin_sec must be a whole number of seconds from 0 to 86400')
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 86_400)
+      fail([], 'refresh_margin_sec', 'refresh_margin_sec must be a whole number of seconds from 0 to 86400')
     cfg.refreshMarginSec = v as number
   }
   const providers = data.providers
   if (providers !== undefined) {
-    if (typeof providers !== 'object' || providers === null || Array.isArray(providers)) fail([], 'providers', '"providers" must be a table of [providers.NAME] sections')
+    if (typeof providers !== 'object' || providers === null || Array.isArray(providers))
+      fail([], 'providers', '"providers" must be a table of [providers.NAME] sections')
     for (const [name, raw] of Object.entries(providers as Record<string, unknown>)) {
       const path = ['providers', name]
-      if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name)) fail(path, undefined, `provider name "${name}" may only use letters, digits, ".", "_" and "-"`)
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(path, undefined, `[providers.${name}] must be a table`)
+      if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name))
+        fail(path, undefined, `provider name "${name}" may only use letters, digits, ".", "_" and "-"`)
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+        fail(path, undefined, `[providers.${name}] must be a table`)
       const p = raw as Record<string, unknown>
-      for (const k of Object.keys(p)) if (!PROVIDER_KEYS.has(k)) fail(path, k, `unknown setting "${k}" in [providers.${name}]`)
+      for (const k of Object.keys(p))
+        if (!PROVIDER_KEYS.has(k)) fail(path, k, `unknown setting "${k}" in [providers.${name}]`)
       const str = (k: string): string | undefined => {
         const v = p[k]
         if (v === undefined) return undefined
@@ -177,30 +229,44 @@ export function parseConfig(text: string, file: string): Config {
       const strList = (k: string): string[] | undefined => {
         const v = p[k]
         if (v === undefined) return undefined
-        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0)) fail(path, k, `"${k}" must be a list of strings`)
+        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0))
+          fail(path, k, `"${k}" must be a list of strings`)
         return v as string[]
       }
       const clients: ClientCandidate[] = []
       const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
       const secret = str('client_secret')
-      for (const id of ids) clients.push({ clientId: id, ...(secret ? { clientSecret: secret } : {}), label: `config provider "${name}"` })
+      for (const id of ids)
+        clients.push({ clientId: id, ...(secret ? { clientSecret: secret } : {}), label: `config provider "${name}"` })
       const flows = strList('flows') ?? ['browser', 'device', 'paste']
-      for (const f of flows) if (!FLOWS.includes(f as Flow)) fail(path, 'flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
+      for (const f of flows)
+        if (!FLOWS.includes(f as Flow)) fail(path, 'flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
       const sasl = (strList('sasl') ?? ['XOAUTH2']).map((s) => s.toUpperCase())
-      for (const s of sasl) if (!MECHS.includes(s as SaslMechanism)) fail(path, 'sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
+      for (const s of sasl)
+        if (!MECHS.includes(s as SaslMechanism))
+          fail(path, 'sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
       const issuer = str('issuer')
       const token = str('token_url')
       if (!issuer && !token) fail(path, undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
       const authParams = p.auth_params
-      if (authParams !== undefined && (typeof authParams !== 'object' || authParams === null || Array.isArray(authParams) || Object.values(authParams).some((v) => typeof v !== 'string'))) {
+      if (
+        authParams !== undefined &&
+        (typeof authParams !== 'object' ||
+          authParams === null ||
+          Array.isArray(authParams) ||
+          Object.values(authParams).some((v) => typeof v !== 'string'))
+      ) {
         fail(path, 'auth_params', '"auth_params" must be a table of strings')
       }
       const redirectHost = str('redirect_host') ?? '127.0.0.1'
-      if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost)) fail(path, 'redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
+      if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost))
+        fail(path, 'redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
       const idle = p.refresh_token_idle_days
-      if (idle !== undefined && (typeof idle !== 'number' || idle <= 0)) fail(path, 'refresh_token_idle_days', '"refresh_token_idle_days" must be a positive number')
+      if (idle !== undefined && (typeof idle !== 'number' || idle <= 0))
+        fail(path, 'refresh_token_idle_days', '"refresh_token_idle_days" must be a positive number')
       const maxAge = p.grant_max_age_days
-      if (maxAge !== undefined && (typeof maxAge !== 'number' || maxAge <= 0)) fail(path, 'grant_max_age_days', '"grant_max_age_days" must be a positive number')
+      if (maxAge !== undefined && (typeof maxAge !== 'number' || maxAge <= 0))
+        fail(path, 'grant_max_age_days', '"grant_max_age_days" must be a positive number')
       const provider: Provider = {
         name,
         displayName: str('display_name') ?? name,
@@ -236,9 +302,11 @@ export function parseConfig(text: string, file: string): Config {
     if (typeof h !== 'object' || h === null || Array.isArray(h)) fail([], 'hooks', '"hooks" must be a table')
     const hooks: HooksConfig = {}
     for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
-      if (!HOOK_KEYS.has(k)) fail(['hooks'], k, `unknown hook "${k}" (use reauth, device_code, refresh_error, timeout_sec)`)
+      if (!HOOK_KEYS.has(k))
+        fail(['hooks'], k, `unknown hook "${k}" (use reauth, device_code, refresh_error, timeout_sec)`)
       if (k === 'timeout_sec') {
-        if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 600) fail(['hooks'], k, '"timeout_sec" must be a number of seconds from 1 to 600')
+        if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 600)
+          fail(['hooks'], k, '"timeout_sec" must be a number of seconds from 1 to 600')
         hooks.timeoutSec = v as number
       } else {
         if (typeof v !== 'string' || v.trim() === '') fail(['hooks'], k, `"${k}" must be a shell command`)
@@ -254,7 +322,8 @@ export function parseConfig(text: string, file: string): Config {
     for (const [k, v] of Object.entries(t as Record<string, unknown>)) {
       if (!STORE_KEYS.has(k)) fail(['store'], k, `unknown setting "${k}" (use passphrase_command, unlock_sec)`)
       if (k === 'unlock_sec') {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400) fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400)
+          fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
         store.unlockSec = v as number
       } else {
         if (typeof v !== 'string' || v.trim() === '') fail(['store'], k, '"passphrase_command" must be a shell command')
@@ -270,7 +339,8 @@ function parseAdmission(p: Record<string, unknown>, out: ProxyConfig, fail: (key
   const whole = (key: (typeof ADMISSION_KEYS)[number], max: number): number | undefined => {
     const v = p[key]
     if (v === undefined) return undefined
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max) fail(key, `"${key}" must be a whole number from 1 to ${max}`)
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max)
+      fail(key, `"${key}" must be a whole number from 1 to ${max}`)
     return v as number
   }
   const total = whole('max_connections', 1_000_000)
@@ -291,7 +361,12 @@ function parseAdmission(p: Record<string, unknown>, out: ProxyConfig, fail: (key
 function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
   const lines = text.split(/\r?\n/)
   const fail = (line: number, msg: string): never => {
-    throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${line}:1: ${msg}`, { file, line, column: 1, hint: `Fix the config file "${file}".` })
+    throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${line}:1: ${msg}`, {
+      file,
+      line,
+      column: 1,
+      hint: `Fix the config file "${file}".`,
+    })
   }
   const proxyLine = (): number => lines.findIndex((l) => /^\s*\[proxy\]/.test(l)) + 1 || 1
   /** the line of `key` inside the n-th [[proxy.listeners]] table */
@@ -315,17 +390,22 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
   }
   if (typeof p.tls_cert === 'string') out.tlsCert = p.tls_cert
   if (typeof p.tls_key === 'string') out.tlsKey = p.tls_key
-  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) fail(proxyLine(), '"tls_cert" and "tls_key" go together')
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined))
+    fail(proxyLine(), '"tls_cert" and "tls_key" go together')
   const delay = p.failed_login_delay_max_sec
   if (delay !== undefined) {
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 300) {
-      fail(listenerLine(-1, 'failed_login_delay_max_sec'), '"failed_login_delay_max_sec" must be a number of seconds from 0 (no delay) to 300')
+      fail(
+        listenerLine(-1, 'failed_login_delay_max_sec'),
+        '"failed_login_delay_max_sec" must be a number of seconds from 0 (no delay) to 300',
+      )
     }
     out.failedLoginDelayMaxSec = delay as number
   }
   const lt = p.login_timeout_sec
   if (lt !== undefined) {
-    if (typeof lt !== 'number' || !Number.isFinite(lt) || lt < 1 || lt > 300) fail(listenerLine(-1, 'login_timeout_sec'), '"login_timeout_sec" must be a number of seconds from 1 to 300')
+    if (typeof lt !== 'number' || !Number.isFinite(lt) || lt < 1 || lt > 300)
+      fail(listenerLine(-1, 'login_timeout_sec'), '"login_timeout_sec" must be a number of seconds from 1 to 300')
     out.loginTimeoutSec = lt as number
   }
   parseAdmission(p, out, (key, msg) => fail(listenerLine(-1, key), msg))
@@ -342,22 +422,40 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
   ;(ls as unknown[]).forEach((item, n) => {
     if (typeof item !== 'object' || item === null) fail(listenerLine(n), 'a listener must be a table')
     const l = item as Record<string, unknown>
-    for (const k of Object.keys(l)) if (!LISTENER_KEYS.has(k)) fail(listenerLine(n, k), `unknown setting "${k}" in [[proxy.listeners]]`)
-    if (l.protocol !== 'imap' && l.protocol !== 'pop3' && l.protocol !== 'smtp') fail(listenerLine(n, 'protocol'), '"protocol" must be "imap", "pop3" or "smtp"')
-    if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535) fail(listenerLine(n, 'port'), '"port" must be a port number')
+    for (const k of Object.keys(l))
+      if (!LISTENER_KEYS.has(k)) fail(listenerLine(n, k), `unknown setting "${k}" in [[proxy.listeners]]`)
+    if (l.protocol !== 'imap' && l.protocol !== 'pop3' && l.protocol !== 'smtp')
+      fail(listenerLine(n, 'protocol'), '"protocol" must be "imap", "pop3" or "smtp"')
+    if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535)
+      fail(listenerLine(n, 'port'), '"port" must be a port number')
     const host = l.host === undefined ? '127.0.0.1' : l.host
     if (typeof host !== 'string' || host === '') fail(listenerLine(n, 'host'), '"host" must be an address')
     const tls = l.tls === undefined ? 'none' : l.tls
-    if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit') fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
+    if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit')
+      fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
     const accounts = l.accounts
-    if (accounts !== undefined && (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !isAddress(a.trim())))) fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses (RFC 5322 addr-specs)')
+    if (
+      accounts !== undefined &&
+      (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !isAddress(a.trim())))
+    )
+      fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses (RFC 5322 addr-specs)')
     const upstream = l.upstream
-    if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))) fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
+    if (
+      upstream !== undefined &&
+      (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))
+    )
+      fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
     const ca = l.ca
-    if (ca !== undefined && (typeof ca !== 'string' || ca === '')) fail(listenerLine(n, 'ca'), '"ca" must be a file path')
+    if (ca !== undefined && (typeof ca !== 'string' || ca === ''))
+      fail(listenerLine(n, 'ca'), '"ca" must be a file path')
     const passthrough = l.oauth_passthrough
-    if (passthrough !== undefined && typeof passthrough !== 'boolean') fail(listenerLine(n, 'oauth_passthrough'), '"oauth_passthrough" must be true or false')
-    if (ca !== undefined && upstream === undefined) fail(listenerLine(n, 'ca'), '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")')
+    if (passthrough !== undefined && typeof passthrough !== 'boolean')
+      fail(listenerLine(n, 'oauth_passthrough'), '"oauth_passthrough" must be true or false')
+    if (ca !== undefined && upstream === undefined)
+      fail(
+        listenerLine(n, 'ca'),
+        '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")',
+      )
     out.listeners.push({
       protocol: l.protocol as ProxyListenerConfig['protocol'],
       port: l.port as number,
@@ -396,7 +494,9 @@ export function locate(text: string, path: string[], key?: string): { line: numb
     }
     // the key may be a table of its own: [bogus] or [providers.x.bogus]
     const sub = headerOf([...path, key].map(quote).join('.'))
-    const idx = lines.findIndex((l) => headerOf(l) === `[${sub}]` || headerOf(l).startsWith(`[${sub}.`) || headerOf(l) === `[[${sub}]]`)
+    const idx = lines.findIndex(
+      (l) => headerOf(l) === `[${sub}]` || headerOf(l).startsWith(`[${sub}.`) || headerOf(l) === `[[${sub}]]`,
+    )
     if (idx >= 0) return { line: idx + 1, column: lines[idx]!.search(/\S/) + 1 }
   }
   return { line: start > 0 ? start : 1, column: 1 }

@@ -36,12 +36,19 @@ export function envAccountEmail(env: Env): string | undefined {
 export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> {
   const email = envAccountEmail(env)
   if (!email) return undefined
-  for (const [name, value] of [['MAILKEY_EMAIL', email], ['MAILKEY_MAILBOX', env.MAILKEY_MAILBOX?.trim()]] as const) {
+  for (const [name, value] of [
+    ['MAILKEY_EMAIL', email],
+    ['MAILKEY_MAILBOX', env.MAILKEY_MAILBOX?.trim()],
+  ] as const) {
     const why = value ? addressProblem(value) : undefined
     if (why !== undefined) {
-      throw new ConfigError(ERR.CONFIG_INVALID, `${name} is set to ${quoted(value as string)}, which is not an e-mail address: ${why}`, {
-        hint: `Set ${name} to the mailbox address, for example ${name}=you@example.com.`,
-      })
+      throw new ConfigError(
+        ERR.CONFIG_INVALID,
+        `${name} is set to ${quoted(value as string)}, which is not an e-mail address: ${why}`,
+        {
+          hint: `Set ${name} to the mailbox address, for example ${name}=you@example.com.`,
+        },
+      )
     }
   }
   let refreshToken = env.MAILKEY_REFRESH_TOKEN?.trim()
@@ -51,14 +58,22 @@ export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> 
     try {
       refreshToken = (await readFile(env.MAILKEY_REFRESH_TOKEN_FILE, 'utf8')).trim()
     } catch (e) {
-      throw new ConfigError(ERR.CONFIG_INVALID, `cannot read MAILKEY_REFRESH_TOKEN_FILE "${env.MAILKEY_REFRESH_TOKEN_FILE}" (${(e as NodeJS.ErrnoException).code ?? e})`, { account: email, cause: e })
+      throw new ConfigError(
+        ERR.CONFIG_INVALID,
+        `cannot read MAILKEY_REFRESH_TOKEN_FILE "${env.MAILKEY_REFRESH_TOKEN_FILE}" (${(e as NodeJS.ErrnoException).code ?? e})`,
+        { account: email, cause: e },
+      )
     }
   }
   if (!refreshToken) {
-    throw new ConfigError(ERR.CONFIG_INVALID, `MAILKEY_EMAIL is set to "${email}" but neither MAILKEY_REFRESH_TOKEN nor MAILKEY_REFRESH_TOKEN_FILE gives a refresh token`, {
-      account: email,
-      hint: 'Set MAILKEY_REFRESH_TOKEN (or MAILKEY_REFRESH_TOKEN_FILE), or unset MAILKEY_EMAIL.',
-    })
+    throw new ConfigError(
+      ERR.CONFIG_INVALID,
+      `MAILKEY_EMAIL is set to "${email}" but neither MAILKEY_REFRESH_TOKEN nor MAILKEY_REFRESH_TOKEN_FILE gives a refresh token`,
+      {
+        account: email,
+        hint: 'Set MAILKEY_REFRESH_TOKEN (or MAILKEY_REFRESH_TOKEN_FILE), or unset MAILKEY_EMAIL.',
+      },
+    )
   }
   const o: AccountOptions = { email }
   const set = <K extends keyof AccountOptions>(k: K, v: AccountOptions[K] | undefined): void => {
@@ -80,7 +95,13 @@ export async function readEnvAccount(env: Env): Promise<EnvAccount | undefined> 
   if (env.MAILKEY_SASL) {
     const m = env.MAILKEY_SASL.toUpperCase()
     if (m !== 'XOAUTH2' && m !== 'OAUTHBEARER') {
-      throw new ConfigError(ERR.CONFIG_INVALID, `MAILKEY_SASL must be XOAUTH2 or OAUTHBEARER, not "${env.MAILKEY_SASL}"`, { account: email })
+      throw new ConfigError(
+        ERR.CONFIG_INVALID,
+        `MAILKEY_SASL must be XOAUTH2 or OAUTHBEARER, not "${env.MAILKEY_SASL}"`,
+        {
+          account: email,
+        },
+      )
     }
     o.sasl = m as SaslMechanism
   }

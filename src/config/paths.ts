@@ -27,12 +27,14 @@ function xdg(env: Env, name: string, fallback: string): string {
 
 export function resolvePaths(env: Env): Paths {
   const configDir = join(xdg(env, 'XDG_CONFIG_HOME', '.config'), 'mailkey')
-  const stateDir = env.MAILKEY_STATE_DIR && isAbsolute(env.MAILKEY_STATE_DIR)
-    ? env.MAILKEY_STATE_DIR
-    : join(xdg(env, 'XDG_STATE_HOME', join('.local', 'state')), 'mailkey')
+  const stateDir =
+    env.MAILKEY_STATE_DIR && isAbsolute(env.MAILKEY_STATE_DIR)
+      ? env.MAILKEY_STATE_DIR
+      : join(xdg(env, 'XDG_STATE_HOME', join('.local', 'state')), 'mailkey')
   return {
     configDir,
-    configFile: env.MAILKEY_CONFIG && isAbsolute(env.MAILKEY_CONFIG) ? env.MAILKEY_CONFIG : join(configDir, 'config.toml'),
+    configFile:
+      env.MAILKEY_CONFIG && isAbsolute(env.MAILKEY_CONFIG) ? env.MAILKEY_CONFIG : join(configDir, 'config.toml'),
     stateDir,
     accountsDir: join(stateDir, 'accounts'),
   }

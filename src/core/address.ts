@@ -31,16 +31,21 @@ export function addressProblem(s: string): string | undefined {
   if (local === '') return 'nothing comes before the "@"'
   if (domain === '') return 'nothing comes after the "@"'
   if (!DOT_ATOM.test(local) && !QUOTED.test(local)) {
-    const bad = local.startsWith('"') ? undefined : [...local].find((c) => !new RegExp(`^${ATEXT}$`, 'u').test(c) && c !== '.')
-    if (bad !== undefined) return `${describeChar(bad)} is not allowed before the "@" unless that part is in double quotes (RFC 5322 §3.4.1)`
+    const bad = local.startsWith('"')
+      ? undefined
+      : [...local].find((c) => !new RegExp(`^${ATEXT}$`, 'u').test(c) && c !== '.')
+    if (bad !== undefined)
+      return `${describeChar(bad)} is not allowed before the "@" unless that part is in double quotes (RFC 5322 §3.4.1)`
     return 'the part before the "@" is neither dot-separated words nor one double-quoted string (RFC 5322 §3.4.1)'
   }
   // RFC 5321 §4.5.3.1.1: a local part is at most 64 octets
   if (Buffer.byteLength(local) > 64) return 'the part before the "@" is longer than 64 bytes (RFC 5321 §4.5.3.1.1)'
   if (domain.startsWith('[')) return 'an address literal ([...]) as the domain is not supported; give the host name'
-  if (!domain.split('.').every((l) => LABEL.test(l))) return `${quoted(domain)} is not a host name (letters, digits and hyphens, separated by dots; RFC 5321 §4.1.2)`
+  if (!domain.split('.').every((l) => LABEL.test(l)))
+    return `${quoted(domain)} is not a host name (letters, digits and hyphens, separated by dots; RFC 5321 §4.1.2)`
   // RFC 5321 §4.5.3.1.2 and §4.5.3.1.3: a domain of at most 255 octets, a path of at most 256 (with "<" and ">")
-  if (Buffer.byteLength(domain) > 255 || Buffer.byteLength(s) > 254) return 'it is longer than 254 bytes (RFC 5321 §4.5.3.1.3)'
+  if (Buffer.byteLength(domain) > 255 || Buffer.byteLength(s) > 254)
+    return 'it is longer than 254 bytes (RFC 5321 §4.5.3.1.3)'
   return undefined
 }
 
@@ -51,7 +56,8 @@ export function isAddress(s: string): boolean {
 
 function describeChar(c: string): string {
   const cp = c.codePointAt(0) ?? 0
-  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp === 0x2028 || cp === 0x2029) return `a control character (U+${cp.toString(16).toUpperCase().padStart(4, '0')})`
+  if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp === 0x2028 || cp === 0x2029)
+    return `a control character (U+${cp.toString(16).toUpperCase().padStart(4, '0')})`
   if (c === ' ') return 'a space'
   return `"${c}"`
 }
@@ -62,7 +68,10 @@ function describeChar(c: string): string {
  * the cursor nor forge a line.
  */
 export function quoted(s: string): string {
-  return JSON.stringify(s).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return JSON.stringify(s).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  )
 }
 
 /** One POSIX sh word: bare when it is plainly safe, otherwise in single quotes (POSIX.1-2017 XCU §2.2.2). */

@@ -27,13 +27,19 @@ export const DEFAULT_HOOK_TIMEOUT_SEC = 10
 // (spawned detached). The hook runs in the background; when time is up a watchdog sends TERM to
 // the whole group (`kill 0`: the hook, whatever it started, the wrapper); if the hook ends first,
 // the watchdog is stopped.
-const WRAPPER = '"$0" -c "$1" & p=$!; (sleep "$2"; kill -TERM 0) & w=$!; wait "$p"; r=$?; kill "$w" 2>/dev/null; exit $r'
+const WRAPPER =
+  '"$0" -c "$1" & p=$!; (sleep "$2"; kill -TERM 0) & w=$!; wait "$p"; r=$?; kill "$w" 2>/dev/null; exit $r'
 
 /**
  * Start the hook for `event` if there is one. `vars` become MAILKEY_<NAME> variables (names upper-
  * cased); MAILKEY_EVENT is set. Returns whether a hook was started.
  */
-export function runHook(hooks: HooksConfig | undefined, event: HookEvent, vars: Record<string, string | number | undefined>, baseEnv: Record<string, string | undefined>): boolean {
+export function runHook(
+  hooks: HooksConfig | undefined,
+  event: HookEvent,
+  vars: Record<string, string | number | undefined>,
+  baseEnv: Record<string, string | undefined>,
+): boolean {
   const command = hooks?.[event]
   if (!command) return false
   const env: Record<string, string> = {}
@@ -44,11 +50,15 @@ export function runHook(hooks: HooksConfig | undefined, event: HookEvent, vars: 
   env.MAILKEY_EVENT = event
   for (const [k, v] of Object.entries(vars)) if (v !== undefined) env[`MAILKEY_${k.toUpperCase()}`] = String(v)
   try {
-    const child = spawn('/bin/sh', ['-c', WRAPPER, '/bin/sh', command, String(hooks?.timeoutSec ?? DEFAULT_HOOK_TIMEOUT_SEC)], {
-      detached: true,
-      stdio: 'ignore',
-      env,
-    })
+    const child = spawn(
+      '/bin/sh',
+      ['-c', WRAPPER, '/bin/sh', command, String(hooks?.timeoutSec ?? DEFAULT_HOOK_TIMEOUT_SEC)],
+      {
+        detached: true,
+        stdio: 'ignore',
+        env,
+      },
+    )
     child.on('error', () => {})
     child.unref()
     return true

@@ -13,7 +13,10 @@
 // (OAUTHBEARER "n,,^Aauth=Bearer t^A^A") is 28 base64 characters.
 const PATTERNS: [RegExp, string][] = [
   [/\b(Bearer\s+)[A-Za-z0-9\-._~+/]{16,}=*/gi, '$1[redacted]'],
-  [/\b((?:access|refresh|id)_token|device_code|client_secret|code_verifier)(["']?\s*[=:]\s*["']?)[^\s"'&,}]+/gi, '$1$2[redacted]'],
+  [
+    /\b((?:access|refresh|id)_token|device_code|client_secret|code_verifier)(["']?\s*[=:]\s*["']?)[^\s"'&,}]+/gi,
+    '$1$2[redacted]',
+  ],
   [/([?&](?:code|password)=)[^&\s"']+/g, '$1[redacted]'],
   [/\b((?:XOAUTH2|OAUTHBEARER)\s+)[A-Za-z0-9+/]{20,}={0,2}/g, '$1[redacted]'],
   [/\bauth=Bearer\s+[^\s\x01]+/gi, 'auth=Bearer [redacted]'],

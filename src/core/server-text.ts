@@ -16,7 +16,8 @@
 // invisible characters that would hide a secret from maskSecrets or a word from the reader (soft
 // hyphen U+00AD, Mongolian vowel separator U+180E, zero-width U+200B-U+200D, word joiner and
 // invisible operators U+2060-U+2064, BOM U+FEFF).
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g
+const CONTROLS =
+  /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g
 // line and paragraph separators (U+2028, U+2029) break lines like CR and LF
 const SPACING = /[\t\n\v\f\r\u2028\u2029]+/g
 
@@ -37,7 +38,9 @@ export function stripControls(text: string): string {
  * secret goes into a set, and each position of the text is looked up once.
  */
 export function maskSecrets(text: string, secrets: readonly string[]): string {
-  const list = [...new Set(secrets.filter((s) => typeof s === 'string' && s.length >= 8))].sort((a, b) => b.length - a.length)
+  const list = [...new Set(secrets.filter((s) => typeof s === 'string' && s.length >= 8))].sort(
+    (a, b) => b.length - a.length,
+  )
   if (list.length === 0) return text
   let out = text
   const forms = list.flatMap((s) => [s, encodeURIComponent(s), ...base64Forms(s)]).filter((f) => f.length >= 8)

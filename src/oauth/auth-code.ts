@@ -66,16 +66,22 @@ async function startListener(host: string, path: string, port: number, state: st
     // Only a response carrying our state ends the wait: a stray request (a prefetch, a scanner,
     // another tab) must not cancel the sign-in.
     if (p.get('state') !== state) {
-      res.writeHead(400, { 'content-type': 'text/html; charset=utf-8' })
+      res
+        .writeHead(400, { 'content-type': 'text/html; charset=utf-8' })
         .end(PAGE('mailkey: unexpected request', 'This page does not belong to the sign-in in progress.'))
       return
     }
     done = true
     const err = p.get('error')
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close' })
-    res.end(err
-      ? PAGE('Sign-in was not completed', `The server said: ${escapeHtml(err)}${p.get('error_description') ? ' – ' + escapeHtml(p.get('error_description') ?? '') : ''}. You can close this tab and look at the terminal.`)
-      : PAGE('mailkey is signed in', 'You can close this tab and return to the terminal.'))
+    res.end(
+      err
+        ? PAGE(
+            'Sign-in was not completed',
+            `The server said: ${escapeHtml(err)}${p.get('error_description') ? ' – ' + escapeHtml(p.get('error_description') ?? '') : ''}. You can close this tab and look at the terminal.`,
+          )
+        : PAGE('mailkey is signed in', 'You can close this tab and return to the terminal.'),
+    )
     resolveResult(p)
   })
   server.keepAliveTimeout = 1000
@@ -83,7 +89,9 @@ async function startListener(host: string, path: string, port: number, state: st
     server.once('error', reject)
     server.listen(port, bindHost, () => resolve())
   }).catch((e: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot listen on ${bindHost}:${port} for the sign-in redirect (${e.code ?? e.message})`, { cause: e })
+    throw new UsageError(`cannot listen on ${bindHost}:${port} for the sign-in redirect (${e.code ?? e.message})`, {
+      cause: e,
+    })
   })
   const addr = server.address()
   const actualPort = typeof addr === 'object' && addr ? addr.port : port
@@ -92,7 +100,11 @@ async function startListener(host: string, path: string, port: number, state: st
     server,
     redirectUri,
     result,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections()
+        server.close(() => r())
+      }),
   }
 }
 
@@ -135,7 +147,13 @@ function wantsOpenId(settings: AccountSettings): boolean {
 /** Runs the whole authorization code + PKCE sign-in and returns the tokens. */
 export async function authorizationCodeSignIn(settings: AccountSettings, opts: AuthCodeOptions): Promise<TokenSet> {
   if (!settings.endpoints.authorization) {
-    throw new ProtocolError(ERR.PROVIDER_FLOW_UNSUPPORTED, `the provider of "${settings.email}" has no authorization endpoint`, { account: settings.email })
+    throw new ProtocolError(
+      ERR.PROVIDER_FLOW_UNSUPPORTED,
+      `the provider of "${settings.email}" has no authorization endpoint`,
+      {
+        account: settings.email,
+      },
+    )
   }
   const redirect = opts.redirect ?? { host: '127.0.0.1', path: '/' }
   const state = oauth.generateRandomState()
@@ -170,36 +188,80 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
 
     const waits: Promise<URLSearchParams>[] = [listener.result]
     if (opts.readPastedRedirect) {
-      waits.push((async () => {
-        for (;;) {
-          const text = await opts.readPastedRedirect!(ac.signal)
-          if (ac.signal.aborted) return new Promise<URLSearchParams>(() => {})
-          try {
-            return parsePastedRedirect(text)
-          } catch {
-            continue // let the caller prompt again
+      waits.push(
+        (async () => {
+          for (;;) {
+            const text = await opts.readPastedRedirect!(ac.signal)
+            if (ac.signal.aborted) return new Promise<URLSearchParams>(() => {})
+            try {
+              return parsePastedRedirect(text)
+            } catch {
+              continue // let the caller prompt again
+            }
           }
-        }
-      })())
+        })(),
+      )
     }
-    waits.push(new Promise<URLSearchParams>((_, reject) => {
-      timer = setTimeout(() => reject(new ReauthRequiredError(ERR.SIGNIN_TIMEOUT, `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`, { account: settings.email })), timeoutMs)
-    }))
-    waits.push(new Promise<URLSearchParams>((_, reject) => {
-      ac.signal.addEventListener('abort', () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })), { once: true })
-    }))
-    const returned = cleanCallback(await Promise.race(waits), [verifier, ...(settings.clientSecret ? [settings.clientSecret] : [])])
+    waits.push(
+      new Promise<URLSearchParams>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ReauthRequiredError(
+                ERR.SIGNIN_TIMEOUT,
+                `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`,
+                {
+                  account: settings.email,
+                },
+              ),
+            ),
+          timeoutMs,
+        )
+      }),
+    )
+    waits.push(
+      new Promise<URLSearchParams>((_, reject) => {
+        ac.signal.addEventListener(
+          'abort',
+          () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })),
+          {
+            once: true,
+          },
+        )
+      }),
+    )
+    const returned = cleanCallback(await Promise.race(waits), [
+      verifier,
+      ...(settings.clientSecret ? [settings.clientSecret] : []),
+    ])
     let callback: URLSearchParams
     try {
       // Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error.
       callback = oauth.validateAuthResponse(authorizationServer(settings), oauthClient(settings), returned, state)
     } catch (e) {
-      if (e instanceof oauth.AuthorizationResponseError) throw classify(e, { account: settings.email, host: safeHost(settings.endpoints.authorization), phase: 'signin', clientId: settings.clientId })
+      if (e instanceof oauth.AuthorizationResponseError)
+        throw classify(e, {
+          account: settings.email,
+          host: safeHost(settings.endpoints.authorization),
+          phase: 'signin',
+          clientId: settings.clientId,
+        })
       // oauth4webapi's wording names its own parameters; say what it means instead.
-      const why = /"iss"/.test((e as Error).message) ? 'it names another issuer' : /"state"/.test((e as Error).message) ? 'its state does not match' : 'it is not a valid sign-in response'
-      throw new ProtocolError(ERR.STATE_MISMATCH, `the sign-in response for "${settings.email}" does not match the request (${why}); it may be from another sign-in attempt`, { account: settings.email, cause: e })
+      const why = /"iss"/.test((e as Error).message)
+        ? 'it names another issuer'
+        : /"state"/.test((e as Error).message)
+          ? 'its state does not match'
+          : 'it is not a valid sign-in response'
+      throw new ProtocolError(
+        ERR.STATE_MISMATCH,
+        `the sign-in response for "${settings.email}" does not match the request (${why}); it may be from another sign-in attempt`,
+        { account: settings.email, cause: e },
+      )
     }
-    return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, { ...opts, ...(nonce ? { nonce } : {}) })
+    return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, {
+      ...opts,
+      ...(nonce ? { nonce } : {}),
+    })
   } finally {
     clearTimeout(timer)
     ac.abort()

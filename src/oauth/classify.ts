@@ -68,7 +68,13 @@ const REAUTH_ERRORS = new Set(['invalid_grant', 'interaction_required', 'login_r
 const DECLINED = new Set(['access_denied', 'authorization_declined'])
 const EXPIRED = new Set(['expired_token', 'bad_verification_code'])
 const TRANSIENT_ERRORS = new Set(['server_error', 'temporarily_unavailable', 'slow_down'])
-const CONFIG_ERRORS = new Set(['invalid_request', 'invalid_scope', 'unsupported_grant_type', 'unsupported_response_type', 'invalid_target'])
+const CONFIG_ERRORS = new Set([
+  'invalid_request',
+  'invalid_scope',
+  'unsupported_grant_type',
+  'unsupported_response_type',
+  'invalid_target',
+])
 const CLIENT_ERRORS = new Set(['invalid_client', 'unauthorized_client'])
 
 export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
@@ -76,7 +82,10 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
   if (e instanceof oauth.ResponseBodyError) {
     const body = e.cause as Record<string, unknown>
     const description = typeof body.error_description === 'string' ? body.error_description : e.error_description
-    return fromOAuthError(e.error, description, body.error_codes, e.status, ctx, { cause: e, retryAfterSec: retryAfterOf.get(e.response) })
+    return fromOAuthError(e.error, description, body.error_codes, e.status, ctx, {
+      cause: e,
+      retryAfterSec: retryAfterOf.get(e.response),
+    })
   }
   if (e instanceof oauth.AuthorizationResponseError) {
     const desc = e.error_description ?? undefined
@@ -85,14 +94,24 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
   if (e instanceof oauth.WWWAuthenticateChallengeError) {
     // RFC 6749 §5.2: a 401 with WWW-Authenticate from the token endpoint is invalid_client, i.e.
     // this client id / secret is refused; another candidate (or --client-secret) may work.
-    return new ReauthRequiredError(ERR.CLIENT_REJECTED, `${ctx.host} refused the client credentials for "${ctx.account}" (HTTP ${e.status})${ctx.clientId ? ` [client id ${ctx.clientId}]` : ''}`, { account: ctx.account, cause: e, status: e.status })
+    return new ReauthRequiredError(
+      ERR.CLIENT_REJECTED,
+      `${ctx.host} refused the client credentials for "${ctx.account}" (HTTP ${e.status})${ctx.clientId ? ` [client id ${ctx.clientId}]` : ''}`,
+      { account: ctx.account, cause: e, status: e.status },
+    )
   }
   if (isAbort(e)) {
     const name = (e as { name?: string }).name
     if (name === 'TimeoutError') {
-      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} did not answer in time for "${ctx.account}"`, { account: ctx.account, cause: e })
+      return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} did not answer in time for "${ctx.account}"`, {
+        account: ctx.account,
+        cause: e,
+      })
     }
-    return new InterruptedError(`interrupted while talking to ${ctx.host} for "${ctx.account}"`, { account: ctx.account, cause: e })
+    return new InterruptedError(`interrupted while talking to ${ctx.host} for "${ctx.account}"`, {
+      account: ctx.account,
+      cause: e,
+    })
   }
   if (e instanceof oauth.OperationProcessingError) {
     // A non-JSON 408/429/5xx (a proxy's or load balancer's HTML page) is an outage, not a verdict.
@@ -102,7 +121,10 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
     if (res instanceof Response && (res.status === 408 || res.status === 429 || res.status >= 500)) {
       const retryAfterSec = parseRetryAfter(res.headers.get('retry-after'))
       return new TransientError(ERR.OAUTH_TRANSIENT, `${ctx.host} answered HTTP ${res.status} for "${ctx.account}"`, {
-        account: ctx.account, cause: e, status: res.status, ...(retryAfterSec !== undefined ? { retryAfterSec } : {}),
+        account: ctx.account,
+        cause: e,
+        status: res.status,
+        ...(retryAfterSec !== undefined ? { retryAfterSec } : {}),
       })
     }
     return unusableAnswer(e, res instanceof Response ? res : undefined, ctx)
@@ -115,9 +137,16 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
     // says ENOTFOUND when it could not open a file for lack of descriptors (core/resources.ts).
     const shortage = shortageCode(e) ?? (code === 'ENOTFOUND' ? descriptorShortage() : undefined)
     const why = shortage ? `: ${shortageText(shortage)}` : code ? ` (${code})` : ''
-    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${why}`, { account: ctx.account, cause: e })
+    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${why}`, {
+      account: ctx.account,
+      cause: e,
+    })
   }
-  return new ProtocolError(ERR.OAUTH_PROTOCOL, `unexpected failure talking to ${ctx.host} for "${ctx.account}": ${redactMessage(String((e as Error)?.message ?? e))}`, { account: ctx.account, cause: e })
+  return new ProtocolError(
+    ERR.OAUTH_PROTOCOL,
+    `unexpected failure talking to ${ctx.host} for "${ctx.account}": ${redactMessage(String((e as Error)?.message ?? e))}`,
+    { account: ctx.account, cause: e },
+  )
 }
 
 const WHAT: Record<Phase, string> = {
@@ -132,13 +161,21 @@ const WHAT: Record<Phase, string> = {
  * An answer oauth4webapi could not use, said in the user's terms: oauth4webapi's own messages
  * ('"response" content-type must be application/json') name its parameters, not what happened.
  */
-function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undefined, ctx: ClassifyContext): MailkeyError {
+function unusableAnswer(
+  e: oauth.OperationProcessingError,
+  res: Response | undefined,
+  ctx: ClassifyContext,
+): MailkeyError {
   const opts = { account: ctx.account, cause: e, ...(res ? { status: res.status } : {}) }
   if (res && res.status >= 400) {
     const what = `${WHAT[ctx.phase]} for "${ctx.account}"`
     // RFC 6749 §5.2 / RFC 7009 §2.2.1: a refusal comes with a JSON `error`; this one came without.
     const auth = res.status === 401 || res.status === 403 ? ', it may need client authentication' : ''
-    return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} refused ${what}: HTTP ${res.status}${auth}, with no OAuth error in the answer`, opts)
+    return new ProtocolError(
+      ERR.OAUTH_PROTOCOL,
+      `${ctx.host} refused ${what}: HTTP ${res.status}${auth}, with no OAuth error in the answer`,
+      opts,
+    )
   }
   const status = res ? `HTTP ${res.status}` : 'an answer'
   let detail: string
@@ -150,7 +187,10 @@ function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undef
       detail = `${status} with JSON that does not parse`
       break
     case oauth.RESPONSE_IS_NOT_CONFORM:
-      detail = res && res.status >= 300 ? `HTTP ${res.status}, a redirect where an OAuth answer belongs` : `${status} that is not an OAuth answer`
+      detail =
+        res && res.status >= 300
+          ? `HTTP ${res.status}, a redirect where an OAuth answer belongs`
+          : `${status} that is not an OAuth answer`
       break
     case oauth.INVALID_RESPONSE: {
       const field = /"([a-z_]+)" property/.exec(e.message)?.[1]
@@ -163,7 +203,11 @@ function unusableAnswer(e: oauth.OperationProcessingError, res: Response | undef
     default:
       detail = `${status} mailkey cannot use`
   }
-  return new ProtocolError(ERR.OAUTH_PROTOCOL, `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${detail}`, opts)
+  return new ProtocolError(
+    ERR.OAUTH_PROTOCOL,
+    `${ctx.host} sent a response mailkey cannot use for "${ctx.account}": ${detail}`,
+    opts,
+  )
 }
 
 /** Map one OAuth `error` (+ description, + Microsoft's error_codes) to a mailkey error. */
@@ -177,8 +221,15 @@ export function fromOAuthError(
 ): MailkeyError {
   const codes = aadstsCodesIn(description, errorCodes)
   const aad = codes.map((c) => describeAadsts(c)).find((d) => d !== undefined)
-  const detail = aad ? `AADSTS${aad.code}: ${aad.meaning}` : firstLine(description) ?? OAUTH_ERROR_MEANINGS[error] ?? 'no explanation given'
-  const what = ctx.phase === 'refresh' ? `refreshing the token for "${ctx.account}"` : ctx.phase === 'revoke' ? `the revocation for "${ctx.account}"` : `signing in "${ctx.account}"`
+  const detail = aad
+    ? `AADSTS${aad.code}: ${aad.meaning}`
+    : (firstLine(description) ?? OAUTH_ERROR_MEANINGS[error] ?? 'no explanation given')
+  const what =
+    ctx.phase === 'refresh'
+      ? `refreshing the token for "${ctx.account}"`
+      : ctx.phase === 'revoke'
+        ? `the revocation for "${ctx.account}"`
+        : `signing in "${ctx.account}"`
   const message = `${ctx.host} refused ${what}: ${error} (${detail})`
   const opts: MailkeyErrorOptions = {
     ...extra,

@@ -12,14 +12,19 @@ import type { AccountEndpoints } from '../store/types.js'
 export async function discoverEndpoints(issuer: string, ctx: OAuthContext): Promise<AccountEndpoints> {
   const url = checkEndpoint(issuer, 'issuer', ctx.account)
   const plain = url.protocol === 'http:' && isLoopbackHost(url.hostname)
-  const base = { ...(plain ? { [oauth.allowInsecureRequests]: true } : {}), signal: AbortSignal.any([AbortSignal.timeout(ctx.timeoutMs ?? 30_000), ...(ctx.signal ? [ctx.signal] : [])]) }
+  const base = {
+    ...(plain ? { [oauth.allowInsecureRequests]: true } : {}),
+    signal: AbortSignal.any([AbortSignal.timeout(ctx.timeoutMs ?? 30_000), ...(ctx.signal ? [ctx.signal] : [])]),
+  }
   let lastError: unknown
   // RFC 8414 §3 and OIDC Discovery §4: try both well-known locations.
   for (const algorithm of ['oauth2', 'oidc'] as const) {
     try {
       const as = await oauth.processDiscoveryResponse(url, await oauth.discoveryRequest(url, { ...base, algorithm }))
       if (typeof as.token_endpoint !== 'string') {
-        throw new ConfigError(ERR.CONFIG_INVALID, `the metadata of "${issuer}" has no token_endpoint`, { account: ctx.account })
+        throw new ConfigError(ERR.CONFIG_INVALID, `the metadata of "${issuer}" has no token_endpoint`, {
+          account: ctx.account,
+        })
       }
       const e: AccountEndpoints = { issuer: as.issuer, token: as.token_endpoint }
       if (as.authorization_endpoint) e.authorization = as.authorization_endpoint

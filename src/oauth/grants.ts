@@ -13,7 +13,15 @@ import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
 import type { AccountSettings, Identity } from '../store/types.js'
 import { classify, type Phase } from './classify.js'
-import { authorizationServer, clientAuth, oauthClient, requestKit, safeHost, type OAuthContext, type RequestKit } from './http.js'
+import {
+  authorizationServer,
+  clientAuth,
+  oauthClient,
+  requestKit,
+  safeHost,
+  type OAuthContext,
+  type RequestKit,
+} from './http.js'
 
 export interface TokenSet {
   accessToken: Secret
@@ -47,14 +55,27 @@ async function exchange(
   }
 }
 
-function toTokenSet(res: oauth.TokenEndpointResponse, identity: Identity | undefined, settings: AccountSettings, host: string): TokenSet {
+function toTokenSet(
+  res: oauth.TokenEndpointResponse,
+  identity: Identity | undefined,
+  settings: AccountSettings,
+  host: string,
+): TokenSet {
   // RFC 6750 §1: mail servers take Bearer tokens; a DPoP-bound token would not work there.
   if (res.token_type !== 'bearer') {
-    throw new ProtocolError(ERR.OAUTH_PROTOCOL, `${host} issued a "${res.token_type}" token for "${settings.email}"; mail servers need a Bearer token`, { account: settings.email })
+    throw new ProtocolError(
+      ERR.OAUTH_PROTOCOL,
+      `${host} issued a "${res.token_type}" token for "${settings.email}"; mail servers need a Bearer token`,
+      {
+        account: settings.email,
+      },
+    )
   }
   const t: TokenSet = { accessToken: new Secret(res.access_token), tokenType: res.token_type }
-  if (typeof res.refresh_token === 'string' && res.refresh_token.length > 0) t.refreshToken = new Secret(res.refresh_token)
-  if (typeof res.expires_in === 'number' && Number.isFinite(res.expires_in) && res.expires_in >= 0) t.expiresIn = res.expires_in
+  if (typeof res.refresh_token === 'string' && res.refresh_token.length > 0)
+    t.refreshToken = new Secret(res.refresh_token)
+  if (typeof res.expires_in === 'number' && Number.isFinite(res.expires_in) && res.expires_in >= 0)
+    t.expiresIn = res.expires_in
   if (typeof res.scope === 'string') t.scope = res.scope
   if (identity) t.identity = identity
   return t
@@ -63,7 +84,11 @@ function toTokenSet(res: oauth.TokenEndpointResponse, identity: Identity | undef
 /** RFC 6749 §6. A rotated refresh token, if any, is in the result. */
 export function refreshGrant(settings: AccountSettings, refreshToken: Secret, ctx: OAuthContext): Promise<TokenSet> {
   return exchange(settings, ctx, 'refresh', undefined, async (as, client, kit) =>
-    oauth.processRefreshTokenResponse(as, client, await oauth.refreshTokenGrantRequest(as, client, clientAuth(settings), refreshToken.reveal(), kit.options)),
+    oauth.processRefreshTokenResponse(
+      as,
+      client,
+      await oauth.refreshTokenGrantRequest(as, client, clientAuth(settings), refreshToken.reveal(), kit.options),
+    ),
   )
 }
 
@@ -115,17 +140,30 @@ function webPage(value: string | undefined, what: string, settings: AccountSetti
   } catch {
     scheme = 'none'
   }
-  throw new ProtocolError(ERR.OAUTH_PROTOCOL, `${host} sent a ${what} for "${settings.email}" that is not a web address (scheme ${stripControls(scheme).slice(0, 20)}); mailkey does not show it`, {
-    account: settings.email,
-    hint: 'Check the device authorization endpoint; the browser sign-in may work with this server.',
-  })
+  throw new ProtocolError(
+    ERR.OAUTH_PROTOCOL,
+    `${host} sent a ${what} for "${settings.email}" that is not a web address (scheme ${stripControls(scheme).slice(0, 20)}); mailkey does not show it`,
+    {
+      account: settings.email,
+      hint: 'Check the device authorization endpoint; the browser sign-in may work with this server.',
+    },
+  )
 }
 
 /** RFC 8628 §3.1-3.2 */
-export async function startDeviceAuthorization(settings: AccountSettings, ctx: OAuthContext & { now?: () => number }): Promise<DeviceAuthorization> {
+export async function startDeviceAuthorization(
+  settings: AccountSettings,
+  ctx: OAuthContext & { now?: () => number },
+): Promise<DeviceAuthorization> {
   const endpoint = settings.endpoints.deviceAuthorization
   if (!endpoint) {
-    throw new ProtocolError(ERR.PROVIDER_FLOW_UNSUPPORTED, `the provider of "${settings.email}" has no device authorization endpoint`, { account: settings.email })
+    throw new ProtocolError(
+      ERR.PROVIDER_FLOW_UNSUPPORTED,
+      `the provider of "${settings.email}" has no device authorization endpoint`,
+      {
+        account: settings.email,
+      },
+    )
   }
   const kit = requestKit(settings, ctx)
   const host = safeHost(endpoint)
@@ -133,7 +171,11 @@ export async function startDeviceAuthorization(settings: AccountSettings, ctx: O
     const as = authorizationServer(settings)
     const client = oauthClient(settings)
     const params = new URLSearchParams({ scope: settings.scopes.join(' ') })
-    const res = await oauth.processDeviceAuthorizationResponse(as, client, await oauth.deviceAuthorizationRequest(as, client, clientAuth(settings), params, kit.options))
+    const res = await oauth.processDeviceAuthorizationResponse(
+      as,
+      client,
+      await oauth.deviceAuthorizationRequest(as, client, clientAuth(settings), params, kit.options),
+    )
     const now = (ctx.now ?? Date.now)()
     const expiresIn = clampExpiresIn(res.expires_in)
     const d: DeviceAuthorization = {
@@ -163,7 +205,11 @@ export interface PollOptions extends OAuthContext {
 }
 
 /** RFC 8628 §3.4-3.5: poll until the user approves, declines, or the code expires. */
-export async function pollDeviceAuthorization(settings: AccountSettings, d: DeviceAuthorization, opts: PollOptions): Promise<TokenSet> {
+export async function pollDeviceAuthorization(
+  settings: AccountSettings,
+  d: DeviceAuthorization,
+  opts: PollOptions,
+): Promise<TokenSet> {
   const now = opts.now ?? Date.now
   const sleep = opts.sleep ?? defaultSleep
   let interval = clampInterval(d.interval)
@@ -172,13 +218,28 @@ export async function pollDeviceAuthorization(settings: AccountSettings, d: Devi
     const left = Math.max(0, Math.round((d.expiresAt - now()) / 1000))
     opts.onTick?.(left)
     if (now() >= d.expiresAt) {
-      throw new ReauthRequiredError(ERR.SIGNIN_EXPIRED, `the sign-in code for "${settings.email}" expired before it was used`, { account: settings.email })
+      throw new ReauthRequiredError(
+        ERR.SIGNIN_EXPIRED,
+        `the sign-in code for "${settings.email}" expired before it was used`,
+        {
+          account: settings.email,
+        },
+      )
     }
     await sleep(interval * 1000, opts.signal)
-    if (opts.signal?.aborted) throw classify(opts.signal.reason ?? new DOMException('aborted', 'AbortError'), { account: settings.email, host: safeHost(settings.endpoints.token), phase: 'device' })
+    if (opts.signal?.aborted)
+      throw classify(opts.signal.reason ?? new DOMException('aborted', 'AbortError'), {
+        account: settings.email,
+        host: safeHost(settings.endpoints.token),
+        phase: 'device',
+      })
     try {
       return await exchange(settings, opts, 'device', undefined, async (as, client, kit) =>
-        oauth.processDeviceCodeResponse(as, client, await oauth.deviceCodeGrantRequest(as, client, clientAuth(settings), d.deviceCode.reveal(), kit.options)),
+        oauth.processDeviceCodeResponse(
+          as,
+          client,
+          await oauth.deviceCodeGrantRequest(as, client, clientAuth(settings), d.deviceCode.reveal(), kit.options),
+        ),
       )
     } catch (e) {
       const err = e as { oauthError?: string }
@@ -213,25 +274,43 @@ export function exchangeAuthorizationCode(
   codeVerifier: string,
   ctx: OAuthContext & { nonce?: string },
 ): Promise<TokenSet> {
-  return exchange(settings, ctx, 'signin', undefined, async (as, client, kit) =>
-    oauth.processAuthorizationCodeResponse(
-      as,
-      client,
-      await oauth.authorizationCodeGrantRequest(as, client, clientAuth(settings), callback, redirectUri, codeVerifier, kit.options),
-      // http.ts removes id_tokens before oauth4webapi sees them (ADR 0004); the nonce is checked below.
-      { expectedNonce: oauth.expectNoNonce, requireIdToken: false },
-    ),
-  (kit, host) => {
-    // OIDC Core §3.1.3.7 step 11: "If a nonce value was sent in the Authentication Request, a nonce
-    // Claim MUST be present and its value checked". An id_token without this sign-in's nonce was
-    // minted for another authorization request: whoever completed it is not the one who asked.
-    if (ctx.nonce === undefined || !kit.hadIdToken()) return
-    if (kit.idTokenNonce() !== ctx.nonce) {
-      throw new ProtocolError(ERR.STATE_MISMATCH, `the id_token ${host} returned for "${settings.email}" does not carry the nonce of this sign-in; it belongs to another sign-in attempt, so nothing was stored`, {
-        account: settings.email,
-      })
-    }
-  })
+  return exchange(
+    settings,
+    ctx,
+    'signin',
+    undefined,
+    async (as, client, kit) =>
+      oauth.processAuthorizationCodeResponse(
+        as,
+        client,
+        await oauth.authorizationCodeGrantRequest(
+          as,
+          client,
+          clientAuth(settings),
+          callback,
+          redirectUri,
+          codeVerifier,
+          kit.options,
+        ),
+        // http.ts removes id_tokens before oauth4webapi sees them (ADR 0004); the nonce is checked below.
+        { expectedNonce: oauth.expectNoNonce, requireIdToken: false },
+      ),
+    (kit, host) => {
+      // OIDC Core §3.1.3.7 step 11: "If a nonce value was sent in the Authentication Request, a nonce
+      // Claim MUST be present and its value checked". An id_token without this sign-in's nonce was
+      // minted for another authorization request: whoever completed it is not the one who asked.
+      if (ctx.nonce === undefined || !kit.hadIdToken()) return
+      if (kit.idTokenNonce() !== ctx.nonce) {
+        throw new ProtocolError(
+          ERR.STATE_MISMATCH,
+          `the id_token ${host} returned for "${settings.email}" does not carry the nonce of this sign-in; it belongs to another sign-in attempt, so nothing was stored`,
+          {
+            account: settings.email,
+          },
+        )
+      }
+    },
+  )
 }
 
 /** RFC 7009: best effort; the caller decides whether a failure matters. */
@@ -242,7 +321,9 @@ export async function revokeToken(settings: AccountSettings, token: Secret, ctx:
   try {
     const as = authorizationServer(settings)
     const client = oauthClient(settings)
-    await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, clientAuth(settings), token.reveal(), kit.options))
+    await oauth.processRevocationResponse(
+      await oauth.revocationRequest(as, client, clientAuth(settings), token.reveal(), kit.options),
+    )
   } catch (e) {
     throw classify(e, { account: settings.email, host, phase: 'revoke', clientId: settings.clientId })
   } finally {
@@ -253,6 +334,13 @@ export async function revokeToken(settings: AccountSettings, token: Secret, ctx:
 function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        resolve()
+      },
+      { once: true },
+    )
   })
 }

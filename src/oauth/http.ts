@@ -47,7 +47,13 @@ export function checkEndpoint(url: string, what: string, account?: string): URL 
   }
   if (u.protocol === 'https:') return u
   if (u.protocol === 'http:' && isLoopbackHost(u.hostname)) return u
-  throw new ConfigError(ERR.INSECURE_ENDPOINT, `the ${what} "${url}" must use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)`, { account })
+  throw new ConfigError(
+    ERR.INSECURE_ENDPOINT,
+    `the ${what} "${url}" must use https (plain http is accepted only for 127.0.0.1, ::1 and localhost)`,
+    {
+      account,
+    },
+  )
 }
 
 export function usesPlainHttp(settings: Pick<AccountSettings, 'endpoints'>): boolean {
@@ -76,7 +82,9 @@ export function oauthClient(settings: AccountSettings): oauth.Client {
 
 export function clientAuth(settings: AccountSettings): oauth.ClientAuth {
   if (!settings.clientSecret) return oauth.None()
-  return settings.clientAuth === 'basic' ? oauth.ClientSecretBasic(settings.clientSecret) : oauth.ClientSecretPost(settings.clientSecret)
+  return settings.clientAuth === 'basic'
+    ? oauth.ClientSecretBasic(settings.clientSecret)
+    : oauth.ClientSecretPost(settings.clientSecret)
 }
 
 export interface RequestKit {
@@ -101,16 +109,25 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
   const wrapped = async (url: string, init: RequestInit): Promise<Response> => {
     const ac = new AbortController()
     timers.push(ac)
-    const timer = setTimeout(() => ac.abort(new DOMException(`no answer within ${Math.round(timeoutMs / 1000)} s`, 'TimeoutError')), timeoutMs)
+    const timer = setTimeout(
+      () => ac.abort(new DOMException(`no answer within ${Math.round(timeoutMs / 1000)} s`, 'TimeoutError')),
+      timeoutMs,
+    )
     const onAbort = (): void => ac.abort(ctx.signal?.reason)
     ctx.signal?.addEventListener('abort', onAbort, { once: true })
     try {
       const res = await baseFetch(url, { ...init, signal: ac.signal, redirect: 'manual' })
       const known = [...requestSecrets(init, settings), ...(ctx.secrets ?? []).map((s) => s.reveal())]
-      return await preprocess(url, res, (i, nonce) => {
-        identity = i
-        idToken = nonce !== undefined ? { nonce } : {}
-      }, settings.email, known)
+      return await preprocess(
+        url,
+        res,
+        (i, nonce) => {
+          identity = i
+          idToken = nonce !== undefined ? { nonce } : {}
+        },
+        settings.email,
+        known,
+      )
     } finally {
       clearTimeout(timer)
       ctx.signal?.removeEventListener('abort', onAbort)
@@ -163,7 +180,16 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 }
 
 /** Request parameters whose values are secrets (RFC 6749 §2.3.1, §4.1.3, §6; RFC 7636 §4.5; RFC 8628 §3.4; RFC 7009 §2.1). */
-const SECRET_PARAMS = ['refresh_token', 'device_code', 'code', 'code_verifier', 'client_secret', 'client_assertion', 'token', 'assertion']
+const SECRET_PARAMS = [
+  'refresh_token',
+  'device_code',
+  'code',
+  'code_verifier',
+  'client_secret',
+  'client_assertion',
+  'token',
+  'assertion',
+]
 /** Response members that are secrets: kept as they are, and removed from every other member. */
 const SECRET_MEMBERS = new Set(['access_token', 'refresh_token', 'id_token', 'device_code'])
 
@@ -208,7 +234,13 @@ function cleanMembers(json: Record<string, unknown>, known: string[]): void {
   }
 }
 
-async function preprocess(url: string, res: Response, setIdToken: (i: Identity | undefined, nonce: string | undefined) => void, account: string, requestKnown: string[]): Promise<Response> {
+async function preprocess(
+  url: string,
+  res: Response,
+  setIdToken: (i: Identity | undefined, nonce: string | undefined) => void,
+  account: string,
+  requestKnown: string[],
+): Promise<Response> {
   let known = requestKnown
   const host = safeHost(url)
   const text = await readLimited(res)
@@ -226,16 +258,23 @@ async function preprocess(url: string, res: Response, setIdToken: (i: Identity |
   // on the grant (RFC 9110 §15.5.9 408, RFC 6585 §4 429, §15.6 5xx).
   const status = res.status
   if ((status === 408 || status === 429 || status >= 500) && (json === undefined || typeof json.error !== 'string')) {
-    throw new TransientError(ERR.OAUTH_TRANSIENT, `${host} answered HTTP ${status}${status === 429 ? ' (too many requests)' : ''}${describeBody(headers, text)} for "${account}"`, {
-      account,
-      status,
-      retryAfterSec: parseRetryAfter(res.headers.get('retry-after')),
-    })
+    throw new TransientError(
+      ERR.OAUTH_TRANSIENT,
+      `${host} answered HTTP ${status}${status === 429 ? ' (too many requests)' : ''}${describeBody(headers, text)} for "${account}"`,
+      {
+        account,
+        status,
+        retryAfterSec: parseRetryAfter(res.headers.get('retry-after')),
+      },
+    )
   }
   if (json !== undefined) {
     if (typeof json.id_token === 'string') {
       const claims = decodeJwtClaims(json.id_token)
-      setIdToken(claims ? identityFromClaims(claims) : undefined, typeof claims?.nonce === 'string' ? claims.nonce : undefined)
+      setIdToken(
+        claims ? identityFromClaims(claims) : undefined,
+        typeof claims?.nonce === 'string' ? claims.nonce : undefined,
+      )
       known = [...known, json.id_token]
       delete json.id_token
     }
@@ -288,7 +327,8 @@ export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefine
 
 function identityFromClaims(c: Record<string, unknown>): Identity {
   // claims are server text too: no controls in what `add`, `status` and `test` print
-  const str = (k: string): string | undefined => (typeof c[k] === 'string' ? cleanServerText(c[k] as string) : undefined)
+  const str = (k: string): string | undefined =>
+    typeof c[k] === 'string' ? cleanServerText(c[k] as string) : undefined
   const id: Identity = {}
   const email = str('email') ?? str('preferred_username') ?? str('upn')
   if (email) id.email = email

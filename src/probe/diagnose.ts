@@ -50,28 +50,64 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
     if (shortage) {
       // Out of file descriptors or memory here (opening a socket, the CA file), or a DNS failure
       // that is no verdict on the name: an outage of this machine, not a wrong setting (issue 11).
-      return { kind: 'transient', cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`, fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.' }
+      return {
+        kind: 'transient',
+        cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`,
+        fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.',
+      }
     }
     if (code === 'CA_FILE') {
-      return { kind: 'config', cause: e.message, fix: `Put the CA certificate back, or give another one: "mailkey add ${shArg(ctx.account)} --ca ca.pem".` }
+      return {
+        kind: 'config',
+        cause: e.message,
+        fix: `Put the CA certificate back, or give another one: "mailkey add ${shArg(ctx.account)} --ca ca.pem".`,
+      }
     }
     if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-      return { kind: 'config', cause: `the certificate of ${ctx.server} is not for that host name`, fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.' }
+      return {
+        kind: 'config',
+        cause: `the certificate of ${ctx.server} is not for that host name`,
+        fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.',
+      }
     }
-    if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || (code === 'EPROTO' && !scheme.endsWith('s'))) {
-      return { kind: 'config', cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`, fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ..."` }
+    if (
+      code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+      code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+      (code === 'EPROTO' && !scheme.endsWith('s'))
+    ) {
+      return {
+        kind: 'config',
+        cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`,
+        fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ..."`,
+      }
     }
     if (isTlsCode(code)) {
-      return { kind: 'config', cause: `the certificate of ${ctx.server} is not trusted (${code})`, fix: `If the server uses a private CA, give its certificate: "mailkey add ${shArg(ctx.account)} --ca ca.pem". Otherwise something is intercepting the connection.` }
+      return {
+        kind: 'config',
+        cause: `the certificate of ${ctx.server} is not trusted (${code})`,
+        fix: `If the server uses a private CA, give its certificate: "mailkey add ${shArg(ctx.account)} --ca ca.pem". Otherwise something is intercepting the connection.`,
+      }
     }
     if (code === 'ECONNREFUSED') {
-      return { kind: 'transient', cause: `nothing accepts connections at ${ctx.server}`, fix: `Check the host and port ("mailkey status ${shArg(ctx.account)}" shows them) and that no firewall blocks the port.` }
+      return {
+        kind: 'transient',
+        cause: `nothing accepts connections at ${ctx.server}`,
+        fix: `Check the host and port ("mailkey status ${shArg(ctx.account)}" shows them) and that no firewall blocks the port.`,
+      }
     }
     if (code === 'ENOTFOUND') {
-      return { kind: 'config', cause: `the host name of ${ctx.server} does not resolve`, fix: 'Check the server name and your DNS.' }
+      return {
+        kind: 'config',
+        cause: `the host name of ${ctx.server} does not resolve`,
+        fix: 'Check the server name and your DNS.',
+      }
     }
     if (code === 'ETIMEDOUT') {
-      return { kind: 'transient', cause: `${ctx.server} did not answer in time`, fix: 'Check the network and whether a firewall drops the port; then try again.' }
+      return {
+        kind: 'transient',
+        cause: `${ctx.server} did not answer in time`,
+        fix: 'Check the network and whether a firewall drops the port; then try again.',
+      }
     }
     return { kind: 'transient', cause: e.message, fix: 'Check the network and try again.' }
   }
@@ -79,12 +115,29 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
     const reply = e.reply
     switch (e.stage) {
       case 'greeting':
-        return { kind: 'protocol', cause: `${ctx.server} does not greet like a ${svc} server (${reply.slice(0, 120)})`, fix: `Check that the ${urlFlag(ctx.protocol)} points at a ${svc} port.` }
+        return {
+          kind: 'protocol',
+          cause: `${ctx.server} does not greet like a ${svc} server (${reply.slice(0, 120)})`,
+          fix: `Check that the ${urlFlag(ctx.protocol)} points at a ${svc} port.`,
+        }
       case 'starttls':
-        if (/injection/i.test(e.message)) return { kind: 'protocol', cause: 'data was injected before the TLS handshake (a man in the middle, or a broken server)', fix: `Use the implicit-TLS port (${implicitScheme(ctx.protocol)}://) and report it to the server's admin.` }
-        return { kind: 'config', cause: e.message, fix: `Use the implicit-TLS URL: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".` }
+        if (/injection/i.test(e.message))
+          return {
+            kind: 'protocol',
+            cause: 'data was injected before the TLS handshake (a man in the middle, or a broken server)',
+            fix: `Use the implicit-TLS port (${implicitScheme(ctx.protocol)}://) and report it to the server's admin.`,
+          }
+        return {
+          kind: 'config',
+          cause: e.message,
+          fix: `Use the implicit-TLS URL: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".`,
+        }
       case 'capability':
-        return { kind: 'config', cause: e.message, fix: `OAuth may be switched off for ${svc} on this server, or this is not the provider's OAuth-enabled server. Check the server address.` }
+        return {
+          kind: 'config',
+          cause: e.message,
+          fix: `OAuth may be switched off for ${svc} on this server, or this is not the provider's OAuth-enabled server. Check the server address.`,
+        }
       case 'auth':
         return diagnoseAuth(e, ctx, svc)
       case 'mailbox':
@@ -95,7 +148,11 @@ export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
             fix: `Sign in as the mailbox's owner ("mailkey add ${shArg(ctx.mailbox)}"), or for a shared mailbox make sure your user has Full Access to it and give it with --mailbox.`,
           }
         }
-        return { kind: 'protocol', cause: `logged in, but the mailbox could not be opened: ${reply.slice(0, 160)}`, fix: 'Check the mailbox in a webmail client; the server may be repairing it.' }
+        return {
+          kind: 'protocol',
+          cause: `logged in, but the mailbox could not be opened: ${reply.slice(0, 160)}`,
+          fix: 'Check the mailbox in a webmail client; the server may be repairing it.',
+        }
       case 'command':
         return { kind: 'protocol', cause: e.message, fix: `The ${svc} server behaves unexpectedly; try again later.` }
     }
@@ -116,28 +173,57 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
   // RFC 5530 §3: [LIMIT] is a server limit (Dovecot: too many connections from this user and
   // address), not a refused token: try later.
   if (/454|4\.7\.0|\[UNAVAILABLE\]|\[SYS\/TEMP\]|\[LIMIT\]|temporar/i.test(reply)) {
-    return { kind: 'transient', cause: `${svc} login is temporarily unavailable at the server (${reply.slice(0, 120)})`, fix: 'Try again in a few minutes.' }
+    return {
+      kind: 'transient',
+      cause: `${svc} login is temporarily unavailable at the server (${reply.slice(0, 120)})`,
+      fix: 'Try again in a few minutes.',
+    }
   }
   if (!ctx.freshTokenRefused) {
-    return { kind: 'reauth', cause: `the server refused the token (${reply.slice(0, 120)})`, fix: `Run "mailkey add ${shArg(ctx.account)}" to sign in again.` }
+    return {
+      kind: 'reauth',
+      cause: `the server refused the token (${reply.slice(0, 120)})`,
+      fix: `Run "mailkey add ${shArg(ctx.account)}" to sign in again.`,
+    }
   }
   const scope = ctx.grantedScope
   if (scope !== undefined) {
     if (/graph\.microsoft\.com/i.test(scope)) {
-      return { kind: 'config', cause: 'the token is for Microsoft Graph, not for the mail servers (one resource per token)', fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${shArg(ctx.account)} --scope ..." without Graph scopes.` }
+      return {
+        kind: 'config',
+        cause: 'the token is for Microsoft Graph, not for the mail servers (one resource per token)',
+        fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${shArg(ctx.account)} --scope ..." without Graph scopes.`,
+      }
     }
     const want = ctx.provider === 'microsoft' ? MS_SCOPE[ctx.protocol] : undefined
     if (want && !scope.includes(want)) {
-      return { kind: 'config', cause: `the token does not carry the ${svc} permission (${want}); it has: ${scope}`, fix: `Sign in again asking for it: "mailkey add ${shArg(ctx.account)}" (the default scopes include it).` }
+      return {
+        kind: 'config',
+        cause: `the token does not carry the ${svc} permission (${want}); it has: ${scope}`,
+        fix: `Sign in again asking for it: "mailkey add ${shArg(ctx.account)}" (the default scopes include it).`,
+      }
     }
   }
   if (ctx.signedInAs && ctx.signedInAs.toLowerCase() !== ctx.mailbox.toLowerCase()) {
-    return { kind: 'config', cause: `signed in as ${ctx.signedInAs}, but logging in to the mailbox ${ctx.mailbox}`, fix: `Sign in as ${ctx.mailbox} ("mailkey add ${shArg(ctx.mailbox)}"), or check that ${ctx.signedInAs} has access to it.` }
+    return {
+      kind: 'config',
+      cause: `signed in as ${ctx.signedInAs}, but logging in to the mailbox ${ctx.mailbox}`,
+      fix: `Sign in as ${ctx.mailbox} ("mailkey add ${shArg(ctx.mailbox)}"), or check that ${ctx.signedInAs} has access to it.`,
+    }
   }
   // Only URL-shaped scopes say something (Gmail: https://mail.google.com/); Dovecot's default is "mail".
-  const challengeScope = typeof e.challenge?.scope === 'string' && e.challenge.scope.includes('://') ? e.challenge.scope : undefined
-  if (challengeScope && scope !== undefined && !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))) {
-    return { kind: 'config', cause: `the server wants the scope "${challengeScope}", which the token does not have`, fix: `Sign in again with that scope: "mailkey add ${shArg(ctx.account)} --scope ${shArg(`${challengeScope} offline_access`)}".` }
+  const challengeScope =
+    typeof e.challenge?.scope === 'string' && e.challenge.scope.includes('://') ? e.challenge.scope : undefined
+  if (
+    challengeScope &&
+    scope !== undefined &&
+    !scope.split(/\s+/).some((s) => challengeScope.split(/\s+/).includes(s))
+  ) {
+    return {
+      kind: 'config',
+      cause: `the server wants the scope "${challengeScope}", which the token does not have`,
+      fix: `Sign in again with that scope: "mailkey add ${shArg(ctx.account)} --scope ${shArg(`${challengeScope} offline_access`)}".`,
+    }
   }
   return {
     kind: 'config',

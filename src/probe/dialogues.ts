@@ -14,7 +14,11 @@
 import type { Secret } from '../core/secret.js'
 import { cleanServerText } from '../core/server-text.js'
 import type { SaslMechanism } from '../providers/types.js'
-import { decodeOauthbearerErrorChallenge, decodeXoauth2ErrorChallenge, saslErrorAcknowledgement } from '../sasl/index.js'
+import {
+  decodeOauthbearerErrorChallenge,
+  decodeXoauth2ErrorChallenge,
+  saslErrorAcknowledgement,
+} from '../sasl/index.js'
 import type { LineTransport } from './transport.js'
 
 export type Stage = 'greeting' | 'starttls' | 'capability' | 'auth' | 'mailbox' | 'command'
@@ -61,7 +65,11 @@ function pickMechanism(offered: string[], wanted: SaslMechanism[], stage: Stage,
   const up = offered.map((m) => m.toUpperCase())
   const m = wanted.find((w) => up.includes(w))
   if (!m) {
-    throw new ProbeFailure(stage, `the server offers no OAuth mechanism mailkey can use (it offers: ${offered.join(' ') || 'none'}; mailkey needs ${wanted.join(' or ')})`, reply)
+    throw new ProbeFailure(
+      stage,
+      `the server offers no OAuth mechanism mailkey can use (it offers: ${offered.join(' ') || 'none'}; mailkey needs ${wanted.join(' or ')})`,
+      reply,
+    )
   }
   return m
 }
@@ -77,14 +85,24 @@ function decodeChallenge(mech: SaslMechanism, b64: string): Record<string, unkno
 }
 
 /** One server turn during SASL: success, a challenge ("+ data" / "334 data"), or a refusal. */
-type SaslTurn = { kind: 'ok' } | { kind: 'challenge'; data: string } | { kind: 'fail'; message: string; reply: string } | { kind: 'other' }
+type SaslTurn =
+  | { kind: 'ok' }
+  | { kind: 'challenge'; data: string }
+  | { kind: 'fail'; message: string; reply: string }
+  | { kind: 'other' }
 
 /**
  * The client side of a SASL exchange (RFC 4422 §3), shared by the three protocols: send the
  * response after the first challenge unless it went inline, answer an error challenge with the
  * mechanism's dummy response (RFC 7628 §3.2.3), and keep the decoded challenge for diagnosis.
  */
-async function saslExchange(t: LineTransport, mech: SaslMechanism, response: string, sentInline: boolean, next: () => Promise<SaslTurn>): Promise<void> {
+async function saslExchange(
+  t: LineTransport,
+  mech: SaslMechanism,
+  response: string,
+  sentInline: boolean,
+  next: () => Promise<SaslTurn>,
+): Promise<void> {
   let sent = sentInline
   let challenge: Record<string, unknown> | undefined
   for (;;) {
@@ -105,14 +123,23 @@ async function saslExchange(t: LineTransport, mech: SaslMechanism, response: str
 // ---------------------------------------------------------------------------------------- IMAP
 
 /** Read until the tagged reply; collects untagged lines. RFC 9051 §7.1: "tag OK|NO|BAD text". */
-async function imapUntilTagged(t: LineTransport, tag: string, onLine?: (l: string) => void): Promise<{ status: string; line: string }> {
+async function imapUntilTagged(
+  t: LineTransport,
+  tag: string,
+  onLine?: (l: string) => void,
+): Promise<{ status: string; line: string }> {
   for (;;) {
     const line = await t.readLine()
     if (line.startsWith(tag + ' ')) {
-      const status = line.slice(tag.length + 1).split(' ', 1)[0]?.toUpperCase() ?? ''
+      const status =
+        line
+          .slice(tag.length + 1)
+          .split(' ', 1)[0]
+          ?.toUpperCase() ?? ''
       return { status, line }
     }
-    if (line.startsWith('* BYE')) throw new ProbeFailure('command', `the server closed the session: ${line.slice(6)}`, line)
+    if (line.startsWith('* BYE'))
+      throw new ProbeFailure('command', `the server closed the session: ${line.slice(6)}`, line)
     onLine?.(line)
   }
 }
@@ -124,10 +151,14 @@ function capsFrom(line: string): string[] | undefined {
 }
 
 /** Greeting, [STARTTLS], CAPABILITY, AUTHENTICATE: what the proxy needs before it splices. */
-export async function imapLogin(t: LineTransport, o: DialogueOptions): Promise<DialogueResult & { nextTag: () => string }> {
+export async function imapLogin(
+  t: LineTransport,
+  o: DialogueOptions,
+): Promise<DialogueResult & { nextTag: () => string }> {
   const steps: string[] = []
   const greeting = await t.readLine()
-  if (!/^\* (OK|PREAUTH)\b/i.test(greeting)) throw new ProbeFailure('greeting', `unexpected IMAP greeting: ${greeting}`, greeting)
+  if (!/^\* (OK|PREAUTH)\b/i.test(greeting))
+    throw new ProbeFailure('greeting', `unexpected IMAP greeting: ${greeting}`, greeting)
   steps.push('greeting')
   let caps = capsFrom(greeting)
   let n = 0
@@ -143,14 +174,23 @@ export async function imapLogin(t: LineTransport, o: DialogueOptions): Promise<D
   if (o.starttls) {
     caps ??= await capability()
     if (!caps.some((c) => c.toUpperCase() === 'STARTTLS')) {
-      throw new ProbeFailure('starttls', 'the server does not offer STARTTLS, and mailkey will not log in without TLS', greeting)
+      throw new ProbeFailure(
+        'starttls',
+        'the server does not offer STARTTLS, and mailkey will not log in without TLS',
+        greeting,
+      )
     }
     const tg = tag()
     await t.write(`${tg} STARTTLS`)
     const r = await imapUntilTagged(t, tg)
     if (r.status !== 'OK') throw new ProbeFailure('starttls', `STARTTLS was refused: ${r.line}`, r.line)
     // Anything after the OK and before the handshake was injected by a man in the middle.
-    if (t.buffered() > 0) throw new ProbeFailure('starttls', 'the server sent data after agreeing to STARTTLS (STARTTLS injection); refusing to go on', r.line)
+    if (t.buffered() > 0)
+      throw new ProbeFailure(
+        'starttls',
+        'the server sent data after agreeing to STARTTLS (STARTTLS injection); refusing to go on',
+        r.line,
+      )
     await t.startTls()
     steps.push('STARTTLS')
     caps = undefined // RFC 9051 §6.2.1: capabilities must be asked for again after TLS
@@ -168,9 +208,12 @@ export async function imapLogin(t: LineTransport, o: DialogueOptions): Promise<D
     const line = await t.readLine()
     if (line.startsWith('+')) return { kind: 'challenge', data: line.slice(1).trim() }
     if (line.startsWith(tg + ' ')) {
-      return /^\S+ OK\b/i.test(line) ? { kind: 'ok' } : { kind: 'fail', message: `AUTHENTICATE ${mech} failed: ${line.slice(tg.length + 1)}`, reply: line }
+      return /^\S+ OK\b/i.test(line)
+        ? { kind: 'ok' }
+        : { kind: 'fail', message: `AUTHENTICATE ${mech} failed: ${line.slice(tg.length + 1)}`, reply: line }
     }
-    if (line.startsWith('* BYE')) return { kind: 'fail', message: `the server closed the session: ${line.slice(6)}`, reply: line }
+    if (line.startsWith('* BYE'))
+      return { kind: 'fail', message: `the server closed the session: ${line.slice(6)}`, reply: line }
     return { kind: 'other' }
   })
   steps.push(`AUTHENTICATE ${mech}`)
@@ -186,7 +229,8 @@ export async function imapDialogue(t: LineTransport, o: DialogueOptions): Promis
     const m = /^\* (\d+) EXISTS\b/i.exec(l)
     if (m) exists = Number(m[1])
   })
-  if (r.status !== 'OK') throw new ProbeFailure('mailbox', `SELECT INBOX failed: ${r.line.slice(sel.length + 1)}`, r.line)
+  if (r.status !== 'OK')
+    throw new ProbeFailure('mailbox', `SELECT INBOX failed: ${r.line.slice(sel.length + 1)}`, r.line)
   steps.push(`SELECT INBOX (${exists ?? '?'} messages)`)
   const out = tag()
   await t.write(`${out} LOGOUT`)
@@ -226,9 +270,19 @@ export async function pop3Login(t: LineTransport, o: DialogueOptions): Promise<D
   }
   if (o.starttls) {
     const caps = await capa()
-    if (!caps.some((c) => c.toUpperCase() === 'STLS')) throw new ProbeFailure('starttls', 'the server does not offer STLS, and mailkey will not log in without TLS', caps.join(' '))
+    if (!caps.some((c) => c.toUpperCase() === 'STLS'))
+      throw new ProbeFailure(
+        'starttls',
+        'the server does not offer STLS, and mailkey will not log in without TLS',
+        caps.join(' '),
+      )
     const ok = await popCommand(t, 'STLS', 'starttls')
-    if (t.buffered() > 0) throw new ProbeFailure('starttls', 'the server sent data after agreeing to STLS (STARTTLS injection); refusing to go on', ok)
+    if (t.buffered() > 0)
+      throw new ProbeFailure(
+        'starttls',
+        'the server sent data after agreeing to STLS (STARTTLS injection); refusing to go on',
+        ok,
+      )
     await t.startTls()
     steps.push('STLS')
   }
@@ -286,7 +340,8 @@ async function smtpReply(t: LineTransport): Promise<SmtpReply> {
 async function smtpExpect(t: LineTransport, cmd: string, ok: (c: number) => boolean, stage: Stage): Promise<SmtpReply> {
   await t.write(cmd)
   const r = await smtpReply(t)
-  if (!ok(r.code)) throw new ProbeFailure(stage, `${cmd.split(' ', 1)[0]} failed: ${r.code} ${r.text}`, `${r.code} ${r.text}`)
+  if (!ok(r.code))
+    throw new ProbeFailure(stage, `${cmd.split(' ', 1)[0]} failed: ${r.code} ${r.text}`, `${r.code} ${r.text}`)
   return r
 }
 
@@ -294,14 +349,25 @@ async function smtpExpect(t: LineTransport, cmd: string, ok: (c: number) => bool
 export async function smtpLogin(t: LineTransport, o: DialogueOptions): Promise<DialogueResult> {
   const steps: string[] = []
   const greeting = await smtpReply(t)
-  if (greeting.code !== 220) throw new ProbeFailure('greeting', `unexpected SMTP greeting: ${greeting.code} ${greeting.text}`, greeting.text)
+  if (greeting.code !== 220)
+    throw new ProbeFailure('greeting', `unexpected SMTP greeting: ${greeting.code} ${greeting.text}`, greeting.text)
   steps.push('greeting')
   const ehloName = o.ehloName ?? 'mailkey.localhost'
   let ehlo = await smtpExpect(t, `EHLO ${ehloName}`, (c) => c === 250, 'capability')
   if (o.starttls) {
-    if (!ehlo.lines.some((l) => /^250[- ]STARTTLS\b/i.test(l))) throw new ProbeFailure('starttls', 'the server does not offer STARTTLS, and mailkey will not log in without TLS', ehlo.text)
+    if (!ehlo.lines.some((l) => /^250[- ]STARTTLS\b/i.test(l)))
+      throw new ProbeFailure(
+        'starttls',
+        'the server does not offer STARTTLS, and mailkey will not log in without TLS',
+        ehlo.text,
+      )
     const r = await smtpExpect(t, 'STARTTLS', (c) => c === 220, 'starttls')
-    if (t.buffered() > 0) throw new ProbeFailure('starttls', 'the server sent data after agreeing to STARTTLS (STARTTLS injection); refusing to go on', r.text)
+    if (t.buffered() > 0)
+      throw new ProbeFailure(
+        'starttls',
+        'the server sent data after agreeing to STARTTLS (STARTTLS injection); refusing to go on',
+        r.text,
+      )
     await t.startTls()
     steps.push('STARTTLS')
     // RFC 3207 §4.2: forget everything learned before TLS and say EHLO again.

@@ -48,7 +48,14 @@ function cleanedReplies(t: LineTransport, secrets: string[]): LineTransport {
   }
 }
 
-const IMPLICIT: Record<string, boolean> = { imaps: true, pop3s: true, smtps: true, imap: false, pop3: false, smtp: false }
+const IMPLICIT: Record<string, boolean> = {
+  imaps: true,
+  pop3s: true,
+  smtps: true,
+  imap: false,
+  pop3: false,
+  smtp: false,
+}
 
 export function parseServer(url: string): ServerAddress {
   const u = new URL(url)
@@ -70,16 +77,32 @@ export async function testAccount(mk: Mailkey, account: string, opts: TestOption
   const signedInAs = record.grant?.identity?.email
   const warnings: string[] = []
   if (signedInAs && signedInAs.toLowerCase() !== mailbox.toLowerCase()) {
-    warnings.push(`the provider says you signed in as ${signedInAs}, but mailkey opens the mailbox ${mailbox}; unless ${signedInAs} has access to it, servers will answer "authenticated but not connected"`)
+    warnings.push(
+      `the provider says you signed in as ${signedInAs}, but mailkey opens the mailbox ${mailbox}; unless ${signedInAs} has access to it, servers will answer "authenticated but not connected"`,
+    )
   }
   const results: ProtocolReport[] = []
   for (const protocol of opts.protocols ?? PROTOCOLS) {
     results.push(await probeOne(mk, record, protocol, mailbox, signedInAs, opts))
   }
-  return { account: settings.email, mailbox, ...(signedInAs ? { signedInAs } : {}), warnings, results, ok: results.every((r) => r.ok) }
+  return {
+    account: settings.email,
+    mailbox,
+    ...(signedInAs ? { signedInAs } : {}),
+    warnings,
+    results,
+    ok: results.every((r) => r.ok),
+  }
 }
 
-async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mailbox: string, signedInAs: string | undefined, opts: TestOptions): Promise<ProtocolReport> {
+async function probeOne(
+  mk: Mailkey,
+  rec: AccountRecord,
+  protocol: Protocol,
+  mailbox: string,
+  signedInAs: string | undefined,
+  opts: TestOptions,
+): Promise<ProtocolReport> {
   const settings = rec.settings
   const server = settings.servers[protocol]
   const report: ProtocolReport = { protocol, server: server ?? '-', ok: false, steps: [], retriedWithFreshToken: false }
@@ -94,7 +117,10 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
   }
   const addr = parseServer(server)
   // Mechanisms: the account's own first, then the other one the provider allows.
-  const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  const mechanisms: SaslMechanism[] =
+    settings.provider === 'microsoft'
+      ? ['XOAUTH2']
+      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
 
   for (let attempt = 0; attempt < 2; attempt++) {
     const forceRefresh = attempt === 1
@@ -104,12 +130,28 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
     } catch (e) {
       const err = e as MailkeyError
       const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
-      report.error = { stage: 'token', message: err.message, kind, cause: kind === 'reauth' ? 'the grant is no longer accepted, so there is no token to log in with' : 'no usable access token right now', fix: kind === 'reauth' ? `Run "mailkey add ${shArg(settings.email)}" to sign in again.` : `See "mailkey status ${shArg(settings.email)}".` }
+      report.error = {
+        stage: 'token',
+        message: err.message,
+        kind,
+        cause:
+          kind === 'reauth'
+            ? 'the grant is no longer accepted, so there is no token to log in with'
+            : 'no usable access token right now',
+        fix:
+          kind === 'reauth'
+            ? `Run "mailkey add ${shArg(settings.email)}" to sign in again.`
+            : `See "mailkey status ${shArg(settings.email)}".`,
+      }
       return report
     }
     let transport: LineTransport | undefined
     try {
-      transport = await openTransport(addr, { ...(settings.ca ? { caFile: settings.ca } : {}), timeoutMs: opts.timeoutMs ?? 15_000, ...(opts.signal ? { signal: opts.signal } : {}) })
+      transport = await openTransport(addr, {
+        ...(settings.ca ? { caFile: settings.ca } : {}),
+        timeoutMs: opts.timeoutMs ?? 15_000,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })
       const sent: string[] = [token.token.reveal()]
       const result: DialogueResult = await DIALOGUES[protocol](cleanedReplies(transport, sent), {
         starttls: !addr.implicitTls,
@@ -140,7 +182,13 @@ async function probeOne(mk: Mailkey, rec: AccountRecord, protocol: Protocol, mai
         // Without an id_token, the account's own address is the best guess of who signed in.
         signedInAs: signedInAs ?? settings.email,
       })
-      report.error = { ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }), message: (e as Error).message, kind: d.kind, cause: d.cause, fix: d.fix }
+      report.error = {
+        ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }),
+        message: (e as Error).message,
+        kind: d.kind,
+        cause: d.cause,
+        fix: d.fix,
+      }
       // Refused, but we believed the token valid: force a refresh and try once more.
       if (refused && !forceRefresh && d.kind === 'reauth') {
         report.retriedWithFreshToken = true

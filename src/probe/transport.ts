@@ -11,7 +11,14 @@
 import { descriptorShortage } from '../core/resources.js'
 import { shortageText } from '../errors.js'
 import { connect as netConnect, type Socket } from 'node:net'
-import { connect as tlsConnect, createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls'
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  rootCertificates,
+  type ConnectionOptions,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls'
 import { readFileSync, statSync } from 'node:fs'
 
 export interface LineTransport {
@@ -83,7 +90,13 @@ function readCaFile(path: string): string {
     const st = statSync(path)
     stamp = `${st.size}:${st.mtimeMs}:${st.ino}`
   } catch (e) {
-    throw new ProbeNetworkError(`cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'CA_FILE', { cause: e })
+    throw new ProbeNetworkError(
+      `cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      'CA_FILE',
+      {
+        cause: e,
+      },
+    )
   }
   const hit = caFiles.get(path)
   if (hit && hit.stamp === stamp) return hit.pem
@@ -91,7 +104,13 @@ function readCaFile(path: string): string {
   try {
     pem = readFileSync(path, 'utf8')
   } catch (e) {
-    throw new ProbeNetworkError(`cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'CA_FILE', { cause: e })
+    throw new ProbeNetworkError(
+      `cannot read the CA file "${path}" (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      'CA_FILE',
+      {
+        cause: e,
+      },
+    )
   }
   if (caFiles.size > 64) caFiles.clear()
   caFiles.set(path, { stamp, pem })
@@ -153,7 +172,12 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
   const armTimer = (): void => {
     clearTimeout(timer)
     timer = setTimeout(() => {
-      fail(new ProbeNetworkError(`${addr.host}:${addr.port} did not answer within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT'))
+      fail(
+        new ProbeNetworkError(
+          `${addr.host}:${addr.port} did not answer within ${Math.round(timeoutMs / 1000)} s`,
+          'ETIMEDOUT',
+        ),
+      )
       socket.destroy()
     }, timeoutMs)
   }
@@ -173,7 +197,16 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     }
     const onAbort = (): void => settle(new ProbeNetworkError('interrupted', 'ABORT_ERR'))
     opts.signal?.addEventListener('abort', onAbort, { once: true })
-    const t = setTimeout(() => settle(new ProbeNetworkError(`cannot connect to ${addr.host}:${addr.port} within ${Math.round(timeoutMs / 1000)} s`, 'ETIMEDOUT')), timeoutMs)
+    const t = setTimeout(
+      () =>
+        settle(
+          new ProbeNetworkError(
+            `cannot connect to ${addr.host}:${addr.port} within ${Math.round(timeoutMs / 1000)} s`,
+            'ETIMEDOUT',
+          ),
+        ),
+      timeoutMs,
+    )
     s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => settle())
     s.once('error', (e: NodeJS.ErrnoException) => settle(netError(e, addr)))
   })
@@ -203,7 +236,9 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     },
     write(line: string): Promise<void> {
       if (failure) return Promise.reject(failure)
-      return new Promise((resolve, reject) => socket.write(line + '\r\n', (e) => (e ? reject(netError(e as NodeJS.ErrnoException, addr)) : resolve())))
+      return new Promise((resolve, reject) =>
+        socket.write(line + '\r\n', (e) => (e ? reject(netError(e as NodeJS.ErrnoException, addr)) : resolve())),
+      )
     },
     buffered: () => buf.length + lines.reduce((n, l) => n + l.length + 2, 0),
     async startTls(): Promise<void> {
@@ -239,9 +274,16 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
 }
 
 const TLS_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_NOT_YET_VALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'EPROTO',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_NOT_YET_VALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'EPROTO',
 ])
 
 export function isTlsCode(code: string | undefined): boolean {
@@ -253,7 +295,8 @@ function netError(e: NodeJS.ErrnoException, addr: ServerAddress): ProbeNetworkEr
   // glibc reports "no such host" when the lookup itself could not open a file or socket: check
   // whether this process is out of descriptors before blaming the host name (core/resources.ts).
   const shortage = e.code === 'ENOTFOUND' ? descriptorShortage() : undefined
-  if (shortage) return new ProbeNetworkError(`cannot look up ${addr.host}: ${shortageText(shortage)}`, shortage, { cause: e })
+  if (shortage)
+    return new ProbeNetworkError(`cannot look up ${addr.host}: ${shortageText(shortage)}`, shortage, { cause: e })
   const code = e.code
   if (isTlsCode(code)) return new ProbeNetworkError(`TLS with ${where} failed: ${e.message}`, code, { cause: e })
   return new ProbeNetworkError(`cannot talk to ${where}${code ? ` (${code})` : ''}: ${e.message}`, code, { cause: e })

@@ -52,9 +52,26 @@ export const microsoft: Provider = {
     smtp: 'smtp://smtp.office365.com:587',
   },
   domains: [
-    'outlook.com', 'hotmail.com', 'live.com', 'msn.com', 'passport.com', 'outlook.de', 'outlook.fr',
-    'outlook.es', 'outlook.it', 'outlook.jp', 'hotmail.co.uk', 'hotmail.fr', 'hotmail.de',
-    'hotmail.it', 'hotmail.es', 'live.co.uk', 'live.fr', 'live.de', 'live.nl', 'live.ca',
+    'outlook.com',
+    'hotmail.com',
+    'live.com',
+    'msn.com',
+    'passport.com',
+    'outlook.de',
+    'outlook.fr',
+    'outlook.es',
+    'outlook.it',
+    'outlook.jp',
+    'hotmail.co.uk',
+    'hotmail.fr',
+    'hotmail.de',
+    'hotmail.it',
+    'hotmail.es',
+    'live.co.uk',
+    'live.fr',
+    'live.de',
+    'live.nl',
+    'live.ca',
   ],
   mxSuffixes: ['.mail.protection.outlook.com', '.olc.protection.outlook.com'],
   // learn.microsoft.com/entra/identity-platform/refresh-tokens: 90 days, replaced on every use.
@@ -178,14 +195,20 @@ export const BUILTIN_PROVIDERS: ReadonlyMap<string, Provider> = new Map(
 )
 
 /** The provider an address belongs to, by its domain alone (no DNS). */
-export function providerForDomain(email: string, providers: Iterable<Provider> = BUILTIN_PROVIDERS.values()): Provider | undefined {
+export function providerForDomain(
+  email: string,
+  providers: Iterable<Provider> = BUILTIN_PROVIDERS.values(),
+): Provider | undefined {
   const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase()
   for (const p of providers) if (p.domains.includes(domain)) return p
   return undefined
 }
 
 /** The provider whose MX suffix matches one of the given MX hosts. */
-export function providerForMx(mxHosts: string[], providers: Iterable<Provider> = BUILTIN_PROVIDERS.values()): Provider | undefined {
+export function providerForMx(
+  mxHosts: string[],
+  providers: Iterable<Provider> = BUILTIN_PROVIDERS.values(),
+): Provider | undefined {
   for (const p of providers) {
     for (const host of mxHosts) {
       const h = host.toLowerCase().replace(/\.$/, '')

@@ -53,18 +53,24 @@ export function normaliseServerUrl(kind: keyof typeof SERVER_SCHEMES, raw: strin
   try {
     u = new URL(raw)
   } catch {
-    throw new UsageError(`the ${kind} server "${url}" is not a URL; write it like ${spec.implicit}://host:${spec.ports[spec.implicit as keyof typeof spec.ports]}`)
+    throw new UsageError(
+      `the ${kind} server "${url}" is not a URL; write it like ${spec.implicit}://host:${spec.ports[spec.implicit as keyof typeof spec.ports]}`,
+    )
   }
   const scheme = u.protocol.replace(/:$/, '')
   if (scheme !== spec.implicit && scheme !== spec.starttls) {
-    throw new UsageError(`the ${kind} server "${url}" must start with ${spec.implicit}:// (TLS) or ${spec.starttls}:// (STARTTLS)`)
+    throw new UsageError(
+      `the ${kind} server "${url}" must start with ${spec.implicit}:// (TLS) or ${spec.starttls}:// (STARTTLS)`,
+    )
   }
   if (!u.hostname) throw new UsageError(`the ${kind} server "${url}" has no host name`)
   // The host goes into client configurations (recipes) and messages: a DNS name, IPv4 or [IPv6]
   // only (RFC 1123 §2.1), never shell or INI syntax that a URL parser lets through for an unknown scheme.
   const host = asciiHost(u.hostname)
   if (!HOST_NAME.test(host)) {
-    throw new UsageError(`the ${kind} server ${JSON.stringify(url)} does not have a valid host name (letters, digits, "-" and "." only, or an IP address)`)
+    throw new UsageError(
+      `the ${kind} server ${JSON.stringify(url)} does not have a valid host name (letters, digits, "-" and "." only, or an IP address)`,
+    )
   }
   if ((u.pathname && u.pathname !== '/') || u.search || u.username || u.password) {
     throw new UsageError(`the ${kind} server "${url}" must be just scheme://host:port`)
@@ -86,7 +92,8 @@ function asciiHost(hostname: string): string {
 }
 
 /** a DNS name (LDH labels, "_" tolerated as some internal names use it), an IPv4 address, or [IPv6] */
-const HOST_NAME = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[[0-9A-Fa-f:.]+\]$/
+const HOST_NAME =
+  /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[[0-9A-Fa-f:.]+\]$/
 
 export function findProvider(name: string, configProviders: ReadonlyMap<string, Provider>): Provider {
   const p = configProviders.get(name) ?? BUILTIN_PROVIDERS.get(name.toLowerCase())
@@ -116,7 +123,8 @@ function applyTenant(url: string | undefined, tenant: string | undefined): strin
   return url.replaceAll('{tenant}', encodeURIComponent(tenant ?? 'common'))
 }
 
-const TENANT_RE = /^(common|organizations|consumers|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9-]+(\.[a-z0-9-]+)+)$/i
+const TENANT_RE =
+  /^(common|organizations|consumers|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[a-z0-9-]+(\.[a-z0-9-]+)+)$/i
 
 /**
  * Settings per candidate client id, in try order. `discovered` fills endpoints the provider or
@@ -130,10 +138,14 @@ export function candidateSettings(
 ): AccountSettings[] {
   const email = opts.email
   if (opts.tenant !== undefined && !TENANT_RE.test(opts.tenant)) {
-    throw new UsageError(`"${opts.tenant}" is not a tenant: use common, organizations, consumers, a tenant id (GUID) or a domain`)
+    throw new UsageError(
+      `"${opts.tenant}" is not a tenant: use common, organizations, consumers, a tenant id (GUID) or a domain`,
+    )
   }
   if (opts.tenant !== undefined && !Object.values(provider?.endpoints ?? {}).some((u) => u?.includes('{tenant}'))) {
-    throw new UsageError(`--tenant applies to Microsoft accounts; ${provider ? `the provider "${provider.name}"` : 'this server'} has no tenants`)
+    throw new UsageError(
+      `--tenant applies to Microsoft accounts; ${provider ? `the provider "${provider.name}"` : 'this server'} has no tenants`,
+    )
   }
   const tenant = opts.tenant ?? provider?.defaultTenant
   const pe = provider?.endpoints ?? {}
@@ -141,10 +153,12 @@ export function candidateSettings(
     issuer: opts.issuer ?? discovered?.issuer ?? applyTenant(pe.issuer, tenant),
     authorization: opts.authorizeUrl ?? applyTenant(pe.authorization, tenant) ?? discovered?.authorization,
     token: opts.tokenUrl ?? applyTenant(pe.token, tenant) ?? discovered?.token,
-    deviceAuthorization: opts.deviceUrl ?? applyTenant(pe.deviceAuthorization, tenant) ?? discovered?.deviceAuthorization,
+    deviceAuthorization:
+      opts.deviceUrl ?? applyTenant(pe.deviceAuthorization, tenant) ?? discovered?.deviceAuthorization,
     revocation: opts.revocationUrl ?? applyTenant(pe.revocation, tenant) ?? discovered?.revocation,
   }
-  for (const k of Object.keys(endpoints) as (keyof AccountEndpoints)[]) if (endpoints[k] === undefined) delete endpoints[k]
+  for (const k of Object.keys(endpoints) as (keyof AccountEndpoints)[])
+    if (endpoints[k] === undefined) delete endpoints[k]
   if (!endpoints.token) {
     throw new UsageError(`no token endpoint for "${email}"`, {
       hint: 'Pass --provider NAME, --issuer URL, or --token-url URL (with --authorize-url or --device-url).',
@@ -152,7 +166,9 @@ export function candidateSettings(
   }
   const scopes = opts.scopes ?? provider?.scopes ?? []
   if (scopes.length === 0) {
-    throw new UsageError(`no scopes for "${email}": this server has no preset`, { hint: 'Pass --scope "SCOPE1 SCOPE2 ...", the mail scopes your server documents.' })
+    throw new UsageError(`no scopes for "${email}": this server has no preset`, {
+      hint: 'Pass --scope "SCOPE1 SCOPE2 ...", the mail scopes your server documents.',
+    })
   }
   const sasl: SaslMechanism = opts.sasl ?? provider?.sasl[0] ?? 'XOAUTH2'
   if (provider && opts.sasl && !provider.sasl.includes(opts.sasl)) {
@@ -168,12 +184,22 @@ export function candidateSettings(
 
   let candidates: ClientCandidate[]
   if (opts.clientId) {
-    candidates = [{ clientId: opts.clientId, ...(opts.clientSecret ? { clientSecret: opts.clientSecret } : {}), label: 'your client id' }]
+    candidates = [
+      {
+        clientId: opts.clientId,
+        ...(opts.clientSecret ? { clientSecret: opts.clientSecret } : {}),
+        label: 'your client id',
+      },
+    ]
   } else {
-    candidates = (provider?.clients ?? []).map((c) => (opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c))
+    candidates = (provider?.clients ?? []).map((c) =>
+      opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c,
+    )
   }
   if (candidates.length === 0) {
-    throw new UsageError(`no client id for "${email}"`, { hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).' })
+    throw new UsageError(`no client id for "${email}"`, {
+      hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).',
+    })
   }
   return candidates.map((c) => {
     const s: AccountSettings = {
@@ -206,18 +232,28 @@ export function pickFlow(provider: Provider | undefined, settings: AccountSettin
   if (canOpenBrowser && hasBrowser) return 'browser'
   if (hasDevice) return 'device'
   if (hasBrowser) return 'paste' // headless and no device flow (Google): paste the redirect back
-  throw new ConfigError(ERR.PROVIDER_FLOW_UNSUPPORTED, `no sign-in flow is available for "${settings.email}" (no authorization or device endpoint)`, { account: settings.email })
+  throw new ConfigError(
+    ERR.PROVIDER_FLOW_UNSUPPORTED,
+    `no sign-in flow is available for "${settings.email}" (no authorization or device endpoint)`,
+    {
+      account: settings.email,
+    },
+  )
 }
 
 export function assertFlowAllowed(provider: Provider | undefined, settings: AccountSettings, flow: Flow): void {
   const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
   const needs = flow === 'device' ? settings.endpoints.deviceAuthorization : settings.endpoints.authorization
   if (!allowed.includes(flow) || needs === undefined) {
-    const why = provider?.name === 'google' && flow === 'device'
-      ? 'Google does not allow mail scopes in the device flow'
-      : `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
+    const why =
+      provider?.name === 'google' && flow === 'device'
+        ? 'Google does not allow mail scopes in the device flow'
+        : `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
     throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
-      hint: flow === 'device' ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.` : `Use "mailkey add ${shArg(settings.email)} --device".`,
+      hint:
+        flow === 'device'
+          ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.`
+          : `Use "mailkey add ${shArg(settings.email)} --device".`,
     })
   }
 }

@@ -89,14 +89,19 @@ export function defaultMaxConnections(openFileLimit: number | undefined): number
  * the total cap needs more descriptors than the process may open (a cap set by hand is kept: the
  * user may know better, e.g. clients that never log in all at once).
  */
-export function resolveAdmission(given: Partial<AdmissionLimits> | undefined, openFileLimit: number | undefined): { limits: AdmissionLimits; warning?: string } {
+export function resolveAdmission(
+  given: Partial<AdmissionLimits> | undefined,
+  openFileLimit: number | undefined,
+): { limits: AdmissionLimits; warning?: string } {
   for (const [key, v] of Object.entries(given ?? {})) {
-    if (typeof v === 'number' && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`proxy limit "${key}" must be a positive integer`)
+    if (typeof v === 'number' && (!Number.isSafeInteger(v) || v < 1))
+      throw new RangeError(`proxy limit "${key}" must be a positive integer`)
   }
   const maxConnections = given?.maxConnections ?? defaultMaxConnections(openFileLimit)
   const limits: AdmissionLimits = {
     maxConnections,
-    maxConnectionsPerSource: given?.maxConnectionsPerSource ?? Math.min(DEFAULT_MAX_CONNECTIONS_PER_SOURCE, maxConnections),
+    maxConnectionsPerSource:
+      given?.maxConnectionsPerSource ?? Math.min(DEFAULT_MAX_CONNECTIONS_PER_SOURCE, maxConnections),
     perSourceOnLoopback: given?.perSourceOnLoopback ?? given?.maxConnectionsPerSource !== undefined,
     maxPreAuthBytes: given?.maxPreAuthBytes ?? DEFAULT_MAX_PRE_AUTH_BYTES,
     preAuthBudgetBytes: given?.preAuthBudgetBytes ?? DEFAULT_PRE_AUTH_BUDGET_BYTES,
@@ -105,7 +110,8 @@ export function resolveAdmission(given: Partial<AdmissionLimits> | undefined, op
   if (openFileLimit !== undefined && need > openFileLimit) {
     return {
       limits,
-      warning: `max_connections = ${limits.maxConnections} may need ${need} file descriptors, but this process may open ${openFileLimit}: ` +
+      warning:
+        `max_connections = ${limits.maxConnections} may need ${need} file descriptors, but this process may open ${openFileLimit}: ` +
         `near the cap, logins can fail for lack of descriptors (they are answered "try again later"). Lower max_connections to ${defaultMaxConnections(openFileLimit)} or raise the limit (ulimit -n, LimitNOFILE=).`,
     }
   }
@@ -197,7 +203,11 @@ export class Admission {
         // Over the shared budget, a connection that has sent no more than a login needs still may:
         // the budget bounds memory, and must not become a cheaper way to shut the owner out than
         // the connection cap (what this lets past the budget is at most connections x 4 KiB).
-        if (this.#preAuthBytes + n > this.limits.preAuthBudgetBytes && charged + n > (this.limits.loginAllowanceBytes ?? LOGIN_ALLOWANCE_BYTES)) return 'budget'
+        if (
+          this.#preAuthBytes + n > this.limits.preAuthBudgetBytes &&
+          charged + n > (this.limits.loginAllowanceBytes ?? LOGIN_ALLOWANCE_BYTES)
+        )
+          return 'budget'
         charged += n
         this.#preAuthBytes += n
         return undefined

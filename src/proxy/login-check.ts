@@ -25,7 +25,14 @@ import type { Secret } from '../core/secret.js'
 import { isTransient } from '../errors.js'
 import type { ClientAction } from '../protocols/shared/session.js'
 import { LoginPenalty, type PenaltyOptions } from './penalty.js'
-import { GuessThrottle, KdfAbandonedError, KdfBusyError, KdfGate, type KdfGateOptions, type ThrottleOptions } from './throttle.js'
+import {
+  GuessThrottle,
+  KdfAbandonedError,
+  KdfBusyError,
+  KdfGate,
+  type KdfGateOptions,
+  type ThrottleOptions,
+} from './throttle.js'
 
 /** What LoginCheck needs of the password store (passwords.ts; a fake at the edge in unit tests). */
 export interface PasswordVerifier {
@@ -92,7 +99,12 @@ export class LoginCheck {
   /** The verdict on a `login` or `passthrough` action from `source` (peer-uid.ts throttleSource). */
   async decide(
     a: Extract<ClientAction, { type: 'login' | 'passthrough' }>,
-    ctx: { source: string | (() => Promise<string>); allowed: boolean; signal: AbortSignal; hasAccount: (account: string) => Promise<boolean | undefined> },
+    ctx: {
+      source: string | (() => Promise<string>)
+      allowed: boolean
+      signal: AbortSignal
+      hasAccount: (account: string) => Promise<boolean | undefined>
+    },
   ): Promise<LoginVerdict> {
     const secret = a.type === 'login' ? a.password : a.token
     // A pass-through token is not the local password as a rule: its wrong guess counts (penalty)
@@ -100,7 +112,12 @@ export class LoginCheck {
     const r = await this.check(a.username, secret, ctx.source, ctx.signal, a.type === 'login')
     if (r.kind === 'gone' || r.kind === 'busy' || r.kind === 'unavailable') return r
     // Not allowed here: the same work as for anyone, then the same answer as a wrong password.
-    if (!ctx.allowed) return { kind: 'refused', notAllowed: true, ...(r.kind === 'wrong' && r.penaltyMs ? { penaltyMs: r.penaltyMs } : {}) }
+    if (!ctx.allowed)
+      return {
+        kind: 'refused',
+        notAllowed: true,
+        ...(r.kind === 'wrong' && r.penaltyMs ? { penaltyMs: r.penaltyMs } : {}),
+      }
     if (r.kind === 'ok') return { kind: 'signin', remembered: r.remembered, fromPassthrough: a.type === 'passthrough' }
     if (a.type === 'login') return { kind: 'refused', ...(r.penaltyMs ? { penaltyMs: r.penaltyMs } : {}) }
     // A token for an account this proxy does not have: the same answer as a wrong password
@@ -125,7 +142,13 @@ export class LoginCheck {
    * `source` may be a function: it is asked only when a check needs the budget (a remembered
    * password never pays for finding out who is asking).
    */
-  async check(account: string, password: Secret, sourceOrLookup: string | (() => Promise<string>), signal: AbortSignal, countFailure = true): Promise<CheckResult> {
+  async check(
+    account: string,
+    password: Secret,
+    sourceOrLookup: string | (() => Promise<string>),
+    signal: AbortSignal,
+    countFailure = true,
+  ): Promise<CheckResult> {
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     const key = this.#passwords.pairKey(account, password)
     let penaltyMs = 0
@@ -164,30 +187,36 @@ export class LoginCheck {
       case 'wrong':
         if (countFailure) this.#penalty.failed(source, account)
         return { kind: 'wrong', charged, ...(penaltyMs ? { penaltyMs } : {}) }
-      case 'busy': return { kind: 'busy', why: 'queue-full', retryAfterMs: 1000 }
-      case 'gone': return { kind: 'gone' }
-      default: return { kind: 'unavailable', msg: r.unavailable }
+      case 'busy':
+        return { kind: 'busy', why: 'queue-full', retryAfterMs: 1000 }
+      case 'gone':
+        return { kind: 'gone' }
+      default:
+        return { kind: 'unavailable', msg: r.unavailable }
     }
   }
 
   /** One KDF run, shared by every connection that sent the same pair meanwhile. */
   #start(key: string, account: string, password: Secret, source: string): Job {
     const ac = new AbortController()
-    const result = this.#gate.run(() => this.#passwords.verify(account, password), ac.signal, source).then(
-      (ok): JobResult => {
-        if (ok) this.#throttle.refund(source)
-        return ok ? 'ok' : 'wrong'
-      },
-      (e: unknown): JobResult => {
-        // No check ran: the guess is given back.
-        if (e instanceof KdfBusyError) return this.#throttle.refund(source), 'busy'
-        if (e instanceof KdfAbandonedError) return this.#throttle.refund(source), 'gone'
-        // The password file could not be read for a passing reason (EMFILE...): an outage, not a
-        // wrong password, and no guess. Any other failure (a broken file): refused, the guess spent.
-        if (isTransient(e)) return this.#throttle.refund(source), { unavailable: (e as Error).message }
-        return 'wrong'
-      },
-    ).finally(() => this.#inflight.delete(key))
+    const result = this.#gate
+      .run(() => this.#passwords.verify(account, password), ac.signal, source)
+      .then(
+        (ok): JobResult => {
+          if (ok) this.#throttle.refund(source)
+          return ok ? 'ok' : 'wrong'
+        },
+        (e: unknown): JobResult => {
+          // No check ran: the guess is given back.
+          if (e instanceof KdfBusyError) return (this.#throttle.refund(source), 'busy')
+          if (e instanceof KdfAbandonedError) return (this.#throttle.refund(source), 'gone')
+          // The password file could not be read for a passing reason (EMFILE...): an outage, not a
+          // wrong password, and no guess. Any other failure (a broken file): refused, the guess spent.
+          if (isTransient(e)) return (this.#throttle.refund(source), { unavailable: (e as Error).message })
+          return 'wrong'
+        },
+      )
+      .finally(() => this.#inflight.delete(key))
     const job: Job = { result, waiters: 0, ac }
     this.#inflight.set(key, job)
     return job
@@ -224,6 +253,13 @@ export function busyText(retryAfterMs: number): string {
 
 /** Log fields for a refusal (no secrets). */
 export function refusalLog(v: Extract<LoginVerdict, { kind: 'refused' | 'busy' }>): Record<string, string | number> {
-  if (v.kind === 'busy') return { msg: v.why === 'throttled' ? 'guess budget spent for this address (or all)' : 'too many password checks waiting', retryAfterMs: v.retryAfterMs }
-  return { ...(v.penaltyMs ? { penaltyMs: v.penaltyMs } : {}), ...(v.notAllowed ? { msg: 'account not allowed on this listener' } : {}) }
+  if (v.kind === 'busy')
+    return {
+      msg: v.why === 'throttled' ? 'guess budget spent for this address (or all)' : 'too many password checks waiting',
+      retryAfterMs: v.retryAfterMs,
+    }
+  return {
+    ...(v.penaltyMs ? { penaltyMs: v.penaltyMs } : {}),
+    ...(v.notAllowed ? { msg: 'account not allowed on this listener' } : {}),
+  }
 }

@@ -13,8 +13,13 @@ import type { LoginOutcome } from '../protocols/shared/session.js'
 export function failureOutcome(e: unknown): { outcome: LoginOutcome; reason: string } {
   const shortage = shortageCode(e)
   const message = e instanceof Error ? e.message : String(e)
-  if (shortage !== undefined) return { outcome: 'transient', reason: message.includes(shortage) ? message : `${message}: ${shortageText(shortage)}` }
+  if (shortage !== undefined)
+    return {
+      outcome: 'transient',
+      reason: message.includes(shortage) ? message : `${message}: ${shortageText(shortage)}`,
+    }
   if (e instanceof InterruptedError) return { outcome: 'transient', reason: message }
-  if (e instanceof MailkeyError) return { outcome: e.reauthRequired ? 'reauth' : e.transient ? 'transient' : 'config', reason: message }
+  if (e instanceof MailkeyError)
+    return { outcome: e.reauthRequired ? 'reauth' : e.transient ? 'transient' : 'config', reason: message }
   return { outcome: 'config', reason: message }
 }

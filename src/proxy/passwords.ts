@@ -10,7 +10,14 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
-import { FileStore, accountId, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
+import {
+  FileStore,
+  accountId,
+  checkPrivate,
+  readStateFile,
+  storeIoError,
+  writeFileAtomic,
+} from '../store/file-store.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'
@@ -35,9 +42,17 @@ function scrypt(password: string, salt: Buffer, keylen: number, o: ScryptOptions
   return new Promise((resolve, reject) => scryptCb(password, salt, keylen, o, (e, k) => (e ? reject(e) : resolve(k))))
 }
 
-const opts = (e: { logN: number; r: number; p: number }): ScryptOptions => ({ N: 2 ** e.logN, r: e.r, p: e.p, maxmem: 256 * 1024 * 1024 })
+const opts = (e: { logN: number; r: number; p: number }): ScryptOptions => ({
+  N: 2 ** e.logN,
+  r: e.r,
+  p: e.p,
+  maxmem: 256 * 1024 * 1024,
+})
 
-export async function hashPassword(password: Secret, params: { logN: number; r: number; p: number } = DEFAULT_SCRYPT): Promise<PasswordEntry> {
+export async function hashPassword(
+  password: Secret,
+  params: { logN: number; r: number; p: number } = DEFAULT_SCRYPT,
+): Promise<PasswordEntry> {
   const salt = randomBytes(16)
   const key = await scrypt(password.reveal(), salt, 32, opts(params))
   return { alg: 'scrypt', ...params, salt: salt.toString('base64'), hash: key.toString('base64'), setAt: Date.now() }
@@ -110,7 +125,11 @@ export class PasswordStore {
 
   /** The keyed hash that names an (account, password) pair in memory: equal pairs, equal keys. */
   pairKey(account: string, password: Secret): string {
-    return createHmac('sha256', this.#key).update(accountId(account)).update('\0').update(password.reveal()).digest('base64')
+    return createHmac('sha256', this.#key)
+      .update(accountId(account))
+      .update('\0')
+      .update(password.reveal())
+      .digest('base64')
   }
 
   /**

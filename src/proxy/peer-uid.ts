@@ -40,11 +40,13 @@ export class PeerUidTable {
 
   /** The uid owning the client's end of the connection from `peer` to `local`, or undefined. */
   async lookup(peer: Endpoint, local: Endpoint): Promise<number | undefined> {
-    const keys = [encodeV4, encodeV6].map((enc) => {
-      const p = enc(peer)
-      const l = enc(local)
-      return p && l ? `${p} ${l}` : undefined
-    }).filter((k): k is string => k !== undefined)
+    const keys = [encodeV4, encodeV6]
+      .map((enc) => {
+        const p = enc(peer)
+        const l = enc(local)
+        return p && l ? `${p} ${l}` : undefined
+      })
+      .filter((k): k is string => k !== undefined)
     const find = (): number | undefined => keys.map((k) => this.#rows.get(k)).find((u) => u !== undefined)
     const cached = find()
     if (cached !== undefined) return cached
@@ -73,9 +75,11 @@ export class PeerUidTable {
       }
       this.#rows = rows
       this.#at = this.#now()
-    })().catch(() => {}).finally(() => {
-      this.#refreshing = undefined
-    })
+    })()
+      .catch(() => {})
+      .finally(() => {
+        this.#refreshing = undefined
+      })
     return this.#refreshing
   }
 }
@@ -86,17 +90,33 @@ const shared = new PeerUidTable()
  * The throttle's source for a connection: `uid:<n>` for a loopback client whose user is known,
  * else its address (throttle.ts sourceOf: IPv4, or the IPv6 /64).
  */
-export async function throttleSource(remote: Partial<Endpoint>, local: Partial<Endpoint>, table: PeerUidTable = shared): Promise<string> {
+export async function throttleSource(
+  remote: Partial<Endpoint>,
+  local: Partial<Endpoint>,
+  table: PeerUidTable = shared,
+): Promise<string> {
   const address = remote.address ?? '?'
-  if (process.platform === 'linux' && isLoopbackHost(address.replace(/^::ffff:/i, '')) && remote.port !== undefined && local.address !== undefined && local.port !== undefined) {
-    const uid = await table.lookup({ address, port: remote.port }, { address: local.address, port: local.port }).catch(() => undefined)
+  if (
+    process.platform === 'linux' &&
+    isLoopbackHost(address.replace(/^::ffff:/i, '')) &&
+    remote.port !== undefined &&
+    local.address !== undefined &&
+    local.port !== undefined
+  ) {
+    const uid = await table
+      .lookup({ address, port: remote.port }, { address: local.address, port: local.port })
+      .catch(() => undefined)
     if (uid !== undefined) return `uid:${uid}`
   }
   return sourceOf(address)
 }
 
 /** One lookup, reading the tables afresh (tests and tools; the proxy uses PeerUidTable). */
-export async function loopbackPeerUid(peer: Endpoint, local: Endpoint, o: { read?: (file: string) => Promise<string> } = {}): Promise<number | undefined> {
+export async function loopbackPeerUid(
+  peer: Endpoint,
+  local: Endpoint,
+  o: { read?: (file: string) => Promise<string> } = {},
+): Promise<number | undefined> {
   if (process.platform !== 'linux' && !o.read) return undefined
   return new PeerUidTable({ minIntervalMs: 0, ...(o.read ? { read: o.read } : {}) }).lookup(peer, local)
 }
@@ -109,7 +129,14 @@ export function encodeV4(e: Endpoint): string | undefined {
   if (!a) return undefined
   const bytes = a.slice(1, 5).map(Number)
   if (bytes.some((b) => b > 255)) return undefined
-  return bytes.reverse().map((b) => b.toString(16).toUpperCase().padStart(2, '0')).join('') + ':' + port(e.port)
+  return (
+    bytes
+      .reverse()
+      .map((b) => b.toString(16).toUpperCase().padStart(2, '0'))
+      .join('') +
+    ':' +
+    port(e.port)
+  )
 }
 
 /** An IPv6 address (IPv4-mapped included) as the kernel prints it: four 32-bit words, each little-endian. */

@@ -48,7 +48,11 @@ export function certificateNames(listenHosts: string[] = []): string[] {
  * The proxy's certificate in `stateDir`: the existing one when it is readable, ours, valid for 30
  * more days and for every name in `names`; otherwise a new one (key 0600, written atomically).
  */
-export async function ensureProxyCertificate(stateDir: string, names: string[], now: Date = new Date()): Promise<ProxyCertificate> {
+export async function ensureProxyCertificate(
+  stateDir: string,
+  names: string[],
+  now: Date = new Date(),
+): Promise<ProxyCertificate> {
   const certFile = join(stateDir, 'proxy-tls.pem')
   const keyFile = join(stateDir, 'proxy-tls.key')
   const existing = readExisting(certFile, keyFile)
@@ -103,10 +107,12 @@ export function makeSelfSigned(names: string[], now: Date = new Date()): { cert:
   serial[0] = (serial[0] as number) & 0x7f // RFC 5280 §4.1.2.2: positive, at most 20 octets
   const notBefore = new Date(now.getTime() - 60 * 60_000) // an hour of clock skew
   const notAfter = new Date(now.getTime() + VALIDITY_DAYS * 86_400_000)
-  const san = seq(...names.map((n) => {
-    const ip = ipBytes(n)
-    return ip ? tlv(0x87, ip) : tlv(0x82, Buffer.from(n, 'ascii')) // [7] iPAddress, [2] dNSName
-  }))
+  const san = seq(
+    ...names.map((n) => {
+      const ip = ipBytes(n)
+      return ip ? tlv(0x87, ip) : tlv(0x82, Buffer.from(n, 'ascii')) // [7] iPAddress, [2] dNSName
+    }),
+  )
   const extensions = seq(
     ext('2.5.29.19', true, seq()), // basicConstraints: not a CA
     ext('2.5.29.15', true, tlv(0x03, Buffer.from([0x07, 0x80]))), // keyUsage: digitalSignature
@@ -173,7 +179,9 @@ function oid(dotted: string): Buffer {
 function time(d: Date): Buffer {
   const iso = d.toISOString() // 2026-11-22T17:40:00.000Z
   const digits = iso.slice(0, 19).replace(/[-T:]/g, '') + 'Z' // 20261122174000Z
-  return d.getUTCFullYear() < 2050 ? tlv(0x17, Buffer.from(digits.slice(2), 'ascii')) : tlv(0x18, Buffer.from(digits, 'ascii'))
+  return d.getUTCFullYear() < 2050
+    ? tlv(0x17, Buffer.from(digits.slice(2), 'ascii'))
+    : tlv(0x18, Buffer.from(digits, 'ascii'))
 }
 
 function ext(id: string, critical: boolean, value: Buffer): Buffer {
@@ -189,13 +197,14 @@ function ipBytes(s: string): Buffer | undefined {
   const h = head ? head.split(':') : []
   const t = tail ? tail.split(':') : []
   // an embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups
-  const expand = (groups: string[]): number[] => groups.flatMap((g) => {
-    if (g.includes('.')) {
-      const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number]
-      return [(a << 8) | b, (c << 8) | d]
-    }
-    return [parseInt(g, 16)]
-  })
+  const expand = (groups: string[]): number[] =>
+    groups.flatMap((g) => {
+      if (g.includes('.')) {
+        const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number]
+        return [(a << 8) | b, (c << 8) | d]
+      }
+      return [parseInt(g, 16)]
+    })
   const hh = expand(h)
   const tt = expand(t)
   const groups = tail === undefined ? hh : [...hh, ...Array(8 - hh.length - tt.length).fill(0), ...tt]
@@ -209,7 +218,10 @@ function compressV6(b: Buffer): string {
   // the longest run of zero groups becomes "::" (RFC 5952 §4.2)
   let best = [-1, 0]
   for (let i = 0; i < 8;) {
-    if (groups[i] !== '0') { i++; continue }
+    if (groups[i] !== '0') {
+      i++
+      continue
+    }
     let j = i
     while (j < 8 && groups[j] === '0') j++
     if (j - i > (best[1] as number) && j - i > 1) best = [i, j - i]

@@ -25,7 +25,14 @@ import { throttleSource } from './peer-uid.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
-import { Admission, RefusalLog, chunkCost, resolveAdmission, type AdmissionLimits, type AdmissionTicket } from './admission.js'
+import {
+  Admission,
+  RefusalLog,
+  chunkCost,
+  resolveAdmission,
+  type AdmissionLimits,
+  type AdmissionTicket,
+} from './admission.js'
 import { hangUp } from './hangup.js'
 import { refusalLine, type RefusalReason } from '../protocols/shared/refusals.js'
 import { openFileLimit } from '../core/resources.js'
@@ -99,7 +106,10 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     ...(opts.kdf ? { kdf: opts.kdf } : {}),
   })
   const hasAccount = (account: string): Promise<boolean | undefined> =>
-    opts.mailkey.broker.store.read(accountId(account), { secrets: false }).then((r) => r !== undefined, () => undefined)
+    opts.mailkey.broker.store.read(accountId(account), { secrets: false }).then(
+      (r) => r !== undefined,
+      () => undefined,
+    )
   const open = new Set<Socket>()
   // Connection caps and the pre-auth byte budget (issue 11): refused clients hear why, in their protocol.
   const caps = resolveAdmission(opts.admission, openFileLimit())
@@ -108,7 +118,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const refusals = new RefusalLog()
   const refuse = (client: Socket, proto: ProxyProtocol, reason: RefusalReason, cid: string, remote?: string): void => {
     const count = refusals.note(reason)
-    if (count !== undefined) log({ level: 'warn', cid, proto, event: 'refused', reason, ...(remote ? { remote } : {}), count })
+    if (count !== undefined)
+      log({ level: 'warn', cid, proto, event: 'refused', reason, ...(remote ? { remote } : {}), count })
     // refused at connect: nothing unread, close as soon as the line is out; refused mid-stream:
     // linger, so that the client can read the line before its unread input turns the close into a reset
     hangUp(client, refusalLine(proto, reason, 'localhost'), { quick: reason === 'busy' || reason === 'source-busy' })
@@ -116,20 +127,31 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   // Another local user's loopback connections count against the per-source cap under their uid
   // (admission.ts admitLocalUser); found out as soon as the socket table shows the connection.
   const ownSource = typeof process.getuid === 'function' ? `uid:${process.getuid()}` : undefined
-  const capLocalUser = (raw: Socket, client: Socket, proto: ProxyProtocol, cid: string, source: Promise<string>): void => {
-    source.then((s) => {
-      if (!s.startsWith('uid:') || s === ownSource || raw.destroyed) return
-      const r = admission.admitLocalUser(s)
-      if (r === 'source-busy') return refuse(client, proto, r, cid, `${raw.remoteAddress} (${s})`)
-      if (raw.destroyed) r()
-      else raw.once('close', r)
-    }, () => {})
+  const capLocalUser = (
+    raw: Socket,
+    client: Socket,
+    proto: ProxyProtocol,
+    cid: string,
+    source: Promise<string>,
+  ): void => {
+    source.then(
+      (s) => {
+        if (!s.startsWith('uid:') || s === ownSource || raw.destroyed) return
+        const r = admission.admitLocalUser(s)
+        if (r === 'source-busy') return refuse(client, proto, r, cid, `${raw.remoteAddress} (${s})`)
+        if (raw.destroyed) r()
+        else raw.once('close', r)
+      },
+      () => {},
+    )
   }
   const servers: Server[] = []
   const addresses: RunningProxy['addresses'] = []
 
   async function listen(l: ListenerConfig): Promise<Server> {
-    const ctx: SecureContext | undefined = l.tls ? createSecureContext({ cert: l.tls.cert, key: l.tls.key, minVersion: 'TLSv1.2' }) : undefined
+    const ctx: SecureContext | undefined = l.tls
+      ? createSecureContext({ cert: l.tls.cert, key: l.tls.key, minVersion: 'TLSv1.2' })
+      : undefined
     const server = createServer({ pauseOnConnect: false }, (raw) => {
       const cid = randomBytes(4).toString('hex')
       open.add(raw)
@@ -137,14 +159,24 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       raw.on('error', () => {})
       // Replies are small lines: send each at once (Nagle would hold one back behind an unacked one).
       raw.setNoDelay(true)
-      const client: Socket = l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
+      const client: Socket =
+        l.tls?.mode === 'implicit' && ctx ? new TLSSocket(raw, { isServer: true, secureContext: ctx }) : raw
       const ticket = admission.admit(raw.remoteAddress ?? '?')
       if (typeof ticket === 'string') return refuse(client, l.protocol, ticket, cid, raw.remoteAddress)
       raw.once('close', ticket.release)
-      const source = throttleSource({ address: raw.remoteAddress ?? '?', port: raw.remotePort }, { address: raw.localAddress, port: raw.localPort })
+      const source = throttleSource(
+        { address: raw.remoteAddress ?? '?', port: raw.remotePort },
+        { address: raw.localAddress, port: raw.localPort },
+      )
       capLocalUser(raw, client, l.protocol, cid, source)
       handle(client, l, ctx, cid, ticket, source).catch((e: unknown) => {
-        log({ level: 'error', cid, proto: l.protocol, event: 'internal-error', msg: String((e as Error)?.message ?? e) })
+        log({
+          level: 'error',
+          cid,
+          proto: l.protocol,
+          event: 'internal-error',
+          msg: String((e as Error)?.message ?? e),
+        })
         client.destroy()
       })
     })
@@ -201,7 +233,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     keepAliveTimer.unref()
   }
 
-  async function handle(initial: Socket, l: ListenerConfig, ctx: SecureContext | undefined, cid: string, ticket: AdmissionTicket, sourceP: Promise<string>): Promise<void> {
+  async function handle(
+    initial: Socket,
+    l: ListenerConfig,
+    ctx: SecureContext | undefined,
+    cid: string,
+    ticket: AdmissionTicket,
+    sourceP: Promise<string>,
+  ): Promise<void> {
     let client = initial
     const proto = l.protocol
     const address = initial.remoteAddress ?? '?'
@@ -289,11 +328,36 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           }
           if (v.kind === 'refused' || v.kind === 'busy') {
             const busy = v.kind === 'busy'
-            log({ level: 'info', cid, proto, event, account, outcome: busy ? 'throttled' : 'bad-credentials', ...refusalLog(v) })
-            if (!(await apply(session.loginResult(busy ? 'transient' : 'bad-credentials', busy ? { text: busyText(v.retryAfterMs) } : undefined).actions))) return false
+            log({
+              level: 'info',
+              cid,
+              proto,
+              event,
+              account,
+              outcome: busy ? 'throttled' : 'bad-credentials',
+              ...refusalLog(v),
+            })
+            if (
+              !(await apply(
+                session.loginResult(
+                  busy ? 'transient' : 'bad-credentials',
+                  busy ? { text: busyText(v.retryAfterMs) } : undefined,
+                ).actions,
+              ))
+            )
+              return false
             continue
           }
-          if (v.kind === 'signin' && v.fromPassthrough) log({ level: 'warn', cid, proto, event, account, mechanism: (a as { mechanism?: string }).mechanism, msg: 'the client sent the local password as an OAuth token: taken as a password login, not forwarded' })
+          if (v.kind === 'signin' && v.fromPassthrough)
+            log({
+              level: 'warn',
+              cid,
+              proto,
+              event,
+              account,
+              mechanism: (a as { mechanism?: string }).mechanism,
+              msg: 'the client sent the local password as an OAuth token: taken as a password login, not forwarded',
+            })
           // The sign-in ends when the client goes away or at the deadline, whichever comes first.
           // (A plain timer, cleared at once: AbortSignal.timeout would hold its timer and both
           // signals for the full 30 s after every login.)
@@ -307,14 +371,25 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             up = await loginUpstream(opts.mailkey, proto, account, lc.signal, loginTimeoutMs, {
               ...(l.upstream ? { serverOverride: l.upstream } : {}),
               ...(l.upstreamCa ? { caOverride: l.upstreamCa } : {}),
-              ...(a.type === 'passthrough' && v.kind === 'forward' ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
+              ...(a.type === 'passthrough' && v.kind === 'forward'
+                ? { clientSasl: { mechanism: a.mechanism, response: a.response } }
+                : {}),
             })
           } finally {
             clearTimeout(deadline)
             ac.signal.removeEventListener('abort', stop)
           }
           if (v.kind === 'forward') logins.forwarded(await source(), account, up.outcome === 'bad-credentials', v)
-          log({ level: up.outcome === 'ok' ? 'info' : 'warn', cid, proto, event, account, ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}), outcome: up.outcome, ...(up.reason ? { msg: up.reason } : {}) })
+          log({
+            level: up.outcome === 'ok' ? 'info' : 'warn',
+            cid,
+            proto,
+            event,
+            account,
+            ...(a.type === 'passthrough' ? { mechanism: a.mechanism } : {}),
+            outcome: up.outcome,
+            ...(up.reason ? { msg: up.reason } : {}),
+          })
           const res = session.loginResult(up.outcome)
           if (!res.done || !up.upstream) {
             up.upstream?.socket.destroy()
@@ -326,7 +401,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
           ticket.loggedIn()
           release()
           for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
-          splice(client, up.upstream.socket, up.upstream.pending, Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]), cid, proto)
+          splice(
+            client,
+            up.upstream.socket,
+            up.upstream.pending,
+            Buffer.concat([...(res.leftover ? [res.leftover] : []), ...queue.splice(0)]),
+            cid,
+            proto,
+          )
           queuedBytes = 0
           return false
         }
@@ -377,7 +459,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     await apply(session.start())
   }
 
-  function splice(client: Socket, upstream: Socket, fromUpstream: Buffer, toUpstream: Buffer, cid: string, proto: ProxyProtocol): void {
+  function splice(
+    client: Socket,
+    upstream: Socket,
+    fromUpstream: Buffer,
+    toUpstream: Buffer,
+    cid: string,
+    proto: ProxyProtocol,
+  ): void {
     if (fromUpstream.length) client.write(fromUpstream)
     if (toUpstream.length) upstream.write(toUpstream)
     client.pipe(upstream)
@@ -400,7 +489,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       // Stop accepting on the old listeners (their open sessions carry on), then listen anew.
       // If the new set cannot be opened (a busy port), go back to the old set.
       const stopAll = async (): Promise<void> => {
-        await Promise.all(servers.splice(0).map((srv) => new Promise<void>((r) => { srv.close(); r() })))
+        await Promise.all(
+          servers.splice(0).map(
+            (srv) =>
+              new Promise<void>((r) => {
+                srv.close()
+                r()
+              }),
+          ),
+        )
         addresses.splice(0)
       }
       const previous = current

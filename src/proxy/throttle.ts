@@ -70,7 +70,8 @@ export class GuessThrottle {
     this.#o = { ...DEFAULT_THROTTLE, ...options }
     for (const k of ['perSourcePerMin', 'perSourceBurst', 'globalPerMin', 'globalBurst', 'maxSources'] as const) {
       const v = this.#o[k]
-      if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new RangeError(`throttle setting "${k}" must be a positive number`)
+      if (!(typeof v === 'number' && Number.isFinite(v) && v > 0))
+        throw new RangeError(`throttle setting "${k}" must be a positive number`)
     }
     this.#global = { tokens: this.#o.globalBurst, at: this.#o.now() }
   }
@@ -139,8 +140,15 @@ export function sourceOf(address: string): string {
   const [head = '', tail = ''] = a.split('::')
   const left = head ? head.split(':') : []
   const right = a.includes('::') && tail ? tail.split(':') : []
-  const groups = a.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left
-  return groups.slice(0, 4).map((g) => (g || '0').replace(/^0+(?=.)/, '')).join(':') + '::/64'
+  const groups = a.includes('::')
+    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    : left
+  return (
+    groups
+      .slice(0, 4)
+      .map((g) => (g || '0').replace(/^0+(?=.)/, ''))
+      .join(':') + '::/64'
+  )
 }
 
 /** The queue is full: refuse at once (a temporary failure for the client). */
@@ -175,7 +183,8 @@ export class KdfGate {
     this.#o = { ...DEFAULT_KDF_GATE, ...options }
     for (const k of ['parallel', 'queued', 'queuedPerSource'] as const) {
       const v = this.#o[k]
-      if (!Number.isSafeInteger(v) || v < (k === 'parallel' ? 1 : 0)) throw new RangeError(`KDF gate setting "${k}" must be a whole number${k === 'parallel' ? ' from 1' : ''}`)
+      if (!Number.isSafeInteger(v) || v < (k === 'parallel' ? 1 : 0))
+        throw new RangeError(`KDF gate setting "${k}" must be a whole number${k === 'parallel' ? ' from 1' : ''}`)
     }
   }
 

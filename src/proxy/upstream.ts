@@ -43,7 +43,14 @@ export interface UpstreamOptions {
   clientSasl?: { mechanism: SaslMechanism; response: Secret }
 }
 
-export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, account: string, signal: AbortSignal, timeoutMs = 30_000, o: UpstreamOptions = {}): Promise<UpstreamLogin> {
+export async function loginUpstream(
+  mk: Mailkey,
+  protocol: ProxyProtocol,
+  account: string,
+  signal: AbortSignal,
+  timeoutMs = 30_000,
+  o: UpstreamOptions = {},
+): Promise<UpstreamLogin> {
   const serverOverride = o.serverOverride
   let rec: AccountRecord | undefined
   try {
@@ -58,22 +65,37 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
   const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const addr = parseServer(server)
-  const caFile = o.serverOverride ? o.caOverride ?? settings.ca : settings.ca
-  const mechanisms: SaslMechanism[] = settings.provider === 'microsoft' ? ['XOAUTH2'] : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  const caFile = o.serverOverride ? (o.caOverride ?? settings.ca) : settings.ca
+  const mechanisms: SaslMechanism[] =
+    settings.provider === 'microsoft'
+      ? ['XOAUTH2']
+      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
   if (o.clientSasl) {
     const sasl = o.clientSasl
     let t: LineTransport | undefined
     try {
       t = await openTransport(addr, { ...(caFile ? { caFile } : {}), timeoutMs, signal })
-      await LOGIN[protocol](t, { starttls: !addr.implicitTls, mechanisms: [sasl.mechanism], saslResponse: () => sasl.response })
+      await LOGIN[protocol](t, {
+        starttls: !addr.implicitTls,
+        mechanisms: [sasl.mechanism],
+        saslResponse: () => sasl.response,
+      })
       const detached = t.detach()
       t = undefined
       return { outcome: 'ok', upstream: detached }
     } catch (e) {
       t?.close()
       // The client's own token was refused: that is between the client and its provider.
-      if (e instanceof ProbeFailure && e.stage === 'auth') return { outcome: 'bad-credentials', reason: 'the server refused the client\'s own token' }
-      const d = diagnose(e, { protocol: SERVER_KEY[protocol], account: settings.email, mailbox: settings.email, server, freshTokenRefused: true, provider: settings.provider })
+      if (e instanceof ProbeFailure && e.stage === 'auth')
+        return { outcome: 'bad-credentials', reason: "the server refused the client's own token" }
+      const d = diagnose(e, {
+        protocol: SERVER_KEY[protocol],
+        account: settings.email,
+        mailbox: settings.email,
+        server,
+        freshTokenRefused: true,
+        provider: settings.provider,
+      })
       return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: d.cause }
     }
   }
@@ -97,7 +119,13 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
       await LOGIN[protocol](tr, {
         starttls: !addr.implicitTls,
         mechanisms,
-        saslResponse: (mech) => encodeSasl(mech, { user: settings.mailbox ?? settings.email, token: token.token, host: addr.host, port: addr.port }),
+        saslResponse: (mech) =>
+          encodeSasl(mech, {
+            user: settings.mailbox ?? settings.email,
+            token: token.token,
+            host: addr.host,
+            port: addr.port,
+          }),
       })
       const detached = tr.detach()
       t = undefined
@@ -107,8 +135,12 @@ export async function loginUpstream(mk: Mailkey, protocol: ProxyProtocol, accoun
       const refused = e instanceof ProbeFailure && e.stage === 'auth'
       if (refused && attempt === 0) continue // refresh once, then try again
       const d = diagnose(e, {
-        protocol: SERVER_KEY[protocol], account: settings.email, mailbox: settings.mailbox ?? settings.email, server,
-        freshTokenRefused: refused, provider: settings.provider,
+        protocol: SERVER_KEY[protocol],
+        account: settings.email,
+        mailbox: settings.mailbox ?? settings.email,
+        server,
+        freshTokenRefused: refused,
+        provider: settings.provider,
         ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
         signedInAs: rec.grant?.identity?.email ?? settings.email,
       })

@@ -46,7 +46,9 @@ export const aerc: ClientRecipe = {
     const section = /^[^\s[\]#;]+$/.test(i.email) ? i.email : localName(i.email)
     const lines = [
       `# aerc account for ${i.email}, written by "${configCommand('aerc', i.email, i.proxy !== undefined)}"`,
-      i.clientVersion ? `# Written for aerc ${i.clientVersion}.` : '# Written for aerc 0.15 or later (for aerc 0.14, add --client-version 0.14).',
+      i.clientVersion
+        ? `# Written for aerc ${i.clientVersion}.`
+        : '# Written for aerc 0.15 or later (for aerc 0.14, add --client-version 0.14).',
       '# It goes into ~/.config/aerc/accounts.conf, mode 600 (aerc refuses a file others can read).',
     ]
     const body: string[] = [`[${section}]`]
@@ -85,7 +87,10 @@ export const aerc: ClientRecipe = {
           'outgoing-cred-cmd-cache = false',
         )
       }
-      if (i.ca) lines.push(`# aerc has no CA setting: start it as SSL_CERT_FILE=${shWord(i.ca)} aerc (for aerc, this replaces the system CAs).`)
+      if (i.ca)
+        lines.push(
+          `# aerc has no CA setting: start it as SSL_CERT_FILE=${shWord(i.ca)} aerc (for aerc, this replaces the system CAs).`,
+        )
     }
     body.push(`from = ${iniValue(i.email)}`, 'default = INBOX')
     if (i.provider === 'microsoft') body.push('# Exchange Online saves sent mail in Sent Items itself: no copy-to.')
@@ -95,7 +100,10 @@ export const aerc: ClientRecipe = {
       `${configCommand('aerc', i.email, i.proxy !== undefined)} >> ~/.config/aerc/accounts.conf && chmod 600 ~/.config/aerc/accounts.conf`,
       `${!i.proxy && i.ca ? `SSL_CERT_FILE=${shWord(i.ca)} ` : ''}aerc`,
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's IMAP and SMTP listeners, and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.proxy)
+      usage.unshift(
+        `needs the proxy's IMAP and SMTP listeners, and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
     return { text, usage }
   },
 }

@@ -17,8 +17,10 @@ export const fetchmail: ClientRecipe = {
   make(i: RecipeInput): Recipe {
     const p = i.proxy
     if (!p) throw new RangeError('fetchmail needs --via proxy')
-    const [proto, port] = p.imapPort !== undefined ? ['IMAP', p.imapPort] : p.popPort !== undefined ? ['POP3', p.popPort] : []
-    if (proto === undefined) throw new RangeError('config.toml has no plain IMAP or POP3 listener of the proxy for this account')
+    const [proto, port] =
+      p.imapPort !== undefined ? ['IMAP', p.imapPort] : p.popPort !== undefined ? ['POP3', p.popPort] : []
+    if (proto === undefined)
+      throw new RangeError('config.toml has no plain IMAP or POP3 listener of the proxy for this account')
     if (/["\\\s]/.test(i.email)) throw new RangeError('fetchmail cannot take this address as a user name')
     const text = [
       `# fetchmail configuration for ${i.email} through "mailkey proxy", written by "${configCommand('fetchmail', i.email, i.proxy !== undefined)}".`,

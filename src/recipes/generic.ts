@@ -15,7 +15,11 @@ export const generic: ClientRecipe = {
     const p = i.proxy
     if (!p) throw new RangeError('generic needs --via proxy')
     const row = (what: string, port: number | undefined): string[] =>
-      port === undefined ? [] : [`${what.padEnd(13)} server ${p.host}  port ${port}  security: none (the proxy runs on this machine)  authentication: normal password`]
+      port === undefined
+        ? []
+        : [
+            `${what.padEnd(13)} server ${p.host}  port ${port}  security: none (the proxy runs on this machine)  authentication: normal password`,
+          ]
     const text = [
       `# Mail settings for ${i.email} through "mailkey proxy", written by "${configCommand('generic', i.email, i.proxy !== undefined)}".`,
       ...row('incoming IMAP', p.imapPort),
@@ -25,7 +29,20 @@ export const generic: ClientRecipe = {
       `password      the local proxy password (set with "mailkey proxy password ${shWord(i.email)}")`,
       '',
     ].join('\n')
-    const flags = [['--imap-port', p.imapPort], ['--pop-port', p.popPort], ['--smtp-port', p.smtpPort]].filter(([, v]) => v !== undefined).map(([f, v]) => `${f} ${v}`).join(' ')
-    return { text, usage: [`start the proxy: mailkey proxy ${flags} (or with [[proxy.listeners]] in config.toml: mailkey proxy)`, `and set the local password once: mailkey proxy password ${shWord(i.email)}`] }
+    const flags = [
+      ['--imap-port', p.imapPort],
+      ['--pop-port', p.popPort],
+      ['--smtp-port', p.smtpPort],
+    ]
+      .filter(([, v]) => v !== undefined)
+      .map(([f, v]) => `${f} ${v}`)
+      .join(' ')
+    return {
+      text,
+      usage: [
+        `start the proxy: mailkey proxy ${flags} (or with [[proxy.listeners]] in config.toml: mailkey proxy)`,
+        `and set the local password once: mailkey proxy password ${shWord(i.email)}`,
+      ],
+    }
   },
 }

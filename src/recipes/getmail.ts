@@ -34,7 +34,10 @@ export const getmail: ClientRecipe = {
     } else {
       const imap = i.imap
       if (!imap) throw new RangeError(`the account ${i.email} has no IMAP server`)
-      if (imap.tls !== 'implicit') throw new RangeError(`getmail6 has no STARTTLS for IMAP and ${imap.host}:${imap.port} is a STARTTLS port; use --via proxy`)
+      if (imap.tls !== 'implicit')
+        throw new RangeError(
+          `getmail6 has no STARTTLS for IMAP and ${imap.host}:${imap.port} is a STARTTLS port; use --via proxy`,
+        )
       retriever.push(
         'type = SimpleIMAPSSLRetriever',
         `server = ${imap.host}`,
@@ -63,9 +66,12 @@ export const getmail: ClientRecipe = {
     ].join('\n')
     const usage = [
       `${configCommand('getmail', i.email, i.proxy !== undefined)} > ~/.getmail/getmailrc && mkdir -p ${maildir}/cur ${maildir}/new ${maildir}/tmp`,
-      'getmail                     # as the mailbox\'s user: getmail6 refuses to deliver as root',
+      "getmail                     # as the mailbox's user: getmail6 refuses to deliver as root",
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.proxy)
+      usage.unshift(
+        `needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
     return { text, usage }
   },
 }

@@ -12,7 +12,6 @@ import { dquote, shWord } from './shell.js'
 import { configCommand, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
-
 export const gitSendEmail: ClientRecipe = {
   name: 'git-send-email',
   summary: 'git send-email: a git config file to include (direct: through msmtp; or --via proxy)',
@@ -43,7 +42,9 @@ export const gitSendEmail: ClientRecipe = {
         `\thelper = ${dquote(helper)}`,
         '',
       ]
-      usage.unshift(`needs the proxy's SMTP listener on port ${port}, and the local password printed by: ${i.proxy.passwordCommand}`)
+      usage.unshift(
+        `needs the proxy's SMTP listener on port ${port}, and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
     } else {
       if (!i.smtp) throw new RangeError(`the account ${i.email} has no SMTP server`)
       lines = [

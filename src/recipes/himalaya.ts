@@ -29,7 +29,9 @@ export const himalaya: ClientRecipe = {
   direct: true,
   version: { command: 'himalaya', args: ['--version'], pattern: /himalaya v?(\d+\.\d+(?:\.\d+)?)/ },
   notDirect(clientVersion) {
-    return (major(clientVersion) ?? 2) < 2 ? 'himalaya 1.x runs its own OAuth sign-in and cannot take a token from a command; himalaya 2 can' : undefined
+    return (major(clientVersion) ?? 2) < 2
+      ? 'himalaya 1.x runs its own OAuth sign-in and cannot take a token from a command; himalaya 2 can'
+      : undefined
   },
   make(i: RecipeInput): Recipe {
     const v1 = (major(i.clientVersion) ?? 2) < 2
@@ -43,7 +45,10 @@ export const himalaya: ClientRecipe = {
     if (v1) {
       const p = proxyListeners(i.proxy as NonNullable<RecipeInput['proxy']>)
       lines.push(`email = ${str(i.email)}`)
-      for (const [prefix, port] of [['backend', p.imapPort], ['message.send.backend', p.smtpPort]] as const) {
+      for (const [prefix, port] of [
+        ['backend', p.imapPort],
+        ['message.send.backend', p.smtpPort],
+      ] as const) {
         if (port === undefined) continue
         lines.push(
           `${prefix}.type = ${prefix === 'backend' ? '"imap"' : '"smtp"'}`,
@@ -75,7 +80,10 @@ export const himalaya: ClientRecipe = {
     } else {
       if (!i.imap && !i.smtp) throw new RangeError(`the account ${i.email} has no IMAP or SMTP server`)
       const mech = i.sasl === 'OAUTHBEARER' ? 'oauthbearer' : 'xoauth2'
-      for (const [proto, server] of [['imap', i.imap], ['smtp', i.smtp]] as const) {
+      for (const [proto, server] of [
+        ['imap', i.imap],
+        ['smtp', i.smtp],
+      ] as const) {
         if (!server) continue
         const scheme = server.tls === 'implicit' ? `${proto}s` : proto
         lines.push(`${proto}.server = ${str(`${scheme}://${server.host}:${server.port}`)}`)
@@ -88,14 +96,16 @@ export const himalaya: ClientRecipe = {
         )
       }
     }
-    if (i.provider === 'microsoft') lines.push('# Exchange Online saves sent mail in Sent Items itself: do not also save it (no --save).')
+    if (i.provider === 'microsoft')
+      lines.push('# Exchange Online saves sent mail in Sent Items itself: do not also save it (no --save).')
     lines.push('')
     const usage = [
       `${configCommand('himalaya', i.email, i.proxy !== undefined)} >> ~/.config/himalaya/config.toml`,
       `himalaya ${v1 ? 'envelope' : 'envelopes'} list --account ${shWord(i.email)}`,
-      'not proven by mailkey\'s tests (himalaya is not packaged for Debian): written from its sources; docs/clients.md',
+      "not proven by mailkey's tests (himalaya is not packaged for Debian): written from its sources; docs/clients.md",
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's listeners, and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.proxy)
+      usage.unshift(`needs the proxy's listeners, and the local password printed by: ${i.proxy.passwordCommand}`)
     return { text: lines.join('\n'), usage }
   },
 }

@@ -32,4 +32,9 @@ function checked(r: ClientRecipe): ClientRecipe {
   }
 }
 
-export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map([msmtp, mbsync, offlineimap, getmail, fetchmail, neomutt, aerc, himalaya, gitSendEmail, generic].map((r) => [r.name, checked(r)]))
+export const RECIPES: ReadonlyMap<string, ClientRecipe> = new Map(
+  [msmtp, mbsync, offlineimap, getmail, fetchmail, neomutt, aerc, himalaya, gitSendEmail, generic].map((r) => [
+    r.name,
+    checked(r),
+  ]),
+)

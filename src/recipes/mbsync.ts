@@ -12,7 +12,6 @@ import { dquote } from './shell.js'
 import { configCommand, localName, proxyPort } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
-
 export const mbsync: ClientRecipe = {
   name: 'mbsync',
   summary: 'mbsync/isync: a file for ~/.mbsyncrc (needs a Cyrus SASL XOAUTH2 plugin, or --via proxy)',
@@ -74,9 +73,18 @@ export const mbsync: ClientRecipe = {
       `${configCommand('mbsync', i.email, i.proxy !== undefined)} > ~/.mbsyncrc && mkdir -p ${maildir}`,
       `mbsync ${name}              # or: mbsync -a`,
     ]
-    if (!i.proxy) usage.push('needs a Cyrus SASL XOAUTH2 plugin (Debian/Ubuntu: apt install libsasl2-modules-kdexoauth2); without one, use --via proxy')
-    else usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort} ("mailkey proxy --imap-port ${i.proxy.imapPort}"), and the local password printed by: ${i.proxy.passwordCommand}`)
-    if (i.provider === 'microsoft') usage.push('Exchange Online saves sent mail in Sent Items itself: do not also upload it from a local Sent folder.')
+    if (!i.proxy)
+      usage.push(
+        'needs a Cyrus SASL XOAUTH2 plugin (Debian/Ubuntu: apt install libsasl2-modules-kdexoauth2); without one, use --via proxy',
+      )
+    else
+      usage.unshift(
+        `needs the proxy's IMAP listener on port ${i.proxy.imapPort} ("mailkey proxy --imap-port ${i.proxy.imapPort}"), and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
+    if (i.provider === 'microsoft')
+      usage.push(
+        'Exchange Online saves sent mail in Sent Items itself: do not also upload it from a local Sent folder.',
+      )
     return { text, usage }
   },
 }

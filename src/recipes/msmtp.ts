@@ -18,7 +18,8 @@ function arg(s: string): string {
 
 /** An msmtp account name: the address, which msmtp takes as it is, except ":" and "," (account inheritance). */
 function accountName(email: string): string {
-  if (/[\x00-\x1f\x7f:,]/.test(email)) throw new RangeError('msmtp cannot take an address with ":" or "," as an account name')
+  if (/[\x00-\x1f\x7f:,]/.test(email))
+    throw new RangeError('msmtp cannot take an address with ":" or "," as an account name')
   return email
 }
 import { configCommand, proxyPort } from './parts.js'
@@ -72,8 +73,12 @@ export const msmtp: ClientRecipe = {
       `${configCommand('msmtp', i.email, i.proxy !== undefined)} > ~/.msmtprc && chmod 600 ~/.msmtprc`,
       'msmtp -t < message.eml        # or: git config sendemail.sendmailcmd "msmtp -a default"',
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's SMTP listener on port ${i.proxy.smtpPort} ("mailkey proxy --smtp-port ${i.proxy.smtpPort}"), and the local password printed by: ${i.proxy.passwordCommand}`)
-    if (i.provider === 'microsoft') usage.push('Exchange Online saves sent mail in Sent Items itself: do not also copy it there (no duplicate).')
+    if (i.proxy)
+      usage.unshift(
+        `needs the proxy's SMTP listener on port ${i.proxy.smtpPort} ("mailkey proxy --smtp-port ${i.proxy.smtpPort}"), and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
+    if (i.provider === 'microsoft')
+      usage.push('Exchange Online saves sent mail in Sent Items itself: do not also copy it there (no duplicate).')
     return { text: lines.join('\n'), usage }
   },
 }

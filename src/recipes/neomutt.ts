@@ -21,7 +21,9 @@ export const neomutt: ClientRecipe = {
   summary: 'NeoMutt: a muttrc for IMAP and SMTP with XOAUTH2/OAUTHBEARER (or --via proxy)',
   direct: true,
   make(i: RecipeInput): Recipe {
-    const lines = [`# NeoMutt configuration for ${i.email}, written by "${configCommand('neomutt', i.email, i.proxy !== undefined)}".`]
+    const lines = [
+      `# NeoMutt configuration for ${i.email}, written by "${configCommand('neomutt', i.email, i.proxy !== undefined)}".`,
+    ]
     lines.push(`set from = ${val(i.email)}`, 'set use_from = yes')
     if (i.proxy) {
       const { host, imapPort, smtpPort } = proxyListeners(i.proxy)
@@ -68,13 +70,23 @@ export const neomutt: ClientRecipe = {
       lines.push('set ssl_starttls = yes', 'set ssl_force_tls = yes')
       if (i.ca) lines.push(`set ssl_ca_certificates_file = ${val(i.ca)}`)
     }
-    if (i.provider === 'microsoft') lines.push('# Exchange Online saves sent mail in Sent Items itself:', 'set record = ""')
+    if (i.provider === 'microsoft')
+      lines.push('# Exchange Online saves sent mail in Sent Items itself:', 'set record = ""')
     lines.push('')
     const usage = [
       `${configCommand('neomutt', i.email, i.proxy !== undefined)} > ~/.config/neomutt/neomuttrc`,
       'neomutt                     # or, to send from a script: neomutt -s "subject" -- someone@example.com < body.txt',
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's listeners (${[['IMAP', i.proxy.imapPort], ['SMTP', i.proxy.smtpPort]].filter(([, p]) => p !== undefined).map(([n, p]) => `${n} ${p}`).join(', ')}), and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.proxy)
+      usage.unshift(
+        `needs the proxy's listeners (${[
+          ['IMAP', i.proxy.imapPort],
+          ['SMTP', i.proxy.smtpPort],
+        ]
+          .filter(([, p]) => p !== undefined)
+          .map(([n, p]) => `${n} ${p}`)
+          .join(', ')}), and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
     return { text: lines.join('\n'), usage }
   },
 }

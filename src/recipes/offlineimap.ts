@@ -21,7 +21,9 @@ function value(s: string): string {
 
 /** A Python expression that runs `cmd` through sh and returns its output (JSON strings are Python strings). */
 function runExpr(cmd: string): string {
-  return value(`__import__("subprocess").run(["sh", "-c", ${JSON.stringify(cmd)}], capture_output=True, check=True, text=True).stdout.strip()`)
+  return value(
+    `__import__("subprocess").run(["sh", "-c", ${JSON.stringify(cmd)}], capture_output=True, check=True, text=True).stdout.strip()`,
+  )
 }
 
 export const offlineimap: ClientRecipe = {
@@ -78,7 +80,10 @@ export const offlineimap: ClientRecipe = {
       `${configCommand('offlineimap', i.email, i.proxy !== undefined)} > ~/.offlineimaprc`,
       'offlineimap -o              # one sync; without -o it keeps syncing',
     ]
-    if (i.proxy) usage.unshift(`needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`)
+    if (i.proxy)
+      usage.unshift(
+        `needs the proxy's IMAP listener on port ${i.proxy.imapPort}, and the local password printed by: ${i.proxy.passwordCommand}`,
+      )
     return { text, usage }
   },
 }

@@ -15,13 +15,15 @@ export function localName(email: string): string {
 /** The proxy listener's port for `protocol`, or the reason there is none. */
 export function proxyPort(proxy: NonNullable<RecipeInput['proxy']>, protocol: 'imap' | 'smtp'): number {
   const port = protocol === 'imap' ? proxy.imapPort : proxy.smtpPort
-  if (port === undefined) throw new RangeError(`config.toml has no plain ${protocol.toUpperCase()} listener of the proxy for this account`)
+  if (port === undefined)
+    throw new RangeError(`config.toml has no plain ${protocol.toUpperCase()} listener of the proxy for this account`)
   return port
 }
 
 /** For clients that take IMAP, SMTP or both: the proxy's listeners, at least one of them. */
 export function proxyListeners(proxy: NonNullable<RecipeInput['proxy']>): NonNullable<RecipeInput['proxy']> {
-  if (proxy.imapPort === undefined && proxy.smtpPort === undefined) throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
+  if (proxy.imapPort === undefined && proxy.smtpPort === undefined)
+    throw new RangeError('config.toml has no plain IMAP or SMTP listener of the proxy for this account')
   return proxy
 }
 

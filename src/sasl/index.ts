@@ -8,12 +8,7 @@ import type { Secret } from '../core/secret.js'
 import { encodeOauthbearer } from './oauthbearer.js'
 import { encodeXoauth2 } from './xoauth2.js'
 
-export {
-  SaslDecodeError,
-  decodeXoauth2,
-  decodeXoauth2ErrorChallenge,
-  encodeXoauth2,
-} from './xoauth2.js'
+export { SaslDecodeError, decodeXoauth2, decodeXoauth2ErrorChallenge, encodeXoauth2 } from './xoauth2.js'
 export {
   decodeOauthbearer,
   decodeOauthbearerErrorChallenge,
@@ -24,7 +19,7 @@ export {
 export type { OauthbearerArgs, OauthbearerErrorChallenge, OauthbearerResponse } from './oauthbearer.js'
 
 export const SASL_MECHANISMS = ['XOAUTH2', 'OAUTHBEARER'] as const
-export type SaslMechanism = typeof SASL_MECHANISMS[number]
+export type SaslMechanism = (typeof SASL_MECHANISMS)[number]
 
 export interface SaslArgs {
   user: string
@@ -41,7 +36,10 @@ export function encodeSasl(mech: SaslMechanism, args: SaslArgs): Secret {
     case 'OAUTHBEARER': {
       const { user, token, host, port } = args
       return encodeOauthbearer({
-        user, token, ...(host !== undefined ? { host } : {}), ...(port !== undefined ? { port } : {}),
+        user,
+        token,
+        ...(host !== undefined ? { host } : {}),
+        ...(port !== undefined ? { port } : {}),
       })
     }
     default:

@@ -90,7 +90,7 @@ export function encodeOauthbearer(args: OauthbearerArgs): Secret {
 }
 
 /** Parse the GS2 header; returns the authzid (if any) and the rest of the response. */
-function splitGs2Header(text: string): { user?: string, rest: string } {
+function splitGs2Header(text: string): { user?: string; rest: string } {
   // RFC 5801 §4: gs2-cb-flag is "n" (client does not support channel binding) or "y" (it does but
   // thinks the server does not). "p=" asks for channel binding, which OAUTHBEARER does not offer (it
   // has no -PLUS variant), and the "F," non-standard flag applies only to GSS-API mechanisms.

@@ -86,7 +86,7 @@ export function encodeXoauth2(user: string, token: Secret): Secret {
 }
 
 /** Parse an XOAUTH2 initial response. Throws SaslDecodeError on anything but the exact shape. */
-export function decodeXoauth2(b64: string): { user: string, token: Secret } {
+export function decodeXoauth2(b64: string): { user: string; token: Secret } {
   const text = decodeSaslBase64(b64, 'XOAUTH2 response')
   // Google's grammar: exactly two fields, each ended by \x01, then a final \x01.
   const parts = text.split('\x01')
@@ -147,10 +147,10 @@ export function stringField(obj: Record<string, unknown>, key: string): string |
  */
 export function decodeXoauth2ErrorChallenge(
   b64: string,
-): { status?: string, schemes?: string, scope?: string } | undefined {
+): { status?: string; schemes?: string; scope?: string } | undefined {
   const obj = decodeJsonChallenge(b64)
   if (!obj) return undefined
-  const out: { status?: string, schemes?: string, scope?: string } = {}
+  const out: { status?: string; schemes?: string; scope?: string } = {}
   const status = stringField(obj, 'status')
   const schemes = stringField(obj, 'schemes')
   const scope = stringField(obj, 'scope')

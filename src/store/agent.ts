@@ -80,7 +80,9 @@ export async function requestKey(sock: string, kid: string, timeoutMs = 2000): P
 export async function pingAgent(sock: string): Promise<{ kids: string[]; until: number } | undefined> {
   try {
     const r = await ask(sock, { op: 'ping' }, 2000)
-    return Array.isArray(r.kids) && typeof r.until === 'number' ? { kids: r.kids as string[], until: r.until } : undefined
+    return Array.isArray(r.kids) && typeof r.until === 'number'
+      ? { kids: r.kids as string[], until: r.until }
+      : undefined
   } catch {
     return undefined
   }
@@ -110,11 +112,14 @@ export interface AgentHandle {
 export async function serveKeys(sock: string, keys: Map<string, Buffer>, lifetimeMs: number): Promise<AgentHandle> {
   const dir = dirname(sock)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
-  if (!socketDirIsPrivate(sock)) throw new Error(`the agent's directory "${dir}" is open to other users or not yours (chmod 700 it)`)
+  if (!socketDirIsPrivate(sock))
+    throw new Error(`the agent's directory "${dir}" is open to other users or not yours (chmod 700 it)`)
   if (await pingAgent(sock)) throw new Error(`an agent is already running on "${sock}" ("mailkey lock" stops it)`)
   try {
     unlinkSync(sock)
-  } catch { /* none */ }
+  } catch {
+    /* none */
+  }
   const until = Date.now() + lifetimeMs
   let done!: () => void
   const stopped = new Promise<void>((r) => (done = r))
@@ -122,7 +127,9 @@ export async function serveKeys(sock: string, keys: Map<string, Buffer>, lifetim
     c.setEncoding('utf8')
     let buf = ''
     const t = setTimeout(() => c.destroy(), 2000)
-    c.on('error', () => { /* a client that went away */ })
+    c.on('error', () => {
+      /* a client that went away */
+    })
     c.on('close', () => clearTimeout(t))
     c.on('data', (d: string) => {
       buf += d
@@ -178,7 +185,9 @@ export async function serveKeys(sock: string, keys: Map<string, Buffer>, lifetim
       server.close(() => done())
       try {
         unlinkSync(sock)
-      } catch { /* gone */ }
+      } catch {
+        /* gone */
+      }
     },
   }
   return handle

@@ -250,7 +250,9 @@ export async function checkPrivate(path: string, kind: 'dir' | 'file', o: { miss
     throw new StoreError(
       ERR.STORE_PERMISSIONS,
       `"${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)}); what it holds may have leaked`,
-      { hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant (and set new local proxy passwords).` },
+      {
+        hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant (and set new local proxy passwords).`,
+      },
     )
   }
 }
@@ -269,17 +271,30 @@ export function parseRecord(text: string, path: string): AccountRecord {
   }
   const s = r.settings
   if (
-    typeof s !== 'object' || s === null || typeof s.email !== 'string' || typeof s.clientId !== 'string' ||
-    typeof s.endpoints !== 'object' || s.endpoints === null || typeof s.endpoints.token !== 'string' ||
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.email !== 'string' ||
+    typeof s.clientId !== 'string' ||
+    typeof s.endpoints !== 'object' ||
+    s.endpoints === null ||
+    typeof s.endpoints.token !== 'string' ||
     !Array.isArray(s.scopes)
   ) {
     throw corrupt(path, 'its account settings are incomplete')
   }
-  if (r.grant !== undefined && (typeof r.grant !== 'object' || r.grant === null)) throw corrupt(path, 'its grant is malformed')
+  if (r.grant !== undefined && (typeof r.grant !== 'object' || r.grant === null))
+    throw corrupt(path, 'its grant is malformed')
   if (r.state !== 'active' && r.state !== 'reauth') throw corrupt(path, 'its state is unknown')
   if (r.sealed !== undefined) {
     const b = r.sealed as unknown as Record<string, unknown> | null
-    if (typeof b !== 'object' || b === null || typeof b.kid !== 'string' || typeof b.iv !== 'string' || typeof b.ct !== 'string' || typeof b.tag !== 'string') {
+    if (
+      typeof b !== 'object' ||
+      b === null ||
+      typeof b.kid !== 'string' ||
+      typeof b.iv !== 'string' ||
+      typeof b.ct !== 'string' ||
+      typeof b.tag !== 'string'
+    ) {
       throw corrupt(path, 'its sealed secrets are malformed')
     }
   }
@@ -330,7 +345,8 @@ export function readStateFile(path: string): { text: string; needsModeCheck: boo
         hint: 'Move it aside and sign in again with "mailkey add".',
       })
     }
-    const needsModeCheck = (st.mode & 0o077) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())
+    const needsModeCheck =
+      (st.mode & 0o077) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())
     return { text: readFileSync(fd, 'utf8'), needsModeCheck }
   } finally {
     closeSync(fd)

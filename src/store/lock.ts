@@ -81,8 +81,13 @@ async function readLockFile(path: string): Promise<{ text: string; ageMs: number
   }
   try {
     const st = await fh.stat()
-    if (!st.isFile()) throw notALock(path, `is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device'})`)
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) throw notALock(path, `belongs to another user (uid ${st.uid})`)
+    if (!st.isFile())
+      throw notALock(
+        path,
+        `is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device'})`,
+      )
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid())
+      throw notALock(path, `belongs to another user (uid ${st.uid})`)
     // a lock is a few dozen bytes: never read more than a small bound
     const buf = Buffer.alloc(4096)
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
@@ -102,7 +107,13 @@ function parseLock(text: string): LockInfo | undefined {
   try {
     const v = JSON.parse(text) as Partial<LockInfo>
     if (typeof v.pid === 'number' && typeof v.nonce === 'string' && typeof v.at === 'number') {
-      return { pid: v.pid, nonce: v.nonce, at: v.at, host: typeof v.host === 'string' ? v.host : '', ...(v.handoff === true ? { handoff: true } : {}) }
+      return {
+        pid: v.pid,
+        nonce: v.nonce,
+        at: v.at,
+        host: typeof v.host === 'string' ? v.host : '',
+        ...(v.handoff === true ? { handoff: true } : {}),
+      }
     }
   } catch {
     /* a half-written lock file (the writer died between create and write) */
@@ -194,7 +205,10 @@ export class LockHandle {
         // no descriptor to read the nonce: is the file at the path still the one we wrote?
         ours = sameFile(this.#written, await identityOf(this.path))
       }
-      if (ours) await unlink(this.path).catch((e: unknown) => { if (!isCode(e, 'ENOENT')) throw e })
+      if (ours)
+        await unlink(this.path).catch((e: unknown) => {
+          if (!isCode(e, 'ENOENT')) throw e
+        })
       return true
     } catch (e) {
       return shortageCode(e) === undefined
@@ -209,7 +223,13 @@ export class LockHandle {
 
   /** L4: about to start the process that will adopt this lock. */
   async beginHandoff(): Promise<void> {
-    await writeLockAtomically(this.path, { pid: process.pid, nonce: this.nonce, at: Date.now(), host: hostname(), handoff: true })
+    await writeLockAtomically(this.path, {
+      pid: process.pid,
+      nonce: this.nonce,
+      at: Date.now(),
+      host: hostname(),
+      handoff: true,
+    })
     this.#written = await identityOf(this.path)
   }
 }
@@ -242,7 +262,9 @@ export async function tryAcquire(path: string, maxAgeMs = DEFAULT_LOCK_MAX_AGE_M
       const fh = await open(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600)
       let written: FileIdentity
       try {
-        await fh.writeFile(JSON.stringify({ pid: process.pid, nonce, at: Date.now(), host: hostname() } satisfies LockInfo))
+        await fh.writeFile(
+          JSON.stringify({ pid: process.pid, nonce, at: Date.now(), host: hostname() } satisfies LockInfo),
+        )
         const st = await fh.stat({ bigint: true })
         written = { dev: st.dev, ino: st.ino, ctimeNs: st.ctimeNs }
       } finally {
@@ -297,9 +319,13 @@ export async function acquire(path: string, options: LockOptions = {}): Promise<
     if (handle) return handle
     if (Date.now() >= deadline) {
       const info = await readLock(path).catch(() => undefined)
-      throw new StoreError(ERR.STORE_LOCK_TIMEOUT, `timed out after ${Math.round(timeoutMs / 1000)} s waiting for the lock "${path}"${info ? ` held by process ${info.pid}` : ''}`, {
-        hint: 'Another mailkey is refreshing this account; try again. If no mailkey is running, delete the lock file.',
-      })
+      throw new StoreError(
+        ERR.STORE_LOCK_TIMEOUT,
+        `timed out after ${Math.round(timeoutMs / 1000)} s waiting for the lock "${path}"${info ? ` held by process ${info.pid}` : ''}`,
+        {
+          hint: 'Another mailkey is refreshing this account; try again. If no mailkey is running, delete the lock file.',
+        },
+      )
     }
     await sleep(poll + Math.floor(Math.random() * poll), options.signal)
   }

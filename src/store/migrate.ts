@@ -18,7 +18,18 @@ import { unlink } from 'node:fs/promises'
 import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
 import type { FileStore } from './file-store.js'
 import { acquire } from './lock.js'
-import { KEYRING_SERVICE, checkValue, keyringEntry, metaPath, readMeta, writeMeta, type KeyInfo, type Protection, type StoreKeys, type StoreMeta } from './protection.js'
+import {
+  KEYRING_SERVICE,
+  checkValue,
+  keyringEntry,
+  metaPath,
+  readMeta,
+  writeMeta,
+  type KeyInfo,
+  type Protection,
+  type StoreKeys,
+  type StoreMeta,
+} from './protection.js'
 import { defaultScrypt, deriveKey, newDataKey, wrapKey } from './seal.js'
 
 export interface MigrateOptions {
@@ -72,7 +83,9 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
   // An interrupted migration has more than one key, or a plain target with keys left.
   const interrupted = before.keys.length > 1 || (before.protection === 'file' && before.keys.length > 0)
   if (interrupted && before.protection !== to) {
-    throw new UsageError(`an earlier migration to "${before.protection}" did not finish`, { hint: `Finish it first: "mailkey store migrate --to ${before.protection}".` })
+    throw new UsageError(`an earlier migration to "${before.protection}" did not finish`, {
+      hint: `Finish it first: "mailkey store migrate --to ${before.protection}".`,
+    })
   }
   if (!interrupted && from === to && to === 'file') return { from, to, migrated: [], broken: [], resumed: false }
 
@@ -83,10 +96,19 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
   let meta = before
   if (!interrupted) {
     const made = to === 'file' ? undefined : await makeKey(to, o)
-    meta = { v: 1, protection: to, ...(made ? { current: made.info.kid } : {}), keys: [...before.keys, ...(made ? [made.info] : [])] }
+    meta = {
+      v: 1,
+      protection: to,
+      ...(made ? { current: made.info.kid } : {}),
+      keys: [...before.keys, ...(made ? [made.info] : [])],
+    }
     await writeMeta(paths, meta)
     if (made) keys.remember(made.info, made.key)
-    o.onProgress?.(made ? `new ${to === 'keyring' ? 'key in the OS keyring' : 'passphrase-protected key'} ${made.info.kid}` : 'writing plain files')
+    o.onProgress?.(
+      made
+        ? `new ${to === 'keyring' ? 'key in the OS keyring' : 'passphrase-protected key'} ${made.info.kid}`
+        : 'writing plain files',
+    )
   }
 
   // 3. every record under its lock
@@ -119,18 +141,28 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
     for (const k of dropped) {
       if (k.kind !== 'keyring') continue
       try {
-        (await keyringEntry(k.service, k.entry)).remove()
-      } catch { /* an entry left behind holds a key that opens nothing any more */ }
+        ;(await keyringEntry(k.service, k.entry)).remove()
+      } catch {
+        /* an entry left behind holds a key that opens nothing any more */
+      }
     }
   }
-  return { from, to, migrated, broken: broken.map((b) => ({ file: b.file, message: b.error.message })), resumed: interrupted }
+  return {
+    from,
+    to,
+    migrated,
+    broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
+    resumed: interrupted,
+  }
 }
 
 /** A new passphrase for the same data key (nothing else is rewritten). */
 export async function changePassphrase(store: FileStore, passphrase: string): Promise<void> {
   const meta = readMeta(store.paths)
   if (!meta || meta.protection !== 'passphrase' || meta.keys.length !== 1) {
-    throw new UsageError('the store is not protected by a passphrase', { hint: 'Use "mailkey store migrate --to passphrase".' })
+    throw new UsageError('the store is not protected by a passphrase', {
+      hint: 'Use "mailkey store migrate --to passphrase".',
+    })
   }
   const info = meta.keys[0] as KeyInfo
   if (info.kind !== 'passphrase') throw new UsageError('the store is not protected by a passphrase')

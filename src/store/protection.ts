@@ -22,7 +22,16 @@ import { isAbsolute, join } from 'node:path'
 import { ERR, StoreError, StoreLockedError } from '../errors.js'
 import type { Env, Paths } from '../config/paths.js'
 import { readStateFile, writeFileAtomic } from './file-store.js'
-import { KEY_BYTES, SealError, deriveKey, openBytes, sealBytes, unwrapKey, type ScryptParams, type SealedBox } from './seal.js'
+import {
+  KEY_BYTES,
+  SealError,
+  deriveKey,
+  openBytes,
+  sealBytes,
+  unwrapKey,
+  type ScryptParams,
+  type SealedBox,
+} from './seal.js'
 
 export type Protection = 'file' | 'keyring' | 'passphrase'
 
@@ -70,7 +79,10 @@ function corruptMeta(path: string, why: string): StoreError {
   })
 }
 
-const isBox = (b: unknown): b is SealedBox => typeof b === 'object' && b !== null && ['kid', 'iv', 'ct', 'tag'].every((k) => typeof (b as Record<string, unknown>)[k] === 'string')
+const isBox = (b: unknown): b is SealedBox =>
+  typeof b === 'object' &&
+  b !== null &&
+  ['kid', 'iv', 'ct', 'tag'].every((k) => typeof (b as Record<string, unknown>)[k] === 'string')
 
 /** store.json, or undefined when there is none (plain files). Synchronous: on the fast path. */
 export function readMeta(paths: Paths): StoreMeta | undefined {
@@ -84,7 +96,9 @@ export function readMeta(paths: Paths): StoreMeta | undefined {
   }
   if (!got) return undefined
   if (got.needsModeCheck) {
-    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is readable by other users or not yours`, { hint: `Run "chmod 600 '${path}'" (and check its owner).` })
+    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is readable by other users or not yours`, {
+      hint: `Run "chmod 600 '${path}'" (and check its owner).`,
+    })
   }
   let m: Partial<StoreMeta>
   try {
@@ -92,18 +106,27 @@ export function readMeta(paths: Paths): StoreMeta | undefined {
   } catch {
     throw corruptMeta(path, 'it is not valid JSON')
   }
-  if (typeof m !== 'object' || m === null || m.v !== 1) throw corruptMeta(path, `its format version is ${JSON.stringify((m as { v?: unknown } | null)?.v)}, this mailkey reads 1`)
-  if (m.protection !== 'file' && m.protection !== 'keyring' && m.protection !== 'passphrase') throw corruptMeta(path, 'its protection is unknown')
+  if (typeof m !== 'object' || m === null || m.v !== 1)
+    throw corruptMeta(
+      path,
+      `its format version is ${JSON.stringify((m as { v?: unknown } | null)?.v)}, this mailkey reads 1`,
+    )
+  if (m.protection !== 'file' && m.protection !== 'keyring' && m.protection !== 'passphrase')
+    throw corruptMeta(path, 'its protection is unknown')
   if (!Array.isArray(m.keys)) throw corruptMeta(path, 'it lists no keys')
   for (const k of m.keys as unknown[]) {
     const e = k as Record<string, unknown>
-    const ok = typeof e === 'object' && e !== null && typeof e.kid === 'string' && isBox(e.check) && (
-      (e.kind === 'keyring' && typeof e.service === 'string' && typeof e.entry === 'string') ||
-      (e.kind === 'passphrase' && isBox(e.wrapped) && typeof e.kdf === 'object' && e.kdf !== null)
-    )
+    const ok =
+      typeof e === 'object' &&
+      e !== null &&
+      typeof e.kid === 'string' &&
+      isBox(e.check) &&
+      ((e.kind === 'keyring' && typeof e.service === 'string' && typeof e.entry === 'string') ||
+        (e.kind === 'passphrase' && isBox(e.wrapped) && typeof e.kdf === 'object' && e.kdf !== null))
     if (!ok) throw corruptMeta(path, 'a key entry is malformed')
   }
-  if (m.current !== undefined && !m.keys.some((k) => k.kid === m.current)) throw corruptMeta(path, 'its current key is not listed')
+  if (m.current !== undefined && !m.keys.some((k) => k.kid === m.current))
+    throw corruptMeta(path, 'its current key is not listed')
   if (m.protection !== 'file' && m.current === undefined) throw corruptMeta(path, 'it names no current key')
   return m as StoreMeta
 }
@@ -165,14 +188,21 @@ export function decodeKeyMap(text: string): Map<string, Buffer> | undefined {
 }
 
 /** The OS keyring, loaded only when needed (+28 ms for the native addon: off the fast path). */
-export async function keyringEntry(service: string, entry: string): Promise<{ get(): string | null; set(v: string): void; remove(): boolean }> {
+export async function keyringEntry(
+  service: string,
+  entry: string,
+): Promise<{ get(): string | null; set(v: string): void; remove(): boolean }> {
   let mod: typeof import('@napi-rs/keyring')
   try {
     mod = await import('@napi-rs/keyring')
   } catch (e) {
-    throw new StoreLockedError(ERR.STORE_KEY_UNAVAILABLE, `the OS keyring module cannot be loaded here (${(e as Error).message})`, {
-      hint: 'Reinstall mailkey for this platform, or protect the store with a passphrase: "mailkey store migrate --to passphrase".',
-    })
+    throw new StoreLockedError(
+      ERR.STORE_KEY_UNAVAILABLE,
+      `the OS keyring module cannot be loaded here (${(e as Error).message})`,
+      {
+        hint: 'Reinstall mailkey for this platform, or protect the store with a passphrase: "mailkey store migrate --to passphrase".',
+      },
+    )
   }
   // Linux: the Secret Service only. The kernel keyring (the addon's fallback) forgets at reboot,
   // and a key lost there makes every sealed token unreadable.
@@ -256,16 +286,21 @@ export class StoreKeys {
 
   /** Put a key in the cache (after creating it, or unlocking it another way); verified. */
   remember(info: KeyInfo, key: Buffer): void {
-    if (!keyOpensCheck(key, info)) throw new StoreLockedError(ERR.STORE_WRONG_PASSPHRASE, 'that key does not open the store')
+    if (!keyOpensCheck(key, info))
+      throw new StoreLockedError(ERR.STORE_WRONG_PASSPHRASE, 'that key does not open the store')
     this.#cache.set(info.kid, key)
   }
 
   async #find(kid: string, meta: StoreMeta | undefined): Promise<Buffer> {
     const info = meta?.keys.find((k) => k.kid === kid)
     if (!info) {
-      throw new StoreError(ERR.STORE_CORRUPT, `a record is sealed with key "${kid}", which ${metaPath(this.paths)} does not list`, {
-        hint: 'Restore store.json from a backup, or move the record aside and sign in again with "mailkey add".',
-      })
+      throw new StoreError(
+        ERR.STORE_CORRUPT,
+        `a record is sealed with key "${kid}", which ${metaPath(this.paths)} does not list`,
+        {
+          hint: 'Restore store.json from a backup, or move the record aside and sign in again with "mailkey add".',
+        },
+      )
     }
     if (this.#opts.useAgent !== false) {
       const { requestKey } = await import('./agent.js')
@@ -290,7 +325,8 @@ export class StoreKeys {
     }
     if (!v) throw keyringRefused(new Error(`no entry "${info.entry}" for service "${info.service}"`))
     const key = Buffer.from(v, 'base64')
-    if (key.length !== KEY_BYTES || !keyOpensCheck(key, info)) throw keyringRefused(new Error(`its entry "${info.entry}" holds another key`))
+    if (key.length !== KEY_BYTES || !keyOpensCheck(key, info))
+      throw keyringRefused(new Error(`its entry "${info.entry}" holds another key`))
     return key
   }
 
@@ -311,7 +347,11 @@ export class StoreKeys {
     const cmd = typeof pc === 'function' ? await pc() : pc
     if (cmd) {
       const pass = await runPassphraseCommand(cmd, this.#opts.env)
-      return await openWithPassphrase(info, pass, 'passphrase_command printed a passphrase that does not open the store')
+      return await openWithPassphrase(
+        info,
+        pass,
+        'passphrase_command printed a passphrase that does not open the store',
+      )
     }
     const ask = this.#opts.askPassphrase
     let wrong: unknown
@@ -342,7 +382,9 @@ export async function openWithPassphrase(info: PassphraseKeyInfo, passphrase: st
     key = unwrapKey(await deriveKey(passphrase, info.kdf), info.wrapped)
   } catch (e) {
     if (e instanceof SealError && /parameters/.test(e.message)) throw new StoreError(ERR.STORE_CORRUPT, e.message)
-    throw new StoreLockedError(ERR.STORE_WRONG_PASSPHRASE, wrong, { hint: 'Try again; "mailkey store passphrase" changes it once the store is open.' })
+    throw new StoreLockedError(ERR.STORE_WRONG_PASSPHRASE, wrong, {
+      hint: 'Try again; "mailkey store passphrase" changes it once the store is open.',
+    })
   }
   if (!keyOpensCheck(key, info)) throw new StoreLockedError(ERR.STORE_WRONG_PASSPHRASE, wrong)
   return key
@@ -351,13 +393,26 @@ export async function openWithPassphrase(info: PassphraseKeyInfo, passphrase: st
 /** passphrase_command's first line (like a mail client's PassCmd); the command's errors are reported without its output. */
 export async function runPassphraseCommand(cmd: string, env: Env): Promise<string> {
   const { spawnSync } = await import('node:child_process')
-  const r = spawnSync('/bin/sh', ['-c', cmd], { env: env as NodeJS.ProcessEnv, encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 })
+  const r = spawnSync('/bin/sh', ['-c', cmd], {
+    env: env as NodeJS.ProcessEnv,
+    encoding: 'utf8',
+    timeout: 30_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 64 * 1024,
+  })
   if (r.error || r.status !== 0) {
-    throw new StoreLockedError(ERR.STORE_LOCKED, `passphrase_command failed (${r.error ? r.error.message : `exit ${r.status}`})`, {
-      hint: 'Run the command by hand to see why, or unlock with "mailkey unlock".',
-    })
+    throw new StoreLockedError(
+      ERR.STORE_LOCKED,
+      `passphrase_command failed (${r.error ? r.error.message : `exit ${r.status}`})`,
+      {
+        hint: 'Run the command by hand to see why, or unlock with "mailkey unlock".',
+      },
+    )
   }
   const line = (r.stdout ?? '').split('\n')[0]?.replace(/\r$/, '') ?? ''
-  if (!line) throw new StoreLockedError(ERR.STORE_LOCKED, 'passphrase_command printed nothing', { hint: 'It should print the passphrase on its first line.' })
+  if (!line)
+    throw new StoreLockedError(ERR.STORE_LOCKED, 'passphrase_command printed nothing', {
+      hint: 'It should print the passphrase on its first line.',
+    })
   return line
 }

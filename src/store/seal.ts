@@ -40,9 +40,11 @@ export interface SealedBox {
 
 const b64 = (b: Buffer): string => b.toString('base64')
 const unb64 = (s: unknown, what: string, bytes?: number): Buffer => {
-  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new SealError(`the sealed ${what} is not base64`)
+  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s))
+    throw new SealError(`the sealed ${what} is not base64`)
   const b = Buffer.from(s, 'base64')
-  if (bytes !== undefined && b.length !== bytes) throw new SealError(`the sealed ${what} has ${b.length} bytes, not ${bytes}`)
+  if (bytes !== undefined && b.length !== bytes)
+    throw new SealError(`the sealed ${what} has ${b.length} bytes, not ${bytes}`)
   return b
 }
 
@@ -92,7 +94,11 @@ export function sealRecord(rec: AccountRecord, id: string, key: Buffer, kid: str
   if (rec.settings.clientSecret !== undefined) secrets.clientSecret = rec.settings.clientSecret
   const { clientSecret: _s, ...settings } = rec.settings
   const { sealed: _old, ...rest } = rec
-  const out: AccountRecord = { ...rest, settings, sealed: sealBytes(key, kid, 'record', id, Buffer.from(JSON.stringify(secrets), 'utf8')) }
+  const out: AccountRecord = {
+    ...rest,
+    settings,
+    sealed: sealBytes(key, kid, 'record', id, Buffer.from(JSON.stringify(secrets), 'utf8')),
+  }
   if (rec.grant) {
     const { accessToken: _a, refreshToken: _r, sealed: _f, ...grant } = rec.grant
     const fields = (['accessToken', 'refreshToken'] as const).filter((f) => secrets[f] !== undefined)
@@ -139,12 +145,30 @@ export function defaultScrypt(): ScryptParams {
 }
 
 export function deriveKey(passphrase: string, p: ScryptParams): Promise<Buffer> {
-  if (p.name !== 'scrypt' || !Number.isInteger(p.N) || p.N < 2 ** 14 || p.N > 2 ** 22 || (p.N & (p.N - 1)) !== 0 || !Number.isInteger(p.r) || p.r < 1 || p.r > 32 || !Number.isInteger(p.p) || p.p < 1 || p.p > 16) {
+  if (
+    p.name !== 'scrypt' ||
+    !Number.isInteger(p.N) ||
+    p.N < 2 ** 14 ||
+    p.N > 2 ** 22 ||
+    (p.N & (p.N - 1)) !== 0 ||
+    !Number.isInteger(p.r) ||
+    p.r < 1 ||
+    p.r > 32 ||
+    !Number.isInteger(p.p) ||
+    p.p < 1 ||
+    p.p > 16
+  ) {
     return Promise.reject(new SealError('the passphrase key parameters in store.json are out of range'))
   }
   const salt = unb64(p.salt, 'salt')
   return new Promise((resolve, reject) => {
-    scryptCb(passphrase.normalize('NFC'), salt, KEY_BYTES, { N: p.N, r: p.r, p: p.p, maxmem: 256 * p.N * p.r + 1024 * 1024 }, (err, k) => (err ? reject(err) : resolve(k)))
+    scryptCb(
+      passphrase.normalize('NFC'),
+      salt,
+      KEY_BYTES,
+      { N: p.N, r: p.r, p: p.p, maxmem: 256 * p.N * p.r + 1024 * 1024 },
+      (err, k) => (err ? reject(err) : resolve(k)),
+    )
   })
 }
 

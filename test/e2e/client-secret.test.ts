@@ -29,12 +29,18 @@ describe('--client-secret-file - (stdin) for add and import', () => {
   })
 
   it('add: the secret piped on stdin signs in with the confidential client, and is stored for refreshes', async () => {
-    const cli = spawnCli(['add', 'bob@example.test', '--device', '--json', ...flags(), '--client-secret-file', '-'], env)
+    const cli = spawnCli(
+      ['add', 'bob@example.test', '--device', '--json', ...flags(), '--client-secret-file', '-'],
+      env,
+    )
     cli.child.stdin.end(`${LAB_CLIENT_SECRET}\n`)
     await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'bob@example.test' })
     const r = await cli.done
     assert.equal(r.code, 0, r.stderr)
-    const rec = JSON.parse(await readFile(recordFile(env, 'bob@example.test'), 'utf8')) as { settings: { clientSecret?: string }; grant: { refreshToken: string; accessToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(env, 'bob@example.test'), 'utf8')) as {
+      settings: { clientSecret?: string }
+      grant: { refreshToken: string; accessToken: string }
+    }
     secrets.push(rec.grant.refreshToken, rec.grant.accessToken)
     await noteSecrets(rec.grant.refreshToken, rec.grant.accessToken)
     assert.equal(rec.settings.clientSecret, LAB_CLIENT_SECRET)
@@ -44,26 +50,43 @@ describe('--client-secret-file - (stdin) for add and import', () => {
   })
 
   it('import: the refresh token from a file, the secret from stdin', async () => {
-    const { grant } = JSON.parse(await readFile(recordFile(env, 'bob@example.test'), 'utf8')) as { grant: { refreshToken: string } }
+    const { grant } = JSON.parse(await readFile(recordFile(env, 'bob@example.test'), 'utf8')) as {
+      grant: { refreshToken: string }
+    }
     const file = join(home.dir, 'rt.txt')
     await writeFile(file, grant.refreshToken + '\n', { mode: 0o600 })
-    const r = await runCli(['import', 'carol@example.test', '--refresh-token-file', file, ...flags(), '--client-secret-file', '-'], env, { stdin: `${LAB_CLIENT_SECRET}\n` })
+    const r = await runCli(
+      ['import', 'carol@example.test', '--refresh-token-file', file, ...flags(), '--client-secret-file', '-'],
+      env,
+      { stdin: `${LAB_CLIENT_SECRET}\n` },
+    )
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stderr, /Imported the grant for carol@example\.test/)
-    const rec = JSON.parse(await readFile(recordFile(env, 'carol@example.test'), 'utf8')) as { settings: { clientSecret?: string }; grant: { refreshToken: string; accessToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(env, 'carol@example.test'), 'utf8')) as {
+      settings: { clientSecret?: string }
+      grant: { refreshToken: string; accessToken: string }
+    }
     secrets.push(rec.grant.refreshToken, rec.grant.accessToken)
     await noteSecrets(rec.grant.refreshToken, rec.grant.accessToken)
     assert.equal(rec.settings.clientSecret, LAB_CLIENT_SECRET)
   })
 
   it('stdin can carry only one thing; an empty secret is refused', async () => {
-    const both = await runCli(['import', 'dave@example.test', '--refresh-token-file', '-', ...flags(), '--client-secret-file', '-'], env, { stdin: 'x\n' })
+    const both = await runCli(
+      ['import', 'dave@example.test', '--refresh-token-file', '-', ...flags(), '--client-secret-file', '-'],
+      env,
+      { stdin: 'x\n' },
+    )
     assert.equal(both.code, 64)
     assert.match(both.stderr, /both read stdin/)
-    const paste = await runCli(['add', 'dave@example.test', '--paste', ...flags(), '--client-secret-file', '-'], env, { stdin: 'x\n' })
+    const paste = await runCli(['add', 'dave@example.test', '--paste', ...flags(), '--client-secret-file', '-'], env, {
+      stdin: 'x\n',
+    })
     assert.equal(paste.code, 64)
     assert.match(paste.stderr, /--paste takes the address back/)
-    const empty = await runCli(['add', 'dave@example.test', '--device', ...flags(), '--client-secret-file', '-'], env, { stdin: '\n' })
+    const empty = await runCli(['add', 'dave@example.test', '--device', ...flags(), '--client-secret-file', '-'], env, {
+      stdin: '\n',
+    })
     assert.equal(empty.code, 64)
     assert.match(empty.stderr, /gives an empty secret/)
   })
@@ -76,6 +99,12 @@ describe('--client-secret-file - (stdin) for add and import', () => {
 
   it('no secret in any output', () => {
     // (mailkey token prints a token on stdout by design)
-    assert.deepEqual(findLeaks(transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr), secrets), [])
+    assert.deepEqual(
+      findLeaks(
+        transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr),
+        secrets,
+      ),
+      [],
+    )
   })
 })

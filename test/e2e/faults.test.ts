@@ -16,11 +16,30 @@ import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-p
 const EMAIL = 'faults@example.test'
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 
-interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string; transient: boolean; message: string } }
+interface Rec {
+  grant: { accessToken: string; refreshToken: string; expiresAt: number }
+  state: string
+  lastError?: { code: string; transient: boolean; message: string }
+}
 
 /** signed in through the fault proxy at `base` (its endpoints given by hand: no discovery) */
 async function signIn(lab: LabServer, home: TmpHome, base: string, secrets?: string[]): Promise<void> {
-  await labSignIn(lab, home.env, EMAIL, ['--device-url', `${base}/device/auth`, '--token-url', `${base}/token`, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', SCOPE], secrets)
+  await labSignIn(
+    lab,
+    home.env,
+    EMAIL,
+    [
+      '--device-url',
+      `${base}/device/auth`,
+      '--token-url',
+      `${base}/token`,
+      '--client-id',
+      LAB_PUBLIC_CLIENT_ID,
+      '--scope',
+      SCOPE,
+    ],
+    secrets,
+  )
 }
 
 /** a whole HTTP/1.1 answer, written by the fault proxy in place of the server's */
@@ -54,7 +73,11 @@ describe('faults between mailkey and the OAuth server', () => {
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
     await writeFile(join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), 'http_timeout_sec = 2\n')
     // slow_down during sign-in (RFC 8628 §3.5): the poll waits 5 s more, then succeeds
-    lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 400, body: { error: 'slow_down', error_description: 'poll slower' } })
+    lab.injectTokenFault({
+      grantType: 'urn:ietf:params:oauth:grant-type:device_code',
+      status: 400,
+      body: { error: 'slow_down', error_description: 'poll slower' },
+    })
     injected++
     const t0 = Date.now()
     await signIn(lab, home, proxy.url, secrets)
@@ -68,7 +91,9 @@ describe('faults between mailkey and the OAuth server', () => {
   })
 
   /** an expired token, these faults queued, one `mailkey token`: its exit code and what it left */
-  const refreshThrough = async (faults: Fault[]): Promise<{ code: number; stderr: string; before: Rec; after: Rec; ms: number }> => {
+  const refreshThrough = async (
+    faults: Fault[],
+  ): Promise<{ code: number; stderr: string; before: Rec; after: Rec; ms: number }> => {
     await expire()
     const before = await stored()
     proxy.clear()
@@ -137,7 +162,8 @@ describe('faults between mailkey and the OAuth server', () => {
   })
 
   it('200 with an HTML page (a captive portal): exit 76, not a refused grant; nothing of the page in the message', async () => {
-    const page = '<html><head><title>Hotel WiFi</title></head><body>Please log in secret-looking-page-text</body></html>'
+    const page =
+      '<html><head><title>Hotel WiFi</title></head><body>Please log in secret-looking-page-text</body></html>'
     const r = await refreshThrough([{ kind: 'raw', bytes: httpAnswer('200 OK', 'text/html', page) }])
     assert.equal(r.code, 76, r.stderr)
     assert.equal(r.after.state, 'active')
@@ -197,7 +223,13 @@ describe('faults between mailkey and the OAuth server', () => {
     const after = await stored()
     await remember(after)
     await expire()
-    lab.injectTokenFault({ grantType: 'refresh_token', status: 429, headers: { 'retry-after': '120' }, body: { error: 'temporarily_unavailable' }, times: 5 })
+    lab.injectTokenFault({
+      grantType: 'refresh_token',
+      status: 429,
+      headers: { 'retry-after': '120' },
+      body: { error: 'temporarily_unavailable' },
+      times: 5,
+    })
     injected++
     const t1 = Date.now()
     const busy = await runCli(['token', EMAIL], home.env, { timeoutMs: 30_000 })
@@ -209,9 +241,21 @@ describe('faults between mailkey and the OAuth server', () => {
   })
 
   it('every fault was really injected, and no secret appeared in any output', () => {
-    assert.ok((proxy.used['reset-before'] ?? 0) >= 4 && (proxy.used.stall ?? 0) >= 3 && (proxy.used.huge ?? 0) === 1, JSON.stringify(proxy.used))
+    assert.ok(
+      (proxy.used['reset-before'] ?? 0) >= 4 && (proxy.used.stall ?? 0) >= 3 && (proxy.used.huge ?? 0) === 1,
+      JSON.stringify(proxy.used),
+    )
     console.error(`faults injected: ${injected} (proxy: ${JSON.stringify(proxy.used)})`)
-    assert.deepEqual(findLeaks(transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr).concat(transcript.map((t) => t.stderr)), secrets), [])
+    assert.deepEqual(
+      findLeaks(
+        transcript
+          .filter((t) => t.args[0] !== 'token')
+          .map((t) => t.stdout + t.stderr)
+          .concat(transcript.map((t) => t.stderr)),
+        secrets,
+      ),
+      [],
+    )
   })
 })
 

@@ -25,7 +25,12 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     while (!existsSync(f) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
     await new Promise((r) => setTimeout(r, 100)) // the hook finishes writing
     const text = await readFile(f, 'utf8')
-    return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    return Object.fromEntries(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    )
   }
 
   before(async () => {
@@ -35,7 +40,10 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     await mkdir(out)
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
     const record = `env | grep '^MAILKEY_' | sort > '${out}/'"$MAILKEY_EVENT".env`
-    await writeFile(cfgFile(), `[hooks]\nreauth = "${record.replace(/"/g, '\\"')}"\ndevice_code = "${record.replace(/"/g, '\\"')}"\nrefresh_error = "${record.replace(/"/g, '\\"')}"\ntimeout_sec = 5\n`)
+    await writeFile(
+      cfgFile(),
+      `[hooks]\nreauth = "${record.replace(/"/g, '\\"')}"\ndevice_code = "${record.replace(/"/g, '\\"')}"\nrefresh_error = "${record.replace(/"/g, '\\"')}"\ntimeout_sec = 5\n`,
+    )
   })
   after(async () => {
     await lab?.close()
@@ -43,7 +51,21 @@ describe('hooks: device_code, refresh_error, reauth', () => {
   })
 
   it('device_code: the code and where to enter it, while the sign-in waits', async () => {
-    const cli = spawnCli(['add', EMAIL, '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', [...MAIL_SCOPES, 'offline_access'].join(' ')], home.env)
+    const cli = spawnCli(
+      [
+        'add',
+        EMAIL,
+        '--device',
+        '--json',
+        '--issuer',
+        lab.issuer,
+        '--client-id',
+        LAB_PUBLIC_CLIENT_ID,
+        '--scope',
+        [...MAIL_SCOPES, 'offline_access'].join(' '),
+      ],
+      home.env,
+    )
     const ev = await cli.event('device_code')
     const vars = await seen('device_code')
     assert.equal(vars.MAILKEY_ACCOUNT, EMAIL)
@@ -52,7 +74,9 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     assert.match(vars.MAILKEY_MESSAGE ?? '', /enter .* to sign in alice@example\.test/)
     await lab.approveDevice(String(ev.user_code), { login: EMAIL })
     assert.equal((await cli.done).code, 0)
-    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, EMAIL), 'utf8')) as {
+      grant: { accessToken: string; refreshToken: string }
+    }
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
   })
@@ -88,13 +112,16 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     const r = await runCli(['token', EMAIL, '--force-refresh'], home.env)
     assert.equal(r.code, 77, r.stderr)
     // any process whose command line holds the marker (read from /proc: no pgrep needed)
-    const running = (): boolean => readdirSync('/proc').filter((d) => /^\d+$/.test(d)).some((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(marker)
-      } catch {
-        return false
-      }
-    })
+    const running = (): boolean =>
+      readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .some((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(marker)
+          } catch {
+            return false
+          }
+        })
     let end = Date.now() + 5_000
     while (!existsSync(join(out, 'started')) && Date.now() < end) await new Promise((res) => setTimeout(res, 50))
     assert.ok(existsSync(join(out, 'started')), 'the hook ran')
@@ -107,6 +134,12 @@ describe('hooks: device_code, refresh_error, reauth', () => {
   it('no token or refresh token reaches a hook or any output', async () => {
     const { readdir } = await import('node:fs/promises')
     const files = await Promise.all((await readdir(out)).map((f) => readFile(join(out, f), 'utf8')))
-    assert.deepEqual(findLeaks([...files, ...transcript.map((t) => t.stdout + t.stderr)].filter((_, i, a) => i < a.length), secrets.filter(Boolean)), [])
+    assert.deepEqual(
+      findLeaks(
+        [...files, ...transcript.map((t) => t.stdout + t.stderr)].filter((_, i, a) => i < a.length),
+        secrets.filter(Boolean),
+      ),
+      [],
+    )
   })
 })

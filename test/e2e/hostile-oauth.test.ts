@@ -25,10 +25,16 @@ const RECORDER = fileURLToPath(new URL('../harness/recording-browser.mjs', impor
 const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/
 
 const b64u = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url')
-const fakeIdToken = (claims: object): string => `${b64u({ alg: 'RS256', typ: 'JWT' })}.${b64u({ iat: Math.floor(Date.now() / 1000), ...claims })}.c2ln`
+const fakeIdToken = (claims: object): string =>
+  `${b64u({ alg: 'RS256', typ: 'JWT' })}.${b64u({ iat: Math.floor(Date.now() / 1000), ...claims })}.c2ln`
 
-interface Rec { settings: Record<string, unknown>; grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string }
-const stored = async (home: TmpHome, email: string): Promise<Rec> => JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Rec
+interface Rec {
+  settings: Record<string, unknown>
+  grant: { accessToken: string; refreshToken: string; expiresAt: number }
+  state: string
+}
+const stored = async (home: TmpHome, email: string): Promise<Rec> =>
+  JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Rec
 
 describe('login CSRF: who finished the sign-in, and what other users can see (item 7)', () => {
   let lab: LabServer
@@ -62,7 +68,15 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
     const port = new URL(String(ev.redirect_uri)).port
     assert.ok(state && challenge && port)
     for (const arg of seen.argv) {
-      for (const s of [state, challenge, encodeURIComponent(challenge), 'state=', 'code_challenge', `:${port}`, lab.issuer]) {
+      for (const s of [
+        state,
+        challenge,
+        encodeURIComponent(challenge),
+        'state=',
+        'code_challenge',
+        `:${port}`,
+        lab.issuer,
+      ]) {
         assert.ok(!arg.includes(s), `the browser's argv shows ${s.slice(0, 16)}`)
       }
     }
@@ -89,11 +103,27 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
     await rememberTokens(home.env, 'quinn@example.test', secrets)
 
     // An id_token minted for another request (its nonce is not ours), naming the right user.
-    const fake = { access_token: 'nonce-test-fake-access-token-0001', refresh_token: 'nonce-test-fake-refresh-token-0001', token_type: 'Bearer', expires_in: 3600, id_token: fakeIdToken({ iss: lab.issuer, aud: LAB_PUBLIC_CLIENT_ID, sub: 'rita@example.test', email: 'rita@example.test', nonce: 'a-nonce-from-another-sign-in' }) }
+    const fake = {
+      access_token: 'nonce-test-fake-access-token-0001',
+      refresh_token: 'nonce-test-fake-refresh-token-0001',
+      token_type: 'Bearer',
+      expires_in: 3600,
+      id_token: fakeIdToken({
+        iss: lab.issuer,
+        aud: LAB_PUBLIC_CLIENT_ID,
+        sub: 'rita@example.test',
+        email: 'rita@example.test',
+        nonce: 'a-nonce-from-another-sign-in',
+      }),
+    }
     secrets.push(fake.access_token, fake.refresh_token)
     lab.injectTokenFault({ grantType: 'authorization_code', status: 200, body: fake })
     const cli2 = spawnCli(['add', 'rita@example.test', '--browser', '--json', ...flags()], env)
-    await fetch(await lab.completeAuthorization(String((await cli2.event('authorization_url')).url), { login: 'rita@example.test' }))
+    await fetch(
+      await lab.completeAuthorization(String((await cli2.event('authorization_url')).url), {
+        login: 'rita@example.test',
+      }),
+    )
     const r2 = await cli2.done
     lab.clearFaults()
     assert.equal(r2.code, 76, r2.stderr)
@@ -104,7 +134,11 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
   it('browser: a sign-in finished by another user is refused and stores nothing; --sign-in-as lets a real alias through', async () => {
     const env = { ...home.env, MAILKEY_BROWSER: 'true' }
     const cli = spawnCli(['add', 'victim@example.test', '--browser', '--json', ...flags()], env)
-    await fetch(await lab.completeAuthorization(String((await cli.event('authorization_url')).url), { login: 'mallory@example.test' }))
+    await fetch(
+      await lab.completeAuthorization(String((await cli.event('authorization_url')).url), {
+        login: 'mallory@example.test',
+      }),
+    )
     const r = await cli.done
     assert.equal(r.code, 77, r.stderr)
     assert.match(r.stderr, /the server signed in mallory@example\.test, not victim@example\.test; nothing was stored/)
@@ -113,7 +147,10 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
     assert.equal((await cli.event('error')).code, 'ERR_MAILKEY_OAUTH_IDENTITY_MISMATCH')
     await assert.rejects(stored(home, 'victim@example.test'), 'nothing stored')
 
-    const ok = spawnCli(['add', 'victim@example.test', '--browser', '--json', '--sign-in-as', 'mallory@example.test', ...flags()], env)
+    const ok = spawnCli(
+      ['add', 'victim@example.test', '--browser', '--json', '--sign-in-as', 'mallory@example.test', ...flags()],
+      env,
+    )
     const url = new URL(String((await ok.event('authorization_url')).url))
     assert.equal(url.searchParams.get('login_hint'), 'mallory@example.test')
     await fetch(await lab.completeAuthorization(url.href, { login: 'mallory@example.test' }))
@@ -139,7 +176,9 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
 
   it("paste flow: the pasted address of another user's sign-in is refused", async () => {
     const cli = spawnCli(['add', 'sam@example.test', '--paste', '--json', ...flags()], home.env)
-    const redirect = await lab.completeAuthorization(String((await cli.event('authorization_url')).url), { login: 'mallory@example.test' })
+    const redirect = await lab.completeAuthorization(String((await cli.event('authorization_url')).url), {
+      login: 'mallory@example.test',
+    })
     cli.child.stdin.write(redirect + '\n')
     const r = await cli.done
     assert.equal(r.code, 77, r.stderr)
@@ -148,7 +187,13 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
   })
 
   it('no token appeared in any output above', () => {
-    assert.deepEqual(findLeaks(transcript.map((t) => t.stdout + t.stderr), secrets), [])
+    assert.deepEqual(
+      findLeaks(
+        transcript.map((t) => t.stdout + t.stderr),
+        secrets,
+      ),
+      [],
+    )
   })
 })
 
@@ -161,7 +206,18 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     return s
   }
   const DC = 'hostile-device-code-0123456789abcdef'
-  const device = (over: object = {}) => () => ({ body: { device_code: DC, user_code: 'WXYZ-1234', verification_uri: 'https://login.example.test/device', expires_in: 60, interval: 1, ...over } })
+  const device =
+    (over: object = {}) =>
+    () => ({
+      body: {
+        device_code: DC,
+        user_code: 'WXYZ-1234',
+        verification_uri: 'https://login.example.test/device',
+        expires_in: 60,
+        interval: 1,
+        ...over,
+      },
+    })
   const clean = (label: string, ...texts: string[]): void => {
     for (const t of texts) assert.doesNotMatch(t, CONTROLS, `${label}: ${JSON.stringify(t)}`)
   }
@@ -177,26 +233,44 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
 
   it('device flow: escapes in user_code, verification_uri, message and the error reach neither the terminal nor the JSON events', async () => {
     const s = await hostile({
-      device: device({ user_code: 'WXYZ\x1b]0;pwned\x07-1234', verification_uri: 'https://login.example.test/dev\x1b[2Jice', message: '\x1b[2J\x1b[HOpen the page\rmailkey: Signed in boss@example.test' }),
-      token: () => ({ status: 400, body: { error: 'access_denied', error_description: `\x1b]0;owned\x07denied\r\nmailkey: all good ${DC}` } }),
+      device: device({
+        user_code: 'WXYZ\x1b]0;pwned\x07-1234',
+        verification_uri: 'https://login.example.test/dev\x1b[2Jice',
+        message: '\x1b[2J\x1b[HOpen the page\rmailkey: Signed in boss@example.test',
+      }),
+      token: () => ({
+        status: 400,
+        body: { error: 'access_denied', error_description: `\x1b]0;owned\x07denied\r\nmailkey: all good ${DC}` },
+      }),
     })
     const r = await runCli(['add', 'esc@example.test', '--device', '--json', ...s.flags()], home.env)
     assert.equal(r.code, 77, r.stderr)
     clean('add', r.stdout, r.stderr)
     assert.ok(!(r.stdout + r.stderr).includes(DC), 'the device code never shows')
-    const ev = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.event === 'device_code')
+    const ev = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((e) => e.event === 'device_code')
     assert.equal(ev?.user_code, 'WXYZ]0;pwned-1234')
     assert.equal(ev?.verification_uri, 'https://login.example.test/dev[2Jice')
   })
 
-  it('browser flow: escapes in the redirect\'s error_description do not reach the terminal', async () => {
+  it("browser flow: escapes in the redirect's error_description do not reach the terminal", async () => {
     const s = await hostile({})
     const env = { ...home.env, MAILKEY_BROWSER: 'true' }
-    const cli = spawnCli(['add', 'redir@example.test', '--browser', '--json', '--authorize-url', `${s.url}/auth`, ...s.flags()], env)
+    const cli = spawnCli(
+      ['add', 'redir@example.test', '--browser', '--json', '--authorize-url', `${s.url}/auth`, ...s.flags()],
+      env,
+    )
     const ev = await cli.event('authorization_url')
     const state = new URL(String(ev.url)).searchParams.get('state') as string
     const back = new URL(String(ev.redirect_uri))
-    back.search = new URLSearchParams({ state, error: 'access_denied', error_description: '\x1b]0;pwned\x07denied\r\nmailkey: Signed in redir@example.test' }).toString()
+    back.search = new URLSearchParams({
+      state,
+      error: 'access_denied',
+      error_description: '\x1b]0;pwned\x07denied\r\nmailkey: Signed in redir@example.test',
+    }).toString()
     await fetch(back)
     const r = await cli.done
     assert.equal(r.code, 77, r.stderr)
@@ -205,7 +279,10 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
   })
 
   it('a verification_uri that is not http(s) is refused and never shown', async () => {
-    const s = await hostile({ device: device({ verification_uri: 'javascript:alert(document.cookie)' }), token: () => ({ status: 400, body: { error: 'authorization_pending' } }) })
+    const s = await hostile({
+      device: device({ verification_uri: 'javascript:alert(document.cookie)' }),
+      token: () => ({ status: 400, body: { error: 'authorization_pending' } }),
+    })
     const r = await runCli(['add', 'js@example.test', '--device', '--json', ...s.flags()], home.env)
     assert.equal(r.code, 76, r.stderr)
     assert.match(r.stderr, /verification_uri .* is not a web address/)
@@ -214,7 +291,10 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
   })
 
   it('interval 3e6: a bounded 3 s run makes at most one poll a second (it made thousands)', async () => {
-    const s = await hostile({ device: device({ interval: 3e6, expires_in: 600 }), token: () => ({ status: 400, body: { error: 'authorization_pending' } }) })
+    const s = await hostile({
+      device: device({ interval: 3e6, expires_in: 600 }),
+      token: () => ({ status: 400, body: { error: 'authorization_pending' } }),
+    })
     const cli = spawnCli(['add', 'flood@example.test', '--device', '--json', ...s.flags()], home.env)
     await cli.event('device_code')
     const atPrompt = s.counts.token
@@ -232,11 +312,22 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     let mode: 'ok' | 'html' | 'json' = 'ok'
     const s = await hostile({
       device: device(),
-      token: () => mode === 'ok'
-        ? { body: { access_token: AT, refresh_token: RT, token_type: 'Bearer', expires_in: 3600 } }
-        : mode === 'html'
-          ? { status: 400, body: `<html><body><h1>Bad Request</h1><pre>refresh_token ${RT} access ${AT} \x1b[2J</pre></body></html>`, contentType: 'text/html' }
-          : { status: 400, body: { error: 'invalid_grant', error_description: `\x1b[2J\x1b[HThe refresh token ${RT} was revoked (was ${AT.slice(0, 30)})\r\nmailkey: token refreshed OK` } },
+      token: () =>
+        mode === 'ok'
+          ? { body: { access_token: AT, refresh_token: RT, token_type: 'Bearer', expires_in: 3600 } }
+          : mode === 'html'
+            ? {
+                status: 400,
+                body: `<html><body><h1>Bad Request</h1><pre>refresh_token ${RT} access ${AT} \x1b[2J</pre></body></html>`,
+                contentType: 'text/html',
+              }
+            : {
+                status: 400,
+                body: {
+                  error: 'invalid_grant',
+                  error_description: `\x1b[2J\x1b[HThe refresh token ${RT} was revoked (was ${AT.slice(0, 30)})\r\nmailkey: token refreshed OK`,
+                },
+              },
     })
     const add = await runCli(['add', 'echo@example.test', '--device', '--json', ...s.flags()], home.env)
     assert.equal(add.code, 0, add.stderr)
@@ -250,7 +341,8 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
       const text = await runCli(['status', 'echo@example.test'], home.env)
       const all = [t.stdout, t.stderr, st.stdout, text.stdout, text.stderr]
       clean(label, ...all)
-      for (const v of [RT, AT, RT.slice(0, 24), AT.slice(0, 24)]) assert.ok(!all.some((x) => x.includes(v)), `${label}: a token shows`)
+      for (const v of [RT, AT, RT.slice(0, 24), AT.slice(0, 24)])
+        assert.ok(!all.some((x) => x.includes(v)), `${label}: a token shows`)
     }
     mode = 'html'
     await expire()
@@ -263,24 +355,47 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     assert.equal(json.code, 77, json.stderr)
     assert.match(json.stderr, /The refresh token \[redacted\] was revoked/)
     await check('json', json)
-    const st = JSON.parse((await runCli(['status', 'echo@example.test', '--json'], home.env)).stdout) as { lastError: { message: string } }
+    const st = JSON.parse((await runCli(['status', 'echo@example.test', '--json'], home.env)).stdout) as {
+      lastError: { message: string }
+    }
     assert.match(st.lastError.message, /invalid_grant/)
   })
 
   it('remove: a revocation refused with an empty 401 is said in plain words', async () => {
-    const s = await hostile({ device: device(), token: () => ({ body: { access_token: 'revoke-test-access-token-0123456789', refresh_token: 'revoke-test-refresh-token-0123456789', token_type: 'Bearer', expires_in: 3600 } }), revoke: () => ({ status: 401 }) })
+    const s = await hostile({
+      device: device(),
+      token: () => ({
+        body: {
+          access_token: 'revoke-test-access-token-0123456789',
+          refresh_token: 'revoke-test-refresh-token-0123456789',
+          token_type: 'Bearer',
+          expires_in: 3600,
+        },
+      }),
+      revoke: () => ({ status: 401 }),
+    })
     await noteSecrets('revoke-test-access-token-0123456789', 'revoke-test-refresh-token-0123456789')
     assert.equal((await runCli(['add', 'rev@example.test', '--device', ...s.flags()], home.env)).code, 0)
     const r = await runCli(['remove', 'rev@example.test'], home.env)
     assert.equal(r.code, 0, r.stderr)
     assert.equal(s.counts.revoke, 1)
-    assert.match(r.stderr, /not revoked at the provider \(127\.0\.0\.1:\d+ refused the revocation for "rev@example\.test": HTTP 401, it may need client authentication/)
+    assert.match(
+      r.stderr,
+      /not revoked at the provider \(127\.0\.0\.1:\d+ refused the revocation for "rev@example\.test": HTTP 401, it may need client authentication/,
+    )
     assert.doesNotMatch(r.stderr, /"response"|content-type|application\/json|conform/)
   })
 
   it("discovery and device answers oauth4webapi cannot use are said in mailkey's words", async () => {
-    const s = await hostile({ device: () => ({ body: { device_code: DC, verification_uri: 'https://login.example.test/device', expires_in: 60 } }) })
-    const disco = await runCli(['add', 'disco@example.test', '--device', '--issuer', s.url, '--client-id', 'c', '--scope', 'mail'], home.env)
+    const s = await hostile({
+      device: () => ({
+        body: { device_code: DC, verification_uri: 'https://login.example.test/device', expires_in: 60 },
+      }),
+    })
+    const disco = await runCli(
+      ['add', 'disco@example.test', '--device', '--issuer', s.url, '--client-id', 'c', '--scope', 'mail'],
+      home.env,
+    )
     assert.equal(disco.code, 78, disco.stderr)
     assert.match(disco.stderr, /refused the metadata request for "disco@example\.test": HTTP 404/)
     const dev = await runCli(['add', 'dev@example.test', '--device', ...s.flags()], home.env)
@@ -292,10 +407,21 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
   it('mailkey test: a mail server whose replies carry escapes and echo the token is reported without either', async () => {
     const AT = 'probe-access-token-0123456789abcdefghijklmnop'
     await noteSecrets(AT)
-    const s = await hostile({ device: device(), token: () => ({ body: { access_token: AT, refresh_token: 'probe-refresh-token-0123456789abcdefghij', token_type: 'Bearer', expires_in: 3600 } }) })
+    const s = await hostile({
+      device: device(),
+      token: () => ({
+        body: {
+          access_token: AT,
+          refresh_token: 'probe-refresh-token-0123456789abcdefghij',
+          token_type: 'Bearer',
+          expires_in: 3600,
+        },
+      }),
+    })
     const dir = await mkdtemp(join(home.dir, 'ca-'))
     const ca = await makeTestCA(dir)
-    const tokenOf = (b64: string): string => /auth=Bearer ([^\x01]+)/.exec(Buffer.from(b64, 'base64').toString('latin1'))?.[1] ?? ''
+    const tokenOf = (b64: string): string =>
+      /auth=Bearer ([^\x01]+)/.exec(Buffer.from(b64, 'base64').toString('latin1'))?.[1] ?? ''
     const imap = await startScriptedServer({
       tls: { certFile: ca.certFile, keyFile: ca.keyFile, implicit: true },
       script: () => [
@@ -306,7 +432,24 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
       ],
     })
     try {
-      assert.equal((await runCli(['add', 'probe@example.test', '--device', '--imap-url', `imaps://localhost:${imap.port}`, '--ca', ca.caFile, ...s.flags()], home.env)).code, 0)
+      assert.equal(
+        (
+          await runCli(
+            [
+              'add',
+              'probe@example.test',
+              '--device',
+              '--imap-url',
+              `imaps://localhost:${imap.port}`,
+              '--ca',
+              ca.caFile,
+              ...s.flags(),
+            ],
+            home.env,
+          )
+        ).code,
+        0,
+      )
       const t = await runCli(['test', 'probe@example.test', '--protocol', 'imap'], home.env)
       const j = await runCli(['test', 'probe@example.test', '--protocol', 'imap', '--json'], home.env)
       assert.notEqual(t.code, 0)

@@ -34,12 +34,18 @@ const PROXY_ROUNDS = rounds('MAILKEY_PROXY_KILL_ROUNDS', 100)
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const rand = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo))
 
-if (!dovecotAvailable() && process.env.CI) throw new Error(`the kill tests need Dovecot in CI: apt-get install ${DOVECOT_INSTALL_HINT}`)
+if (!dovecotAvailable() && process.env.CI)
+  throw new Error(`the kill tests need Dovecot in CI: apt-get install ${DOVECOT_INSTALL_HINT}`)
 if (!dovecotAvailable()) console.error('\n*** SKIPPING the proxy kill rounds: Dovecot missing ***\n')
 
 /** a lab, a home with alice signed in, and the checks every round ends with */
-async function setup(opts: { rotate?: boolean; imapUrl?: (lab: LabServer) => Promise<string[]> } = {}): Promise<{ lab: LabServer; home: TmpHome; env: Record<string, string> }> {
-  const lab = await startOAuthServer({ deviceInterval: 1, ...(opts.rotate === false ? { rotateRefreshTokens: false } : {}) })
+async function setup(
+  opts: { rotate?: boolean; imapUrl?: (lab: LabServer) => Promise<string[]> } = {},
+): Promise<{ lab: LabServer; home: TmpHome; env: Record<string, string> }> {
+  const lab = await startOAuthServer({
+    deviceInterval: 1,
+    ...(opts.rotate === false ? { rotateRefreshTokens: false } : {}),
+  })
   const home = await makeTmpHome()
   await signIn(lab, home.env, EMAIL, [...labFlags(lab), ...(opts.imapUrl ? await opts.imapUrl(lab) : [])])
   return { lab, home, env: { ...home.env } }
@@ -70,7 +76,14 @@ class Soak {
   /** the record as the library opens it (one StoreKeys: the passphrase is derived once) */
   async record(): Promise<AccountRecord> {
     const paths = resolvePaths(this.env)
-    this.#store ??= new FileStore(paths, new StoreKeys(paths, { env: this.env, useAgent: false, ...(this.pass ? { passphraseCommand: `printf '%s\\n' '${this.pass}'` } : {}) }))
+    this.#store ??= new FileStore(
+      paths,
+      new StoreKeys(paths, {
+        env: this.env,
+        useAgent: false,
+        ...(this.pass ? { passphraseCommand: `printf '%s\\n' '${this.pass}'` } : {}),
+      }),
+    )
     return (await this.#store.read(EMAIL)) as AccountRecord
   }
   /** make the stored access token look expired (the test's hand on the clock) */
@@ -110,13 +123,28 @@ class Soak {
   /** the invariant: a usable grant, and the refresh token the server considers current */
   async check(round: number, note: string): Promise<void> {
     const rec = await this.record()
-    assert.equal(rec.state, "active", `round ${round} (${note}): ${rec.lastError?.message}`)
+    assert.equal(rec.state, 'active', `round ${round} (${note}): ${rec.lastError?.message}`)
     const rt = rec.grant?.refreshToken as string
-    if (process.env.KILL_DEBUG) console.error(JSON.stringify({ round, lastError: rec.lastError, refreshedAt: rec.grant?.refreshedAt, now: Date.now(), lock: existsSync(this.lock), alive: await this.lab.refreshTokenAlive(rt), counts: this.lab.counts.refresh }))
+    if (process.env.KILL_DEBUG)
+      console.error(
+        JSON.stringify({
+          round,
+          lastError: rec.lastError,
+          refreshedAt: rec.grant?.refreshedAt,
+          now: Date.now(),
+          lock: existsSync(this.lock),
+          alive: await this.lab.refreshTokenAlive(rt),
+          counts: this.lab.counts.refresh,
+        }),
+      )
     const at = rec.grant?.accessToken as string
     this.secrets.push(rt, at)
     await noteSecrets(rt, at)
-    assert.equal(await this.lab.refreshTokenAlive(rt), true, `round ${round} (${note}): the stored refresh token is the newest, and alive`)
+    assert.equal(
+      await this.lab.refreshTokenAlive(rt),
+      true,
+      `round ${round} (${note}): the stored refresh token is the newest, and alive`,
+    )
   }
 }
 
@@ -126,8 +154,13 @@ describe('kill -9 at random moments of refreshes', () => {
     const soak = new Soak(lab, env)
     try {
       for (let round = 0; round < HELPER_ROUNDS; round++) await soak.helperRound(round, 250, 'helper killed')
-      assert.ok(soak.killedDuringRun >= HELPER_ROUNDS / 4, `kills that landed while the helper ran: ${soak.killedDuringRun}`)
-      console.error(`helper: ${HELPER_ROUNDS} rounds, ${soak.killedDuringRun} kills while it ran, ${soak.killedDuringRefresh} rounds with a refresh at the server`)
+      assert.ok(
+        soak.killedDuringRun >= HELPER_ROUNDS / 4,
+        `kills that landed while the helper ran: ${soak.killedDuringRun}`,
+      )
+      console.error(
+        `helper: ${HELPER_ROUNDS} rounds, ${soak.killedDuringRun} kills while it ran, ${soak.killedDuringRefresh} rounds with a refresh at the server`,
+      )
       // one more ordinary refresh: the grant is alive
       const f = await runCli(['token', EMAIL, '--force-refresh'], env)
       assert.equal(f.code, 0, f.stderr)
@@ -157,7 +190,9 @@ describe('kill -9 at random moments of refreshes', () => {
             try {
               process.kill(pid, 'SIGKILL')
               workerKills++
-            } catch { /* done already */ }
+            } catch {
+              /* done already */
+            }
             break
           }
           await sleep(5)
@@ -189,7 +224,10 @@ describe('kill -9 at random moments of refreshes', () => {
     try {
       for (let round = 0; round < ENC_ROUNDS; round++) {
         await soak.helperRound(round, 300, 'helper killed, encrypted store')
-        assert.ok(!(await readFile(soak.file, 'utf8')).includes((await soak.record()).grant?.refreshToken as string), 'still sealed')
+        assert.ok(
+          !(await readFile(soak.file, 'utf8')).includes((await soak.record()).grant?.refreshToken as string),
+          'still sealed',
+        )
       }
       assert.ok(soak.killedDuringRun >= ENC_ROUNDS / 4)
     } finally {
@@ -199,66 +237,85 @@ describe('kill -9 at random moments of refreshes', () => {
     }
   })
 
-  it(`mailkey proxy killed while a client's login refreshes, ${PROXY_ROUNDS} rounds`, { skip: dovecotAvailable() ? false : 'Dovecot not installed' }, async () => {
-    let dovecot: Dovecot | undefined
-    const { lab, home, env } = await setup({
-      imapUrl: async (l) => {
-        dovecot = await startDovecot({ introspectionUrl: introspectionUrl(l.issuer) })
-        return ['--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile]
-      },
-    })
-    const soak = new Soak(lab, env)
-    const pw = 'proxy local password 9'
-    assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: pw + '\n' })).code, 0)
-    await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-    let loginsDone = 0
-    try {
-      for (let round = 0; round < PROXY_ROUNDS; round++) {
-        await soak.expire()
-        lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
-        const proxy: ChildProcess = spawn(process.execPath, [BIN, 'proxy', '--imap-port', '0'], { env, stdio: ['ignore', 'pipe', 'ignore'] })
-        const port = await new Promise<number>((resolve, reject) => {
-          let out = ''
-          proxy.stdout?.on('data', (d: Buffer) => {
-            out += d.toString()
-            const m = /"port":(\d+)/.exec(out)
-            if (m) resolve(Number(m[1]))
+  it(
+    `mailkey proxy killed while a client's login refreshes, ${PROXY_ROUNDS} rounds`,
+    { skip: dovecotAvailable() ? false : 'Dovecot not installed' },
+    async () => {
+      let dovecot: Dovecot | undefined
+      const { lab, home, env } = await setup({
+        imapUrl: async (l) => {
+          dovecot = await startDovecot({ introspectionUrl: introspectionUrl(l.issuer) })
+          return ['--imap-url', `imaps://localhost:${dovecot.ports.imaps}`, '--ca', dovecot.caFile]
+        },
+      })
+      const soak = new Soak(lab, env)
+      const pw = 'proxy local password 9'
+      assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: pw + '\n' })).code, 0)
+      await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
+      let loginsDone = 0
+      try {
+        for (let round = 0; round < PROXY_ROUNDS; round++) {
+          await soak.expire()
+          lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
+          const proxy: ChildProcess = spawn(process.execPath, [BIN, 'proxy', '--imap-port', '0'], {
+            env,
+            stdio: ['ignore', 'pipe', 'ignore'],
           })
-          proxy.once('exit', () => reject(new Error('the proxy exited before listening')))
-        })
-        // a client logs in: the proxy refreshes the expired token, then logs in upstream
-        const sock = connect(port, '127.0.0.1')
-        sock.on('error', () => { /* the proxy is killed under it */ })
-        let reply = ''
-        sock.on('data', (d: Buffer) => {
-          reply += d.toString()
-          if (/^\* OK/m.test(reply) && !reply.includes('sent')) {
-            reply += 'sent'
-            sock.write(`a1 LOGIN "${EMAIL}" "${pw}"\r\n`)
-          }
-        })
-        await sleep(Number(process.env.KILL_PROXY_WAIT ?? 0) || rand(30, 2000))
-        if (/a1 OK/.test(reply)) loginsDone++
-        if (process.env.KILL_DEBUG) console.error(JSON.stringify(reply.slice(0, 300)))
-        proxy.kill('SIGKILL')
-        sock.destroy()
-        await new Promise((r) => proxy.once('exit', r))
-        await soak.settle()
-        lab.clearFaults()
-        await soak.check(round, 'proxy killed')
+          const port = await new Promise<number>((resolve, reject) => {
+            let out = ''
+            proxy.stdout?.on('data', (d: Buffer) => {
+              out += d.toString()
+              const m = /"port":(\d+)/.exec(out)
+              if (m) resolve(Number(m[1]))
+            })
+            proxy.once('exit', () => reject(new Error('the proxy exited before listening')))
+          })
+          // a client logs in: the proxy refreshes the expired token, then logs in upstream
+          const sock = connect(port, '127.0.0.1')
+          sock.on('error', () => {
+            /* the proxy is killed under it */
+          })
+          let reply = ''
+          sock.on('data', (d: Buffer) => {
+            reply += d.toString()
+            if (/^\* OK/m.test(reply) && !reply.includes('sent')) {
+              reply += 'sent'
+              sock.write(`a1 LOGIN "${EMAIL}" "${pw}"\r\n`)
+            }
+          })
+          await sleep(Number(process.env.KILL_PROXY_WAIT ?? 0) || rand(30, 2000))
+          if (/a1 OK/.test(reply)) loginsDone++
+          if (process.env.KILL_DEBUG) console.error(JSON.stringify(reply.slice(0, 300)))
+          proxy.kill('SIGKILL')
+          sock.destroy()
+          await new Promise((r) => proxy.once('exit', r))
+          await soak.settle()
+          lab.clearFaults()
+          await soak.check(round, 'proxy killed')
+        }
+        console.error(`proxy: ${PROXY_ROUNDS} rounds, ${loginsDone} logins had finished before the kill`)
+        if (PROXY_ROUNDS >= 20)
+          assert.ok(
+            loginsDone > 0 && loginsDone < PROXY_ROUNDS,
+            `kills landed both before and after logins finished (${loginsDone} of ${PROXY_ROUNDS} had)`,
+          )
+      } finally {
+        await dovecot?.stop()
+        await lab.close()
+        await home.cleanup()
       }
-      console.error(`proxy: ${PROXY_ROUNDS} rounds, ${loginsDone} logins had finished before the kill`)
-      if (PROXY_ROUNDS >= 20) assert.ok(loginsDone > 0 && loginsDone < PROXY_ROUNDS, `kills landed both before and after logins finished (${loginsDone} of ${PROXY_ROUNDS} had)`)
-    } finally {
-      await dovecot?.stop()
-      await lab.close()
-      await home.cleanup()
-    }
-  })
+    },
+  )
 
   it('no secret in any output of these rounds', () => {
     // the only CLI output collected here is from sign-ins, migrations and "token" (its stdout is the token)
     assert.ok(allSecrets.length >= 2 * HELPER_ROUNDS, `the rounds collected their tokens (${allSecrets.length})`)
-    assert.deepEqual(findLeaks(transcript.map((t) => (t.args[0] === 'token' ? '' : t.stdout) + t.stderr), allSecrets), [])
+    assert.deepEqual(
+      findLeaks(
+        transcript.map((t) => (t.args[0] === 'token' ? '' : t.stdout) + t.stderr),
+        allSecrets,
+      ),
+      [],
+    )
   })
 })

@@ -18,12 +18,27 @@ import { startScriptedServer, type ScriptedServer, type ScriptStep } from '../ha
 const ALICE = 'alice@example.test'
 const BOB = 'bob@example.test'
 const LOCAL_PW = 'local proxy pw 2'
-const missing = [!dovecotAvailable() && 'dovecot', !have('mbsync') && 'mbsync', !have('fetchmail') && 'fetchmail', !have('python3') && 'python3'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the proxy client tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3`)
-if (missing.length) console.error(`\n*** SKIPPING proxy client tests: ${missing.join(', ')} missing (apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3) ***\n`)
+const missing = [
+  !dovecotAvailable() && 'dovecot',
+  !have('mbsync') && 'mbsync',
+  !have('fetchmail') && 'fetchmail',
+  !have('python3') && 'python3',
+].filter(Boolean)
+if (missing.length && process.env.CI)
+  throw new Error(
+    `the proxy client tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3`,
+  )
+if (missing.length)
+  console.error(
+    `\n*** SKIPPING proxy client tests: ${missing.join(', ')} missing (apt-get install ${DOVECOT_INSTALL_HINT} isync fetchmail python3) ***\n`,
+  )
 const skip = missing.length ? `${missing.join(', ')} not installed` : false
 
-interface Ports { imap: number; pop3: number; smtp: number }
+interface Ports {
+  imap: number
+  pop3: number
+  smtp: number
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -31,7 +46,13 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * A raw IMAP client: sends each command after the previous one's tagged reply and returns the
  * whole transcript (the LOGIN line itself is not recorded). Ends early at a tagged NO/BAD.
  */
-async function imapRaw(port: number, user: string, pw: string, commands: string[], timeoutMs = 60_000): Promise<{ text: string; ok: boolean }> {
+async function imapRaw(
+  port: number,
+  user: string,
+  pw: string,
+  commands: string[],
+  timeoutMs = 60_000,
+): Promise<{ text: string; ok: boolean }> {
   const sock = connect(port, '127.0.0.1')
   let text = ''
   let closed = false
@@ -72,7 +93,14 @@ async function startProxy(home: TmpHome, args: string[], want: number, procs: Li
   return ports
 }
 
-async function signIn(lab: LabServer, home: TmpHome, email: string, servers: string[], ca: string, secrets: string[]): Promise<void> {
+async function signIn(
+  lab: LabServer,
+  home: TmpHome,
+  email: string,
+  servers: string[],
+  ca: string,
+  secrets: string[],
+): Promise<void> {
   await labSignIn(lab, home.env, email, [...labFlags(lab), ...servers, '--ca', ca], secrets)
   const pw = await runCli(['proxy', 'password', email], home.env, { stdin: LOCAL_PW + '\n' })
   assert.equal(pw.code, 0, pw.stderr)
@@ -90,13 +118,37 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
   before(async () => {
     lab = await startOAuthServer({ deviceInterval: 1 })
     dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
-    smtp = await startSmtp({ introspect: (t, s) => lab.introspect(t, { service: s }), tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile } })
+    smtp = await startSmtp({
+      introspect: (t, s) => lab.introspect(t, { service: s }),
+      tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile },
+    })
     home = await makeTmpHome()
     const p = dovecot.ports
-    const servers = ['--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3://localhost:${p.pop3}`, '--smtp-url', `smtp://localhost:${smtp.ports.submission}`]
+    const servers = [
+      '--imap-url',
+      `imaps://localhost:${p.imaps}`,
+      '--pop-url',
+      `pop3://localhost:${p.pop3}`,
+      '--smtp-url',
+      `smtp://localhost:${smtp.ports.submission}`,
+    ]
     await signIn(lab, home, ALICE, servers, dovecot.caFile, secrets)
     // bob upstream over STARTTLS, alice over implicit TLS: the same listener serves both
-    await signIn(lab, home, BOB, ['--imap-url', `imap://localhost:${p.imap}`, '--pop-url', `pop3s://localhost:${p.pop3s}`, '--smtp-url', `smtps://localhost:${smtp.ports.smtps}`], dovecot.caFile, secrets)
+    await signIn(
+      lab,
+      home,
+      BOB,
+      [
+        '--imap-url',
+        `imap://localhost:${p.imap}`,
+        '--pop-url',
+        `pop3s://localhost:${p.pop3s}`,
+        '--smtp-url',
+        `smtps://localhost:${smtp.ports.smtps}`,
+      ],
+      dovecot.caFile,
+      secrets,
+    )
     ports = await startProxy(home, ['--imap-port', '0', '--pop-port', '0', '--smtp-port', '0'], 3, procs)
   })
   after(async () => {
@@ -114,39 +166,48 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
     const pwFile = join(dir, 'pw')
     await writeFile(pwFile, LOCAL_PW + '\n', { mode: 0o600 })
     const rc = join(dir, 'mbsyncrc')
-    await writeFile(rc, [
-      'IMAPAccount proxy',
-      'Host 127.0.0.1',
-      `Port ${ports.imap}`,
-      `User ${ALICE}`,
-      `PassCmd "cat ${pwFile}"`,
-      'AuthMechs LOGIN',
-      // isync 1.4 spells it SSLType (1.5 renamed it TLSType); the proxy listens on loopback without TLS
-      'SSLType None',
-      '',
-      'IMAPStore remote',
-      'Account proxy',
-      '',
-      'MaildirStore local',
-      `Path ${join(dir, 'mail')}/`,
-      `Inbox ${join(dir, 'mail', 'INBOX')}`,
-      '',
-      'Channel inbox',
-      'Far :remote:INBOX',
-      'Near :local:INBOX',
-      'Create Near',
-      'Sync Pull',
-      `SyncState ${dir}/`,
-      '',
-    ].join('\n'), { mode: 0o600 })
+    await writeFile(
+      rc,
+      [
+        'IMAPAccount proxy',
+        'Host 127.0.0.1',
+        `Port ${ports.imap}`,
+        `User ${ALICE}`,
+        `PassCmd "cat ${pwFile}"`,
+        'AuthMechs LOGIN',
+        // isync 1.4 spells it SSLType (1.5 renamed it TLSType); the proxy listens on loopback without TLS
+        'SSLType None',
+        '',
+        'IMAPStore remote',
+        'Account proxy',
+        '',
+        'MaildirStore local',
+        `Path ${join(dir, 'mail')}/`,
+        `Inbox ${join(dir, 'mail', 'INBOX')}`,
+        '',
+        'Channel inbox',
+        'Far :remote:INBOX',
+        'Near :local:INBOX',
+        'Create Near',
+        'Sync Pull',
+        `SyncState ${dir}/`,
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    )
     const r = await runCommand('mbsync', ['-c', rc, '-a'], home.env)
     assert.equal(r.code, 0, r.stdout + r.stderr)
-    const files = [...await readdir(join(dir, 'mail', 'INBOX', 'new')), ...await readdir(join(dir, 'mail', 'INBOX', 'cur'))]
+    const files = [
+      ...(await readdir(join(dir, 'mail', 'INBOX', 'new'))),
+      ...(await readdir(join(dir, 'mail', 'INBOX', 'cur'))),
+    ]
     assert.equal(files.length, 3, `mbsync delivered ${files.length} files`)
-    const bodies = await Promise.all(files.map(async (f) => {
-      const sub = (await readdir(join(dir, 'mail', 'INBOX', 'new'))).includes(f) ? 'new' : 'cur'
-      return readFile(join(dir, 'mail', 'INBOX', sub, f), 'utf8')
-    }))
+    const bodies = await Promise.all(
+      files.map(async (f) => {
+        const sub = (await readdir(join(dir, 'mail', 'INBOX', 'new'))).includes(f) ? 'new' : 'cur'
+        return readFile(join(dir, 'mail', 'INBOX', sub, f), 'utf8')
+      }),
+    )
     assert.deepEqual(bodies.map((b) => /Seed message (\d+)/.exec(b)?.[1]).sort(), ['1', '2', '3'])
   })
 
@@ -157,15 +218,22 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
     const mda = join(dir, 'mda.sh')
     await writeFile(mda, `#!/bin/sh\nexec cat > "${out}/$(date +%s%N).$$"\n`, { mode: 0o700 })
     const rc = join(dir, 'fetchmailrc')
-    await writeFile(rc, [
-      'set no syslog',
-      `poll 127.0.0.1 with proto ${proto} port ${port} timeout 60`,
-      `  user "${ALICE}" there with password "${LOCAL_PW}"`,
-      `  sslproto '' keep fetchall mda "${mda}"`,
-      '',
-    ].join('\n'))
+    await writeFile(
+      rc,
+      [
+        'set no syslog',
+        `poll 127.0.0.1 with proto ${proto} port ${port} timeout 60`,
+        `  user "${ALICE}" there with password "${LOCAL_PW}"`,
+        `  sslproto '' keep fetchall mda "${mda}"`,
+        '',
+      ].join('\n'),
+    )
     await chmod(rc, 0o600) // fetchmail refuses a control file others can read
-    const r = await runCommand('fetchmail', ['-f', rc, '--idfile', join(dir, 'ids'), '--pidfile', join(dir, 'pid'), '--nodetach'], home.env)
+    const r = await runCommand(
+      'fetchmail',
+      ['-f', rc, '--idfile', join(dir, 'ids'), '--pidfile', join(dir, 'pid'), '--nodetach'],
+      home.env,
+    )
     assert.equal(r.code, 0, `fetchmail ${proto} exit ${r.code}: ${r.stdout}${r.stderr}`)
     const files = await readdir(out)
     return Promise.all(files.map((f) => readFile(join(out, f), 'utf8')))
@@ -197,7 +265,7 @@ describe('mailkey proxy with classic clients: mbsync, fetchmail, two accounts, r
     assert.ok(a.ok && b.ok, 'both logged in')
     assert.match(a.text, /^\* 3 EXISTS/m)
     assert.match(b.text, /^\* 4 EXISTS/m)
-    assert.match(a.text, /^\* SEARCH\r?$/m, 'alice does not have bob\'s message')
+    assert.match(a.text, /^\* SEARCH\r?$/m, "alice does not have bob's message")
     assert.match(b.text, /^\* SEARCH 4\r?$/m)
 
     const before = smtp.received.length
@@ -209,16 +277,33 @@ s.sendmail(os.environ['U'], ['carol@example.test'], 'Subject: hi\\r\\n\\r\\nhell
 s.quit()
 print('sent')
 `
-    const send = (u: string) => runCommand('python3', ['-c', PY], { ...home.env, U: u, PW: LOCAL_PW, SMTP: String(ports.smtp) })
+    const send = (u: string) =>
+      runCommand('python3', ['-c', PY], { ...home.env, U: u, PW: LOCAL_PW, SMTP: String(ports.smtp) })
     const rs = await Promise.all([send(ALICE), send(BOB)])
     for (const r of rs) assert.match(r.stdout, /^sent$/m, r.stderr.slice(-300))
-    assert.deepEqual(smtp.received.slice(before).map((m) => m.user).sort(), [ALICE, BOB])
+    assert.deepEqual(
+      smtp.received
+        .slice(before)
+        .map((m) => m.user)
+        .sort(),
+      [ALICE, BOB],
+    )
   })
 
   it('POP3 and SMTP with TLS on both sides: STLS/STARTTLS and implicit TLS towards the client; STARTTLS (alice) and implicit (bob) upstream', async () => {
     const tlsFlags = ['--tls-cert', dovecot.certFile, '--tls-key', dovecot.keyFile]
-    const starttls = await startProxy(home, ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'starttls'], 2, procs)
-    const implicit = await startProxy(home, ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'implicit'], 2, procs)
+    const starttls = await startProxy(
+      home,
+      ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'starttls'],
+      2,
+      procs,
+    )
+    const implicit = await startProxy(
+      home,
+      ['--pop-port', '0', '--smtp-port', '0', ...tlsFlags, '--tls', 'implicit'],
+      2,
+      procs,
+    )
     const PY = `
 import poplib, smtplib, ssl, os
 ctx = ssl.create_default_context(cafile=os.environ['CA'])
@@ -251,15 +336,33 @@ except Exception as e:
 print('\\n'.join(out))
 `
     const before = smtp.received.length
-    const run = (p: Ports, mode: string, u: string) => runCommand('python3', ['-c', PY], { ...home.env, CA: dovecot.caFile, MODE: mode, U: u, PW: LOCAL_PW, POP: String(p.pop3), SMTP: String(p.smtp) })
-    for (const [p, mode] of [[starttls, 'starttls'], [implicit, 'implicit']] as const) {
+    const run = (p: Ports, mode: string, u: string) =>
+      runCommand('python3', ['-c', PY], {
+        ...home.env,
+        CA: dovecot.caFile,
+        MODE: mode,
+        U: u,
+        PW: LOCAL_PW,
+        POP: String(p.pop3),
+        SMTP: String(p.smtp),
+      })
+    for (const [p, mode] of [
+      [starttls, 'starttls'],
+      [implicit, 'implicit'],
+    ] as const) {
       for (const u of [ALICE, BOB]) {
         const r = await run(p, mode, u)
         assert.match(r.stdout, /^pop \d+ TLSv1\.[23]$/m, `${mode} ${u}: ${r.stdout}${r.stderr.slice(-300)}`)
         assert.match(r.stdout, /^smtp sent TLSv1\.[23]$/m, `${mode} ${u}: ${r.stdout}`)
       }
     }
-    assert.deepEqual(smtp.received.slice(before).map((m) => m.user).sort(), [ALICE, ALICE, BOB, BOB])
+    assert.deepEqual(
+      smtp.received
+        .slice(before)
+        .map((m) => m.user)
+        .sort(),
+      [ALICE, ALICE, BOB, BOB],
+    )
   })
 
   it('an access token that expired while the proxy runs is refreshed transparently, once', async () => {
@@ -285,7 +388,10 @@ print('\\n'.join(out))
   })
 
   it('no secret in any output', () => {
-    assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
+    assert.deepEqual(
+      findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets),
+      [],
+    )
   })
 })
 
@@ -324,7 +430,10 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
       script: () => [
         { send: '* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] scripted ready\r\n' },
         { expect: /^(\S+) STARTTLS$/i },
-        { send: (m) => `${m?.[1]} OK Begin TLS negotiation now\r\n* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] injected\r\n` },
+        {
+          send: (m) =>
+            `${m?.[1]} OK Begin TLS negotiation now\r\n* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] injected\r\n`,
+        },
         { tls: true },
         { expect: /^(\S+) CAPABILITY$/i },
         { send: (m) => `* CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER\r\n${m?.[1]} OK done\r\n` },
@@ -356,23 +465,77 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     const stripped = await startScriptedServer({
       script: () => [
         { send: '* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 AUTH=OAUTHBEARER] no TLS here\r\n' },
-        { repeat: [
-          { expect: /^(\S+) (\S+)/ },
-          { send: (m) => (/^starttls$/i.test(m?.[2] ?? '') ? `${m?.[1]} BAD STARTTLS not supported\r\n` : /^authenticate$/i.test(m?.[2] ?? '') ? `${m?.[1]} OK logged in without TLS\r\n` : `* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n${m?.[1]} OK\r\n`) },
-        ] },
+        {
+          repeat: [
+            { expect: /^(\S+) (\S+)/ },
+            {
+              send: (m) =>
+                /^starttls$/i.test(m?.[2] ?? '')
+                  ? `${m?.[1]} BAD STARTTLS not supported\r\n`
+                  : /^authenticate$/i.test(m?.[2] ?? '')
+                    ? `${m?.[1]} OK logged in without TLS\r\n`
+                    : `* CAPABILITY IMAP4rev1 AUTH=XOAUTH2\r\n${m?.[1]} OK\r\n`,
+            },
+          ],
+        },
       ],
     })
     scripted.push(many, inject, drop, mute, silent, stripped)
-    await signIn(lab, home, 'mute@example.test', ['--imap-url', `imaps://localhost:${mute.port}`], dovecot.caFile, secrets)
-    await signIn(lab, home, 'silent@example.test', ['--imap-url', `imaps://localhost:${silent.port}`], dovecot.caFile, secrets)
-    await signIn(lab, home, 'stripped@example.test', ['--imap-url', `imap://localhost:${stripped.port}`], dovecot.caFile, secrets)
+    await signIn(
+      lab,
+      home,
+      'mute@example.test',
+      ['--imap-url', `imaps://localhost:${mute.port}`],
+      dovecot.caFile,
+      secrets,
+    )
+    await signIn(
+      lab,
+      home,
+      'silent@example.test',
+      ['--imap-url', `imaps://localhost:${silent.port}`],
+      dovecot.caFile,
+      secrets,
+    )
+    await signIn(
+      lab,
+      home,
+      'stripped@example.test',
+      ['--imap-url', `imap://localhost:${stripped.port}`],
+      dovecot.caFile,
+      secrets,
+    )
     // a login may take 3 s upstream here (default 30), so the stalled ones end within the test
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-    await writeFile(join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'), '[proxy]\nlogin_timeout_sec = 3\n')
+    await writeFile(
+      join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'),
+      '[proxy]\nlogin_timeout_sec = 3\n',
+    )
     await signIn(lab, home, ALICE, ['--imap-url', `imaps://localhost:${dovecot.ports.imaps}`], dovecot.caFile, secrets)
-    await signIn(lab, home, 'many@example.test', ['--imap-url', `imaps://localhost:${many.port}`], dovecot.caFile, secrets)
-    await signIn(lab, home, 'mallory@example.test', ['--imap-url', `imap://localhost:${inject.port}`], dovecot.caFile, secrets)
-    await signIn(lab, home, 'dropped@example.test', ['--imap-url', `imaps://localhost:${drop.port}`], dovecot.caFile, secrets)
+    await signIn(
+      lab,
+      home,
+      'many@example.test',
+      ['--imap-url', `imaps://localhost:${many.port}`],
+      dovecot.caFile,
+      secrets,
+    )
+    await signIn(
+      lab,
+      home,
+      'mallory@example.test',
+      ['--imap-url', `imap://localhost:${inject.port}`],
+      dovecot.caFile,
+      secrets,
+    )
+    await signIn(
+      lab,
+      home,
+      'dropped@example.test',
+      ['--imap-url', `imaps://localhost:${drop.port}`],
+      dovecot.caFile,
+      secrets,
+    )
     port = (await startProxy(home, ['--imap-port', '0'], 1, procs)).imap
     proxy = procs[0] as LiveCli
   })
@@ -395,7 +558,11 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     const many = scripted[0] as ScriptedServer
     const before = many.connections()
     lab.resetCounts()
-    results = await Promise.all(Array.from({ length: 200 }, () => imapRaw(port, 'many@example.test', LOCAL_PW, ['SELECT INBOX', 'LOGOUT'], 120_000)))
+    results = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        imapRaw(port, 'many@example.test', LOCAL_PW, ['SELECT INBOX', 'LOGOUT'], 120_000),
+      ),
+    )
     const ok = results.filter((r) => r.ok)
     // every session either completes or gets a clean tagged NO: no hang, no reset, no BAD
     for (const r of results) assert.match(r.text, /^a1 (OK|NO \[UNAVAILABLE\])/m, r.text.slice(-200))
@@ -404,9 +571,15 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     assert.equal(lab.counts.refresh, 0, 'no refresh for a valid token')
     assert.equal(proxy.child.exitCode, null, 'the proxy is still running')
     // how long the failed logins took, from the proxy's own log (connect -> login event)
-    const lines = proxy.stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>)
+    const lines = proxy
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, string>)
     const connectAt = new Map(lines.filter((l) => l.event === 'connect').map((l) => [l.cid, Date.parse(l.t as string)]))
-    const failedAfter = lines.filter((l) => l.event === 'login' && l.account === 'many@example.test' && l.outcome !== 'ok').map((l) => Date.parse(l.t as string) - (connectAt.get(l.cid) ?? 0))
+    const failedAfter = lines
+      .filter((l) => l.event === 'login' && l.account === 'many@example.test' && l.outcome !== 'ok')
+      .map((l) => Date.parse(l.t as string) - (connectAt.get(l.cid) ?? 0))
     slow = `${200 - ok.length} of 200 got NO (${[...new Set(lines.filter((l) => l.event === 'login' && l.outcome !== 'ok' && l.account === 'many@example.test').map((l) => `${l.outcome}: ${l.msg}`))].join(', ')}) after ${failedAfter.length ? Math.min(...failedAfter) : 0}-${failedAfter.length ? Math.max(...failedAfter) : 0} ms`
     console.error(`200 sessions: ${ok.length} ok; ${slow}`)
     const real = await imapRaw(port, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
@@ -428,8 +601,14 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     assert.match(r.text, /^a1 NO \[(UNAVAILABLE|CONTACTADMIN)\]/m)
     assert.doesNotMatch(r.text, /^a1 OK/m)
     assert.ok(inject.sessions.length >= 1)
-    assert.ok(inject.sessions.every((s) => !s.lines.some((l) => /AUTHENTICATE/i.test(l))), `no AUTHENTICATE reached the server: ${JSON.stringify(inject.sessions)}`)
-    const log = proxy.stderr().split('\n').filter((l) => l.includes('mallory@example.test') && l.includes('"event":"login"'))
+    assert.ok(
+      inject.sessions.every((s) => !s.lines.some((l) => /AUTHENTICATE/i.test(l))),
+      `no AUTHENTICATE reached the server: ${JSON.stringify(inject.sessions)}`,
+    )
+    const log = proxy
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('mallory@example.test') && l.includes('"event":"login"'))
     assert.match(log.at(-1) ?? '', /inject/i)
   })
 
@@ -440,18 +619,26 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     assert.equal(r.ok, false)
     assert.match(r.text, /^a1 NO \[(UNAVAILABLE|CONTACTADMIN|AUTHENTICATIONFAILED)\]/m)
     assert.ok(drop.sessions.length >= 1)
-    assert.ok(drop.sessions.every((s) => s.outcome === 'done'), 'the script reached the drop')
+    assert.ok(
+      drop.sessions.every((s) => s.outcome === 'done'),
+      'the script reached the drop',
+    )
     assert.equal(proxy.child.exitCode, null, 'the proxy is still running')
     const next = await imapRaw(port, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
     assert.ok(next.ok, next.text.slice(-200))
     assert.match(next.text, /^\* 3 EXISTS/m)
     // reported, not asserted: how many upstream attempts (and refreshes) a dropped connection caused
-    console.error(`(b) upstream connections: ${drop.sessions.length}, refreshes: ${lab.counts.refresh}, reply: ${/^a1 .*$/m.exec(r.text)?.[0]}`)
+    console.error(
+      `(b) upstream connections: ${drop.sessions.length}, refreshes: ${lab.counts.refresh}, reply: ${/^a1 .*$/m.exec(r.text)?.[0]}`,
+    )
   })
 
   it('(c) upstream servers that stall (no greeting; no answer to AUTHENTICATE): those logins end with NO [UNAVAILABLE] at login_timeout_sec, the others go through meanwhile', async () => {
     const t0 = Date.now()
-    const stalled = [imapRaw(port, 'mute@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000), imapRaw(port, 'silent@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000)]
+    const stalled = [
+      imapRaw(port, 'mute@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000),
+      imapRaw(port, 'silent@example.test', LOCAL_PW, ['SELECT INBOX'], 20_000),
+    ]
     const meanwhile = await imapRaw(port, ALICE, LOCAL_PW, ['SELECT INBOX', 'LOGOUT'])
     const aliceMs = Date.now() - t0
     assert.ok(meanwhile.ok, meanwhile.text.slice(-200))
@@ -472,13 +659,31 @@ describe('mailkey proxy: 200 concurrent sessions and misbehaving upstream server
     assert.equal(r.ok, false)
     assert.match(r.text, /^a1 NO \[(UNAVAILABLE|CONTACTADMIN)\]/m)
     assert.ok(stripped.sessions.length >= 1)
-    assert.ok(stripped.sessions.every((s) => !s.lines.some((l) => /AUTHENTICATE/i.test(l))), `no AUTHENTICATE reached the server: ${JSON.stringify(stripped.sessions)}`)
-    const log = proxy.stderr().split('\n').filter((l) => l.includes('stripped@example.test') && l.includes('"event":"login"'))
+    assert.ok(
+      stripped.sessions.every((s) => !s.lines.some((l) => /AUTHENTICATE/i.test(l))),
+      `no AUTHENTICATE reached the server: ${JSON.stringify(stripped.sessions)}`,
+    )
+    const log = proxy
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('stripped@example.test') && l.includes('"event":"login"'))
     assert.match(log.at(-1) ?? '', /STARTTLS|TLS/i)
   })
 
   it('no secret in any output', async () => {
-    for (const e of ['many@example.test', 'mallory@example.test', 'dropped@example.test', 'mute@example.test', 'silent@example.test', 'stripped@example.test', ALICE]) await rememberTokens(home.env, e, secrets)
-    assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets), [])
+    for (const e of [
+      'many@example.test',
+      'mallory@example.test',
+      'dropped@example.test',
+      'mute@example.test',
+      'silent@example.test',
+      'stripped@example.test',
+      ALICE,
+    ])
+      await rememberTokens(home.env, e, secrets)
+    assert.deepEqual(
+      findLeaks([...procs.map((p) => p.stderr()), ...transcript.map((t) => t.stdout + t.stderr)], secrets),
+      [],
+    )
   })
 })

@@ -24,8 +24,15 @@ const ALICE = 'alice@example.test'
 // no spaces: a Cyrus XOAUTH2 plugin then sends it as a well-formed token (one with spaces is caught earlier, in the session)
 const LOCAL_PW = 'local-proxy-pw-3'
 const SASL_XOAUTH2 = '/usr/lib/x86_64-linux-gnu/sasl2/libkdexoauth2.so'
-const missing = [!dovecotAvailable() && 'dovecot', !have('mbsync') && 'isync', !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2'].filter(Boolean)
-if (missing.length && process.env.CI) throw new Error(`the proxy credential tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync libsasl2-modules-kdexoauth2`)
+const missing = [
+  !dovecotAvailable() && 'dovecot',
+  !have('mbsync') && 'isync',
+  !existsSync(SASL_XOAUTH2) && 'libsasl2-modules-kdexoauth2',
+].filter(Boolean)
+if (missing.length && process.env.CI)
+  throw new Error(
+    `the proxy credential tests need ${missing.join(', ')} in CI: apt-get install ${DOVECOT_INSTALL_HINT} isync libsasl2-modules-kdexoauth2`,
+  )
 if (missing.length) console.error(`\n*** SKIPPING proxy credential tests: ${missing.join(', ')} missing ***\n`)
 const skip = missing.length ? `${missing.join(', ')} not installed` : false
 
@@ -45,7 +52,10 @@ class LineClient {
 
   static async open(port: number): Promise<LineClient> {
     const sock = connect(port, '127.0.0.1')
-    await new Promise((r, j) => { sock.once('connect', r); sock.once('error', j) })
+    await new Promise((r, j) => {
+      sock.once('connect', r)
+      sock.once('error', j)
+    })
     return new LineClient(sock)
   }
 
@@ -72,7 +82,10 @@ class LineClient {
   async starttls(): Promise<void> {
     this.#sock.removeAllListeners('data')
     const tls = tlsConnect({ socket: this.#sock, rejectUnauthorized: false, servername: 'localhost' })
-    await new Promise((r, j) => { tls.once('secureConnect', r); tls.once('error', j) })
+    await new Promise((r, j) => {
+      tls.once('secureConnect', r)
+      tls.once('error', j)
+    })
     this.#sock = tls
     this.text = ''
     this.#listen(tls)
@@ -84,7 +97,12 @@ class LineClient {
 }
 
 function logEvents(p: LiveCli): Record<string, unknown>[] {
-  return p.stderr().trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+  return p
+    .stderr()
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 }
 
 describe('mailkey proxy: the local password stays local', { skip }, () => {
@@ -111,7 +129,21 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
     home = await makeTmpHome()
     const p = dovecot.ports
-    await signIn(lab, home.env, ALICE, [...labFlags(lab), '--imap-url', `imaps://localhost:${p.imaps}`, '--pop-url', `pop3s://localhost:${p.pop3s}`, '--ca', dovecot.caFile], secrets)
+    await signIn(
+      lab,
+      home.env,
+      ALICE,
+      [
+        ...labFlags(lab),
+        '--imap-url',
+        `imaps://localhost:${p.imaps}`,
+        '--pop-url',
+        `pop3s://localhost:${p.pop3s}`,
+        '--ca',
+        dovecot.caFile,
+      ],
+      secrets,
+    )
     const pw = await runCli(['proxy', 'password', ALICE], home.env, { stdin: LOCAL_PW + '\n' })
     assert.equal(pw.code, 0, pw.stderr)
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
@@ -125,7 +157,10 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
   })
 
   it('a STARTTLS listener on 0.0.0.0, reached over 127.0.0.1, takes no credentials in clear and checks none (item 2)', async () => {
-    const { proc, ports } = await startProxy(['--host', '0.0.0.0', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0', '--tls', 'starttls'], 3)
+    const { proc, ports } = await startProxy(
+      ['--host', '0.0.0.0', '--imap-port', '0', '--pop-port', '0', '--smtp-port', '0', '--tls', 'starttls'],
+      3,
+    )
     // IMAP: RFC 9051 §6.2.3 LOGINDISABLED, no AUTH=; LOGIN and AUTHENTICATE refused
     const imap = await LineClient.open(ports.imap as number)
     const greeting = await imap.until(/^\* OK .*\r\n/m)
@@ -173,7 +208,11 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     // Nothing sent in clear was checked: one login event in all, the one after STARTTLS.
     await sleep(200)
     const logins = logEvents(proc).filter((e) => e.event === 'login')
-    assert.deepEqual(logins.map((e) => [e.proto, e.outcome]), [['imap', 'ok']], proc.stderr())
+    assert.deepEqual(
+      logins.map((e) => [e.proto, e.outcome]),
+      [['imap', 'ok']],
+      proc.stderr(),
+    )
   })
 
   it('parallel connections from one address share one guess budget; a known-good password still gets in at once (item 3)', async () => {
@@ -225,15 +264,38 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     const rc = join(dir, 'mbsyncrc')
     // No AuthMechs: Cyrus SASL picks the mechanism, and with the XOAUTH2 plugin installed it
     // prefers XOAUTH2 when the server offers it (the issue's mbsync user).
-    await writeFile(rc, [
-      'IMAPAccount proxy', 'Host 127.0.0.1', `Port ${port}`, `User ${ALICE}`, `PassCmd "cat ${pwFile}"`, 'SSLType None', '',
-      'IMAPStore remote', 'Account proxy', '',
-      'MaildirStore local', `Path ${join(dir, 'mail')}/`, `Inbox ${join(dir, 'mail', 'INBOX')}`, '',
-      'Channel inbox', 'Far :remote:INBOX', 'Near :local:INBOX', 'Create Near', 'Sync Pull', `SyncState ${dir}/`, '',
-    ].join('\n'), { mode: 0o600 })
+    await writeFile(
+      rc,
+      [
+        'IMAPAccount proxy',
+        'Host 127.0.0.1',
+        `Port ${port}`,
+        `User ${ALICE}`,
+        `PassCmd "cat ${pwFile}"`,
+        'SSLType None',
+        '',
+        'IMAPStore remote',
+        'Account proxy',
+        '',
+        'MaildirStore local',
+        `Path ${join(dir, 'mail')}/`,
+        `Inbox ${join(dir, 'mail', 'INBOX')}`,
+        '',
+        'Channel inbox',
+        'Far :remote:INBOX',
+        'Near :local:INBOX',
+        'Create Near',
+        'Sync Pull',
+        `SyncState ${dir}/`,
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    )
     const r = await runCommand('mbsync', ['-c', rc, '-a'], home.env)
     const inbox = join(dir, 'mail', 'INBOX')
-    const files = existsSync(inbox) ? (await readdir(join(inbox, 'new'))).length + (await readdir(join(inbox, 'cur'))).length : 0
+    const files = existsSync(inbox)
+      ? (await readdir(join(inbox, 'new'))).length + (await readdir(join(inbox, 'cur'))).length
+      : 0
     return { code: r.code, out: r.stdout + r.stderr, files }
   }
 
@@ -244,7 +306,10 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     assert.equal(r.files, 3)
     assert.ok(lab.introspectedHashes.length > 0, 'the upstream login reached the provider')
     assert.ok(!lab.introspectedHashes.includes(sha256(LOCAL_PW)), 'the local password reached the provider')
-    assert.ok(logEvents(proc).some((e) => e.event === 'login' && e.outcome === 'ok'), 'a password login')
+    assert.ok(
+      logEvents(proc).some((e) => e.event === 'login' && e.outcome === 'ok'),
+      'a password login',
+    )
   })
 
   it('with --oauth-passthrough, mbsync sending the local password as an XOAUTH2 token is a password login, never forwarded', async () => {
@@ -253,7 +318,10 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
     assert.equal(r.code, 0, r.out)
     assert.ok(!lab.introspectedHashes.includes(sha256(LOCAL_PW)), 'the local password reached the provider')
     const ev = logEvents(proc).filter((e) => e.event === 'passthrough')
-    assert.ok(ev.some((e) => /local password as an OAuth token/.test(String(e.msg))), proc.stderr())
+    assert.ok(
+      ev.some((e) => /local password as an OAuth token/.test(String(e.msg))),
+      proc.stderr(),
+    )
     assert.ok(ev.some((e) => e.outcome === 'ok'))
   })
 
@@ -274,7 +342,10 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
   })
 
   it('pass-through is per listener: off by default, on with oauth_passthrough = true in config.toml', async () => {
-    await writeFile(configFile(), '[[proxy.listeners]]\nprotocol = "imap"\nport = 0\noauth_passthrough = true\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 0\n')
+    await writeFile(
+      configFile(),
+      '[[proxy.listeners]]\nprotocol = "imap"\nport = 0\noauth_passthrough = true\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 0\n',
+    )
     try {
       const { proc } = await startProxy([], 2)
       const greetings: string[] = []
@@ -292,6 +363,15 @@ describe('mailkey proxy: the local password stays local', { skip }, () => {
   })
 
   it('no secret in any output', () => {
-    assert.deepEqual(findLeaks([...procs.map((p) => p.stderr()), ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr)], secrets), [])
+    assert.deepEqual(
+      findLeaks(
+        [
+          ...procs.map((p) => p.stderr()),
+          ...transcript.filter((t) => t.args[0] !== 'token').map((t) => t.stdout + t.stderr),
+        ],
+        secrets,
+      ),
+      [],
+    )
   })
 })

@@ -16,7 +16,11 @@ import { labFlags, signIn as labSignIn } from '../harness/sign-in.js'
 const SCOPE = [...MAIL_SCOPES, 'offline_access'].join(' ')
 const EMAIL = 'alice@example.test'
 
-interface Rec { grant: { accessToken: string; refreshToken: string; expiresAt: number }; state: string; lastError?: { code: string } }
+interface Rec {
+  grant: { accessToken: string; refreshToken: string; expiresAt: number }
+  state: string
+  lastError?: { code: string }
+}
 
 async function stored(home: TmpHome, email = EMAIL): Promise<Rec> {
   return JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Rec
@@ -62,20 +66,35 @@ describe('refresh: concurrency, crashes, failures', () => {
     lab.resetCounts()
     // Hold the refresh at the server for a moment so that every process really overlaps it.
     lab.injectTokenFault({ grantType: 'refresh_token', delayMs: 400 })
-    const results = await Promise.all(Array.from({ length: 50 }, () => runCli(['token', EMAIL], home.env, { timeoutMs: 60_000 })))
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => runCli(['token', EMAIL], home.env, { timeoutMs: 60_000 })),
+    )
     lab.clearFaults()
-    assert.deepEqual(results.map((r) => r.code), Array(50).fill(0), results.find((r) => r.code !== 0)?.stderr)
+    assert.deepEqual(
+      results.map((r) => r.code),
+      Array(50).fill(0),
+      results.find((r) => r.code !== 0)?.stderr,
+    )
     assert.equal(lab.counts.refresh, 1, 'one request to the token endpoint')
     const rec = await stored(home)
     secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
     await noteSecrets(rec.grant.accessToken, rec.grant.refreshToken)
-    assert.ok(results.every((r) => r.stdout === rec.grant.accessToken + '\n'), 'everyone printed the new token')
+    assert.ok(
+      results.every((r) => r.stdout === rec.grant.accessToken + '\n'),
+      'everyone printed the new token',
+    )
     assert.equal((await lab.introspect(rec.grant.accessToken)).active, true)
   })
 
   it('transient server errors are retried; when they persist: exit 75 and the grant is kept', async () => {
     lab.resetCounts()
-    lab.injectTokenFault({ grantType: 'refresh_token', status: 503, body: '<html><body>Service Unavailable</body></html>', headers: { 'content-type': 'text/html' }, times: 1 })
+    lab.injectTokenFault({
+      grantType: 'refresh_token',
+      status: 503,
+      body: '<html><body>Service Unavailable</body></html>',
+      headers: { 'content-type': 'text/html' },
+      times: 1,
+    })
     const ok = await runCli(['token', EMAIL, '--force-refresh'], home.env)
     assert.equal(ok.code, 0, ok.stderr)
     assert.equal(lab.counts.refresh, 2, 'one failure, one retry')
@@ -98,7 +117,12 @@ describe('refresh: concurrency, crashes, failures', () => {
 
   it('honours a short Retry-After on 429', async () => {
     lab.resetCounts()
-    lab.injectTokenFault({ grantType: 'refresh_token', status: 429, body: { error: 'temporarily_unavailable', error_description: 'slow down' }, headers: { 'retry-after': '1' } })
+    lab.injectTokenFault({
+      grantType: 'refresh_token',
+      status: 429,
+      body: { error: 'temporarily_unavailable', error_description: 'slow down' },
+      headers: { 'retry-after': '1' },
+    })
     const t0 = Date.now()
     const r = await runCli(['token', EMAIL, '--force-refresh'], home.env)
     assert.equal(r.code, 0, r.stderr)
@@ -124,7 +148,10 @@ describe('refresh: concurrency, crashes, failures', () => {
       const rec = await signIn(lab, other, 'bob@example.test')
       secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
       const path = recordFile(other.env, 'bob@example.test')
-      const raw = JSON.parse(await readFile(path, 'utf8')) as { settings: { endpoints: { token: string } }; grant: { expiresAt: number; refreshedAt: number } }
+      const raw = JSON.parse(await readFile(path, 'utf8')) as {
+        settings: { endpoints: { token: string } }
+        grant: { expiresAt: number; refreshedAt: number }
+      }
       raw.settings.endpoints.token = `http://127.0.0.1:${port}/token`
       raw.grant.expiresAt = Date.now() + 120_000 // inside the 300 s margin, still valid
       raw.grant.refreshedAt = raw.grant.expiresAt - 3600_000 // an hour-long token near its end
@@ -190,7 +217,21 @@ describe('refresh: concurrency, crashes, failures', () => {
     const unknown = await runCli(['token', 'nobody@example.test'], home.env)
     assert.equal(unknown.code, 78)
     assert.match(unknown.stderr, /Run "mailkey add nobody@example\.test"/)
-    const insecure = await runCli(['add', 'x@example.test', '--token-url', 'http://login.example.com/token', '--device-url', 'http://login.example.com/device', '--client-id', 'c', '--scope', 'mail'], home.env)
+    const insecure = await runCli(
+      [
+        'add',
+        'x@example.test',
+        '--token-url',
+        'http://login.example.com/token',
+        '--device-url',
+        'http://login.example.com/device',
+        '--client-id',
+        'c',
+        '--scope',
+        'mail',
+      ],
+      home.env,
+    )
     assert.equal(insecure.code, 78, insecure.stderr)
     assert.match(insecure.stderr, /must use https/)
 
@@ -198,7 +239,10 @@ describe('refresh: concurrency, crashes, failures', () => {
     try {
       const cfgDir = join(other.env.XDG_CONFIG_HOME as string, 'mailkey')
       await mkdir(cfgDir, { recursive: true })
-      await writeFile(join(cfgDir, 'config.toml'), 'refresh_margin_sec = 300\n[providers.lab]\nissuer = "http://127.0.0.1:9"\nflows = ["carrier-pigeon"]\n')
+      await writeFile(
+        join(cfgDir, 'config.toml'),
+        'refresh_margin_sec = 300\n[providers.lab]\nissuer = "http://127.0.0.1:9"\nflows = ["carrier-pigeon"]\n',
+      )
       const cfg = await runCli(['add', 'x@example.test', '--provider', 'lab'], other.env)
       assert.equal(cfg.code, 78, cfg.stderr)
       assert.match(cfg.stderr, /config\.toml:4:1: unknown flow "carrier-pigeon"/)
@@ -277,11 +321,16 @@ describe('refresh: concurrency, crashes, failures', () => {
 
   it('the fast path loads no OAuth, TOML or QR code (and the full path does)', async () => {
     const preload = fileURLToPath(new URL('../harness/module-log.mjs', import.meta.url))
-    const loads = async (args: string[], name: string): Promise<{ code: number | null; out: string; loaded: string }> => {
+    const loads = async (
+      args: string[],
+      name: string,
+    ): Promise<{ code: number | null; out: string; loaded: string }> => {
       const log = join(home.dir, `${name}.log`)
       await writeFile(log, '')
       const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        const c = spawn(process.execPath, ['--import', preload, BIN, ...args], { env: { ...home.env, MODULE_LOG: log } })
+        const c = spawn(process.execPath, ['--import', preload, BIN, ...args], {
+          env: { ...home.env, MODULE_LOG: log },
+        })
         let out = ''
         c.stdout.on('data', (d) => (out += d))
         c.once('close', (code) => resolve({ code, out }))
@@ -303,11 +352,18 @@ describe('refresh: concurrency, crashes, failures', () => {
     const withCfg = await loads(['token', EMAIL], 'fast-config')
     assert.equal(withCfg.code, 0)
     assert.ok(!withCfg.loaded.includes('dist/cli/main.js'), 'fast path with a config.toml that sets no margin')
-    for (const [i, text] of ['refresh_margin_sec = 120\n', '[providers.campus]\ntoken_url = "https://t.example/token"\ngrant_max_age_days = 7\n'].entries()) {
+    for (const [i, text] of [
+      'refresh_margin_sec = 120\n',
+      '[providers.campus]\ntoken_url = "https://t.example/token"\ngrant_max_age_days = 7\n',
+    ].entries()) {
       await writeFile(join(cfgDir, 'config.toml'), text)
       const full = await loads(['token', EMAIL], `full-config-${i}`)
       assert.equal(full.code, 0)
-      assert.match(full.loaded, /dist\/cli\/main\.js/, 'the full CLI reads the margin, or the providers\' grant horizons')
+      assert.match(
+        full.loaded,
+        /dist\/cli\/main\.js/,
+        "the full CLI reads the margin, or the providers' grant horizons",
+      )
     }
     await rm(join(cfgDir, 'config.toml'))
     // The same logger sees the full CLI and the OAuth code when a refresh is needed.

@@ -7,7 +7,14 @@ import { readFile, stat, writeFile, mkdir, readdir } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import * as oauth from 'oauth4webapi'
-import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, LAB_SECRET_CLIENT_ID, LAB_CLIENT_SECRET, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
+import {
+  startOAuthServer,
+  LAB_PUBLIC_CLIENT_ID,
+  LAB_SECRET_CLIENT_ID,
+  LAB_CLIENT_SECRET,
+  MAIL_SCOPES,
+  type LabServer,
+} from '../harness/oauth-server.js'
 import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { BIN, runCli, spawnCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
 import { chromiumAvailable, chromiumOpenCommand } from '../harness/chromium.js'
@@ -26,10 +33,16 @@ async function stored(home: TmpHome, email: string): Promise<Stored> {
 }
 
 /** Refresh directly with oauth4webapi, as another client holding this refresh token would. */
-async function directRefresh(lab: LabServer, rt: string, clientId = LAB_PUBLIC_CLIENT_ID): Promise<oauth.TokenEndpointResponse> {
+async function directRefresh(
+  lab: LabServer,
+  rt: string,
+  clientId = LAB_PUBLIC_CLIENT_ID,
+): Promise<oauth.TokenEndpointResponse> {
   const as: oauth.AuthorizationServer = { issuer: lab.issuer, token_endpoint: `${lab.issuer}/token` }
   const client = { client_id: clientId }
-  const res = await oauth.refreshTokenGrantRequest(as, client, oauth.None(), rt, { [oauth.allowInsecureRequests]: true })
+  const res = await oauth.refreshTokenGrantRequest(as, client, oauth.None(), rt, {
+    [oauth.allowInsecureRequests]: true,
+  })
   return oauth.processRefreshTokenResponse(as, client, res)
 }
 
@@ -76,29 +89,48 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.equal(intro.email, 'alice@example.test')
   })
 
-  it('device flow on a terminal: QR code and a countdown (run under a pty with script(1))', { skip: !existsSync('/usr/bin/script') && !process.env.CI ? 'script(1) is not installed (apt-get install bsdutils)' : false }, async () => {
-    const tty = runInPty([process.execPath, BIN, 'add', 'tty@example.test', '--device', ...labFlags()], { ...home.env, TERM: 'xterm' })
-    await tty.waitFor(/enter the code\s+[A-Z]{4}-[A-Z]{4}[\s\S]*Waiting for you to approve/)
-    const out0 = tty.screen()
-    const code = /enter the code\s+([A-Z]{4}-[A-Z]{4})/.exec(out0)?.[1] as string
-    assert.match(out0, /[▀▄█]{6}/, 'a QR code drawn with block characters')
-    assert.match(out0, /the code expires in \d+:\d\d/)
-    await lab.approveDevice(code, { login: 'tty@example.test' })
-    const exit = await tty.end(30_000)
-    const out = tty.screen()
-    transcript.push({ args: ['add', '(tty)'], stdout: out, stderr: '' })
-    assert.equal(exit, 0, out)
-    assert.match(out, /Signed in tty@example\.test/)
-    const rec = await stored(home, 'tty@example.test')
-    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-  })
+  it(
+    'device flow on a terminal: QR code and a countdown (run under a pty with script(1))',
+    {
+      skip:
+        !existsSync('/usr/bin/script') && !process.env.CI
+          ? 'script(1) is not installed (apt-get install bsdutils)'
+          : false,
+    },
+    async () => {
+      const tty = runInPty([process.execPath, BIN, 'add', 'tty@example.test', '--device', ...labFlags()], {
+        ...home.env,
+        TERM: 'xterm',
+      })
+      await tty.waitFor(/enter the code\s+[A-Z]{4}-[A-Z]{4}[\s\S]*Waiting for you to approve/)
+      const out0 = tty.screen()
+      const code = /enter the code\s+([A-Z]{4}-[A-Z]{4})/.exec(out0)?.[1] as string
+      assert.match(out0, /[▀▄█]{6}/, 'a QR code drawn with block characters')
+      assert.match(out0, /the code expires in \d+:\d\d/)
+      await lab.approveDevice(code, { login: 'tty@example.test' })
+      const exit = await tty.end(30_000)
+      const out = tty.screen()
+      transcript.push({ args: ['add', '(tty)'], stdout: out, stderr: '' })
+      assert.equal(exit, 0, out)
+      assert.match(out, /Signed in tty@example\.test/)
+      const rec = await stored(home, 'tty@example.test')
+      secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+    },
+  )
 
   it("an id_token whose issuer names the user's tenant (Microsoft /common style) is accepted; another identity is refused unless --sign-in-as names it", async () => {
     const now = Math.floor(Date.now() / 1000)
     const b64u = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url')
     const tid = '9188040d-6c67-4c5b-b112-36a304b66dad'
     const idToken = `${b64u({ alg: 'RS256', typ: 'JWT' })}.${b64u({ iss: `https://login.microsoftonline.com/${tid}/v2.0`, tid, aud: LAB_PUBLIC_CLIENT_ID, sub: 'x', email: 'someone.else@example.test', iat: now, exp: now + 3600 })}.c2ln`
-    const fake = { access_token: 'tenant-style-fake-access-token-0001', refresh_token: 'tenant-style-fake-refresh-token-0001', token_type: 'Bearer', expires_in: 3600, scope: MAIL_SCOPES.join(' '), id_token: idToken }
+    const fake = {
+      access_token: 'tenant-style-fake-access-token-0001',
+      refresh_token: 'tenant-style-fake-refresh-token-0001',
+      token_type: 'Bearer',
+      expires_in: 3600,
+      scope: MAIL_SCOPES.join(' '),
+      id_token: idToken,
+    }
     secrets.push(fake.access_token, fake.refresh_token)
     // issue 11 item 7: a grant for someone else is not stored with a warning any more
     lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 200, body: fake })
@@ -106,14 +138,22 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     const no = await refused.done
     lab.clearFaults()
     assert.equal(no.code, 77, no.stderr)
-    assert.match(no.stderr, /the server signed in someone\.else@example\.test, not tenant@example\.test; nothing was stored/)
+    assert.match(
+      no.stderr,
+      /the server signed in someone\.else@example\.test, not tenant@example\.test; nothing was stored/,
+    )
     await assert.rejects(stored(home, 'tenant@example.test'))
     lab.injectTokenFault({ grantType: 'urn:ietf:params:oauth:grant-type:device_code', status: 200, body: fake })
-    const cli = spawnCli(['add', 'tenant@example.test', '--device', '--json', '--sign-in-as', 'someone.else@example.test', ...labFlags()], home.env)
+    const cli = spawnCli(
+      ['add', 'tenant@example.test', '--device', '--json', '--sign-in-as', 'someone.else@example.test', ...labFlags()],
+      home.env,
+    )
     const r = await cli.done
     lab.clearFaults()
     assert.equal(r.code, 0, r.stderr)
-    const signed = await cli.event('signed_in') as { status: { identity: { email: string; tid: string; iss: string } } }
+    const signed = (await cli.event('signed_in')) as {
+      status: { identity: { email: string; tid: string; iss: string } }
+    }
     assert.equal(signed.status.identity.email, 'someone.else@example.test')
     assert.equal(signed.status.identity.tid, tid)
     assert.match(r.stderr, /Signed in tenant@example\.test \(signed in as someone\.else@example\.test\)/)
@@ -145,10 +185,19 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     const rec = await stored(home, 'alice@example.test')
     const x = await runCli(['token', 'alice@example.test', '--sasl', 'xoauth2'], home.env)
     assert.equal(x.code, 0, x.stderr)
-    assert.equal(Buffer.from(x.stdout.trim(), 'base64').toString(), `user=alice@example.test\x01auth=Bearer ${rec.grant.accessToken}\x01\x01`)
-    const o = await runCli(['token', 'alice@example.test', '--sasl', 'OAUTHBEARER', '--host', 'imap.example.test', '--port', '993'], home.env)
+    assert.equal(
+      Buffer.from(x.stdout.trim(), 'base64').toString(),
+      `user=alice@example.test\x01auth=Bearer ${rec.grant.accessToken}\x01\x01`,
+    )
+    const o = await runCli(
+      ['token', 'alice@example.test', '--sasl', 'OAUTHBEARER', '--host', 'imap.example.test', '--port', '993'],
+      home.env,
+    )
     assert.equal(o.code, 0, o.stderr)
-    assert.equal(Buffer.from(o.stdout.trim(), 'base64').toString(), `n,a=alice@example.test,\x01host=imap.example.test\x01port=993\x01auth=Bearer ${rec.grant.accessToken}\x01\x01`)
+    assert.equal(
+      Buffer.from(o.stdout.trim(), 'base64').toString(),
+      `n,a=alice@example.test,\x01host=imap.example.test\x01port=993\x01auth=Bearer ${rec.grant.accessToken}\x01\x01`,
+    )
     const bad = await runCli(['token', 'alice@example.test', '--sasl', 'plain'], home.env)
     assert.equal(bad.code, 64)
     assert.equal(bad.stdout, '')
@@ -189,7 +238,10 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.match(s.stdout, /access token\s+valid for/)
     assert.match(s.stdout, /refresh token\s+received 0 days ago/)
     assert.match(s.stdout, /not encrypted/)
-    const j = JSON.parse((await runCli(['status', 'alice@example.test', '--json'], home.env)).stdout) as Record<string, any>
+    const j = JSON.parse((await runCli(['status', 'alice@example.test', '--json'], home.env)).stdout) as Record<
+      string,
+      any
+    >
     assert.equal(j.provider, 'custom')
     assert.equal(j.state, 'active')
     assert.equal(j.accessToken.valid, true)
@@ -299,14 +351,20 @@ describe('mailkey add / token / status against a real OAuth server', () => {
       assert.notEqual(mine.grant.refreshToken, foreign.grant.refreshToken, 'the rotated token is stored')
       assert.equal(mine.settings.flow, 'import')
       // Rotation: the imported (old) token is now refused by the server.
-      await assert.rejects(directRefresh(lab, foreign.grant.refreshToken), (e: unknown) => e instanceof oauth.ResponseBodyError && e.error === 'invalid_grant')
+      await assert.rejects(
+        directRefresh(lab, foreign.grant.refreshToken),
+        (e: unknown) => e instanceof oauth.ResponseBodyError && e.error === 'invalid_grant',
+      )
       // ...and oidc-provider's reuse detection revoked the grant: mailkey says sign in again (77).
       const t = await runCli(['token', 'grace@example.test', '--force-refresh'], home.env)
       assert.equal(t.code, 77, t.stderr)
       assert.match(t.stderr, /invalid_grant/)
       assert.match(t.stderr, /mailkey add grace@example\.test/)
       assert.equal(t.stdout, '')
-      const st = JSON.parse((await runCli(['status', 'grace@example.test', '--json'], home.env)).stdout) as Record<string, any>
+      const st = JSON.parse((await runCli(['status', 'grace@example.test', '--json'], home.env)).stdout) as Record<
+        string,
+        any
+      >
       assert.equal(st.state, 'reauth')
       assert.equal(st.lastError.oauthError, 'invalid_grant')
       assert.ok(st.lastError.meaning)
@@ -328,7 +386,23 @@ describe('mailkey add / token / status against a real OAuth server', () => {
   })
 
   it('confidential client: --client-secret is sent to the token endpoint and never printed', async () => {
-    const cli = spawnCli(['add', 'ivy@example.test', '--device', '--json', '--issuer', lab.issuer, '--client-id', LAB_SECRET_CLIENT_ID, '--client-secret', LAB_CLIENT_SECRET, '--scope', SCOPE], home.env)
+    const cli = spawnCli(
+      [
+        'add',
+        'ivy@example.test',
+        '--device',
+        '--json',
+        '--issuer',
+        lab.issuer,
+        '--client-id',
+        LAB_SECRET_CLIENT_ID,
+        '--client-secret',
+        LAB_CLIENT_SECRET,
+        '--scope',
+        SCOPE,
+      ],
+      home.env,
+    )
     await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: 'ivy@example.test' })
     const r = await cli.done
     assert.equal(r.code, 0, r.stderr)
@@ -343,15 +417,18 @@ describe('mailkey add / token / status against a real OAuth server', () => {
   it('tries the next client id when the first is refused (AADSTS7000112-style)', async () => {
     const cfgDir = join(home.env.XDG_CONFIG_HOME as string, 'mailkey')
     await mkdir(cfgDir, { recursive: true })
-    await writeFile(join(cfgDir, 'config.toml'), [
-      '[providers.lab]',
-      `issuer = "${lab.issuer}"`,
-      'client_ids = ["retired-client", "mailkey-lab"]',
-      `scopes = ${JSON.stringify([...MAIL_SCOPES, 'offline_access'])}`,
-      'flows = ["device", "browser", "paste"]',
-      'imap_url = "imaps://127.0.0.1:9993"',
-      '',
-    ].join('\n'))
+    await writeFile(
+      join(cfgDir, 'config.toml'),
+      [
+        '[providers.lab]',
+        `issuer = "${lab.issuer}"`,
+        'client_ids = ["retired-client", "mailkey-lab"]',
+        `scopes = ${JSON.stringify([...MAIL_SCOPES, 'offline_access'])}`,
+        'flows = ["device", "browser", "paste"]',
+        'imap_url = "imaps://127.0.0.1:9993"',
+        '',
+      ].join('\n'),
+    )
     lab.deny('retired-client')
     try {
       const cli = spawnCli(['add', 'judy@example.test', '--provider', 'lab', '--device', '--json'], home.env)
@@ -374,7 +451,9 @@ describe('mailkey add / token / status against a real OAuth server', () => {
 
   it('browser flow: gives up cleanly when nobody signs in before --timeout', async () => {
     const env = { ...home.env, MAILKEY_BROWSER: 'true' }
-    const r = await runCli(['add', 'lou@example.test', '--browser', '--timeout', '5', ...labFlags()], env, { timeoutMs: 30_000 })
+    const r = await runCli(['add', 'lou@example.test', '--browser', '--timeout', '5', ...labFlags()], env, {
+      timeoutMs: 30_000,
+    })
     assert.equal(r.code, 77, r.stderr)
     assert.match(r.stderr, /no sign-in for "lou@example\.test" arrived within 5 s/)
     assert.match(r.stderr, /mailkey add lou@example\.test/)
@@ -385,12 +464,33 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     // A Microsoft record as `mailkey add` writes it (no real Microsoft is contacted: the token is fresh).
     const path = recordFile(home.env, 'ms@example.test')
     const now = Date.now()
-    await writeFile(path, JSON.stringify({
-      v: 1,
-      settings: { email: 'ms@example.test', provider: 'microsoft', tenant: 'common', clientId: '9e5f94bc-e8a4-4e73-b8be-63364c29d753', scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'], endpoints: { token: 'https://login.microsoftonline.com/common/oauth2/v2.0/token' }, servers: { imap: 'imaps://outlook.office365.com:993' }, sasl: 'XOAUTH2', flow: 'device' },
-      grant: { accessToken: 'ms-fake-access-token-for-the-test', expiresAt: now + 3600_000, refreshedAt: now, grantedAt: now, refreshToken: 'ms-fake-refresh-token-for-the-test' },
-      state: 'active', updatedAt: now,
-    }), { mode: 0o600 })
+    await writeFile(
+      path,
+      JSON.stringify({
+        v: 1,
+        settings: {
+          email: 'ms@example.test',
+          provider: 'microsoft',
+          tenant: 'common',
+          clientId: '9e5f94bc-e8a4-4e73-b8be-63364c29d753',
+          scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'],
+          endpoints: { token: 'https://login.microsoftonline.com/common/oauth2/v2.0/token' },
+          servers: { imap: 'imaps://outlook.office365.com:993' },
+          sasl: 'XOAUTH2',
+          flow: 'device',
+        },
+        grant: {
+          accessToken: 'ms-fake-access-token-for-the-test',
+          expiresAt: now + 3600_000,
+          refreshedAt: now,
+          grantedAt: now,
+          refreshToken: 'ms-fake-refresh-token-for-the-test',
+        },
+        state: 'active',
+        updatedAt: now,
+      }),
+      { mode: 0o600 },
+    )
     secrets.push('ms-fake-access-token-for-the-test', 'ms-fake-refresh-token-for-the-test')
     const bad = await runCli(['token', 'ms@example.test', '--sasl', 'oauthbearer'], home.env)
     assert.equal(bad.code, 64, bad.stderr)
@@ -398,21 +498,35 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.equal(bad.stdout, '')
     const good = await runCli(['token', 'ms@example.test', '--sasl', 'xoauth2'], home.env)
     assert.equal(good.code, 0, good.stderr)
-    assert.equal(Buffer.from(good.stdout.trim(), 'base64').toString(), 'user=ms@example.test\x01auth=Bearer ms-fake-access-token-for-the-test\x01\x01')
+    assert.equal(
+      Buffer.from(good.stdout.trim(), 'base64').toString(),
+      'user=ms@example.test\x01auth=Bearer ms-fake-access-token-for-the-test\x01\x01',
+    )
     const st = await runCli(['status', 'ms@example.test'], home.env)
     assert.match(st.stdout, /provider\s+microsoft \(tenant common\)/)
     assert.match(st.stdout, /drops it after 90 days unused/)
   })
 
-  it('real browser: headless Chromium follows the loopback redirect', { skip: !chromiumAvailable() && !process.env.CI ? 'chromium is not installed (apt-get install chromium)' : false }, async () => {
-    assert.ok(chromiumAvailable(), 'CI must have chromium installed (.ci/run installs it)')
-    const env = { ...home.env, MAILKEY_BROWSER: chromiumOpenCommand(), LAB_LOGIN: 'kim@example.test', LAB_ISSUER: lab.issuer }
-    const r = await runCli(['add', 'kim@example.test', '--browser', '--timeout', '60', ...labFlags()], env, { timeoutMs: 90_000 })
-    assert.equal(r.code, 0, r.stderr)
-    const rec = await stored(home, 'kim@example.test')
-    secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
-    assert.equal((await lab.introspect(rec.grant.accessToken)).email, 'kim@example.test')
-  })
+  it(
+    'real browser: headless Chromium follows the loopback redirect',
+    { skip: !chromiumAvailable() && !process.env.CI ? 'chromium is not installed (apt-get install chromium)' : false },
+    async () => {
+      assert.ok(chromiumAvailable(), 'CI must have chromium installed (.ci/run installs it)')
+      const env = {
+        ...home.env,
+        MAILKEY_BROWSER: chromiumOpenCommand(),
+        LAB_LOGIN: 'kim@example.test',
+        LAB_ISSUER: lab.issuer,
+      }
+      const r = await runCli(['add', 'kim@example.test', '--browser', '--timeout', '60', ...labFlags()], env, {
+        timeoutMs: 90_000,
+      })
+      assert.equal(r.code, 0, r.stderr)
+      const rec = await stored(home, 'kim@example.test')
+      secrets.push(rec.grant.accessToken, rec.grant.refreshToken)
+      assert.equal((await lab.introspect(rec.grant.accessToken)).email, 'kim@example.test')
+    },
+  )
 
   it('remove revokes at the server and deletes the record', async () => {
     const rec = await stored(home, 'dave@example.test')

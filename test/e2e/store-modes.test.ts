@@ -33,8 +33,22 @@ describe('store modes are checked at every entry point', () => {
   }
   /** every entry point, each bounded: a proxy that starts anyway is killed and fails the check */
   const entryPoints = async (path: string, mode: string): Promise<void> => {
-    for (const args of [['list'], ['status'], ['status', EMAIL], ['config', 'msmtp', EMAIL], ['remove', EMAIL], ['store', 'status'], ['proxy', 'password', EMAIL], ['proxy', '--imap-port', String(imapPort)]]) {
-      const r = await runCli(args, env, { stdin: 'local password 1\n', timeoutMs: 15_000 }).catch((e: Error) => ({ code: -1, signal: null, stdout: '', stderr: e.message }))
+    for (const args of [
+      ['list'],
+      ['status'],
+      ['status', EMAIL],
+      ['config', 'msmtp', EMAIL],
+      ['remove', EMAIL],
+      ['store', 'status'],
+      ['proxy', 'password', EMAIL],
+      ['proxy', '--imap-port', String(imapPort)],
+    ]) {
+      const r = await runCli(args, env, { stdin: 'local password 1\n', timeoutMs: 15_000 }).catch((e: Error) => ({
+        code: -1,
+        signal: null,
+        stdout: '',
+        stderr: e.message,
+      }))
       refused(r, path, mode, args.join(' '))
     }
   }
@@ -45,7 +59,7 @@ describe('store modes are checked at every entry point', () => {
     env = home.env
     stateDir = join(env.XDG_STATE_HOME as string, 'mailkey')
     accountsDir = join(stateDir, 'accounts')
-    ;[imapPort] = await freePorts(1) as [number]
+    ;[imapPort] = (await freePorts(1)) as [number]
     await signIn(lab, env, EMAIL)
     assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: 'local password 1\n' })).code, 0)
   })
@@ -54,7 +68,10 @@ describe('store modes are checked at every entry point', () => {
     await home?.cleanup()
   })
 
-  for (const [what, dir] of [['an accounts directory', () => accountsDir], ['a state directory', () => stateDir]] as const) {
+  for (const [what, dir] of [
+    ['an accounts directory', () => accountsDir],
+    ['a state directory', () => stateDir],
+  ] as const) {
     it(`${what} open to others (0755)`, async () => {
       await chmod(dir(), 0o755)
       try {
@@ -69,8 +86,16 @@ describe('store modes are checked at every entry point', () => {
     const file = join(stateDir, 'proxy-passwords.json')
     await chmod(file, 0o644)
     try {
-      for (const args of [['proxy', 'password', EMAIL], ['proxy', '--imap-port', String(imapPort)]]) {
-        const r = await runCli(args, env, { stdin: 'local password 2\n', timeoutMs: 15_000 }).catch((e: Error) => ({ code: -1, signal: null, stdout: '', stderr: e.message }))
+      for (const args of [
+        ['proxy', 'password', EMAIL],
+        ['proxy', '--imap-port', String(imapPort)],
+      ]) {
+        const r = await runCli(args, env, { stdin: 'local password 2\n', timeoutMs: 15_000 }).catch((e: Error) => ({
+          code: -1,
+          signal: null,
+          stdout: '',
+          stderr: e.message,
+        }))
         refused(r, file, '600', args.join(' '))
       }
     } finally {
@@ -86,7 +111,8 @@ describe('store modes are checked at every entry point', () => {
       assert.ok(r.stderr.includes(`"${rec}" is readable by other users`), r.stderr)
       assert.doesNotMatch(r.stdout, /alice@example\.test/)
       assert.equal(r.code, 74, 'a refusal, not a success a script would trust')
-      for (const args of [['status'], ['status', '--json'], ['list', '--json']]) assert.equal((await runCli(args, env)).code, 74, args.join(' '))
+      for (const args of [['status'], ['status', '--json'], ['list', '--json']])
+        assert.equal((await runCli(args, env)).code, 74, args.join(' '))
     } finally {
       await chmod(rec, 0o600)
     }
@@ -104,10 +130,20 @@ describe('store modes are checked at every entry point', () => {
         await symlink(target, lock)
       }
       try {
-        const r = await runCli(['token', EMAIL, '--force-refresh'], env, { timeoutMs: 20_000 }).catch((e: Error) => ({ code: -1, signal: null, stdout: '', stderr: `did not finish: ${e.message}` }))
+        const r = await runCli(['token', EMAIL, '--force-refresh'], env, { timeoutMs: 20_000 }).catch((e: Error) => ({
+          code: -1,
+          signal: null,
+          stdout: '',
+          stderr: `did not finish: ${e.message}`,
+        }))
         assert.equal(r.code, 74, r.stderr)
         assert.equal(r.stdout, '', 'no token')
-        assert.ok(r.stderr.includes(`the lock file "${lock}" ${kind === 'FIFO' ? 'is not a regular file (a FIFO)' : 'is a symbolic link'}`), r.stderr)
+        assert.ok(
+          r.stderr.includes(
+            `the lock file "${lock}" ${kind === 'FIFO' ? 'is not a regular file (a FIFO)' : 'is a symbolic link'}`,
+          ),
+          r.stderr,
+        )
         assert.ok(r.stderr.includes(`rm '${lock}'`), r.stderr)
         if (kind !== 'FIFO') assert.equal(existsSync(target), true, 'the file the link points to is left alone')
       } finally {

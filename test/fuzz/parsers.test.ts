@@ -29,18 +29,31 @@ import type { AccountSettings } from '../../src/store/types.js'
 
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 6)
 const CORPUS = fileURLToPath(new URL('./corpus', import.meta.url))
-const seeds = (dir: string): Buffer[] => readdirSync(join(CORPUS, dir)).sort().map((f) => readFileSync(join(CORPUS, dir, f)))
+const seeds = (dir: string): Buffer[] =>
+  readdirSync(join(CORPUS, dir))
+    .sort()
+    .map((f) => readFileSync(join(CORPUS, dir, f)))
 const figures: Record<string, number> = {}
 
 /** run `prop` for SECONDS (at least `min` inputs); record how many inputs were tried */
-async function fuzz<T>(name: string, arb: fc.Arbitrary<T>, prop: (v: T) => void | Promise<void>, min = 200): Promise<void> {
+async function fuzz<T>(
+  name: string,
+  arb: fc.Arbitrary<T>,
+  prop: (v: T) => void | Promise<void>,
+  min = 200,
+): Promise<void> {
   let n = 0
   const started = Date.now()
   const p = fc.asyncProperty(arb, async (v) => {
     n++
     await prop(v)
   })
-  await fc.assert(p, { numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: SECONDS * 1000, markInterruptAsFailure: false, endOnFailure: true })
+  await fc.assert(p, {
+    numRuns: Number.MAX_SAFE_INTEGER,
+    interruptAfterTimeLimit: SECONDS * 1000,
+    markInterruptAsFailure: false,
+    endOnFailure: true,
+  })
   figures[name] = n
   assert.ok(n >= min, `${name}: only ${n} inputs in ${Date.now() - started} ms`)
 }
@@ -70,7 +83,10 @@ function mutated(corpus: Buffer[]): fc.Arbitrary<Buffer> {
     }
     return b
   })
-  return fc.oneof({ weight: 6, arbitrary: fromSeed }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 2048 }).map((u) => Buffer.from(u)) })
+  return fc.oneof(
+    { weight: 6, arbitrary: fromSeed },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 2048 }).map((u) => Buffer.from(u)) },
+  )
 }
 
 /** split a buffer into chunks as TCP might deliver it */
@@ -100,7 +116,7 @@ function driveSession(make: () => PreAuthSession, chunks: Buffer[], outcomes: Lo
   const take = (actions: ClientAction[]): boolean => {
     for (const a of actions) {
       if (a.type === 'reply' || a.type === 'close') {
-        const d = a.type === 'reply' ? a.data : a.data ?? ''
+        const d = a.type === 'reply' ? a.data : (a.data ?? '')
         out += d.length
         replies.push(d)
       }
@@ -115,7 +131,10 @@ function driveSession(make: () => PreAuthSession, chunks: Buffer[], outcomes: Lo
     if (pw.length < 6) return // a one-letter "password" appears in replies by chance
     for (const a of actions) {
       if (a.type !== 'reply' && a.type !== 'close') continue
-      const untagged = (a.data ?? '').split('\r\n').map((line) => line.replace(/^\S+ /, '')).join('\r\n')
+      const untagged = (a.data ?? '')
+        .split('\r\n')
+        .map((line) => line.replace(/^\S+ /, ''))
+        .join('\r\n')
       if (untagged.includes(pw)) assert.fail('a password was echoed back')
     }
   }
@@ -143,23 +162,43 @@ function driveSession(make: () => PreAuthSession, chunks: Buffer[], outcomes: Lo
 const OPTS: SessionOptions[] = [
   { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' },
   { secure: false, starttlsAvailable: true, requireTls: true, oauthPassthrough: false, hostname: 'localhost' },
-  { secure: true, starttlsAvailable: false, requireTls: false, oauthPassthrough: false, hostname: 'localhost', limits: { maxLineBytes: 512, maxLiteralBytes: 256, maxCommands: 10 } },
+  {
+    secure: true,
+    starttlsAvailable: false,
+    requireTls: false,
+    oauthPassthrough: false,
+    hostname: 'localhost',
+    limits: { maxLineBytes: 512, maxLiteralBytes: 256, maxCommands: 10 },
+  },
 ]
 
-describe('fuzz: the proxy\'s pre-auth sessions', () => {
-  for (const [name, make, dir] of [['imap', createImapSession, 'imap'], ['pop3', createPop3Session, 'pop3'], ['smtp', createSmtpSession, 'smtp']] as const) {
+describe("fuzz: the proxy's pre-auth sessions", () => {
+  for (const [name, make, dir] of [
+    ['imap', createImapSession, 'imap'],
+    ['pop3', createPop3Session, 'pop3'],
+    ['smtp', createSmtpSession, 'smtp'],
+  ] as const) {
     it(`${name}: mutated client transcripts in random chunks, every login outcome`, async () => {
-      await fuzz(`${name} session`, fc.tuple(chunked(mutated(seeds(dir))), fc.constantFrom(...OPTS), fc.shuffledSubarray(OUTCOMES, { minLength: 1 })), ([chunks, opts, outcomes]) => {
-        driveSession(() => make(opts), chunks, outcomes)
-      })
+      await fuzz(
+        `${name} session`,
+        fc.tuple(
+          chunked(mutated(seeds(dir))),
+          fc.constantFrom(...OPTS),
+          fc.shuffledSubarray(OUTCOMES, { minLength: 1 }),
+        ),
+        ([chunks, opts, outcomes]) => {
+          driveSession(() => make(opts), chunks, outcomes)
+        },
+      )
     })
     it(`${name}: a line that never ends is cut off at the limit, not buffered`, () => {
-      const s = make({ ...OPTS[0] as SessionOptions, limits: { maxLineBytes: 1024 } })
+      const s = make({ ...(OPTS[0] as SessionOptions), limits: { maxLineBytes: 1024 } })
       s.start()
       let closedAfter = -1
       for (let i = 1; i <= 64 && closedAfter < 0; i++) {
         const actions = s.feed(Buffer.alloc(1024, 0x41)) // 1 KiB of "A", no line end
-        if (actions.some((a) => a.type === 'close' || (a.type === 'reply' && /BAD|ERR|500|too long/i.test(a.data)))) closedAfter = i
+        if (actions.some((a) => a.type === 'close' || (a.type === 'reply' && /BAD|ERR|500|too long/i.test(a.data))))
+          closedAfter = i
       }
       assert.ok(closedAfter > 0 && closedAfter <= 2, `answered after ${closedAfter} KiB`)
     })
@@ -170,93 +209,192 @@ describe('fuzz: SASL decoders', () => {
   const b64s = fc.oneof(
     fc.string({ maxLength: 400 }),
     fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u).toString('base64')),
-    mutated(seeds('imap').concat(seeds('smtp'))).map((b) => b.toString('latin1').split(/\s/).find((w) => w.length > 16) ?? ''),
+    mutated(seeds('imap').concat(seeds('smtp'))).map(
+      (b) =>
+        b
+          .toString('latin1')
+          .split(/\s/)
+          .find((w) => w.length > 16) ?? '',
+    ),
   )
   it('PLAIN, LOGIN, XOAUTH2, OAUTHBEARER: a value or a SaslDecodeError, nothing else', async () => {
-    await fuzz('sasl decoders', b64s, (s) => {
-      for (const f of [decodePlain, decodeLoginUsername, decodeLoginPassword, decodeXoauth2, decodeOauthbearer]) {
-        try {
-          f(s)
-        } catch (e) {
-          assert.ok(e instanceof SaslDecodeError, `${f.name}: ${(e as Error)?.name}: ${(e as Error)?.message}`)
+    await fuzz(
+      'sasl decoders',
+      b64s,
+      (s) => {
+        for (const f of [decodePlain, decodeLoginUsername, decodeLoginPassword, decodeXoauth2, decodeOauthbearer]) {
+          try {
+            f(s)
+          } catch (e) {
+            assert.ok(e instanceof SaslDecodeError, `${f.name}: ${(e as Error)?.name}: ${(e as Error)?.message}`)
+          }
         }
-      }
-      decodeOauthbearerErrorChallenge(s) // undefined for anything it cannot read; never throws
-    }, 1000)
+        decodeOauthbearerErrorChallenge(s) // undefined for anything it cannot read; never throws
+      },
+      1000,
+    )
   })
   it('XOAUTH2 encodes and decodes back for any user and token without control characters', async () => {
     const clean = fc.string({ minLength: 1, maxLength: 200 }).filter((x) => !/[\x00-\x1f\x7f]/.test(x))
-    await fuzz('xoauth2 round trip', fc.tuple(clean, clean.filter((t) => !/\s/.test(t))), ([user, token]) => {
-      const d = decodeXoauth2(encodeXoauth2(user, new Secret(token)).reveal())
-      assert.equal(d.user, user)
-      assert.equal(d.token.reveal(), token)
-    }, 500)
+    await fuzz(
+      'xoauth2 round trip',
+      fc.tuple(
+        clean,
+        clean.filter((t) => !/\s/.test(t)),
+      ),
+      ([user, token]) => {
+        const d = decodeXoauth2(encodeXoauth2(user, new Secret(token)).reveal())
+        assert.equal(d.user, user)
+        assert.equal(d.token.reveal(), token)
+      },
+      500,
+    )
   })
 })
 
-describe('fuzz: the token endpoint\'s answers, through the real refresh code', () => {
+describe("fuzz: the token endpoint's answers, through the real refresh code", () => {
   const settings: AccountSettings = {
-    email: 'fuzz@example.test', provider: 'custom', clientId: 'client', scopes: ['mail', 'offline_access'],
-    endpoints: { token: 'http://127.0.0.1:9/token' }, servers: {}, sasl: 'XOAUTH2', flow: 'device',
+    email: 'fuzz@example.test',
+    provider: 'custom',
+    clientId: 'client',
+    scopes: ['mail', 'offline_access'],
+    endpoints: { token: 'http://127.0.0.1:9/token' },
+    servers: {},
+    sasl: 'XOAUTH2',
+    flow: 'device',
   }
   const answer = fc.record({
     status: fc.constantFrom(200, 200, 200, 400, 401, 403, 429, 500, 502, 503, 302),
-    type: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/html', 'text/plain', '', 'application/x-www-form-urlencoded'),
+    type: fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'text/html',
+      'text/plain',
+      '',
+      'application/x-www-form-urlencoded',
+    ),
     body: fc.oneof(
       mutated(seeds('oauth')),
       fc.json().map((j) => Buffer.from(j)),
-      fc.record({ access_token: fc.string(), token_type: fc.constantFrom('Bearer', 'bearer', 'mac', ''), expires_in: fc.oneof(fc.integer(), fc.string(), fc.double()), refresh_token: fc.option(fc.string()), scope: fc.option(fc.string()) }, { requiredKeys: [] }).map((o) => Buffer.from(JSON.stringify(o))),
+      fc
+        .record(
+          {
+            access_token: fc.string(),
+            token_type: fc.constantFrom('Bearer', 'bearer', 'mac', ''),
+            expires_in: fc.oneof(fc.integer(), fc.string(), fc.double()),
+            refresh_token: fc.option(fc.string()),
+            scope: fc.option(fc.string()),
+          },
+          { requiredKeys: [] },
+        )
+        .map((o) => Buffer.from(JSON.stringify(o))),
     ),
     retryAfter: fc.option(fc.oneof(fc.integer({ min: -5, max: 100000 }).map(String), fc.string({ maxLength: 30 }))),
   })
   it('a token set or a MailkeyError, within the time limit, whatever comes back', async () => {
-    await fuzz('oauth token responses', answer, async (a) => {
-      const fetchFake = (async () => new Response(a.status === 302 || a.body.length === 0 ? null : new Uint8Array(a.body), {
-        status: a.status,
-        headers: { ...(a.type ? { 'content-type': a.type } : {}), ...(a.retryAfter ? { 'retry-after': a.retryAfter } : {}), ...(a.status === 302 ? { location: 'http://127.0.0.1:9/elsewhere' } : {}) },
-      })) as typeof fetch
-      const t0 = Date.now()
-      try {
-        const ts = await refreshGrant(settings, new Secret('fuzz-refresh-token'), { account: settings.email, fetch: fetchFake, timeoutMs: 2000 })
-        assert.equal(typeof ts.accessToken.reveal(), 'string')
-      } catch (e) {
-        assert.ok(e instanceof MailkeyError, `${(e as Error)?.name}: ${(e as Error)?.message}`)
-        assert.ok(!(e as Error).message.includes('fuzz-refresh-token'), 'the refresh token in an error message')
-      }
-      assert.ok(Date.now() - t0 < 2500, 'no hang')
-    }, 300)
+    await fuzz(
+      'oauth token responses',
+      answer,
+      async (a) => {
+        const fetchFake = (async () =>
+          new Response(a.status === 302 || a.body.length === 0 ? null : new Uint8Array(a.body), {
+            status: a.status,
+            headers: {
+              ...(a.type ? { 'content-type': a.type } : {}),
+              ...(a.retryAfter ? { 'retry-after': a.retryAfter } : {}),
+              ...(a.status === 302 ? { location: 'http://127.0.0.1:9/elsewhere' } : {}),
+            },
+          })) as typeof fetch
+        const t0 = Date.now()
+        try {
+          const ts = await refreshGrant(settings, new Secret('fuzz-refresh-token'), {
+            account: settings.email,
+            fetch: fetchFake,
+            timeoutMs: 2000,
+          })
+          assert.equal(typeof ts.accessToken.reveal(), 'string')
+        } catch (e) {
+          assert.ok(e instanceof MailkeyError, `${(e as Error)?.name}: ${(e as Error)?.message}`)
+          assert.ok(!(e as Error).message.includes('fuzz-refresh-token'), 'the refresh token in an error message')
+        }
+        assert.ok(Date.now() - t0 < 2500, 'no hang')
+      },
+      300,
+    )
   })
 })
 
 describe('fuzz: files mailkey reads', () => {
   it('config.toml: a Config or a ConfigError (with file:line:col), nothing else', async () => {
-    const text = fc.oneof(mutated(seeds('config')).map((b) => b.toString('utf8')), fc.string({ maxLength: 500 }))
-    await fuzz('config parser', text, (t) => {
-      try {
-        parseConfig(t, '/fuzz/config.toml')
-      } catch (e) {
-        assert.ok(e instanceof MailkeyError && e.code === 'ERR_MAILKEY_CONFIG_INVALID', `${(e as Error)?.name}: ${(e as Error)?.message}`)
-        assert.match((e as Error).message, /^\/fuzz\/config\.toml(:\d+:\d+)?[: ]/)
-      }
-    }, 300)
+    const text = fc.oneof(
+      mutated(seeds('config')).map((b) => b.toString('utf8')),
+      fc.string({ maxLength: 500 }),
+    )
+    await fuzz(
+      'config parser',
+      text,
+      (t) => {
+        try {
+          parseConfig(t, '/fuzz/config.toml')
+        } catch (e) {
+          assert.ok(
+            e instanceof MailkeyError && e.code === 'ERR_MAILKEY_CONFIG_INVALID',
+            `${(e as Error)?.name}: ${(e as Error)?.message}`,
+          )
+          assert.match((e as Error).message, /^\/fuzz\/config\.toml(:\d+:\d+)?[: ]/)
+        }
+      },
+      300,
+    )
   })
   it('an account record: a record or a StoreError naming the file, nothing else', async () => {
-    const good = JSON.stringify({ v: 1, settings: { email: 'a@b.c', provider: 'custom', clientId: 'c', scopes: ['s'], endpoints: { token: 'https://t' }, servers: {}, sasl: 'XOAUTH2', flow: 'device' }, grant: { grantedAt: 1, refreshToken: 'r' }, state: 'active', updatedAt: 1 })
-    const text = fc.oneof(mutated([Buffer.from(good)]).map((b) => b.toString('utf8')), fc.json(), fc.string({ maxLength: 300 }))
-    await fuzz('record parser', text, (t) => {
-      try {
-        parseRecord(t, '/fuzz/a@b.c.json')
-      } catch (e) {
-        assert.ok(e instanceof MailkeyError && e.code === 'ERR_MAILKEY_STORE_CORRUPT', `${(e as Error)?.name}: ${(e as Error)?.message}`)
-        assert.ok((e as Error).message.includes('/fuzz/a@b.c.json'))
-      }
-    }, 1000)
+    const good = JSON.stringify({
+      v: 1,
+      settings: {
+        email: 'a@b.c',
+        provider: 'custom',
+        clientId: 'c',
+        scopes: ['s'],
+        endpoints: { token: 'https://t' },
+        servers: {},
+        sasl: 'XOAUTH2',
+        flow: 'device',
+      },
+      grant: { grantedAt: 1, refreshToken: 'r' },
+      state: 'active',
+      updatedAt: 1,
+    })
+    const text = fc.oneof(
+      mutated([Buffer.from(good)]).map((b) => b.toString('utf8')),
+      fc.json(),
+      fc.string({ maxLength: 300 }),
+    )
+    await fuzz(
+      'record parser',
+      text,
+      (t) => {
+        try {
+          parseRecord(t, '/fuzz/a@b.c.json')
+        } catch (e) {
+          assert.ok(
+            e instanceof MailkeyError && e.code === 'ERR_MAILKEY_STORE_CORRUPT',
+            `${(e as Error)?.name}: ${(e as Error)?.message}`,
+          )
+          assert.ok((e as Error).message.includes('/fuzz/a@b.c.json'))
+        }
+      },
+      1000,
+    )
   })
 })
 
 describe('fuzz: figures', () => {
   it('every target ran', () => {
-    console.error(`fuzz (${SECONDS} s per target): ${Object.entries(figures).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    console.error(
+      `fuzz (${SECONDS} s per target): ${Object.entries(figures)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    )
     assert.equal(Object.keys(figures).length, 8, JSON.stringify(figures))
   })
 })

@@ -23,7 +23,7 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   try {
     await run('openssl', args, { cwd, timeout: 15_000 })
   } catch (err) {
-    const e = err as { stderr?: string, message: string }
+    const e = err as { stderr?: string; message: string }
     throw new Error(`openssl ${args[0]} failed: ${(e.stderr ?? e.message).trim()}`)
   }
 }
@@ -38,19 +38,58 @@ export async function makeTestCA(dir: string): Promise<TestCA> {
   const ext = join(dir, 'server.ext')
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
 
-  await openssl(['req', '-x509', ...ec, '-keyout', caKey, '-out', caFile, '-days', '2',
-    '-subj', '/CN=mailkey test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir)
+  await openssl(
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      caKey,
+      '-out',
+      caFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=mailkey test CA',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+    ],
+    dir,
+  )
   await openssl(['req', '-new', ...ec, '-keyout', keyFile, '-out', csr, '-subj', '/CN=localhost'], dir)
-  await writeFile(ext, [
-    'basicConstraints = critical,CA:FALSE',
-    'keyUsage = critical,digitalSignature,keyEncipherment',
-    'extendedKeyUsage = serverAuth',
-    'subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1',
-    '',
-  ].join('\n'))
-  await openssl(['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-set_serial',
-    `0x${Date.now().toString(16)}`, '-days', '2', '-sha256', '-extfile', ext, '-out', certFile], dir)
+  await writeFile(
+    ext,
+    [
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage = serverAuth',
+      'subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1',
+      '',
+    ].join('\n'),
+  )
+  await openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      caFile,
+      '-CAkey',
+      caKey,
+      '-set_serial',
+      `0x${Date.now().toString(16)}`,
+      '-days',
+      '2',
+      '-sha256',
+      '-extfile',
+      ext,
+      '-out',
+      certFile,
+    ],
+    dir,
+  )
   return { caFile, certFile, keyFile, caPem: await readFile(caFile, 'utf8') }
 }

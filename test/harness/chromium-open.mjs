@@ -49,8 +49,12 @@ function safeUrl(href) {
 }
 
 function findChromium() {
-  const candidates = [process.env.LAB_CHROMIUM, '/usr/lib/chromium/chromium', '/usr/bin/chromium',
-    '/usr/bin/chromium-browser'].filter(Boolean)
+  const candidates = [
+    process.env.LAB_CHROMIUM,
+    '/usr/lib/chromium/chromium',
+    '/usr/bin/chromium',
+    '/usr/bin/chromium-browser',
+  ].filter(Boolean)
   for (const path of candidates) {
     try {
       accessSync(path, constants.X_OK)
@@ -59,8 +63,7 @@ function findChromium() {
       // next
     }
   }
-  throw new Failure(`no Chromium found (tried ${candidates.join(', ')}); `
-    + 'install it: apt-get install chromium')
+  throw new Failure(`no Chromium found (tried ${candidates.join(', ')}); ` + 'install it: apt-get install chromium')
 }
 
 class Cdp {
@@ -104,10 +107,13 @@ class Cdp {
   send(method, params = {}, sessionId = undefined) {
     return new Promise((resolve, reject) => {
       const id = this.#nextId++
-      const timer = setTimeout(() => {
-        this.#pending.delete(id)
-        reject(new Failure(`timed out waiting for ${method}`, 124))
-      }, Math.max(0, Math.min(this.deadline - Date.now(), 2 ** 31 - 1)))
+      const timer = setTimeout(
+        () => {
+          this.#pending.delete(id)
+          reject(new Failure(`timed out waiting for ${method}`, 124))
+        },
+        Math.max(0, Math.min(this.deadline - Date.now(), 2 ** 31 - 1)),
+      )
       const done = (fn) => (value) => {
         clearTimeout(timer)
         fn(value)
@@ -162,8 +168,10 @@ function pageStep(login, deny, userCode) {
     const form = deny ? 'form#deny' : 'form#consent'
     click(`${form} button[type=submit]`, deny ? 'deny' : 'consent')
   } else if (out.page === 'lab-device-confirm') {
-    click(deny ? 'button[form="op.deviceConfirmForm"][name=abort]'
-      : 'button[form="op.deviceConfirmForm"]:not([name])', deny ? 'abort device' : 'confirm device')
+    click(
+      deny ? 'button[form="op.deviceConfirmForm"][name=abort]' : 'button[form="op.deviceConfirmForm"]:not([name])',
+      deny ? 'abort device' : 'confirm device',
+    )
   } else if ((out.page === 'lab-device-input' || out.page === 'lab-device-bad-code') && userCode) {
     if (out.page === 'lab-device-bad-code') return out
     document.querySelector('#op\\.deviceInputForm input[name=user_code]').value = userCode
@@ -201,12 +209,18 @@ async function drive(cdp, sessionId, url, issuerOrigin, deadline) {
       if (state.href.startsWith('chrome-error:') && state.ready !== 'loading') {
         const history = await cdp.send('Page.getNavigationHistory', {}, sessionId).catch(() => undefined)
         const failed = history?.entries?.[history.currentIndex]?.url
-        throw new Failure(`navigation to ${failed ? safeUrl(failed) : 'a page'} failed`
-          + `${state.text ? ` (${state.text})` : ''}; is the redirect target listening?`)
+        throw new Failure(
+          `navigation to ${failed ? safeUrl(failed) : 'a page'} failed` +
+            `${state.text ? ` (${state.text})` : ''}; is the redirect target listening?`,
+        )
       }
       const u = new URL(state.href)
-      if (u.protocol === 'http:' && LOOPBACK_HOSTS.has(u.hostname) && u.origin !== issuerOrigin
-        && state.ready === 'complete') {
+      if (
+        u.protocol === 'http:' &&
+        LOOPBACK_HOSTS.has(u.hostname) &&
+        u.origin !== issuerOrigin &&
+        state.ready === 'complete'
+      ) {
         verbose(`loaded the loopback redirect ${safeUrl(state.href)}`)
         return
       }
@@ -241,7 +255,11 @@ async function waitForFile(path, child, deadline) {
 
 function logTail(path) {
   try {
-    return readFileSync(path, 'utf8').split('\n').filter((l) => l && !l.includes('dbus')).slice(-5).join('\n')
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l && !l.includes('dbus'))
+      .slice(-5)
+      .join('\n')
   } catch {
     return ''
   }
@@ -297,9 +315,10 @@ async function main() {
       cdp = undefined
     }
     if (child) {
-      const exited = child.exitCode !== null || child.signalCode !== null
-        ? Promise.resolve()
-        : new Promise((resolve) => child.once('exit', resolve))
+      const exited =
+        child.exitCode !== null || child.signalCode !== null
+          ? Promise.resolve()
+          : new Promise((resolve) => child.once('exit', resolve))
       await Promise.race([exited, sleep(1500)])
       try {
         process.kill(-child.pid, 'SIGKILL') // the whole process group: renderers, zygote, crashpad

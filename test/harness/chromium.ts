@@ -3,11 +3,7 @@ import { accessSync, constants } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 /** Where Chromium is looked for after $LAB_CHROMIUM (Debian's /usr/bin/chromium wrapper is noisy: target first). */
-export const CHROMIUM_CANDIDATES = [
-  '/usr/lib/chromium/chromium',
-  '/usr/bin/chromium',
-  '/usr/bin/chromium-browser',
-]
+export const CHROMIUM_CANDIDATES = ['/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser']
 
 export function chromiumPath(): string | undefined {
   const candidates = [process.env.LAB_CHROMIUM, ...CHROMIUM_CANDIDATES].filter((p): p is string => Boolean(p))

@@ -51,7 +51,11 @@ export function runCommand(cmd: string, args: string[], env: Record<string, stri
 /** Every stdout/stderr a test saw, for the "no secret in any output" checks. */
 export const transcript: { args: string[]; stdout: string; stderr: string }[] = []
 
-export function runCli(args: string[], env: Record<string, string>, opts: { stdin?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  env: Record<string, string>,
+  opts: { stdin?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   assertBuilt()
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
@@ -131,8 +135,17 @@ export function spawnCli(args: string[], env: Record<string, string>, wrap: stri
       const seen = events.find((e) => e.event === name)
       if (seen) return Promise.resolve(seen)
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no "${name}" event within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs)
-        waiters.push({ name, resolve: (e) => { clearTimeout(t); resolve(e) } })
+        const t = setTimeout(
+          () => reject(new Error(`no "${name}" event within ${timeoutMs} ms; stderr: ${stderr}`)),
+          timeoutMs,
+        )
+        waiters.push({
+          name,
+          resolve: (e) => {
+            clearTimeout(t)
+            resolve(e)
+          },
+        })
         void done.then(() => {
           clearTimeout(t)
           const late = events.find((e) => e.event === name)
@@ -161,7 +174,9 @@ export function findLeaks(texts: string[], secrets: string[]): string[] {
   const leaks: string[] = []
   const wanted = secrets.filter((v) => v.length >= 8)
   for (const t of texts) {
-    const decoded = (t.match(/[A-Za-z0-9+/]{16,}={0,2}/g) ?? []).map((run) => Buffer.from(run, 'base64').toString('latin1'))
+    const decoded = (t.match(/[A-Za-z0-9+/]{16,}={0,2}/g) ?? []).map((run) =>
+      Buffer.from(run, 'base64').toString('latin1'),
+    )
     for (const s of wanted) {
       if (t.includes(s) || t.includes(encodeURIComponent(s)) || decoded.some((d) => d.includes(s))) {
         leaks.push(`a secret starting "${s.slice(0, 3)}" appears in output`)

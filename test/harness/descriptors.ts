@@ -18,7 +18,9 @@ export function exhaustDescriptors(leave = 0): () => void {
     }
   }
   for (const fd of fds.splice(fds.length - leave)) closeSync(fd)
-  return () => { for (const fd of fds.splice(0)) closeSync(fd) }
+  return () => {
+    for (const fd of fds.splice(0)) closeSync(fd)
+  }
 }
 
 /** run `f` with no descriptor left; the table is freed again whatever happens */

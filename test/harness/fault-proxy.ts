@@ -32,7 +32,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   const server: Server = createServer((client) => {
     open.add(client)
     client.on('close', () => open.delete(client))
-    client.on('error', () => { /* the client went away */ })
+    client.on('error', () => {
+      /* the client went away */
+    })
     const fault = queue.shift()
     if (fault) used[fault.kind] = (used[fault.kind] ?? 0) + 1
     // wait for the request (headers at least) before misbehaving, as a real server would
@@ -49,7 +51,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
           client.end(fault.bytes)
           return
         case 'huge': {
-          client.write(`HTTP/1.1 200 OK\r\ncontent-type: ${fault.contentType}\r\ncontent-length: ${fault.bytes}\r\nconnection: close\r\n\r\n`)
+          client.write(
+            `HTTP/1.1 200 OK\r\ncontent-type: ${fault.contentType}\r\ncontent-length: ${fault.bytes}\r\nconnection: close\r\n\r\n`,
+          )
           const chunk = Buffer.alloc(64 * 1024, 0x61)
           let left = fault.bytes
           const pump = (): void => {
@@ -104,9 +108,10 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     push: (...f) => void queue.push(...f),
     clear: () => void queue.splice(0),
     used,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of open) s.destroy()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy()
+        server.close(() => resolve())
+      }),
   }
 }

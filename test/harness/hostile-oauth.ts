@@ -38,8 +38,13 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
 
 function send(res: ServerResponse, a: Answer): void {
   const body = a.body === undefined ? '' : typeof a.body === 'string' ? a.body : JSON.stringify(a.body)
-  const type = a.body === undefined ? undefined : typeof a.body === 'string' ? a.contentType ?? 'text/plain' : 'application/json'
-  res.writeHead(a.status ?? 200, { ...(type ? { 'content-type': type } : {}), 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+  const type =
+    a.body === undefined ? undefined : typeof a.body === 'string' ? (a.contentType ?? 'text/plain') : 'application/json'
+  res.writeHead(a.status ?? 200, {
+    ...(type ? { 'content-type': type } : {}),
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  })
   res.end(body)
 }
 
@@ -60,11 +65,23 @@ export async function startHostileOAuth(opts: HostileOAuthOptions): Promise<Host
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   return {
     url,
-    flags: (scope = 'mail offline_access') => ['--device-url', `${url}/device`, '--token-url', `${url}/token`, '--revocation-url', `${url}/revoke`, '--client-id', 'hostile-client', '--scope', scope],
+    flags: (scope = 'mail offline_access') => [
+      '--device-url',
+      `${url}/device`,
+      '--token-url',
+      `${url}/token`,
+      '--revocation-url',
+      `${url}/revoke`,
+      '--client-id',
+      'hostile-client',
+      '--scope',
+      scope,
+    ],
     counts,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

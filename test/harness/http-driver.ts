@@ -100,7 +100,7 @@ export interface ParsedForm {
   fields: Record<string, string>
 }
 
-const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: '\'', '#39': '\'' }
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", '#39': "'" }
 
 export function decodeEntities(text: string): string {
   return text.replace(/&(#x[0-9a-f]+|#\d+|\w+);/gi, (whole, entity: string) => {
@@ -150,10 +150,14 @@ export function pageId(html: string): string | undefined {
 export function describePage(res: DriverResponse): string {
   const where = `${res.url.origin}${res.url.pathname}`
   const error = /<main\b[^>]*id="lab-error"[^>]*>([\s\S]*?)<\/main>/i.exec(res.html)?.[1]
-  let detail = error ? decodeEntities(error.replace(/<[^>]+>/g, ' ')).replace(/\s+/g, ' ').trim() : ''
+  let detail = error
+    ? decodeEntities(error.replace(/<[^>]+>/g, ' '))
+        .replace(/\s+/g, ' ')
+        .trim()
+    : ''
   if (!detail && res.html.trimStart().startsWith('{')) {
     try {
-      const json = JSON.parse(res.html) as { error?: unknown, error_description?: unknown }
+      const json = JSON.parse(res.html) as { error?: unknown; error_description?: unknown }
       detail = `${String(json.error)}: ${String(json.error_description)}`
     } catch {
       detail = ''

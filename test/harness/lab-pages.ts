@@ -41,7 +41,10 @@ ${body}
 
 export function loginPage(uid: string, clientId: string, loginHint: string, error?: string): string {
   const base = `/interaction/${encodeURIComponent(uid)}`
-  return layout('lab-login', 'Sign in', `
+  return layout(
+    'lab-login',
+    'Sign in',
+    `
 <p>to continue to <strong>${escapeHtml(clientId)}</strong></p>
 ${error ? `<p class="error">${escapeHtml(error)}</p>` : ''}
 <form id="login" method="post" action="${base}/login" autocomplete="off">
@@ -51,7 +54,8 @@ ${error ? `<p class="error">${escapeHtml(error)}</p>` : ''}
 </form>
 <form id="deny" method="post" action="${base}/abort">
 <button type="submit">Cancel</button>
-</form>`)
+</form>`,
+  )
 }
 
 export function consentPage(
@@ -65,9 +69,13 @@ export function consentPage(
   const items = [
     ...scopes.map((s) => `<li>${escapeHtml(s)}</li>`),
     ...Object.entries(resources).flatMap(([resource, list]) =>
-      list.map((s) => `<li>${escapeHtml(s)} <small>(${escapeHtml(resource)})</small></li>`)),
+      list.map((s) => `<li>${escapeHtml(s)} <small>(${escapeHtml(resource)})</small></li>`),
+    ),
   ]
-  return layout('lab-consent', 'Permissions requested', `
+  return layout(
+    'lab-consent',
+    'Permissions requested',
+    `
 <p><strong>${escapeHtml(clientId)}</strong> wants to access the account
 <strong>${escapeHtml(accountId)}</strong>:</p>
 <ul>${items.join('')}</ul>
@@ -76,7 +84,8 @@ export function consentPage(
 </form>
 <form id="deny" method="post" action="${base}/abort">
 <button type="submit">Deny</button>
-</form>`)
+</form>`,
+  )
 }
 
 export function errorPage(out: Record<string, unknown>): string {
@@ -86,11 +95,7 @@ export function errorPage(out: Record<string, unknown>): string {
   return layout('lab-error', 'Something went wrong', rows)
 }
 
-export function deviceInputPage(
-  form: string,
-  errorName: string | undefined,
-  isUserCodeError: boolean,
-): string {
+export function deviceInputPage(form: string, errorName: string | undefined, isUserCodeError: boolean): string {
   let message = '<p>Enter the code displayed on your device</p>'
   let id = 'lab-device-input'
   if (errorName === 'AbortedError') {
@@ -103,31 +108,45 @@ export function deviceInputPage(
     message = '<p class="error">There was an error processing your request</p>'
     id = 'lab-device-error'
   }
-  return layout(id, 'Device sign-in', `${message}
+  return layout(
+    id,
+    'Device sign-in',
+    `${message}
 ${form}
-<button type="submit" form="op.deviceInputForm">Continue</button>`)
+<button type="submit" form="op.deviceInputForm">Continue</button>`,
+  )
 }
 
 export function deviceConfirmPage(form: string, clientId: string, userCode: string): string {
-  return layout('lab-device-confirm', 'Confirm device', `
+  return layout(
+    'lab-device-confirm',
+    'Confirm device',
+    `
 <p><strong>${escapeHtml(clientId)}</strong> wants to sign in. The device should show this code:</p>
 <p><code id="user-code">${escapeHtml(userCode)}</code></p>
 ${form}
 <button type="submit" form="op.deviceConfirmForm" autofocus>Continue</button>
-<button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button>`)
+<button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button>`,
+  )
 }
 
 export function deviceSuccessPage(clientId: string): string {
-  return layout('lab-device-success', 'Sign-in complete',
-    `<p>Your sign-in with <strong>${escapeHtml(clientId)}</strong> was successful. `
-    + 'You can close this page.</p>')
+  return layout(
+    'lab-device-success',
+    'Sign-in complete',
+    `<p>Your sign-in with <strong>${escapeHtml(clientId)}</strong> was successful. ` + 'You can close this page.</p>',
+  )
 }
 
 export function logoutPage(form: string, host: string): string {
-  return layout('lab-logout', 'Sign out', `<p>Sign out from ${escapeHtml(host)}?</p>
+  return layout(
+    'lab-logout',
+    'Sign out',
+    `<p>Sign out from ${escapeHtml(host)}?</p>
 ${form}
 <button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
-<button type="submit" form="op.logoutForm">No, stay signed in</button>`)
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`,
+  )
 }
 
 export function logoutSuccessPage(): string {

@@ -146,8 +146,9 @@ const SERVICE_SCOPES: Record<string, string> = {
 
 const BODY_LIMIT = 56 * 1024
 
-const LOOPBACK_REDIRECTS = ['http://127.0.0.1', 'http://localhost', 'http://[::1]']
-  .flatMap((origin) => ['', '/', '/callback'].map((path) => origin + path))
+const LOOPBACK_REDIRECTS = ['http://127.0.0.1', 'http://localhost', 'http://[::1]'].flatMap((origin) =>
+  ['', '/', '/callback'].map((path) => origin + path),
+)
 
 let quieted = false
 
@@ -183,7 +184,7 @@ async function readBody(req: IncomingMessage): Promise<Buffer> {
 
 /** Hands an already-read urlencoded body to oidc-provider (it reads `req.body` once the stream is consumed). */
 function setParsedBody(req: IncomingMessage, body: string): void {
-  (req as IncomingMessage & { body?: string }).body = body
+  ;(req as IncomingMessage & { body?: string }).body = body
 }
 
 function basicClientId(req: IncomingMessage): string | undefined {
@@ -326,9 +327,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     conformIdTokenClaims: false,
     findAccount,
     extraTokenClaims: async (_ctx: unknown, token: OidcToken) =>
-      token.kind === 'AccessToken' && token.accountId
-        ? { email: token.accountId, upn: token.accountId }
-        : undefined,
+      token.kind === 'AccessToken' && token.accountId ? { email: token.accountId, upn: token.accountId } : undefined,
     rotateRefreshToken: () => opts.rotateRefreshTokens !== false,
     revokeGrantPolicy: () => true,
     clientBasedCORS: () => false,
@@ -351,7 +350,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
           ctx: { body: unknown },
           form: string,
           _out: unknown,
-          err?: { name?: string, userCode?: string },
+          err?: { name?: string; userCode?: string },
         ) => {
           ctx.body = deviceInputPage(form, err?.name, Boolean(err?.userCode))
         },
@@ -364,17 +363,13 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         ) => {
           ctx.body = deviceConfirmPage(form, client.clientId, userCode)
         },
-        successSource: async (ctx: { body: unknown, oidc: { client: OidcClient } }) => {
+        successSource: async (ctx: { body: unknown; oidc: { client: OidcClient } }) => {
           ctx.body = deviceSuccessPage(ctx.oidc.client.clientId)
         },
       },
       introspection: {
         enabled: true,
-        allowedPolicy: async (
-          ctx: { get(header: string): string },
-          client: OidcClient,
-          token: OidcToken,
-        ) => {
+        allowedPolicy: async (ctx: { get(header: string): string }, client: OidcClient, token: OidcToken) => {
           if (client.clientId === MAIL_RS_CLIENT_ID) {
             if (token.kind !== 'AccessToken' || !audiences(token).includes(MAIL_RESOURCE)) return false
             const service = ctx.get('x-dovecot-auth-service').toLowerCase()
@@ -406,7 +401,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       },
       rpInitiatedLogout: {
         enabled: true,
-        logoutSource: async (ctx: { body: unknown, host: string }, form: string) => {
+        logoutSource: async (ctx: { body: unknown; host: string }, form: string) => {
           ctx.body = logoutPage(form, ctx.host)
         },
         postLogoutSuccessSource: async (ctx: { body: unknown }) => {
@@ -414,7 +409,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         },
       },
     },
-    renderError: async (ctx: { type: string, body: unknown }, out: Record<string, unknown>) => {
+    renderError: async (ctx: { type: string; body: unknown }, out: Record<string, unknown>) => {
       ctx.type = 'html'
       ctx.body = errorPage(out)
     },
@@ -428,16 +423,18 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     if (body && typeof body === 'object' && 'user_code' in body && 'verification_uri' in body) {
       Object.assign(body, {
         interval: deviceInterval,
-        message: `To sign in, use a web browser to open the page ${String(body.verification_uri)} `
-          + `and enter the code ${String(body.user_code)} to authenticate.`,
+        message:
+          `To sign in, use a web browser to open the page ${String(body.verification_uri)} ` +
+          `and enter the code ${String(body.user_code)} to authenticate.`,
       })
     }
   })
   const handleWithProvider = oidc.callback()
 
   function takeFault(grantType: string | null): TokenFault | undefined {
-    const index = faults.findIndex((slot) =>
-      slot.remaining > 0 && (slot.fault.grantType === undefined || slot.fault.grantType === grantType))
+    const index = faults.findIndex(
+      (slot) => slot.remaining > 0 && (slot.fault.grantType === undefined || slot.fault.grantType === grantType),
+    )
     const slot = faults[index]
     if (!slot) return undefined
     slot.remaining -= 1
@@ -498,7 +495,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       const counter = grantType === null ? undefined : GRANT_COUNTERS[grantType]
       if (counter) counts[counter] += 1
       const fault = takeFault(grantType)
-      if (fault && await applyFault(req, res, fault)) return
+      if (fault && (await applyFault(req, res, fault))) return
       const clientId = params.get('client_id') ?? basicClientId(req)
       if (clientId !== undefined && denied.has(clientId)) {
         disabled(res, req.headers.authorization ? 401 : 400)
@@ -527,7 +524,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       }
       const scopes = (params.get('scope') ?? '').split(' ')
       const requested = (params.get('prompt') ?? '').split(' ').filter(Boolean)
-      const prompts = new Set(requested.map((p) => p === 'select_account' ? 'login' : p))
+      const prompts = new Set(requested.map((p) => (p === 'select_account' ? 'login' : p)))
       if (scopes.includes('offline_access') && !prompts.has('none')) prompts.add('consent')
       const rewrite = [...prompts].join(' ') !== requested.join(' ')
       if (rewrite) params.set('prompt', [...prompts].join(' '))
@@ -576,8 +573,17 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         const hint = typeof details.params.login_hint === 'string' ? details.params.login_hint : ''
         sendHtml(res, 200, loginPage(uid, clientId, hint))
       } else if (name === 'consent') {
-        sendHtml(res, 200, consentPage(uid, clientId, details.session?.accountId ?? '',
-          missing.missingOIDCScope ?? [], missing.missingResourceScopes ?? {}))
+        sendHtml(
+          res,
+          200,
+          consentPage(
+            uid,
+            clientId,
+            details.session?.accountId ?? '',
+            missing.missingOIDCScope ?? [],
+            missing.missingResourceScopes ?? {},
+          ),
+        )
       } else {
         const description = `unknown prompt ${name}`
         sendHtml(res, 400, errorPage({ error: 'invalid_request', error_description: description }))
@@ -587,10 +593,15 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
 
     const form = new URLSearchParams((await readBody(req)).toString('utf8'))
     if (action === 'abort') {
-      await oidc.interactionFinished(req, res, {
-        error: 'access_denied',
-        error_description: 'End-User denied the request',
-      }, { mergeWithLastSubmission: false })
+      await oidc.interactionFinished(
+        req,
+        res,
+        {
+          error: 'access_denied',
+          error_description: 'End-User denied the request',
+        },
+        { mergeWithLastSubmission: false },
+      )
     } else if (action === 'login') {
       const login = (form.get('login') ?? '').trim()
       if (name !== 'login' || !login) {
@@ -606,8 +617,9 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         sendHtml(res, 400, errorPage({ error: 'invalid_request', error_description: description }))
         return
       }
-      const grant = (details.grantId ? await oidc.Grant.find(details.grantId) : undefined)
-        ?? new oidc.Grant({ accountId, clientId })
+      const grant =
+        (details.grantId ? await oidc.Grant.find(details.grantId) : undefined) ??
+        new oidc.Grant({ accountId, clientId })
       if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
       if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims)
       for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
@@ -618,7 +630,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     }
   }
 
-  type DriveEnd = { kind: 'redirect', location: string } | { kind: 'device-success' }
+  type DriveEnd = { kind: 'redirect'; location: string } | { kind: 'device-success' }
 
   function requireForm(page: DriverResponse, id: string): ParsedForm {
     const form = parseForms(page.html, page.url).find((f) => f.id === id)
@@ -627,11 +639,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
   }
 
   /** Follows redirects and answers the lab's login/consent pages until the flow leaves the issuer. */
-  async function drive(
-    driver: HttpDriver,
-    first: DriverResponse,
-    opts: InteractionOptions,
-  ): Promise<DriveEnd> {
+  async function drive(driver: HttpDriver, first: DriverResponse, opts: InteractionOptions): Promise<DriveEnd> {
     let page = first
     for (let step = 0; step < 25; step++) {
       if (page.location) {
@@ -699,7 +707,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
   }
 
   async function refreshTokenAlive(token: string): Promise<boolean> {
-    const t = await oidc.RefreshToken.find(token) as { isExpired?: boolean; consumed?: unknown } | undefined
+    const t = (await oidc.RefreshToken.find(token)) as { isExpired?: boolean; consumed?: unknown } | undefined
     return t !== undefined && !t.isExpired && !t.consumed
   }
 
@@ -716,7 +724,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       body: new URLSearchParams({ token }),
     })
     if (!res.ok) throw new Error(`lab: introspection failed with HTTP ${res.status}`)
-    return await res.json() as Record<string, unknown>
+    return (await res.json()) as Record<string, unknown>
   }
 
   let closed: Promise<void> | undefined

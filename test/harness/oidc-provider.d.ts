@@ -56,7 +56,7 @@ declare module 'oidc-provider' {
   }
 
   export class Grant {
-    constructor(properties: { accountId: string, clientId: string })
+    constructor(properties: { accountId: string; clientId: string })
     addOIDCScope(scope: string): void
     addOIDCClaims(claims: string[]): void
     addResourceScope(resource: string, scope: string): void

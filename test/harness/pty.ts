@@ -26,11 +26,15 @@ export function plainText(raw: string): string {
 
 export function runInPty(argv: string[], env: Record<string, string>, size = { cols: 120, rows: 30 }): PtyRun {
   // script(1) makes the terminal; stty gives it a size, since our side of it is a pipe
-  const child = spawn('script', ['-qfec', `stty cols ${size.cols} rows ${size.rows}; exec ${shCommand(argv)}`, '/dev/null'], {
-    env: { TERM: 'xterm-256color', ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true,
-  })
+  const child = spawn(
+    'script',
+    ['-qfec', `stty cols ${size.cols} rows ${size.rows}; exec ${shCommand(argv)}`, '/dev/null'],
+    {
+      env: { TERM: 'xterm-256color', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    },
+  )
   let raw = ''
   const waiters = new Set<() => void>()
   const onData = (d: Buffer): void => {
@@ -39,7 +43,9 @@ export function runInPty(argv: string[], env: Record<string, string>, size = { c
   }
   child.stdout?.on('data', onData)
   child.stderr?.on('data', onData)
-  child.stdin?.on('error', () => { /* the program may end before it reads what we typed */ })
+  child.stdin?.on('error', () => {
+    /* the program may end before it reads what we typed */
+  })
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
   const screen = (): string => plainText(raw)
   return {
@@ -57,7 +63,11 @@ export function runInPty(argv: string[], env: Record<string, string>, size = { c
         }
         const timer = setTimeout(() => {
           cleanup()
-          reject(new Error(`no ${pattern} on the screen within ${ms} ms; it shows:\n${screen().replace(/ {2,}/g, ' ').slice(-3000)}`))
+          reject(
+            new Error(
+              `no ${pattern} on the screen within ${ms} ms; it shows:\n${screen().replace(/ {2,}/g, ' ').slice(-3000)}`,
+            ),
+          )
         }, ms)
         const cleanup = (): void => {
           clearTimeout(timer)
@@ -71,7 +81,9 @@ export function runInPty(argv: string[], env: Record<string, string>, size = { c
       const timer = setTimeout(() => {
         try {
           process.kill(-(child.pid as number), 'SIGKILL')
-        } catch { /* gone */ }
+        } catch {
+          /* gone */
+        }
       }, ms)
       const code = await exited
       clearTimeout(timer)

@@ -36,7 +36,9 @@ export interface ScriptedServer {
 }
 
 export async function startScriptedServer(opts: ScriptedServerOptions): Promise<ScriptedServer> {
-  const ctx = opts.tls ? createSecureContext({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) }) : undefined
+  const ctx = opts.tls
+    ? createSecureContext({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) })
+    : undefined
   const sockets = new Set<Socket>()
   const sessions: ScriptedServer['sessions'] = []
   let n = 0

@@ -50,7 +50,8 @@ export function transcripts(): Transcripts {
         got = render(session.feed(typeof input === 'string' ? Buffer.from(input, 'utf8') : input))
       } else {
         const r = session.loginResult(input.result, input.text === undefined ? undefined : { text: input.text })
-        got = render(r.actions) + (r.done ? '[done]' : '') + (r.leftover ? `[leftover ${r.leftover.toString('utf8')}]` : '')
+        got =
+          render(r.actions) + (r.done ? '[done]' : '') + (r.leftover ? `[leftover ${r.leftover.toString('utf8')}]` : '')
       }
       assert.equal(got, expected, `step ${i}: ${JSON.stringify(input)}`)
     }

@@ -23,8 +23,14 @@ export interface SignedIn {
 }
 
 /** The tokens in the account's (plain) record, noted as secrets for the leak checks, and in `secrets` when given. */
-export async function rememberTokens(env: Record<string, string>, email: string, secrets?: string[]): Promise<{ accessToken: string; refreshToken: string }> {
-  const { grant } = JSON.parse(await readFile(recordFile(env, email), 'utf8')) as { grant: { accessToken: string; refreshToken: string } }
+export async function rememberTokens(
+  env: Record<string, string>,
+  email: string,
+  secrets?: string[],
+): Promise<{ accessToken: string; refreshToken: string }> {
+  const { grant } = JSON.parse(await readFile(recordFile(env, email), 'utf8')) as {
+    grant: { accessToken: string; refreshToken: string }
+  }
   await noteSecrets(grant.accessToken, grant.refreshToken)
   for (const s of [grant.accessToken, grant.refreshToken]) if (s) secrets?.push(s)
   return { accessToken: grant.accessToken, refreshToken: grant.refreshToken }
@@ -35,10 +41,16 @@ export async function rememberTokens(env: Record<string, string>, email: string,
  * and so on), approved as EMAIL. Fails the test unless it exits 0. `secrets`, when given, gets
  * the two tokens too.
  */
-export async function signIn(lab: LabServer, env: Record<string, string>, email: string, flags: string[] = labFlags(lab), secrets?: string[]): Promise<SignedIn> {
+export async function signIn(
+  lab: LabServer,
+  env: Record<string, string>,
+  email: string,
+  flags: string[] = labFlags(lab),
+  secrets?: string[],
+): Promise<SignedIn> {
   const cli = spawnCli(['add', email, '--device', '--json', ...flags], env)
   await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
   const result = await cli.done
   assert.equal(result.code, 0, result.stderr)
-  return { ...await rememberTokens(env, email, secrets), result }
+  return { ...(await rememberTokens(env, email, secrets)), result }
 }

@@ -37,7 +37,7 @@ export interface SmtpOptions {
   /** RFC 7662 introspection of a bearer token (e.g. `(t, s) => lab.introspect(t, { service: s })`). */
   introspect: (token: string, service: 'smtp') => Promise<Record<string, unknown>>
   /** Server certificate and key (PEM files), e.g. from makeTestCA() or a running Dovecot. */
-  tls: { certFile: string, keyFile: string }
+  tls: { certFile: string; keyFile: string }
   /**
    * The Maildir of a local recipient, or undefined. Mail to a recipient whose Maildir exists is
    * written into its `new/` (owned like the Maildir); everything else is only recorded.
@@ -83,7 +83,7 @@ class SmtpAuthError extends Error {
 }
 
 // RFC 7628 §3.1: gs2-header with an optional authzid, where "," and "=" are escaped as =2C / =3D.
-function parseOAuthBearer(blob: string): { user?: string, token?: string } | undefined {
+function parseOAuthBearer(blob: string): { user?: string; token?: string } | undefined {
   const parts = Buffer.from(blob, 'base64').toString('utf8').split('\x01')
   const header = parts.shift() ?? ''
   const gs2 = /^(?:n|y|p=[^,]*),(?:a=([^,]*))?,$/.exec(header)
@@ -204,37 +204,39 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
       return
     }
     const challenge = method === 'XOAUTH2' ? XOAUTH2_SMTP_CHALLENGE : OAUTHBEARER_SMTP_CHALLENGE
-    opts.introspect(token, 'smtp').then((info) => {
-      const email = typeof info.email === 'string' ? info.email : undefined
-      const user = auth.username ?? email
-      if (info.active === true && email && user && user.toLowerCase() === email.toLowerCase()) {
-        callback(null, { user: email })
-      } else {
-        // smtp-server answers 334 <base64 JSON>, then 535 once the client replies.
-        callback(null, { data: { ...challenge } })
-      }
-    }, () => {
-      // The authorization server could not be asked: a temporary failure, not a bad token.
-      callback(new SmtpAuthError('Temporary authentication failure', 454))
-    })
+    opts.introspect(token, 'smtp').then(
+      (info) => {
+        const email = typeof info.email === 'string' ? info.email : undefined
+        const user = auth.username ?? email
+        if (info.active === true && email && user && user.toLowerCase() === email.toLowerCase()) {
+          callback(null, { user: email })
+        } else {
+          // smtp-server answers 334 <base64 JSON>, then 535 once the client replies.
+          callback(null, { data: { ...challenge } })
+        }
+      },
+      () => {
+        // The authorization server could not be asked: a temporary failure, not a bad token.
+        callback(new SmtpAuthError('Temporary authentication failure', 454))
+      },
+    )
   }
 
-  async function onData(
-    stream: NodeJS.ReadableStream,
-    session: SMTPServerSession,
-  ): Promise<ReceivedMail> {
+  async function onData(stream: NodeJS.ReadableStream, session: SMTPServerSession): Promise<ReceivedMail> {
     const chunks: Buffer[] = []
     for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk))
     const body = Buffer.concat(chunks)
     const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const to = session.envelope.rcptTo.map((r) => r.address)
     const user = String(session.user ?? '')
-    const header = Buffer.from([
-      `Return-Path: <${from}>`,
-      `Received: from ${session.hostNameAppearsAs} ([${session.remoteAddress}]) by localhost (mailkey testbed)`,
-      ` with ${session.transmissionType} (authenticated as ${user}); ${new Date().toUTCString()}`,
-      '',
-    ].join('\r\n'))
+    const header = Buffer.from(
+      [
+        `Return-Path: <${from}>`,
+        `Received: from ${session.hostNameAppearsAs} ([${session.remoteAddress}]) by localhost (mailkey testbed)`,
+        ` with ${session.transmissionType} (authenticated as ${user}); ${new Date().toUTCString()}`,
+        '',
+      ].join('\r\n'),
+    )
     const delivered: string[] = []
     for (const rcpt of to) {
       let maildir: string | undefined
@@ -243,7 +245,7 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
       } catch {
         maildir = undefined
       }
-      if (maildir && await deliver(maildir, Buffer.concat([header, body]))) delivered.push(rcpt)
+      if (maildir && (await deliver(maildir, Buffer.concat([header, body])))) delivered.push(rcpt)
     }
     return { from, to, user, size: body.length, delivered }
   }
@@ -264,14 +266,19 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
       closeTimeout: 500,
       onAuth,
       onData(stream, session, callback) {
-        onData(stream, session).then((mail) => {
-          received.push(mail)
-          callback()
-        }, (err: Error) => callback(err))
+        onData(stream, session).then(
+          (mail) => {
+            received.push(mail)
+            callback()
+          },
+          (err: Error) => callback(err),
+        )
       },
     }
     const server = new SMTPServer(options)
-    server.on('error', () => { /* per-connection errors; the client sees them */ })
+    server.on('error', () => {
+      /* per-connection errors; the client sees them */
+    })
     return server
   }
 
@@ -286,8 +293,9 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
     authMethods: [...authMethods],
     received,
     stop() {
-      stopped ??= Promise.all([submission, smtps].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
-        .then(() => undefined)
+      stopped ??= Promise.all(
+        [submission, smtps].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      ).then(() => undefined)
       return stopped
     },
   }

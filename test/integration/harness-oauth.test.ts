@@ -34,10 +34,7 @@ const none = oauth.None()
 let lab: LabServer
 let as: oauth.AuthorizationServer
 
-async function discover(
-  server: LabServer,
-  algorithm: 'oidc' | 'oauth2' = 'oidc',
-): Promise<oauth.AuthorizationServer> {
+async function discover(server: LabServer, algorithm: 'oidc' | 'oauth2' = 'oidc'): Promise<oauth.AuthorizationServer> {
   const issuer = new URL(server.issuer)
   const res = await oauth.discoveryRequest(issuer, { ...insecure, algorithm })
   return oauth.processDiscoveryResponse(issuer, res)
@@ -53,8 +50,8 @@ after(async () => {
 })
 
 /** The OAuth error code of a failed token-endpoint response (body must be JSON). */
-async function errorOf(res: Response): Promise<{ status: number, error: unknown, description: unknown }> {
-  const body = await res.json() as Record<string, unknown>
+async function errorOf(res: Response): Promise<{ status: number; error: unknown; description: unknown }> {
+  const body = (await res.json()) as Record<string, unknown>
   return { status: res.status, error: body.error, description: body.error_description }
 }
 
@@ -73,7 +70,7 @@ async function startDevice(
 }
 
 async function deviceTokens(
-  opts: { client?: oauth.Client, auth?: oauth.ClientAuth, scope?: string, login?: string } = {},
+  opts: { client?: oauth.Client; auth?: oauth.ClientAuth; scope?: string; login?: string } = {},
 ): Promise<oauth.TokenEndpointResponse> {
   const client = opts.client ?? publicClient
   const auth = opts.auth ?? none
@@ -85,8 +82,8 @@ async function deviceTokens(
 
 async function authorizationUrl(
   redirectUri: string,
-  opts: { clientId?: string, scope?: string, pkce?: boolean, loginHint?: string, prompt?: string } = {},
-): Promise<{ url: string, state: string, verifier: string }> {
+  opts: { clientId?: string; scope?: string; pkce?: boolean; loginHint?: string; prompt?: string } = {},
+): Promise<{ url: string; state: string; verifier: string }> {
   const verifier = oauth.generateRandomCodeVerifier()
   const state = oauth.generateRandomState()
   const url = new URL(as.authorization_endpoint ?? '')
@@ -111,8 +108,7 @@ async function codeTokens(
   const { url, state, verifier } = await authorizationUrl(redirectUri, { loginHint: opts.loginHint })
   const location = await lab.completeAuthorization(url, opts)
   const params = oauth.validateAuthResponse(as, publicClient, new URL(location), state)
-  const res = await oauth.authorizationCodeGrantRequest(
-    as, publicClient, none, params, redirectUri, verifier, insecure)
+  const res = await oauth.authorizationCodeGrantRequest(as, publicClient, none, params, redirectUri, verifier, insecure)
   return oauth.processAuthorizationCodeResponse(as, publicClient, res)
 }
 
@@ -207,8 +203,7 @@ test('auth code: Microsoft-style prompt=select_account is accepted, still a refr
   const location = new URL(await lab.completeAuthorization(url, { login: 'gina@example.test' }))
   assert.equal(location.searchParams.get('error'), null, 'no error redirect')
   const params = oauth.validateAuthResponse(as, publicClient, location, state)
-  const res = await oauth.authorizationCodeGrantRequest(
-    as, publicClient, none, params, redirectUri, verifier, insecure)
+  const res = await oauth.authorizationCodeGrantRequest(as, publicClient, none, params, redirectUri, verifier, insecure)
   assertMailTokens(await oauth.processAuthorizationCodeResponse(as, publicClient, res), 'select_account')
 })
 
@@ -255,7 +250,7 @@ test('refresh: rotation, and reuse of a consumed refresh token revokes the grant
 
   const afterReuse = await refresh(rt2)
   assert.equal((await errorOf(afterReuse)).error, 'invalid_grant', 'the newest refresh token died too')
-  assert.equal((await lab.introspect(second.access_token)).active, false, 'the grant\'s access tokens died')
+  assert.equal((await lab.introspect(second.access_token)).active, false, "the grant's access tokens died")
 })
 
 test('counts: every request that reaches the server, failing ones included', async () => {
@@ -276,14 +271,17 @@ test('counts: every request that reaches the server, failing ones included', asy
   await lab.introspect(device.access_token)
   await lab.revokeGrant(device.access_token)
   assert.equal(lab.counts, counts, 'counts is a live object')
-  assert.deepEqual({ ...lab.counts }, {
-    refresh: 2,
-    authorizationCode: 1,
-    deviceCode: 1,
-    deviceAuthorization: 1,
-    introspection: 1,
-    revocation: 1,
-  })
+  assert.deepEqual(
+    { ...lab.counts },
+    {
+      refresh: 2,
+      authorizationCode: 1,
+      deviceCode: 1,
+      deviceAuthorization: 1,
+      introspection: 1,
+      revocation: 1,
+    },
+  )
 })
 
 test('injectTokenFault: status, body, headers, times, grant type, delay, dropped connection', async (t) => {
@@ -442,54 +440,69 @@ test('makeTmpHome: isolated HOME/XDG dirs and a scrubbed environment copy', asyn
   assert.equal(existsSync(home.dir), false, 'cleanup removes the tree')
 })
 
-test('real Chromium: BROWSER command signs in and the loopback listener gets code and state', {
-  timeout: 60_000,
-}, async (t) => {
-  if (!chromiumAvailable()) {
-    const message = 'Chromium not found: install it (apt-get install chromium) to run the real-browser test'
-    if (process.env.CI) assert.fail(message)
-    t.diagnostic(message)
-    t.skip(message)
-    return
-  }
-  const received: URL[] = []
-  const listener = createServer((req, res) => {
-    received.push(new URL(req.url ?? '/', 'http://127.0.0.1'))
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-    res.end('<!DOCTYPE html><title>mailkey</title><p>Signed in. You can close this window.</p>')
-  })
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
-  t.after(() => new Promise<void>((resolve) => listener.close(() => resolve())))
-  const redirectUri = `http://127.0.0.1:${(listener.address() as AddressInfo).port}/callback`
-  const { url, state, verifier } = await authorizationUrl(redirectUri)
+test(
+  'real Chromium: BROWSER command signs in and the loopback listener gets code and state',
+  {
+    timeout: 60_000,
+  },
+  async (t) => {
+    if (!chromiumAvailable()) {
+      const message = 'Chromium not found: install it (apt-get install chromium) to run the real-browser test'
+      if (process.env.CI) assert.fail(message)
+      t.diagnostic(message)
+      t.skip(message)
+      return
+    }
+    const received: URL[] = []
+    const listener = createServer((req, res) => {
+      received.push(new URL(req.url ?? '/', 'http://127.0.0.1'))
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      res.end('<!DOCTYPE html><title>mailkey</title><p>Signed in. You can close this window.</p>')
+    })
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise<void>((resolve) => listener.close(() => resolve())))
+    const redirectUri = `http://127.0.0.1:${(listener.address() as AddressInfo).port}/callback`
+    const { url, state, verifier } = await authorizationUrl(redirectUri)
 
-  const home = await makeTmpHome()
-  t.after(() => home.cleanup())
-  const screenshot = join(home.dir, 'final.png')
-  const child = spawn(`${chromiumOpenCommand()} '${url}'`, {
-    shell: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...home.env, LAB_LOGIN: 'frank@example.test', LAB_ISSUER: lab.issuer, LAB_SCREENSHOT: screenshot },
-  })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  const exitCode = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  assert.equal(exitCode, 0, `chromium-open failed: ${output.trim()}`)
+    const home = await makeTmpHome()
+    t.after(() => home.cleanup())
+    const screenshot = join(home.dir, 'final.png')
+    const child = spawn(`${chromiumOpenCommand()} '${url}'`, {
+      shell: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...home.env, LAB_LOGIN: 'frank@example.test', LAB_ISSUER: lab.issuer, LAB_SCREENSHOT: screenshot },
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString()
+    })
+    const exitCode = await new Promise<number | null>((resolve) => child.on('close', resolve))
+    assert.equal(exitCode, 0, `chromium-open failed: ${output.trim()}`)
 
-  const callback = received.find((u) => u.pathname === '/callback')
-  assert.ok(callback, 'the browser loaded the loopback redirect')
-  const code = callback.searchParams.get('code')
-  assert.ok(code, 'code in the redirect')
-  assert.ok(!output.includes(code), 'the code is not printed')
-  assert.equal(callback.searchParams.get('state'), state)
-  assert.equal(callback.searchParams.get('iss'), lab.issuer)
-  assert.ok((await stat(screenshot)).size > 100, 'screenshot saved')
+    const callback = received.find((u) => u.pathname === '/callback')
+    assert.ok(callback, 'the browser loaded the loopback redirect')
+    const code = callback.searchParams.get('code')
+    assert.ok(code, 'code in the redirect')
+    assert.ok(!output.includes(code), 'the code is not printed')
+    assert.equal(callback.searchParams.get('state'), state)
+    assert.equal(callback.searchParams.get('iss'), lab.issuer)
+    assert.ok((await stat(screenshot)).size > 100, 'screenshot saved')
 
-  const params = oauth.validateAuthResponse(as, publicClient, callback, state)
-  const res = await oauth.authorizationCodeGrantRequest(
-    as, publicClient, none, params, redirectUri, verifier, insecure)
-  const tokens = await oauth.processAuthorizationCodeResponse(as, publicClient, res)
-  assertMailTokens(tokens, 'browser flow')
-  assert.equal(oauth.getValidatedIdTokenClaims(tokens)?.email, 'frank@example.test')
-})
+    const params = oauth.validateAuthResponse(as, publicClient, callback, state)
+    const res = await oauth.authorizationCodeGrantRequest(
+      as,
+      publicClient,
+      none,
+      params,
+      redirectUri,
+      verifier,
+      insecure,
+    )
+    const tokens = await oauth.processAuthorizationCodeResponse(as, publicClient, res)
+    assertMailTokens(tokens, 'browser flow')
+    assert.equal(oauth.getValidatedIdTokenClaims(tokens)?.email, 'frank@example.test')
+  },
+)

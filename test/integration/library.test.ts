@@ -52,7 +52,10 @@ describe('library: createMailkey()', () => {
     assert.equal((await lab.introspect(t.token.reveal())).email, 'lib@example.test')
     const sasl = await m.getSaslResponse('lib@example.test')
     assert.equal(sasl.mechanism, 'XOAUTH2')
-    assert.equal(Buffer.from(sasl.response.reveal(), 'base64').toString(), `user=lib@example.test\x01auth=Bearer ${t.token.reveal()}\x01\x01`)
+    assert.equal(
+      Buffer.from(sasl.response.reveal(), 'base64').toString(),
+      `user=lib@example.test\x01auth=Bearer ${t.token.reveal()}\x01\x01`,
+    )
   })
 
   it('concurrent callers in one process share one refresh (run in the detached worker)', async () => {
@@ -90,21 +93,38 @@ describe('library: createMailkey()', () => {
 
   it('unknown accounts are a ConfigError naming the account', async () => {
     const m = mk.createMailkey({ env: home.env })
-    await assert.rejects(m.getAccessToken('ghost@example.test'), (e: unknown) => e instanceof mk.ConfigError && e.code === mk.ERR.ACCOUNT_UNKNOWN && e.account === 'ghost@example.test')
+    await assert.rejects(
+      m.getAccessToken('ghost@example.test'),
+      (e: unknown) =>
+        e instanceof mk.ConfigError && e.code === mk.ERR.ACCOUNT_UNKNOWN && e.account === 'ghost@example.test',
+    )
   })
 
   it('an env-defined account works through the library too', async () => {
     const seed = mk.createMailkey({ env: home.env })
     await seed.signIn({
-      email: 'env@example.test', issuer: lab.issuer, clientId: LAB_PUBLIC_CLIENT_ID, scopes: SCOPE, flow: 'device',
+      email: 'env@example.test',
+      issuer: lab.issuer,
+      clientId: LAB_PUBLIC_CLIENT_ID,
+      scopes: SCOPE,
+      flow: 'device',
       onDevicePrompt: (p) => void lab.approveDevice(p.userCode, { login: 'env@example.test' }),
     })
-    const rec = JSON.parse(await readFile(recordFile(home.env, 'env@example.test'), 'utf8')) as { grant: { refreshToken: string } }
+    const rec = JSON.parse(await readFile(recordFile(home.env, 'env@example.test'), 'utf8')) as {
+      grant: { refreshToken: string }
+    }
     await noteSecrets(rec.grant.refreshToken)
     const box = await makeTmpHome()
     try {
       const m = mk.createMailkey({
-        env: { ...box.env, MAILKEY_EMAIL: 'env@example.test', MAILKEY_TOKEN_URL: `${lab.issuer}/token`, MAILKEY_CLIENT_ID: LAB_PUBLIC_CLIENT_ID, MAILKEY_SCOPE: SCOPE.join(' '), MAILKEY_REFRESH_TOKEN: rec.grant.refreshToken },
+        env: {
+          ...box.env,
+          MAILKEY_EMAIL: 'env@example.test',
+          MAILKEY_TOKEN_URL: `${lab.issuer}/token`,
+          MAILKEY_CLIENT_ID: LAB_PUBLIC_CLIENT_ID,
+          MAILKEY_SCOPE: SCOPE.join(' '),
+          MAILKEY_REFRESH_TOKEN: rec.grant.refreshToken,
+        },
       })
       const t = await m.getAccessToken('env@example.test')
       await noteSecrets(t.token.reveal())

@@ -20,12 +20,7 @@ import { makeTestCA } from '../harness/certs.js'
 import { noteSecrets } from '../harness/cli.js'
 import { DOVECOT_INSTALL_HINT, dovecotAvailable, startDovecot } from '../harness/dovecot.js'
 import type { Dovecot } from '../harness/dovecot.js'
-import {
-  LAB_PUBLIC_CLIENT_ID,
-  introspectionUrl,
-  MAIL_SCOPES,
-  startOAuthServer,
-} from '../harness/oauth-server.js'
+import { LAB_PUBLIC_CLIENT_ID, introspectionUrl, MAIL_SCOPES, startOAuthServer } from '../harness/oauth-server.js'
 import type { LabServer } from '../harness/oauth-server.js'
 import { XOAUTH2_SMTP_CHALLENGE, startSmtp } from '../harness/smtp-server.js'
 import type { Smtp } from '../harness/smtp-server.js'
@@ -45,14 +40,16 @@ const dovecotMissing = dovecotAvailable()
 const havePython = spawnSync('python3', ['-c', 'import ssl, imaplib'], { stdio: 'ignore' }).status === 0
 const haveCurl = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0
 if (!haveDovecot) {
-  console.error(`\n*** testbed: ${dovecotMissing}: the IMAP/POP3 tests are ${process.env.CI ? 'FAILING (CI)' : 'SKIPPED'} ***\n`)
+  console.error(
+    `\n*** testbed: ${dovecotMissing}: the IMAP/POP3 tests are ${process.env.CI ? 'FAILING (CI)' : 'SKIPPED'} ***\n`,
+  )
 }
 
 let lab: LabServer
 let dovecot: Dovecot | undefined
 let smtp: Smtp
 /** The test CA and server cert (Dovecot's; a standalone pair when Dovecot is missing). */
-let pki: { caPem: string, certFile: string, keyFile: string }
+let pki: { caPem: string; certFile: string; keyFile: string }
 let certDir: string | undefined
 const tokens = new Map<string, string>()
 
@@ -79,7 +76,11 @@ before(async () => {
   const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, insecure))
   for (const user of [ALICE, BOB]) tokens.set(user, await deviceToken(as, user))
   if (haveDovecot) {
-    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer), users: [ALICE, BOB], seedMessages: SEEDED })
+    dovecot = await startDovecot({
+      introspectionUrl: introspectionUrl(lab.issuer),
+      users: [ALICE, BOB],
+      seedMessages: SEEDED,
+    })
   }
   if (dovecot) {
     pki = dovecot
@@ -125,7 +126,9 @@ function xoauth2(user: string, bearer: string): string {
 }
 
 function oauthbearer(user: string, bearer: string, port: number): string {
-  return Buffer.from(`n,a=${user},\x01host=127.0.0.1\x01port=${port}\x01auth=Bearer ${bearer}\x01\x01`).toString('base64')
+  return Buffer.from(`n,a=${user},\x01host=127.0.0.1\x01port=${port}\x01auth=Bearer ${bearer}\x01\x01`).toString(
+    'base64',
+  )
 }
 
 /** A line-oriented TLS (or plain) conversation for raw protocol exchanges. */
@@ -172,7 +175,9 @@ class Conversation {
   static open(port: number, ca?: string): Promise<Conversation> {
     return new Promise((resolve, reject) => {
       const ready = (): void => resolve(new Conversation(socket))
-      const socket = ca ? tlsConnect({ host: '127.0.0.1', port, ca }, ready) : netConnect({ host: '127.0.0.1', port }, ready)
+      const socket = ca
+        ? tlsConnect({ host: '127.0.0.1', port, ca }, ready)
+        : netConnect({ host: '127.0.0.1', port }, ready)
       socket.once('error', reject)
     })
   }
@@ -263,8 +268,12 @@ test('imapflow over implicit TLS (imaps): signs in with the access token and see
   const d = needDovecot(t)
   if (!d) return
   const imap = new ImapFlow({
-    host: d.host, port: d.ports.imaps, secure: true, tls: { ca: d.caPem },
-    auth: { user: ALICE, accessToken: token(ALICE) }, logger: false,
+    host: d.host,
+    port: d.ports.imaps,
+    secure: true,
+    tls: { ca: d.caPem },
+    auth: { user: ALICE, accessToken: token(ALICE) },
+    logger: false,
   })
   await imap.connect()
   try {
@@ -283,8 +292,13 @@ test('imapflow over IMAP + STARTTLS: same mailbox; a bad token is refused', asyn
   const d = needDovecot(t)
   if (!d) return
   const imap = new ImapFlow({
-    host: d.host, port: d.ports.imap, secure: false, doSTARTTLS: true, tls: { ca: d.caPem },
-    auth: { user: ALICE, accessToken: token(ALICE) }, logger: false,
+    host: d.host,
+    port: d.ports.imap,
+    secure: false,
+    doSTARTTLS: true,
+    tls: { ca: d.caPem },
+    auth: { user: ALICE, accessToken: token(ALICE) },
+    logger: false,
   })
   await imap.connect()
   try {
@@ -296,8 +310,13 @@ test('imapflow over IMAP + STARTTLS: same mailbox; a bad token is refused', asyn
   }
 
   const bad = new ImapFlow({
-    host: d.host, port: d.ports.imap, secure: false, doSTARTTLS: true, tls: { ca: d.caPem },
-    auth: { user: ALICE, accessToken: BAD_TOKEN }, logger: false,
+    host: d.host,
+    port: d.ports.imap,
+    secure: false,
+    doSTARTTLS: true,
+    tls: { ca: d.caPem },
+    auth: { user: ALICE, accessToken: BAD_TOKEN },
+    logger: false,
   })
   await assert.rejects(bad.connect(), (err: Error & { authenticationFailed?: boolean }) => {
     assert.equal(err.authenticationFailed, true, `authentication failure expected, got: ${err.message}`)
@@ -317,7 +336,10 @@ test('raw IMAP over TLS: AUTHENTICATE XOAUTH2 with SASL-IR; a bad token gets the
     assert.match(answer.at(-1) ?? '', /^a1 OK /)
     good.send('a2 STATUS INBOX (MESSAGES)')
     const status = await good.readUntil(/^a2 /)
-    assert.ok(status.some((l) => l === `* STATUS INBOX (MESSAGES ${SEEDED})`), status.join(' | '))
+    assert.ok(
+      status.some((l) => l === `* STATUS INBOX (MESSAGES ${SEEDED})`),
+      status.join(' | '),
+    )
   } finally {
     good.close()
   }
@@ -379,14 +401,20 @@ test('raw POP3 over TLS (pop3s): AUTH XOAUTH2 then STAT shows the seeded count; 
 
 test('SMTP submission: nodemailer with STARTTLS + XOAUTH2 sends; a bad token gets 535', async () => {
   const transport = nodemailer.createTransport({
-    host: smtp.host, port: smtp.ports.submission, secure: false, requireTLS: true,
+    host: smtp.host,
+    port: smtp.ports.submission,
+    secure: false,
+    requireTLS: true,
     tls: { ca: pki.caPem },
     auth: { type: 'OAuth2', user: ALICE, accessToken: token(ALICE) },
     logger: false,
   })
   try {
     const info = await transport.sendMail({
-      from: ALICE, to: BOB, subject: 'Testbed hello', text: 'Sent through the testbed.',
+      from: ALICE,
+      to: BOB,
+      subject: 'Testbed hello',
+      text: 'Sent through the testbed.',
     })
     assert.deepEqual(info.accepted, [BOB])
   } finally {
@@ -397,19 +425,25 @@ test('SMTP submission: nodemailer with STARTTLS + XOAUTH2 sends; a bad token get
   assert.equal(last?.from, ALICE)
   assert.deepEqual(last?.to, [BOB])
   assert.ok((last?.size ?? 0) > 50)
-  if (dovecot) assert.deepEqual(last?.delivered, [BOB], 'delivered into bob\'s Maildir')
+  if (dovecot) assert.deepEqual(last?.delivered, [BOB], "delivered into bob's Maildir")
 
   const bad = nodemailer.createTransport({
-    host: smtp.host, port: smtp.ports.submission, secure: false, requireTLS: true,
+    host: smtp.host,
+    port: smtp.ports.submission,
+    secure: false,
+    requireTLS: true,
     tls: { ca: pki.caPem },
     auth: { type: 'OAuth2', user: ALICE, accessToken: BAD_TOKEN },
     logger: false,
   })
   try {
-    await assert.rejects(bad.sendMail({ from: ALICE, to: BOB, text: 'x' }), (err: Error & { responseCode?: number }) => {
-      assert.equal(err.responseCode, 535, err.message)
-      return true
-    })
+    await assert.rejects(
+      bad.sendMail({ from: ALICE, to: BOB, text: 'x' }),
+      (err: Error & { responseCode?: number }) => {
+        assert.equal(err.responseCode, 535, err.message)
+        return true
+      },
+    )
   } finally {
     bad.close()
   }
@@ -456,7 +490,10 @@ test('SMTP raw: AUTH needs STARTTLS (538); XOAUTH2 challenge JSON; OAUTHBEARER; 
     assert.match(await c.read(), /^220 /)
     c.send('EHLO client.test')
     const ehlo = await c.readUntil(/^250 /)
-    assert.ok(ehlo.some((l) => /^250[- ]STARTTLS$/.test(l)), 'STARTTLS offered')
+    assert.ok(
+      ehlo.some((l) => /^250[- ]STARTTLS$/.test(l)),
+      'STARTTLS offered',
+    )
     c.send(`AUTH XOAUTH2 ${xoauth2(ALICE, BAD_TOKEN)}`)
     assert.match(await c.read(), /^538 /)
   } finally {
@@ -484,15 +521,19 @@ test('SMTP raw: AUTH needs STARTTLS (538); XOAUTH2 challenge JSON; OAUTHBEARER; 
   }
 })
 
-test('the message sent over SMTP arrives in bob\'s INBOX over IMAP', async (t) => {
+test("the message sent over SMTP arrives in bob's INBOX over IMAP", async (t) => {
   const d = needDovecot(t)
   if (!d) return
   const maildir = d.mailDir(BOB)
-  const files = [...await readdir(join(maildir, 'new')), ...await readdir(join(maildir, 'cur'))]
-  assert.equal(files.length, SEEDED + 1, 'the delivered file is in bob\'s Maildir')
+  const files = [...(await readdir(join(maildir, 'new'))), ...(await readdir(join(maildir, 'cur')))]
+  assert.equal(files.length, SEEDED + 1, "the delivered file is in bob's Maildir")
   const imap = new ImapFlow({
-    host: d.host, port: d.ports.imaps, secure: true, tls: { ca: d.caPem },
-    auth: { user: BOB, accessToken: token(BOB) }, logger: false,
+    host: d.host,
+    port: d.ports.imaps,
+    secure: true,
+    tls: { ca: d.caPem },
+    auth: { user: BOB, accessToken: token(BOB) },
+    logger: false,
   })
   await imap.connect()
   try {
@@ -505,7 +546,7 @@ test('the message sent over SMTP arrives in bob\'s INBOX over IMAP', async (t) =
   }
 })
 
-test('python3 imaplib: IMAP4_SSL with the test CA, authenticate(\'XOAUTH2\') and SELECT', async (t) => {
+test("python3 imaplib: IMAP4_SSL with the test CA, authenticate('XOAUTH2') and SELECT", async (t) => {
   const d = needDovecot(t)
   if (!d) return
   if (!needTool(t, havePython, 'python3 is not installed (apt-get install python3)')) return
@@ -516,11 +557,14 @@ test('python3 imaplib: IMAP4_SSL with the test CA, authenticate(\'XOAUTH2\') and
     "blob = ('user=%s\\x01auth=Bearer %s\\x01\\x01' % (os.environ['MK_USER'], os.environ['MK_TOKEN'])).encode()",
     "typ, _ = m.authenticate('XOAUTH2', lambda _challenge: blob)",
     "typ2, data = m.select('INBOX', readonly=True)",
-    "print(typ, typ2, data[0].decode())",
+    'print(typ, typ2, data[0].decode())',
     'm.logout()',
   ].join('\n')
   const r = await run('python3', ['-c', script], {
-    MK_CA: d.caFile, MK_PORT: String(d.ports.imaps), MK_USER: ALICE, MK_TOKEN: token(ALICE),
+    MK_CA: d.caFile,
+    MK_PORT: String(d.ports.imaps),
+    MK_USER: ALICE,
+    MK_TOKEN: token(ALICE),
   })
   assert.equal(r.code, 0, r.stderr)
   assert.equal(r.stdout.trim(), `OK OK ${SEEDED}`)
@@ -549,7 +593,11 @@ test('curl --oauth2-bearer (token from a 0600 -K file) fetches imaps://127.0.0.1
   }
 })
 
-function run(cmd: string, args: string[], env: Record<string, string>): Promise<{ code: number | null, stdout: string, stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
@@ -557,8 +605,12 @@ function run(cmd: string, args: string[], env: Record<string, string>): Promise<
     })
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c })
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c
+    })
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
     child.on('error', reject)
     child.on('close', (code) => {

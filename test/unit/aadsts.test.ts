@@ -17,10 +17,51 @@ const JWT = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/
 
 // Codes the brief requires the table to cover.
 const REQUIRED = [
-  '50011', '7000218', '700025', '7000112', '700016', '700011', '65001', '90094', '90095', '65002', '50020',
-  '50034', '500208', '50194', '9002332', '70011', '700022', '50076', '50079', '53003', '530033', '70016',
-  '70018', '70019', '54005', '700082', '70008', '70043', '50173', '50196', '50126', '50055', '50057', '50058',
-  '50089', '70000', '90120', '50134', '9001023', '90124', '90130', '500011', '500113', '700024', '50148',
+  '50011',
+  '7000218',
+  '700025',
+  '7000112',
+  '700016',
+  '700011',
+  '65001',
+  '90094',
+  '90095',
+  '65002',
+  '50020',
+  '50034',
+  '500208',
+  '50194',
+  '9002332',
+  '70011',
+  '700022',
+  '50076',
+  '50079',
+  '53003',
+  '530033',
+  '70016',
+  '70018',
+  '70019',
+  '54005',
+  '700082',
+  '70008',
+  '70043',
+  '50173',
+  '50196',
+  '50126',
+  '50055',
+  '50057',
+  '50058',
+  '50089',
+  '70000',
+  '90120',
+  '50134',
+  '9001023',
+  '90124',
+  '90130',
+  '500011',
+  '500113',
+  '700024',
+  '50148',
 ]
 
 describe('aadstsCodesIn', () => {
@@ -44,9 +85,7 @@ describe('aadstsCodesIn', () => {
   })
 
   test('ignores junk in error_codes', () => {
-    const junk: unknown[] = [
-      null, undefined, 'AADSTS1', '12a', '', -5, 0, 1.5, NaN, Infinity, {}, [70011], true, '007',
-    ]
+    const junk: unknown[] = [null, undefined, 'AADSTS1', '12a', '', -5, 0, 1.5, NaN, Infinity, {}, [70011], true, '007']
     assert.deepEqual(aadstsCodesIn(undefined, junk), [])
     assert.deepEqual(aadstsCodesIn(undefined, 'AADSTS70011'), [])
     assert.deepEqual(aadstsCodesIn(undefined, { 0: 70011, length: 1 }), [])
@@ -96,16 +135,31 @@ describe('describeAadsts', () => {
 
   test('kinds that callers branch on are what the reference implies', () => {
     const kinds: Record<string, string> = {
-      '70016': 'pending', '700082': 'reauth', '50173': 'reauth', '70043': 'reauth', '53003': 'blocked',
-      '530033': 'blocked', '65001': 'consent', '90094': 'consent', '7000112': 'client', '700016': 'client',
-      '50011': 'config', '7000218': 'config', '700022': 'config', '50196': 'transient', '50076': 'reauth',
+      '70016': 'pending',
+      '700082': 'reauth',
+      '50173': 'reauth',
+      '70043': 'reauth',
+      '53003': 'blocked',
+      '530033': 'blocked',
+      '65001': 'consent',
+      '90094': 'consent',
+      '7000112': 'client',
+      '700016': 'client',
+      '50011': 'config',
+      '7000218': 'config',
+      '700022': 'config',
+      '50196': 'transient',
+      '50076': 'reauth',
     }
     for (const [code, kind] of Object.entries(kinds)) assert.equal(describeAadsts(code)?.kind, kind, code)
   })
 
   test('codes pulled from a real-shaped description resolve to entries', () => {
     const codes = aadstsCodesIn('AADSTS7000218: The request body must contain ...', [7000218])
-    assert.deepEqual(codes.map((c) => describeAadsts(c)?.kind), ['config'])
+    assert.deepEqual(
+      codes.map((c) => describeAadsts(c)?.kind),
+      ['config'],
+    )
   })
 })
 
@@ -199,7 +253,7 @@ describe('provider fixtures', () => {
     for (const file of files.filter((f) => relative(FIXTURES, f).startsWith('microsoft/'))) {
       const d = JSON.parse(readFileSync(file, 'utf8')) as { body: unknown }
       if (typeof d.body !== 'object' || d.body === null) continue
-      const body = d.body as { error?: unknown, error_description?: unknown, error_codes?: unknown }
+      const body = d.body as { error?: unknown; error_description?: unknown; error_codes?: unknown }
       if (typeof body.error !== 'string' || !Array.isArray(body.error_codes)) continue
       const desc = typeof body.error_description === 'string' ? body.error_description : undefined
       const codes = aadstsCodesIn(desc, body.error_codes)

@@ -12,7 +12,16 @@ import { unknownAccount } from '../../src/broker/broker.js'
 
 describe('addresses', () => {
   it('takes dot-atoms with every atext character, quoted strings, UTF-8, single-label domains', () => {
-    for (const ok of ['a`x`b@example.com', "o'brien@example.com", "!#$%&'*+-/=?^_`{|}~@example.com", 'a.b.c@example.com', '"a b;c(d)"@example.com', '"a\\"b"@example.com', 'ünï@bücher.de', 'root@localhost']) {
+    for (const ok of [
+      'a`x`b@example.com',
+      "o'brien@example.com",
+      "!#$%&'*+-/=?^_`{|}~@example.com",
+      'a.b.c@example.com',
+      '"a b;c(d)"@example.com',
+      '"a\\"b"@example.com',
+      'ünï@bücher.de',
+      'root@localhost',
+    ]) {
       assert.equal(addressProblem(ok), undefined, ok)
     }
   })
@@ -69,7 +78,10 @@ describe('addresses', () => {
       const cmd = /"(mailkey [^"]*)"/.exec(hint ?? '')?.[1]
       assert.ok(cmd, hint)
       // mailkey as a shell function that prints its arguments, one per line
-      const out = execFileSync('/bin/sh', ['-c', `mailkey() { printf '%s\\n' "$@"; }; ${cmd}`], { encoding: 'utf8', cwd: tmpdir() })
+      const out = execFileSync('/bin/sh', ['-c', `mailkey() { printf '%s\\n' "$@"; }; ${cmd}`], {
+        encoding: 'utf8',
+        cwd: tmpdir(),
+      })
       assert.equal(out.split('\n')[1], addr, hint)
     }
   })

@@ -2,10 +2,28 @@
 // lines (src/protocols/shared/refusals.ts): pure counting, no sockets, a fake clock.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { Admission, DEFAULT_MAX_CONNECTIONS, FD_RESERVE, MIN_CHUNK_COST, RefusalLog, chunkCost, defaultMaxConnections, descriptorsNeeded, resolveAdmission, type AdmissionTicket } from '../../src/proxy/admission.js'
+import {
+  Admission,
+  DEFAULT_MAX_CONNECTIONS,
+  FD_RESERVE,
+  MIN_CHUNK_COST,
+  RefusalLog,
+  chunkCost,
+  defaultMaxConnections,
+  descriptorsNeeded,
+  resolveAdmission,
+  type AdmissionTicket,
+} from '../../src/proxy/admission.js'
 import { refusalLine } from '../../src/protocols/shared/refusals.js'
 
-const limits = { maxConnections: 4, maxConnectionsPerSource: 2, perSourceOnLoopback: true, maxPreAuthBytes: 100, preAuthBudgetBytes: 250, loginAllowanceBytes: 0 }
+const limits = {
+  maxConnections: 4,
+  maxConnectionsPerSource: 2,
+  perSourceOnLoopback: true,
+  maxPreAuthBytes: 100,
+  preAuthBudgetBytes: 250,
+  loginAllowanceBytes: 0,
+}
 const ticket = (a: Admission, source: string): AdmissionTicket => {
   const t = a.admit(source)
   assert.equal(typeof t, 'object', `${source} admitted`)
@@ -97,8 +115,18 @@ describe('proxy admission', () => {
     for (const n of [300, 1024, 2200]) assert.ok(descriptorsNeeded(defaultMaxConnections(n)) <= n, `fits ${n}`)
     assert.equal(descriptorsNeeded(10), 20 + FD_RESERVE)
     const r = resolveAdmission(undefined, 1024)
-    assert.deepEqual(r.limits, { maxConnections: 462, maxConnectionsPerSource: 100, perSourceOnLoopback: false, maxPreAuthBytes: 65536, preAuthBudgetBytes: 16 * 1024 * 1024 })
-    assert.equal(resolveAdmission({ maxConnectionsPerSource: 3 }, 1024).limits.perSourceOnLoopback, true, 'a cap set by hand applies to local clients too')
+    assert.deepEqual(r.limits, {
+      maxConnections: 462,
+      maxConnectionsPerSource: 100,
+      perSourceOnLoopback: false,
+      maxPreAuthBytes: 65536,
+      preAuthBudgetBytes: 16 * 1024 * 1024,
+    })
+    assert.equal(
+      resolveAdmission({ maxConnectionsPerSource: 3 }, 1024).limits.perSourceOnLoopback,
+      true,
+      'a cap set by hand applies to local clients too',
+    )
     assert.equal(r.warning, undefined)
     assert.equal(resolveAdmission(undefined, 300).limits.maxConnectionsPerSource, 100)
     assert.equal(resolveAdmission(undefined, 250).limits.maxConnectionsPerSource, 75, 'never above the total')
@@ -107,7 +135,10 @@ describe('proxy admission', () => {
   it('a cap set by hand is kept, with a warning when the fd limit cannot carry it', () => {
     const r = resolveAdmission({ maxConnections: 5000 }, 1024)
     assert.equal(r.limits.maxConnections, 5000)
-    assert.match(r.warning ?? '', /max_connections = 5000 may need 10100 file descriptors, but this process may open 1024.*Lower max_connections to 462/)
+    assert.match(
+      r.warning ?? '',
+      /max_connections = 5000 may need 10100 file descriptors, but this process may open 1024.*Lower max_connections to 462/,
+    )
     assert.throws(() => resolveAdmission({ maxConnections: 0 }, 1024), /positive integer/)
     assert.throws(() => resolveAdmission({ maxPreAuthBytes: 1.5 }, 1024), /positive integer/)
   })
@@ -124,9 +155,15 @@ describe('proxy admission', () => {
   })
 
   it('refusal lines: IMAP BYE, POP3 -ERR, SMTP 421, "try later" codes only where the client did nothing wrong', () => {
-    assert.equal(refusalLine('imap', 'busy', 'localhost'), '* BYE [UNAVAILABLE] Too many connections, try again later\r\n')
+    assert.equal(
+      refusalLine('imap', 'busy', 'localhost'),
+      '* BYE [UNAVAILABLE] Too many connections, try again later\r\n',
+    )
     assert.equal(refusalLine('imap', 'too-much-input', 'localhost'), '* BYE Too much input before login\r\n')
-    assert.equal(refusalLine('pop3', 'source-busy', 'localhost'), '-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n')
+    assert.equal(
+      refusalLine('pop3', 'source-busy', 'localhost'),
+      '-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n',
+    )
     assert.equal(refusalLine('pop3', 'idle', 'localhost'), '-ERR No command received in time\r\n')
     assert.equal(refusalLine('smtp', 'budget', 'mx.local'), '421 4.7.0 mx.local Server busy, try again later\r\n')
     assert.equal(refusalLine('smtp', 'idle', 'mx.local'), '421 4.4.2 mx.local No command received in time\r\n')

@@ -9,7 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-const CHILD = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, '..', 'fixtures', 'fd', 'refresh-sweep.ts')
+const CHILD = join(
+  import.meta.dirname ?? new URL('.', import.meta.url).pathname,
+  '..',
+  'fixtures',
+  'fd',
+  'refresh-sweep.ts',
+)
 
 describe('Broker.preload', () => {
   let dir: string

@@ -22,13 +22,26 @@ function fakeFetch(replies: Reply[]) {
     const r = replies.shift()
     if (!r) throw new Error('unexpected extra request')
     const body = typeof r.body === 'string' ? r.body : JSON.stringify(r.body)
-    return new Response(body, { status: r.status, headers: { 'content-type': 'application/json', ...(r.headers ?? {}) } })
+    return new Response(body, {
+      status: r.status,
+      headers: { 'content-type': 'application/json', ...(r.headers ?? {}) },
+    })
   }
   return { fn: fn as typeof fetch, calls }
 }
 
 function tokens(n: number, extra: Record<string, unknown> = {}): Reply {
-  return { status: 200, body: { access_token: `at-${n}`, refresh_token: `rt-${n}`, token_type: 'Bearer', expires_in: 3600, scope: 'mail', ...extra } }
+  return {
+    status: 200,
+    body: {
+      access_token: `at-${n}`,
+      refresh_token: `rt-${n}`,
+      token_type: 'Bearer',
+      expires_in: 3600,
+      scope: 'mail',
+      ...extra,
+    },
+  }
 }
 
 describe('Broker.getAccessToken', () => {
@@ -36,7 +49,11 @@ describe('Broker.getAccessToken', () => {
   let now: number
   const clock = () => now
 
-  async function setup(grant: Partial<NonNullable<AccountRecord['grant']>>, replies: Reply[], opts: { margin?: number } = {}) {
+  async function setup(
+    grant: Partial<NonNullable<AccountRecord['grant']>>,
+    replies: Reply[],
+    opts: { margin?: number } = {},
+  ) {
     const f = fakeFetch(replies)
     const warnings: string[] = []
     const broker = new Broker({
@@ -49,8 +66,24 @@ describe('Broker.getAccessToken', () => {
     })
     await broker.store.write({
       v: 1,
-      settings: { email: EMAIL, provider: 'custom', clientId: 'cid', scopes: ['mail', 'offline_access'], endpoints: { token: TOKEN_URL }, servers: {}, sasl: 'XOAUTH2', flow: 'device' },
-      grant: { grantedAt: now - 1000, refreshToken: 'rt-0', accessToken: 'at-0', expiresAt: now - 1, refreshedAt: now - 3600_000, ...grant },
+      settings: {
+        email: EMAIL,
+        provider: 'custom',
+        clientId: 'cid',
+        scopes: ['mail', 'offline_access'],
+        endpoints: { token: TOKEN_URL },
+        servers: {},
+        sasl: 'XOAUTH2',
+        flow: 'device',
+      },
+      grant: {
+        grantedAt: now - 1000,
+        refreshToken: 'rt-0',
+        accessToken: 'at-0',
+        expiresAt: now - 1,
+        refreshedAt: now - 3600_000,
+        ...grant,
+      },
       state: 'active',
       updatedAt: now,
     })
@@ -86,7 +119,9 @@ describe('Broker.getAccessToken', () => {
   })
 
   it('keeps the old refresh token when the server does not rotate it', async () => {
-    const { broker } = await setup({}, [{ status: 200, body: { access_token: 'at-1', token_type: 'bearer', expires_in: 60 } }])
+    const { broker } = await setup({}, [
+      { status: 200, body: { access_token: 'at-1', token_type: 'bearer', expires_in: 60 } },
+    ])
     await broker.getAccessToken(EMAIL)
     assert.equal((await broker.store.read(EMAIL))?.grant?.refreshToken, 'rt-0')
   })
@@ -133,7 +168,10 @@ describe('Broker.getAccessToken', () => {
   })
 
   it('retries a transient failure and succeeds', async () => {
-    const { broker, calls } = await setup({}, [{ status: 503, body: '<html>down</html>', headers: { 'content-type': 'text/html' } }, tokens(1)])
+    const { broker, calls } = await setup({}, [
+      { status: 503, body: '<html>down</html>', headers: { 'content-type': 'text/html' } },
+      tokens(1),
+    ])
     const t = await broker.getAccessToken(EMAIL)
     assert.equal(t.token.reveal(), 'at-1')
     assert.equal(calls.length, 2)
@@ -141,7 +179,9 @@ describe('Broker.getAccessToken', () => {
   })
 
   it('gives up at once on a Retry-After longer than it will wait, keeping the grant', async () => {
-    const { broker, calls } = await setup({}, [{ status: 429, body: 'slow down', headers: { 'retry-after': '120', 'content-type': 'text/plain' } }])
+    const { broker, calls } = await setup({}, [
+      { status: 429, body: 'slow down', headers: { 'retry-after': '120', 'content-type': 'text/plain' } },
+    ])
     await assert.rejects(broker.getAccessToken(EMAIL), (e: unknown) => {
       assert.ok(e instanceof TransientError)
       assert.equal(e.retryAfterSec, 120)
@@ -166,7 +206,15 @@ describe('Broker.getAccessToken', () => {
   })
 
   it('marks the account for sign-in on invalid_grant, keeps the record, and stops asking the server', async () => {
-    const { broker, calls } = await setup({}, [{ status: 400, body: { error: 'invalid_grant', error_description: 'AADSTS700082: The refresh token has expired due to inactivity.' } }])
+    const { broker, calls } = await setup({}, [
+      {
+        status: 400,
+        body: {
+          error: 'invalid_grant',
+          error_description: 'AADSTS700082: The refresh token has expired due to inactivity.',
+        },
+      },
+    ])
     await assert.rejects(broker.getAccessToken(EMAIL), (e: unknown) => {
       assert.ok(e instanceof ReauthRequiredError)
       assert.equal(e.code, ERR.REAUTH_REQUIRED)
@@ -185,7 +233,10 @@ describe('Broker.getAccessToken', () => {
 
   it('says sign-in is needed when there is no refresh token', async () => {
     const { broker, calls } = await setup({ refreshToken: undefined }, [])
-    await assert.rejects(broker.getAccessToken(EMAIL), (e: unknown) => e instanceof ReauthRequiredError && e.code === ERR.NO_REFRESH_TOKEN)
+    await assert.rejects(
+      broker.getAccessToken(EMAIL),
+      (e: unknown) => e instanceof ReauthRequiredError && e.code === ERR.NO_REFRESH_TOKEN,
+    )
     assert.equal(calls.length, 0)
   })
 
@@ -193,7 +244,11 @@ describe('Broker.getAccessToken', () => {
     const { broker } = await setup({}, [])
     await assert.rejects(broker.getAccessToken('other@example.test'), (e: unknown) => {
       const err = e as { code: string; hint?: string; exitCode: number }
-      return err.code === ERR.ACCOUNT_UNKNOWN && /mailkey add other@example\.test/.test(err.hint ?? '') && err.exitCode === 78
+      return (
+        err.code === ERR.ACCOUNT_UNKNOWN &&
+        /mailkey add other@example\.test/.test(err.hint ?? '') &&
+        err.exitCode === 78
+      )
     })
   })
 
@@ -212,7 +267,17 @@ describe('Broker.getAccessToken', () => {
     const rec = await broker.store.read(EMAIL)
     assert.ok(rec)
     const raw = 'bad\u001b]0;owned\u0007 grant\r\u001b[2Jforged\u009b line'
-    await broker.store.write({ ...rec, lastError: { code: 'X', message: raw, oauthError: 'invalid\u001b[31m_grant', providerCodes: ['AADSTS1\u0007'], transient: false, at: now } })
+    await broker.store.write({
+      ...rec,
+      lastError: {
+        code: 'X',
+        message: raw,
+        oauthError: 'invalid\u001b[31m_grant',
+        providerCodes: ['AADSTS1\u0007'],
+        transient: false,
+        at: now,
+      },
+    })
     const { accountStatus } = await import('../../src/broker/accounts.js')
     const st = await accountStatus(broker, EMAIL)
     const shown = JSON.stringify(st.lastError)
@@ -222,7 +287,9 @@ describe('Broker.getAccessToken', () => {
   })
 
   it('refuses a DPoP-bound token: mail servers take Bearer', async () => {
-    const { broker } = await setup({}, [{ status: 200, body: { access_token: 'at-1', token_type: 'DPoP', expires_in: 60 } }])
+    const { broker } = await setup({}, [
+      { status: 200, body: { access_token: 'at-1', token_type: 'DPoP', expires_in: 60 } },
+    ])
     await assert.rejects(broker.getAccessToken(EMAIL), /Bearer/)
   })
 })

@@ -22,7 +22,13 @@ import {
   TransientError,
 } from '../../src/errors.js'
 import { describeAadsts } from '../../src/oauth/aadsts.js'
-import { OAUTH_ERROR_MEANINGS, classify, fromOAuthError, isClientRejection, type ClassifyContext } from '../../src/oauth/classify.js'
+import {
+  OAUTH_ERROR_MEANINGS,
+  classify,
+  fromOAuthError,
+  isClientRejection,
+  type ClassifyContext,
+} from '../../src/oauth/classify.js'
 import { requestKit } from '../../src/oauth/http.js'
 import type { AccountSettings } from '../../src/store/types.js'
 
@@ -34,7 +40,12 @@ const SECRET = 'sEcReT-0123456789abcdefABCDEF-refresh'
 
 type Klass = typeof ReauthRequiredError | typeof TransientError | typeof ConfigError | typeof ProtocolError
 
-const ctx = (phase: ClassifyContext['phase'] = 'refresh', host = HOST): ClassifyContext => ({ account: ACCOUNT, host, phase, clientId: CLIENT_ID })
+const ctx = (phase: ClassifyContext['phase'] = 'refresh', host = HOST): ClassifyContext => ({
+  account: ACCOUNT,
+  host,
+  phase,
+  clientId: CLIENT_ID,
+})
 
 function assertClean(e: MailkeyError, host = HOST): void {
   assert.ok(e.message.includes(`"${ACCOUNT}"`), `message names the account: ${e.message}`)
@@ -147,12 +158,21 @@ describe('fromOAuthError: every standard error value', () => {
   })
 
   it('the phase picks the wording', () => {
-    assert.match(fromOAuthError('invalid_grant', undefined, undefined, 400, ctx('refresh')).message, /^login\.example\.com refused refreshing the token for "someone@example\.com": invalid_grant/)
+    assert.match(
+      fromOAuthError('invalid_grant', undefined, undefined, 400, ctx('refresh')).message,
+      /^login\.example\.com refused refreshing the token for "someone@example\.com": invalid_grant/,
+    )
     for (const phase of ['signin', 'device', 'discovery'] as const) {
-      assert.match(fromOAuthError('invalid_grant', undefined, undefined, 400, ctx(phase)).message, /^login\.example\.com refused signing in "someone@example\.com": invalid_grant/)
+      assert.match(
+        fromOAuthError('invalid_grant', undefined, undefined, 400, ctx(phase)).message,
+        /^login\.example\.com refused signing in "someone@example\.com": invalid_grant/,
+      )
     }
     // a revocation is not a sign-in (issue 11 item 11)
-    assert.match(fromOAuthError('invalid_client', undefined, undefined, 401, ctx('revoke')).message, /^login\.example\.com refused the revocation for "someone@example\.com": invalid_client/)
+    assert.match(
+      fromOAuthError('invalid_client', undefined, undefined, 401, ctx('revoke')).message,
+      /^login\.example\.com refused the revocation for "someone@example\.com": invalid_client/,
+    )
   })
 
   it('client errors name the client id; others do not', () => {
@@ -161,13 +181,23 @@ describe('fromOAuthError: every standard error value', () => {
       assert.ok(e.message.endsWith(`[client id ${CLIENT_ID}]`), e.message)
       assert.equal(isClientRejection(e), true)
     }
-    const noId = fromOAuthError('invalid_client', undefined, undefined, 401, { account: ACCOUNT, host: HOST, phase: 'refresh' })
+    const noId = fromOAuthError('invalid_client', undefined, undefined, 401, {
+      account: ACCOUNT,
+      host: HOST,
+      phase: 'refresh',
+    })
     assert.doesNotMatch(noId.message, /\[client id/)
     assert.doesNotMatch(fromOAuthError('invalid_grant', undefined, undefined, 400, ctx()).message, /\[client id/)
   })
 
   it('uses only the first line of a description, cut at 200 characters', () => {
-    const e = fromOAuthError('invalid_grant', 'First line.\r\nTrace ID: 1234\r\nCorrelation ID: 5678', undefined, 400, ctx())
+    const e = fromOAuthError(
+      'invalid_grant',
+      'First line.\r\nTrace ID: 1234\r\nCorrelation ID: 5678',
+      undefined,
+      400,
+      ctx(),
+    )
     assert.ok(e.message.endsWith('invalid_grant (First line.)'), e.message)
     const long = fromOAuthError('invalid_grant', 'x'.repeat(500), undefined, 400, ctx())
     assert.ok(long.message.includes(`(${'x'.repeat(200)}…)`), 'cut to 200 characters')
@@ -177,7 +207,11 @@ describe('fromOAuthError: every standard error value', () => {
   })
 
   it('a description that echoes a credential does not put it in the message', () => {
-    for (const desc of [`bad refresh_token=${SECRET}`, `Authorization: Bearer ${SECRET}`, `{"access_token":"${SECRET}"}`]) {
+    for (const desc of [
+      `bad refresh_token=${SECRET}`,
+      `Authorization: Bearer ${SECRET}`,
+      `{"access_token":"${SECRET}"}`,
+    ]) {
       const e = fromOAuthError('invalid_grant', desc, undefined, 400, ctx())
       assert.ok(!e.message.includes(SECRET), 'the credential reached the message')
       assert.match(e.message, /\[redacted\]/)
@@ -186,7 +220,11 @@ describe('fromOAuthError: every standard error value', () => {
 
   it('extra options are kept, and the account/oauthError cannot be overridden by them', () => {
     const cause = new Error('root')
-    const e = fromOAuthError('temporarily_unavailable', undefined, undefined, 503, ctx(), { cause, retryAfterSec: 12, account: 'other@example.com' })
+    const e = fromOAuthError('temporarily_unavailable', undefined, undefined, 503, ctx(), {
+      cause,
+      retryAfterSec: 12,
+      account: 'other@example.com',
+    })
     assert.equal(e.cause, cause)
     assert.equal(e.retryAfterSec, 12)
     assert.equal(e.account, ACCOUNT)
@@ -249,7 +287,13 @@ describe('classify: oauth4webapi errors', () => {
   for (const [, error, want] of STANDARD) {
     if (error === 'access_denied' || error === 'unsupported_response_type') continue
     it(`a ${error} token response through processRefreshTokenResponse`, async () => {
-      const err = await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, jsonError(400, { error, error_description: `Text for ${error}.` })))
+      const err = await thrownBy(
+        oauth.processRefreshTokenResponse(
+          AS,
+          CLIENT,
+          jsonError(400, { error, error_description: `Text for ${error}.` }),
+        ),
+      )
       assert.ok(err instanceof oauth.ResponseBodyError)
       const e = classify(err, ctx())
       expectClass(e, want.klass, want.code, want.exit)
@@ -261,11 +305,22 @@ describe('classify: oauth4webapi errors', () => {
     })
   }
 
-  for (const [error, want] of [['access_denied', REAUTH(ERR.SIGNIN_DECLINED)], ['unsupported_response_type', CONFIG], ['server_error', TRANSIENT], ['login_required', REAUTH()], ['consent_required', REAUTH(ERR.CONSENT_REQUIRED)]] as const) {
+  for (const [error, want] of [
+    ['access_denied', REAUTH(ERR.SIGNIN_DECLINED)],
+    ['unsupported_response_type', CONFIG],
+    ['server_error', TRANSIENT],
+    ['login_required', REAUTH()],
+    ['consent_required', REAUTH(ERR.CONSENT_REQUIRED)],
+  ] as const) {
     it(`an authorization response with error=${error} (validateAuthResponse)`, () => {
       let err: unknown
       try {
-        oauth.validateAuthResponse(AS, CLIENT, new URLSearchParams({ error, error_description: 'Said no', state: 'st' }), 'st')
+        oauth.validateAuthResponse(
+          AS,
+          CLIENT,
+          new URLSearchParams({ error, error_description: 'Said no', state: 'st' }),
+          'st',
+        )
       } catch (x) {
         err = x
       }
@@ -280,7 +335,12 @@ describe('classify: oauth4webapi errors', () => {
   }
 
   it('the device flow: processDeviceCodeResponse errors', async () => {
-    for (const [error, want] of [['authorization_pending', PROTOCOL], ['slow_down', TRANSIENT], ['access_denied', REAUTH(ERR.SIGNIN_DECLINED)], ['expired_token', REAUTH(ERR.SIGNIN_EXPIRED)]] as const) {
+    for (const [error, want] of [
+      ['authorization_pending', PROTOCOL],
+      ['slow_down', TRANSIENT],
+      ['access_denied', REAUTH(ERR.SIGNIN_DECLINED)],
+      ['expired_token', REAUTH(ERR.SIGNIN_EXPIRED)],
+    ] as const) {
       const err = await thrownBy(oauth.processDeviceCodeResponse(AS, CLIENT, jsonError(400, { error })))
       const e = classify(err, ctx('device'))
       expectClass(e, want.klass, want.code, want.exit)
@@ -314,7 +374,13 @@ describe('classify: oauth4webapi errors', () => {
     const bad = await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, new Response('nope', { status: 400 })))
     expectClass(classify(bad, ctx()), ProtocolError, ERR.OAUTH_PROTOCOL, 76)
     for (const status of [408, 429, 500, 502, 503, 504]) {
-      const err = await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, new Response('<html></html>', { status, headers: { 'content-type': 'text/html', 'retry-after': '9' } })))
+      const err = await thrownBy(
+        oauth.processRefreshTokenResponse(
+          AS,
+          CLIENT,
+          new Response('<html></html>', { status, headers: { 'content-type': 'text/html', 'retry-after': '9' } }),
+        ),
+      )
       const e = classify(err, ctx())
       expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
       assert.equal(e.status, status)
@@ -324,7 +390,11 @@ describe('classify: oauth4webapi errors', () => {
   })
 
   it('a coded argument error from oauth4webapi is not mistaken for a network failure', async () => {
-    const err = await thrownBy(oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), '', { [oauth.customFetch]: (() => assert.fail('no request')) as never }))
+    const err = await thrownBy(
+      oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), '', {
+        [oauth.customFetch]: (() => assert.fail('no request')) as never,
+      }),
+    )
     assert.ok(err instanceof TypeError)
     const e = classify(err, ctx())
     assert.equal(e.transient, false, e.message)
@@ -401,9 +471,10 @@ describe('classify: network failures', () => {
   })
 
   it('a fetch that hangs past the kit timeout ends as a transient error', async () => {
-    const hang: typeof fetch = (_url, init) => new Promise((_resolve, reject) => {
-      init?.signal?.addEventListener('abort', () => reject(init.signal?.reason), { once: true })
-    })
+    const hang: typeof fetch = (_url, init) =>
+      new Promise((_resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(init.signal?.reason), { once: true })
+      })
     const kit = requestKit(settings(), { account: ACCOUNT, fetch: hang, timeoutMs: 5 })
     const err = await thrownBy(oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), 'rt', kit.options))
     const e = classify(err, ctx())
@@ -413,10 +484,11 @@ describe('classify: network failures', () => {
 
   it('the caller aborting a fetch through the kit ends as InterruptedError', async () => {
     const ac = new AbortController()
-    const hang: typeof fetch = (_url, init) => new Promise((_resolve, reject) => {
-      init?.signal?.addEventListener('abort', () => reject(init.signal?.reason), { once: true })
-      setImmediate(() => ac.abort())
-    })
+    const hang: typeof fetch = (_url, init) =>
+      new Promise((_resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(init.signal?.reason), { once: true })
+        setImmediate(() => ac.abort())
+      })
     const kit = requestKit(settings(), { account: ACCOUNT, fetch: hang, signal: ac.signal, timeoutMs: 10_000 })
     const err = await thrownBy(oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), 'rt', kit.options))
     const e = classify(err, ctx())
@@ -437,14 +509,28 @@ describe('classify: Retry-After on JSON errors', () => {
   })
 
   it('a 4xx JSON error without the kit has no Retry-After to report', async () => {
-    const e = classify(await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, jsonError(429, { error: 'slow_down' }, { 'retry-after': '7' }))), ctx())
+    const e = classify(
+      await thrownBy(
+        oauth.processRefreshTokenResponse(AS, CLIENT, jsonError(429, { error: 'slow_down' }, { 'retry-after': '7' })),
+      ),
+      ctx(),
+    )
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
     assert.equal(e.retryAfterSec, undefined)
   })
 
   it('a 5xx JSON error (which oauth4webapi does not parse) is transient, with Retry-After', async () => {
     // oauth4webapi reads error bodies only from 4xx responses; a JSON 503 used to end as a protocol error
-    const e = classify(await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, jsonError(503, { error: 'temporarily_unavailable' }, { 'retry-after': '7' }))), ctx())
+    const e = classify(
+      await thrownBy(
+        oauth.processRefreshTokenResponse(
+          AS,
+          CLIENT,
+          jsonError(503, { error: 'temporarily_unavailable' }, { 'retry-after': '7' }),
+        ),
+      ),
+      ctx(),
+    )
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
     assert.equal(e.retryAfterSec, 7)
     assert.equal(e.status, 503)
@@ -452,7 +538,8 @@ describe('classify: Retry-After on JSON errors', () => {
   })
 
   it('a 5xx JSON error through the kit is transient too', async () => {
-    const fake: typeof fetch = async () => jsonError(500, { error: 'server_error', error_description: 'AADSTS50033: retry' })
+    const fake: typeof fetch = async () =>
+      jsonError(500, { error: 'server_error', error_description: 'AADSTS50033: retry' })
     const kit = requestKit(settings(), { account: ACCOUNT, fetch: fake })
     const res = await oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), 'rt', kit.options)
     const e = classify(await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, res)), ctx())
@@ -466,7 +553,10 @@ describe('isClientRejection', () => {
     assert.equal(isClientRejection(new ReauthRequiredError(ERR.CLIENT_REJECTED, 'm')), true)
     assert.equal(isClientRejection(new ConfigError(ERR.OAUTH_CONFIG, 'm', { oauthError: 'invalid_client' })), true)
     assert.equal(isClientRejection(new ConfigError(ERR.OAUTH_CONFIG, 'm', { oauthError: 'unauthorized_client' })), true)
-    assert.equal(isClientRejection(new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'm', { oauthError: 'invalid_grant' })), false)
+    assert.equal(
+      isClientRejection(new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'm', { oauthError: 'invalid_grant' })),
+      false,
+    )
     assert.equal(isClientRejection(new TransientError(ERR.OAUTH_TRANSIENT, 'm')), false)
   })
 })
@@ -494,13 +584,23 @@ function responseOf(f: Fixture): Response {
 
 function asFor(provider: string): oauth.AuthorizationServer {
   const host = HOSTS[provider] as string
-  return { issuer: `https://${host}`, token_endpoint: `https://${host}/token`, device_authorization_endpoint: `https://${host}/devicecode` }
+  return {
+    issuer: `https://${host}`,
+    token_endpoint: `https://${host}/token`,
+    device_authorization_endpoint: `https://${host}/devicecode`,
+  }
 }
 
 function settings(provider = 'custom', host = HOST): AccountSettings {
   return {
-    email: ACCOUNT, provider, clientId: 'x', scopes: ['s'], endpoints: { token: `https://${host}/token` },
-    servers: {}, sasl: 'XOAUTH2', flow: 'device',
+    email: ACCOUNT,
+    provider,
+    clientId: 'x',
+    scopes: ['s'],
+    endpoints: { token: `https://${host}/token` },
+    servers: {},
+    sasl: 'XOAUTH2',
+    flow: 'device',
   }
 }
 
@@ -510,11 +610,20 @@ interface FixtureExpect extends Expect {
 }
 
 const FIXTURE_EXPECT: Record<string, FixtureExpect> = {
-  'microsoft/device-authorization-declined.json': { ...REAUTH(ERR.SIGNIN_DECLINED), says: /authorization_declined \(The end user denied the authorization request\.\)/ },
+  'microsoft/device-authorization-declined.json': {
+    ...REAUTH(ERR.SIGNIN_DECLINED),
+    says: /authorization_declined \(The end user denied the authorization request\.\)/,
+  },
   'microsoft/device-authorization-pending.json': { ...PROTOCOL, says: /AADSTS70016: .*still waiting/ },
-  'microsoft/device-bad-verification-code.json': { ...REAUTH(ERR.SIGNIN_EXPIRED), says: /AADSTS70018: .*not recognized/ },
+  'microsoft/device-bad-verification-code.json': {
+    ...REAUTH(ERR.SIGNIN_EXPIRED),
+    says: /AADSTS70018: .*not recognized/,
+  },
   'microsoft/device-expired-token.json': { ...REAUTH(ERR.SIGNIN_EXPIRED), says: /AADSTS70019: .*expired/ },
-  'microsoft/interaction-required-50076.json': { ...REAUTH(), says: /AADSTS50076: multifactor authentication is required/ },
+  'microsoft/interaction-required-50076.json': {
+    ...REAUTH(),
+    says: /AADSTS50076: multifactor authentication is required/,
+  },
   'microsoft/invalid-client-7000218.json': { ...CONFIG, says: /AADSTS7000218: .*client secret/ },
   'microsoft/invalid-grant-50173.json': { ...REAUTH(), says: /AADSTS50173: .*revoked/ },
   'microsoft/invalid-grant-53003.json': { ...REAUTH(ERR.FLOW_BLOCKED), says: /AADSTS53003: .*conditional access/ },
@@ -523,11 +632,23 @@ const FIXTURE_EXPECT: Record<string, FixtureExpect> = {
   'microsoft/invalid-scope-700022.json': { ...CONFIG, says: /AADSTS700022: .*more than one resource/ },
   'microsoft/invalid-scope-70011.json': { ...CONFIG, says: /AADSTS70011: .*scope is not valid/ },
   'microsoft/service-unavailable-503.json': { ...TRANSIENT, says: /HTTP 503/ },
-  'microsoft/unauthorized-client-7000112.json': { ...REAUTH(ERR.CLIENT_REJECTED), says: /AADSTS7000112: the application is disabled/ },
+  'microsoft/unauthorized-client-7000112.json': {
+    ...REAUTH(ERR.CLIENT_REJECTED),
+    says: /AADSTS7000112: the application is disabled/,
+  },
   'microsoft/unauthorized-client-700016.json': { ...REAUTH(ERR.CLIENT_REJECTED), says: /AADSTS700016: .*not found/ },
-  'google/device-invalid-scope-mail.json': { ...CONFIG, says: /invalid_scope \(Invalid device flow scope: https:\/\/mail\.google\.com\/\)/ },
-  'google/invalid-client.json': { ...REAUTH(ERR.CLIENT_REJECTED), says: /invalid_client \(The OAuth client was not found\.\)/ },
-  'google/invalid-grant-expired-or-revoked.json': { ...REAUTH(), says: /invalid_grant \(Token has been expired or revoked\.\)/ },
+  'google/device-invalid-scope-mail.json': {
+    ...CONFIG,
+    says: /invalid_scope \(Invalid device flow scope: https:\/\/mail\.google\.com\/\)/,
+  },
+  'google/invalid-client.json': {
+    ...REAUTH(ERR.CLIENT_REJECTED),
+    says: /invalid_client \(The OAuth client was not found\.\)/,
+  },
+  'google/invalid-grant-expired-or-revoked.json': {
+    ...REAUTH(),
+    says: /invalid_grant \(Token has been expired or revoked\.\)/,
+  },
 }
 
 const errorFixtures: [string, string][] = []
@@ -547,8 +668,16 @@ describe('classify: recorded provider fixtures', () => {
     if (!want) continue
     const host = HOSTS[provider] as string
     for (const [label, phase, run] of [
-      ['processRefreshTokenResponse', 'refresh', (r: Response) => oauth.processRefreshTokenResponse(asFor(provider), CLIENT, r)],
-      ['processDeviceCodeResponse', 'device', (r: Response) => oauth.processDeviceCodeResponse(asFor(provider), CLIENT, r)],
+      [
+        'processRefreshTokenResponse',
+        'refresh',
+        (r: Response) => oauth.processRefreshTokenResponse(asFor(provider), CLIENT, r),
+      ],
+      [
+        'processDeviceCodeResponse',
+        'device',
+        (r: Response) => oauth.processDeviceCodeResponse(asFor(provider), CLIENT, r),
+      ],
     ] as const) {
       it(`${provider}/${file} via ${label} -> ${want.klass.name} ${want.code} (exit ${want.exit})`, async () => {
         const f = loadFixture(provider, file)
@@ -561,7 +690,10 @@ describe('classify: recorded provider fixtures', () => {
         if (typeof f.body === 'object') {
           assert.equal(e.oauthError, f.body.error)
           const codes = (f.body.error_codes as number[] | undefined) ?? []
-          assert.deepEqual(e.providerCodes, codes.map((c) => `AADSTS${c}`))
+          assert.deepEqual(
+            e.providerCodes,
+            codes.map((c) => `AADSTS${c}`),
+          )
           if (codes.length > 0) assert.equal(e.hint, describeAadsts(String(codes[0]))?.advice)
         }
       })
@@ -569,7 +701,13 @@ describe('classify: recorded provider fixtures', () => {
   }
 
   it('700082 says why: the token was inactive for 90 days', async () => {
-    const err = await thrownBy(oauth.processRefreshTokenResponse(asFor('microsoft'), CLIENT, responseOf(loadFixture('microsoft', 'invalid-grant-700082.json'))))
+    const err = await thrownBy(
+      oauth.processRefreshTokenResponse(
+        asFor('microsoft'),
+        CLIENT,
+        responseOf(loadFixture('microsoft', 'invalid-grant-700082.json')),
+      ),
+    )
     const e = classify(err, { account: ACCOUNT, host: HOSTS.microsoft as string, phase: 'refresh' })
     assert.match(e.message, /90 days without use/)
     assert.match(e.hint ?? '', /90 days if it is not used/)
@@ -578,8 +716,13 @@ describe('classify: recorded provider fixtures', () => {
 
   it('the HTML 503 through the kit is transient before oauth4webapi sees it', async () => {
     const f = loadFixture('microsoft', 'service-unavailable-503.json')
-    const kit = requestKit(settings('microsoft', HOSTS.microsoft), { account: ACCOUNT, fetch: async () => responseOf(f) })
-    const err = await thrownBy(oauth.refreshTokenGrantRequest(asFor('microsoft'), CLIENT, oauth.None(), 'rt', kit.options))
+    const kit = requestKit(settings('microsoft', HOSTS.microsoft), {
+      account: ACCOUNT,
+      fetch: async () => responseOf(f),
+    })
+    const err = await thrownBy(
+      oauth.refreshTokenGrantRequest(asFor('microsoft'), CLIENT, oauth.None(), 'rt', kit.options),
+    )
     const e = classify(err, { account: ACCOUNT, host: HOSTS.microsoft as string, phase: 'refresh' })
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
     assert.equal(e.status, 503)
@@ -593,33 +736,79 @@ describe('classify: recorded provider fixtures', () => {
       const f = loadFixture(provider, file)
       const host = HOSTS[provider] as string
       const kit = requestKit(settings(provider, host), { account: ACCOUNT, fetch: async () => responseOf(f) })
-      const err = await thrownBy((async () => oauth.processRefreshTokenResponse(asFor(provider), CLIENT, await oauth.refreshTokenGrantRequest(asFor(provider), CLIENT, oauth.None(), 'rt', kit.options)))())
+      const err = await thrownBy(
+        (async () =>
+          oauth.processRefreshTokenResponse(
+            asFor(provider),
+            CLIENT,
+            await oauth.refreshTokenGrantRequest(asFor(provider), CLIENT, oauth.None(), 'rt', kit.options),
+          ))(),
+      )
       const e = classify(err, { account: ACCOUNT, host, phase: 'refresh' })
       expectClass(e, want.klass, want.code, want.exit)
     }
   })
 })
 
-describe('answers oauth4webapi cannot use, in the user\'s words (issue 11, item 11)', () => {
+describe("answers oauth4webapi cannot use, in the user's words (issue 11, item 11)", () => {
   it('a revocation refused with HTTP 401 and an empty body', async () => {
     const res = new Response('', { status: 401 })
-    const e = await oauth.processRevocationResponse(res).then(() => undefined, (x: unknown) => x)
+    const e = await oauth.processRevocationResponse(res).then(
+      () => undefined,
+      (x: unknown) => x,
+    )
     const m = classify(e, ctx('revoke'))
-    assert.equal(m.message, 'login.example.com refused the revocation for "someone@example.com": HTTP 401, it may need client authentication, with no OAuth error in the answer')
+    assert.equal(
+      m.message,
+      'login.example.com refused the revocation for "someone@example.com": HTTP 401, it may need client authentication, with no OAuth error in the answer',
+    )
     assert.doesNotMatch(m.message, /"response"|content-type|application\/json/)
   })
 
   it('token, device and discovery answers that are not OAuth answers name no oauth4webapi internals', async () => {
-    const as: oauth.AuthorizationServer = { issuer: 'https://login.example.com', token_endpoint: 'https://login.example.com/token' }
+    const as: oauth.AuthorizationServer = {
+      issuer: 'https://login.example.com',
+      token_endpoint: 'https://login.example.com/token',
+    }
     const client = { client_id: 'x' }
     const cases: [() => Promise<unknown>, RegExp][] = [
-      [() => oauth.processRefreshTokenResponse(as, client, new Response('<html>', { status: 200, headers: { 'content-type': 'text/html' } })), /HTTP 200 that is not JSON/],
-      [() => oauth.processRefreshTokenResponse(as, client, new Response('{"token_type":"bearer"}', { status: 200, headers: { 'content-type': 'application/json' } })), /whose "access_token" is missing or malformed/],
-      [() => oauth.processDeviceAuthorizationResponse(as, client, new Response('{"device_code":"d"}', { status: 200, headers: { 'content-type': 'application/json' } })), /whose "user_code" is missing or malformed/],
-      [() => oauth.processRevocationResponse(new Response('', { status: 302, headers: { location: 'https://x' } })), /HTTP 302, a redirect where an OAuth answer belongs/],
+      [
+        () =>
+          oauth.processRefreshTokenResponse(
+            as,
+            client,
+            new Response('<html>', { status: 200, headers: { 'content-type': 'text/html' } }),
+          ),
+        /HTTP 200 that is not JSON/,
+      ],
+      [
+        () =>
+          oauth.processRefreshTokenResponse(
+            as,
+            client,
+            new Response('{"token_type":"bearer"}', { status: 200, headers: { 'content-type': 'application/json' } }),
+          ),
+        /whose "access_token" is missing or malformed/,
+      ],
+      [
+        () =>
+          oauth.processDeviceAuthorizationResponse(
+            as,
+            client,
+            new Response('{"device_code":"d"}', { status: 200, headers: { 'content-type': 'application/json' } }),
+          ),
+        /whose "user_code" is missing or malformed/,
+      ],
+      [
+        () => oauth.processRevocationResponse(new Response('', { status: 302, headers: { location: 'https://x' } })),
+        /HTTP 302, a redirect where an OAuth answer belongs/,
+      ],
     ]
     for (const [p, want] of cases) {
-      const e = await p().then(() => undefined, (x: unknown) => x)
+      const e = await p().then(
+        () => undefined,
+        (x: unknown) => x,
+      )
       const m = classify(e, ctx('refresh'))
       assert.match(m.message, want)
       assert.doesNotMatch(m.message, /"response"|must be|property/)

@@ -9,7 +9,16 @@ import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 
 import { canOpenBrowser, splitCommand } from '../../src/cli/browser.js'
-import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse, readSmallFile, saslFlag, type Values } from '../../src/cli/flags.js'
+import {
+  COMMON_FLAGS,
+  PROVIDER_FLAGS,
+  accountOptions,
+  needEmail,
+  parse,
+  readSmallFile,
+  saslFlag,
+  type Values,
+} from '../../src/cli/flags.js'
 import { formatDuration, formatTime } from '../../src/cli/format.js'
 import { UsageError } from '../../src/errors.js'
 
@@ -39,7 +48,12 @@ after(async () => rm(dir, { recursive: true, force: true }))
 
 describe('parse', () => {
   it('returns values and positionals', () => {
-    const { values, positionals } = parse('add', ['me@example.com', '--provider', 'microsoft', '--json', '--tenant=consumers'], FLAGS, 1)
+    const { values, positionals } = parse(
+      'add',
+      ['me@example.com', '--provider', 'microsoft', '--json', '--tenant=consumers'],
+      FLAGS,
+      1,
+    )
     assert.deepEqual(positionals, ['me@example.com'])
     assert.equal(values.provider, 'microsoft')
     assert.equal(values.json, true)
@@ -47,8 +61,16 @@ describe('parse', () => {
   })
 
   it('an unknown flag is a UsageError naming the flag and the command', () => {
-    for (const [arg, name] of [['--bogus', '--bogus'], ['--bogus=1', '--bogus'], ['-x', '-x'], ['--client-secrt', '--client-secrt']]) {
-      const e = usage(() => parse('add', ['me@example.com', arg as string], FLAGS, 1), new RegExp(`^add: unknown option "${name}"$`))
+    for (const [arg, name] of [
+      ['--bogus', '--bogus'],
+      ['--bogus=1', '--bogus'],
+      ['-x', '-x'],
+      ['--client-secrt', '--client-secrt'],
+    ]) {
+      const e = usage(
+        () => parse('add', ['me@example.com', arg as string], FLAGS, 1),
+        new RegExp(`^add: unknown option "${name}"$`),
+      )
       assert.equal(e.hint, 'Run "mailkey add --help" for the options.')
     }
   })
@@ -62,7 +84,10 @@ describe('parse', () => {
   })
 
   it('too many positionals are refused, naming the first extra one', () => {
-    const e = usage(() => parse('token', ['a@example.com', 'b@example.com', 'c'], FLAGS, 1), /^token: unexpected argument "b@example\.com"$/)
+    const e = usage(
+      () => parse('token', ['a@example.com', 'b@example.com', 'c'], FLAGS, 1),
+      /^token: unexpected argument "b@example\.com"$/,
+    )
     assert.match(e.hint ?? '', /mailkey token --help/)
     assert.deepEqual(parse('list', [], FLAGS, 0).positionals, [])
   })
@@ -77,15 +102,41 @@ describe('parse', () => {
 describe('accountOptions', () => {
   it('maps every string flag to its option, trimmed', () => {
     const o = opts([
-      '--provider', 'microsoft', '--issuer', 'https://id.example.com', '--authorize-url', 'https://id.example.com/a',
-      '--token-url', ' https://id.example.com/t ', '--device-url', 'https://id.example.com/d', '--revocation-url', 'https://id.example.com/r',
-      '--client-id', 'cid', '--tenant', 'organizations', '--imap-url', 'imaps://imap.example.com', '--pop-url', 'pop3s://pop.example.com',
-      '--smtp-url', 'smtp://smtp.example.com',
+      '--provider',
+      'microsoft',
+      '--issuer',
+      'https://id.example.com',
+      '--authorize-url',
+      'https://id.example.com/a',
+      '--token-url',
+      ' https://id.example.com/t ',
+      '--device-url',
+      'https://id.example.com/d',
+      '--revocation-url',
+      'https://id.example.com/r',
+      '--client-id',
+      'cid',
+      '--tenant',
+      'organizations',
+      '--imap-url',
+      'imaps://imap.example.com',
+      '--pop-url',
+      'pop3s://pop.example.com',
+      '--smtp-url',
+      'smtp://smtp.example.com',
     ])
     assert.deepEqual(o, {
-      email: EMAIL, provider: 'microsoft', issuer: 'https://id.example.com', authorizeUrl: 'https://id.example.com/a',
-      tokenUrl: 'https://id.example.com/t', deviceUrl: 'https://id.example.com/d', revocationUrl: 'https://id.example.com/r',
-      clientId: 'cid', tenant: 'organizations', imapUrl: 'imaps://imap.example.com', popUrl: 'pop3s://pop.example.com',
+      email: EMAIL,
+      provider: 'microsoft',
+      issuer: 'https://id.example.com',
+      authorizeUrl: 'https://id.example.com/a',
+      tokenUrl: 'https://id.example.com/t',
+      deviceUrl: 'https://id.example.com/d',
+      revocationUrl: 'https://id.example.com/r',
+      clientId: 'cid',
+      tenant: 'organizations',
+      imapUrl: 'imaps://imap.example.com',
+      popUrl: 'pop3s://pop.example.com',
       smtpUrl: 'smtp://smtp.example.com',
     })
   })
@@ -101,12 +152,18 @@ describe('accountOptions', () => {
 
   it('--scope splits on spaces and commas', () => {
     assert.deepEqual(opts(['--scope', 'a b,c ,  d']).scopes, ['a', 'b', 'c', 'd'])
-    assert.deepEqual(opts(['--scope', 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access']).scopes, ['https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'])
+    assert.deepEqual(opts(['--scope', 'https://outlook.office.com/IMAP.AccessAsUser.All offline_access']).scopes, [
+      'https://outlook.office.com/IMAP.AccessAsUser.All',
+      'offline_access',
+    ])
     usage(() => opts(['--scope', ' , ']), /--scope needs at least one scope/)
   })
 
   it('--client-secret and --client-secret-file together -> error', () => {
-    usage(() => opts(['--client-secret', 's', '--client-secret-file', join(dir, 'x')]), /give --client-secret or --client-secret-file, not both/)
+    usage(
+      () => opts(['--client-secret', 's', '--client-secret-file', join(dir, 'x')]),
+      /give --client-secret or --client-secret-file, not both/,
+    )
   })
 
   it('--client-secret-file is read and trimmed; a missing file is an error naming it', async () => {
@@ -114,14 +171,20 @@ describe('accountOptions', () => {
     await writeFile(f, '  from-file-secret \n')
     assert.equal(opts(['--client-secret-file', f]).clientSecret, 'from-file-secret')
     assert.equal(opts(['--client-secret', 'inline']).clientSecret, 'inline')
-    const e = usage(() => opts(['--client-secret-file', join(dir, 'absent')]), /--client-secret-file: cannot read ".*absent" \(ENOENT\)/)
+    const e = usage(
+      () => opts(['--client-secret-file', join(dir, 'absent')]),
+      /--client-secret-file: cannot read ".*absent" \(ENOENT\)/,
+    )
     assert.ok(e.message.includes(dir))
   })
 
   it('--client-auth must be post or basic', () => {
     assert.equal(opts(['--client-auth', 'basic']).clientAuth, 'basic')
     assert.equal(opts(['--client-auth', 'post']).clientAuth, 'post')
-    usage(() => opts(['--client-auth', 'jwt']), /--client-auth must be "post" \(client_secret_post\) or "basic" \(client_secret_basic\)/)
+    usage(
+      () => opts(['--client-auth', 'jwt']),
+      /--client-auth must be "post" \(client_secret_post\) or "basic" \(client_secret_basic\)/,
+    )
   })
 
   it('--ca with a PEM file gives its absolute path', async () => {
@@ -184,7 +247,10 @@ describe('canOpenBrowser', () => {
   })
 
   it('SSH_CONNECTION or SSH_TTY means no browser', () => {
-    assert.equal(canOpenBrowser({ SSH_CONNECTION: '10.0.0.1 5 10.0.0.2 22', DISPLAY: ':0', PATH: binDir }, 'linux'), false)
+    assert.equal(
+      canOpenBrowser({ SSH_CONNECTION: '10.0.0.1 5 10.0.0.2 22', DISPLAY: ':0', PATH: binDir }, 'linux'),
+      false,
+    )
     assert.equal(canOpenBrowser({ SSH_TTY: '/dev/pts/1' }, 'darwin'), false)
   })
 
@@ -219,7 +285,11 @@ describe('splitCommand', () => {
   })
 
   it('keeps double- and single-quoted words together', () => {
-    assert.deepEqual(splitCommand('"/Applications/My Browser.app/bin" --url "%s"'), ['/Applications/My Browser.app/bin', '--url', '%s'])
+    assert.deepEqual(splitCommand('"/Applications/My Browser.app/bin" --url "%s"'), [
+      '/Applications/My Browser.app/bin',
+      '--url',
+      '%s',
+    ])
     assert.deepEqual(splitCommand("open -a 'Google Chrome' %s"), ['open', '-a', 'Google Chrome', '%s'])
     assert.deepEqual(splitCommand('a "" b'), ['a', '', 'b'])
     assert.deepEqual(splitCommand(`x "it's" 'say "hi"'`), ['x', "it's", 'say "hi"'])

@@ -87,7 +87,11 @@ describe('parseConfig: a valid file', () => {
     assert.deepEqual(p.scopes, ['imap', 'smtp'])
     assert.deepEqual(p.flows, ['device', 'browser'])
     assert.deepEqual(p.sasl, ['OAUTHBEARER', 'XOAUTH2'])
-    assert.deepEqual(p.servers, { imap: 'imaps://imap.example.com', pop: 'pop3s://pop.example.com', smtp: 'smtp://smtp.example.com:587' })
+    assert.deepEqual(p.servers, {
+      imap: 'imaps://imap.example.com',
+      pop: 'pop3s://pop.example.com',
+      smtp: 'smtp://smtp.example.com:587',
+    })
     assert.deepEqual(p.domains, ['example.com', 'example.org'])
     assert.deepEqual(p.redirect, { host: 'localhost', path: '/callback' })
     assert.deepEqual({ ...p.authorizationParams }, { prompt: 'consent' })
@@ -134,7 +138,12 @@ describe('parseConfig: a valid file', () => {
 
 describe('parseConfig: TOML syntax errors', () => {
   it('reports file:line:col and sets .line/.column', () => {
-    const e = failsAt('refresh_margin_sec = 300\n[providers.x]\ntoken_url = "https://a.example"\nclient_id = \n', 4, /invalid|value/i, 13)
+    const e = failsAt(
+      'refresh_margin_sec = 300\n[providers.x]\ntoken_url = "https://a.example"\nclient_id = \n',
+      4,
+      /invalid|value/i,
+      13,
+    )
     assert.doesNotMatch(e.message, /Invalid TOML document/)
     assert.equal(e.message.split('\n').length, 1, 'one line')
   })
@@ -162,15 +171,28 @@ describe('parseConfig: validation errors point at the offending line', () => {
   })
 
   it('unknown provider key', () => {
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\n  client_idd = "x"\n', 3, /unknown setting "client_idd" in \[providers\.a\]/, 3)
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\n  client_idd = "x"\n',
+      3,
+      /unknown setting "client_idd" in \[providers\.a\]/,
+      3,
+    )
   })
 
   it('unknown provider key after a header with a trailing comment', () => {
-    failsAt('refresh_margin_sec = 5\n[providers.x] # my server\ntoken_url = "https://a.example"\nscopes = ["s"]\nbogus = 1\n', 5, /unknown setting "bogus"/)
+    failsAt(
+      'refresh_margin_sec = 5\n[providers.x] # my server\ntoken_url = "https://a.example"\nscopes = ["s"]\nbogus = 1\n',
+      5,
+      /unknown setting "bogus"/,
+    )
   })
 
   it('the key of the right provider when two use the same key', () => {
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nflows = ["device"]\n\n[providers.b]\ntoken_url = "https://b.example"\nflows = ["telepathy"]\n', 7, /unknown flow "telepathy" \(use device, browser, paste\)/)
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nflows = ["device"]\n\n[providers.b]\ntoken_url = "https://b.example"\nflows = ["telepathy"]\n',
+      7,
+      /unknown flow "telepathy" \(use device, browser, paste\)/,
+    )
   })
 
   it('wrong types', () => {
@@ -178,54 +200,119 @@ describe('parseConfig: validation errors point at the offending line', () => {
     failsAt('\nrefresh_margin_sec = 1.5\n', 2, /whole number/)
     failsAt('refresh_margin_sec = 86401\n', 1, /0 to 86400/)
     failsAt('refresh_margin_sec = -1\n', 1, /0 to 86400/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nscopes = "imap smtp"\n', 3, /"scopes" must be a list of strings/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nscopes = ["imap", 3]\n', 3, /"scopes" must be a list of strings/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\n\nclient_id = 42\n', 4, /"client_id" must be a non-empty string/)
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nscopes = "imap smtp"\n',
+      3,
+      /"scopes" must be a list of strings/,
+    )
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nscopes = ["imap", 3]\n',
+      3,
+      /"scopes" must be a list of strings/,
+    )
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\n\nclient_id = 42\n',
+      4,
+      /"client_id" must be a non-empty string/,
+    )
     failsAt('[providers.a]\ntoken_url = ""\n', 2, /"token_url" must be a non-empty string/)
     failsAt('[providers.a]\ntoken_url = "https://a.example"\nrefresh_token_idle_days = 0\n', 3, /positive number/)
     failsAt('[providers.a]\ntoken_url = "https://a.example"\nrefresh_token_idle_days = "90"\n', 3, /positive number/)
   })
 
   it('auth_params must be a table of strings', () => {
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nauth_params = { prompt = 1 }\n', 3, /"auth_params" must be a table of strings/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nauth_params = ["prompt=consent"]\n', 3, /"auth_params" must be a table of strings/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nauth_params = "prompt=consent"\n', 3, /"auth_params" must be a table of strings/)
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\n[providers.a.auth_params]\nprompt = 1\n', 3, /"auth_params" must be a table of strings/)
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nauth_params = { prompt = 1 }\n',
+      3,
+      /"auth_params" must be a table of strings/,
+    )
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nauth_params = ["prompt=consent"]\n',
+      3,
+      /"auth_params" must be a table of strings/,
+    )
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nauth_params = "prompt=consent"\n',
+      3,
+      /"auth_params" must be a table of strings/,
+    )
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\n[providers.a.auth_params]\nprompt = 1\n',
+      3,
+      /"auth_params" must be a table of strings/,
+    )
   })
 
   it('bad flow', () => {
-    failsAt('[providers.a]\ntoken_url = "https://a.example"\nflows = ["browser", "carrier-pigeon"]\n', 3, /unknown flow "carrier-pigeon"/)
+    failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nflows = ["browser", "carrier-pigeon"]\n',
+      3,
+      /unknown flow "carrier-pigeon"/,
+    )
   })
 
   it('bad sasl (lower case is fine)', () => {
-    failsAt('[providers."my.prov"]\ntoken_url = "https://a.example"\nsasl = ["PLAIN"]\n', 3, /unknown SASL mechanism "PLAIN" \(use XOAUTH2 or OAUTHBEARER\)/)
-    assert.deepEqual(parseConfig('[providers.a]\ntoken_url = "https://a.example"\nsasl = ["oauthbearer"]\n', FILE).providers.get('a')?.sasl, ['OAUTHBEARER'])
+    failsAt(
+      '[providers."my.prov"]\ntoken_url = "https://a.example"\nsasl = ["PLAIN"]\n',
+      3,
+      /unknown SASL mechanism "PLAIN" \(use XOAUTH2 or OAUTHBEARER\)/,
+    )
+    assert.deepEqual(
+      parseConfig('[providers.a]\ntoken_url = "https://a.example"\nsasl = ["oauthbearer"]\n', FILE).providers.get('a')
+        ?.sasl,
+      ['OAUTHBEARER'],
+    )
   })
 
   it('missing issuer and token_url points at the table header', () => {
-    failsAt('refresh_margin_sec = 5\n\n[providers.a]\nclient_id = "x"\n', 3, /\[providers\.a\] needs "issuer" \(for discovery\) or "token_url"/, 1)
+    failsAt(
+      'refresh_margin_sec = 5\n\n[providers.a]\nclient_id = "x"\n',
+      3,
+      /\[providers\.a\] needs "issuer" \(for discovery\) or "token_url"/,
+      1,
+    )
   })
 
   it('bad redirect_host', () => {
     for (const host of ['0.0.0.0', 'example.com', '::1', '127.0.0.2']) {
-      failsAt(`[providers.a]\ntoken_url = "https://a.example"\n\n\nredirect_host = "${host}"\n`, 5, /"redirect_host" must be 127\.0\.0\.1, localhost or \[::1\]/)
+      failsAt(
+        `[providers.a]\ntoken_url = "https://a.example"\n\n\nredirect_host = "${host}"\n`,
+        5,
+        /"redirect_host" must be 127\.0\.0\.1, localhost or \[::1\]/,
+      )
     }
-    assert.equal(parseConfig('[providers.a]\ntoken_url = "https://a.example"\nredirect_host = "[::1]"\n', FILE).providers.get('a')?.redirect.host, '[::1]')
+    assert.equal(
+      parseConfig('[providers.a]\ntoken_url = "https://a.example"\nredirect_host = "[::1]"\n', FILE).providers.get('a')
+        ?.redirect.host,
+      '[::1]',
+    )
   })
 
   it('bad provider names and shapes', () => {
-    failsAt('refresh_margin_sec = 5\n[providers."a b"]\ntoken_url = "https://a.example"\n', 2, /provider name "a b" may only use/)
+    failsAt(
+      'refresh_margin_sec = 5\n[providers."a b"]\ntoken_url = "https://a.example"\n',
+      2,
+      /provider name "a b" may only use/,
+    )
     failsAt('providers = 5\n', 1, /"providers" must be a table/)
     failsAt('\nproviders = ["a"]\n', 2, /"providers" must be a table/)
     failsAt('[providers]\na = 5\n', 1, /\[providers\.a\] must be a table/)
   })
 
   it('CRLF line endings count lines the same', () => {
-    failsAt('refresh_margin_sec = 5\r\n[providers.a]\r\ntoken_url = "https://a.example"\r\nbogus = 2\r\n', 4, /unknown setting "bogus"/)
+    failsAt(
+      'refresh_margin_sec = 5\r\n[providers.a]\r\ntoken_url = "https://a.example"\r\nbogus = 2\r\n',
+      4,
+      /unknown setting "bogus"/,
+    )
   })
 
   it('does not print the client secret in an error', () => {
-    const e = failsAt('[providers.a]\ntoken_url = "https://a.example"\nclient_secret = "hunter2-very-secret"\nbogus = 1\n', 4, /bogus/)
+    const e = failsAt(
+      '[providers.a]\ntoken_url = "https://a.example"\nclient_secret = "hunter2-very-secret"\nbogus = 1\n',
+      4,
+      /bogus/,
+    )
     assert.ok(!e.message.includes('hunter2-very-secret'))
   })
 })
@@ -323,15 +410,19 @@ describe('loadConfig', () => {
 describe('parseConfig: endpoints must be https (or loopback http)', () => {
   it('refuses a plain-http endpoint on a real host, naming its line', () => {
     const text = '[providers.corp]\nclient_id = "c"\nscopes = ["mail"]\ntoken_url = "http://login.corp.example/token"\n'
-    assert.throws(() => parseConfig(text, '/cfg.toml'), (e: unknown) => {
-      assert.ok(e instanceof ConfigError)
-      assert.match(e.message, /^\/cfg\.toml:4:1: "token_url" must use https/)
-      assert.equal(e.line, 4)
-      return true
-    })
+    assert.throws(
+      () => parseConfig(text, '/cfg.toml'),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError)
+        assert.match(e.message, /^\/cfg\.toml:4:1: "token_url" must use https/)
+        assert.equal(e.line, 4)
+        return true
+      },
+    )
   })
   it('accepts http on 127.0.0.1 and https anywhere', () => {
-    const text = '[providers.lab]\nissuer = "http://127.0.0.1:8080"\n[providers.corp]\ntoken_url = "https://login.corp.example/token"\n'
+    const text =
+      '[providers.lab]\nissuer = "http://127.0.0.1:8080"\n[providers.corp]\ntoken_url = "https://login.corp.example/token"\n'
     const cfg = parseConfig(text, '/cfg.toml')
     assert.equal(cfg.providers.get('lab')?.endpoints.issuer, 'http://127.0.0.1:8080')
     assert.equal(cfg.providers.get('corp')?.endpoints.token, 'https://login.corp.example/token')
@@ -340,41 +431,112 @@ describe('parseConfig: endpoints must be https (or loopback http)', () => {
 
 describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
   it('reads listeners with defaults (127.0.0.1, no TLS)', () => {
-    const cfg = parseConfig('[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n[[proxy.listeners]]\nprotocol = "smtp"\nport = 1587\naccounts = ["A@example.test"]\nupstream = "smtp://smtp.example.test:587"\n', '/c.toml')
+    const cfg = parseConfig(
+      '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n[[proxy.listeners]]\nprotocol = "smtp"\nport = 1587\naccounts = ["A@example.test"]\nupstream = "smtp://smtp.example.test:587"\n',
+      '/c.toml',
+    )
     assert.deepEqual(cfg.proxy?.listeners, [
       { protocol: 'imap', port: 1143, host: '127.0.0.1', tls: 'none' },
-      { protocol: 'smtp', port: 1587, host: '127.0.0.1', tls: 'none', accounts: ['a@example.test'], upstream: 'smtp://smtp.example.test:587' },
+      {
+        protocol: 'smtp',
+        port: 1587,
+        host: '127.0.0.1',
+        tls: 'none',
+        accounts: ['a@example.test'],
+        upstream: 'smtp://smtp.example.test:587',
+      },
     ])
   })
   it('points at the offending line of the right listener', () => {
-    const text = '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 99999\n'
-    assert.throws(() => parseConfig(text, '/c.toml'), (e: unknown) => e instanceof ConfigError && /^\/c\.toml:8:1: "port" must be a port number/.test(e.message))
+    const text =
+      '[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = 1143\n\n[[proxy.listeners]]\nprotocol = "imap"\nport = 99999\n'
+    assert.throws(
+      () => parseConfig(text, '/c.toml'),
+      (e: unknown) => e instanceof ConfigError && /^\/c\.toml:8:1: "port" must be a port number/.test(e.message),
+    )
   })
   it('TLS listeners without tls_cert are fine; unknown keys are named', () => {
     // without tls_cert the proxy uses its own self-signed certificate
-    assert.equal(parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\ntls = "implicit"\n', '/c.toml').proxy?.listeners[0]?.tls, 'implicit')
-    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nbogus = 1\n', '/c.toml'), /:4:1: unknown setting "bogus"/)
+    assert.equal(
+      parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\ntls = "implicit"\n', '/c.toml').proxy?.listeners[0]
+        ?.tls,
+      'implicit',
+    )
+    assert.throws(
+      () => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nbogus = 1\n', '/c.toml'),
+      /:4:1: unknown setting "bogus"/,
+    )
     assert.throws(() => parseConfig('[proxy]\ntls_cert = "a.pem"\n', '/c.toml'), /"tls_cert" and "tls_key" go together/)
   })
-  it('a listener\'s ca goes with its upstream', () => {
-    const ok = parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://mail.example.test:143"\nca = "/etc/ca.pem"\n', '/c.toml')
-    assert.deepEqual(ok.proxy?.listeners[0], { protocol: 'imap', port: 1, host: '127.0.0.1', tls: 'none', upstream: 'imap://mail.example.test:143', ca: '/etc/ca.pem' })
-    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nca = "/etc/ca.pem"\n', '/c.toml'), /:4:1: "ca" is for the server named by "upstream"/)
-    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://h:143"\nca = 5\n', '/c.toml'), /:5:1: "ca" must be a file path/)
+  it("a listener's ca goes with its upstream", () => {
+    const ok = parseConfig(
+      '[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://mail.example.test:143"\nca = "/etc/ca.pem"\n',
+      '/c.toml',
+    )
+    assert.deepEqual(ok.proxy?.listeners[0], {
+      protocol: 'imap',
+      port: 1,
+      host: '127.0.0.1',
+      tls: 'none',
+      upstream: 'imap://mail.example.test:143',
+      ca: '/etc/ca.pem',
+    })
+    assert.throws(
+      () => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nca = "/etc/ca.pem"\n', '/c.toml'),
+      /:4:1: "ca" is for the server named by "upstream"/,
+    )
+    assert.throws(
+      () =>
+        parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\nupstream = "imap://h:143"\nca = 5\n', '/c.toml'),
+      /:5:1: "ca" must be a file path/,
+    )
   })
   it('failed_login_delay_max_sec: 0 to 300 seconds, the bad line named', () => {
     assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 0\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 0)
-    assert.equal(parseConfig('[proxy]\nfailed_login_delay_max_sec = 2.5\n', '/c.toml').proxy?.failedLoginDelayMaxSec, 2.5)
+    assert.equal(
+      parseConfig('[proxy]\nfailed_login_delay_max_sec = 2.5\n', '/c.toml').proxy?.failedLoginDelayMaxSec,
+      2.5,
+    )
     for (const bad of ['-1', '301', '"15"', 'true']) {
-      assert.throws(() => parseConfig(`# x\n[proxy]\nfailed_login_delay_max_sec = ${bad}\n`, '/c.toml'),
-        (e: unknown) => e instanceof ConfigError && /^\/c\.toml:3:1: "failed_login_delay_max_sec" must be a number of seconds from 0/.test(e.message), bad)
+      assert.throws(
+        () => parseConfig(`# x\n[proxy]\nfailed_login_delay_max_sec = ${bad}\n`, '/c.toml'),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          /^\/c\.toml:3:1: "failed_login_delay_max_sec" must be a number of seconds from 0/.test(e.message),
+        bad,
+      )
     }
   })
   it('the guess throttle and KDF queue settings (issue 11): bounded numbers, the bad line named', () => {
-    const p = parseConfig('[proxy]\nguesses_per_min_per_address = 0.5\nguess_burst_per_address = 3\nguesses_per_min = 12\nguess_burst = 40\npassword_checks_parallel = 1\npassword_checks_queued = 0\n', '/c.toml').proxy
-    assert.deepEqual([p?.guessesPerMinPerAddress, p?.guessBurstPerAddress, p?.guessesPerMin, p?.guessBurst, p?.passwordChecksParallel, p?.passwordChecksQueued], [0.5, 3, 12, 40, 1, 0])
-    for (const [key, bad] of [['guess_burst_per_address', '2.5'], ['guess_burst_per_address', '0'], ['guesses_per_min', '0'], ['password_checks_parallel', '0'], ['password_checks_parallel', '65'], ['password_checks_queued', '-1'], ['guess_burst', '"3"']]) {
-      assert.throws(() => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a `).test(e.message), `${key} = ${bad}`)
+    const p = parseConfig(
+      '[proxy]\nguesses_per_min_per_address = 0.5\nguess_burst_per_address = 3\nguesses_per_min = 12\nguess_burst = 40\npassword_checks_parallel = 1\npassword_checks_queued = 0\n',
+      '/c.toml',
+    ).proxy
+    assert.deepEqual(
+      [
+        p?.guessesPerMinPerAddress,
+        p?.guessBurstPerAddress,
+        p?.guessesPerMin,
+        p?.guessBurst,
+        p?.passwordChecksParallel,
+        p?.passwordChecksQueued,
+      ],
+      [0.5, 3, 12, 40, 1, 0],
+    )
+    for (const [key, bad] of [
+      ['guess_burst_per_address', '2.5'],
+      ['guess_burst_per_address', '0'],
+      ['guesses_per_min', '0'],
+      ['password_checks_parallel', '0'],
+      ['password_checks_parallel', '65'],
+      ['password_checks_queued', '-1'],
+      ['guess_burst', '"3"'],
+    ]) {
+      assert.throws(
+        () => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'),
+        (e: unknown) => e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a `).test(e.message),
+        `${key} = ${bad}`,
+      )
     }
   })
   it('oauth_passthrough per listener: off unless true', () => {
@@ -382,34 +544,67 @@ describe('parseConfig: [proxy] and [[proxy.listeners]]', () => {
     assert.equal(on.proxy?.listeners[0]?.oauthPassthrough, true)
     const off = parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\n', '/c.toml')
     assert.equal(off.proxy?.listeners[0]?.oauthPassthrough, undefined)
-    assert.throws(() => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\noauth_passthrough = "yes"\n', '/c.toml'), /:4:1: "oauth_passthrough" must be true or false/)
+    assert.throws(
+      () => parseConfig('[[proxy.listeners]]\nprotocol = "imap"\nport = 1\noauth_passthrough = "yes"\n', '/c.toml'),
+      /:4:1: "oauth_passthrough" must be true or false/,
+    )
   })
   it('login_timeout_sec (proxy) and http_timeout_sec (OAuth): 1 to 300 seconds, the bad line named', () => {
     assert.equal(parseConfig('[proxy]\nlogin_timeout_sec = 3\n', '/c.toml').proxy?.loginTimeoutSec, 3)
     assert.equal(parseConfig('http_timeout_sec = 2\n', '/c.toml').httpTimeoutSec, 2)
     for (const bad of ['0', '301', '"3"']) {
-      assert.throws(() => parseConfig(`# x\n[proxy]\nlogin_timeout_sec = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && /:3:1: "login_timeout_sec" must be a number of seconds from 1 to 300/.test(e.message), bad)
-      assert.throws(() => parseConfig(`http_timeout_sec = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && /http_timeout_sec must be a number of seconds from 1 to 300/.test(e.message), bad)
+      assert.throws(
+        () => parseConfig(`# x\n[proxy]\nlogin_timeout_sec = ${bad}\n`, '/c.toml'),
+        (e: unknown) =>
+          e instanceof ConfigError &&
+          /:3:1: "login_timeout_sec" must be a number of seconds from 1 to 300/.test(e.message),
+        bad,
+      )
+      assert.throws(
+        () => parseConfig(`http_timeout_sec = ${bad}\n`, '/c.toml'),
+        (e: unknown) =>
+          e instanceof ConfigError && /http_timeout_sec must be a number of seconds from 1 to 300/.test(e.message),
+        bad,
+      )
     }
   })
 
   it('connection caps and the first-command timeout (issue 11): whole numbers, the bad line named', () => {
-    const p = parseConfig('[proxy]\nmax_connections = 50\nmax_connections_per_source = 5\nfirst_command_timeout_sec = 7\n', '/c.toml').proxy
+    const p = parseConfig(
+      '[proxy]\nmax_connections = 50\nmax_connections_per_source = 5\nfirst_command_timeout_sec = 7\n',
+      '/c.toml',
+    ).proxy
     assert.deepEqual([p?.maxConnections, p?.maxConnectionsPerSource, p?.firstCommandTimeoutSec], [50, 5, 7])
-    for (const [key, bad] of [['max_connections', '0'], ['max_connections_per_source', '1.5'], ['first_command_timeout_sec', '301'], ['max_connections', '"9"']]) {
-      assert.throws(() => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'), (e: unknown) => e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a whole number from 1 to `).test(e.message), `${key} = ${bad}`)
+    for (const [key, bad] of [
+      ['max_connections', '0'],
+      ['max_connections_per_source', '1.5'],
+      ['first_command_timeout_sec', '301'],
+      ['max_connections', '"9"'],
+    ]) {
+      assert.throws(
+        () => parseConfig(`# x\n[proxy]\n${key} = ${bad}\n`, '/c.toml'),
+        (e: unknown) =>
+          e instanceof ConfigError && new RegExp(`:3:1: "${key}" must be a whole number from 1 to `).test(e.message),
+        `${key} = ${bad}`,
+      )
     }
   })
 })
 
 describe('parseConfig: [hooks]', () => {
   it('reads the three hooks and a timeout; names a bad key or value with its line', () => {
-    const cfg = parseConfig('[hooks]\nreauth = "notify-send mailkey \\"$MAILKEY_MESSAGE\\""\ndevice_code = "ntfy publish phone \\"$MAILKEY_USER_CODE\\""\ntimeout_sec = 5\n', '/c.toml')
+    const cfg = parseConfig(
+      '[hooks]\nreauth = "notify-send mailkey \\"$MAILKEY_MESSAGE\\""\ndevice_code = "ntfy publish phone \\"$MAILKEY_USER_CODE\\""\ntimeout_sec = 5\n',
+      '/c.toml',
+    )
     assert.equal(cfg.hooks?.reauth, 'notify-send mailkey "$MAILKEY_MESSAGE"')
     assert.equal(cfg.hooks?.device_code, 'ntfy publish phone "$MAILKEY_USER_CODE"')
     assert.equal(cfg.hooks?.timeoutSec, 5)
     assert.throws(() => parseConfig('[hooks]\non_sunday = "x"\n', '/c.toml'), /:2:1: unknown hook "on_sunday"/)
     assert.throws(() => parseConfig('[hooks]\nreauth = ""\n', '/c.toml'), /:2:1: "reauth" must be a shell command/)
-    assert.throws(() => parseConfig('[hooks]\ntimeout_sec = 0\n', '/c.toml'), /"timeout_sec" must be a number of seconds from 1 to 600/)
+    assert.throws(
+      () => parseConfig('[hooks]\ntimeout_sec = 0\n', '/c.toml'),
+      /"timeout_sec" must be a number of seconds from 1 to 600/,
+    )
   })
 })

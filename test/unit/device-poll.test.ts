@@ -39,20 +39,27 @@ function harness(steps: Step[], expiresInSec = 900) {
     expiresAt: now + expiresInSec * 1000,
     interval: 5,
   }
-  const run = () => pollDeviceAuthorization(settings, d, {
-    account: settings.email,
-    fetch: fetchFake,
-    now: () => now,
-    sleep: async (ms) => {
-      sleeps.push(ms)
-      now += ms
-    },
-  })
+  const run = () =>
+    pollDeviceAuthorization(settings, d, {
+      account: settings.email,
+      fetch: fetchFake,
+      now: () => now,
+      sleep: async (ms) => {
+        sleeps.push(ms)
+        now += ms
+      },
+    })
   return { run, sleeps, requests }
 }
 
-const ms = (error: string, code: number) => ({ status: 400, body: { error, error_description: `AADSTS${code}: ${error}`, error_codes: [code] } })
-const tokens = { status: 200, body: { access_token: 'at', refresh_token: 'rt', token_type: 'Bearer', expires_in: 3600 } }
+const ms = (error: string, code: number) => ({
+  status: 400,
+  body: { error, error_description: `AADSTS${code}: ${error}`, error_codes: [code] },
+})
+const tokens = {
+  status: 200,
+  body: { access_token: 'at', refresh_token: 'rt', token_type: 'Bearer', expires_in: 3600 },
+}
 
 describe('device code polling', () => {
   it('waits the interval, keeps polling while pending, and returns the tokens', async () => {
@@ -66,19 +73,33 @@ describe('device code polling', () => {
   })
 
   it('slow_down adds 5 seconds to this and every later interval (RFC 8628 §3.5)', async () => {
-    const h = harness([{ status: 400, body: { error: 'authorization_pending' } }, { status: 400, body: { error: 'slow_down' } }, { status: 400, body: { error: 'authorization_pending' } }, tokens])
+    const h = harness([
+      { status: 400, body: { error: 'authorization_pending' } },
+      { status: 400, body: { error: 'slow_down' } },
+      { status: 400, body: { error: 'authorization_pending' } },
+      tokens,
+    ])
     await h.run()
     assert.deepEqual(h.sleeps, [5000, 5000, 10000, 10000])
   })
 
   it('expired_token (AADSTS70019) ends the sign-in: SIGNIN_EXPIRED, exit 77', async () => {
     const h = harness([ms('expired_token', 70019)])
-    await assert.rejects(h.run(), (e: unknown) => e instanceof ReauthRequiredError && e.code === ERR.SIGNIN_EXPIRED && e.exitCode === 77)
+    await assert.rejects(
+      h.run(),
+      (e: unknown) => e instanceof ReauthRequiredError && e.code === ERR.SIGNIN_EXPIRED && e.exitCode === 77,
+    )
   })
 
   it("Microsoft's authorization_declined and RFC 8628's access_denied are SIGNIN_DECLINED", async () => {
-    await assert.rejects(harness([{ status: 400, body: { error: 'authorization_declined' } }]).run(), (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_DECLINED)
-    await assert.rejects(harness([{ status: 400, body: { error: 'access_denied' } }]).run(), (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_DECLINED)
+    await assert.rejects(
+      harness([{ status: 400, body: { error: 'authorization_declined' } }]).run(),
+      (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_DECLINED,
+    )
+    await assert.rejects(
+      harness([{ status: 400, body: { error: 'access_denied' } }]).run(),
+      (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_DECLINED,
+    )
   })
 
   it('bad_verification_code (AADSTS70018) is reported, not polled forever', async () => {
@@ -95,13 +116,19 @@ describe('device code polling', () => {
   })
 
   it('stops by itself when the code has expired locally, without another request', async () => {
-    const h = harness(Array.from({ length: 10 }, () => ({ status: 400, body: { error: 'authorization_pending' } })), 12)
+    const h = harness(
+      Array.from({ length: 10 }, () => ({ status: 400, body: { error: 'authorization_pending' } })),
+      12,
+    )
     await assert.rejects(h.run(), (e: unknown) => e instanceof ReauthRequiredError && e.code === ERR.SIGNIN_EXPIRED)
     assert.equal(h.requests.length, 3, 'polls at 5 s and 10 s and 15 s, then the 12 s code is over')
   })
 
   it('a persistent outage while polling ends as transient, not as a lost sign-in', async () => {
-    const h = harness(Array.from({ length: 25 }, () => 'network-error' as const), 100_000)
+    const h = harness(
+      Array.from({ length: 25 }, () => 'network-error' as const),
+      100_000,
+    )
     await assert.rejects(h.run(), TransientError)
   })
 })
@@ -113,27 +140,48 @@ describe('a hostile device authorization answer (issue 11, items 8 and 9)', () =
     const answers: unknown[] = [body]
     let polls = 0
     const fetchFake = (async (url: string) => {
-      if (url.endsWith('/devicecode')) return new Response(JSON.stringify(answers.shift()), { status: 200, headers: { 'content-type': 'application/json' } })
+      if (url.endsWith('/devicecode'))
+        return new Response(JSON.stringify(answers.shift()), {
+          status: 200,
+          headers: { 'content-type': 'application/json' },
+        })
       polls++
-      return new Response(JSON.stringify({ error: polls < 4 ? 'slow_down' : 'authorization_pending' }), { status: 400, headers: { 'content-type': 'application/json' } })
+      return new Response(JSON.stringify({ error: polls < 4 ? 'slow_down' : 'authorization_pending' }), {
+        status: 400,
+        headers: { 'content-type': 'application/json' },
+      })
     }) as unknown as typeof fetch
     let now = 1_000_000
     const d = await startDeviceAuthorization(settings, { account: settings.email, fetch: fetchFake, now: () => now })
     const sleeps: number[] = []
-    const poll = () => pollDeviceAuthorization(settings, d, {
-      account: settings.email, fetch: fetchFake, now: () => now,
-      sleep: async (ms) => { sleeps.push(ms); now += ms },
-    })
+    const poll = () =>
+      pollDeviceAuthorization(settings, d, {
+        account: settings.email,
+        fetch: fetchFake,
+        now: () => now,
+        sleep: async (ms) => {
+          sleeps.push(ms)
+          now += ms
+        },
+      })
     return { d, sleeps, poll, polls: () => polls }
   }
-  const base = { device_code: 'dc-value-0123456789', user_code: 'ABCD-EFGH', verification_uri: 'https://login.example/device', expires_in: 900 }
+  const base = {
+    device_code: 'dc-value-0123456789',
+    user_code: 'ABCD-EFGH',
+    verification_uri: 'https://login.example/device',
+    expires_in: 900,
+  }
 
   it('interval 3e6 is cut to 60 s, expires_in 1e12 to an hour; polls stay one a minute', async () => {
     const h = await start({ ...base, interval: 3e6, expires_in: 1e12 })
     assert.equal(h.d.interval, 60)
     assert.equal(h.d.expiresIn, 3600)
     await assert.rejects(h.poll(), (e: unknown) => (e as ReauthRequiredError).code === ERR.SIGNIN_EXPIRED)
-    assert.ok(h.sleeps.every((ms) => ms === 60_000), JSON.stringify(h.sleeps))
+    assert.ok(
+      h.sleeps.every((ms) => ms === 60_000),
+      JSON.stringify(h.sleeps),
+    )
     assert.equal(h.polls(), 60, 'one poll a minute for the hour, slow_down included')
   })
 
@@ -147,13 +195,29 @@ describe('a hostile device authorization answer (issue 11, items 8 and 9)', () =
   })
 
   it('a verification_uri or verification_uri_complete that is not http(s) is refused, never shown', async () => {
-    for (const bad of [{ verification_uri: 'javascript:alert(1)' }, { verification_uri_complete: 'file:///etc/passwd' }, { verification_uri: 'not a url' }]) {
-      await assert.rejects(start({ ...base, ...bad }), (e: unknown) => e instanceof Error && /is not a web address/.test(e.message) && !e.message.includes('alert') && !e.message.includes('passwd'))
+    for (const bad of [
+      { verification_uri: 'javascript:alert(1)' },
+      { verification_uri_complete: 'file:///etc/passwd' },
+      { verification_uri: 'not a url' },
+    ]) {
+      await assert.rejects(
+        start({ ...base, ...bad }),
+        (e: unknown) =>
+          e instanceof Error &&
+          /is not a web address/.test(e.message) &&
+          !e.message.includes('alert') &&
+          !e.message.includes('passwd'),
+      )
     }
   })
 
   it('user_code, message and verification_uri arrive without terminal controls or the device code', async () => {
-    const h = await start({ ...base, user_code: 'AB\x1b[2JCD', message: `Open it\x1b]0;x\x07\rnow ${base.device_code}`, interval: 5 })
+    const h = await start({
+      ...base,
+      user_code: 'AB\x1b[2JCD',
+      message: `Open it\x1b]0;x\x07\rnow ${base.device_code}`,
+      interval: 5,
+    })
     assert.equal(h.d.userCode, 'AB[2JCD')
     assert.equal(h.d.message, 'Open it]0;x now [redacted]')
   })

@@ -11,8 +11,29 @@ import { FileStore } from '../../src/store/file-store.js'
 import { resolvePaths, type Paths } from '../../src/config/paths.js'
 import { ERR, StoreError, StoreLockedError, UsageError } from '../../src/errors.js'
 import type { AccountRecord } from '../../src/store/types.js'
-import { SealError, deriveKey, grantHas, newDataKey, openBytes, openRecord, sealBytes, sealRecord, unwrapKey, wrapKey, type ScryptParams } from '../../src/store/seal.js'
-import { StoreKeys, checkValue, decodeKeyMap, encodeKeyMap, metaPath, readMeta, writeMeta, type PassphraseKeyInfo } from '../../src/store/protection.js'
+import {
+  SealError,
+  deriveKey,
+  grantHas,
+  newDataKey,
+  openBytes,
+  openRecord,
+  sealBytes,
+  sealRecord,
+  unwrapKey,
+  wrapKey,
+  type ScryptParams,
+} from '../../src/store/seal.js'
+import {
+  StoreKeys,
+  checkValue,
+  decodeKeyMap,
+  encodeKeyMap,
+  metaPath,
+  readMeta,
+  writeMeta,
+  type PassphraseKeyInfo,
+} from '../../src/store/protection.js'
 import { pingAgent, requestKey, serveKeys, stopAgent } from '../../src/store/agent.js'
 import { changePassphrase, migrateStore } from '../../src/store/migrate.js'
 
@@ -20,16 +41,34 @@ function record(email: string, rt = 'refresh-token-' + email, secret?: string): 
   return {
     v: 1,
     settings: {
-      email, provider: 'custom', clientId: 'client', scopes: ['mail'], endpoints: { token: 'https://as.example/token' },
-      servers: {}, sasl: 'XOAUTH2', flow: 'device', ...(secret ? { clientSecret: secret } : {}),
+      email,
+      provider: 'custom',
+      clientId: 'client',
+      scopes: ['mail'],
+      endpoints: { token: 'https://as.example/token' },
+      servers: {},
+      sasl: 'XOAUTH2',
+      flow: 'device',
+      ...(secret ? { clientSecret: secret } : {}),
     },
-    grant: { refreshToken: rt, accessToken: 'access-token-' + email, expiresAt: Date.now() + 3600_000, grantedAt: Date.now() },
+    grant: {
+      refreshToken: rt,
+      accessToken: 'access-token-' + email,
+      expiresAt: Date.now() + 3600_000,
+      grantedAt: Date.now(),
+    },
     state: 'active',
     updatedAt: Date.now(),
   }
 }
 
-const FAST_KDF = (): ScryptParams => ({ name: 'scrypt', N: 2 ** 14, r: 8, p: 1, salt: Buffer.from('0123456789abcdef').toString('base64') })
+const FAST_KDF = (): ScryptParams => ({
+  name: 'scrypt',
+  N: 2 ** 14,
+  r: 8,
+  p: 1,
+  salt: Buffer.from('0123456789abcdef').toString('base64'),
+})
 
 describe('sealing a record', () => {
   const { kid, key } = newDataKey()
@@ -37,9 +76,13 @@ describe('sealing a record', () => {
     const rec = record('a@example.test', 'rt-a', 'client-secret-a')
     const sealed = sealRecord(rec, 'a@example.test', key, kid)
     const text = JSON.stringify(sealed)
-    for (const secret of ['rt-a', 'access-token-a@example.test', 'client-secret-a']) assert.ok(!text.includes(secret), `${secret} is not in the sealed record`)
+    for (const secret of ['rt-a', 'access-token-a@example.test', 'client-secret-a'])
+      assert.ok(!text.includes(secret), `${secret} is not in the sealed record`)
     assert.deepEqual(sealed.grant?.sealed, ['accessToken', 'refreshToken'])
-    assert.ok(grantHas(sealed.grant, 'refreshToken') && grantHas(sealed.grant, 'accessToken'), 'status still knows the tokens exist')
+    assert.ok(
+      grantHas(sealed.grant, 'refreshToken') && grantHas(sealed.grant, 'accessToken'),
+      'status still knows the tokens exist',
+    )
     assert.equal(sealed.grant?.expiresAt, rec.grant?.expiresAt, 'times stay readable')
     const back = openRecord(sealed, 'a@example.test', key)
     assert.deepEqual(back, rec)
@@ -48,14 +91,30 @@ describe('sealing a record', () => {
   it('a changed byte, another key, another account or another key id does not open (S1, S2)', () => {
     const sealed = sealRecord(record('a@example.test'), 'a@example.test', key, kid)
     const box = sealed.sealed as NonNullable<AccountRecord['sealed']>
-    const flip = (b64: string): string => { const b = Buffer.from(b64, 'base64'); b[0] = (b[0] as number) ^ 1; return b.toString('base64') }
-    for (const bad of [{ ...box, ct: flip(box.ct) }, { ...box, tag: flip(box.tag) }, { ...box, iv: flip(box.iv) }, { ...box, kid: 'other' }]) {
+    const flip = (b64: string): string => {
+      const b = Buffer.from(b64, 'base64')
+      b[0] = (b[0] as number) ^ 1
+      return b.toString('base64')
+    }
+    for (const bad of [
+      { ...box, ct: flip(box.ct) },
+      { ...box, tag: flip(box.tag) },
+      { ...box, iv: flip(box.iv) },
+      { ...box, kid: 'other' },
+    ]) {
       assert.throws(() => openRecord({ ...sealed, sealed: bad }, 'a@example.test', key), SealError)
     }
     assert.throws(() => openRecord(sealed, 'a@example.test', newDataKey().key), SealError)
-    assert.throws(() => openRecord(sealed, 'b@example.test', key), SealError, 'a box copied into another account does not open')
+    assert.throws(
+      () => openRecord(sealed, 'b@example.test', key),
+      SealError,
+      'a box copied into another account does not open',
+    )
     assert.throws(() => openRecord({ ...sealed, sealed: { ...box, tag: 'AAAA' } }, 'a@example.test', key), /16/)
-    assert.throws(() => openRecord({ ...sealed, sealed: { ...box, alg: 'none' as 'A256GCM' } }, 'a@example.test', key), /algorithm/)
+    assert.throws(
+      () => openRecord({ ...sealed, sealed: { ...box, alg: 'none' as 'A256GCM' } }, 'a@example.test', key),
+      /algorithm/,
+    )
   })
   it('a fresh IV every time: the same record seals differently', () => {
     const a = sealBytes(key, kid, 'record', 'x', Buffer.from('same'))
@@ -68,7 +127,11 @@ describe('sealing a record', () => {
     const wrapped = wrapKey(await deriveKey('correct horse', kdf), kid, key)
     assert.ok(unwrapKey(await deriveKey('correct horse', kdf), wrapped).equals(key))
     assert.throws(() => unwrapKey(Buffer.alloc(32), wrapped), SealError)
-    await assert.rejects(deriveKey('x', { ...kdf, N: 2 ** 30 }), /out of range/, 'no gigabytes of memory on a planted store.json')
+    await assert.rejects(
+      deriveKey('x', { ...kdf, N: 2 ** 30 }),
+      /out of range/,
+      'no gigabytes of memory on a planted store.json',
+    )
     await assert.rejects(deriveKey('x', { ...kdf, N: 1000 }), /out of range/)
   })
 })
@@ -76,7 +139,11 @@ describe('sealing a record', () => {
 describe('an encrypted FileStore', () => {
   let dir: string
   let paths: Paths
-  const env = (): Record<string, string> => ({ HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_RUNTIME_DIR: join(dir, 'run') })
+  const env = (): Record<string, string> => ({
+    HOME: dir,
+    XDG_STATE_HOME: join(dir, 'state'),
+    XDG_RUNTIME_DIR: join(dir, 'run'),
+  })
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-enc-'))
     paths = resolvePaths(env())
@@ -88,7 +155,13 @@ describe('an encrypted FileStore', () => {
   async function passphraseStore(pass: string): Promise<{ info: PassphraseKeyInfo; key: Buffer }> {
     const { kid, key } = newDataKey()
     const kdf = FAST_KDF()
-    const info: PassphraseKeyInfo = { kid, kind: 'passphrase', kdf, wrapped: wrapKey(await deriveKey(pass, kdf), kid, key), check: checkValue(key, kid) }
+    const info: PassphraseKeyInfo = {
+      kid,
+      kind: 'passphrase',
+      kdf,
+      wrapped: wrapKey(await deriveKey(pass, kdf), kid, key),
+      check: checkValue(key, kid),
+    }
     await mkdir(paths.stateDir, { recursive: true, mode: 0o700 })
     await writeMeta(paths, { v: 1, protection: 'passphrase', current: kid, keys: [info] })
     return { info, key }
@@ -96,11 +169,20 @@ describe('an encrypted FileStore', () => {
 
   it('writes sealed records and reads them back with the passphrase; status-style reads need no key', async () => {
     const { key } = await passphraseStore('pass phrase 1')
-    const writer = new FileStore(paths, new StoreKeys(paths, { env: env(), passphraseCommand: 'printf "pass phrase 1\\n"' }))
+    const writer = new FileStore(
+      paths,
+      new StoreKeys(paths, { env: env(), passphraseCommand: 'printf "pass phrase 1\\n"' }),
+    )
     await writer.write(record('a@example.test'))
     const onDisk = await readFile(writer.recordPath('a@example.test'), 'utf8')
-    assert.ok(!onDisk.includes('refresh-token-a@example.test') && !onDisk.includes('access-token-a@example.test'), 'no token in the file')
-    const reader = new FileStore(paths, new StoreKeys(paths, { env: env(), askPassphrase: async () => 'pass phrase 1' }))
+    assert.ok(
+      !onDisk.includes('refresh-token-a@example.test') && !onDisk.includes('access-token-a@example.test'),
+      'no token in the file',
+    )
+    const reader = new FileStore(
+      paths,
+      new StoreKeys(paths, { env: env(), askPassphrase: async () => 'pass phrase 1' }),
+    )
     assert.equal((await reader.read('a@example.test'))?.grant?.refreshToken, 'refresh-token-a@example.test')
     const locked = new FileStore(paths, new StoreKeys(paths, { env: env() }))
     const meta = await locked.read('a@example.test', { secrets: false })
@@ -108,21 +190,39 @@ describe('an encrypted FileStore', () => {
     assert.ok(meta?.sealed)
     const listed = await locked.list()
     assert.equal(listed.records[0]?.grant?.accessToken, undefined, 'list never opens secrets')
-    await assert.rejects(locked.read('a@example.test'), (e: unknown) => e instanceof StoreLockedError && e.code === ERR.STORE_LOCKED && /mailkey unlock/.test(e.hint ?? ''))
+    await assert.rejects(
+      locked.read('a@example.test'),
+      (e: unknown) =>
+        e instanceof StoreLockedError && e.code === ERR.STORE_LOCKED && /mailkey unlock/.test(e.hint ?? ''),
+    )
     // a metadata-only record sealed with the current key is written back as it is
-    await new FileStore(paths, new StoreKeys(paths, { env: env(), keys: new Map() })).write({ ...(meta as AccountRecord), state: 'reauth' })
-    const again = openRecord(JSON.parse(await readFile(writer.recordPath('a@example.test'), 'utf8')) as AccountRecord, 'a@example.test', key)
+    await new FileStore(paths, new StoreKeys(paths, { env: env(), keys: new Map() })).write({
+      ...(meta as AccountRecord),
+      state: 'reauth',
+    })
+    const again = openRecord(
+      JSON.parse(await readFile(writer.recordPath('a@example.test'), 'utf8')) as AccountRecord,
+      'a@example.test',
+      key,
+    )
     assert.equal(again.state, 'reauth')
-    assert.equal(again.grant?.refreshToken, 'refresh-token-a@example.test', 'the sealed tokens survived a write without the key')
+    assert.equal(
+      again.grant?.refreshToken,
+      'refresh-token-a@example.test',
+      'the sealed tokens survived a write without the key',
+    )
   })
 
   it('a wrong passphrase is refused three times, then named; a passphrase_command that fails is reported', async () => {
     let asked = 0
     const keys = new StoreKeys(paths, { env: env(), askPassphrase: async () => (asked++, 'wrong wrong') })
-    await assert.rejects(new FileStore(paths, keys).read('a@example.test'), (e: unknown) => e instanceof StoreLockedError && e.code === ERR.STORE_WRONG_PASSPHRASE)
+    await assert.rejects(
+      new FileStore(paths, keys).read('a@example.test'),
+      (e: unknown) => e instanceof StoreLockedError && e.code === ERR.STORE_WRONG_PASSPHRASE,
+    )
     assert.equal(asked, 3)
     const cmd = new StoreKeys(paths, { env: env(), passphraseCommand: 'exit 3' })
-    await assert.rejects(cmd.key((readMeta(paths)?.current) as string), /passphrase_command failed \(exit 3\)/)
+    await assert.rejects(cmd.key(readMeta(paths)?.current as string), /passphrase_command failed \(exit 3\)/)
   })
 
   it('a tampered record is reported as corrupt, naming the file, and left untouched', async () => {
@@ -135,24 +235,40 @@ describe('an encrypted FileStore', () => {
     ct[3] = (ct[3] as number) ^ 0x40
     const tampered = JSON.stringify({ ...rec, sealed: { ...box, ct: ct.toString('base64') } })
     await writeFile(file, tampered, { mode: 0o600 })
-    await assert.rejects(store.read('t@example.test'), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_CORRUPT && e.message.includes(file) && /do not open/.test(e.message))
+    await assert.rejects(
+      store.read('t@example.test'),
+      (e: unknown) =>
+        e instanceof StoreError &&
+        e.code === ERR.STORE_CORRUPT &&
+        e.message.includes(file) &&
+        /do not open/.test(e.message),
+    )
     assert.equal(await readFile(file, 'utf8'), tampered)
   })
 
   it('store.json: broken, unknown or open to others is refused with the reason', async () => {
     const good = await readFile(metaPath(paths), 'utf8')
-    for (const [text, why] of [['{', /not valid JSON/], ['{"v":2,"protection":"file","keys":[]}', /version is 2/], ['{"v":1,"protection":"rot13","keys":[]}', /protection is unknown/], ['{"v":1,"protection":"passphrase","current":"x","keys":[]}', /current key is not listed/], ['{"v":1,"protection":"passphrase","keys":[{"kid":"x"}]}', /malformed/]] as const) {
+    for (const [text, why] of [
+      ['{', /not valid JSON/],
+      ['{"v":2,"protection":"file","keys":[]}', /version is 2/],
+      ['{"v":1,"protection":"rot13","keys":[]}', /protection is unknown/],
+      ['{"v":1,"protection":"passphrase","current":"x","keys":[]}', /current key is not listed/],
+      ['{"v":1,"protection":"passphrase","keys":[{"kid":"x"}]}', /malformed/],
+    ] as const) {
       await writeFile(metaPath(paths), text, { mode: 0o600 })
       assert.throws(() => readMeta(paths), why)
     }
     await writeFile(metaPath(paths), good, { mode: 0o600 })
     await chmod(metaPath(paths), 0o644)
-    assert.throws(() => readMeta(paths), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS)
+    assert.throws(
+      () => readMeta(paths),
+      (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS,
+    )
     await chmod(metaPath(paths), 0o600)
     assert.equal(readMeta(paths)?.protection, 'passphrase')
   })
 
-  it('the agent serves its keys on a private socket; a rogue agent\'s key is not used (P2, A1)', async () => {
+  it("the agent serves its keys on a private socket; a rogue agent's key is not used (P2, A1)", async () => {
     const meta = readMeta(paths)
     const kid = meta?.current as string
     const real = await new StoreKeys(paths, { env: env(), passphraseCommand: 'echo "pass phrase 1"' }).key(kid)
@@ -171,7 +287,10 @@ describe('an encrypted FileStore', () => {
     assert.equal(await pingAgent(sock), undefined)
     // a rogue agent handing out another key: refused, and the store stays locked
     const rogue = await serveKeys(sock, new Map([[kid, newDataKey().key]]), 60_000)
-    await assert.rejects(new FileStore(paths, new StoreKeys(paths, { env: env() })).read('a@example.test'), (e: unknown) => e instanceof StoreLockedError)
+    await assert.rejects(
+      new FileStore(paths, new StoreKeys(paths, { env: env() })).read('a@example.test'),
+      (e: unknown) => e instanceof StoreLockedError,
+    )
     rogue.stop()
     // a socket directory others can enter is not trusted by the client
     const open = join(dir, 'open', 'agent.sock')
@@ -194,14 +313,15 @@ describe('an encrypted FileStore', () => {
     const sock = join(dir, 'run', 'mailkey', 'agent.sock')
     const agent = await serveKeys(sock, new Map([['k', Buffer.alloc(32, 1)]]), 60_000)
     const { createConnection } = await import('node:net')
-    const talk = (payload: string): Promise<string> => new Promise((resolve) => {
-      const c = createConnection(sock)
-      let out = ''
-      c.on('data', (d) => (out += d.toString()))
-      c.on('close', () => resolve(out))
-      c.on('error', () => resolve(out))
-      c.write(payload)
-    })
+    const talk = (payload: string): Promise<string> =>
+      new Promise((resolve) => {
+        const c = createConnection(sock)
+        let out = ''
+        c.on('data', (d) => (out += d.toString()))
+        c.on('close', () => resolve(out))
+        c.on('error', () => resolve(out))
+        c.write(payload)
+      })
     assert.equal(await talk('x'.repeat(5000)), '')
     assert.match(await talk('{"op":"dump"}\n'), /unknown request/)
     assert.match(await talk('not json\n'), /not JSON/)
@@ -212,24 +332,39 @@ describe('an encrypted FileStore', () => {
 describe('migrating the store', () => {
   let dir: string
   let paths: Paths
-  const env = (): Record<string, string> => ({ HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_RUNTIME_DIR: join(dir, 'run') })
-  const open = (pass?: string): FileStore => new FileStore(paths, new StoreKeys(paths, { env: env(), useAgent: false, ...(pass ? { passphraseCommand: `printf '%s\\n' '${pass}'` } : {}) }))
+  const env = (): Record<string, string> => ({
+    HOME: dir,
+    XDG_STATE_HOME: join(dir, 'state'),
+    XDG_RUNTIME_DIR: join(dir, 'run'),
+  })
+  const open = (pass?: string): FileStore =>
+    new FileStore(
+      paths,
+      new StoreKeys(paths, {
+        env: env(),
+        useAgent: false,
+        ...(pass ? { passphraseCommand: `printf '%s\\n' '${pass}'` } : {}),
+      }),
+    )
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-migrate-'))
     paths = resolvePaths(env())
     const plain = open()
-    for (const e of ['a@example.test', 'b@example.test', 'c@example.test']) await plain.write(record(e, `rt-${e}`, e === 'b@example.test' ? 'secret-b' : undefined))
+    for (const e of ['a@example.test', 'b@example.test', 'c@example.test'])
+      await plain.write(record(e, `rt-${e}`, e === 'b@example.test' ? 'secret-b' : undefined))
   })
   after(async () => rm(dir, { recursive: true, force: true }))
 
-  const tokens = async (s: FileStore): Promise<string[]> => Promise.all(['a', 'b', 'c'].map(async (x) => (await s.read(`${x}@example.test`))?.grant?.refreshToken ?? 'missing'))
+  const tokens = async (s: FileStore): Promise<string[]> =>
+    Promise.all(['a', 'b', 'c'].map(async (x) => (await s.read(`${x}@example.test`))?.grant?.refreshToken ?? 'missing'))
 
   it('plain -> passphrase -> another passphrase -> plain, every token kept, no key left behind', async () => {
     const want = ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test']
     const r1 = await migrateStore(open(), 'passphrase', { passphrase: 'first passphrase' })
     assert.deepEqual(r1.migrated.sort(), ['a@example.test', 'b@example.test', 'c@example.test'])
     assert.equal(readMeta(paths)?.keys.length, 1)
-    for (const f of ['a', 'b', 'c']) assert.ok(!(await readFile(open().recordPath(`${f}@example.test`), 'utf8')).includes('rt-'), 'sealed on disk')
+    for (const f of ['a', 'b', 'c'])
+      assert.ok(!(await readFile(open().recordPath(`${f}@example.test`), 'utf8')).includes('rt-'), 'sealed on disk')
     assert.deepEqual(await tokens(open('first passphrase')), want)
     assert.equal((await open('first passphrase').read('b@example.test'))?.settings.clientSecret, 'secret-b')
     const kid1 = readMeta(paths)?.current
@@ -253,33 +388,68 @@ describe('migrating the store', () => {
     // interrupt a migration to a new passphrase after step 2 and one record: that is the state a
     // kill -9 leaves (store.json lists both keys, records sealed with either)
     const s = open('old passphrase')
-    for (const k of (readMeta(paths)?.keys ?? [])) await s.keys?.key(k.kid)
+    for (const k of readMeta(paths)?.keys ?? []) await s.keys?.key(k.kid)
     const { kid, key } = newDataKey()
     const kdf = FAST_KDF()
-    const info: PassphraseKeyInfo = { kid, kind: 'passphrase', kdf, wrapped: wrapKey(await deriveKey('old passphrase', kdf), kid, key), check: checkValue(key, kid) }
+    const info: PassphraseKeyInfo = {
+      kid,
+      kind: 'passphrase',
+      kdf,
+      wrapped: wrapKey(await deriveKey('old passphrase', kdf), kid, key),
+      check: checkValue(key, kid),
+    }
     const before = readMeta(paths)
     await writeMeta(paths, { v: 1, protection: 'passphrase', current: kid, keys: [...(before?.keys ?? []), info] })
     s.keys?.remember(info, key)
     await s.write((await s.read('a@example.test')) as AccountRecord)
-    const kids = await Promise.all(['a', 'b', 'c'].map(async (x) => (await open().read(`${x}@example.test`, { secrets: false }))?.sealed?.kid))
+    const kids = await Promise.all(
+      ['a', 'b', 'c'].map(async (x) => (await open().read(`${x}@example.test`, { secrets: false }))?.sealed?.kid),
+    )
     assert.deepEqual(kids, [kid, oldKid, oldKid], 'half-migrated')
-    assert.deepEqual(await tokens(open('old passphrase')), ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test'], 'everything still opens')
-    await assert.rejects(migrateStore(open('old passphrase'), 'file'), (e: unknown) => e instanceof UsageError && /did not finish/.test(e.message) && /--to passphrase/.test(e.hint ?? ''))
+    assert.deepEqual(
+      await tokens(open('old passphrase')),
+      ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test'],
+      'everything still opens',
+    )
+    await assert.rejects(
+      migrateStore(open('old passphrase'), 'file'),
+      (e: unknown) =>
+        e instanceof UsageError && /did not finish/.test(e.message) && /--to passphrase/.test(e.hint ?? ''),
+    )
     const r = await migrateStore(open('old passphrase'), 'passphrase')
     assert.equal(r.resumed, true)
-    assert.deepEqual(readMeta(paths)?.keys.map((k) => k.kid), [kid])
-    assert.deepEqual(await tokens(open('old passphrase')), ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test'])
+    assert.deepEqual(
+      readMeta(paths)?.keys.map((k) => k.kid),
+      [kid],
+    )
+    assert.deepEqual(await tokens(open('old passphrase')), [
+      'rt-a@example.test',
+      'rt-b@example.test',
+      'rt-c@example.test',
+    ])
   })
 })
 
 describe('key maps handed to a child process', () => {
   it('round-trip, and anything but key ids to 32-byte keys is refused', () => {
-    const keys = new Map([['k1', randomBytes(32)], ['k2', randomBytes(32)]])
+    const keys = new Map([
+      ['k1', randomBytes(32)],
+      ['k2', randomBytes(32)],
+    ])
     const line = encodeKeyMap(keys)
     assert.ok(line.endsWith('\n') && !line.slice(0, -1).includes('\n'), 'one line')
     assert.deepEqual(decodeKeyMap(line), keys)
     assert.deepEqual(decodeKeyMap(encodeKeyMap(new Map())), new Map())
-    for (const bad of ['', 'null', '[]', '"x"', '{"k1":1}', `{"k1":"${randomBytes(16).toString('base64')}"}`, '{"k1":', 'not json']) {
+    for (const bad of [
+      '',
+      'null',
+      '[]',
+      '"x"',
+      '{"k1":1}',
+      `{"k1":"${randomBytes(16).toString('base64')}"}`,
+      '{"k1":',
+      'not json',
+    ]) {
       assert.equal(decodeKeyMap(bad), undefined, bad)
     }
   })

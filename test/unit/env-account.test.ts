@@ -45,7 +45,10 @@ describe('readEnvAccount', () => {
   })
 
   it('MAILKEY_EMAIL without a refresh token -> ConfigError naming the variables', async () => {
-    const e = await configError({ MAILKEY_EMAIL: 'a@example.com' }, /MAILKEY_EMAIL is set to "a@example\.com" but neither MAILKEY_REFRESH_TOKEN nor MAILKEY_REFRESH_TOKEN_FILE gives a refresh token/)
+    const e = await configError(
+      { MAILKEY_EMAIL: 'a@example.com' },
+      /MAILKEY_EMAIL is set to "a@example\.com" but neither MAILKEY_REFRESH_TOKEN nor MAILKEY_REFRESH_TOKEN_FILE gives a refresh token/,
+    )
     assert.equal(e.account, 'a@example.com')
     assert.match(e.hint ?? '', /unset MAILKEY_EMAIL/)
     await configError({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: '  \n' }, /neither/)
@@ -72,7 +75,11 @@ describe('readEnvAccount', () => {
   it('the variable wins over the file', async () => {
     const f = join(dir, 'other')
     await writeFile(f, 'from-file')
-    const a = await readEnvAccount({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: RT, MAILKEY_REFRESH_TOKEN_FILE: f })
+    const a = await readEnvAccount({
+      MAILKEY_EMAIL: 'a@example.com',
+      MAILKEY_REFRESH_TOKEN: RT,
+      MAILKEY_REFRESH_TOKEN_FILE: f,
+    })
     assert.ok(a?.refreshToken === RT)
     assert.equal(a?.source, 'MAILKEY_REFRESH_TOKEN')
   })
@@ -82,42 +89,75 @@ describe('readEnvAccount', () => {
     await writeFile(empty, ' \n')
     await configError({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN_FILE: empty }, /neither/)
     const missing = join(dir, 'missing')
-    const e = await configError({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN_FILE: missing }, /cannot read MAILKEY_REFRESH_TOKEN_FILE ".*missing" \(ENOENT\)/)
+    const e = await configError(
+      { MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN_FILE: missing },
+      /cannot read MAILKEY_REFRESH_TOKEN_FILE ".*missing" \(ENOENT\)/,
+    )
     assert.equal(e.account, 'a@example.com')
     await configError({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN_FILE: dir }, /\(EISDIR\)/)
   })
 
   it('maps every MAILKEY_* account variable, skipping empty ones', async () => {
     const a = await readEnvAccount({
-      MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: RT,
-      MAILKEY_PROVIDER: 'microsoft', MAILKEY_TENANT: 'organizations', MAILKEY_CLIENT_ID: 'cid', MAILKEY_CLIENT_SECRET: 'csec',
-      MAILKEY_ISSUER: 'https://id.example.com', MAILKEY_TOKEN_URL: 'https://id.example.com/t', MAILKEY_AUTHORIZE_URL: 'https://id.example.com/a',
-      MAILKEY_DEVICE_URL: 'https://id.example.com/d', MAILKEY_IMAP_URL: 'imaps://imap.example.com', MAILKEY_POP_URL: '',
-      MAILKEY_SMTP_URL: 'smtp://smtp.example.com', MAILKEY_SCOPE: ' a  b\tc ', MAILKEY_SASL: 'oauthbearer',
+      MAILKEY_EMAIL: 'a@example.com',
+      MAILKEY_REFRESH_TOKEN: RT,
+      MAILKEY_PROVIDER: 'microsoft',
+      MAILKEY_TENANT: 'organizations',
+      MAILKEY_CLIENT_ID: 'cid',
+      MAILKEY_CLIENT_SECRET: 'csec',
+      MAILKEY_ISSUER: 'https://id.example.com',
+      MAILKEY_TOKEN_URL: 'https://id.example.com/t',
+      MAILKEY_AUTHORIZE_URL: 'https://id.example.com/a',
+      MAILKEY_DEVICE_URL: 'https://id.example.com/d',
+      MAILKEY_IMAP_URL: 'imaps://imap.example.com',
+      MAILKEY_POP_URL: '',
+      MAILKEY_SMTP_URL: 'smtp://smtp.example.com',
+      MAILKEY_SCOPE: ' a  b\tc ',
+      MAILKEY_SASL: 'oauthbearer',
     })
     assert.ok(a)
     assert.deepEqual(a.options, {
-      email: 'a@example.com', provider: 'microsoft', tenant: 'organizations', clientId: 'cid', clientSecret: 'csec',
-      issuer: 'https://id.example.com', tokenUrl: 'https://id.example.com/t', authorizeUrl: 'https://id.example.com/a',
-      deviceUrl: 'https://id.example.com/d', imapUrl: 'imaps://imap.example.com', smtpUrl: 'smtp://smtp.example.com',
-      scopes: ['a', 'b', 'c'], sasl: 'OAUTHBEARER',
+      email: 'a@example.com',
+      provider: 'microsoft',
+      tenant: 'organizations',
+      clientId: 'cid',
+      clientSecret: 'csec',
+      issuer: 'https://id.example.com',
+      tokenUrl: 'https://id.example.com/t',
+      authorizeUrl: 'https://id.example.com/a',
+      deviceUrl: 'https://id.example.com/d',
+      imapUrl: 'imaps://imap.example.com',
+      smtpUrl: 'smtp://smtp.example.com',
+      scopes: ['a', 'b', 'c'],
+      sasl: 'OAUTHBEARER',
     })
   })
 
   it('MAILKEY_SASL accepts XOAUTH2 in any case', async () => {
-    const a = await readEnvAccount({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: RT, MAILKEY_SASL: 'xoauth2' })
+    const a = await readEnvAccount({
+      MAILKEY_EMAIL: 'a@example.com',
+      MAILKEY_REFRESH_TOKEN: RT,
+      MAILKEY_SASL: 'xoauth2',
+    })
     assert.equal(a?.options.sasl, 'XOAUTH2')
   })
 
   it('a bad MAILKEY_SASL -> ConfigError', async () => {
-    const e = await configError({ MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: RT, MAILKEY_SASL: 'plain' }, /MAILKEY_SASL must be XOAUTH2 or OAUTHBEARER, not "plain"/)
+    const e = await configError(
+      { MAILKEY_EMAIL: 'a@example.com', MAILKEY_REFRESH_TOKEN: RT, MAILKEY_SASL: 'plain' },
+      /MAILKEY_SASL must be XOAUTH2 or OAUTHBEARER, not "plain"/,
+    )
     assert.equal(e.account, 'a@example.com')
   })
 })
 
 describe('readEnvAccount: shared mailbox', () => {
   it('MAILKEY_MAILBOX names the mailbox to open', async () => {
-    const acc = await readEnvAccount({ MAILKEY_EMAIL: 'me@example.test', MAILKEY_REFRESH_TOKEN: 'rt-value-for-test', MAILKEY_MAILBOX: 'team@example.test' })
+    const acc = await readEnvAccount({
+      MAILKEY_EMAIL: 'me@example.test',
+      MAILKEY_REFRESH_TOKEN: 'rt-value-for-test',
+      MAILKEY_MAILBOX: 'team@example.test',
+    })
     assert.equal(acc?.options.mailbox, 'team@example.test')
   })
 })

@@ -32,16 +32,79 @@ interface Row {
 }
 
 const rows: Row[] = [
-  { name: 'MailkeyError', make: () => new MailkeyError(ERR.INTERNAL, 'm'), exit: 1, code: ERR.INTERNAL, transient: false, reauth: false },
+  {
+    name: 'MailkeyError',
+    make: () => new MailkeyError(ERR.INTERNAL, 'm'),
+    exit: 1,
+    code: ERR.INTERNAL,
+    transient: false,
+    reauth: false,
+  },
   { name: 'UsageError', make: () => new UsageError('m'), exit: 64, code: ERR.USAGE, transient: false, reauth: false },
-  { name: 'ConfigError', make: () => new ConfigError(ERR.CONFIG_INVALID, 'm'), exit: 78, code: ERR.CONFIG_INVALID, transient: false, reauth: false },
-  { name: 'ReauthRequiredError', make: () => new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'm'), exit: 77, code: ERR.REAUTH_REQUIRED, transient: false, reauth: true },
-  { name: 'TransientError', make: () => new TransientError(ERR.OAUTH_TRANSIENT, 'm'), exit: 75, code: ERR.OAUTH_TRANSIENT, transient: true, reauth: false },
-  { name: 'ProtocolError', make: () => new ProtocolError(ERR.OAUTH_PROTOCOL, 'm'), exit: 76, code: ERR.OAUTH_PROTOCOL, transient: false, reauth: false },
-  { name: 'StoreError', make: () => new StoreError(ERR.STORE_IO, 'm'), exit: 74, code: ERR.STORE_IO, transient: false, reauth: false },
-  { name: 'StoreError (lock timeout)', make: () => new StoreError(ERR.STORE_LOCK_TIMEOUT, 'm'), exit: 74, code: ERR.STORE_LOCK_TIMEOUT, transient: true, reauth: false },
-  { name: 'InternalError', make: () => new InternalError('m'), exit: 70, code: ERR.INTERNAL, transient: false, reauth: false },
-  { name: 'InterruptedError', make: () => new InterruptedError(), exit: 130, code: ERR.INTERRUPTED, transient: false, reauth: false },
+  {
+    name: 'ConfigError',
+    make: () => new ConfigError(ERR.CONFIG_INVALID, 'm'),
+    exit: 78,
+    code: ERR.CONFIG_INVALID,
+    transient: false,
+    reauth: false,
+  },
+  {
+    name: 'ReauthRequiredError',
+    make: () => new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'm'),
+    exit: 77,
+    code: ERR.REAUTH_REQUIRED,
+    transient: false,
+    reauth: true,
+  },
+  {
+    name: 'TransientError',
+    make: () => new TransientError(ERR.OAUTH_TRANSIENT, 'm'),
+    exit: 75,
+    code: ERR.OAUTH_TRANSIENT,
+    transient: true,
+    reauth: false,
+  },
+  {
+    name: 'ProtocolError',
+    make: () => new ProtocolError(ERR.OAUTH_PROTOCOL, 'm'),
+    exit: 76,
+    code: ERR.OAUTH_PROTOCOL,
+    transient: false,
+    reauth: false,
+  },
+  {
+    name: 'StoreError',
+    make: () => new StoreError(ERR.STORE_IO, 'm'),
+    exit: 74,
+    code: ERR.STORE_IO,
+    transient: false,
+    reauth: false,
+  },
+  {
+    name: 'StoreError (lock timeout)',
+    make: () => new StoreError(ERR.STORE_LOCK_TIMEOUT, 'm'),
+    exit: 74,
+    code: ERR.STORE_LOCK_TIMEOUT,
+    transient: true,
+    reauth: false,
+  },
+  {
+    name: 'InternalError',
+    make: () => new InternalError('m'),
+    exit: 70,
+    code: ERR.INTERNAL,
+    transient: false,
+    reauth: false,
+  },
+  {
+    name: 'InterruptedError',
+    make: () => new InterruptedError(),
+    exit: 130,
+    code: ERR.INTERRUPTED,
+    transient: false,
+    reauth: false,
+  },
 ]
 
 describe('error classes', () => {
@@ -63,7 +126,15 @@ describe('error classes', () => {
 
   it('exit codes are the sysexits values', () => {
     assert.deepEqual(
-      { USAGE: EXIT.USAGE, IOERR: EXIT.IOERR, TEMPFAIL: EXIT.TEMPFAIL, PROTOCOL: EXIT.PROTOCOL, NOPERM: EXIT.NOPERM, CONFIG: EXIT.CONFIG, SOFTWARE: EXIT.SOFTWARE },
+      {
+        USAGE: EXIT.USAGE,
+        IOERR: EXIT.IOERR,
+        TEMPFAIL: EXIT.TEMPFAIL,
+        PROTOCOL: EXIT.PROTOCOL,
+        NOPERM: EXIT.NOPERM,
+        CONFIG: EXIT.CONFIG,
+        SOFTWARE: EXIT.SOFTWARE,
+      },
       { USAGE: 64, IOERR: 74, TEMPFAIL: 75, PROTOCOL: 76, NOPERM: 77, CONFIG: 78, SOFTWARE: 70 },
     )
     assert.equal(EXIT.INTERRUPTED, 130)
@@ -94,8 +165,13 @@ describe('error classes', () => {
   it('carries the options as data', () => {
     const cause = new Error('root')
     const e = new TransientError(ERR.OAUTH_TRANSIENT, 'msg', {
-      account: 'a@example.com', hint: 'Try later.', cause, oauthError: 'server_error',
-      providerCodes: ['AADSTS50033'], status: 503, retryAfterSec: 30,
+      account: 'a@example.com',
+      hint: 'Try later.',
+      cause,
+      oauthError: 'server_error',
+      providerCodes: ['AADSTS50033'],
+      status: 503,
+      retryAfterSec: 30,
     })
     assert.equal(e.message, 'msg')
     assert.equal(e.account, 'a@example.com')
@@ -132,7 +208,14 @@ describe('error classes', () => {
   })
 
   it('helpers treat foreign errors as generic and not transient', () => {
-    for (const v of [new Error('x'), new TypeError('fetch failed'), 'string', undefined, null, { exitCode: 75, transient: true }]) {
+    for (const v of [
+      new Error('x'),
+      new TypeError('fetch failed'),
+      'string',
+      undefined,
+      null,
+      { exitCode: 75, transient: true },
+    ]) {
       assert.equal(exitCodeOf(v), EXIT.GENERIC)
       assert.equal(isTransient(v), false)
       assert.equal(isMailkeyError(v), false)

@@ -17,8 +17,15 @@ describe('grant horizons', () => {
     assert.equal(h.at, NOW + 10 * DAY)
     assert.equal(h.daysLeft, 10)
     assert.equal(h.warn, true)
-    assert.equal(grantHorizon(grant({ refreshedAt: NOW - 70 * DAY }), { idleDays: 90 }, NOW)?.warn, false, '20 days left')
-    assert.match(describeHorizon('a@x.test', h), /expires on 2026-12-02 \(in 10 days\) unless it is used: unused refresh tokens live 90 days; "mailkey token a@x\.test --force-refresh"/)
+    assert.equal(
+      grantHorizon(grant({ refreshedAt: NOW - 70 * DAY }), { idleDays: 90 }, NOW)?.warn,
+      false,
+      '20 days left',
+    )
+    assert.match(
+      describeHorizon('a@x.test', h),
+      /expires on 2026-12-02 \(in 10 days\) unless it is used: unused refresh tokens live 90 days; "mailkey token a@x\.test --force-refresh"/,
+    )
   })
   it('max-age: from sign-in whatever the use; a short span warns in its last quarter', () => {
     const g = grant({ grantedAt: NOW - 5.5 * DAY, refreshedAt: NOW - 60_000 })

@@ -4,10 +4,18 @@ import assert from 'node:assert/strict'
 import { createImapSession } from '../../src/protocols/imap/session.js'
 import type { ClientAction, PreAuthSession, SessionOptions } from '../../src/protocols/shared/session.js'
 
-const base: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
+const base: SessionOptions = {
+  secure: false,
+  starttlsAvailable: false,
+  requireTls: false,
+  oauthPassthrough: true,
+  hostname: 'localhost',
+}
 
 function text(actions: ClientAction[]): string {
-  return actions.map((a) => (a.type === 'reply' ? a.data : a.type === 'close' ? `[close]${a.data ?? ''}` : `[${a.type}]`)).join('')
+  return actions
+    .map((a) => (a.type === 'reply' ? a.data : a.type === 'close' ? `[close]${a.data ?? ''}` : `[${a.type}]`))
+    .join('')
 }
 function login(actions: ClientAction[]): { username: string; password: string } | undefined {
   const a = actions.find((x) => x.type === 'login')
@@ -19,7 +27,10 @@ describe('IMAP pre-auth session', () => {
   it('greets with capabilities offering PLAIN/LOGIN, LITERAL+ and SASL-IR, no LOGINDISABLED', () => {
     const s = createImapSession(base)
     const g = text(s.start())
-    assert.match(g, /^\* OK \[CAPABILITY IMAP4rev1 LITERAL\+ SASL-IR ID ENABLE AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2 AUTH=OAUTHBEARER\] /)
+    assert.match(
+      g,
+      /^\* OK \[CAPABILITY IMAP4rev1 LITERAL\+ SASL-IR ID ENABLE AUTH=PLAIN AUTH=LOGIN AUTH=XOAUTH2 AUTH=OAUTHBEARER\] /,
+    )
     assert.doesNotMatch(g, /LOGINDISABLED/)
   })
 
@@ -35,7 +46,10 @@ describe('IMAP pre-auth session', () => {
 
   it('LOGIN with quoted strings and escapes', () => {
     const s = createImapSession(base)
-    assert.deepEqual(login(feed(s, 'x LOGIN "alice@example.test" "p\\"w \\\\ d"\r\n')), { username: 'alice@example.test', password: 'p"w \\ d' })
+    assert.deepEqual(login(feed(s, 'x LOGIN "alice@example.test" "p\\"w \\\\ d"\r\n')), {
+      username: 'alice@example.test',
+      password: 'p"w \\ d',
+    })
   })
 
   it('LOGIN with a synchronizing literal asks for continuation; LITERAL+ does not', () => {
@@ -61,7 +75,10 @@ describe('IMAP pre-auth session', () => {
   it('AUTHENTICATE PLAIN with SASL-IR and with a continuation; "*" cancels', () => {
     const ir = Buffer.from('\0alice@example.test\0pw1').toString('base64')
     const s = createImapSession(base)
-    assert.deepEqual(login(feed(s, `a1 AUTHENTICATE PLAIN ${ir}\r\n`)), { username: 'alice@example.test', password: 'pw1' })
+    assert.deepEqual(login(feed(s, `a1 AUTHENTICATE PLAIN ${ir}\r\n`)), {
+      username: 'alice@example.test',
+      password: 'pw1',
+    })
     const s2 = createImapSession(base)
     assert.equal(text(feed(s2, 'a1 AUTHENTICATE PLAIN\r\n')), '+ \r\n')
     assert.equal(s2.sensitiveNext, true)
@@ -74,13 +91,23 @@ describe('IMAP pre-auth session', () => {
   it('AUTHENTICATE LOGIN asks for the user name, then the password', () => {
     const s = createImapSession(base)
     assert.equal(text(feed(s, 'a1 AUTHENTICATE LOGIN\r\n')), `+ ${Buffer.from('Username:').toString('base64')}\r\n`)
-    assert.equal(text(feed(s, `${Buffer.from('alice@example.test').toString('base64')}\r\n`)), `+ ${Buffer.from('Password:').toString('base64')}\r\n`)
-    assert.deepEqual(login(feed(s, `${Buffer.from('pw2').toString('base64')}\r\n`)), { username: 'alice@example.test', password: 'pw2' })
+    assert.equal(
+      text(feed(s, `${Buffer.from('alice@example.test').toString('base64')}\r\n`)),
+      `+ ${Buffer.from('Password:').toString('base64')}\r\n`,
+    )
+    assert.deepEqual(login(feed(s, `${Buffer.from('pw2').toString('base64')}\r\n`)), {
+      username: 'alice@example.test',
+      password: 'pw2',
+    })
   })
 
   it('failed logins get RFC 5530 codes; after maxFailedLogins the connection closes', () => {
     const s = createImapSession({ ...base, limits: { maxFailedLogins: 3 } })
-    const outcomes = [['bad-credentials', /^a1 NO \[AUTHENTICATIONFAILED\] Invalid credentials/], ['transient', /^a2 NO \[UNAVAILABLE\]/], ['reauth', /^a3 NO \[AUTHENTICATIONFAILED\] .*mailkey status/]] as const
+    const outcomes = [
+      ['bad-credentials', /^a1 NO \[AUTHENTICATIONFAILED\] Invalid credentials/],
+      ['transient', /^a2 NO \[UNAVAILABLE\]/],
+      ['reauth', /^a3 NO \[AUTHENTICATIONFAILED\] .*mailkey status/],
+    ] as const
     outcomes.forEach(([o, re], i) => {
       feed(s, `a${i + 1} LOGIN alice@example.test wrong\r\n`)
       const r = s.loginResult(o)
@@ -96,7 +123,10 @@ describe('IMAP pre-auth session', () => {
   it("the proxy's own reply text stays on one line", () => {
     const s = createImapSession(base)
     feed(s, 'a1 LOGIN u p\r\n')
-    assert.equal(text(s.loginResult('transient', { text: 'upstream\r\n* BYE injected' }).actions), 'a1 NO [UNAVAILABLE] Temporary failure, try again later upstream * BYE injected\r\n')
+    assert.equal(
+      text(s.loginResult('transient', { text: 'upstream\r\n* BYE injected' }).actions),
+      'a1 NO [UNAVAILABLE] Temporary failure, try again later upstream * BYE injected\r\n',
+    )
     assert.throws(() => createImapSession({ ...base, limits: { maxLineBytes: 0 } }), RangeError)
   })
 
@@ -131,18 +161,29 @@ describe('IMAP pre-auth session', () => {
     assert.doesNotMatch(g, /XOAUTH2|OAUTHBEARER/)
     const xo = Buffer.from('user=alice\x01auth=Bearer tok\x01\x01').toString('base64')
     const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
-    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    assert.equal(
+      a.find((x) => x.type === 'passthrough'),
+      undefined,
+    )
     assert.equal(text(a), 'a1 NO [CANNOT] Unsupported authentication mechanism\r\n')
-    assert.equal(text(feed(s, 'a2 AUTHENTICATE OAUTHBEARER\r\n')), 'a2 NO [CANNOT] Unsupported authentication mechanism\r\n')
+    assert.equal(
+      text(feed(s, 'a2 AUTHENTICATE OAUTHBEARER\r\n')),
+      'a2 NO [CANNOT] Unsupported authentication mechanism\r\n',
+    )
   })
 
   it('an XOAUTH2/OAUTHBEARER "token" that cannot be one (a password with spaces, as a Cyrus plugin sends it) is a password login, never a pass-through', () => {
     const s = createImapSession(base)
     const xo = Buffer.from('user=alice@example.test\x01auth=Bearer local proxy pw\x01\x01').toString('base64')
     const a = feed(s, `a1 AUTHENTICATE XOAUTH2 ${xo}\r\n`)
-    assert.equal(a.find((x) => x.type === 'passthrough'), undefined)
+    assert.equal(
+      a.find((x) => x.type === 'passthrough'),
+      undefined,
+    )
     const l = a.find((x) => x.type === 'login')
-    assert.ok(l && l.type === 'login' && l.username === 'alice@example.test' && l.password.reveal() === 'local proxy pw')
+    assert.ok(
+      l && l.type === 'login' && l.username === 'alice@example.test' && l.password.reveal() === 'local proxy pw',
+    )
     const s2 = createImapSession(base)
     const ob = Buffer.from('n,a=bob=2Cx@example.test,\x01host=h\x01auth=Bearer pass word\x01\x01').toString('base64')
     const l2 = feed(s2, `b1 AUTHENTICATE OAUTHBEARER ${ob}\r\n`).find((x) => x.type === 'login')
@@ -181,7 +222,10 @@ describe('IMAP pre-auth session', () => {
   it('the command limit counts a literal sent in pieces, and lets a LOGIN with two literals within it through', () => {
     const limits = { maxCommandBytes: 100, maxLiteralBytes: 80 }
     const ok = createImapSession({ ...base, limits })
-    assert.deepEqual(login(feed(ok, 'a LOGIN {18+}\r\nalice@example.test {20+}\r\n01234567890123456789\r\n')), { username: 'alice@example.test', password: '01234567890123456789' })
+    assert.deepEqual(login(feed(ok, 'a LOGIN {18+}\r\nalice@example.test {20+}\r\n01234567890123456789\r\n')), {
+      username: 'alice@example.test',
+      password: '01234567890123456789',
+    })
     // a literal under maxLiteralBytes that still takes the command past maxCommandBytes
     const s = createImapSession({ ...base, limits })
     assert.equal(text(feed(s, 'b LOGIN {60+}\r\n')), '')
@@ -199,7 +243,10 @@ describe('IMAP pre-auth session', () => {
     assert.equal(text(feed(s, 'a2 NOOP\r\n')), 'a2 OK NOOP completed\r\n')
     assert.match(text(feed(s, 'a3 ID NIL\r\n')), /^\* ID NIL\r\na3 OK/)
     assert.equal(text(feed(s, 'a4 SELECT INBOX\r\n')), 'a4 BAD Log in first\r\n')
-    assert.equal(text(feed(s, 'a5 AUTHENTICATE CRAM-MD5\r\n')), 'a5 NO [CANNOT] Unsupported authentication mechanism\r\n')
+    assert.equal(
+      text(feed(s, 'a5 AUTHENTICATE CRAM-MD5\r\n')),
+      'a5 NO [CANNOT] Unsupported authentication mechanism\r\n',
+    )
     assert.equal(text(feed(s, 'garbage\r\n')), 'garbage BAD Invalid command syntax\r\n')
     assert.match(text(feed(s, 'a6 LOGOUT\r\n')), /\[close\]\* BYE Logging out\r\na6 OK/)
   })
@@ -223,7 +270,10 @@ describe('IMAP pre-auth session', () => {
     assert.equal(text(feed(s3, 'c1 AUTHENTICATE XOAUTH2 bm90LXhvYXV0aA==\r\n')), 'c1 BAD Invalid SASL response\r\n')
     const s4 = createImapSession(base)
     const noUser = Buffer.from('n,,\x01auth=Bearer t\x01\x01').toString('base64')
-    assert.equal(text(feed(s4, `d1 AUTHENTICATE OAUTHBEARER ${noUser}\r\n`)), 'd1 NO [AUTHENTICATIONFAILED] The OAuth response names no user\r\n')
+    assert.equal(
+      text(feed(s4, `d1 AUTHENTICATE OAUTHBEARER ${noUser}\r\n`)),
+      'd1 NO [AUTHENTICATIONFAILED] The OAuth response names no user\r\n',
+    )
     assert.equal(text(feed(s4, 'd2 AUTHENTICATE XOAUTH2\r\n')), '+ \r\n')
     assert.equal(s4.sensitiveNext, true, 'the token line that follows is never logged')
     assert.equal(text(feed(s4, '*\r\n')), 'd2 BAD AUTHENTICATE cancelled\r\n')
@@ -232,14 +282,21 @@ describe('IMAP pre-auth session', () => {
   it('AUTHENTICATE PLAIN as someone else is refused before any password check (RFC 4616 §2)', () => {
     const s = createImapSession(base)
     const ir = Buffer.from('bob\0alice\0pw').toString('base64')
-    assert.equal(text(feed(s, `a1 AUTHENTICATE PLAIN ${ir}\r\n`)), 'a1 NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name\r\n')
+    assert.equal(
+      text(feed(s, `a1 AUTHENTICATE PLAIN ${ir}\r\n`)),
+      'a1 NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name\r\n',
+    )
     const same = Buffer.from('alice\0alice\0pw').toString('base64')
     assert.ok(feed(s, `a2 AUTHENTICATE PLAIN ${same}\r\n`).some((a) => a.type === 'login' && a.username === 'alice'))
   })
 
   it('replies never contain the password', () => {
     const s = createImapSession(base)
-    const all = [s.start(), feed(s, 'a1 LOGIN alice@example.test hunter2-secret\r\n'), s.loginResult('bad-credentials').actions]
+    const all = [
+      s.start(),
+      feed(s, 'a1 LOGIN alice@example.test hunter2-secret\r\n'),
+      s.loginResult('bad-credentials').actions,
+    ]
     for (const acts of all) assert.doesNotMatch(text(acts), /hunter2-secret/)
   })
 })

@@ -49,7 +49,10 @@ describe('account lock', () => {
 
   it('takes over a lock older than the maximum age even if its process lives', async () => {
     const p = join(dir, 'old.lock')
-    await writeFile(p, JSON.stringify({ pid: process.pid, nonce: 'old', at: Date.now() - 10 * 60_000, host: hostname() }))
+    await writeFile(
+      p,
+      JSON.stringify({ pid: process.pid, nonce: 'old', at: Date.now() - 10 * 60_000, host: hostname() }),
+    )
     const h = await tryAcquire(p, 120_000)
     assert.ok(h)
     await h.release()
@@ -60,7 +63,10 @@ describe('account lock', () => {
     const a = await tryAcquire(p)
     assert.ok(a)
     const t0 = Date.now()
-    await assert.rejects(acquire(p, { timeoutMs: 150, pollMs: 10 }), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_LOCK_TIMEOUT && e.transient)
+    await assert.rejects(
+      acquire(p, { timeoutMs: 150, pollMs: 10 }),
+      (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_LOCK_TIMEOUT && e.transient,
+    )
     assert.ok(Date.now() - t0 >= 140)
     setTimeout(() => void a.release(), 50)
     const b = await acquire(p, { timeoutMs: 2000, pollMs: 5 })
@@ -106,7 +112,11 @@ describe('account lock', () => {
         await fs.writeFile(${JSON.stringify(counter)}, String(n + 1))
         await h.release()
       }`
-    const procs = Array.from({ length: 6 }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'] }))
+    const procs = Array.from({ length: 6 }, () =>
+      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    )
     const codes = await Promise.all(procs.map((c) => new Promise<number | null>((r) => c.once('exit', r))))
     assert.deepEqual(codes, [0, 0, 0, 0, 0, 0])
     assert.equal(await readFile(counter, 'utf8'), '90')
@@ -124,8 +134,16 @@ describe('account lock', () => {
     const pid = dead.pid as number
     const now = Date.now()
     assert.equal(isStale({ pid, nonce: 'n', at: now, host: hostname() }), true, 'dead holder: stale')
-    assert.equal(isStale({ pid, nonce: 'n', at: now - 1000, host: hostname(), handoff: true }), false, 'in hand-off: the child is adopting it')
-    assert.equal(isStale({ pid, nonce: 'n', at: now - 6000, host: hostname(), handoff: true }), true, 'the child never came')
+    assert.equal(
+      isStale({ pid, nonce: 'n', at: now - 1000, host: hostname(), handoff: true }),
+      false,
+      'in hand-off: the child is adopting it',
+    )
+    assert.equal(
+      isStale({ pid, nonce: 'n', at: now - 6000, host: hostname(), handoff: true }),
+      true,
+      'the child never came',
+    )
     const path = join(dir, 'handoff.lock')
     const h = await tryAcquire(path)
     assert.ok(h)

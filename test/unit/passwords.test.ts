@@ -39,7 +39,11 @@ describe('proxy passwords', () => {
     assert.equal(await store.check('alice@example.test', new Secret('wrong')), false)
     assert.equal(await store.check('nobody@example.test', new Secret('first password')), false)
     await store.set('alice@example.test', new Secret('second password'))
-    assert.equal(await store.check('alice@example.test', new Secret('first password')), false, 'the old password is forgotten at once')
+    assert.equal(
+      await store.check('alice@example.test', new Secret('first password')),
+      false,
+      'the old password is forgotten at once',
+    )
     assert.equal(await store.check('alice@example.test', new Secret('second password')), true)
   })
 })

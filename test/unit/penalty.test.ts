@@ -4,7 +4,12 @@ import { LoginPenalty } from '../../src/proxy/penalty.js'
 
 function clock(): { now: () => number; advance: (ms: number) => void } {
   let t = 1_000_000
-  return { now: () => t, advance: (ms) => { t += ms } }
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms
+    },
+  }
 }
 
 describe('LoginPenalty (failed local-password checks)', () => {

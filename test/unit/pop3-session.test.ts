@@ -17,22 +17,42 @@ const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
 const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice\0${PASSWORD}`)
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'localhost' }
+const BASE: SessionOptions = {
+  secure: false,
+  starttlsAvailable: false,
+  requireTls: false,
+  oauthPassthrough: true,
+  hostname: 'localhost',
+}
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
-const CAPA_FULL = '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
+const CAPA_FULL =
+  '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'
 
-interface Case { name: string; opts?: Partial<SessionOptions>; steps: Step[] }
+interface Case {
+  name: string
+  opts?: Partial<SessionOptions>
+  steps: Step[]
+}
 
 const cases: Case[] = [
   { name: 'CAPA without STLS', steps: [['CAPA\r\n', CAPA_FULL]] },
   {
     name: 'CAPA offers STLS when available and not yet secure',
     opts: { starttlsAvailable: true },
-    steps: [['capa\r\n', '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n']],
+    steps: [
+      [
+        'capa\r\n',
+        '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n',
+      ],
+    ],
   },
-  { name: 'CAPA on a TLS connection has no STLS', opts: { secure: true, starttlsAvailable: true }, steps: [['CAPA\r\n', CAPA_FULL]] },
+  {
+    name: 'CAPA on a TLS connection has no STLS',
+    opts: { secure: true, starttlsAvailable: true },
+    steps: [['CAPA\r\n', CAPA_FULL]],
+  },
   {
     name: 'USER/PASS login',
     steps: [
@@ -58,7 +78,12 @@ const cases: Case[] = [
   },
   {
     name: 'missing arguments',
-    steps: [['USER\r\nUSER \r\nUSER alice\r\nPASS\r\nUSER alice\r\nPASS \r\n', '-ERR missing user name\r\n-ERR missing user name\r\n+OK send PASS\r\n-ERR missing password\r\n+OK send PASS\r\n-ERR missing password\r\n']],
+    steps: [
+      [
+        'USER\r\nUSER \r\nUSER alice\r\nPASS\r\nUSER alice\r\nPASS \r\n',
+        '-ERR missing user name\r\n-ERR missing user name\r\n+OK send PASS\r\n-ERR missing password\r\n+OK send PASS\r\n-ERR missing password\r\n',
+      ],
+    ],
   },
   { name: 'a TAB in the user name', steps: [['USER a\tb\r\n', '-ERR invalid user name\r\n']] },
   {
@@ -81,7 +106,12 @@ const cases: Case[] = [
   },
   {
     name: 'AUTH PLAIN with another authzid is refused',
-    steps: [[`AUTH PLAIN ${b64(`bob\0alice\0${PASSWORD}`)}\r\n`, '-ERR [AUTH] Authorization identity must be empty or the user name\r\n']],
+    steps: [
+      [
+        `AUTH PLAIN ${b64(`bob\0alice\0${PASSWORD}`)}\r\n`,
+        '-ERR [AUTH] Authorization identity must be empty or the user name\r\n',
+      ],
+    ],
   },
   {
     name: 'AUTH PLAIN cancelled with "*" (RFC 5034 §4), then retried',
@@ -133,7 +163,10 @@ const cases: Case[] = [
       [`${PASSWORD}\r\n`, '-ERR invalid SASL response\r\n'],
     ],
   },
-  { name: 'bare AUTH lists the mechanisms', steps: [['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\nXOAUTH2\r\nOAUTHBEARER\r\n.\r\n']] },
+  {
+    name: 'bare AUTH lists the mechanisms',
+    steps: [['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\nXOAUTH2\r\nOAUTHBEARER\r\n.\r\n']],
+  },
   {
     name: 'a client with its own XOAUTH2 token is passed through (initial response), then spliced',
     steps: [
@@ -145,7 +178,10 @@ const cases: Case[] = [
     name: 'OAUTHBEARER with a continuation; a refused client token is an [AUTH] failure',
     steps: [
       ['auth oauthbearer\r\n', '+ \r\n'],
-      [`${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`, '[passthrough bob@example.test OAUTHBEARER]'],
+      [
+        `${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`,
+        '[passthrough bob@example.test OAUTHBEARER]',
+      ],
       [{ result: 'bad-credentials' }, '-ERR [AUTH] Invalid credentials.\r\n'],
     ],
   },
@@ -156,7 +192,10 @@ const cases: Case[] = [
       ['*\r\n', '-ERR authentication cancelled\r\n'],
       [`AUTH XOAUTH2 ${b64('not-xoauth2')}\r\n`, '-ERR invalid SASL response\r\n'],
       ['AUTH OAUTHBEARER =\r\n', '-ERR invalid SASL response\r\n'],
-      [`AUTH OAUTHBEARER ${b64('n,,\x01auth=Bearer t\x01\x01')}\r\n`, '-ERR [AUTH] The OAuth response names no user\r\n'],
+      [
+        `AUTH OAUTHBEARER ${b64('n,,\x01auth=Bearer t\x01\x01')}\r\n`,
+        '-ERR [AUTH] The OAuth response names no user\r\n',
+      ],
     ],
   },
   {
@@ -168,18 +207,27 @@ const cases: Case[] = [
   },
   {
     name: 'transaction commands, APOP, unknown and empty commands before login',
-    steps: [[
-      'STAT\r\nLIST\r\nRETR 1\r\nNOOP\r\nUIDL\r\nTOP 1 0\r\nAPOP alice 0123\r\nXYZZY\r\n\r\n',
-      '-ERR not logged in yet\r\n'.repeat(6) + '-ERR APOP not supported\r\n-ERR unknown command\r\n-ERR empty command\r\n',
-    ]],
+    steps: [
+      [
+        'STAT\r\nLIST\r\nRETR 1\r\nNOOP\r\nUIDL\r\nTOP 1 0\r\nAPOP alice 0123\r\nXYZZY\r\n\r\n',
+        '-ERR not logged in yet\r\n'.repeat(6) +
+          '-ERR APOP not supported\r\n-ERR unknown command\r\n-ERR empty command\r\n',
+      ],
+    ],
   },
-  { name: 'QUIT', steps: [['QUIT\r\nUSER alice\r\n', '+OK bye\r\n[close]'], ['CAPA\r\n', '']] },
+  {
+    name: 'QUIT',
+    steps: [
+      ['QUIT\r\nUSER alice\r\n', '+OK bye\r\n[close]'],
+      ['CAPA\r\n', ''],
+    ],
+  },
   {
     name: 'NUL, bare CR, controls and invalid UTF-8 are refused',
-    steps: [[
-      'US\0ER alice\r\nUSER a\rb\r\nUSER \x1bx\r\nCAPA\x7f\r\n',
-      '-ERR invalid characters in command\r\n'.repeat(4),
-    ], [Buffer.from([0x55, 0x53, 0x45, 0x52, 0x20, 0xff, 0x0d, 0x0a]), '-ERR invalid characters in command\r\n']],
+    steps: [
+      ['US\0ER alice\r\nUSER a\rb\r\nUSER \x1bx\r\nCAPA\x7f\r\n', '-ERR invalid characters in command\r\n'.repeat(4)],
+      [Buffer.from([0x55, 0x53, 0x45, 0x52, 0x20, 0xff, 0x0d, 0x0a]), '-ERR invalid characters in command\r\n'],
+    ],
   },
   { name: 'bare LF ends a line', steps: [['USER alice\nPASS x\n', '+OK send PASS\r\n[login alice x]']] },
   {
@@ -202,12 +250,19 @@ const cases: Case[] = [
     ],
   },
   { name: 'STLS when not offered', steps: [['STLS\r\n', '-ERR STLS not available\r\n']] },
-  { name: 'STLS on a TLS connection', opts: { secure: true, starttlsAvailable: true }, steps: [['STLS\r\n', '-ERR TLS already active\r\n']] },
+  {
+    name: 'STLS on a TLS connection',
+    opts: { secure: true, starttlsAvailable: true },
+    steps: [['STLS\r\n', '-ERR TLS already active\r\n']],
+  },
   {
     name: 'requireTls: no USER/SASL in CAPA, logins refused until STLS',
     opts: { requireTls: true, starttlsAvailable: true },
     steps: [
-      ['CAPA\r\n', '+OK Capability list follows\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n'],
+      [
+        'CAPA\r\n',
+        '+OK Capability list follows\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\nIMPLEMENTATION mailkey\r\n.\r\n',
+      ],
       ['USER alice\r\n', '-ERR [AUTH] TLS required: send STLS first\r\n'],
       ['PASS x\r\n', '-ERR [AUTH] TLS required: send STLS first\r\n'],
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, '-ERR [AUTH] TLS required: send STLS first\r\n'],
@@ -222,12 +277,19 @@ const cases: Case[] = [
     opts: { requireTls: true },
     steps: [['USER alice\r\n', '-ERR [AUTH] TLS required: connect with TLS\r\n']],
   },
-  { name: 'requireTls on a TLS connection changes nothing', opts: { requireTls: true, secure: true }, steps: [['CAPA\r\nUSER a\r\n', `${CAPA_FULL}+OK send PASS\r\n`]] },
+  {
+    name: 'requireTls on a TLS connection changes nothing',
+    opts: { requireTls: true, secure: true },
+    steps: [['CAPA\r\nUSER a\r\n', `${CAPA_FULL}+OK send PASS\r\n`]],
+  },
   {
     name: 'OAuth pass-through off (the default listener): neither offered nor taken (issue 11 item 6)',
     opts: { oauthPassthrough: false },
     steps: [
-      ['CAPA\r\n', '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n'],
+      [
+        'CAPA\r\n',
+        '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nIMPLEMENTATION mailkey\r\n.\r\n',
+      ],
       ['AUTH\r\n', '+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n'],
       [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`, '-ERR Unsupported mechanism\r\n'],
       ['AUTH OAUTHBEARER\r\n', '-ERR Unsupported mechanism\r\n'],
@@ -252,10 +314,13 @@ const cases: Case[] = [
     ],
   },
   {
-    name: 'the proxy\'s text replaces the default, on one line, never as a fake response code',
+    name: "the proxy's text replaces the default, on one line, never as a fake response code",
     steps: [
       ['USER alice\r\nPASS x\r\n', '+OK send PASS\r\n[login alice x]'],
-      [{ result: 'reauth', text: 'Sign-in needed for "work":\r\n+OK run "mailkey login work"' }, '-ERR [AUTH] Sign-in needed for "work": +OK run "mailkey login work"\r\n'],
+      [
+        { result: 'reauth', text: 'Sign-in needed for "work":\r\n+OK run "mailkey login work"' },
+        '-ERR [AUTH] Sign-in needed for "work": +OK run "mailkey login work"\r\n',
+      ],
       ['USER alice\r\nPASS x\r\n', '+OK send PASS\r\n[login alice x]'],
       [{ result: 'transient', text: '[IN-USE] busy' }, '-ERR [SYS/TEMP] IN-USE] busy\r\n'],
       ['USER alice\r\nPASS x\r\n', '+OK send PASS\r\n[login alice x]'],
@@ -287,7 +352,10 @@ const cases: Case[] = [
     name: 'pipelined: commands after a failed PASS are answered in order',
     steps: [
       ['USER alice\r\nPASS x\r\nSTAT\r\nUSER alice\r\nPASS y\r\nLIST\r\n', '+OK send PASS\r\n[login alice x]'],
-      [{ result: 'bad-credentials' }, '-ERR [AUTH] Invalid credentials.\r\n-ERR not logged in yet\r\n+OK send PASS\r\n[login alice y]'],
+      [
+        { result: 'bad-credentials' },
+        '-ERR [AUTH] Invalid credentials.\r\n-ERR not logged in yet\r\n+OK send PASS\r\n[login alice y]',
+      ],
       [{ result: 'ok' }, '+OK Logged in.\r\n[done][leftover LIST\r\n]'],
     ],
   },
@@ -341,7 +409,8 @@ describe('POP3 session transcripts', () => {
   }
 })
 
-const drive = (chunks: Buffer[], opts: Partial<SessionOptions> = {}): { client: string; upstream: string } => driveSession(createPop3Session({ ...BASE, ...opts }), chunks)
+const drive = (chunks: Buffer[], opts: Partial<SessionOptions> = {}): { client: string; upstream: string } =>
+  driveSession(createPop3Session({ ...BASE, ...opts }), chunks)
 
 describe('POP3 input split at any byte', () => {
   const logins = [
@@ -399,15 +468,31 @@ describe('POP3 sensitiveNext', () => {
     step('USER alice\r\n')
     step('PASS x\r\n')
     assert.deepEqual(seen, [
-      ['(start)', false], ['CAPA', false], ['USER alice', true], ['NOOP', false], ['AUTH PLAIN', true], ['*', false],
-      ['AUTH LOGIN', true], [b64('alice'), true], ['*', false], ['USER alice', true], ['PASS x', false],
+      ['(start)', false],
+      ['CAPA', false],
+      ['USER alice', true],
+      ['NOOP', false],
+      ['AUTH PLAIN', true],
+      ['*', false],
+      ['AUTH LOGIN', true],
+      [b64('alice'), true],
+      ['*', false],
+      ['USER alice', true],
+      ['PASS x', false],
     ])
     s.loginResult('bad-credentials')
     assert.equal(s.sensitiveNext, false)
   })
 
   test('pop3LineIsSensitive flags lines that carry a secret by themselves', () => {
-    for (const line of ['PASS x', 'pass a b', 'PASS', 'APOP alice c4c9334bac560ecc979e58001b3e22fb', `AUTH PLAIN ${PLAIN_IR}`, 'auth login YWxpY2U=']) {
+    for (const line of [
+      'PASS x',
+      'pass a b',
+      'PASS',
+      'APOP alice c4c9334bac560ecc979e58001b3e22fb',
+      `AUTH PLAIN ${PLAIN_IR}`,
+      'auth login YWxpY2U=',
+    ]) {
       assert.equal(pop3LineIsSensitive(line), true, line)
     }
     for (const line of ['USER alice', 'CAPA', 'AUTH', 'AUTH PLAIN', 'AUTH PLAIN ', 'PASSWORD', 'STAT']) {
@@ -506,7 +591,8 @@ describe('POP3 no password in any reply', () => {
     assert.ok(allServerOutput.length > 100, 'the transcripts ran first')
     const needles = [PASSWORD, b64(PASSWORD), PLAIN_IR, 'pw-SeCrEt']
     for (const data of allServerOutput) {
-      for (const n of needles) assert.ok(!data.includes(n), `a reply contained a secret: ${JSON.stringify(data.slice(0, 40))}`)
+      for (const n of needles)
+        assert.ok(!data.includes(n), `a reply contained a secret: ${JSON.stringify(data.slice(0, 40))}`)
     }
   })
 })

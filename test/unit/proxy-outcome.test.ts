@@ -3,12 +3,23 @@
 // waited for a refresh, are transient; only the account's own problems are config or reauth.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { ConfigError, ERR, InterruptedError, ReauthRequiredError, StoreError, TransientError } from '../../src/errors.js'
+import {
+  ConfigError,
+  ERR,
+  InterruptedError,
+  ReauthRequiredError,
+  StoreError,
+  TransientError,
+} from '../../src/errors.js'
 import { failureOutcome } from '../../src/proxy/outcome.js'
 
 /** what import() gives when it cannot open the module (measured on Node 20) */
 function importFailure(code: string): Error {
-  return Object.assign(new Error(`${code}: too many open files, open '/opt/mailkey/dist/oauth/classify.js'`), { code, errno: -24, syscall: 'open' })
+  return Object.assign(new Error(`${code}: too many open files, open '/opt/mailkey/dist/oauth/classify.js'`), {
+    code,
+    errno: -24,
+    syscall: 'open',
+  })
 }
 
 describe('proxy login outcome', () => {
@@ -22,14 +33,17 @@ describe('proxy login outcome', () => {
 
   it('a shortage deeper in the cause chain is transient; one without its code in the message names it', () => {
     const v = failureOutcome(new Error('refresh failed', { cause: importFailure('EMFILE') }))
-    assert.deepEqual(v, { outcome: 'transient', reason: 'refresh failed: this process ran out of file descriptors (EMFILE)' })
+    assert.deepEqual(v, {
+      outcome: 'transient',
+      reason: 'refresh failed: this process ran out of file descriptors (EMFILE)',
+    })
   })
 
   it('a login interrupted while waiting for a refresh is transient', () => {
     assert.equal(failureOutcome(new InterruptedError('interrupted while waiting for a refresh')).outcome, 'transient')
   })
 
-  it('the account\'s own problems keep their verdict', () => {
+  it("the account's own problems keep their verdict", () => {
     assert.equal(failureOutcome(new ReauthRequiredError(ERR.NO_REFRESH_TOKEN, 'no refresh token')).outcome, 'reauth')
     assert.equal(failureOutcome(new ConfigError(ERR.USAGE, 'bad setting')).outcome, 'config')
     assert.equal(failureOutcome(new StoreError(ERR.STORE_CORRUPT, 'corrupt record')).outcome, 'config')

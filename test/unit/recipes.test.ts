@@ -18,7 +18,17 @@ const generic = RECIPES.get('generic')
 
 describe('recipe quoting', () => {
   it('sh words round-trip through a real /bin/sh, whatever they hold', () => {
-    for (const w of ['plain@example.test', "o'brien@example.test", 'a b', '$HOME', '`id`', '"q"', '', 'x;y|z&', 'ünï']) {
+    for (const w of [
+      'plain@example.test',
+      "o'brien@example.test",
+      'a b',
+      '$HOME',
+      '`id`',
+      '"q"',
+      '',
+      'x;y|z&',
+      'ünï',
+    ]) {
       const out = execFileSync('/bin/sh', ['-c', `printf '%s' ${shWord(w)}`], { encoding: 'utf8' })
       assert.equal(out, w, w)
     }
@@ -31,8 +41,8 @@ describe('recipe quoting', () => {
 })
 
 describe('msmtp recipe', () => {
-  it('direct: STARTTLS, the account\'s mechanism, passwordeval running mailkey token', () => {
-    const r = (msmtp?.make(base))
+  it("direct: STARTTLS, the account's mechanism, passwordeval running mailkey token", () => {
+    const r = msmtp?.make(base)
     assert.ok(r)
     const t = r.text
     assert.match(t, /^account you@example\.test$/m)
@@ -46,7 +56,14 @@ describe('msmtp recipe', () => {
     assert.doesNotMatch(t, /tls_trust_file/, 'the system CAs unless the account has its own')
   })
   it('implicit TLS, a private CA, XOAUTH2, a shared mailbox as the SASL user; Microsoft quirk noted', () => {
-    const r = msmtp?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2', user: 'shared@example.test', smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' }, ca: '/etc/my ca.pem' })
+    const r = msmtp?.make({
+      ...base,
+      provider: 'microsoft',
+      sasl: 'XOAUTH2',
+      user: 'shared@example.test',
+      smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' },
+      ca: '/etc/my ca.pem',
+    })
     assert.ok(r)
     assert.match(r.text, /^tls_starttls off$/m)
     assert.match(r.text, /^tls_trust_file "\/etc\/my ca\.pem"$/m)
@@ -56,7 +73,10 @@ describe('msmtp recipe', () => {
     assert.ok(r.usage.some((u) => /Sent Items/.test(u)))
   })
   it('via the proxy: plain AUTH to the loopback listener with the local password command', () => {
-    const r = msmtp?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 2587, passwordCommand: 'pass show "mail/local"' } })
+    const r = msmtp?.make({
+      ...base,
+      proxy: { host: '127.0.0.1', smtpPort: 2587, passwordCommand: 'pass show "mail/local"' },
+    })
     assert.ok(r)
     assert.match(r.text, /^host 127\.0\.0\.1$/m)
     assert.match(r.text, /^port 2587$/m)
@@ -67,13 +87,19 @@ describe('msmtp recipe', () => {
   })
   it('an account without an SMTP server, or a proxy without an SMTP listener, is refused with the reason', () => {
     assert.throws(() => msmtp?.make({ ...base, smtp: undefined } as unknown as RecipeInput), /has no SMTP server/)
-    assert.throws(() => msmtp?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 1143, passwordCommand: 'x' } }), /no plain SMTP listener/)
+    assert.throws(
+      () => msmtp?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 1143, passwordCommand: 'x' } }),
+      /no plain SMTP listener/,
+    )
   })
 })
 
 describe('generic recipe', () => {
   it('lists exactly the proxy listeners there are, and needs --via proxy', () => {
-    const r = generic?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 1143, smtpPort: 1587, passwordCommand: 'x' } })
+    const r = generic?.make({
+      ...base,
+      proxy: { host: '127.0.0.1', imapPort: 1143, smtpPort: 1587, passwordCommand: 'x' },
+    })
     assert.ok(r)
     assert.match(r.text, /incoming IMAP +server 127\.0\.0\.1 {2}port 1143/)
     assert.doesNotMatch(r.text, /POP3/)
@@ -109,13 +135,16 @@ describe('mbsync recipe', () => {
     assert.match(r.text, /^AuthMechs LOGIN$/m)
     assert.match(r.text, /^SSLType None$/m)
     assert.match(r.text, /^PassCmd "cat \\"\$HOME\/pw\\""$/m)
-    assert.throws(() => mbsync?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 1, passwordCommand: 'x' } }), /no plain IMAP listener/)
+    assert.throws(
+      () => mbsync?.make({ ...base, proxy: { host: '127.0.0.1', smtpPort: 1, passwordCommand: 'x' } }),
+      /no plain IMAP listener/,
+    )
   })
 })
 
 describe('git send-email recipe', () => {
   const git = RECIPES.get('git-send-email')
-  it('direct: msmtp as the sendmail command, for msmtp\'s account of the same name', () => {
+  it("direct: msmtp as the sendmail command, for msmtp's account of the same name", () => {
     const r = git?.make(base)
     assert.ok(r)
     assert.match(r.text, /^\[sendemail\]$/m)
@@ -129,7 +158,10 @@ describe('git send-email recipe', () => {
     assert.match(r.text, /^\tsmtpAuth = PLAIN LOGIN$/m)
     assert.match(r.text, /^\[credential "smtp:\/\/127\.0\.0\.1:2587"\]$/m)
     // git unescapes \" and \\ in a quoted value: the helper gets its quotes and its \n back
-    assert.match(r.text, /^\thelper = "!f\(\) \{ test \\"\$1\\" = get && printf 'password=%s\\\\n' \\"\$\(cat \\"\$HOME\/pw\\"\)\\"; \}; f"$/m)
+    assert.match(
+      r.text,
+      /^\thelper = "!f\(\) \{ test \\"\$1\\" = get && printf 'password=%s\\\\n' \\"\$\(cat \\"\$HOME\/pw\\"\)\\"; \}; f"$/m,
+    )
   })
 })
 
@@ -149,7 +181,10 @@ describe('neomutt recipe', () => {
     assert.match(ms?.text ?? '', /^set record = ""$/m, 'Exchange keeps Sent Items itself')
   })
   it('via the proxy: plain loopback listeners, the password command run once in backticks', () => {
-    const r = neomutt?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, smtpPort: 2587, passwordCommand: 'cat "$HOME/pw"' } })
+    const r = neomutt?.make({
+      ...base,
+      proxy: { host: '127.0.0.1', imapPort: 2143, smtpPort: 2587, passwordCommand: 'cat "$HOME/pw"' },
+    })
     assert.ok(r)
     assert.match(r.text, /^set folder = "imap:\/\/you%40example\.test@127\.0\.0\.1:2143\/"$/m)
     assert.match(r.text, /^set smtp_pass = "`cat \\"\$HOME\/pw\\"`"$/m)
@@ -165,7 +200,11 @@ describe('aerc recipe', () => {
     assert.match(r.text, /^\[you@example\.test\]$/m)
     assert.match(r.text, /^source = imaps\+oauthbearer:\/\/you%40example\.test@imap\.example\.test:993$/m)
     assert.match(r.text, /^source-cred-cmd = mailkey token you@example\.test$/m)
-    assert.match(r.text, /^outgoing = smtp\+oauthbearer:\/\/you%40example\.test@smtp\.example\.test:587$/m, '0.15+: smtp:// is STARTTLS')
+    assert.match(
+      r.text,
+      /^outgoing = smtp\+oauthbearer:\/\/you%40example\.test@smtp\.example\.test:587$/m,
+      '0.15+: smtp:// is STARTTLS',
+    )
     assert.doesNotMatch(r.text, /smtp-starttls/)
     assert.match(r.text, /^outgoing-cred-cmd-cache = false$/m)
     assert.match(r.text, /^from = you@example\.test$/m)
@@ -175,7 +214,12 @@ describe('aerc recipe', () => {
   it('aerc 0.14: STARTTLS needs smtp-starttls = yes ("true" is ignored there); implicit TLS does not', () => {
     const r = aerc?.make({ ...base, clientVersion: '0.14.0' })
     assert.match(r?.text ?? '', /^smtp-starttls = yes$/m)
-    const implicit = aerc?.make({ ...base, clientVersion: '0.14.0', smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' }, imap: { host: 'imap.example.test', port: 143, tls: 'starttls' } })
+    const implicit = aerc?.make({
+      ...base,
+      clientVersion: '0.14.0',
+      smtp: { host: 'smtp.example.test', port: 465, tls: 'implicit' },
+      imap: { host: 'imap.example.test', port: 143, tls: 'starttls' },
+    })
     assert.match(implicit?.text ?? '', /^outgoing = smtps\+oauthbearer:/m)
     assert.match(implicit?.text ?? '', /^source = imap\+oauthbearer:/m)
     assert.doesNotMatch(implicit?.text ?? '', /smtp-starttls/)
@@ -196,13 +240,17 @@ describe('aerc recipe', () => {
     assert.match(r.text, /^outgoing = smtp\+insecure:\/\/you%40example\.test@127\.0\.0\.1:2587$/m)
     assert.match(r.text, /^source-cred-cmd = `pass show mail\/local; true`$/m)
     assert.doesNotMatch(r.text, /source-cred-cmd once/, 'the local password does not expire')
-    assert.match(aerc?.make({ ...base, proxy, clientVersion: '0.14' }).text ?? '', /^outgoing = smtp\+plain:\/\/you%40example\.test@127\.0\.0\.1:2587$/m)
+    assert.match(
+      aerc?.make({ ...base, proxy, clientVersion: '0.14' }).text ?? '',
+      /^outgoing = smtp\+plain:\/\/you%40example\.test@127\.0\.0\.1:2587$/m,
+    )
     assert.throws(() => aerc?.make({ ...base, proxy: { ...proxy, smtpPort: undefined } }), /SMTP listener/)
   })
   it('an ini value is bare only when go-ini keeps it whole; else in backticks, which may hold backticks (go-ini reads to the last one)', async () => {
     const { iniValue } = await import('../../src/recipes/aerc.js')
     assert.equal(iniValue('mailkey token a@b'), 'mailkey token a@b')
-    for (const v of ['a # b', 'a;b', '"quoted"', "'q'", ' lead', 'a`b', 'ends with \\', '`']) assert.equal(iniValue(v), `\`${v}\``)
+    for (const v of ['a # b', 'a;b', '"quoted"', "'q'", ' lead', 'a`b', 'ends with \\', '`'])
+      assert.equal(iniValue(v), `\`${v}\``)
     assert.throws(() => iniValue('a\nb'), RangeError)
   })
 })
@@ -225,8 +273,13 @@ describe('himalaya recipe (written from its sources: himalaya is not packaged fo
     assert.equal(a.smtp?.server, 'smtp://smtp.example.test:587')
     assert.equal(a.smtp?.starttls, true)
     assert.deepEqual(a.imap?.tls, { cert: '/etc/my "ca".pem' })
-    assert.deepEqual(a.imap?.sasl, { oauthbearer: { username: 'you@example.test', token: { command: 'mailkey token "you@example.test"' } } })
-    assert.deepEqual((a.smtp?.sasl as Acc | undefined)?.oauthbearer, { username: 'you@example.test', token: { command: 'mailkey token "you@example.test"' } })
+    assert.deepEqual(a.imap?.sasl, {
+      oauthbearer: { username: 'you@example.test', token: { command: 'mailkey token "you@example.test"' } },
+    })
+    assert.deepEqual((a.smtp?.sasl as Acc | undefined)?.oauthbearer, {
+      username: 'you@example.test',
+      token: { command: 'mailkey token "you@example.test"' },
+    })
     const ms = await account(himalaya?.make({ ...base, provider: 'microsoft', sasl: 'XOAUTH2' }).text ?? '')
     assert.ok((ms.imap?.sasl as Acc | undefined)?.xoauth2, 'Microsoft: XOAUTH2')
     assert.match(r.usage.join('\n'), /not proven/)
@@ -239,7 +292,14 @@ describe('himalaya recipe (written from its sources: himalaya is not packaged fo
     assert.deepEqual(a.smtp?.sasl, { plain: { username: 'you@example.test', password: { command: 'cat "$HOME/pw"' } } })
     const v1 = await account(himalaya?.make({ ...base, proxy, clientVersion: '1.1.0' }).text ?? '')
     assert.equal(v1.email, 'you@example.test')
-    assert.deepEqual(v1.backend, { type: 'imap', host: '127.0.0.1', port: 2143, encryption: { type: 'none' }, login: 'you@example.test', auth: { type: 'password', cmd: 'cat "$HOME/pw"' } })
+    assert.deepEqual(v1.backend, {
+      type: 'imap',
+      host: '127.0.0.1',
+      port: 2143,
+      encryption: { type: 'none' },
+      login: 'you@example.test',
+      auth: { type: 'password', cmd: 'cat "$HOME/pw"' },
+    })
     assert.equal(((v1.message?.send as Acc | undefined)?.backend as Record<string, unknown> | undefined)?.port, 2587)
   })
   it('himalaya 1.x cannot take a token from a command: only the proxy variant', () => {
@@ -260,7 +320,10 @@ describe('offlineimap recipe', () => {
     assert.match(r.text, /^starttls = no$/m)
     assert.match(r.text, /^sslcacertfile = OS-DEFAULT$/m)
     assert.match(r.text, /^auth_mechanisms = XOAUTH2$/m)
-    assert.match(r.text, /^oauth2_access_token_eval = __import__\("subprocess"\)\.run\(\["sh", "-c", "mailkey token you@example\.test"\]/m)
+    assert.match(
+      r.text,
+      /^oauth2_access_token_eval = __import__\("subprocess"\)\.run\(\["sh", "-c", "mailkey token you@example\.test"\]/m,
+    )
     const st = off?.make({ ...base, ca: '/etc/ca.pem', imap: { host: 'h', port: 143, tls: 'starttls' } })
     assert.match(st?.text ?? '', /^ssl = no\nstarttls = yes\nsslcacertfile = \/etc\/ca\.pem$/m)
   })
@@ -282,7 +345,10 @@ describe('getmail recipe', () => {
     assert.match(r.text, /^password_command = \("sh", "-c", "mailkey token you@example\.test"\)$/m)
     assert.match(r.text, /^ca_certs = \/etc\/ca\.pem$/m)
     assert.match(r.text, /^delete = false$/m)
-    assert.throws(() => gm?.make({ ...base, imap: { host: 'h', port: 143, tls: 'starttls' } }), /no STARTTLS .* use --via proxy/)
+    assert.throws(
+      () => gm?.make({ ...base, imap: { host: 'h', port: 143, tls: 'starttls' } }),
+      /no STARTTLS .* use --via proxy/,
+    )
     const p = gm?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, passwordCommand: 'cat "$HOME/pw"' } })
     assert.match(p?.text ?? '', /^password_command = \("sh", "-c", "cat \\"\$HOME\/pw\\""\)$/m)
   })
@@ -292,13 +358,26 @@ describe('fetchmail recipe', () => {
   const fm = RECIPES.get('fetchmail')
   it('proxy only: IMAP when there is an IMAP listener (else POP3), no TLS on loopback, keep, the .netrc line quoted', () => {
     assert.equal(fm?.direct, false)
-    const r = fm?.make({ ...base, proxy: { host: '127.0.0.1', imapPort: 2143, popPort: 2110, passwordCommand: 'cat pw' } })
+    const r = fm?.make({
+      ...base,
+      proxy: { host: '127.0.0.1', imapPort: 2143, popPort: 2110, passwordCommand: 'cat pw' },
+    })
     assert.ok(r)
     assert.match(r.text, /^poll 127\.0\.0\.1 with proto IMAP port 2143$/m)
     assert.match(r.text, /^ {2}sslproto ''$/m)
     assert.match(r.text, /^ {2}keep$/m)
-    assert.ok(r.usage.some((u) => u === `printf 'machine %s login "%s" password "%s"\\n' 127.0.0.1 you@example.test "$(cat pw)" >> ~/.netrc && chmod 600 ~/.netrc`), r.usage.join('\n'))
-    assert.match(fm?.make({ ...base, proxy: { host: '127.0.0.1', popPort: 2110, passwordCommand: 'x' } }).text ?? '', /with proto POP3 port 2110/)
+    assert.ok(
+      r.usage.some(
+        (u) =>
+          u ===
+          `printf 'machine %s login "%s" password "%s"\\n' 127.0.0.1 you@example.test "$(cat pw)" >> ~/.netrc && chmod 600 ~/.netrc`,
+      ),
+      r.usage.join('\n'),
+    )
+    assert.match(
+      fm?.make({ ...base, proxy: { host: '127.0.0.1', popPort: 2110, passwordCommand: 'x' } }).text ?? '',
+      /with proto POP3 port 2110/,
+    )
     assert.throws(() => fm?.make(base), /needs --via proxy/)
   })
 })

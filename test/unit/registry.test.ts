@@ -28,7 +28,11 @@ describe('built-in providers', () => {
           assert.equal(u.username + u.password, '', raw)
         }
         const templated = urls.some((u) => u.includes('{tenant}'))
-        assert.equal(templated, p.defaultTenant !== undefined, 'a {tenant} template needs a default tenant and vice versa')
+        assert.equal(
+          templated,
+          p.defaultTenant !== undefined,
+          'a {tenant} template needs a default tenant and vice versa',
+        )
       })
 
       it('has at least one client with a label, and no duplicates', () => {
@@ -44,8 +48,10 @@ describe('built-in providers', () => {
         assert.ok(p.scopes.length >= 1)
         assert.ok(p.scopes.every((s) => s.length > 0 && !/\s/.test(s)))
         assert.ok(p.flows.length >= 1)
-        if (p.flows.includes('device')) assert.ok(p.endpoints.deviceAuthorization, 'device flow needs a device endpoint')
-        if (p.flows.includes('browser') || p.flows.includes('paste')) assert.ok(p.endpoints.authorization, 'browser flow needs an authorization endpoint')
+        if (p.flows.includes('device'))
+          assert.ok(p.endpoints.deviceAuthorization, 'device flow needs a device endpoint')
+        if (p.flows.includes('browser') || p.flows.includes('paste'))
+          assert.ok(p.endpoints.authorization, 'browser flow needs an authorization endpoint')
       })
 
       it('has mail servers that pass normaliseServerUrl, with TLS', () => {
@@ -96,7 +102,11 @@ describe('built-in providers', () => {
     assert.deepEqual(microsoft.sasl, ['XOAUTH2'])
     assert.ok(microsoft.scopes.includes('offline_access'))
     // OpenID Connect scopes (no resource) may ride along; every resource scope is outlook.office.com
-    assert.ok(microsoft.scopes.filter((s) => !['offline_access', 'openid', 'email'].includes(s)).every((s) => s.startsWith('https://outlook.office.com/')))
+    assert.ok(
+      microsoft.scopes
+        .filter((s) => !['offline_access', 'openid', 'email'].includes(s))
+        .every((s) => s.startsWith('https://outlook.office.com/')),
+    )
     assert.equal(microsoft.defaultTenant, 'common')
     assert.ok(microsoft.flows.includes('device'))
   })

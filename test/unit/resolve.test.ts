@@ -37,8 +37,18 @@ function usage(fn: () => unknown, message: RegExp): UsageError {
 
 describe('normaliseServerUrl', () => {
   it('takes only real host names: shell, INI and URL syntax in a host is refused; IDN becomes ASCII', () => {
-    for (const bad of ["imaps://`id`;$(id)':993", 'imaps://a;b.example:993', 'imaps://a%20b.example', 'smtp://h$x.example:587', 'pop3s://a"b.example']) {
-      assert.throws(() => normaliseServerUrl(bad.startsWith('smtp') ? 'smtp' : bad.startsWith('pop') ? 'pop' : 'imap', bad), (e: unknown) => e instanceof UsageError && /valid host name/.test(e.message), bad)
+    for (const bad of [
+      "imaps://`id`;$(id)':993",
+      'imaps://a;b.example:993',
+      'imaps://a%20b.example',
+      'smtp://h$x.example:587',
+      'pop3s://a"b.example',
+    ]) {
+      assert.throws(
+        () => normaliseServerUrl(bad.startsWith('smtp') ? 'smtp' : bad.startsWith('pop') ? 'pop' : 'imap', bad),
+        (e: unknown) => e instanceof UsageError && /valid host name/.test(e.message),
+        bad,
+      )
     }
     assert.equal(normaliseServerUrl('imap', 'imaps://b\u00fccher.example'), 'imaps://xn--bcher-kva.example:993')
     assert.equal(normaliseServerUrl('imap', 'imaps://[::1]:1993'), 'imaps://[::1]:1993')
@@ -61,7 +71,10 @@ describe('normaliseServerUrl', () => {
   })
 
   it('rejects http:// and other schemes, naming the right ones', () => {
-    usage(() => normaliseServerUrl('imap', 'http://imap.example.com'), /must start with imaps:\/\/ \(TLS\) or imap:\/\/ \(STARTTLS\)/)
+    usage(
+      () => normaliseServerUrl('imap', 'http://imap.example.com'),
+      /must start with imaps:\/\/ \(TLS\) or imap:\/\/ \(STARTTLS\)/,
+    )
     usage(() => normaliseServerUrl('imap', 'https://imap.example.com'), /imaps:\/\//)
     usage(() => normaliseServerUrl('smtp', 'imaps://smtp.example.com'), /smtps:\/\/ \(TLS\) or smtp:\/\/ \(STARTTLS\)/)
     usage(() => normaliseServerUrl('pop', 'pop://pop.example.com'), /pop3s:\/\//)
@@ -74,7 +87,10 @@ describe('normaliseServerUrl', () => {
   })
 
   it('does not echo a password from the URL', () => {
-    const e = usage(() => normaliseServerUrl('imap', 'imaps://me:hunter2pass@imap.example.com'), /must be just scheme:\/\/host:port/)
+    const e = usage(
+      () => normaliseServerUrl('imap', 'imaps://me:hunter2pass@imap.example.com'),
+      /must be just scheme:\/\/host:port/,
+    )
     assert.ok(!e.message.includes('hunter2pass'), 'the password reached the message')
     assert.ok(e.message.includes('imap.example.com'))
   })
@@ -105,10 +121,20 @@ describe('candidateSettings: Microsoft', () => {
     assert.equal(s.sasl, 'XOAUTH2')
     assert.equal(s.clientSecret, undefined)
     assert.equal(s.clientLabel, 'Thunderbird')
-    assert.deepEqual(s.servers, { imap: 'imaps://outlook.office365.com:993', pop: 'pop3s://outlook.office365.com:995', smtp: 'smtp://smtp.office365.com:587' })
+    assert.deepEqual(s.servers, {
+      imap: 'imaps://outlook.office365.com:993',
+      pop: 'pop3s://outlook.office365.com:995',
+      smtp: 'smtp://smtp.office365.com:587',
+    })
   })
 
-  for (const tenant of ['consumers', 'organizations', '72f988bf-86f1-41af-91ab-2d7cd011db47', 'contoso.onmicrosoft.com', 'contoso.com']) {
+  for (const tenant of [
+    'consumers',
+    'organizations',
+    '72f988bf-86f1-41af-91ab-2d7cd011db47',
+    'contoso.onmicrosoft.com',
+    'contoso.com',
+  ]) {
     it(`--tenant ${tenant} goes into all three endpoints`, () => {
       const [s] = candidateSettings({ ...base, tenant }, microsoft, 'browser')
       assert.ok(s)
@@ -122,7 +148,10 @@ describe('candidateSettings: Microsoft', () => {
 
   for (const tenant of ['contoso', 'not a tenant', '../evil', 'a/b.com', '', 'common/../x']) {
     it(`--tenant ${JSON.stringify(tenant)} is refused`, () => {
-      usage(() => candidateSettings({ ...base, tenant }, microsoft, 'browser'), /is not a tenant: use common, organizations, consumers/)
+      usage(
+        () => candidateSettings({ ...base, tenant }, microsoft, 'browser'),
+        /is not a tenant: use common, organizations, consumers/,
+      )
     })
   }
 
@@ -139,7 +168,10 @@ describe('candidateSettings: Microsoft', () => {
   })
 
   it('OAUTHBEARER is refused for Microsoft', () => {
-    usage(() => candidateSettings({ ...base, sasl: 'OAUTHBEARER' }, microsoft, 'browser'), /does not accept OAUTHBEARER; use XOAUTH2/)
+    usage(
+      () => candidateSettings({ ...base, sasl: 'OAUTHBEARER' }, microsoft, 'browser'),
+      /does not accept OAUTHBEARER; use XOAUTH2/,
+    )
   })
 
   it('an explicit client id replaces the built-in candidates', () => {
@@ -158,9 +190,18 @@ describe('candidateSettings: Microsoft', () => {
   })
 
   it('explicit options win over the preset', () => {
-    const [s] = candidateSettings({
-      ...base, tokenUrl: 'https://proxy.example.com/token', scopes: ['a', 'b'], imapUrl: 'imap://mail.example.com', clientAuth: 'basic', ca: '/etc/ca.pem',
-    }, microsoft, 'paste')
+    const [s] = candidateSettings(
+      {
+        ...base,
+        tokenUrl: 'https://proxy.example.com/token',
+        scopes: ['a', 'b'],
+        imapUrl: 'imap://mail.example.com',
+        clientAuth: 'basic',
+        ca: '/etc/ca.pem',
+      },
+      microsoft,
+      'paste',
+    )
     assert.ok(s)
     assert.equal(s.endpoints.token, 'https://proxy.example.com/token')
     assert.equal(s.endpoints.authorization, 'https://login.microsoftonline.com/common/oauth2/v2.0/authorize')
@@ -210,7 +251,10 @@ describe('candidateSettings: Google', () => {
   })
 
   it('--tenant is refused for a provider without tenants', () => {
-    usage(() => candidateSettings({ ...base, tenant: 'common' }, google, 'browser'), /--tenant applies to Microsoft accounts; the provider "google" has no tenants/)
+    usage(
+      () => candidateSettings({ ...base, tenant: 'common' }, google, 'browser'),
+      /--tenant applies to Microsoft accounts; the provider "google" has no tenants/,
+    )
   })
 })
 
@@ -224,7 +268,13 @@ describe('candidateSettings: custom servers', () => {
   }
 
   it('an issuer with discovered endpoints', () => {
-    const opts: AccountOptions = { email: 'me@example.com', issuer: 'https://id.example.com', clientId: 'cid', scopes: ['mail'], imapUrl: 'imaps://mail.example.com' }
+    const opts: AccountOptions = {
+      email: 'me@example.com',
+      issuer: 'https://id.example.com',
+      clientId: 'cid',
+      scopes: ['mail'],
+      imapUrl: 'imaps://mail.example.com',
+    }
     const list = candidateSettings(opts, undefined, 'device', discovered)
     assert.equal(list.length, 1)
     const s = list[0] as AccountSettings
@@ -238,33 +288,71 @@ describe('candidateSettings: custom servers', () => {
   })
 
   it('explicit endpoints beat discovered ones; absent ones are left out', () => {
-    const [s] = candidateSettings({ email: 'me@example.com', tokenUrl: 'https://other.example.com/token', clientId: 'c', scopes: ['s'] }, undefined, 'browser', { token: 'https://id.example.com/token' })
+    const [s] = candidateSettings(
+      { email: 'me@example.com', tokenUrl: 'https://other.example.com/token', clientId: 'c', scopes: ['s'] },
+      undefined,
+      'browser',
+      { token: 'https://id.example.com/token' },
+    )
     assert.ok(s)
     assert.deepEqual(s.endpoints, { token: 'https://other.example.com/token' })
   })
 
   it('missing scopes -> UsageError', () => {
-    const e = usage(() => candidateSettings({ email: 'me@example.com', issuer: 'https://id.example.com', clientId: 'c' }, undefined, 'device', discovered), /no scopes for "me@example\.com"/)
+    const e = usage(
+      () =>
+        candidateSettings(
+          { email: 'me@example.com', issuer: 'https://id.example.com', clientId: 'c' },
+          undefined,
+          'device',
+          discovered,
+        ),
+      /no scopes for "me@example\.com"/,
+    )
     assert.match(e.hint ?? '', /--scope/)
   })
 
   it('missing token endpoint -> UsageError', () => {
-    usage(() => candidateSettings({ email: 'me@example.com', clientId: 'c', scopes: ['s'] }, undefined, 'device'), /no token endpoint for "me@example\.com"/)
+    usage(
+      () => candidateSettings({ email: 'me@example.com', clientId: 'c', scopes: ['s'] }, undefined, 'device'),
+      /no token endpoint for "me@example\.com"/,
+    )
   })
 
   it('missing client id -> UsageError', () => {
-    const e = usage(() => candidateSettings({ email: 'me@example.com', tokenUrl: 'https://t.example/token', scopes: ['s'] }, undefined, 'device'), /no client id for "me@example\.com"/)
+    const e = usage(
+      () =>
+        candidateSettings(
+          { email: 'me@example.com', tokenUrl: 'https://t.example/token', scopes: ['s'] },
+          undefined,
+          'device',
+        ),
+      /no client id for "me@example\.com"/,
+    )
     assert.match(e.hint ?? '', /--client-id/)
   })
 
   it('a config provider with several client ids gives one candidate each, in order', () => {
     const p: Provider = {
-      name: 'corp', displayName: 'Corp', endpoints: { token: 'https://corp.example/token' },
-      clients: [{ clientId: 'a', label: 'x' }, { clientId: 'b', label: 'y' }], scopes: ['s'], flows: ['device'],
-      redirect: { host: '127.0.0.1', path: '/' }, sasl: ['OAUTHBEARER', 'XOAUTH2'], servers: {}, domains: [],
+      name: 'corp',
+      displayName: 'Corp',
+      endpoints: { token: 'https://corp.example/token' },
+      clients: [
+        { clientId: 'a', label: 'x' },
+        { clientId: 'b', label: 'y' },
+      ],
+      scopes: ['s'],
+      flows: ['device'],
+      redirect: { host: '127.0.0.1', path: '/' },
+      sasl: ['OAUTHBEARER', 'XOAUTH2'],
+      servers: {},
+      domains: [],
     }
     const list = candidateSettings({ email: 'me@corp.example' }, p, 'device')
-    assert.deepEqual(list.map((s) => s.clientId), ['a', 'b'])
+    assert.deepEqual(
+      list.map((s) => s.clientId),
+      ['a', 'b'],
+    )
     assert.equal(list[0]?.sasl, 'OAUTHBEARER', 'first mechanism of the provider')
   })
 })
@@ -286,7 +374,10 @@ describe('chooseProvider / findProvider', () => {
   it('a named provider wins; an explicit issuer or token URL means a custom server', () => {
     assert.equal(chooseProvider({ email: 'x@gmail.com', provider: 'Microsoft' }, NONE), microsoft)
     assert.equal(chooseProvider({ email: 'x@gmail.com', issuer: 'https://id.example.com' }, NONE), undefined)
-    assert.equal(chooseProvider({ email: 'x@gmail.com', tokenUrl: 'https://id.example.com/t' }, NONE, microsoft), undefined)
+    assert.equal(
+      chooseProvider({ email: 'x@gmail.com', tokenUrl: 'https://id.example.com/t' }, NONE, microsoft),
+      undefined,
+    )
   })
 
   it('config providers are searched first, by name and by domain', () => {
@@ -298,7 +389,10 @@ describe('chooseProvider / findProvider', () => {
   })
 
   it('an unknown provider name is a UsageError listing the known ones', () => {
-    const e = usage(() => findProvider('nope', new Map([['corp', google]])), /unknown provider "nope" \(known: microsoft, google, yahoo, aol, fastmail, corp\)/)
+    const e = usage(
+      () => findProvider('nope', new Map([['corp', google]])),
+      /unknown provider "nope" \(known: microsoft, google, yahoo, aol, fastmail, corp\)/,
+    )
     assert.match(e.hint ?? '', /\[providers\.NAME\]/)
   })
 })
@@ -321,10 +415,18 @@ describe('pickFlow / assertFlowAllowed', () => {
   })
 
   it('custom servers: whatever endpoints there are', () => {
-    const deviceOnly: AccountSettings = { ...ms, provider: 'custom', endpoints: { token: 'https://t.example/token', deviceAuthorization: 'https://t.example/device' } }
+    const deviceOnly: AccountSettings = {
+      ...ms,
+      provider: 'custom',
+      endpoints: { token: 'https://t.example/token', deviceAuthorization: 'https://t.example/device' },
+    }
     assert.equal(pickFlow(undefined, deviceOnly, true), 'device')
     const tokenOnly: AccountSettings = { ...ms, provider: 'custom', endpoints: { token: 'https://t.example/token' } }
-    assert.throws(() => pickFlow(undefined, tokenOnly, true), (e: unknown) => e instanceof ConfigError && e.code === ERR.PROVIDER_FLOW_UNSUPPORTED && e.message.includes('x@outlook.com'))
+    assert.throws(
+      () => pickFlow(undefined, tokenOnly, true),
+      (e: unknown) =>
+        e instanceof ConfigError && e.code === ERR.PROVIDER_FLOW_UNSUPPORTED && e.message.includes('x@outlook.com'),
+    )
   })
 
   it('a provider that does not list a flow does not get it, even with the endpoint', () => {
@@ -333,7 +435,10 @@ describe('pickFlow / assertFlowAllowed', () => {
   })
 
   it('google --device -> UsageError: Google does not allow mail scopes in the device flow', () => {
-    const e = usage(() => assertFlowAllowed(google, gg, 'device'), /^--device cannot be used for "x@gmail\.com": Google does not allow mail scopes in the device flow$/)
+    const e = usage(
+      () => assertFlowAllowed(google, gg, 'device'),
+      /^--device cannot be used for "x@gmail\.com": Google does not allow mail scopes in the device flow$/,
+    )
     assert.match(e.hint ?? '', /--paste/)
   })
 
@@ -347,7 +452,10 @@ describe('pickFlow / assertFlowAllowed', () => {
   it('a missing endpoint is named', () => {
     const custom: AccountSettings = { ...ms, provider: 'custom', endpoints: { token: 'https://t.example/token' } }
     usage(() => assertFlowAllowed(undefined, custom, 'device'), /this server offers no device authorization endpoint/)
-    const e = usage(() => assertFlowAllowed(undefined, custom, 'browser'), /--browser cannot be used .*no authorization endpoint/)
+    const e = usage(
+      () => assertFlowAllowed(undefined, custom, 'browser'),
+      /--browser cannot be used .*no authorization endpoint/,
+    )
     assert.match(e.hint ?? '', /--device/)
   })
 })
@@ -355,9 +463,23 @@ describe('pickFlow / assertFlowAllowed', () => {
 describe('candidateSettings: --tenant outside Microsoft', () => {
   it('is refused for a custom server instead of being ignored', () => {
     assert.throws(
-      () => candidateSettings({ email: 'a@example.test', tokenUrl: 'https://as.example/token', clientId: 'c', scopes: ['mail'], tenant: 'consumers' }, undefined, 'device'),
+      () =>
+        candidateSettings(
+          {
+            email: 'a@example.test',
+            tokenUrl: 'https://as.example/token',
+            clientId: 'c',
+            scopes: ['mail'],
+            tenant: 'consumers',
+          },
+          undefined,
+          'device',
+        ),
       (e: unknown) => e instanceof UsageError && /this server has no tenants/.test(e.message),
     )
-    assert.throws(() => candidateSettings({ email: 'a@gmail.com', tenant: 'consumers' }, google, 'browser'), /the provider "google" has no tenants/)
+    assert.throws(
+      () => candidateSettings({ email: 'a@gmail.com', tenant: 'consumers' }, google, 'browser'),
+      /the provider "google" has no tenants/,
+    )
   })
 })

@@ -25,7 +25,16 @@ const EMAIL = 'fd@example.test'
 function record(email: string): AccountRecord {
   return {
     v: 1,
-    settings: { email, provider: 'custom', clientId: 'client', scopes: ['mail'], endpoints: { token: 'https://as.example/token' }, servers: { imap: 'imaps://localhost:1' }, sasl: 'XOAUTH2', flow: 'device' },
+    settings: {
+      email,
+      provider: 'custom',
+      clientId: 'client',
+      scopes: ['mail'],
+      endpoints: { token: 'https://as.example/token' },
+      servers: { imap: 'imaps://localhost:1' },
+      sasl: 'XOAUTH2',
+      flow: 'device',
+    },
     grant: { refreshToken: 'rt-1', accessToken: 'at-1', expiresAt: Date.now() + 3600_000, grantedAt: Date.now() },
     state: 'active',
     updatedAt: Date.now(),
@@ -34,16 +43,31 @@ function record(email: string): AccountRecord {
 
 function captureIO(env: Env): CliIO & { out: string; err: string } {
   const io = {
-    env, out: '', err: '', stderrIsTTY: false, stdinIsTTY: false,
-    stdout(t: string) { io.out += t },
-    stderr(t: string) { io.err += t },
+    env,
+    out: '',
+    err: '',
+    stderrIsTTY: false,
+    stdinIsTTY: false,
+    stdout(t: string) {
+      io.out += t
+    },
+    stderr(t: string) {
+      io.err += t
+    },
     readLine: async () => undefined,
     signal: new AbortController().signal,
   }
   return io
 }
 
-const ctx: DiagnoseContext = { protocol: 'imap', account: EMAIL, mailbox: EMAIL, server: 'imaps://mail.example.test:993', freshTokenRefused: false, provider: 'custom' }
+const ctx: DiagnoseContext = {
+  protocol: 'imap',
+  account: EMAIL,
+  mailbox: EMAIL,
+  server: 'imaps://mail.example.test:993',
+  freshTokenRefused: false,
+  provider: 'custom',
+}
 
 describe('out of file descriptors (issue 11, item 5)', () => {
   let dir: string
@@ -51,11 +75,17 @@ describe('out of file descriptors (issue 11, item 5)', () => {
   let store: FileStore
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-fd-'))
-    env = { HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_CONFIG_HOME: join(dir, 'config'), XDG_RUNTIME_DIR: join(dir, 'run') }
+    env = {
+      HOME: dir,
+      XDG_STATE_HOME: join(dir, 'state'),
+      XDG_CONFIG_HOME: join(dir, 'config'),
+      XDG_RUNTIME_DIR: join(dir, 'run'),
+    }
     store = new FileStore(resolvePaths(env))
     await store.write(record(EMAIL))
     // load the command modules and the error report now: under EMFILE no module can be read
-    for (const argv of [['token', EMAIL], ['status'], ['status', EMAIL], ['token', 'nobody@example.test']]) await main(argv, captureIO(env))
+    for (const argv of [['token', EMAIL], ['status'], ['status', EMAIL], ['token', 'nobody@example.test']])
+      await main(argv, captureIO(env))
   })
   after(async () => rm(dir, { recursive: true, force: true }))
 
@@ -66,7 +96,12 @@ describe('out of file descriptors (issue 11, item 5)', () => {
 
   it('reading a record at the fd limit: transient RESOURCES_EXHAUSTED (exit 75) saying what ran out, not an I/O error or "no account"', async () => {
     const fresh = new FileStore(resolvePaths(env))
-    const e = await withoutDescriptors(() => fresh.read(EMAIL).then(() => undefined, (x: unknown) => x))
+    const e = await withoutDescriptors(() =>
+      fresh.read(EMAIL).then(
+        () => undefined,
+        (x: unknown) => x,
+      ),
+    )
     assert.ok(e instanceof StoreError, String(e))
     assert.equal(e.code, ERR.RESOURCES_EXHAUSTED)
     assert.equal(isTransient(e), true)
@@ -77,7 +112,12 @@ describe('out of file descriptors (issue 11, item 5)', () => {
   })
 
   it('listing at the fd limit fails as a whole (transient), instead of calling records broken', async () => {
-    const e = await withoutDescriptors(() => store.list().then(() => undefined, (x: unknown) => x))
+    const e = await withoutDescriptors(() =>
+      store.list().then(
+        () => undefined,
+        (x: unknown) => x,
+      ),
+    )
     assert.equal(isTransient(e), true, String(e))
   })
 
@@ -96,7 +136,12 @@ describe('out of file descriptors (issue 11, item 5)', () => {
   })
 
   it('a host name lookup that fails for lack of descriptors is reported as that, not as a wrong host (ENOTFOUND)', async () => {
-    const e = await withoutDescriptors(() => openTransport({ host: 'localhost', port: 9, implicitTls: false }, { timeoutMs: 5000 }).then(() => undefined, (x: unknown) => x))
+    const e = await withoutDescriptors(() =>
+      openTransport({ host: 'localhost', port: 9, implicitTls: false }, { timeoutMs: 5000 }).then(
+        () => undefined,
+        (x: unknown) => x,
+      ),
+    )
     assert.ok(e instanceof ProbeNetworkError, String(e))
     assert.equal(e.code, 'EMFILE', e.message)
     assert.match(e.message, /cannot look up localhost: this process ran out of file descriptors/)
@@ -110,30 +155,48 @@ describe('out of file descriptors (issue 11, item 5)', () => {
       assert.match(d.cause, new RegExp(`\\(${code}\\)`))
     }
     // the CA file unreadable for lack of descriptors is not a missing CA
-    const ca = new ProbeNetworkError('cannot read the CA file', 'CA_FILE', { cause: Object.assign(new Error('EMFILE'), { code: 'EMFILE' }) })
+    const ca = new ProbeNetworkError('cannot read the CA file', 'CA_FILE', {
+      cause: Object.assign(new Error('EMFILE'), { code: 'EMFILE' }),
+    })
     assert.equal(diagnose(ca, ctx).kind, 'transient')
     assert.equal(diagnose(new ProbeNetworkError('nope', 'ENOTFOUND'), ctx).kind, 'config')
     // an upstream at its own connection limit (Dovecot: mail_max_userip_connections) is busy, not refusing the token
-    const limit = new ProbeFailure('auth', 'refused', 'mk1 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)')
+    const limit = new ProbeFailure(
+      'auth',
+      'refused',
+      'mk1 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)',
+    )
     assert.equal(diagnose(limit, { ...ctx, freshTokenRefused: true }).kind, 'transient')
     assert.equal(diagnose(new ProbeNetworkError('nope', 'CA_FILE'), ctx).kind, 'config')
   })
 
   it('an OAuth request that fails for lack of descriptors says so', async () => {
-    const failed = new TypeError('fetch failed', { cause: Object.assign(new Error('connect EMFILE 127.0.0.1:443'), { code: 'EMFILE' }) })
+    const failed = new TypeError('fetch failed', {
+      cause: Object.assign(new Error('connect EMFILE 127.0.0.1:443'), { code: 'EMFILE' }),
+    })
     const e = classify(failed, { account: EMAIL, host: 'as.example', phase: 'refresh' })
     assert.equal(e.transient, true)
-    assert.match(e.message, /cannot reach as\.example for "fd@example\.test": this process ran out of file descriptors \(EMFILE\)/)
+    assert.match(
+      e.message,
+      /cannot reach as\.example for "fd@example\.test": this process ran out of file descriptors \(EMFILE\)/,
+    )
     // glibc's ENOTFOUND while the table is full
-    const dns = new TypeError('fetch failed', { cause: Object.assign(new Error('getaddrinfo ENOTFOUND as.example'), { code: 'ENOTFOUND' }) })
-    const e2 = await withoutDescriptors(async () => classify(dns, { account: EMAIL, host: 'as.example', phase: 'refresh' }))
+    const dns = new TypeError('fetch failed', {
+      cause: Object.assign(new Error('getaddrinfo ENOTFOUND as.example'), { code: 'ENOTFOUND' }),
+    })
+    const e2 = await withoutDescriptors(async () =>
+      classify(dns, { account: EMAIL, host: 'as.example', phase: 'refresh' }),
+    )
     assert.match(e2.message, /ran out of file descriptors \(EMFILE\)/)
     assert.equal(shortageCode(Object.assign(new Error('x'), { cause: { code: 'EAI_SYSTEM' } })), 'EAI_SYSTEM')
   })
 
   it('openFileLimit reads the soft limit from /proc/self/limits', async () => {
     const f = join(dir, 'limits')
-    await writeFile(f, 'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 524288               files     \n')
+    await writeFile(
+      f,
+      'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1024                 524288               files     \n',
+    )
     assert.equal(openFileLimit(f), 1024)
     assert.equal(openFileLimit(join(dir, 'nope')), undefined)
   })

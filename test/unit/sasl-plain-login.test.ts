@@ -33,7 +33,7 @@ function assertRejectsWithoutLeak(fn: () => unknown, secret = SECRET): void {
   const shown = [caught.message, String(caught), caught.stack ?? '', inspect(caught), JSON.stringify(caught)]
   for (const text of shown) {
     assert.ok(!text.includes(secret), 'the password appeared in the error')
-    assert.ok(!text.includes(b64(secret)), 'the password\'s base64 appeared in the error')
+    assert.ok(!text.includes(b64(secret)), "the password's base64 appeared in the error")
   }
 }
 

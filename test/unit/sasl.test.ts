@@ -27,20 +27,24 @@ const unb64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8')
 // developers.google.com/gmail/imap/xoauth2-protocol, "Initial client response".
 const GOOGLE_USER = 'someuser@example.com'
 const GOOGLE_TOKEN = 'ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg'
-const GOOGLE_IR = 'dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhk' +
+const GOOGLE_IR =
+  'dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhk' +
   'SFJoZG1semRHRXVZMjl0Q2cBAQ=='
 // Same page, "Error response": note the trailing "\n" after the JSON ("...In0K").
-const GOOGLE_ERROR = 'eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIG1hYyIsInNjb3BlIjoi' +
-  'aHR0cHM6Ly9tYWlsLmdvb2dsZS5jb20vIn0K'
+const GOOGLE_ERROR =
+  'eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIG1hYyIsInNjb3BlIjoi' + 'aHR0cHM6Ly9tYWlsLmdvb2dsZS5jb20vIn0K'
 
 // RFC 7628 §4.1 (IMAP, port 143) and §4.3 (SMTP, port 587).
 const RFC_USER = 'user@example.com'
 const RFC_TOKEN = 'vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=='
-const RFC_4_1 = 'bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZG' +
+const RFC_4_1 =
+  'bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9MTQzAWF1dGg9QmVhcmVyIHZG' +
   'OWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB'
-const RFC_4_3 = 'bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9NTg3AWF1dGg9QmVhcmVyIHZG' +
+const RFC_4_3 =
+  'bixhPXVzZXJAZXhhbXBsZS5jb20sAWhvc3Q9c2VydmVyLmV4YW1wbGUuY29tAXBvcnQ9NTg3AWF1dGg9QmVhcmVyIHZG' +
   'OWRmdDRxbVRjMk52YjNSbGNrQmhiSFJoZG1semRHRXVZMjl0Q2c9PQEB'
-const RFC_4_3_CHALLENGE = 'eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3Bl' +
+const RFC_4_3_CHALLENGE =
+  'eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJleGFtcGxlX3Njb3BlIiwib3Bl' +
   'bmlkLWNvbmZpZ3VyYXRpb24iOiJodHRwczovL2V4YW1wbGUuY29tLy53ZWxsLWtub3duL29wZW5pZC1jb25maWd1cmF0aW9uIn0='
 
 // Distinctive, so that a leak is found wherever it lands.
@@ -64,14 +68,14 @@ function assertRejectsWithoutLeak(fn: () => unknown, secret = SECRET): SaslDecod
 }
 
 describe('XOAUTH2', () => {
-  test('encodes Google\'s documented initial response', () => {
+  test("encodes Google's documented initial response", () => {
     const out = encodeXoauth2(GOOGLE_USER, new Secret(GOOGLE_TOKEN))
     assert.ok(out instanceof Secret)
     assert.equal(out.reveal(), GOOGLE_IR)
     assert.equal(unb64(out.reveal()), `user=${GOOGLE_USER}\x01auth=Bearer ${GOOGLE_TOKEN}\x01\x01`)
   })
 
-  test('decodes Google\'s documented initial response', () => {
+  test("decodes Google's documented initial response", () => {
     const { user, token } = decodeXoauth2(GOOGLE_IR)
     assert.equal(user, GOOGLE_USER)
     assert.ok(token instanceof Secret)
@@ -133,19 +137,24 @@ describe('XOAUTH2', () => {
     assert.throws(() => encodeXoauth2('', new Secret('t')), TypeError)
     assert.throws(() => encodeXoauth2('a\x01b', new Secret('t')), TypeError)
     for (const bad of ['', `${SECRET} x`, `${SECRET}\x01`, `${SECRET}\n`]) {
-      assert.throws(() => encodeXoauth2('u', new Secret(bad)), (err: unknown) => {
-        assert.ok(err instanceof TypeError)
-        assert.ok(!err.message.includes(SECRET))
-        return true
-      })
+      assert.throws(
+        () => encodeXoauth2('u', new Secret(bad)),
+        (err: unknown) => {
+          assert.ok(err instanceof TypeError)
+          assert.ok(!err.message.includes(SECRET))
+          return true
+        },
+      )
     }
     // A plain string is not accepted where a Secret is expected.
     assert.throws(() => encodeXoauth2('u', SECRET as unknown as Secret), TypeError)
   })
 
-  test('decodes Google\'s documented error challenge', () => {
+  test("decodes Google's documented error challenge", () => {
     assert.deepEqual(decodeXoauth2ErrorChallenge(GOOGLE_ERROR), {
-      status: '401', schemes: 'bearer mac', scope: 'https://mail.google.com/',
+      status: '401',
+      schemes: 'bearer mac',
+      scope: 'https://mail.google.com/',
     })
   })
 
@@ -164,7 +173,10 @@ describe('XOAUTH2', () => {
 describe('OAUTHBEARER', () => {
   test('RFC 7628 §4.1: encodes the IMAP example exactly', () => {
     const out = encodeOauthbearer({
-      user: RFC_USER, token: new Secret(RFC_TOKEN), host: 'server.example.com', port: 143,
+      user: RFC_USER,
+      token: new Secret(RFC_TOKEN),
+      host: 'server.example.com',
+      port: 143,
     })
     assert.equal(out.reveal(), RFC_4_1)
     assert.equal(
@@ -183,7 +195,10 @@ describe('OAUTHBEARER', () => {
 
   test('RFC 7628 §4.3: SMTP example initial response, both ways', () => {
     const out = encodeSasl('OAUTHBEARER', {
-      user: RFC_USER, token: new Secret(RFC_TOKEN), host: 'server.example.com', port: 587,
+      user: RFC_USER,
+      token: new Secret(RFC_TOKEN),
+      host: 'server.example.com',
+      port: 587,
     })
     assert.equal(out.reveal(), RFC_4_3)
     assert.equal(decodeOauthbearer(RFC_4_3).port, 587)
@@ -284,10 +299,13 @@ describe('OAUTHBEARER', () => {
     assert.throws(() => encodeOauthbearer({ user: 'u', token, port: 1.5 }), TypeError)
     assert.throws(() => encodeOauthbearer({ user: 'u\x01', token }), TypeError)
     const badToken = new Secret(`${SECRET}\x01`)
-    assert.throws(() => encodeOauthbearer({ user: 'u', token: badToken }), (err: unknown) => {
-      assert.ok(err instanceof TypeError && !err.message.includes(SECRET))
-      return true
-    })
+    assert.throws(
+      () => encodeOauthbearer({ user: 'u', token: badToken }),
+      (err: unknown) => {
+        assert.ok(err instanceof TypeError && !err.message.includes(SECRET))
+        return true
+      },
+    )
   })
 })
 
@@ -300,7 +318,10 @@ describe('encodeSasl', () => {
 
   test('OAUTHBEARER matches the RFC 7628 §4.1 vector', () => {
     const out = encodeSasl('OAUTHBEARER', {
-      user: RFC_USER, token: new Secret(RFC_TOKEN), host: 'server.example.com', port: 143,
+      user: RFC_USER,
+      token: new Secret(RFC_TOKEN),
+      host: 'server.example.com',
+      port: 143,
     })
     assert.equal(out.reveal(), RFC_4_1)
   })

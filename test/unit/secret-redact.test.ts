@@ -78,7 +78,10 @@ describe('Secret', () => {
       c.dir(s)
     })
     assert.ok(!out.includes(VALUE), 'console output shows the value')
-    assert.ok((out.match(/\[redacted:[0-9a-f]{8}\]/g)?.length ?? 0) >= 4, 'log, log %s, error and table show the marker (dir shows an empty object)')
+    assert.ok(
+      (out.match(/\[redacted:[0-9a-f]{8}\]/g)?.length ?? 0) >= 4,
+      'log, log %s, error and table show the marker (dir shows an empty object)',
+    )
   })
 
   it('inside an Error message built with it, and as an error cause', () => {
@@ -146,7 +149,10 @@ describe('scrub', () => {
   })
 
   it('access_token= and refresh_token= in JSON', () => {
-    assert.equal(assertScrubbed(`{"access_token":"${TOKEN}","expires_in":3599}`, 'compact JSON'), '{"access_token":"[redacted]","expires_in":3599}')
+    assert.equal(
+      assertScrubbed(`{"access_token":"${TOKEN}","expires_in":3599}`, 'compact JSON'),
+      '{"access_token":"[redacted]","expires_in":3599}',
+    )
     assertScrubbed(`{ "refresh_token": "${TOKEN}" }`, 'spaced JSON')
     assertScrubbed(`{'id_token': '${TOKEN}'}`, 'single quotes')
     assertScrubbed(`{"device_code":"${TOKEN}"}`, 'device_code')
@@ -155,7 +161,10 @@ describe('scrub', () => {
   })
 
   it('access_token= and refresh_token= in query strings and form bodies', () => {
-    assert.equal(assertScrubbed(`grant_type=refresh_token&refresh_token=${TOKEN}&client_id=abc`, 'form body'), 'grant_type=refresh_token&refresh_token=[redacted]&client_id=abc')
+    assert.equal(
+      assertScrubbed(`grant_type=refresh_token&refresh_token=${TOKEN}&client_id=abc`, 'form body'),
+      'grant_type=refresh_token&refresh_token=[redacted]&client_id=abc',
+    )
     assertScrubbed(`https://x.example/cb#access_token=${TOKEN}&token_type=Bearer`, 'fragment')
     assertScrubbed(`ACCESS_TOKEN=${TOKEN}`, 'upper case')
   })
@@ -177,7 +186,10 @@ describe('scrub', () => {
   })
 
   it('?code= and &code= (authorization codes), and passwords in URLs', () => {
-    assert.equal(scrub('http://127.0.0.1:5000/?code=M.C507_BAY.2.U.abc-123&state=xyz'), 'http://127.0.0.1:5000/?code=[redacted]&state=xyz')
+    assert.equal(
+      scrub('http://127.0.0.1:5000/?code=M.C507_BAY.2.U.abc-123&state=xyz'),
+      'http://127.0.0.1:5000/?code=[redacted]&state=xyz',
+    )
     assert.equal(scrub('GET /cb?state=1&code=4/0AY0e-g7&scope=x'), 'GET /cb?state=1&code=[redacted]&scope=x')
     assert.equal(scrub('?password=hunter2'), '?password=[redacted]')
   })

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { certificateNames, ensureProxyCertificate, makeSelfSigned, VALIDITY_DAYS } from '../../src/proxy/self-signed.js'
 import { have } from '../harness/cli.js'
 
-describe('the proxy\'s self-signed certificate', () => {
+describe("the proxy's self-signed certificate", () => {
   let dir: string
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-cert-'))
@@ -40,17 +40,23 @@ describe('the proxy\'s self-signed certificate', () => {
     assert.equal(new Date(x.validTo).getUTCFullYear(), 2050)
   })
 
-  it('openssl accepts it: parses, and verifies it as its own trust anchor', { skip: !have('openssl') && !process.env.CI ? 'openssl missing' : false }, async () => {
-    const { cert } = makeSelfSigned(['localhost', '127.0.0.1'])
-    const file = join(dir, 'openssl.pem')
-    await writeFile(file, cert)
-    const text = execFileSync('openssl', ['x509', '-in', file, '-noout', '-text'], { encoding: 'utf8' })
-    assert.match(text, /Version: 3/)
-    assert.match(text, /DNS:localhost, IP Address:127\.0\.0\.1/)
-    assert.match(text, /CA:FALSE/)
-    const out = execFileSync('openssl', ['verify', '-CAfile', file, '-purpose', 'sslserver', file], { encoding: 'utf8' })
-    assert.match(out, /: OK/)
-  })
+  it(
+    'openssl accepts it: parses, and verifies it as its own trust anchor',
+    { skip: !have('openssl') && !process.env.CI ? 'openssl missing' : false },
+    async () => {
+      const { cert } = makeSelfSigned(['localhost', '127.0.0.1'])
+      const file = join(dir, 'openssl.pem')
+      await writeFile(file, cert)
+      const text = execFileSync('openssl', ['x509', '-in', file, '-noout', '-text'], { encoding: 'utf8' })
+      assert.match(text, /Version: 3/)
+      assert.match(text, /DNS:localhost, IP Address:127\.0\.0\.1/)
+      assert.match(text, /CA:FALSE/)
+      const out = execFileSync('openssl', ['verify', '-CAfile', file, '-purpose', 'sslserver', file], {
+        encoding: 'utf8',
+      })
+      assert.match(out, /: OK/)
+    },
+  )
 
   it('a TLS client that pins it connects to 127.0.0.1 and to localhost', async () => {
     const { cert, key } = makeSelfSigned(certificateNames())
@@ -60,7 +66,12 @@ describe('the proxy\'s self-signed certificate', () => {
     try {
       for (const host of ['127.0.0.1', 'localhost']) {
         const got = await new Promise<string>((resolve, reject) => {
-          const c = connect({ host: '127.0.0.1', port, ca: cert, ...(host === 'localhost' ? { servername: 'localhost' } : {}) })
+          const c = connect({
+            host: '127.0.0.1',
+            port,
+            ca: cert,
+            ...(host === 'localhost' ? { servername: 'localhost' } : {}),
+          })
           c.on('secureConnect', () => (c.authorized ? undefined : reject(c.authorizationError)))
           c.setEncoding('utf8').on('data', (d: string) => resolve(d))
           c.on('error', reject)
@@ -90,9 +101,17 @@ describe('the proxy\'s self-signed certificate', () => {
     assert.equal(c.created, true, 'a listen address it lacks')
     assert.ok(new X509Certificate(c.cert).checkIP('192.0.2.9'))
     const later = new Date(now.getTime() + (VALIDITY_DAYS - 10) * 86_400_000)
-    assert.equal((await ensureProxyCertificate(state, ['localhost'], later)).created, true, 'renewed 30 days before its end')
+    assert.equal(
+      (await ensureProxyCertificate(state, ['localhost'], later)).created,
+      true,
+      'renewed 30 days before its end',
+    )
     await chmod(join(state, 'proxy-tls.key'), 0o644)
-    assert.equal((await ensureProxyCertificate(state, ['localhost'])).created, true, 'a key others could read is not used')
+    assert.equal(
+      (await ensureProxyCertificate(state, ['localhost'])).created,
+      true,
+      'a key others could read is not used',
+    )
     assert.equal((await stat(join(state, 'proxy-tls.key'))).mode & 0o777, 0o600)
   })
 })

@@ -24,7 +24,10 @@ describe('stripControls', () => {
 
 describe('invisible characters', () => {
   it('removes bidi marks, zero-width and other invisible characters; U+2028/U+2029 break like a newline', () => {
-    assert.equal(stripControls('a\u200eb\u200fc\u061cd\u200be\u200cf\u200dg\u2060h\ufeffi\u00adj\u180ek'), 'abcdefghijk')
+    assert.equal(
+      stripControls('a\u200eb\u200fc\u061cd\u200be\u200cf\u200dg\u2060h\ufeffi\u00adj\u180ek'),
+      'abcdefghijk',
+    )
     assert.equal(stripControls('line\u2028forged\u2029x'), 'line forged x')
   })
 
@@ -39,24 +42,34 @@ describe('maskSecrets', () => {
     const secret = 'client-secret-0123456789-abcdefghij'
     const basic = Buffer.from(`my-client-id:${secret}`).toString('base64')
     const out = maskSecrets(`Authorization: Basic ${basic} refused`, [secret])
-    assert.ok(!Buffer.from(out.replace(/^Authorization: Basic |\[redacted\]| refused$/g, ''), 'base64').toString('latin1').includes(secret.slice(0, 12)), out)
+    assert.ok(
+      !Buffer.from(out.replace(/^Authorization: Basic |\[redacted\]| refused$/g, ''), 'base64')
+        .toString('latin1')
+        .includes(secret.slice(0, 12)),
+      out,
+    )
     assert.match(out, /\[redacted\]/)
     for (const prefix of ['', 'a', 'ab', 'abc']) {
       const b64 = Buffer.from(prefix + RT).toString('base64')
       for (const form of [b64, b64.replace(/\+/g, '-').replace(/\//g, '_')]) {
         const masked = maskSecrets(`x ${form} y`, [RT])
-        assert.ok(!Buffer.from(masked, 'base64').toString('latin1').includes(RT.slice(10, 30)), `prefix ${JSON.stringify(prefix)}: ${masked}`)
+        assert.ok(
+          !Buffer.from(masked, 'base64').toString('latin1').includes(RT.slice(10, 30)),
+          `prefix ${JSON.stringify(prefix)}: ${masked}`,
+        )
         assert.notEqual(masked, `x ${form} y`)
       }
     }
   })
 
-
   it('removes a secret echoed whole, URL-encoded, cut short or glued to other text', () => {
     assert.equal(maskSecrets(`refresh token ${RT} is invalid`, [RT]), `refresh token ${REDACTED} is invalid`)
     const enc = 'ab/cd+ef=gh-0123456789-secret'
     assert.equal(maskSecrets(`token=${encodeURIComponent(enc)}`, [enc]), `token=${REDACTED}`)
-    assert.equal(maskSecrets(`the token ${RT.slice(0, 20)}... was revoked`, [RT]), `the token ${REDACTED}... was revoked`)
+    assert.equal(
+      maskSecrets(`the token ${RT.slice(0, 20)}... was revoked`, [RT]),
+      `the token ${REDACTED}... was revoked`,
+    )
     assert.equal(maskSecrets(`<td>${RT.slice(5)}</td>`, [RT]), `<td>${REDACTED}</td>`)
     assert.ok(!maskSecrets(`x${RT}y`, [RT]).includes(RT.slice(0, 12)))
   })

@@ -17,25 +17,49 @@ const PASSWORD = 'pw-SeCrEt 42 ünï'
 const PLAIN_IR = b64(`\0alice@example.com\0${PASSWORD}`)
 const USER = 'alice@example.com'
 
-const BASE: SessionOptions = { secure: false, starttlsAvailable: false, requireTls: false, oauthPassthrough: true, hostname: 'mx.local' }
+const BASE: SessionOptions = {
+  secure: false,
+  starttlsAvailable: false,
+  requireTls: false,
+  oauthPassthrough: true,
+  hostname: 'mx.local',
+}
 
 const { serverOutput: allServerOutput, render, transcript, drive: driveSession } = transcripts()
 
 const EHLO = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n'
-const EHLO_STARTTLS = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n250 STARTTLS\r\n'
+const EHLO_STARTTLS =
+  '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n250 STARTTLS\r\n'
 const EHLO_TLS_FIRST = '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n'
 const EHLO_NO_AUTH = '250-mx.local\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n'
 
-interface Case { name: string; opts?: Partial<SessionOptions>; steps: Step[] }
+interface Case {
+  name: string
+  opts?: Partial<SessionOptions>
+  steps: Step[]
+}
 
 const cases: Case[] = [
   { name: 'EHLO', steps: [['EHLO client.example\r\n', EHLO]] },
-  { name: 'EHLO offers STARTTLS when available', opts: { starttlsAvailable: true }, steps: [['ehlo [127.0.0.1]\r\n', EHLO_STARTTLS]] },
-  { name: 'EHLO on TLS offers no STARTTLS', opts: { secure: true, starttlsAvailable: true }, steps: [['EHLO c\r\n', EHLO]] },
+  {
+    name: 'EHLO offers STARTTLS when available',
+    opts: { starttlsAvailable: true },
+    steps: [['ehlo [127.0.0.1]\r\n', EHLO_STARTTLS]],
+  },
+  {
+    name: 'EHLO on TLS offers no STARTTLS',
+    opts: { secure: true, starttlsAvailable: true },
+    steps: [['EHLO c\r\n', EHLO]],
+  },
   { name: 'HELO', steps: [['HELO c\r\n', '250 mx.local\r\n']] },
   {
     name: 'EHLO/HELO need a domain',
-    steps: [['EHLO\r\nEHLO \r\nHELO\r\n', '501 5.5.4 Syntax: EHLO domain\r\n501 5.5.4 Syntax: EHLO domain\r\n501 5.5.4 Syntax: HELO domain\r\n']],
+    steps: [
+      [
+        'EHLO\r\nEHLO \r\nHELO\r\n',
+        '501 5.5.4 Syntax: EHLO domain\r\n501 5.5.4 Syntax: EHLO domain\r\n501 5.5.4 Syntax: HELO domain\r\n',
+      ],
+    ],
   },
   {
     name: 'AUTH PLAIN with an initial response',
@@ -103,7 +127,10 @@ const cases: Case[] = [
     name: 'PLAIN authzid: the user itself is fine, anyone else is refused',
     steps: [
       ['EHLO c\r\n', EHLO],
-      [`AUTH PLAIN ${b64(`bob\0${USER}\0${PASSWORD}`)}\r\n`, '535 5.7.8 Authorization identity must be empty or the user name\r\n'],
+      [
+        `AUTH PLAIN ${b64(`bob\0${USER}\0${PASSWORD}`)}\r\n`,
+        '535 5.7.8 Authorization identity must be empty or the user name\r\n',
+      ],
       [`AUTH PLAIN ${b64(`${USER}\0${USER}\0${PASSWORD}`)}\r\n`, `[login ${USER} ${PASSWORD}]`],
     ],
   },
@@ -121,7 +148,10 @@ const cases: Case[] = [
     name: 'a client with its own XOAUTH2 token is passed through; a pipelined MAIL FROM goes upstream',
     steps: [
       ['EHLO c\r\n', EHLO],
-      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\nMAIL FROM:<alice>\r\n`, '[passthrough alice XOAUTH2]'],
+      [
+        `AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\nMAIL FROM:<alice>\r\n`,
+        '[passthrough alice XOAUTH2]',
+      ],
       [{ result: 'ok' }, '235 2.7.0 Authentication successful\r\n[done][leftover MAIL FROM:<alice>\r\n]'],
     ],
   },
@@ -130,7 +160,10 @@ const cases: Case[] = [
     steps: [
       ['EHLO c\r\n', EHLO],
       ['auth OAUTHBEARER\r\n', '334 \r\n'],
-      [`${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`, '[passthrough bob@example.test OAUTHBEARER]'],
+      [
+        `${b64('n,a=bob@example.test,\x01host=h\x01port=1\x01auth=Bearer t\x01\x01')}\r\n`,
+        '[passthrough bob@example.test OAUTHBEARER]',
+      ],
       [{ result: 'bad-credentials' }, '535 5.7.8 Authentication credentials invalid\r\n'],
     ],
   },
@@ -163,7 +196,7 @@ const cases: Case[] = [
     ],
   },
   {
-    name: 'after success the next AUTH is the upstream\'s business',
+    name: "after success the next AUTH is the upstream's business",
     steps: [
       ['EHLO c\r\n', EHLO],
       [`AUTH PLAIN ${PLAIN_IR}\r\nAUTH PLAIN ${PLAIN_IR}\r\n`, `[login ${USER} ${PASSWORD}]`],
@@ -172,21 +205,37 @@ const cases: Case[] = [
   },
   {
     name: 'mail commands before AUTH (RFC 4954 §6: 530 5.7.0)',
-    steps: [[
-      'MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nBDAT 10 LAST\r\nVRFY x\r\nEXPN y\r\n',
-      '530 5.7.0 Authentication required\r\n'.repeat(6),
-    ]],
+    steps: [
+      [
+        'MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nBDAT 10 LAST\r\nVRFY x\r\nEXPN y\r\n',
+        '530 5.7.0 Authentication required\r\n'.repeat(6),
+      ],
+    ],
   },
   {
     name: 'RSET, NOOP, HELP, unknown commands',
-    steps: [['RSET\r\nnoop\r\nHELP\r\nXYZZY\r\n\r\n', '250 2.0.0 OK\r\n250 2.0.0 OK\r\n214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual\r\n500 5.5.2 Command not recognized\r\n500 5.5.2 Command not recognized\r\n']],
+    steps: [
+      [
+        'RSET\r\nnoop\r\nHELP\r\nXYZZY\r\n\r\n',
+        '250 2.0.0 OK\r\n250 2.0.0 OK\r\n214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual\r\n500 5.5.2 Command not recognized\r\n500 5.5.2 Command not recognized\r\n',
+      ],
+    ],
   },
-  { name: 'QUIT', steps: [['QUIT\r\nEHLO c\r\n', '221 2.0.0 mx.local closing connection\r\n[close]'], ['NOOP\r\n', '']] },
+  {
+    name: 'QUIT',
+    steps: [
+      ['QUIT\r\nEHLO c\r\n', '221 2.0.0 mx.local closing connection\r\n[close]'],
+      ['NOOP\r\n', ''],
+    ],
+  },
   {
     name: 'NUL, bare CR, controls and invalid UTF-8 are refused',
     steps: [
       ['EH\0LO c\r\nEHLO a\rb\r\nNOOP\x1b\r\n', '500 5.5.2 Invalid characters in command\r\n'.repeat(3)],
-      [Buffer.from([0x45, 0x48, 0x4c, 0x4f, 0x20, 0xc3, 0x28, 0x0d, 0x0a]), '500 5.5.2 Invalid characters in command\r\n'],
+      [
+        Buffer.from([0x45, 0x48, 0x4c, 0x4f, 0x20, 0xc3, 0x28, 0x0d, 0x0a]),
+        '500 5.5.2 Invalid characters in command\r\n',
+      ],
     ],
   },
   { name: 'bare LF ends a line', steps: [[`EHLO c\nAUTH PLAIN ${PLAIN_IR}\n`, `${EHLO}[login ${USER} ${PASSWORD}]`]] },
@@ -206,7 +255,10 @@ const cases: Case[] = [
     name: 'STARTTLS: bytes pipelined behind it in the clear are discarded (command injection)',
     opts: { starttlsAvailable: true },
     steps: [
-      ['EHLO c\r\nSTARTTLS\r\nEHLO evil\r\nAUTH PLAIN x\r\n', `${EHLO_STARTTLS}220 2.0.0 Ready to start TLS\r\n[starttls]`],
+      [
+        'EHLO c\r\nSTARTTLS\r\nEHLO evil\r\nAUTH PLAIN x\r\n',
+        `${EHLO_STARTTLS}220 2.0.0 Ready to start TLS\r\n[starttls]`,
+      ],
       ['AUTH LOGIN\r\n', '503 5.5.1 Send EHLO first\r\n'],
     ],
   },
@@ -220,7 +272,11 @@ const cases: Case[] = [
     steps: [
       ['EHLO c\r\n', EHLO_TLS_FIRST],
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, '530 5.7.0 Must issue a STARTTLS command first\r\n'],
-      ['MAIL FROM:<a@b>\r\nHELO c\r\nRSET\r\nNOOP\r\nBOGUS\r\n', '530 5.7.0 Must issue a STARTTLS command first\r\n'.repeat(3) + '250 2.0.0 OK\r\n500 5.5.2 Command not recognized\r\n'],
+      [
+        'MAIL FROM:<a@b>\r\nHELO c\r\nRSET\r\nNOOP\r\nBOGUS\r\n',
+        '530 5.7.0 Must issue a STARTTLS command first\r\n'.repeat(3) +
+          '250 2.0.0 OK\r\n500 5.5.2 Command not recognized\r\n',
+      ],
       ['STARTTLS\r\n', '220 2.0.0 Ready to start TLS\r\n[starttls]'],
       ['EHLO c\r\n', EHLO],
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, `[login ${USER} ${PASSWORD}]`],
@@ -235,13 +291,20 @@ const cases: Case[] = [
       ['MAIL FROM:<a@b>\r\n', '530 5.7.0 Authentication required\r\n'],
     ],
   },
-  { name: 'requireTls on a TLS connection changes nothing', opts: { requireTls: true, secure: true }, steps: [['EHLO c\r\n', EHLO]] },
+  {
+    name: 'requireTls on a TLS connection changes nothing',
+    opts: { requireTls: true, secure: true },
+    steps: [['EHLO c\r\n', EHLO]],
+  },
   {
     name: 'OAuth pass-through off (the default listener): neither offered nor taken (issue 11 item 6)',
     opts: { oauthPassthrough: false },
     steps: [
       ['EHLO c\r\n', '250-mx.local\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 AUTH PLAIN LOGIN\r\n'],
-      [`AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`, '504 5.5.4 Unrecognized authentication type\r\n'],
+      [
+        `AUTH XOAUTH2 ${b64('user=alice\x01auth=Bearer tok\x01\x01')}\r\n`,
+        '504 5.5.4 Unrecognized authentication type\r\n',
+      ],
       ['AUTH OAUTHBEARER\r\n', '504 5.5.4 Unrecognized authentication type\r\n'],
     ],
   },
@@ -263,11 +326,14 @@ const cases: Case[] = [
     ],
   },
   {
-    name: 'the proxy\'s text replaces the default, on one line',
+    name: "the proxy's text replaces the default, on one line",
     steps: [
       ['EHLO c\r\n', EHLO],
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, `[login ${USER} ${PASSWORD}]`],
-      [{ result: 'reauth', text: 'Sign-in needed for "work"\r\n235 2.7.0 fake' }, '535 5.7.8 Sign-in needed for "work" 235 2.7.0 fake\r\n'],
+      [
+        { result: 'reauth', text: 'Sign-in needed for "work"\r\n235 2.7.0 fake' },
+        '535 5.7.8 Sign-in needed for "work" 235 2.7.0 fake\r\n',
+      ],
     ],
   },
   {
@@ -278,23 +344,35 @@ const cases: Case[] = [
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, `[login ${USER} ${PASSWORD}]`],
       [{ result: 'bad-credentials' }, '535 5.7.8 Authentication credentials invalid\r\n'],
       [`AUTH PLAIN ${PLAIN_IR}\r\n`, `[login ${USER} ${PASSWORD}]`],
-      [{ result: 'reauth' }, '535 5.7.8 Sign-in needed: run "mailkey status"\r\n421 4.7.0 mx.local Too many failed logins, closing connection\r\n[close]'],
+      [
+        { result: 'reauth' },
+        '535 5.7.8 Sign-in needed: run "mailkey status"\r\n421 4.7.0 mx.local Too many failed logins, closing connection\r\n[close]',
+      ],
       ['EHLO c\r\n', ''],
     ],
   },
   {
     name: 'pipelined after AUTH with an initial response: MAIL/RCPT/DATA go upstream verbatim',
     steps: [
-      [`EHLO c\r\nAUTH PLAIN ${PLAIN_IR}\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n`, `${EHLO}[login ${USER} ${PASSWORD}]`],
+      [
+        `EHLO c\r\nAUTH PLAIN ${PLAIN_IR}\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n`,
+        `${EHLO}[login ${USER} ${PASSWORD}]`,
+      ],
       ['DATA\r\n', ''],
-      [{ result: 'ok' }, '235 2.7.0 Authentication successful\r\n[done][leftover MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n]'],
+      [
+        { result: 'ok' },
+        '235 2.7.0 Authentication successful\r\n[done][leftover MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n]',
+      ],
     ],
   },
   {
     name: 'pipelined after a failed AUTH: the rest is answered here',
     steps: [
       [`EHLO c\r\nAUTH PLAIN ${PLAIN_IR}\r\nMAIL FROM:<a@b>\r\nQUIT\r\nNOOP\r\n`, `${EHLO}[login ${USER} ${PASSWORD}]`],
-      [{ result: 'bad-credentials' }, '535 5.7.8 Authentication credentials invalid\r\n530 5.7.0 Authentication required\r\n221 2.0.0 mx.local closing connection\r\n[close]'],
+      [
+        { result: 'bad-credentials' },
+        '535 5.7.8 Authentication credentials invalid\r\n530 5.7.0 Authentication required\r\n221 2.0.0 mx.local closing connection\r\n[close]',
+      ],
     ],
   },
   {
@@ -361,7 +439,10 @@ describe('SMTP input split at any byte', () => {
     const whole = drive([bytes])
 
     test(`${name}: one chunk; the session consumed nothing past the AUTH exchange`, () => {
-      assert.ok(whole.client.endsWith(`[login ${USER} ${PASSWORD}]235 2.7.0 Authentication successful\r\n`), whole.client)
+      assert.ok(
+        whole.client.endsWith(`[login ${USER} ${PASSWORD}]235 2.7.0 Authentication successful\r\n`),
+        whole.client,
+      )
       assert.equal(whole.upstream, AFTER)
     })
 
@@ -388,13 +469,21 @@ describe('SMTP sensitiveNext', () => {
       seen.push([line, s.sensitiveNext])
     }
     assert.deepEqual(seen, [
-      ['(start)', false], ['EHLO c', false], ['AUTH PLAIN', true], ['*', false], ['AUTH LOGIN', true], [b64(USER), true], [b64(PASSWORD), false],
+      ['(start)', false],
+      ['EHLO c', false],
+      ['AUTH PLAIN', true],
+      ['*', false],
+      ['AUTH LOGIN', true],
+      [b64(USER), true],
+      [b64(PASSWORD), false],
     ])
   })
 
   test('smtpLineIsSensitive flags AUTH with an initial response', () => {
-    for (const line of [`AUTH PLAIN ${PLAIN_IR}`, 'auth  login YWxpY2U=', 'AUTH PLAIN =']) assert.equal(smtpLineIsSensitive(line), true, line)
-    for (const line of ['AUTH PLAIN', 'AUTH LOGIN ', 'EHLO c', 'MAIL FROM:<a@b>', 'AUTH']) assert.equal(smtpLineIsSensitive(line), false, line)
+    for (const line of [`AUTH PLAIN ${PLAIN_IR}`, 'auth  login YWxpY2U=', 'AUTH PLAIN ='])
+      assert.equal(smtpLineIsSensitive(line), true, line)
+    for (const line of ['AUTH PLAIN', 'AUTH LOGIN ', 'EHLO c', 'MAIL FROM:<a@b>', 'AUTH'])
+      assert.equal(smtpLineIsSensitive(line), false, line)
   })
 })
 
@@ -428,7 +517,8 @@ describe('SMTP no password in any reply', () => {
     assert.ok(allServerOutput.length > 100, 'the transcripts ran first')
     const needles = [PASSWORD, b64(PASSWORD), PLAIN_IR, 'pw-SeCrEt']
     for (const data of allServerOutput) {
-      for (const n of needles) assert.ok(!data.includes(n), `a reply contained a secret: ${JSON.stringify(data.slice(0, 40))}`)
+      for (const n of needles)
+        assert.ok(!data.includes(n), `a reply contained a secret: ${JSON.stringify(data.slice(0, 40))}`)
     }
   })
 })

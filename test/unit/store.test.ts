@@ -33,7 +33,9 @@ describe('FileStore', () => {
   let store: FileStore
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-store-'))
-    store = new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_CONFIG_HOME: join(dir, 'config') }))
+    store = new FileStore(
+      resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_CONFIG_HOME: join(dir, 'config') }),
+    )
   })
   after(async () => rm(dir, { recursive: true, force: true }))
 
@@ -50,7 +52,10 @@ describe('FileStore', () => {
     const back = await store.read('b@example.test')
     assert.equal(back?.grant?.refreshToken, 'rt-b')
     const names = await readdir(store.dir)
-    assert.deepEqual(names.filter((n) => n.endsWith('.tmp')), [])
+    assert.deepEqual(
+      names.filter((n) => n.endsWith('.tmp')),
+      [],
+    )
   })
 
   it('replaces atomically: every concurrent reader sees a whole record', async () => {
@@ -96,7 +101,10 @@ describe('FileStore', () => {
       await mkdir(s2.dir, { recursive: true, mode: 0o755 })
       await chmod(s2.paths.stateDir, 0o700)
       await chmod(s2.dir, 0o755)
-      await assert.rejects(s2.write(record('e@example.test')), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS)
+      await assert.rejects(
+        s2.write(record('e@example.test')),
+        (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS,
+      )
     } finally {
       await rm(d2, { recursive: true, force: true })
     }
@@ -110,20 +118,25 @@ describe('FileStore', () => {
     await assert.rejects(store.read(email), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS)
   })
 
-
   it('refuses a FIFO planted at a record path without blocking in open()', async () => {
     const email = 'fifo@example.test'
     await store.ensureDir()
     execFileSync('mkfifo', ['-m', '600', store.recordPath(email)])
     // Nobody ever opens the other end: a blocking open would hang this test (and the process).
-    await assert.rejects(store.read(email), (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS && /not a regular file/.test(e.message))
+    await assert.rejects(
+      store.read(email),
+      (e: unknown) =>
+        e instanceof StoreError && e.code === ERR.STORE_PERMISSIONS && /not a regular file/.test(e.message),
+    )
   })
 
   it('read() yields to the event loop, so a loop of reads cannot starve a timer', async () => {
     const email = 'yield@example.test'
     await store.write(record(email))
     let fired = false
-    setTimeout(() => { fired = true }, 1)
+    setTimeout(() => {
+      fired = true
+    }, 1)
     const until = Date.now() + 2_000
     while (!fired && Date.now() < until) await store.read(email)
     assert.ok(fired)

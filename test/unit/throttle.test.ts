@@ -9,13 +9,20 @@ import { LoginCheck, type PasswordVerifier } from '../../src/proxy/login-check.j
 
 function clock(): { now: () => number; advance: (ms: number) => void } {
   let t = 1_000_000
-  return { now: () => t, advance: (ms) => { t += ms } }
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms
+    },
+  }
 }
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r))
 
 /** A verifier whose KDF runs finish only when the test says so; it knows one right password per account. */
-function fakeVerifier(right: Record<string, string>): PasswordVerifier & { runs: string[]; finish: () => void; remember: (a: string, p: string) => void } {
+function fakeVerifier(
+  right: Record<string, string>,
+): PasswordVerifier & { runs: string[]; finish: () => void; remember: (a: string, p: string) => void } {
   const known = new Set<string>()
   const pending: (() => void)[] = []
   const runs: string[] = []
@@ -31,7 +38,9 @@ function fakeVerifier(right: Record<string, string>): PasswordVerifier & { runs:
       if (ok) known.add(key(a, p))
       return ok
     },
-    finish: () => { for (const r of pending.splice(0)) r() },
+    finish: () => {
+      for (const r of pending.splice(0)) r()
+    },
     remember: (a, p) => known.add(`${a}\0${p}`),
   }
 }
@@ -39,7 +48,9 @@ function fakeVerifier(right: Record<string, string>): PasswordVerifier & { runs:
 /** Let every KDF run finish, round after round, until all `checks` have their answer. */
 async function settle<T>(v: { finish: () => void }, checks: Promise<T>[]): Promise<T[]> {
   let done = false
-  const all = Promise.all(checks).finally(() => { done = true })
+  const all = Promise.all(checks).finally(() => {
+    done = true
+  })
   for (let i = 0; i < 100 && !done; i++) {
     await tick()
     v.finish()
@@ -47,13 +58,29 @@ async function settle<T>(v: { finish: () => void }, checks: Promise<T>[]): Promi
   return all
 }
 
-const login = (username: string, password: string) => ({ type: 'login' as const, username, password: new Secret(password) })
-const passthrough = (username: string, token: string) => ({ type: 'passthrough' as const, username, mechanism: 'XOAUTH2' as const, response: new Secret('opaque'), token: new Secret(token) })
+const login = (username: string, password: string) => ({
+  type: 'login' as const,
+  username,
+  password: new Secret(password),
+})
+const passthrough = (username: string, token: string) => ({
+  type: 'passthrough' as const,
+  username,
+  mechanism: 'XOAUTH2' as const,
+  response: new Secret('opaque'),
+  token: new Secret(token),
+})
 
 describe('GuessThrottle', () => {
   it('one budget per source whatever the number of connections; refills with the clock', () => {
     const c = clock()
-    const t = new GuessThrottle({ now: c.now, perSourceBurst: 3, perSourcePerMin: 6, globalBurst: 100, globalPerMin: 100 })
+    const t = new GuessThrottle({
+      now: c.now,
+      perSourceBurst: 3,
+      perSourcePerMin: 6,
+      globalBurst: 100,
+      globalPerMin: 100,
+    })
     const got = Array.from({ length: 50 }, () => t.take('127.0.0.1').ok)
     assert.equal(got.filter(Boolean).length, 3)
     const refused = t.take('127.0.0.1')
@@ -89,13 +116,19 @@ describe('KdfGate', () => {
     let running = 0
     let peak = 0
     const release: (() => void)[] = []
-    const job = (): Promise<void> => g.run(async () => {
-      running++
-      peak = Math.max(peak, running)
-      await new Promise<void>((r) => release.push(r))
-      running--
-    })
-    const results = Array.from({ length: 10 }, () => job().then(() => 'done', (e: unknown) => (e instanceof KdfBusyError ? 'busy' : 'other')))
+    const job = (): Promise<void> =>
+      g.run(async () => {
+        running++
+        peak = Math.max(peak, running)
+        await new Promise<void>((r) => release.push(r))
+        running--
+      })
+    const results = Array.from({ length: 10 }, () =>
+      job().then(
+        () => 'done',
+        (e: unknown) => (e instanceof KdfBusyError ? 'busy' : 'other'),
+      ),
+    )
     await tick()
     assert.deepEqual([g.running, g.queued], [2, 3])
     while (release.length) {
@@ -113,17 +146,31 @@ describe('KdfGate', () => {
     assert.equal(peak, 2)
   })
 
-  it('waiting runs start in turn by source: one source\'s burst does not stand in front of another', async () => {
+  it("waiting runs start in turn by source: one source's burst does not stand in front of another", async () => {
     const g = new KdfGate({ parallel: 1, queued: 10, queuedPerSource: 3 })
     const order: string[] = []
     const release: (() => void)[] = []
-    const job = (source: string, name: string): Promise<unknown> => g.run(async () => {
-      order.push(name)
-      await new Promise<void>((r) => release.push(r))
-    }, undefined, source).catch((e: unknown) => (e instanceof KdfBusyError ? `${name} busy` : 'other'))
-    const all = [job('attacker', 'a0'), job('attacker', 'a1'), job('attacker', 'a2'), job('attacker', 'a3'), job('attacker', 'a4'), job('owner', 'o1')]
+    const job = (source: string, name: string): Promise<unknown> =>
+      g
+        .run(
+          async () => {
+            order.push(name)
+            await new Promise<void>((r) => release.push(r))
+          },
+          undefined,
+          source,
+        )
+        .catch((e: unknown) => (e instanceof KdfBusyError ? `${name} busy` : 'other'))
+    const all = [
+      job('attacker', 'a0'),
+      job('attacker', 'a1'),
+      job('attacker', 'a2'),
+      job('attacker', 'a3'),
+      job('attacker', 'a4'),
+      job('owner', 'o1'),
+    ]
     await tick()
-    assert.deepEqual(g.queued, 4, 'a1..a3 and o1 wait; a4 is over the attacker\'s share')
+    assert.deepEqual(g.queued, 4, "a1..a3 and o1 wait; a4 is over the attacker's share")
     for (let i = 0; i < 6; i++) {
       release.shift()?.()
       await tick()
@@ -136,10 +183,17 @@ describe('KdfGate', () => {
   it('a waiting run whose client has gone never runs', async () => {
     const g = new KdfGate({ parallel: 1, queued: 5 })
     let release = (): void => {}
-    const first = g.run(() => new Promise<void>((r) => { release = r }))
+    const first = g.run(
+      () =>
+        new Promise<void>((r) => {
+          release = r
+        }),
+    )
     const ac = new AbortController()
     let ran = false
-    const second = g.run(async () => { ran = true }, ac.signal)
+    const second = g.run(async () => {
+      ran = true
+    }, ac.signal)
     ac.abort()
     await assert.rejects(second, KdfAbandonedError)
     assert.equal(g.queued, 0)
@@ -155,20 +209,30 @@ describe('LoginCheck', () => {
     kdf: { parallel: 2, queued: 8, queuedPerSource: 8 },
     penalty: { freePerUser: 1000, freePerAddress: 1000 },
   })
-  const ctx = (signal = new AbortController().signal, allowed = true, exists = true) =>
-    ({ source: '127.0.0.1', allowed, signal, hasAccount: async () => exists })
+  const ctx = (signal = new AbortController().signal, allowed = true, exists = true) => ({
+    source: '127.0.0.1',
+    allowed,
+    signal,
+    hasAccount: async () => exists,
+  })
 
   it('200 parallel wrong guesses from one address: 5 KDF runs, the rest refused at once as temporary', async () => {
     const c = clock()
     const v = fakeVerifier({ 'alice@example.test': 'right' })
     const lc = new LoginCheck(v, opts(c))
-    const r = await settle(v, Array.from({ length: 200 }, (_, i) => lc.decide(login('alice@example.test', `guess ${i}`), ctx())))
+    const r = await settle(
+      v,
+      Array.from({ length: 200 }, (_, i) => lc.decide(login('alice@example.test', `guess ${i}`), ctx())),
+    )
     assert.equal(v.runs.length, 5)
     assert.equal(r.filter((x) => x.kind === 'refused').length, 5)
     assert.equal(r.filter((x) => x.kind === 'busy' && x.why === 'throttled').length, 195)
     // 30 s later at 6 a minute: 3 more guesses, however many connections try
     c.advance(30_000)
-    await settle(v, Array.from({ length: 50 }, (_, i) => lc.decide(login('alice@example.test', `later ${i}`), ctx())))
+    await settle(
+      v,
+      Array.from({ length: 50 }, (_, i) => lc.decide(login('alice@example.test', `later ${i}`), ctx())),
+    )
     assert.equal(v.runs.length, 5 + 3)
   })
 
@@ -191,11 +255,17 @@ describe('LoginCheck', () => {
     const c = clock()
     const v = fakeVerifier({ 'alice@example.test': 'right' })
     const lc = new LoginCheck(v, opts(c))
-    const r = await settle(v, Array.from({ length: 20 }, () => lc.decide(login('alice@example.test', 'right'), ctx())))
+    const r = await settle(
+      v,
+      Array.from({ length: 20 }, () => lc.decide(login('alice@example.test', 'right'), ctx())),
+    )
     assert.equal(v.runs.length, 1)
     assert.ok(r.every((x) => x.kind === 'signin'))
     // the budget is whole: 5 wrong guesses still get checked
-    const wrong = await settle(v, Array.from({ length: 5 }, (_, i) => lc.decide(login('alice@example.test', `w${i}`), ctx())))
+    const wrong = await settle(
+      v,
+      Array.from({ length: 5 }, (_, i) => lc.decide(login('alice@example.test', `w${i}`), ctx())),
+    )
     assert.ok(wrong.every((x) => x.kind === 'refused'))
   })
 
@@ -203,10 +273,19 @@ describe('LoginCheck', () => {
     const c = clock()
     const v = fakeVerifier({ 'alice@example.test': 'right' })
     const lc = new LoginCheck(v, opts(c))
-    const lookup = async (): Promise<string> => { await tick(); return 'uid:1000' }
-    const r = await settle(v, Array.from({ length: 50 }, () => lc.decide(login('alice@example.test', 'right'), { ...ctx(), source: lookup })))
+    const lookup = async (): Promise<string> => {
+      await tick()
+      return 'uid:1000'
+    }
+    const r = await settle(
+      v,
+      Array.from({ length: 50 }, () => lc.decide(login('alice@example.test', 'right'), { ...ctx(), source: lookup })),
+    )
     assert.equal(v.runs.length, 1)
-    assert.ok(r.every((x) => x.kind === 'signin'), JSON.stringify(r.filter((x) => x.kind !== 'signin')[0]))
+    assert.ok(
+      r.every((x) => x.kind === 'signin'),
+      JSON.stringify(r.filter((x) => x.kind !== 'signin')[0]),
+    )
   })
 
   it('a password file that cannot be read for a passing reason is a temporary failure, not a wrong password, and costs no guess', async () => {
@@ -225,7 +304,11 @@ describe('LoginCheck', () => {
     const r = await lc.decide(login('alice@example.test', 'x'), ctx())
     assert.equal(r.kind, 'unavailable')
     fail = false
-    assert.equal((await lc.decide(login('alice@example.test', 'y'), ctx())).kind, 'refused', 'the one guess was given back')
+    assert.equal(
+      (await lc.decide(login('alice@example.test', 'y'), ctx())).kind,
+      'refused',
+      'the one guess was given back',
+    )
   })
 
   it('checks of clients that have gone are dropped from the queue and cost no guess', async () => {
@@ -259,16 +342,28 @@ describe('LoginCheck', () => {
     const v = fakeVerifier({ 'alice@example.test': 'local pw' })
     const lc = new LoginCheck(v, { ...opts(c), throttle: { ...opts(c).throttle, perSourceBurst: 3 } })
     // 3 wrong passwords spend the budget
-    await settle(v, [0, 1, 2].map((i) => lc.decide(login('alice@example.test', `w${i}`), ctx())))
+    await settle(
+      v,
+      [0, 1, 2].map((i) => lc.decide(login('alice@example.test', `w${i}`), ctx())),
+    )
     assert.equal((await lc.decide(login('alice@example.test', 'w3'), ctx())).kind, 'busy')
     c.advance(10_000) // one guess back
     // 20 connections with the same valid token: one check, joined by the rest; all forwarded and accepted
-    const r = await settle(v, Array.from({ length: 20 }, () => lc.decide(passthrough('alice@example.test', 'ya29.valid'), ctx())))
+    const r = await settle(
+      v,
+      Array.from({ length: 20 }, () => lc.decide(passthrough('alice@example.test', 'ya29.valid'), ctx())),
+    )
     for (const x of r) if (x.kind === 'forward') lc.forwarded('127.0.0.1', 'alice@example.test', false, x)
     assert.equal(r.filter((x) => x.kind === 'forward' && x.charged).length, 1)
     // the budget holds one guess again, not twenty
-    const after = await settle(v, [lc.decide(login('alice@example.test', 'w4'), ctx()), lc.decide(login('alice@example.test', 'w5'), ctx())])
-    assert.deepEqual(after.map((x) => x.kind), ['refused', 'busy'])
+    const after = await settle(v, [
+      lc.decide(login('alice@example.test', 'w4'), ctx()),
+      lc.decide(login('alice@example.test', 'w5'), ctx()),
+    ])
+    assert.deepEqual(
+      after.map((x) => x.kind),
+      ['refused', 'busy'],
+    )
   })
 
   it('an unknown account, a wrong password and a listener that does not allow the account get one answer after one KDF run each', async () => {
@@ -282,7 +377,10 @@ describe('LoginCheck', () => {
       lc.decide(login('alice@example.test', 'local pw'), ctx(undefined, false)),
     ]
     const r = await settle(v, cases)
-    assert.deepEqual(r.map((x) => x.kind), ['refused', 'refused', 'refused', 'refused'])
+    assert.deepEqual(
+      r.map((x) => x.kind),
+      ['refused', 'refused', 'refused', 'refused'],
+    )
     assert.equal(v.runs.length, 4)
   })
 })
@@ -296,14 +394,20 @@ describe('peer-uid: who is on the other end of a loopback connection', () => {
     '   1: 0100007F:0477 0100007F:9D46 01 00000000:00000000 00:00000000 00000000     0        0 117061 1 0 20 4 30 10 -1',
   ].join('\n')
 
-  it('encodes addresses as /proc/net/tcp{,6} does and finds the client socket\'s uid', async () => {
+  it("encodes addresses as /proc/net/tcp{,6} does and finds the client socket's uid", async () => {
     const { encodeV4, encodeV6, loopbackPeerUid } = await import('../../src/proxy/peer-uid.js')
     assert.equal(encodeV4({ address: '127.0.0.1', port: 40262 }), '0100007F:9D46')
     assert.equal(encodeV4({ address: '::ffff:127.0.0.1', port: 1143 }), '0100007F:0477')
     assert.equal(encodeV6({ address: '::1', port: 1143 }), '00000000000000000000000001000000:0477')
     assert.equal(encodeV6({ address: '::ffff:127.0.0.1', port: 1 }), '0000000000000000FFFF00000100007F:0001')
     const read = async (f: string): Promise<string> => (f === '/proc/net/tcp' ? TCP : '')
-    assert.equal(await loopbackPeerUid({ address: '127.0.0.1', port: 40262 }, { address: '127.0.0.1', port: 1143 }, { read }), 65534)
-    assert.equal(await loopbackPeerUid({ address: '127.0.0.1', port: 40263 }, { address: '127.0.0.1', port: 1143 }, { read }), undefined)
+    assert.equal(
+      await loopbackPeerUid({ address: '127.0.0.1', port: 40262 }, { address: '127.0.0.1', port: 1143 }, { read }),
+      65534,
+    )
+    assert.equal(
+      await loopbackPeerUid({ address: '127.0.0.1', port: 40263 }, { address: '127.0.0.1', port: 1143 }, { read }),
+      undefined,
+    )
   })
 })

@@ -39,23 +39,29 @@ in the browser's command line, which every user of the machine can read.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('add', args, {
-    ...COMMON_FLAGS,
-    ...PROVIDER_FLAGS,
-    device: { type: 'boolean' },
-    browser: { type: 'boolean' },
-    paste: { type: 'boolean' },
-    port: { type: 'string' },
-    timeout: { type: 'string' },
-    'no-qr': { type: 'boolean' },
-  }, 1)
+  const { values, positionals } = parse(
+    'add',
+    args,
+    {
+      ...COMMON_FLAGS,
+      ...PROVIDER_FLAGS,
+      device: { type: 'boolean' },
+      browser: { type: 'boolean' },
+      paste: { type: 'boolean' },
+      port: { type: 'string' },
+      timeout: { type: 'string' },
+      'no-qr': { type: 'boolean' },
+    },
+    1,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
   }
   const email = needEmail('add', positionals)
   const flows = (['device', 'browser', 'paste'] as const).filter((f) => values[f] === true)
-  if (flows.length > 1) throw new UsageError(`choose one of --device, --browser, --paste (got ${flows.map((f) => '--' + f).join(' and ')})`)
+  if (flows.length > 1)
+    throw new UsageError(`choose one of --device, --browser, --paste (got ${flows.map((f) => '--' + f).join(' and ')})`)
   const flow: Flow | undefined = flows[0]
   const port = values.port === undefined ? undefined : intFlag('--port', values.port, 1, 65535)
   const timeoutSec = values.timeout === undefined ? undefined : intFlag('--timeout', values.timeout, 5, 3600)
@@ -85,11 +91,19 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       signal: io.signal,
       onPlan: (p) => {
         emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
-        if (p.plainHttp) say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
+        if (p.plainHttp)
+          say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
       },
       onClientRejected: (r) => {
-        say(`mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`)
-        emit({ event: 'client_rejected', client_id: r.clientId, message: r.error.message, ...(r.next ? { next_client_id: r.next } : {}) })
+        say(
+          `mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`,
+        )
+        emit({
+          event: 'client_rejected',
+          client_id: r.clientId,
+          message: r.error.message,
+          ...(r.next ? { next_client_id: r.next } : {}),
+        })
       },
       onDevicePrompt: async (p) => {
         deviceExpiresAt = p.expiresAt
@@ -113,23 +127,35 @@ export async function run(args: string[], io: CliIO): Promise<number> {
         }
       },
       onDeviceTick: (left) => {
-        if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
+        if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60)
+          say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
       },
       openBrowser: (url) => browser.open(url),
       onAuthorizationUrl: (url, info) => {
-        emit({ event: 'authorization_url', account: email, url, redirect_uri: info.redirectUri, browser_opened: info.browserOpened })
+        emit({
+          event: 'authorization_url',
+          account: email,
+          url,
+          redirect_uri: info.redirectUri,
+          browser_opened: info.browserOpened,
+        })
         if (info.browserOpened) {
-          say(`A browser window should have opened to sign in ${email}. If it did not, open:\n\n  ${url}\n\nWaiting for the sign-in to finish…\n`)
+          say(
+            `A browser window should have opened to sign in ${email}. If it did not, open:\n\n  ${url}\n\nWaiting for the sign-in to finish…\n`,
+          )
         } else {
-          say(`To sign in ${email}, open this address in a browser (on any machine):\n\n  ${url}\n\n` +
-            `After you approve, the browser is sent to ${info.redirectUri}… — if that page does not load,\n` +
-            'copy the whole address from the address bar and paste it here.\n')
+          say(
+            `To sign in ${email}, open this address in a browser (on any machine):\n\n  ${url}\n\n` +
+              `After you approve, the browser is sent to ${info.redirectUri}… — if that page does not load,\n` +
+              'copy the whole address from the address bar and paste it here.\n',
+          )
         }
       },
-      readPastedRedirect: (signal) => io.readLine('Paste the address here: ', signal).then((t) => {
-        if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
-        return t
-      }),
+      readPastedRedirect: (signal) =>
+        io.readLine('Paste the address here: ', signal).then((t) => {
+          if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
+          return t
+        }),
     })
   } finally {
     stopCountdown()
@@ -142,7 +168,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
 function intFlag(name: string, v: unknown, min: number, max: number): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}`)
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UsageError(`${name} must be a whole number from ${min} to ${max}`)
   return n
 }
 
@@ -163,7 +190,10 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
 
 function signedInText(s: AccountStatus): string {
   // sign-in.ts refuses any identity but the account's own names and its --sign-in-as name
-  const who = s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase() ? ` (signed in as ${s.identity.email})` : ''
+  const who =
+    s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase()
+      ? ` (signed in as ${s.identity.email})`
+      : ''
   let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
   if (who) {
     t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${shArg(s.email)}" checks it.\n`
@@ -171,7 +201,8 @@ function signedInText(s: AccountStatus): string {
   if (!s.refreshToken.present) {
     t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'
   }
-  t += `Next: "mailkey token ${shArg(s.email)}" prints a fresh access token for your mail client;\n` +
+  t +=
+    `Next: "mailkey token ${shArg(s.email)}" prints a fresh access token for your mail client;\n` +
     `      "mailkey status ${shArg(s.email)}" shows the servers and the token's state.\n`
   return t
 }

@@ -30,13 +30,18 @@ the client's file; where it goes and how to use it is printed on stderr.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('config', args, {
-    ...COMMON_FLAGS,
-    via: { type: 'string' },
-    'token-command': { type: 'string' },
-    'password-command': { type: 'string' },
-    'client-version': { type: 'string' },
-  }, 2)
+  const { values, positionals } = parse(
+    'config',
+    args,
+    {
+      ...COMMON_FLAGS,
+      via: { type: 'string' },
+      'token-command': { type: 'string' },
+      'password-command': { type: 'string' },
+      'client-version': { type: 'string' },
+    },
+    2,
+  )
   const { RECIPES } = await import('../../recipes/index.js')
   if (values.help) {
     io.stdout(HELP)
@@ -48,19 +53,31 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     return EXIT.OK
   }
   const recipe = RECIPES.get(client)
-  if (!recipe) throw new UsageError(`no recipe for "${client}"`, { hint: `Run "mailkey config" for the list: ${[...RECIPES.keys()].join(', ')}.` })
-  if (email === undefined) throw new UsageError(`which account? mailkey config ${client} <email>`, { hint: 'Run "mailkey list" to see the accounts.' })
+  if (!recipe)
+    throw new UsageError(`no recipe for "${client}"`, {
+      hint: `Run "mailkey config" for the list: ${[...RECIPES.keys()].join(', ')}.`,
+    })
+  if (email === undefined)
+    throw new UsageError(`which account? mailkey config ${client} <email>`, {
+      hint: 'Run "mailkey list" to see the accounts.',
+    })
   if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
   const via = values.via === 'proxy'
   if (!via && !recipe.direct) {
-    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, { hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".` })
+    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, {
+      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
+    })
   }
 
   const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
   const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
-  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion)) throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
+  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion))
+    throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
   const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
-  if (notDirect) throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, { hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".` })
+  if (notDirect)
+    throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, {
+      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
+    })
 
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accountId } = await import('../../store/file-store.js')
@@ -70,7 +87,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const s = rec.settings
   const { shCommand } = await import('../../recipes/shell.js')
   const { parseServer } = await import('../../probe/run.js')
-  const server = (key: 'imap' | 'pop' | 'smtp', url: string | undefined): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> => {
+  const server = (
+    key: 'imap' | 'pop' | 'smtp',
+    url: string | undefined,
+  ): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> => {
     if (!url) return {}
     const a = parseServer(url)
     return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
@@ -86,33 +106,58 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...server('smtp', s.servers.smtp),
     ...(s.ca ? { ca: s.ca } : {}),
     ...(clientVersion !== undefined ? { clientVersion } : {}),
-    tokenCommand: typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
-    ...(via ? { proxy: await proxyPorts(mk, s.email, typeof values['password-command'] === 'string' ? values['password-command'] : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"') } : {}),
+    tokenCommand:
+      typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
+    ...(via
+      ? {
+          proxy: await proxyPorts(
+            mk,
+            s.email,
+            typeof values['password-command'] === 'string'
+              ? values['password-command']
+              : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
+          ),
+        }
+      : {}),
   }
   let made
   try {
     made = recipe.make(input)
   } catch (e) {
-    throw new UsageError(`cannot write a ${client} configuration for ${quoted(email)}: ${(e as Error).message}`, { hint: `Run "mailkey status ${shArg(email)}" to see its servers; "mailkey add ${shArg(email)} --smtp-url ..." sets them.` })
+    throw new UsageError(`cannot write a ${client} configuration for ${quoted(email)}: ${(e as Error).message}`, {
+      hint: `Run "mailkey status ${shArg(email)}" to see its servers; "mailkey add ${shArg(email)} --smtp-url ..." sets them.`,
+    })
   }
   io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)
-  if (found !== undefined) io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)
+  if (found !== undefined)
+    io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)
   return EXIT.OK
 }
 
 /** The version of the client on PATH (`aerc -v`), when the recipe cares and it answers within 3 s. */
 function installedVersion(probe: ClientRecipe['version'], env: NodeJS.ProcessEnv): string | undefined {
   if (!probe) return undefined
-  const r = spawnSync(probe.command, probe.args, { encoding: 'utf8', timeout: 3000, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const r = spawnSync(probe.command, probe.args, {
+    encoding: 'utf8',
+    timeout: 3000,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   if (r.error || typeof r.stdout !== 'string') return undefined
   return probe.pattern.exec(r.stdout + r.stderr)?.[1]
 }
 
 /** The proxy's plain loopback listeners for this account from config.toml, else the usual ports. */
-async function proxyPorts(mk: Mailkey, email: string, passwordCommand: string): Promise<NonNullable<RecipeInput['proxy']>> {
+async function proxyPorts(
+  mk: Mailkey,
+  email: string,
+  passwordCommand: string,
+): Promise<NonNullable<RecipeInput['proxy']>> {
   const cfg = await mk.broker.loadConfig()
-  const usable = (cfg?.proxy?.listeners ?? []).filter((l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())))
+  const usable = (cfg?.proxy?.listeners ?? []).filter(
+    (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())),
+  )
   const port = (p: 'imap' | 'pop3' | 'smtp'): number | undefined => usable.find((l) => l.protocol === p)?.port
   const fromConfig = usable.length > 0
   return {

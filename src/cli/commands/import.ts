@@ -21,15 +21,24 @@ Give the same --client-id (and --client-secret-file F) the token was issued to. 
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('import', args, { ...COMMON_FLAGS, ...PROVIDER_FLAGS, 'refresh-token-file': { type: 'string' } }, 1)
+  const { values, positionals } = parse(
+    'import',
+    args,
+    { ...COMMON_FLAGS, ...PROVIDER_FLAGS, 'refresh-token-file': { type: 'string' } },
+    1,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
   }
   const email = needEmail('import', positionals)
   const file = values['refresh-token-file']
-  if (typeof file !== 'string') throw new UsageError('import needs --refresh-token-file F (or - for stdin)', { hint: `Run "mailkey import ${shArg(email)} --refresh-token-file token.txt".` })
-  if (file === '-' && values['client-secret-file'] === '-') throw new UsageError('--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file')
+  if (typeof file !== 'string')
+    throw new UsageError('import needs --refresh-token-file F (or - for stdin)', {
+      hint: `Run "mailkey import ${shArg(email)} --refresh-token-file token.txt".`,
+    })
+  if (file === '-' && values['client-secret-file'] === '-')
+    throw new UsageError('--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file')
   let raw: string | undefined
   if (file === '-') {
     raw = await io.readLine(io.stdinIsTTY ? 'Refresh token: ' : '', io.signal)
@@ -38,19 +47,26 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const rt = raw?.trim()
   if (!rt) throw new UsageError(`no refresh token in ${file === '-' ? 'stdin' : `"${file}"`}`)
-  if (/\s/.test(rt)) throw new UsageError(`the refresh token in ${file === '-' ? 'stdin' : `"${file}"`} contains spaces or several lines; put only the token in it`)
+  if (/\s/.test(rt))
+    throw new UsageError(
+      `the refresh token in ${file === '-' ? 'stdin' : `"${file}"`} contains spaces or several lines; put only the token in it`,
+    )
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const status = await mk.importRefreshToken({
     ...accountOptions(email, values),
     refreshToken: new Secret(rt),
     signal: io.signal,
     onPlan: (p) => {
-      if (p.plainHttp) io.stderr('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
+      if (p.plainHttp)
+        io.stderr('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
     },
-    onClientRejected: (r) => io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
+    onClientRejected: (r) =>
+      io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
   })
   if (values.json) io.stdout(JSON.stringify({ event: 'imported', account: status.email, status }) + '\n')
-  io.stderr(`Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
-    `Next: "mailkey token ${shArg(status.email)}" prints an access token.\n`)
+  io.stderr(
+    `Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
+      `Next: "mailkey token ${shArg(status.email)}" prints an access token.\n`,
+  )
   return EXIT.OK
 }

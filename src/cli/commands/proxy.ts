@@ -42,17 +42,22 @@ through untouched. Port 0 picks a free port; the addresses are printed as JSON o
 export async function run(args: string[], io: CliIO): Promise<number> {
   if (args[0] === 'password') return setPassword(args.slice(1), io)
   if (args[0] === 'install-service') return installService(args.slice(1), io)
-  const { values } = parse('proxy', args, {
-    ...COMMON_FLAGS,
-    'imap-port': { type: 'string' },
-    'pop-port': { type: 'string' },
-    'smtp-port': { type: 'string' },
-    host: { type: 'string' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    tls: { type: 'string' },
-    'oauth-passthrough': { type: 'boolean' },
-  }, 0)
+  const { values } = parse(
+    'proxy',
+    args,
+    {
+      ...COMMON_FLAGS,
+      'imap-port': { type: 'string' },
+      'pop-port': { type: 'string' },
+      'smtp-port': { type: 'string' },
+      host: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      tls: { type: 'string' },
+      'oauth-passthrough': { type: 'boolean' },
+    },
+    0,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
@@ -60,7 +65,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const port = (flag: string): number | undefined => {
     const v = values[flag]
     if (v === undefined) return undefined
-    if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) > 65535) throw new UsageError(`--${flag} must be a port number (0 picks a free one)`)
+    if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) > 65535)
+      throw new UsageError(`--${flag} must be a port number (0 picks a free one)`)
     return Number(v)
   }
   const host = typeof values.host === 'string' ? values.host : '127.0.0.1'
@@ -81,18 +87,36 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   // Local passwords would cross the network in clear text: refuse (issue #4, STYLE.md §1.6).
   if (!isLoopbackHost(host) && !tls) {
-    throw new UsageError(`refusing to listen on ${host} without TLS: passwords would cross the network in clear text`, { hint: 'Give --tls-cert and --tls-key, or listen on 127.0.0.1.' })
+    throw new UsageError(`refusing to listen on ${host} without TLS: passwords would cross the network in clear text`, {
+      hint: 'Give --tls-cert and --tls-key, or listen on 127.0.0.1.',
+    })
   }
-  const flagListeners = ([['imap', 'imap-port'], ['pop3', 'pop-port'], ['smtp', 'smtp-port']] as const)
+  const flagListeners = (
+    [
+      ['imap', 'imap-port'],
+      ['pop3', 'pop-port'],
+      ['smtp', 'smtp-port'],
+    ] as const
+  )
     .map(([protocol, flag]) => ({ protocol, port: port(flag) }))
     .filter((l): l is { protocol: 'imap' | 'pop3' | 'smtp'; port: number } => l.port !== undefined)
-    .map((l) => ({ ...l, host, ...(tls ? { tls } : {}), ...(values['oauth-passthrough'] === true ? { oauthPassthrough: true } : {}) }))
+    .map((l) => ({
+      ...l,
+      host,
+      ...(tls ? { tls } : {}),
+      ...(values['oauth-passthrough'] === true ? { oauthPassthrough: true } : {}),
+    }))
   // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
   // and SIGHUP re-reads them.
   const fromConfig = flagListeners.length === 0
   const listeners = fromConfig ? await configListeners(io, mk) : flagListeners
   if (listeners.length === 0) {
-    throw new UsageError('no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml', { hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".' })
+    throw new UsageError(
+      'no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml',
+      {
+        hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".',
+      },
+    )
   }
   // An encrypted store: unlock it now (agent, keyring, passphrase_command or this terminal), not at
   // the first client's login, which could only fail. The key then stays in this process.
@@ -100,27 +124,42 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const { startProxy } = await import('../../proxy/server.js')
   // issue 11 item 5: what a login may need later is read now, not at the descriptor ceiling
   await mk.preload()
-  const log = (e: Record<string, unknown>): void => io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
+  const log = (e: Record<string, unknown>): void =>
+    io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   // [proxy] failed_login_delay_max_sec, login_timeout_sec, the caps and the guess throttle (read once, at start)
   const proxyCfg = (await mk.broker.loadConfig())?.proxy
   const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
   const proxy = await startProxy({
-    mailkey: mk, listeners, log,
+    mailkey: mk,
+    listeners,
+    log,
     ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
     ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
     ...limitOptions(proxyCfg),
   })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
-  log({ level: 'info', event: 'started', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
+  log({
+    level: 'info',
+    event: 'started',
+    listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' '),
+  })
   const onHup = (): void => {
     if (!fromConfig) {
-      log({ level: 'info', event: 'reload', msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)' })
+      log({
+        level: 'info',
+        event: 'reload',
+        msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)',
+      })
       return
     }
     configListeners(io, mk)
       .then((next) => proxy.reload(next))
       .then(() => {
-        log({ level: 'info', event: 'reloaded', listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ') })
+        log({
+          level: 'info',
+          event: 'reloaded',
+          listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' '),
+        })
         for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
       })
       .catch((e: unknown) => log({ level: 'error', event: 'reload-failed', msg: (e as Error).message }))
@@ -142,15 +181,31 @@ export async function run(args: string[], io: CliIO): Promise<number> {
  * caps and the first-command timeout (proxy/admission.ts), the guess throttle and the KDF queue
  * (proxy/throttle.ts).
  */
-function limitOptions(c: ProxyConfig | undefined): { admission?: Record<string, number>; throttle?: Record<string, number>; kdf?: Record<string, number>; firstCommandTimeoutMs?: number } {
+function limitOptions(c: ProxyConfig | undefined): {
+  admission?: Record<string, number>
+  throttle?: Record<string, number>
+  kdf?: Record<string, number>
+  firstCommandTimeoutMs?: number
+} {
   if (!c) return {}
   const pick = (pairs: [string, number | undefined][]): Record<string, number> | undefined => {
     const o = Object.fromEntries(pairs.filter((p): p is [string, number] => p[1] !== undefined))
     return Object.keys(o).length ? o : undefined
   }
-  const admission = pick([['maxConnections', c.maxConnections], ['maxConnectionsPerSource', c.maxConnectionsPerSource]])
-  const throttle = pick([['perSourcePerMin', c.guessesPerMinPerAddress], ['perSourceBurst', c.guessBurstPerAddress], ['globalPerMin', c.guessesPerMin], ['globalBurst', c.guessBurst]])
-  const kdf = pick([['parallel', c.passwordChecksParallel], ['queued', c.passwordChecksQueued]])
+  const admission = pick([
+    ['maxConnections', c.maxConnections],
+    ['maxConnectionsPerSource', c.maxConnectionsPerSource],
+  ])
+  const throttle = pick([
+    ['perSourcePerMin', c.guessesPerMinPerAddress],
+    ['perSourceBurst', c.guessBurstPerAddress],
+    ['globalPerMin', c.guessesPerMin],
+    ['globalBurst', c.guessBurst],
+  ])
+  const kdf = pick([
+    ['parallel', c.passwordChecksParallel],
+    ['queued', c.passwordChecksQueued],
+  ])
   return {
     ...(admission ? { admission } : {}),
     ...(throttle ? { throttle } : {}),
@@ -166,14 +221,17 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   await assertPrivateState(mk)
   await mk.status(email) // the account must exist
   // From the terminal without echo, or from stdin when it is not a terminal (scripts).
-  const pw = io.stdinIsTTY && io.readSecretLine
-    ? await io.readSecretLine(`Local proxy password for ${email}: `, io.signal)
-    : await io.readLine('', io.signal)
+  const pw =
+    io.stdinIsTTY && io.readSecretLine
+      ? await io.readSecretLine(`Local proxy password for ${email}: `, io.signal)
+      : await io.readLine('', io.signal)
   if (pw === undefined || pw.length === 0) throw new UsageError('no password given')
   if (pw.length < 8) throw new UsageError('use at least 8 characters for the local password')
   const { PasswordStore } = await import('../../proxy/passwords.js')
   await new PasswordStore(mk.broker.store).set(email, new Secret(pw))
-  io.stderr(`Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.\n`)
+  io.stderr(
+    `Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.\n`,
+  )
   return EXIT.OK
 }
 
@@ -198,7 +256,15 @@ async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Pr
   const { ensureProxyCertificate, certificateNames } = await import('../../proxy/self-signed.js')
   await mk.broker.store.ensureDir()
   const c = await ensureProxyCertificate(mk.broker.paths.stateDir, certificateNames(listenHosts))
-  io.stdout(JSON.stringify({ event: 'certificate', file: c.certFile, fingerprint256: c.fingerprint256, names: c.names, created: c.created }) + '\n')
+  io.stdout(
+    JSON.stringify({
+      event: 'certificate',
+      file: c.certFile,
+      fingerprint256: c.fingerprint256,
+      names: c.names,
+      created: c.created,
+    }) + '\n',
+  )
   return { cert: c.cert, key: c.key }
 }
 
@@ -210,13 +276,19 @@ async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../pr
   let key = p.tlsKey ? await readFile(p.tlsKey, 'utf8') : undefined
   if (!cert && p.listeners.some((l) => l.tls !== 'none')) {
     // TLS listeners without tls_cert/tls_key: mailkey's self-signed certificate.
-    const own = await ownCertificate(io, mk, p.listeners.map((l) => l.host))
+    const own = await ownCertificate(
+      io,
+      mk,
+      p.listeners.map((l) => l.host),
+    )
     cert = own.cert
     key = own.key
   }
   return p.listeners.map((l) => {
     if (!isLoopbackHost(l.host) && l.tls === 'none') {
-      throw new UsageError(`${cfg.file}: refusing to listen on ${l.host} without TLS: passwords would cross the network in clear text`)
+      throw new UsageError(
+        `${cfg.file}: refusing to listen on ${l.host} without TLS: passwords would cross the network in clear text`,
+      )
     }
     return {
       protocol: l.protocol,
@@ -235,7 +307,9 @@ async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../pr
 async function installService(args: string[], io: CliIO): Promise<number> {
   const { values } = parse('proxy install-service', args, COMMON_FLAGS, 0)
   if (values.help) {
-    io.stdout('Usage: mailkey proxy install-service\n\nWrites a systemd user unit that runs "mailkey proxy" with the listeners of config.toml.\n')
+    io.stdout(
+      'Usage: mailkey proxy install-service\n\nWrites a systemd user unit that runs "mailkey proxy" with the listeners of config.toml.\n',
+    )
     return EXIT.OK
   }
   const { mkdir, writeFile } = await import('node:fs/promises')
@@ -271,7 +345,9 @@ async function installService(args: string[], io: CliIO): Promise<number> {
   await mkdir(dir, { recursive: true })
   await writeFile(file, unit, { mode: 0o644 })
   io.stdout(file + '\n')
-  io.stderr(`Wrote ${file}. It runs the listeners of your config.toml ([[proxy.listeners]]).\n` +
-    'Enable and start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mailkey-proxy.service\n')
+  io.stderr(
+    `Wrote ${file}. It runs the listeners of your config.toml ([[proxy.listeners]]).\n` +
+      'Enable and start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mailkey-proxy.service\n',
+  )
   return EXIT.OK
 }

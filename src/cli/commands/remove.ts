@@ -27,8 +27,18 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const r = await mk.remove(email, { revoke: values['no-revoke'] !== true })
   if (values.json) io.stdout(JSON.stringify({ event: 'removed', account: email, ...r }) + '\n')
   const rev = r.revocation
-  const revText = rev === 'revoked' ? 'revoked at the provider and ' : rev === 'unsupported' ? '' : rev === 'skipped' ? '' : `not revoked at the provider (${rev.failed}), but `
+  const revText =
+    rev === 'revoked'
+      ? 'revoked at the provider and '
+      : rev === 'unsupported'
+        ? ''
+        : rev === 'skipped'
+          ? ''
+          : `not revoked at the provider (${rev.failed}), but `
   io.stderr(`Removed ${email}: ${revText}deleted from the token store.\n`)
-  if (rev === 'unsupported') io.stderr('The provider has no revocation endpoint; remove mailkey\'s access in your account\'s security settings if you want it gone there too.\n')
+  if (rev === 'unsupported')
+    io.stderr(
+      "The provider has no revocation endpoint; remove mailkey's access in your account's security settings if you want it gone there too.\n",
+    )
   return EXIT.OK
 }

@@ -38,7 +38,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (values.json) {
     io.stdout(JSON.stringify({ accounts, broken }, null, 2) + '\n')
   } else {
-    if (accounts.length === 0 && broken.length === 0) io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
+    if (accounts.length === 0 && broken.length === 0)
+      io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
     io.stdout(accounts.map(describe).join('\n'))
     for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
   }
@@ -54,11 +55,31 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accounts, broken } = await mk.list()
   if (values.json) {
-    io.stdout(JSON.stringify({ accounts: accounts.map((a) => ({ email: a.email, provider: a.provider, state: a.state, access_token_expires_at: a.accessToken.expiresAt ?? null })), broken }, null, 2) + '\n')
+    io.stdout(
+      JSON.stringify(
+        {
+          accounts: accounts.map((a) => ({
+            email: a.email,
+            provider: a.provider,
+            state: a.state,
+            access_token_expires_at: a.accessToken.expiresAt ?? null,
+          })),
+          broken,
+        },
+        null,
+        2,
+      ) + '\n',
+    )
   } else {
-    if (accounts.length === 0 && broken.length === 0) io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
+    if (accounts.length === 0 && broken.length === 0)
+      io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
     for (const a of accounts) {
-      const state = a.state === 'reauth' ? 'needs sign-in' : a.accessToken.valid ? `token valid ${formatDuration(a.accessToken.expiresInSec ?? 0)}` : 'token expired (refreshes on next use)'
+      const state =
+        a.state === 'reauth'
+          ? 'needs sign-in'
+          : a.accessToken.valid
+            ? `token valid ${formatDuration(a.accessToken.expiresInSec ?? 0)}`
+            : 'token expired (refreshes on next use)'
       io.stdout(`${a.email}\t${a.provider}${a.tenant ? `/${a.tenant}` : ''}\t${state}\n`)
     }
     for (const b of broken) io.stderr(`mailkey: ${b.message}\n`)
@@ -79,22 +100,40 @@ function describe(s: AccountStatus): string {
   const rows: [string, string][] = []
   rows.push(['provider', `${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}`])
   rows.push(['client id', `${s.clientId}${s.clientLabel ? ` (${s.clientLabel})` : ''}`])
-  rows.push(['signed in', `${formatTime(s.grantedAt)} via ${s.flow}${s.identity?.email ? ` as ${s.identity.email}` : ''}`])
+  rows.push([
+    'signed in',
+    `${formatTime(s.grantedAt)} via ${s.flow}${s.identity?.email ? ` as ${s.identity.email}` : ''}`,
+  ])
   if (s.state === 'reauth') {
     rows.push(['state', `NEEDS SIGN-IN: run "mailkey add ${shArg(s.email)}"`])
   } else {
     rows.push(['state', 'active'])
   }
   const at = s.accessToken
-  rows.push(['access token', !at.present ? 'none' : at.valid ? `valid for ${formatDuration(at.expiresInSec ?? 0)} (until ${formatTime(at.expiresAt)})` : `expired ${formatTime(at.expiresAt)}; refreshed on next use`])
+  rows.push([
+    'access token',
+    !at.present
+      ? 'none'
+      : at.valid
+        ? `valid for ${formatDuration(at.expiresInSec ?? 0)} (until ${formatTime(at.expiresAt)})`
+        : `expired ${formatTime(at.expiresAt)}; refreshed on next use`,
+  ])
   const rt = s.refreshToken
-  rows.push(['refresh token', rt.present
-    ? `received ${rt.ageDays} days ago${rt.idleLimitDays ? ` (the provider drops it after ${rt.idleLimitDays} days unused)` : ''}`
-    : 'none (sign in again when the access token expires)'])
+  rows.push([
+    'refresh token',
+    rt.present
+      ? `received ${rt.ageDays} days ago${rt.idleLimitDays ? ` (the provider drops it after ${rt.idleLimitDays} days unused)` : ''}`
+      : 'none (sign in again when the access token expires)',
+  ])
   if (s.refreshedAt) rows.push(['last refresh', formatTime(s.refreshedAt)])
   if (s.grantHorizon) {
     const h = s.grantHorizon
-    rows.push(['grant ends', h.warn ? `WARNING: ${h.message}` : `${formatTime(h.at)} at the latest (${h.kind === 'idle' ? `${h.days} days after its last use` : `${h.days} days after sign-in`})`])
+    rows.push([
+      'grant ends',
+      h.warn
+        ? `WARNING: ${h.message}`
+        : `${formatTime(h.at)} at the latest (${h.kind === 'idle' ? `${h.days} days after its last use` : `${h.days} days after sign-in`})`,
+    ])
   }
   rows.push(['scopes', s.grantedScope ?? s.scopes.join(' ')])
   const servers = [s.servers.imap, s.servers.pop, s.servers.smtp].filter(Boolean).join('  ')
@@ -104,7 +143,10 @@ function describe(s: AccountStatus): string {
     rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])
     if (s.lastError.meaning) rows.push(['meaning', s.lastError.meaning])
   }
-  rows.push(['stored in', `${s.storage.path} (file mode 0600, ${s.storage.encrypted ? `tokens encrypted, key ${s.storage.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'}` : 'not encrypted'})`])
+  rows.push([
+    'stored in',
+    `${s.storage.path} (file mode 0600, ${s.storage.encrypted ? `tokens encrypted, key ${s.storage.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'}` : 'not encrypted'})`,
+  ])
   const w = Math.max(...rows.map(([k]) => k.length))
   return `${s.email}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`
 }

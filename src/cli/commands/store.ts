@@ -47,7 +47,7 @@ const WORKER_BIN = fileURLToPath(new URL('../bin.js', import.meta.url))
 export function parseDuration(s: string): number {
   const m = /^(\d+)\s*([smhd]?)$/.exec(s.trim())
   if (!m) throw new UsageError(`"${s}" is not a duration`, { hint: 'Use for example 30m, 8h or 2d.' })
-  const n = Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'])
+  const n = Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd']
   if (n < 1 || n > 31 * 86400) throw new UsageError('the duration must be from 1 second to 31 days')
   return n * 1000
 }
@@ -78,7 +78,10 @@ function askFor(io: CliIO): { askPassphrase?: (prompt: string) => Promise<string
 async function unlockAll(mk: Mailkey): Promise<Map<string, Buffer>> {
   const keys = mk.broker.store.keys
   const meta = readMeta(mk.broker.paths)
-  if (!keys || !meta || meta.keys.length === 0) throw new UsageError('the token store is not encrypted: there is nothing to unlock', { hint: 'Encrypt it with "mailkey store migrate --to passphrase" (or --to keyring).' })
+  if (!keys || !meta || meta.keys.length === 0)
+    throw new UsageError('the token store is not encrypted: there is nothing to unlock', {
+      hint: 'Encrypt it with "mailkey store migrate --to passphrase" (or --to keyring).',
+    })
   return await keys.unlockAll(meta)
 }
 
@@ -105,28 +108,51 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const sealed = records.filter((r) => r.sealed).length
     const protection: Protection = meta?.protection ?? 'file'
     if (values.json) {
-      io.stdout(JSON.stringify({ protection, keys: meta?.keys.map((k) => ({ kid: k.kid, kind: k.kind })) ?? [], accounts: records.length, encrypted: sealed, agent: agent ? { until: new Date(agent.until).toISOString() } : null }) + '\n')
+      io.stdout(
+        JSON.stringify({
+          protection,
+          keys: meta?.keys.map((k) => ({ kid: k.kid, kind: k.kind })) ?? [],
+          accounts: records.length,
+          encrypted: sealed,
+          agent: agent ? { until: new Date(agent.until).toISOString() } : null,
+        }) + '\n',
+      )
       return EXIT.OK
     }
-    const how = { file: 'plain files (mode 0600, not encrypted)', keyring: 'encrypted; the key is in the OS keyring', passphrase: 'encrypted; the key is protected by a passphrase' }[protection]
-    io.stdout(`token store   ${paths.stateDir}\nprotection    ${how}\naccounts      ${records.length} (${sealed} encrypted)\n`)
-    if ((meta?.keys.length ?? 0) > 1 || (protection === 'file' && (meta?.keys.length ?? 0) > 0)) io.stdout(`migration     not finished: run "mailkey store migrate --to ${protection}"\n`)
-    io.stdout(`agent         ${agent ? `running, unlocked until ${new Date(agent.until).toISOString()}` : 'not running'}\n`)
+    const how = {
+      file: 'plain files (mode 0600, not encrypted)',
+      keyring: 'encrypted; the key is in the OS keyring',
+      passphrase: 'encrypted; the key is protected by a passphrase',
+    }[protection]
+    io.stdout(
+      `token store   ${paths.stateDir}\nprotection    ${how}\naccounts      ${records.length} (${sealed} encrypted)\n`,
+    )
+    if ((meta?.keys.length ?? 0) > 1 || (protection === 'file' && (meta?.keys.length ?? 0) > 0))
+      io.stdout(`migration     not finished: run "mailkey store migrate --to ${protection}"\n`)
+    io.stdout(
+      `agent         ${agent ? `running, unlocked until ${new Date(agent.until).toISOString()}` : 'not running'}\n`,
+    )
     return EXIT.OK
   }
   if (sub === 'migrate') {
     const to = values.to
-    if (to !== 'file' && to !== 'keyring' && to !== 'passphrase') throw new UsageError('store migrate needs --to file, keyring or passphrase')
+    if (to !== 'file' && to !== 'keyring' && to !== 'passphrase')
+      throw new UsageError('store migrate needs --to file, keyring or passphrase')
     const { migrateStore } = await import('../../store/migrate.js')
     const resuming = (readMeta(paths)?.keys.length ?? 0) > 1
     // the present key first (the old passphrase, when there is one), then the new passphrase
     if ((readMeta(paths)?.keys.length ?? 0) > 0) await unlockAll(mk)
     const passphrase = to === 'passphrase' && !resuming ? await newPassphrase(io) : undefined
-    const r = await migrateStore(mk.broker.store, to, { ...(passphrase ? { passphrase } : {}), onProgress: (l) => io.stderr(`${l}\n`) })
+    const r = await migrateStore(mk.broker.store, to, {
+      ...(passphrase ? { passphrase } : {}),
+      onProgress: (l) => io.stderr(`${l}\n`),
+    })
     // an agent holds the old key only: stop it, the next unlock gets the new one
     const stopped = await stopAgent(agentSocketPath(paths, io.env))
     if (values.json) io.stdout(JSON.stringify({ event: 'migrated', ...r }) + '\n')
-    io.stderr(`The token store is now ${to === 'file' ? 'plain files (not encrypted)' : `encrypted (${to})`}: ${r.migrated.length} account(s)${r.resumed ? ', an interrupted migration finished' : ''}.\n`)
+    io.stderr(
+      `The token store is now ${to === 'file' ? 'plain files (not encrypted)' : `encrypted (${to})`}: ${r.migrated.length} account(s)${r.resumed ? ', an interrupted migration finished' : ''}.\n`,
+    )
     if (stopped) io.stderr('The agent was stopped (it held the old key); "mailkey unlock" starts it again.\n')
     for (const b of r.broken) io.stderr(`mailkey: not migrated: ${b.message}\n`)
     return r.broken.length ? EXIT.IOERR : EXIT.OK
@@ -154,12 +180,18 @@ export async function runUnlock(args: string[], io: CliIO): Promise<number> {
   if (await pingAgent(sock)) await stopAgent(sock)
   const keys = await unlockAll(mk)
   // the agent runs on in the background; the keys reach it through a pipe, never argv or env
-  const child = spawn(process.execPath, [WORKER_BIN, 'agent', '--keys-on-stdin', '--for', `${Math.round(ms / 1000)}s`], {
-    detached: true,
-    stdio: ['pipe', 'ignore', 'ignore'],
-    env: io.env as NodeJS.ProcessEnv,
+  const child = spawn(
+    process.execPath,
+    [WORKER_BIN, 'agent', '--keys-on-stdin', '--for', `${Math.round(ms / 1000)}s`],
+    {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+      env: io.env as NodeJS.ProcessEnv,
+    },
+  )
+  child.stdin?.on('error', () => {
+    /* reported below: no agent answers */
   })
-  child.stdin?.on('error', () => { /* reported below: no agent answers */ })
   child.stdin?.end(encodeKeyMap(keys))
   child.unref()
   for (let i = 0; i < 100; i++) {
@@ -187,7 +219,12 @@ export async function runLock(args: string[], io: CliIO): Promise<number> {
 }
 
 export async function runAgent(args: string[], io: CliIO): Promise<number> {
-  const { values } = parse('agent', args, { ...COMMON_FLAGS, for: { type: 'string' }, 'keys-on-stdin': { type: 'boolean' } }, 0)
+  const { values } = parse(
+    'agent',
+    args,
+    { ...COMMON_FLAGS, for: { type: 'string' }, 'keys-on-stdin': { type: 'boolean' } },
+    0,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
@@ -198,7 +235,13 @@ export async function runAgent(args: string[], io: CliIO): Promise<number> {
   if (values['keys-on-stdin']) {
     const got = decodeKeyMap((await io.readLine('', io.signal)) ?? '')
     io.close?.()
-    if (!got) throw new UsageError('mailkey agent --keys-on-stdin: no keys on stdin (this is how "mailkey unlock" starts the agent)', { hint: 'Run "mailkey unlock".' })
+    if (!got)
+      throw new UsageError(
+        'mailkey agent --keys-on-stdin: no keys on stdin (this is how "mailkey unlock" starts the agent)',
+        {
+          hint: 'Run "mailkey unlock".',
+        },
+      )
     keys = got
   } else {
     keys = await unlockAll(mk)
@@ -207,7 +250,8 @@ export async function runAgent(args: string[], io: CliIO): Promise<number> {
   const stop = (): void => agent.stop()
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
-  if (!values['keys-on-stdin']) io.stderr(`mailkey agent: serving the store key until ${new Date(agent.until).toISOString()}\n`)
+  if (!values['keys-on-stdin'])
+    io.stderr(`mailkey agent: serving the store key until ${new Date(agent.until).toISOString()}\n`)
   await agent.stopped
   return EXIT.OK
 }

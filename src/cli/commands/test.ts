@@ -24,12 +24,17 @@ const EXIT_OF = { reauth: EXIT.NOPERM, config: EXIT.CONFIG, transient: EXIT.TEMP
 const NAMES = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('test', args, {
-    ...COMMON_FLAGS,
-    protocol: { type: 'string', multiple: true },
-    mailbox: { type: 'string' },
-    timeout: { type: 'string' },
-  }, 1)
+  const { values, positionals } = parse(
+    'test',
+    args,
+    {
+      ...COMMON_FLAGS,
+      protocol: { type: 'string', multiple: true },
+      mailbox: { type: 'string' },
+      timeout: { type: 'string' },
+    },
+    1,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
@@ -43,10 +48,17 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     throw new UsageError(`--protocol must be imap, pop or smtp, not "${p}"`)
   })
   const timeout = values.timeout
-  if (timeout !== undefined && !(typeof timeout === 'string' && /^\d+$/.test(timeout) && Number(timeout) >= 1 && Number(timeout) <= 300)) {
+  if (
+    timeout !== undefined &&
+    !(typeof timeout === 'string' && /^\d+$/.test(timeout) && Number(timeout) >= 1 && Number(timeout) <= 300)
+  ) {
     throw new UsageError('--timeout must be a whole number of seconds from 1 to 300')
   }
-  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io), onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const mk = createMailkey({
+    env: io.env,
+    ...passphrasePrompt(io),
+    onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`),
+  })
   const { testAccount } = await import('../../probe/run.js')
   const report = await testAccount(mk, email, {
     ...(protocols.length ? { protocols: [...new Set(protocols)] } : {}),

@@ -24,27 +24,42 @@ the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
 `
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('token', args, {
-    help: { type: 'boolean', short: 'h' },
-    debug: { type: 'boolean' },
-    json: { type: 'boolean' },
-    sasl: { type: 'string' },
-    host: { type: 'string' },
-    port: { type: 'string' },
-    'force-refresh': { type: 'boolean' },
-    'min-validity': { type: 'string' },
-  }, 1)
+  const { values, positionals } = parse(
+    'token',
+    args,
+    {
+      help: { type: 'boolean', short: 'h' },
+      debug: { type: 'boolean' },
+      json: { type: 'boolean' },
+      sasl: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'force-refresh': { type: 'boolean' },
+      'min-validity': { type: 'string' },
+    },
+    1,
+  )
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
   }
   const email = positionals[0] ?? io.env.MAILKEY_EMAIL
-  if (!email) throw new UsageError('token needs the account\'s e-mail address (or MAILKEY_EMAIL)', { hint: 'Run "mailkey token you@example.com".' })
+  if (!email)
+    throw new UsageError("token needs the account's e-mail address (or MAILKEY_EMAIL)", {
+      hint: 'Run "mailkey token you@example.com".',
+    })
   const minValidity = values['min-validity']
-  if (minValidity !== undefined && !(typeof minValidity === 'string' && /^\d+$/.test(minValidity) && Number(minValidity) <= 86_400)) {
+  if (
+    minValidity !== undefined &&
+    !(typeof minValidity === 'string' && /^\d+$/.test(minValidity) && Number(minValidity) <= 86_400)
+  ) {
     throw new UsageError('--min-validity must be a whole number of seconds up to 86400')
   }
-  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io), onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`) })
+  const mk = createMailkey({
+    env: io.env,
+    ...passphrasePrompt(io),
+    onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`),
+  })
   const getOpts = {
     forceRefresh: values['force-refresh'] === true,
     signal: io.signal,
@@ -53,10 +68,11 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (typeof values.sasl === 'string') {
     const mechanism = saslFlag(values.sasl)
     const port = typeof values.port === 'string' ? Number(values.port) : undefined
-    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError('--port must be a port number')
+    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
+      throw new UsageError('--port must be a port number')
     const rec = await mk.broker.store.read(email.trim().toLowerCase(), { secrets: false })
     if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
-      throw new UsageError('Microsoft\'s mail servers accept only XOAUTH2; use --sasl xoauth2', { account: email })
+      throw new UsageError("Microsoft's mail servers accept only XOAUTH2; use --sasl xoauth2", { account: email })
     }
     const r = await mk.getSaslResponse(email, {
       ...getOpts,
@@ -65,23 +81,34 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       ...(port !== undefined ? { port } : {}),
     })
     await warnNearHorizon(mk, email, io)
-    io.stdout(values.json
-      ? JSON.stringify({ account: r.token.account, mechanism: r.mechanism, response: r.response.reveal(), expires_at: iso(r.token.expiresAt) }) + '\n'
-      : r.response.reveal() + '\n')
+    io.stdout(
+      values.json
+        ? JSON.stringify({
+            account: r.token.account,
+            mechanism: r.mechanism,
+            response: r.response.reveal(),
+            expires_at: iso(r.token.expiresAt),
+          }) + '\n'
+        : r.response.reveal() + '\n',
+    )
     return EXIT.OK
   }
   const t = await mk.getAccessToken(email, getOpts)
   await warnNearHorizon(mk, email, io)
   if (values.json) {
-    io.stdout(JSON.stringify({
-      account: t.account,
-      access_token: t.token.reveal(),
-      token_type: 'Bearer',
-      ...(t.expiresAt !== undefined ? { expires_at: iso(t.expiresAt), expires_in: Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) } : {}),
-      ...(t.scope !== undefined ? { scope: t.scope } : {}),
-      sasl_mechanism: t.sasl,
-      refreshed: t.refreshed,
-    }) + '\n')
+    io.stdout(
+      JSON.stringify({
+        account: t.account,
+        access_token: t.token.reveal(),
+        token_type: 'Bearer',
+        ...(t.expiresAt !== undefined
+          ? { expires_at: iso(t.expiresAt), expires_in: Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) }
+          : {}),
+        ...(t.scope !== undefined ? { scope: t.scope } : {}),
+        sasl_mechanism: t.sasl,
+        refreshed: t.refreshed,
+      }) + '\n',
+    )
   } else {
     io.stdout(t.token.reveal() + '\n')
   }

@@ -8,8 +8,24 @@
  * Owns: pre-auth IMAP framing and replies. Must not: open sockets or know about OAuth.
  */
 import { Secret } from '../../core/secret.js'
-import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
-import { replyText, resolveLimits, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionLimits, type SessionOptions } from '../shared/session.js'
+import {
+  clientSaslMechanism,
+  offeredSaslMechanisms,
+  saslContinue,
+  saslStart,
+  type SaslExchange,
+  type SaslStep,
+} from '../shared/sasl-exchange.js'
+import {
+  replyText,
+  resolveLimits,
+  type ClientAction,
+  type LoginOutcome,
+  type LoginResult,
+  type PreAuthSession,
+  type SessionLimits,
+  type SessionOptions,
+} from '../shared/session.js'
 
 type Part = { text: string } | { literal: Buffer }
 
@@ -21,7 +37,6 @@ interface SaslState {
   tag: string
   exchange: SaslExchange
 }
-
 
 export function createImapSession(opts: SessionOptions): PreAuthSession {
   const limits: SessionLimits = resolveLimits(opts.limits)
@@ -70,7 +85,8 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
     const tag = m[1] as string
     const verb = (m[2] as string).toUpperCase()
     const restParts: Part[] = [{ text: m[3] ?? '' }, ...cmdParts.slice(1)]
-    if (commands > limits.maxCommands) return [reply(`${tag} BAD Too many commands before login`), ...bye('Too many commands')]
+    if (commands > limits.maxCommands)
+      return [reply(`${tag} BAD Too many commands before login`), ...bye('Too many commands')]
     switch (verb) {
       case 'CAPABILITY':
         return [reply(`* CAPABILITY ${caps()}`), reply(`${tag} OK CAPABILITY completed`)]
@@ -105,9 +121,29 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
         // RFC 4959 §3: the initial response is the second argument ("=" for an empty one).
         return saslStep(tag, saslStart(mech, args[1]?.toString('latin1')))
       }
-      case 'SELECT': case 'EXAMINE': case 'LIST': case 'LSUB': case 'STATUS': case 'FETCH': case 'STORE': case 'SEARCH':
-      case 'APPEND': case 'CREATE': case 'DELETE': case 'RENAME': case 'SUBSCRIBE': case 'UNSUBSCRIBE': case 'UID':
-      case 'CLOSE': case 'EXPUNGE': case 'IDLE': case 'ENABLE': case 'NAMESPACE': case 'CHECK': case 'COPY': case 'MOVE':
+      case 'SELECT':
+      case 'EXAMINE':
+      case 'LIST':
+      case 'LSUB':
+      case 'STATUS':
+      case 'FETCH':
+      case 'STORE':
+      case 'SEARCH':
+      case 'APPEND':
+      case 'CREATE':
+      case 'DELETE':
+      case 'RENAME':
+      case 'SUBSCRIBE':
+      case 'UNSUBSCRIBE':
+      case 'UID':
+      case 'CLOSE':
+      case 'EXPUNGE':
+      case 'IDLE':
+      case 'ENABLE':
+      case 'NAMESPACE':
+      case 'CHECK':
+      case 'COPY':
+      case 'MOVE':
         return [reply(`${tag} BAD Log in first`)]
       default:
         return [reply(`${tag} BAD Unknown command`)]
@@ -134,10 +170,14 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       case 'fail':
         switch (step.why) {
           // RFC 9051 §6.2.2: a cancelled exchange is answered BAD.
-          case 'cancelled': return [reply(`${tag} BAD AUTHENTICATE cancelled`)]
-          case 'undecodable': return [reply(`${tag} BAD Invalid SASL response`)]
-          case 'authzid': return [reply(`${tag} NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name`)]
-          case 'no-user': return [reply(`${tag} NO [AUTHENTICATIONFAILED] The OAuth response names no user`)]
+          case 'cancelled':
+            return [reply(`${tag} BAD AUTHENTICATE cancelled`)]
+          case 'undecodable':
+            return [reply(`${tag} BAD Invalid SASL response`)]
+          case 'authzid':
+            return [reply(`${tag} NO [AUTHORIZATIONFAILED] Authorization identity must be empty or the user name`)]
+          case 'no-user':
+            return [reply(`${tag} NO [AUTHENTICATIONFAILED] The OAuth response names no user`)]
         }
     }
   }
@@ -236,7 +276,11 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       pending = undefined
       if (outcome === 'ok') {
         closed = true
-        return { actions: [reply(`${p.tag} OK Logged in`)], done: true, ...(buf.length ? { leftover: Buffer.from(buf) } : {}) }
+        return {
+          actions: [reply(`${p.tag} OK Logged in`)],
+          done: true,
+          ...(buf.length ? { leftover: Buffer.from(buf) } : {}),
+        }
       }
       const text = info?.text ? ` ${replyText(info.text, '')}`.trimEnd() : ''
       const line = {

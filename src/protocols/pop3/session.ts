@@ -20,8 +20,21 @@
 import { Secret } from '../../core/secret.js'
 import { commandText } from '../shared/line-reader.js'
 import { createLineSession, type LineControl } from '../shared/line-session.js'
-import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
-import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
+import {
+  clientSaslMechanism,
+  offeredSaslMechanisms,
+  saslContinue,
+  saslStart,
+  type SaslExchange,
+  type SaslStep,
+} from '../shared/sasl-exchange.js'
+import {
+  replyText,
+  type ClientAction,
+  type LoginOutcome,
+  type PreAuthSession,
+  type SessionOptions,
+} from '../shared/session.js'
 
 export const POP3_GREETING = '+OK mailkey POP3 proxy ready'
 
@@ -63,80 +76,106 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
   const stlsOffered = (): boolean => opts.starttlsAvailable && !secure
 
   const handlers = new Map<string, Handler>([
-    ['CAPA', (_arg, out) => {
-      // RFC 2449 §5: one capability per line, ended by a lone ".".
-      const caps: string[] = []
-      // RFC 2595 §4 / RFC 2449 §6.3, §6.8: neither USER nor SASL before STLS where TLS must come
-      // first, so a client never offers a credential in clear (the commands are refused anyway).
-      if (!tlsRequired()) caps.push('USER', `SASL ${mechanisms.join(' ')}`)
-      // RFC 2449 §6.4 / §8 and RFC 3206: these two license the bracketed codes in our -ERR replies.
-      caps.push('RESP-CODES', 'AUTH-RESP-CODE')
-      // RFC 2595 §4: STLS only before TLS is active (and so never again after it).
-      if (stlsOffered()) caps.push('STLS')
-      caps.push('IMPLEMENTATION mailkey')
-      out.push(reply(`+OK Capability list follows\r\n${caps.join('\r\n')}\r\n.`))
-    }],
-    ['USER', (arg, out) => {
-      if (tlsRequired()) return void out.push(tlsRequiredReply())
-      const user = arg?.trim() ?? ''
-      if (user.length === 0) return void out.push(reply('-ERR missing user name'))
-      if (user.includes('\t')) return void out.push(reply('-ERR invalid user name'))
-      // RFC 1939 §7: the mailbox cannot be checked before PASS; any name is accepted here.
-      state = { kind: 'command', user }
-      out.push(reply('+OK send PASS'))
-    }],
-    ['PASS', (arg, out, user, ctl) => {
-      if (tlsRequired()) return void out.push(tlsRequiredReply())
-      // RFC 1939 §7: PASS only immediately after a successful USER.
-      if (user === undefined) return void out.push(reply('-ERR send USER first'))
-      // RFC 1939 §7 (PASS, "Discussion"): the whole rest of the line is the password, spaces
-      // included, so it is taken verbatim after the single space that ends the keyword.
-      if (arg === undefined || arg.length === 0) return void out.push(reply('-ERR missing password'))
-      ctl.login(out, user, new Secret(arg))
-    }],
-    ['AUTH', (arg, out, _user, ctl) => {
-      if (tlsRequired()) return void out.push(tlsRequiredReply())
-      const parts = (arg ?? '').split(' ').filter((p) => p.length > 0)
-      // Not in RFC 5034 (nor RFC 1734): a bare AUTH lists the mechanisms, "+OK" then one per line
-      // and ".", an old convention that Outlook and other clients still rely on.
-      if (parts.length === 0) return void out.push(reply(`+OK\r\n${mechanisms.join('\r\n')}\r\n.`))
-      if (parts.length > 2) return void out.push(reply('-ERR syntax: AUTH mechanism [initial-response]'))
-      const [name = '', ir] = parts
-      const mech = clientSaslMechanism(name, opts.oauthPassthrough)
-      // RFC 5034 §4: a mechanism the server does not support fails the AUTH command.
-      if (!mech) return void out.push(reply('-ERR Unsupported mechanism'))
-      onSaslStep(saslStart(mech, ir), out, ctl)
-    }],
-    ['STLS', (_arg, out, _user, ctl) => {
-      // RFC 2595 §4: STLS is refused once TLS is active.
-      if (secure) return void out.push(reply('-ERR TLS already active'))
-      if (!opts.starttlsAvailable) return void out.push(reply('-ERR STLS not available'))
-      out.push(reply('+OK Begin TLS negotiation'), { type: 'starttls' })
-      // RFC 2595 §4 (and RFC 3207 §4.2 for SMTP): after TLS, forget what the client said in the
-      // clear (the USER is already gone: any command clears it), and discard bytes that followed
-      // STLS in the clear: they would otherwise be read as if they had come over TLS.
-      ctl.clearInput()
-      secure = true
-      state = { kind: 'command' }
-    }],
-    ['QUIT', (_arg, out, _user, ctl) => {
-      // RFC 1939 §4: QUIT in the AUTHORIZATION state ends the session without an UPDATE state.
-      ctl.close(out, '+OK bye')
-    }],
-    ['APOP', (_arg, out) => {
-      // RFC 1939 §7: APOP needs a timestamp in the greeting; we send none.
-      out.push(reply('-ERR APOP not supported'))
-    }],
-    ...TRANSACTION_VERBS.map((verb): [string, Handler] => [verb, (_arg, out) => {
-      out.push(reply('-ERR not logged in yet'))
-    }]),
+    [
+      'CAPA',
+      (_arg, out) => {
+        // RFC 2449 §5: one capability per line, ended by a lone ".".
+        const caps: string[] = []
+        // RFC 2595 §4 / RFC 2449 §6.3, §6.8: neither USER nor SASL before STLS where TLS must come
+        // first, so a client never offers a credential in clear (the commands are refused anyway).
+        if (!tlsRequired()) caps.push('USER', `SASL ${mechanisms.join(' ')}`)
+        // RFC 2449 §6.4 / §8 and RFC 3206: these two license the bracketed codes in our -ERR replies.
+        caps.push('RESP-CODES', 'AUTH-RESP-CODE')
+        // RFC 2595 §4: STLS only before TLS is active (and so never again after it).
+        if (stlsOffered()) caps.push('STLS')
+        caps.push('IMPLEMENTATION mailkey')
+        out.push(reply(`+OK Capability list follows\r\n${caps.join('\r\n')}\r\n.`))
+      },
+    ],
+    [
+      'USER',
+      (arg, out) => {
+        if (tlsRequired()) return void out.push(tlsRequiredReply())
+        const user = arg?.trim() ?? ''
+        if (user.length === 0) return void out.push(reply('-ERR missing user name'))
+        if (user.includes('\t')) return void out.push(reply('-ERR invalid user name'))
+        // RFC 1939 §7: the mailbox cannot be checked before PASS; any name is accepted here.
+        state = { kind: 'command', user }
+        out.push(reply('+OK send PASS'))
+      },
+    ],
+    [
+      'PASS',
+      (arg, out, user, ctl) => {
+        if (tlsRequired()) return void out.push(tlsRequiredReply())
+        // RFC 1939 §7: PASS only immediately after a successful USER.
+        if (user === undefined) return void out.push(reply('-ERR send USER first'))
+        // RFC 1939 §7 (PASS, "Discussion"): the whole rest of the line is the password, spaces
+        // included, so it is taken verbatim after the single space that ends the keyword.
+        if (arg === undefined || arg.length === 0) return void out.push(reply('-ERR missing password'))
+        ctl.login(out, user, new Secret(arg))
+      },
+    ],
+    [
+      'AUTH',
+      (arg, out, _user, ctl) => {
+        if (tlsRequired()) return void out.push(tlsRequiredReply())
+        const parts = (arg ?? '').split(' ').filter((p) => p.length > 0)
+        // Not in RFC 5034 (nor RFC 1734): a bare AUTH lists the mechanisms, "+OK" then one per line
+        // and ".", an old convention that Outlook and other clients still rely on.
+        if (parts.length === 0) return void out.push(reply(`+OK\r\n${mechanisms.join('\r\n')}\r\n.`))
+        if (parts.length > 2) return void out.push(reply('-ERR syntax: AUTH mechanism [initial-response]'))
+        const [name = '', ir] = parts
+        const mech = clientSaslMechanism(name, opts.oauthPassthrough)
+        // RFC 5034 §4: a mechanism the server does not support fails the AUTH command.
+        if (!mech) return void out.push(reply('-ERR Unsupported mechanism'))
+        onSaslStep(saslStart(mech, ir), out, ctl)
+      },
+    ],
+    [
+      'STLS',
+      (_arg, out, _user, ctl) => {
+        // RFC 2595 §4: STLS is refused once TLS is active.
+        if (secure) return void out.push(reply('-ERR TLS already active'))
+        if (!opts.starttlsAvailable) return void out.push(reply('-ERR STLS not available'))
+        out.push(reply('+OK Begin TLS negotiation'), { type: 'starttls' })
+        // RFC 2595 §4 (and RFC 3207 §4.2 for SMTP): after TLS, forget what the client said in the
+        // clear (the USER is already gone: any command clears it), and discard bytes that followed
+        // STLS in the clear: they would otherwise be read as if they had come over TLS.
+        ctl.clearInput()
+        secure = true
+        state = { kind: 'command' }
+      },
+    ],
+    [
+      'QUIT',
+      (_arg, out, _user, ctl) => {
+        // RFC 1939 §4: QUIT in the AUTHORIZATION state ends the session without an UPDATE state.
+        ctl.close(out, '+OK bye')
+      },
+    ],
+    [
+      'APOP',
+      (_arg, out) => {
+        // RFC 1939 §7: APOP needs a timestamp in the greeting; we send none.
+        out.push(reply('-ERR APOP not supported'))
+      },
+    ],
+    ...TRANSACTION_VERBS.map((verb): [string, Handler] => [
+      verb,
+      (_arg, out) => {
+        out.push(reply('-ERR not logged in yet'))
+      },
+    ]),
   ])
 
   function tlsRequiredReply(): ClientAction {
     // RFC 3206 §5: [AUTH] covers "an attempt to authenticate in violation of policy".
-    return reply(opts.starttlsAvailable
-      ? '-ERR [AUTH] TLS required: send STLS first'
-      : '-ERR [AUTH] TLS required: connect with TLS')
+    return reply(
+      opts.starttlsAvailable
+        ? '-ERR [AUTH] TLS required: send STLS first'
+        : '-ERR [AUTH] TLS required: connect with TLS',
+    )
   }
 
   function onSaslStep(step: SaslStep, out: ClientAction[], ctl: LineControl): void {
@@ -152,12 +191,16 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
         state = { kind: 'command' }
         switch (step.why) {
           // RFC 5034 §4: a lone "*" cancels the exchange and the server answers -ERR.
-          case 'cancelled': return void out.push(reply('-ERR authentication cancelled'))
+          case 'cancelled':
+            return void out.push(reply('-ERR authentication cancelled'))
           // RFC 5034 §4: a response the server cannot decode fails the AUTH command with -ERR.
-          case 'undecodable': return void out.push(reply('-ERR invalid SASL response'))
+          case 'undecodable':
+            return void out.push(reply('-ERR invalid SASL response'))
           // RFC 4616 §2: we only log users in as themselves.
-          case 'authzid': return void out.push(reply('-ERR [AUTH] Authorization identity must be empty or the user name'))
-          case 'no-user': return void out.push(reply('-ERR [AUTH] The OAuth response names no user'))
+          case 'authzid':
+            return void out.push(reply('-ERR [AUTH] Authorization identity must be empty or the user name'))
+          case 'no-user':
+            return void out.push(reply('-ERR [AUTH] The OAuth response names no user'))
         }
     }
   }
@@ -211,10 +254,14 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
  */
 function failureReply(outcome: Exclude<LoginOutcome, 'ok'>, text: string | undefined): string {
   switch (outcome) {
-    case 'bad-credentials': return `-ERR [AUTH] ${sanitizeText(text, 'Invalid credentials.')}`
-    case 'reauth': return `-ERR [AUTH] ${sanitizeText(text, 'Sign-in needed: run "mailkey status"')}`
-    case 'transient': return `-ERR [SYS/TEMP] ${sanitizeText(text, 'Temporary failure, try again later.')}`
-    case 'config': return `-ERR [SYS/PERM] ${sanitizeText(text, 'mailkey is misconfigured: run "mailkey status"')}`
+    case 'bad-credentials':
+      return `-ERR [AUTH] ${sanitizeText(text, 'Invalid credentials.')}`
+    case 'reauth':
+      return `-ERR [AUTH] ${sanitizeText(text, 'Sign-in needed: run "mailkey status"')}`
+    case 'transient':
+      return `-ERR [SYS/TEMP] ${sanitizeText(text, 'Temporary failure, try again later.')}`
+    case 'config':
+      return `-ERR [SYS/PERM] ${sanitizeText(text, 'mailkey is misconfigured: run "mailkey status"')}`
   }
 }
 
@@ -226,4 +273,3 @@ function reply(line: string): ClientAction {
 function sanitizeText(text: string | undefined, fallback: string): string {
   return replyText(text?.replace(/^[\s\x00-\x1f\x7f]*\[+/, ''), fallback)
 }
-

@@ -9,7 +9,14 @@
  */
 import type { Secret } from '../../core/secret.js'
 import { LineReader } from './line-reader.js'
-import { resolveLimits, type ClientAction, type LoginOutcome, type LoginResult, type PreAuthSession, type SessionOptions } from './session.js'
+import {
+  resolveLimits,
+  type ClientAction,
+  type LoginOutcome,
+  type LoginResult,
+  type PreAuthSession,
+  type SessionOptions,
+} from './session.js'
 
 /** What a dialect can do to the session from inside a command. */
 export interface LineControl {
@@ -125,7 +132,11 @@ export function createLineSession(opts: SessionOptions, dialect: LineDialect): P
         phase = 'done'
         // Everything after the login (pipelined commands) belongs to the upstream.
         const leftover = reader.drain()
-        return { actions: [reply(dialect.okReply(info?.text))], done: true, ...(leftover.length > 0 ? { leftover } : {}) }
+        return {
+          actions: [reply(dialect.okReply(info?.text))],
+          done: true,
+          ...(leftover.length > 0 ? { leftover } : {}),
+        }
       }
       failures += 1
       const failed = dialect.failureReply(outcome, info?.text)

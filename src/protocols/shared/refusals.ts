@@ -34,11 +34,14 @@ export function refusalLine(protocol: RefusalProtocol, reason: RefusalReason, ho
   const temporary = TEMPORARY.has(reason)
   switch (protocol) {
     // RFC 9051 §7.1.5: BYE, then the server closes; RFC 5530 §3: UNAVAILABLE, try again later.
-    case 'imap': return `* BYE ${temporary ? '[UNAVAILABLE] ' : ''}${text}\r\n`
+    case 'imap':
+      return `* BYE ${temporary ? '[UNAVAILABLE] ' : ''}${text}\r\n`
     // RFC 3206 §4: SYS/TEMP, a temporary problem of the server.
-    case 'pop3': return `-ERR ${temporary ? '[SYS/TEMP] ' : ''}${text}\r\n`
+    case 'pop3':
+      return `-ERR ${temporary ? '[SYS/TEMP] ' : ''}${text}\r\n`
     // RFC 5321 §3.8 / §4.2.2: 421 closes the channel; RFC 3463 §3.5/§3.8: 4.4.2 a timed-out
     // connection, 4.7.0 a policy refusal (as 454 4.7.0 for a login that cannot be served now).
-    case 'smtp': return `421 ${reason === 'idle' ? '4.4.2' : '4.7.0'} ${hostname} ${text}\r\n`
+    case 'smtp':
+      return `421 ${reason === 'idle' ? '4.4.2' : '4.7.0'} ${hostname} ${text}\r\n`
   }
 }

@@ -9,7 +9,12 @@
  * response (it holds a password or a token) into a step.
  */
 import { Secret } from '../../core/secret.js'
-import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT, decodeLoginPassword, decodeLoginUsername } from '../../sasl/login.js'
+import {
+  LOGIN_PASSWORD_PROMPT,
+  LOGIN_USERNAME_PROMPT,
+  decodeLoginPassword,
+  decodeLoginUsername,
+} from '../../sasl/login.js'
 import { decodeOauthbearer } from '../../sasl/oauthbearer.js'
 import { decodePlain } from '../../sasl/plain.js'
 import { decodeSaslBase64, decodeXoauth2 } from '../../sasl/xoauth2.js'
@@ -21,9 +26,7 @@ export type ClientSaslMechanism = (typeof CLIENT_SASL_MECHANISMS)[number]
 
 /** An exchange in progress: what the next client line answers. */
 export type SaslExchange =
-  | { mech: 'PLAIN' }
-  | { mech: 'LOGIN'; username?: string }
-  | { mech: 'XOAUTH2' | 'OAUTHBEARER' }
+  { mech: 'PLAIN' } | { mech: 'LOGIN'; username?: string } | { mech: 'XOAUTH2' | 'OAUTHBEARER' }
 
 export type SaslStep =
   /** send a continuation with this (already base64 or empty) text; the next line goes to saslContinue */
@@ -41,13 +44,17 @@ export type SaslStep =
 
 /** The mechanisms a listener offers: the password ones, and the OAuth pass-through ones only where allowed. */
 export function offeredSaslMechanisms(oauthPassthrough: boolean): readonly ClientSaslMechanism[] {
-  return oauthPassthrough ? CLIENT_SASL_MECHANISMS : CLIENT_SASL_MECHANISMS.filter((m) => m === 'PLAIN' || m === 'LOGIN')
+  return oauthPassthrough
+    ? CLIENT_SASL_MECHANISMS
+    : CLIENT_SASL_MECHANISMS.filter((m) => m === 'PLAIN' || m === 'LOGIN')
 }
 
 /** The mechanism named by a client, or undefined when this listener does not take it. */
 export function clientSaslMechanism(name: string, oauthPassthrough: boolean): ClientSaslMechanism | undefined {
   const upper = name.toUpperCase()
-  return (offeredSaslMechanisms(oauthPassthrough) as readonly string[]).includes(upper) ? upper as ClientSaslMechanism : undefined
+  return (offeredSaslMechanisms(oauthPassthrough) as readonly string[]).includes(upper)
+    ? (upper as ClientSaslMechanism)
+    : undefined
 }
 
 /**
@@ -80,9 +87,16 @@ function respond(exchange: SaslExchange, b64: string): SaslStep {
       }
       case 'LOGIN': {
         if (exchange.username === undefined) {
-          return { kind: 'challenge', text: LOGIN_PASSWORD_PROMPT, exchange: { mech: 'LOGIN', username: decodeLoginUsername(b64) } }
+          return {
+            kind: 'challenge',
+            text: LOGIN_PASSWORD_PROMPT,
+            exchange: { mech: 'LOGIN', username: decodeLoginUsername(b64) },
+          }
         }
-        return { kind: 'done', action: { type: 'login', username: exchange.username, password: decodeLoginPassword(b64) } }
+        return {
+          kind: 'done',
+          action: { type: 'login', username: exchange.username, password: decodeLoginPassword(b64) },
+        }
       }
       case 'XOAUTH2':
       case 'OAUTHBEARER': {
@@ -98,7 +112,16 @@ function respond(exchange: SaslExchange, b64: string): SaslStep {
           throw e
         }
         if (!decoded.user) return { kind: 'fail', why: 'no-user' }
-        return { kind: 'done', action: { type: 'passthrough', username: decoded.user, mechanism: exchange.mech, response: new Secret(b64), token: decoded.token } }
+        return {
+          kind: 'done',
+          action: {
+            type: 'passthrough',
+            username: decoded.user,
+            mechanism: exchange.mech,
+            response: new Secret(b64),
+            token: decoded.token,
+          },
+        }
       }
     }
   } catch {
@@ -117,11 +140,14 @@ function looseBearer(mech: 'XOAUTH2' | 'OAUTHBEARER', b64: string): { user: stri
   } catch {
     return undefined
   }
-  const m = mech === 'XOAUTH2'
-    ? /^user=([^\x00-\x1f]+)\x01auth=bearer ([^\x00-\x1f\x7f]+)\x01\x01$/is.exec(text)
-    // RFC 7628 §3.1 / RFC 5801 §4: "n,a=<saslname>," then \x01-separated pairs; saslname escapes "," and "=".
-    : /^[ny],a=([^,\x00-\x1f]+),\x01(?:[a-z]+=[^\x01]*\x01)*?auth=bearer ([^\x00-\x1f\x7f]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01$/is.exec(text)
+  const m =
+    mech === 'XOAUTH2'
+      ? /^user=([^\x00-\x1f]+)\x01auth=bearer ([^\x00-\x1f\x7f]+)\x01\x01$/is.exec(text)
+      : // RFC 7628 §3.1 / RFC 5801 §4: "n,a=<saslname>," then \x01-separated pairs; saslname escapes "," and "=".
+        /^[ny],a=([^,\x00-\x1f]+),\x01(?:[a-z]+=[^\x01]*\x01)*?auth=bearer ([^\x00-\x1f\x7f]+)\x01(?:[a-z]+=[^\x01]*\x01)*\x01$/is.exec(
+          text,
+        )
   if (!m) return undefined
-  const user = mech === 'XOAUTH2' ? m[1] as string : (m[1] as string).replace(/=2C/gi, ',').replace(/=3D/gi, '=')
+  const user = mech === 'XOAUTH2' ? (m[1] as string) : (m[1] as string).replace(/=2C/gi, ',').replace(/=3D/gi, '=')
   return { user, password: new Secret(m[2] as string) }
 }

@@ -117,6 +117,10 @@ export function resolveLimits(partial: Partial<SessionLimits> | undefined): Sess
  */
 export function replyText(text: string | undefined, fallback: string): string {
   if (text === undefined) return fallback
-  const clean = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim().slice(0, 200).trim()
+  const clean = text
+    .replace(/[\x00-\x1f\x7f]+/g, ' ')
+    .trim()
+    .slice(0, 200)
+    .trim()
   return clean.length > 0 ? clean : fallback
 }

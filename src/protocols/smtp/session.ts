@@ -23,8 +23,21 @@
  */
 import { commandText } from '../shared/line-reader.js'
 import { createLineSession, type LineControl } from '../shared/line-session.js'
-import { clientSaslMechanism, offeredSaslMechanisms, saslContinue, saslStart, type SaslExchange, type SaslStep } from '../shared/sasl-exchange.js'
-import { replyText, type ClientAction, type LoginOutcome, type PreAuthSession, type SessionOptions } from '../shared/session.js'
+import {
+  clientSaslMechanism,
+  offeredSaslMechanisms,
+  saslContinue,
+  saslStart,
+  type SaslExchange,
+  type SaslStep,
+} from '../shared/sasl-exchange.js'
+import {
+  replyText,
+  type ClientAction,
+  type LoginOutcome,
+  type PreAuthSession,
+  type SessionOptions,
+} from '../shared/session.js'
 
 type State =
   | { kind: 'command' }
@@ -65,74 +78,105 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
   const starttlsOffered = (): boolean => opts.starttlsAvailable && !secure
 
   const handlers = new Map<string, Handler>([
-    ['EHLO', (args, out) => {
-      // RFC 5321 §4.1.1.1: EHLO takes a domain (or address literal); we do not check it further
-      // (RFC 5321 §4.1.4: the server MUST NOT refuse a message because the name is wrong).
-      if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: EHLO domain'))
-      greeted = 'ehlo'
-      const lines = [host, '8BITMIME', 'ENHANCEDSTATUSCODES']
-      // RFC 4954 §4 + RFC 3207 §4: no plain-text AUTH offered where TLS must come first.
-      if (!tlsRequired()) lines.push(`AUTH ${offeredSaslMechanisms(opts.oauthPassthrough).join(' ')}`)
-      // RFC 3207 §4.2: STARTTLS is not offered again once TLS is active.
-      if (starttlsOffered()) lines.push('STARTTLS')
-      out.push(multiline(250, lines))
-    }],
-    ['HELO', (args, out) => {
-      if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: HELO domain'))
-      greeted = 'helo'
-      out.push(reply(`250 ${host}`))
-    }],
-    ['AUTH', (args, out, ctl) => {
-      if (tlsRequired()) {
-        // RFC 3207 §4 when STARTTLS is on offer; otherwise RFC 4954 §6's "encryption required".
-        return void out.push(reply(opts.starttlsAvailable
-          ? '530 5.7.0 Must issue a STARTTLS command first'
-          : '538 5.7.11 Encryption required for requested authentication mechanism'))
-      }
-      // RFC 4954 §3: AUTH is an EHLO keyword, so it is out of sequence before EHLO (or after HELO).
-      if (greeted !== 'ehlo') return void out.push(reply('503 5.5.1 Send EHLO first'))
-      const parts = (args ?? '').split(' ').filter((p) => p.length > 0)
-      if (parts.length === 0 || parts.length > 2) {
-        return void out.push(reply('501 5.5.4 Syntax: AUTH mechanism [initial-response]'))
-      }
-      const [name = '', ir] = parts
-      const mech = clientSaslMechanism(name, opts.oauthPassthrough)
-      // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4.
-      if (!mech) return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
-      onSaslStep(saslStart(mech, ir), out, ctl)
-    }],
-    ['STARTTLS', (args, out, ctl) => {
-      // RFC 3207 §4: STARTTLS takes no parameters.
-      if (args !== undefined && args.trim().length > 0) return void out.push(reply('501 5.5.4 Syntax: STARTTLS'))
-      if (secure) return void out.push(reply('503 5.5.1 TLS already active'))
-      if (!opts.starttlsAvailable) return void out.push(reply('502 5.5.1 STARTTLS not supported'))
-      out.push(reply('220 2.0.0 Ready to start TLS'), { type: 'starttls' })
-      // RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client (the EHLO
-      // argument included) before TLS. Bytes that followed STARTTLS in the clear are dropped too:
-      // reading them as if they came over TLS is the command-injection hole (CVE-2011-0411).
-      ctl.clearInput()
-      secure = true
-      greeted = 'none'
-      state = { kind: 'command' }
-    }],
-    ['RSET', (_args, out) => {
-      // RFC 5321 §4.1.1.5: RSET does not undo EHLO; there is no transaction to abort yet.
-      out.push(reply('250 2.0.0 OK'))
-    }],
-    ['NOOP', (_args, out) => {
-      out.push(reply('250 2.0.0 OK'))
-    }],
-    ['HELP', (_args, out) => {
-      out.push(reply('214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual'))
-    }],
-    ['QUIT', (_args, out, ctl) => {
-      // RFC 5321 §4.1.1.10: 221, then close.
-      ctl.close(out, `221 2.0.0 ${host} closing connection`)
-    }],
-    ...AUTH_FIRST_VERBS.map((verb): [string, Handler] => [verb, (_args, out) => {
-      // RFC 4954 §6: 530 5.7.0 for commands refused until the client has authenticated.
-      out.push(reply('530 5.7.0 Authentication required'))
-    }]),
+    [
+      'EHLO',
+      (args, out) => {
+        // RFC 5321 §4.1.1.1: EHLO takes a domain (or address literal); we do not check it further
+        // (RFC 5321 §4.1.4: the server MUST NOT refuse a message because the name is wrong).
+        if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: EHLO domain'))
+        greeted = 'ehlo'
+        const lines = [host, '8BITMIME', 'ENHANCEDSTATUSCODES']
+        // RFC 4954 §4 + RFC 3207 §4: no plain-text AUTH offered where TLS must come first.
+        if (!tlsRequired()) lines.push(`AUTH ${offeredSaslMechanisms(opts.oauthPassthrough).join(' ')}`)
+        // RFC 3207 §4.2: STARTTLS is not offered again once TLS is active.
+        if (starttlsOffered()) lines.push('STARTTLS')
+        out.push(multiline(250, lines))
+      },
+    ],
+    [
+      'HELO',
+      (args, out) => {
+        if (args === undefined || args.trim().length === 0) return void out.push(reply('501 5.5.4 Syntax: HELO domain'))
+        greeted = 'helo'
+        out.push(reply(`250 ${host}`))
+      },
+    ],
+    [
+      'AUTH',
+      (args, out, ctl) => {
+        if (tlsRequired()) {
+          // RFC 3207 §4 when STARTTLS is on offer; otherwise RFC 4954 §6's "encryption required".
+          return void out.push(
+            reply(
+              opts.starttlsAvailable
+                ? '530 5.7.0 Must issue a STARTTLS command first'
+                : '538 5.7.11 Encryption required for requested authentication mechanism',
+            ),
+          )
+        }
+        // RFC 4954 §3: AUTH is an EHLO keyword, so it is out of sequence before EHLO (or after HELO).
+        if (greeted !== 'ehlo') return void out.push(reply('503 5.5.1 Send EHLO first'))
+        const parts = (args ?? '').split(' ').filter((p) => p.length > 0)
+        if (parts.length === 0 || parts.length > 2) {
+          return void out.push(reply('501 5.5.4 Syntax: AUTH mechanism [initial-response]'))
+        }
+        const [name = '', ir] = parts
+        const mech = clientSaslMechanism(name, opts.oauthPassthrough)
+        // RFC 4954 §4: a mechanism the server does not support fails with 504 5.5.4.
+        if (!mech) return void out.push(reply('504 5.5.4 Unrecognized authentication type'))
+        onSaslStep(saslStart(mech, ir), out, ctl)
+      },
+    ],
+    [
+      'STARTTLS',
+      (args, out, ctl) => {
+        // RFC 3207 §4: STARTTLS takes no parameters.
+        if (args !== undefined && args.trim().length > 0) return void out.push(reply('501 5.5.4 Syntax: STARTTLS'))
+        if (secure) return void out.push(reply('503 5.5.1 TLS already active'))
+        if (!opts.starttlsAvailable) return void out.push(reply('502 5.5.1 STARTTLS not supported'))
+        out.push(reply('220 2.0.0 Ready to start TLS'), { type: 'starttls' })
+        // RFC 3207 §4.2: the server MUST discard any knowledge obtained from the client (the EHLO
+        // argument included) before TLS. Bytes that followed STARTTLS in the clear are dropped too:
+        // reading them as if they came over TLS is the command-injection hole (CVE-2011-0411).
+        ctl.clearInput()
+        secure = true
+        greeted = 'none'
+        state = { kind: 'command' }
+      },
+    ],
+    [
+      'RSET',
+      (_args, out) => {
+        // RFC 5321 §4.1.1.5: RSET does not undo EHLO; there is no transaction to abort yet.
+        out.push(reply('250 2.0.0 OK'))
+      },
+    ],
+    [
+      'NOOP',
+      (_args, out) => {
+        out.push(reply('250 2.0.0 OK'))
+      },
+    ],
+    [
+      'HELP',
+      (_args, out) => {
+        out.push(reply('214 2.0.0 mailkey proxy: EHLO, AUTH PLAIN or LOGIN, then mail as usual'))
+      },
+    ],
+    [
+      'QUIT',
+      (_args, out, ctl) => {
+        // RFC 5321 §4.1.1.10: 221, then close.
+        ctl.close(out, `221 2.0.0 ${host} closing connection`)
+      },
+    ],
+    ...AUTH_FIRST_VERBS.map((verb): [string, Handler] => [
+      verb,
+      (_args, out) => {
+        // RFC 4954 §6: 530 5.7.0 for commands refused until the client has authenticated.
+        out.push(reply('530 5.7.0 Authentication required'))
+      },
+    ]),
   ])
 
   function onSaslStep(step: SaslStep, out: ClientAction[], ctl: LineControl): void {
@@ -148,14 +192,18 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
         state = { kind: 'command' }
         switch (step.why) {
           // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
-          case 'cancelled': return void out.push(reply('501 5.0.0 Authentication cancelled'))
+          case 'cancelled':
+            return void out.push(reply('501 5.0.0 Authentication cancelled'))
           // RFC 4954 §4: a response that cannot be base64-decoded fails AUTH with 501 5.5.2. A
           // response that decodes but is malformed for its mechanism gets the same reply.
-          case 'undecodable': return void out.push(undecodable())
+          case 'undecodable':
+            return void out.push(undecodable())
           // RFC 4616 §2: we only log users in as themselves. Not counted as a failed login: no
           // password was checked.
-          case 'authzid': return void out.push(reply('535 5.7.8 Authorization identity must be empty or the user name'))
-          case 'no-user': return void out.push(reply('535 5.7.8 The OAuth response names no user'))
+          case 'authzid':
+            return void out.push(reply('535 5.7.8 Authorization identity must be empty or the user name'))
+          case 'no-user':
+            return void out.push(reply('535 5.7.8 The OAuth response names no user'))
         }
     }
   }
@@ -215,12 +263,16 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
 /** STYLE.md §5 wire mapping; codes from RFC 4954 §6 and RFC 3463. */
 function failureReply(outcome: Exclude<LoginOutcome, 'ok'>, text: string | undefined): string {
   switch (outcome) {
-    case 'bad-credentials': return `535 5.7.8 ${replyText(text, 'Authentication credentials invalid')}`
-    case 'reauth': return `535 5.7.8 ${replyText(text, 'Sign-in needed: run "mailkey status"')}`
+    case 'bad-credentials':
+      return `535 5.7.8 ${replyText(text, 'Authentication credentials invalid')}`
+    case 'reauth':
+      return `535 5.7.8 ${replyText(text, 'Sign-in needed: run "mailkey status"')}`
     // RFC 4954 §6: 454 4.7.0 "Temporary authentication failure"; for 'config' too, so that clients
     // retry once the configuration is fixed instead of dropping the account's password.
-    case 'transient': return `454 4.7.0 ${replyText(text, 'Temporary authentication failure')}`
-    case 'config': return `454 4.7.0 ${replyText(text, 'mailkey is misconfigured: run "mailkey status"')}`
+    case 'transient':
+      return `454 4.7.0 ${replyText(text, 'Temporary authentication failure')}`
+    case 'config':
+      return `454 4.7.0 ${replyText(text, 'mailkey is misconfigured: run "mailkey status"')}`
   }
 }
 
@@ -233,4 +285,3 @@ function multiline(code: number, lines: string[]): ClientAction {
   const data = lines.map((line, i) => `${code}${i === lines.length - 1 ? ' ' : '-'}${line}\r\n`).join('')
   return { type: 'reply', data }
 }
-
