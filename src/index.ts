@@ -1,6 +1,7 @@
 /** mailkey's public API: re-exports only. */
 export { createMailkey, type Mailkey, type MailkeyOptions } from './mailkey.js'
-export { Broker, type AccessToken, type BrokerOptions, type GetTokenOptions } from './broker/broker.js'
+export type { AccessToken, BrokerOptions, GetTokenOptions } from './broker/broker.js'
+export type { KeepAliveNote } from './broker/keep-alive.js'
 export type { AccountStatus, RemoveResult } from './broker/accounts.js'
 export type { DevicePrompt, ImportOptions, SignInCallbacks, SignInOptions } from './broker/sign-in.js'
 export type { AccountOptions } from './providers/resolve.js'

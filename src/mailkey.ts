@@ -6,13 +6,20 @@
  *   const { token } = await mk.getAccessToken('you@outlook.com')
  *   imap.authenticate({ user: 'you@outlook.com', accessToken: token.reveal() })
  *
- * Owns: wiring the broker to the sign-in and account modules. Must not: print or exit.
+ * Owns: wiring the broker to the sign-in and account modules, and the narrow view of records, config
+ * and state that the CLI, the proxy and the probe need (the broker and the store stay inside).
+ * Must not: print or exit.
  */
 import { Broker, type AccessToken, type BrokerOptions, type GetTokenOptions } from './broker/broker.js'
 import type { AccountStatus, RemoveResult } from './broker/accounts.js'
 import type { ImportOptions, SignInOptions } from './broker/sign-in.js'
 import type { Secret } from './core/secret.js'
+import type { Paths } from './config/paths.js'
+import type { Config } from './config/config.js'
+import type { AccountRecord } from './store/types.js'
+import type { KeepAliveNote } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
+import { accountId } from './store/file-store.js'
 
 export type MailkeyOptions = BrokerOptions
 
@@ -37,13 +44,36 @@ export interface Mailkey {
    * descriptors (EMFILE) would otherwise break every later refresh until a restart.
    */
   preload(): Promise<void>
-  readonly broker: Broker
+  /** where this mailkey keeps its config file and its state */
+  readonly paths: Paths
+  /** the account's stored record without its secrets (undefined: no such account) */
+  record(account: string): Promise<AccountRecord | undefined>
+  /** config.toml, parsed (undefined when there is none); parsed again when the file changes */
+  config(): Promise<Config | undefined>
+  /** I2: refuse state directories that are symbolic links, not ours, or open to others (creates nothing) */
+  assertPrivate(): Promise<void>
+  /** create the state directories (0700) when missing, after the same check */
+  ensureStateDir(): Promise<void>
+  /** an encrypted store: unlock its keys now (agent, keyring, passphrase_command or the terminal) */
+  unlock(): Promise<void>
+  /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); long-running callers repeat it */
+  keepAlive(): Promise<KeepAliveNote[]>
 }
 
 export function createMailkey(options: MailkeyOptions = {}): Mailkey {
   const broker = new Broker(options)
   return {
-    broker,
+    paths: broker.paths,
+    record: (account) => broker.store.read(accountId(account), { secrets: false }),
+    config: () => broker.loadConfig(),
+    assertPrivate: () => broker.store.assertPrivate(),
+    ensureStateDir: () => broker.store.ensureDir(),
+    async unlock() {
+      await broker.store.keys?.unlockAll()
+    },
+    async keepAlive() {
+      return (await import('./broker/keep-alive.js')).keepAlivePass(broker)
+    },
     getAccessToken: (account, o) => broker.getAccessToken(account, o),
     async preload() {
       await Promise.all([broker.preload(), import('./sasl/index.js')])

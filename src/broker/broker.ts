@@ -19,7 +19,8 @@
  * Owns: when and how to refresh. Must not: print, exit, or parse CLI arguments.
  */
 import { spawn } from 'node:child_process'
-import { StoreKeys, decodeKeyMap, encodeKeyMap } from '../store/protection.js'
+import { decodeKeyMap, encodeKeyMap } from '../store/protection.js'
+import { openStore } from '../store/open.js'
 import { waitText } from '../core/wait.js'
 import { quoted, shArg } from '../core/address.js'
 import { existsSync, statSync } from 'node:fs'
@@ -37,7 +38,7 @@ import {
 } from '../errors.js'
 import { Secret, fingerprint } from '../core/secret.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
-import { FileStore, accountId } from '../store/file-store.js'
+import { accountId, type FileStore } from '../store/file-store.js'
 import {
   acquire,
   adoptLock,
@@ -122,15 +123,13 @@ export class Broker {
     this.#opts = opts
     this.env = opts.env ?? process.env
     this.paths = opts.paths ?? resolvePaths(this.env)
-    this.store = new FileStore(
-      this.paths,
-      new StoreKeys(this.paths, {
-        env: this.env,
-        passphraseCommand: async () => (await this.loadConfig().catch(() => undefined))?.store?.passphraseCommand,
-        ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
-        ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
-      }),
-    )
+    this.store = openStore({
+      env: this.env,
+      paths: this.paths,
+      passphraseCommand: async () => (await this.loadConfig().catch(() => undefined))?.store?.passphraseCommand,
+      ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
+      ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
+    })
     this.#marginSec = opts.refreshMarginSec
   }
 

@@ -67,11 +67,11 @@ const DIALOGUES = { imap: imapDialogue, pop: pop3Dialogue, smtp: smtpDialogue } 
 
 export async function testAccount(mk: Mailkey, account: string, opts: TestOptions = {}): Promise<TestReport> {
   const id = accountId(account)
-  const rec = await mk.broker.store.read(id, { secrets: false })
+  const rec = await mk.record(id)
   if (!rec) {
     await mk.getAccessToken(account) // throws the usual "no account" error (or seeds an env account)
   }
-  const record = (rec ?? (await mk.broker.store.read(id, { secrets: false }))) as AccountRecord
+  const record = (rec ?? (await mk.record(id))) as AccountRecord
   const settings = record.settings
   const mailbox = opts.mailbox ?? settings.mailbox ?? settings.email
   const signedInAs = record.grant?.identity?.email

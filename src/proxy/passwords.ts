@@ -10,14 +10,9 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
-import {
-  FileStore,
-  accountId,
-  checkPrivate,
-  readStateFile,
-  storeIoError,
-  writeFileAtomic,
-} from '../store/file-store.js'
+import type { Paths } from '../config/paths.js'
+import type { Mailkey } from '../mailkey.js'
+import { accountId, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'
@@ -68,9 +63,20 @@ export async function verifyPassword(password: Secret, entry: PasswordEntry): Pr
 /** how long a verified password is remembered after its last use (in memory only) */
 export const VERIFIED_TTL_MS = 10 * 60_000
 
+/** Where the password file lives: the state directory and how to create it (a FileStore is one). */
+export interface StateDir {
+  readonly paths: Paths
+  ensureDir(): Promise<void>
+}
+
+/** The password store of a Mailkey's state directory. */
+export function passwordStoreFor(mk: Pick<Mailkey, 'paths' | 'ensureStateDir'>): PasswordStore {
+  return new PasswordStore({ paths: mk.paths, ensureDir: () => mk.ensureStateDir() })
+}
+
 export class PasswordStore {
   readonly path: string
-  readonly #store: FileStore
+  readonly #store: StateDir
   /**
    * Verified (account, password) pairs, as HMACs under a key that lives only in this process (never
    * the password itself), so a mail client that reconnects every minute does not pay the KDF each
@@ -82,7 +88,7 @@ export class PasswordStore {
   #fileStamp = ''
   readonly #now: () => number
 
-  constructor(store: FileStore, o: { now?: () => number } = {}) {
+  constructor(store: StateDir, o: { now?: () => number } = {}) {
     this.#store = store
     this.path = join(store.paths.stateDir, 'proxy-passwords.json')
     this.#now = o.now ?? Date.now

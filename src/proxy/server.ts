@@ -17,12 +17,11 @@ import type { PreAuthSession, SessionOptions, ClientAction } from '../protocols/
 import { createImapSession } from '../protocols/imap/session.js'
 import { createPop3Session } from '../protocols/pop3/session.js'
 import { createSmtpSession } from '../protocols/smtp/session.js'
-import { PasswordStore } from './passwords.js'
+import { passwordStoreFor } from './passwords.js'
 import type { PenaltyOptions } from './penalty.js'
 import { LoginCheck, busyText, refusalLog } from './login-check.js'
 import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
 import { throttleSource } from './peer-uid.js'
-import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
 import { accountId } from '../store/file-store.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
 import {
@@ -100,13 +99,13 @@ const SESSIONS: Record<ProxyProtocol, (o: SessionOptions) => PreAuthSession> = {
 
 export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const log = opts.log ?? (() => {})
-  const logins = new LoginCheck(new PasswordStore(opts.mailkey.broker.store), {
+  const logins = new LoginCheck(passwordStoreFor(opts.mailkey), {
     ...(opts.penalty ? { penalty: opts.penalty } : {}),
     ...(opts.throttle ? { throttle: opts.throttle } : {}),
     ...(opts.kdf ? { kdf: opts.kdf } : {}),
   })
   const hasAccount = (account: string): Promise<boolean | undefined> =>
-    opts.mailkey.broker.store.read(accountId(account), { secrets: false }).then(
+    opts.mailkey.record(account).then(
       (r) => r !== undefined,
       () => undefined,
     )
@@ -197,25 +196,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   let keepAliveTimer: NodeJS.Timeout | undefined
   let stopped = false
   const keepAlive = async (): Promise<void> => {
-    const mk = opts.mailkey
-    const { records } = await mk.broker.store.list()
-    for (const r of records) {
-      if (r.state !== 'active') continue
-      const account = r.settings.email
-      const policy = await mk.broker.grantPolicy(r.settings)
-      let grant = r.grant
-      if (needsKeepAlive(grant, policy, mk.broker.now())) {
-        try {
-          await mk.getAccessToken(account, { forceRefresh: true })
-          log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
-          // the refresh restarted the idle clock: judge the horizon on the new record
-          grant = (await mk.broker.store.read(accountId(account), { secrets: false }).catch(() => r))?.grant
-        } catch (e) {
-          log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: (e as Error).message })
-        }
-      }
-      const h = grantHorizon(grant, policy, mk.broker.now())
-      if (h?.warn) log({ level: 'warn', event: 'grant-ending', account, msg: describeHorizon(account, h) })
+    for (const n of await opts.mailkey.keepAlive()) {
+      const account = n.account
+      if (n.refresh?.ok) log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
+      else if (n.refresh) log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: n.refresh.message })
+      if (n.ending) log({ level: 'warn', event: 'grant-ending', account, msg: n.ending })
     }
   }
   const every = opts.keepAliveIntervalMs ?? 6 * 60 * 60_000

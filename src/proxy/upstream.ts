@@ -54,7 +54,7 @@ export async function loginUpstream(
   const serverOverride = o.serverOverride
   let rec: AccountRecord | undefined
   try {
-    rec = await mk.broker.store.read(accountId(account), { secrets: false })
+    rec = await mk.record(account)
   } catch (e) {
     // Only a missing record (read() gives undefined) means "no such account"; running out of file
     // descriptors while reading it is an outage of this process, not a dead account.

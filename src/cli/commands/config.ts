@@ -81,7 +81,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const { accountId } = await import('../../store/file-store.js')
-  const rec = await mk.broker.store.read(accountId(email), { secrets: false })
+  const rec = await mk.record(email)
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
   const s = rec.settings
@@ -154,7 +154,7 @@ async function proxyPorts(
   email: string,
   passwordCommand: string,
 ): Promise<NonNullable<RecipeInput['proxy']>> {
-  const cfg = await mk.broker.loadConfig()
+  const cfg = await mk.config()
   const usable = (cfg?.proxy?.listeners ?? []).filter(
     (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())),
   )

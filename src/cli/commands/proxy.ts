@@ -120,14 +120,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   // An encrypted store: unlock it now (agent, keyring, passphrase_command or this terminal), not at
   // the first client's login, which could only fail. The key then stays in this process.
-  await mk.broker.store.keys?.unlockAll()
+  await mk.unlock()
   const { startProxy } = await import('../../proxy/server.js')
   // issue 11 item 5: what a login may need later is read now, not at the descriptor ceiling
   await mk.preload()
   const log = (e: Record<string, unknown>): void =>
     io.stderr(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   // [proxy] failed_login_delay_max_sec, login_timeout_sec, the caps and the guess throttle (read once, at start)
-  const proxyCfg = (await mk.broker.loadConfig())?.proxy
+  const proxyCfg = (await mk.config())?.proxy
   const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
   const proxy = await startProxy({
     mailkey: mk,
@@ -227,8 +227,8 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
       : await io.readLine('', io.signal)
   if (pw === undefined || pw.length === 0) throw new UsageError('no password given')
   if (pw.length < 8) throw new UsageError('use at least 8 characters for the local password')
-  const { PasswordStore } = await import('../../proxy/passwords.js')
-  await new PasswordStore(mk.broker.store).set(email, new Secret(pw))
+  const { passwordStoreFor } = await import('../../proxy/passwords.js')
+  await passwordStoreFor(mk).set(email, new Secret(pw))
   io.stderr(
     `Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.\n`,
   )
@@ -241,10 +241,10 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
  * not repaired: the user should know someone may have read them.
  */
 async function assertPrivateState(mk: Mailkey): Promise<void> {
-  await mk.broker.store.assertPrivate()
+  await mk.assertPrivate()
   const { checkPrivate } = await import('../../store/file-store.js')
-  const { PasswordStore } = await import('../../proxy/passwords.js')
-  await checkPrivate(new PasswordStore(mk.broker.store).path, 'file', { missingOk: true })
+  const { passwordStoreFor } = await import('../../proxy/passwords.js')
+  await checkPrivate(passwordStoreFor(mk).path, 'file', { missingOk: true })
 }
 
 /**
@@ -254,8 +254,8 @@ async function assertPrivateState(mk: Mailkey): Promise<void> {
  */
 async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Promise<{ cert: string; key: string }> {
   const { ensureProxyCertificate, certificateNames } = await import('../../proxy/self-signed.js')
-  await mk.broker.store.ensureDir()
-  const c = await ensureProxyCertificate(mk.broker.paths.stateDir, certificateNames(listenHosts))
+  await mk.ensureStateDir()
+  const c = await ensureProxyCertificate(mk.paths.stateDir, certificateNames(listenHosts))
   io.stdout(
     JSON.stringify({
       event: 'certificate',
@@ -269,7 +269,7 @@ async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Pr
 }
 
 async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../proxy/server.js').ListenerConfig[]> {
-  const cfg = await mk.broker.loadConfig()
+  const cfg = await mk.config()
   const p = cfg?.proxy
   if (!cfg || !p) return []
   let cert = p.tlsCert ? await readFile(p.tlsCert, 'utf8') : undefined

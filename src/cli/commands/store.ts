@@ -11,7 +11,10 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { EXIT, UsageError } from '../../errors.js'
-import { createMailkey, type Mailkey } from '../../mailkey.js'
+import { resolvePaths, type Paths } from '../../config/paths.js'
+import type { Config } from '../../config/config.js'
+import type { FileStore } from '../../store/file-store.js'
+import { openStore } from '../../store/open.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
@@ -75,9 +78,25 @@ function askFor(io: CliIO): { askPassphrase?: (prompt: string) => Promise<string
   return { askPassphrase: async () => (asked ? undefined : ((asked = true), await io.readLine('', io.signal))) }
 }
 
-async function unlockAll(mk: Mailkey): Promise<Map<string, Buffer>> {
-  const keys = mk.broker.store.keys
-  const meta = readMeta(mk.broker.paths)
+/** config.toml of these paths (an empty one when there is no file); a broken file throws */
+async function loadConfigOf(paths: Paths): Promise<Config> {
+  return (await import('../../config/config.js')).loadConfig(paths.configFile)
+}
+
+/** The store these commands work on; an encrypted one unlocks with passphrase_command or `ask`. */
+function storeFor(io: CliIO, ask: { askPassphrase?: (prompt: string) => Promise<string | undefined> }): FileStore {
+  const paths = resolvePaths(io.env)
+  return openStore({
+    env: io.env,
+    paths,
+    passphraseCommand: async () => (await loadConfigOf(paths).catch(() => undefined))?.store?.passphraseCommand,
+    ...ask,
+  })
+}
+
+async function unlockAll(store: FileStore): Promise<Map<string, Buffer>> {
+  const keys = store.keys
+  const meta = readMeta(store.paths)
   if (!keys || !meta || meta.keys.length === 0)
     throw new UsageError('the token store is not encrypted: there is nothing to unlock', {
       hint: 'Encrypt it with "mailkey store migrate --to passphrase" (or --to keyring).',
@@ -85,9 +104,9 @@ async function unlockAll(mk: Mailkey): Promise<Map<string, Buffer>> {
   return await keys.unlockAll(meta)
 }
 
-async function lifetimeMs(mk: Mailkey, flag: unknown): Promise<number> {
+async function lifetimeMs(store: FileStore, flag: unknown): Promise<number> {
   if (typeof flag === 'string') return parseDuration(flag)
-  return ((await mk.broker.loadConfig())?.store?.unlockSec ?? 8 * 3600) * 1000
+  return ((await loadConfigOf(store.paths))?.store?.unlockSec ?? 8 * 3600) * 1000
 }
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -97,14 +116,14 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stdout(HELP)
     return EXIT.OK
   }
-  const mk = createMailkey({ env: io.env, ...askFor(io) })
+  const store = storeFor(io, askFor(io))
   // I2: a store others can read is refused before anything is shown or changed
-  await mk.broker.store.assertPrivate()
-  const paths = mk.broker.paths
+  await store.assertPrivate()
+  const paths = store.paths
   if (sub === 'status') {
     const meta = readMeta(paths)
     const agent = await pingAgent(agentSocketPath(paths, io.env))
-    const { records } = await mk.broker.store.list()
+    const { records } = await store.list()
     const sealed = records.filter((r) => r.sealed).length
     const protection: Protection = meta?.protection ?? 'file'
     if (values.json) {
@@ -141,9 +160,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const { migrateStore } = await import('../../store/migrate.js')
     const resuming = (readMeta(paths)?.keys.length ?? 0) > 1
     // the present key first (the old passphrase, when there is one), then the new passphrase
-    if ((readMeta(paths)?.keys.length ?? 0) > 0) await unlockAll(mk)
+    if ((readMeta(paths)?.keys.length ?? 0) > 0) await unlockAll(store)
     const passphrase = to === 'passphrase' && !resuming ? await newPassphrase(io) : undefined
-    const r = await migrateStore(mk.broker.store, to, {
+    const r = await migrateStore(store, to, {
       ...(passphrase ? { passphrase } : {}),
       onProgress: (l) => io.stderr(`${l}\n`),
     })
@@ -159,8 +178,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   if (sub === 'passphrase') {
     const { changePassphrase } = await import('../../store/migrate.js')
-    await unlockAll(mk)
-    await changePassphrase(mk.broker.store, await newPassphrase(io))
+    await unlockAll(store)
+    await changePassphrase(store, await newPassphrase(io))
     io.stderr('The passphrase is changed (the data key and the records are the same).\n')
     return EXIT.OK
   }
@@ -173,12 +192,12 @@ export async function runUnlock(args: string[], io: CliIO): Promise<number> {
     io.stdout(HELP)
     return EXIT.OK
   }
-  const mk = createMailkey({ env: io.env, ...askFor(io) })
-  await mk.broker.store.assertPrivate()
-  const sock = agentSocketPath(mk.broker.paths, io.env)
-  const ms = await lifetimeMs(mk, values.for)
+  const store = storeFor(io, askFor(io))
+  await store.assertPrivate()
+  const sock = agentSocketPath(store.paths, io.env)
+  const ms = await lifetimeMs(store, values.for)
   if (await pingAgent(sock)) await stopAgent(sock)
-  const keys = await unlockAll(mk)
+  const keys = await unlockAll(store)
   // the agent runs on in the background; the keys reach it through a pipe, never argv or env
   const child = spawn(
     process.execPath,
@@ -229,8 +248,8 @@ export async function runAgent(args: string[], io: CliIO): Promise<number> {
     io.stdout(HELP)
     return EXIT.OK
   }
-  const mk = createMailkey({ env: io.env, ...(values['keys-on-stdin'] ? {} : askFor(io)) })
-  const ms = await lifetimeMs(mk, values.for)
+  const store = storeFor(io, values['keys-on-stdin'] ? {} : askFor(io))
+  const ms = await lifetimeMs(store, values.for)
   let keys: Map<string, Buffer>
   if (values['keys-on-stdin']) {
     const got = decodeKeyMap((await io.readLine('', io.signal)) ?? '')
@@ -244,9 +263,9 @@ export async function runAgent(args: string[], io: CliIO): Promise<number> {
       )
     keys = got
   } else {
-    keys = await unlockAll(mk)
+    keys = await unlockAll(store)
   }
-  const agent = await serveKeys(agentSocketPath(mk.broker.paths, io.env), keys, ms)
+  const agent = await serveKeys(agentSocketPath(store.paths, io.env), keys, ms)
   const stop = (): void => agent.stop()
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
