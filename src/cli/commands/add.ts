@@ -8,7 +8,7 @@ import { shArg } from '../../core/address.js'
 import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { AccountStatus } from '../../broker/accounts.js'
-import type { DevicePrompt } from '../../broker/sign-in.js'
+import type { DevicePrompt, SignInCallbacks } from '../../broker/sign-in.js'
 import type { Flow } from '../../providers/types.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
@@ -38,22 +38,19 @@ forwards to the sign-in address, so the address (its state and PKCE challenge) n
 in the browser's command line, which every user of the machine can read.
 `
 
+const ADD_FLAGS = {
+  ...COMMON_FLAGS,
+  ...PROVIDER_FLAGS,
+  device: { type: 'boolean' },
+  browser: { type: 'boolean' },
+  paste: { type: 'boolean' },
+  port: { type: 'string' },
+  timeout: { type: 'string' },
+  'no-qr': { type: 'boolean' },
+} as const
+
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse(
-    'add',
-    args,
-    {
-      ...COMMON_FLAGS,
-      ...PROVIDER_FLAGS,
-      device: { type: 'boolean' },
-      browser: { type: 'boolean' },
-      paste: { type: 'boolean' },
-      port: { type: 'string' },
-      timeout: { type: 'string' },
-      'no-qr': { type: 'boolean' },
-    },
-    1,
-  )
+  const { values, positionals } = parse('add', args, ADD_FLAGS, 1)
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
@@ -65,21 +62,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const flow: Flow | undefined = flows[0]
   const port = values.port === undefined ? undefined : intFlag('--port', values.port, 1, 65535)
   const timeoutSec = values.timeout === undefined ? undefined : intFlag('--timeout', values.timeout, 5, 3600)
-  const json = values.json === true
-  const emit = (event: Record<string, unknown>): void => {
-    if (json) io.stdout(JSON.stringify(event) + '\n')
-  }
-  const say = (text: string): void => io.stderr(text)
   const opts = accountOptions(email, values)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
-  let countdown: NodeJS.Timeout | undefined
-  let deviceExpiresAt = 0
-  const stopCountdown = (): void => {
-    if (countdown) clearInterval(countdown)
-    countdown = undefined
-    if (io.stderrIsTTY && deviceExpiresAt) say('\r\x1b[K')
-  }
-  const browser = browserLauncher(io.env)
+  const ui = signInUi(io, email, { json: values.json === true, qr: values['no-qr'] !== true })
   let status: AccountStatus
   try {
     status = await mk.signIn({
@@ -89,81 +74,127 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       ...(port !== undefined ? { redirectPort: port } : {}),
       ...(timeoutSec !== undefined ? { timeoutMs: timeoutSec * 1000 } : {}),
       signal: io.signal,
-      onPlan: (p) => {
-        emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
-        if (p.plainHttp)
-          say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
-      },
-      onClientRejected: (r) => {
-        say(
-          `mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`,
-        )
-        emit({
-          event: 'client_rejected',
-          client_id: r.clientId,
-          message: r.error.message,
-          ...(r.next ? { next_client_id: r.next } : {}),
-        })
-      },
-      onDevicePrompt: async (p) => {
-        deviceExpiresAt = p.expiresAt
-        emit({
-          event: 'device_code',
-          account: email,
-          user_code: p.userCode,
-          verification_uri: p.verificationUri,
-          ...(p.verificationUriComplete ? { verification_uri_complete: p.verificationUriComplete } : {}),
-          expires_in: p.expiresIn,
-          interval: p.interval,
-          ...(p.message ? { message: p.message } : {}),
-        })
-        say(await devicePromptText(p, io.stderrIsTTY && values['no-qr'] !== true))
-        if (io.stderrIsTTY) {
-          countdown = setInterval(() => {
-            const left = Math.max(0, Math.round((p.expiresAt - Date.now()) / 1000))
-            say(`\r\x1b[KWaiting for you to approve… the code expires in ${formatDuration(left)}`)
-          }, 1000)
-          countdown.unref()
-        }
-      },
-      onDeviceTick: (left) => {
-        if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60)
-          say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
-      },
-      openBrowser: (url) => browser.open(url),
-      onAuthorizationUrl: (url, info) => {
-        emit({
-          event: 'authorization_url',
-          account: email,
-          url,
-          redirect_uri: info.redirectUri,
-          browser_opened: info.browserOpened,
-        })
-        if (info.browserOpened) {
-          say(
-            `A browser window should have opened to sign in ${email}. If it did not, open:\n\n  ${url}\n\nWaiting for the sign-in to finish…\n`,
-          )
-        } else {
-          say(
-            `To sign in ${email}, open this address in a browser (on any machine):\n\n  ${url}\n\n` +
-              `After you approve, the browser is sent to ${info.redirectUri}… — if that page does not load,\n` +
-              'copy the whole address from the address bar and paste it here.\n',
-          )
-        }
-      },
-      readPastedRedirect: (signal) =>
-        io.readLine('Paste the address here: ', signal).then((t) => {
-          if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
-          return t
-        }),
+      ...ui.callbacks,
     })
   } finally {
-    stopCountdown()
-    await browser.cleanup()
+    await ui.finish()
   }
-  emit({ event: 'signed_in', account: status.email, status })
-  say(signedInText(status))
+  ui.emit({ event: 'signed_in', account: status.email, status })
+  io.stderr(signedInText(status))
   return EXIT.OK
+}
+
+/**
+ * What the user sees while signing in: prose on stderr, and with --json one event per line on
+ * stdout (plan, client_rejected, device_code, authorization_url, signed_in).
+ */
+function signInUi(
+  io: CliIO,
+  email: string,
+  o: { json: boolean; qr: boolean },
+): { callbacks: SignInCallbacks; emit: (event: Record<string, unknown>) => void; finish: () => Promise<void> } {
+  const emit = (event: Record<string, unknown>): void => {
+    if (o.json) io.stdout(JSON.stringify(event) + '\n')
+  }
+  const say = (text: string): void => io.stderr(text)
+  const device = deviceCountdown(io)
+  const browser = browserLauncher(io.env)
+  const callbacks: SignInCallbacks = {
+    onPlan: (p) => {
+      emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
+      if (p.plainHttp)
+        say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
+    },
+    onClientRejected: (r) => {
+      say(
+        `mailkey: the ${r.label} client id ${r.clientId} was refused (${r.error.message})${r.next ? `; trying the next one (${r.next})` : ''}\n`,
+      )
+      emit({
+        event: 'client_rejected',
+        client_id: r.clientId,
+        message: r.error.message,
+        ...(r.next ? { next_client_id: r.next } : {}),
+      })
+    },
+    onDevicePrompt: async (p) => {
+      emit({
+        event: 'device_code',
+        account: email,
+        user_code: p.userCode,
+        verification_uri: p.verificationUri,
+        ...(p.verificationUriComplete ? { verification_uri_complete: p.verificationUriComplete } : {}),
+        expires_in: p.expiresIn,
+        interval: p.interval,
+        ...(p.message ? { message: p.message } : {}),
+      })
+      say(await devicePromptText(p, io.stderrIsTTY && o.qr))
+      device.start(p.expiresAt)
+    },
+    onDeviceTick: (left) => {
+      if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60)
+        say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
+    },
+    openBrowser: (url) => browser.open(url),
+    onAuthorizationUrl: (url, info) => {
+      emit({
+        event: 'authorization_url',
+        account: email,
+        url,
+        redirect_uri: info.redirectUri,
+        browser_opened: info.browserOpened,
+      })
+      say(authorizationUrlText(email, url, info))
+    },
+    readPastedRedirect: (signal) =>
+      io.readLine('Paste the address here: ', signal).then((t) => {
+        if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
+        return t
+      }),
+  }
+  return {
+    callbacks,
+    emit,
+    finish: async () => {
+      device.stop()
+      await browser.cleanup()
+    },
+  }
+}
+
+/** On a terminal, a line that counts down the device code's life until the sign-in ends. */
+function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop: () => void } {
+  let countdown: NodeJS.Timeout | undefined
+  let deviceExpiresAt = 0
+  return {
+    start(expiresAt) {
+      deviceExpiresAt = expiresAt
+      if (!io.stderrIsTTY) return
+      countdown = setInterval(() => {
+        const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000))
+        io.stderr(`\r\x1b[KWaiting for you to approve… the code expires in ${formatDuration(left)}`)
+      }, 1000)
+      countdown.unref()
+    },
+    stop() {
+      if (countdown) clearInterval(countdown)
+      countdown = undefined
+      if (io.stderrIsTTY && deviceExpiresAt) io.stderr('\r\x1b[K')
+    },
+  }
+}
+
+function authorizationUrlText(
+  email: string,
+  url: string,
+  info: { redirectUri: string; browserOpened: boolean },
+): string {
+  if (info.browserOpened)
+    return `A browser window should have opened to sign in ${email}. If it did not, open:\n\n  ${url}\n\nWaiting for the sign-in to finish…\n`
+  return (
+    `To sign in ${email}, open this address in a browser (on any machine):\n\n  ${url}\n\n` +
+    `After you approve, the browser is sent to ${info.redirectUri}… — if that page does not load,\n` +
+    'copy the whole address from the address bar and paste it here.\n'
+  )
 }
 
 function intFlag(name: string, v: unknown, min: number, max: number): number {
