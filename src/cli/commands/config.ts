@@ -12,6 +12,7 @@ import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
 import { quoted, shArg } from '../../core/address.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
+import type { AccountSettings } from '../../store/types.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
        mailkey config                 (lists the clients)
@@ -29,19 +30,16 @@ the client's file; where it goes and how to use it is printed on stderr.
                         default: the version of the client on PATH, else its newest dialect
 `
 
+const CONFIG_FLAGS = {
+  ...COMMON_FLAGS,
+  via: { type: 'string' },
+  'token-command': { type: 'string' },
+  'password-command': { type: 'string' },
+  'client-version': { type: 'string' },
+} as const
+
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse(
-    'config',
-    args,
-    {
-      ...COMMON_FLAGS,
-      via: { type: 'string' },
-      'token-command': { type: 'string' },
-      'password-command': { type: 'string' },
-      'client-version': { type: 'string' },
-    },
-    2,
-  )
+  const { values, positionals } = parse('config', args, CONFIG_FLAGS, 2)
   const { RECIPES } = await import('../../recipes/index.js')
   if (values.help) {
     io.stdout(HELP)
@@ -63,63 +61,17 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     })
   if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
   const via = values.via === 'proxy'
-  if (!via && !recipe.direct) {
-    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, {
-      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
-    })
-  }
-
-  const found = typeof values['client-version'] === 'string' ? undefined : installedVersion(recipe.version, io.env)
-  const clientVersion = typeof values['client-version'] === 'string' ? values['client-version'] : found
-  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion))
-    throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
-  const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
-  if (notDirect)
-    throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, {
-      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
-    })
-
+  const { clientVersion, found } = chooseClientVersion(recipe, client, email, via, values['client-version'], io.env)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
-  const { accountId } = await import('../../store/file-store.js')
   const rec = await mk.record(email)
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
-  const s = rec.settings
-  const { shCommand } = await import('../../recipes/shell.js')
-  const { parseServer } = await import('../../probe/run.js')
-  const server = (
-    key: 'imap' | 'pop' | 'smtp',
-    url: string | undefined,
-  ): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> => {
-    if (!url) return {}
-    const a = parseServer(url)
-    return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
-  }
-  const input: RecipeInput = {
-    email: s.email,
-    user: s.mailbox ?? s.email,
-    provider: s.provider,
-    // RFC 7628 is the standard; Microsoft takes only XOAUTH2 (docs/providers.md)
-    sasl: s.provider === 'microsoft' ? 'XOAUTH2' : s.sasl,
-    ...server('imap', s.servers.imap),
-    ...server('pop', s.servers.pop),
-    ...server('smtp', s.servers.smtp),
-    ...(s.ca ? { ca: s.ca } : {}),
-    ...(clientVersion !== undefined ? { clientVersion } : {}),
-    tokenCommand:
-      typeof values['token-command'] === 'string' ? values['token-command'] : shCommand(['mailkey', 'token', s.email]),
-    ...(via
-      ? {
-          proxy: await proxyPorts(
-            mk,
-            s.email,
-            typeof values['password-command'] === 'string'
-              ? values['password-command']
-              : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
-          ),
-        }
-      : {}),
-  }
+  const input = await recipeInput(mk, rec.settings, {
+    via,
+    clientVersion,
+    tokenCommand: values['token-command'],
+    passwordCommand: values['password-command'],
+  })
   let made
   try {
     made = recipe.make(input)
@@ -133,6 +85,77 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (found !== undefined)
     io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)
   return EXIT.OK
+}
+
+/**
+ * The client version to write for: --client-version, else the one on PATH (found). A client that
+ * cannot use OAuth itself (at all, or in that version) is refused with the --via proxy command.
+ */
+function chooseClientVersion(
+  recipe: ClientRecipe,
+  client: string,
+  email: string,
+  via: boolean,
+  flag: unknown,
+  env: NodeJS.ProcessEnv,
+): { clientVersion: string | undefined; found: string | undefined } {
+  if (!via && !recipe.direct) {
+    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, {
+      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
+    })
+  }
+  const found = typeof flag === 'string' ? undefined : installedVersion(recipe.version, env)
+  const clientVersion = typeof flag === 'string' ? flag : found
+  if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion))
+    throw new UsageError(`--client-version takes a version such as 0.14 or 0.14.0, not "${clientVersion}"`)
+  const notDirect = via ? undefined : recipe.notDirect?.(clientVersion)
+  if (notDirect)
+    throw new UsageError(`${client} ${clientVersion} cannot use OAuth itself (${notDirect})`, {
+      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
+    })
+  return { clientVersion, found }
+}
+
+/** What a recipe needs: the account's servers, TLS, CA and SASL, and the commands that print secrets. */
+async function recipeInput(
+  mk: Mailkey,
+  s: AccountSettings,
+  o: { via: boolean; clientVersion: string | undefined; tokenCommand: unknown; passwordCommand: unknown },
+): Promise<RecipeInput> {
+  const { shCommand } = await import('../../recipes/shell.js')
+  const { parseServer } = await import('../../probe/run.js')
+  const server = (
+    key: 'imap' | 'pop' | 'smtp',
+    url: string | undefined,
+  ): Partial<Record<'imap' | 'pop' | 'smtp', MailServer>> => {
+    if (!url) return {}
+    const a = parseServer(url)
+    return { [key]: { host: a.host, port: a.port, tls: a.implicitTls ? 'implicit' : 'starttls' } }
+  }
+  return {
+    email: s.email,
+    user: s.mailbox ?? s.email,
+    provider: s.provider,
+    // RFC 7628 is the standard; Microsoft takes only XOAUTH2 (docs/providers.md)
+    sasl: s.provider === 'microsoft' ? 'XOAUTH2' : s.sasl,
+    ...server('imap', s.servers.imap),
+    ...server('pop', s.servers.pop),
+    ...server('smtp', s.servers.smtp),
+    ...(s.ca ? { ca: s.ca } : {}),
+    ...(o.clientVersion !== undefined ? { clientVersion: o.clientVersion } : {}),
+    tokenCommand: typeof o.tokenCommand === 'string' ? o.tokenCommand : shCommand(['mailkey', 'token', s.email]),
+    ...(o.via
+      ? {
+          proxy: await proxyPorts(
+            mk,
+            s.email,
+            typeof o.passwordCommand === 'string'
+              ? o.passwordCommand
+              : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
+          ),
+        }
+      : {}),
+  }
 }
 
 /** The version of the client on PATH (`aerc -v`), when the recipe cares and it answers within 3 s. */

@@ -6,10 +6,10 @@
  * goes to stderr. This is the hot path: it loads no OAuth code unless it must refresh.
  */
 import { EXIT, UsageError } from '../../errors.js'
-import { createMailkey } from '../../mailkey.js'
+import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
-import { parse, saslFlag } from '../flags.js'
+import { parse, saslFlag, type Values } from '../flags.js'
 
 const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
 
@@ -23,22 +23,21 @@ the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
   --min-validity S  refresh unless the token is valid for at least S more seconds
 `
 
+const TOKEN_FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  debug: { type: 'boolean' },
+  json: { type: 'boolean' },
+  sasl: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'force-refresh': { type: 'boolean' },
+  'min-validity': { type: 'string' },
+} as const
+
+type GetOptions = NonNullable<Parameters<Mailkey['getAccessToken']>[1]>
+
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse(
-    'token',
-    args,
-    {
-      help: { type: 'boolean', short: 'h' },
-      debug: { type: 'boolean' },
-      json: { type: 'boolean' },
-      sasl: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'force-refresh': { type: 'boolean' },
-      'min-validity': { type: 'string' },
-    },
-    1,
-  )
+  const { values, positionals } = parse('token', args, TOKEN_FLAGS, 1)
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
@@ -60,39 +59,47 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...passphrasePrompt(io),
     onWarning: (m) => io.stderr(`mailkey: warning: ${m}\n`),
   })
-  const getOpts = {
+  const getOpts: GetOptions = {
     forceRefresh: values['force-refresh'] === true,
     signal: io.signal,
     ...(typeof minValidity === 'string' ? { minValiditySec: Number(minValidity) } : {}),
   }
-  if (typeof values.sasl === 'string') {
-    const mechanism = saslFlag(values.sasl)
-    const port = typeof values.port === 'string' ? Number(values.port) : undefined
-    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
-      throw new UsageError('--port must be a port number')
-    const rec = await mk.record(email)
-    if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
-      throw new UsageError("Microsoft's mail servers accept only XOAUTH2; use --sasl xoauth2", { account: email })
-    }
-    const r = await mk.getSaslResponse(email, {
-      ...getOpts,
-      mechanism,
-      ...(typeof values.host === 'string' ? { host: values.host } : {}),
-      ...(port !== undefined ? { port } : {}),
-    })
-    await warnNearHorizon(mk, email, io)
-    io.stdout(
-      values.json
-        ? JSON.stringify({
-            account: r.token.account,
-            mechanism: r.mechanism,
-            response: r.response.reveal(),
-            expires_at: iso(r.token.expiresAt),
-          }) + '\n'
-        : r.response.reveal() + '\n',
-    )
-    return EXIT.OK
+  if (typeof values.sasl === 'string') return await printSasl(mk, email, values, getOpts, io)
+  return await printToken(mk, email, values, getOpts, io)
+}
+
+/** --sasl: the base64 SASL initial response (or --json with it) */
+async function printSasl(mk: Mailkey, email: string, values: Values, getOpts: GetOptions, io: CliIO): Promise<number> {
+  const mechanism = saslFlag(values.sasl as string)
+  const port = typeof values.port === 'string' ? Number(values.port) : undefined
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
+    throw new UsageError('--port must be a port number')
+  const rec = await mk.record(email)
+  if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
+    throw new UsageError("Microsoft's mail servers accept only XOAUTH2; use --sasl xoauth2", { account: email })
   }
+  const r = await mk.getSaslResponse(email, {
+    ...getOpts,
+    mechanism,
+    ...(typeof values.host === 'string' ? { host: values.host } : {}),
+    ...(port !== undefined ? { port } : {}),
+  })
+  await warnNearHorizon(mk, email, io)
+  io.stdout(
+    values.json
+      ? JSON.stringify({
+          account: r.token.account,
+          mechanism: r.mechanism,
+          response: r.response.reveal(),
+          expires_at: iso(r.token.expiresAt),
+        }) + '\n'
+      : r.response.reveal() + '\n',
+  )
+  return EXIT.OK
+}
+
+/** the access token alone, or --json with its expiry, scope and SASL mechanism */
+async function printToken(mk: Mailkey, email: string, values: Values, getOpts: GetOptions, io: CliIO): Promise<number> {
   const t = await mk.getAccessToken(email, getOpts)
   await warnNearHorizon(mk, email, io)
   if (values.json) {
