@@ -90,31 +90,8 @@ export function accountOptions(email: string, v: Values): AccountOptions {
       ;(o as unknown as Record<string, string>)[key] = val.trim()
     }
   }
-  const secret = str(v, 'client-secret')
-  const secretFile = str(v, 'client-secret-file')
-  if (secret !== undefined && secretFile !== undefined)
-    throw new UsageError('give --client-secret or --client-secret-file, not both')
-  // --client-secret S stays for scripts, but argv is visible to every user in `ps`: the help,
-  // the README and the hints point to --client-secret-file F, or - for stdin
-  if (secret !== undefined) o.clientSecret = secret
-  if (secretFile === '-') {
-    // stdin can carry one thing: the secret, or the token/address another flag reads from it
-    if (v['refresh-token-file'] === '-')
-      throw new UsageError(
-        '--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file',
-      )
-    if (v.paste === true)
-      throw new UsageError(
-        '--client-secret-file - reads stdin, where --paste takes the address back: put the secret in a file',
-      )
-    o.clientSecret = readStdin('--client-secret-file -')
-  } else if (secretFile !== undefined) {
-    o.clientSecret = readSmallFile(secretFile, '--client-secret-file')
-  }
-  if (o.clientSecret !== undefined && o.clientSecret.trim() === '')
-    throw new UsageError(
-      `${secretFile === undefined ? '--client-secret' : `--client-secret-file ${secretFile === '-' ? '- (stdin)' : `"${secretFile}"`}`} gives an empty secret`,
-    )
+  const clientSecret = clientSecretFlag(v)
+  if (clientSecret !== undefined) o.clientSecret = clientSecret
   const auth = str(v, 'client-auth')
   if (auth !== undefined) {
     if (auth !== 'post' && auth !== 'basic')
@@ -136,6 +113,43 @@ export function accountOptions(email: string, v: Values): AccountOptions {
   }
   const sasl = str(v, 'sasl')
   if (sasl !== undefined) o.sasl = saslFlag(sasl)
+  Object.assign(o, mailboxFlags(v))
+  return o
+}
+
+/** --client-secret or --client-secret-file (a file, or - for stdin); never both */
+function clientSecretFlag(v: Values): string | undefined {
+  const secret = str(v, 'client-secret')
+  const secretFile = str(v, 'client-secret-file')
+  if (secret !== undefined && secretFile !== undefined)
+    throw new UsageError('give --client-secret or --client-secret-file, not both')
+  // --client-secret S stays for scripts, but argv is visible to every user in `ps`: the help,
+  // the README and the hints point to --client-secret-file F, or - for stdin
+  let clientSecret = secret
+  if (secretFile === '-') {
+    // stdin can carry one thing: the secret, or the token/address another flag reads from it
+    if (v['refresh-token-file'] === '-')
+      throw new UsageError(
+        '--client-secret-file - and --refresh-token-file - both read stdin: put one of them in a file',
+      )
+    if (v.paste === true)
+      throw new UsageError(
+        '--client-secret-file - reads stdin, where --paste takes the address back: put the secret in a file',
+      )
+    clientSecret = readStdin('--client-secret-file -')
+  } else if (secretFile !== undefined) {
+    clientSecret = readSmallFile(secretFile, '--client-secret-file')
+  }
+  if (clientSecret !== undefined && clientSecret.trim() === '')
+    throw new UsageError(
+      `${secretFile === undefined ? '--client-secret' : `--client-secret-file ${secretFile === '-' ? '- (stdin)' : `"${secretFile}"`}`} gives an empty secret`,
+    )
+  return clientSecret
+}
+
+/** --mailbox (a shared mailbox) and --sign-in-as, checked as addresses */
+function mailboxFlags(v: Values): Pick<AccountOptions, 'mailbox' | 'signInAs'> {
+  const o: Pick<AccountOptions, 'mailbox' | 'signInAs'> = {}
   const mailbox = str(v, 'mailbox')
   if (mailbox !== undefined) {
     const why = addressProblem(mailbox.trim())

@@ -72,41 +72,44 @@ export function processIO(signal: AbortSignal): CliIO {
         )
       })
     },
-    readSecretLine: async (prompt, sig) => {
-      if (!process.stdin.isTTY) return undefined
-      const stdin = process.stdin
-      // no echo before the prompt shows: someone who types (or pastes) at once must not see it echoed
-      stdin.setRawMode(true)
-      stdin.resume()
-      process.stderr.write(prompt)
-      try {
-        return await new Promise<string | undefined>((resolve) => {
-          let value = ''
-          const done = (v: string | undefined): void => {
-            stdin.removeListener('data', onKey)
-            process.stderr.write('\n')
-            resolve(v)
-          }
-          const onKey = (d: Buffer): void => {
-            for (const ch of d.toString('utf8')) {
-              if (ch === '\r' || ch === '\n') return done(value)
-              if (ch === '\u0003' || ch === '\u0004') return done(undefined) // ^C / ^D
-              if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1)
-              else value += ch
-            }
-          }
-          stdin.on('data', onKey)
-          sig?.addEventListener('abort', () => done(undefined), { once: true })
-        })
-      } finally {
-        stdin.setRawMode(false)
-        stdin.pause()
-      }
-    },
+    readSecretLine,
     close: () => {
       rl?.close()
     },
     signal,
+  }
+}
+
+/** A line typed on the terminal without echo (raw mode); undefined when stdin is no terminal, or on ^C / ^D. */
+async function readSecretLine(prompt: string, sig?: AbortSignal): Promise<string | undefined> {
+  if (!process.stdin.isTTY) return undefined
+  const stdin = process.stdin
+  // no echo before the prompt shows: someone who types (or pastes) at once must not see it echoed
+  stdin.setRawMode(true)
+  stdin.resume()
+  process.stderr.write(prompt)
+  try {
+    return await new Promise<string | undefined>((resolve) => {
+      let value = ''
+      const done = (v: string | undefined): void => {
+        stdin.removeListener('data', onKey)
+        process.stderr.write('\n')
+        resolve(v)
+      }
+      const onKey = (d: Buffer): void => {
+        for (const ch of d.toString('utf8')) {
+          if (ch === '\r' || ch === '\n') return done(value)
+          if (ch === '\u0003' || ch === '\u0004') return done(undefined) // ^C / ^D
+          if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1)
+          else value += ch
+        }
+      }
+      stdin.on('data', onKey)
+      sig?.addEventListener('abort', () => done(undefined), { once: true })
+    })
+  } finally {
+    stdin.setRawMode(false)
+    stdin.pause()
   }
 }
 
