@@ -105,6 +105,26 @@ export interface AgentHandle {
   stop(): void
 }
 
+/** One request line of the agent protocol and its answer: key, ping or stop. */
+function agentAnswer(line: string, keys: Map<string, Buffer>, until: number, stop: () => void): object {
+  let req: { op?: unknown; kid?: unknown }
+  try {
+    req = JSON.parse(line) as typeof req
+  } catch {
+    return { error: 'not JSON' }
+  }
+  if (req.op === 'key' && typeof req.kid === 'string') {
+    const k = keys.get(req.kid)
+    return k ? { key: k.toString('base64') } : { error: 'no such key' }
+  }
+  if (req.op === 'ping') return { kids: [...keys.keys()], until }
+  if (req.op === 'stop') {
+    setImmediate(stop)
+    return { stopped: true }
+  }
+  return { error: 'unknown request' }
+}
+
 /**
  * Serve `keys` on `sock` for `lifetimeMs`. The socket's directory is created 0700 (A1); a stale
  * socket file from a dead agent is replaced, a live agent's is not.
@@ -143,24 +163,7 @@ export async function serveKeys(sock: string, keys: Map<string, Buffer>, lifetim
       c.end(JSON.stringify(answer(buf.slice(0, nl))) + '\n')
     })
   })
-  const answer = (line: string): object => {
-    let req: { op?: unknown; kid?: unknown }
-    try {
-      req = JSON.parse(line) as typeof req
-    } catch {
-      return { error: 'not JSON' }
-    }
-    if (req.op === 'key' && typeof req.kid === 'string') {
-      const k = keys.get(req.kid)
-      return k ? { key: k.toString('base64') } : { error: 'no such key' }
-    }
-    if (req.op === 'ping') return { kids: [...keys.keys()], until }
-    if (req.op === 'stop') {
-      setImmediate(() => handle.stop())
-      return { stopped: true }
-    }
-    return { error: 'unknown request' }
-  }
+  const answer = (line: string): object => agentAnswer(line, keys, until, () => handle.stop())
   const old = process.umask(0o077)
   try {
     await new Promise<void>((resolve, reject) => {

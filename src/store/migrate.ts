@@ -16,6 +16,7 @@
  */
 import { unlink } from 'node:fs/promises'
 import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
+import type { Paths } from '../config/paths.js'
 import type { FileStore } from './file-store.js'
 import { acquire } from './lock.js'
 import {
@@ -112,6 +113,24 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
   }
 
   // 3. every record under its lock
+  const { migrated, broken } = await rewriteAll(store, to, o)
+  // 4. only the new key stays, unless a record could not be rewritten (it may need an old key)
+  if (broken.length === 0) await keepOnlyCurrentKey(paths, meta)
+  return {
+    from,
+    to,
+    migrated,
+    broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
+    resumed: interrupted,
+  }
+}
+
+/** Rewrite every record under its lock, so it is sealed with the current key (or written plain). */
+async function rewriteAll(
+  store: FileStore,
+  to: Protection,
+  o: MigrateOptions,
+): Promise<{ migrated: string[]; broken: Awaited<ReturnType<FileStore['list']>>['broken'] }> {
   const { records, broken } = await store.list()
   const migrated: string[] = []
   for (const r of records) {
@@ -129,30 +148,25 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
     }
   }
 
-  // 4. only the new key stays, unless a record could not be rewritten (it may need an old key)
-  if (broken.length === 0) {
-    const keep = meta.current ? meta.keys.filter((k) => k.kid === meta.current) : []
-    const dropped = meta.keys.filter((k) => !keep.includes(k))
-    if (keep.length === 0) {
-      await unlink(metaPath(paths)).catch(() => undefined)
-    } else {
-      await writeMeta(paths, { ...meta, keys: keep })
-    }
-    for (const k of dropped) {
-      if (k.kind !== 'keyring') continue
-      try {
-        ;(await keyringEntry(k.service, k.entry)).remove()
-      } catch {
-        /* an entry left behind holds a key that opens nothing any more */
-      }
-    }
+  return { migrated, broken }
+}
+
+/** Drop every key but the current one (and the keyring entries of dropped keys). */
+async function keepOnlyCurrentKey(paths: Paths, meta: StoreMeta): Promise<void> {
+  const keep = meta.current ? meta.keys.filter((k) => k.kid === meta.current) : []
+  const dropped = meta.keys.filter((k) => !keep.includes(k))
+  if (keep.length === 0) {
+    await unlink(metaPath(paths)).catch(() => undefined)
+  } else {
+    await writeMeta(paths, { ...meta, keys: keep })
   }
-  return {
-    from,
-    to,
-    migrated,
-    broken: broken.map((b) => ({ file: b.file, message: b.error.message })),
-    resumed: interrupted,
+  for (const k of dropped) {
+    if (k.kind !== 'keyring') continue
+    try {
+      ;(await keyringEntry(k.service, k.entry)).remove()
+    } catch {
+      /* an entry left behind holds a key that opens nothing any more */
+    }
   }
 }
 
