@@ -167,105 +167,139 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
   const onOuterAbort = (): void => ac.abort(opts.signal?.reason)
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true })
   const timeoutMs = opts.timeoutMs ?? 5 * 60_000
-  let timer: NodeJS.Timeout | undefined
+  let stopWaiting = (): void => {}
   try {
-    const url = new URL(settings.endpoints.authorization)
-    const params: Record<string, string> = {
-      client_id: settings.clientId,
-      response_type: 'code',
-      redirect_uri: listener.redirectUri,
-      scope: settings.scopes.join(' '),
-      state,
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-      login_hint: settings.signInAs ?? settings.email,
-      ...(nonce ? { nonce } : {}),
-      ...(settings.authorizationParams ?? {}),
-      ...(opts.extraParams ?? {}),
-    }
-    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+    const url = authorizationUrl(
+      settings,
+      { redirectUri: listener.redirectUri, state, challenge, nonce },
+      opts.extraParams,
+    )
     await opts.onAuthorizationUrl(url.href, listener.redirectUri)
 
-    const waits: Promise<URLSearchParams>[] = [listener.result]
-    if (opts.readPastedRedirect) {
-      waits.push(
-        (async () => {
-          for (;;) {
-            const text = await opts.readPastedRedirect!(ac.signal)
-            if (ac.signal.aborted) return new Promise<URLSearchParams>(() => {})
-            try {
-              return parsePastedRedirect(text)
-            } catch {
-              continue // let the caller prompt again
-            }
-          }
-        })(),
-      )
-    }
-    waits.push(
-      new Promise<URLSearchParams>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new ReauthRequiredError(
-                ERR.SIGNIN_TIMEOUT,
-                `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`,
-                {
-                  account: settings.email,
-                },
-              ),
-            ),
-          timeoutMs,
-        )
-      }),
-    )
-    waits.push(
-      new Promise<URLSearchParams>((_, reject) => {
-        ac.signal.addEventListener(
-          'abort',
-          () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })),
-          {
-            once: true,
-          },
-        )
-      }),
-    )
-    const returned = cleanCallback(await Promise.race(waits), [
+    const { result: redirected, cancel } = waitForRedirect(settings, listener.result, opts, ac.signal, timeoutMs)
+    stopWaiting = cancel
+    const returned = cleanCallback(await redirected, [
       verifier,
       ...(settings.clientSecret ? [settings.clientSecret] : []),
     ])
-    let callback: URLSearchParams
-    try {
-      // Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error.
-      callback = oauth.validateAuthResponse(authorizationServer(settings), oauthClient(settings), returned, state)
-    } catch (e) {
-      if (e instanceof oauth.AuthorizationResponseError)
-        throw classify(e, {
-          account: settings.email,
-          host: safeHost(settings.endpoints.authorization),
-          phase: 'signin',
-          clientId: settings.clientId,
-        })
-      // oauth4webapi's wording names its own parameters; say what it means instead.
-      const why = /"iss"/.test((e as Error).message)
-        ? 'it names another issuer'
-        : /"state"/.test((e as Error).message)
-          ? 'its state does not match'
-          : 'it is not a valid sign-in response'
-      throw new ProtocolError(
-        ERR.STATE_MISMATCH,
-        `the sign-in response for "${settings.email}" does not match the request (${why}); it may be from another sign-in attempt`,
-        { account: settings.email, cause: e },
-      )
-    }
+    const callback = validateCallback(settings, returned, state)
     return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, {
       ...opts,
       ...(nonce ? { nonce } : {}),
     })
   } finally {
-    clearTimeout(timer)
+    stopWaiting()
     ac.abort()
     opts.signal?.removeEventListener('abort', onOuterAbort)
     await listener.close()
+  }
+}
+
+/** The authorization request (RFC 6749 §4.1.1) with PKCE (RFC 7636 §4.3) and the account as login_hint. */
+function authorizationUrl(
+  settings: AccountSettings,
+  r: { redirectUri: string; state: string; challenge: string; nonce: string | undefined },
+  extraParams: Record<string, string> | undefined,
+): URL {
+  const url = new URL(settings.endpoints.authorization as string)
+  const params: Record<string, string> = {
+    client_id: settings.clientId,
+    response_type: 'code',
+    redirect_uri: r.redirectUri,
+    scope: settings.scopes.join(' '),
+    state: r.state,
+    code_challenge: r.challenge,
+    code_challenge_method: 'S256',
+    login_hint: settings.signInAs ?? settings.email,
+    ...(r.nonce ? { nonce: r.nonce } : {}),
+    ...(settings.authorizationParams ?? {}),
+    ...(extraParams ?? {}),
+  }
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+  return url
+}
+
+/**
+ * Whichever comes first: the redirect at the listener, a pasted address (asked again until one
+ * parses), the timeout, or the caller's abort. `cancel` stops the timer.
+ */
+function waitForRedirect(
+  settings: AccountSettings,
+  listened: Promise<URLSearchParams>,
+  opts: AuthCodeOptions,
+  signal: AbortSignal,
+  timeoutMs: number,
+): { result: Promise<URLSearchParams>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined
+  const waits: Promise<URLSearchParams>[] = [listened]
+  if (opts.readPastedRedirect) {
+    waits.push(
+      (async () => {
+        for (;;) {
+          const text = await opts.readPastedRedirect!(signal)
+          if (signal.aborted) return new Promise<URLSearchParams>(() => {})
+          try {
+            return parsePastedRedirect(text)
+          } catch {
+            continue // let the caller prompt again
+          }
+        }
+      })(),
+    )
+  }
+  waits.push(
+    new Promise<URLSearchParams>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ReauthRequiredError(
+              ERR.SIGNIN_TIMEOUT,
+              `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`,
+              {
+                account: settings.email,
+              },
+            ),
+          ),
+        timeoutMs,
+      )
+    }),
+  )
+  waits.push(
+    new Promise<URLSearchParams>((_, reject) => {
+      signal.addEventListener(
+        'abort',
+        () => reject(new InterruptedError('sign-in interrupted', { account: settings.email })),
+        {
+          once: true,
+        },
+      )
+    }),
+  )
+  return { result: Promise.race(waits), cancel: () => clearTimeout(timer) }
+}
+
+/** Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error. */
+function validateCallback(settings: AccountSettings, returned: URLSearchParams, state: string): URLSearchParams {
+  try {
+    return oauth.validateAuthResponse(authorizationServer(settings), oauthClient(settings), returned, state)
+  } catch (e) {
+    if (e instanceof oauth.AuthorizationResponseError)
+      throw classify(e, {
+        account: settings.email,
+        host: safeHost(settings.endpoints.authorization as string),
+        phase: 'signin',
+        clientId: settings.clientId,
+      })
+    // oauth4webapi's wording names its own parameters; say what it means instead.
+    const why = /"iss"/.test((e as Error).message)
+      ? 'it names another issuer'
+      : /"state"/.test((e as Error).message)
+        ? 'its state does not match'
+        : 'it is not a valid sign-in response'
+    throw new ProtocolError(
+      ERR.STATE_MISMATCH,
+      `the sign-in response for "${settings.email}" does not match the request (${why}); it may be from another sign-in attempt`,
+      { account: settings.email, cause: e },
+    )
   }
 }
