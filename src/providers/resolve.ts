@@ -149,16 +149,7 @@ export function candidateSettings(
   }
   const tenant = opts.tenant ?? provider?.defaultTenant
   const pe = provider?.endpoints ?? {}
-  const endpoints: Partial<AccountEndpoints> = {
-    issuer: opts.issuer ?? discovered?.issuer ?? applyTenant(pe.issuer, tenant),
-    authorization: opts.authorizeUrl ?? applyTenant(pe.authorization, tenant) ?? discovered?.authorization,
-    token: opts.tokenUrl ?? applyTenant(pe.token, tenant) ?? discovered?.token,
-    deviceAuthorization:
-      opts.deviceUrl ?? applyTenant(pe.deviceAuthorization, tenant) ?? discovered?.deviceAuthorization,
-    revocation: opts.revocationUrl ?? applyTenant(pe.revocation, tenant) ?? discovered?.revocation,
-  }
-  for (const k of Object.keys(endpoints) as (keyof AccountEndpoints)[])
-    if (endpoints[k] === undefined) delete endpoints[k]
+  const endpoints = accountEndpoints(opts, pe, tenant, discovered)
   if (!endpoints.token) {
     throw new UsageError(`no token endpoint for "${email}"`, {
       hint: 'Pass --provider NAME, --issuer URL, or --token-url URL (with --authorize-url or --device-url).',
@@ -174,33 +165,9 @@ export function candidateSettings(
   if (provider && opts.sasl && !provider.sasl.includes(opts.sasl)) {
     throw new UsageError(`${provider.displayName} does not accept ${opts.sasl}; use ${provider.sasl.join(' or ')}`)
   }
-  const servers: AccountSettings['servers'] = {}
-  const imap = opts.imapUrl ?? provider?.servers.imap
-  const pop = opts.popUrl ?? provider?.servers.pop
-  const smtp = opts.smtpUrl ?? provider?.servers.smtp
-  if (imap) servers.imap = normaliseServerUrl('imap', imap)
-  if (pop) servers.pop = normaliseServerUrl('pop', pop)
-  if (smtp) servers.smtp = normaliseServerUrl('smtp', smtp)
+  const servers = mailServers(opts, provider)
 
-  let candidates: ClientCandidate[]
-  if (opts.clientId) {
-    candidates = [
-      {
-        clientId: opts.clientId,
-        ...(opts.clientSecret ? { clientSecret: opts.clientSecret } : {}),
-        label: 'your client id',
-      },
-    ]
-  } else {
-    candidates = (provider?.clients ?? []).map((c) =>
-      opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c,
-    )
-  }
-  if (candidates.length === 0) {
-    throw new UsageError(`no client id for "${email}"`, {
-      hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).',
-    })
-  }
+  const candidates = clientCandidates(opts, provider)
   return candidates.map((c) => {
     const s: AccountSettings = {
       email,
@@ -222,6 +189,62 @@ export function candidateSettings(
     if (provider?.authorizationParams) s.authorizationParams = provider.authorizationParams
     return s
   })
+}
+
+/** The account's endpoints: options first, then the provider's (tenant applied), then discovery. */
+function accountEndpoints(
+  opts: AccountOptions,
+  pe: Provider['endpoints'],
+  tenant: string | undefined,
+  discovered: AccountEndpoints | undefined,
+): Partial<AccountEndpoints> {
+  const endpoints: Partial<AccountEndpoints> = {
+    issuer: opts.issuer ?? discovered?.issuer ?? applyTenant(pe.issuer, tenant),
+    authorization: opts.authorizeUrl ?? applyTenant(pe.authorization, tenant) ?? discovered?.authorization,
+    token: opts.tokenUrl ?? applyTenant(pe.token, tenant) ?? discovered?.token,
+    deviceAuthorization:
+      opts.deviceUrl ?? applyTenant(pe.deviceAuthorization, tenant) ?? discovered?.deviceAuthorization,
+    revocation: opts.revocationUrl ?? applyTenant(pe.revocation, tenant) ?? discovered?.revocation,
+  }
+  for (const k of Object.keys(endpoints) as (keyof AccountEndpoints)[])
+    if (endpoints[k] === undefined) delete endpoints[k]
+  return endpoints
+}
+
+/** IMAP, POP3 and SMTP server URLs: options first, then the provider's. */
+function mailServers(opts: AccountOptions, provider: Provider | undefined): AccountSettings['servers'] {
+  const servers: AccountSettings['servers'] = {}
+  const imap = opts.imapUrl ?? provider?.servers.imap
+  const pop = opts.popUrl ?? provider?.servers.pop
+  const smtp = opts.smtpUrl ?? provider?.servers.smtp
+  if (imap) servers.imap = normaliseServerUrl('imap', imap)
+  if (pop) servers.pop = normaliseServerUrl('pop', pop)
+  if (smtp) servers.smtp = normaliseServerUrl('smtp', smtp)
+  return servers
+}
+
+/** The client ids to try, in order: the user's own, or the provider's built-in ones. */
+function clientCandidates(opts: AccountOptions, provider: Provider | undefined): ClientCandidate[] {
+  let candidates: ClientCandidate[]
+  if (opts.clientId) {
+    candidates = [
+      {
+        clientId: opts.clientId,
+        ...(opts.clientSecret ? { clientSecret: opts.clientSecret } : {}),
+        label: 'your client id',
+      },
+    ]
+  } else {
+    candidates = (provider?.clients ?? []).map((c) =>
+      opts.clientSecret ? { ...c, clientSecret: opts.clientSecret } : c,
+    )
+  }
+  if (candidates.length === 0) {
+    throw new UsageError(`no client id for "${opts.email}"`, {
+      hint: 'Pass --client-id ID (and --client-secret-file F, or - for stdin, if your app has a secret).',
+    })
+  }
+  return candidates
 }
 
 /** Which interactive flow to use when the caller did not say. */
