@@ -42,122 +42,129 @@ const SERVICE = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
 const MS_SCOPE = { imap: 'IMAP.AccessAsUser.All', pop: 'POP.AccessAsUser.All', smtp: 'SMTP.Send' } as const
 
 export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
-  const svc = SERVICE[ctx.protocol]
+  if (e instanceof ProbeNetworkError) return diagnoseNetwork(e, ctx)
+  if (e instanceof ProbeFailure) return diagnoseFailure(e, ctx)
+  return { kind: 'protocol', cause: (e as Error)?.message ?? String(e), fix: 'Run again with --debug and report it.' }
+}
+
+/** A connection that failed before any server reply: DNS, TCP, TLS, the CA file, or this machine. */
+function diagnoseNetwork(e: ProbeNetworkError, ctx: DiagnoseContext): Diagnosis {
   const scheme = ctx.server.split(':', 1)[0] ?? ''
-  if (e instanceof ProbeNetworkError) {
-    const code = e.code
-    const shortage = shortageCode(e)
-    if (shortage) {
-      // Out of file descriptors or memory here (opening a socket, the CA file), or a DNS failure
-      // that is no verdict on the name: an outage of this machine, not a wrong setting (issue 11).
-      return {
-        kind: 'transient',
-        cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`,
-        fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.',
-      }
+  const code = e.code
+  const shortage = shortageCode(e)
+  if (shortage) {
+    // Out of file descriptors or memory here (opening a socket, the CA file), or a DNS failure
+    // that is no verdict on the name: an outage of this machine, not a wrong setting (issue 11).
+    return {
+      kind: 'transient',
+      cause: `cannot connect to ${ctx.server}: ${shortageText(shortage)}`,
+      fix: 'Nothing is wrong with the account; try again in a moment. If it keeps happening, this machine or process is short of file descriptors or memory.',
     }
-    if (code === 'CA_FILE') {
+  }
+  if (code === 'CA_FILE') {
+    return {
+      kind: 'config',
+      cause: e.message,
+      fix: `Put the CA certificate back, or give another one: "mailkey add ${shArg(ctx.account)} --ca ca.pem".`,
+    }
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return {
+      kind: 'config',
+      cause: `the certificate of ${ctx.server} is not for that host name`,
+      fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.',
+    }
+  }
+  if (
+    code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+    code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+    (code === 'EPROTO' && !scheme.endsWith('s'))
+  ) {
+    return {
+      kind: 'config',
+      cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`,
+      fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ..."`,
+    }
+  }
+  if (isTlsCode(code)) {
+    return {
+      kind: 'config',
+      cause: `the certificate of ${ctx.server} is not trusted (${code})`,
+      fix: `If the server uses a private CA, give its certificate: "mailkey add ${shArg(ctx.account)} --ca ca.pem". Otherwise something is intercepting the connection.`,
+    }
+  }
+  if (code === 'ECONNREFUSED') {
+    return {
+      kind: 'transient',
+      cause: `nothing accepts connections at ${ctx.server}`,
+      fix: `Check the host and port ("mailkey status ${shArg(ctx.account)}" shows them) and that no firewall blocks the port.`,
+    }
+  }
+  if (code === 'ENOTFOUND') {
+    return {
+      kind: 'config',
+      cause: `the host name of ${ctx.server} does not resolve`,
+      fix: 'Check the server name and your DNS.',
+    }
+  }
+  if (code === 'ETIMEDOUT') {
+    return {
+      kind: 'transient',
+      cause: `${ctx.server} did not answer in time`,
+      fix: 'Check the network and whether a firewall drops the port; then try again.',
+    }
+  }
+  return { kind: 'transient', cause: e.message, fix: 'Check the network and try again.' }
+}
+
+/** A server reply at some stage of the dialogue: greeting, STARTTLS, capabilities, AUTH, mailbox. */
+function diagnoseFailure(e: ProbeFailure, ctx: DiagnoseContext): Diagnosis {
+  const svc = SERVICE[ctx.protocol]
+  const reply = e.reply
+  switch (e.stage) {
+    case 'greeting':
+      return {
+        kind: 'protocol',
+        cause: `${ctx.server} does not greet like a ${svc} server (${reply.slice(0, 120)})`,
+        fix: `Check that the ${urlFlag(ctx.protocol)} points at a ${svc} port.`,
+      }
+    case 'starttls':
+      if (/injection/i.test(e.message))
+        return {
+          kind: 'protocol',
+          cause: 'data was injected before the TLS handshake (a man in the middle, or a broken server)',
+          fix: `Use the implicit-TLS port (${implicitScheme(ctx.protocol)}://) and report it to the server's admin.`,
+        }
       return {
         kind: 'config',
         cause: e.message,
-        fix: `Put the CA certificate back, or give another one: "mailkey add ${shArg(ctx.account)} --ca ca.pem".`,
+        fix: `Use the implicit-TLS URL: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".`,
       }
-    }
-    if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    case 'capability':
       return {
         kind: 'config',
-        cause: `the certificate of ${ctx.server} is not for that host name`,
-        fix: 'Use the host name the certificate names (not an IP address or alias) in the server URL.',
+        cause: e.message,
+        fix: `OAuth may be switched off for ${svc} on this server, or this is not the provider's OAuth-enabled server. Check the server address.`,
       }
-    }
-    if (
-      code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
-      code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
-      (code === 'EPROTO' && !scheme.endsWith('s'))
-    ) {
-      return {
-        kind: 'config',
-        cause: `${ctx.server} does not speak TLS on that port (plain text, or STARTTLS)`,
-        fix: `Use ${starttlsScheme(ctx.protocol)}://host:port for a STARTTLS port, or the implicit-TLS port: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ..."`,
-      }
-    }
-    if (isTlsCode(code)) {
-      return {
-        kind: 'config',
-        cause: `the certificate of ${ctx.server} is not trusted (${code})`,
-        fix: `If the server uses a private CA, give its certificate: "mailkey add ${shArg(ctx.account)} --ca ca.pem". Otherwise something is intercepting the connection.`,
-      }
-    }
-    if (code === 'ECONNREFUSED') {
-      return {
-        kind: 'transient',
-        cause: `nothing accepts connections at ${ctx.server}`,
-        fix: `Check the host and port ("mailkey status ${shArg(ctx.account)}" shows them) and that no firewall blocks the port.`,
-      }
-    }
-    if (code === 'ENOTFOUND') {
-      return {
-        kind: 'config',
-        cause: `the host name of ${ctx.server} does not resolve`,
-        fix: 'Check the server name and your DNS.',
-      }
-    }
-    if (code === 'ETIMEDOUT') {
-      return {
-        kind: 'transient',
-        cause: `${ctx.server} did not answer in time`,
-        fix: 'Check the network and whether a firewall drops the port; then try again.',
-      }
-    }
-    return { kind: 'transient', cause: e.message, fix: 'Check the network and try again.' }
-  }
-  if (e instanceof ProbeFailure) {
-    const reply = e.reply
-    switch (e.stage) {
-      case 'greeting':
-        return {
-          kind: 'protocol',
-          cause: `${ctx.server} does not greet like a ${svc} server (${reply.slice(0, 120)})`,
-          fix: `Check that the ${urlFlag(ctx.protocol)} points at a ${svc} port.`,
-        }
-      case 'starttls':
-        if (/injection/i.test(e.message))
-          return {
-            kind: 'protocol',
-            cause: 'data was injected before the TLS handshake (a man in the middle, or a broken server)',
-            fix: `Use the implicit-TLS port (${implicitScheme(ctx.protocol)}://) and report it to the server's admin.`,
-          }
+    case 'auth':
+      return diagnoseAuth(e, ctx, svc)
+    case 'mailbox':
+      if (/authenticated but not connected/i.test(reply)) {
         return {
           kind: 'config',
-          cause: e.message,
-          fix: `Use the implicit-TLS URL: "mailkey add ${shArg(ctx.account)} --${urlFlag(ctx.protocol)} ${implicitScheme(ctx.protocol)}://host:port".`,
+          cause: `the server accepted the token but the signed-in user${ctx.signedInAs ? ` (${ctx.signedInAs})` : ''} cannot open the mailbox ${ctx.mailbox}`,
+          fix: `Sign in as the mailbox's owner ("mailkey add ${shArg(ctx.mailbox)}"), or for a shared mailbox make sure your user has Full Access to it and give it with --mailbox.`,
         }
-      case 'capability':
-        return {
-          kind: 'config',
-          cause: e.message,
-          fix: `OAuth may be switched off for ${svc} on this server, or this is not the provider's OAuth-enabled server. Check the server address.`,
-        }
-      case 'auth':
-        return diagnoseAuth(e, ctx, svc)
-      case 'mailbox':
-        if (/authenticated but not connected/i.test(reply)) {
-          return {
-            kind: 'config',
-            cause: `the server accepted the token but the signed-in user${ctx.signedInAs ? ` (${ctx.signedInAs})` : ''} cannot open the mailbox ${ctx.mailbox}`,
-            fix: `Sign in as the mailbox's owner ("mailkey add ${shArg(ctx.mailbox)}"), or for a shared mailbox make sure your user has Full Access to it and give it with --mailbox.`,
-          }
-        }
-        return {
-          kind: 'protocol',
-          cause: `logged in, but the mailbox could not be opened: ${reply.slice(0, 160)}`,
-          fix: 'Check the mailbox in a webmail client; the server may be repairing it.',
-        }
-      case 'command':
-        return { kind: 'protocol', cause: e.message, fix: `The ${svc} server behaves unexpectedly; try again later.` }
-    }
+      }
+      return {
+        kind: 'protocol',
+        cause: `logged in, but the mailbox could not be opened: ${reply.slice(0, 160)}`,
+        fix: 'Check the mailbox in a webmail client; the server may be repairing it.',
+      }
+    case 'command':
+      return { kind: 'protocol', cause: e.message, fix: `The ${svc} server behaves unexpectedly; try again later.` }
   }
-  return { kind: 'protocol', cause: (e as Error)?.message ?? String(e), fix: 'Run again with --debug and report it.' }
+  return { kind: 'protocol', cause: e.message, fix: 'Run again with --debug and report it.' }
 }
 
 function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagnosis {

@@ -15,6 +15,7 @@ import type { AccountRecord } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { encodeSasl } from '../sasl/index.js'
 import { cleanServerText } from '../core/server-text.js'
+import type { Secret } from '../core/secret.js'
 import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from './dialogues.js'
 import { diagnose, type FailureKind } from './diagnose.js'
 import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
@@ -107,12 +108,7 @@ async function probeOne(
   const server = settings.servers[protocol]
   const report: ProtocolReport = { protocol, server: server ?? '-', ok: false, steps: [], retriedWithFreshToken: false }
   if (!server) {
-    report.error = {
-      message: `no ${protocol.toUpperCase()} server is set for ${settings.email}`,
-      kind: 'config',
-      cause: `the account has no ${protocol} server`,
-      fix: `Give one: "mailkey add ${shArg(settings.email)} --${protocol}-url ${protocol === 'imap' ? 'imaps://host:993' : protocol === 'pop' ? 'pop3s://host:995' : 'smtp://host:587'}".`,
-    }
+    report.error = noServerError(settings.email, protocol)
     return report
   }
   const addr = parseServer(server)
@@ -128,21 +124,7 @@ async function probeOne(
     try {
       token = await mk.getAccessToken(settings.email, { forceRefresh, ...(opts.signal ? { signal: opts.signal } : {}) })
     } catch (e) {
-      const err = e as MailkeyError
-      const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
-      report.error = {
-        stage: 'token',
-        message: err.message,
-        kind,
-        cause:
-          kind === 'reauth'
-            ? 'the grant is no longer accepted, so there is no token to log in with'
-            : 'no usable access token right now',
-        fix:
-          kind === 'reauth'
-            ? `Run "mailkey add ${shArg(settings.email)}" to sign in again.`
-            : `See "mailkey status ${shArg(settings.email)}".`,
-      }
+      report.error = tokenFailure(e as MailkeyError, settings.email)
       return report
     }
     let transport: LineTransport | undefined
@@ -152,17 +134,7 @@ async function probeOne(
         timeoutMs: opts.timeoutMs ?? 15_000,
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
-      const sent: string[] = [token.token.reveal()]
-      const result: DialogueResult = await DIALOGUES[protocol](cleanedReplies(transport, sent), {
-        starttls: !addr.implicitTls,
-        mechanisms,
-        saslResponse: (mech) => {
-          const r = encodeSasl(mech, { user: mailbox, token: token.token, host: addr.host, port: addr.port })
-          sent.push(r.reveal())
-          return r
-        },
-        from: mailbox,
-      })
+      const result = await runDialogue(protocol, transport, addr, { mechanisms, mailbox, token: token.token })
       report.ok = true
       report.steps = result.steps
       report.mechanism = result.mechanism
@@ -182,13 +154,7 @@ async function probeOne(
         // Without an id_token, the account's own address is the best guess of who signed in.
         signedInAs: signedInAs ?? settings.email,
       })
-      report.error = {
-        ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }),
-        message: (e as Error).message,
-        kind: d.kind,
-        cause: d.cause,
-        fix: d.fix,
-      }
+      report.error = failureReport(e, d)
       // Refused, but we believed the token valid: force a refresh and try once more.
       if (refused && !forceRefresh && d.kind === 'reauth') {
         report.retriedWithFreshToken = true
@@ -200,4 +166,65 @@ async function probeOne(
     }
   }
   return report
+}
+
+/** The protocol's login dialogue with this token; every secret sent is kept out of the replies it reports. */
+async function runDialogue(
+  protocol: Protocol,
+  transport: LineTransport,
+  addr: ServerAddress,
+  o: { mechanisms: SaslMechanism[]; mailbox: string; token: Secret },
+): Promise<DialogueResult> {
+  const sent: string[] = [o.token.reveal()]
+  return await DIALOGUES[protocol](cleanedReplies(transport, sent), {
+    starttls: !addr.implicitTls,
+    mechanisms: o.mechanisms,
+    saslResponse: (mech) => {
+      const r = encodeSasl(mech, { user: o.mailbox, token: o.token, host: addr.host, port: addr.port })
+      sent.push(r.reveal())
+      return r
+    },
+    from: o.mailbox,
+  })
+}
+
+function noServerError(email: string, protocol: Protocol): NonNullable<ProtocolReport['error']> {
+  const example = protocol === 'imap' ? 'imaps://host:993' : protocol === 'pop' ? 'pop3s://host:995' : 'smtp://host:587'
+  return {
+    message: `no ${protocol.toUpperCase()} server is set for ${email}`,
+    kind: 'config',
+    cause: `the account has no ${protocol} server`,
+    fix: `Give one: "mailkey add ${shArg(email)} --${protocol}-url ${example}".`,
+  }
+}
+
+/** No token to log in with: the grant is dead (sign in again) or the token endpoint is out of reach. */
+function tokenFailure(err: MailkeyError, email: string): NonNullable<ProtocolReport['error']> {
+  const kind: FailureKind = err.reauthRequired ? 'reauth' : err.transient ? 'transient' : 'config'
+  return {
+    stage: 'token',
+    message: err.message,
+    kind,
+    cause:
+      kind === 'reauth'
+        ? 'the grant is no longer accepted, so there is no token to log in with'
+        : 'no usable access token right now',
+    fix:
+      kind === 'reauth'
+        ? `Run "mailkey add ${shArg(email)}" to sign in again.`
+        : `See "mailkey status ${shArg(email)}".`,
+  }
+}
+
+function failureReport(
+  e: unknown,
+  d: { kind: FailureKind; cause: string; fix: string },
+): NonNullable<ProtocolReport['error']> {
+  return {
+    ...(e instanceof ProbeFailure ? { stage: e.stage } : { stage: 'connect' }),
+    message: (e as Error).message,
+    kind: d.kind,
+    cause: d.cause,
+    fix: d.fix,
+  }
 }
