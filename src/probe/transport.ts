@@ -131,72 +131,32 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
   })
-
-  let socket: Socket | TLSSocket
-  let secure = addr.implicitTls
-  let buf: Buffer = Buffer.alloc(0)
-  const lines: string[] = []
-  let waiter: { resolve: (l: string) => void; reject: (e: Error) => void } | undefined
-  let failure: Error | undefined
-  let timer: NodeJS.Timeout | undefined
-
-  const fail = (e: Error): void => {
-    if (!failure) failure = e
-    if (waiter) {
-      const w = waiter
-      waiter = undefined
-      w.reject(failure)
-    }
-  }
-  const onData = (chunk: Buffer): void => {
-    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk
-    let nl
-    while ((nl = buf.indexOf(0x0a)) >= 0) {
-      const line = buf.subarray(0, nl).toString('utf8').replace(/\r$/, '')
-      buf = buf.subarray(nl + 1)
-      if (waiter) {
-        const w = waiter
-        waiter = undefined
-        w.resolve(line)
-      } else {
-        lines.push(line)
-      }
-    }
-    if (buf.length > MAX_LINE) fail(new ProbeNetworkError(`the server sent a line longer than ${MAX_LINE} bytes`))
-  }
-  const attach = (s: Socket | TLSSocket): void => {
-    s.on('data', onData)
-    s.on('error', (e: NodeJS.ErrnoException) => fail(netError(e, addr)))
-    s.on('close', () => fail(new ProbeNetworkError(`${addr.host}:${addr.port} closed the connection`, 'ECONNRESET')))
-  }
-  const armTimer = (): void => {
-    clearTimeout(timer)
-    timer = setTimeout(() => {
-      fail(
-        new ProbeNetworkError(
-          `${addr.host}:${addr.port} did not answer within ${Math.round(timeoutMs / 1000)} s`,
-          'ETIMEDOUT',
-        ),
-      )
-      socket.destroy()
-    }, timeoutMs)
-  }
-
   if (opts.signal?.aborted) throw new ProbeNetworkError('interrupted', 'ABORT_ERR')
-  socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
+  const socket = await connectSocket(addr, tlsOptions, timeoutMs, opts.signal)
+  return new SocketLines(socket, addr, tlsOptions, timeoutMs)
+}
+
+/** TCP (or TLS from the first byte) within the timeout; an abandoned attempt leaves no connection behind. */
+function connectSocket(
+  addr: ServerAddress,
+  tlsOptions: () => ConnectionOptions,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<Socket | TLSSocket> {
+  return new Promise<Socket | TLSSocket>((resolve, reject) => {
     const s = addr.implicitTls ? tlsConnect(tlsOptions()) : netConnect({ host: addr.host, port: addr.port })
     // Mail dialogues are small request/reply lines: never hold one back for Nagle's algorithm.
     s.setNoDelay(true)
     const settle = (e?: Error): void => {
       clearTimeout(t)
-      opts.signal?.removeEventListener('abort', onAbort)
+      signal?.removeEventListener('abort', onAbort)
       if (!e) return resolve(s)
       // An abandoned attempt must not leave a half-open connection to the server behind.
       s.destroy()
       reject(e)
     }
     const onAbort = (): void => settle(new ProbeNetworkError('interrupted', 'ABORT_ERR'))
-    opts.signal?.addEventListener('abort', onAbort, { once: true })
+    signal?.addEventListener('abort', onAbort, { once: true })
     const t = setTimeout(
       () =>
         settle(
@@ -210,66 +170,153 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => settle())
     s.once('error', (e: NodeJS.ErrnoException) => settle(netError(e, addr)))
   })
-  attach(socket)
+}
 
-  return {
-    get secure() {
-      return secure
-    },
-    readLine(): Promise<string> {
-      const l = lines.shift()
-      if (l !== undefined) return Promise.resolve(l)
-      if (failure) return Promise.reject(failure)
-      armTimer()
-      return new Promise<string>((resolve, reject) => {
-        waiter = {
-          resolve: (v) => {
-            clearTimeout(timer)
-            resolve(v)
-          },
-          reject: (e) => {
-            clearTimeout(timer)
-            reject(e)
-          },
-        }
-      })
-    },
-    write(line: string): Promise<void> {
-      if (failure) return Promise.reject(failure)
-      return new Promise((resolve, reject) =>
-        socket.write(line + '\r\n', (e) => (e ? reject(netError(e as NodeJS.ErrnoException, addr)) : resolve())),
+/** CRLF line framing over a connected socket, with a per-read timeout and an in-place TLS upgrade. */
+class SocketLines implements LineTransport {
+  #socket: Socket | TLSSocket
+  #secure: boolean
+  #buf: Buffer = Buffer.alloc(0)
+  readonly #lines: string[] = []
+  #waiter: { resolve: (l: string) => void; reject: (e: Error) => void } | undefined
+  #failure: Error | undefined
+  #timer: NodeJS.Timeout | undefined
+  readonly #addr: ServerAddress
+  readonly #tlsOptions: (socket?: Socket) => ConnectionOptions
+  readonly #timeoutMs: number
+  readonly #onData = (chunk: Buffer): void => this.#receive(chunk)
+
+  constructor(
+    socket: Socket | TLSSocket,
+    addr: ServerAddress,
+    tlsOptions: (socket?: Socket) => ConnectionOptions,
+    timeoutMs: number,
+  ) {
+    this.#socket = socket
+    this.#secure = addr.implicitTls
+    this.#addr = addr
+    this.#tlsOptions = tlsOptions
+    this.#timeoutMs = timeoutMs
+    this.#attach(socket)
+  }
+
+  get secure(): boolean {
+    return this.#secure
+  }
+
+  #fail(e: Error): void {
+    if (!this.#failure) this.#failure = e
+    if (this.#waiter) {
+      const w = this.#waiter
+      this.#waiter = undefined
+      w.reject(this.#failure)
+    }
+  }
+
+  #receive(chunk: Buffer): void {
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk
+    let nl
+    while ((nl = this.#buf.indexOf(0x0a)) >= 0) {
+      const line = this.#buf.subarray(0, nl).toString('utf8').replace(/\r$/, '')
+      this.#buf = this.#buf.subarray(nl + 1)
+      if (this.#waiter) {
+        const w = this.#waiter
+        this.#waiter = undefined
+        w.resolve(line)
+      } else {
+        this.#lines.push(line)
+      }
+    }
+    if (this.#buf.length > MAX_LINE)
+      this.#fail(new ProbeNetworkError(`the server sent a line longer than ${MAX_LINE} bytes`))
+  }
+
+  #attach(s: Socket | TLSSocket): void {
+    const addr = this.#addr
+    s.on('data', this.#onData)
+    s.on('error', (e: NodeJS.ErrnoException) => this.#fail(netError(e, addr)))
+    s.on('close', () =>
+      this.#fail(new ProbeNetworkError(`${addr.host}:${addr.port} closed the connection`, 'ECONNRESET')),
+    )
+  }
+
+  #detachListeners(): void {
+    this.#socket.removeListener('data', this.#onData)
+    this.#socket.removeAllListeners('close')
+    this.#socket.removeAllListeners('error')
+  }
+
+  #armTimer(): void {
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => {
+      this.#fail(
+        new ProbeNetworkError(
+          `${this.#addr.host}:${this.#addr.port} did not answer within ${Math.round(this.#timeoutMs / 1000)} s`,
+          'ETIMEDOUT',
+        ),
       )
-    },
-    buffered: () => buf.length + lines.reduce((n, l) => n + l.length + 2, 0),
-    async startTls(): Promise<void> {
-      const plain = socket
-      plain.removeListener('data', onData)
-      plain.removeAllListeners('close')
-      plain.removeAllListeners('error')
-      buf = Buffer.alloc(0)
-      lines.length = 0
-      socket = await new Promise<TLSSocket>((resolve, reject) => {
-        const s = tlsConnect(tlsOptions(plain as Socket))
-        s.once('secureConnect', () => resolve(s))
-        s.once('error', (e: NodeJS.ErrnoException) => reject(netError(e, addr)))
-      })
-      secure = true
-      attach(socket)
-    },
-    close(): void {
-      clearTimeout(timer)
-      socket.destroy()
-    },
-    detach() {
-      clearTimeout(timer)
-      socket.removeListener('data', onData)
-      socket.removeAllListeners('close')
-      socket.removeAllListeners('error')
-      const pending = Buffer.concat([...lines.map((l) => Buffer.from(l + '\r\n')), buf])
-      lines.length = 0
-      buf = Buffer.alloc(0)
-      return { socket, pending }
-    },
+      this.#socket.destroy()
+    }, this.#timeoutMs)
+  }
+
+  readLine(): Promise<string> {
+    const l = this.#lines.shift()
+    if (l !== undefined) return Promise.resolve(l)
+    if (this.#failure) return Promise.reject(this.#failure)
+    this.#armTimer()
+    return new Promise<string>((resolve, reject) => {
+      this.#waiter = {
+        resolve: (v) => {
+          clearTimeout(this.#timer)
+          resolve(v)
+        },
+        reject: (e) => {
+          clearTimeout(this.#timer)
+          reject(e)
+        },
+      }
+    })
+  }
+
+  write(line: string): Promise<void> {
+    if (this.#failure) return Promise.reject(this.#failure)
+    return new Promise((resolve, reject) =>
+      this.#socket.write(line + '\r\n', (e) =>
+        e ? reject(netError(e as NodeJS.ErrnoException, this.#addr)) : resolve(),
+      ),
+    )
+  }
+
+  buffered(): number {
+    return this.#buf.length + this.#lines.reduce((n, l) => n + l.length + 2, 0)
+  }
+
+  async startTls(): Promise<void> {
+    const plain = this.#socket
+    this.#detachListeners()
+    this.#buf = Buffer.alloc(0)
+    this.#lines.length = 0
+    this.#socket = await new Promise<TLSSocket>((resolve, reject) => {
+      const s = tlsConnect(this.#tlsOptions(plain as Socket))
+      s.once('secureConnect', () => resolve(s))
+      s.once('error', (e: NodeJS.ErrnoException) => reject(netError(e, this.#addr)))
+    })
+    this.#secure = true
+    this.#attach(this.#socket)
+  }
+
+  close(): void {
+    clearTimeout(this.#timer)
+    this.#socket.destroy()
+  }
+
+  detach(): { socket: Socket | TLSSocket; pending: Buffer } {
+    clearTimeout(this.#timer)
+    this.#detachListeners()
+    const pending = Buffer.concat([...this.#lines.map((l) => Buffer.from(l + '\r\n')), this.#buf])
+    this.#lines.length = 0
+    this.#buf = Buffer.alloc(0)
+    return { socket: this.#socket, pending }
   }
 }
 
