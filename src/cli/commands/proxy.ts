@@ -4,6 +4,9 @@
  *
  * Logs are JSON lines on stderr (no secrets; a connection id per client). The listening
  * addresses are printed as JSON events on stdout. SIGTERM/SIGINT stop it gracefully.
+ *
+ * Owns: flags and [proxy] config -> listeners and startProxy options, the signals of a running
+ * proxy. Must not: handle mail connections itself (proxy/server.ts).
  */
 import { readFile } from 'node:fs/promises'
 import { EXIT, UsageError } from '../../errors.js'
