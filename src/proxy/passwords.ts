@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
 import type { Paths } from '../config/paths.js'
-import type { Mailkey } from '../mailkey.js'
+import type { TokenSource } from './token-source.js'
 import { accountId, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
 
 export interface PasswordEntry {
@@ -69,8 +69,8 @@ export interface StateDir {
   ensureDir(): Promise<void>
 }
 
-/** The password store of a Mailkey's state directory. */
-export function passwordStoreFor(mk: Pick<Mailkey, 'paths' | 'ensureStateDir'>): PasswordStore {
+/** The password store of a token source's (a Mailkey's) state directory. */
+export function passwordStoreFor(mk: Pick<TokenSource, 'paths' | 'ensureStateDir'>): PasswordStore {
   return new PasswordStore({ paths: mk.paths, ensureDir: () => mk.ensureStateDir() })
 }
 

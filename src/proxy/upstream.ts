@@ -9,8 +9,7 @@
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { failureOutcome } from './outcome.js'
-import type { Mailkey } from '../mailkey.js'
-import { accountId } from '../store/file-store.js'
+import type { TokenSource } from './token-source.js'
 import type { AccountRecord } from '../store/types.js'
 import type { SaslMechanism } from '../providers/types.js'
 import type { Secret } from '../core/secret.js'
@@ -44,17 +43,16 @@ export interface UpstreamOptions {
 }
 
 export async function loginUpstream(
-  mk: Mailkey,
+  tokens: Pick<TokenSource, 'record' | 'getAccessToken'>,
   protocol: ProxyProtocol,
   account: string,
   signal: AbortSignal,
   timeoutMs = 30_000,
   o: UpstreamOptions = {},
 ): Promise<UpstreamLogin> {
-  const serverOverride = o.serverOverride
   let rec: AccountRecord | undefined
   try {
-    rec = await mk.record(account)
+    rec = await tokens.record(account)
   } catch (e) {
     // Only a missing record (read() gives undefined) means "no such account"; running out of file
     // descriptors while reading it is an outage of this process, not a dead account.
@@ -62,90 +60,126 @@ export async function loginUpstream(
   }
   if (!rec) return { outcome: 'config', reason: `no account "${account}" in the token store` }
   const settings = rec.settings
-  const server = serverOverride ?? settings.servers[SERVER_KEY[protocol]]
+  const server = o.serverOverride ?? settings.servers[SERVER_KEY[protocol]]
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
-  const addr = parseServer(server)
   const caFile = o.serverOverride ? (o.caOverride ?? settings.ca) : settings.ca
+  const target: Target = { protocol, rec, server, addr: parseServer(server), caFile, timeoutMs, signal }
+  if (o.clientSasl) return withClientToken(target, o.clientSasl)
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await withOwnToken(tokens, target, attempt === 1)
+    if (r !== 'refused-once') return r
+  }
+  return { outcome: 'config', reason: 'unreachable' }
+}
+
+/** One upstream login: where, for which account, within what time. */
+interface Target {
+  protocol: ProxyProtocol
+  rec: AccountRecord
+  server: string
+  addr: ReturnType<typeof parseServer>
+  caFile: string | undefined
+  timeoutMs: number
+  signal: AbortSignal
+}
+
+const open = (t: Target): Promise<LineTransport> =>
+  openTransport(t.addr, { ...(t.caFile ? { caFile: t.caFile } : {}), timeoutMs: t.timeoutMs, signal: t.signal })
+
+/** Pass-through: the client's own SASL response, used as is (never refreshed). */
+async function withClientToken(
+  target: Target,
+  sasl: NonNullable<UpstreamOptions['clientSasl']>,
+): Promise<UpstreamLogin> {
+  const { protocol, addr, server } = target
+  const settings = target.rec.settings
+  let t: LineTransport | undefined
+  try {
+    t = await open(target)
+    await LOGIN[protocol](t, {
+      starttls: !addr.implicitTls,
+      mechanisms: [sasl.mechanism],
+      saslResponse: () => sasl.response,
+    })
+    const detached = t.detach()
+    t = undefined
+    return { outcome: 'ok', upstream: detached }
+  } catch (e) {
+    t?.close()
+    // The client's own token was refused: that is between the client and its provider.
+    if (e instanceof ProbeFailure && e.stage === 'auth')
+      return { outcome: 'bad-credentials', reason: "the server refused the client's own token" }
+    const d = diagnose(e, {
+      protocol: SERVER_KEY[protocol],
+      account: settings.email,
+      mailbox: settings.email,
+      server,
+      freshTokenRefused: true,
+      provider: settings.provider,
+    })
+    return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: d.cause }
+  }
+}
+
+/**
+ * One try with the account's own token; 'refused-once': the server refused a token that looked
+ * valid on the first try, so the caller tries once more with a forced refresh.
+ */
+async function withOwnToken(
+  tokens: Pick<TokenSource, 'getAccessToken'>,
+  target: Target,
+  forceRefresh: boolean,
+): Promise<UpstreamLogin | 'refused-once'> {
+  const { protocol, addr, server, rec, signal } = target
+  const settings = rec.settings
   const mechanisms: SaslMechanism[] =
     settings.provider === 'microsoft'
       ? ['XOAUTH2']
       : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
-  if (o.clientSasl) {
-    const sasl = o.clientSasl
-    let t: LineTransport | undefined
-    try {
-      t = await openTransport(addr, { ...(caFile ? { caFile } : {}), timeoutMs, signal })
-      await LOGIN[protocol](t, {
-        starttls: !addr.implicitTls,
-        mechanisms: [sasl.mechanism],
-        saslResponse: () => sasl.response,
-      })
-      const detached = t.detach()
-      t = undefined
-      return { outcome: 'ok', upstream: detached }
-    } catch (e) {
-      t?.close()
-      // The client's own token was refused: that is between the client and its provider.
-      if (e instanceof ProbeFailure && e.stage === 'auth')
-        return { outcome: 'bad-credentials', reason: "the server refused the client's own token" }
-      const d = diagnose(e, {
-        protocol: SERVER_KEY[protocol],
-        account: settings.email,
-        mailbox: settings.email,
-        server,
-        freshTokenRefused: true,
-        provider: settings.provider,
-      })
-      return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: d.cause }
-    }
+  // The token and the connection (TCP + TLS handshake) are fetched at the same time: the local
+  // password is already checked, and the handshake hides the token store read.
+  const [conn, tok] = await Promise.allSettled([
+    open(target),
+    tokens.getAccessToken(settings.email, { forceRefresh, signal }),
+  ])
+  if (tok.status === 'rejected') {
+    if (conn.status === 'fulfilled') conn.value.close()
+    // issue 11 item 5: out of descriptors, or interrupted while waiting for a refresh: transient
+    return failureOutcome(tok.reason)
   }
-  for (let attempt = 0; attempt < 2; attempt++) {
-    // The token and the connection (TCP + TLS handshake) are fetched at the same time: the local
-    // password is already checked, and the handshake hides the token store read.
-    const [conn, tok] = await Promise.allSettled([
-      openTransport(addr, { ...(caFile ? { caFile } : {}), timeoutMs, signal }),
-      mk.getAccessToken(settings.email, { forceRefresh: attempt === 1, signal }),
-    ])
-    if (tok.status === 'rejected') {
-      if (conn.status === 'fulfilled') conn.value.close()
-      // issue 11 item 5: out of descriptors, or interrupted while waiting for a refresh: transient
-      return failureOutcome(tok.reason)
-    }
-    const token = tok.value
-    let t: LineTransport | undefined = conn.status === 'fulfilled' ? conn.value : undefined
-    try {
-      if (conn.status === 'rejected') throw conn.reason
-      const tr = t as LineTransport
-      await LOGIN[protocol](tr, {
-        starttls: !addr.implicitTls,
-        mechanisms,
-        saslResponse: (mech) =>
-          encodeSasl(mech, {
-            user: settings.mailbox ?? settings.email,
-            token: token.token,
-            host: addr.host,
-            port: addr.port,
-          }),
-      })
-      const detached = tr.detach()
-      t = undefined
-      return { outcome: 'ok', upstream: detached }
-    } catch (e) {
-      t?.close()
-      const refused = e instanceof ProbeFailure && e.stage === 'auth'
-      if (refused && attempt === 0) continue // refresh once, then try again
-      const d = diagnose(e, {
-        protocol: SERVER_KEY[protocol],
-        account: settings.email,
-        mailbox: settings.mailbox ?? settings.email,
-        server,
-        freshTokenRefused: refused,
-        provider: settings.provider,
-        ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
-        signedInAs: rec.grant?.identity?.email ?? settings.email,
-      })
-      return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: `${d.cause}` }
-    }
+  const token = tok.value
+  let t: LineTransport | undefined = conn.status === 'fulfilled' ? conn.value : undefined
+  try {
+    if (conn.status === 'rejected') throw conn.reason
+    const tr = t as LineTransport
+    await LOGIN[protocol](tr, {
+      starttls: !addr.implicitTls,
+      mechanisms,
+      saslResponse: (mech) =>
+        encodeSasl(mech, {
+          user: settings.mailbox ?? settings.email,
+          token: token.token,
+          host: addr.host,
+          port: addr.port,
+        }),
+    })
+    const detached = tr.detach()
+    t = undefined
+    return { outcome: 'ok', upstream: detached }
+  } catch (e) {
+    t?.close()
+    const refused = e instanceof ProbeFailure && e.stage === 'auth'
+    if (refused && !forceRefresh) return 'refused-once' // refresh once, then try again
+    const d = diagnose(e, {
+      protocol: SERVER_KEY[protocol],
+      account: settings.email,
+      mailbox: settings.mailbox ?? settings.email,
+      server,
+      freshTokenRefused: refused,
+      provider: settings.provider,
+      ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
+      signedInAs: rec.grant?.identity?.email ?? settings.email,
+    })
+    return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: `${d.cause}` }
   }
-  return { outcome: 'config', reason: 'unreachable' }
 }

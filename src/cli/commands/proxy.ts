@@ -4,6 +4,9 @@
  *
  * Logs are JSON lines on stderr (no secrets; a connection id per client). The listening
  * addresses are printed as JSON events on stdout. SIGTERM/SIGINT stop it gracefully.
+ *
+ * Owns: flags and [proxy] config -> listeners and startProxy options, the signals of a running
+ * proxy. Must not: handle mail connections itself (proxy/server.ts).
  */
 import { readFile } from 'node:fs/promises'
 import { EXIT, UsageError } from '../../errors.js'
@@ -12,6 +15,7 @@ import { isLoopbackHost } from '../../core/net.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { ProxyConfig } from '../../config/config.js'
 import type { CliIO } from '../io.js'
+import type { ListenerConfig, RunningProxy } from '../../proxy/server.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
@@ -39,35 +43,28 @@ through untouched. Port 0 picks a free port; the addresses are printed as JSON o
                     a token that is the local password is never forwarded either way.
 `
 
+const FLAGS = {
+  ...COMMON_FLAGS,
+  'imap-port': { type: 'string' },
+  'pop-port': { type: 'string' },
+  'smtp-port': { type: 'string' },
+  host: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  tls: { type: 'string' },
+  'oauth-passthrough': { type: 'boolean' },
+} as const
+
+type Values = ReturnType<typeof parse>['values']
+type Tls = { mode: 'implicit' | 'starttls'; cert: string; key: string }
+
 export async function run(args: string[], io: CliIO): Promise<number> {
   if (args[0] === 'password') return setPassword(args.slice(1), io)
   if (args[0] === 'install-service') return installService(args.slice(1), io)
-  const { values } = parse(
-    'proxy',
-    args,
-    {
-      ...COMMON_FLAGS,
-      'imap-port': { type: 'string' },
-      'pop-port': { type: 'string' },
-      'smtp-port': { type: 'string' },
-      host: { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      tls: { type: 'string' },
-      'oauth-passthrough': { type: 'boolean' },
-    },
-    0,
-  )
+  const { values } = parse('proxy', args, FLAGS, 0)
   if (values.help) {
     io.stdout(HELP)
     return EXIT.OK
-  }
-  const port = (flag: string): number | undefined => {
-    const v = values[flag]
-    if (v === undefined) return undefined
-    if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) > 65535)
-      throw new UsageError(`--${flag} must be a port number (0 picks a free one)`)
-    return Number(v)
   }
   const host = typeof values.host === 'string' ? values.host : '127.0.0.1'
   const certFile = values['tls-cert']
@@ -77,21 +74,59 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (mode !== 'implicit' && mode !== 'starttls') throw new UsageError('--tls must be implicit or starttls')
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   await assertPrivateState(mk)
-  let tls: { mode: 'implicit' | 'starttls'; cert: string; key: string } | undefined
-  if (typeof certFile === 'string' && typeof keyFile === 'string') {
-    tls = { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
-  } else if (values.tls !== undefined) {
-    // --tls without a certificate of one's own: mailkey's self-signed one, for clients to pin.
-    const own = await ownCertificate(io, mk, [host])
-    tls = { mode, cert: own.cert, key: own.key }
-  }
+  const tls = await flagTls(io, mk, values, mode, host)
   // Local passwords would cross the network in clear text: refuse (issue #4, STYLE.md §1.6).
   if (!isLoopbackHost(host) && !tls) {
     throw new UsageError(`refusing to listen on ${host} without TLS: passwords would cross the network in clear text`, {
       hint: 'Give --tls-cert and --tls-key, or listen on 127.0.0.1.',
     })
   }
-  const flagListeners = (
+  const flagListeners = listenersFromFlags(values, host, tls)
+  // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
+  // and SIGHUP re-reads them.
+  const fromConfig = flagListeners.length === 0
+  const listeners = fromConfig ? await configListeners(io, mk) : flagListeners
+  if (listeners.length === 0) {
+    throw new UsageError(
+      'no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml',
+      {
+        hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".',
+      },
+    )
+  }
+  return serve(io, mk, listeners, fromConfig)
+}
+
+/** TLS towards the clients from --tls-cert/--tls-key, or mailkey's own certificate for a bare --tls. */
+async function flagTls(
+  io: CliIO,
+  mk: Mailkey,
+  values: Values,
+  mode: Tls['mode'],
+  host: string,
+): Promise<Tls | undefined> {
+  const certFile = values['tls-cert']
+  const keyFile = values['tls-key']
+  if (typeof certFile === 'string' && typeof keyFile === 'string') {
+    return { mode, cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') }
+  } else if (values.tls !== undefined) {
+    // --tls without a certificate of one's own: mailkey's self-signed one, for clients to pin.
+    const own = await ownCertificate(io, mk, [host])
+    return { mode, cert: own.cert, key: own.key }
+  }
+  return undefined
+}
+
+/** The listeners --imap-port, --pop-port and --smtp-port ask for (none: use config.toml). */
+function listenersFromFlags(values: Values, host: string, tls: Tls | undefined): ListenerConfig[] {
+  const port = (flag: string): number | undefined => {
+    const v = values[flag]
+    if (v === undefined) return undefined
+    if (typeof v !== 'string' || !/^\d+$/.test(v) || Number(v) > 65535)
+      throw new UsageError(`--${flag} must be a port number (0 picks a free one)`)
+    return Number(v)
+  }
+  return (
     [
       ['imap', 'imap-port'],
       ['pop3', 'pop-port'],
@@ -106,18 +141,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       ...(tls ? { tls } : {}),
       ...(values['oauth-passthrough'] === true ? { oauthPassthrough: true } : {}),
     }))
-  // Flags make a quick one-liner; without them the [[proxy.listeners]] of config.toml are used,
-  // and SIGHUP re-reads them.
-  const fromConfig = flagListeners.length === 0
-  const listeners = fromConfig ? await configListeners(io, mk) : flagListeners
-  if (listeners.length === 0) {
-    throw new UsageError(
-      'no listeners: give --imap-port, --pop-port or --smtp-port, or [[proxy.listeners]] in config.toml',
-      {
-        hint: 'Run "mailkey proxy --imap-port 1143 --smtp-port 1587".',
-      },
-    )
-  }
+}
+
+/** Run the proxy until SIGTERM (or the CLI's abort signal); SIGHUP reloads config listeners. */
+async function serve(io: CliIO, mk: Mailkey, listeners: ListenerConfig[], fromConfig: boolean): Promise<number> {
   // An encrypted store: unlock it now (agent, keyring, passphrase_command or this terminal), not at
   // the first client's login, which could only fail. The key then stays in this process.
   await mk.unlock()
@@ -130,7 +157,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const proxyCfg = (await mk.config())?.proxy
   const delayMaxSec = proxyCfg?.failedLoginDelayMaxSec
   const proxy = await startProxy({
-    mailkey: mk,
+    tokens: mk,
     listeners,
     log,
     ...(delayMaxSec !== undefined ? { penalty: { maxMs: delayMaxSec * 1000 } } : {}),
@@ -138,32 +165,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...limitOptions(proxyCfg),
   })
   for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
-  log({
-    level: 'info',
-    event: 'started',
-    listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' '),
-  })
-  const onHup = (): void => {
-    if (!fromConfig) {
-      log({
-        level: 'info',
-        event: 'reload',
-        msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)',
-      })
-      return
-    }
-    configListeners(io, mk)
-      .then((next) => proxy.reload(next))
-      .then(() => {
-        log({
-          level: 'info',
-          event: 'reloaded',
-          listeners: proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' '),
-        })
-        for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
-      })
-      .catch((e: unknown) => log({ level: 'error', event: 'reload-failed', msg: (e as Error).message }))
-  }
+  log({ level: 'info', event: 'started', listeners: addressList(proxy) })
+  const onHup = (): void => reload(io, mk, proxy, fromConfig, log)
   process.on('SIGHUP', onHup)
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve()
@@ -174,6 +177,34 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   log({ level: 'info', event: 'stopping', connections: proxy.connections() })
   await proxy.close(10_000)
   return EXIT.OK
+}
+
+const addressList = (proxy: RunningProxy): string =>
+  proxy.addresses.map((a) => `${a.protocol}://${a.host}:${a.port}`).join(' ')
+
+/** SIGHUP: read the [[proxy.listeners]] again and listen on them (flag listeners stay as they are). */
+function reload(
+  io: CliIO,
+  mk: Mailkey,
+  proxy: RunningProxy,
+  fromConfig: boolean,
+  log: (e: Record<string, unknown>) => void,
+): void {
+  if (!fromConfig) {
+    log({
+      level: 'info',
+      event: 'reload',
+      msg: 'listeners come from flags; nothing to reload (local passwords are read at every login)',
+    })
+    return
+  }
+  configListeners(io, mk)
+    .then((next) => proxy.reload(next))
+    .then(() => {
+      log({ level: 'info', event: 'reloaded', listeners: addressList(proxy) })
+      for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
+    })
+    .catch((e: unknown) => log({ level: 'error', event: 'reload-failed', msg: (e as Error).message }))
 }
 
 /**
@@ -268,7 +299,7 @@ async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Pr
   return { cert: c.cert, key: c.key }
 }
 
-async function configListeners(io: CliIO, mk: Mailkey): Promise<import('../../proxy/server.js').ListenerConfig[]> {
+async function configListeners(io: CliIO, mk: Mailkey): Promise<ListenerConfig[]> {
   const cfg = await mk.config()
   const p = cfg?.proxy
   if (!cfg || !p) return []

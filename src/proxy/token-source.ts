@@ -1,0 +1,25 @@
+/**
+ * What the proxy needs from the rest of mailkey: the account's record and access token for the
+ * upstream sign-in, the state directory for the local password file, and a keep-alive pass to
+ * schedule. `Mailkey` (mailkey.ts) satisfies it as it is; tests hand the proxy a fake.
+ *
+ * Owns: that contract only. Must not: import the broker, the store or the facade (types below
+ * the proxy's layer only).
+ */
+import type { Paths } from '../config/paths.js'
+import type { Secret } from '../core/secret.js'
+import type { AccountRecord } from '../store/types.js'
+import type { KeepAliveNote } from '../broker/keep-alive.js'
+
+export interface TokenSource {
+  /** the account's stored record without its secrets (undefined: no such account) */
+  record(account: string): Promise<AccountRecord | undefined>
+  /** a usable access token; `forceRefresh` after the server refused the last one */
+  getAccessToken(account: string, options: { forceRefresh?: boolean; signal?: AbortSignal }): Promise<{ token: Secret }>
+  /** where the state directory is (the local password file lives there) */
+  readonly paths: Paths
+  /** create the state directories (0700) when missing */
+  ensureStateDir(): Promise<void>
+  /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); the proxy only schedules it */
+  keepAlive(): Promise<KeepAliveNote[]>
+}
