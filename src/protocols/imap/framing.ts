@@ -53,11 +53,6 @@ export class ImapFramer {
     this.#limits = limits
   }
 
-  /** a literal is being received (it may be a password) */
-  get inLiteral(): boolean {
-    return this.#literalLeft > 0
-  }
-
   push(data: Buffer): void {
     this.#buf = this.#buf.length ? Buffer.concat([this.#buf, data]) : data
   }

@@ -6,8 +6,8 @@
  * ID (RFC 2971), STARTTLS and LOGOUT itself. Then the proxy splices.
  *
  * The parts: imap/framing.ts turns bytes into commands (the codec), imap/commands.ts answers each
- * command from a table; this module drives them, holds the login verdict and the limits on
- * commands and failed logins.
+ * command from a table; this module drives them and takes the login verdict (closing after too
+ * many failed logins).
  *
  * Owns: the pre-auth IMAP state machine up to the login verdict. Must not: open sockets or know
  * about OAuth.
@@ -47,9 +47,6 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       return pump(st)
     },
     loginResult: (outcome, info) => loginResult(st, outcome, info),
-    get sensitiveNext(): boolean {
-      return st.sasl !== undefined || st.framer.inLiteral
-    },
   }
 }
 

@@ -52,8 +52,6 @@ export interface LineDialect {
     /** the lines to send before closing after too many failed logins */
     tooManyFailures(failed: string): string[]
   }
-  /** the next line carries a secret (a continuation is outstanding, or PASS follows) */
-  sensitiveNext(): boolean
 }
 
 type Phase = 'reading' | 'login-pending' | 'done' | 'closed'
@@ -92,9 +90,6 @@ export function createLineSession(opts: SessionOptions, dialect: LineDialect): P
     start: () => dialect.greeting(),
     feed: (data) => feed(st, ctl, data),
     loginResult: (outcome, info) => loginResult(st, ctl, outcome, info),
-    get sensitiveNext(): boolean {
-      return st.phase === 'reading' && dialect.sensitiveNext()
-    },
   }
 }
 

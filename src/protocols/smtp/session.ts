@@ -14,9 +14,9 @@
  * CHUNKING) belong to the upstream, which we cannot see before login, so they are not offered; a
  * client that re-issues EHLO after AUTH reaches the upstream and learns its real list.
  *
- * `sensitiveNext` is true while a 334 continuation is outstanding (the next line is a SASL
- * response). `AUTH PLAIN <initial-response>` carries the password on the command line itself;
- * smtpLineIsSensitive() recognises such lines for a transcript logger.
+ * `AUTH PLAIN <initial-response>` carries the password on the command line itself;
+ * smtpLineIsSensitive() recognises such lines for a transcript logger, which must also hide the
+ * lines that answer a 334 continuation.
  *
  * The commands themselves are in smtp/commands.ts; this module splits each line, keeps the state
  * between lines, and gives shared/line-session.ts the SMTP wording of greetings and verdicts.
@@ -84,7 +84,6 @@ function smtpDialect(st: SmtpState): LineDialect {
       // RFC 5321 §3.8: a server closing on its own says 421 first.
       tooManyFailures: (failed) => [failed, `421 4.7.0 ${host} Too many failed logins, closing connection`],
     },
-    sensitiveNext: () => st.sasl !== undefined,
   }
 }
 
