@@ -8,6 +8,7 @@
  * Owns: the PreAuthSession contract for line protocols. Must not: know a protocol's replies.
  */
 import type { Secret } from '../../core/secret.js'
+import { reply } from './command.js'
 import { LineReader } from './line-reader.js'
 import {
   resolveLimits,
@@ -15,6 +16,7 @@ import {
   type LoginOutcome,
   type LoginResult,
   type PreAuthSession,
+  type SessionLimits,
   type SessionOptions,
 } from './session.js'
 
@@ -50,112 +52,144 @@ export interface LineDialect {
     /** the lines to send before closing after too many failed logins */
     tooManyFailures(failed: string): string[]
   }
-  /** the next line carries a secret (a continuation is outstanding, or PASS follows) */
-  sensitiveNext(): boolean
 }
 
 type Phase = 'reading' | 'login-pending' | 'done' | 'closed'
 
+/** Everything one line session knows, in one place. */
+interface LineState {
+  readonly dialect: LineDialect
+  readonly limits: SessionLimits
+  readonly reader: LineReader
+  /**
+   * Input buffered while a login is pending is forwarded upstream after 'ok'. The proxy should
+   * stop feeding meanwhile; this bounds memory if it does not: no more than a client could send
+   * before login anyway.
+   */
+  readonly maxPendingBytes: number
+  phase: Phase
+  /** command lines read so far */
+  commands: number
+  /** failed logins so far */
+  failures: number
+}
+
 export function createLineSession(opts: SessionOptions, dialect: LineDialect): PreAuthSession {
   const limits = resolveLimits(opts.limits)
-  const reader = new LineReader(limits.maxLineBytes)
-  // Input buffered while a login is pending is forwarded upstream after 'ok'. The proxy should
-  // stop feeding meanwhile; this bounds memory if it does not: no more than a client could send
-  // before login anyway.
-  const maxPendingBytes = limits.maxLineBytes * limits.maxCommands
-  let phase: Phase = 'reading'
-  let commands = 0
-  let failures = 0
-
-  const reply = (line: string): ClientAction => ({ type: 'reply', data: `${line}\r\n` })
-  const close = (out: ClientAction[], line: string): void => {
-    out.push({ type: 'close', data: `${line}\r\n` })
-    phase = 'closed'
-    reader.clear()
+  const st: LineState = {
+    dialect,
+    limits,
+    reader: new LineReader(limits.maxLineBytes),
+    maxPendingBytes: limits.maxLineBytes * limits.maxCommands,
+    phase: 'reading',
+    commands: 0,
+    failures: 0,
   }
-  const ctl: LineControl = {
+  const ctl = lineControl(st)
+  return {
+    start: () => dialect.greeting(),
+    feed: (data) => feed(st, ctl, data),
+    loginResult: (outcome, info) => loginResult(st, ctl, outcome, info),
+  }
+}
+
+/** Write `line` and stop: nothing more is read, and unread input is dropped. */
+function close(st: LineState, out: ClientAction[], line: string): void {
+  out.push({ type: 'close', data: `${line}\r\n` })
+  st.phase = 'closed'
+  st.reader.clear()
+}
+
+function lineControl(st: LineState): LineControl {
+  return {
     login(out, username, password) {
       out.push({ type: 'login', username, password })
-      phase = 'login-pending'
+      st.phase = 'login-pending'
     },
     handOver(out, action) {
       out.push(action)
-      phase = 'login-pending'
+      st.phase = 'login-pending'
     },
-    close,
-    clearInput: () => reader.clear(),
+    close: (out, line) => close(st, out, line),
+    clearInput: () => st.reader.clear(),
   }
+}
 
-  /** Read and answer buffered lines until input runs out or the session stops reading. */
-  function run(out: ClientAction[]): ClientAction[] {
-    while (phase === 'reading') {
-      const r = reader.next()
-      if (r.kind === 'partial') break
-      if (r.kind === 'too-long') {
-        // Bounded framing: an overlong line is answered and the connection closed; nothing after
-        // it can be trusted to start on a line boundary.
-        close(out, dialect.closing.lineTooLong)
-        break
-      }
-      commands += 1
-      if (commands > limits.maxCommands) {
-        close(out, dialect.closing.tooManyCommands)
-        break
-      }
-      dialect.onLine(r.line, out, ctl)
+/** Read and answer buffered lines until input runs out or the session stops reading. */
+function run(st: LineState, ctl: LineControl, out: ClientAction[]): ClientAction[] {
+  while (st.phase === 'reading') {
+    const r = st.reader.next()
+    if (r.kind === 'partial') break
+    if (r.kind === 'too-long') {
+      // Bounded framing: an overlong line is answered and the connection closed; nothing after
+      // it can be trusted to start on a line boundary.
+      close(st, out, st.dialect.closing.lineTooLong)
+      break
     }
-    return out
+    st.commands += 1
+    if (st.commands > st.limits.maxCommands) {
+      close(st, out, st.dialect.closing.tooManyCommands)
+      break
+    }
+    st.dialect.onLine(r.line, out, ctl)
   }
+  return out
+}
 
-  return {
-    start: () => dialect.greeting(),
-
-    feed(data: Buffer): ClientAction[] {
-      if (phase === 'closed') return []
-      if (phase === 'done') throw new Error(`${dialect.name} session is over: splice instead of feeding it`)
-      reader.push(data)
-      if (phase === 'login-pending') {
-        if (reader.size > maxPendingBytes) {
-          const out: ClientAction[] = []
-          close(out, dialect.closing.pendingOverflow)
-          return out
-        }
-        return []
-      }
-      return run([])
-    },
-
-    loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult {
-      if (phase === 'closed') return { actions: [], done: false }
-      if (phase !== 'login-pending') throw new Error(`${dialect.name} session has no login pending`)
-      if (outcome === 'ok') {
-        phase = 'done'
-        // Everything after the login (pipelined commands) belongs to the upstream.
-        const leftover = reader.drain()
-        return {
-          actions: [reply(dialect.okReply(info?.text))],
-          done: true,
-          ...(leftover.length > 0 ? { leftover } : {}),
-        }
-      }
-      failures += 1
-      const failed = dialect.failureReply(outcome, info?.text)
-      dialect.resetAfterFailure()
-      phase = 'reading'
+function feed(st: LineState, ctl: LineControl, data: Buffer): ClientAction[] {
+  if (st.phase === 'closed') return []
+  if (st.phase === 'done') throw new Error(`${st.dialect.name} session is over: splice instead of feeding it`)
+  st.reader.push(data)
+  if (st.phase === 'login-pending') {
+    if (st.reader.size > st.maxPendingBytes) {
       const out: ClientAction[] = []
-      if (failures >= limits.maxFailedLogins) {
-        const lines = dialect.closing.tooManyFailures(failed)
-        for (const l of lines.slice(0, -1)) out.push(reply(l))
-        close(out, lines.at(-1) as string)
-        return { actions: out, done: false }
-      }
-      out.push(reply(failed))
-      // Commands the client sent behind the failed login are answered now, in order.
-      return { actions: run(out), done: false }
-    },
-
-    get sensitiveNext(): boolean {
-      return phase === 'reading' && dialect.sensitiveNext()
-    },
+      close(st, out, st.dialect.closing.pendingOverflow)
+      return out
+    }
+    return []
   }
+  return run(st, ctl, [])
+}
+
+function loginResult(
+  st: LineState,
+  ctl: LineControl,
+  outcome: LoginOutcome,
+  info: { text?: string } | undefined,
+): LoginResult {
+  if (st.phase === 'closed') return { actions: [], done: false }
+  if (st.phase !== 'login-pending') throw new Error(`${st.dialect.name} session has no login pending`)
+  if (outcome === 'ok') {
+    st.phase = 'done'
+    // Everything after the login (pipelined commands) belongs to the upstream.
+    const leftover = st.reader.drain()
+    return {
+      actions: [reply(st.dialect.okReply(info?.text))],
+      done: true,
+      ...(leftover.length > 0 ? { leftover } : {}),
+    }
+  }
+  return loginFailed(st, ctl, outcome, info?.text)
+}
+
+function loginFailed(
+  st: LineState,
+  ctl: LineControl,
+  outcome: Exclude<LoginOutcome, 'ok'>,
+  text: string | undefined,
+): LoginResult {
+  st.failures += 1
+  const failed = st.dialect.failureReply(outcome, text)
+  st.dialect.resetAfterFailure()
+  st.phase = 'reading'
+  const out: ClientAction[] = []
+  if (st.failures >= st.limits.maxFailedLogins) {
+    const lines = st.dialect.closing.tooManyFailures(failed)
+    for (const l of lines.slice(0, -1)) out.push(reply(l))
+    close(st, out, lines.at(-1) as string)
+    return { actions: out, done: false }
+  }
+  out.push(reply(failed))
+  // Commands the client sent behind the failed login are answered now, in order.
+  return { actions: run(st, ctl, out), done: false }
 }

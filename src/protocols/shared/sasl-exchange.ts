@@ -40,7 +40,10 @@ export type SaslStep =
    * - authzid: PLAIN asked to act as someone else (RFC 4616 §2: a server that cannot must fail)
    * - no-user: an XOAUTH2/OAUTHBEARER response that names no user, so no account to pick
    */
-  | { kind: 'fail'; why: 'cancelled' | 'undecodable' | 'authzid' | 'no-user' }
+  | { kind: 'fail'; why: SaslFailure }
+
+/** How an exchange can fail before any credential is checked (see SaslStep 'fail'). */
+export type SaslFailure = 'cancelled' | 'undecodable' | 'authzid' | 'no-user'
 
 /** The mechanisms a listener offers: the password ones, and the OAuth pass-through ones only where allowed. */
 export function offeredSaslMechanisms(oauthPassthrough: boolean): readonly ClientSaslMechanism[] {
