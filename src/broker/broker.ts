@@ -37,7 +37,7 @@ import {
 } from '../errors.js'
 import { Secret, fingerprint } from '../core/secret.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
-import { FileStore, accountId } from '../store/file-store.js'
+import { FileStore } from '../store/file-store.js'
 import {
   acquire,
   adoptLock,
@@ -48,7 +48,7 @@ import {
   DEFAULT_LOCK_MAX_AGE_MS,
   type LockHandle,
 } from '../store/lock.js'
-import type { AccountRecord, AccountSettings, LastError } from '../store/types.js'
+import { accountId, type AccountRecord, type AccountSettings, type LastError } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'

@@ -11,7 +11,7 @@ import * as oauth from 'oauth4webapi'
 import { ERR, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
-import type { AccountSettings, Identity } from '../store/types.js'
+import type { AccountSettings, Identity } from '../domain/account.js'
 import { classify, type Phase } from './classify.js'
 import {
   authorizationServer,

@@ -12,7 +12,7 @@
  */
 import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
-import type { AccountSettings, Identity } from '../store/types.js'
+import type { AccountSettings, Identity } from '../domain/account.js'
 import { isLoopbackHost } from '../core/net.js'
 import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { Secret } from '../core/secret.js'

@@ -10,8 +10,7 @@
  */
 import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
-import { accountId } from '../store/file-store.js'
-import type { AccountRecord } from '../store/types.js'
+import { accountId, type AccountRecord } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { encodeSasl } from '../sasl/index.js'
 import { cleanServerText } from '../core/server-text.js'

@@ -7,7 +7,7 @@
  */
 import { domainToASCII } from 'node:url'
 import { ConfigError, ERR, UsageError } from '../errors.js'
-import type { AccountEndpoints, AccountSettings } from '../store/types.js'
+import type { AccountEndpoints, AccountSettings } from '../domain/account.js'
 import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
 import { shArg } from '../core/address.js'

@@ -10,14 +10,8 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
-import {
-  FileStore,
-  accountId,
-  checkPrivate,
-  readStateFile,
-  storeIoError,
-  writeFileAtomic,
-} from '../store/file-store.js'
+import { accountId } from '../domain/account.js'
+import { FileStore, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'

@@ -23,7 +23,7 @@ import { LoginCheck, busyText, refusalLog } from './login-check.js'
 import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
 import { throttleSource } from './peer-uid.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from '../broker/horizon.js'
-import { accountId } from '../store/file-store.js'
+import { accountId } from '../domain/account.js'
 import { loginUpstream, type ProxyProtocol } from './upstream.js'
 import {
   Admission,

@@ -16,35 +16,14 @@ import { mkdir, open, readdir, rename, stat, unlink, lstat } from 'node:fs/promi
 import { randomBytes } from 'node:crypto'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
 import { dirname, join } from 'node:path'
-import { ERR, StoreError, UsageError, shortageCode, shortageText } from '../errors.js'
+import { ERR, StoreError, shortageCode, shortageText } from '../errors.js'
 import type { Paths } from '../config/paths.js'
-import { addressProblem, quoted } from '../core/address.js'
-import { RECORD_VERSION, type AccountRecord } from './types.js'
+import { RECORD_VERSION, accountId, type AccountRecord } from '../domain/account.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
 
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
-
-/** Normalised account id: the address, trimmed and lower-cased. */
-export function accountId(email: string): string {
-  return email.trim().toLowerCase()
-}
-
-/**
- * The account id of an address typed by the user, or a UsageError that names it safely (quoted,
- * controls escaped) and says why: only RFC 5322 addr-specs are taken (core/address.ts).
- */
-export function assertEmail(email: string): string {
-  const id = accountId(email)
-  const why = addressProblem(id)
-  if (why !== undefined) {
-    throw new UsageError(`${quoted(email.trim())} is not an e-mail address: ${why}`, {
-      hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
-    })
-  }
-  return id
-}
 
 /** File name for an account: safe characters kept, anything else %-escaped. */
 export function fileNameFor(id: string): string {

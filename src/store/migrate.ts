@@ -18,6 +18,7 @@ import { unlink } from 'node:fs/promises'
 import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
 import type { FileStore } from './file-store.js'
 import { acquire } from './lock.js'
+import { accountId } from '../domain/account.js'
 import {
   KEYRING_SERVICE,
   checkValue,
@@ -115,7 +116,7 @@ export async function migrateStore(store: FileStore, to: Protection, o: MigrateO
   const { records, broken } = await store.list()
   const migrated: string[] = []
   for (const r of records) {
-    const id = r.settings.email.trim().toLowerCase()
+    const id = accountId(r.settings.email)
     const lock = await acquire(store.lockPath(id), { timeoutMs: 120_000 })
     try {
       const rec = await store.read(id)

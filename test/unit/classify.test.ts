@@ -30,7 +30,7 @@ import {
   type ClassifyContext,
 } from '../../src/oauth/classify.js'
 import { requestKit } from '../../src/oauth/http.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const ACCOUNT = 'someone@example.com'
 const HOST = 'login.example.com'

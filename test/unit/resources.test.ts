@@ -18,7 +18,7 @@ import { ProbeFailure } from '../../src/probe/dialogues.js'
 import { classify } from '../../src/oauth/classify.js'
 import { main } from '../../src/cli/main.js'
 import type { CliIO } from '../../src/cli/io.js'
-import type { AccountRecord } from '../../src/store/types.js'
+import type { AccountRecord } from '../../src/domain/account.js'
 
 const EMAIL = 'fd@example.test'
 

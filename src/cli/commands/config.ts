@@ -11,6 +11,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
 import { quoted, shArg } from '../../core/address.js'
+import { accountId } from '../../domain/account.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
@@ -80,7 +81,6 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     })
 
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
-  const { accountId } = await import('../../store/file-store.js')
   const rec = await mk.broker.store.read(accountId(email), { secrets: false })
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
@@ -156,7 +156,7 @@ async function proxyPorts(
 ): Promise<NonNullable<RecipeInput['proxy']>> {
   const cfg = await mk.broker.loadConfig()
   const usable = (cfg?.proxy?.listeners ?? []).filter(
-    (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())),
+    (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(accountId(email))),
   )
   const port = (p: 'imap' | 'pop3' | 'smtp'): number | undefined => usable.find((l) => l.protocol === p)?.port
   const fromConfig = usable.length > 0

@@ -10,6 +10,7 @@ import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { parse, saslFlag } from '../flags.js'
+import { accountId } from '../../domain/account.js'
 
 const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
 
@@ -70,7 +71,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const port = typeof values.port === 'string' ? Number(values.port) : undefined
     if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
       throw new UsageError('--port must be a port number')
-    const rec = await mk.broker.store.read(email.trim().toLowerCase(), { secrets: false })
+    const rec = await mk.broker.store.read(accountId(email), { secrets: false })
     if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
       throw new UsageError("Microsoft's mail servers accept only XOAUTH2; use --sasl xoauth2", { account: email })
     }
