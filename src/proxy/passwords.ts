@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
 import { accountId } from '../domain/account.js'
-import { FileStore, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
+import type { FileStore } from '../store/file-store.js'
+import { checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/atomic-file.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'

@@ -242,7 +242,7 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
  */
 async function assertPrivateState(mk: Mailkey): Promise<void> {
   await mk.broker.store.assertPrivate()
-  const { checkPrivate } = await import('../../store/file-store.js')
+  const { checkPrivate } = await import('../../store/atomic-file.js')
   const { PasswordStore } = await import('../../proxy/passwords.js')
   await checkPrivate(new PasswordStore(mk.broker.store).path, 'file', { missingOk: true })
 }
