@@ -14,9 +14,10 @@ import { accountId, type AccountRecord } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { encodeSasl } from '../sasl/index.js'
 import { cleanServerText } from '../core/server-text.js'
-import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from './dialogues.js'
-import { diagnose, type FailureKind } from './diagnose.js'
-import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
+import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from '../upstream/dialogues.js'
+import { diagnose } from '../upstream/diagnose.js'
+import { openTransport, parseServer, type LineTransport } from '../upstream/transport.js'
+import type { FailureKind } from '../upstream/types.js'
 import { PROTOCOLS, type Protocol, type ProtocolReport, type TestReport } from './types.js'
 import { shArg } from '../core/address.js'
 
@@ -45,21 +46,6 @@ function cleanedReplies(t: LineTransport, secrets: string[]): LineTransport {
       return t.secure
     },
   }
-}
-
-const IMPLICIT: Record<string, boolean> = {
-  imaps: true,
-  pop3s: true,
-  smtps: true,
-  imap: false,
-  pop3: false,
-  smtp: false,
-}
-
-export function parseServer(url: string): ServerAddress {
-  const u = new URL(url)
-  const scheme = u.protocol.replace(/:$/, '')
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), implicitTls: IMPLICIT[scheme] === true }
 }
 
 const DIALOGUES = { imap: imapDialogue, pop: pop3Dialogue, smtp: smtpDialogue } as const

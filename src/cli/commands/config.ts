@@ -86,7 +86,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (!rec) throw unknownAccount(email)
   const s = rec.settings
   const { shCommand } = await import('../../recipes/shell.js')
-  const { parseServer } = await import('../../probe/run.js')
+  const { parseServer } = await import('../../upstream/transport.js')
   const server = (
     key: 'imap' | 'pop' | 'smtp',
     url: string | undefined,

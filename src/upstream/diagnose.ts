@@ -1,17 +1,15 @@
 /**
- * What a failed login probe means, and the fix: the failures people actually hit with OAuth mail
+ * What a failed login to a real mail server means, and the fix (for `mailkey test` and the proxy): the failures people actually hit with OAuth mail
  * (SMTP AUTH disabled, "authenticated but not connected", a token for the wrong service, IMAP/POP
  * switched off, untrusted certificates, wrong ports).
  *
  * Owns: the failure -> cause/fix table. Must not: do I/O.
  */
-import type { Protocol } from './types.js'
+import type { FailureKind, Protocol } from './types.js'
 import { ProbeFailure } from './dialogues.js'
 import { ProbeNetworkError, isTlsCode } from './transport.js'
 import { shortageCode, shortageText } from '../errors.js'
 import { shArg } from '../core/address.js'
-
-export type FailureKind = 'reauth' | 'config' | 'transient' | 'protocol'
 
 export interface Diagnosis {
   kind: FailureKind
