@@ -11,7 +11,8 @@
 import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
 import { accountId, type AccountRecord } from '../domain/account.js'
-import type { SaslMechanism } from '../providers/types.js'
+import { presetNamed } from '../providers/registry.js'
+import { mechanismsFor } from '../domain/provider-rules.js'
 import { encodeSasl } from '../sasl/index.js'
 import { cleanServerText } from '../core/server-text.js'
 import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from '../upstream/dialogues.js'
@@ -101,11 +102,8 @@ async function probeOne(
     return report
   }
   const addr = parseServer(server)
-  // Mechanisms: the account's own first, then the other one the provider allows.
-  const mechanisms: SaslMechanism[] =
-    settings.provider === 'microsoft'
-      ? ['XOAUTH2']
-      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  // the account's own first, then the other one the provider allows
+  const mechanisms = mechanismsFor(settings, presetNamed(settings.provider))
 
   for (let attempt = 0; attempt < 2; attempt++) {
     const forceRefresh = attempt === 1

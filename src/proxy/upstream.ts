@@ -12,6 +12,8 @@ import { failureOutcome } from './outcome.js'
 import type { Mailkey } from '../mailkey.js'
 import { accountId, type AccountRecord } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
+import { presetNamed } from '../providers/registry.js'
+import { mechanismsFor } from '../domain/provider-rules.js'
 import type { Secret } from '../core/secret.js'
 import { encodeSasl } from '../sasl/index.js'
 import { ProbeFailure, imapLogin, pop3Login, smtpLogin } from '../upstream/dialogues.js'
@@ -64,10 +66,7 @@ export async function loginUpstream(
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const addr = parseServer(server)
   const caFile = o.serverOverride ? (o.caOverride ?? settings.ca) : settings.ca
-  const mechanisms: SaslMechanism[] =
-    settings.provider === 'microsoft'
-      ? ['XOAUTH2']
-      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  const mechanisms = mechanismsFor(settings, presetNamed(settings.provider))
   if (o.clientSasl) {
     const sasl = o.clientSasl
     let t: LineTransport | undefined

@@ -10,6 +10,7 @@ import { ProbeFailure } from './dialogues.js'
 import { ProbeNetworkError, isTlsCode } from './transport.js'
 import { shortageCode, shortageText } from '../errors.js'
 import { shArg } from '../core/address.js'
+import { presetNamed } from '../providers/registry.js'
 
 export interface Diagnosis {
   kind: FailureKind
@@ -35,9 +36,6 @@ export interface DiagnoseContext {
 }
 
 const SERVICE = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
-
-/** Microsoft scope per protocol (one resource per token: outlook.office.com). */
-const MS_SCOPE = { imap: 'IMAP.AccessAsUser.All', pop: 'POP.AccessAsUser.All', smtp: 'SMTP.Send' } as const
 
 export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
   const svc = SERVICE[ctx.protocol]
@@ -193,7 +191,7 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
         fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${shArg(ctx.account)} --scope ..." without Graph scopes.`,
       }
     }
-    const want = ctx.provider === 'microsoft' ? MS_SCOPE[ctx.protocol] : undefined
+    const want = presetNamed(ctx.provider)?.protocolScopes?.[ctx.protocol]
     if (want && !scope.includes(want)) {
       return {
         kind: 'config',

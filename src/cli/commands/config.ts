@@ -12,6 +12,8 @@ import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
 import { quoted, shArg } from '../../core/address.js'
 import { accountId } from '../../domain/account.js'
+import { mechanismsFor } from '../../domain/provider-rules.js'
+import { presetNamed } from '../../providers/registry.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
@@ -99,8 +101,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     email: s.email,
     user: s.mailbox ?? s.email,
     provider: s.provider,
-    // RFC 7628 is the standard; Microsoft takes only XOAUTH2 (docs/providers.md)
-    sasl: s.provider === 'microsoft' ? 'XOAUTH2' : s.sasl,
+    // RFC 7628 is the standard; some servers take only XOAUTH2 (Microsoft: docs/providers.md)
+    sasl: mechanismsFor(s, presetNamed(s.provider))[0] ?? s.sasl,
     ...server('imap', s.servers.imap),
     ...server('pop', s.servers.pop),
     ...server('smtp', s.servers.smtp),
