@@ -448,42 +448,7 @@ describe('POP3 input split at any byte', () => {
   })
 })
 
-describe('POP3 sensitiveNext', () => {
-  test('true after USER and during SASL continuations, false otherwise', () => {
-    const s = createPop3Session(BASE)
-    const seen: [string, boolean][] = []
-    const step = (line: string): void => {
-      s.feed(Buffer.from(line))
-      seen.push([line.trim(), s.sensitiveNext])
-    }
-    seen.push(['(start)', s.sensitiveNext])
-    step('CAPA\r\n')
-    step('USER alice\r\n')
-    step('NOOP\r\n')
-    step('AUTH PLAIN\r\n')
-    step('*\r\n')
-    step('AUTH LOGIN\r\n')
-    step(`${b64('alice')}\r\n`)
-    step('*\r\n')
-    step('USER alice\r\n')
-    step('PASS x\r\n')
-    assert.deepEqual(seen, [
-      ['(start)', false],
-      ['CAPA', false],
-      ['USER alice', true],
-      ['NOOP', false],
-      ['AUTH PLAIN', true],
-      ['*', false],
-      ['AUTH LOGIN', true],
-      [b64('alice'), true],
-      ['*', false],
-      ['USER alice', true],
-      ['PASS x', false],
-    ])
-    s.loginResult('bad-credentials')
-    assert.equal(s.sensitiveNext, false)
-  })
-
+describe('POP3 lines that carry a secret', () => {
   test('pop3LineIsSensitive flags lines that carry a secret by themselves', () => {
     for (const line of [
       'PASS x',

@@ -294,9 +294,6 @@ export function createImapSession(opts: SessionOptions): PreAuthSession {
       else actions.push(...pump())
       return { actions, done: false }
     },
-    get sensitiveNext(): boolean {
-      return sasl !== undefined || literalLeft > 0
-    },
   }
 }
 

@@ -8,11 +8,9 @@
  * RFC 1939 (POP3), RFC 2449 (CAPA, RESP-CODES), RFC 5034 (AUTH), RFC 3206 (AUTH, SYS/TEMP,
  * SYS/PERM codes), RFC 2595 §4 (STLS).
  *
- * `sensitiveNext` is true while the next client line is expected to carry a secret: after an
- * accepted USER (the PASS line follows) and while an AUTH PLAIN/LOGIN continuation is awaited. A
- * line that carries its secret without warning (a PASS with no USER before it, or `AUTH PLAIN
- * <initial-response>`, perhaps pipelined behind other commands) is recognised by
- * pop3LineIsSensitive(); a transcript logger hides a line when either says so.
+ * pop3LineIsSensitive() recognises a line that carries a secret by itself (PASS, APOP, `AUTH
+ * PLAIN <initial-response>`, perhaps pipelined behind other commands), for a transcript logger;
+ * such a logger must also hide the lines that answer a SASL continuation.
  *
  * Owns: the POP3 AUTHORIZATION state up to the login verdict. Must not: open sockets, check
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
@@ -244,7 +242,6 @@ export function createPop3Session(opts: SessionOptions): PreAuthSession {
       // the failure reply itself is the last word
       tooManyFailures: (failed) => [failed],
     },
-    sensitiveNext: () => (state.kind === 'command' ? state.user !== undefined : true),
   })
 }
 

@@ -50,8 +50,6 @@ export interface LineDialect {
     /** the lines to send before closing after too many failed logins */
     tooManyFailures(failed: string): string[]
   }
-  /** the next line carries a secret (a continuation is outstanding, or PASS follows) */
-  sensitiveNext(): boolean
 }
 
 type Phase = 'reading' | 'login-pending' | 'done' | 'closed'
@@ -152,10 +150,6 @@ export function createLineSession(opts: SessionOptions, dialect: LineDialect): P
       out.push(reply(failed))
       // Commands the client sent behind the failed login are answered now, in order.
       return { actions: run(out), done: false }
-    },
-
-    get sensitiveNext(): boolean {
-      return phase === 'reading' && dialect.sensitiveNext()
     },
   }
 }

@@ -95,8 +95,6 @@ export interface PreAuthSession {
   feed(data: Buffer): ClientAction[]
   /** the verdict on the pending login action */
   loginResult(outcome: LoginOutcome, info?: { text?: string }): LoginResult
-  /** the next client line must not be logged (a password or SASL response follows) */
-  readonly sensitiveNext: boolean
 }
 
 /** The limits for a session: the defaults, overridden by positive whole numbers only. */

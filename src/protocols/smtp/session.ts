@@ -14,9 +14,9 @@
  * CHUNKING) belong to the upstream, which we cannot see before login, so they are not offered; a
  * client that re-issues EHLO after AUTH reaches the upstream and learns its real list.
  *
- * `sensitiveNext` is true while a 334 continuation is outstanding (the next line is a SASL
- * response). `AUTH PLAIN <initial-response>` carries the password on the command line itself;
- * smtpLineIsSensitive() recognises such lines for a transcript logger.
+ * `AUTH PLAIN <initial-response>` carries the password on the command line itself;
+ * smtpLineIsSensitive() recognises such lines for a transcript logger, which must also hide the
+ * lines that answer a 334 continuation.
  *
  * Owns: the pre-auth SMTP dialogue up to the login verdict. Must not: open sockets, check
  * passwords, talk to the broker, log, or put a password (or a line that may hold one) into a reply.
@@ -256,7 +256,6 @@ export function createSmtpSession(opts: SessionOptions): PreAuthSession {
       // RFC 5321 §3.8: a server closing on its own says 421 first.
       tooManyFailures: (failed) => [failed, `421 4.7.0 ${host} Too many failed logins, closing connection`],
     },
-    sensitiveNext: () => state.kind === 'sasl',
   })
 }
 
