@@ -108,6 +108,7 @@ export const google: Provider = {
   authorizationParams: { access_type: 'offline', prompt: 'consent' },
   // The device flow rejects https://mail.google.com/ (invalid_scope): loopback only.
   flows: ['browser', 'paste'],
+  flowRefusals: { device: 'Google does not allow mail scopes in the device flow' },
   redirect: { host: '127.0.0.1', path: '/' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {

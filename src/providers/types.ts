@@ -41,6 +41,8 @@ export interface Provider {
   authorizationParams?: Record<string, string>
   /** flows this provider allows, in the order mailkey prefers them */
   flows: Flow[]
+  /** why a flow left out of `flows` cannot be used, when the provider has a reason (for the message) */
+  flowRefusals?: Partial<Record<Flow, string>>
   /** loopback redirect (RFC 8252 §7.3): host and path registered for the built-in clients */
   redirect: { host: '127.0.0.1' | 'localhost' | '[::1]'; path: string }
   /** SASL mechanisms the provider's mail servers accept, preferred first (domain/provider-rules.ts) */
