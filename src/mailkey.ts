@@ -16,10 +16,10 @@ import type { ImportOptions, SignInOptions } from './broker/sign-in.js'
 import type { Secret } from './core/secret.js'
 import type { Paths } from './config/paths.js'
 import type { Config } from './config/config.js'
-import type { AccountRecord } from './store/types.js'
+import type { AccountRecord } from './domain/account.js'
 import type { KeepAliveNote } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
-import { accountId } from './store/file-store.js'
+import { accountId } from './domain/account.js'
 
 export type MailkeyOptions = BrokerOptions
 

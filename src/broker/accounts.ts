@@ -5,10 +5,9 @@
  */
 import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
-import { accountId } from '../store/file-store.js'
 import { grantHas } from '../store/seal.js'
 import { acquire } from '../store/lock.js'
-import type { AccountRecord, Identity, LastError } from '../store/types.js'
+import { accountId, type AccountRecord, type Identity, type LastError } from '../domain/account.js'
 import type { Broker } from './broker.js'
 import { unknownAccount } from './broker.js'
 import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'

@@ -38,7 +38,7 @@ import {
 } from '../errors.js'
 import { Secret, fingerprint } from '../core/secret.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
-import { accountId, type FileStore } from '../store/file-store.js'
+import type { FileStore } from '../store/file-store.js'
 import {
   acquire,
   adoptLock,
@@ -49,7 +49,7 @@ import {
   DEFAULT_LOCK_MAX_AGE_MS,
   type LockHandle,
 } from '../store/lock.js'
-import type { AccountRecord, AccountSettings, LastError } from '../store/types.js'
+import { accountId, type AccountRecord, type AccountSettings, type LastError } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'

@@ -4,7 +4,7 @@
  *
  * Owns: the freshness rule. Must not: do I/O.
  */
-import type { GrantRecord } from '../store/types.js'
+import type { GrantRecord } from '../domain/account.js'
 
 export const DEFAULT_REFRESH_MARGIN_SEC = 300
 

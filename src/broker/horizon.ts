@@ -8,7 +8,7 @@
  * Owns: the arithmetic. Must not: do I/O.
  */
 import { grantHas } from '../store/seal.js'
-import type { GrantRecord } from '../store/types.js'
+import type { GrantRecord } from '../domain/account.js'
 import { shArg } from '../core/address.js'
 
 export interface GrantPolicy {

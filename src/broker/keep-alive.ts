@@ -6,7 +6,7 @@
  * Owns: which grants need a keep-alive refresh and the report of one pass. Must not: schedule
  * (the caller decides how often), print or log.
  */
-import { accountId } from '../store/file-store.js'
+import { accountId } from '../domain/account.js'
 import type { Broker } from './broker.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from './horizon.js'
 

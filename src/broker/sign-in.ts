@@ -9,9 +9,8 @@ import { shArg } from '../core/address.js'
 import { resolveMx } from 'node:dns/promises'
 import { ConfigError, ERR, IdentityMismatchError, MailkeyError, UsageError } from '../errors.js'
 import { Secret } from '../core/secret.js'
-import { accountId, assertEmail } from '../store/file-store.js'
 import { acquire } from '../store/lock.js'
-import type { AccountRecord, AccountSettings, Identity } from '../store/types.js'
+import { accountId, assertEmail, type AccountRecord, type AccountSettings, type Identity } from '../domain/account.js'
 import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
 import {
   assertFlowAllowed,

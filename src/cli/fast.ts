@@ -15,7 +15,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import type { Env } from '../config/paths.js'
 import { resolvePaths } from '../config/paths.js'
-import { FileStore, accountId } from '../store/file-store.js'
+import { FileStore } from '../store/file-store.js'
+import { accountId } from '../domain/account.js'
 import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from '../broker/freshness.js'
 
 export async function fastToken(argv: readonly string[], env: Env, now = Date.now()): Promise<string | undefined> {

@@ -24,6 +24,7 @@ import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../provider
 import { endpointProblem } from '../core/net.js'
 import { isAddress } from '../core/address.js'
 import type { HooksConfig } from '../core/hooks.js'
+import { accountId } from '../domain/account.js'
 
 export interface ProxyListenerConfig {
   protocol: 'imap' | 'pop3' | 'smtp'
@@ -461,7 +462,7 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
       port: l.port as number,
       host: host as string,
       tls: tls as ProxyListenerConfig['tls'],
-      ...(accounts ? { accounts: (accounts as string[]).map((a) => a.trim().toLowerCase()) } : {}),
+      ...(accounts ? { accounts: (accounts as string[]).map(accountId) } : {}),
       ...(typeof upstream === 'string' ? { upstream } : {}),
       ...(typeof ca === 'string' ? { ca } : {}),
       ...(passthrough === true ? { oauthPassthrough: true } : {}),

@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import * as oauth from 'oauth4webapi'
 import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, UsageError } from '../errors.js'
 import { cleanServerText, firstLineOf } from '../core/server-text.js'
-import type { AccountSettings } from '../store/types.js'
+import type { AccountSettings } from '../domain/account.js'
 import { classify } from './classify.js'
 import { authorizationServer, oauthClient, safeHost, type OAuthContext } from './http.js'
 import { exchangeAuthorizationCode, type TokenSet } from './grants.js'

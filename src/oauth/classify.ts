@@ -25,7 +25,7 @@ import {
 import { scrub } from '../core/redact.js'
 import { descriptorShortage } from '../core/resources.js'
 import { aadstsCodesIn, describeAadsts } from './aadsts.js'
-import { parseRetryAfter, retryAfterOf } from './http.js'
+import { parseRetryAfter } from './http.js'
 
 export type Phase = 'refresh' | 'signin' | 'device' | 'discovery' | 'revoke'
 
@@ -36,6 +36,8 @@ export interface ClassifyContext {
   phase: Phase
   /** the client id in use, for client errors */
   clientId?: string
+  /** the Retry-After of the JSON error answer being classified (RequestKit.retryAfterSec), seconds */
+  retryAfterSec?: number
 }
 
 /** What the OAuth `error` values of RFC 6749 §5.2, RFC 8628 §3.5, OIDC Core §3.1.2.6 and
@@ -84,7 +86,7 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
     const description = typeof body.error_description === 'string' ? body.error_description : e.error_description
     return fromOAuthError(e.error, description, body.error_codes, e.status, ctx, {
       cause: e,
-      retryAfterSec: retryAfterOf.get(e.response),
+      retryAfterSec: ctx.retryAfterSec,
     })
   }
   if (e instanceof oauth.AuthorizationResponseError) {

@@ -7,7 +7,7 @@ import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR } from '../errors.js'
 import { classify } from './classify.js'
 import { checkEndpoint, isLoopbackHost, safeHost, type OAuthContext } from './http.js'
-import type { AccountEndpoints } from '../store/types.js'
+import type { AccountEndpoints } from '../domain/account.js'
 
 export async function discoverEndpoints(issuer: string, ctx: OAuthContext): Promise<AccountEndpoints> {
   const url = checkEndpoint(issuer, 'issuer', ctx.account)

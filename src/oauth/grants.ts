@@ -11,7 +11,7 @@ import * as oauth from 'oauth4webapi'
 import { ERR, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
-import type { AccountSettings, Identity } from '../store/types.js'
+import type { AccountSettings, Identity } from '../domain/account.js'
 import { classify, type Phase } from './classify.js'
 import {
   authorizationServer,
@@ -49,7 +49,13 @@ async function exchange(
     verify?.(kit, host)
     return toTokenSet(res, kit.identity(), settings, host)
   } catch (e) {
-    throw classify(e, { account: settings.email, host, phase, clientId: settings.clientId })
+    throw classify(e, {
+      account: settings.email,
+      host,
+      phase,
+      clientId: settings.clientId,
+      retryAfterSec: kit.retryAfterSec(),
+    })
   } finally {
     kit.dispose()
   }
@@ -191,7 +197,13 @@ export async function startDeviceAuthorization(
     if (typeof res.message === 'string') d.message = res.message
     return d
   } catch (e) {
-    throw classify(e, { account: settings.email, host, phase: 'device', clientId: settings.clientId })
+    throw classify(e, {
+      account: settings.email,
+      host,
+      phase: 'device',
+      clientId: settings.clientId,
+      retryAfterSec: kit.retryAfterSec(),
+    })
   } finally {
     kit.dispose()
   }
@@ -325,7 +337,13 @@ export async function revokeToken(settings: AccountSettings, token: Secret, ctx:
       await oauth.revocationRequest(as, client, clientAuth(settings), token.reveal(), kit.options),
     )
   } catch (e) {
-    throw classify(e, { account: settings.email, host, phase: 'revoke', clientId: settings.clientId })
+    throw classify(e, {
+      account: settings.email,
+      host,
+      phase: 'revoke',
+      clientId: settings.clientId,
+      retryAfterSec: kit.retryAfterSec(),
+    })
   } finally {
     kit.dispose()
   }

@@ -12,7 +12,7 @@
  */
 import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
-import type { AccountSettings, Identity } from '../store/types.js'
+import type { AccountSettings, Identity } from '../domain/account.js'
 import { isLoopbackHost } from '../core/net.js'
 import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { Secret } from '../core/secret.js'
@@ -95,6 +95,11 @@ export interface RequestKit {
   idTokenNonce(): string | undefined
   /** whether the last response carried an id_token */
   hadIdToken(): boolean
+  /**
+   * the Retry-After of the last JSON error answer (RFC 9110 §10.2.3), seconds: oauth4webapi
+   * throws its own error for it, so the caller hands this to classify() with the error
+   */
+  retryAfterSec(): number | undefined
   /** aborts pending work started with this kit */
   dispose(): void
 }
@@ -103,6 +108,7 @@ export interface RequestKit {
 export function requestKit(settings: AccountSettings, ctx: OAuthContext): RequestKit {
   let identity: Identity | undefined
   let idToken: { nonce?: string } | undefined
+  let retryAfterSec: number | undefined
   const baseFetch = ctx.fetch ?? globalThis.fetch
   const timeoutMs = ctx.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS
   const timers: AbortController[] = []
@@ -118,7 +124,7 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
     try {
       const res = await baseFetch(url, { ...init, signal: ac.signal, redirect: 'manual' })
       const known = [...requestSecrets(init, settings), ...(ctx.secrets ?? []).map((s) => s.reveal())]
-      return await preprocess(
+      const out = await preprocess(
         url,
         res,
         (i, nonce) => {
@@ -128,6 +134,8 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
         settings.email,
         known,
       )
+      retryAfterSec = out.retryAfterSec
+      return out.response
     } finally {
       clearTimeout(timer)
       ctx.signal?.removeEventListener('abort', onAbort)
@@ -143,6 +151,7 @@ export function requestKit(settings: AccountSettings, ctx: OAuthContext): Reques
     identity: () => identity,
     idTokenNonce: () => idToken?.nonce,
     hadIdToken: () => idToken !== undefined,
+    retryAfterSec: () => retryAfterSec,
     dispose: () => timers.forEach((t) => t.abort()),
   }
 }
@@ -240,7 +249,7 @@ async function preprocess(
   setIdToken: (i: Identity | undefined, nonce: string | undefined) => void,
   account: string,
   requestKnown: string[],
-): Promise<Response> {
+): Promise<{ response: Response; retryAfterSec?: number }> {
   let known = requestKnown
   const host = safeHost(url)
   const text = await readLimited(res)
@@ -286,18 +295,13 @@ async function preprocess(
     if (typeof json.expires_in === 'string' && /^\d+$/.test(json.expires_in)) json.expires_in = Number(json.expires_in)
     if (typeof json.interval === 'string' && /^\d+$/.test(json.interval)) json.interval = Number(json.interval)
     headers.set('content-type', 'application/json')
-    const out = new Response(JSON.stringify(json), { status, statusText: res.statusText, headers })
-    if (typeof json.error === 'string' && status >= 400) {
-      const ra = parseRetryAfter(res.headers.get('retry-after'))
-      if (ra !== undefined) retryAfterOf.set(out, ra)
-    }
-    return out
+    const response = new Response(JSON.stringify(json), { status, statusText: res.statusText, headers })
+    const retryAfterSec =
+      typeof json.error === 'string' && status >= 400 ? parseRetryAfter(res.headers.get('retry-after')) : undefined
+    return retryAfterSec !== undefined ? { response, retryAfterSec } : { response }
   }
-  return new Response(text, { status, statusText: res.statusText, headers })
+  return { response: new Response(text, { status, statusText: res.statusText, headers }) }
 }
-
-/** Retry-After seen on JSON error responses, looked up by classify(). */
-export const retryAfterOf = new WeakMap<Response, number>()
 
 function describeBody(headers: Headers, text: string): string {
   const type = headers.get('content-type') ?? ''

@@ -10,15 +10,17 @@
  */
 import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
-import { accountId } from '../store/file-store.js'
-import type { AccountRecord } from '../store/types.js'
-import type { SaslMechanism } from '../providers/types.js'
+import { accountId, type AccountRecord } from '../domain/account.js'
+import { presetNamed } from '../providers/registry.js'
+import { mechanismsFor } from '../domain/provider-rules.js'
 import { encodeSasl } from '../sasl/index.js'
 import { cleanServerText } from '../core/server-text.js'
 import type { Secret } from '../core/secret.js'
-import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from './dialogues.js'
-import { diagnose, type FailureKind } from './diagnose.js'
-import { openTransport, type LineTransport, type ServerAddress } from './transport.js'
+import type { SaslMechanism } from '../providers/types.js'
+import { ProbeFailure, imapDialogue, pop3Dialogue, smtpDialogue, type DialogueResult } from '../upstream/dialogues.js'
+import { diagnose } from '../upstream/diagnose.js'
+import { openTransport, parseServer, type LineTransport, type ServerAddress } from '../upstream/transport.js'
+import type { FailureKind } from '../upstream/types.js'
 import { PROTOCOLS, type Protocol, type ProtocolReport, type TestReport } from './types.js'
 import { shArg } from '../core/address.js'
 
@@ -47,21 +49,6 @@ function cleanedReplies(t: LineTransport, secrets: string[]): LineTransport {
       return t.secure
     },
   }
-}
-
-const IMPLICIT: Record<string, boolean> = {
-  imaps: true,
-  pop3s: true,
-  smtps: true,
-  imap: false,
-  pop3: false,
-  smtp: false,
-}
-
-export function parseServer(url: string): ServerAddress {
-  const u = new URL(url)
-  const scheme = u.protocol.replace(/:$/, '')
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), implicitTls: IMPLICIT[scheme] === true }
 }
 
 const DIALOGUES = { imap: imapDialogue, pop: pop3Dialogue, smtp: smtpDialogue } as const
@@ -112,11 +99,8 @@ async function probeOne(
     return report
   }
   const addr = parseServer(server)
-  // Mechanisms: the account's own first, then the other one the provider allows.
-  const mechanisms: SaslMechanism[] =
-    settings.provider === 'microsoft'
-      ? ['XOAUTH2']
-      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  // the account's own first, then the other one the provider allows
+  const mechanisms = mechanismsFor(settings, presetNamed(settings.provider))
 
   for (let attempt = 0; attempt < 2; attempt++) {
     const forceRefresh = attempt === 1

@@ -1,7 +1,11 @@
-/** Shapes of `mailkey test` results (also its --json output). */
-import type { FailureKind } from './diagnose.js'
+/**
+ * Shapes of `mailkey test` results (also its --json output).
+ *
+ * Owns: the report shapes. Must not: do anything.
+ */
+import type { FailureKind, Protocol } from '../upstream/types.js'
 
-export type Protocol = 'imap' | 'pop' | 'smtp'
+export type { Protocol }
 export const PROTOCOLS: readonly Protocol[] = ['imap', 'pop', 'smtp']
 
 export interface ProtocolReport {

@@ -14,6 +14,7 @@ const MS_BASE = 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0'
 export const microsoft: Provider = {
   name: 'microsoft',
   displayName: 'Microsoft (Outlook.com / Microsoft 365)',
+  shortName: 'Microsoft',
   // learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code (checked 2026-11-22):
   // {tenant} is common | organizations | consumers | a tenant id or domain.
   endpoints: {
@@ -46,6 +47,10 @@ export const microsoft: Provider = {
   redirect: { host: '127.0.0.1', path: '/' },
   // Exchange Online refuses OAUTHBEARER; XOAUTH2 only.
   sasl: ['XOAUTH2'],
+  // One resource per token, one scope per service: a token without IMAP.AccessAsUser.All is
+  // refused by IMAP although SMTP takes it.
+  protocolScopes: { imap: 'IMAP.AccessAsUser.All', pop: 'POP.AccessAsUser.All', smtp: 'SMTP.Send' },
+  savesSentMail: { server: 'Exchange Online', folder: 'Sent Items' },
   servers: {
     imap: 'imaps://outlook.office365.com:993',
     pop: 'pop3s://outlook.office365.com:995',
@@ -82,6 +87,7 @@ export const microsoft: Provider = {
 export const google: Provider = {
   name: 'google',
   displayName: 'Google (Gmail / Workspace)',
+  shortName: 'Google',
   endpoints: {
     issuer: 'https://accounts.google.com',
     authorization: 'https://accounts.google.com/o/oauth2/v2/auth',
@@ -102,6 +108,7 @@ export const google: Provider = {
   authorizationParams: { access_type: 'offline', prompt: 'consent' },
   // The device flow rejects https://mail.google.com/ (invalid_scope): loopback only.
   flows: ['browser', 'paste'],
+  flowRefusals: { device: 'Google does not allow mail scopes in the device flow' },
   redirect: { host: '127.0.0.1', path: '/' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {
@@ -117,6 +124,7 @@ export const google: Provider = {
 export const yahoo: Provider = {
   name: 'yahoo',
   displayName: 'Yahoo Mail',
+  shortName: 'Yahoo',
   endpoints: {
     authorization: 'https://api.login.yahoo.com/oauth2/request_auth',
     token: 'https://api.login.yahoo.com/oauth2/get_token',
@@ -142,6 +150,7 @@ export const yahoo: Provider = {
 export const aol: Provider = {
   name: 'aol',
   displayName: 'AOL Mail',
+  shortName: 'AOL',
   endpoints: {
     authorization: 'https://api.login.aol.com/oauth2/request_auth',
     token: 'https://api.login.aol.com/oauth2/get_token',
@@ -167,6 +176,7 @@ export const aol: Provider = {
 export const fastmail: Provider = {
   name: 'fastmail',
   displayName: 'Fastmail',
+  shortName: 'Fastmail',
   endpoints: {
     issuer: 'https://api.fastmail.com',
     authorization: 'https://api.fastmail.com/oauth/authorize',
@@ -193,6 +203,16 @@ export const fastmail: Provider = {
 export const BUILTIN_PROVIDERS: ReadonlyMap<string, Provider> = new Map(
   [microsoft, google, yahoo, aol, fastmail].map((p) => [p.name, p]),
 )
+
+/**
+ * The built-in preset an account names (AccountSettings.provider), for the rules derived from
+ * provider data when the account is used (domain/provider-rules.ts). Undefined for a custom server
+ * and for a config-file provider of its own name; a config-file provider that takes a preset's
+ * name gets that preset's rules.
+ */
+export function presetNamed(name: string): Provider | undefined {
+  return BUILTIN_PROVIDERS.get(name)
+}
 
 /** The provider an address belongs to, by its domain alone (no DNS). */
 export function providerForDomain(

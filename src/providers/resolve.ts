@@ -7,7 +7,7 @@
  */
 import { domainToASCII } from 'node:url'
 import { ConfigError, ERR, UsageError } from '../errors.js'
-import type { AccountEndpoints, AccountSettings } from '../store/types.js'
+import type { AccountEndpoints, AccountSettings } from '../domain/account.js'
 import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
 import { shArg } from '../core/address.js'
@@ -269,9 +269,8 @@ export function assertFlowAllowed(provider: Provider | undefined, settings: Acco
   const needs = flow === 'device' ? settings.endpoints.deviceAuthorization : settings.endpoints.authorization
   if (!allowed.includes(flow) || needs === undefined) {
     const why =
-      provider?.name === 'google' && flow === 'device'
-        ? 'Google does not allow mail scopes in the device flow'
-        : `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
+      provider?.flowRefusals?.[flow] ??
+      `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
     throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
       hint:
         flow === 'device'

@@ -29,6 +29,8 @@ export interface Endpoints {
 export interface Provider {
   name: string
   displayName: string
+  /** the name in running text ("Microsoft's mail servers accept only XOAUTH2") */
+  shortName?: string
   endpoints: Endpoints
   /** endpoints contain "{tenant}" (Microsoft); the default tenant */
   defaultTenant?: string
@@ -39,10 +41,22 @@ export interface Provider {
   authorizationParams?: Record<string, string>
   /** flows this provider allows, in the order mailkey prefers them */
   flows: Flow[]
+  /** why a flow left out of `flows` cannot be used, when the provider has a reason (for the message) */
+  flowRefusals?: Partial<Record<Flow, string>>
   /** loopback redirect (RFC 8252 §7.3): host and path registered for the built-in clients */
   redirect: { host: '127.0.0.1' | 'localhost' | '[::1]'; path: string }
-  /** SASL mechanisms the provider's mail servers accept, preferred first */
+  /** SASL mechanisms the provider's mail servers accept, preferred first (domain/provider-rules.ts) */
   sasl: SaslMechanism[]
+  /**
+   * per mail service, the scope (as it appears in a granted scope string) a token needs to open
+   * it, when the provider has one per service: `mailkey test` and the proxy name the one missing
+   */
+  protocolScopes?: { imap?: string; pop?: string; smtp?: string }
+  /**
+   * the mail server files every sent message itself (Exchange Online: in Sent Items): client
+   * recipes tell the client not to save a second copy
+   */
+  savesSentMail?: { server: string; folder: string }
   servers: { imap?: string; pop?: string; smtp?: string }
   /** e-mail domains that are known to belong to this provider */
   domains: string[]

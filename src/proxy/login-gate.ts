@@ -17,6 +17,7 @@ import type { TokenSource } from './token-source.js'
 import { loginUpstream, type UpstreamLogin } from './upstream.js'
 import type { ListenerConfig } from './listeners.js'
 import type { Log } from './door.js'
+import { accountId } from '../domain/account.js'
 
 export type LoginRequest = Extract<ClientAction, { type: 'login' | 'passthrough' }>
 
@@ -77,7 +78,7 @@ export class LoginGate {
    * it is the local password (login-check.ts).
    */
   async login(a: LoginRequest, c: GateContext): Promise<GateResult> {
-    const allowed = !c.listener.accounts || c.listener.accounts.includes(a.username.trim().toLowerCase())
+    const allowed = !c.listener.accounts || c.listener.accounts.includes(accountId(a.username))
     const v = await this.#logins.decide(a, {
       source: c.source,
       allowed,

@@ -12,7 +12,8 @@ import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
 import type { Paths } from '../config/paths.js'
 import type { TokenSource } from './token-source.js'
-import { accountId, checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/file-store.js'
+import { accountId } from '../domain/account.js'
+import { checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/atomic-file.js'
 
 export interface PasswordEntry {
   alg: 'scrypt'

@@ -14,6 +14,7 @@
  *
  * Owns: the counters and the delay. Must not: sleep, do I/O, or see a password.
  */
+import { accountId } from '../domain/account.js'
 
 export interface PenaltyOptions {
   /** failures of one (address, user) pair that cost nothing extra */
@@ -104,5 +105,5 @@ function delay(c: Counter | undefined, free: number, o: PenaltyOptions): number 
   return Math.min(o.maxMs, o.baseMs * 2 ** Math.min(30, c.failures - free))
 }
 
-const pairKey = (address: string, user: string): string => `u\0${address}\0${user.trim().toLowerCase()}`
+const pairKey = (address: string, user: string): string => `u\0${address}\0${accountId(user)}`
 const addressKey = (address: string): string => `a\0${address}`

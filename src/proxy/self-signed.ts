@@ -12,7 +12,7 @@ import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, si
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { readStateFile, writeFileAtomic } from '../store/file-store.js'
+import { readStateFile, writeFileAtomic } from '../store/atomic-file.js'
 
 /** how long a generated certificate is valid (a new one is made before it ends) */
 export const VALIDITY_DAYS = 397

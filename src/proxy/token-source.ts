@@ -8,7 +8,7 @@
  */
 import type { Paths } from '../config/paths.js'
 import type { Secret } from '../core/secret.js'
-import type { AccountRecord } from '../store/types.js'
+import type { AccountRecord } from '../domain/account.js'
 import type { KeepAliveNote } from '../broker/keep-alive.js'
 
 export interface TokenSource {

@@ -10,14 +10,15 @@ import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { failureOutcome } from './outcome.js'
 import type { TokenSource } from './token-source.js'
-import type { AccountRecord } from '../store/types.js'
+import type { AccountRecord } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
+import { presetNamed } from '../providers/registry.js'
+import { mechanismsFor } from '../domain/provider-rules.js'
 import type { Secret } from '../core/secret.js'
 import { encodeSasl } from '../sasl/index.js'
-import { ProbeFailure, imapLogin, pop3Login, smtpLogin } from '../probe/dialogues.js'
-import { diagnose } from '../probe/diagnose.js'
-import { openTransport, type LineTransport } from '../probe/transport.js'
-import { parseServer } from '../probe/run.js'
+import { ProbeFailure, imapLogin, pop3Login, smtpLogin } from '../upstream/dialogues.js'
+import { diagnose } from '../upstream/diagnose.js'
+import { openTransport, parseServer, type LineTransport } from '../upstream/transport.js'
 import type { LoginOutcome } from '../protocols/shared/session.js'
 
 export type ProxyProtocol = 'imap' | 'pop3' | 'smtp'
@@ -132,10 +133,7 @@ async function withOwnToken(
 ): Promise<UpstreamLogin | 'refused-once'> {
   const { protocol, addr, server, rec, signal } = target
   const settings = rec.settings
-  const mechanisms: SaslMechanism[] =
-    settings.provider === 'microsoft'
-      ? ['XOAUTH2']
-      : [settings.sasl, ...(['XOAUTH2', 'OAUTHBEARER'] as SaslMechanism[]).filter((m) => m !== settings.sasl)]
+  const mechanisms = mechanismsFor(settings, presetNamed(settings.provider))
   // The token and the connection (TCP + TLS handshake) are fetched at the same time: the local
   // password is already checked, and the handshake hides the token store read.
   const [conn, tok] = await Promise.allSettled([

@@ -17,7 +17,7 @@
  *   session longer than a token's life needs a restart, or the proxy.
  * - no CA setting: Go reads SSL_CERT_FILE.
  */
-import { configCommand, localName, proxyPort, urlUser } from './parts.js'
+import { configCommand, localName, proxyPort, urlUser, serverSavesSent } from './parts.js'
 import { shWord } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
@@ -93,7 +93,8 @@ export const aerc: ClientRecipe = {
         )
     }
     body.push(`from = ${iniValue(i.email)}`, 'default = INBOX')
-    if (i.provider === 'microsoft') body.push('# Exchange Online saves sent mail in Sent Items itself: no copy-to.')
+    const savesSent = serverSavesSent(i)
+    if (savesSent) body.push(`# ${savesSent}: no copy-to.`)
     else body.push('# copy-to = Sent     (only if your server does not file sent mail itself)')
     const text = [...lines, '', ...body, ''].join('\n')
     const usage = [

@@ -11,7 +11,7 @@
  * auth and token URLs, the `oauth2` build feature) and cannot simply take a token from a command,
  * so for 1.x only the proxy variant is written (`backend.auth.type = "password"`, `auth.cmd`).
  */
-import { configCommand, proxyListeners } from './parts.js'
+import { configCommand, proxyListeners, serverSavesSent } from './parts.js'
 import { shWord } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
@@ -96,8 +96,8 @@ export const himalaya: ClientRecipe = {
         )
       }
     }
-    if (i.provider === 'microsoft')
-      lines.push('# Exchange Online saves sent mail in Sent Items itself: do not also save it (no --save).')
+    const savesSent = serverSavesSent(i)
+    if (savesSent) lines.push(`# ${savesSent}: do not also save it (no --save).`)
     lines.push('')
     const usage = [
       `${configCommand('himalaya', i.email, i.proxy !== undefined)} >> ~/.config/himalaya/config.toml`,

@@ -9,7 +9,7 @@
  * \" and \\.
  */
 import { dquote } from './shell.js'
-import { configCommand, localName, proxyPort } from './parts.js'
+import { configCommand, localName, proxyPort, serverSavesSent } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const mbsync: ClientRecipe = {
@@ -81,10 +81,8 @@ export const mbsync: ClientRecipe = {
       usage.unshift(
         `needs the proxy's IMAP listener on port ${i.proxy.imapPort} ("mailkey proxy --imap-port ${i.proxy.imapPort}"), and the local password printed by: ${i.proxy.passwordCommand}`,
       )
-    if (i.provider === 'microsoft')
-      usage.push(
-        'Exchange Online saves sent mail in Sent Items itself: do not also upload it from a local Sent folder.',
-      )
+    const savesSent = serverSavesSent(i)
+    if (savesSent) usage.push(`${savesSent}: do not also upload it from a local Sent folder.`)
     return { text, usage }
   },
 }

@@ -22,7 +22,7 @@ function accountName(email: string): string {
     throw new RangeError('msmtp cannot take an address with ":" or "," as an account name')
   return email
 }
-import { configCommand, proxyPort } from './parts.js'
+import { configCommand, proxyPort, serverSavesSent } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const msmtp: ClientRecipe = {
@@ -77,8 +77,8 @@ export const msmtp: ClientRecipe = {
       usage.unshift(
         `needs the proxy's SMTP listener on port ${i.proxy.smtpPort} ("mailkey proxy --smtp-port ${i.proxy.smtpPort}"), and the local password printed by: ${i.proxy.passwordCommand}`,
       )
-    if (i.provider === 'microsoft')
-      usage.push('Exchange Online saves sent mail in Sent Items itself: do not also copy it there (no duplicate).')
+    const savesSent = serverSavesSent(i)
+    if (savesSent) usage.push(`${savesSent}: do not also copy it there (no duplicate).`)
     return { text: lines.join('\n'), usage }
   },
 }

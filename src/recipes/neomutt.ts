@@ -6,7 +6,7 @@
  *
  * neomuttrc(5): a double-quoted value keeps \" and \\ escapes; backticks run a shell command.
  */
-import { configCommand, proxyListeners, urlUser } from './parts.js'
+import { configCommand, proxyListeners, urlUser, serverSavesSent } from './parts.js'
 import { dquote } from './shell.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
@@ -70,8 +70,8 @@ export const neomutt: ClientRecipe = {
       lines.push('set ssl_starttls = yes', 'set ssl_force_tls = yes')
       if (i.ca) lines.push(`set ssl_ca_certificates_file = ${val(i.ca)}`)
     }
-    if (i.provider === 'microsoft')
-      lines.push('# Exchange Online saves sent mail in Sent Items itself:', 'set record = ""')
+    const savesSent = serverSavesSent(i)
+    if (savesSent) lines.push(`# ${savesSent}:`, 'set record = ""')
     lines.push('')
     const usage = [
       `${configCommand('neomutt', i.email, i.proxy !== undefined)} > ~/.config/neomutt/neomuttrc`,

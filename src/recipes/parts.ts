@@ -1,10 +1,20 @@
 /** Pieces several recipes need. Owns: nothing of its own. Must not: do I/O. */
 import { shWord } from './shell.js'
 import type { RecipeInput } from './types.js'
+import { presetNamed } from '../providers/registry.js'
 
 /** The command that prints this recipe, as the user would type it: the address quoted for sh. */
 export function configCommand(client: string, email: string, viaProxy: boolean): string {
   return `mailkey config ${client} ${shWord(email)}${viaProxy ? ' --via proxy' : ''}`
+}
+
+/**
+ * "Exchange Online saves sent mail in Sent Items itself" when the account's server files sent
+ * mail on its own (Provider.savesSentMail), for the recipe to add how not to save a second copy.
+ */
+export function serverSavesSent(i: RecipeInput): string | undefined {
+  const s = presetNamed(i.provider)?.savesSentMail
+  return s && `${s.server} saves sent mail in ${s.folder} itself`
 }
 
 /** A name for the account inside a client's file (mbsync refers to stores as :name:): plain characters only. */

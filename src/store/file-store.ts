@@ -8,43 +8,19 @@
  *   it already, and the user should know.
  * - I3 a record that cannot be parsed is never overwritten: the error names the file.
  *
- * Owns: reading/writing records, permissions. Must not: talk to the network, decide when to refresh.
+ * Owns: reading/writing records, the directory's permissions; the file primitives behind I1 and
+ * I2 are store/atomic-file.ts. Must not: talk to the network, decide when to refresh.
  * This module is on the fast `mailkey token` path: node built-ins only.
  */
-import { closeSync, constants as fsc, fstatSync, openSync, readFileSync } from 'node:fs'
-import { mkdir, open, readdir, rename, stat, unlink, lstat } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises'
 import { setImmediate as setImmediateP } from 'node:timers/promises'
-import { dirname, join } from 'node:path'
-import { ERR, StoreError, UsageError, shortageCode, shortageText } from '../errors.js'
+import { join } from 'node:path'
+import { ERR, StoreError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
-import { addressProblem, quoted } from '../core/address.js'
-import { RECORD_VERSION, type AccountRecord } from './types.js'
+import { RECORD_VERSION, accountId, type AccountRecord } from '../domain/account.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
-
-const DIR_MODE = 0o700
-const FILE_MODE = 0o600
-
-/** Normalised account id: the address, trimmed and lower-cased. */
-export function accountId(email: string): string {
-  return email.trim().toLowerCase()
-}
-
-/**
- * The account id of an address typed by the user, or a UsageError that names it safely (quoted,
- * controls escaped) and says why: only RFC 5322 addr-specs are taken (core/address.ts).
- */
-export function assertEmail(email: string): string {
-  const id = accountId(email)
-  const why = addressProblem(id)
-  if (why !== undefined) {
-    throw new UsageError(`${quoted(email.trim())} is not an e-mail address: ${why}`, {
-      hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
-    })
-  }
-  return id
-}
+import { DIR_MODE, checkPrivate, isCode, readStateFile, storeIoError, syncDir, writeFileAtomic } from './atomic-file.js'
 
 /** File name for an account: safe characters kept, anything else %-escaped. */
 export function fileNameFor(id: string): string {
@@ -222,41 +198,6 @@ export class FileStore {
   }
 }
 
-/**
- * I2 for one path of the state: refused (never repaired) when it is a symbolic link, belongs to
- * another user, or gives group or others any access; the error names the path and the chmod that
- * fixes it. `missingOk`: a path that does not exist passes.
- */
-export async function checkPrivate(path: string, kind: 'dir' | 'file', o: { missingOk?: boolean } = {}): Promise<void> {
-  let st
-  try {
-    st = await lstat(path)
-  } catch (e) {
-    if (o.missingOk && isCode(e, 'ENOENT')) return
-    throw storeIoError(`cannot read "${path}"`, e)
-  }
-  if (st.isSymbolicLink()) {
-    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is a symbolic link; mailkey refuses to follow it`, {
-      hint: `Replace it with a real ${kind === 'dir' ? 'directory' : 'file'}.`,
-    })
-  }
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" belongs to another user (uid ${st.uid})`, {
-      hint: 'Use your own state directory (XDG_STATE_HOME) or fix the owner.',
-    })
-  }
-  if ((st.mode & 0o077) !== 0) {
-    const want = kind === 'dir' ? '700' : '600'
-    throw new StoreError(
-      ERR.STORE_PERMISSIONS,
-      `"${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)}); what it holds may have leaked`,
-      {
-        hint: `Run "chmod ${want} '${path}'"; if others could read it, sign in again to replace the grant (and set new local proxy passwords).`,
-      },
-    )
-  }
-}
-
 export function parseRecord(text: string, path: string): AccountRecord {
   let data: unknown
   try {
@@ -305,90 +246,4 @@ function corrupt(path: string, why: string): StoreError {
   return new StoreError(ERR.STORE_CORRUPT, `the token store file "${path}" cannot be used: ${why}`, {
     hint: `mailkey left it untouched. Move it aside (mv '${path}' '${path}.broken') and sign in again with "mailkey add".`,
   })
-}
-
-/**
- * A failed file operation of the store. Running out of file descriptors or memory is not a broken
- * store: it is ERR.RESOURCES_EXHAUSTED (transient, exit 75), and the message says what ran out.
- * Only ENOENT on a record means "no such account", and callers handle that before coming here.
- */
-export function storeIoError(message: string, cause: unknown): StoreError {
-  const shortage = shortageCode(cause)
-  if (shortage) {
-    return new StoreError(ERR.RESOURCES_EXHAUSTED, `${message}: ${shortageText(shortage)}`, {
-      cause,
-      hint: 'Nothing was lost; try again in a moment. If it keeps happening, something holds too many open files (raise "ulimit -n" or find it in /proc/<pid>/fd).',
-    })
-  }
-  const code = (cause as NodeJS.ErrnoException | undefined)?.code
-  return new StoreError(ERR.STORE_IO, code ? `${message} (${code})` : message, { cause })
-}
-
-/**
- * A state file's text (an account record, the proxy's key and certificate), or undefined when
- * there is none; `needsModeCheck` when others may read it or it is not ours. O_NOFOLLOW: a symlink
- * fails with ELOOP. O_NONBLOCK: a FIFO planted at the path must not block open(); it is refused as
- * not a regular file (no effect on regular files). Synchronous on purpose: see FileStore.read.
- */
-export function readStateFile(path: string): { text: string; needsModeCheck: boolean } | undefined {
-  let fd: number
-  try {
-    fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK)
-  } catch (e) {
-    if (isCode(e, 'ENOENT')) return undefined
-    throw e
-  }
-  try {
-    const st = fstatSync(fd)
-    if (!st.isFile()) {
-      throw new StoreError(ERR.STORE_PERMISSIONS, `"${path}" is not a regular file; mailkey refuses to read it`, {
-        hint: 'Move it aside and sign in again with "mailkey add".',
-      })
-    }
-    const needsModeCheck =
-      (st.mode & 0o077) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())
-    return { text: readFileSync(fd, 'utf8'), needsModeCheck }
-  } finally {
-    closeSync(fd)
-  }
-}
-
-export function isCode(e: unknown, code: string): boolean {
-  return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code
-}
-
-/**
- * I1 for any file of the store: temp file (0600, O_EXCL) in the same directory, fsync, rename
- * over, fsync the directory.
- */
-export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-  try {
-    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, FILE_MODE)
-    try {
-      await fh.writeFile(data, 'utf8')
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, path)
-    await syncDir(dirname(path))
-  } catch (e) {
-    await unlink(tmp).catch(() => {})
-    throw storeIoError(`cannot write "${path}"`, e)
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  // fsync of the directory makes the rename durable (POSIX); some filesystems refuse: ignore.
-  try {
-    const fh = await open(dir, fsc.O_RDONLY)
-    try {
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-  } catch {
-    /* best effort */
-  }
 }

@@ -28,7 +28,7 @@ import { link, lstat, open, rename, unlink } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ERR, InterruptedError, StoreError, shortageCode } from '../errors.js'
-import { isCode, storeIoError } from './file-store.js'
+import { isCode, storeIoError } from './atomic-file.js'
 
 export interface LockInfo {
   pid: number

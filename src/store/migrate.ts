@@ -19,6 +19,7 @@ import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import type { FileStore } from './file-store.js'
 import { acquire } from './lock.js'
+import { accountId } from '../domain/account.js'
 import {
   KEYRING_SERVICE,
   checkValue,
@@ -134,7 +135,7 @@ async function rewriteAll(
   const { records, broken } = await store.list()
   const migrated: string[] = []
   for (const r of records) {
-    const id = r.settings.email.trim().toLowerCase()
+    const id = accountId(r.settings.email)
     const lock = await acquire(store.lockPath(id), { timeoutMs: 120_000 })
     try {
       const rec = await store.read(id)

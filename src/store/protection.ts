@@ -21,17 +21,9 @@
 import { isAbsolute, join } from 'node:path'
 import { ERR, StoreError, StoreLockedError } from '../errors.js'
 import type { Env, Paths } from '../config/paths.js'
-import { readStateFile, writeFileAtomic } from './file-store.js'
-import {
-  KEY_BYTES,
-  SealError,
-  deriveKey,
-  openBytes,
-  sealBytes,
-  unwrapKey,
-  type ScryptParams,
-  type SealedBox,
-} from './seal.js'
+import { readStateFile, writeFileAtomic } from './atomic-file.js'
+import { KEY_BYTES, SealError, deriveKey, openBytes, sealBytes, unwrapKey, type ScryptParams } from './seal.js'
+import type { SealedBox } from '../domain/account.js'
 
 export type Protection = 'file' | 'keyring' | 'passphrase'
 

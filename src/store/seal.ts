@@ -15,7 +15,7 @@
  * On the fast `mailkey token` path: node built-ins only.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto'
-import type { AccountRecord, GrantRecord } from './types.js'
+import type { AccountRecord, GrantRecord, SealedBox } from '../domain/account.js'
 
 export const KEY_BYTES = 32
 const IV_BYTES = 12
@@ -26,16 +26,6 @@ export interface RecordSecrets {
   accessToken?: string
   refreshToken?: string
   clientSecret?: string
-}
-
-/** What a sealed record carries in place of its secrets. */
-export interface SealedBox {
-  /** the data key's id (store.json names where that key is kept) */
-  kid: string
-  alg: 'A256GCM'
-  iv: string
-  ct: string
-  tag: string
 }
 
 const b64 = (b: Buffer): string => b.toString('base64')

@@ -22,7 +22,7 @@ import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } fr
 import { FileStore } from '../../src/store/file-store.js'
 import { StoreKeys } from '../../src/store/protection.js'
 import { resolvePaths } from '../../src/config/paths.js'
-import type { AccountRecord } from '../../src/store/types.js'
+import type { AccountRecord } from '../../src/domain/account.js'
 import { isStale, readLock } from '../../src/store/lock.js'
 
 const EMAIL = 'alice@example.test'

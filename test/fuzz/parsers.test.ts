@@ -25,7 +25,7 @@ import { parseConfig } from '../../src/config/config.js'
 import { parseRecord } from '../../src/store/file-store.js'
 import { MailkeyError } from '../../src/errors.js'
 import { Secret } from '../../src/core/secret.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 6)
 const CORPUS = fileURLToPath(new URL('./corpus', import.meta.url))

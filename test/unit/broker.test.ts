@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Broker } from '../../src/broker/broker.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import { ERR, ReauthRequiredError, TransientError } from '../../src/errors.js'
-import type { AccountRecord } from '../../src/store/types.js'
+import type { AccountRecord } from '../../src/domain/account.js'
 
 const EMAIL = 'user@example.test'
 const TOKEN_URL = 'https://as.example/token'

@@ -30,7 +30,7 @@ import {
   type ClassifyContext,
 } from '../../src/oauth/classify.js'
 import { requestKit } from '../../src/oauth/http.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const ACCOUNT = 'someone@example.com'
 const HOST = 'login.example.com'
@@ -502,7 +502,10 @@ describe('classify: Retry-After on JSON errors', () => {
     const fake: typeof fetch = async () => jsonError(429, { error: 'temporarily_unavailable' }, { 'retry-after': '7' })
     const kit = requestKit(settings(), { account: ACCOUNT, fetch: fake })
     const res = await oauth.refreshTokenGrantRequest(AS, CLIENT, oauth.None(), 'rt', kit.options)
-    const e = classify(await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, res)), ctx())
+    const e = classify(await thrownBy(oauth.processRefreshTokenResponse(AS, CLIENT, res)), {
+      ...ctx(),
+      retryAfterSec: kit.retryAfterSec(),
+    })
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
     assert.equal(e.retryAfterSec, 7)
     assert.equal(e.status, 429)

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { Secret } from '../../src/core/secret.js'
 import { ERR, ReauthRequiredError, TransientError } from '../../src/errors.js'
 import { pollDeviceAuthorization, type DeviceAuthorization } from '../../src/oauth/grants.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const settings: AccountSettings = {
   email: 'user@example.test',

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { FileStore } from '../../src/store/file-store.js'
 import { resolvePaths, type Paths } from '../../src/config/paths.js'
 import { ERR, StoreError, StoreLockedError, UsageError } from '../../src/errors.js'
-import type { AccountRecord } from '../../src/store/types.js'
+import type { AccountRecord } from '../../src/domain/account.js'
 import {
   SealError,
   deriveKey,

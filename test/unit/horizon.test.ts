@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { describeHorizon, grantHorizon, lastGrantUse, needsKeepAlive } from '../../src/broker/horizon.js'
-import type { GrantRecord } from '../../src/store/types.js'
+import type { GrantRecord } from '../../src/domain/account.js'
 
 const DAY = 86_400_000
 const NOW = Date.UTC(2026, 10, 22)

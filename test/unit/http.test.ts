@@ -19,7 +19,7 @@ import {
   safeHost,
   usesPlainHttp,
 } from '../../src/oauth/http.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const ACCOUNT = 'someone@example.com'
 const TOKEN_URL = 'https://login.example.com/oauth2/token'

@@ -8,9 +8,9 @@ import {
   pop3Dialogue,
   smtpDialogue,
   type DialogueOptions,
-} from '../../src/probe/dialogues.js'
-import { diagnose, type DiagnoseContext } from '../../src/probe/diagnose.js'
-import { ProbeNetworkError, type LineTransport } from '../../src/probe/transport.js'
+} from '../../src/upstream/dialogues.js'
+import { diagnose, type DiagnoseContext } from '../../src/upstream/diagnose.js'
+import { ProbeNetworkError, type LineTransport } from '../../src/upstream/transport.js'
 import { encodeSasl } from '../../src/sasl/index.js'
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -380,7 +380,7 @@ describe('diagnose', () => {
     assert.equal(diagnose(new ProbeNetworkError('x', 'ETIMEDOUT'), ctx()).kind, 'transient')
   })
   it('a CA file that went missing is a configuration problem, named, with the fix', async () => {
-    const { openTransport } = await import('../../src/probe/transport.js')
+    const { openTransport } = await import('../../src/upstream/transport.js')
     const err = await openTransport(
       { host: '127.0.0.1', port: 1, implicitTls: true },
       { caFile: '/nonexistent/mailkey-ca.pem' },

@@ -17,7 +17,7 @@ import {
   type AccountOptions,
 } from '../../src/providers/resolve.js'
 import type { Provider } from '../../src/providers/types.js'
-import type { AccountSettings } from '../../src/store/types.js'
+import type { AccountSettings } from '../../src/domain/account.js'
 
 const NONE: ReadonlyMap<string, Provider> = new Map()
 

@@ -4,10 +4,11 @@ import { mkdtemp, rm, stat, writeFile, readFile, chmod, readdir, symlink, mkdir 
 import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
-import { FileStore, accountId, assertEmail, fileNameFor } from '../../src/store/file-store.js'
+import { FileStore, fileNameFor } from '../../src/store/file-store.js'
+import { accountId, assertEmail } from '../../src/domain/account.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import { ERR, StoreError, UsageError } from '../../src/errors.js'
-import type { AccountRecord } from '../../src/store/types.js'
+import type { AccountRecord } from '../../src/domain/account.js'
 
 function record(email: string, rt = 'rt-1'): AccountRecord {
   return {

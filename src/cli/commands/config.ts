@@ -11,8 +11,11 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { spawnSync } from 'node:child_process'
 import { quoted, shArg } from '../../core/address.js'
+import { accountId } from '../../domain/account.js'
+import { mechanismsFor } from '../../domain/provider-rules.js'
+import { presetNamed } from '../../providers/registry.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
-import type { AccountSettings } from '../../store/types.js'
+import type { AccountSettings } from '../../domain/account.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
        mailkey config                 (lists the clients)
@@ -123,7 +126,7 @@ async function recipeInput(
   o: { via: boolean; clientVersion: string | undefined; tokenCommand: unknown; passwordCommand: unknown },
 ): Promise<RecipeInput> {
   const { shCommand } = await import('../../recipes/shell.js')
-  const { parseServer } = await import('../../probe/run.js')
+  const { parseServer } = await import('../../upstream/transport.js')
   const server = (
     key: 'imap' | 'pop' | 'smtp',
     url: string | undefined,
@@ -136,8 +139,8 @@ async function recipeInput(
     email: s.email,
     user: s.mailbox ?? s.email,
     provider: s.provider,
-    // RFC 7628 is the standard; Microsoft takes only XOAUTH2 (docs/providers.md)
-    sasl: s.provider === 'microsoft' ? 'XOAUTH2' : s.sasl,
+    // RFC 7628 is the standard; some servers take only XOAUTH2 (Microsoft: docs/providers.md)
+    sasl: mechanismsFor(s, presetNamed(s.provider))[0] ?? s.sasl,
     ...server('imap', s.servers.imap),
     ...server('pop', s.servers.pop),
     ...server('smtp', s.servers.smtp),
@@ -179,7 +182,7 @@ async function proxyPorts(
 ): Promise<NonNullable<RecipeInput['proxy']>> {
   const cfg = await mk.config()
   const usable = (cfg?.proxy?.listeners ?? []).filter(
-    (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(email.toLowerCase())),
+    (l) => l.tls === 'none' && (!l.accounts || l.accounts.includes(accountId(email))),
   )
   const port = (p: 'imap' | 'pop3' | 'smtp'): number | undefined => usable.find((l) => l.protocol === p)?.port
   const fromConfig = usable.length > 0

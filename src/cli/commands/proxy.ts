@@ -273,7 +273,7 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
  */
 async function assertPrivateState(mk: Mailkey): Promise<void> {
   await mk.assertPrivate()
-  const { checkPrivate } = await import('../../store/file-store.js')
+  const { checkPrivate } = await import('../../store/atomic-file.js')
   const { passwordStoreFor } = await import('../../proxy/passwords.js')
   await checkPrivate(passwordStoreFor(mk).path, 'file', { missingOk: true })
 }

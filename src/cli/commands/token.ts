@@ -10,6 +10,7 @@ import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { parse, saslFlag, type Values } from '../flags.js'
+import { presetNamed } from '../../providers/registry.js'
 
 const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
 
@@ -75,8 +76,13 @@ async function printSasl(mk: Mailkey, email: string, values: Values, getOpts: Ge
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536))
     throw new UsageError('--port must be a port number')
   const rec = await mk.record(email)
-  if (rec && rec.settings.provider === 'microsoft' && mechanism === 'OAUTHBEARER') {
-    throw new UsageError("Microsoft's mail servers accept only XOAUTH2; use --sasl xoauth2", { account: email })
+  const preset = rec ? presetNamed(rec.settings.provider) : undefined
+  if (preset && !preset.sasl.includes(mechanism)) {
+    const only = preset.sasl
+    throw new UsageError(
+      `${preset.shortName ?? preset.displayName}'s mail servers accept only ${only.join(' or ')}; use ${only.map((m) => `--sasl ${m.toLowerCase()}`).join(' or ')}`,
+      { account: email },
+    )
   }
   const r = await mk.getSaslResponse(email, {
     ...getOpts,

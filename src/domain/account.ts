@@ -1,12 +1,16 @@
 /**
- * What mailkey keeps per account: the settings used at sign-in (a grant is bound to its client id
- * and token endpoint) and the grant itself. One JSON file per account, written atomically, so
- * the refresh token and the access token always change together.
+ * The account domain: what mailkey keeps per account (the settings used at sign-in, to which a
+ * grant is bound by its client id and token endpoint, and the grant itself), the record format
+ * and its version, and the account-id rule. Every layer above speaks in these shapes; the file
+ * store writes them as one JSON file per account.
  *
- * Owns: record shapes and the schema version. Must not: do I/O.
+ * Owns: record shapes, RECORD_VERSION, the sealed-box shape inside a record, the account id.
+ * Must not: do I/O, or import anything of mailkey but core/, errors.ts and provider data types.
+ * This module is on the fast `mailkey token` path: no dependencies.
  */
+import { UsageError } from '../errors.js'
+import { addressProblem, quoted } from '../core/address.js'
 import type { Flow, SaslMechanism } from '../providers/types.js'
-import type { SealedBox } from './seal.js'
 
 export const RECORD_VERSION = 1
 
@@ -96,6 +100,16 @@ export interface LastError {
   at: number
 }
 
+/** What a sealed record carries in place of its secrets (the format: store/seal.ts). */
+export interface SealedBox {
+  /** the data key's id (store.json names where that key is kept) */
+  kid: string
+  alg: 'A256GCM'
+  iv: string
+  ct: string
+  tag: string
+}
+
 export interface AccountRecord {
   v: typeof RECORD_VERSION
   settings: AccountSettings
@@ -109,4 +123,24 @@ export interface AccountRecord {
    * sealed with the store's data key (store/seal.ts); those fields are then absent above.
    */
   sealed?: SealedBox
+}
+
+/** The account id of an address: trimmed and lower-cased. The one rule; every lookup uses it. */
+export function accountId(email: string): string {
+  return email.trim().toLowerCase()
+}
+
+/**
+ * The account id of an address typed by the user, or a UsageError that names it safely (quoted,
+ * controls escaped) and says why: only RFC 5322 addr-specs are taken (core/address.ts).
+ */
+export function assertEmail(email: string): string {
+  const id = accountId(email)
+  const why = addressProblem(id)
+  if (why !== undefined) {
+    throw new UsageError(`${quoted(email.trim())} is not an e-mail address: ${why}`, {
+      hint: 'Give the mailbox address, for example "mailkey add you@outlook.com".',
+    })
+  }
+  return id
 }

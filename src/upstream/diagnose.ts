@@ -1,17 +1,16 @@
 /**
- * What a failed login probe means, and the fix: the failures people actually hit with OAuth mail
+ * What a failed login to a real mail server means, and the fix (for `mailkey test` and the proxy): the failures people actually hit with OAuth mail
  * (SMTP AUTH disabled, "authenticated but not connected", a token for the wrong service, IMAP/POP
  * switched off, untrusted certificates, wrong ports).
  *
  * Owns: the failure -> cause/fix table. Must not: do I/O.
  */
-import type { Protocol } from './types.js'
+import type { FailureKind, Protocol } from './types.js'
 import { ProbeFailure } from './dialogues.js'
 import { ProbeNetworkError, isTlsCode } from './transport.js'
 import { shortageCode, shortageText } from '../errors.js'
 import { shArg } from '../core/address.js'
-
-export type FailureKind = 'reauth' | 'config' | 'transient' | 'protocol'
+import { presetNamed } from '../providers/registry.js'
 
 export interface Diagnosis {
   kind: FailureKind
@@ -37,9 +36,6 @@ export interface DiagnoseContext {
 }
 
 const SERVICE = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
-
-/** Microsoft scope per protocol (one resource per token: outlook.office.com). */
-const MS_SCOPE = { imap: 'IMAP.AccessAsUser.All', pop: 'POP.AccessAsUser.All', smtp: 'SMTP.Send' } as const
 
 export function diagnose(e: unknown, ctx: DiagnoseContext): Diagnosis {
   if (e instanceof ProbeNetworkError) return diagnoseNetwork(e, ctx)
@@ -202,7 +198,7 @@ function diagnoseAuth(e: ProbeFailure, ctx: DiagnoseContext, svc: string): Diagn
         fix: `Sign in again with the outlook.office.com mail scopes only: "mailkey add ${shArg(ctx.account)} --scope ..." without Graph scopes.`,
       }
     }
-    const want = ctx.provider === 'microsoft' ? MS_SCOPE[ctx.protocol] : undefined
+    const want = presetNamed(ctx.provider)?.protocolScopes?.[ctx.protocol]
     if (want && !scope.includes(want)) {
       return {
         kind: 'config',

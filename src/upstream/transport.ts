@@ -1,12 +1,13 @@
 /**
- * A line-oriented mail connection for `mailkey test`: implicit TLS (RFC 8314) or plain TCP
- * upgraded with STARTTLS/STLS, certificate checks on by default, an optional private CA, and
- * bounded lines and time.
+ * A line-oriented connection to a real mail server, for `mailkey test` (probe/) and the proxy's
+ * upstream login (proxy/upstream.ts): implicit TLS (RFC 8314) or plain TCP upgraded with
+ * STARTTLS/STLS, certificate checks on by default, an optional private CA, and bounded lines and
+ * time. Also the server URL -> address rule both use.
  *
- * The protocol dialogues (imap.ts, pop3.ts, smtp.ts) see only the `LineTransport` interface, so
- * they run against a scripted fake in unit tests; this file is the only one with sockets.
+ * The login dialogues (dialogues.ts) see only the `LineTransport` interface, so they run against
+ * a scripted fake in unit tests; this file is the only one in upstream/ with sockets.
  *
- * Owns: sockets and TLS. Must not: know any mail protocol.
+ * Owns: sockets and TLS, server URLs. Must not: know any mail protocol.
  */
 import { descriptorShortage } from '../core/resources.js'
 import { shortageText } from '../errors.js'
@@ -43,6 +44,22 @@ export interface ServerAddress {
   port: number
   /** true: TLS from the first byte; false: plain, then STARTTLS */
   implicitTls: boolean
+}
+
+const IMPLICIT: Record<string, boolean> = {
+  imaps: true,
+  pop3s: true,
+  smtps: true,
+  imap: false,
+  pop3: false,
+  smtp: false,
+}
+
+/** A normalised server URL (providers/resolve.ts) as the address to connect to. */
+export function parseServer(url: string): ServerAddress {
+  const u = new URL(url)
+  const scheme = u.protocol.replace(/:$/, '')
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port), implicitTls: IMPLICIT[scheme] === true }
 }
 
 export const MAX_LINE = 64 * 1024

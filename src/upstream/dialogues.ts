@@ -1,5 +1,6 @@
 /**
- * The three login dialogues of `mailkey test`, over a LineTransport (no sockets here):
+ * The three login dialogues with a real mail server, over a LineTransport (no sockets here):
+ * the full ones for `mailkey test` (probe/), the login-only ones for the proxy (proxy/upstream.ts).
  * - IMAP (RFC 9051/3501): greeting, [STARTTLS], CAPABILITY, AUTHENTICATE (RFC 4959 SASL-IR when
  *   offered), SELECT INBOX, LOGOUT.
  * - POP3 (RFC 1939/2449/5034): greeting, [STLS], CAPA, AUTH, STAT, QUIT.
