@@ -6,8 +6,8 @@
 // Node's own default (cores - 1) runs one file at a time on two cores, although most e2e files
 // spend their time waiting on child processes and sockets. Every test must therefore be safe
 // beside others: free ports only, its own temp dirs, no timeout that a busy machine can reach.
-// The slow directories come first so that the long files do not start last (the run ends when
-// the longest file does).
+// The slow directories come first, and the longest files (as measured) before the rest, so that
+// a long file does not start last: the run ends when the longest file does. Only an order.
 import { readdirSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
@@ -28,6 +28,11 @@ const walk = (p) => {
   else if (/\.test\.(ts|mts|js|mjs)$/.test(p)) files.push(p)
 }
 roots.forEach(walk)
+const LONGEST = ['store', 'kill', 'signin', 'proxy-credentials', 'recipes', 'refresh', 'proxy'].map(
+  (n) => `test/e2e/${n}.test.ts`,
+)
+const rank = (f) => (LONGEST.includes(f) ? LONGEST.indexOf(f) : LONGEST.length)
+files.sort((a, b) => rank(a) - rank(b)) // stable: the rest keep their order
 if (files.length === 0) {
   console.error('run-tests: no test files found under', roots.join(' '))
   process.exit(1)

@@ -106,8 +106,9 @@ class Soak {
   }
   /**
    * One round on the credential helper: an expired token, a server that takes 0-100 ms to answer
-   * (so kills land before, during and after the request), `mailkey token` killed after 0-maxMs,
-   * the worker left to finish, then the invariant.
+   * (so kills land before, during and after the request), `mailkey token` killed after 0-maxMs
+   * (or, every other round, 0-100 ms after its request reached the server), the worker left to
+   * finish, then the invariant.
    */
   async helperRound(round: number, maxMs: number, note: string): Promise<void> {
     await this.expire()
@@ -115,7 +116,13 @@ class Soak {
     const before = this.lab.counts.refresh
     const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env: this.env, stdio: 'ignore' })
     const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
-    await sleep(rand(0, maxMs))
+    if (round % 2 === 1) {
+      // every other round: once the refresh has reached the server, within its 0-100 ms answer, so
+      // kills land mid-refresh however slowly a busy machine starts the process
+      const watchdog = Date.now() + 30_000
+      while (this.lab.counts.refresh === before && child.exitCode === null && Date.now() < watchdog) await sleep(5)
+      await sleep(rand(0, 100))
+    } else await sleep(rand(0, maxMs))
     if (child.exitCode === null && child.kill('SIGKILL')) this.killedDuringRun++
     await exited
     await this.settle()
@@ -185,9 +192,11 @@ describe('kill -9 at random moments of refreshes', () => {
         await soak.expire()
         lab.injectTokenFault({ grantType: 'refresh_token', delayMs: rand(0, 100) })
         const child = spawn(process.execPath, [BIN, 'token', EMAIL], { env, stdio: 'ignore' })
-        // find the worker through the lock it adopted, and kill it at a random moment
-        const deadline = Date.now() + rand(20, 300)
-        while (Date.now() < deadline) {
+        const exited = new Promise((r) => child.once('exit', r).once('error', r))
+        // find the worker through the lock it adopted, however long a busy machine takes to start
+        // it (other test files run beside this one), and kill it at a random moment of its refresh
+        const watchdog = Date.now() + 30_000
+        while (child.exitCode === null && child.signalCode === null && Date.now() < watchdog) {
           const pid = (await readLock(soak.lock).catch(() => undefined))?.pid
           if (pid && pid !== child.pid) {
             await sleep(rand(0, 120))
@@ -201,7 +210,7 @@ describe('kill -9 at random moments of refreshes', () => {
           }
           await sleep(5)
         }
-        await new Promise((r) => child.once('exit', r).once('error', r))
+        await exited
         await soak.settle()
         lab.clearFaults()
         // the next caller repairs whatever the kill left: a stale lock, no new token
@@ -280,14 +289,24 @@ describe('kill -9 at random moments of refreshes', () => {
             /* the proxy is killed under it */
           })
           let reply = ''
+          let answered: () => void = () => undefined
+          const loginAnswered = new Promise<void>((resolve) => (answered = resolve))
+          sock.on('close', () => answered())
           sock.on('data', (d: Buffer) => {
             reply += d.toString()
             if (/^\* OK/m.test(reply) && !reply.includes('sent')) {
               reply += 'sent'
               sock.write(`a1 LOGIN "${EMAIL}" "${pw}"\r\n`)
             }
+            if (/^a1 /m.test(reply)) answered()
           })
-          await sleep(Number(process.env.KILL_PROXY_WAIT ?? 0) || rand(30, 2000))
+          // Every other round waits for the login's answer and kills just after it; the others kill
+          // at a random moment from the start. So kills land on both sides of a finished login
+          // however fast the machine is (other test files run beside this one).
+          if (round % 2 === 1 && !process.env.KILL_PROXY_WAIT) {
+            await Promise.race([loginAnswered, sleep(30_000)])
+            await sleep(rand(0, 200))
+          } else await sleep(Number(process.env.KILL_PROXY_WAIT ?? 0) || rand(30, 2000))
           if (/a1 OK/.test(reply)) loginsDone++
           if (process.env.KILL_DEBUG) console.error(JSON.stringify(reply.slice(0, 300)))
           proxy.kill('SIGKILL')
