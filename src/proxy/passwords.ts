@@ -31,27 +31,39 @@ interface PasswordFile {
   users: Record<string, PasswordEntry>
 }
 
+/** scrypt's cost parameters (N = 2^logN), stored in each entry: verification uses what was stored. */
+export interface PasswordScrypt {
+  logN: number
+  r: number
+  p: number
+}
+
 /** ~64 MiB and ~0.3 s per check on the project machine: slow for guessing. Repeat logins hit the cache below. */
-export const DEFAULT_SCRYPT = { logN: 16, r: 8, p: 1 } as const
+export const DEFAULT_SCRYPT: Readonly<PasswordScrypt> = { logN: 16, r: 8, p: 1 }
 
 function scrypt(password: string, salt: Buffer, keylen: number, o: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => scryptCb(password, salt, keylen, o, (e, k) => (e ? reject(e) : resolve(k))))
 }
 
-const opts = (e: { logN: number; r: number; p: number }): ScryptOptions => ({
+const opts = (e: PasswordScrypt): ScryptOptions => ({
   N: 2 ** e.logN,
   r: e.r,
   p: e.p,
   maxmem: 256 * 1024 * 1024,
 })
 
-export async function hashPassword(
-  password: Secret,
-  params: { logN: number; r: number; p: number } = DEFAULT_SCRYPT,
-): Promise<PasswordEntry> {
+export async function hashPassword(password: Secret, params: PasswordScrypt = DEFAULT_SCRYPT): Promise<PasswordEntry> {
   const salt = randomBytes(16)
   const key = await scrypt(password.reveal(), salt, 32, opts(params))
-  return { alg: 'scrypt', ...params, salt: salt.toString('base64'), hash: key.toString('base64'), setAt: Date.now() }
+  return {
+    alg: 'scrypt',
+    logN: params.logN,
+    r: params.r,
+    p: params.p,
+    salt: salt.toString('base64'),
+    hash: key.toString('base64'),
+    setAt: Date.now(),
+  }
 }
 
 export async function verifyPassword(password: Secret, entry: PasswordEntry): Promise<boolean> {
@@ -88,11 +100,17 @@ export class PasswordStore {
   readonly #key = randomBytes(32)
   #fileStamp = ''
   readonly #now: () => number
+  readonly #scrypt: PasswordScrypt
 
-  constructor(store: StateDir, o: { now?: () => number } = {}) {
+  /**
+   * `o.scrypt`: the cost of new hashes (default DEFAULT_SCRYPT). Only code can lower it (tests do);
+   * deliberately no environment variable or config key, so nothing outside the program weakens it.
+   */
+  constructor(store: StateDir, o: { now?: () => number; scrypt?: PasswordScrypt } = {}) {
     this.#store = store
     this.path = join(store.paths.stateDir, 'proxy-passwords.json')
     this.#now = o.now ?? Date.now
+    this.#scrypt = o.scrypt ?? DEFAULT_SCRYPT
   }
 
   async #read(): Promise<PasswordFile> {
@@ -122,7 +140,7 @@ export class PasswordStore {
   async set(account: string, password: Secret): Promise<void> {
     await this.#store.ensureDir()
     const f = await this.#read()
-    f.users[accountId(account)] = await hashPassword(password)
+    f.users[accountId(account)] = await hashPassword(password, this.#scrypt)
     await writeFileAtomic(this.path, JSON.stringify(f, null, 2) + '\n')
   }
 
@@ -174,7 +192,7 @@ export class PasswordStore {
   async verify(account: string, password: Secret): Promise<boolean> {
     const entry = (await this.#read()).users[accountId(account)]
     if (!entry) {
-      await hashPassword(password)
+      await hashPassword(password, this.#scrypt)
       return false
     }
     const ok = await verifyPassword(password, entry)

@@ -51,6 +51,9 @@ export interface LockOptions {
   signal?: AbortSignal
   /** poll interval while waiting (default 25 ms, jittered) */
   pollMs?: number
+  /** the clock and the wait between polls (tests inject them; default Date.now and a timer) */
+  now?: () => number
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
 }
 
 export const DEFAULT_LOCK_MAX_AGE_MS = 120_000
@@ -311,13 +314,15 @@ async function stealStale(path: string, seen: LockInfo | undefined): Promise<voi
 
 export async function acquire(path: string, options: LockOptions = {}): Promise<LockHandle> {
   const timeoutMs = options.timeoutMs ?? 60_000
-  const deadline = Date.now() + timeoutMs
+  const now = options.now ?? Date.now
+  const wait = options.sleep ?? sleep
+  const deadline = now() + timeoutMs
   const poll = options.pollMs ?? 25
   for (;;) {
     if (options.signal?.aborted) throw new InterruptedError('interrupted while waiting for the account lock')
     const handle = await tryAcquire(path, options.maxAgeMs)
     if (handle) return handle
-    if (Date.now() >= deadline) {
+    if (now() >= deadline) {
       const info = await readLock(path).catch(() => undefined)
       throw new StoreError(
         ERR.STORE_LOCK_TIMEOUT,
@@ -327,7 +332,7 @@ export async function acquire(path: string, options: LockOptions = {}): Promise<
         },
       )
     }
-    await sleep(poll + Math.floor(Math.random() * poll), options.signal)
+    await wait(poll + Math.floor(Math.random() * poll), options.signal)
   }
 }
 

@@ -32,13 +32,15 @@ import {
   type StoreKeys,
   type StoreMeta,
 } from './protection.js'
-import { defaultScrypt, deriveKey, newDataKey, wrapKey } from './seal.js'
+import { defaultScrypt, deriveKey, newDataKey, wrapKey, type ScryptCost } from './seal.js'
 
 export interface MigrateOptions {
   /** for --to passphrase: the new passphrase */
   passphrase?: string
   /** progress lines for people */
   onProgress?: (line: string) => void
+  /** scrypt cost of a new passphrase key (default PASSPHRASE_SCRYPT; tests lower it, the CLI never does) */
+  kdf?: ScryptCost
 }
 
 export interface MigrateResult {
@@ -71,7 +73,7 @@ async function makeKey(to: Exclude<Protection, 'file'>, o: MigrateOptions): Prom
     return { info: { kid, kind: 'keyring', service: KEYRING_SERVICE, entry, check: checkValue(key, kid) }, key }
   }
   if (!o.passphrase) throw new UsageError('a passphrase is needed for --to passphrase')
-  const kdf = defaultScrypt()
+  const kdf = defaultScrypt(o.kdf)
   const kek = await deriveKey(o.passphrase, kdf)
   return { info: { kid, kind: 'passphrase', kdf, wrapped: wrapKey(kek, kid, key), check: checkValue(key, kid) }, key }
 }
@@ -171,8 +173,12 @@ async function keepOnlyCurrentKey(paths: Paths, meta: StoreMeta): Promise<void> 
   }
 }
 
-/** A new passphrase for the same data key (nothing else is rewritten). */
-export async function changePassphrase(store: FileStore, passphrase: string): Promise<void> {
+/** A new passphrase for the same data key (nothing else is rewritten). `o.kdf` as in MigrateOptions. */
+export async function changePassphrase(
+  store: FileStore,
+  passphrase: string,
+  o: { kdf?: ScryptCost } = {},
+): Promise<void> {
   const meta = readMeta(store.paths)
   if (!meta || meta.protection !== 'passphrase' || meta.keys.length !== 1) {
     throw new UsageError('the store is not protected by a passphrase', {
@@ -182,7 +188,7 @@ export async function changePassphrase(store: FileStore, passphrase: string): Pr
   const info = meta.keys[0] as KeyInfo
   if (info.kind !== 'passphrase') throw new UsageError('the store is not protected by a passphrase')
   const key = await (store.keys as StoreKeys).key(info.kid, meta)
-  const kdf = defaultScrypt()
+  const kdf = defaultScrypt(o.kdf)
   const wrapped = wrapKey(await deriveKey(passphrase, kdf), info.kid, key)
   await writeMeta(store.paths, { ...meta, keys: [{ ...info, kdf, wrapped }] })
 }

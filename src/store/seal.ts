@@ -129,9 +129,19 @@ export interface ScryptParams {
   salt: string
 }
 
+/** scrypt's cost parameters without the salt: what a caller may choose for a new key. */
+export type ScryptCost = Pick<ScryptParams, 'N' | 'r' | 'p'>
+
 /** 2^17 x 8 x 128 B = 128 MiB and about 0.3-0.5 s here: the OWASP-recommended floor is 2^17 for r=8. */
-export function defaultScrypt(): ScryptParams {
-  return { name: 'scrypt', N: 2 ** 17, r: 8, p: 1, salt: b64(randomBytes(16)) }
+export const PASSPHRASE_SCRYPT: Readonly<ScryptCost> = { N: 2 ** 17, r: 8, p: 1 }
+
+/**
+ * Parameters for a new passphrase key: the production cost unless a caller passes another (tests
+ * do, through function options; deliberately no environment variable, so nothing outside the
+ * program can weaken it). The cost is stored with the key, and deriveKey uses what was stored.
+ */
+export function defaultScrypt(cost: ScryptCost = PASSPHRASE_SCRYPT): ScryptParams {
+  return { name: 'scrypt', N: cost.N, r: cost.r, p: cost.p, salt: b64(randomBytes(16)) }
 }
 
 export function deriveKey(passphrase: string, p: ScryptParams): Promise<Buffer> {

@@ -22,8 +22,8 @@ describe('hooks: device_code, refresh_error, reauth', () => {
   const seen = async (event: string): Promise<Record<string, string>> => {
     const f = join(out, `${event}.env`)
     const end = Date.now() + 10_000
+    // the hook renames its file into place when it is complete (below): no guess at how long writing takes
     while (!existsSync(f) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
-    await new Promise((r) => setTimeout(r, 100)) // the hook finishes writing
     const text = await readFile(f, 'utf8')
     return Object.fromEntries(
       text
@@ -39,7 +39,8 @@ describe('hooks: device_code, refresh_error, reauth', () => {
     out = join(home.dir, 'hook-out')
     await mkdir(out)
     await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-    const record = `env | grep '^MAILKEY_' | sort > '${out}/'"$MAILKEY_EVENT".env`
+    const file = `'${out}/'"$MAILKEY_EVENT"`
+    const record = `env | grep '^MAILKEY_' | sort > ${file}.part && mv ${file}.part ${file}.env`
     await writeFile(
       cfgFile(),
       `[hooks]\nreauth = "${record.replace(/"/g, '\\"')}"\ndevice_code = "${record.replace(/"/g, '\\"')}"\nrefresh_error = "${record.replace(/"/g, '\\"')}"\ntimeout_sec = 5\n`,

@@ -350,7 +350,9 @@ describe(
         const run = runInPty(['aerc'], { ...env, SSL_CERT_FILE: ca.caFile })
         let got: string[][] = []
         try {
-          for (let i = 0; i < 200 && got.length === 0; i++) {
+          // until aerc runs the command: a watchdog, not a measure (aerc starts slowly on a busy machine)
+          const watchdog = Date.now() + 90_000
+          while (got.length === 0 && Date.now() < watchdog && run.child.exitCode === null) {
             got = await calls()
             if (got.length === 0) await new Promise((res) => setTimeout(res, 100))
           }

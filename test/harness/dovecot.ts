@@ -104,17 +104,43 @@ function idOf(kind: 'passwd' | 'group', name: string): number {
   return id
 }
 
-/** Ports that were free a moment ago (all held at once, so they are distinct). */
+/** The kernel's ephemeral port range: listen(0) and outgoing connections take their ports from it. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo as number, hi as number]
+  } catch {
+    /* not Linux: the usual default */
+  }
+  return [32768, 60999]
+}
+
+function holdPort(port: number): Promise<Server | undefined> {
+  const server = createServer()
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'EADDRINUSE' || e.code === 'EACCES' ? resolve(undefined) : reject(e),
+    )
+    server.listen(port, '127.0.0.1', () => resolve(server))
+  })
+}
+
+/**
+ * Ports that were free a moment ago (all held at once, so they are distinct), for servers that
+ * bind them a little later. Test files run side by side, so they come from below the ephemeral
+ * range: a port found free there is not handed to another test's listen(0) or outgoing
+ * connection before its user binds it (only another freePorts caller could pick it, 1 in ~20,000).
+ */
 export async function freePorts(count: number): Promise<number[]> {
   const servers: Server[] = []
+  const lowest = 10_000
+  const [ephemeralLow] = ephemeralRange()
   try {
-    for (let i = 0; i < count; i++) {
-      const server = createServer()
-      servers.push(server)
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(0, '127.0.0.1', () => resolve())
-      })
+    for (let tries = 0; servers.length < count; tries++) {
+      const candidate =
+        ephemeralLow - lowest > 1000 && tries < 200 ? lowest + Math.floor(Math.random() * (ephemeralLow - lowest)) : 0
+      const server = await holdPort(candidate)
+      if (server) servers.push(server)
     }
     return servers.map((s) => (s.address() as AddressInfo).port)
   } finally {
@@ -190,7 +216,21 @@ function confValue(value: string): string {
   return value
 }
 
+/**
+ * Starts Dovecot; should one of its ports have been taken meanwhile (by a test file running beside
+ * this one), starts it again on others.
+ */
 export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDovecotOnce(opts)
+    } catch (e) {
+      if (attempt >= 3 || !/EADDRINUSE|Address already in use/.test((e as Error).message)) throw e
+    }
+  }
+}
+
+async function startDovecotOnce(opts: DovecotOptions): Promise<Dovecot> {
   const bin = dovecotPath()
   if (!bin || !dovecotAvailable())
     throw new Error(`dovecot harness: Dovecot is not installed (${DOVECOT_INSTALL_HINT})`)

@@ -22,6 +22,7 @@ import {
   sealRecord,
   unwrapKey,
   wrapKey,
+  PASSPHRASE_SCRYPT,
   type ScryptParams,
 } from '../../src/store/seal.js'
 import {
@@ -360,7 +361,7 @@ describe('migrating the store', () => {
 
   it('plain -> passphrase -> another passphrase -> plain, every token kept, no key left behind', async () => {
     const want = ['rt-a@example.test', 'rt-b@example.test', 'rt-c@example.test']
-    const r1 = await migrateStore(open(), 'passphrase', { passphrase: 'first passphrase' })
+    const r1 = await migrateStore(open(), 'passphrase', { passphrase: 'first passphrase', kdf: FAST_KDF() })
     assert.deepEqual(r1.migrated.sort(), ['a@example.test', 'b@example.test', 'c@example.test'])
     assert.equal(readMeta(paths)?.keys.length, 1)
     for (const f of ['a', 'b', 'c'])
@@ -368,11 +369,14 @@ describe('migrating the store', () => {
     assert.deepEqual(await tokens(open('first passphrase')), want)
     assert.equal((await open('first passphrase').read('b@example.test'))?.settings.clientSecret, 'secret-b')
     const kid1 = readMeta(paths)?.current
-    await changePassphrase(open('first passphrase'), 'second passphrase')
+    await changePassphrase(open('first passphrase'), 'second passphrase', { kdf: FAST_KDF() })
     assert.equal(readMeta(paths)?.current, kid1, 'same key, new wrapping')
     await assert.rejects(open('first passphrase').read('a@example.test'), (e: unknown) => e instanceof StoreLockedError)
     assert.deepEqual(await tokens(open('second passphrase')), want)
-    const r2 = await migrateStore(open('second passphrase'), 'passphrase', { passphrase: 'third passphrase' })
+    const r2 = await migrateStore(open('second passphrase'), 'passphrase', {
+      passphrase: 'third passphrase',
+      kdf: FAST_KDF(),
+    })
     assert.notEqual(readMeta(paths)?.current, kid1, 'a migration rotates the data key')
     assert.equal(r2.migrated.length, 3)
     assert.deepEqual(await tokens(open('third passphrase')), want)
@@ -383,7 +387,7 @@ describe('migrating the store', () => {
   })
 
   it('an interrupted migration leaves every record readable and finishes when run again; another target is refused meanwhile (M1)', async () => {
-    await migrateStore(open(), 'passphrase', { passphrase: 'old passphrase' })
+    await migrateStore(open(), 'passphrase', { passphrase: 'old passphrase', kdf: FAST_KDF() })
     const oldKid = readMeta(paths)?.current as string
     // interrupt a migration to a new passphrase after step 2 and one record: that is the state a
     // kill -9 leaves (store.json lists both keys, records sealed with either)
@@ -427,6 +431,39 @@ describe('migrating the store', () => {
       'rt-b@example.test',
       'rt-c@example.test',
     ])
+  })
+})
+
+describe('the production passphrase cost', () => {
+  it('a new passphrase key gets scrypt N=2^17, r=8, p=1 unless code asks otherwise; store.json records it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mailkey-kdf-'))
+    try {
+      const env = { HOME: dir, XDG_STATE_HOME: join(dir, 'state'), XDG_RUNTIME_DIR: join(dir, 'run') }
+      const paths = resolvePaths(env)
+      const open = (pass?: string): FileStore =>
+        new FileStore(
+          paths,
+          new StoreKeys(paths, {
+            env,
+            useAgent: false,
+            ...(pass ? { passphraseCommand: `printf '%s\\n' '${pass}'` } : {}),
+          }),
+        )
+      await open().write(record('a@example.test', 'rt-a'))
+      assert.deepEqual(PASSPHRASE_SCRYPT, { N: 2 ** 17, r: 8, p: 1 })
+      await migrateStore(open(), 'passphrase', { passphrase: 'production passphrase' })
+      const info = readMeta(paths)?.keys[0] as PassphraseKeyInfo
+      assert.deepEqual({ N: info.kdf.N, r: info.kdf.r, p: info.kdf.p }, PASSPHRASE_SCRYPT)
+      // opening derives with the parameters store.json holds
+      const unlocked = open('production passphrase')
+      assert.equal((await unlocked.read('a@example.test'))?.grant?.refreshToken, 'rt-a')
+      await changePassphrase(unlocked, 'cheap passphrase', { kdf: FAST_KDF() })
+      const cheap = readMeta(paths)?.keys[0] as PassphraseKeyInfo
+      assert.equal(cheap.kdf.N, 2 ** 14, 'the lower cost was used and recorded')
+      assert.equal((await open('cheap passphrase').read('a@example.test'))?.grant?.refreshToken, 'rt-a')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
 

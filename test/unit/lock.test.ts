@@ -62,12 +62,26 @@ describe('account lock', () => {
     const p = join(dir, 'busy.lock')
     const a = await tryAcquire(p)
     assert.ok(a)
-    const t0 = Date.now()
+    // an injected clock that the waits between polls move forward: no real time passes
+    let clock = 0
+    const waits: number[] = []
     await assert.rejects(
-      acquire(p, { timeoutMs: 150, pollMs: 10 }),
+      acquire(p, {
+        timeoutMs: 150,
+        pollMs: 10,
+        now: () => clock,
+        sleep: async (ms) => {
+          waits.push(ms)
+          clock += ms
+        },
+      }),
       (e: unknown) => e instanceof StoreError && e.code === ERR.STORE_LOCK_TIMEOUT && e.transient,
     )
-    assert.ok(Date.now() - t0 >= 140)
+    assert.ok(clock >= 140, `gave up after waiting ${clock} ms on its clock`)
+    assert.ok(
+      waits.length >= 8 && waits.every((ms) => ms >= 10 && ms < 20),
+      `polled every 10-20 ms: ${waits.join(' ')}`,
+    )
     setTimeout(() => void a.release(), 50)
     const b = await acquire(p, { timeoutMs: 2000, pollMs: 5 })
     await b.release()

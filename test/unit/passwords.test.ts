@@ -8,14 +8,19 @@ import { join } from 'node:path'
 import { Secret } from '../../src/core/secret.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import { FileStore } from '../../src/store/file-store.js'
-import { PasswordStore, hashPassword, verifyPassword } from '../../src/proxy/passwords.js'
+import { DEFAULT_SCRYPT, PasswordStore, hashPassword, verifyPassword } from '../../src/proxy/passwords.js'
+
+/** a cheap cost for the tests; the last test below runs the production one */
+const CHEAP = { logN: 10, r: 8, p: 1 }
 
 describe('proxy passwords', () => {
   let dir: string
+  let files: FileStore
   let store: PasswordStore
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-pw-'))
-    store = new PasswordStore(new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: dir })))
+    files = new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: dir }))
+    store = new PasswordStore(files, { scrypt: CHEAP })
   })
   after(async () => rm(dir, { recursive: true, force: true }))
 
@@ -45,5 +50,14 @@ describe('proxy passwords', () => {
       'the old password is forgotten at once',
     )
     assert.equal(await store.check('alice@example.test', new Secret('second password')), true)
+  })
+
+  it('hashes at the production cost by default, stores it in the entry, and verifies with what was stored', async () => {
+    assert.deepEqual(DEFAULT_SCRYPT, { logN: 16, r: 8, p: 1 })
+    await new PasswordStore(files).set('carol@example.test', new Secret('carol password'))
+    const entry = JSON.parse(await readFile(store.path, 'utf8')).users['carol@example.test']
+    assert.deepEqual({ logN: entry.logN, r: entry.r, p: entry.p }, DEFAULT_SCRYPT)
+    // a store whose own cost is lower still checks this entry with the stored cost
+    assert.equal(await store.check('carol@example.test', new Secret('carol password')), true)
   })
 })
