@@ -7,10 +7,10 @@ import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
 import { accountId } from '../store/file-store.js'
 import { grantHas } from '../store/seal.js'
-import { acquire } from '../store/lock.js'
+import { WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
 import type { AccountRecord, Identity, LastError } from '../store/types.js'
 import type { Broker } from './broker.js'
-import { unknownAccount } from './broker.js'
+import { unknownAccount } from './failures.js'
 import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'
 import { OAUTH_ERROR_MEANINGS } from '../oauth/classify.js'
 import { describeHorizon, grantHorizon, type GrantPolicy } from './horizon.js'
@@ -177,10 +177,6 @@ export async function removeAccount(
       }
     }
   }
-  const lock = await acquire(broker.store.lockPath(id), { timeoutMs: 30_000 })
-  try {
-    return { removed: await broker.store.remove(id), revocation }
-  } finally {
-    await lock.release()
-  }
+  const removed = await broker.flight.exclusive(id, WRITE_LOCK_TIMEOUT_MS, () => broker.store.remove(id))
+  return { removed, revocation }
 }

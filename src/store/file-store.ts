@@ -22,6 +22,7 @@ import { addressProblem, quoted } from '../core/address.js'
 import { RECORD_VERSION, type AccountRecord } from './types.js'
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
+import type { TokenStore } from './token-store.js'
 
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
@@ -59,7 +60,7 @@ export interface ReadOptions {
   secrets?: boolean
 }
 
-export class FileStore {
+export class FileStore implements TokenStore {
   readonly dir: string
   readonly paths: Paths
   /** where the data keys of an encrypted store come from (store/protection.ts) */

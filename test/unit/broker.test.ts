@@ -61,6 +61,7 @@ describe('Broker.getAccessToken', () => {
       env: {},
       fetch: f.fn,
       now: clock,
+      sleep: async () => {}, // the backoff between attempts, without waiting
       refreshMarginSec: opts.margin ?? 300,
       onWarning: (m) => warnings.push(m),
     })
