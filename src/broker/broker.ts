@@ -22,24 +22,16 @@
  * Owns: getAccessToken, the wiring of its parts, and a few read-only queries (settings, grant
  * policy, freshness). Must not: print, exit, or parse CLI arguments.
  */
-import { ERR, InterruptedError, MailkeyError, ProtocolError } from '../errors.js'
-import { Secret } from '../core/secret.js'
+import { InterruptedError, MailkeyError } from '../errors.js'
 import { shArg } from '../core/address.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { ConfigFile } from '../config/config-file.js'
 import type { Config } from '../config/config.js'
-import {
-  CACHED_FALLBACK_MIN_MS,
-  needsFile,
-  resolveSettings,
-  settingsOptions,
-  type Settings,
-} from '../config/settings.js'
+import { needsFile, resolveSettings, settingsOptions, type Settings } from '../config/settings.js'
 import { openStore } from '../store/open.js'
 import { accountId, type FileStore } from '../store/file-store.js'
 import { sleep as realSleep } from '../store/lock.js'
 import type { AccountRecord, AccountSettings } from '../store/types.js'
-import type { SaslMechanism } from '../providers/types.js'
 import { runHook, type HookEvent, type HooksConfig } from '../core/hooks.js'
 import { isFresh } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
@@ -50,6 +42,10 @@ import type { SingleFlight } from './single-flight.js'
 import { LockFlight } from './lock-flight.js'
 import { startWorker, workerAvailable } from './worker.js'
 import { syncEnvAccount } from './env-seed.js'
+import { preloadRefreshModules } from './preload.js'
+import { cachedInstead, toAccessToken, type AccessToken, type GetTokenOptions } from './access-token.js'
+
+export type { AccessToken, GetTokenOptions } from './access-token.js'
 
 export { DEFAULT_REFRESH_MARGIN_SEC } from '../config/settings.js'
 export { ASSUMED_LIFETIME_SEC } from './grant.js'
@@ -74,27 +70,6 @@ export interface BrokerOptions extends Partial<Settings> {
   askPassphrase?: (prompt: string) => Promise<string | undefined>
   /** an encrypted store: data keys already unlocked (handed to the refresh worker) */
   storeKeys?: ReadonlyMap<string, Buffer>
-}
-
-export interface GetTokenOptions {
-  /** refresh even if the cached token looks valid (the server rejected it) */
-  forceRefresh?: boolean
-  /** require at least this much life left (default: the refresh margin) */
-  minValiditySec?: number
-  signal?: AbortSignal
-}
-
-export interface AccessToken {
-  account: string
-  token: Secret
-  /** epoch ms */
-  expiresAt?: number
-  scope?: string
-  sasl: SaslMechanism
-  /** the mailbox to name in SASL (XOAUTH2 user=, OAUTHBEARER a=) */
-  user: string
-  /** this call refreshed the token (or waited for another process that did) */
-  refreshed: boolean
 }
 
 export class Broker {
@@ -159,21 +134,9 @@ export class Broker {
     return (this.#lastGood = resolveSettings(options, this.env, file))
   }
 
-  /**
-   * Load now the modules a refresh loads on first use. A long-running process (the proxy) calls
-   * this at start: a module that first has to be read when the process is out of file descriptors
-   * fails with EMFILE, and Node remembers a failed import for the life of the process (measured on
-   * Node 20: import() of the same file fails again after descriptors are free), so every refresh
-   * would fail until a restart (issue 11, item 5).
-   */
+  /** Load now the modules a refresh loads on first use (broker/preload.ts). */
   async preload(): Promise<void> {
-    await Promise.all([
-      import('../oauth/grants.js'),
-      import('../providers/registry.js'),
-      import('../providers/resolve.js'),
-      import('../config/config.js'),
-      ...(this.env.MAILKEY_EMAIL ? [import('../config/env-account.js'), import('../oauth/discovery.js')] : []),
-    ])
+    await preloadRefreshModules(this.env)
   }
 
   /** Start the user's hook for `event` (core/hooks.ts); never throws, never waits for the hook. */
@@ -223,21 +186,10 @@ export class Broker {
     try {
       after = await p
     } catch (e) {
-      return await this.#cachedInstead(id, e, opts)
+      if (!(e instanceof MailkeyError && e.transient && !opts.forceRefresh)) throw e
+      return await cachedInstead(this.store, id, e, this.now(), this.#opts.onWarning)
     }
     return toAccessToken(after, true)
-  }
-
-  /** A transient failure with a still-valid token in hand: hand it out and say so (else rethrow). */
-  async #cachedInstead(id: string, e: unknown, opts: GetTokenOptions): Promise<AccessToken> {
-    if (!(e instanceof MailkeyError && e.transient && !opts.forceRefresh)) throw e
-    const cur = await this.store.read(id).catch(() => undefined)
-    const left = cur?.grant?.accessToken && cur.grant.expiresAt !== undefined ? cur.grant.expiresAt - this.now() : 0
-    if (!cur || left <= CACHED_FALLBACK_MIN_MS) throw e
-    this.#opts.onWarning?.(
-      `${e.message}; using the cached token for "${id}" (valid ${Math.round(left / 1000)} s more)`,
-    )
-    return toAccessToken(cur, false)
   }
 
   /**
@@ -245,11 +197,7 @@ export class Broker {
    * process did the refresh and it failed, the user's hook for it runs (only here, so fifty callers
    * waiting on one refresh make one notification).
    */
-  async #refresh(
-    id: string,
-    settings: Settings,
-    o: GetTokenOptions & { minSec: number },
-  ): Promise<AccountRecord> {
+  async #refresh(id: string, settings: Settings, o: GetTokenOptions & { minSec: number }): Promise<AccountRecord> {
     const since = this.now()
     let mine = false
     try {
@@ -298,22 +246,4 @@ export class Broker {
     if (this.#opts.fetch) return false // a custom fetch lives in this process only
     return workerAvailable()
   }
-}
-
-function toAccessToken(rec: AccountRecord, refreshed: boolean): AccessToken {
-  const g = rec.grant
-  if (!g?.accessToken)
-    throw new ProtocolError(ERR.OAUTH_PROTOCOL, `no access token stored for "${rec.settings.email}"`, {
-      account: rec.settings.email,
-    })
-  const t: AccessToken = {
-    account: rec.settings.email,
-    token: new Secret(g.accessToken),
-    sasl: rec.settings.sasl,
-    user: rec.settings.mailbox ?? rec.settings.email,
-    refreshed,
-  }
-  if (g.expiresAt !== undefined) t.expiresAt = g.expiresAt
-  if (g.scope !== undefined) t.scope = g.scope
-  return t
 }

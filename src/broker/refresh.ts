@@ -44,11 +44,11 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
   const { refreshGrant } = await import('../oauth/grants.js')
   // a connection that failed with no HTTP answer may have failed after the server rotated the
   // refresh token: remembered, to explain an invalid_grant that follows
-  let answerMaybeLost =
-    rec.lastError?.answerMaybeLost === true && ctx.now() - rec.lastError.at < LOST_ANSWER_WINDOW_MS
+  let answerMaybeLost = rec.lastError?.answerMaybeLost === true && ctx.now() - rec.lastError.at < LOST_ANSWER_WINDOW_MS
   const toError = (e: unknown): MailkeyError => {
     let err = asMailkeyError(e, settings.email)
-    if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost) err = lostAnswer(err, settings.email)
+    if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost)
+      err = lostAnswer(err, settings.email)
     if (noAnswer(err)) answerMaybeLost = true
     return err
   }
