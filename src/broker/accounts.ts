@@ -7,7 +7,7 @@ import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
 import { accountId } from '../store/file-store.js'
 import { grantHas } from '../store/seal.js'
-import { WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
+import { REVOKE_TIMEOUT_MS, WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
 import type { AccountRecord, Identity, LastError } from '../store/types.js'
 import type { Broker } from './broker.js'
 import { unknownAccount } from './failures.js'
@@ -168,7 +168,7 @@ export async function removeAccount(
         const { revokeToken } = await import('../oauth/grants.js')
         await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), {
           account: id,
-          timeoutMs: 10_000,
+          timeoutMs: REVOKE_TIMEOUT_MS,
           ...(rec.grant.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
         })
         revocation = 'revoked'

@@ -42,6 +42,9 @@ export const DEFAULT_SETTINGS: Readonly<Settings> = Object.freeze({
 /** How long sign-in, removal and env seeding wait for an account's lock before they write. */
 export const WRITE_LOCK_TIMEOUT_MS = 30_000
 
+/** How long `mailkey remove` waits for the revocation endpoint (RFC 7009) before removing anyway. */
+export const REVOKE_TIMEOUT_MS = 10_000
+
 /** A record read by a refresh whose last connection died with no answer within this is "answer maybe lost". */
 export const LOST_ANSWER_WINDOW_MS = 15 * 60_000
 
