@@ -8,8 +8,9 @@ import { stripControls } from '../core/server-text.js'
 import { grantHas } from '../store/seal.js'
 import { acquire } from '../store/lock.js'
 import { accountId, type AccountRecord, type Identity, type LastError } from '../domain/account.js'
+import { REVOKE_TIMEOUT_MS, WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
 import type { Broker } from './broker.js'
-import { unknownAccount } from './broker.js'
+import { unknownAccount } from './failures.js'
 import { aadstsCodesIn, describeAadsts } from '../oauth/aadsts.js'
 import { OAUTH_ERROR_MEANINGS } from '../oauth/classify.js'
 import { describeHorizon, grantHorizon, type GrantPolicy } from './horizon.js'
@@ -167,7 +168,7 @@ export async function removeAccount(
         const { revokeToken } = await import('../oauth/grants.js')
         await revokeToken(rec.settings, new Secret(rec.grant.refreshToken), {
           account: id,
-          timeoutMs: 10_000,
+          timeoutMs: REVOKE_TIMEOUT_MS,
           ...(rec.grant.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
         })
         revocation = 'revoked'
@@ -176,10 +177,6 @@ export async function removeAccount(
       }
     }
   }
-  const lock = await acquire(broker.store.lockPath(id), { timeoutMs: 30_000 })
-  try {
-    return { removed: await broker.store.remove(id), revocation }
-  } finally {
-    await lock.release()
-  }
+  const removed = await broker.flight.exclusive(id, WRITE_LOCK_TIMEOUT_MS, () => broker.store.remove(id))
+  return { removed, revocation }
 }

@@ -1,8 +1,8 @@
 /**
- * The detached refresh worker (broker.ts B3). Started by a process that holds an account lock;
- * adopts the lock, refreshes, writes the record, releases. Prints nothing: the outcome is in the
- * record, where every waiting process reads it.
+ * The detached refresh worker's process entry (broker/worker.ts, B3). Started by a process that
+ * holds an account lock; adopts the lock, refreshes, writes the record, releases. Prints nothing:
+ * the outcome is in the record, where every waiting process reads it.
  */
-import { runWorker } from './broker.js'
+import { runWorker } from './worker.js'
 
 process.exitCode = await runWorker(process.argv.slice(2)).catch(() => 1)

@@ -11,6 +11,7 @@ import { ConfigError, ERR, IdentityMismatchError, MailkeyError, UsageError } fro
 import { Secret } from '../core/secret.js'
 import { acquire } from '../store/lock.js'
 import { accountId, assertEmail, type AccountRecord, type AccountSettings, type Identity } from '../domain/account.js'
+import { WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
 import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
 import {
   assertFlowAllowed,
@@ -32,6 +33,7 @@ import {
 import { isClientRejection } from '../oauth/classify.js'
 import { usesPlainHttp } from '../oauth/http.js'
 import type { Broker } from './broker.js'
+import { nextGrant } from './grant.js'
 
 /** What the user needs to see for a device sign-in: everything but the (secret) device code. */
 export type DevicePrompt = Omit<DeviceAuthorization, 'deviceCode'> & { account: string }
@@ -218,31 +220,11 @@ async function saveGrant(
 ): Promise<AccountRecord> {
   assertSignedInAs(settings, tokens.identity)
   const now = broker.now()
-  const refreshToken = tokens.refreshToken ?? rtOverride
-  const rec: AccountRecord = {
-    v: 1,
-    settings,
-    state: 'active',
-    grant: {
-      accessToken: tokens.accessToken.reveal(),
-      tokenType: tokens.tokenType,
-      expiresAt: now + (tokens.expiresIn ?? 3600) * 1000,
-      grantedAt: now,
-      refreshedAt: now,
-      ...(refreshToken ? { refreshToken: refreshToken.reveal(), refreshTokenAt: now } : {}),
-      ...(tokens.scope !== undefined ? { scope: tokens.scope } : {}),
-      ...(tokens.identity ? { identity: tokens.identity } : {}),
-    },
-    updatedAt: now,
-  }
-  await broker.store.ensureDir()
+  // an imported refresh token continues as the grant's when the server does not rotate it
+  const prev = rtOverride ? { grantedAt: now, refreshToken: rtOverride.reveal(), refreshTokenAt: now } : undefined
+  const rec: AccountRecord = { v: 1, settings, state: 'active', grant: nextGrant(prev, tokens, now), updatedAt: now }
   // Under the lock: a `mailkey token` running now must not interleave with this write.
-  const lock = await acquire(broker.store.lockPath(accountId(settings.email)), { timeoutMs: 30_000 })
-  try {
-    await broker.store.write(rec)
-  } finally {
-    await lock.release()
-  }
+  await broker.flight.exclusive(accountId(settings.email), WRITE_LOCK_TIMEOUT_MS, () => broker.store.write(rec))
   return rec
 }
 

@@ -3,9 +3,11 @@
  * connection, so printing a cached token should cost little more than starting Node.
  *
  * It handles exactly one case: a plain `token` call whose stored token is fresh. Everything else
- * (flags, refresh needed, env-defined accounts, a config file, any error) returns undefined and
- * the full CLI takes over, which decides and reports the same way: the freshness rule is shared
- * with the broker (broker/freshness.ts) and the record is read by the same FileStore.
+ * (flags, refresh needed, env-defined accounts, a config.toml that the settings snapshot says
+ * needs the full CLI, a broken one, any error) returns undefined and the full CLI takes over, which
+ * decides and reports the same way: the settings come from the same snapshot (config/settings.ts),
+ * the freshness rule is shared with the broker (broker/freshness.ts) and the record is read by the
+ * same FileStore.
  *
  * An encrypted store takes the shortcut only with a running agent (`mailkey unlock`): one more
  * local round trip to fetch the key.
@@ -17,7 +19,23 @@ import type { Env } from '../config/paths.js'
 import { resolvePaths } from '../config/paths.js'
 import { FileStore } from '../store/file-store.js'
 import { accountId } from '../domain/account.js'
-import { DEFAULT_REFRESH_MARGIN_SEC, isFresh, marginFromEnv } from '../broker/freshness.js'
+import { isFresh } from '../broker/freshness.js'
+import { fastPathAllowed, needsFile, resolveSettings } from '../config/settings.js'
+import type { Config } from '../config/config.js'
+
+/**
+ * config.toml parsed by the same parser as the full CLI's (config/config.ts, smol-toml: bundled,
+ * evaluated only when the file exists), so the fast path and the broker read the same settings.
+ */
+async function readConfig(file: string): Promise<Config | 'broken' | undefined> {
+  if (!existsSync(file)) return undefined
+  try {
+    const { parseConfig } = await import('../config/config.js')
+    return parseConfig(readFileSync(file, 'utf8'), file)
+  } catch {
+    return 'broken'
+  }
+}
 
 export async function fastToken(argv: readonly string[], env: Env, now = Date.now()): Promise<string | undefined> {
   if (argv[0] !== 'token' || argv.length > 2) return undefined
@@ -26,22 +44,10 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   const id = accountId(email)
   if (env.MAILKEY_EMAIL && accountId(env.MAILKEY_EMAIL) === id) return undefined // may need seeding
   const paths = resolvePaths(env)
-  let margin = marginFromEnv(env.MAILKEY_REFRESH_MARGIN_SEC)
-  if (margin === undefined) {
-    // a config.toml (the proxy's listeners, hooks, [store]) keeps the fast path unless it sets the
-    // margin or defines providers (their grant horizons can make `token` warn): then the full CLI
-    // parses it (no TOML parser here)
-    if (existsSync(paths.configFile)) {
-      let text: string
-      try {
-        text = readFileSync(paths.configFile, 'utf8')
-      } catch {
-        return undefined
-      }
-      if (/^\s*refresh_margin_sec\s*=|^\s*\[\s*providers\b/m.test(text)) return undefined
-    }
-    margin = DEFAULT_REFRESH_MARGIN_SEC
-  }
+  const file = needsFile({}, env) ? await readConfig(paths.configFile) : undefined
+  // the file is there but broken: the full CLI reports it
+  if (file === 'broken' || !fastPathAllowed(file)) return undefined
+  const margin = resolveSettings({}, env, file).refreshMarginSec
   try {
     let rec = await new FileStore(paths).read(id, { secrets: false })
     if (rec?.sealed) {

@@ -156,10 +156,12 @@ export async function loadConfig(file: string): Promise<Config> {
   return parseConfig(text, file)
 }
 
-export function parseConfig(text: string, file: string): Config {
-  let data: Record<string, unknown>
+/** `fail(path, key, message)`: a ConfigError at the key's (or the table's) place in the file. */
+type Fail = (path: string[], key: string | undefined, msg: string) => never
+
+function parseToml(text: string, file: string): Record<string, unknown> {
   try {
-    data = parse(text) as Record<string, unknown>
+    return parse(text) as Record<string, unknown>
   } catch (e) {
     if (e instanceof TomlError) {
       const msg = e.message.split('\n')[0] ?? 'syntax error'
@@ -176,19 +178,23 @@ export function parseConfig(text: string, file: string): Config {
     }
     throw e
   }
-  const at = (path: string[], key?: string): string => {
+}
+
+function failAt(text: string, file: string): Fail {
+  return (path, key, msg) => {
     const loc = locate(text, path, key)
-    return `${file}:${loc.line}:${loc.column}`
-  }
-  const fail = (path: string[], key: string | undefined, msg: string): never => {
-    const loc = locate(text, path, key)
-    throw new ConfigError(ERR.CONFIG_INVALID, `${at(path, key)}: ${msg}`, {
+    throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${loc.line}:${loc.column}: ${msg}`, {
       file,
       line: loc.line,
       column: loc.column,
       hint: `Fix the config file "${file}".`,
     })
   }
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const data = parseToml(text, file)
+  const fail = failAt(text, file)
   for (const k of Object.keys(data)) if (!TOP_KEYS.has(k)) fail([], k, `unknown setting "${k}"`)
   const cfg: Config = { file, providers: new Map() }
   if (data.http_timeout_sec !== undefined) {
@@ -203,137 +209,157 @@ export function parseConfig(text: string, file: string): Config {
       fail([], 'refresh_margin_sec', 'refresh_margin_sec must be a whole number of seconds from 0 to 86400')
     cfg.refreshMarginSec = v as number
   }
-  const providers = data.providers
-  if (providers !== undefined) {
-    if (typeof providers !== 'object' || providers === null || Array.isArray(providers))
-      fail([], 'providers', '"providers" must be a table of [providers.NAME] sections')
-    for (const [name, raw] of Object.entries(providers as Record<string, unknown>)) {
-      const path = ['providers', name]
-      if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name))
-        fail(path, undefined, `provider name "${name}" may only use letters, digits, ".", "_" and "-"`)
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
-        fail(path, undefined, `[providers.${name}] must be a table`)
-      const p = raw as Record<string, unknown>
-      for (const k of Object.keys(p))
-        if (!PROVIDER_KEYS.has(k)) fail(path, k, `unknown setting "${k}" in [providers.${name}]`)
-      const str = (k: string): string | undefined => {
-        const v = p[k]
-        if (v === undefined) return undefined
-        if (typeof v !== 'string' || v.length === 0) fail(path, k, `"${k}" must be a non-empty string`)
-        return v as string
-      }
-      for (const k of ['issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url']) {
-        const v = str(k)
-        const problem = v === undefined ? undefined : endpointProblem(v)
-        if (problem) fail(path, k, `"${k}" ${problem}`)
-      }
-      const strList = (k: string): string[] | undefined => {
-        const v = p[k]
-        if (v === undefined) return undefined
-        if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0))
-          fail(path, k, `"${k}" must be a list of strings`)
-        return v as string[]
-      }
-      const clients: ClientCandidate[] = []
-      const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
-      const secret = str('client_secret')
-      for (const id of ids)
-        clients.push({ clientId: id, ...(secret ? { clientSecret: secret } : {}), label: `config provider "${name}"` })
-      const flows = strList('flows') ?? ['browser', 'device', 'paste']
-      for (const f of flows)
-        if (!FLOWS.includes(f as Flow)) fail(path, 'flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
-      const sasl = (strList('sasl') ?? ['XOAUTH2']).map((s) => s.toUpperCase())
-      for (const s of sasl)
-        if (!MECHS.includes(s as SaslMechanism))
-          fail(path, 'sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
-      const issuer = str('issuer')
-      const token = str('token_url')
-      if (!issuer && !token) fail(path, undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
-      const authParams = p.auth_params
-      if (
-        authParams !== undefined &&
-        (typeof authParams !== 'object' ||
-          authParams === null ||
-          Array.isArray(authParams) ||
-          Object.values(authParams).some((v) => typeof v !== 'string'))
-      ) {
-        fail(path, 'auth_params', '"auth_params" must be a table of strings')
-      }
-      const redirectHost = str('redirect_host') ?? '127.0.0.1'
-      if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost))
-        fail(path, 'redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
-      const idle = p.refresh_token_idle_days
-      if (idle !== undefined && (typeof idle !== 'number' || idle <= 0))
-        fail(path, 'refresh_token_idle_days', '"refresh_token_idle_days" must be a positive number')
-      const maxAge = p.grant_max_age_days
-      if (maxAge !== undefined && (typeof maxAge !== 'number' || maxAge <= 0))
-        fail(path, 'grant_max_age_days', '"grant_max_age_days" must be a positive number')
-      const provider: Provider = {
-        name,
-        displayName: str('display_name') ?? name,
-        endpoints: {
-          ...(issuer ? { issuer } : {}),
-          ...(str('authorize_url') ? { authorization: str('authorize_url') } : {}),
-          ...(token ? { token } : {}),
-          ...(str('device_url') ? { deviceAuthorization: str('device_url') } : {}),
-          ...(str('revocation_url') ? { revocation: str('revocation_url') } : {}),
-        },
-        clients,
-        scopes: strList('scopes') ?? [],
-        flows: flows as Flow[],
-        redirect: { host: redirectHost as Provider['redirect']['host'], path: str('redirect_path') ?? '/' },
-        sasl: sasl as SaslMechanism[],
-        servers: {
-          ...(str('imap_url') ? { imap: str('imap_url') } : {}),
-          ...(str('pop_url') ? { pop: str('pop_url') } : {}),
-          ...(str('smtp_url') ? { smtp: str('smtp_url') } : {}),
-        },
-        domains: (strList('domains') ?? []).map((d) => d.toLowerCase()),
-        ...(authParams ? { authorizationParams: authParams as Record<string, string> } : {}),
-        ...(str('tenant') ? { defaultTenant: str('tenant') } : {}),
-        ...(typeof idle === 'number' ? { refreshTokenIdleDays: idle } : {}),
-        ...(typeof maxAge === 'number' ? { grantMaxAgeDays: maxAge } : {}),
-      }
-      cfg.providers.set(name, provider)
-    }
-  }
+  if (data.providers !== undefined) cfg.providers = parseProviders(data.providers, fail)
   if (data.proxy !== undefined) cfg.proxy = parseProxy(data.proxy, text, file)
-  if (data.hooks !== undefined) {
-    const h = data.hooks
-    if (typeof h !== 'object' || h === null || Array.isArray(h)) fail([], 'hooks', '"hooks" must be a table')
-    const hooks: HooksConfig = {}
-    for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
-      if (!HOOK_KEYS.has(k))
-        fail(['hooks'], k, `unknown hook "${k}" (use reauth, device_code, refresh_error, timeout_sec)`)
-      if (k === 'timeout_sec') {
-        if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 600)
-          fail(['hooks'], k, '"timeout_sec" must be a number of seconds from 1 to 600')
-        hooks.timeoutSec = v as number
-      } else {
-        if (typeof v !== 'string' || v.trim() === '') fail(['hooks'], k, `"${k}" must be a shell command`)
-        hooks[k as 'reauth' | 'device_code' | 'refresh_error'] = v as string
-      }
-    }
-    cfg.hooks = hooks
-  }
-  if (data.store !== undefined) {
-    const t = data.store
-    if (typeof t !== 'object' || t === null || Array.isArray(t)) fail([], 'store', '"store" must be a table')
-    const store: StoreConfig = {}
-    for (const [k, v] of Object.entries(t as Record<string, unknown>)) {
-      if (!STORE_KEYS.has(k)) fail(['store'], k, `unknown setting "${k}" (use passphrase_command, unlock_sec)`)
-      if (k === 'unlock_sec') {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400)
-          fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
-        store.unlockSec = v as number
-      } else {
-        if (typeof v !== 'string' || v.trim() === '') fail(['store'], k, '"passphrase_command" must be a shell command')
-        store.passphraseCommand = v as string
-      }
-    }
-    cfg.store = store
-  }
+  if (data.hooks !== undefined) cfg.hooks = parseHooks(data.hooks, fail)
+  if (data.store !== undefined) cfg.store = parseStore(data.store, fail)
   return cfg
+}
+
+function parseProviders(providers: unknown, fail: Fail): Map<string, Provider> {
+  if (typeof providers !== 'object' || providers === null || Array.isArray(providers))
+    fail([], 'providers', '"providers" must be a table of [providers.NAME] sections')
+  const out = new Map<string, Provider>()
+  for (const [name, raw] of Object.entries(providers as Record<string, unknown>)) {
+    const path = ['providers', name]
+    if (!/^[a-z0-9][a-z0-9._-]*$/i.test(name))
+      fail(path, undefined, `provider name "${name}" may only use letters, digits, ".", "_" and "-"`)
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      fail(path, undefined, `[providers.${name}] must be a table`)
+    out.set(
+      name,
+      parseProvider(name, raw as Record<string, unknown>, (key, msg) => fail(path, key, msg)),
+    )
+  }
+  return out
+}
+
+/** Typed reads of one table's keys; a wrong type fails at the key. */
+function fieldReader(p: Record<string, unknown>, fail: (key: string | undefined, msg: string) => never) {
+  const str = (k: string): string | undefined => {
+    const v = p[k]
+    if (v === undefined) return undefined
+    if (typeof v !== 'string' || v.length === 0) fail(k, `"${k}" must be a non-empty string`)
+    return v as string
+  }
+  const strList = (k: string): string[] | undefined => {
+    const v = p[k]
+    if (v === undefined) return undefined
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x.length === 0))
+      fail(k, `"${k}" must be a list of strings`)
+    return v as string[]
+  }
+  const positive = (k: string): number | undefined => {
+    const v = p[k]
+    if (v !== undefined && (typeof v !== 'number' || v <= 0)) fail(k, `"${k}" must be a positive number`)
+    return v as number | undefined
+  }
+  return { str, strList, positive }
+}
+
+function parseProvider(
+  name: string,
+  p: Record<string, unknown>,
+  fail: (key: string | undefined, msg: string) => never,
+): Provider {
+  for (const k of Object.keys(p)) if (!PROVIDER_KEYS.has(k)) fail(k, `unknown setting "${k}" in [providers.${name}]`)
+  const { str, strList, positive } = fieldReader(p, fail)
+  for (const k of ['issuer', 'authorize_url', 'token_url', 'device_url', 'revocation_url']) {
+    const v = str(k)
+    const problem = v === undefined ? undefined : endpointProblem(v)
+    if (problem) fail(k, `"${k}" ${problem}`)
+  }
+  const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
+  const secret = str('client_secret')
+  const clients: ClientCandidate[] = ids.map((id) => ({
+    clientId: id,
+    ...(secret ? { clientSecret: secret } : {}),
+    label: `config provider "${name}"`,
+  }))
+  const flows = strList('flows') ?? ['browser', 'device', 'paste']
+  for (const f of flows) if (!FLOWS.includes(f as Flow)) fail('flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
+  const sasl = (strList('sasl') ?? ['XOAUTH2']).map((s) => s.toUpperCase())
+  for (const s of sasl)
+    if (!MECHS.includes(s as SaslMechanism)) fail('sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
+  const issuer = str('issuer')
+  const token = str('token_url')
+  if (!issuer && !token) fail(undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
+  const authParams = p.auth_params
+  if (
+    authParams !== undefined &&
+    (typeof authParams !== 'object' ||
+      authParams === null ||
+      Array.isArray(authParams) ||
+      Object.values(authParams).some((v) => typeof v !== 'string'))
+  ) {
+    fail('auth_params', '"auth_params" must be a table of strings')
+  }
+  const redirectHost = str('redirect_host') ?? '127.0.0.1'
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(redirectHost))
+    fail('redirect_host', '"redirect_host" must be 127.0.0.1, localhost or [::1] (RFC 8252 §7.3)')
+  const idle = positive('refresh_token_idle_days')
+  const maxAge = positive('grant_max_age_days')
+  return {
+    name,
+    displayName: str('display_name') ?? name,
+    endpoints: {
+      ...(issuer ? { issuer } : {}),
+      ...(str('authorize_url') ? { authorization: str('authorize_url') } : {}),
+      ...(token ? { token } : {}),
+      ...(str('device_url') ? { deviceAuthorization: str('device_url') } : {}),
+      ...(str('revocation_url') ? { revocation: str('revocation_url') } : {}),
+    },
+    clients,
+    scopes: strList('scopes') ?? [],
+    flows: flows as Flow[],
+    redirect: { host: redirectHost as Provider['redirect']['host'], path: str('redirect_path') ?? '/' },
+    sasl: sasl as SaslMechanism[],
+    servers: {
+      ...(str('imap_url') ? { imap: str('imap_url') } : {}),
+      ...(str('pop_url') ? { pop: str('pop_url') } : {}),
+      ...(str('smtp_url') ? { smtp: str('smtp_url') } : {}),
+    },
+    domains: (strList('domains') ?? []).map((d) => d.toLowerCase()),
+    ...(authParams ? { authorizationParams: authParams as Record<string, string> } : {}),
+    ...(str('tenant') ? { defaultTenant: str('tenant') } : {}),
+    ...(idle !== undefined ? { refreshTokenIdleDays: idle } : {}),
+    ...(maxAge !== undefined ? { grantMaxAgeDays: maxAge } : {}),
+  }
+}
+
+function parseHooks(h: unknown, fail: Fail): HooksConfig {
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) fail([], 'hooks', '"hooks" must be a table')
+  const hooks: HooksConfig = {}
+  for (const [k, v] of Object.entries(h as Record<string, unknown>)) {
+    if (!HOOK_KEYS.has(k))
+      fail(['hooks'], k, `unknown hook "${k}" (use reauth, device_code, refresh_error, timeout_sec)`)
+    if (k === 'timeout_sec') {
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 600)
+        fail(['hooks'], k, '"timeout_sec" must be a number of seconds from 1 to 600')
+      hooks.timeoutSec = v as number
+    } else {
+      if (typeof v !== 'string' || v.trim() === '') fail(['hooks'], k, `"${k}" must be a shell command`)
+      hooks[k as 'reauth' | 'device_code' | 'refresh_error'] = v as string
+    }
+  }
+  return hooks
+}
+
+function parseStore(t: unknown, fail: Fail): StoreConfig {
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) fail([], 'store', '"store" must be a table')
+  const store: StoreConfig = {}
+  for (const [k, v] of Object.entries(t as Record<string, unknown>)) {
+    if (!STORE_KEYS.has(k)) fail(['store'], k, `unknown setting "${k}" (use passphrase_command, unlock_sec)`)
+    if (k === 'unlock_sec') {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400)
+        fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
+      store.unlockSec = v as number
+    } else {
+      if (typeof v !== 'string' || v.trim() === '') fail(['store'], k, '"passphrase_command" must be a shell command')
+      store.passphraseCommand = v as string
+    }
+  }
+  return store
 }
 
 function parseAdmission(p: Record<string, unknown>, out: ProxyConfig, fail: (key: string, msg: string) => never): void {
@@ -352,14 +378,14 @@ function parseAdmission(p: Record<string, unknown>, out: ProxyConfig, fail: (key
   if (first !== undefined) out.firstCommandTimeoutSec = first
 }
 
-/**
- *   [proxy]
- *   tls_cert = "/path/cert.pem"   tls_key = "/path/key.pem"
- *   [[proxy.listeners]]
- *   protocol = "imap"   port = 1143   host = "127.0.0.1"   tls = "none" | "starttls" | "implicit"
- *   accounts = ["you@example.com"]   upstream = "imaps://imap.example.com:993"
- */
-function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
+/** Where [proxy] keys are, for error messages: fail at a line; the [proxy] line; a key of the n-th listener (-1: of [proxy]). */
+interface ProxyPlaces {
+  fail: (line: number, msg: string) => never
+  proxyLine: () => number
+  listenerLine: (n: number, key?: string) => number
+}
+
+function proxyPlaces(text: string, file: string): ProxyPlaces {
   const lines = text.split(/\r?\n/)
   const fail = (line: number, msg: string): never => {
     throw new ConfigError(ERR.CONFIG_INVALID, `${file}:${line}:1: ${msg}`, {
@@ -381,6 +407,19 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     }
     return proxyLine()
   }
+  return { fail, proxyLine, listenerLine }
+}
+
+/**
+ *   [proxy]
+ *   tls_cert = "/path/cert.pem"   tls_key = "/path/key.pem"
+ *   [[proxy.listeners]]
+ *   protocol = "imap"   port = 1143   host = "127.0.0.1"   tls = "none" | "starttls" | "implicit"
+ *   accounts = ["you@example.com"]   upstream = "imaps://imap.example.com:993"
+ */
+function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
+  const at = proxyPlaces(text, file)
+  const { fail, proxyLine } = at
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(proxyLine(), '"proxy" must be a table')
   const p = raw as Record<string, unknown>
   for (const k of Object.keys(p)) if (!PROXY_KEYS.has(k)) fail(proxyLine(), `unknown setting "${k}" in [proxy]`)
@@ -393,6 +432,16 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
   if (typeof p.tls_key === 'string') out.tlsKey = p.tls_key
   if ((out.tlsCert === undefined) !== (out.tlsKey === undefined))
     fail(proxyLine(), '"tls_cert" and "tls_key" go together')
+  parseProxyLimits(p, out, at)
+  const ls = p.listeners ?? []
+  if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
+  ;(ls as unknown[]).forEach((item, n) => out.listeners.push(parseListener(item, n, at)))
+  return out
+}
+
+/** [proxy] timeouts, caps and the guess throttle. */
+function parseProxyLimits(p: Record<string, unknown>, out: ProxyConfig, at: ProxyPlaces): void {
+  const { fail, listenerLine } = at
   const delay = p.failed_login_delay_max_sec
   if (delay !== undefined) {
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 300) {
@@ -418,57 +467,53 @@ function parseProxy(raw: unknown, text: string, file: string): ProxyConfig {
     }
     out[field] = v as number
   }
-  const ls = p.listeners ?? []
-  if (!Array.isArray(ls)) fail(proxyLine(), 'write listeners as [[proxy.listeners]] tables')
-  ;(ls as unknown[]).forEach((item, n) => {
-    if (typeof item !== 'object' || item === null) fail(listenerLine(n), 'a listener must be a table')
-    const l = item as Record<string, unknown>
-    for (const k of Object.keys(l))
-      if (!LISTENER_KEYS.has(k)) fail(listenerLine(n, k), `unknown setting "${k}" in [[proxy.listeners]]`)
-    if (l.protocol !== 'imap' && l.protocol !== 'pop3' && l.protocol !== 'smtp')
-      fail(listenerLine(n, 'protocol'), '"protocol" must be "imap", "pop3" or "smtp"')
-    if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535)
-      fail(listenerLine(n, 'port'), '"port" must be a port number')
-    const host = l.host === undefined ? '127.0.0.1' : l.host
-    if (typeof host !== 'string' || host === '') fail(listenerLine(n, 'host'), '"host" must be an address')
-    const tls = l.tls === undefined ? 'none' : l.tls
-    if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit')
-      fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
-    const accounts = l.accounts
-    if (
-      accounts !== undefined &&
-      (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !isAddress(a.trim())))
+}
+
+/** The n-th [[proxy.listeners]] table. */
+function parseListener(item: unknown, n: number, at: ProxyPlaces): ProxyListenerConfig {
+  const { fail, listenerLine } = at
+  if (typeof item !== 'object' || item === null) fail(listenerLine(n), 'a listener must be a table')
+  const l = item as Record<string, unknown>
+  for (const k of Object.keys(l))
+    if (!LISTENER_KEYS.has(k)) fail(listenerLine(n, k), `unknown setting "${k}" in [[proxy.listeners]]`)
+  if (l.protocol !== 'imap' && l.protocol !== 'pop3' && l.protocol !== 'smtp')
+    fail(listenerLine(n, 'protocol'), '"protocol" must be "imap", "pop3" or "smtp"')
+  if (typeof l.port !== 'number' || !Number.isInteger(l.port) || l.port < 0 || l.port > 65535)
+    fail(listenerLine(n, 'port'), '"port" must be a port number')
+  const host = l.host === undefined ? '127.0.0.1' : l.host
+  if (typeof host !== 'string' || host === '') fail(listenerLine(n, 'host'), '"host" must be an address')
+  const tls = l.tls === undefined ? 'none' : l.tls
+  if (tls !== 'none' && tls !== 'starttls' && tls !== 'implicit')
+    fail(listenerLine(n, 'tls'), '"tls" must be "none", "starttls" or "implicit"')
+  const accounts = l.accounts
+  if (
+    accounts !== undefined &&
+    (!Array.isArray(accounts) || accounts.some((a) => typeof a !== 'string' || !isAddress(a.trim())))
+  )
+    fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses (RFC 5322 addr-specs)')
+  const upstream = l.upstream
+  if (upstream !== undefined && (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream)))
+    fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
+  const ca = l.ca
+  if (ca !== undefined && (typeof ca !== 'string' || ca === '')) fail(listenerLine(n, 'ca'), '"ca" must be a file path')
+  const passthrough = l.oauth_passthrough
+  if (passthrough !== undefined && typeof passthrough !== 'boolean')
+    fail(listenerLine(n, 'oauth_passthrough'), '"oauth_passthrough" must be true or false')
+  if (ca !== undefined && upstream === undefined)
+    fail(
+      listenerLine(n, 'ca'),
+      '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")',
     )
-      fail(listenerLine(n, 'accounts'), '"accounts" must be a list of e-mail addresses (RFC 5322 addr-specs)')
-    const upstream = l.upstream
-    if (
-      upstream !== undefined &&
-      (typeof upstream !== 'string' || !/^(imaps?|pop3s?|smtps?):\/\/[^/]+$/.test(upstream))
-    )
-      fail(listenerLine(n, 'upstream'), '"upstream" must look like imaps://host:993')
-    const ca = l.ca
-    if (ca !== undefined && (typeof ca !== 'string' || ca === ''))
-      fail(listenerLine(n, 'ca'), '"ca" must be a file path')
-    const passthrough = l.oauth_passthrough
-    if (passthrough !== undefined && typeof passthrough !== 'boolean')
-      fail(listenerLine(n, 'oauth_passthrough'), '"oauth_passthrough" must be true or false')
-    if (ca !== undefined && upstream === undefined)
-      fail(
-        listenerLine(n, 'ca'),
-        '"ca" is for the server named by "upstream"; give both (an account\'s own CA is set with "mailkey add --ca")',
-      )
-    out.listeners.push({
-      protocol: l.protocol as ProxyListenerConfig['protocol'],
-      port: l.port as number,
-      host: host as string,
-      tls: tls as ProxyListenerConfig['tls'],
-      ...(accounts ? { accounts: (accounts as string[]).map(accountId) } : {}),
-      ...(typeof upstream === 'string' ? { upstream } : {}),
-      ...(typeof ca === 'string' ? { ca } : {}),
-      ...(passthrough === true ? { oauthPassthrough: true } : {}),
-    })
-  })
-  return out
+  return {
+    protocol: l.protocol as ProxyListenerConfig['protocol'],
+    port: l.port as number,
+    host: host as string,
+    tls: tls as ProxyListenerConfig['tls'],
+    ...(accounts ? { accounts: (accounts as string[]).map(accountId) } : {}),
+    ...(typeof upstream === 'string' ? { upstream } : {}),
+    ...(typeof ca === 'string' ? { ca } : {}),
+    ...(passthrough === true ? { oauthPassthrough: true } : {}),
+  }
 }
 
 /** Best-effort position of a key (or a table header) for error messages; 1-based. */

@@ -95,8 +95,17 @@ function asciiHost(hostname: string): string {
 const HOST_NAME =
   /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[[0-9A-Fa-f:.]+\]$/
 
+/**
+ * The provider called `name`: a [providers.NAME] of config.toml first, then a built-in preset (so a
+ * config section replaces the preset of the same name, docs/providers.md). The one rule for every
+ * lookup by name: sign-in, env accounts and grant policies (broker.grantPolicy).
+ */
+export function lookupProvider(name: string, configProviders: ReadonlyMap<string, Provider>): Provider | undefined {
+  return configProviders.get(name) ?? BUILTIN_PROVIDERS.get(name.toLowerCase())
+}
+
 export function findProvider(name: string, configProviders: ReadonlyMap<string, Provider>): Provider {
-  const p = configProviders.get(name) ?? BUILTIN_PROVIDERS.get(name.toLowerCase())
+  const p = lookupProvider(name, configProviders)
   if (!p) {
     const known = [...BUILTIN_PROVIDERS.keys(), ...configProviders.keys()].join(', ')
     throw new UsageError(`unknown provider "${name}" (known: ${known})`, {

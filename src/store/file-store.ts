@@ -21,6 +21,7 @@ import { RECORD_VERSION, accountId, type AccountRecord } from '../domain/account
 import { SealError, openRecord, sealRecord } from './seal.js'
 import type { StoreKeys } from './protection.js'
 import { DIR_MODE, checkPrivate, isCode, readStateFile, storeIoError, syncDir, writeFileAtomic } from './atomic-file.js'
+import type { TokenStore } from './token-store.js'
 
 /** File name for an account: safe characters kept, anything else %-escaped. */
 export function fileNameFor(id: string): string {
@@ -35,7 +36,7 @@ export interface ReadOptions {
   secrets?: boolean
 }
 
-export class FileStore {
+export class FileStore implements TokenStore {
   readonly dir: string
   readonly paths: Paths
   /** where the data keys of an encrypted store come from (store/protection.ts) */

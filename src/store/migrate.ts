@@ -18,7 +18,7 @@ import { unlink } from 'node:fs/promises'
 import { ERR, MailkeyError, StoreError, UsageError } from '../errors.js'
 import type { Paths } from '../config/paths.js'
 import type { FileStore } from './file-store.js'
-import { acquire } from './lock.js'
+import { acquire, DEFAULT_LOCK_MAX_AGE_MS } from './lock.js'
 import { accountId } from '../domain/account.js'
 import {
   KEYRING_SERVICE,
@@ -138,7 +138,7 @@ async function rewriteAll(
   const migrated: string[] = []
   for (const r of records) {
     const id = accountId(r.settings.email)
-    const lock = await acquire(store.lockPath(id), { timeoutMs: 120_000 })
+    const lock = await acquire(store.lockPath(id), { timeoutMs: DEFAULT_LOCK_MAX_AGE_MS })
     try {
       const rec = await store.read(id)
       if (rec) {

@@ -1,7 +1,7 @@
 // The broker with fetch faked at the edge (the real-server version is test/integration).
 import { describe, it, beforeEach, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Broker } from '../../src/broker/broker.js'
@@ -52,7 +52,7 @@ describe('Broker.getAccessToken', () => {
   async function setup(
     grant: Partial<NonNullable<AccountRecord['grant']>>,
     replies: Reply[],
-    opts: { margin?: number } = {},
+    opts: { margin?: number; marginFromConfig?: boolean } = {},
   ) {
     const f = fakeFetch(replies)
     const warnings: string[] = []
@@ -61,7 +61,8 @@ describe('Broker.getAccessToken', () => {
       env: {},
       fetch: f.fn,
       now: clock,
-      refreshMarginSec: opts.margin ?? 300,
+      sleep: async () => {}, // the backoff between attempts, without waiting
+      ...(opts.marginFromConfig ? {} : { refreshMarginSec: opts.margin ?? 300 }),
       onWarning: (m) => warnings.push(m),
     })
     await broker.store.write({
@@ -95,6 +96,48 @@ describe('Broker.getAccessToken', () => {
     now = 1_800_000_000_000
   })
   afterEach(async () => rm(dir, { recursive: true, force: true }))
+
+  async function writeConfig(text: string): Promise<void> {
+    await mkdir(join(dir, 'config', 'mailkey'), { recursive: true })
+    await writeFile(join(dir, 'config', 'mailkey', 'config.toml'), text)
+  }
+
+  it('follows refresh_margin_sec in config.toml while it lives, like every other key', async () => {
+    await writeConfig('refresh_margin_sec = 300\n')
+    // 400 s left: fresh under a 300 s margin, due under a 1000 s one
+    const { broker, calls } = await setup({ expiresAt: now + 400_000 }, [tokens(1)], { marginFromConfig: true })
+    assert.equal((await broker.getAccessToken(EMAIL)).refreshed, false)
+    assert.equal(calls.length, 0)
+    await writeConfig('refresh_margin_sec = 1000\n')
+    const t = await broker.getAccessToken(EMAIL)
+    assert.equal(t.token.reveal(), 'at-1')
+    assert.equal(calls.length, 1)
+    assert.equal((await broker.settings()).refreshMarginSec, 1000)
+  })
+
+  it('keeps its last good settings while config.toml is broken, and refuses a broken one from the start', async () => {
+    await writeConfig('refresh_margin_sec = 300\n')
+    const { broker, calls } = await setup({ expiresAt: now + 400_000 }, [], { marginFromConfig: true })
+    await broker.getAccessToken(EMAIL)
+    await writeConfig('refresh_margin_sec = = 1000\n')
+    assert.equal((await broker.getAccessToken(EMAIL)).token.reveal(), 'at-0')
+    assert.equal(calls.length, 0)
+    const fresh = new Broker({ paths: broker.paths, env: {}, now: clock })
+    await assert.rejects(
+      fresh.getAccessToken(EMAIL),
+      (e: unknown) => (e as { code?: string }).code === ERR.CONFIG_INVALID,
+    )
+  })
+
+  it('takes grant policies from config.toml first, by the same rule as sign-in', async () => {
+    await writeConfig('[providers.microsoft]\ntoken_url = "https://t.example/token"\nrefresh_token_idle_days = 30\n')
+    const { broker } = await setup({}, [])
+    const s = (await broker.store.read(EMAIL))?.settings
+    assert.ok(s)
+    assert.deepEqual(await broker.grantPolicy({ ...s, provider: 'microsoft' }), { idleDays: 30 })
+    await rm(join(dir, 'config', 'mailkey', 'config.toml'))
+    assert.deepEqual(await broker.grantPolicy({ ...s, provider: 'microsoft' }), { idleDays: 90 }, 'the preset')
+  })
 
   it('returns a fresh cached token without any request', async () => {
     const { broker, calls } = await setup({ expiresAt: now + 3000_000 }, [])

@@ -1,0 +1,111 @@
+/**
+ * The refresh itself, run by whoever holds the account's single flight (this process or its
+ * detached worker): re-read the record (someone may have refreshed while we waited), refresh if
+ * still needed, persist (B2), return the new record; on failure record it (B4) and throw.
+ *
+ * Owns: one refresh under the lock. Must not: lock, spawn, or fire hooks (the caller does).
+ */
+import { ERR, ReauthRequiredError, type MailkeyError } from '../errors.js'
+import { Secret } from '../core/secret.js'
+import type { AccountRecord, AccountSettings } from '../domain/account.js'
+import type { TokenStore } from '../store/token-store.js'
+import { LOST_ANSWER_WINDOW_MS, type Settings } from '../config/settings.js'
+import { goodEnough, type Want } from './freshness.js'
+import { nextGrant } from './grant.js'
+import { presetNamed } from '../providers/registry.js'
+import { noRefreshTokenHint } from '../domain/provider-rules.js'
+import { withRetry, type Sleep } from './retry.js'
+import { asMailkeyError, lastErrorOf, lostAnswer, noAnswer, unknownAccount } from './failures.js'
+
+/** What a refresh needs from its surroundings (the broker, or the worker that has no broker). */
+export interface RefreshContext {
+  store: TokenStore
+  settings: Settings
+  now: () => number
+  sleep: Sleep
+  random: () => number
+  fetch?: typeof fetch
+}
+
+export interface RefreshRequest extends Want {
+  signal?: AbortSignal
+}
+
+/** The caller holds the account's lock. */
+export async function refreshUnderLock(ctx: RefreshContext, id: string, want: RefreshRequest): Promise<AccountRecord> {
+  const rec = await ctx.store.read(id)
+  if (!rec) throw unknownAccount(id)
+  if (goodEnough(rec, want, ctx.now())) return rec
+  const settings = rec.settings
+  const rt = rec.grant?.refreshToken
+  if (!rt) {
+    const err = noRefreshToken(settings)
+    await recordFailure(ctx, rec, err)
+    throw err
+  }
+  const { refreshGrant } = await import('../oauth/grants.js')
+  // a connection that failed with no HTTP answer may have failed after the server rotated the
+  // refresh token: remembered, to explain an invalid_grant that follows
+  let answerMaybeLost = rec.lastError?.answerMaybeLost === true && ctx.now() - rec.lastError.at < LOST_ANSWER_WINDOW_MS
+  const toError = (e: unknown): MailkeyError => {
+    let err = asMailkeyError(e, settings.email)
+    if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost)
+      err = lostAnswer(err, settings.email)
+    if (noAnswer(err)) answerMaybeLost = true
+    return err
+  }
+  const s = ctx.settings
+  try {
+    return await withRetry(
+      async () => {
+        const ts = await refreshGrant(settings, new Secret(rt), {
+          account: settings.email,
+          // the request carries the refresh token; the access token is the other one a server could echo
+          ...(rec.grant?.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
+          ...(want.signal ? { signal: want.signal } : {}),
+          timeoutMs: s.httpTimeoutMs,
+          ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+        })
+        const next: AccountRecord = { ...rec, state: 'active', grant: nextGrant(rec.grant, ts, ctx.now()) }
+        delete next.lastError
+        await ctx.store.write(next) // B2
+        return next
+      },
+      {
+        maxAttempts: s.maxAttempts,
+        maxRetryAfterSec: s.maxRetryAfterSec,
+        sleep: ctx.sleep,
+        random: ctx.random,
+        account: settings.email,
+        toError,
+        ...(want.signal ? { signal: want.signal } : {}),
+      },
+    )
+  } catch (e) {
+    const err = asMailkeyError(e, settings.email) // withRetry rejects with MailkeyErrors
+    await recordFailure(ctx, rec, err)
+    throw err
+  }
+}
+
+function noRefreshToken(settings: AccountSettings): ReauthRequiredError {
+  return new ReauthRequiredError(
+    ERR.NO_REFRESH_TOKEN,
+    `there is no refresh token for "${settings.email}"; the server did not issue one at sign-in`,
+    {
+      account: settings.email,
+      hint: noRefreshTokenHint(presetNamed(settings.provider)),
+    },
+  )
+}
+
+/** B4: remember the failure in the record. The grant is kept in every case: a re-auth error is recorded, never "fixed" by deleting. */
+async function recordFailure(ctx: RefreshContext, rec: AccountRecord, err: MailkeyError): Promise<void> {
+  const next: AccountRecord = { ...rec, lastError: lastErrorOf(err, ctx.now()) }
+  if (err.reauthRequired) next.state = 'reauth'
+  try {
+    await ctx.store.write(next)
+  } catch {
+    /* the original error matters more */
+  }
+}
