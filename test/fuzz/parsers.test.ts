@@ -3,7 +3,8 @@
 // the real refresh code, with a fake fetch at the edge), the config parser and the record parser.
 // Inputs are mutations of a checked-in seed corpus (test/fuzz/corpus: what real clients sent to
 // the proxy, captured on loopback, and real-shaped server answers), random chunkings and raw
-// random bytes. Each target runs for FUZZ_SECONDS (default 6; docs/security.md has a longer run).
+// random bytes. Each target runs for FUZZ_SECONDS (default 3; `npm run soak` runs 20; docs/security.md
+// has a longer run).
 // Properties: no unexpected exception (only the module's own error class), no hang (every input
 // handled in bounded time), bounded output and buffering, and no password echoed back.
 import { describe, it } from 'node:test'
@@ -27,7 +28,7 @@ import { MailkeyError } from '../../src/errors.js'
 import { Secret } from '../../src/core/secret.js'
 import type { AccountSettings } from '../../src/domain/account.js'
 
-const SECONDS = Number(process.env.FUZZ_SECONDS ?? 6)
+const SECONDS = Number(process.env.FUZZ_SECONDS ?? 3)
 const CORPUS = fileURLToPath(new URL('./corpus', import.meta.url))
 const seeds = (dir: string): Buffer[] =>
   readdirSync(join(CORPUS, dir))
