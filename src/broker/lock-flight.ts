@@ -82,7 +82,10 @@ export class LockFlight implements SingleFlight {
       const outcome = this.#o.worker ? await this.#o.worker(id, lock, req) : 'not-started'
       handedOver = outcome !== 'not-started'
       if (outcome === 'done') return undefined
-      return await this.#o.refreshHere(id, req)
+      // The caller's signal ends its waiting, never a refresh this process started: an abandoned
+      // request may already have rotated the refresh token at the server, and its answer must be
+      // stored (B2, B3). So the refresh here runs without it, as the worker's does.
+      return await this.#o.refreshHere(id, { force: req.force, since: req.since, minSec: req.minSec })
     } finally {
       if (!handedOver) await lock.release()
     }

@@ -626,7 +626,13 @@ describe(
             replies.push(await loginOn(c, ALICE))
             c.sock.destroy()
           }
-          for (const r of replies) assert.match(r, /^a (OK|NO \[UNAVAILABLE\]) /, replies.join('\n'))
+          // the proxy's own account of each login, for a failure's message
+          const told = JSON.stringify(
+            logEvents(p)
+              .filter((e) => e.event === 'login')
+              .map((e) => [e.outcome, e.msg]),
+          )
+          for (const r of replies) assert.match(r, /^a (OK|NO \[UNAVAILABLE\]) /, `${replies.join('\n')}\n${told}`)
           assert.ok(
             replies.some((r) => /^a NO \[UNAVAILABLE\]/.test(r)),
             'some logins ran out of descriptors',

@@ -161,6 +161,36 @@ describe('Broker.getAccessToken', () => {
     assert.equal(rec?.grant?.refreshTokenAt, now)
   })
 
+  it('a caller that stops waiting does not abort the refresh it started: the rotated token is stored', async () => {
+    const { broker: seeded } = await setup({}, [])
+    let release: () => void = () => undefined
+    const answered = new Promise<void>((r) => (release = r))
+    let requested: () => void = () => undefined
+    const sent = new Promise<void>((r) => (requested = r))
+    // like the real fetch: an abort of the signal it was given rejects the pending request
+    const slowFetch = (async (_url: string | URL | Request, init?: RequestInit): Promise<Response> => {
+      requested()
+      await new Promise<void>((resolve, reject) => {
+        init?.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')))
+        void answered.then(resolve)
+      })
+      return new Response(JSON.stringify((tokens(1) as { body: object }).body), {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+      })
+    }) as typeof fetch
+    const broker = new Broker({ paths: seeded.paths, env: {}, fetch: slowFetch, now: clock, refreshMarginSec: 300 })
+    const caller = new AbortController()
+    const got = broker.getAccessToken(EMAIL, { signal: caller.signal })
+    await sent
+    caller.abort() // e.g. the proxy's login deadline, or a client that went away
+    release()
+    await got.catch(() => undefined)
+    const rec = await broker.store.read(EMAIL)
+    assert.equal(rec?.grant?.refreshToken, 'rt-1', 'the rotated refresh token was stored')
+    assert.equal(rec?.lastError, undefined)
+  })
+
   it('keeps the old refresh token when the server does not rotate it', async () => {
     const { broker } = await setup({}, [
       { status: 200, body: { access_token: 'at-1', token_type: 'bearer', expires_in: 60 } },
