@@ -65,7 +65,7 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
   return {
     paths: broker.paths,
     record: (account) => broker.store.read(accountId(account), { secrets: false }),
-    config: () => broker.loadConfig(),
+    config: () => broker.config.load(),
     assertPrivate: () => broker.store.assertPrivate(),
     ensureStateDir: () => broker.store.ensureDir(),
     async unlock() {

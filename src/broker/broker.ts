@@ -112,11 +112,6 @@ export class Broker {
     return (this.#opts.now ?? Date.now)()
   }
 
-  /** config.toml (undefined when there is none), parsed again only when the file changes; a broken file rejects. */
-  async loadConfig(): Promise<Config | undefined> {
-    return this.config.load()
-  }
-
   /**
    * The settings snapshot: options > env > config.toml > defaults, taken afresh when the file
    * changes. A broken file rejects when the margin has to come from it, unless an earlier snapshot
@@ -152,13 +147,16 @@ export class Broker {
 
   /** The provider's grant horizons (broker/horizon.ts), from the provider lookupProvider names (config first). */
   async grantPolicy(s: AccountSettings): Promise<GrantPolicy> {
-    const { lookupProvider } = await import('../providers/resolve.js')
-    // a broken config file is reported by the commands that need it; built-in presets still count
+    const [{ lookupProvider }, { presetNamed }] = await Promise.all([
+      import('../providers/resolve.js'),
+      import('../providers/registry.js'),
+    ])
+    // A broken config file is reported by the commands that need it. Field by field: a
+    // [providers.NAME] that leaves a horizon out keeps the preset's (Microsoft's 90 idle days).
     const p = lookupProvider(s.provider, (await this.config.loadOrNothing())?.providers ?? new Map())
-    return {
-      ...(p?.refreshTokenIdleDays ? { idleDays: p.refreshTokenIdleDays } : {}),
-      ...(p?.grantMaxAgeDays ? { maxAgeDays: p.grantMaxAgeDays } : {}),
-    }
+    const idleDays = p?.refreshTokenIdleDays ?? presetNamed(s.provider)?.refreshTokenIdleDays
+    const maxAgeDays = p?.grantMaxAgeDays ?? presetNamed(s.provider)?.grantMaxAgeDays
+    return { ...(idleDays ? { idleDays } : {}), ...(maxAgeDays ? { maxAgeDays } : {}) }
   }
 
   /** Is the record's access token good for at least `minSec` more (capped at half its life)? */

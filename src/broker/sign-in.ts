@@ -135,7 +135,7 @@ async function plan(
   const email = assertEmail(rawOpts.email)
   const prev = await broker.store.read(email).catch(() => undefined)
   const opts = withPrevious({ ...rawOpts, email }, prev)
-  const providers = (await broker.loadConfig())?.providers ?? new Map<string, Provider>()
+  const providers = (await broker.config.load())?.providers ?? new Map<string, Provider>()
   let provider = chooseProvider(opts, providers)
   if (!provider && !opts.issuer && !opts.tokenUrl) {
     provider = await mxProvider(email, [...providers.values(), ...BUILTIN_PROVIDERS.values()])

@@ -139,6 +139,15 @@ describe('Broker.getAccessToken', () => {
     assert.deepEqual(await broker.grantPolicy({ ...s, provider: 'microsoft' }), { idleDays: 90 }, 'the preset')
   })
 
+  it("keeps a preset's grant horizons when a [providers.NAME] override leaves them out", async () => {
+    // an override of Microsoft's endpoints or client id must not switch off the 90-day keep-alive
+    await writeConfig('[providers.microsoft]\ntoken_url = "https://t.example/token"\nclient_id = "own-id"\n')
+    const { broker } = await setup({}, [])
+    const s = (await broker.store.read(EMAIL))?.settings
+    assert.ok(s)
+    assert.deepEqual(await broker.grantPolicy({ ...s, provider: 'microsoft' }), { idleDays: 90 })
+  })
+
   it('returns a fresh cached token without any request', async () => {
     const { broker, calls } = await setup({ expiresAt: now + 3000_000 }, [])
     const t = await broker.getAccessToken(EMAIL)
