@@ -20,7 +20,7 @@ import { resolvePaths } from '../config/paths.js'
 import { FileStore } from '../store/file-store.js'
 import { accountId } from '../domain/account.js'
 import { isFresh } from '../broker/freshness.js'
-import { fastPathAllowed, needsFile, resolveSettings } from '../config/settings.js'
+import { fastPathAllowed, resolveSettings } from '../config/settings.js'
 import type { Config } from '../config/config.js'
 
 /**
@@ -44,7 +44,8 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   const id = accountId(email)
   if (env.MAILKEY_EMAIL && accountId(env.MAILKEY_EMAIL) === id) return undefined // may need seeding
   const paths = resolvePaths(env)
-  const file = needsFile({}, env) ? await readConfig(paths.configFile) : undefined
+  // read even when the environment sets the margin: providers defined there decide too (fastPathAllowed)
+  const file = await readConfig(paths.configFile)
   // the file is there but broken: the full CLI reports it
   if (file === 'broken' || !fastPathAllowed(file)) return undefined
   const margin = resolveSettings({}, env, file).refreshMarginSec
