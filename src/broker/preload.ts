@@ -15,6 +15,7 @@ export async function preloadRefreshModules(env: Env): Promise<void> {
     import('../providers/registry.js'),
     import('../providers/resolve.js'),
     import('../config/config.js'),
+    import('./keep-alive.js'),
     ...(env.MAILKEY_EMAIL ? [import('../config/env-account.js'), import('../oauth/discovery.js')] : []),
   ])
 }
