@@ -7,7 +7,8 @@
  * (the caller decides how often), print or log.
  */
 import { accountId } from '../domain/account.js'
-import type { Broker } from './broker.js'
+import type { AccountRecord, AccountSettings } from '../domain/account.js'
+import type { GrantPolicy } from './horizon.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from './horizon.js'
 
 /** What one pass did for one account; only accounts with something to say are reported. */
@@ -20,7 +21,18 @@ export interface KeepAliveNote {
 }
 
 /** One pass over the active accounts: refresh those whose idle clock passed half its span. */
-export async function keepAlivePass(broker: Broker): Promise<KeepAliveNote[]> {
+/** What a pass needs of the broker (the Broker is one): no import of broker.ts, so no cycle. */
+export interface KeepAliveBroker {
+  store: {
+    list(): Promise<{ records: AccountRecord[] }>
+    read(id: string, o: { secrets: false }): Promise<AccountRecord | undefined>
+  }
+  grantPolicy(s: AccountSettings): Promise<GrantPolicy>
+  now(): number
+  getAccessToken(account: string, o: { forceRefresh: true }): Promise<unknown>
+}
+
+export async function keepAlivePass(broker: KeepAliveBroker): Promise<KeepAliveNote[]> {
   const notes: KeepAliveNote[] = []
   const { records } = await broker.store.list()
   for (const r of records) {
