@@ -11,7 +11,8 @@
  */
 import { descriptorShortage } from '../core/resources.js'
 import { shortageText } from '../errors.js'
-import { connect as netConnect, type Socket } from 'node:net'
+import { connect as netConnect, type LookupFunction, type Socket } from 'node:net'
+import { lookup as dnsLookup } from 'node:dns'
 import {
   connect as tlsConnect,
   createSecureContext,
@@ -78,6 +79,8 @@ export interface ConnectOptions {
   caFile?: string
   timeoutMs?: number
   signal?: AbortSignal
+  /** the host name lookup (default: dns.lookup, the system's resolver); tests fake it at the edge */
+  lookup?: LookupFunction
 }
 
 /**
@@ -149,7 +152,7 @@ export async function openTransport(addr: ServerAddress, opts: ConnectOptions = 
     minVersion: 'TLSv1.2',
   })
   if (opts.signal?.aborted) throw new ProbeNetworkError('interrupted', 'ABORT_ERR')
-  const socket = await connectSocket(addr, tlsOptions, timeoutMs, opts.signal)
+  const socket = await connectSocket(addr, tlsOptions, timeoutMs, opts.signal, opts.lookup ?? dnsLookup)
   return new SocketLines(socket, addr, tlsOptions, timeoutMs)
 }
 
@@ -159,9 +162,12 @@ function connectSocket(
   tlsOptions: () => ConnectionOptions,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  lookup: LookupFunction,
 ): Promise<Socket | TLSSocket> {
   return new Promise<Socket | TLSSocket>((resolve, reject) => {
-    const s = addr.implicitTls ? tlsConnect(tlsOptions()) : netConnect({ host: addr.host, port: addr.port })
+    const s = addr.implicitTls
+      ? tlsConnect({ ...tlsOptions(), lookup })
+      : netConnect({ host: addr.host, port: addr.port, lookup })
     // Mail dialogues are small request/reply lines: never hold one back for Nagle's algorithm.
     s.setNoDelay(true)
     const settle = (e?: Error): void => {
@@ -185,8 +191,29 @@ function connectSocket(
       timeoutMs,
     )
     s.once(addr.implicitTls ? 'secureConnect' : 'connect', () => settle())
-    s.once('error', (e: NodeJS.ErrnoException) => settle(netError(e, addr)))
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOTFOUND') return settle(netError(e, addr))
+      void lookupAgain(lookup, addr.host).then((found) => settle(found ? lookupOutage(e, addr) : netError(e, addr)))
+    })
   })
+}
+
+/**
+ * "No such host" is a verdict only if it holds a moment later: glibc answers ENOTFOUND when the
+ * lookup could not open a file or socket (core/resources.ts), and by the time the error is
+ * handled the descriptor table may have room again. A name that resolves on a second try was not
+ * wrong, so the first failure is reported as transient (issue 11, item 5).
+ */
+function lookupAgain(lookup: LookupFunction, host: string): Promise<boolean> {
+  return new Promise((resolve) => lookup(host, {}, (err) => resolve(!err)))
+}
+
+function lookupOutage(e: NodeJS.ErrnoException, addr: ServerAddress): ProbeNetworkError {
+  return new ProbeNetworkError(
+    `cannot look up ${addr.host} right now (it resolved on a second try: a local outage, not the name)`,
+    'EAI_AGAIN',
+    { cause: e },
+  )
 }
 
 /** CRLF line framing over a connected socket, with a per-read timeout and an in-place TLS upgrade. */
