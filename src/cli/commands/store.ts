@@ -11,8 +11,8 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { EXIT, UsageError } from '../../errors.js'
-import { resolvePaths, type Paths } from '../../config/paths.js'
-import type { Config } from '../../config/config.js'
+import { resolvePaths } from '../../config/paths.js'
+import { ConfigFile } from '../../config/config-file.js'
 import type { FileStore } from '../../store/file-store.js'
 import { openStore } from '../../store/open.js'
 import type { CliIO } from '../io.js'
@@ -78,18 +78,13 @@ function askFor(io: CliIO): { askPassphrase?: (prompt: string) => Promise<string
   return { askPassphrase: async () => (asked ? undefined : ((asked = true), await io.readLine('', io.signal))) }
 }
 
-/** config.toml of these paths (an empty one when there is no file); a broken file throws */
-async function loadConfigOf(paths: Paths): Promise<Config> {
-  return (await import('../../config/config.js')).loadConfig(paths.configFile)
-}
-
 /** The store these commands work on; an encrypted one unlocks with passphrase_command or `ask`. */
 function storeFor(io: CliIO, ask: { askPassphrase?: (prompt: string) => Promise<string | undefined> }): FileStore {
   const paths = resolvePaths(io.env)
   return openStore({
     env: io.env,
     paths,
-    passphraseCommand: async () => (await loadConfigOf(paths).catch(() => undefined))?.store?.passphraseCommand,
+    passphraseCommand: async () => (await new ConfigFile(paths.configFile).loadOrNothing())?.store?.passphraseCommand,
     ...ask,
   })
 }
@@ -106,7 +101,7 @@ async function unlockAll(store: FileStore): Promise<Map<string, Buffer>> {
 
 async function lifetimeMs(store: FileStore, flag: unknown): Promise<number> {
   if (typeof flag === 'string') return parseDuration(flag)
-  return ((await loadConfigOf(store.paths))?.store?.unlockSec ?? 8 * 3600) * 1000
+  return ((await new ConfigFile(store.paths.configFile).load())?.store?.unlockSec ?? 8 * 3600) * 1000
 }
 
 export async function run(args: string[], io: CliIO): Promise<number> {
