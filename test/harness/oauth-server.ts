@@ -94,6 +94,41 @@ export interface TokenFault {
   destroySocket?: boolean
 }
 
+/**
+ * One refresh_token grant request that reached the server (faulted and failing ones included),
+ * logged when its answer was ready. Hashes (SHA-256, hex) only, never tokens.
+ */
+export interface RefreshLogEntry {
+  /** Date.now() when the request arrived */
+  at: number
+  /** the refresh token presented ('' hashed when the request had none) */
+  presented: string
+  /** the answer's HTTP status (0: no answer, the connection was destroyed by a fault) */
+  status: number
+  /** the OAuth error code of an error answer */
+  error?: string
+  /** the rotated refresh token in a successful answer */
+  issuedRefresh?: string
+  /** the access token in a successful answer */
+  issuedAccess?: string
+  clientId?: string
+  /** grant and account of the presented token, when the server still knew it on arrival */
+  grantId?: string
+  accountId?: string
+  /** true when the answer never went out: a held answer dropped, a destroyed connection */
+  dropped?: true
+}
+
+/** A refresh answer held after the server processed the request (see holdNextRefreshAnswer). */
+export interface RefreshHold {
+  /** resolves once a refresh answer is ready and being held (its refreshLog entry is in) */
+  held: Promise<void>
+  /** sends the held answer */
+  release(): void
+  /** destroys the connection instead of answering */
+  drop(): void
+}
+
 export interface InteractionOptions {
   /** Login name = account id = email (default: the login_hint, else alice@example.test). */
   login?: string
@@ -113,6 +148,16 @@ export interface LabServer {
    * without keeping any token.
    */
   readonly introspectedHashes: string[]
+  /** Every refresh_token grant request, in the order its answer was ready (see RefreshLogEntry). */
+  readonly refreshLog: RefreshLogEntry[]
+  /**
+   * Holds the next refresh answer that oidc-provider produces (faults and `deny` answers are not
+   * held): the request is processed (tokens minted, the presented one consumed) but the client gets
+   * nothing until release() or drop(). Several calls hold the next answers in turn.
+   */
+  holdNextRefreshAnswer(): RefreshHold
+  /** true while the grant exists (not revoked, e.g. by a reused refresh token) */
+  grantAlive(grantId: string): Promise<boolean>
   resetCounts(): void
   injectTokenFault(fault: TokenFault): void
   clearFaults(): void
@@ -145,6 +190,82 @@ const SERVICE_SCOPES: Record<string, string> = {
 }
 
 const BODY_LIMIT = 56 * 1024
+
+function sha256(value: string): string {
+  return createHash('sha256').update(value).digest('hex')
+}
+
+/** The logged fields of a token endpoint answer body (hashes of the tokens in it). */
+function answerFields(body: string): Pick<RefreshLogEntry, 'error' | 'issuedRefresh' | 'issuedAccess'> {
+  let json: Record<string, unknown>
+  try {
+    json = JSON.parse(body) as Record<string, unknown>
+  } catch {
+    return {}
+  }
+  const out: Pick<RefreshLogEntry, 'error' | 'issuedRefresh' | 'issuedAccess'> = {}
+  if (typeof json.error === 'string') out.error = json.error
+  if (typeof json.refresh_token === 'string') out.issuedRefresh = sha256(json.refresh_token)
+  if (typeof json.access_token === 'string') out.issuedAccess = sha256(json.access_token)
+  return out
+}
+
+interface HoldSlot {
+  onHeld(): void
+  decided: Promise<'release' | 'drop'>
+}
+
+type EndArgs = Parameters<ServerResponse['end']>
+
+/**
+ * Logs a refresh request's answer into `log` when the server ends it (res.end: oidc-provider, a
+ * fault and the `deny` answer all end that way), or as dropped when the connection closes first.
+ * Once `reachedProvider()` was called, the answer may be held by the first of `holds`.
+ */
+function trackRefresh(
+  res: ServerResponse,
+  entry: RefreshLogEntry,
+  log: RefreshLogEntry[],
+  holds: HoldSlot[],
+): { reachedProvider(): void } {
+  let viaProvider = false
+  let logged = false
+  const chunks: Buffer[] = []
+  const collect = (chunk: unknown): void => {
+    if (typeof chunk === 'string' || chunk instanceof Uint8Array) chunks.push(Buffer.from(chunk))
+  }
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean
+  const end = res.end.bind(res) as (...args: EndArgs) => ServerResponse
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    collect(chunk)
+    return write(chunk, ...rest)
+  }) as ServerResponse['write']
+  res.end = ((...args: EndArgs) => {
+    if (typeof args[0] !== 'function') collect(args[0])
+    logged = true
+    log.push({ ...entry, status: res.statusCode, ...answerFields(Buffer.concat(chunks).toString('utf8')) })
+    const logEntry = log[log.length - 1] as RefreshLogEntry
+    const hold = viaProvider ? holds.shift() : undefined
+    if (!hold) return end(...args)
+    hold.onHeld()
+    void hold.decided.then((decision) => {
+      if (decision === 'release') end(...args)
+      else {
+        logEntry.dropped = true
+        res.destroy()
+      }
+    })
+    return res
+  }) as ServerResponse['end']
+  res.once('close', () => {
+    if (!logged) log.push({ ...entry, status: 0, dropped: true })
+  })
+  return {
+    reachedProvider() {
+      viaProvider = true
+    },
+  }
+}
 
 const LOOPBACK_REDIRECTS = ['http://127.0.0.1', 'http://localhost', 'http://[::1]'].flatMap((origin) =>
   ['', '/', '/callback'].map((path) => origin + path),
@@ -254,6 +375,8 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     revocation: 0,
   }
   const introspectedHashes: string[] = []
+  const refreshLog: RefreshLogEntry[] = []
+  const holds: HoldSlot[] = []
   const faults: FaultSlot[] = []
   const denied = new Set<string>()
   const closing = new AbortController()
@@ -494,14 +617,16 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       const grantType = params.get('grant_type')
       const counter = grantType === null ? undefined : GRANT_COUNTERS[grantType]
       if (counter) counts[counter] += 1
+      const clientId = params.get('client_id') ?? basicClientId(req)
+      const tracked = grantType === 'refresh_token' ? await refreshArrived(res, params, clientId) : undefined
       const fault = takeFault(grantType)
       if (fault && (await applyFault(req, res, fault))) return
-      const clientId = params.get('client_id') ?? basicClientId(req)
       if (clientId !== undefined && denied.has(clientId)) {
         disabled(res, req.headers.authorization ? 401 : 400)
         return
       }
       if (post) setParsedBody(req, body)
+      tracked?.reachedProvider()
     } else if (path === '/device/auth') {
       counts.deviceAuthorization += 1
       const body = post ? (await readBody(req)).toString('utf8') : ''
@@ -542,6 +667,31 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       counts.revocation += 1
     }
     handleWithProvider(req, res)
+  }
+
+  /** Starts the refreshLog entry of a refresh request (and lets its answer be held). */
+  async function refreshArrived(
+    res: ServerResponse,
+    params: URLSearchParams,
+    clientId: string | undefined,
+  ): Promise<{ reachedProvider(): void }> {
+    const at = Date.now()
+    const presented = params.get('refresh_token') ?? ''
+    const known = presented ? await oidc.RefreshToken.find(presented).catch(() => undefined) : undefined
+    const entry: RefreshLogEntry = { at, presented: sha256(presented), status: 0 }
+    if (clientId !== undefined) entry.clientId = clientId
+    if (known?.grantId) entry.grantId = known.grantId
+    if (known?.accountId) entry.accountId = known.accountId
+    return trackRefresh(res, entry, refreshLog, holds)
+  }
+
+  function holdNextRefreshAnswer(): RefreshHold {
+    let onHeld!: () => void
+    let decide!: (d: 'release' | 'drop') => void
+    const held = new Promise<void>((resolve) => (onHeld = resolve))
+    const decided = new Promise<'release' | 'drop'>((resolve) => (decide = resolve))
+    holds.push({ onHeld, decided })
+    return { held, release: () => decide('release'), drop: () => decide('drop') }
   }
 
   async function handleInteraction(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -742,6 +892,11 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     port,
     counts,
     introspectedHashes,
+    refreshLog,
+    holdNextRefreshAnswer,
+    async grantAlive(grantId: string) {
+      return (await oidc.Grant.find(grantId)) !== undefined
+    },
     resetCounts() {
       for (const key of Object.keys(counts) as (keyof TokenCounts)[]) counts[key] = 0
     },
