@@ -5,11 +5,15 @@
 // passwords never appear in assertion messages: secret comparisons go through assert.ok(boolean).
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { TestContext } from 'node:test'
 import * as oauth from 'oauth4webapi'
 import pg from 'pg'
+import { makeTestCA } from '../harness/certs.js'
 import { noteSecrets } from '../harness/cli.js'
 import { LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, startOAuthServer } from '../harness/oauth-server.js'
 import type { LabServer } from '../harness/oauth-server.js'
@@ -128,6 +132,27 @@ test('postgres: the default (durable: false) turns fsync, synchronous_commit and
     /ENOENT/,
     'close() removed the dir',
   )
+})
+
+test('postgres: tls serves the given certificate; the client verifies it against the test CA', async (t) => {
+  if (!needTool(t, postgresAvailable(), `PostgreSQL is missing (${POSTGRES_INSTALL_HINT})`)) return
+  const certDir = await mkdtemp(join(tmpdir(), 'mailkey-pg-certs-'))
+  t.after(() => rm(certDir, { recursive: true, force: true }))
+  const ca = await makeTestCA(certDir)
+  const server = await startPostgres({ tls: { cert: ca.certFile, key: ca.keyFile } })
+  t.after(() => server.close())
+  const { host, port, database, user, password } = server
+  const c = new pg.Client({ host, port, database, user, password, ssl: { ca: ca.caPem } })
+  await c.connect()
+  try {
+    const row = (await c.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0] as { ssl: boolean }
+    assert.equal(row.ssl, true)
+  } finally {
+    await c.end()
+  }
+  const strange = new pg.Client({ host, port, database, user, password, ssl: { rejectUnauthorized: true } })
+  strange.on('error', () => undefined)
+  await assert.rejects(strange.connect(), /self-signed|unable to verify|certificate/i, 'an unknown CA is refused')
 })
 
 /** What a client without AUTH gets for PING. */
