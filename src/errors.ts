@@ -50,6 +50,12 @@ export const ERR = {
   STORE_LOCKED: 'ERR_MAILKEY_STORE_LOCKED',
   STORE_WRONG_PASSPHRASE: 'ERR_MAILKEY_STORE_WRONG_PASSPHRASE',
   STORE_KEY_UNAVAILABLE: 'ERR_MAILKEY_STORE_KEY_UNAVAILABLE',
+  /** a shared store (PostgreSQL, Redis) cannot be reached or did not answer in time: try again later */
+  STORE_UNAVAILABLE: 'ERR_MAILKEY_STORE_UNAVAILABLE',
+  /** a shared store has no mailkey schema, or an older one: `mailkey store init` */
+  STORE_SCHEMA: 'ERR_MAILKEY_STORE_SCHEMA',
+  /** another host took this host's lease on an account; its write was refused (handled inside) */
+  STORE_FENCED: 'ERR_MAILKEY_STORE_FENCED',
   /** the process or the system ran out of something (file descriptors, memory): try again later */
   RESOURCES_EXHAUSTED: 'ERR_MAILKEY_RESOURCES_EXHAUSTED',
   INTERNAL: 'ERR_MAILKEY_INTERNAL',
@@ -175,10 +181,20 @@ export class StoreError extends MailkeyError {
   override readonly exitCode: number
   constructor(code: ErrorCode, message: string, options: MailkeyErrorOptions = {}) {
     super(code, message, options)
-    this.exitCode = code === ERR.RESOURCES_EXHAUSTED ? EXIT.TEMPFAIL : EXIT.IOERR
+    this.exitCode =
+      code === ERR.RESOURCES_EXHAUSTED || code === ERR.STORE_UNAVAILABLE
+        ? EXIT.TEMPFAIL
+        : code === ERR.STORE_SCHEMA
+          ? EXIT.CONFIG
+          : EXIT.IOERR
   }
+  /** STORE_FENCED is not: the refresh it ends must not be retried with the same token (broker/fenced-flight.ts) */
   override get transient(): boolean {
-    return this.code === ERR.STORE_LOCK_TIMEOUT || this.code === ERR.RESOURCES_EXHAUSTED
+    return (
+      this.code === ERR.STORE_LOCK_TIMEOUT ||
+      this.code === ERR.RESOURCES_EXHAUSTED ||
+      this.code === ERR.STORE_UNAVAILABLE
+    )
   }
 }
 

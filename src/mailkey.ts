@@ -66,10 +66,10 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
     paths: broker.paths,
     record: (account) => broker.store.read(accountId(account), { secrets: false }),
     config: () => broker.config.load(),
-    assertPrivate: () => broker.store.assertPrivate(),
+    assertPrivate: () => broker.file.assertPrivate(),
     ensureStateDir: () => broker.store.ensureDir(),
     async unlock() {
-      await broker.store.keys?.unlockAll()
+      await broker.file.keys?.unlockAll()
     },
     async keepAlive() {
       return (await import('./broker/keep-alive.js')).keepAlivePass(broker)

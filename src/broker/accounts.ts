@@ -45,7 +45,10 @@ export interface AccountStatus {
   identity?: Identity
   lastError?: LastError & { atIso: string; meaning?: string }
   /** where the grant is kept, and whether it is encrypted there */
-  storage: { kind: 'file'; path: string; encrypted: boolean; protection: 'file' | 'keyring' | 'passphrase' }
+  storage:
+    | { kind: 'file'; path: string; encrypted: boolean; protection: 'file' | 'keyring' | 'passphrase' }
+    /** a shared store (PostgreSQL, Redis): always sealed with the store key */
+    | { kind: 'shared'; store: string; encrypted: true; protection: 'store-key' }
 }
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
@@ -58,7 +61,7 @@ export function meaningOf(l: LastError): string | undefined {
   return l.oauthError ? OAUTH_ERROR_MEANINGS[l.oauthError] : undefined
 }
 
-export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy): AccountStatus {
+export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy, sharedLabel?: string): AccountStatus {
   const s = rec.settings
   const g = rec.grant
   const now = broker.now()
@@ -77,14 +80,16 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     },
     refreshToken: { present: grantHas(g, 'refreshToken') },
     grantedAt: iso(g?.grantedAt ?? rec.updatedAt) as string,
-    storage: {
-      kind: 'file',
-      path: broker.store.recordPath(accountId(s.email)),
-      encrypted: rec.sealed !== undefined,
-      protection: rec.sealed
-        ? (broker.store.keys?.meta()?.keys.find((k) => k.kid === rec.sealed?.kid)?.kind ?? 'passphrase')
-        : 'file',
-    },
+    storage: sharedLabel
+      ? { kind: 'shared', store: sharedLabel, encrypted: true, protection: 'store-key' }
+      : {
+          kind: 'file',
+          path: broker.file.recordPath(accountId(s.email)),
+          encrypted: rec.sealed !== undefined,
+          protection: rec.sealed
+            ? (broker.file.keys?.meta()?.keys.find((k) => k.kid === rec.sealed?.kid)?.kind ?? 'passphrase')
+            : 'file',
+        },
   }
   if (s.tenant) st.tenant = s.tenant
   if (s.clientLabel) st.clientLabel = s.clientLabel
@@ -125,7 +130,7 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
 
 /** toStatus with the account's grant policy (broker.grantPolicy) */
 export async function statusOf(broker: Broker, rec: AccountRecord): Promise<AccountStatus> {
-  return toStatus(broker, rec, await broker.grantPolicy(rec.settings))
+  return toStatus(broker, rec, await broker.grantPolicy(rec.settings), (await broker.backend()).shared?.label)
 }
 
 export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {

@@ -30,55 +30,45 @@ import type { Config } from '../config/config.js'
 import { needsFile, resolveSettings, settingsOptions, type Settings } from '../config/settings.js'
 import { openStore } from '../store/open.js'
 import type { FileStore } from '../store/file-store.js'
+import type { TokenStore } from '../store/token-store.js'
 import { accountId } from '../domain/account.js'
 import { sleep as realSleep } from '../store/lock.js'
 import type { AccountRecord, AccountSettings } from '../domain/account.js'
-import { runHook, type HookEvent, type HooksConfig } from '../core/hooks.js'
+import { runHook, type HookEvent } from '../core/hooks.js'
 import { isFresh } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
 import { errorFromLast, unknownAccount } from './failures.js'
 import { refreshUnderLock, type RefreshContext } from './refresh.js'
-import type { Sleep } from './retry.js'
 import type { SingleFlight } from './single-flight.js'
-import { LockFlight } from './lock-flight.js'
+import { StoreChoice, type Chosen } from './store-choice.js'
+import { HostCache } from '../store/host-cache.js'
+import { fromHostCache, remember, storeDown } from './host-tokens.js'
+import { grantPolicyOf } from './policy.js'
+import type { BrokerOptions } from './options.js'
 import { startWorker, workerAvailable } from './worker.js'
 import { syncEnvAccount } from './env-seed.js'
 import { preloadRefreshModules } from './preload.js'
 import { cachedInstead, toAccessToken, type AccessToken, type GetTokenOptions } from './access-token.js'
 
 export type { AccessToken, GetTokenOptions } from './access-token.js'
+export type { BrokerOptions } from './options.js'
 
 export { DEFAULT_REFRESH_MARGIN_SEC } from '../config/settings.js'
 export { ASSUMED_LIFETIME_SEC } from './grant.js'
 export { errorFromLast, unknownAccount } from './failures.js'
 
-/** Settings keys (config/settings.ts: refreshMarginSec, httpTimeoutMs, lockTimeoutMs, maxAttempts, maxRetryAfterSec) win over env and config.toml. */
-export interface BrokerOptions extends Partial<Settings> {
-  /** environment to read XDG paths and MAILKEY_* from (default: process.env) */
-  env?: Env
-  paths?: Paths
-  /** run refreshes in a detached worker process (default: when the worker is available) */
-  isolateRefresh?: boolean
-  fetch?: typeof fetch
-  now?: () => number
-  /** how the refresh waits between attempts (default: a timer); tests pass one that does not wait */
-  sleep?: Sleep
-  /** [hooks] to run instead of those of config.toml (core/hooks.ts); {} turns them off */
-  hooks?: HooksConfig
-  /** non-fatal notes (e.g. a cached token was returned because the server is down) */
-  onWarning?: (message: string) => void
-  /** an encrypted store: ask for its passphrase on a terminal (the CLI passes this) */
-  askPassphrase?: (prompt: string) => Promise<string | undefined>
-  /** an encrypted store: data keys already unlocked (handed to the refresh worker) */
-  storeKeys?: ReadonlyMap<string, Buffer>
-}
-
 export class Broker {
   readonly env: Env
   readonly paths: Paths
-  readonly store: FileStore
+  /** the local file store: the accounts of a host without a shared store, and local things */
+  readonly file: FileStore
+  /** the store in use (broker/store-choice.ts): the file store, or a shared one */
+  readonly store: TokenStore
   readonly config: ConfigFile
   readonly flight: SingleFlight
+  readonly #choice: StoreChoice
+  readonly #hostCache: HostCache
+  readonly #remembered = new Map<string, number>()
   readonly #opts: BrokerOptions
   readonly #inflight = new Map<string, Promise<AccountRecord>>()
   #lastGood: Settings | undefined
@@ -88,24 +78,33 @@ export class Broker {
     this.env = opts.env ?? process.env
     this.paths = opts.paths ?? resolvePaths(this.env)
     this.config = new ConfigFile(this.paths.configFile)
-    this.store = openStore({
+    this.file = openStore({
       env: this.env,
       paths: this.paths,
       passphraseCommand: async () => (await this.config.loadOrNothing())?.store?.passphraseCommand,
       ...(opts.askPassphrase ? { askPassphrase: opts.askPassphrase } : {}),
       ...(opts.storeKeys ? { keys: opts.storeKeys } : {}),
     })
-    this.flight = new LockFlight({
-      store: this.store,
-      lockPath: (id) => this.store.lockPath(id),
+    this.#choice = new StoreChoice({
+      env: this.env,
+      config: this.config,
+      file: this.file,
       now: () => this.now(),
       refreshHere: async (id, req) => refreshUnderLock(await this.#refreshContext(), id, req),
       worker: async (id, lock, req) => {
         if (!this.#useWorker()) return 'not-started'
         const launch = { env: this.env, paths: this.paths, settings: await this.settings() }
-        return startWorker({ ...launch, keys: this.store.keys?.unlocked() }, id, lock, req)
+        return startWorker({ ...launch, keys: this.file.keys?.unlocked() }, id, lock, req)
       },
     })
+    this.#hostCache = new HostCache(this.paths)
+    this.store = this.#choice.store
+    this.flight = this.#choice.flight
+  }
+
+  /** The store in use, decided on first use (broker/store-choice.ts). */
+  backend(): Promise<Chosen> {
+    return this.#choice.chosen()
   }
 
   now(): number {
@@ -147,16 +146,7 @@ export class Broker {
 
   /** The provider's grant horizons (broker/horizon.ts), from the provider lookupProvider names (config first). */
   async grantPolicy(s: AccountSettings): Promise<GrantPolicy> {
-    const [{ lookupProvider }, { presetNamed }] = await Promise.all([
-      import('../providers/resolve.js'),
-      import('../providers/registry.js'),
-    ])
-    // A broken config file is reported by the commands that need it. Field by field: a
-    // [providers.NAME] that leaves a horizon out keeps the preset's (Microsoft's 90 idle days).
-    const p = lookupProvider(s.provider, (await this.config.loadOrNothing())?.providers ?? new Map())
-    const idleDays = p?.refreshTokenIdleDays ?? presetNamed(s.provider)?.refreshTokenIdleDays
-    const maxAgeDays = p?.grantMaxAgeDays ?? presetNamed(s.provider)?.grantMaxAgeDays
-    return { ...(idleDays ? { idleDays } : {}), ...(maxAgeDays ? { maxAgeDays } : {}) }
+    return await grantPolicyOf(this.config, s)
   }
 
   /** Is the record's access token good for at least `minSec` more (capped at half its life)? */
@@ -164,8 +154,20 @@ export class Broker {
     return isFresh(rec?.grant, this.now(), minSec)
   }
 
+  /** A token with enough life left; on a shared store that is down, this host's cached one while valid. */
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {
     const id = accountId(account)
+    try {
+      const t = await this.#getAccessToken(id, account, opts)
+      if ((await this.backend()).shared) await remember(this.#hostCache, id, t, this.#remembered)
+      return t
+    } catch (e) {
+      if (!storeDown(e) || opts.forceRefresh) throw e
+      return await fromHostCache(this.#hostCache, id, e, this.now(), this.#opts.onWarning)
+    }
+  }
+
+  async #getAccessToken(id: string, account: string, opts: GetTokenOptions): Promise<AccessToken> {
     let rec = await this.store.read(id)
     rec = await syncEnvAccount(this.#seedContext(), id, rec)
     if (!rec) throw unknownAccount(account)

@@ -88,10 +88,13 @@ export function noAnswer(err: MailkeyError): boolean {
  * without a grace period (RFC 9700 §4.14.2 allows it) then refuses the old one, and only a new
  * sign-in helps; say so instead of a bare "refused".
  */
-export function lostAnswer(err: MailkeyError, email: string): ReauthRequiredError {
+export function lostAnswer(err: MailkeyError, email: string, cutOffHost?: string): ReauthRequiredError {
+  const earlier = cutOffHost
+    ? `An earlier refresh for "${email}" by ${cutOffHost} was cut off (killed, paused or disconnected) before its answer was stored`
+    : `An earlier refresh for "${email}" lost its connection before the answer arrived`
   return new ReauthRequiredError(
     err.code,
-    `${err.message}. An earlier refresh for "${email}" lost its connection before the answer arrived; this server had most likely already replaced the refresh token (rotation without a grace period), so the new one never reached mailkey`,
+    `${err.message}. ${earlier}; this server had most likely already replaced the refresh token (rotation without a grace period), so the new one never reached mailkey`,
     {
       account: email,
       ...(err.oauthError ? { oauthError: err.oauthError } : {}),

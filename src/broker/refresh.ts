@@ -29,6 +29,12 @@ export interface RefreshContext {
 
 export interface RefreshRequest extends Want {
   signal?: AbortSignal
+  /**
+   * A shared store saw an unfinished refresh by this holder (its intent, broker/fenced-flight.ts):
+   * the provider may have rotated the refresh token and the answer been lost. An invalid_grant now
+   * says so, and needs a sign-in; it is never retried.
+   */
+  cutOffRefreshBy?: string
 }
 
 /** The caller holds the account's lock. */
@@ -49,8 +55,8 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
   let answerMaybeLost = rec.lastError?.answerMaybeLost === true && ctx.now() - rec.lastError.at < LOST_ANSWER_WINDOW_MS
   const toError = (e: unknown): MailkeyError => {
     let err = asMailkeyError(e, settings.email)
-    if (err.reauthRequired && err.oauthError === 'invalid_grant' && answerMaybeLost)
-      err = lostAnswer(err, settings.email)
+    if (err.reauthRequired && err.oauthError === 'invalid_grant' && (answerMaybeLost || want.cutOffRefreshBy))
+      err = lostAnswer(err, settings.email, answerMaybeLost ? undefined : want.cutOffRefreshBy)
     if (noAnswer(err)) answerMaybeLost = true
     return err
   }

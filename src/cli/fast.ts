@@ -43,11 +43,12 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   if (!email || email.startsWith('-')) return undefined
   const id = accountId(email)
   if (env.MAILKEY_EMAIL && accountId(env.MAILKEY_EMAIL) === id) return undefined // may need seeding
+  if (env.MAILKEY_STORE_URL) return undefined // a shared store: the full CLI
   const paths = resolvePaths(env)
   // read even when the environment sets the margin: providers defined there decide too (fastPathAllowed)
   const file = await readConfig(paths.configFile)
   // the file is there but broken: the full CLI reports it
-  if (file === 'broken' || !fastPathAllowed(file)) return undefined
+  if (file === 'broken' || !fastPathAllowed(file) || file?.store?.url) return undefined
   const margin = resolveSettings({}, env, file).refreshMarginSec
   try {
     let rec = await new FileStore(paths).read(id, { secrets: false })

@@ -83,10 +83,14 @@ export interface StoreConfig {
   passphraseCommand?: string
   /** how long "mailkey unlock" keeps the key, in seconds (default 8 h) */
   unlockSec?: number
+  /** a shared store for many hosts: postgres://… or redis://… (store/shared/); MAILKEY_STORE_URL wins */
+  url?: string
+  /** the shared store's key file (32 random bytes, base64 or hex); MAILKEY_STORE_KEY_FILE wins */
+  keyFile?: string
 }
 
 const TOP_KEYS = new Set(['refresh_margin_sec', 'http_timeout_sec', 'providers', 'proxy', 'hooks', 'store'])
-const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec'])
+const STORE_KEYS = new Set(['passphrase_command', 'unlock_sec', 'url', 'key_file'])
 const HOOK_KEYS = new Set(['reauth', 'device_code', 'refresh_error', 'timeout_sec'])
 /** [proxy] keys for connection caps (proxy/admission.ts) and the first-command timeout */
 const ADMISSION_KEYS = ['max_connections', 'max_connections_per_source', 'first_command_timeout_sec'] as const
@@ -349,8 +353,13 @@ function parseStore(t: unknown, fail: Fail): StoreConfig {
   if (typeof t !== 'object' || t === null || Array.isArray(t)) fail([], 'store', '"store" must be a table')
   const store: StoreConfig = {}
   for (const [k, v] of Object.entries(t as Record<string, unknown>)) {
-    if (!STORE_KEYS.has(k)) fail(['store'], k, `unknown setting "${k}" (use passphrase_command, unlock_sec)`)
-    if (k === 'unlock_sec') {
+    if (!STORE_KEYS.has(k))
+      fail(['store'], k, `unknown setting "${k}" (use url, key_file, passphrase_command, unlock_sec)`)
+    if (k === 'url' || k === 'key_file') {
+      if (typeof v !== 'string' || v.trim() === '') fail(['store'], k, `"${k}" must be a non-empty string`)
+      if (k === 'url') store.url = (v as string).trim()
+      else store.keyFile = v as string
+    } else if (k === 'unlock_sec') {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 31 * 86400)
         fail(['store'], k, '"unlock_sec" must be a whole number of seconds from 1 to 2678400 (31 days)')
       store.unlockSec = v as number

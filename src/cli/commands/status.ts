@@ -143,10 +143,13 @@ function describe(s: AccountStatus): string {
     rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])
     if (s.lastError.meaning) rows.push(['meaning', s.lastError.meaning])
   }
-  rows.push([
-    'stored in',
-    `${s.storage.path} (file mode 0600, ${s.storage.encrypted ? `tokens encrypted, key ${s.storage.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'}` : 'not encrypted'})`,
-  ])
+  rows.push(['stored in', storedIn(s.storage)])
   const w = Math.max(...rows.map(([k]) => k.length))
   return `${s.email}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`
+}
+
+function storedIn(st: AccountStatus['storage']): string {
+  if (st.kind === 'shared') return `${st.store} (shared store, sealed with the store key)`
+  const key = st.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'
+  return `${st.path} (file mode 0600, ${st.encrypted ? `tokens encrypted, key ${key}` : 'not encrypted'})`
 }

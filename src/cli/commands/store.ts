@@ -25,6 +25,10 @@ const HELP = `Usage: mailkey store [status] [--json]
        mailkey store migrate --to file|keyring|passphrase
        mailkey store passphrase
        mailkey unlock [--for 8h]  |  mailkey lock  |  mailkey agent [--for 8h]
+Shared store (many hosts; MAILKEY_STORE_URL or [store] url):
+       mailkey store init [--new-key FILE]     create or upgrade the schema; FILE: a new store key
+       mailkey store migrate --to postgres://USER@HOST/DB
+                                               move this host's accounts into a shared store
 
 The tokens (access token, refresh token, client secret) can be kept encrypted (AES-256-GCM) with
 a key held by the OS keyring (Secret Service, macOS Keychain, Windows Credential Manager) or
@@ -105,12 +109,13 @@ async function lifetimeMs(store: FileStore, flag: unknown): Promise<number> {
 }
 
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parse('store', args, { ...COMMON_FLAGS, to: { type: 'string' } }, 1)
+  const flags = { ...COMMON_FLAGS, to: { type: 'string' }, 'new-key': { type: 'string' } } as const
+  const { values, positionals } = parse('store', args, flags, 1)
   const sub = positionals[0] ?? 'status'
-  if (values.help) {
-    io.stdout(HELP)
-    return EXIT.OK
-  }
+  if (values.help) return (io.stdout(HELP), EXIT.OK)
+  const { runShared } = await import('./store-shared.js')
+  const shared = await runShared(sub, values as Parameters<typeof runShared>[1], io, () => storeFor(io, askFor(io)))
+  if (shared !== undefined) return shared
   const store = storeFor(io, askFor(io))
   // I2: a store others can read is refused before anything is shown or changed
   await store.assertPrivate()

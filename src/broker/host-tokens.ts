@@ -1,0 +1,66 @@
+/**
+ * A host on a shared store keeps working while the store is down: every access token it hands out
+ * is also kept in its host cache (store/host-cache.ts), and when the store cannot be reached the
+ * cached one is handed out while it is valid (with a warning). After that, the store's own
+ * transient error (exit 75, "[UNAVAILABLE]" in the proxy) names the store. There is never a
+ * refresh without the store's lease, so a host cut off cannot race the rest of the fleet.
+ *
+ * Owns: when the host cache is written and when it may answer. Must not: refresh.
+ */
+import { ERR, MailkeyError } from '../errors.js'
+import { Secret } from '../core/secret.js'
+import { CACHED_FALLBACK_MIN_MS } from '../config/settings.js'
+import type { HostCache } from '../store/host-cache.js'
+import type { AccessToken } from './access-token.js'
+
+/** The store could not be reached (or is out of resources): the host cache may answer. */
+export function storeDown(e: unknown): e is MailkeyError {
+  return e instanceof MailkeyError && (e.code === ERR.STORE_UNAVAILABLE || e.code === ERR.RESOURCES_EXHAUSTED)
+}
+
+/** Keep `t` for the times the store is down; written only when it changed since this process last did. */
+export async function remember(
+  cache: HostCache,
+  id: string,
+  t: AccessToken,
+  written: Map<string, number>,
+): Promise<void> {
+  if (t.expiresAt === undefined || written.get(id) === t.expiresAt) return
+  try {
+    await cache.put(id, {
+      account: t.account,
+      token: t.token.reveal(),
+      expiresAt: t.expiresAt,
+      sasl: t.sasl,
+      user: t.user,
+      ...(t.scope !== undefined ? { scope: t.scope } : {}),
+    })
+    written.set(id, t.expiresAt)
+  } catch {
+    // a courtesy for bad times: its failure is never the caller's
+  }
+}
+
+/** The cached token while it is valid (more than CACHED_FALLBACK_MIN_MS left), else `e` again. */
+export async function fromHostCache(
+  cache: HostCache,
+  id: string,
+  e: MailkeyError,
+  now: number,
+  onWarning: ((message: string) => void) | undefined,
+): Promise<AccessToken> {
+  const c = await cache.get(id)
+  const left = c ? c.expiresAt - now : 0
+  if (!c || left <= CACHED_FALLBACK_MIN_MS) throw e
+  onWarning?.(`${e.message}; using this host's cached token for "${id}" (valid ${Math.round(left / 1000)} s more)`)
+  const t: AccessToken = {
+    account: c.account,
+    token: new Secret(c.token),
+    expiresAt: c.expiresAt,
+    sasl: c.sasl,
+    user: c.user,
+    refreshed: false,
+  }
+  if (c.scope !== undefined) t.scope = c.scope
+  return t
+}
