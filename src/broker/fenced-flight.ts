@@ -59,7 +59,13 @@ export class FencedFlight implements SingleFlight {
         seen ??= c.version
         const rec = await this.#underLease(id, c, req)
         if (rec) return rec
-        continue // fenced off: the new holder's outcome is the answer
+        // fenced off: discard, re-read; what the new holder wrote is the answer
+        const now = await store.row(id)
+        if (!now) throw unknownAccount(id)
+        const r = await this.#waitForOutcome(id, now, seen, req)
+        if (typeof r !== 'number') return r
+        seen = r
+        continue
       }
       seen ??= c.version
       const r = await this.#waitForOutcome(id, c, seen, req)
@@ -78,6 +84,8 @@ export class FencedFlight implements SingleFlight {
       const rec = await store.recordOf(lease.row)
       if (!rec) throw unknownAccount(id)
       if (goodEnough(rec, req, this.#o.now())) return rec
+      // a grant another host found dead stays dead until a sign-in (or a forced try): no loop
+      if (rec.state === 'reauth' && !req.force) throw errorFromLast(rec)
       req.onMine?.()
       if (lease.intent) await store.log(lease, 'intent-retry', { cutOff: lease.intent.owner })
       if (!(await store.markIntent(lease))) return undefined
@@ -92,7 +100,9 @@ export class FencedFlight implements SingleFlight {
       }
       return await store.runHolding(lease, () => this.#o.refreshHere(id, refreshReq))
     } catch (e) {
-      if (isFenced(e)) {
+      // fenced off, or failed after another host took over (a pause outlived the lease): the
+      // failure is moot, the new holder's outcome is the answer
+      if (isFenced(e) || (await this.#takenOver(lease))) {
         await store.log(lease, 'fenced').catch(() => undefined)
         return undefined
       }
@@ -100,6 +110,11 @@ export class FencedFlight implements SingleFlight {
     } finally {
       await store.release(lease).catch(() => undefined)
     }
+  }
+
+  async #takenOver(lease: Lease): Promise<boolean> {
+    const row = await this.#o.store.row(lease.id).catch(() => undefined)
+    return row !== undefined && row.fence !== lease.fence
   }
 
   /**

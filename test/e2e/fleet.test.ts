@@ -5,7 +5,6 @@
 // cost one refresh; the refresh log shows no refresh token presented twice.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import pg from 'pg'
 import { stat } from 'node:fs/promises'
 import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
@@ -79,11 +78,7 @@ describe('fleet on PostgreSQL', { skip: !postgresAvailable() && 'PostgreSQL miss
     assert.equal(list.code, 0, list.stderr)
     assert.match(list.stdout, /alice@example\.test/)
     // sealed at rest: no token in the row's text
-    const db = new pg.Client(pgServer.urlWithPassword)
-    await db.connect()
-    const row = await db
-      .query(`SELECT t::text AS text FROM mailkey_accounts t WHERE id = $1`, [EMAIL])
-      .finally(() => db.end())
+    const row = await pgServer.query(`SELECT t::text AS text FROM mailkey_accounts t WHERE id = $1`, [EMAIL], 'mailkey')
     const text = String(row.rows[0]?.text)
     assert.ok(text.length > 100)
     for (const s of secrets) assert.ok(!text.includes(s), 'no token in the clear in the database')

@@ -53,8 +53,12 @@ export interface PgServer {
   stop(): Promise<void>
   /** starts again on the same port and data dir (after kill or stop); resolves once it accepts connections */
   start(): Promise<void>
-  /** a query as the superuser (one connection per call) */
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>
+  /** a query as the superuser (one connection per call), in database `postgres` unless `database` is given */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+    database?: string,
+  ): Promise<pg.QueryResult<R>>
   /** stop, then remove the dir */
   close(): Promise<void>
 }
@@ -428,8 +432,10 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgServer> {
       if (child && alive(child)) throw new Error('postgres harness: start() while the server is running')
       child = await launch(cluster, port, timeoutMs)
     },
-    async query(sql, params) {
-      const client = new pg.Client({ connectionString: superUrl })
+    async query(sql, params, database) {
+      const url = new URL(superUrl)
+      if (database) url.pathname = `/${database}`
+      const client = new pg.Client({ connectionString: url.href })
       client.on('error', () => undefined)
       await client.connect()
       try {

@@ -1,0 +1,168 @@
+// Crash semantics of the shared store (issue 13, docs/adr/0011), with real host processes on a
+// real PostgreSQL and the real OAuth server holding its answer after it minted the tokens:
+// - the refreshing host SIGKILLed: the next host sees the unfinished intent after the lease and
+//   retries once with the stored refresh token. A server that keeps its refresh tokens (Microsoft,
+//   Google) accepts it: nothing lost. A strictly rotating one refuses it: the grant needs a sign-in,
+//   said once with the cut-off host named, and nobody presents the token again (no loop).
+// - the refreshing host SIGSTOPped past its lease, then SIGCONT: its write is fenced off, it hands
+//   out what the new holder wrote, never its own token.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
+import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
+import { checkFleet, makeFleet, sha256, signInShared, type FleetStore } from '../harness/fleet.js'
+import { noteSecrets, spawnCli } from '../harness/cli.js'
+
+const EMAIL = 'alice@example.test'
+const TTL_SEC = 6
+const LEASE_SEC = 3
+
+if (!postgresAvailable() && process.env.CI) throw new Error(`the fleet tests need PostgreSQL: ${POSTGRES_INSTALL_HINT}`)
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+async function untilStale(fleet: FleetStore): Promise<void> {
+  const rec = await fleet.record(EMAIL)
+  await sleep(Math.max(0, (rec?.grant?.expiresAt ?? 0) - (TTL_SEC * 1000) / 2 - Date.now() + 200))
+}
+
+interface World {
+  pg: PgServer
+  lab: LabServer
+  fleet: FleetStore
+}
+
+async function world(rotate: boolean): Promise<World> {
+  const [pg, lab] = await Promise.all([
+    startPostgres(),
+    startOAuthServer({ accessTokenTtlSec: TTL_SEC, deviceInterval: 1, rotateRefreshTokens: rotate }),
+  ])
+  const fleet = await makeFleet(pg, { MAILKEY_STORE_LEASE_SEC: String(LEASE_SEC) })
+  const a = await fleet.host('init')
+  const init = await a.cli(['store', 'init'])
+  assert.equal(init.code, 0, init.stderr)
+  await signInShared(lab, a, fleet, EMAIL)
+  return { pg, lab, fleet }
+}
+
+async function close(w: World | undefined): Promise<void> {
+  await w?.fleet.cleanup()
+  await Promise.all([w?.pg.close(), w?.lab.close()])
+}
+
+/** Host `a` starts a refresh; the server answers it into a hold; `a` is then killed. */
+async function killMidRefresh(w: World): Promise<{ presented: string }> {
+  await untilStale(w.fleet)
+  const a = await w.fleet.host('a')
+  const hold = w.lab.holdNextRefreshAnswer()
+  const cli = spawnCli(['token', EMAIL], a.env)
+  await hold.held
+  cli.child.kill('SIGKILL')
+  await cli.done
+  hold.drop()
+  const presented = w.lab.refreshLog.at(-1)?.presented as string
+  return { presented }
+}
+
+describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'PostgreSQL missing' }, () => {
+  describe('the refreshing host is killed, the server keeps refresh tokens', () => {
+    let w: World
+    before(async () => (w = await world(false)))
+    after(() => close(w))
+
+    it('the next host retries once after the lease and nothing is lost', async () => {
+      const from = w.lab.refreshLog.length
+      const { presented } = await killMidRefresh(w)
+      const b = await w.fleet.host('b')
+      const r = await b.cli(['token', EMAIL])
+      assert.equal(r.code, 0, r.stderr)
+      const rec = await w.fleet.record(EMAIL)
+      await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
+      assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
+      assert.equal((await w.lab.introspect(r.stdout.trim())).active, true, 'a live token')
+      const log = w.lab.refreshLog.slice(from)
+      assert.equal(log.length, 2, 'the cut-off refresh and one retry')
+      assert.deepEqual(
+        log.map((e) => e.presented),
+        [presented, presented],
+      )
+      const report = await checkFleet(w.lab, w.fleet, EMAIL, from)
+      assert.ok(report.storedIsLatest)
+      const events = await w.pg.query<{ event: string }>(
+        `SELECT event FROM mailkey_refresh_log ORDER BY seq`,
+        [],
+        'mailkey',
+      )
+      assert.ok(
+        events.rows.some((e) => e.event === 'intent-retry'),
+        'the retry is in the store log',
+      )
+    })
+  })
+
+  describe('the refreshing host is killed, the server rotates strictly', () => {
+    let w: World
+    before(async () => (w = await world(true)))
+    after(() => close(w))
+
+    it('the retry is refused: sign-in needed, said once, never retried', async () => {
+      const from = w.lab.refreshLog.length
+      const { presented } = await killMidRefresh(w)
+      const b = await w.fleet.host('b')
+      const r = await b.cli(['token', EMAIL])
+      assert.equal(r.code, 77, r.stderr)
+      assert.match(r.stderr, /was cut off/)
+      assert.match(r.stderr, /mailkey add/)
+      const c = await w.fleet.host('c')
+      const again = await c.cli(['token', EMAIL])
+      assert.equal(again.code, 77, again.stderr)
+      const log = w.lab.refreshLog.slice(from)
+      assert.deepEqual(
+        log.map((e) => e.presented),
+        [presented, presented],
+        'presented by the killed host and once by the retry, no more',
+      )
+      assert.equal((await w.fleet.record(EMAIL))?.state, 'reauth')
+    })
+  })
+
+  describe('the refreshing host is paused past its lease', () => {
+    let w: World
+    before(async () => (w = await world(false)))
+    after(() => close(w))
+
+    it('its write is fenced off and it hands out what the new holder wrote', async () => {
+      await untilStale(w.fleet)
+      const from = w.lab.refreshLog.length
+      const a = await w.fleet.host('a')
+      const hold = w.lab.holdNextRefreshAnswer()
+      const cli = spawnCli(['token', EMAIL], a.env)
+      await hold.held
+      cli.child.kill('SIGSTOP')
+      hold.release() // the answer waits in the paused host's socket
+      const stalled = w.lab.refreshLog.at(-1)
+      await sleep(LEASE_SEC * 1000 + 500)
+      const b = await w.fleet.host('b')
+      const r = await b.cli(['token', EMAIL])
+      assert.equal(r.code, 0, r.stderr)
+      cli.child.kill('SIGCONT')
+      const done = await cli.done
+      assert.equal(done.code, 0, done.stderr)
+      const rec = await w.fleet.record(EMAIL)
+      await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
+      assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
+      assert.equal(done.stdout.trim(), rec?.grant?.accessToken, 'the paused host hands out the stored token')
+      assert.notEqual(sha256(done.stdout.trim()), stalled?.issuedAccess, 'never its own fenced-off one')
+      assert.equal(w.lab.refreshLog.length - from, 2)
+      const events = await w.pg.query<{ event: string }>(
+        `SELECT event FROM mailkey_refresh_log ORDER BY seq`,
+        [],
+        'mailkey',
+      )
+      assert.ok(
+        events.rows.some((e) => e.event === 'fenced'),
+        'the fenced-off write is in the store log',
+      )
+    })
+  })
+})
