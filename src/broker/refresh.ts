@@ -61,6 +61,7 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
     return err
   }
   const s = ctx.settings
+  let unstored: unknown
   try {
     return await withRetry(
       async () => {
@@ -74,7 +75,12 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
         })
         const next: AccountRecord = { ...rec, state: 'active', grant: nextGrant(rec.grant, ts, ctx.now()) }
         delete next.lastError
-        await ctx.store.write(next) // B2
+        try {
+          await ctx.store.write(next) // B2
+        } catch (e) {
+          unstored = e // the server answered: asking again would present a token it may have replaced
+          throw e
+        }
         return next
       },
       {
@@ -84,6 +90,7 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
         random: ctx.random,
         account: settings.email,
         toError,
+        final: (e) => e === unstored,
         ...(want.signal ? { signal: want.signal } : {}),
       },
     )

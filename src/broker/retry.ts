@@ -26,6 +26,8 @@ export interface RetryOptions extends RetryPolicy {
   signal?: AbortSignal
   /** every failure as a MailkeyError (the caller may reword it, e.g. a lost answer) */
   toError: (e: unknown) => MailkeyError
+  /** a failure that must not be tried again whatever it is (the answer arrived but could not be stored) */
+  final?: (e: unknown) => boolean
 }
 
 /** The wait before try `attempt + 1`: the server's Retry-After, else 500 ms * 3^(attempt-1) + up to 250 ms. */
@@ -41,7 +43,8 @@ export async function withRetry<T>(attempt: (n: number) => Promise<T>, o: RetryO
     } catch (e) {
       const err = o.toError(e)
       const ra = err.retryAfterSec
-      if (err.transient && n < o.maxAttempts && !o.signal?.aborted && (ra === undefined || ra <= o.maxRetryAfterSec)) {
+      const again = err.transient && n < o.maxAttempts && !o.signal?.aborted && !o.final?.(e)
+      if (again && (ra === undefined || ra <= o.maxRetryAfterSec)) {
         await o.sleep(backoffMs(n, ra, o.random), o.signal)
         continue
       }

@@ -32,10 +32,10 @@ interface World {
   fleet: FleetStore
 }
 
-async function world(rotate: boolean): Promise<World> {
+async function world(rotate: boolean, ttlSec = TTL_SEC): Promise<World> {
   const [pg, lab] = await Promise.all([
     startPostgres(),
-    startOAuthServer({ accessTokenTtlSec: TTL_SEC, deviceInterval: 1, rotateRefreshTokens: rotate }),
+    startOAuthServer({ accessTokenTtlSec: ttlSec, deviceInterval: 1, rotateRefreshTokens: rotate }),
   ])
   const fleet = await makeFleet(pg, { MAILKEY_STORE_LEASE_SEC: String(LEASE_SEC) })
   const a = await fleet.host('init')
@@ -163,6 +163,57 @@ describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
         events.rows.some((e) => e.event === 'fenced'),
         'the fenced-off write is in the store log',
       )
+    })
+  })
+
+  describe('the database goes down', () => {
+    let w: World
+    before(async () => (w = await world(false, 300)))
+    after(() => close(w))
+
+    it('a host keeps its cached token while valid; others fail at once, naming the store; no refresh', async () => {
+      const a = await w.fleet.host('a')
+      const first = await a.cli(['token', EMAIL])
+      assert.equal(first.code, 0, first.stderr)
+      const b = await w.fleet.host('b')
+      const refreshes = w.lab.refreshLog.length
+      await w.pg.kill()
+      const cached = await a.cli(['token', EMAIL])
+      assert.equal(cached.code, 0, cached.stderr)
+      assert.equal(cached.stdout.trim(), first.stdout.trim())
+      assert.match(cached.stderr, /using this host's cached token/)
+      const forced = await a.cli(['token', EMAIL, '--force-refresh'])
+      assert.equal(forced.code, 75, 'a refresh needs the store: transient')
+      const none = await b.cli(['token', EMAIL])
+      assert.equal(none.code, 75, none.stderr)
+      assert.match(none.stderr, /shared store postgres:\/\/mailkey@127\.0\.0\.1:\d+\/mailkey is unavailable/)
+      assert.ok(!none.stderr.includes(w.pg.password))
+      assert.equal(w.lab.refreshLog.length, refreshes, 'no refresh without the store')
+      await w.pg.start()
+      const back = await b.cli(['token', EMAIL])
+      assert.equal(back.code, 0, back.stderr)
+    })
+
+    it('killed and restarted mid-refresh: the answer is not stored, the next host recovers it', async () => {
+      const a = await w.fleet.host('a2')
+      const from = w.lab.refreshLog.length
+      const hold = w.lab.holdNextRefreshAnswer()
+      const cli = spawnCli(['token', EMAIL, '--force-refresh'], a.env)
+      await hold.held
+      await w.pg.kill()
+      hold.release()
+      const done = await cli.done
+      assert.equal(done.code, 75, done.stderr)
+      assert.equal(w.lab.refreshLog.length - from, 1, 'the refresh was not sent again after the store failed')
+      await w.pg.start()
+      await sleep(LEASE_SEC * 1000 + 200)
+      const b = await w.fleet.host('b2')
+      const r = await b.cli(['token', EMAIL, '--force-refresh'])
+      assert.equal(r.code, 0, r.stderr)
+      const rec = await w.fleet.record(EMAIL)
+      await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
+      assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
+      assert.equal((await w.lab.introspect(r.stdout.trim())).active, true)
     })
   })
 })
