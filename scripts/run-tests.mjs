@@ -28,9 +28,17 @@ const walk = (p) => {
   else if (/\.test\.(ts|mts|js|mjs)$/.test(p)) files.push(p)
 }
 roots.forEach(walk)
-const LONGEST = ['store', 'kill', 'signin', 'proxy-credentials', 'recipes', 'refresh', 'proxy'].map(
-  (n) => `test/e2e/${n}.test.ts`,
-)
+const LONGEST = [
+  'fleet-crash',
+  'store',
+  'kill',
+  'fleet',
+  'signin',
+  'proxy-credentials',
+  'recipes',
+  'refresh',
+  'proxy',
+].map((n) => `test/e2e/${n}.test.ts`)
 const rank = (f) => (LONGEST.includes(f) ? LONGEST.indexOf(f) : LONGEST.length)
 files.sort((a, b) => rank(a) - rank(b)) // stable: the rest keep their order
 if (files.length === 0) {
