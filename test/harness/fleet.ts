@@ -36,6 +36,8 @@ export interface FleetStore {
   /** the store as the library opens it, from the test process */
   open(): Promise<SharedStore>
   record(email: string): Promise<AccountRecord | undefined>
+  /** mark the stored access token expired (a lease-taking write, as any host's), so the next ask refreshes */
+  expire(email: string): Promise<void>
   cleanup(): Promise<void>
 }
 
@@ -74,6 +76,12 @@ export async function makeFleet(pg: PgServer, extra: Record<string, string> = {}
     },
     async record(email) {
       return await (await fleet.open()).read(email)
+    },
+    async expire(email) {
+      const store = await fleet.open()
+      const rec = await store.read(email)
+      assert.ok(rec?.grant, `no grant for ${email}`)
+      await store.write({ ...rec, grant: { ...rec.grant, expiresAt: Date.now() - 1000 } })
     },
     async cleanup() {
       await opened?.close()
