@@ -13,6 +13,7 @@
  *
  * Owns: client options, Redis error mapping, the persistence check. Must not: know the key layout.
  */
+import { isIP } from 'node:net'
 import {
   ErrorReply,
   type RedisClientOptions,
@@ -50,7 +51,7 @@ export function redisOptions(rawUrl: string, label: string, env: Env): RedisOpti
   const common = { host, port: u.port ? Number(u.port) : 6379, connectTimeout: CONNECT_TIMEOUT_MS }
   return {
     socket: tls
-      ? { ...common, tls: true, servername: host, reconnectStrategy: false }
+      ? { ...common, tls: true, ...(isIP(host) ? {} : { servername: host }), reconnectStrategy: false }
       : { ...common, tls: false, reconnectStrategy: false },
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
     ...(password !== undefined ? { password } : {}),
