@@ -1,6 +1,6 @@
-// A fleet for the shared-store tests: one PostgreSQL, one store key, and any number of "hosts",
-// each a throw-away HOME of its own (own config and state dirs) with the same MAILKEY_STORE_URL,
-// PGPASSWORD and key file, running the real CLI. Plus the checker over the OAuth server's refresh
+// A fleet for the shared-store tests: one store engine (PostgreSQL or Redis), one store key, and any
+// number of "hosts", each a throw-away HOME of its own (own config and state dirs) with the same
+// MAILKEY_STORE_URL, password variable (PGPASSWORD, REDISCLI_AUTH) and key file, running the real CLI. Plus the checker over the OAuth server's refresh
 // log and the store (docs/adr/0011): each refresh token presented at most once, except the one
 // retry an unfinished refresh's intent allows; the stored refresh token is the server's latest.
 import assert from 'node:assert/strict'
@@ -12,7 +12,6 @@ import { noteSecrets, runCli, type CliResult } from './cli.js'
 import type { LabServer, RefreshLogEntry } from './oauth-server.js'
 import { LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES } from './oauth-server.js'
 import { spawnCli } from './cli.js'
-import type { PgServer } from './postgres.js'
 import { openSharedStore } from '../../src/store/shared/open-shared.js'
 import type { SharedStore } from '../../src/store/shared/shared-store.js'
 import type { AccountRecord } from '../../src/domain/account.js'
@@ -41,8 +40,14 @@ export interface FleetStore {
   cleanup(): Promise<void>
 }
 
-/** A key file (0600) and a way to make hosts on `pg`. `extra` goes to every host. */
-export async function makeFleet(pg: PgServer, extra: Record<string, string> = {}): Promise<FleetStore> {
+/** The store engine a fleet runs on: its URL without the password, and the variables that carry it. */
+export interface FleetEngine {
+  url: string
+  env(): Record<string, string>
+}
+
+/** A key file (0600) and a way to make hosts on `pg` (any FleetEngine). `extra` goes to every host. */
+export async function makeFleet(pg: FleetEngine, extra: Record<string, string> = {}): Promise<FleetStore> {
   const keyHome = await makeTmpHome()
   const keyFile = join(keyHome.dir, 'store.key')
   await writeFile(keyFile, `${Buffer.alloc(32, 7).toString('base64')}\n`, { mode: 0o600 })

@@ -25,7 +25,7 @@ export async function openBackend(u: StoreUrl, env: Env): Promise<SharedBackend>
     return new PostgresBackend(u.url, u.label, env)
   }
   const { RedisBackend } = await import('./redis.js')
-  return new RedisBackend(u.url, u.label, env) as unknown as SharedBackend
+  return new RedisBackend(u.url, u.label, env)
 }
 
 export async function openSharedStore(o: OpenSharedOptions): Promise<SharedStore> {
