@@ -45,7 +45,7 @@ import { HostCache } from '../store/host-cache.js'
 import { fromHostCache, remember, storeDown } from './host-tokens.js'
 import { grantPolicyOf } from './policy.js'
 import type { BrokerOptions } from './options.js'
-import { startWorker, workerAvailable } from './worker.js'
+import { workerLaunchers } from './launchers.js'
 import { syncEnvAccount } from './env-seed.js'
 import { preloadRefreshModules } from './preload.js'
 import { cachedInstead, toAccessToken, type AccessToken, type GetTokenOptions } from './access-token.js'
@@ -91,11 +91,13 @@ export class Broker {
       file: this.file,
       now: () => this.now(),
       refreshHere: async (id, req) => refreshUnderLock(await this.#refreshContext(), id, req),
-      worker: async (id, lock, req) => {
-        if (!this.#useWorker()) return 'not-started'
-        const launch = { env: this.env, paths: this.paths, settings: await this.settings() }
-        return startWorker({ ...launch, keys: this.file.keys?.unlocked() }, id, lock, req)
-      },
+      ...workerLaunchers({
+        env: this.env,
+        paths: this.paths,
+        settings: () => this.settings(),
+        keys: () => this.file.keys?.unlocked(),
+        use: () => this.#opts.isolateRefresh !== false && !this.#opts.fetch, // a custom fetch lives in this process only
+      }),
     })
     this.#hostCache = new HostCache(this.paths)
     this.store = this.#choice.store
@@ -240,11 +242,5 @@ export class Broker {
       settings: () => this.settings(),
       configProviders: async () => (await this.config.load())?.providers ?? new Map(),
     }
-  }
-
-  #useWorker(): boolean {
-    if (this.#opts.isolateRefresh === false) return false
-    if (this.#opts.fetch) return false // a custom fetch lives in this process only
-    return workerAvailable()
   }
 }

@@ -34,6 +34,8 @@ export interface FencedFlightOptions {
   now: () => number
   /** the refresh, run in this process while it holds the lease */
   refreshHere: (id: string, req: RefreshRequest) => Promise<AccountRecord>
+  /** B3: hand the lease to a detached worker (broker/shared-worker.ts); 'not-started': refresh here */
+  worker?: (lease: Lease, req: RefreshRequest, budgetMs: number) => Promise<'done' | 'not-started'>
 }
 
 /** The refresh must end this long before the lease does, so its write lands inside it. */
@@ -59,7 +61,7 @@ export class FencedFlight implements SingleFlight {
         seen ??= c.version
         const rec = await this.#underLease(id, c, req)
         if (rec) return rec
-        // fenced off: discard, re-read; what the new holder wrote is the answer
+        // fenced off (or a worker did it): discard, re-read; what the row holds now is the answer
         const now = await store.row(id)
         if (!now) throw unknownAccount(id)
         const r = await this.#waitForOutcome(id, now, seen, req)
@@ -91,18 +93,21 @@ export class FencedFlight implements SingleFlight {
       if (!(await store.markIntent(lease))) return undefined
       // The caller's signal ends its waiting, never this refresh (an abandoned request may already
       // have rotated the token, and the answer must be written); the lease's deadline does end it.
+      const budget = refreshBudgetMs(store.leaseMs)
       const refreshReq: RefreshRequest = {
         force: req.force,
         since: req.since,
         minSec: req.minSec,
-        signal: AbortSignal.timeout(refreshBudgetMs(store.leaseMs)),
         ...(lease.intent ? { cutOffRefreshBy: lease.intent.owner } : {}),
       }
-      return await store.runHolding(lease, () => this.#o.refreshHere(id, refreshReq))
+      // the worker's outcome is in the row: re-read it like a fenced-off host's
+      if ((await this.#o.worker?.(lease, refreshReq, budget)) === 'done') return undefined
+      const here = { ...refreshReq, signal: AbortSignal.timeout(budget) }
+      return await store.runHolding(lease, () => this.#o.refreshHere(id, here))
     } catch (e) {
       // fenced off, or failed after another host took over (a pause outlived the lease): the
       // failure is moot, the new holder's outcome is the answer
-      if (isFenced(e) || (await this.#takenOver(lease))) {
+      if (isFenced(e) || (await store.fenceMoved(lease))) {
         await store.log(lease, 'fenced').catch(() => undefined)
         return undefined
       }
@@ -110,11 +115,6 @@ export class FencedFlight implements SingleFlight {
     } finally {
       await store.release(lease).catch(() => undefined)
     }
-  }
-
-  async #takenOver(lease: Lease): Promise<boolean> {
-    const row = await this.#o.store.row(lease.id).catch(() => undefined)
-    return row !== undefined && row.fence !== lease.fence
   }
 
   /**

@@ -20,7 +20,7 @@ import type { TokenReadOptions, TokenStore } from '../store/token-store.js'
 import type { SharedStore } from '../store/shared/shared-store.js'
 import type { FlightRequest, SingleFlight } from './single-flight.js'
 import { LockFlight, type LockFlightOptions } from './lock-flight.js'
-import { FencedFlight } from './fenced-flight.js'
+import { FencedFlight, type FencedFlightOptions } from './fenced-flight.js'
 import type { RefreshRequest } from './refresh.js'
 
 export interface Chosen {
@@ -39,6 +39,14 @@ export interface ChoiceInputs {
   refreshHere: (id: string, req: RefreshRequest) => Promise<AccountRecord>
   /** B3 on the file store: the detached worker (broker/worker.ts) */
   worker: LockFlightOptions['worker']
+  /** B3 on a shared store (broker/shared-worker.ts), given where the worker finds the store */
+  sharedWorker?: (store: SharedSetting) => FencedFlightOptions['worker']
+}
+
+export interface SharedSetting {
+  url: string
+  keyFile?: string
+  leaseSec?: number
 }
 
 /** The decision, made on first use and kept; a failed one (a broken config, no key) is made again next time. */
@@ -80,16 +88,19 @@ export class StoreChoice {
     const { openSharedStore } = await import('../store/shared/open-shared.js')
     const shared = await openSharedStore({ env: i.env, ...s })
     await shared.requireKey()
-    const flight = new FencedFlight({ store: shared, now: i.now, refreshHere: i.refreshHere })
+    const worker = i.sharedWorker?.(s)
+    const flight = new FencedFlight({
+      store: shared,
+      now: i.now,
+      refreshHere: i.refreshHere,
+      ...(worker ? { worker } : {}),
+    })
     return { store: shared, flight, shared }
   }
 }
 
 /** The shared store URL and key file named by the environment or config.toml, if any. */
-export async function sharedSetting(
-  env: Env,
-  config: ConfigFile,
-): Promise<{ url: string; keyFile?: string; leaseSec?: number } | undefined> {
+export async function sharedSetting(env: Env, config: ConfigFile): Promise<SharedSetting | undefined> {
   const { storeUrlSetting } = await import('../store/shared/store-url.js')
   let cfg: Config | undefined
   try {

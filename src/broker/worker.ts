@@ -18,6 +18,7 @@ import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { ConfigFile } from '../config/config-file.js'
 import { resolveSettings, type Settings } from '../config/settings.js'
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
+import { runSharedWorker, type SharedWorkerArgs } from './shared-worker.js'
 
 const WORKER = fileURLToPath(new URL('./refresh-worker.js', import.meta.url))
 
@@ -128,7 +129,9 @@ async function readKeysFromStdin(): Promise<Map<string, Buffer> | undefined> {
 
 /** The worker's entry (refresh-worker.ts): 0 when the refresh is done or not ours, 1 when it failed (recorded). */
 export async function runWorker(argv: string[]): Promise<number> {
-  const a = JSON.parse(argv[0] ?? '{}') as WorkerArgs
+  const parsed = JSON.parse(argv[0] ?? '{}') as WorkerArgs | SharedWorkerArgs
+  if ('kind' in parsed && parsed.kind === 'shared') return await runSharedWorker(parsed)
+  const a = parsed as WorkerArgs
   // An encrypted store: the parent's unlocked keys arrive on stdin (never argv or the environment)
   const storeKeys = a.keys ? await readKeysFromStdin() : undefined
   const env = process.env

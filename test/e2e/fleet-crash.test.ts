@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
-import { checkFleet, makeFleet, sha256, signInShared, type FleetStore } from '../harness/fleet.js'
+import { checkFleet, makeFleet, sha256, signalHost, signInShared, type FleetStore } from '../harness/fleet.js'
 import { noteSecrets, spawnCli } from '../harness/cli.js'
 
 const EMAIL = 'alice@example.test'
@@ -53,7 +53,8 @@ async function killMidRefresh(w: World): Promise<{ presented: string }> {
   const hold = w.lab.holdNextRefreshAnswer()
   const cli = spawnCli(['token', EMAIL], a.env)
   await hold.held
-  cli.child.kill('SIGKILL')
+  const killed = signalHost(a, 'SIGKILL') // the whole host: the CLI and its refresh worker
+  assert.ok(killed.length >= 2, `the CLI and its worker were running (${killed.length} processes)`)
   await cli.done
   hold.drop()
   const presented = w.lab.refreshLog.at(-1)?.presented as string
@@ -122,6 +123,33 @@ describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
     })
   })
 
+  describe('a mail client kills "mailkey token" mid-refresh, the server rotates strictly', () => {
+    let w: World
+    before(async () => (w = await world(true)))
+    after(() => close(w))
+
+    it('its refresh worker finishes under the same lease: nothing lost, one request', async () => {
+      await w.fleet.expire(EMAIL)
+      const from = w.lab.refreshLog.length
+      const a = await w.fleet.host('a')
+      const hold = w.lab.holdNextRefreshAnswer()
+      const cli = spawnCli(['token', EMAIL], a.env)
+      await hold.held
+      cli.child.kill('SIGKILL') // the client gave up; the host lives on
+      await cli.done
+      hold.release()
+      const b = await w.fleet.host('b')
+      const r = await b.cli(['token', EMAIL])
+      assert.equal(r.code, 0, r.stderr)
+      const rec = await w.fleet.record(EMAIL)
+      await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
+      assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
+      assert.equal(sha256(r.stdout.trim()), w.lab.refreshLog.at(-1)?.issuedAccess, 'the held answer was stored')
+      assert.equal(w.lab.refreshLog.length - from, 1, 'one request: no retry, no second refresh')
+      assert.ok(await w.lab.refreshTokenAlive(rec?.grant?.refreshToken as string))
+    })
+  })
+
   describe('the refreshing host is paused past its lease', () => {
     let w: World
     before(async () => (w = await world(false)))
@@ -134,14 +162,14 @@ describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
       const hold = w.lab.holdNextRefreshAnswer()
       const cli = spawnCli(['token', EMAIL], a.env)
       await hold.held
-      cli.child.kill('SIGSTOP')
+      assert.ok(signalHost(a, 'SIGSTOP').length >= 2, 'the CLI and its worker are paused')
       hold.release() // the answer waits in the paused host's socket
       const stalled = w.lab.refreshLog.at(-1)
       await sleep(LEASE_SEC * 1000 + 500)
       const b = await w.fleet.host('b')
       const r = await b.cli(['token', EMAIL])
       assert.equal(r.code, 0, r.stderr)
-      cli.child.kill('SIGCONT')
+      signalHost(a, 'SIGCONT')
       const done = await cli.done
       assert.equal(done.code, 0, done.stderr)
       const rec = await w.fleet.record(EMAIL)

@@ -5,6 +5,7 @@
 // retry an unfinished refresh's intent allows; the stored refresh token is the server's latest.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { makeTmpHome, type TmpHome } from './tmp-home.js'
@@ -142,4 +143,35 @@ export async function checkFleet(
   const stored = rec?.grant?.refreshToken ? sha256(rec.grant.refreshToken) : undefined
   const latest = issued.at(-1)
   return { refreshes: log.length, reused, storedIsLatest: latest === undefined || stored === latest }
+}
+
+/**
+ * The processes of a host: every process whose environment has the host's HOME (the CLI and any
+ * detached refresh worker it started; the tests run as root, so /proc/PID/environ is readable).
+ */
+export function hostProcesses(host: Host): number[] {
+  const mark = `HOME=${host.env.HOME}\0`
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').includes(mark)) pids.push(Number(name))
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids
+}
+
+/** Send `signal` to every process of the host: SIGKILL is the host dying, SIGSTOP a pause. */
+export function signalHost(host: Host, signal: NodeJS.Signals): number[] {
+  const pids = hostProcesses(host)
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids
 }

@@ -209,6 +209,12 @@ export class SharedStore implements TokenStore {
     }
   }
 
+  /** Has another host taken the account since `lease` was taken (the fence moved on)? */
+  async fenceMoved(lease: Lease): Promise<boolean> {
+    const row = await this.#backend.get(lease.id).catch(() => undefined)
+    return row !== undefined && row.fence !== lease.fence
+  }
+
   async markIntent(lease: Lease): Promise<boolean> {
     return await this.#backend.markIntent(lease.id, lease.fence, this.owner)
   }
