@@ -17,7 +17,7 @@ import type { Secret } from './core/secret.js'
 import type { Paths } from './config/paths.js'
 import type { Config } from './config/config.js'
 import type { AccountRecord } from './domain/account.js'
-import type { KeepAliveNote } from './broker/keep-alive.js'
+import type { KeepAliveNote, PassOptions } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
 import { accountId } from './domain/account.js'
 
@@ -57,7 +57,7 @@ export interface Mailkey {
   /** an encrypted store: unlock its keys now (agent, keyring, passphrase_command or the terminal) */
   unlock(): Promise<void>
   /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); long-running callers repeat it */
-  keepAlive(): Promise<KeepAliveNote[]>
+  keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
 }
 
 export function createMailkey(options: MailkeyOptions = {}): Mailkey {
@@ -71,8 +71,8 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
     async unlock() {
       await broker.file.keys?.unlockAll()
     },
-    async keepAlive() {
-      return (await import('./broker/keep-alive.js')).keepAlivePass(broker)
+    async keepAlive(o) {
+      return (await import('./broker/keep-alive.js')).keepAlivePass(broker, o)
     },
     getAccessToken: (account, o) => broker.getAccessToken(account, o),
     async preload() {

@@ -49,10 +49,22 @@ export function grantHorizon(g: GrantRecord | undefined, policy: GrantPolicy, no
   return { ...h, daysLeft: Math.floor(left / DAY), warn: left < Math.min(14 * DAY, (h.days * DAY) / 4) }
 }
 
-/** The proxy's keep-alive: refresh an idle-limited grant once half its idle span has passed. */
-export function needsKeepAlive(g: GrantRecord | undefined, policy: GrantPolicy, now: number): boolean {
+/**
+ * The keep-alive: refresh an idle-limited grant once half its idle span has passed, plus up to a
+ * tenth of the span more depending on the account (`spreadKey`), so that accounts signed in
+ * together (a fleet's hundreds of mailboxes) are not all refreshed in the same pass.
+ */
+export function needsKeepAlive(g: GrantRecord | undefined, policy: GrantPolicy, now: number, spreadKey = ''): boolean {
   if (!g || !grantHas(g, 'refreshToken') || !policy.idleDays) return false
-  return now - lastGrantUse(g) > (policy.idleDays * DAY) / 2
+  const span = policy.idleDays * DAY
+  return now - lastGrantUse(g) > span / 2 + (spreadOf(spreadKey) * span) / 10
+}
+
+/** A stable number in [0, 1) for a key (FNV-1a): the same account always gets the same offset. */
+export function spreadOf(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0
+  return key === '' ? 0 : h / 2 ** 32
 }
 
 /** One line for people: what happens when, and what to do. */

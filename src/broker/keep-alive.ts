@@ -7,6 +7,7 @@
  * (the caller decides how often), print or log.
  */
 import { accountId } from '../domain/account.js'
+import { shArg } from '../core/address.js'
 import type { AccountRecord, AccountSettings } from '../domain/account.js'
 import type { GrantPolicy } from './horizon.js'
 import { describeHorizon, grantHorizon, needsKeepAlive } from './horizon.js'
@@ -15,12 +16,24 @@ import { describeHorizon, grantHorizon, needsKeepAlive } from './horizon.js'
 export interface KeepAliveNote {
   account: string
   /** a keep-alive refresh ran: how it went */
-  refresh?: { ok: true } | { ok: false; message: string }
+  refresh?: { ok: true } | { ok: false; message: string; transient?: boolean }
   /** the grant ends soon however it is used: what to tell the user */
   ending?: string
+  /** the grant was refused: only a sign-in helps (the message says the command) */
+  reauth?: string
+  /** due, but left for a later pass (this pass reached its refresh limit) */
+  deferred?: true
 }
 
-/** One pass over the active accounts: refresh those whose idle clock passed half its span. */
+/** How a pass treats the provider: many accounts are refreshed one after another, spaced. */
+export interface PassOptions {
+  /** refreshes in one pass at most; the rest wait for the next (default unlimited) */
+  maxRefreshes?: number
+  /** pause between two refreshes, ms (default 0) */
+  gapMs?: number
+  sleep?: (ms: number) => Promise<void>
+}
+
 /** What a pass needs of the broker (the Broker is one): no import of broker.ts, so no cycle. */
 export interface KeepAliveBroker {
   store: {
@@ -32,28 +45,76 @@ export interface KeepAliveBroker {
   getAccessToken(account: string, o: { forceRefresh: true }): Promise<unknown>
 }
 
-export async function keepAlivePass(broker: KeepAliveBroker): Promise<KeepAliveNote[]> {
+/**
+ * One pass over the accounts: refresh those whose idle clock passed their keep-alive point (half the
+ * idle span, spread per account: broker/horizon.ts), spaced and capped as `o` says; report grants
+ * that end soon and accounts that need a sign-in. On a shared store, passes on several hosts at
+ * once cost one refresh per account (the fenced flight: a forced refresh that another host made
+ * after this one asked is its answer).
+ */
+export async function keepAlivePass(broker: KeepAliveBroker, o: PassOptions = {}): Promise<KeepAliveNote[]> {
   const notes: KeepAliveNote[] = []
   const { records } = await broker.store.list()
+  const budget = { refreshed: 0 }
   for (const r of records) {
-    if (r.state !== 'active') continue
-    const account = r.settings.email
-    const policy = await broker.grantPolicy(r.settings)
-    const note: KeepAliveNote = { account }
-    let grant = r.grant
-    if (needsKeepAlive(grant, policy, broker.now())) {
-      try {
-        await broker.getAccessToken(account, { forceRefresh: true })
-        note.refresh = { ok: true }
-        // the refresh restarted the idle clock: judge the horizon on the new record
-        grant = (await broker.store.read(accountId(account), { secrets: false }).catch(() => r))?.grant
-      } catch (e) {
-        note.refresh = { ok: false, message: (e as Error).message }
-      }
-    }
-    const h = grantHorizon(grant, policy, broker.now())
-    if (h?.warn) note.ending = describeHorizon(account, h)
-    if (note.refresh || note.ending) notes.push(note)
+    const note = await passOne(broker, r, o, budget)
+    if (note.refresh || note.ending || note.deferred || note.reauth) notes.push(note)
   }
   return notes
 }
+
+async function passOne(
+  broker: KeepAliveBroker,
+  listed: AccountRecord,
+  o: PassOptions,
+  budget: { refreshed: number },
+): Promise<KeepAliveNote> {
+  const account = listed.settings.email
+  const note: KeepAliveNote = { account }
+  const policy = await broker.grantPolicy(listed.settings)
+  let r: AccountRecord | undefined = listed
+  // looked at again just before refreshing: another host's sweep (or any refresh) since the
+  // listing has restarted the idle clock, and a forced refresh now would be one too many
+  if (r.state === 'active' && needsKeepAlive(r.grant, policy, broker.now(), account)) r = await current(broker, r)
+  if (!r) return note
+  if (r.state !== 'active') return { ...note, reauth: reauthText(r) }
+  let grant = r.grant
+  if (needsKeepAlive(grant, policy, broker.now(), account)) {
+    if (o.maxRefreshes !== undefined && budget.refreshed >= o.maxRefreshes) note.deferred = true
+    else {
+      if (budget.refreshed > 0 && o.gapMs) await (o.sleep ?? defaultSleep)(o.gapMs)
+      budget.refreshed++
+      note.refresh = await keepAliveRefresh(broker, account)
+      // the refresh restarted the idle clock: judge the horizon on the new record
+      if (note.refresh.ok) grant = (await current(broker, r))?.grant
+    }
+  }
+  const h = grantHorizon(grant, policy, broker.now())
+  if (h?.warn) note.ending = describeHorizon(account, h)
+  return note
+}
+
+async function current(broker: KeepAliveBroker, r: AccountRecord): Promise<AccountRecord | undefined> {
+  return await broker.store.read(accountId(r.settings.email), { secrets: false }).catch(() => r)
+}
+
+/** One forced refresh; the refresh restarts the idle clock. */
+async function keepAliveRefresh(
+  broker: KeepAliveBroker,
+  account: string,
+): Promise<NonNullable<KeepAliveNote['refresh']>> {
+  try {
+    await broker.getAccessToken(account, { forceRefresh: true })
+    return { ok: true }
+  } catch (e) {
+    const err = e as { message?: string; transient?: boolean }
+    return { ok: false, message: String(err.message ?? e), transient: err.transient === true }
+  }
+}
+
+function reauthText(r: AccountRecord): string {
+  const why = r.lastError?.message ? `${r.lastError.message}; ` : ''
+  return `${why}run "mailkey add ${shArg(r.settings.email)}" to sign in again`
+}
+
+const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

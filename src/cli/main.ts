@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   remove: () => import('./commands/remove.js'),
   test: () => import('./commands/test.js'),
   proxy: () => import('./commands/proxy.js'),
+  sweep: () => import('./commands/sweep.js'),
   config: () => import('./commands/config.js'),
   store: () => import('./commands/store.js'),
   unlock: () => import('./commands/store.js').then((m) => ({ run: m.runUnlock })),
@@ -40,7 +41,9 @@ Usage:
   mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
   mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
   mailkey config [<client> <email> [--via proxy]]   (a ready configuration for msmtp, ...)
+  mailkey sweep [--json]                 (keep idle grants alive; for cron or a systemd timer)
   mailkey store [status | migrate --to file|keyring|passphrase | passphrase]
+  mailkey store init [--new-key FILE] | migrate --to postgres://...   (a shared store for many hosts)
   mailkey unlock [--for 8h]  |  mailkey lock      (an encrypted store's key in a background agent)
 
 Provider flags:

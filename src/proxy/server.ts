@@ -126,11 +126,13 @@ function scheduleKeepAlive(tokens: Pick<TokenSource, 'keepAlive'>, log: Log, eve
   let timer: NodeJS.Timeout | undefined
   let stopped = false
   const pass = async (): Promise<void> => {
-    for (const n of await tokens.keepAlive()) {
+    // spaced and capped: a proxy over a shared store may carry hundreds of accounts
+    for (const n of await tokens.keepAlive({ maxRefreshes: 100, gapMs: 1000 })) {
       const account = n.account
       if (n.refresh?.ok) log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
       else if (n.refresh) log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: n.refresh.message })
       if (n.ending) log({ level: 'warn', event: 'grant-ending', account, msg: n.ending })
+      if (n.reauth) log({ level: 'warn', event: 'needs-sign-in', account, msg: n.reauth })
     }
   }
   const tick = (): void => {

@@ -9,7 +9,7 @@
 import type { Paths } from '../config/paths.js'
 import type { Secret } from '../core/secret.js'
 import type { AccountRecord } from '../domain/account.js'
-import type { KeepAliveNote } from '../broker/keep-alive.js'
+import type { KeepAliveNote, PassOptions } from '../broker/keep-alive.js'
 
 export interface TokenSource {
   /** the account's stored record without its secrets (undefined: no such account) */
@@ -21,5 +21,5 @@ export interface TokenSource {
   /** create the state directories (0700) when missing */
   ensureStateDir(): Promise<void>
   /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); the proxy only schedules it */
-  keepAlive(): Promise<KeepAliveNote[]>
+  keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
 }

@@ -103,9 +103,15 @@ export async function signInShared(
   host: Host,
   fleet: FleetStore,
   email: string,
+  flags = [
+    '--issuer',
+    lab.issuer,
+    '--client-id',
+    LAB_PUBLIC_CLIENT_ID,
+    '--scope',
+    [...MAIL_SCOPES, 'offline_access'].join(' '),
+  ],
 ): Promise<AccountRecord> {
-  const scope = [...MAIL_SCOPES, 'offline_access'].join(' ')
-  const flags = ['--issuer', lab.issuer, '--client-id', LAB_PUBLIC_CLIENT_ID, '--scope', scope]
   const cli = spawnCli(['add', email, '--device', '--json', ...flags], host.env)
   await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })
   const result = await cli.done

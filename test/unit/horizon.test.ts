@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { describeHorizon, grantHorizon, lastGrantUse, needsKeepAlive } from '../../src/broker/horizon.js'
+import { describeHorizon, grantHorizon, lastGrantUse, needsKeepAlive, spreadOf } from '../../src/broker/horizon.js'
 import type { GrantRecord } from '../../src/domain/account.js'
 
 const DAY = 86_400_000
@@ -45,5 +45,20 @@ describe('grant horizons', () => {
     assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - 46 * DAY }), { idleDays: 90 }, NOW), true)
     assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - 44 * DAY }), { idleDays: 90 }, NOW), false)
     assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - 400 * DAY }), { maxAgeDays: 7 }, NOW), false)
+  })
+  it('keep-alive points are spread per account over a tenth of the span, the same each time', () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `user${i}@contoso.test`)
+    const spreads = ids.map(spreadOf)
+    for (const s of spreads) assert.ok(s >= 0 && s < 1)
+    assert.deepEqual(ids.map(spreadOf), spreads, 'stable')
+    assert.ok(new Set(spreads.map((s) => Math.floor(s * 10))).size >= 8, 'spread over the range')
+    const policy = { idleDays: 90 }
+    for (const [i, id] of ids.entries()) {
+      const at = 45 + 9 * (spreads[i] as number) // days after the last use
+      assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - (at - 0.01) * DAY }), policy, NOW, id), false, id)
+      assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - (at + 0.01) * DAY }), policy, NOW, id), true, id)
+    }
+    // every account is refreshed by 54 of 90 days: far before the limit
+    for (const id of ids) assert.equal(needsKeepAlive(grant({ refreshedAt: NOW - 54.01 * DAY }), policy, NOW, id), true)
   })
 })
