@@ -189,7 +189,8 @@ export class Broker {
     try {
       after = await p
     } catch (e) {
-      if (!(e instanceof MailkeyError && e.transient && !opts.forceRefresh)) throw e
+      // a store that is down cannot give its cached token either: this host's own cache may (above)
+      if (!(e instanceof MailkeyError && e.transient && !opts.forceRefresh) || storeDown(e)) throw e
       return await cachedInstead(this.store, id, e, this.now(), this.#opts.onWarning)
     }
     return toAccessToken(after, true)

@@ -23,6 +23,7 @@ import { ERR, InterruptedError, StoreError } from '../errors.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { SharedRow } from '../store/shared/backend.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
+import { unavailable } from '../store/shared/pg-connect.js'
 import { sleep } from '../store/lock.js'
 import { goodEnough, isFresh } from './freshness.js'
 import { errorFromLast, unknownAccount } from './failures.js'
@@ -35,8 +36,11 @@ export interface FencedFlightOptions {
   /** the refresh, run in this process while it holds the lease */
   refreshHere: (id: string, req: RefreshRequest) => Promise<AccountRecord>
   /** B3: hand the lease to a detached worker (broker/shared-worker.ts); 'not-started': refresh here */
-  worker?: (lease: Lease, req: RefreshRequest, budgetMs: number) => Promise<'done' | 'not-started'>
+  worker?: (lease: Lease, req: RefreshRequest, budgetMs: number) => Promise<WorkerOutcome>
 }
+
+/** 'unavailable': the worker could not reach the store (its answer, if any, was not stored) */
+export type WorkerOutcome = 'done' | 'not-started' | 'unavailable'
 
 /** The refresh must end this long before the lease does, so its write lands inside it. */
 export function refreshBudgetMs(leaseMs: number): number {
@@ -82,6 +86,7 @@ export class FencedFlight implements SingleFlight {
   /** With the lease: the record, or undefined when this host was fenced off. */
   async #underLease(id: string, lease: Lease, req: FlightRequest): Promise<AccountRecord | undefined> {
     const store = this.#o.store
+    let down = false
     try {
       const rec = await store.recordOf(lease.row)
       if (!rec) throw unknownAccount(id)
@@ -101,19 +106,24 @@ export class FencedFlight implements SingleFlight {
         ...(lease.intent ? { cutOffRefreshBy: lease.intent.owner } : {}),
       }
       // the worker's outcome is in the row: re-read it like a fenced-off host's
-      if ((await this.#o.worker?.(lease, refreshReq, budget)) === 'done') return undefined
+      const outcome = await this.#o.worker?.(lease, refreshReq, budget)
+      if (outcome === 'done') return undefined
+      if (outcome === 'unavailable') {
+        down = true // no release: it would wait out another timeout, and the lease expires by itself
+        throw unavailable(store.label, 'refresh', 'the refresh could not be stored')
+      }
       const here = { ...refreshReq, signal: AbortSignal.timeout(budget) }
       return await store.runHolding(lease, () => this.#o.refreshHere(id, here))
     } catch (e) {
       // fenced off, or failed after another host took over (a pause outlived the lease): the
       // failure is moot, the new holder's outcome is the answer
-      if (isFenced(e) || (await store.fenceMoved(lease))) {
+      if (isFenced(e) || (!isUnavailable(e) && (await store.fenceMoved(lease)))) {
         await store.log(lease, 'fenced').catch(() => undefined)
         return undefined
       }
       throw e
     } finally {
-      await store.release(lease).catch(() => undefined)
+      if (!down) await store.release(lease).catch(() => undefined)
     }
   }
 
@@ -163,4 +173,9 @@ export class FencedFlight implements SingleFlight {
       await store.release(lease).catch(() => undefined)
     }
   }
+}
+
+/** The store cannot be reached: asking it anything more now only waits out another timeout. */
+function isUnavailable(e: unknown): boolean {
+  return e instanceof StoreError && e.code === ERR.STORE_UNAVAILABLE
 }

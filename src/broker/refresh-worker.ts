@@ -5,4 +5,6 @@
  */
 import { runWorker } from './worker.js'
 
-process.exitCode = await runWorker(process.argv.slice(2)).catch(() => 1)
+// exit at once when the work is done: a connection to a shared store that was cut off must not
+// keep the worker (and the host's view of the account) waiting for the network to time it out
+process.exit(await runWorker(process.argv.slice(2)).catch(() => 1))

@@ -18,6 +18,11 @@ import type { Env, Paths } from '../config/paths.js'
 import { sleep } from '../store/lock.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
+import type { WorkerOutcome } from './fenced-flight.js'
+import { ERR, MailkeyError } from '../errors.js'
+
+/** the worker's exit code when the store could not be reached (sysexits EX_TEMPFAIL) */
+const UNAVAILABLE_EXIT = 75
 
 const WORKER = fileURLToPath(new URL('./refresh-worker.js', import.meta.url))
 
@@ -49,7 +54,7 @@ export async function startSharedWorker(
   lease: Lease,
   req: RefreshRequest,
   budgetMs: number,
-): Promise<'done' | 'not-started'> {
+): Promise<WorkerOutcome> {
   const args: SharedWorkerArgs = {
     kind: 'shared',
     id: lease.id,
@@ -77,7 +82,7 @@ export async function startSharedWorker(
     }
     child.once('error', () => resolve('not-started'))
     // not unref'd: this process waits for the worker; if this process dies, the worker carries on
-    child.once('exit', () => resolve('done'))
+    child.once('exit', (code) => resolve(code === UNAVAILABLE_EXIT ? 'unavailable' : 'done'))
   })
 }
 
@@ -102,6 +107,7 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
       await store.runHolding(lease, () => refreshUnderLock(ctx, a.id, req))
       return 0
     } catch (e) {
+      if (e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE) return UNAVAILABLE_EXIT
       // fenced off, or failed after another host took over (a pause outlived the lease)
       if (isFenced(e) || (await store.fenceMoved(lease))) await store.log(lease, 'fenced').catch(() => undefined)
       return 1 // the outcome is in the row
@@ -109,7 +115,8 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
       await store.release(lease).catch(() => undefined)
     }
   } finally {
-    await store.close()
+    // bounded: closing a connection that was cut off waits for the network to give up on it
+    await Promise.race([store.close(), sleep(500)])
   }
 }
 

@@ -12,6 +12,7 @@ import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
 import { checkFleet, makeFleet, sha256, signalHost, signInShared, type FleetStore } from '../harness/fleet.js'
 import { noteSecrets, spawnCli } from '../harness/cli.js'
+import { startPartition } from '../harness/partition.js'
 
 const EMAIL = 'alice@example.test'
 // long-lived tokens: each case starts from one marked expired in the store (fleet.expire)
@@ -238,6 +239,46 @@ describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
       await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
       assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
       assert.equal((await w.lab.introspect(r.stdout.trim())).active, true)
+    })
+  })
+
+  describe('a host is cut off from the database mid-refresh', () => {
+    let w: World
+    before(async () => (w = await world(false)))
+    after(() => close(w))
+
+    it('its answer never lands; the next host recovers the grant; after healing it gets that token', async () => {
+      const link = await startPartition({ host: '127.0.0.1', port: w.pg.port })
+      after(() => link.close())
+      const url = new URL(w.pg.url)
+      url.port = String(link.port)
+      const a = await w.fleet.host('cut', { MAILKEY_STORE_URL: url.href })
+      await w.fleet.expire(EMAIL)
+      const from = w.lab.refreshLog.length
+      const hold = w.lab.holdNextRefreshAnswer()
+      const cli = spawnCli(['token', EMAIL], a.env)
+      await hold.held
+      link.cut()
+      hold.release()
+      const minted = w.lab.refreshLog.at(-1)?.issuedAccess
+      const done = await cli.done
+      assert.equal(done.code, 75, done.stderr)
+      assert.match(done.stderr, /is unavailable/)
+      await sleep(LEASE_SEC * 1000 + 200)
+      const b = await w.fleet.host('b')
+      const r = await b.cli(['token', EMAIL])
+      assert.equal(r.code, 0, r.stderr)
+      link.heal()
+      const healed = await a.cli(['token', EMAIL])
+      assert.equal(healed.code, 0, healed.stderr)
+      const rec = await w.fleet.record(EMAIL)
+      await noteSecrets(rec?.grant?.accessToken, rec?.grant?.refreshToken)
+      assert.equal(r.stdout.trim(), rec?.grant?.accessToken)
+      assert.equal(healed.stdout.trim(), rec?.grant?.accessToken, 'the healed host gets the stored token')
+      assert.notEqual(sha256(rec?.grant?.accessToken as string), minted, "the cut-off host's token never landed")
+      const log = w.lab.refreshLog.slice(from)
+      assert.equal(log.length, 2, 'the cut-off refresh and the one intent retry')
+      assert.equal(log[0]?.presented, log[1]?.presented)
     })
   })
 })

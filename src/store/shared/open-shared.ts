@@ -7,6 +7,7 @@
  */
 import type { Env } from '../../config/paths.js'
 import type { SharedBackend } from './backend.js'
+import { FailFast } from './fail-fast.js'
 import { DEFAULT_LEASE_MS, SharedStore } from './shared-store.js'
 import { keyFilePath, loadKeyRing, type StoreKeyRing } from './store-key.js'
 import { parseStoreUrl, type StoreUrl } from './store-url.js'
@@ -30,7 +31,7 @@ export async function openBackend(u: StoreUrl, env: Env): Promise<SharedBackend>
 
 export async function openSharedStore(o: OpenSharedOptions): Promise<SharedStore> {
   const u = parseStoreUrl(o.url)
-  const backend = await openBackend(u, o.env)
+  const backend = new FailFast(await openBackend(u, o.env))
   let ring: Promise<StoreKeyRing> | undefined
   const keys = (): Promise<StoreKeyRing> => {
     ring ??= loadKeyRing(keyFilePath(o.env, o.keyFile), u.label)

@@ -17,8 +17,8 @@ import { isLoopbackHost } from '../../core/net.js'
 import { shortageCode, shortageText } from '../../errors.js'
 
 /** how long a connection attempt, and then one statement, may take before the store counts as down */
-export const CONNECT_TIMEOUT_MS = 4_000
-export const STATEMENT_TIMEOUT_MS = 5_000
+export const CONNECT_TIMEOUT_MS = 3_000
+export const STATEMENT_TIMEOUT_MS = 3_000
 
 export interface PgPoolOptions {
   connectionString: string

@@ -1,0 +1,73 @@
+/**
+ * A store that has just been found unreachable is not asked again at once: for a short while
+ * every operation fails with the same STORE_UNAVAILABLE error, instead of waiting out another
+ * connect or statement timeout. A host cut off from its database then says so within one timeout,
+ * not one per step (read, write the failure, give the lease up): the leases expire by themselves.
+ *
+ * Owns: the fail-fast window around any SharedBackend. Must not: change what succeeds.
+ */
+import { ERR, MailkeyError } from '../../errors.js'
+import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
+
+export const FAIL_FAST_MS = 2_000
+
+export class FailFast implements SharedBackend {
+  readonly label: string
+  readonly #b: SharedBackend
+  readonly #now: () => number
+  #down: { until: number; error: MailkeyError } | undefined
+
+  constructor(b: SharedBackend, now: () => number = Date.now) {
+    this.#b = b
+    this.label = b.label
+    this.#now = now
+  }
+
+  async #run<T>(op: () => Promise<T>): Promise<T> {
+    const down = this.#down
+    if (down && this.#now() < down.until) throw down.error
+    try {
+      const v = await op()
+      this.#down = undefined
+      return v
+    } catch (e) {
+      if (e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE)
+        this.#down = { until: this.#now() + FAIL_FAST_MS, error: e }
+      throw e
+    }
+  }
+
+  init(): Promise<{ from: number; to: number }> {
+    return this.#run(() => this.#b.init())
+  }
+  checkSchema(): Promise<void> {
+    return this.#run(() => this.#b.checkSchema())
+  }
+  get(id: string): Promise<SharedRow | undefined> {
+    return this.#run(() => this.#b.get(id))
+  }
+  list(): Promise<SharedRow[]> {
+    return this.#run(() => this.#b.list())
+  }
+  claim(id: string, owner: string, leaseMs: number, reserve: boolean): Promise<Claim> {
+    return this.#run(() => this.#b.claim(id, owner, leaseMs, reserve))
+  }
+  markIntent(id: string, fence: number, owner: string): Promise<boolean> {
+    return this.#run(() => this.#b.markIntent(id, fence, owner))
+  }
+  write(id: string, fence: number, version: number, w: RowWrite, log: LogEntry): Promise<boolean> {
+    return this.#run(() => this.#b.write(id, fence, version, w, log))
+  }
+  release(id: string, fence: number): Promise<void> {
+    return this.#run(() => this.#b.release(id, fence))
+  }
+  remove(id: string, fence: number, log: LogEntry): Promise<boolean> {
+    return this.#run(() => this.#b.remove(id, fence, log))
+  }
+  log(id: string, entry: LogEntry): Promise<void> {
+    return this.#run(() => this.#b.log(id, entry))
+  }
+  close(): Promise<void> {
+    return this.#b.close()
+  }
+}
