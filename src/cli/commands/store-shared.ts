@@ -3,6 +3,7 @@
  *   mailkey store init [--new-key FILE]     create or upgrade the schema (idempotent); optionally a key file
  *   mailkey store status                    the shared store, its schema and accounts
  *   mailkey store migrate --to URL          move this host's file-store accounts into a shared store
+ *   mailkey store rotate-key [--prepare | --finish]   a new store key (store/shared/rotate.ts)
  * The store is the one MAILKEY_STORE_URL or [store] url names (migrate: the one --to names).
  *
  * Owns: the commands' words. Must not: hold SQL or sealing (store/shared/).
@@ -21,6 +22,8 @@ interface Values {
   json?: boolean
   to?: string
   'new-key'?: string
+  prepare?: boolean
+  finish?: boolean
 }
 
 async function configuredShared(io: CliIO): Promise<SharedStore | undefined> {
@@ -44,6 +47,7 @@ export async function runShared(
   file: () => FileStore,
 ): Promise<number | undefined> {
   if (sub === 'init') return await init(values, io)
+  if (sub === 'rotate-key') return await rotateKey(values, io)
   if (sub === 'migrate' && values.to?.includes('://')) return await migrateIn(values.to, values, io, file())
   if (sub === 'status') {
     const shared = await configuredShared(io)
@@ -138,6 +142,46 @@ async function migrateIn(url: string, values: Values, io: CliIO, file: FileStore
     )
     for (const b of r.broken) io.stderr(`mailkey: not moved: ${b.message}\n`)
     return r.broken.length ? EXIT.IOERR : EXIT.OK
+  } finally {
+    await shared.close()
+  }
+}
+
+async function rotateKey(values: Values, io: CliIO): Promise<number> {
+  const env = io.env
+  const cfg = await new ConfigFile(resolvePaths(env).configFile).loadOrNothing()
+  const setting = await sharedSetting(env, new ConfigFile(resolvePaths(env).configFile))
+  if (!setting) throw noSharedStore()
+  const { keyFilePath } = await import('../../store/shared/store-key.js')
+  const path = keyFilePath(env, cfg?.store?.keyFile)
+  const { parseStoreUrl } = await import('../../store/shared/store-url.js')
+  const label = parseStoreUrl(setting.url).label
+  const rotate = await import('../../store/shared/rotate.js')
+  if (!path) throw new UsageError(`the shared store ${label} has no key file configured`)
+  if (values.prepare) {
+    const kid = await rotate.prepareKey(path, label)
+    io.stderr(
+      `A new key ${kid} is at the end of "${path}": it opens records but seals none yet. Copy the file to every host, then run "mailkey store rotate-key".\n`,
+    )
+    return EXIT.OK
+  }
+  const kid = values.finish ? undefined : await rotate.promoteNewest(path, label)
+  const shared = await configuredShared(io) // opened after the key file changed
+  if (!shared) throw noSharedStore()
+  try {
+    const current = kid ?? (await shared.currentKid())
+    const done = await rotate.resealAll(shared, current)
+    if (!values.finish) {
+      io.stderr(
+        `Key ${current} now seals; ${done.length} account(s) sealed again with it. Copy "${path}" to every host, then run "mailkey store rotate-key --finish".\n`,
+      )
+      return EXIT.OK
+    }
+    const dropped = await rotate.dropOlderKeys(path, label)
+    io.stderr(
+      `${done.length} account(s) sealed again; older key(s) ${dropped.join(', ') || '(none)'} left "${path}". Copy it to every host.\n`,
+    )
+    return EXIT.OK
   } finally {
     await shared.close()
   }

@@ -29,6 +29,9 @@ Shared store (many hosts; MAILKEY_STORE_URL or [store] url):
        mailkey store init [--new-key FILE]     create or upgrade the schema; FILE: a new store key
        mailkey store migrate --to postgres://USER@HOST/DB
                                                move this host's accounts into a shared store
+       mailkey store rotate-key --prepare      a new key at the end of the key file (copy it to every host)
+       mailkey store rotate-key                the new key seals; every record sealed again
+       mailkey store rotate-key --finish       older keys leave the key file
 
 The tokens (access token, refresh token, client secret) can be kept encrypted (AES-256-GCM) with
 a key held by the OS keyring (Secret Service, macOS Keychain, Windows Credential Manager) or
@@ -108,9 +111,16 @@ async function lifetimeMs(store: FileStore, flag: unknown): Promise<number> {
   return ((await new ConfigFile(store.paths.configFile).load())?.store?.unlockSec ?? 8 * 3600) * 1000
 }
 
+const STORE_FLAGS = {
+  ...COMMON_FLAGS,
+  to: { type: 'string' },
+  'new-key': { type: 'string' },
+  prepare: { type: 'boolean' },
+  finish: { type: 'boolean' },
+} as const
+
 export async function run(args: string[], io: CliIO): Promise<number> {
-  const flags = { ...COMMON_FLAGS, to: { type: 'string' }, 'new-key': { type: 'string' } } as const
-  const { values, positionals } = parse('store', args, flags, 1)
+  const { values, positionals } = parse('store', args, STORE_FLAGS, 1)
   const sub = positionals[0] ?? 'status'
   if (values.help) return (io.stdout(HELP), EXIT.OK)
   const { runShared } = await import('./store-shared.js')

@@ -155,6 +155,11 @@ export class SharedStore implements TokenStore {
     return { records, broken }
   }
 
+  /** The id of the key new records are sealed with. */
+  async currentKid(): Promise<string> {
+    return (await this.#keys()).current.kid
+  }
+
   /** Throws unless this host has the store's key (a shared store without one is refused up front). */
   async requireKey(): Promise<void> {
     await this.#keys()
