@@ -19,7 +19,6 @@ import type { Config } from './config/config.js'
 import type { AccountRecord } from './domain/account.js'
 import type { KeepAliveNote, PassOptions } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
-import { accountId } from './domain/account.js'
 
 export type MailkeyOptions = BrokerOptions
 
@@ -64,10 +63,11 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
   const broker = new Broker(options)
   return {
     paths: broker.paths,
-    record: (account) => broker.store.read(accountId(account), { secrets: false }),
+    record: (account) => broker.record(account),
     config: () => broker.config.load(),
     assertPrivate: () => broker.file.assertPrivate(),
-    ensureStateDir: () => broker.store.ensureDir(),
+    // the local state directory (proxy passwords, the host cache), whatever store holds the accounts
+    ensureStateDir: () => broker.file.ensureDir(),
     async unlock() {
       await broker.file.keys?.unlockAll()
     },

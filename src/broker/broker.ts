@@ -26,8 +26,8 @@ import { InterruptedError, MailkeyError } from '../errors.js'
 import { shArg } from '../core/address.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { ConfigFile } from '../config/config-file.js'
-import type { Config } from '../config/config.js'
-import { needsFile, resolveSettings, settingsOptions, type Settings } from '../config/settings.js'
+import type { Settings } from '../config/settings.js'
+import { SettingsSource } from './settings-source.js'
 import { openStore } from '../store/open.js'
 import type { FileStore } from '../store/file-store.js'
 import type { TokenStore } from '../store/token-store.js'
@@ -42,7 +42,7 @@ import { refreshUnderLock, type RefreshContext } from './refresh.js'
 import type { SingleFlight } from './single-flight.js'
 import { StoreChoice, type Chosen } from './store-choice.js'
 import { HostCache } from '../store/host-cache.js'
-import { fromHostCache, remember, storeDown } from './host-tokens.js'
+import { HostTokens, storeDown } from './host-tokens.js'
 import { grantPolicyOf } from './policy.js'
 import type { BrokerOptions } from './options.js'
 import { workerLaunchers } from './launchers.js'
@@ -67,17 +67,17 @@ export class Broker {
   readonly config: ConfigFile
   readonly flight: SingleFlight
   readonly #choice: StoreChoice
-  readonly #hostCache: HostCache
-  readonly #remembered = new Map<string, number>()
+  readonly #host: HostTokens
   readonly #opts: BrokerOptions
   readonly #inflight = new Map<string, Promise<AccountRecord>>()
-  #lastGood: Settings | undefined
+  readonly #settings: SettingsSource
 
   constructor(opts: BrokerOptions = {}) {
     this.#opts = opts
     this.env = opts.env ?? process.env
     this.paths = opts.paths ?? resolvePaths(this.env)
     this.config = new ConfigFile(this.paths.configFile)
+    this.#settings = new SettingsSource(opts, this.env, this.config)
     this.file = openStore({
       env: this.env,
       paths: this.paths,
@@ -99,7 +99,7 @@ export class Broker {
         use: () => this.#opts.isolateRefresh !== false && !this.#opts.fetch, // a custom fetch lives in this process only
       }),
     })
-    this.#hostCache = new HostCache(this.paths)
+    this.#host = new HostTokens(new HostCache(this.paths))
     this.store = this.#choice.store
     this.flight = this.#choice.flight
   }
@@ -113,22 +113,9 @@ export class Broker {
     return (this.#opts.now ?? Date.now)()
   }
 
-  /**
-   * The settings snapshot: options > env > config.toml > defaults, taken afresh when the file
-   * changes. A broken file rejects when the margin has to come from it, unless an earlier snapshot
-   * of this broker is there to keep using (a proxy keeps working while its config is being edited).
-   */
+  /** The settings snapshot (broker/settings-source.ts), following config.toml. */
   async settings(): Promise<Settings> {
-    const options = settingsOptions(this.#opts)
-    let file: Config | undefined
-    try {
-      file = await this.config.load()
-    } catch (e) {
-      if (!needsFile(options, this.env)) return resolveSettings(options, this.env, undefined)
-      if (this.#lastGood) return this.#lastGood
-      throw e
-    }
-    return (this.#lastGood = resolveSettings(options, this.env, file))
+    return await this.#settings.get()
   }
 
   /** Load now the modules a refresh loads on first use (broker/preload.ts). */
@@ -156,16 +143,28 @@ export class Broker {
     return isFresh(rec?.grant, this.now(), minSec)
   }
 
+  /** The account's record without secrets; on a shared store that is down, what this host last saw of it. */
+  async record(account: string): Promise<AccountRecord | undefined> {
+    const id = accountId(account)
+    try {
+      return await this.store.read(id, { secrets: false })
+    } catch (e) {
+      if (!storeDown(e)) throw e
+      return await this.#host.record(id, e)
+    }
+  }
+
   /** A token with enough life left; on a shared store that is down, this host's cached one while valid. */
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {
     const id = accountId(account)
     try {
       const t = await this.#getAccessToken(id, account, opts)
-      if ((await this.backend()).shared) await remember(this.#hostCache, id, t, this.#remembered)
+      if ((await this.backend()).shared)
+        await this.#host.remember(id, t, async () => (await this.store.read(id))?.settings)
       return t
     } catch (e) {
       if (!storeDown(e) || opts.forceRefresh) throw e
-      return await fromHostCache(this.#hostCache, id, e, this.now(), this.#opts.onWarning)
+      return await this.#host.token(id, e, this.now(), this.#opts.onWarning)
     }
   }
 

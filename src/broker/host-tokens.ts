@@ -12,6 +12,7 @@ import { Secret } from '../core/secret.js'
 import { CACHED_FALLBACK_MIN_MS } from '../config/settings.js'
 import type { HostCache } from '../store/host-cache.js'
 import type { AccessToken } from './access-token.js'
+import type { AccountRecord, AccountSettings } from '../domain/account.js'
 
 /** The store could not be reached (or is out of resources): the host cache may answer. */
 export function storeDown(e: unknown): e is MailkeyError {
@@ -24,11 +25,15 @@ export async function remember(
   id: string,
   t: AccessToken,
   written: Map<string, number>,
+  settingsOf: () => Promise<AccountSettings | undefined>,
 ): Promise<void> {
   if (t.expiresAt === undefined || written.get(id) === t.expiresAt) return
   try {
+    const settings = await settingsOf().catch(() => undefined)
+    const { clientSecret: _secret, ...kept } = settings ?? ({} as AccountSettings)
     await cache.put(id, {
       account: t.account,
+      ...(settings ? { settings: kept as AccountSettings } : {}),
       token: t.token.reveal(),
       expiresAt: t.expiresAt,
       sasl: t.sasl,
@@ -63,4 +68,33 @@ export async function fromHostCache(
   }
   if (c.scope !== undefined) t.scope = c.scope
   return t
+}
+
+/** The account's record as this host last saw it (settings only, no secrets), while the store is down. */
+export async function recordFromHostCache(cache: HostCache, id: string, e: MailkeyError): Promise<AccountRecord> {
+  const c = await cache.get(id)
+  if (!c?.settings) throw e
+  return { v: 1, settings: c.settings, state: 'active', updatedAt: 0 }
+}
+
+/** A broker's host cache: the cache files, and which token this process last wrote to them. */
+export class HostTokens {
+  readonly #cache: HostCache
+  readonly #written = new Map<string, number>()
+
+  constructor(cache: HostCache) {
+    this.#cache = cache
+  }
+
+  remember(id: string, t: AccessToken, settingsOf: () => Promise<AccountSettings | undefined>): Promise<void> {
+    return remember(this.#cache, id, t, this.#written, settingsOf)
+  }
+
+  token(id: string, e: MailkeyError, now: number, onWarning?: (message: string) => void): Promise<AccessToken> {
+    return fromHostCache(this.#cache, id, e, now, onWarning)
+  }
+
+  record(id: string, e: MailkeyError): Promise<AccountRecord> {
+    return recordFromHostCache(this.#cache, id, e)
+  }
 }

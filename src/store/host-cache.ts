@@ -4,7 +4,8 @@
  * processes such as `mailkey token` too, not only a long-running proxy). Access tokens only, never
  * a refresh token: nothing here can refresh, so nothing here can race the fleet.
  *
- * One 0600 file per account in `<state dir>/tokens/` (0700), written atomically (I1) and refused
+ * The account's settings ride along (servers, SASL; never its client secret), so a proxy can still
+ * reach the mail server for a client. One 0600 file per account in `<state dir>/tokens/` (0700), written atomically (I1) and refused
  * when others can read it (I2), like the file store's records.
  *
  * Owns: the cache files. Must not: decide when a cached token may be used (broker/host-tokens.ts).
@@ -13,11 +14,14 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Paths } from '../config/paths.js'
 import type { SaslMechanism } from '../providers/types.js'
+import type { AccountSettings } from '../domain/account.js'
 import { DIR_MODE, checkPrivate, readStateFile, writeFileAtomic } from './atomic-file.js'
 import { fileNameFor } from './file-store.js'
 
 export interface CachedToken {
   account: string
+  /** the account's settings without its client secret: a proxy needs the servers while the store is down */
+  settings?: AccountSettings
   token: string
   /** epoch ms */
   expiresAt: number

@@ -188,6 +188,38 @@ describe('fleet commands on a shared PostgreSQL store', { skip: missing.length ?
     assert.match(wrong, /^a1 NO/m, 'a wrong local password is refused')
   })
 
+  it('database down: a proxy keeps serving its cached token; one that holds none says [UNAVAILABLE]', async () => {
+    assert.ok(proxy, 'the proxy of the case above runs')
+    const c = await fleet.host('c')
+    const pw = await c.cli(['proxy', 'password', EMAIL], LOCAL_PW + '\n')
+    assert.equal(pw.code, 0, pw.stderr)
+    const proxyC = spawnCli(['proxy', '--imap-port', '0'], c.env)
+    try {
+      const portB = Number((await proxy.event('listening')).port)
+      const portC = Number((await proxyC.event('listening')).port)
+      const from = lab.refreshLog.length
+      await srv.kill()
+      const cached = await imapLogin(portB, EMAIL, LOCAL_PW)
+      assert.match(cached, /^a1 OK/m, cached)
+      const none = await imapLogin(portC, EMAIL, LOCAL_PW)
+      assert.match(none, /^a1 NO \[UNAVAILABLE\]/m, none)
+      assert.equal(lab.refreshLog.length, from, 'no refresh while the store is down')
+      await srv.start()
+      // the proxy's first tries may still meet its dead connections or its fail-fast window (2 s):
+      // a client tries again, as it does on [UNAVAILABLE]
+      let back = ''
+      for (let i = 0; i < 20 && !/^a1 OK/m.test(back); i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 500))
+        back = await imapLogin(portC, EMAIL, LOCAL_PW)
+        assert.match(back, /^a1 (OK|NO \[UNAVAILABLE\])/m, back)
+      }
+      assert.match(back, /^a1 OK/m, back)
+    } finally {
+      proxyC.child.kill('SIGTERM')
+      await proxyC.done
+    }
+  })
+
   it('prints no secret', () => {
     const leaks = findLeaks(
       transcript.flatMap((t) => (t.args[0] === 'token' ? [t.stderr] : [t.stdout, t.stderr])),
