@@ -5,7 +5,8 @@
  * carries on under the same lease (its fence) and writes the answer. Only the death of the whole
  * host (worker included) leaves an unfinished intent for the next host (docs/adr/0011).
  *
- * The worker opens the store from the same URL and key file as its parent, checks that the row
+ * The worker opens the store from the same URL and key file as its parent (handed over in its
+ * environment: a URL may hold a password, and argv is public), checks that the row
  * still carries the parent's fence (else it is not its refresh any more), refreshes with the
  * parent's settings snapshot and deadline, writes under the fence and gives the lease up.
  *
@@ -14,7 +15,9 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { resolveSettings, type Settings } from '../config/settings.js'
-import type { Env, Paths } from '../config/paths.js'
+import { resolvePaths, type Env, type Paths } from '../config/paths.js'
+import { ConfigFile } from '../config/config-file.js'
+import { sharedSetting } from './store-choice.js'
 import { sleep } from '../store/lock.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
@@ -38,14 +41,13 @@ export interface SharedWorkerArgs {
   budgetMs: number
   cutOffRefreshBy?: string
   settings: Settings
-  store: { url: string; keyFile?: string; leaseSec?: number }
 }
 
 export interface SharedLaunch {
   env: Env
   paths: Paths
   settings: Settings
-  store: SharedWorkerArgs['store']
+  store: { url: string; keyFile?: string; leaseSec?: number }
 }
 
 /** Start the worker under `lease`; resolves once it has ended ('not-started': refresh here). */
@@ -65,9 +67,17 @@ export async function startSharedWorker(
     budgetMs,
     ...(req.cutOffRefreshBy ? { cutOffRefreshBy: req.cutOffRefreshBy } : {}),
     settings: launch.settings,
-    store: launch.store,
   }
-  const env = { ...launch.env, MAILKEY_STATE_DIR: launch.paths.stateDir, MAILKEY_CONFIG: launch.paths.configFile }
+  // the store's URL may hold a password: it goes through the environment (private to this user),
+  // never the command line (`ps` shows that to everyone)
+  const env = {
+    ...launch.env,
+    MAILKEY_STATE_DIR: launch.paths.stateDir,
+    MAILKEY_CONFIG: launch.paths.configFile,
+    MAILKEY_STORE_URL: launch.store.url,
+    ...(launch.store.keyFile ? { MAILKEY_STORE_KEY_FILE: launch.store.keyFile } : {}),
+    ...(launch.store.leaseSec ? { MAILKEY_STORE_LEASE_SEC: String(launch.store.leaseSec) } : {}),
+  }
   return await new Promise((resolve) => {
     let child
     try {
@@ -90,7 +100,9 @@ export async function startSharedWorker(
 export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
   const env = process.env
   const { openSharedStore } = await import('../store/shared/open-shared.js')
-  const store = await openSharedStore({ env, url: a.store.url, ...dropUndefined(a.store) })
+  const setting = await sharedSetting(env, new ConfigFile(resolvePaths(env).configFile))
+  if (!setting) return 1 // cannot happen: the parent set MAILKEY_STORE_URL
+  const store = await openSharedStore({ env, ...setting })
   try {
     const lease = await adopt(store, a)
     if (!lease) return 0 // the lease moved on: not ours to refresh
@@ -126,8 +138,4 @@ async function adopt(store: SharedStore, a: SharedWorkerArgs): Promise<Lease | u
   const lease: Lease = { id: a.id, fence: a.fence, version: row.version, owner: store.owner, row, purpose: 'refresh' }
   if (a.cutOffRefreshBy) lease.intent = { fence: a.fence, owner: a.cutOffRefreshBy, at: 0 }
   return lease
-}
-
-function dropUndefined(s: SharedWorkerArgs['store']): { keyFile?: string; leaseSec?: number } {
-  return { ...(s.keyFile ? { keyFile: s.keyFile } : {}), ...(s.leaseSec ? { leaseSec: s.leaseSec } : {}) }
 }

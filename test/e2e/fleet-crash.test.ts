@@ -8,9 +8,18 @@
 //   out what the new holder wrote, never its own token.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
-import { checkFleet, makeFleet, sha256, signalHost, signInShared, type FleetStore } from '../harness/fleet.js'
+import {
+  checkFleet,
+  hostProcesses,
+  makeFleet,
+  sha256,
+  signalHost,
+  signInShared,
+  type FleetStore,
+} from '../harness/fleet.js'
 import { noteSecrets, spawnCli } from '../harness/cli.js'
 import { startPartition } from '../harness/partition.js'
 
@@ -132,10 +141,17 @@ describe('fleet crashes on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
     it('its refresh worker finishes under the same lease: nothing lost, one request', async () => {
       await w.fleet.expire(EMAIL)
       const from = w.lab.refreshLog.length
-      const a = await w.fleet.host('a')
+      // a URL with the database password in it: it must not reach any command line
+      const a = await w.fleet.host('a', { MAILKEY_STORE_URL: w.pg.urlWithPassword })
       const hold = w.lab.holdNextRefreshAnswer()
       const cli = spawnCli(['token', EMAIL], a.env)
       await hold.held
+      const pids = hostProcesses(a)
+      assert.ok(pids.length >= 2, 'the CLI and its worker')
+      for (const pid of pids) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1')
+        assert.ok(!argv.includes(w.pg.password), 'no password in any argv')
+      }
       cli.child.kill('SIGKILL') // the client gave up; the host lives on
       await cli.done
       hold.release()
