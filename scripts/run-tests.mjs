@@ -30,6 +30,7 @@ const walk = (p) => {
 roots.forEach(walk)
 const LONGEST = [
   'fleet-crash',
+  'fleet-crash-redis',
   'fleet-faults',
   'store',
   'kill',

@@ -1,5 +1,5 @@
 // A real Redis server for tests (the shared token store, issue 13): /usr/bin/redis-server on
-// 127.0.0.1 and a free port, its own temp dir (config, AOF, log), the default user off and an ACL
+// 127.0.0.1 and a free port, its own temp dir (config, AOF, log), the default user off (but allowed the AOF's commands) and an ACL
 // user `mailkey` with a random password, protected mode on; plus the crash controls the fleet tests
 // need (kill -9, stop, start again on the same port and dir) and a tiny RESP client. The password is
 // only in the 0600 config file, never in argv. Nothing under /etc is read or written.
@@ -26,6 +26,12 @@ export interface RedisOptions {
   save?: string
   /** the password of the ACL user `mailkey` (default: random) */
   password?: string
+  /**
+   * The ACL rules of the `default` user (default 'off ~* &* +@all': no one can log in as it). Redis
+   * replays the AOF as `default` and, before the fix of redis/redis#14541 (7.0.15 here), silently
+   * drops every MULTI/EXEC (a script's writes) that user may not run: a plain 'off' loses them.
+   */
+  defaultUser?: string
   /** More redis.conf lines, written verbatim (`directive value`). */
   config?: string[]
   /** Deadline for each start, ms (default 10000). */
@@ -188,7 +194,7 @@ function redisConf(dir: string, port: number, password: string, opts: RedisOptio
     `appendfsync ${opts.appendfsync ?? 'everysec'}`,
     'appendfilename "appendonly.aof"',
     'appenddirname "appendonlydir"',
-    'user default off',
+    `user default ${confValue(opts.defaultUser ?? 'off ~* &* +@all')}`,
     `user mailkey on >${password} ~* &* +@all`,
     ...(opts.config ?? []).map(confValue),
     '',

@@ -199,6 +199,26 @@ describe('Redis persistence refusal', { skip: !redisAvailable() && 'redis-server
     })
   }
 
+  it("refuses a Redis whose AOF replay would drop the scripts' writes (default user off, no commands)", async () => {
+    // proof first: such a Redis loses a script's writes over a kill -9 and restart (redis/redis#14541)
+    const srv = await startRedis({ appendonly: true, appendfsync: 'always', defaultUser: 'off' })
+    servers.push(srv)
+    await srv.command('EVAL', "redis.call('HSET', KEYS[1], 'a', '1') redis.call('SADD', KEYS[2], 'x')", 2, 'h', 's')
+    await srv.kill()
+    await srv.start()
+    assert.deepEqual(await srv.command('HGETALL', 'h'), [], 'the acknowledged script writes are gone')
+    const b = backendOn(srv)
+    for (const op of [() => b.init(), () => b.checkSchema()]) {
+      await rejects(op(), (e) => {
+        assert.ok(e instanceof ConfigError, String(e))
+        assert.match(e.message, /would drop mailkey's writes when it reads its AOF back/)
+        assert.match(e.message, /user default off ~\* &\* \+@all/)
+      })
+    }
+    await b.close()
+    assert.equal(await srv.command('GET', KEYS.schema), null, 'nothing was written')
+  })
+
   it('refuses a Redis that hides CONFIG unless MAILKEY_REDIS_PERSISTENCE=verified', async () => {
     const srv = await startRedis({ appendonly: true, appendfsync: 'always', config: ['rename-command CONFIG ""'] })
     servers.push(srv)

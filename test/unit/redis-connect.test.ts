@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { ErrorReply } from '@redis/client'
-import { checkPersistence, redisError, redisOptions } from '../../src/store/shared/redis-connect.js'
+import { checkAofReplay, checkPersistence, redisError, redisOptions } from '../../src/store/shared/redis-connect.js'
 import { ConfigError, ERR, StoreError } from '../../src/errors.js'
 
 const L = 'redis://mailkey@db'
@@ -79,5 +79,36 @@ describe('checkPersistence', () => {
     }
     await assert.rejects(checkPersistence(refused, L, {}), /does not let mailkey read its settings/)
     await checkPersistence(refused, L, { MAILKEY_REDIS_PERSISTENCE: 'verified' })
+  })
+})
+
+describe('checkAofReplay', () => {
+  const writes = [
+    ['HSET', 'k', 'f', 'v'],
+    ['XADD', 'log', '*', 'f', 'v'],
+  ]
+  it("accepts a default user allowed mailkey's writes, refuses one that is not (its AOF replay drops them)", async () => {
+    await checkAofReplay(async () => 'OK', writes, L, {})
+    const noXadd = async (cmd: string[]): Promise<string> =>
+      cmd[0] === 'XADD' ? "This user has no permissions to run the 'xadd' command" : 'OK'
+    await assert.rejects(
+      checkAofReplay(noXadd, writes, L, {}),
+      (e: unknown) =>
+        e instanceof ConfigError &&
+        /drop mailkey's writes when it reads its AOF back/.test(e.message) &&
+        /may not run XADD/.test(e.message) &&
+        /user default off ~\* &\* \+@all/.test(e.message),
+    )
+  })
+  it('skips a Redis without ACL DRYRUN; a refused one needs MAILKEY_REDIS_PERSISTENCE=verified', async () => {
+    const old = async (): Promise<string> => {
+      throw new ErrorReply("ERR unknown subcommand 'DRYRUN'. Try ACL HELP.")
+    }
+    await checkAofReplay(old, writes, L, {})
+    const refused = async (): Promise<string> => {
+      throw new ErrorReply("NOPERM User mailkey has no permissions to run the 'acl|dryrun' command")
+    }
+    await assert.rejects(checkAofReplay(refused, writes, L, {}), /does not let mailkey check its ACL/)
+    await checkAofReplay(refused, writes, L, { MAILKEY_REDIS_PERSISTENCE: 'verified' })
   })
 })

@@ -8,6 +8,10 @@
  * And the persistence check: mailkey refuses a Redis that can acknowledge a write it has not put on
  * disk (appendonly yes and appendfsync always are required), because the write it would lose is a
  * rotated refresh token: the old one is already spent at the provider, so the grant goes with it.
+ * And one that would drop them when it reads its AOF back: Redis replays the AOF as the `default`
+ * user and, before the fix of redis/redis#14541 (seen on Debian 12's 7.0.15), discards every
+ * MULTI/EXEC (a script's writes: all of mailkey's) that user may not run, silently. So the default
+ * user must be allowed mailkey's writes (it can stay off: "user default off ~* &* +@all").
  * Even then, Redis replication is asynchronous: a failover to a replica can lose writes the old
  * primary acknowledged (WAIT narrows but does not close that window; docs/adr/0011).
  *
@@ -131,6 +135,33 @@ export async function checkPersistence(get: ConfigGet, label: string, env: Env):
   if (wrong.length === 0) return
   const now = `appendonly ${aof ?? '?'}, appendfsync ${fsync ?? '?'}, maxmemory-policy ${policy ?? '?'}`
   throw persistenceError(label, `it may lose a write it acknowledged (${now}); set ${wrong.join(', ')}`)
+}
+
+export type AclDryRun = (command: string[]) => Promise<string>
+
+/**
+ * Refuses a Redis whose AOF replay would drop mailkey's writes (see the top): `dryrun` runs
+ * ACL DRYRUN default COMMAND..., once for each of `writes`. A Redis without ACL DRYRUN (before 7.0)
+ * is not checked; one that refuses it to mailkey's user needs MAILKEY_REDIS_PERSISTENCE=verified.
+ */
+export async function checkAofReplay(dryrun: AclDryRun, writes: string[][], label: string, env: Env): Promise<void> {
+  let answers: string[]
+  try {
+    answers = await Promise.all(writes.map(dryrun))
+  } catch (e) {
+    if (!(e instanceof ErrorReply) || AUTH_REPLIES.test(e.message) || BUSY_REPLIES.test(e.message)) throw e
+    if (/unknown subcommand|unknown command/i.test(e.message)) return
+    if (env.MAILKEY_REDIS_PERSISTENCE === 'verified') return
+    throw persistenceError(label, `it does not let mailkey check its ACL (${cleanServerText(e.message)})`)
+  }
+  const denied = answers.findIndex((a) => a !== 'OK')
+  if (denied < 0) return
+  const why = cleanServerText(String(answers[denied]))
+  throw persistenceError(
+    label,
+    `it would drop mailkey's writes when it reads its AOF back, as its default user may not run ${writes[denied]?.[0]} (${why}); ` +
+      'allow the default user mailkey\'s commands and keys, it may stay off ("user default off ~* &* +@all")',
+  )
 }
 
 function persistenceError(label: string, why: string): ConfigError {

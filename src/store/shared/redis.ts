@@ -25,7 +25,14 @@ import {
 import type { Env } from '../../config/paths.js'
 import type { LastError, SealedBox } from '../../domain/account.js'
 import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
-import { checkPersistence, redisError, redisOptions, redisSchemaError, type RedisOptions } from './redis-connect.js'
+import {
+  checkAofReplay,
+  checkPersistence,
+  redisError,
+  redisOptions,
+  redisSchemaError,
+  type RedisOptions,
+} from './redis-connect.js'
 import * as lua from './redis-scripts.js'
 
 export const REDIS_SCHEMA_VERSION = 1
@@ -36,6 +43,19 @@ export const KEYS = {
   log: 'mailkey:log',
   schema: 'mailkey:schema',
 }
+
+// every write the scripts make, on the keys they make it on: the AOF replay must be allowed them all
+const ACCT = KEYS.account('x')
+const AOF_WRITES: string[][] = [
+  ['HSET', ACCT, 'f', 'v'],
+  ['HDEL', ACCT, 'f'],
+  ['HINCRBY', ACCT, 'f', '1'],
+  ['DEL', ACCT],
+  ['SADD', KEYS.accounts, 'x'],
+  ['SREM', KEYS.accounts, 'x'],
+  ['XADD', KEYS.log, '*', 'f', 'v'],
+  ['SET', KEYS.schema, '1'],
+]
 
 // the bare client: only sendCommand is used, and createClient's hundreds of command methods cost
 // every `mailkey token` about 100 ms of start-up
@@ -150,6 +170,9 @@ export class RedisBackend implements SharedBackend {
     }
     try {
       await checkPersistence(get, this.label, this.#env)
+      const dryrun = async (cmd: string[]): Promise<string> =>
+        String(await this.#send(['ACL', 'DRYRUN', 'default', ...cmd]))
+      await checkAofReplay(dryrun, AOF_WRITES, this.label, this.#env)
     } catch (e) {
       throw redisError(e, this.label, 'check the persistence settings')
     }
