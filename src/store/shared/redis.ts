@@ -26,6 +26,8 @@ import type { Env } from '../../config/paths.js'
 import type { LastError, SealedBox } from '../../domain/account.js'
 import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
 import {
+  CONNECT_TIMEOUT_MS,
+  STATEMENT_TIMEOUT_MS,
   checkAofReplay,
   checkPersistence,
   redisError,
@@ -112,7 +114,9 @@ export class RedisBackend implements SharedBackend {
     cur?.destroy()
     const c = new RedisClient(this.#options)
     c.on('error', () => undefined) // surfaced by the command that failed
-    const p = c.connect().then(() => c)
+    // the connect timeout covers TCP only: a server that accepts and then says nothing (stopped,
+    // wedged, behind a silent link) must not hold the handshake (HELLO, AUTH, SELECT) forever
+    const p = withDeadline(c.connect(), CONNECT_TIMEOUT_MS + STATEMENT_TIMEOUT_MS, () => c.destroy()).then(() => c)
     this.#conn = p
     p.catch(() => {
       if (this.#conn === p) this.#conn = undefined
@@ -265,4 +269,17 @@ export class RedisBackend implements SharedBackend {
     if (!c?.isOpen) return
     await c.close().catch(() => c.destroy())
   }
+}
+
+/** `p`, or a rejection after `ms` (and `onTimeout` run) when it has not settled by then. */
+function withDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout()
+      reject(new Error(`no answer to the connection handshake within ${ms / 1000} s`))
+    }, ms)
+    timer.unref()
+  })
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer))
 }
