@@ -39,6 +39,9 @@ export interface FencedFlightOptions {
   worker?: (lease: Lease, req: RefreshRequest, budgetMs: number) => Promise<WorkerOutcome>
 }
 
+/** how far apart two hosts' clocks may be when a forced request judges another host's refresh */
+const CLOCK_SKEW_MS = 5_000
+
 /** 'unavailable': the worker could not reach the store (its answer, if any, was not stored) */
 export type WorkerOutcome = 'done' | 'not-started' | 'unavailable'
 
@@ -59,6 +62,7 @@ export class FencedFlight implements SingleFlight {
     let seen: number | undefined
     for (;;) {
       if (req.signal?.aborted) throw new InterruptedError('interrupted while refreshing', { account: id })
+      if (this.#o.now() >= req.deadline) throw this.#timedOut(id, undefined, req)
       const c = await store.claim(id, 'refresh')
       if (c === 'missing') throw unknownAccount(id)
       if ('purpose' in c) {
@@ -86,6 +90,7 @@ export class FencedFlight implements SingleFlight {
   /** With the lease: the record, or undefined when this host was fenced off. */
   async #underLease(id: string, lease: Lease, req: FlightRequest): Promise<AccountRecord | undefined> {
     const store = this.#o.store
+    const claimedAt = this.#o.now()
     let down = false
     try {
       const rec = await store.recordOf(lease.row)
@@ -98,7 +103,9 @@ export class FencedFlight implements SingleFlight {
       if (!(await store.markIntent(lease))) return undefined
       // The caller's signal ends its waiting, never this refresh (an abandoned request may already
       // have rotated the token, and the answer must be written); the lease's deadline does end it.
-      const budget = refreshBudgetMs(store.leaseMs)
+      // counted from when the lease was taken: the steps before the refresh spent part of it
+      const budget = refreshBudgetMs(store.leaseMs) - (this.#o.now() - claimedAt)
+      if (budget <= 0) return undefined // too late to start: the next turn claims again
       const refreshReq: RefreshRequest = {
         force: req.force,
         since: req.since,
@@ -107,7 +114,7 @@ export class FencedFlight implements SingleFlight {
       }
       // the worker's outcome is in the row: re-read it like a fenced-off host's
       const outcome = await this.#o.worker?.(lease, refreshReq, budget)
-      if (outcome === 'done') return undefined
+      if (outcome === 'done') return await this.#afterWorker(lease)
       if (outcome === 'unavailable') {
         down = true // no release: it would wait out another timeout, and the lease expires by itself
         throw unavailable(store.label, 'refresh', 'the refresh could not be stored')
@@ -141,10 +148,8 @@ export class FencedFlight implements SingleFlight {
     let row: SharedRow | undefined = held
     for (;;) {
       if (row.version > seen) {
-        const rec = await this.#o.store.recordOf(row)
-        if (!rec) throw unknownAccount(id)
-        if (goodEnough(rec, req, this.#o.now()) || isFresh(rec.grant, this.#o.now(), 0)) return rec
-        if (rec.lastError) throw errorFromLast(rec)
+        const r = await this.#outcome(id, row, req)
+        if (r) return r
         return row.version
       }
       if (row.leaseUntil === undefined || row.leaseUntil <= row.serverNow) return seen
@@ -156,10 +161,43 @@ export class FencedFlight implements SingleFlight {
     }
   }
 
-  #timedOut(id: string, row: SharedRow, req: FlightRequest): StoreError {
+  /**
+   * A record written after the caller asked: the failure it records (a dead grant or a failed
+   * refresh is never answered with the old token), else a token with life left (short of the
+   * margin too: asking again would only hammer the server; a forced request wants one refreshed
+   * after it asked, allowing some clock skew between hosts), else undefined (claim again).
+   */
+  async #outcome(id: string, row: SharedRow, req: FlightRequest): Promise<AccountRecord | undefined> {
+    const rec = await this.#o.store.recordOf(row)
+    if (!rec) throw unknownAccount(id)
+    if (rec.state === 'reauth' || rec.lastError) throw errorFromLast(rec)
+    const now = this.#o.now()
+    if (goodEnough(rec, req, now)) return rec
+    const refreshedSince = (rec.grant?.refreshedAt ?? 0) >= req.since - CLOCK_SKEW_MS
+    if (isFresh(rec.grant, now, 0) && (!req.force || refreshedSince)) return rec
+    return undefined
+  }
+
+  /**
+   * The worker ended: its outcome is in the row (undefined: re-read it). A worker that ended
+   * without writing anything under this lease (it died, or failed before the refresh) is an error,
+   * not a reason to start another one: the intent it left is the next claimer's to retry.
+   */
+  async #afterWorker(lease: Lease): Promise<undefined> {
+    const row = await this.#o.store.row(lease.id)
+    if (row && row.fence === lease.fence && row.version === lease.version) {
+      throw new StoreError(ERR.STORE_IO, `the refresh worker for "${lease.id}" ended without storing an outcome`, {
+        account: lease.id,
+        hint: 'Try again; if it keeps happening, run "mailkey token --debug" to see why the worker stops.',
+      })
+    }
+    return undefined
+  }
+
+  #timedOut(id: string, row: SharedRow | undefined, req: FlightRequest): StoreError {
     return new StoreError(
       ERR.STORE_LOCK_TIMEOUT,
-      `timed out after ${Math.round((req.deadline - req.since) / 1000)} s waiting for ${row.leaseOwner ?? 'another host'} to refresh "${id}"`,
+      `timed out after ${Math.round((req.deadline - req.since) / 1000)} s waiting for ${row?.leaseOwner ?? 'another host'} to refresh "${id}"`,
       { account: id, hint: 'Try again; if it keeps happening, look for a stuck mailkey on that host.' },
     )
   }

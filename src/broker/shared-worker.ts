@@ -104,7 +104,12 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
   if (!setting) return 1 // cannot happen: the parent set MAILKEY_STORE_URL
   const store = await openSharedStore({ env, ...setting })
   try {
-    const lease = await adopt(store, a)
+    let lease: Lease | undefined
+    try {
+      lease = await adopt(store, a)
+    } catch (e) {
+      return e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE ? UNAVAILABLE_EXIT : 1
+    }
     if (!lease) return 0 // the lease moved on: not ours to refresh
     const settings = resolveSettings(a.settings, env, undefined)
     const ctx = { store, settings, now: Date.now, sleep, random: Math.random }

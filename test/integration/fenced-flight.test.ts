@@ -1,0 +1,100 @@
+// broker/fenced-flight.ts in one process on a real PostgreSQL, two "hosts" as two SharedStores
+// (two owners): a waiter whose holder records a dead grant gets that error, never the old token;
+// a worker that ends without writing anything is an error, not a reason to start another one.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
+import { openSharedStore } from '../../src/store/shared/open-shared.js'
+import type { SharedStore } from '../../src/store/shared/shared-store.js'
+import { FencedFlight } from '../../src/broker/fenced-flight.js'
+import type { AccountRecord } from '../../src/domain/account.js'
+import { ERR, ReauthRequiredError, StoreError } from '../../src/errors.js'
+
+if (!postgresAvailable() && process.env.CI) throw new Error(`these tests need PostgreSQL: ${POSTGRES_INSTALL_HINT}`)
+
+const ID = 'flight@example.test'
+const rec = (o: Partial<AccountRecord> = {}): AccountRecord => ({
+  v: 1,
+  state: 'active',
+  updatedAt: 0,
+  settings: {
+    email: ID,
+    provider: 'custom',
+    clientId: 'c',
+    scopes: ['s'],
+    endpoints: { token: 'https://127.0.0.1:1/token' },
+    servers: {},
+    sasl: 'XOAUTH2',
+    flow: 'device',
+  },
+  // valid for 100 s: fresh, but short of a 300 s margin
+  grant: { refreshToken: 'rt-1', accessToken: 'old-token', expiresAt: Date.now() + 100_000, grantedAt: 0 },
+  ...o,
+})
+
+describe('fenced flight on PostgreSQL', { skip: !postgresAvailable() && 'PostgreSQL missing' }, () => {
+  let pg: PgServer
+  let dir: string
+  let x: SharedStore
+  let y: SharedStore
+
+  before(async () => {
+    pg = await startPostgres()
+    dir = await mkdtemp(join(tmpdir(), 'mailkey-flight-'))
+    const keyFile = join(dir, 'key')
+    await writeFile(keyFile, `${Buffer.alloc(32, 3).toString('base64')}\n`, { mode: 0o600 })
+    const env = { ...pg.env(), MAILKEY_STORE_KEY_FILE: keyFile }
+    ;[x, y] = await Promise.all([openSharedStore({ env, url: pg.url }), openSharedStore({ env, url: pg.url })])
+    await x.backend.init()
+  })
+  after(async () => {
+    await Promise.all([x?.close(), y?.close()])
+    await pg?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const want = (): Parameters<FencedFlight['refresh']>[1] => ({
+    force: false,
+    minSec: 300,
+    since: Date.now(),
+    deadline: Date.now() + 20_000,
+  })
+
+  it('a waiter gets the dead grant its holder recorded, not the old token', { timeout: 20_000 }, async () => {
+    await x.write(rec())
+    const lease = await x.claim(ID, 'refresh')
+    assert.ok(lease !== 'missing' && 'purpose' in lease)
+    const flight = new FencedFlight({
+      store: y,
+      now: Date.now,
+      refreshHere: async () => assert.fail('the waiter must not refresh'),
+    })
+    const waiting = flight.refresh(ID, want())
+    const lastError = { code: ERR.REAUTH_REQUIRED, message: 'invalid_grant', transient: false, at: Date.now() }
+    await x.runHolding(lease, () => x.write(rec({ state: 'reauth', lastError })))
+    await x.release(lease)
+    await assert.rejects(waiting, (e) => e instanceof ReauthRequiredError && /invalid_grant/.test(e.message))
+  })
+
+  it('a worker that ends without an outcome is an error, not another worker', { timeout: 20_000 }, async () => {
+    await x.write(rec())
+    let workers = 0
+    const flight = new FencedFlight({
+      store: y,
+      now: Date.now,
+      refreshHere: async () => assert.fail('no refresh here when the worker was started'),
+      worker: async () => {
+        workers++
+        return 'done' // it died, or failed before the refresh: nothing written
+      },
+    })
+    await assert.rejects(
+      flight.refresh(ID, want()),
+      (e) => e instanceof StoreError && /ended without storing an outcome/.test(e.message),
+    )
+    assert.equal(workers, 1)
+  })
+})
