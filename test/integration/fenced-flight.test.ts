@@ -79,6 +79,35 @@ describe('fenced flight on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
     await assert.rejects(waiting, (e) => e instanceof ReauthRequiredError && /invalid_grant/.test(e.message))
   })
 
+  it('a removed and re-added account never repeats a fence: a paused host cannot match again', async () => {
+    const id = 'readd@example.test'
+    const b = x.backend
+    const w = {
+      box: { kid: 'k', alg: 'A256GCM', iv: 'aXY', ct: 'Y3Q', tag: 'dGFn' } as const,
+      state: 'active' as const,
+    }
+    const log = { event: 'write' as const, owner: 'test' }
+    const fences: number[] = []
+    const claim = async (): Promise<number> => {
+      const c = await b.claim(id, 'test', 60_000, true)
+      assert.equal(c.kind, 'mine')
+      fences.push((c as { row: { fence: number } }).row.fence)
+      return fences.at(-1) as number
+    }
+    const first = await claim() // created: version 0 -> 1
+    assert.equal(await b.write(id, first, 0, w, log), true)
+    await b.release(id, first)
+    const paused = await claim() // a host takes it at version 1 ... and pauses
+    await b.release(id, paused) // (its lease runs out)
+    assert.equal(await b.remove(id, await claim(), log), true)
+    const again = await claim() // re-added: version 0 -> 1 again
+    assert.equal(await b.write(id, again, 0, w, log), true)
+    await b.release(id, again)
+    await claim()
+    assert.equal(new Set(fences).size, fences.length, `fences repeat: ${fences.join(', ')}`)
+    assert.equal(await b.write(id, paused, 1, w, log), false, 'the paused host is fenced off')
+  })
+
   it('a worker that ends without an outcome is an error, not another worker', { timeout: 20_000 }, async () => {
     await x.write(rec())
     let workers = 0

@@ -1,7 +1,8 @@
 /**
  * The port a shared store engine implements (PostgreSQL: store/shared/postgres.ts; Redis:
  * store/shared/redis.ts). One row per account: the sealed record, its `version` (+1 on every
- * write), a `fence` (+1 on every lease taken), the lease (owner, until: in the engine's own clock),
+ * write), a `fence` (a new one, from one counter for the whole store,
+ * on every lease taken), the lease (owner, until: in the engine's own clock),
  * an intent marker (a refresh may be in flight at the provider), state and last error in the clear
  * for operators, and an append-only log of refreshes. Every write is conditional on the writer's
  * fence and the version it read, so a host whose lease was taken over cannot overwrite anything
@@ -23,7 +24,7 @@ export interface SharedRow {
   id: string
   /** +1 on every write; 0: a reservation (an account being created, no record yet) */
   version: number
-  /** +1 on every lease taken */
+  /** a new one on every lease taken, from one counter for the store (never repeated) */
   fence: number
   leaseOwner?: string
   /** engine ms */
@@ -75,7 +76,7 @@ export interface SharedBackend {
   get(id: string): Promise<SharedRow | undefined>
   list(): Promise<SharedRow[]>
   /**
-   * Take the lease on `id` for `leaseMs` (engine clock) when nobody holds it: fence + 1. `reserve`:
+   * Take the lease on `id` for `leaseMs` (engine clock) when nobody holds it: a new fence. `reserve`:
    * when there is no row, create a reservation (version 0) held by `owner`.
    */
   claim(id: string, owner: string, leaseMs: number, reserve: boolean): Promise<Claim>

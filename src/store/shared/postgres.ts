@@ -51,6 +51,9 @@ const DDL = [
      version bigint,
      detail jsonb)`,
   `CREATE INDEX IF NOT EXISTS mailkey_refresh_log_account ON mailkey_refresh_log (account, seq)`,
+  // fences come from one sequence, so a removed and re-added account never repeats one (a host
+  // paused across both could otherwise match fence and version again)
+  `CREATE SEQUENCE IF NOT EXISTS mailkey_fence`,
 ]
 
 const ms = (col: string): string => `(extract(epoch from ${col}) * 1000)::float8`
@@ -175,7 +178,7 @@ export class PostgresBackend implements SharedBackend {
     for (let i = 0; i < 3; i++) {
       const took = await this.#q<DbRow>(
         'take a lease',
-        `UPDATE mailkey_accounts SET fence = fence + 1, lease_owner = $2,
+        `UPDATE mailkey_accounts SET fence = nextval('mailkey_fence'), lease_owner = $2,
            lease_until = clock_timestamp() + $3 * interval '1 millisecond'
          WHERE id = $1 AND (lease_until IS NULL OR lease_until <= clock_timestamp())
          RETURNING ${COLS}`,
@@ -191,7 +194,7 @@ export class PostgresBackend implements SharedBackend {
       const ins = await this.#q<DbRow>(
         'reserve an account',
         `INSERT INTO mailkey_accounts (id, version, fence, lease_owner, lease_until)
-         VALUES ($1, 0, 1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+         VALUES ($1, 0, nextval('mailkey_fence'), $2, clock_timestamp() + $3 * interval '1 millisecond')
          ON CONFLICT (id) DO NOTHING RETURNING ${COLS}`,
         [id, owner, leaseMs],
       )

@@ -37,19 +37,23 @@ local out = {n(now_ms())}
 for i, k in ipairs(KEYS) do out[#out + 1] = redis.call('HGETALL', k) end
 return out`
 
-/** ARGV: id, owner, leaseMs, reserve ('1'). Returns {'mine'|'held'|'missing', now, HGETALL}. */
+/**
+ * KEYS[4]: the fence counter (one for the store: a removed and re-added account never repeats a
+ * fence, so a host paused across both cannot match). ARGV: id, owner, leaseMs, reserve ('1').
+ * Returns {'mine'|'held'|'missing', now, HGETALL}.
+ */
 export const CLAIM = `${LIB}
 local k = KEYS[1]
 local now = now_ms()
 if redis.call('EXISTS', k) == 1 then
   local held = tonumber(redis.call('HGET', k, 'lease_until'))
   if held ~= nil and held > now then return {'held', n(now), redis.call('HGETALL', k)} end
-  redis.call('HINCRBY', k, 'fence', 1)
+  redis.call('HSET', k, 'fence', redis.call('INCR', KEYS[4]))
   redis.call('HSET', k, 'lease_owner', ARGV[2], 'lease_until', n(now + tonumber(ARGV[3])))
   return {'mine', n(now), redis.call('HGETALL', k)}
 end
 if ARGV[4] ~= '1' then return {'missing', n(now), {}} end
-redis.call('HSET', k, 'id', ARGV[1], 'version', '0', 'fence', '1', 'lease_owner', ARGV[2],
+redis.call('HSET', k, 'id', ARGV[1], 'version', '0', 'fence', redis.call('INCR', KEYS[4]), 'lease_owner', ARGV[2],
   'lease_until', n(now + tonumber(ARGV[3])), 'state', 'active', 'created_at', n(now), 'updated_at', n(now))
 redis.call('SADD', KEYS[2], ARGV[1])
 return {'mine', n(now), redis.call('HGETALL', k)}`

@@ -44,6 +44,8 @@ export const KEYS = {
   accounts: 'mailkey:accounts',
   log: 'mailkey:log',
   schema: 'mailkey:schema',
+  /** fences come from one counter, so a removed and re-added account never repeats one */
+  fence: 'mailkey:fence',
 }
 
 // every write the scripts make, on the keys they make it on: the AOF replay must be allowed them all
@@ -57,6 +59,7 @@ const AOF_WRITES: string[][] = [
   ['SREM', KEYS.accounts, 'x'],
   ['XADD', KEYS.log, '*', 'f', 'v'],
   ['SET', KEYS.schema, '1'],
+  ['INCR', KEYS.fence],
 ]
 
 // the bare client: only sendCommand is used, and createClient's hundreds of command methods cost
@@ -219,7 +222,7 @@ export class RedisBackend implements SharedBackend {
   async claim(id: string, owner: string, leaseMs: number, reserve: boolean): Promise<Claim> {
     await this.checkSchema()
     const argv = [id, owner, String(Math.max(1, Math.round(leaseMs))), reserve ? '1' : '0']
-    const r = await this.#eval('take a lease', lua.CLAIM, this.#keys(id), argv)
+    const r = await this.#eval('take a lease', lua.CLAIM, [...this.#keys(id), KEYS.fence], argv)
     const row = Array.isArray(r) ? rowOf(r[2] ?? null, r[1] ?? null) : undefined
     const kind = Array.isArray(r) ? r[0] : undefined
     if (!row) return { kind: 'missing' }
