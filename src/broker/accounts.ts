@@ -183,5 +183,6 @@ export async function removeAccount(
     }
   }
   const removed = await broker.flight.exclusive(id, WRITE_LOCK_TIMEOUT_MS, () => broker.store.remove(id))
+  await broker.forgetCached(id)
   return { removed, revocation }
 }

@@ -154,6 +154,11 @@ export class Broker {
     }
   }
 
+  /** Forget this host's cached token of an account (it was removed). */
+  forgetCached(account: string): Promise<void> {
+    return this.#host.forget(accountId(account))
+  }
+
   /** A token with enough life left; on a shared store that is down, this host's cached one while valid. */
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {
     const id = accountId(account)
@@ -163,8 +168,7 @@ export class Broker {
         await this.#host.remember(id, t, async () => (await this.store.read(id))?.settings)
       return t
     } catch (e) {
-      if (!storeDown(e) || opts.forceRefresh) throw e
-      return await this.#host.token(id, e, this.now(), this.#opts.onWarning)
+      return await this.#host.instead(id, e, opts.forceRefresh === true, this.now(), this.#opts.onWarning)
     }
   }
 

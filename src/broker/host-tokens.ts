@@ -90,8 +90,26 @@ export class HostTokens {
     return remember(this.#cache, id, t, this.#written, settingsOf)
   }
 
-  token(id: string, e: MailkeyError, now: number, onWarning?: (message: string) => void): Promise<AccessToken> {
-    return fromHostCache(this.#cache, id, e, now, onWarning)
+  /**
+   * What getAccessToken gives when it failed with `e`: the cached token while the store is down
+   * (not for a forced refresh), else `e`. A dead grant or a removed account is forgotten here
+   * first: its token is never handed out from the cache.
+   */
+  async instead(
+    id: string,
+    e: unknown,
+    force: boolean,
+    now: number,
+    onWarning?: (message: string) => void,
+  ): Promise<AccessToken> {
+    if (e instanceof MailkeyError && (e.reauthRequired || e.code === ERR.ACCOUNT_UNKNOWN)) await this.forget(id)
+    if (!storeDown(e) || force) throw e
+    return await fromHostCache(this.#cache, id, e, now, onWarning)
+  }
+
+  forget(id: string): Promise<void> {
+    this.#written.delete(id)
+    return this.#cache.remove(id)
   }
 
   record(id: string, e: MailkeyError): Promise<AccountRecord> {

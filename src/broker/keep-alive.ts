@@ -16,7 +16,7 @@ import { describeHorizon, grantHorizon, needsKeepAlive } from './horizon.js'
 export interface KeepAliveNote {
   account: string
   /** a keep-alive refresh ran: how it went */
-  refresh?: { ok: true } | { ok: false; message: string; transient?: boolean }
+  refresh?: { ok: true } | { ok: false; message: string; transient?: boolean; reauth?: boolean }
   /** the grant ends soon however it is used: what to tell the user */
   ending?: string
   /** the grant was refused: only a sign-in helps (the message says the command) */
@@ -87,6 +87,9 @@ async function passOne(
       note.refresh = await keepAliveRefresh(broker, account)
       // the refresh restarted the idle clock: judge the horizon on the new record
       if (note.refresh.ok) grant = (await current(broker, r))?.grant
+      // the grant is dead: only a sign-in helps, and the report says so (exit 77 in `mailkey sweep`)
+      else if (note.refresh.reauth)
+        note.reauth = `${note.refresh.message}; run "mailkey add ${shArg(account)}" to sign in again`
     }
   }
   const h = grantHorizon(grant, policy, broker.now())
@@ -107,8 +110,13 @@ async function keepAliveRefresh(
     await broker.getAccessToken(account, { forceRefresh: true })
     return { ok: true }
   } catch (e) {
-    const err = e as { message?: string; transient?: boolean }
-    return { ok: false, message: String(err.message ?? e), transient: err.transient === true }
+    const err = e as { message?: string; transient?: boolean; reauthRequired?: boolean }
+    return {
+      ok: false,
+      message: String(err.message ?? e),
+      transient: err.transient === true,
+      ...(err.reauthRequired === true ? { reauth: true } : {}),
+    }
   }
 }
 

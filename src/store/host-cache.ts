@@ -10,7 +10,7 @@
  *
  * Owns: the cache files. Must not: decide when a cached token may be used (broker/host-tokens.ts).
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Paths } from '../config/paths.js'
 import type { SaslMechanism } from '../providers/types.js'
@@ -57,6 +57,11 @@ export class HostCache {
     } catch {
       return undefined
     }
+  }
+
+  /** Forget `id` (removed, or its grant is dead): a dead grant's token is never handed out from here. */
+  async remove(id: string): Promise<void> {
+    await unlink(this.#path(id)).catch(() => undefined)
   }
 
   async put(id: string, t: CachedToken): Promise<void> {

@@ -5,7 +5,7 @@ import { it } from 'node:test'
 import assert from 'node:assert/strict'
 import { keepAlivePass, type KeepAliveBroker } from '../../src/broker/keep-alive.js'
 import type { AccountRecord } from '../../src/domain/account.js'
-import { TransientError, ERR } from '../../src/errors.js'
+import { ReauthRequiredError, TransientError, ERR } from '../../src/errors.js'
 
 const DAY = 86_400_000
 const NOW = Date.UTC(2026, 11, 6)
@@ -85,4 +85,14 @@ it('a grant another host refreshed since the listing is not refreshed again', as
   const notes = await keepAlivePass(broker)
   assert.deepEqual(refreshed, [])
   assert.deepEqual(notes, [])
+})
+
+it('a keep-alive refresh the server refuses for good is reported as needing a sign-in', async () => {
+  const { broker } = fakeBroker([rec('gone@x.test')])
+  broker.getAccessToken = async () => {
+    throw new ReauthRequiredError(ERR.REAUTH_REQUIRED, 'invalid_grant: the grant was revoked')
+  }
+  const [note] = await keepAlivePass(broker)
+  assert.equal(note?.refresh?.ok, false)
+  assert.match(note?.reauth ?? '', /invalid_grant: the grant was revoked; run "mailkey add gone@x\.test"/)
 })
