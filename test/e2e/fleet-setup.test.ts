@@ -70,6 +70,16 @@ describe('setting up a fleet on PostgreSQL', { skip: !postgresAvailable() && 'Po
     assert.match(again.stderr, /0 account\(s\) moved/)
   })
 
+  it('refuses a store URL with a password on the command line', async () => {
+    const url = new URL(pg.url)
+    url.password = 'on-the-command-line'
+    const r = await runCli(['store', 'migrate', '--to', url.href], { ...local.env })
+    assert.equal(r.code, 64, r.stderr)
+    assert.match(r.stderr, /holds a password/)
+    assert.match(r.stderr, /PGPASSWORD/)
+    assert.ok(!r.stderr.includes('on-the-command-line'))
+  })
+
   it('reaches PostgreSQL over verified TLS; an unknown CA is refused with what to set', async () => {
     const tls = `${pg.url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca.caFile)}`
     const good = await fleet.host('tls', { MAILKEY_STORE_URL: tls })

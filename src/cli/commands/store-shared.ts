@@ -123,6 +123,12 @@ async function status(shared: SharedStore, values: Values, io: CliIO): Promise<n
 }
 
 async function migrateIn(url: string, values: Values, io: CliIO, file: FileStore): Promise<number> {
+  // argv is readable by every user (ps) and kept in shell history: no password there
+  if (/^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(url)) {
+    throw new UsageError('the store URL on the command line holds a password', {
+      hint: 'Give the URL without it (postgres://USER@HOST/DB) and the password in PGPASSWORD, ~/.pgpass or REDISCLI_AUTH.',
+    })
+  }
   await file.assertPrivate()
   const { openSharedStore } = await import('../../store/shared/open-shared.js')
   const cfg = await new ConfigFile(resolvePaths(io.env).configFile).loadOrNothing()

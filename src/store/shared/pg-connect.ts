@@ -121,7 +121,10 @@ export function pgError(e: unknown, label: string, doing: string): StoreError | 
       hint: 'Name the CA with ?sslrootcert=FILE in the URL; on a private network you trust, ?sslmode=disable turns TLS off.',
     })
   }
-  if (code === '' || UNAVAILABLE_STATES.test(code) || /timeout|terminated|ECONN|EHOSTUNREACH|ENETUNREACH/i.test(text)) {
+  // the network or the server's state, never a bug of ours (an error without a code is one of
+  // those only when it says so); a serialization failure or a deadlock is tried again later too
+  const network = /timeout|timed out|terminated|ECONN|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|socket/i
+  if (UNAVAILABLE_STATES.test(code) || /^(40001|40P01)$/.test(code) || network.test(`${code} ${text}`)) {
     return unavailable(label, doing, text, e)
   }
   return new StoreError(ERR.STORE_IO, `cannot ${doing} on ${label}: ${text}`, { cause: e })

@@ -20,7 +20,9 @@ local function append(stream, id, at, event, owner, fence, version, detail)
   if fence and fence ~= '' then f[#f + 1] = 'fence'; f[#f + 1] = fence end
   if version and version ~= '' then f[#f + 1] = 'version'; f[#f + 1] = version end
   if detail and detail ~= '' then f[#f + 1] = 'detail'; f[#f + 1] = detail end
-  redis.call('XADD', stream, '*', unpack(f))
+  -- capped (about the newest 100,000 lines): with no eviction allowed, an endless log would end in
+  -- OOM answers to every script, the whole fleet down
+  redis.call('XADD', stream, 'MAXLEN', '~', '100000', '*', unpack(f))
 end
 local function ours(k, fence)
   return redis.call('HGET', k, 'fence') == fence
