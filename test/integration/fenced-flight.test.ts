@@ -10,6 +10,7 @@ import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer 
 import { openSharedStore } from '../../src/store/shared/open-shared.js'
 import type { SharedStore } from '../../src/store/shared/shared-store.js'
 import { FencedFlight } from '../../src/broker/fenced-flight.js'
+import { prepareKey, promoteNewest } from '../../src/store/shared/rotate.js'
 import type { AccountRecord } from '../../src/domain/account.js'
 import { ERR, ReauthRequiredError, StoreError } from '../../src/errors.js'
 
@@ -38,13 +39,14 @@ const rec = (o: Partial<AccountRecord> = {}): AccountRecord => ({
 describe('fenced flight on PostgreSQL', { skip: !postgresAvailable() && 'PostgreSQL missing' }, () => {
   let pg: PgServer
   let dir: string
+  let keyFile: string
   let x: SharedStore
   let y: SharedStore
 
   before(async () => {
     pg = await startPostgres()
     dir = await mkdtemp(join(tmpdir(), 'mailkey-flight-'))
-    const keyFile = join(dir, 'key')
+    keyFile = join(dir, 'key')
     await writeFile(keyFile, `${Buffer.alloc(32, 3).toString('base64')}\n`, { mode: 0o600 })
     const env = { ...pg.env(), MAILKEY_STORE_KEY_FILE: keyFile }
     ;[x, y] = await Promise.all([openSharedStore({ env, url: pg.url }), openSharedStore({ env, url: pg.url })])
@@ -106,6 +108,18 @@ describe('fenced flight on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
     await claim()
     assert.equal(new Set(fences).size, fences.length, `fences repeat: ${fences.join(', ')}`)
     assert.equal(await b.write(id, paused, 1, w, log), false, 'the paused host is fenced off')
+  })
+
+  it('a running process follows the key file through a rotation, without reopening the store', async () => {
+    await x.write(rec())
+    const label = 'the store'
+    const added = await prepareKey(keyFile, label)
+    assert.ok(await y.read(ID), 'a prepared key changes nothing for reading')
+    const promoted = await promoteNewest(keyFile, label)
+    assert.equal(promoted, added)
+    await y.write(rec()) // the same process, after the file changed: sealed with the promoted key
+    assert.equal((await y.row(ID))?.box?.kid, promoted)
+    assert.equal((await x.read(ID))?.grant?.accessToken, 'old-token', 'the other process opens it too')
   })
 
   it('a worker that ends without an outcome is an error, not another worker', { timeout: 20_000 }, async () => {
