@@ -122,6 +122,31 @@ describe('fenced flight on PostgreSQL', { skip: !postgresAvailable() && 'Postgre
     assert.equal((await x.read(ID))?.grant?.accessToken, 'old-token', 'the other process opens it too')
   })
 
+  it('a re-seal keeps an unfinished refresh marked; a refresh or sign-in write clears it', async () => {
+    const id = 'intent@example.test'
+    const b = x.backend
+    const w = {
+      box: { kid: 'k', alg: 'A256GCM', iv: 'aXY', ct: 'Y3Q', tag: 'dGFn' } as const,
+      state: 'active' as const,
+    }
+    const take = async (): Promise<{ fence: number; version: number }> => {
+      const c = await b.claim(id, 'test', 60_000, true)
+      assert.equal(c.kind, 'mine')
+      return (c as { row: { fence: number; version: number } }).row
+    }
+    let l = await take()
+    assert.ok(await b.write(id, l.fence, l.version, w, { event: 'write', owner: 'test' }))
+    await b.release(id, l.fence)
+    l = await take()
+    assert.ok(await b.markIntent(id, l.fence, 'host-that-dies'))
+    await b.release(id, l.fence) // (as if its lease ran out)
+    l = await take()
+    assert.ok(await b.write(id, l.fence, l.version, w, { event: 'rekey', owner: 'rotate' }))
+    assert.equal((await b.get(id))?.intent?.owner, 'host-that-dies', 'still marked after the re-seal')
+    assert.ok(await b.write(id, l.fence, l.version + 1, w, { event: 'refresh', owner: 'next' }))
+    assert.equal((await b.get(id))?.intent, undefined)
+  })
+
   it('a worker that ends without an outcome is an error, not another worker', { timeout: 20_000 }, async () => {
     await x.write(rec())
     let workers = 0

@@ -221,7 +221,11 @@ export class PostgresBackend implements SharedBackend {
       'write an account',
       `WITH up AS (UPDATE mailkey_accounts SET version = version + 1, sealed = $4, state = $5, last_error = $6,
            expires_at = $7, refresh_token_at = $8, granted_at = $9,
-           intent_fence = NULL, intent_owner = NULL, intent_at = NULL, updated_at = clock_timestamp()
+           -- a re-seal or a migration copies the record as it is: an unfinished refresh stays marked
+           intent_fence = CASE WHEN $10 IN ('rekey', 'migrate') THEN intent_fence END,
+           intent_owner = CASE WHEN $10 IN ('rekey', 'migrate') THEN intent_owner END,
+           intent_at = CASE WHEN $10 IN ('rekey', 'migrate') THEN intent_at END,
+           updated_at = clock_timestamp()
          WHERE id = $1 AND fence = $2 AND version = $3 RETURNING id, fence, version)
        INSERT INTO mailkey_refresh_log (account, event, owner, fence, version, detail)
          SELECT id, $10, $11, fence, version, $12 FROM up RETURNING seq`,

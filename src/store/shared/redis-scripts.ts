@@ -84,7 +84,8 @@ for i, name in ipairs(optional) do
   local value = ARGV[5 + i]
   if value == '' then redis.call('HDEL', k, name) else redis.call('HSET', k, name, value) end
 end
-redis.call('HDEL', k, 'intent_fence', 'intent_owner', 'intent_at')
+-- a re-seal or a migration copies the record as it is: an unfinished refresh stays marked
+if ARGV[10] ~= 'rekey' and ARGV[10] ~= 'migrate' then redis.call('HDEL', k, 'intent_fence', 'intent_owner', 'intent_at') end
 redis.call('SADD', KEYS[2], ARGV[1])
 append(KEYS[3], ARGV[1], now, ARGV[10], ARGV[11], ARGV[2], n(v), ARGV[12])
 return 1`

@@ -59,7 +59,7 @@ export async function resealAll(store: SharedStore, kid: string): Promise<string
   const done: string[] = []
   for (const row of await store.backend.list()) {
     if (!row.box || row.version === 0 || row.box.kid === kid) continue
-    const lease = await store.claimWaiting(row.id, 'write', RESEAL_WAIT_MS)
+    const lease = await store.claimWaiting(row.id, 'rekey', RESEAL_WAIT_MS)
     try {
       await store.runHolding(lease, async () => {
         const rec = await store.recordOf(lease.row)

@@ -32,7 +32,7 @@ export interface Lease {
   /** a refresh that an earlier holder started and never finished (its answer may be lost) */
   intent?: IntentMark
   /** what the writes under this lease are, for the log */
-  purpose: 'refresh' | 'write' | 'migrate'
+  purpose: 'refresh' | 'write' | 'migrate' | 'rekey'
 }
 
 export interface SharedStoreOptions {
