@@ -39,6 +39,9 @@ import * as lua from './redis-scripts.js'
 
 export const REDIS_SCHEMA_VERSION = 1
 
+/** after a failed connection, how long before another is tried (operations fail at once meanwhile) */
+const RECONNECT_AFTER_MS = 1_000
+
 export const KEYS = {
   account: (id: string): string => `mailkey:acct:${id}`,
   accounts: 'mailkey:accounts',
@@ -100,6 +103,7 @@ export class RedisBackend implements SharedBackend {
   readonly #options: RedisOptions
   readonly #env: Env
   #conn: Promise<Client> | undefined
+  #connectFailed: { at: number; error: unknown } | undefined
   #busy = 0
   #persistenceOk = false
   #schemaOk = false
@@ -115,16 +119,24 @@ export class RedisBackend implements SharedBackend {
     const cur = this.#conn && (await this.#conn.catch(() => undefined))
     if (cur?.isOpen) return cur
     cur?.destroy()
+    // a connection that just failed is not tried again at once: one operation (the persistence
+    // check's commands, then its own) must not wait out the handshake deadline once per command
+    const failed = this.#connectFailed
+    if (failed && Date.now() - failed.at < RECONNECT_AFTER_MS) throw failed.error
     const c = new RedisClient(this.#options)
     c.on('error', () => undefined) // surfaced by the command that failed
     // the connect timeout covers TCP only: a server that accepts and then says nothing (stopped,
     // wedged, behind a silent link) must not hold the handshake (HELLO, AUTH, SELECT) forever
     const p = withDeadline(c.connect(), CONNECT_TIMEOUT_MS + STATEMENT_TIMEOUT_MS, () => c.destroy()).then(() => c)
     this.#conn = p
-    p.catch(() => {
-      if (this.#conn === p) this.#conn = undefined
-      c.destroy()
-    })
+    p.then(
+      () => (this.#connectFailed = undefined),
+      (error: unknown) => {
+        this.#connectFailed = { at: Date.now(), error }
+        if (this.#conn === p) this.#conn = undefined
+        c.destroy()
+      },
+    )
     return await p
   }
 
