@@ -41,6 +41,8 @@ export const REDIS_SCHEMA_VERSION = 1
 
 /** after a failed connection, how long before another is tried (operations fail at once meanwhile) */
 const RECONNECT_AFTER_MS = 1_000
+/** a connection attempt that failed after this long waited for a timeout (a silent server) */
+const SLOW_FAILURE_MS = 1_000
 
 export const KEYS = {
   account: (id: string): string => `mailkey:acct:${id}`,
@@ -119,7 +121,7 @@ export class RedisBackend implements SharedBackend {
     const cur = this.#conn && (await this.#conn.catch(() => undefined))
     if (cur?.isOpen) return cur
     cur?.destroy()
-    // a connection that just failed is not tried again at once: one operation (the persistence
+    // a connection that just timed out is not tried again at once: one operation (the persistence
     // check's commands, then its own) must not wait out the handshake deadline once per command
     const failed = this.#connectFailed
     if (failed && Date.now() - failed.at < RECONNECT_AFTER_MS) throw failed.error
@@ -129,10 +131,13 @@ export class RedisBackend implements SharedBackend {
     // wedged, behind a silent link) must not hold the handshake (HELLO, AUTH, SELECT) forever
     const p = withDeadline(c.connect(), CONNECT_TIMEOUT_MS + STATEMENT_TIMEOUT_MS, () => c.destroy()).then(() => c)
     this.#conn = p
+    const started = Date.now()
     p.then(
       () => (this.#connectFailed = undefined),
       (error: unknown) => {
-        this.#connectFailed = { at: Date.now(), error }
+        // only a slow failure (no answer until a timeout) is remembered: a refused connection
+        // costs nothing to try again, and a server just restarted must be reached at once
+        if (Date.now() - started >= SLOW_FAILURE_MS) this.#connectFailed = { at: Date.now(), error }
         if (this.#conn === p) this.#conn = undefined
         c.destroy()
       },
