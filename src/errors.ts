@@ -242,6 +242,11 @@ const SHORTAGE_TEXT: Record<string, string> = {
   EAI_SYSTEM: 'the DNS lookup failed in a system call (EAI_SYSTEM)',
 }
 
+/** A shared store could not be reached or did not answer in time (STORE_UNAVAILABLE). */
+export function isStoreUnavailable(e: unknown): boolean {
+  return e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE
+}
+
 /** The shortage code of `e` or of one of its causes (EMFILE, ENFILE, ENOMEM, EAGAIN, ENOBUFS, EAI_AGAIN/MEMORY/SYSTEM). */
 export function shortageCode(e: unknown): string | undefined {
   let cur: unknown = e

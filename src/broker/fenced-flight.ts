@@ -19,7 +19,7 @@
  *
  * Owns: the lease protocol's steps. Must not: talk to the token endpoint itself (refreshHere).
  */
-import { ERR, InterruptedError, StoreError } from '../errors.js'
+import { ERR, InterruptedError, StoreError, isStoreUnavailable } from '../errors.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { SharedRow } from '../store/shared/backend.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
@@ -124,7 +124,7 @@ export class FencedFlight implements SingleFlight {
     } catch (e) {
       // fenced off, or failed after another host took over (a pause outlived the lease): the
       // failure is moot, the new holder's outcome is the answer
-      if (isFenced(e) || (!isUnavailable(e) && (await store.fenceMoved(lease)))) {
+      if (isFenced(e) || (!isStoreUnavailable(e) && (await store.fenceMoved(lease)))) {
         await store.log(lease, 'fenced').catch(() => undefined)
         return undefined
       }
@@ -211,9 +211,4 @@ export class FencedFlight implements SingleFlight {
       await store.release(lease).catch(() => undefined)
     }
   }
-}
-
-/** The store cannot be reached: asking it anything more now only waits out another timeout. */
-function isUnavailable(e: unknown): boolean {
-  return e instanceof StoreError && e.code === ERR.STORE_UNAVAILABLE
 }

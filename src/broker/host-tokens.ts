@@ -7,7 +7,7 @@
  *
  * Owns: when the host cache is written and when it may answer. Must not: refresh.
  */
-import { ERR, MailkeyError } from '../errors.js'
+import { ERR, MailkeyError, isStoreUnavailable } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { CACHED_FALLBACK_MIN_MS } from '../config/settings.js'
 import type { HostCache } from '../store/host-cache.js'
@@ -16,7 +16,7 @@ import type { AccountRecord, AccountSettings } from '../domain/account.js'
 
 /** The store could not be reached (or is out of resources): the host cache may answer. */
 export function storeDown(e: unknown): e is MailkeyError {
-  return e instanceof MailkeyError && (e.code === ERR.STORE_UNAVAILABLE || e.code === ERR.RESOURCES_EXHAUSTED)
+  return isStoreUnavailable(e) || (e instanceof MailkeyError && e.code === ERR.RESOURCES_EXHAUSTED)
 }
 
 /** Keep `t` for the times the store is down; written only when it changed since this process last did. */

@@ -22,7 +22,7 @@ import { sleep } from '../store/lock.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
 import type { WorkerOutcome } from './fenced-flight.js'
-import { ERR, MailkeyError } from '../errors.js'
+import { isStoreUnavailable } from '../errors.js'
 
 /** the worker's exit code when the store could not be reached (sysexits EX_TEMPFAIL) */
 const UNAVAILABLE_EXIT = 75
@@ -108,7 +108,7 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
     try {
       lease = await adopt(store, a)
     } catch (e) {
-      return e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE ? UNAVAILABLE_EXIT : 1
+      return isStoreUnavailable(e) ? UNAVAILABLE_EXIT : 1
     }
     if (!lease) return 0 // the lease moved on: not ours to refresh
     const settings = resolveSettings(a.settings, env, undefined)
@@ -124,7 +124,7 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
       await store.runHolding(lease, () => refreshUnderLock(ctx, a.id, req))
       return 0
     } catch (e) {
-      if (e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE) return UNAVAILABLE_EXIT
+      if (isStoreUnavailable(e)) return UNAVAILABLE_EXIT
       // fenced off, or failed after another host took over (a pause outlived the lease)
       if (isFenced(e) || (await store.fenceMoved(lease))) await store.log(lease, 'fenced').catch(() => undefined)
       return 1 // the outcome is in the row

@@ -155,11 +155,10 @@ async function migrateIn(url: string, values: Values, io: CliIO, file: FileStore
 
 async function rotateKey(values: Values, io: CliIO): Promise<number> {
   const env = io.env
-  const cfg = await new ConfigFile(resolvePaths(env).configFile).loadOrNothing()
   const setting = await sharedSetting(env, new ConfigFile(resolvePaths(env).configFile))
   if (!setting) throw noSharedStore()
   const { keyFilePath } = await import('../../store/shared/store-key.js')
-  const path = keyFilePath(env, cfg?.store?.keyFile)
+  const path = keyFilePath(env, setting.keyFile) // [store] key_file comes with the setting
   const { parseStoreUrl } = await import('../../store/shared/store-url.js')
   const label = parseStoreUrl(setting.url).label
   const rotate = await import('../../store/shared/rotate.js')

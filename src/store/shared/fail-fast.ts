@@ -6,7 +6,7 @@
  *
  * Owns: the fail-fast window around any SharedBackend. Must not: change what succeeds.
  */
-import { ERR, MailkeyError } from '../../errors.js'
+import { isStoreUnavailable, MailkeyError } from '../../errors.js'
 import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
 
 export const FAIL_FAST_MS = 2_000
@@ -31,7 +31,7 @@ export class FailFast implements SharedBackend {
       this.#down = undefined
       return v
     } catch (e) {
-      if (e instanceof MailkeyError && e.code === ERR.STORE_UNAVAILABLE)
+      if (isStoreUnavailable(e) && e instanceof MailkeyError)
         this.#down = { until: this.#now() + FAIL_FAST_MS, error: e }
       throw e
     }
