@@ -11,6 +11,7 @@
  * Owns: the SharedBackend interface and the row shapes. Must not: hold code.
  */
 import type { LastError, SealedBox } from '../../domain/account.js'
+import type { ItemStore } from '../items.js'
 
 export interface IntentMark {
   /** the lease under which the refresh was started */
@@ -93,5 +94,7 @@ export interface SharedBackend {
   remove(id: string, fence: number, log: LogEntry): Promise<boolean>
   /** append to the refresh log */
   log(id: string, entry: LogEntry): Promise<void>
+  /** the services' small named things (API keys, proxy passwords: store/items.ts) */
+  readonly items: ItemStore
   close(): Promise<void>
 }

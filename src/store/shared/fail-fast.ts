@@ -8,6 +8,7 @@
  */
 import { isStoreUnavailable, MailkeyError } from '../../errors.js'
 import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
+import type { Item, ItemKind, ItemStore } from '../items.js'
 
 export const FAIL_FAST_MS = 2_000
 
@@ -15,12 +16,23 @@ export class FailFast implements SharedBackend {
   readonly label: string
   readonly #b: SharedBackend
   readonly #now: () => number
+  readonly items: ItemStore
   #down: { until: number; error: MailkeyError } | undefined
 
   constructor(b: SharedBackend, now: () => number = Date.now) {
     this.#b = b
     this.label = b.label
     this.#now = now
+    const i = b.items
+    const run = <T>(op: () => Promise<T>): Promise<T> => this.#run(op)
+    this.items = {
+      where: i.where,
+      get: (k: ItemKind, n: string): Promise<Item | undefined> => run(() => i.get(k, n)),
+      list: (k: ItemKind): Promise<Item[]> => run(() => i.list(k)),
+      put: (k: ItemKind, n: string, v: Record<string, unknown>, m: 'create' | 'replace') =>
+        run(() => i.put(k, n, v, m)),
+      remove: (k: ItemKind, n: string) => run(() => i.remove(k, n)),
+    }
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {

@@ -17,8 +17,13 @@ import type { Env } from '../../config/paths.js'
 import type { LastError, SealedBox } from '../../domain/account.js'
 import type { Claim, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
 import { pgError, poolOptions, schemaError } from './pg-connect.js'
+import { ITEMS_DDL, PgItems } from './pg-items.js'
+import type { ItemStore } from '../items.js'
 
-export const PG_SCHEMA_VERSION = 1
+/** 1: accounts and the refresh log; 2: items (pg-items.ts) */
+export const PG_SCHEMA_VERSION = 2
+/** what the accounts need; items need PG_SCHEMA_VERSION */
+const ACCOUNTS_SCHEMA_VERSION = 1
 
 const DDL = [
   `CREATE TABLE IF NOT EXISTS mailkey_schema (
@@ -54,6 +59,7 @@ const DDL = [
   // fences come from one sequence, so a removed and re-added account never repeats one (a host
   // paused across both could otherwise match fence and version again)
   `CREATE SEQUENCE IF NOT EXISTS mailkey_fence`,
+  ...ITEMS_DDL,
 ]
 
 const ms = (col: string): string => `(extract(epoch from ${col}) * 1000)::float8`
@@ -100,13 +106,31 @@ const tsOrNull = (v: number | undefined): string | null => (v === undefined ? nu
 export class PostgresBackend implements SharedBackend {
   readonly label: string
   readonly #pool: pg.Pool
+  readonly items: ItemStore
   #schemaOk = false
+  #itemsOk = false
 
   constructor(url: string, label: string, env: Env) {
     this.label = label
     this.#pool = new pg.Pool(poolOptions(url, env))
     // an idle connection that dies (server restart) must not crash the process
     this.#pool.on('error', () => undefined)
+    this.items = new PgItems(
+      label,
+      (doing, sql, params) => this.#q(doing, sql, params),
+      () => this.#itemsReady(),
+    )
+  }
+
+  async #itemsReady(): Promise<void> {
+    if (this.#itemsOk) return
+    if ((await this.#schemaVersion()) < PG_SCHEMA_VERSION) throw schemaError(this.label)
+    this.#itemsOk = true
+  }
+
+  async #schemaVersion(): Promise<number> {
+    const r = await this.#q<{ v: number }>('check the schema', `SELECT version AS v FROM mailkey_schema`)
+    return r.rows[0]?.v ?? 0
   }
 
   async #q<R extends pg.QueryResultRow>(
@@ -155,9 +179,7 @@ export class PostgresBackend implements SharedBackend {
 
   async checkSchema(): Promise<void> {
     if (this.#schemaOk) return
-    const r = await this.#q<{ v: number }>('check the schema', `SELECT version AS v FROM mailkey_schema`)
-    const v = r.rows[0]?.v ?? null
-    if (v === null || v < PG_SCHEMA_VERSION) throw schemaError(this.label)
+    if ((await this.#schemaVersion()) < ACCOUNTS_SCHEMA_VERSION) throw schemaError(this.label)
     this.#schemaOk = true
   }
 

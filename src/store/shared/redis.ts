@@ -36,6 +36,8 @@ import {
   type RedisOptions,
 } from './redis-connect.js'
 import * as lua from './redis-scripts.js'
+import { RedisItems, itemsKey } from './redis-items.js'
+import type { ItemStore } from '../items.js'
 
 export const REDIS_SCHEMA_VERSION = 1
 
@@ -65,6 +67,9 @@ const AOF_WRITES: string[][] = [
   ['XADD', KEYS.log, '*', 'f', 'v'],
   ['SET', KEYS.schema, '1'],
   ['INCR', KEYS.fence],
+  ['HSET', itemsKey('x'), 'f', 'v'],
+  ['HSETNX', itemsKey('x'), 'f', 'v'],
+  ['HDEL', itemsKey('x'), 'f'],
 ]
 
 // the bare client: only sendCommand is used, and createClient's hundreds of command methods cost
@@ -102,6 +107,7 @@ export function rowOf(flat: Reply, serverNow: Reply): SharedRow | undefined {
 
 export class RedisBackend implements SharedBackend {
   readonly label: string
+  readonly items: ItemStore
   readonly #options: RedisOptions
   readonly #env: Env
   #conn: Promise<Client> | undefined
@@ -114,6 +120,11 @@ export class RedisBackend implements SharedBackend {
     this.label = label
     this.#env = env
     this.#options = redisOptions(url, label, env)
+    this.items = new RedisItems(
+      label,
+      (doing, args) => this.#cmd(doing, args),
+      () => this.checkSchema(),
+    )
   }
 
   /** The open connection, or a new one (the last one broke, or there was none). */
