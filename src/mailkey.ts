@@ -19,6 +19,7 @@ import type { Config } from './config/config.js'
 import type { AccountRecord } from './domain/account.js'
 import type { KeepAliveNote, PassOptions } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
+import type { ItemStore } from './store/items.js'
 
 export type MailkeyOptions = BrokerOptions
 
@@ -57,6 +58,10 @@ export interface Mailkey {
   unlock(): Promise<void>
   /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); long-running callers repeat it */
   keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
+  /** the services' API keys and proxy passwords: in the shared store when there is one (store/items.ts) */
+  items(): Promise<ItemStore>
+  /** what the accounts are kept in: 'file', or the shared store's label (no password) */
+  storeLabel(): Promise<string>
 }
 
 export function createMailkey(options: MailkeyOptions = {}): Mailkey {
@@ -75,6 +80,12 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
       return (await import('./broker/keep-alive.js')).keepAlivePass(broker, o)
     },
     getAccessToken: (account, o) => broker.getAccessToken(account, o),
+    async items() {
+      return (await import('./broker/items.js')).itemsOf(broker)
+    },
+    async storeLabel() {
+      return (await broker.backend()).shared?.label ?? 'file'
+    },
     async preload() {
       await Promise.all([broker.preload(), import('./sasl/index.js')])
     },
