@@ -20,6 +20,12 @@ import type { AccountRecord } from './domain/account.js'
 import type { KeepAliveNote, PassOptions } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
 import type { ItemStore } from './store/items.js'
+import { resolvePaths } from './config/paths.js'
+import { ConfigFile } from './config/config-file.js'
+import { openStore } from './store/open.js'
+import { FileItems } from './store/items.js'
+import { ServiceClient, isServiceUrl, serviceTarget } from './remote/service-client.js'
+import { RemoteSource, notHere } from './remote/remote-source.js'
 
 export type MailkeyOptions = BrokerOptions
 
@@ -65,6 +71,8 @@ export interface Mailkey {
 }
 
 export function createMailkey(options: MailkeyOptions = {}): Mailkey {
+  const env = options.env ?? process.env
+  if (isServiceUrl(env.MAILKEY_STORE_URL)) return remoteMailkey({ ...options, env })
   const broker = new Broker(options)
   return {
     paths: broker.paths,
@@ -120,5 +128,55 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
     async remove(account, o) {
       return (await import('./broker/accounts.js')).removeAccount(broker, account, o)
     },
+  }
+}
+
+/**
+ * The library object on a host that uses a token service (MAILKEY_STORE_URL=https://...,
+ * remote/service-client.ts) instead of a store: tokens, SASL responses, status and list come from
+ * the service; sign-in, import and removal are refused with the command to run where the store
+ * is. What stays local is local: config.toml, the state directory (the proxy's passwords and
+ * certificate); never a store key or a refresh token.
+ */
+function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptions['env']> }): Mailkey {
+  const env = options.env
+  const paths = options.paths ?? resolvePaths(env)
+  const config = new ConfigFile(paths.configFile)
+  const local = openStore({ env, paths })
+  let source: RemoteSource | undefined
+  // read on first use, so a missing key is an error of the call that needs it (with its exit code)
+  const remote = (): RemoteSource => (source ??= new RemoteSource(new ServiceClient(serviceTarget(env))))
+  return {
+    paths,
+    getAccessToken: async (account, o) => await remote().getAccessToken(account, o),
+    async getSaslResponse(account, o = {}) {
+      const token = await remote().getAccessToken(account, o)
+      const mechanism = o.mechanism ?? token.sasl
+      const { encodeSasl } = await import('./sasl/index.js')
+      const args = {
+        user: token.user,
+        token: token.token,
+        ...(o.host ? { host: o.host } : {}),
+        ...(o.port ? { port: o.port } : {}),
+      }
+      return { mechanism, response: encodeSasl(mechanism, args), token }
+    },
+    signIn: async (o) => Promise.reject(notHere(remote().label, 'add (sign in)', o.email)),
+    importRefreshToken: async (o) => Promise.reject(notHere(remote().label, 'import', o.email)),
+    remove: async (account) => Promise.reject(notHere(remote().label, 'remove', account)),
+    status: async (account) => await remote().status(account),
+    list: async () => await remote().list(),
+    record: async (account) => await remote().record(account),
+    config: () => config.load(),
+    assertPrivate: () => local.assertPrivate(),
+    ensureStateDir: () => local.ensureDir(),
+    unlock: async () => undefined,
+    preload: async () => {
+      await import('./sasl/index.js')
+    },
+    // the service keeps its grants alive; a host without a store has none to keep
+    keepAlive: async () => [],
+    items: async () => new FileItems(paths),
+    storeLabel: async () => remote().label,
   }
 }

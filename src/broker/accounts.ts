@@ -17,6 +17,8 @@ import { describeHorizon, grantHorizon, type GrantPolicy } from './horizon.js'
 
 export interface AccountStatus {
   email: string
+  /** the mailbox named in SASL when it is not `email` (a shared mailbox) */
+  mailbox?: string
   provider: string
   tenant?: string
   clientId: string
@@ -49,6 +51,8 @@ export interface AccountStatus {
     | { kind: 'file'; path: string; encrypted: boolean; protection: 'file' | 'keyring' | 'passphrase' }
     /** a shared store (PostgreSQL, Redis): always sealed with the store key */
     | { kind: 'shared'; store: string; encrypted: true; protection: 'store-key' }
+    /** seen through a token service (remote/): kept by the service's store */
+    | { kind: 'service'; service: string; store?: string }
 }
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined ? undefined : new Date(ms).toISOString())
@@ -91,6 +95,7 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
             : 'file',
         },
   }
+  if (s.mailbox) st.mailbox = s.mailbox
   if (s.tenant) st.tenant = s.tenant
   if (s.clientLabel) st.clientLabel = s.clientLabel
   if (g?.expiresAt !== undefined) {

@@ -23,7 +23,6 @@
  * policy, freshness). Must not: print, exit, or parse CLI arguments.
  */
 import { InterruptedError, MailkeyError } from '../errors.js'
-import { shArg } from '../core/address.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { ConfigFile } from '../config/config-file.js'
 import type { Settings } from '../config/settings.js'
@@ -37,7 +36,7 @@ import type { AccountRecord, AccountSettings } from '../domain/account.js'
 import { runHook, type HookEvent } from '../core/hooks.js'
 import { isFresh } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
-import { errorFromLast, unknownAccount } from './failures.js'
+import { errorFromLast, hookForFailure, outcomeOf, unknownAccount } from './failures.js'
 import { refreshUnderLock, type RefreshContext } from './refresh.js'
 import type { SingleFlight } from './single-flight.js'
 import { StoreChoice, type Chosen } from './store-choice.js'
@@ -199,16 +198,12 @@ export class Broker {
     return toAccessToken(after, true)
   }
 
-  /**
-   * B1, cross-process part. Resolves with a record holding a fresh token, or throws. When this
-   * process did the refresh and it failed, the user's hook for it runs (only here, so fifty callers
-   * waiting on one refresh make one notification).
-   */
+  /** B1, cross-process part: a record with a fresh token, or throws; the leader alone runs the failure hook. */
   async #refresh(id: string, settings: Settings, o: GetTokenOptions & { minSec: number }): Promise<AccountRecord> {
     const since = this.now()
     let mine = false
     try {
-      return await this.flight.refresh(id, {
+      const rec = await this.flight.refresh(id, {
         force: o.forceRefresh === true,
         minSec: o.minSec,
         since,
@@ -216,12 +211,11 @@ export class Broker {
         onMine: () => (mine = true),
         ...(o.signal ? { signal: o.signal } : {}),
       })
+      if (mine) this.#opts.onRefresh?.(id, 'ok')
+      return rec
     } catch (e) {
-      if (mine && e instanceof MailkeyError && !(e instanceof InterruptedError)) {
-        const vars = { account: id, message: e.message, error_code: e.code, transient: e.transient ? 1 : 0 }
-        if (e.reauthRequired) await this.fireHook('reauth', { ...vars, command: `mailkey add ${shArg(id)}` })
-        else await this.fireHook('refresh_error', vars)
-      }
+      if (mine && !(e instanceof InterruptedError)) this.#opts.onRefresh?.(id, outcomeOf(e))
+      if (mine) await hookForFailure(id, e, (ev, vars) => this.fireHook(ev, vars))
       throw e
     }
   }

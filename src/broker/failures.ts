@@ -8,6 +8,7 @@
 import {
   ConfigError,
   ERR,
+  InterruptedError,
   MailkeyError,
   ProtocolError,
   ReauthRequiredError,
@@ -120,4 +121,27 @@ export function retryAfterTooLong(err: MailkeyError, retryAfterSec: number, acco
       cause: err,
     },
   )
+}
+
+/** How a refresh this process led ended, for an observer (the token service's metrics). */
+export type RefreshOutcome = 'ok' | 'needs_sign_in' | 'transient' | 'failed'
+
+export function outcomeOf(e: unknown): RefreshOutcome {
+  if (!(e instanceof MailkeyError)) return 'failed'
+  return e.reauthRequired ? 'needs_sign_in' : e.transient ? 'transient' : 'failed'
+}
+
+/**
+ * A refresh this process led failed: run the user's hook for it (only the leader does, so fifty
+ * callers waiting on one refresh, on one host or many, make one notification).
+ */
+export async function hookForFailure(
+  id: string,
+  e: unknown,
+  fire: (event: 'reauth' | 'refresh_error', vars: Record<string, string | number | undefined>) => Promise<void>,
+): Promise<void> {
+  if (!(e instanceof MailkeyError) || e instanceof InterruptedError) return
+  const vars = { account: id, message: e.message, error_code: e.code, transient: e.transient ? 1 : 0 }
+  if (e.reauthRequired) await fire('reauth', { ...vars, command: `mailkey add ${shArg(id)}` })
+  else await fire('refresh_error', vars)
 }

@@ -7,6 +7,7 @@ import type { Env, Paths } from '../config/paths.js'
 import type { Settings } from '../config/settings.js'
 import type { HooksConfig } from '../core/hooks.js'
 import type { Sleep } from './retry.js'
+import type { RefreshOutcome } from './failures.js'
 
 /** Settings keys (config/settings.ts: refreshMarginSec, httpTimeoutMs, lockTimeoutMs, maxAttempts, maxRetryAfterSec) win over env and config.toml. */
 export interface BrokerOptions extends Partial<Settings> {
@@ -21,6 +22,8 @@ export interface BrokerOptions extends Partial<Settings> {
   sleep?: Sleep
   /** [hooks] to run instead of those of config.toml (core/hooks.ts); {} turns them off */
   hooks?: HooksConfig
+  /** a refresh this process led (the single flight's leader) ended so (the token service counts them) */
+  onRefresh?: (account: string, outcome: RefreshOutcome) => void
   /** non-fatal notes (e.g. a cached token was returned because the server is down) */
   onWarning?: (message: string) => void
   /** an encrypted store: ask for its passphrase on a terminal (the CLI passes this) */

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   test: () => import('./commands/test.js'),
   proxy: () => import('./commands/proxy.js'),
   sweep: () => import('./commands/sweep.js'),
+  serve: () => import('./commands/serve.js'),
   config: () => import('./commands/config.js'),
   store: () => import('./commands/store.js'),
   unlock: () => import('./commands/store.js').then((m) => ({ run: m.runUnlock })),
@@ -42,6 +43,8 @@ Usage:
   mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
   mailkey config [<client> <email> [--via proxy]]   (a ready configuration for msmtp, ...)
   mailkey sweep [--json]                 (keep idle grants alive; for cron or a systemd timer)
+  mailkey serve [--listen ADDR:PORT]  |  mailkey serve key add NAME --accounts A,B | --all
+                                         (a token service for many hosts)
   mailkey store [status | migrate --to file|keyring|passphrase | passphrase]
   mailkey store init [--new-key FILE] | migrate --to postgres://...   (a shared store for many hosts)
   mailkey unlock [--for 8h]  |  mailkey lock      (an encrypted store's key in a background agent)

@@ -25,6 +25,7 @@ import { Door, type Log, type LogEvent } from './door.js'
 import { Listeners, type Address, type ListenerConfig } from './listeners.js'
 import { LoginGate } from './login-gate.js'
 import { Connection, type ConnectionDeps } from './connection.js'
+import { scheduleKeepAlive } from '../broker/keep-alive-schedule.js'
 
 export type { ListenerConfig } from './listeners.js'
 export type { LogEvent } from './door.js'
@@ -115,41 +116,4 @@ function accept(deps: ConnectionDeps, raw: Socket, l: ListenerConfig, ctx: Secur
     })
     client.destroy()
   })
-}
-
-/**
- * Keep grants alive (issue 5): Microsoft drops a refresh token unused for 90 days; a proxy that
- * runs anyway has the broker refresh such grants well before (broker/keep-alive.ts), every
- * `everyMs` from start, and logs what each pass did. Returns the stop function.
- */
-function scheduleKeepAlive(tokens: Pick<TokenSource, 'keepAlive'>, log: Log, everyMs: number): () => void {
-  let timer: NodeJS.Timeout | undefined
-  let stopped = false
-  const pass = async (): Promise<void> => {
-    // spaced and capped: a proxy over a shared store may carry hundreds of accounts
-    for (const n of await tokens.keepAlive({ maxRefreshes: 100, gapMs: 1000 })) {
-      const account = n.account
-      if (n.refresh?.ok) log({ level: 'info', event: 'keepalive', account, outcome: 'ok' })
-      else if (n.refresh) log({ level: 'warn', event: 'keepalive', account, outcome: 'failed', msg: n.refresh.message })
-      if (n.ending) log({ level: 'warn', event: 'grant-ending', account, msg: n.ending })
-      if (n.reauth) log({ level: 'warn', event: 'needs-sign-in', account, msg: n.reauth })
-    }
-  }
-  const tick = (): void => {
-    pass()
-      .catch((e: unknown) => log({ level: 'error', event: 'keepalive-error', msg: (e as Error).message }))
-      .finally(() => {
-        if (stopped) return
-        timer = setTimeout(tick, everyMs)
-        timer.unref()
-      })
-  }
-  if (everyMs > 0) {
-    timer = setTimeout(tick, 0)
-    timer.unref()
-  }
-  return () => {
-    stopped = true
-    clearTimeout(timer)
-  }
 }

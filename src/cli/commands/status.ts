@@ -150,6 +150,7 @@ function describe(s: AccountStatus): string {
 
 function storedIn(st: AccountStatus['storage']): string {
   if (st.kind === 'shared') return `${st.store} (shared store, sealed with the store key)`
+  if (st.kind === 'service') return `${st.service} (token service${st.store ? ` over ${st.store}` : ''})`
   const key = st.protection === 'keyring' ? 'in the OS keyring' : 'under a passphrase'
   return `${st.path} (file mode 0600, ${st.encrypted ? `tokens encrypted, key ${key}` : 'not encrypted'})`
 }

@@ -16,23 +16,13 @@ export class FailFast implements SharedBackend {
   readonly label: string
   readonly #b: SharedBackend
   readonly #now: () => number
-  readonly items: ItemStore
+  #items: ItemStore | undefined
   #down: { until: number; error: MailkeyError } | undefined
 
   constructor(b: SharedBackend, now: () => number = Date.now) {
     this.#b = b
     this.label = b.label
     this.#now = now
-    const i = b.items
-    const run = <T>(op: () => Promise<T>): Promise<T> => this.#run(op)
-    this.items = {
-      where: i.where,
-      get: (k: ItemKind, n: string): Promise<Item | undefined> => run(() => i.get(k, n)),
-      list: (k: ItemKind): Promise<Item[]> => run(() => i.list(k)),
-      put: (k: ItemKind, n: string, v: Record<string, unknown>, m: 'create' | 'replace') =>
-        run(() => i.put(k, n, v, m)),
-      remove: (k: ItemKind, n: string) => run(() => i.remove(k, n)),
-    }
   }
 
   async #run<T>(op: () => Promise<T>): Promise<T> {
@@ -47,6 +37,21 @@ export class FailFast implements SharedBackend {
         this.#down = { until: this.#now() + FAIL_FAST_MS, error: e }
       throw e
     }
+  }
+
+  /** the backend's items, behind the same window */
+  get items(): ItemStore {
+    const i = this.#b.items
+    const run = <T>(op: () => Promise<T>): Promise<T> => this.#run(op)
+    this.#items ??= {
+      where: i.where,
+      get: (k: ItemKind, n: string): Promise<Item | undefined> => run(() => i.get(k, n)),
+      list: (k: ItemKind): Promise<Item[]> => run(() => i.list(k)),
+      put: (k: ItemKind, n: string, v: Record<string, unknown>, m: 'create' | 'replace') =>
+        run(() => i.put(k, n, v, m)),
+      remove: (k: ItemKind, n: string) => run(() => i.remove(k, n)),
+    }
+    return this.#items
   }
 
   init(): Promise<{ from: number; to: number }> {

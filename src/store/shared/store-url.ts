@@ -41,6 +41,8 @@ export function parseStoreUrl(raw: string): StoreUrl {
     throw badUrl('it is not a URL')
   }
   const engine = SCHEMES[u.protocol]
+  if (u.protocol === 'https:' || u.protocol === 'http:')
+    throw badUrl('a token service (https://) is named in MAILKEY_STORE_URL, with its key in MAILKEY_API_KEY_FILE')
   if (!engine) throw badUrl(`mailkey stores accounts on postgres:// or redis://, not ${u.protocol}//`)
   return { engine, url: raw, label: labelOf(u) }
 }

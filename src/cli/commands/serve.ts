@@ -1,0 +1,201 @@
+/**
+ * `mailkey serve`: the token service (serve/server.ts) in the foreground, and `mailkey serve key
+ * add|remove|list`: its API keys (serve/keys.ts), kept in the store so every replica knows them.
+ *
+ * Container-friendly: every setting can come from the environment (MAILKEY_SERVE_LISTEN,
+ * MAILKEY_SERVE_TLS_CERT, MAILKEY_SERVE_TLS_KEY, with MAILKEY_STORE_URL and the store key as for
+ * any host), logs are JSON lines on stdout, SIGTERM stops it gracefully.
+ *
+ * Owns: flags and environment -> startService options, the signals of a running service, the key
+ * commands' output. Must not: answer requests itself (serve/api.ts).
+ */
+import { readFile } from 'node:fs/promises'
+import { EXIT, UsageError } from '../../errors.js'
+import { isLoopbackHost } from '../../core/net.js'
+import { isServiceUrl } from '../../remote/service-client.js'
+import { createMailkey, type Mailkey } from '../../mailkey.js'
+import type { CliIO } from '../io.js'
+import { passphrasePrompt } from '../io.js'
+import { COMMON_FLAGS, parse } from '../flags.js'
+
+export const DEFAULT_LISTEN = '127.0.0.1:8625'
+
+const HELP = `Usage: mailkey serve [--listen ADDR:PORT] [--tls-cert FILE --tls-key FILE] [--cache-ms N] [--grace-sec N]
+       mailkey serve key add NAME [--accounts A,B,... | --all] [--json]
+       mailkey serve key remove NAME
+       mailkey serve key list [--json]
+
+Runs the token service: an HTTP API that hands out access tokens to hosts that hold nothing but
+a URL and an API key (MAILKEY_STORE_URL=https://... and MAILKEY_API_KEY_FILE there). Run as many
+replicas as you like over one shared store; they share single flight, keys and hooks through it.
+
+  --listen ADDR:PORT  where to listen (default ${DEFAULT_LISTEN}; env MAILKEY_SERVE_LISTEN).
+                      Anything but loopback needs TLS: API keys and tokens cross the network.
+  --tls-cert/--tls-key  PEM certificate and key (env MAILKEY_SERVE_TLS_CERT, MAILKEY_SERVE_TLS_KEY)
+  --cache-ms N        reuse a token handed out for up to N ms (default 1000; 0: read the store each time)
+  --grace-sec N       on SIGTERM, wait up to N s for answers in flight (default 30)
+
+  key add NAME        make an API key, print it once (stdout), store only its hash; --accounts
+                      limits it to those accounts, --all lets it use every account
+  key remove NAME     the key stops working on every replica within a second
+  key list            the keys' names and accounts (never the keys)
+
+Endpoints: GET /v1/accounts/{account}/token?min_ttl=SEC[&sasl=xoauth2|oauthbearer],
+/v1/accounts/{account}, /v1/accounts, /metrics (these need "Authorization: Bearer KEY"),
+/healthz and /readyz. Errors are application/problem+json. docs/openapi.json has the details.
+`
+
+const FLAGS = {
+  ...COMMON_FLAGS,
+  listen: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'cache-ms': { type: 'string' },
+  'grace-sec': { type: 'string' },
+} as const
+
+export async function run(args: string[], io: CliIO): Promise<number> {
+  if (args[0] === 'key') return await keyCommand(args.slice(1), io)
+  const { values } = parse('serve', args, FLAGS, 0)
+  if (values.help) {
+    io.stdout(HELP)
+    return EXIT.OK
+  }
+  const str = (flag: string, env: string): string | undefined => {
+    const v = values[flag]
+    return typeof v === 'string' ? v : io.env[env] || undefined
+  }
+  if (isServiceUrl(io.env.MAILKEY_STORE_URL))
+    throw new UsageError('mailkey serve needs the store itself, not another token service', {
+      hint: 'Set MAILKEY_STORE_URL to the postgres:// or redis:// store (or unset it for the file store).',
+    })
+  const { host, port } = parseListen(str('listen', 'MAILKEY_SERVE_LISTEN') ?? DEFAULT_LISTEN)
+  const certFile = str('tls-cert', 'MAILKEY_SERVE_TLS_CERT')
+  const keyFile = str('tls-key', 'MAILKEY_SERVE_TLS_KEY')
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new UsageError('--tls-cert and --tls-key go together')
+  if (!isLoopbackHost(host) && !certFile)
+    throw new UsageError(
+      `refusing to listen on ${host} without TLS: API keys and tokens would cross the network in clear text`,
+      {
+        hint: 'Give --tls-cert and --tls-key (or MAILKEY_SERVE_TLS_CERT/KEY), or listen on 127.0.0.1.',
+      },
+    )
+  const tls =
+    certFile && keyFile ? { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') } : undefined
+  const cacheMs = whole(values['cache-ms'], '--cache-ms', 60_000) ?? 1000
+  const graceSec = whole(values['grace-sec'], '--grace-sec', 3600) ?? 30
+  const log = (e: Record<string, unknown>): void =>
+    io.stdout(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
+  const { Metrics } = await import('../../serve/metrics.js')
+  const metrics = new Metrics()
+  const mk = createMailkey({
+    env: io.env,
+    ...passphrasePrompt(io),
+    onRefresh: (_account, outcome) => metrics.refresh(outcome),
+    onWarning: (m) => log({ level: 'warn', event: 'warning', msg: m }),
+  })
+  await mk.unlock()
+  await mk.preload()
+  const { startService } = await import('../../serve/server.js')
+  const svc = await startService({ source: mk, host, port, log, metrics, cacheMs, ...(tls ? { tls } : {}) })
+  log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve()
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    io.signal.addEventListener('abort', stop, { once: true })
+  })
+  log({ level: 'info', event: 'stopping', in_flight: svc.inFlight() })
+  await svc.close(graceSec * 1000)
+  log({ level: 'info', event: 'stopped' })
+  return EXIT.OK
+}
+
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(v)
+  const port = Number(m?.[3])
+  if (!m || port > 65535)
+    throw new UsageError(`--listen "${v.slice(0, 80)}" is not ADDR:PORT`, {
+      hint: 'Write it as 127.0.0.1:8625, [::1]:8625 or 0.0.0.0:8443 (port 0 picks a free one).',
+    })
+  return { host: (m[1] ?? m[2]) as string, port }
+}
+
+function whole(v: unknown, flag: string, max: number): number | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' || !/^\d{1,7}$/.test(v) || Number(v) > max)
+    throw new UsageError(`${flag} must be a whole number up to ${max}`)
+  return Number(v)
+}
+
+const KEY_FLAGS = { ...COMMON_FLAGS, accounts: { type: 'string' }, all: { type: 'boolean' } } as const
+
+async function keyCommand(args: string[], io: CliIO): Promise<number> {
+  const [verb, ...rest] = args
+  const { values, positionals } = parse(`serve key ${verb ?? ''}`.trim(), rest, KEY_FLAGS, 1)
+  if (values.help || verb === undefined) {
+    io.stdout(HELP)
+    return verb === undefined ? EXIT.USAGE : EXIT.OK
+  }
+  const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
+  const keys = await import('../../serve/keys.js')
+  const items = await mk.items()
+  if (verb === 'list') {
+    const all = await keys.listKeys(items)
+    if (values.json) io.stdout(JSON.stringify({ keys: all.map(keyJson) }, null, 2) + '\n')
+    else if (all.length === 0) io.stdout(`no API keys in ${items.where}; "mailkey serve key add NAME" makes one\n`)
+    else for (const k of all) io.stdout(`${k.name}  ${k.accounts === '*' ? 'all accounts' : k.accounts.join(', ')}\n`)
+    return EXIT.OK
+  }
+  const name = positionals[0]
+  if (!name)
+    throw new UsageError(`serve key ${verb} needs the key's name`, { hint: `Run "mailkey serve key ${verb} NAME".` })
+  keys.checkKeyName(name)
+  if (verb === 'remove') {
+    if (!(await items.remove('api-key', name)))
+      throw new UsageError(`there is no key named "${name}" in ${items.where}`, {
+        hint: 'Run "mailkey serve key list".',
+      })
+    io.stderr(`mailkey: removed the key "${name}"; every replica refuses it within a second\n`)
+    return EXIT.OK
+  }
+  if (verb !== 'add')
+    throw new UsageError(`unknown "serve key ${verb.slice(0, 40)}"`, { hint: 'Use add, remove or list.' })
+  return await addKey(mk, io, name, values)
+}
+
+async function addKey(
+  mk: Mailkey,
+  io: CliIO,
+  name: string,
+  values: ReturnType<typeof parse>['values'],
+): Promise<number> {
+  const list =
+    typeof values.accounts === 'string'
+      ? values.accounts
+          .split(',')
+          .map((a) => a.trim())
+          .filter(Boolean)
+      : undefined
+  if ((list === undefined) === (values.all !== true))
+    throw new UsageError('say which accounts the key may use: --accounts A,B,... or --all', {
+      hint: `Run "mailkey serve key add ${name} --accounts you@example.com".`,
+    })
+  for (const a of list ?? []) await mk.status(a) // each must exist: a typo is an error, not a dead key
+  const keys = await import('../../serve/keys.js')
+  const key = await keys.addKey(await mk.items(), name, list ?? '*')
+  if (values.json) io.stdout(JSON.stringify({ name, key: key.reveal() }) + '\n')
+  else {
+    io.stdout(key.reveal() + '\n')
+    io.stderr(
+      `mailkey: the key "${name}" is shown once, above; only its hash is kept. Give it to the worker in a 0600 file named by MAILKEY_API_KEY_FILE.\n`,
+    )
+  }
+  return EXIT.OK
+}
+
+const keyJson = (k: { name: string; accounts: string[] | '*'; createdAt: number }): Record<string, unknown> => ({
+  name: k.name,
+  accounts: k.accounts === '*' ? 'all' : k.accounts,
+  created_at: new Date(k.createdAt).toISOString(),
+})
