@@ -154,6 +154,8 @@ describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
     // once, on host a only
     const pw = await hosts[0]!.cli(['proxy', 'password', EMAIL], PW1 + '\n')
     assert.equal(pw.code, 0, pw.stderr)
+    assert.match(pw.stderr, /kept in the shared store \(postgres[^)]*\): every proxy on that store takes it/)
+    assert.ok(!pw.stderr.includes(pg.password), 'the store label holds no password')
     replicas.push(...(await Promise.all(hosts.map(startReplica))))
   })
   after(async () => {
