@@ -36,6 +36,8 @@ import {
 
 /** What LoginCheck needs of the password store (passwords.ts; a fake at the edge in unit tests). */
 export interface PasswordVerifier {
+  /** read what remembered() compares against anew, where that costs a store read (undefined: nothing to wait for) */
+  reload?(account: string): Promise<void> | undefined
   remembered(account: string, password: Secret): boolean
   pairKey(account: string, password: Secret): string
   verify(account: string, password: Secret): Promise<boolean>
@@ -149,6 +151,8 @@ export class LoginCheck {
     signal: AbortSignal,
     countFailure = true,
   ): Promise<CheckResult> {
+    const reloading = this.#passwords.reload?.(account)
+    if (reloading) await reloading
     if (this.#passwords.remembered(account, password)) return { kind: 'ok', remembered: true }
     const key = this.#passwords.pairKey(account, password)
     let penaltyMs = 0

@@ -1,9 +1,12 @@
 /**
  * Local proxy passwords: what a LOGIN-only client types instead of its mail password. Stored only
- * as scrypt hashes (memory-hard, RFC 7914; parameters stored per entry so they can be raised) in
- * $XDG_STATE_HOME/mailkey/proxy-passwords.json (0600). The token store is not keyed to them.
+ * as scrypt hashes (memory-hard, RFC 7914; parameters stored per entry so they can be raised): on
+ * the file store in $XDG_STATE_HOME/mailkey/proxy-passwords.json (0600); on a shared store as its
+ * items of kind 'proxy-password' named by account (store/items.ts), so a password set on one host
+ * holds for every proxy replica on that store. The token store is not keyed to them.
  *
- * Owns: hashing, verification, the password file. Must not: log or return a password.
+ * Owns: hashing, verification, the password file, the entries' shape in the items. Must not: log
+ * or return a password.
  */
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { statSync } from 'node:fs'
@@ -12,6 +15,7 @@ import { ERR, StoreError } from '../errors.js'
 import type { Secret } from '../core/secret.js'
 import type { Paths } from '../config/paths.js'
 import type { TokenSource } from './token-source.js'
+import type { Item, ItemStore } from '../store/items.js'
 import { accountId } from '../domain/account.js'
 import { checkPrivate, readStateFile, storeIoError, writeFileAtomic } from '../store/atomic-file.js'
 
@@ -82,9 +86,39 @@ export interface StateDir {
   ensureDir(): Promise<void>
 }
 
-/** The password store of a token source's (a Mailkey's) state directory. */
-export function passwordStoreFor(mk: Pick<TokenSource, 'paths' | 'ensureStateDir'>): PasswordStore {
-  return new PasswordStore({ paths: mk.paths, ensureDir: () => mk.ensureStateDir() })
+/** The shared store's items, or undefined when the host keeps its accounts in files (the file above). */
+export type SharedItems = () => Promise<ItemStore | undefined>
+
+const KIND = 'proxy-password'
+
+/** The password store of a token source (a Mailkey): its shared store's items, else its state directory's file. */
+export function passwordStoreFor(
+  mk: Pick<TokenSource, 'paths' | 'ensureStateDir' | 'items' | 'storeLabel'>,
+): PasswordStore {
+  const { items, storeLabel } = mk
+  const shared: SharedItems | undefined =
+    items && storeLabel ? async () => ((await storeLabel()) === 'file' ? undefined : await items()) : undefined
+  return new PasswordStore({ paths: mk.paths, ensureDir: () => mk.ensureStateDir() }, shared ? { shared } : {})
+}
+
+/** A verified pair: until when it is remembered, and which stored entry it was verified against. */
+interface Remembered {
+  until: number
+  stamp: string
+}
+
+/** What names one stored entry: a new password (a new salt) or a new write gives a new stamp. */
+const stampOf = (item: Item): string => `${item.updatedAt}:${String(item.value.salt)}:${String(item.value.hash)}`
+
+/** An item's value as a PasswordEntry, or STORE_CORRUPT naming the account (never the value). */
+function entryOf(item: Item, id: string, where: string): PasswordEntry {
+  const v = item.value
+  const nums = [v.logN, v.r, v.p].every((n) => typeof n === 'number' && Number.isInteger(n) && n > 0)
+  if (v.alg === 'scrypt' && nums && typeof v.salt === 'string' && typeof v.hash === 'string')
+    return v as unknown as PasswordEntry
+  throw new StoreError(ERR.STORE_CORRUPT, `the proxy password of ${id} in ${where} cannot be used`, {
+    hint: `Set it again with "mailkey proxy password ${id}".`,
+  })
 }
 
 export class PasswordStore {
@@ -94,23 +128,39 @@ export class PasswordStore {
    * Verified (account, password) pairs, as HMACs under a key that lives only in this process (never
    * the password itself), so a mail client that reconnects every minute does not pay the KDF each
    * time, and a known-good password skips the guess throttle and the KDF queue (login-check.ts).
-   * Cleared whenever the password file changes.
+   * File store: cleared whenever the password file changes. Shared store: a pair counts only while
+   * the account's entry last read from the store (reload()) is the one it was verified against.
    */
-  readonly #verified = new Map<string, number>()
+  readonly #verified = new Map<string, Remembered>()
   readonly #key = randomBytes(32)
   #fileStamp = ''
   readonly #now: () => number
   readonly #scrypt: PasswordScrypt
+  readonly #shared: SharedItems | undefined
+  /** null: the file store; undefined: not known yet (the shared store is asked on first use) */
+  #items: ItemStore | null | undefined
+  /** shared store: the stamp of each account's entry as last read, with the read's sequence number */
+  readonly #current = new Map<string, { seq: number; stamp: string | undefined }>()
+  #seq = 0
 
   /**
    * `o.scrypt`: the cost of new hashes (default DEFAULT_SCRYPT). Only code can lower it (tests do);
    * deliberately no environment variable or config key, so nothing outside the program weakens it.
+   * `o.shared`: the shared store's items when the host uses one (passwordStoreFor); without it, the file.
    */
-  constructor(store: StateDir, o: { now?: () => number; scrypt?: PasswordScrypt } = {}) {
+  constructor(store: StateDir, o: { now?: () => number; scrypt?: PasswordScrypt; shared?: SharedItems } = {}) {
     this.#store = store
     this.path = join(store.paths.stateDir, 'proxy-passwords.json')
     this.#now = o.now ?? Date.now
     this.#scrypt = o.scrypt ?? DEFAULT_SCRYPT
+    this.#shared = o.shared
+    this.#items = o.shared ? undefined : null
+  }
+
+  /** The shared store's items, or undefined for the file; asked once, again after a failure. */
+  async #where(): Promise<ItemStore | undefined> {
+    if (this.#items === undefined) this.#items = (await this.#shared?.()) ?? null
+    return this.#items ?? undefined
   }
 
   async #read(): Promise<PasswordFile> {
@@ -137,7 +187,40 @@ export class PasswordStore {
     }
   }
 
+  /** The account's entry and its stamp ('' on the file store, which has its own). */
+  async #entry(id: string): Promise<{ entry: PasswordEntry | undefined; stamp: string }> {
+    const items = await this.#where()
+    if (!items) return { entry: (await this.#read()).users[id], stamp: '' }
+    const seq = ++this.#seq
+    let item: Item | undefined
+    try {
+      item = await items.get(KIND, id)
+    } catch (e) {
+      this.#observe(id, seq, undefined) // unknown now: nothing remembered for it counts
+      throw e
+    }
+    const entry = item ? entryOf(item, id, items.where) : undefined
+    const stamp = item && entry ? stampOf(item) : undefined
+    this.#observe(id, seq, stamp)
+    return { entry, stamp: stamp ?? '' }
+  }
+
+  /** Keep the newest read of an account's entry (reads may finish out of order). */
+  #observe(id: string, seq: number, stamp: string | undefined): void {
+    const cur = this.#current.get(id)
+    if (cur && cur.seq > seq) return
+    // only accounts that have an entry are kept: guesses at unknown accounts leave nothing behind
+    if (!cur && stamp === undefined) return
+    this.#current.set(id, { seq, stamp })
+  }
+
   async set(account: string, password: Secret): Promise<void> {
+    const items = await this.#where()
+    if (items) {
+      const entry = await hashPassword(password, this.#scrypt)
+      await items.put(KIND, accountId(account), { ...entry }, 'replace')
+      return
+    }
     await this.#store.ensureDir()
     const f = await this.#read()
     f.users[accountId(account)] = await hashPassword(password, this.#scrypt)
@@ -145,7 +228,7 @@ export class PasswordStore {
   }
 
   async has(account: string): Promise<boolean> {
-    return (await this.#read()).users[accountId(account)] !== undefined
+    return (await this.#entry(accountId(account))).entry !== undefined
   }
 
   /** The keyed hash that names an (account, password) pair in memory: equal pairs, equal keys. */
@@ -158,12 +241,40 @@ export class PasswordStore {
   }
 
   /**
+   * Before remembered(), on a shared store: read the account's entry, so that a password changed
+   * on another host is seen at once (one store read per login). Nothing to do on the file store
+   * (remembered() looks at the file itself): undefined then, so its logins stay synchronous. Never
+   * throws: after a failed read nothing is remembered for the account, and verify() reports it.
+   */
+  reload(account: string): Promise<void> | undefined {
+    if (this.#items === null) return undefined
+    return this.#entry(accountId(account)).then(
+      () => undefined,
+      () => undefined,
+    )
+  }
+
+  /**
    * true when this pair verified before in this process, was last used within VERIFIED_TTL_MS, and
-   * the password file has not changed since. Cheap: no KDF.
+   * the password has not changed since (file store: the file; shared store: as of the last
+   * reload()). Cheap: no KDF.
    */
   remembered(account: string, password: Secret): boolean {
-    // A changed file (a new password set meanwhile) forgets every remembered login. statSync: a
-    // thread-pool round trip costs ~0.3 ms per login, the call itself a few µs (bench/README.md).
+    if (this.#items === undefined) return false // nothing verified yet
+    if (this.#items === null) this.#fileChanged()
+    const key = this.pairKey(account, password)
+    const r = this.#verified.get(key)
+    if (r === undefined || r.until <= this.#now()) return false
+    if (this.#items !== null && this.#current.get(accountId(account))?.stamp !== r.stamp) return false
+    // Sliding: a mail client that keeps logging in keeps its password known-good, so it never
+    // waits behind the guess throttle (login-check.ts) while it is in use.
+    r.until = this.#now() + VERIFIED_TTL_MS
+    return true
+  }
+
+  /** File store: a changed file (a new password set meanwhile) forgets every remembered login. */
+  #fileChanged(): void {
+    // statSync: a thread-pool round trip costs ~0.3 ms per login, the call itself a few µs (bench/README.md).
     let st
     try {
       st = statSync(this.path)
@@ -175,13 +286,6 @@ export class PasswordStore {
       this.#verified.clear()
       this.#fileStamp = stamp
     }
-    const key = this.pairKey(account, password)
-    const until = this.#verified.get(key)
-    if (until === undefined || until <= this.#now()) return false
-    // Sliding: a mail client that keeps logging in keeps its password known-good, so it never
-    // waits behind the guess throttle (login-check.ts) while it is in use.
-    this.#verified.set(key, this.#now() + VERIFIED_TTL_MS)
-    return true
   }
 
   /**
@@ -190,7 +294,7 @@ export class PasswordStore {
    * Unbounded: callers go through the KDF gate (login-check.ts).
    */
   async verify(account: string, password: Secret): Promise<boolean> {
-    const entry = (await this.#read()).users[accountId(account)]
+    const { entry, stamp } = await this.#entry(accountId(account))
     if (!entry) {
       await hashPassword(password, this.#scrypt)
       return false
@@ -198,13 +302,14 @@ export class PasswordStore {
     const ok = await verifyPassword(password, entry)
     if (ok) {
       if (this.#verified.size > 10_000) this.#verified.clear()
-      this.#verified.set(this.pairKey(account, password), this.#now() + VERIFIED_TTL_MS)
+      this.#verified.set(this.pairKey(account, password), { until: this.#now() + VERIFIED_TTL_MS, stamp })
     }
     return ok
   }
 
-  /** remembered() or, failing that, verify(): for callers without a throttle (tests, tools). */
+  /** reload(), then remembered() or, failing that, verify(): for callers without a throttle (tests, tools). */
   async check(account: string, password: Secret): Promise<boolean> {
+    await this.reload(account)
     return this.remembered(account, password) || this.verify(account, password)
   }
 }

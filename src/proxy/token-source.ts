@@ -1,15 +1,17 @@
 /**
  * What the proxy needs from the rest of mailkey: the account's record and access token for the
- * upstream sign-in, the state directory for the local password file, and a keep-alive pass to
+ * upstream sign-in, the state directory for the local password file (or, on a shared store, the
+ * store's items, where every replica finds the same passwords), and a keep-alive pass to
  * schedule. `Mailkey` (mailkey.ts) satisfies it as it is; tests hand the proxy a fake.
  *
  * Owns: that contract only. Must not: import the broker, the store or the facade (types below
- * the proxy's layer only).
+ * the proxy's layer only: the items port is one).
  */
 import type { Paths } from '../config/paths.js'
 import type { Secret } from '../core/secret.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { KeepAliveNote, PassOptions } from '../broker/keep-alive.js'
+import type { ItemStore } from '../store/items.js'
 
 export interface TokenSource {
   /** the account's stored record without its secrets (undefined: no such account) */
@@ -22,4 +24,8 @@ export interface TokenSource {
   ensureStateDir(): Promise<void>
   /** one keep-alive pass over idle-limited grants (broker/keep-alive.ts); the proxy only schedules it */
   keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
+  /** the store's items (proxy passwords live there on a shared store); absent: the local file */
+  items?(): Promise<ItemStore>
+  /** 'file', or the shared store's label; absent: 'file' */
+  storeLabel?(): Promise<string>
 }

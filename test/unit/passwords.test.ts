@@ -1,5 +1,6 @@
 // Local proxy passwords: scrypt hashes in a 0600 file, a per-process cache of verified pairs that
-// forgets everything when the file changes.
+// forgets everything when the file changes; on a shared store, items that every replica reads (a
+// FileItems stands in for the engine's items here: same port, test/integration/items-contract).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
@@ -9,6 +10,7 @@ import { Secret } from '../../src/core/secret.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { DEFAULT_SCRYPT, PasswordStore, hashPassword, verifyPassword } from '../../src/proxy/passwords.js'
+import { FileItems, type ItemStore } from '../../src/store/items.js'
 
 /** a cheap cost for the tests; the last test below runs the production one */
 const CHEAP = { logN: 10, r: 8, p: 1 }
@@ -59,5 +61,106 @@ describe('proxy passwords', () => {
     assert.deepEqual({ logN: entry.logN, r: entry.r, p: entry.p }, DEFAULT_SCRYPT)
     // a store whose own cost is lower still checks this entry with the stored cost
     assert.equal(await store.check('carol@example.test', new Secret('carol password')), true)
+  })
+})
+
+describe('proxy passwords on a shared store (items)', () => {
+  let dir: string
+  let items: ItemStore
+  /** two replicas: each its own state directory and process cache, one store */
+  let a: PasswordStore
+  let b: PasswordStore
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailkey-pw-shared-'))
+    items = new FileItems(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'store') }))
+    const replica = (name: string): PasswordStore =>
+      new PasswordStore(new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, name) })), {
+        scrypt: CHEAP,
+        shared: async () => items,
+      })
+    a = replica('a')
+    b = replica('b')
+  })
+  after(async () => rm(dir, { recursive: true, force: true }))
+
+  it('a password set on one replica holds on the other; only hashes are stored, and no local file', async () => {
+    await a.set('Dora@Example.test', new Secret('dora password 1'))
+    const item = await items.get('proxy-password', 'dora@example.test')
+    assert.ok(item)
+    assert.equal(item.value.alg, 'scrypt')
+    assert.equal(typeof item.value.salt, 'string')
+    assert.ok(!JSON.stringify(item).includes('dora password 1'))
+    assert.equal(await b.has('dora@example.test'), true)
+    assert.equal(await b.check('dora@example.test', new Secret('dora password 1')), true)
+    assert.equal(await b.check('dora@example.test', new Secret('dora password 2')), false)
+    await assert.rejects(stat(a.path), { code: 'ENOENT' })
+    await assert.rejects(stat(b.path), { code: 'ENOENT' })
+  })
+
+  it('a remembered password is forgotten once another replica changes it (seen at the next reload)', async () => {
+    const old = new Secret('eve password 1')
+    await a.set('eve@example.test', old)
+    assert.equal(await b.check('eve@example.test', old), true)
+    await b.reload('eve@example.test')
+    assert.equal(b.remembered('eve@example.test', old), true, 'verified once: remembered')
+    await a.set('eve@example.test', new Secret('eve password 2'))
+    assert.equal(b.remembered('eve@example.test', old), true, 'not read yet')
+    await b.reload('eve@example.test')
+    assert.equal(b.remembered('eve@example.test', old), false, 'read: the old password is forgotten')
+    assert.equal(await b.check('eve@example.test', old), false)
+    assert.equal(await b.check('eve@example.test', new Secret('eve password 2')), true)
+  })
+
+  it('a removed entry: nothing remembered, refused; a damaged one: STORE_CORRUPT naming the account', async () => {
+    const pw = new Secret('fay password 1')
+    await a.set('fay@example.test', pw)
+    assert.equal(await a.check('fay@example.test', pw), true)
+    await items.remove('proxy-password', 'fay@example.test')
+    assert.equal(await a.check('fay@example.test', pw), false)
+    await items.put('proxy-password', 'fay@example.test', { alg: 'scrypt', logN: 'x' }, 'replace')
+    await assert.rejects(a.verify('fay@example.test', pw), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ERR_MAILKEY_STORE_CORRUPT')
+      assert.match(e.message, /fay@example\.test/)
+      return true
+    })
+    assert.equal(a.remembered('fay@example.test', pw), false)
+  })
+
+  it('a store that cannot be read: reload() does not throw, nothing is remembered, verify() reports it', async () => {
+    let down = false
+    const flaky: ItemStore = {
+      where: items.where,
+      get: async (k, n) => {
+        if (down) throw Object.assign(new Error('store down'), { code: 'ECONNREFUSED' })
+        return await items.get(k, n)
+      },
+      list: (k) => items.list(k),
+      put: (k, n, v, m) => items.put(k, n, v, m),
+      remove: (k, n) => items.remove(k, n),
+    }
+    const c = new PasswordStore(new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'c') })), {
+      scrypt: CHEAP,
+      shared: async () => flaky,
+    })
+    const pw = new Secret('gil password 1')
+    await c.set('gil@example.test', pw)
+    assert.equal(await c.check('gil@example.test', pw), true)
+    down = true
+    await c.reload('gil@example.test')
+    assert.equal(c.remembered('gil@example.test', pw), false)
+    await assert.rejects(c.verify('gil@example.test', pw), /store down/)
+    down = false
+    assert.equal(await c.check('gil@example.test', pw), true)
+  })
+
+  it('a host on the file store (the resolver says so) keeps the file', async () => {
+    const d = new PasswordStore(new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'd') })), {
+      scrypt: CHEAP,
+      shared: async () => undefined,
+    })
+    await d.set('hal@example.test', new Secret('hal password 1'))
+    assert.match(await readFile(d.path, 'utf8'), /"hal@example\.test"/)
+    assert.equal(await items.get('proxy-password', 'hal@example.test'), undefined)
+    assert.equal(await d.check('hal@example.test', new Secret('hal password 1')), true)
   })
 })

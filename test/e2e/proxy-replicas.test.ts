@@ -1,0 +1,254 @@
+// Proxy replicas (issue 14): three `mailkey proxy` processes on three "hosts" (each its own HOME and
+// state directory) over one PostgreSQL store with one key, in front of the real OAuth server, Dovecot
+// and the SMTP submission server. The local password is set once, on one host, and holds on every
+// replica; a replica killed with SIGKILL mid-session loses only its own sessions; a password changed
+// on one host is refused as old and taken as new on the others (their caches of verified passwords
+// included); the store holds only the scrypt entry, never the password.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import {
+  startOAuthServer,
+  introspectionUrl,
+  LAB_PUBLIC_CLIENT_ID,
+  MAIL_SCOPES,
+  type LabServer,
+} from '../harness/oauth-server.js'
+import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
+import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+import { startSmtp, type Smtp } from '../harness/smtp-server.js'
+import { makeFleet, signInShared, type FleetStore, type Host } from '../harness/fleet.js'
+import { findLeaks, spawnCli, type LiveCli } from '../harness/cli.js'
+
+const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
+if (missing.length && process.env.CI)
+  throw new Error(`the proxy replica tests need ${POSTGRES_INSTALL_HINT} and apt-get install ${DOVECOT_INSTALL_HINT}`)
+const skip = missing.length ? `${missing.join(', ')} not installed` : false
+
+const EMAIL = 'alice@example.test'
+const PW1 = 'replica password one'
+const PW2 = 'replica password two'
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
+
+/** A line client over a real socket: send a line, wait for a pattern, see the connection close. */
+class LineClient {
+  text = ''
+  closed = false
+  readonly #sock: Socket
+  private constructor(sock: Socket) {
+    this.#sock = sock
+    sock.setEncoding('utf8').on('data', (d: string) => (this.text += d))
+    sock.on('close', () => (this.closed = true))
+    sock.on('error', () => {})
+  }
+
+  static async open(port: number): Promise<LineClient> {
+    const sock = connect(port, '127.0.0.1')
+    await new Promise((r, j) => {
+      sock.once('connect', r)
+      sock.once('error', j)
+    })
+    return new LineClient(sock)
+  }
+
+  async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const m = re.exec(this.text)
+      if (m) return m[0]
+      if (this.closed || Date.now() > end) throw new Error(`no ${re} in ${JSON.stringify(this.text.slice(-300))}`)
+      await sleep(10)
+    }
+  }
+
+  /** resolves once the other end has closed the connection */
+  async untilClosed(timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs
+    while (!this.closed && Date.now() < end) await sleep(10)
+    assert.ok(this.closed, 'the connection was closed')
+  }
+
+  send(line: string): void {
+    this.#sock.write(line + '\r\n')
+  }
+
+  close(): void {
+    this.#sock.destroy()
+  }
+}
+
+interface Replica {
+  host: Host
+  proc: LiveCli
+  ports: Record<string, number>
+}
+
+describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
+  let pg: PgServer
+  let lab: LabServer
+  let dovecot: Dovecot
+  let smtp: Smtp
+  let fleet: FleetStore
+  const replicas: Replica[] = []
+  const clients: LineClient[] = []
+
+  async function startReplica(host: Host): Promise<Replica> {
+    const proc = spawnCli(['proxy', '--imap-port', '0', '--smtp-port', '0'], host.env)
+    const end = Date.now() + 20_000
+    while (proc.events('listening').length < 2 && Date.now() < end) await sleep(50)
+    assert.equal(proc.events('listening').length, 2, proc.stderr())
+    const ports: Record<string, number> = {}
+    for (const l of proc.events('listening')) ports[String(l.protocol)] = Number(l.port)
+    return { host, proc, ports }
+  }
+
+  /** an IMAP session logged in through `r` (tagged OK), or the tagged reply that refused it */
+  async function imapLogin(r: Replica, pw: string): Promise<{ c: LineClient; reply: string }> {
+    const c = await LineClient.open(r.ports.imap as number)
+    clients.push(c)
+    await c.until(/^\* OK .*\r\n/m)
+    c.send(`a1 LOGIN ${EMAIL} "${pw}"`)
+    return { c, reply: await c.until(/^a1 .*$/m) }
+  }
+
+  async function smtpAuth(r: Replica, pw: string): Promise<string> {
+    const c = await LineClient.open(r.ports.smtp as number)
+    clients.push(c)
+    await c.until(/^220 .*\r\n/m)
+    c.send('EHLO client.example')
+    await c.until(/^250 .*\r\n/m)
+    c.send(`AUTH PLAIN ${b64(`\0${EMAIL}\0${pw}`)}`)
+    const reply = await c.until(/^(235|535|454)[ -].*$/m)
+    c.send('QUIT')
+    return reply
+  }
+
+  before(async () => {
+    ;[pg, lab] = await Promise.all([startPostgres(), startOAuthServer({ deviceInterval: 1 })])
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
+    smtp = await startSmtp({
+      introspect: (t, s) => lab.introspect(t, { service: s }),
+      tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile },
+    })
+    fleet = await makeFleet(pg)
+    const hosts = await Promise.all(['a', 'b', 'c'].map((n) => fleet.host(n)))
+    const init = await hosts[0]!.cli(['store', 'init'])
+    assert.equal(init.code, 0, init.stderr)
+    await signInShared(lab, hosts[0]!, fleet, EMAIL, [
+      '--issuer',
+      lab.issuer,
+      '--client-id',
+      LAB_PUBLIC_CLIENT_ID,
+      '--scope',
+      [...MAIL_SCOPES, 'offline_access'].join(' '),
+      '--imap-url',
+      `imaps://localhost:${dovecot.ports.imaps}`,
+      '--smtp-url',
+      `smtp://localhost:${smtp.ports.submission}`,
+      '--ca',
+      dovecot.caFile,
+    ])
+    // once, on host a only
+    const pw = await hosts[0]!.cli(['proxy', 'password', EMAIL], PW1 + '\n')
+    assert.equal(pw.code, 0, pw.stderr)
+    assert.match(pw.stderr, /kept in the shared store \(postgres[^)]*\): every proxy on that store takes it/)
+    assert.ok(!pw.stderr.includes(pg.password), 'the store label holds no password')
+    replicas.push(...(await Promise.all(hosts.map(startReplica))))
+  })
+  after(async () => {
+    for (const c of clients) c.close()
+    for (const r of replicas) r.proc.child.kill('SIGTERM')
+    await Promise.all(replicas.map((r) => r.proc.done))
+    await fleet?.cleanup()
+    await smtp?.stop()
+    await dovecot?.stop()
+    await Promise.all([pg?.close(), lab?.close()])
+  })
+
+  it('the store holds the scrypt entry, not the password; no host has a password file', async () => {
+    const rows = await pg.query<{ value: string }>(
+      `SELECT value::text AS value FROM mailkey_items WHERE kind = 'proxy-password' AND name = $1`,
+      [EMAIL],
+      'mailkey',
+    )
+    assert.equal(rows.rows.length, 1)
+    const text = rows.rows[0]!.value
+    assert.ok(!text.includes(PW1), 'no clear password in the store')
+    const entry = JSON.parse(text) as Record<string, unknown>
+    assert.equal(entry.alg, 'scrypt')
+    assert.deepEqual(Object.keys(entry).sort(), ['alg', 'hash', 'logN', 'p', 'r', 'salt', 'setAt'])
+    for (const r of replicas)
+      assert.equal(existsSync(join(r.host.env.XDG_STATE_HOME as string, 'mailkey', 'proxy-passwords.json')), false)
+  })
+
+  it('the password set once logs in through every replica, IMAP LOGIN and SMTP AUTH PLAIN', async () => {
+    for (const r of replicas) {
+      const { c, reply } = await imapLogin(r, PW1)
+      assert.match(reply, /^a1 OK/, `${r.host.name}: ${reply}`)
+      c.send('a2 SELECT INBOX')
+      assert.match(await c.until(/^a2 .*$/m), /^a2 OK/)
+      c.send('a3 LOGOUT')
+      assert.match(await smtpAuth(r, PW1), /^235 /, r.host.name)
+    }
+    const wrong = await imapLogin(replicas[1]!, 'not the password')
+    assert.match(wrong.reply, /^a1 NO/)
+  })
+
+  it('a replica killed mid-session loses only its own sessions', async () => {
+    const [a, b, c] = replicas as [Replica, Replica, Replica]
+    const onB = await imapLogin(b, PW1)
+    const onC = await imapLogin(c, PW1)
+    for (const s of [onB, onC]) {
+      assert.match(s.reply, /^a1 OK/)
+      s.c.send('a2 SELECT INBOX')
+      assert.match(await s.c.until(/^a2 .*$/m), /^a2 OK/)
+    }
+    c.proc.child.kill('SIGKILL')
+    const gone = await c.proc.done
+    assert.equal(gone.signal, 'SIGKILL')
+    await onC.c.untilClosed()
+    assert.doesNotMatch(onC.c.text, /^a3 /m)
+    // the session on b goes on
+    onB.c.send('a3 NOOP')
+    assert.match(await onB.c.until(/^a3 .*$/m), /^a3 OK/)
+    onB.c.send('a4 FETCH 1 (FLAGS)')
+    assert.match(await onB.c.until(/^a4 .*$/m), /^a4 OK/)
+    assert.match(onB.c.text, /^\* 1 FETCH \(FLAGS/m, 'a seeded message')
+    assert.equal(onB.c.closed, false)
+    // and a new client logs in through a surviving replica
+    const fresh = await imapLogin(a, PW1)
+    assert.match(fresh.reply, /^a1 OK/)
+    fresh.c.send('a2 EXAMINE INBOX')
+    assert.match(await fresh.c.until(/^a2 .*$/m), /^a2 OK/)
+    onB.c.send('a5 LOGOUT')
+  })
+
+  it('a password changed on one host: the old one is refused and the new one taken on the others', async () => {
+    const [a, b] = replicas as [Replica, Replica]
+    // both have verified PW1 and remember it; the change is made on host b
+    const set = await b.host.cli(['proxy', 'password', EMAIL], PW2 + '\n')
+    assert.equal(set.code, 0, set.stderr)
+    for (const r of [a, b]) {
+      assert.match((await imapLogin(r, PW1)).reply, /^a1 NO/, `${r.host.name}: the old password`)
+      assert.match((await imapLogin(r, PW2)).reply, /^a1 OK/, `${r.host.name}: the new password`)
+      assert.match(await smtpAuth(r, PW2), /^235 /, r.host.name)
+    }
+    const rows = await pg.query<{ value: string }>(
+      `SELECT value::text AS value FROM mailkey_items WHERE kind = 'proxy-password' AND name = $1`,
+      [EMAIL],
+      'mailkey',
+    )
+    assert.ok(!rows.rows[0]!.value.includes(PW2))
+  })
+
+  it('no replica logged a local password', () => {
+    const leaks = findLeaks(
+      replicas.map((r) => r.proc.stderr()),
+      [PW1, PW2],
+    )
+    assert.deepEqual(leaks, [])
+  })
+})
