@@ -92,12 +92,14 @@ export type SharedItems = () => Promise<ItemStore | undefined>
 const KIND = 'proxy-password'
 
 /** The password store of a token source (a Mailkey): its shared store's items, else its state directory's file. */
-export function passwordStoreFor(
-  mk: Pick<TokenSource, 'paths' | 'ensureStateDir' | 'items' | 'storeLabel'>,
-): PasswordStore {
-  const { items, storeLabel } = mk
-  const shared: SharedItems | undefined =
-    items && storeLabel ? async () => ((await storeLabel()) === 'file' ? undefined : await items()) : undefined
+export function passwordStoreFor(mk: Pick<TokenSource, 'paths' | 'ensureStateDir' | 'items'>): PasswordStore {
+  const { items } = mk
+  const shared: SharedItems | undefined = items
+    ? async () => {
+        const i = await items()
+        return i.shared ? i : undefined
+      }
+    : undefined
   return new PasswordStore({ paths: mk.paths, ensureDir: () => mk.ensureStateDir() }, shared ? { shared } : {})
 }
 

@@ -26,6 +26,4 @@ export interface TokenSource {
   keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
   /** the store's items (proxy passwords live there on a shared store); absent: the local file */
   items?(): Promise<ItemStore>
-  /** 'file', or the shared store's label; absent: 'file' */
-  storeLabel?(): Promise<string>
 }

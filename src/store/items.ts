@@ -26,6 +26,8 @@ export interface Item {
 export interface ItemStore {
   /** where they are, for messages: a store label or a file path */
   readonly where: string
+  /** kept in a shared store (every host of it sees them), not in this host's state directory */
+  readonly shared: boolean
   get(kind: ItemKind, name: string): Promise<Item | undefined>
   list(kind: ItemKind): Promise<Item[]>
   /** `create`: only when no item of that name exists (false: one does); `replace`: always */
@@ -42,6 +44,7 @@ interface ItemsFile {
 /** The file store's items: `<state>/items.json`, 0600, changed under a lock file. */
 export class FileItems implements ItemStore {
   readonly where: string
+  readonly shared = false
   readonly #dir: string
 
   constructor(paths: Paths) {

@@ -130,6 +130,7 @@ describe('proxy passwords on a shared store (items)', () => {
     let down = false
     const flaky: ItemStore = {
       where: items.where,
+      shared: true,
       get: async (k, n) => {
         if (down) throw Object.assign(new Error('store down'), { code: 'ECONNREFUSED' })
         return await items.get(k, n)

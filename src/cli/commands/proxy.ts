@@ -260,9 +260,10 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   if (pw.length < 8) throw new UsageError('use at least 8 characters for the local password')
   const { passwordStoreFor } = await import('../../proxy/passwords.js')
   await passwordStoreFor(mk).set(email, new Secret(pw))
-  const label = await mk.storeLabel()
-  const shared =
-    label === 'file' ? '' : ` It is kept in the shared store (${label}): every proxy on that store takes it.`
+  const items = await mk.items()
+  const shared = items.shared
+    ? ` It is kept in the shared store (${items.where}): every proxy on that store takes it.`
+    : ''
   io.stderr(
     `Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.${shared}\n`,
   )

@@ -45,6 +45,7 @@ export class FailFast implements SharedBackend {
     const run = <T>(op: () => Promise<T>): Promise<T> => this.#run(op)
     this.#items ??= {
       where: i.where,
+      shared: i.shared,
       get: (k: ItemKind, n: string): Promise<Item | undefined> => run(() => i.get(k, n)),
       list: (k: ItemKind): Promise<Item[]> => run(() => i.list(k)),
       put: (k: ItemKind, n: string, v: Record<string, unknown>, m: 'create' | 'replace') =>

@@ -33,6 +33,7 @@ const COLS = `name, value, (extract(epoch from updated_at) * 1000)::float8 AS at
 
 export class PgItems implements ItemStore {
   readonly where: string
+  readonly shared = true
   readonly #q: Query
   readonly #ready: () => Promise<void>
 

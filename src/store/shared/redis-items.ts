@@ -24,6 +24,7 @@ function parse(name: string, raw: Reply): Item | undefined {
 
 export class RedisItems implements ItemStore {
   readonly where: string
+  readonly shared = true
   readonly #cmd: Cmd
   readonly #ready: () => Promise<void>
 
