@@ -121,13 +121,24 @@ export class KeyRing {
   async check(bearer: string): Promise<ApiKey | undefined> {
     if (!bearer.startsWith(KEY_PREFIX) || bearer.length > 200) return undefined
     const h = hashKey(bearer)
-    const age = this.#now() - this.#readAt
-    if (age >= this.#ttlMs) await this.refresh()
+    if (this.#now() - this.#readAt >= this.#ttlMs) await this.#refreshOrKeep()
     let k = this.#byHash.get(h)
     if (!k && this.#now() - this.#readAt >= this.#missMs) {
-      await this.refresh()
+      await this.#refreshOrKeep()
       k = this.#byHash.get(h)
     }
     return k
+  }
+
+  /**
+   * Read the list again; when the store cannot be read, keep the last list read (the replica
+   * serves tokens from its host cache meanwhile, docs/adr/0012), or throw if there never was one.
+   */
+  async #refreshOrKeep(): Promise<void> {
+    try {
+      await this.refresh()
+    } catch (e) {
+      if (this.#readAt === -Infinity) throw e
+    }
   }
 }
