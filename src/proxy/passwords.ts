@@ -11,7 +11,7 @@
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
-import { ERR, StoreError } from '../errors.js'
+import { ERR, StoreError, isStoreUnavailable } from '../errors.js'
 import type { Secret } from '../core/secret.js'
 import type { Paths } from '../config/paths.js'
 import type { TokenSource } from './token-source.js'
@@ -198,7 +198,9 @@ export class PasswordStore {
     try {
       item = await items.get(KIND, id)
     } catch (e) {
-      this.#observe(id, seq, undefined) // unknown now: nothing remembered for it counts
+      // a store that cannot be reached leaves what this replica verified before in force (the
+      // proxy logs clients in from its host cache meanwhile); anything else: nothing remembered counts
+      if (!isStoreUnavailable(e)) this.#observe(id, seq, undefined)
       throw e
     }
     const entry = item ? entryOf(item, id, items.where) : undefined
@@ -246,7 +248,8 @@ export class PasswordStore {
    * Before remembered(), on a shared store: read the account's entry, so that a password changed
    * on another host is seen at once (one store read per login). Nothing to do on the file store
    * (remembered() looks at the file itself): undefined then, so its logins stay synchronous. Never
-   * throws: after a failed read nothing is remembered for the account, and verify() reports it.
+   * throws: after a failed read nothing is remembered for the account (except while the store is
+   * unreachable: then what was verified before still counts), and verify() reports it.
    */
   reload(account: string): Promise<void> | undefined {
     if (this.#items === null) return undefined

@@ -3,6 +3,7 @@
 // FileItems stands in for the engine's items here: same port, test/integration/items-contract).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { ERR, StoreError } from '../../src/errors.js'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -152,6 +153,33 @@ describe('proxy passwords on a shared store (items)', () => {
     await assert.rejects(c.verify('gil@example.test', pw), /store down/)
     down = false
     assert.equal(await c.check('gil@example.test', pw), true)
+  })
+
+  it('a store that cannot be reached: what was verified before still counts, nothing new does', async () => {
+    let down = false
+    const unreachable: ItemStore = {
+      where: items.where,
+      shared: true,
+      get: async (k, n) => {
+        if (down) throw new StoreError(ERR.STORE_UNAVAILABLE, 'the store cannot be reached')
+        return await items.get(k, n)
+      },
+      list: (k) => items.list(k),
+      put: (k, n, v, m) => items.put(k, n, v, m),
+      remove: (k, n) => items.remove(k, n),
+    }
+    const e = new PasswordStore(new FileStore(resolvePaths({ HOME: dir, XDG_STATE_HOME: join(dir, 'e') })), {
+      scrypt: CHEAP,
+      shared: async () => unreachable,
+    })
+    const pw = new Secret('ivy password 1')
+    await e.set('ivy@example.test', pw)
+    assert.equal(await e.check('ivy@example.test', pw), true)
+    down = true
+    await e.reload('ivy@example.test')
+    assert.equal(e.remembered('ivy@example.test', pw), true, 'verified before the outage')
+    assert.equal(e.remembered('ivy@example.test', new Secret('ivy password 2')), false)
+    await assert.rejects(e.verify('ivy@example.test', new Secret('ivy password 2')), /cannot be reached/)
   })
 
   it('a host on the file store (the resolver says so) keeps the file', async () => {
