@@ -24,8 +24,8 @@ import { resolvePaths } from './config/paths.js'
 import { ConfigFile } from './config/config-file.js'
 import { openStore } from './store/open.js'
 import { FileItems } from './store/items.js'
-import { ServiceClient, isServiceUrl, serviceTarget } from './remote/service-client.js'
-import { RemoteSource, notHere } from './remote/remote-source.js'
+import { isServiceUrl } from './remote/service-url.js'
+import type { RemoteSource } from './remote/remote-source.js'
 
 export type MailkeyOptions = BrokerOptions
 
@@ -144,13 +144,23 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
   const config = new ConfigFile(paths.configFile)
   const local = openStore({ env, paths })
   let source: RemoteSource | undefined
-  // read on first use, so a missing key is an error of the call that needs it (with its exit code)
-  const remote = (): RemoteSource => (source ??= new RemoteSource(new ServiceClient(serviceTarget(env))))
+  // made on first use (the HTTP modules load only then), so a missing key is an error of the call
+  // that needs it, with its exit code
+  const remote = async (): Promise<RemoteSource> => {
+    if (!source) {
+      const [{ ServiceClient, serviceTarget }, { RemoteSource }] = await Promise.all([
+        import('./remote/service-client.js'),
+        import('./remote/remote-source.js'),
+      ])
+      source = new RemoteSource(new ServiceClient(serviceTarget(env)))
+    }
+    return source
+  }
   return {
     paths,
-    getAccessToken: async (account, o) => await remote().getAccessToken(account, o),
+    getAccessToken: async (account, o) => await (await remote()).getAccessToken(account, o),
     async getSaslResponse(account, o = {}) {
-      const token = await remote().getAccessToken(account, o)
+      const token = await (await remote()).getAccessToken(account, o)
       const mechanism = o.mechanism ?? token.sasl
       const { encodeSasl } = await import('./sasl/index.js')
       const args = {
@@ -161,12 +171,12 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
       }
       return { mechanism, response: encodeSasl(mechanism, args), token }
     },
-    signIn: async (o) => Promise.reject(notHere(remote().label, 'add (sign in)', o.email)),
-    importRefreshToken: async (o) => Promise.reject(notHere(remote().label, 'import', o.email)),
-    remove: async (account) => Promise.reject(notHere(remote().label, 'remove', account)),
-    status: async (account) => await remote().status(account),
-    list: async () => await remote().list(),
-    record: async (account) => await remote().record(account),
+    signIn: async (o) => Promise.reject((await remote()).notHere('add (sign in)', o.email)),
+    importRefreshToken: async (o) => Promise.reject((await remote()).notHere('import', o.email)),
+    remove: async (account) => Promise.reject((await remote()).notHere('remove', account)),
+    status: async (account) => await (await remote()).status(account),
+    list: async () => await (await remote()).list(),
+    record: async (account) => await (await remote()).record(account),
     config: () => config.load(),
     assertPrivate: () => local.assertPrivate(),
     ensureStateDir: () => local.ensureDir(),
@@ -177,6 +187,6 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
     // the service keeps its grants alive; a host without a store has none to keep
     keepAlive: async () => [],
     items: async () => new FileItems(paths),
-    storeLabel: async () => remote().label,
+    storeLabel: async () => (await remote()).label,
   }
 }

@@ -28,6 +28,11 @@ export class RemoteSource {
     return this.client.target.label
   }
 
+  /** What a host using a service cannot do: sign-ins and removals happen where the store is. */
+  notHere(what: string, account?: string): UsageError {
+    return notHere(this.label, what, account)
+  }
+
   async getAccessToken(account: string, o: GetTokenOptions = {}): Promise<AccessToken> {
     const q = new URLSearchParams()
     if (o.minValiditySec !== undefined) q.set('min_ttl', String(o.minValiditySec))

@@ -45,8 +45,7 @@ export interface ServiceTarget {
   ca?: string
 }
 
-/** Is this store URL a token service's? */
-export const isServiceUrl = (url: string | undefined): boolean => /^https?:\/\//i.test(url?.trim() ?? '')
+export { isServiceUrl } from './service-url.js'
 
 const KEY_HINT =
   'Put the API key ("mailkey serve key add NAME" on a host with the store prints it) in a file only you can read, and name it in MAILKEY_API_KEY_FILE.'

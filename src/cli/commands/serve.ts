@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises'
 import { EXIT, UsageError } from '../../errors.js'
 import { isLoopbackHost } from '../../core/net.js'
-import { isServiceUrl } from '../../remote/service-client.js'
+import { isServiceUrl } from '../../remote/service-url.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
