@@ -90,7 +90,7 @@ function status(email: string, over: Partial<AccountStatus> = {}): AccountStatus
     clientId: 'client-id',
     flow: 'device',
     scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All', 'offline_access'],
-    servers: { imap: 'outlook.office365.com:993', smtp: 'smtp.office365.com:587' },
+    servers: { imap: 'imaps://outlook.office365.com:993', smtp: 'smtp://smtp.office365.com:587' },
     sasl: 'XOAUTH2',
     state: 'active',
     accessToken: { present: true, valid: true, expiresAt: new Date(T0 + 3600_000).toISOString(), expiresInSec: 3600 },
