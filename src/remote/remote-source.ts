@@ -98,7 +98,8 @@ export class RemoteSource {
     } as AccountRecord
   }
 
-  #status(b: Record<string, unknown>): AccountStatus {
+  #status(raw: Record<string, unknown>): AccountStatus {
+    const b = deepClean(raw) as Record<string, unknown>
     if (typeof b.email !== 'string' || typeof b.state !== 'string') throw malformed(this.label)
     const store =
       typeof (b.storage as { store?: unknown })?.store === 'string' ? (b.storage as { store: string }).store : undefined

@@ -79,14 +79,20 @@ export const DEFAULT_RETRY_AFTER_SEC = 5
 export function problemOf(e: unknown, account?: string): Problem {
   const acct = account ? { account } : {}
   if (!(e instanceof MailkeyError)) return problem('failed', 'internal error', { ...acct, exit_code: EXIT.SOFTWARE })
-  const base = { ...acct, code: e.code, ...(e.hint ? { hint: e.hint } : {}) }
+  const msg = noPaths(e.message)
+  const base = { ...acct, code: e.code, ...(e.hint ? { hint: noPaths(e.hint) } : {}) }
   if (e.reauthRequired) {
     const who = e.account ?? account
-    return problem('needs-sign-in', e.message, { ...base, ...(who ? { command: `mailkey add ${shArg(who)}` } : {}) })
+    return problem('needs-sign-in', msg, { ...base, ...(who ? { command: `mailkey add ${shArg(who)}` } : {}) })
   }
   if (e.transient || isStoreUnavailable(e))
-    return problem('unavailable', e.message, { ...base, retry_after: e.retryAfterSec ?? DEFAULT_RETRY_AFTER_SEC })
-  if (e.code === ERR.ACCOUNT_UNKNOWN) return problem('unknown-account', e.message, base)
-  if (e.code === ERR.USAGE) return problem('bad-request', e.message, base)
-  return problem('failed', e.message, { ...base, exit_code: e.exitCode })
+    return problem('unavailable', msg, { ...base, retry_after: e.retryAfterSec ?? DEFAULT_RETRY_AFTER_SEC })
+  if (e.code === ERR.ACCOUNT_UNKNOWN) return problem('unknown-account', msg, base)
+  if (e.code === ERR.USAGE) return problem('bad-request', msg, base)
+  return problem('failed', msg, { ...base, exit_code: e.exitCode })
 }
+
+// An absolute file path (two segments or more, not part of a URL): a store error names its file,
+// which is the service host's business, not its clients'.
+const FILE_PATH = /(?<![\w:/.~-])\/[^\s"'/]+(?:\/[^\s"'/]*)+/g
+const noPaths = (text: string): string => text.replace(FILE_PATH, '(a file on the service host)')
