@@ -41,12 +41,16 @@ export class RemoteSource {
       await this.client.get(`${path(account)}/token${q.size ? `?${q}` : ''}`, account, o.signal),
       this.label,
     )
-    if (typeof b.access_token !== 'string' || !b.access_token) throw malformed(this.label)
+    if (typeof b.access_token !== 'string' || !PRINTABLE.test(b.access_token)) throw malformed(this.label)
+    // what goes into a SASL string or a terminal must be plain: no controls, spaces or commas
+    const user = str(b.user) ?? account
+    const named = str(b.account) ?? account
+    if (!PRINTABLE.test(user) || named.toLowerCase() !== account.toLowerCase()) throw malformed(this.label)
     const t: AccessToken = {
-      account: str(b.account) ?? account,
+      account: named,
       token: new Secret(b.access_token),
       sasl: mech(b.sasl_mechanism),
-      user: str(b.user) ?? account,
+      user,
       refreshed: false,
     }
     const exp = Date.parse(str(b.expires_at) ?? '')
@@ -124,6 +128,8 @@ const obj = (v: unknown, label: string): Record<string, unknown> => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw malformed(label)
   return v as Record<string, unknown>
 }
+/** one token-like or address-like value: printable ASCII and beyond, no space, comma or control */
+const PRINTABLE = /^[^\x00-\x20\x7f-\x9f,]{1,16384}$/u
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined)
 const mech = (v: unknown): SaslMechanism => (v === 'OAUTHBEARER' ? 'OAUTHBEARER' : 'XOAUTH2')
 const malformed = (label: string): ProtocolError =>

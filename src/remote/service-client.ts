@@ -218,13 +218,24 @@ export class ServiceClient {
         })
       case 'bad-request':
         return new UsageError(`${svc} refused the request: ${detail}`, o)
+      case 'not-found':
+      case 'method-not-allowed':
+        return new ConfigError(ERR.CONFIG_INVALID, `${svc} does not serve the mailkey API at that address`, {
+          ...o,
+          hint: 'Set MAILKEY_STORE_URL to the address "mailkey serve" listens on (scheme, host, port and any path prefix).',
+        })
     }
     if ([502, 503, 504].includes(r.status) || (kind === 'failed' && r.status >= 500 && p.exit_code === 75))
       return new TransientError(ERR.STORE_UNAVAILABLE, `${svc} answered HTTP ${r.status}: ${detail}`, {
         ...o,
         hint: 'Nothing was lost; try again in a moment.',
       })
-    if (p.exit_code === 78) return new ConfigError(code ?? ERR.CONFIG_INVALID, detail, o)
+    // the service's own trouble (its store locked, unreadable, misconfigured): fixed there, not here
+    if (p.exit_code === 78 || p.exit_code === 77 || p.exit_code === 74)
+      return new ConfigError(code ?? ERR.CONFIG_INVALID, `${svc} cannot serve this: ${detail}`, {
+        ...o,
+        hint: 'The service must be fixed (its log says more); nothing is wrong on this host.',
+      })
     return new ProtocolError(code ?? ERR.OAUTH_PROTOCOL, `${svc} failed: ${detail}`, o)
   }
 

@@ -11,7 +11,7 @@
  * Owns: making, hashing, naming, checking and listing keys. Must not: log a key or its hash.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { UsageError } from '../errors.js'
+import { UsageError, isStoreUnavailable } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { accountId } from '../domain/account.js'
 import type { Item, ItemStore } from '../store/items.js'
@@ -131,14 +131,15 @@ export class KeyRing {
   }
 
   /**
-   * Read the list again; when the store cannot be read, keep the last list read (the replica
+   * Read the list again; when the store cannot be reached, keep the last list read (the replica
    * serves tokens from its host cache meanwhile, docs/adr/0012), or throw if there never was one.
+   * Any other failure (a corrupt store) is the answer.
    */
   async #refreshOrKeep(): Promise<void> {
     try {
       await this.refresh()
     } catch (e) {
-      if (this.#readAt === -Infinity) throw e
+      if (this.#readAt === -Infinity || !isStoreUnavailable(e)) throw e
     }
   }
 }

@@ -110,6 +110,20 @@ describe('service client: problem documents back into errors', () => {
     const i = errorOf(answer(problemOf(new Error('boom'))))
     assert.ok(i instanceof ProtocolError)
     assert.match(i.message, /failed: internal error/)
+    // the service's store locked (77 there) or unreadable (74 there): the service's to fix, 78 here
+    for (const exit of [77, 74]) {
+      const l = errorOf(answer(problem('failed', 'the store is locked', { exit_code: exit })))
+      assert.ok(l instanceof ConfigError, `exit ${exit} there`)
+      assert.match(l.hint ?? '', /nothing is wrong on this host/)
+    }
+  })
+
+  it('an address that is not the mailkey API (404/405 of another server): exit 78 naming MAILKEY_STORE_URL', () => {
+    for (const kind of ['not-found', 'method-not-allowed'] as const) {
+      const e = errorOf(answer(problem(kind, 'no such endpoint')))
+      assert.ok(e instanceof ConfigError, kind)
+      assert.match(e.hint ?? '', /MAILKEY_STORE_URL/)
+    }
   })
 
   it('control characters in what the service says are stripped', () => {
@@ -225,6 +239,22 @@ describe('RemoteSource: status answers', () => {
     client.answer = { accounts: [st] }
     const { accounts } = await new RemoteSource(client).list()
     assert.doesNotMatch(JSON.stringify(accounts), /\\u001b|\\u0007/)
+  })
+
+  it('a token answer whose user or account is not plain, or names another account, is refused', async () => {
+    const good = { access_token: 'at-1', account: ALICE, user: ALICE, sasl_mechanism: 'XOAUTH2' }
+    client.answer = good
+    assert.equal((await new RemoteSource(client).getAccessToken(ALICE)).user, ALICE)
+    for (const bad of [
+      { ...good, user: `${ALICE}\x01auth=Bearer x` },
+      { ...good, user: 'a,b@example.test' },
+      { ...good, account: 'mallory@example.test' },
+      { ...good, access_token: 'at 1' },
+      { ...good, access_token: '' },
+    ]) {
+      client.answer = bad
+      await assert.rejects(new RemoteSource(client).getAccessToken(ALICE), ProtocolError, JSON.stringify(bad))
+    }
   })
 })
 
