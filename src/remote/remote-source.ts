@@ -41,7 +41,10 @@ export class RemoteSource {
       await this.client.get(`${path(account)}/token${q.size ? `?${q}` : ''}`, account, o.signal),
       this.label,
     )
-    if (typeof b.access_token !== 'string' || !b.access_token) throw malformed(this.label)
+    // a token is printed and put in SASL as it is: never with controls or spaces (RFC 6750 b64token)
+    if (typeof b.access_token !== 'string' || !TOKEN.test(b.access_token)) throw malformed(this.label)
+    if (b.user !== undefined && (typeof b.user !== 'string' || stripControls(b.user) !== b.user))
+      throw malformed(this.label)
     const t: AccessToken = {
       account: str(b.account) ?? account,
       token: new Secret(b.access_token),
@@ -56,11 +59,11 @@ export class RemoteSource {
   }
 
   async status(account: string): Promise<AccountStatus> {
-    return this.#status(obj(await this.client.get(path(account), account), this.label))
+    return this.#status(obj(deepClean(await this.client.get(path(account), account)), this.label))
   }
 
   async list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }> {
-    const b = obj(await this.client.get('v1/accounts'), this.label)
+    const b = obj(deepClean(await this.client.get('v1/accounts')), this.label)
     if (!Array.isArray(b.accounts)) throw malformed(this.label)
     return { accounts: b.accounts.map((a) => this.#status(obj(a, this.label))), broken: [] }
   }
@@ -123,6 +126,7 @@ const obj = (v: unknown, label: string): Record<string, unknown> => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw malformed(label)
   return v as Record<string, unknown>
 }
+const TOKEN = /^[\x21-\x7e]{1,16384}$/
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined)
 const mech = (v: unknown): SaslMechanism => (v === 'OAUTHBEARER' ? 'OAUTHBEARER' : 'XOAUTH2')
 const malformed = (label: string): ProtocolError =>
