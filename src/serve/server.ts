@@ -53,6 +53,8 @@ export interface RunningService {
 }
 
 const READY_TIMEOUT_MS = 3_000
+/** on a stop, how long keep-alive clients are told to go before idle connections are closed */
+const DRAIN_MS = 500
 
 export async function startService(o: ServeOptions): Promise<RunningService> {
   const metrics = o.metrics ?? new Metrics()
@@ -101,13 +103,17 @@ export async function startService(o: ServeOptions): Promise<RunningService> {
     async close(graceMs = 30_000) {
       stopping = true
       stopKeepAlive()
+      const grace = new Promise((r) => setTimeout(r, graceMs).unref())
+      // first a moment in which keep-alive clients get "Connection: close" with their next answer
+      // and go: server.close() drops idle connections, cutting a request already on its way
+      await Promise.race([grace, new Promise((r) => setTimeout(r, DRAIN_MS).unref())])
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
       // until none is left: a keep-alive connection may still bring a request after the stop began
       const done = (async () => {
         while (inflight.size) await Promise.allSettled([...inflight])
       })()
-      await Promise.race([done, new Promise((r) => setTimeout(r, graceMs).unref())])
+      await Promise.race([done, grace])
       server.closeAllConnections()
       await closed
     },
