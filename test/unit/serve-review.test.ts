@@ -133,3 +133,12 @@ describe('service client: a hostile or dying service', () => {
     )
   })
 })
+
+describe('proxy passwords: an entry the store lies about', () => {
+  it('an empty hash matches no password', async () => {
+    const { verifyPassword } = await import('../../src/proxy/passwords.js')
+    const { Secret } = await import('../../src/core/secret.js')
+    const entry = { alg: 'scrypt', logN: 1, r: 1, p: 1, salt: '', hash: '', setAt: 0 } as const
+    assert.equal(await verifyPassword(new Secret('anything'), entry), false)
+  })
+})
