@@ -73,9 +73,13 @@ export async function hashPassword(password: Secret, params: PasswordScrypt = DE
 export async function verifyPassword(password: Secret, entry: PasswordEntry): Promise<boolean> {
   if (entry.alg !== 'scrypt') return false
   const want = Buffer.from(entry.hash, 'base64')
+  // an empty (or cut) hash would match every password: scrypt of length 0 equals it
+  if (want.length < MIN_HASH_BYTES) return false
   const got = await scrypt(password.reveal(), Buffer.from(entry.salt, 'base64'), want.length, opts(entry))
   return got.length === want.length && timingSafeEqual(got, want)
 }
+
+const MIN_HASH_BYTES = 16
 
 /** how long a verified password is remembered after its last use (in memory only) */
 export const VERIFIED_TTL_MS = 10 * 60_000

@@ -41,7 +41,8 @@ export class RemoteSource {
       await this.client.get(`${path(account)}/token${q.size ? `?${q}` : ''}`, account, o.signal),
       this.label,
     )
-    if (typeof b.access_token !== 'string' || !PRINTABLE.test(b.access_token)) throw malformed(this.label)
+    // a token is printed and put in SASL as it is: visible ASCII only (RFC 6750 b64token)
+    if (typeof b.access_token !== 'string' || !TOKEN.test(b.access_token)) throw malformed(this.label)
     // what goes into a SASL string or a terminal must be plain: no controls, spaces or commas
     const user = str(b.user) ?? account
     const named = str(b.account) ?? account
@@ -60,11 +61,11 @@ export class RemoteSource {
   }
 
   async status(account: string): Promise<AccountStatus> {
-    return this.#status(obj(await this.client.get(path(account), account), this.label))
+    return this.#status(obj(deepClean(await this.client.get(path(account), account)), this.label))
   }
 
   async list(): Promise<{ accounts: AccountStatus[]; broken: { file: string; message: string; code: string }[] }> {
-    const b = obj(await this.client.get('v1/accounts'), this.label)
+    const b = obj(deepClean(await this.client.get('v1/accounts')), this.label)
     if (!Array.isArray(b.accounts)) throw malformed(this.label)
     return { accounts: b.accounts.map((a) => this.#status(obj(a, this.label))), broken: [] }
   }
@@ -130,6 +131,7 @@ const obj = (v: unknown, label: string): Record<string, unknown> => {
 }
 /** one token-like or address-like value: printable ASCII and beyond, no space, comma or control */
 const PRINTABLE = /^[^\x00-\x20\x7f-\x9f,]{1,16384}$/u
+const TOKEN = /^[\x21-\x7e]{1,16384}$/
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined)
 const mech = (v: unknown): SaslMechanism => (v === 'OAUTHBEARER' ? 'OAUTHBEARER' : 'XOAUTH2')
 const malformed = (label: string): ProtocolError =>

@@ -83,6 +83,11 @@ function apiKey(env: Env, label: string): string {
     throw new ConfigError(ERR.CONFIG_INVALID, `the token service ${label} needs an API key, and none is set`, {
       hint: KEY_HINT,
     })
+  // one visible-ASCII word (RFC 6750 b64token is narrower): anything else cannot go in a header
+  if (!/^[\x21-\x7e]+$/.test(key))
+    throw new ConfigError(ERR.CONFIG_INVALID, `the API key for the token service ${label} is not one word`, {
+      hint: KEY_HINT,
+    })
   return key
 }
 
@@ -146,7 +151,8 @@ export class ServiceClient {
           timeout: TIMEOUT_MS,
           ...(signal ? { signal } : {}),
         },
-        (res) => collect(res).then(resolve, reject),
+        // a body cut short (a replica killed mid-answer, a reset) is "try again", like no answer
+        (res) => collect(res).then(resolve, (e: Error) => reject(this.#networkError(e))),
       )
       req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })))
       req.on('error', (e) => reject(this.#networkError(e)))

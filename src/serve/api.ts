@@ -22,7 +22,7 @@ import type { AccessToken, GetTokenOptions } from '../broker/access-token.js'
 import type { AccountStatus } from '../broker/accounts.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { allows, type ApiKey, type KeyRing } from './keys.js'
-import { problem, problemOf, type Problem, type ProblemKind } from './problem.js'
+import { DEFAULT_RETRY_AFTER_SEC, problem, problemOf, type Problem, type ProblemKind } from './problem.js'
 import type { TokenCache } from './token-cache.js'
 import type { Metrics } from './metrics.js'
 
@@ -69,7 +69,8 @@ export interface ApiDeps {
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 const MAX_MIN_TTL = 86_400
-const ACCOUNT = /^[^\s/@\\]{1,200}@[^\s/@\\]{1,200}$/
+// no controls or invisible format characters: a NUL reached PostgreSQL as a 500 with its text
+const ACCOUNT = /^[^\s/@\\\p{Cc}\p{Cf}]{1,200}@[^\s/@\\\p{Cc}\p{Cf}]{1,200}$/u
 
 export class Api {
   readonly #d: ApiDeps
@@ -100,7 +101,9 @@ export class Api {
     if (path === '/readyz') {
       note.route = 'readyz'
       const p = await this.#d.ready()
-      return p ? this.#problem(p, req, note) : json(200, { status: 'ready' })
+      // no key here: "not ready" and when to ask again, never why (the store's address; the log has it)
+      const bare = p && problem('unavailable', 'not ready', { retry_after: p.retry_after ?? DEFAULT_RETRY_AFTER_SEC })
+      return bare ? this.#problem(bare, req, note) : json(200, { status: 'ready' })
     }
     const m = /^\/v1\/accounts(?:\/([^/]+)(\/token)?)?\/?$/.exec(path)
     if (path === '/metrics') note.route = 'metrics'

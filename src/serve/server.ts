@@ -53,6 +53,8 @@ export interface RunningService {
 }
 
 const READY_TIMEOUT_MS = 3_000
+/** on a stop, how long keep-alive clients are told to go before idle connections are closed */
+const DRAIN_MS = 500
 
 export async function startService(o: ServeOptions): Promise<RunningService> {
   const metrics = o.metrics ?? new Metrics()
@@ -64,13 +66,15 @@ export async function startService(o: ServeOptions): Promise<RunningService> {
       await withTimeout(keys.refresh(), READY_TIMEOUT_MS, await o.source.storeLabel().catch(() => 'the store'))
       return undefined
     } catch (e) {
-      return problemOf(e)
+      const p = problemOf(e)
+      o.log({ level: 'warn', event: 'not_ready', code: p.code, msg: p.detail })
+      return p
     }
   }
   const api = new Api({ source: o.source, keys, cache: new TokenCache(o.cacheMs ?? 1000), metrics, ready })
   const inflight = new Set<Promise<void>>()
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const p = answer(api, metrics, o.log, req, res).finally(() => inflight.delete(p))
+    const p = answer(api, metrics, o.log, req, res, () => stopping).finally(() => inflight.delete(p))
     inflight.add(p)
   }
   const server: Server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, onRequest) : createHttp(onRequest)
@@ -99,10 +103,17 @@ export async function startService(o: ServeOptions): Promise<RunningService> {
     async close(graceMs = 30_000) {
       stopping = true
       stopKeepAlive()
+      const grace = new Promise((r) => setTimeout(r, graceMs).unref())
+      // first a moment in which keep-alive clients get "Connection: close" with their next answer
+      // and go: server.close() drops idle connections, cutting a request already on its way
+      await Promise.race([grace, new Promise((r) => setTimeout(r, DRAIN_MS).unref())])
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
-      const done = Promise.allSettled([...inflight])
-      await Promise.race([done, new Promise((r) => setTimeout(r, graceMs).unref())])
+      // until none is left: a keep-alive connection may still bring a request after the stop began
+      const done = (async () => {
+        while (inflight.size) await Promise.allSettled([...inflight])
+      })()
+      await Promise.race([done, grace])
       server.closeAllConnections()
       await closed
     },
@@ -117,6 +128,7 @@ async function answer(
   log: ServeLog,
   req: IncomingMessage,
   res: ServerResponse,
+  stopping: () => boolean,
 ): Promise<void> {
   const started = process.hrtime.bigint()
   const id = (++nextId).toString(36)
@@ -133,6 +145,8 @@ async function answer(
       signal: ac.signal,
     })
     if (!res.destroyed) {
+      // stopping: this answer is the connection's last, so a keep-alive client sends no other here
+      if (stopping()) res.setHeader('connection', 'close')
       res.writeHead(r.status, { ...r.headers, 'content-length': Buffer.byteLength(r.body) })
       res.end(req.method === 'HEAD' ? undefined : r.body)
     }
