@@ -177,9 +177,11 @@ describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
     assert.equal(rows.rows.length, 1)
     const text = rows.rows[0]!.value
     assert.ok(!text.includes(PW1), 'no clear password in the store')
-    const entry = JSON.parse(text) as Record<string, unknown>
-    assert.equal(entry.alg, 'scrypt')
-    assert.deepEqual(Object.keys(entry).sort(), ['alg', 'hash', 'logN', 'p', 'r', 'salt', 'setAt'])
+    // the scrypt entry, bound to the store key (store/shared/keyed-items.ts): a value, its key id, a MAC
+    const stored = JSON.parse(text) as { v: Record<string, unknown>; kid: string; mac: string }
+    assert.deepEqual(Object.keys(stored).sort(), ['kid', 'mac', 'v'])
+    assert.equal(stored.v.alg, 'scrypt')
+    assert.deepEqual(Object.keys(stored.v).sort(), ['alg', 'hash', 'logN', 'p', 'r', 'salt', 'setAt'])
     for (const r of replicas)
       assert.equal(existsSync(join(r.host.env.XDG_STATE_HOME as string, 'mailkey', 'proxy-passwords.json')), false)
   })

@@ -158,3 +158,80 @@ describe('ItemStore contract: Redis', { skip: redisMissing }, () => {
     await srv?.close()
   })
 })
+
+// Items on a shared store are bound to the store key (store/shared/keyed-items.ts): whoever can
+// write the database but has no store key cannot plant an API key or a password hash.
+describe('items bound to the store key (PostgreSQL)', { skip: pgMissing }, () => {
+  let srv: PgServer
+  let store: SharedStore
+  let db: pg.Client
+  before(async () => {
+    srv = await startPostgres()
+    store = await openSharedStore({ env: { ...srv.env(), MAILKEY_STORE_KEY_FILE: keyFile }, url: srv.url })
+    await store.backend.init()
+    db = new pg.Client(srv.urlWithPassword)
+    await db.connect()
+  })
+  after(async () => {
+    await db?.end()
+    await store?.close()
+    await srv?.close()
+  })
+
+  it('an item written into the table without the key does not exist; one written with it does', async () => {
+    const items = store.items
+    assert.equal(await items.put('api-key', 'real', { hash: 'h-real', accounts: '*' }, 'create'), true)
+    await db.query(`INSERT INTO mailkey_items (kind, name, value) VALUES ('api-key', 'planted', $1)`, [
+      JSON.stringify({ hash: 'h-evil', accounts: '*' }),
+    ])
+    // a MAC copied from the real item onto another value or another name does not verify either
+    const real = (
+      await db.query<{ value: { v: unknown; kid: string; mac: string } }>(
+        `SELECT value FROM mailkey_items WHERE kind = 'api-key' AND name = 'real'`,
+      )
+    ).rows[0]!.value
+    await db.query(`INSERT INTO mailkey_items (kind, name, value) VALUES ('api-key', 'copied', $1)`, [
+      JSON.stringify(real),
+    ])
+    await db.query(`INSERT INTO mailkey_items (kind, name, value) VALUES ('api-key', 'edited', $1)`, [
+      JSON.stringify({ ...real, v: { hash: 'h-evil', accounts: '*' } }),
+    ])
+    await db.query(`INSERT INTO mailkey_items (kind, name, value) VALUES ('proxy-password', 'real', $1)`, [
+      JSON.stringify(real),
+    ])
+    assert.deepEqual(
+      (await items.list('api-key')).map((i) => i.name),
+      ['real'],
+    )
+    for (const name of ['planted', 'copied', 'edited']) assert.equal(await items.get('api-key', name), undefined)
+    assert.equal(await items.get('proxy-password', 'real'), undefined, 'the kind is bound in too')
+    assert.deepEqual((await items.get('api-key', 'real'))?.value, { hash: 'h-real', accounts: '*' })
+  })
+
+  it('a rotated store key binds every item again; the old key can then leave', async () => {
+    const KEY_NEW = Buffer.alloc(32, 9)
+    const both = join(tmp, 'both.key')
+    await writeFile(both, [KEY_NEW, Buffer.alloc(32, 7)].map((k) => k.toString('base64')).join('\n') + '\n', {
+      mode: 0o600,
+    })
+    const rotated = await openSharedStore({ env: { ...srv.env(), MAILKEY_STORE_KEY_FILE: both }, url: srv.url })
+    try {
+      assert.ok(await rotated.items.get('api-key', 'real'), 'the old key still opens it')
+      assert.equal(await rotated.items.rebind(['api-key', 'proxy-password']), 1)
+    } finally {
+      await rotated.close()
+    }
+    const only = join(tmp, 'only-new.key')
+    await writeFile(only, KEY_NEW.toString('base64') + '\n', { mode: 0o600 })
+    const after = await openSharedStore({ env: { ...srv.env(), MAILKEY_STORE_KEY_FILE: only }, url: srv.url })
+    try {
+      assert.deepEqual((await after.items.get('api-key', 'real'))?.value, { hash: 'h-real', accounts: '*' })
+      assert.deepEqual(
+        (await after.items.list('api-key')).map((i) => i.name),
+        ['real'],
+      )
+    } finally {
+      await after.close()
+    }
+  })
+})

@@ -176,6 +176,7 @@ async function rotateKey(values: Values, io: CliIO): Promise<number> {
   try {
     const current = kid ?? (await shared.currentKid())
     const done = await rotate.resealAll(shared, current)
+    await shared.items.rebind(['api-key', 'proxy-password']) // before any older key leaves the file
     if (!values.finish) {
       io.stderr(
         `Key ${current} now seals; ${done.length} account(s) sealed again with it. Copy "${path}" to every host, then run "mailkey store rotate-key --finish".\n`,

@@ -19,6 +19,7 @@ import type { TokenReadOptions, TokenStore } from '../token-store.js'
 import { SealError } from '../seal.js'
 import type { IntentMark, LogEntry, RowWrite, SharedBackend, SharedRow } from './backend.js'
 import { openShared, sealShared } from './record-seal.js'
+import { KeyedItems } from './keyed-items.js'
 import type { StoreKeyRing } from './store-key.js'
 
 /** A lease this process holds on one account. `version` follows this holder's own writes. */
@@ -53,6 +54,7 @@ export class SharedStore implements TokenStore {
   readonly #backend: SharedBackend
   readonly #keys: () => Promise<StoreKeyRing>
   readonly #held = new AsyncLocalStorage<Lease>()
+  #items: KeyedItems | undefined
 
   constructor(o: SharedStoreOptions) {
     this.#backend = o.backend
@@ -63,6 +65,12 @@ export class SharedStore implements TokenStore {
 
   get backend(): SharedBackend {
     return this.#backend
+  }
+
+  /** The store's items, bound to the store key (keyed-items.ts): what the services use. */
+  get items(): KeyedItems {
+    this.#items ??= new KeyedItems(this.#backend.items, this.#keys)
+    return this.#items
   }
 
   async read(id: string, _opts?: TokenReadOptions): Promise<AccountRecord | undefined> {
