@@ -247,6 +247,8 @@ interface Sample {
   cached: boolean
   ms: number[]
   seconds: number
+  /** requests/s of each round */
+  rounds: number[]
   repCpu: number
   pgCpu: number
   genCpu: number
@@ -261,6 +263,7 @@ const sample = (label: string, reps: Replica[], cached: boolean): Sample => ({
   cached,
   ms: [],
   seconds: 0,
+  rounds: [],
   repCpu: 0,
   pgCpu: 0,
   genCpu: 0,
@@ -289,6 +292,7 @@ async function serviceRound(w: World, s: Sample, seconds: number): Promise<void>
   s.pgCpu += cpuSince(pg0, cpuMs(pgProcesses(w.pg)))
   s.genCpu += (gen.user + gen.system) / 1000
   s.seconds += r.seconds
+  s.rounds.push(r.ms.length / r.seconds)
   for (const x of r.ms) s.ms.push(x)
   await settle()
   const src = sources(s.reps, from)
@@ -311,7 +315,7 @@ function summarize(s: Sample): void {
   rows.push([
     s.label,
     thousands(n),
-    thousands(n / s.seconds),
+    `${thousands(n / s.seconds)} (${s.rounds.map(thousands).join(', ')})`,
     f2(pct(s.ms, 50)),
     f2(pct(s.ms, 99)),
     per1000(s.repCpu / n),
@@ -494,7 +498,7 @@ function ratios(): string[] {
 function report(pgVersion: string, load0: number[], ms: number): void {
   console.log('\n## Token service\n')
   console.log(
-    `| ${CLIENTS} clients, ${SECONDS} s | requests | requests/s | p50 ms | p99 ms | CPU s / 1,000 req: replicas | PostgreSQL | generator | answers from memory / store (per replica) |`,
+    `| ${CLIENTS} clients, ${SECONDS} s | requests | requests/s (each round) | p50 ms | p99 ms | CPU s / 1,000 req: replicas | PostgreSQL | generator | answers from memory / store (per replica) |`,
   )
   console.log('|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) console.log(`| ${r.join(' | ')} |`)
