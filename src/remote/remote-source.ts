@@ -105,7 +105,14 @@ export class RemoteSource {
 
   #status(raw: Record<string, unknown>): AccountStatus {
     const b = deepClean(raw) as Record<string, unknown>
-    if (typeof b.email !== 'string' || typeof b.state !== 'string') throw malformed(this.label)
+    const isObj = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v)
+    // what `mailkey status` and the proxy read from it must be there, in its shape
+    const shaped =
+      ['email', 'provider', 'clientId', 'flow', 'sasl', 'grantedAt'].every((k) => typeof b[k] === 'string') &&
+      (b.state === 'active' || b.state === 'reauth') &&
+      Array.isArray(b.scopes) &&
+      ['servers', 'accessToken', 'refreshToken'].every((k) => isObj(b[k]))
+    if (!shaped) throw malformed(this.label)
     const store =
       typeof (b.storage as { store?: unknown })?.store === 'string' ? (b.storage as { store: string }).store : undefined
     return {

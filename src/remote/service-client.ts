@@ -14,7 +14,7 @@
  */
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http'
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https'
-import { readFileSync, statSync } from 'node:fs'
+import { closeSync, constants as fsc, fstatSync, openSync, readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import {
   ConfigError,
@@ -93,12 +93,23 @@ function apiKey(env: Env, label: string): string {
 
 function readText(path: string, name: string, secret: boolean): string {
   try {
-    // followed on purpose: Kubernetes mounts secrets through symbolic links
-    if (secret && (statSync(path).mode & 0o077) !== 0)
-      throw new ConfigError(ERR.STORE_PERMISSIONS, `the API key file "${path}" can be read by others`, {
-        hint: `Run "chmod 600 ${shArg(path)}": the key lets its holder take the accounts' tokens.`,
-      })
-    return readFileSync(path, 'utf8')
+    // followed on purpose (Kubernetes mounts secrets through symbolic links); never blocking on a
+    // FIFO planted there, and only a regular file
+    const fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK)
+    try {
+      const st = fstatSync(fd)
+      if (!st.isFile())
+        throw new ConfigError(ERR.CONFIG_INVALID, `${name} "${path}" is not a regular file`, {
+          hint: `Point ${name} at a file.`,
+        })
+      if (secret && (st.mode & 0o077) !== 0)
+        throw new ConfigError(ERR.STORE_PERMISSIONS, `the API key file "${path}" can be read by others`, {
+          hint: `Run "chmod 600 ${shArg(path)}": the key lets its holder take the accounts' tokens.`,
+        })
+      return readFileSync(fd, 'utf8')
+    } finally {
+      closeSync(fd)
+    }
   } catch (e) {
     if (e instanceof MailkeyError) throw e
     throw new ConfigError(
@@ -142,6 +153,17 @@ export class ServiceClient {
   #send(url: URL, signal?: AbortSignal): Promise<ServiceResponse> {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest
     return new Promise((resolve, reject) => {
+      // `timeout` is per idle gap: a service trickling its answer byte by byte must not stall the
+      // caller for ever, so the whole exchange has a deadline too
+      let deadline: NodeJS.Timeout | undefined
+      const ok = (r: ServiceResponse): void => {
+        clearTimeout(deadline)
+        resolve(r)
+      }
+      const fail = (e: Error): void => {
+        clearTimeout(deadline)
+        reject(this.#networkError(e))
+      }
       const req = send(
         url,
         {
@@ -152,10 +174,12 @@ export class ServiceClient {
           ...(signal ? { signal } : {}),
         },
         // a body cut short (a replica killed mid-answer, a reset) is "try again", like no answer
-        (res) => collect(res).then(resolve, (e: Error) => reject(this.#networkError(e))),
+        (res) => collect(res).then(ok, fail),
       )
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })))
-      req.on('error', (e) => reject(this.#networkError(e)))
+      const timedOut = (): void => void req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }))
+      deadline = setTimeout(timedOut, TIMEOUT_MS)
+      req.on('timeout', timedOut)
+      req.on('error', fail)
       req.end()
     })
   }
@@ -202,7 +226,8 @@ export class ServiceClient {
       case 'needs-sign-in':
         return new ReauthRequiredError(code ?? ERR.REAUTH_REQUIRED, detail, {
           ...o,
-          hint: `Sign in again on a host that has the store: run "${clean(p.command) ?? `mailkey add ${shArg(acct ?? '<email>')}`}" there.`,
+          // the command is made here, never taken from the service: it is a command the user runs
+          hint: `Sign in again on a host that has the store: run "mailkey add ${shArg(account ?? acct ?? '<email>')}" there.`,
         })
       case 'unavailable':
         return new TransientError(code ?? ERR.STORE_UNAVAILABLE, detail, {

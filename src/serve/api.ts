@@ -134,6 +134,8 @@ export class Api {
   async #token(account: string, q: URLSearchParams, req: ApiRequest, note: ApiNote): Promise<ApiResponse> {
     const o = tokenQuery(q)
     if ('status' in o) return this.#problem(o, req, note)
+    if (o.force && req.method === 'HEAD')
+      return this.#problem(problem('bad-request', 'force_refresh needs GET: HEAD must not change anything'), req, note)
     const id = accountId(account)
     const minSec = o.minTtl ?? DEFAULT_REFRESH_MARGIN_SEC
     let t = o.force ? undefined : this.#d.cache.get(id, minSec)
@@ -162,7 +164,8 @@ export class Api {
     return {
       status: 200,
       headers: { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', ...NO_STORE },
-      body: this.#d.metrics.render(mine, this.#now()),
+      // a key for some accounts sees its own requests only, not other keys' names and traffic
+      body: this.#d.metrics.render(mine, this.#now(), key.accounts === '*' ? undefined : key.name),
     }
   }
 

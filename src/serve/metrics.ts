@@ -35,8 +35,8 @@ class Counter {
     const k = labels(l)
     this.#m.set(k, (this.#m.get(k) ?? 0) + by)
   }
-  lines(name: string): string[] {
-    return [...this.#m].map(([l, v]) => `${name}${l} ${v}`)
+  lines(name: string, only?: (labels: string) => boolean): string[] {
+    return [...this.#m].filter(([l]) => !only || only(l)).map(([l, v]) => `${name}${l} ${v}`)
   }
 }
 
@@ -73,7 +73,8 @@ export class Metrics {
     this.#refreshes.inc({ outcome })
   }
 
-  render(accounts: AccountStatus[] | undefined, now: number): string {
+  /** `onlyKey`: show request counts of that key only (a key limited to some accounts asks) */
+  render(accounts: AccountStatus[] | undefined, now: number, onlyKey?: string): string {
     const out: string[] = []
     const family = (name: string, type: string, help: string, lines: string[]): void => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines)
@@ -82,7 +83,10 @@ export class Metrics {
       'mailkey_serve_requests_total',
       'counter',
       'Requests answered.',
-      this.#requests.lines('mailkey_serve_requests_total'),
+      this.#requests.lines(
+        'mailkey_serve_requests_total',
+        onlyKey === undefined ? undefined : (l) => l.includes(`key="${esc(onlyKey)}"`),
+      ),
     )
     family('mailkey_serve_request_duration_seconds', 'histogram', 'Time to answer a request.', this.#histogram())
     family(

@@ -39,6 +39,8 @@ export interface ServeOptions {
   keepAliveIntervalMs?: number
   /** connections at once (default 1000) */
   maxConnections?: number
+  /** connections at once from one address (default 256; 0: no limit, e.g. behind a load balancer) */
+  maxPerAddress?: number
 }
 
 export interface RunningService {
@@ -77,8 +79,14 @@ export async function startService(o: ServeOptions): Promise<RunningService> {
     const p = answer(api, metrics, o.log, req, res, () => stopping).finally(() => inflight.delete(p))
     inflight.add(p)
   }
-  const server: Server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, onRequest) : createHttp(onRequest)
+  // headersTimeout is enforced at this interval (Node's default: 30 s, so an idle socket could hold
+  // a connection slot for ~40 s)
+  const opts = { connectionsCheckingInterval: 1000 }
+  const server: Server = o.tls
+    ? createHttps({ ...opts, cert: o.tls.cert, key: o.tls.key }, onRequest)
+    : createHttp(opts, onRequest)
   server.maxConnections = o.maxConnections ?? 1000
+  limitPerAddress(server, o.maxPerAddress ?? 256)
   server.keepAliveTimeout = 5_000
   server.headersTimeout = 10_000
   server.requestTimeout = 120_000
@@ -118,6 +126,29 @@ export async function startService(o: ServeOptions): Promise<RunningService> {
       await closed
     },
   }
+}
+
+/**
+ * At most `max` connections from one address at once: one client opening idle sockets cannot
+ * take every slot of maxConnections and lock the others (and the load balancer's probes) out.
+ */
+function limitPerAddress(server: Server, max: number): void {
+  if (max <= 0) return
+  const open = new Map<string, number>()
+  server.on('connection', (socket) => {
+    const a = socket.remoteAddress ?? ''
+    const n = (open.get(a) ?? 0) + 1
+    if (n > max) {
+      socket.destroy()
+      return
+    }
+    open.set(a, n)
+    socket.once('close', () => {
+      const left = (open.get(a) ?? 1) - 1
+      if (left > 0) open.set(a, left)
+      else open.delete(a)
+    })
+  })
 }
 
 let nextId = 0

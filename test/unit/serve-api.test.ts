@@ -458,6 +458,14 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     for (const k of Object.values(keys)) assert.ok(!m.text.includes(k))
     const all = await call('/metrics', keys.ops)
     assert.match(all.text, /^mailkey_accounts_needing_sign_in 1$/m)
+    // request counts (server.ts records them): a key for some accounts sees its own only
+    const mm = new Metrics()
+    mm.request('token', 200, 'ops', 0.01)
+    mm.request('token', 200, 'alice-app', 0.01)
+    const own = mm.render(undefined, T0, 'alice-app')
+    assert.match(own, /^mailkey_serve_requests_total\{route="token",status="200",key="alice-app"\} 1$/m)
+    assert.doesNotMatch(own, /key="ops"/)
+    assert.match(mm.render(undefined, T0), /key="ops"/, 'an --all key sees every key')
   })
 
   it('healthz and readyz need no key; readyz says 503 not ready (Retry-After), never why', async () => {
@@ -489,6 +497,10 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
       assert.equal(r.res.headers.allow, 'GET, HEAD')
       assert.equal(r.body.kind, 'method-not-allowed')
     }
+    const before = source.calls.length
+    const forced = await call(tokenUrl(ALICE, 'force_refresh=1'), keys.ops, 'HEAD')
+    assert.equal(forced.res.status, 400, 'HEAD must not refresh')
+    assert.equal(source.calls.length, before, 'nothing reached the source')
     const unknown = await call('/v2/accounts')
     assert.equal(unknown.res.status, 404, 'an unknown path, before any key')
     assert.equal(unknown.body.kind, 'not-found')

@@ -40,6 +40,18 @@ function api(readyDetail?: string): { api: Api; asked: string[] } {
   return { api: a, asked }
 }
 
+/** the fields of a status that mailkey reads (broker/accounts.ts AccountStatus) */
+const SHAPE = {
+  clientId: 'c',
+  flow: 'device',
+  sasl: 'XOAUTH2',
+  grantedAt: '2026-01-01T00:00:00.000Z',
+  scopes: [],
+  servers: {},
+  accessToken: { present: true, valid: true },
+  refreshToken: { present: true },
+}
+
 describe('serve API: hostile paths and readiness', () => {
   for (const acct of ['a%00@x', 'a%1B%5B2J@x', 'a@x%7F', 'a%C2%85@x', 'a%E2%80%AE@x']) {
     it(`refuses the account "${acct}" before the store sees it`, async () => {
@@ -114,9 +126,18 @@ describe('service client: a hostile or dying service', () => {
       }
     })
 
+  it('a status without the fields mailkey reads is refused, not half-printed', async () => {
+    const s = await service((res) => res.end(JSON.stringify({ email: 'a@x.test', state: 'active' })))
+    try {
+      await assert.rejects(s.source.status('a@x.test'), /answer mailkey cannot use/)
+    } finally {
+      s.close()
+    }
+  })
+
   it('cleans controls out of a status', async () => {
     const s = await service((res) =>
-      res.end(JSON.stringify({ email: 'a@x.test', state: 'active', provider: 'ev\x1b]0;T\x07il' })),
+      res.end(JSON.stringify({ ...SHAPE, email: 'a@x.test', state: 'active', provider: 'ev\x1b]0;T\x07il' })),
     )
     try {
       const st = await s.source.status('a@x.test')

@@ -34,6 +34,8 @@ replicas as you like over one shared store; they share single flight, keys and h
   --tls-cert/--tls-key  PEM certificate and key (env MAILKEY_SERVE_TLS_CERT, MAILKEY_SERVE_TLS_KEY)
   --cache-ms N        reuse a token handed out for up to N ms (default 1000; 0: read the store each time)
   --grace-sec N       on SIGTERM, wait up to N s for answers in flight (default 30)
+  --max-per-address N connections at once from one address (default 256; 0: no limit, for a
+                      load balancer in front; env MAILKEY_SERVE_MAX_PER_ADDRESS)
 
   key add NAME        make an API key, print it once (stdout), store only its hash; --accounts
                       limits it to those accounts, --all lets it use every account
@@ -52,6 +54,7 @@ const FLAGS = {
   'tls-key': { type: 'string' },
   'cache-ms': { type: 'string' },
   'grace-sec': { type: 'string' },
+  'max-per-address': { type: 'string' },
 } as const
 
 export async function run(args: string[], io: CliIO): Promise<number> {
@@ -84,6 +87,11 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     certFile && keyFile ? { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') } : undefined
   const cacheMs = whole(values['cache-ms'], '--cache-ms', 60_000) ?? 1000
   const graceSec = whole(values['grace-sec'], '--grace-sec', 3600) ?? 30
+  const perAddress = whole(
+    values['max-per-address'] ?? io.env.MAILKEY_SERVE_MAX_PER_ADDRESS,
+    '--max-per-address',
+    100_000,
+  )
   const log = (e: Record<string, unknown>): void =>
     io.stdout(JSON.stringify({ t: new Date().toISOString(), ...e }) + '\n')
   const { Metrics } = await import('../../serve/metrics.js')
@@ -97,7 +105,16 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   await mk.unlock()
   await mk.preload()
   const { startService } = await import('../../serve/server.js')
-  const svc = await startService({ source: mk, host, port, log, metrics, cacheMs, ...(tls ? { tls } : {}) })
+  const svc = await startService({
+    source: mk,
+    host,
+    port,
+    log,
+    metrics,
+    cacheMs,
+    ...(perAddress !== undefined ? { maxPerAddress: perAddress } : {}),
+    ...(tls ? { tls } : {}),
+  })
   log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve()
