@@ -98,13 +98,16 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   await mk.preload()
   const { startService } = await import('../../serve/server.js')
   const svc = await startService({ source: mk, host, port, log, metrics, cacheMs, ...(tls ? { tls } : {}) })
-  log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
-  await new Promise<void>((resolve) => {
+  // the handlers before the "listening" line: a supervisor that reads it may stop us at once, and
+  // a SIGTERM before a handler exists would kill the process instead of stopping it gracefully
+  const stopped = new Promise<void>((resolve) => {
     const stop = (): void => resolve()
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     io.signal.addEventListener('abort', stop, { once: true })
   })
+  log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
+  await stopped
   log({ level: 'info', event: 'stopping', in_flight: svc.inFlight() })
   await svc.close(graceSec * 1000)
   log({ level: 'info', event: 'stopped' })
