@@ -122,6 +122,7 @@ describe(
       const t = await api(rep.url, tokenPath(ALICE), opsKey, ca.caPem)
       assert.equal(t.status, 200, t.text)
       assert.equal(t.body.access_token, (await fleet.record(ALICE))?.grant?.accessToken)
+      assert.ok(existsSync(join(state, 'mailkey', 'tokens')), 'its state went to XDG_STATE_HOME/mailkey')
       const ready = await api(rep.url, '/readyz', undefined, ca.caPem)
       assert.equal(ready.status, 200, ready.text)
       const proc = `/proc/${rep.cli.child.pid}`
