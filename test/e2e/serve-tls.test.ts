@@ -183,6 +183,15 @@ describe(
         assert.equal(clear.code, 64, clear.stderr)
         assert.match(clear.stderr, /refusing to listen on 0\.0\.0\.0 without TLS/)
         const tls = ['--tls-cert', ca.certFile, '--tls-key', ca.keyFile]
+        // a certificate that cannot work is refused at the start, not at every handshake
+        for (const [cert, key, why] of [
+          ['/dev/null', '/dev/null', /holds no PEM certificate/],
+          [ca.caFile, ca.keyFile, /cannot serve TLS with/],
+        ] as const) {
+          const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--tls-cert', cert, '--tls-key', key], home.env)
+          assert.equal(r.code, 78, r.stderr)
+          assert.match(r.stderr, why)
+        }
         const other = spawnCli(['serve', '--listen', '10.77.0.1:0'], home.env, NETNS)
         const refused = await other.done
         assert.equal(refused.code, 64, refused.stderr)
