@@ -1,9 +1,10 @@
 /**
  * Connecting to PostgreSQL as its users expect: the libpq URL forms (sslmode, sslrootcert,
  * sslcert, sslkey, connect_timeout), the password from the URL, PGPASSWORD or the pgpass file
- * (PGPASSFILE, else ~/.pgpass, used only when private; a systemd credential counts as private), timeouts that turn a dead server into a
- * transient error within seconds, and TLS verified by default when the server is not on loopback
- * (libpq's own default would send everything in the clear; say `sslmode=disable` to mean it).
+ * (PGPASSFILE, else ~/.pgpass, used only when private: store/shared/private-file.ts, which also
+ * takes a systemd credential), timeouts that turn a dead server into a transient error within
+ * seconds, and TLS verified by default when the server is not on loopback (libpq's own default
+ * would send everything in the clear; say `sslmode=disable` to mean it).
  *
  * Owns: pg pool options and error mapping. Must not: know the schema.
  */

@@ -12,7 +12,8 @@
  * line is the current key, the one new records are sealed with; the lines after it are older (or
  * prepared) keys that still open records (`mailkey store rotate-key`). A key's id is derived from
  * it (kid = "k" + 12 hex digits of its SHA-256), so nothing else has to be kept in step. The file
- * must be readable by its owner only: the key opens every refresh token of the fleet.
+ * must be readable by its owner only (a systemd credential's look excepted: private-file.ts): the
+ * key opens every refresh token of the fleet.
  *
  * Owns: finding, reading and checking key files; making new keys. Must not: talk to a store.
  */
