@@ -1,8 +1,10 @@
 // Token service replicas for the tests (issue 14): `mailkey serve` processes, each a fleet host
-// of its own (own HOME, the fleet's store URL and key), listening on a free loopback port; and a
-// small HTTP client for the API.
+// of its own (own HOME, the fleet's store URL and key), listening on a free loopback port (or as
+// told, with TLS, under another user or in a network namespace); a small HTTP(S) client for the
+// API; and a directory laid out as systemd lays out credentials.
 import assert from 'node:assert/strict'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdir, writeFile } from 'node:fs/promises'
+import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import { spawnCli, type LiveCli } from './cli.js'
 import type { FleetStore, Host } from './fleet.js'
@@ -22,13 +24,19 @@ export interface ReplicaOptions {
   args?: string[]
   /** the host's config.toml */
   config?: string
+  /** --listen (default 127.0.0.1:0); undefined with `bareEnv` leaves it to MAILKEY_SERVE_LISTEN */
+  listen?: string | null
+  /** run with exactly this environment instead of the host's (a container or a systemd unit) */
+  bareEnv?: Record<string, string>
+  /** a command that execs the rest (setpriv, unshare) */
+  wrap?: string[]
 }
 
 export async function startReplica(fleet: FleetStore, name: string, o: ReplicaOptions = {}): Promise<Replica> {
   const host = await fleet.host(name, o.env ?? {})
   if (o.config !== undefined) await writeConfig(host, o.config)
-  const args = o.args ?? []
-  const cli = spawnCli(['serve', '--listen', '127.0.0.1:0', ...args], host.env)
+  const listen = o.listen === null ? [] : ['--listen', o.listen ?? '127.0.0.1:0']
+  const cli = spawnCli(['serve', ...listen, ...(o.args ?? [])], o.bareEnv ?? host.env, o.wrap)
   const ev = await cli.event('listening', 30_000)
   let out = ''
   cli.child.stdout.on('data', (d: string) => (out += d))
@@ -49,8 +57,9 @@ export interface ApiAnswer {
   body: Record<string, unknown>
 }
 
-export async function api(base: string, path: string, key?: string): Promise<ApiAnswer> {
-  const r = await fetch(new URL(path, base), { headers: key ? { authorization: `Bearer ${key}` } : {} })
+export async function api(base: string, path: string, key?: string, ca?: string): Promise<ApiAnswer> {
+  const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {}
+  const r = ca ? await httpsGet(new URL(path, base), headers, ca) : await fetch(new URL(path, base), { headers })
   const text = await r.text()
   let body: Record<string, unknown> = {}
   try {
@@ -73,3 +82,47 @@ export function problemOf(a: ApiAnswer, kind: string): Record<string, unknown> {
 
 export const tokenPath = (email: string, q = ''): string =>
   `/v1/accounts/${encodeURIComponent(email)}/token${q ? `?${q}` : ''}`
+
+/** GET over https trusting `ca` (fetch cannot be given a CA), as much of a Response as api() needs */
+function httpsGet(
+  url: URL,
+  headers: Record<string, string>,
+  ca: string,
+): Promise<{ status: number; headers: Headers; text(): Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { headers, ca, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => (body += d))
+      res.on('error', reject)
+      res.on('end', () => {
+        const h = new Headers()
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h.set(k, v)
+        resolve({ status: res.statusCode ?? 0, headers: h, text: async () => body })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/**
+ * A directory as systemd makes $CREDENTIALS_DIRECTORY for a service running as `uid`: each file a
+ * copy, mode 0440 (how an ACL-granted 0400 credential looks to stat), readable by that user.
+ */
+export async function credentialsDir(
+  dir: string,
+  files: Record<string, { from?: string; text?: string }>,
+  uid?: number,
+): Promise<string> {
+  await mkdir(dir, { mode: 0o700 })
+  for (const [name, f] of Object.entries(files)) {
+    const path = join(dir, name)
+    if (f.from !== undefined) await copyFile(f.from, path)
+    else await writeFile(path, f.text ?? '')
+    await chmod(path, 0o440)
+    if (uid !== undefined) await chown(path, uid, uid)
+  }
+  if (uid !== undefined) await chown(dir, uid, uid)
+  await chmod(dir, 0o500)
+  return dir
+}

@@ -9,14 +9,14 @@
  * Owns: flags and environment -> startService options, the signals of a running service, the key
  * commands' output. Must not: answer requests itself (serve/api.ts).
  */
-import { readFile } from 'node:fs/promises'
-import { EXIT, UsageError } from '../../errors.js'
+import { createSecureContext } from 'node:tls'
+import { ConfigError, ERR, EXIT, UsageError } from '../../errors.js'
 import { isLoopbackHost } from '../../core/net.js'
 import { isServiceUrl } from '../../remote/service-url.js'
 import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
-import { COMMON_FLAGS, parse } from '../flags.js'
+import { COMMON_FLAGS, parse, readSmallFile } from '../flags.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:8625'
 
@@ -83,8 +83,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
         hint: 'Give --tls-cert and --tls-key (or MAILKEY_SERVE_TLS_CERT/KEY), or listen on 127.0.0.1.',
       },
     )
-  const tls =
-    certFile && keyFile ? { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') } : undefined
+  const tls = certFile && keyFile ? readTls(certFile, keyFile) : undefined
   const cacheMs = whole(values['cache-ms'], '--cache-ms', 60_000) ?? 1000
   const graceSec = whole(values['grace-sec'], '--grace-sec', 3600) ?? 30
   const perAddress = whole(
@@ -115,17 +114,41 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     ...(perAddress !== undefined ? { maxPerAddress: perAddress } : {}),
     ...(tls ? { tls } : {}),
   })
-  log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
-  await new Promise<void>((resolve) => {
+  // the handlers before the "listening" line: a supervisor that reads it may stop us at once, and
+  // a SIGTERM before a handler exists would kill the process instead of stopping it gracefully
+  const stopped = new Promise<void>((resolve) => {
     const stop = (): void => resolve()
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     io.signal.addEventListener('abort', stop, { once: true })
   })
+  log({ level: 'info', event: 'listening', url: svc.url, store: await mk.storeLabel() })
+  await stopped
   log({ level: 'info', event: 'stopping', in_flight: svc.inFlight() })
   await svc.close(graceSec * 1000)
   log({ level: 'info', event: 'stopped' })
   return EXIT.OK
+}
+
+/**
+ * The certificate and key, checked now: an empty file would make a server that fails every
+ * handshake, a wrong pair would fail at the first one, and the service would look ready.
+ */
+function readTls(certFile: string, keyFile: string): { cert: string; key: string } {
+  const cert = readSmallFile(certFile, '--tls-cert (MAILKEY_SERVE_TLS_CERT)')
+  const key = readSmallFile(keyFile, '--tls-key (MAILKEY_SERVE_TLS_KEY)')
+  const bad = (why: string): ConfigError =>
+    new ConfigError(ERR.CONFIG_INVALID, `cannot serve TLS with "${certFile}" and "${keyFile}": ${why}`, {
+      hint: 'Give a PEM certificate (chain) in --tls-cert (MAILKEY_SERVE_TLS_CERT) and its private key in --tls-key (MAILKEY_SERVE_TLS_KEY).',
+    })
+  if (!cert.includes('-----BEGIN CERTIFICATE-----')) throw bad('the certificate file holds no PEM certificate')
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw bad('the key file holds no PEM private key')
+  try {
+    createSecureContext({ cert, key })
+  } catch (e) {
+    throw bad(e instanceof Error ? e.message.replace(/^error:[0-9A-F]+:/, '') : 'they do not fit together')
+  }
+  return { cert, key }
 }
 
 export function parseListen(v: string): { host: string; port: number } {

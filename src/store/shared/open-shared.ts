@@ -41,7 +41,7 @@ export async function openSharedStore(o: OpenSharedOptions): Promise<SharedStore
   const keys = (): Promise<StoreKeyRing> => {
     const stamp = stampOf(path)
     if (!cached || cached.stamp !== stamp) {
-      const ring = loadKeyRing(path, u.label)
+      const ring = loadKeyRing(path, u.label, o.env)
       cached = { stamp, ring }
       ring.catch(() => {
         if (cached?.ring === ring) cached = undefined

@@ -1,9 +1,10 @@
 /**
  * Connecting to PostgreSQL as its users expect: the libpq URL forms (sslmode, sslrootcert,
  * sslcert, sslkey, connect_timeout), the password from the URL, PGPASSWORD or the pgpass file
- * (PGPASSFILE, else ~/.pgpass, used only when private), timeouts that turn a dead server into a
- * transient error within seconds, and TLS verified by default when the server is not on loopback
- * (libpq's own default would send everything in the clear; say `sslmode=disable` to mean it).
+ * (PGPASSFILE, else ~/.pgpass, used only when private: store/shared/private-file.ts, which also
+ * takes a systemd credential), timeouts that turn a dead server into a transient error within
+ * seconds, and TLS verified by default when the server is not on loopback (libpq's own default
+ * would send everything in the clear; say `sslmode=disable` to mean it).
  *
  * Owns: pg pool options and error mapping. Must not: know the schema.
  */
@@ -14,6 +15,7 @@ import { ConfigError, ERR, StoreError } from '../../errors.js'
 import type { Env } from '../../config/paths.js'
 import { cleanServerText } from '../../core/server-text.js'
 import { isLoopbackHost } from '../../core/net.js'
+import { privateMode } from './private-file.js'
 import { shortageCode, shortageText } from '../../errors.js'
 
 /** how long a connection attempt, and then one statement, may take before the store counts as down */
@@ -64,7 +66,8 @@ export function pgpassLookup(u: URL, env: Env): string | undefined {
   let text: string
   try {
     const st = statSync(file)
-    if (!st.isFile() || (st.mode & 0o077) !== 0) return undefined // libpq ignores a pgpass others can read
+    // libpq ignores a pgpass others can read; a systemd credential shows its ACL mask as group read
+    if (!st.isFile() || !privateMode(st.mode, file, env)) return undefined
     text = readFileSync(file, 'utf8')
   } catch {
     return undefined

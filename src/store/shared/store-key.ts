@@ -12,7 +12,8 @@
  * line is the current key, the one new records are sealed with; the lines after it are older (or
  * prepared) keys that still open records (`mailkey store rotate-key`). A key's id is derived from
  * it (kid = "k" + 12 hex digits of its SHA-256), so nothing else has to be kept in step. The file
- * must be readable by its owner only: the key opens every refresh token of the fleet.
+ * must be readable by its owner only (a systemd credential's look excepted: private-file.ts): the
+ * key opens every refresh token of the fleet.
  *
  * Owns: finding, reading and checking key files; making new keys. Must not: talk to a store.
  */
@@ -22,6 +23,7 @@ import { isAbsolute, join } from 'node:path'
 import { ConfigError, ERR, StoreError } from '../../errors.js'
 import type { Env } from '../../config/paths.js'
 import { isCode, storeIoError } from '../atomic-file.js'
+import { privateMode } from './private-file.js'
 
 export const STORE_KEY_BYTES = 32
 export const CREDENTIAL_NAME = 'mailkey-store-key'
@@ -57,19 +59,19 @@ const NO_KEY_HINT =
   'Make one with "mailkey store init --new-key FILE" (or: head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE), ' +
   'copy it to every host, and name it in MAILKEY_STORE_KEY_FILE or [store] key_file.'
 
-/** Read and check the key ring. `store` names the shared store in messages. */
-export async function loadKeyRing(path: string | undefined, store: string): Promise<StoreKeyRing> {
+/** Read and check the key ring. `store` names the shared store in messages; `env` tells a systemd credential. */
+export async function loadKeyRing(path: string | undefined, store: string, env: Env = {}): Promise<StoreKeyRing> {
   if (!path) {
     throw new ConfigError(ERR.STORE_KEY_UNAVAILABLE, `the shared store ${store} needs a key, and none is configured`, {
       hint: NO_KEY_HINT,
     })
   }
-  const text = await readKeyFile(path)
+  const text = await readKeyFile(path, env)
   const all = parseKeyFile(text, path)
   return { source: path, current: all[0] as StoreKey, all }
 }
 
-async function readKeyFile(path: string): Promise<string> {
+async function readKeyFile(path: string, env: Env): Promise<string> {
   let st
   try {
     st = await stat(path) // followed on purpose: Kubernetes mounts secrets through symbolic links
@@ -82,7 +84,7 @@ async function readKeyFile(path: string): Promise<string> {
     throw storeIoError(`cannot read the store key file "${path}"`, e)
   }
   if (!st.isFile()) throw keyFileError(path, 'it is not a regular file')
-  if ((st.mode & 0o077) !== 0) {
+  if (!privateMode(st.mode, path, env)) {
     throw new StoreError(
       ERR.STORE_PERMISSIONS,
       `the store key file "${path}" is readable by other users (mode ${(st.mode & 0o777).toString(8)})`,

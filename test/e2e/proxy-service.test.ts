@@ -1,0 +1,195 @@
+// `mailkey proxy` on a worker host that holds only the token service's URL and an API key (issue
+// 14): no store URL of the database, no store key, no database password. The account's grant
+// stays on the service's side (one `mailkey serve` replica over the real PostgreSQL); the local
+// proxy password is set on the worker; a client logs in with IMAP LOGIN through the proxy to the
+// real Dovecot and selects INBOX. When the grant is revoked at the OAuth server, the proxy answers
+// its needs-sign-in NO at once rather than hanging.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import {
+  startOAuthServer,
+  introspectionUrl,
+  LAB_PUBLIC_CLIENT_ID,
+  MAIL_SCOPES,
+  type LabServer,
+} from '../harness/oauth-server.js'
+import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
+import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+import { makeFleet, signInShared, type FleetStore } from '../harness/fleet.js'
+import { findLeaks, noteSecrets, runCli, spawnCli, type LiveCli } from '../harness/cli.js'
+import { makeTmpHome } from '../harness/tmp-home.js'
+import { startReplica, type Replica } from '../harness/service.js'
+
+const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
+if (missing.length && process.env.CI)
+  throw new Error(`the proxy-through-service test needs ${POSTGRES_INSTALL_HINT} and ${DOVECOT_INSTALL_HINT}`)
+const skip = missing.length ? `${missing.join(', ')} not installed` : false
+
+const EMAIL = 'alice@example.test'
+const LOCAL_PW = 'worker proxy password'
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** A line client over a real socket: send a line, wait for a pattern. */
+class LineClient {
+  text = ''
+  closed = false
+  readonly #sock: Socket
+  private constructor(sock: Socket) {
+    this.#sock = sock
+    sock.setEncoding('utf8').on('data', (d: string) => (this.text += d))
+    sock.on('close', () => (this.closed = true))
+    sock.on('error', () => {})
+  }
+
+  static async open(port: number): Promise<LineClient> {
+    const sock = connect(port, '127.0.0.1')
+    await new Promise((r, j) => {
+      sock.once('connect', r)
+      sock.once('error', j)
+    })
+    return new LineClient(sock)
+  }
+
+  async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const m = re.exec(this.text)
+      if (m) return m[0]
+      if (this.closed || Date.now() > end) throw new Error(`no ${re} in ${JSON.stringify(this.text.slice(-300))}`)
+      await sleep(10)
+    }
+  }
+
+  send(line: string): void {
+    this.#sock.write(line + '\r\n')
+  }
+
+  close(): void {
+    this.#sock.destroy()
+  }
+}
+
+describe('mailkey proxy through the token service', { skip }, () => {
+  let pg: PgServer
+  let lab: LabServer
+  let dovecot: Dovecot
+  let fleet: FleetStore
+  let rep: Replica
+  let proxy: LiveCli
+  let port: number
+  let workerEnv: Record<string, string>
+  const clients: LineClient[] = []
+  const secrets: string[] = []
+  const texts: string[] = []
+
+  async function login(): Promise<{ c: LineClient; reply: string }> {
+    const c = await LineClient.open(port)
+    clients.push(c)
+    await c.until(/^\* OK .*\r\n/m)
+    c.send(`a1 LOGIN ${EMAIL} "${LOCAL_PW}"`)
+    // the proxy's own deadline for an upstream sign-in is 30 s: an answer well before it, not a hang
+    return { c, reply: await c.until(/^a1 .*$/m, 20_000) }
+  }
+
+  before(async () => {
+    ;[pg, lab] = await Promise.all([startPostgres(), startOAuthServer({ deviceInterval: 1 })])
+    secrets.push(pg.password)
+    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
+    fleet = await makeFleet(pg)
+    const admin = await fleet.host('admin')
+    const init = await admin.cli(['store', 'init'])
+    assert.equal(init.code, 0, init.stderr)
+    const rec = await signInShared(lab, admin, fleet, EMAIL, [
+      '--issuer',
+      lab.issuer,
+      '--client-id',
+      LAB_PUBLIC_CLIENT_ID,
+      '--scope',
+      [...MAIL_SCOPES, 'offline_access'].join(' '),
+      '--imap-url',
+      `imaps://localhost:${dovecot.ports.imaps}`,
+      '--ca',
+      dovecot.caFile,
+    ])
+    secrets.push(rec.grant?.refreshToken as string, rec.grant?.accessToken as string)
+    const add = await admin.cli(['serve', 'key', 'add', 'worker', '--accounts', EMAIL, '--json'])
+    assert.equal(add.code, 0, add.stderr)
+    const key = (JSON.parse(add.stdout) as { key: string }).key
+    secrets.push(key)
+    await noteSecrets(key)
+    rep = await startReplica(fleet, 'service', { args: ['--cache-ms', '0'] })
+    // the worker: a home of its own, the service's URL and a key file; nothing of the store
+    const home = await makeTmpHome()
+    fleet.homes.push(home)
+    const keyFile = join(home.dir, 'api.key')
+    await writeFile(keyFile, `${key}\n`, { mode: 0o600 })
+    workerEnv = { ...home.env, MAILKEY_STORE_URL: rep.url, MAILKEY_API_KEY_FILE: keyFile }
+    // the account's --ca is a file of the store's host and stays there; the worker trusts the lab's
+    // Dovecot through its own config, as it would name any private CA
+    await mkdir(join(home.env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true, mode: 0o700 })
+    await writeFile(
+      join(home.env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'),
+      `[[proxy.listeners]]\nprotocol = "imap"\nport = 0\nupstream = "imaps://localhost:${dovecot.ports.imaps}"\nca = ${JSON.stringify(dovecot.caFile)}\n`,
+    )
+  })
+
+  after(async () => {
+    for (const c of clients) c.close()
+    proxy?.child.kill('SIGTERM')
+    await proxy?.done
+    rep?.cli.child.kill('SIGKILL')
+    await fleet?.cleanup()
+    await dovecot?.stop()
+    await Promise.all([pg?.close(), lab?.close()])
+  })
+
+  it('the worker holds no store: only the service URL and an API key', () => {
+    assert.match(workerEnv.MAILKEY_STORE_URL ?? '', /^http:\/\/127\.0\.0\.1:\d+$/)
+    for (const v of ['MAILKEY_STORE_KEY_FILE', 'MAILKEY_STORE_KEY', 'PGPASSWORD', 'PGPASSFILE', 'REDISCLI_AUTH'])
+      assert.equal(workerEnv[v], undefined, v)
+    for (const [k, v] of Object.entries(workerEnv)) {
+      assert.ok(!/^(postgres|redis)s?:/i.test(v), `${k} names no database`)
+      assert.ok(!v.includes(pg.password), `${k} holds no database password`)
+    }
+  })
+
+  it('a local proxy password, then IMAP LOGIN through the proxy to Dovecot, and SELECT INBOX', async () => {
+    const pw = await runCli(['proxy', 'password', EMAIL], workerEnv, { stdin: LOCAL_PW + '\n' })
+    assert.equal(pw.code, 0, pw.stderr)
+    const file = join(workerEnv.XDG_STATE_HOME as string, 'mailkey', 'proxy-passwords.json')
+    assert.ok(existsSync(file), 'the password is kept on the worker')
+    proxy = spawnCli(['proxy'], workerEnv)
+    port = Number((await proxy.event('listening', 30_000)).port)
+    const { c, reply } = await login()
+    assert.match(reply, /^a1 OK/, proxy.stderr())
+    c.send('a2 SELECT INBOX')
+    assert.match(await c.until(/^a2 .*$/m), /^a2 OK/)
+    c.send('a3 LOGOUT')
+    await c.until(/^a3 OK.*$/m)
+    const wrong = await LineClient.open(port)
+    clients.push(wrong)
+    await wrong.until(/^\* OK .*\r\n/m)
+    wrong.send(`b1 LOGIN ${EMAIL} "not the password"`)
+    assert.match(await wrong.until(/^b1 .*$/m), /^b1 NO/)
+    texts.push(pw.stderr, c.text)
+  })
+
+  it('a revoked grant: the needs-sign-in NO, at once', async () => {
+    const rec = await fleet.record(EMAIL)
+    await lab.revokeGrant(rec?.grant?.refreshToken as string)
+    await fleet.expire(EMAIL)
+    const { reply } = await login()
+    assert.match(reply, /^a1 NO \[AUTHENTICATIONFAILED\] This account needs a new sign-in/)
+    const again = await login()
+    assert.match(again.reply, /^a1 NO \[AUTHENTICATIONFAILED\] This account needs a new sign-in/)
+    texts.push(reply, again.reply)
+  })
+
+  it('no secret in the worker proxy, the service or the clients', () => {
+    assert.deepEqual(findLeaks([...texts, proxy.stderr(), rep.output()], secrets.filter(Boolean)), [])
+  })
+})
