@@ -75,6 +75,7 @@ const ACCOUNT = /^[^\s/@\\\p{Cc}\p{Cf}]{1,200}@[^\s/@\\\p{Cc}\p{Cf}]{1,200}$/u
 export class Api {
   readonly #d: ApiDeps
   readonly #now: () => number
+  readonly #reading = new Map<string, Promise<AccessToken>>()
 
   constructor(d: ApiDeps) {
     this.#d = d
@@ -141,16 +142,41 @@ export class Api {
     let t = o.force ? undefined : this.#d.cache.get(id, minSec)
     note.source = 'memory'
     if (!t) {
-      t = await this.#d.source.getAccessToken(account, {
-        forceRefresh: o.force,
-        ...(o.minTtl !== undefined ? { minValiditySec: o.minTtl } : {}),
-        ...(req.signal ? { signal: req.signal } : {}),
-      })
-      this.#d.cache.put(id, t)
+      t = await this.#read(account, id, o, req.signal)
       note.source = t.refreshed ? 'refreshed' : 'store'
     }
     this.#d.metrics.token(note.source)
     return json(200, await tokenBody(t, o.sasl, this.#now()), NO_STORE)
+  }
+
+  /**
+   * The token from the store (refreshed there if need be). With the cache on, requests that miss at
+   * once share one read: when an entry ages out under load, every request in flight would
+   * otherwise read the store. The shared read carries no one caller's signal.
+   */
+  async #read(account: string, id: string, o: TokenQuery, signal?: AbortSignal): Promise<AccessToken> {
+    const ask = (s?: AbortSignal): Promise<AccessToken> =>
+      this.#d.source.getAccessToken(account, {
+        forceRefresh: o.force,
+        ...(o.minTtl !== undefined ? { minValiditySec: o.minTtl } : {}),
+        ...(s ? { signal: s } : {}),
+      })
+    if (o.force || !this.#d.cache.enabled) {
+      const t = await ask(signal)
+      this.#d.cache.put(id, t)
+      return t
+    }
+    const k = `${id}\0${o.minTtl ?? ''}`
+    let p = this.#reading.get(k)
+    if (!p) {
+      p = ask().then((t) => (this.#d.cache.put(id, t), t))
+      this.#reading.set(k, p)
+      void p.then(
+        () => this.#reading.delete(k),
+        () => this.#reading.delete(k),
+      )
+    }
+    return await p
   }
 
   async #list(key: ApiKey): Promise<ApiResponse> {

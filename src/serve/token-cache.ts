@@ -21,6 +21,11 @@ export class TokenCache {
     this.#max = max
   }
 
+  /** false with a ttl of 0: every request reads the store */
+  get enabled(): boolean {
+    return this.#ttlMs > 0
+  }
+
   get(id: string, minSec: number): AccessToken | undefined {
     if (this.#ttlMs <= 0) return undefined
     const e = this.#m.get(id)

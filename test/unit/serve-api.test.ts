@@ -115,8 +115,12 @@ class FakeSource implements ServiceSource {
   statusCalls = 0
   listFails: Error | undefined
 
+  /** while set, token reads wait for it (to have several in flight at once) */
+  gate: Promise<void> | undefined
+
   async getAccessToken(account: string, o: GetTokenOptions = {}): Promise<AccessToken> {
     this.calls.push({ account, o })
+    await this.gate
     const f = this.fail.get(account)
     if (f) throw f
     const t = this.tokens.get(account.toLowerCase())
@@ -505,6 +509,35 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     assert.equal(unknown.res.status, 404, 'an unknown path, before any key')
     assert.equal(unknown.body.kind, 'not-found')
     assert.equal((await call('/v1/accounts/a@b.test/token/extra', keys.ops)).res.status, 404)
+  })
+
+  it('requests that miss the cache at once share one read of the store; without a cache each reads', async () => {
+    clock.now += 60_000 // past the cache's ttl
+    let open!: () => void
+    source.gate = new Promise((r) => (open = r))
+    const before = source.calls.length
+    const pending = Array.from({ length: 10 }, () => call(tokenUrl(ALICE), keys.ops))
+    await new Promise((r) => setImmediate(r))
+    open()
+    const answers = await Promise.all(pending)
+    source.gate = undefined
+    for (const a of answers) assert.equal(a.res.status, 200, a.text)
+    assert.equal(source.calls.length - before, 1, 'one read for ten requests')
+    const uncached = new Api({
+      source,
+      keys: new KeyRing(async () => items, { now }),
+      cache: new TokenCache(0, now),
+      metrics: new Metrics(),
+      ready: async () => ready,
+      now,
+    })
+    const n = source.calls.length
+    await Promise.all(
+      Array.from({ length: 4 }, () =>
+        uncached.handle({ method: 'GET', url: tokenUrl(ALICE), authorization: `Bearer ${keys.ops}` }),
+      ),
+    )
+    assert.equal(source.calls.length - n, 4, '--cache-ms 0: every request reads the store')
   })
 
   it('the cache: a token is reused within its ttl and with min_ttl left, never for force_refresh', async () => {
