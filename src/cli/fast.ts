@@ -2,7 +2,8 @@
  * The `mailkey token <email>` fast path. Mail clients run the credential command once per
  * connection, so printing a cached token should cost little more than starting Node.
  *
- * It handles exactly one case: a plain `token` call whose stored token is fresh. Everything else
+ * It handles exactly one case: a plain `token` call whose stored token is fresh (or, on a host that
+ * uses a token service, the service's answer: fast-service.ts). Everything else
  * (flags, refresh needed, env-defined accounts, a config.toml that the settings snapshot says
  * needs the full CLI, a broken one, any error) returns undefined and the full CLI takes over, which
  * decides and reports the same way: the settings come from the same snapshot (config/settings.ts),
@@ -21,6 +22,7 @@ import { FileStore } from '../store/file-store.js'
 import { accountId } from '../domain/account.js'
 import { isFresh } from '../broker/freshness.js'
 import { fastPathAllowed, resolveSettings } from '../config/settings.js'
+import { isServiceUrl } from '../remote/service-url.js'
 import type { Config } from '../config/config.js'
 
 /**
@@ -43,6 +45,10 @@ export async function fastToken(argv: readonly string[], env: Env, now = Date.no
   if (!email || email.startsWith('-')) return undefined
   const id = accountId(email)
   if (env.MAILKEY_EMAIL && accountId(env.MAILKEY_EMAIL) === id) return undefined // may need seeding
+  if (isServiceUrl(env.MAILKEY_STORE_URL)) {
+    const { fastServiceToken } = await import('./fast-service.js')
+    return await fastServiceToken(email, env)
+  }
   if (env.MAILKEY_STORE_URL) return undefined // a shared store: the full CLI
   const paths = resolvePaths(env)
   // read even when the environment sets the margin: providers defined there decide too (fastPathAllowed)

@@ -12,7 +12,9 @@ import { join } from 'node:path'
 import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
 import { LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, startOAuthServer, type LabServer } from '../harness/oauth-server.js'
 import { checkFleet, makeFleet, signalHost, signInShared, type FleetStore, type Host } from '../harness/fleet.js'
-import { findLeaks, noteSecrets, transcript } from '../harness/cli.js'
+import { BIN, findLeaks, noteSecrets, transcript } from '../harness/cli.js'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { makeTmpHome } from '../harness/tmp-home.js'
 import { api, problemOf, startReplica, tokenPath, writeConfig, type Replica } from '../harness/service.js'
 
@@ -24,6 +26,23 @@ const BOB = 'bob@example.test'
 const TTL_SEC = 600
 const LEASE_SEC = 3
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** `mailkey ARGS` with a preload that logs every module it loads (test/harness/module-log.mjs). */
+async function modulesLoaded(
+  args: string[],
+  env: Record<string, string>,
+  log: string,
+): Promise<{ code: number | null; out: string; loaded: string }> {
+  await writeFile(log, '')
+  const preload = fileURLToPath(new URL('../harness/module-log.mjs', import.meta.url))
+  const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const c = spawn(process.execPath, ['--import', preload, BIN, ...args], { env: { ...env, MODULE_LOG: log } })
+    let out = ''
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    c.once('close', (code) => resolve({ code, out }))
+  })
+  return { ...r, loaded: await readFile(log, 'utf8') }
+}
 
 async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
   const end = Date.now() + ms
@@ -194,6 +213,13 @@ describe(
       const tok = await runCli(['token', ALICE], env)
       assert.equal(tok.code, 0, tok.stderr)
       assert.equal(tok.stdout, `${rec?.grant?.accessToken}\n`)
+      // the fast path: one GET, without loading the full CLI (an error answer falls back to it)
+      const fast = await modulesLoaded(['token', ALICE], env, join(home.dir, 'fast.log'))
+      assert.equal(fast.out, `${rec?.grant?.accessToken}\n`)
+      assert.ok(!fast.loaded.includes('dist/cli/main.js'), 'the full CLI was not loaded')
+      const slow = await modulesLoaded(['token', 'nobody@example.test'], env, join(home.dir, 'slow.log'))
+      assert.equal(slow.code, 78)
+      assert.ok(slow.loaded.includes('dist/cli/main.js'), "an error answer is the full CLI's to report")
       const sasl = await runCli(
         ['token', ALICE, '--sasl', 'oauthbearer', '--host', 'imap.example.test', '--port', '993'],
         env,
