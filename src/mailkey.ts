@@ -98,16 +98,7 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
       await Promise.all([broker.preload(), import('./sasl/index.js')])
     },
     async getSaslResponse(account, o = {}) {
-      const token = await broker.getAccessToken(account, o)
-      const mechanism = o.mechanism ?? token.sasl
-      const { encodeSasl } = await import('./sasl/index.js')
-      const args = {
-        user: token.user,
-        token: token.token,
-        ...(o.host ? { host: o.host } : {}),
-        ...(o.port ? { port: o.port } : {}),
-      }
-      return { mechanism, response: encodeSasl(mechanism, args), token }
+      return await saslResponseOf(await broker.getAccessToken(account, o), o)
     },
     async signIn(o) {
       const { signIn } = await import('./broker/sign-in.js')
@@ -160,16 +151,7 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
     paths,
     getAccessToken: async (account, o) => await (await remote()).getAccessToken(account, o),
     async getSaslResponse(account, o = {}) {
-      const token = await (await remote()).getAccessToken(account, o)
-      const mechanism = o.mechanism ?? token.sasl
-      const { encodeSasl } = await import('./sasl/index.js')
-      const args = {
-        user: token.user,
-        token: token.token,
-        ...(o.host ? { host: o.host } : {}),
-        ...(o.port ? { port: o.port } : {}),
-      }
-      return { mechanism, response: encodeSasl(mechanism, args), token }
+      return await saslResponseOf(await (await remote()).getAccessToken(account, o), o)
     },
     signIn: async (o) => Promise.reject((await remote()).notHere('add (sign in)', o.email)),
     importRefreshToken: async (o) => Promise.reject((await remote()).notHere('import', o.email)),
@@ -189,4 +171,20 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
     items: async () => new FileItems(paths),
     storeLabel: async () => (await remote()).label,
   }
+}
+
+/** The SASL initial response for a token (XOAUTH2 or OAUTHBEARER; host and port for the latter). */
+async function saslResponseOf(
+  token: AccessToken,
+  o: { mechanism?: SaslMechanism; host?: string; port?: number },
+): Promise<{ mechanism: SaslMechanism; response: Secret; token: AccessToken }> {
+  const mechanism = o.mechanism ?? token.sasl
+  const { encodeSasl } = await import('./sasl/index.js')
+  const args = {
+    user: token.user,
+    token: token.token,
+    ...(o.host ? { host: o.host } : {}),
+    ...(o.port ? { port: o.port } : {}),
+  }
+  return { mechanism, response: encodeSasl(mechanism, args), token }
 }

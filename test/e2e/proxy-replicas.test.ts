@@ -7,7 +7,6 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import {
   startOAuthServer,
@@ -21,6 +20,7 @@ import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } fr
 import { startSmtp, type Smtp } from '../harness/smtp-server.js'
 import { makeFleet, signInShared, type FleetStore, type Host } from '../harness/fleet.js'
 import { findLeaks, spawnCli, type LiveCli } from '../harness/cli.js'
+import { LineClient } from '../harness/line-client.js'
 
 const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
 if (missing.length && process.env.CI)
@@ -32,53 +32,6 @@ const PW1 = 'replica password one'
 const PW2 = 'replica password two'
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
-
-/** A line client over a real socket: send a line, wait for a pattern, see the connection close. */
-class LineClient {
-  text = ''
-  closed = false
-  readonly #sock: Socket
-  private constructor(sock: Socket) {
-    this.#sock = sock
-    sock.setEncoding('utf8').on('data', (d: string) => (this.text += d))
-    sock.on('close', () => (this.closed = true))
-    sock.on('error', () => {})
-  }
-
-  static async open(port: number): Promise<LineClient> {
-    const sock = connect(port, '127.0.0.1')
-    await new Promise((r, j) => {
-      sock.once('connect', r)
-      sock.once('error', j)
-    })
-    return new LineClient(sock)
-  }
-
-  async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
-    const end = Date.now() + timeoutMs
-    for (;;) {
-      const m = re.exec(this.text)
-      if (m) return m[0]
-      if (this.closed || Date.now() > end) throw new Error(`no ${re} in ${JSON.stringify(this.text.slice(-300))}`)
-      await sleep(10)
-    }
-  }
-
-  /** resolves once the other end has closed the connection */
-  async untilClosed(timeoutMs = 30_000): Promise<void> {
-    const end = Date.now() + timeoutMs
-    while (!this.closed && Date.now() < end) await sleep(10)
-    assert.ok(this.closed, 'the connection was closed')
-  }
-
-  send(line: string): void {
-    this.#sock.write(line + '\r\n')
-  }
-
-  close(): void {
-    this.#sock.destroy()
-  }
-}
 
 interface Replica {
   host: Host

@@ -8,7 +8,6 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import {
   startOAuthServer,
@@ -23,6 +22,7 @@ import { makeFleet, signInShared, type FleetStore } from '../harness/fleet.js'
 import { findLeaks, noteSecrets, runCli, spawnCli, type LiveCli } from '../harness/cli.js'
 import { makeTmpHome } from '../harness/tmp-home.js'
 import { startReplica, type Replica } from '../harness/service.js'
+import { LineClient } from '../harness/line-client.js'
 
 const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
 if (missing.length && process.env.CI)
@@ -31,47 +31,6 @@ const skip = missing.length ? `${missing.join(', ')} not installed` : false
 
 const EMAIL = 'alice@example.test'
 const LOCAL_PW = 'worker proxy password'
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-/** A line client over a real socket: send a line, wait for a pattern. */
-class LineClient {
-  text = ''
-  closed = false
-  readonly #sock: Socket
-  private constructor(sock: Socket) {
-    this.#sock = sock
-    sock.setEncoding('utf8').on('data', (d: string) => (this.text += d))
-    sock.on('close', () => (this.closed = true))
-    sock.on('error', () => {})
-  }
-
-  static async open(port: number): Promise<LineClient> {
-    const sock = connect(port, '127.0.0.1')
-    await new Promise((r, j) => {
-      sock.once('connect', r)
-      sock.once('error', j)
-    })
-    return new LineClient(sock)
-  }
-
-  async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
-    const end = Date.now() + timeoutMs
-    for (;;) {
-      const m = re.exec(this.text)
-      if (m) return m[0]
-      if (this.closed || Date.now() > end) throw new Error(`no ${re} in ${JSON.stringify(this.text.slice(-300))}`)
-      await sleep(10)
-    }
-  }
-
-  send(line: string): void {
-    this.#sock.write(line + '\r\n')
-  }
-
-  close(): void {
-    this.#sock.destroy()
-  }
-}
 
 describe('mailkey proxy through the token service', { skip }, () => {
   let pg: PgServer
