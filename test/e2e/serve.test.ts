@@ -226,6 +226,22 @@ describe(
       )
       assert.equal(sasl.code, 0, sasl.stderr)
       assert.match(Buffer.from(sasl.stdout.trim(), 'base64').toString(), /^n,a=alice@example\.test,\x01host=imap/)
+      // the library, on the same two settings: createMailkey() asks the service
+      const lib = (await import(
+        new URL('../../dist/index.js', import.meta.url).href
+      )) as typeof import('../../src/index.js')
+      const mk = lib.createMailkey({
+        env: { ...home.env, MAILKEY_STORE_URL: r[1]!.url, MAILKEY_API_KEY: keys.ops as string },
+      })
+      const got = await mk.getAccessToken(ALICE)
+      assert.equal(got.token.reveal(), rec?.grant?.accessToken)
+      assert.equal(got.expiresAt, rec?.grant?.expiresAt)
+      const sr = await mk.getSaslResponse(ALICE, { mechanism: 'XOAUTH2' })
+      assert.equal(
+        Buffer.from(sr.response.reveal(), 'base64').toString(),
+        `user=${ALICE}\x01auth=Bearer ${rec?.grant?.accessToken}\x01\x01`,
+      )
+      await assert.rejects(mk.remove(ALICE), /host that has the store/)
       const status = await runCli(['status', ALICE], env)
       assert.equal(status.code, 0, status.stderr)
       assert.match(status.stdout, /token service/)
