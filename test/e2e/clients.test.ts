@@ -85,7 +85,7 @@ describe(
       assert.match(r.stdout, /POP3 .* ok/)
       assert.match(
         r.stdout,
-        /SMTP .* ok\n.*STARTTLS → EHLO \(AUTH [^)]*XOAUTH2[^)]*\) → AUTH XOAUTH2 → MAIL FROM → RSET \(nothing sent\)/,
+        /SMTP .* ok\n.*STARTTLS (?:→|->) EHLO \(AUTH [^)]*XOAUTH2[^)]*\) (?:→|->) AUTH XOAUTH2 (?:→|->) MAIL FROM (?:→|->) RSET \(nothing sent\)/,
       )
       assert.equal(smtp.received.length, 0, 'mailkey test sends nothing')
     })

@@ -188,11 +188,21 @@ describe('refresh: concurrency, crashes, failures', () => {
       const s = await runCli(['status', 'carol@example.test'], other.env)
       assert.match(s.stdout, /NEEDS SIGN-IN: run "mailkey add carol@example\.test"/)
       assert.match(s.stdout, /meaning/)
+      // the last access token has time left, but it is not offered as valid beside NEEDS SIGN-IN
+      assert.match(s.stdout, /access token\s+not usable: the server refused the grant/)
+      assert.doesNotMatch(s.stdout, /valid for/)
       // Signing in again clears the state.
       const again = await signIn(lab, other, 'carol@example.test')
       secrets.push(again.grant.accessToken, again.grant.refreshToken)
       assert.equal(again.state, 'active')
       assert.equal((await runCli(['token', 'carol@example.test'], other.env)).code, 0)
+      // --min-validity beyond half a token's life: a fresh token with less left, and a note saying so
+      const long = await runCli(['token', 'carol@example.test', '--min-validity', '86400'], other.env)
+      assert.equal(long.code, 0, long.stderr)
+      assert.match(long.stderr, /valid for \d+ s, less than --min-validity 86400/)
+      const fine = await runCli(['token', 'carol@example.test', '--min-validity', '10'], other.env)
+      assert.doesNotMatch(fine.stderr, /less than --min-validity/)
+      secrets.push(long.stdout.trim(), fine.stdout.trim())
     } finally {
       await other.cleanup()
     }

@@ -19,7 +19,7 @@ import {
   saslFlag,
   type Values,
 } from '../../src/cli/flags.js'
-import { formatDuration, formatTime } from '../../src/cli/format.js'
+import { arrow, formatDuration, formatTime } from '../../src/cli/format.js'
 import { UsageError } from '../../src/errors.js'
 
 const FLAGS = { ...COMMON_FLAGS, ...PROVIDER_FLAGS }
@@ -297,13 +297,21 @@ describe('splitCommand', () => {
 })
 
 describe('format', () => {
-  it('formatDuration: minutes:seconds under an hour', () => {
-    assert.equal(formatDuration(872), '14:32')
-    assert.equal(formatDuration(0), '0:00')
-    assert.equal(formatDuration(5), '0:05')
-    assert.equal(formatDuration(59.6), '1:00')
-    assert.equal(formatDuration(3599), '59:59')
-    assert.equal(formatDuration(-30), '0:00')
+  it('formatDuration: seconds, then minutes and seconds under an hour', () => {
+    assert.equal(formatDuration(872), '14 min 32 s')
+    assert.equal(formatDuration(0), '0 s')
+    assert.equal(formatDuration(5), '5 s')
+    assert.equal(formatDuration(59.6), '1 min 00 s')
+    assert.equal(formatDuration(3599), '59 min 59 s')
+    assert.equal(formatDuration(-30), '0 s')
+  })
+
+  it('arrow: → only where the locale is UTF-8', () => {
+    assert.equal(arrow({ LANG: 'en_US.UTF-8' }), '→')
+    assert.equal(arrow({ LANG: 'C' }), '->')
+    assert.equal(arrow({}), '->')
+    assert.equal(arrow({ LANG: 'en_US.UTF-8', LC_ALL: 'C' }), '->', 'LC_ALL wins')
+    assert.equal(arrow({ LC_CTYPE: 'C.utf8' }), '→')
   })
 
   it('formatDuration: hours and minutes under a day, then days', () => {

@@ -99,6 +99,7 @@ function signInUi(
   const say = (text: string): void => io.stderr(text)
   const device = deviceCountdown(io)
   const browser = browserLauncher(io.env)
+  let lastSaid: number | undefined
   const callbacks: SignInCallbacks = {
     onPlan: (p) => {
       emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
@@ -131,8 +132,10 @@ function signInUi(
       device.start(p.expiresAt)
     },
     onDeviceTick: (left) => {
-      if (!io.stderrIsTTY && left > 0 && left % 60 < 6 && left >= 60)
-        say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
+      if (io.stderrIsTTY) return // the terminal's countdown line says it
+      const next = stillWaiting(lastSaid, left)
+      lastSaid = next.lastSaid
+      if (next.say) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
     },
     openBrowser: (url) => browser.open(url),
     onAuthorizationUrl: (url, info) => {
@@ -162,6 +165,16 @@ function signInUi(
 }
 
 /** On a terminal, a line that counts down the device code's life until the sign-in ends. */
+/**
+ * Without a terminal, a "still waiting" line once a minute: `left` (seconds) when the last line was
+ * said (the prompt's first tick counts as one, so the prompt is not echoed at once).
+ */
+export function stillWaiting(lastSaid: number | undefined, left: number): { say: boolean; lastSaid: number } {
+  if (lastSaid === undefined) return { say: false, lastSaid: left }
+  if (left > 0 && lastSaid - left >= 60) return { say: true, lastSaid: left }
+  return { say: false, lastSaid }
+}
+
 function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop: () => void } {
   let countdown: NodeJS.Timeout | undefined
   let deviceExpiresAt = 0

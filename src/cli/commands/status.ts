@@ -114,9 +114,11 @@ function describe(s: AccountStatus): string {
     'access token',
     !at.present
       ? 'none'
-      : at.valid
-        ? `valid for ${formatDuration(at.expiresInSec ?? 0)} (until ${formatTime(at.expiresAt)})`
-        : `expired ${formatTime(at.expiresAt)}; refreshed on next use`,
+      : s.state === 'reauth'
+        ? 'not usable: the server refused the grant (sign in again)'
+        : at.valid
+          ? `valid for ${formatDuration(at.expiresInSec ?? 0)} (until ${formatTime(at.expiresAt)})`
+          : `expired ${formatTime(at.expiresAt)}; refreshed on next use`,
   ])
   const rt = s.refreshToken
   rows.push([

@@ -6,6 +6,7 @@ import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
+import { arrow } from '../format.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 
 const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json] [--timeout SEC]
@@ -74,10 +75,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     for (const r of report.results) {
       const head = `  ${NAMES[r.protocol].padEnd(4)}  ${r.server}`
       if (r.ok) {
-        text += `${head}  ok${r.retriedWithFreshToken ? ' (after refreshing the token)' : ''}\n        ${r.steps.join(' → ')}\n`
+        text += `${head}  ok${r.retriedWithFreshToken ? ' (after refreshing the token)' : ''}\n        ${r.steps.join(` ${arrow(io.env)} `)}\n`
       } else {
         text += `${head}  FAILED${r.error?.stage ? ` at ${r.error.stage}` : ''}\n`
-        if (r.steps.length) text += `        ${r.steps.join(' → ')}\n`
+        if (r.steps.length) text += `        ${r.steps.join(` ${arrow(io.env)} `)}\n`
         text += `        what happened: ${r.error?.message ?? 'unknown'}\n        cause: ${r.error?.cause ?? '-'}\n        fix:   ${r.error?.fix ?? '-'}\n`
       }
     }

@@ -21,7 +21,10 @@ the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
   --host H --port P host and port to put in an OAUTHBEARER response (RFC 7628 §3.1)
   --json            print {"access_token", "expires_at", "expires_in", "scope", ...}
   --force-refresh   get a new token even if the cached one looks valid (the server rejected it)
-  --min-validity S  refresh unless the token is valid for at least S more seconds
+  --min-validity S  refresh unless the token is valid for at least S more seconds. A provider's
+                    token lives what the provider says (Microsoft, Google: about an hour), and
+                    mailkey asks at most half of that: a longer S gets a fresh token with less
+                    left, and says so on stderr
 `
 
 const TOKEN_FLAGS = {
@@ -91,6 +94,7 @@ async function printSasl(mk: Mailkey, email: string, values: Values, getOpts: Ge
     ...(port !== undefined ? { port } : {}),
   })
   await warnNearHorizon(mk, email, io)
+  noteShortLife(r.token.expiresAt, getOpts.minValiditySec, io)
   io.stdout(
     values.json
       ? JSON.stringify({
@@ -108,6 +112,7 @@ async function printSasl(mk: Mailkey, email: string, values: Values, getOpts: Ge
 async function printToken(mk: Mailkey, email: string, values: Values, getOpts: GetOptions, io: CliIO): Promise<number> {
   const t = await mk.getAccessToken(email, getOpts)
   await warnNearHorizon(mk, email, io)
+  noteShortLife(t.expiresAt, getOpts.minValiditySec, io)
   if (values.json) {
     io.stdout(
       JSON.stringify({
@@ -141,6 +146,16 @@ async function warnNearHorizon(mk: ReturnType<typeof createMailkey>, email: stri
   } catch {
     // a warning must never cost the caller its token
   }
+}
+
+/** --min-validity asked more than the token has (capped at half its life): say so, on stderr. */
+function noteShortLife(expiresAt: number | undefined, minSec: number | undefined, io: CliIO): void {
+  if (minSec === undefined || expiresAt === undefined) return
+  const left = Math.round((expiresAt - Date.now()) / 1000)
+  if (left >= minSec) return
+  io.stderr(
+    `mailkey: note: this token is valid for ${left} s, less than --min-validity ${minSec}: the provider's tokens do not live long enough, and mailkey asks at most half a token's life.\n`,
+  )
 }
 
 function iso(ms: number | undefined): string | undefined {
