@@ -156,6 +156,13 @@ describe(
       const unit = await readFile(file, 'utf8')
       assert.match(unit, /^ExecStart=\S+node\S* \S+mailkey\.cjs proxy$/m)
       assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m)
+      // the README installed with this mailkey: no public web page is known
+      const doc = /^Documentation=(\S+)$/m.exec(unit)?.[1] ?? ''
+      assert.match(doc, /^file:\/\/\/\S+\/README\.md$/)
+      assert.equal(
+        await readFile(new URL(doc), 'utf8'),
+        await readFile(new URL('../../README.md', import.meta.url), 'utf8'),
+      )
       assert.match(unit, /^Environment=XDG_STATE_HOME=/m)
       assert.match(r.stderr, /systemctl --user enable --now mailkey-proxy\.service/)
     })

@@ -8,7 +8,10 @@
  * Owns: flags and [proxy] config -> listeners and startProxy options, the signals of a running
  * proxy. Must not: handle mail connections itself (proxy/server.ts).
  */
+import { existsSync, realpathSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { dirname, resolve as resolvePath } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { EXIT, UsageError } from '../../errors.js'
 import { Secret } from '../../core/secret.js'
 import { isLoopbackHost } from '../../core/net.js'
@@ -338,6 +341,20 @@ async function configListeners(io: CliIO, mk: Mailkey): Promise<ListenerConfig[]
   })
 }
 
+/**
+ * The README installed with this mailkey as a file: URL, for the unit's Documentation= (no public
+ * web page is known; the unit names this installation's paths anyway). bin is
+ * <package>/dist/cli/mailkey.cjs, maybe through a symlink; none when no README is beside it.
+ */
+function installedReadme(bin: string): string | undefined {
+  try {
+    const readme = resolvePath(dirname(realpathSync(bin)), '..', '..', 'README.md')
+    return existsSync(readme) ? pathToFileURL(readme).href : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Write a systemd user unit; print where and how to enable it (never enables it by itself). */
 async function installService(args: string[], io: CliIO): Promise<number> {
   const { values } = parse('proxy install-service', args, COMMON_FLAGS, 0)
@@ -355,11 +372,12 @@ async function installService(args: string[], io: CliIO): Promise<number> {
   const dir = join(configHome, 'systemd', 'user')
   const file = join(dir, 'mailkey-proxy.service')
   const bin = process.argv[1] ?? 'mailkey'
+  const readme = installedReadme(bin)
   const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`)
   const unit = [
     '[Unit]',
     'Description=mailkey IMAP/POP3/SMTP OAuth proxy',
-    'Documentation=https://www.npmjs.com/package/mailkey',
+    ...(readme ? [`Documentation=${readme}`] : []),
     'After=network-online.target',
     '',
     '[Service]',
