@@ -18,6 +18,7 @@ import {
 } from '../errors.js'
 import { quoted, shArg } from '../core/address.js'
 import { waitText } from '../core/wait.js'
+import { requestNeverSent } from '../core/net.js'
 import type { AccountRecord, LastError } from '../domain/account.js'
 
 export function unknownAccount(account: string): ConfigError {
@@ -78,9 +79,13 @@ export function asMailkeyError(e: unknown, account: string): MailkeyError {
     : new ProtocolError(ERR.OAUTH_PROTOCOL, String((e as Error)?.message ?? e), { account, cause: e })
 }
 
-/** A connection that failed with no HTTP answer: the server may have acted on the request (rotated the refresh token). */
+/**
+ * A connection that failed with no HTTP answer after the request may have been written: the server
+ * may have acted on it (rotated the refresh token). A connection refused, a failed lookup or a
+ * refused TLS handshake never carried the request, so no answer can have been lost.
+ */
 export function noAnswer(err: MailkeyError): boolean {
-  return err.transient && err.status === undefined
+  return err.transient && err.status === undefined && !requestNeverSent(err.cause)
 }
 
 /**

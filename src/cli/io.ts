@@ -59,17 +59,19 @@ export function processIO(signal: AbortSignal): CliIO {
       if (lines.length > 0) return lines.shift()
       if (ended || sig?.aborted) return undefined
       return new Promise<string | undefined>((resolve) => {
-        const w = (line: string | undefined): void => resolve(line)
+        // the abort listener goes once a line comes: a prompt asked again and again (a pasted
+        // address that does not parse) must not pile listeners on one signal
+        const onAbort = (): void => {
+          const i = waiters.indexOf(w)
+          if (i >= 0) waiters.splice(i, 1)
+          resolve(undefined)
+        }
+        const w = (line: string | undefined): void => {
+          sig?.removeEventListener('abort', onAbort)
+          resolve(line)
+        }
         waiters.push(w)
-        sig?.addEventListener(
-          'abort',
-          () => {
-            const i = waiters.indexOf(w)
-            if (i >= 0) waiters.splice(i, 1)
-            resolve(undefined)
-          },
-          { once: true },
-        )
+        sig?.addEventListener('abort', onAbort, { once: true })
       })
     },
     readSecretLine,
@@ -93,6 +95,7 @@ async function readSecretLine(prompt: string, sig?: AbortSignal): Promise<string
       let value = ''
       const done = (v: string | undefined): void => {
         stdin.removeListener('data', onKey)
+        sig?.removeEventListener('abort', onAbort)
         process.stderr.write('\n')
         resolve(v)
       }
@@ -105,7 +108,8 @@ async function readSecretLine(prompt: string, sig?: AbortSignal): Promise<string
         }
       }
       stdin.on('data', onKey)
-      sig?.addEventListener('abort', () => done(undefined), { once: true })
+      const onAbort = (): void => done(undefined)
+      sig?.addEventListener('abort', onAbort, { once: true })
     })
   } finally {
     stdin.setRawMode(false)

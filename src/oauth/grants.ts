@@ -223,7 +223,7 @@ export async function pollDeviceAuthorization(
   opts: PollOptions,
 ): Promise<TokenSet> {
   const now = opts.now ?? Date.now
-  const sleep = opts.sleep ?? defaultSleep
+  const sleep = opts.sleep ?? sleepUnlessAborted
   let interval = clampInterval(d.interval)
   let transientStreak = 0
   for (;;) {
@@ -349,16 +349,18 @@ export async function revokeToken(settings: AccountSettings, token: Secret, ctx:
   }
 }
 
-function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms`, or less when `signal` aborts; leaves no listener on `signal` either way. */
+export function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
+  // the listener goes when either side fires: a device sign-in polls for minutes on one signal, and
+  // a listener left per poll trips Node's MaxListenersExceededWarning after ~11 polls
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t)
-        resolve()
-      },
-      { once: true },
-    )
+    if (signal?.aborted) return resolve()
+    const t = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(t)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    signal?.addEventListener('abort', done, { once: true })
   })
 }

@@ -7,6 +7,8 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { startOAuthServer, LAB_PUBLIC_CLIENT_ID, MAIL_SCOPES, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, transcript, findLeaks, noteSecrets } from '../harness/cli.js'
@@ -296,5 +298,34 @@ describe('a server that rotates refresh tokens strictly, and an answer lost in t
     await signIn(lab, home, proxy.url)
     const ok = await runCli(['token', EMAIL], home.env)
     assert.equal(ok.code, 0, ok.stderr)
+  })
+
+  it('a server that was down (connection refused) never got the request: a later invalid_grant is no lost answer', async () => {
+    const file = recordFile(home.env, EMAIL)
+    const raw = JSON.parse(await readFile(file, 'utf8')) as Rec & { settings: { endpoints: { token: string } } }
+    const tokenUrl = raw.settings.endpoints.token
+    // a loopback port nobody listens on: every connection is refused before a byte is written
+    const closed = createServer()
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r))
+    const port = (closed.address() as AddressInfo).port
+    await new Promise((r) => closed.close(r))
+    raw.grant.expiresAt = Date.now() - 1000
+    raw.settings.endpoints.token = `http://127.0.0.1:${port}/token`
+    await writeFile(file, JSON.stringify(raw), { mode: 0o600 })
+    lab.resetCounts()
+    const down = await runCli(['token', EMAIL], home.env, { timeoutMs: 60_000 })
+    assert.equal(down.code, 75, down.stderr)
+    assert.match(down.stderr, /ECONNREFUSED/)
+    // the server is back, and the grant is gone there: its answer is a plain invalid_grant
+    const back = JSON.parse(await readFile(file, 'utf8')) as typeof raw
+    assert.equal(back.lastError?.transient, true, 'the refused connection was recorded')
+    back.settings.endpoints.token = tokenUrl
+    await writeFile(file, JSON.stringify(back), { mode: 0o600 })
+    await lab.revokeGrant(back.grant.refreshToken)
+    const r = await runCli(['token', EMAIL], home.env, { timeoutMs: 60_000 })
+    assert.equal(r.code, 77, r.stderr)
+    assert.equal(lab.counts.refresh, 1, 'only the answered request reached the server')
+    assert.match(r.stderr, /mailkey add faults@example\.test/)
+    assert.doesNotMatch(r.stderr, /lost its connection|already replaced the refresh token/)
   })
 })

@@ -2,9 +2,10 @@
 // (oidc-provider never answers slow_down, so this is where that rule is held.)
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { getEventListeners } from 'node:events'
 import { Secret } from '../../src/core/secret.js'
 import { ERR, ReauthRequiredError, TransientError } from '../../src/errors.js'
-import { pollDeviceAuthorization, type DeviceAuthorization } from '../../src/oauth/grants.js'
+import { pollDeviceAuthorization, sleepUnlessAborted, type DeviceAuthorization } from '../../src/oauth/grants.js'
 import type { AccountSettings } from '../../src/domain/account.js'
 
 const settings: AccountSettings = {
@@ -220,5 +221,61 @@ describe('a hostile device authorization answer (issue 11, items 8 and 9)', () =
     })
     assert.equal(h.d.userCode, 'AB[2JCD')
     assert.equal(h.d.message, 'Open it]0;x now [redacted]')
+  })
+})
+
+describe('a long device sign-in wait (issue 15, item 3)', () => {
+  it('forty polls on one signal leave no abort listener and raise no MaxListeners warning', async () => {
+    const polls = 40
+    const steps: Step[] = [...Array.from({ length: polls }, () => ms('authorization_pending', 70016)), tokens]
+    let now = 1_000_000
+    const d: DeviceAuthorization = {
+      deviceCode: new Secret('device-code-value'),
+      userCode: 'ABCD-EFGH',
+      verificationUri: 'https://login.example/device',
+      expiresIn: 900,
+      expiresAt: now + 900_000,
+      interval: 5,
+    }
+    const fetchFake = (async () => {
+      const s = steps.shift() as { status: number; body: unknown }
+      return new Response(JSON.stringify(s.body), { status: s.status, headers: { 'content-type': 'application/json' } })
+    }) as unknown as typeof fetch
+    const ac = new AbortController()
+    const warnings: Error[] = []
+    const onWarning = (w: Error): void => void warnings.push(w)
+    process.on('warning', onWarning)
+    try {
+      const t = await pollDeviceAuthorization(settings, d, {
+        account: settings.email,
+        fetch: fetchFake,
+        signal: ac.signal,
+        now: () => now,
+        // the clock is faked; the wait itself is the real one, cut to nothing
+        sleep: (wait, signal) => {
+          now += wait
+          return sleepUnlessAborted(0, signal)
+        },
+      })
+      assert.equal(t.accessToken.reveal(), 'at')
+      await new Promise((r) => setImmediate(r)) // process.emitWarning reports on a later tick
+    } finally {
+      process.off('warning', onWarning)
+    }
+    assert.equal(steps.length, 0, 'every poll was made')
+    assert.deepEqual(
+      warnings.map((w) => w.name),
+      [],
+    )
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
+  })
+
+  it('an abort still ends the wait at once, and the listener goes with it', async () => {
+    const ac = new AbortController()
+    const waiting = sleepUnlessAborted(3_600_000, ac.signal)
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1)
+    ac.abort()
+    await waiting
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
   })
 })
