@@ -4,7 +4,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
@@ -115,10 +115,13 @@ describe(
         join(env.XDG_CONFIG_HOME as string, 'mailkey', 'config.toml'),
         `[proxy]\n[[proxy.listeners]]\nprotocol = "imap"\nport = ${imapPort}\n\n[[proxy.listeners]]\nprotocol = "smtp"\nport = ${smtpPort}\n`,
       )
-      await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'proxy-password'), LOCAL_PW + '\n', {
-        mode: 0o600,
-      })
-      assert.equal((await runCli(['proxy', 'password', EMAIL], env, { stdin: LOCAL_PW + '\n' })).code, 0)
+      // the one way: "mailkey proxy password --save" writes the file every --via proxy recipe reads
+      const saved = await runCli(['proxy', 'password', EMAIL, '--save'], env, { stdin: LOCAL_PW + '\n' })
+      assert.equal(saved.code, 0, saved.stderr)
+      const pwFile = join(env.XDG_CONFIG_HOME as string, 'mailkey', 'proxy-passwords', EMAIL)
+      assert.match(saved.stderr, new RegExp(`Saved it to ${pwFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(0600\\)`))
+      assert.equal((await stat(pwFile)).mode & 0o777, 0o600)
+      assert.equal(await readFile(pwFile, 'utf8'), LOCAL_PW + '\n')
       proxy = spawnCli(['proxy'], env)
       await proxy.event('listening', 15_000)
     })
@@ -500,7 +503,7 @@ describe(
           '--via',
           'proxy',
           '--password-command',
-          'set -e; cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
+          'set -e; cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-passwords/alice@example.test"',
         ],
         'proxy',
       )

@@ -28,7 +28,8 @@ the client's file; where it goes and how to use it is printed on stderr.
                         of [[proxy.listeners]] in config.toml or 1143/1110/1587, the local password
   --token-command CMD   the command that prints a token (default: mailkey token <email>)
   --password-command C  the command that prints the local proxy password
-                        (default: cat "\${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password", a 0600 file of yours)
+                        (default: cat the file "mailkey proxy password <email> --save" writes:
+                        \${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-passwords/<email>, 0600)
   --client-version V    write for that version of the client (aerc 0.15 and himalaya 2 changed theirs);
                         default: the version of the client on PATH, else its newest dialect
 `
@@ -126,6 +127,7 @@ async function recipeInput(
   o: { via: boolean; clientVersion: string | undefined; tokenCommand: unknown; passwordCommand: unknown },
 ): Promise<RecipeInput> {
   const { shCommand } = await import('../../recipes/shell.js')
+  const { passwordFileCommand } = await import('../../proxy/password-file.js')
   const { parseServer } = await import('../../upstream/transport.js')
   const server = (
     key: 'imap' | 'pop' | 'smtp',
@@ -152,9 +154,7 @@ async function recipeInput(
           proxy: await proxyPorts(
             mk,
             s.email,
-            typeof o.passwordCommand === 'string'
-              ? o.passwordCommand
-              : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
+            typeof o.passwordCommand === 'string' ? o.passwordCommand : passwordFileCommand(s.email),
           ),
         }
       : {}),
