@@ -133,9 +133,6 @@ describe(
       for (const d of ['.config/neomutt', '.config/aerc', '.config/mailkey', '.config/himalaya', '.getmail'])
         await mkdir(join(env.HOME as string, d), { recursive: true })
       await mkdir(join(env.XDG_CONFIG_HOME as string, 'mailkey'), { recursive: true })
-      await writeFile(join(env.XDG_CONFIG_HOME as string, 'mailkey', 'proxy-password'), LOCAL_PW + '\n', {
-        mode: 0o600,
-      })
       // signed in for real, each address as typed (the lab approves the device code as that user)
       for (const email of ADDRESSES) {
         const cli = spawnCli(
@@ -158,6 +155,10 @@ describe(
         const r = await cli.done
         assert.equal(r.code, 0, r.stderr)
         addHints.set(email, r.stderr)
+        // the local password where every --via proxy recipe reads it, written by mailkey itself (from stdin)
+        const saved = await runCli(['proxy', 'password', email, '--save'], env, { stdin: LOCAL_PW + '\n' })
+        assert.equal(saved.code, 0, saved.stderr)
+        assert.match(saved.stderr, /Saved it to .*proxy-passwords/)
       }
     })
 

@@ -24,11 +24,13 @@ Prints a configuration for <client> that works as printed, with the account's ow
 CA and SASL mechanism, and "mailkey token <email>" as the credential command. Redirect it into
 the client's file; where it goes and how to use it is printed on stderr.
 
-  --via proxy           through "mailkey proxy" (for clients without OAuth): 127.0.0.1, the ports
+  --via proxy           through "mailkey proxy" (for clients without OAuth; fetchmail and generic
+                        always go this way): 127.0.0.1, the ports
                         of [[proxy.listeners]] in config.toml or 1143/1110/1587, the local password
   --token-command CMD   the command that prints a token (default: mailkey token <email>)
   --password-command C  the command that prints the local proxy password
-                        (default: cat "\${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password", a 0600 file of yours)
+                        (default: cat the file "mailkey proxy password <email> --save" writes:
+                        \${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-passwords/<email>, 0600)
   --client-version V    write for that version of the client (aerc 0.15 and himalaya 2 changed theirs);
                         default: the version of the client on PATH, else its newest dialect
 `
@@ -63,7 +65,12 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       hint: 'Run "mailkey list" to see the accounts.',
     })
   if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
-  const via = values.via === 'proxy'
+  // a client that cannot do OAuth at all (fetchmail, password-only apps) has only the proxy way: print it
+  const via = values.via === 'proxy' || !recipe.direct
+  if (values.via === undefined && !recipe.direct)
+    io.stderr(
+      `# through "mailkey proxy", as with --via proxy: ${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})\n`,
+    )
   const { clientVersion, found } = chooseClientVersion(recipe, client, email, via, values['client-version'], io.env)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const rec = await mk.record(email)
@@ -92,7 +99,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
 /**
  * The client version to write for: --client-version, else the one on PATH (found). A client that
- * cannot use OAuth itself (at all, or in that version) is refused with the --via proxy command.
+ * cannot use OAuth itself in that version is refused with the --via proxy command (one that cannot
+ * at all never comes here without via: run() takes the proxy way for it).
  */
 function chooseClientVersion(
   recipe: ClientRecipe,
@@ -102,11 +110,6 @@ function chooseClientVersion(
   flag: unknown,
   env: NodeJS.ProcessEnv,
 ): { clientVersion: string | undefined; found: string | undefined } {
-  if (!via && !recipe.direct) {
-    throw new UsageError(`${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})`, {
-      hint: `Run "mailkey config ${client} ${shArg(email)} --via proxy".`,
-    })
-  }
   const found = typeof flag === 'string' ? undefined : installedVersion(recipe.version, env)
   const clientVersion = typeof flag === 'string' ? flag : found
   if (clientVersion !== undefined && !/^\d+(\.\d+){0,2}$/.test(clientVersion))
@@ -126,6 +129,7 @@ async function recipeInput(
   o: { via: boolean; clientVersion: string | undefined; tokenCommand: unknown; passwordCommand: unknown },
 ): Promise<RecipeInput> {
   const { shCommand } = await import('../../recipes/shell.js')
+  const { passwordFileCommand } = await import('../../proxy/password-file.js')
   const { parseServer } = await import('../../upstream/transport.js')
   const server = (
     key: 'imap' | 'pop' | 'smtp',
@@ -152,9 +156,7 @@ async function recipeInput(
           proxy: await proxyPorts(
             mk,
             s.email,
-            typeof o.passwordCommand === 'string'
-              ? o.passwordCommand
-              : 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-password"',
+            typeof o.passwordCommand === 'string' ? o.passwordCommand : passwordFileCommand(s.email),
           ),
         }
       : {}),

@@ -21,11 +21,12 @@ import type { CliIO } from '../io.js'
 import type { ListenerConfig, RunningProxy } from '../../proxy/server.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
+import { shArg } from '../../core/address.js'
 
 const HELP = `Usage: mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N] [--host ADDR]
                      [--tls-cert FILE --tls-key FILE [--tls implicit|starttls]] [--oauth-passthrough]
        mailkey proxy                    (the [[proxy.listeners]] of config.toml; SIGHUP reloads them)
-       mailkey proxy password <email>
+       mailkey proxy password <email> [--save]   (--save: also the file --via proxy configs read)
        mailkey proxy install-service    (writes a systemd user unit; does not enable it)
 
 Listens for mail clients that can only log in with a user name and password. The user name is
@@ -249,7 +250,11 @@ function limitOptions(c: ProxyConfig | undefined): {
 }
 
 async function setPassword(args: string[], io: CliIO): Promise<number> {
-  const { positionals } = parse('proxy password', args, COMMON_FLAGS, 1)
+  const { values, positionals } = parse('proxy password', args, { ...COMMON_FLAGS, save: { type: 'boolean' } }, 1)
+  if (values.help) {
+    io.stdout(PASSWORD_HELP)
+    return EXIT.OK
+  }
   const email = needEmail('proxy password', positionals)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   await assertPrivateState(mk)
@@ -270,7 +275,32 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   io.stderr(
     `Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.${shared}\n`,
   )
+  await savedCopy(io, mk, email, values.save === true ? new Secret(pw) : undefined)
   return EXIT.OK
+}
+
+const PASSWORD_HELP = `Usage: mailkey proxy password <email> [--save]
+
+Sets the local password a mail client gives "mailkey proxy" for <email> (from the terminal without
+echo, or from stdin; never from the command line). The proxy keeps only a hash of it.
+
+  --save    also write it to \${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-passwords/<email> (0600),
+            the file every "mailkey config <client> <email> --via proxy" reads
+`
+
+/** --save: write the copy the --via proxy recipes read, and say where; without it, warn of a stale copy. */
+async function savedCopy(io: CliIO, mk: Mailkey, email: string, pw: Secret | undefined): Promise<void> {
+  const { passwordFilePath, savePasswordFile } = await import('../../proxy/password-file.js')
+  if (pw) {
+    const path = await savePasswordFile(mk.paths.configDir, email, pw)
+    io.stderr(`Saved it to ${path} (0600), where "mailkey config <client> ${shArg(email)} --via proxy" reads it.\n`)
+    return
+  }
+  const path = passwordFilePath(mk.paths.configDir, email)
+  const { existsSync } = await import('node:fs')
+  if (existsSync(path))
+    io.stderr(`${path} holds a password saved before; add --save to replace it with this one, or delete it.\n`)
+  else io.stderr(`Add --save to also write it where "mailkey config <client> ${shArg(email)} --via proxy" reads it.\n`)
 }
 
 /**
