@@ -67,7 +67,7 @@ export function networkFailure(e: unknown, ctx: NetContext): MailkeyError {
   if (code === 'ECONNREFUSED') {
     return new TransientError(
       ERR.OAUTH_TRANSIENT,
-      `cannot reach ${hostPort(e, ctx.host)} for ${acct}: nothing listens on that port (connection refused, ECONNREFUSED)`,
+      `cannot reach ${hostPort(e, ctx.host)} for ${acct}: connection refused, nothing listens on that port (ECONNREFUSED)`,
       { ...opts, hint: 'Check the host and port in the URL; if they are right, the server is down: try again later.' },
     )
   }

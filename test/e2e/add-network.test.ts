@@ -61,7 +61,9 @@ describe('add: network failures said as what they are', () => {
     assert.equal(r.code, 75, r.stderr)
     assert.match(
       r.stderr,
-      new RegExp(`cannot reach 127\\.0\\.0\\.1:${port} for "x@example\\.test": nothing listens on that port`),
+      new RegExp(
+        `cannot reach 127\\.0\\.0\\.1:${port} for "x@example\\.test": connection refused, nothing listens on that port`,
+      ),
     )
     assert.match(r.stderr, /Check the host and port in the URL/)
     noStatusAdvice(r)

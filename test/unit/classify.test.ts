@@ -426,7 +426,7 @@ describe('classify: network failures', () => {
     assert.equal(e.transient, true)
     assert.equal(
       e.message,
-      `cannot reach ${HOST} for "${ACCOUNT}": nothing listens on that port (connection refused, ECONNREFUSED)`,
+      `cannot reach ${HOST} for "${ACCOUNT}": connection refused, nothing listens on that port (ECONNREFUSED)`,
     )
     assertClean(e)
     assert.equal(e.cause, err)

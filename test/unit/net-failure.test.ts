@@ -91,7 +91,7 @@ describe('net-failure: refused connections', () => {
       expectTransient(e)
       assert.equal(
         e.message,
-        `cannot reach 127.0.0.1:8443 for "${ACCOUNT}": nothing listens on that port (connection refused, ECONNREFUSED)`,
+        `cannot reach 127.0.0.1:8443 for "${ACCOUNT}": connection refused, nothing listens on that port (ECONNREFUSED)`,
       )
       assert.match(e.hint ?? '', /Check the host and port in the URL/)
     }
