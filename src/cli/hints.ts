@@ -9,9 +9,14 @@ import { ERR, IdentityMismatchError, type MailkeyError } from '../errors.js'
 import { waitText } from '../core/wait.js'
 import { shArg } from '../core/address.js'
 
-export function cliHint(e: MailkeyError): string | undefined {
+/** `command`: the mailkey command that failed; a failed `add` leaves no account for `status` to show. */
+export function cliHint(e: MailkeyError, command?: string): string | undefined {
   // the address as one sh word: it may hold ` $ ' | & (atext, RFC 5322 §3.2.3)
   const a = e.account !== undefined ? shArg(e.account) : '<email>'
+  if (command === 'add') {
+    const hint = addHint(e, a)
+    if (hint !== undefined) return hint
+  }
   switch (e.code) {
     case ERR.REAUTH_REQUIRED:
     case ERR.NO_REFRESH_TOKEN:
@@ -48,6 +53,21 @@ export function cliHint(e: MailkeyError): string | undefined {
       return `Check the provider settings with "mailkey status ${a}", then run "mailkey add ${a}" with corrected flags.`
     case ERR.INTERRUPTED:
       return undefined
+    default:
+      return undefined
+  }
+}
+
+/** After a failed `add`: no account was set up, so the advice is the command to run again. */
+function addHint(e: MailkeyError, a: string): string | undefined {
+  switch (e.code) {
+    case ERR.OAUTH_TRANSIENT:
+    case ERR.STORE_LOCK_TIMEOUT: {
+      const wait = e.retryAfterSec !== undefined && e.retryAfterSec > 60 ? waitText(e.retryAfterSec) : 'a minute'
+      return `No account was set up; run "mailkey add ${a}" again in ${wait}.`
+    }
+    case ERR.OAUTH_CONFIG:
+      return `No account was set up; run "mailkey add ${a}" again with corrected flags (--issuer, --token-url, --provider ...).`
     default:
       return undefined
   }

@@ -81,7 +81,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return (await cmd.run(rest, io)) ?? EXIT.OK
   } catch (e) {
     const { reportError } = await import('./report.js')
-    reportError(e, io, { debug: rest.includes('--debug'), json: rest.includes('--json') && name !== 'token' })
+    reportError(e, io, {
+      debug: rest.includes('--debug'),
+      json: rest.includes('--json') && name !== 'token',
+      command: name,
+    })
     return e instanceof MailkeyError ? e.exitCode : exitCodeOf(e)
   } finally {
     io.close?.()

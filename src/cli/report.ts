@@ -7,7 +7,7 @@ import { InternalError, MailkeyError } from '../errors.js'
 import type { CliIO } from './io.js'
 import { cliHint } from './hints.js'
 
-export function reportError(e: unknown, io: CliIO, opts: { debug: boolean; json: boolean }): void {
+export function reportError(e: unknown, io: CliIO, opts: { debug: boolean; json: boolean; command?: string }): void {
   const err =
     e instanceof MailkeyError
       ? e
@@ -15,7 +15,7 @@ export function reportError(e: unknown, io: CliIO, opts: { debug: boolean; json:
           cause: e,
           hint: 'This is a bug in mailkey. Please report it with the output of the same command run with --debug.',
         })
-  const next = cliHint(err)
+  const next = cliHint(err, opts.command)
   if (opts.json) {
     io.stdout(
       JSON.stringify({

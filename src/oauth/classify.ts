@@ -17,15 +17,13 @@ import {
   ProtocolError,
   ReauthRequiredError,
   TransientError,
-  shortageCode,
-  shortageText,
   type ErrorCode,
   type MailkeyErrorOptions,
 } from '../errors.js'
 import { scrub } from '../core/redact.js'
-import { descriptorShortage } from '../core/resources.js'
 import { aadstsCodesIn, describeAadsts } from './aadsts.js'
 import { parseRetryAfter } from './http.js'
+import { isNetworkFailure, networkFailure } from './net-failure.js'
 
 export type Phase = 'refresh' | 'signin' | 'device' | 'discovery' | 'revoke'
 
@@ -133,16 +131,9 @@ export function classify(e: unknown, ctx: ClassifyContext): MailkeyError {
   }
   // fetch() reports network failures as a bare TypeError; oauth4webapi's and Node's argument
   // errors are TypeErrors too, but carry an ERR_* code and are not worth retrying.
-  if (!isArgumentError(e) && (e instanceof TypeError || isNetworkError(e))) {
-    const code = networkCode(e)
-    // Say what ran out when it was this machine (EMFILE, ENOMEM, EAI_AGAIN ...); glibc's lookup
-    // says ENOTFOUND when it could not open a file for lack of descriptors (core/resources.ts).
-    const shortage = shortageCode(e) ?? (code === 'ENOTFOUND' ? descriptorShortage() : undefined)
-    const why = shortage ? `: ${shortageText(shortage)}` : code ? ` (${code})` : ''
-    return new TransientError(ERR.OAUTH_TRANSIENT, `cannot reach ${ctx.host} for "${ctx.account}"${why}`, {
-      account: ctx.account,
-      cause: e,
-    })
+  if (isNetworkFailure(e)) {
+    const settingUp = ctx.phase === 'signin' || ctx.phase === 'device' || ctx.phase === 'discovery'
+    return networkFailure(e, { account: ctx.account, host: ctx.host, settingUp })
   }
   return new ProtocolError(
     ERR.OAUTH_PROTOCOL,
@@ -295,28 +286,6 @@ function firstLine(s: string | undefined): string | undefined {
 function isAbort(e: unknown): boolean {
   const name = (e as { name?: string } | undefined)?.name
   return name === 'AbortError' || name === 'TimeoutError'
-}
-
-function isNetworkError(e: unknown): boolean {
-  const code = networkCode(e)
-  return code !== undefined
-}
-
-function isArgumentError(e: unknown): boolean {
-  if (!(e instanceof TypeError)) return false
-  const code = (e as { code?: unknown }).code
-  return typeof code === 'string' && code.startsWith('ERR_')
-}
-
-function networkCode(e: unknown): string | undefined {
-  let cur: unknown = e
-  for (let i = 0; i < 4 && cur; i++) {
-    const code = (cur as { code?: unknown }).code
-    if (typeof code === 'string' && /^E[A-Z]+/.test(code)) return code
-    if (typeof code === 'string' && code.startsWith('UND_ERR')) return code
-    cur = (cur as { cause?: unknown }).cause
-  }
-  return undefined
 }
 
 function redactMessage(m: string): string {

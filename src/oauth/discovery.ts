@@ -6,6 +6,7 @@
 import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR } from '../errors.js'
 import { classify } from './classify.js'
+import { isNetworkFailure } from './net-failure.js'
 import { checkEndpoint, isLoopbackHost, safeHost, type OAuthContext } from './http.js'
 import type { AccountEndpoints } from '../domain/account.js'
 
@@ -38,7 +39,8 @@ export async function discoverEndpoints(issuer: string, ctx: OAuthContext): Prom
     }
   }
   const c = classify(lastError, { account: ctx.account, host: safeHost(issuer), phase: 'discovery' })
-  if (c.transient) throw c
+  // a network failure already names the host and what helps (oauth/net-failure.ts)
+  if (c.transient || isNetworkFailure(lastError)) throw c
   throw new ConfigError(ERR.CONFIG_INVALID, `cannot read the OAuth metadata of "${issuer}": ${c.message}`, {
     account: ctx.account,
     cause: lastError,

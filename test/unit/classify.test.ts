@@ -424,7 +424,10 @@ describe('classify: network failures', () => {
     const e = classify(err, ctx())
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
     assert.equal(e.transient, true)
-    assert.equal(e.message, `cannot reach ${HOST} for "${ACCOUNT}" (ECONNREFUSED)`)
+    assert.equal(
+      e.message,
+      `cannot reach ${HOST} for "${ACCOUNT}": connection refused, nothing listens on that port (ECONNREFUSED)`,
+    )
     assertClean(e)
     assert.equal(e.cause, err)
     assert.equal(e.account, ACCOUNT)
@@ -432,7 +435,7 @@ describe('classify: network failures', () => {
 
   it('finds the code deeper in the cause chain, and undici codes too', () => {
     const deep = new TypeError('fetch failed', { cause: new Error('connect', { cause: { code: 'ENOTFOUND' } }) })
-    assert.match(classify(deep, ctx()).message, /\(ENOTFOUND\)$/)
+    assert.match(classify(deep, ctx()).message, /\(DNS: ENOTFOUND\)/)
     const undici = new TypeError('fetch failed', { cause: { code: 'UND_ERR_CONNECT_TIMEOUT' } })
     const e = classify(undici, ctx())
     expectClass(e, TransientError, ERR.OAUTH_TRANSIENT, 75)
