@@ -8,7 +8,7 @@
  * Owns: request/process pairs and the wire -> domain conversion. Must not: touch the store.
  */
 import * as oauth from 'oauth4webapi'
-import { ERR, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
+import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
 import type { AccountSettings, Identity } from '../domain/account.js'
@@ -239,11 +239,10 @@ export async function pollDeviceAuthorization(
       )
     }
     await sleep(interval * 1000, opts.signal)
+    // stopped while waiting for the person to approve, not while talking to the server
     if (opts.signal?.aborted)
-      throw classify(opts.signal.reason ?? new DOMException('aborted', 'AbortError'), {
+      throw new InterruptedError(`interrupted while waiting for the sign-in of "${settings.email}" to be approved`, {
         account: settings.email,
-        host: safeHost(settings.endpoints.token),
-        phase: 'device',
       })
     try {
       return await exchange(settings, opts, 'device', undefined, async (as, client, kit) =>

@@ -270,6 +270,42 @@ describe('a long device sign-in wait (issue 15, item 3)', () => {
     assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
   })
 
+  it('Ctrl-C while waiting for the person: says so, not "talking to" the server', async () => {
+    const ac = new AbortController()
+    let now = 1_000_000
+    const d: DeviceAuthorization = {
+      deviceCode: new Secret('device-code-value'),
+      userCode: 'ABCD-EFGH',
+      verificationUri: 'https://login.example/device',
+      expiresIn: 900,
+      expiresAt: now + 900_000,
+      interval: 5,
+    }
+    const fetchFake = (async () =>
+      new Response(JSON.stringify(ms('authorization_pending', 70016).body), {
+        status: 400,
+        headers: { 'content-type': 'application/json' },
+      })) as unknown as typeof fetch
+    await assert.rejects(
+      pollDeviceAuthorization(settings, d, {
+        account: settings.email,
+        fetch: fetchFake,
+        signal: ac.signal,
+        now: () => now,
+        sleep: async (wait) => {
+          now += wait
+          ac.abort() // the person pressed Ctrl-C during the wait
+        },
+      }),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'ERR_MAILKEY_INTERRUPTED')
+        assert.match(e.message, /interrupted while waiting for the sign-in of ".+" to be approved/)
+        assert.doesNotMatch(e.message, /talking to/)
+        return true
+      },
+    )
+  })
+
   it('an abort still ends the wait at once, and the listener goes with it', async () => {
     const ac = new AbortController()
     const waiting = sleepUnlessAborted(3_600_000, ac.signal)
