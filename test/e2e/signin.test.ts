@@ -75,6 +75,8 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     const signed = await cli.event('signed_in')
     assert.equal(signed.account, 'alice@example.test')
     assert.match(r.stderr, /Signed in alice@example\.test/)
+    // a custom provider is named by its server, not as "custom"
+    assert.match(r.stderr, /Signed in alice@example\.test with the OAuth server at 127\.0\.0\.1:\d+\./)
     assert.match(r.stderr, /mailkey token alice@example\.test/)
     assert.match(r.stderr, /enter the code/)
     assert.match(r.stderr, /warning: this server is reached over plain http/)

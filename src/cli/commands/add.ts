@@ -80,7 +80,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     await ui.finish()
   }
   ui.emit({ event: 'signed_in', account: status.email, status })
-  io.stderr(signedInText(status))
+  const rec = status.provider === 'custom' ? await mk.record(status.email).catch(() => undefined) : undefined
+  io.stderr(signedInText(status, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))
   return EXIT.OK
 }
 
@@ -210,6 +211,14 @@ function authorizationUrlText(
   )
 }
 
+function hostOf(url: string | undefined): string | undefined {
+  try {
+    return url ? new URL(url).host : undefined
+  } catch {
+    return undefined
+  }
+}
+
 function intFlag(name: string, v: unknown, min: number, max: number): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
   if (!Number.isInteger(n) || n < min || n > max)
@@ -232,13 +241,15 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
   return text
 }
 
-function signedInText(s: AccountStatus): string {
+/** `server`: a custom provider's issuer (or token URL), named by its host instead of "custom" */
+function signedInText(s: AccountStatus, server?: string): string {
   // sign-in.ts refuses any identity but the account's own names and its --sign-in-as name
   const who =
     s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase()
       ? ` (signed in as ${s.identity.email})`
       : ''
-  let t = `\nSigned in ${s.email}${who} with ${s.provider}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
+  const by = s.provider === 'custom' ? `the OAuth server at ${hostOf(server) ?? 'the issuer you named'}` : s.provider
+  let t = `\nSigned in ${s.email}${who} with ${by}${s.tenant ? ` (tenant ${s.tenant})` : ''}.\n`
   if (who) {
     t += `Mail servers accept this token for ${s.email} only if ${s.identity?.email} may open that mailbox; "mailkey test ${shArg(s.email)}" checks it.\n`
   }
