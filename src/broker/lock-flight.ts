@@ -9,15 +9,8 @@
  * (the refresh is passed in) or decide what is fresh (broker/freshness.ts).
  */
 import { ERR, InterruptedError, StoreError } from '../errors.js'
-import {
-  acquire,
-  isStale,
-  readLock,
-  sleep,
-  tryAcquire,
-  DEFAULT_LOCK_MAX_AGE_MS,
-  type LockHandle,
-} from '../store/lock.js'
+import { acquire, isStale, readLock, tryAcquire, DEFAULT_LOCK_MAX_AGE_MS, type LockHandle } from '../store/lock.js'
+import { sleep } from '../core/wait.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { TokenStore } from '../store/token-store.js'
 import { goodEnough } from './freshness.js'

@@ -10,11 +10,10 @@
  * Owns: that shortcut. Must not: print, or accept anything it would not accept in the full CLI.
  */
 import type { Env } from '../config/paths.js'
-import { serviceTarget } from '../remote/service-target.js'
+import { TOKEN, serviceTarget } from '../remote/service-target.js'
 
 const TIMEOUT_MS = 60_000
 const MAX_BODY = 64 * 1024
-const TOKEN = /^[\x21-\x7e]{1,16384}$/
 
 export async function fastServiceToken(email: string, env: Env): Promise<string | undefined> {
   let target: ReturnType<typeof serviceTarget>

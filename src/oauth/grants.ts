@@ -11,6 +11,7 @@ import * as oauth from 'oauth4webapi'
 import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, TransientError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
+import { sleep } from '../core/wait.js'
 import type { AccountSettings, Identity } from '../domain/account.js'
 import { classify, type Phase } from './classify.js'
 import {
@@ -223,7 +224,7 @@ export async function pollDeviceAuthorization(
   opts: PollOptions,
 ): Promise<TokenSet> {
   const now = opts.now ?? Date.now
-  const sleep = opts.sleep ?? sleepUnlessAborted
+  const wait = opts.sleep ?? sleep
   let interval = clampInterval(d.interval)
   let transientStreak = 0
   for (;;) {
@@ -238,7 +239,7 @@ export async function pollDeviceAuthorization(
         },
       )
     }
-    await sleep(interval * 1000, opts.signal)
+    await wait(interval * 1000, opts.signal)
     // stopped while waiting for the person to approve, not while talking to the server
     if (opts.signal?.aborted)
       throw new InterruptedError(`interrupted while waiting for the sign-in of "${settings.email}" to be approved`, {
@@ -346,20 +347,4 @@ export async function revokeToken(settings: AccountSettings, token: Secret, ctx:
   } finally {
     kit.dispose()
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts; leaves no listener on `signal` either way. */
-export function sleepUnlessAborted(ms: number, signal?: AbortSignal): Promise<void> {
-  // the listener goes when either side fires: a device sign-in polls for minutes on one signal, and
-  // a listener left per poll trips Node's MaxListenersExceededWarning after ~11 polls
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const t = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(t)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }

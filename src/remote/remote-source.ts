@@ -14,6 +14,7 @@ import type { AccountStatus } from '../broker/accounts.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { SaslMechanism } from '../providers/types.js'
 import { ServiceClient } from './service-client.js'
+import { TOKEN } from './service-target.js'
 
 const path = (account: string): string => `v1/accounts/${encodeURIComponent(account)}`
 
@@ -138,7 +139,6 @@ const obj = (v: unknown, label: string): Record<string, unknown> => {
 }
 /** one token-like or address-like value: printable ASCII and beyond, no space, comma or control */
 const PRINTABLE = /^[^\x00-\x20\x7f-\x9f,]{1,16384}$/u
-const TOKEN = /^[\x21-\x7e]{1,16384}$/
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v : undefined)
 const mech = (v: unknown): SaslMechanism => (v === 'OAUTHBEARER' ? 'OAUTHBEARER' : 'XOAUTH2')
 const malformed = (label: string): ProtocolError =>

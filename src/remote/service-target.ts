@@ -24,6 +24,9 @@ export interface ServiceTarget {
   ca?: string
 }
 
+/** an access token as the service sends it: printable ASCII, no space, at most 16 KiB */
+export const TOKEN = /^[\x21-\x7e]{1,16384}$/
+
 export const KEY_HINT =
   'Put the API key ("mailkey serve key add NAME" on a host with the store prints it) in a file only you can read, and name it in MAILKEY_API_KEY_FILE.'
 

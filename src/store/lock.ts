@@ -29,6 +29,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ERR, InterruptedError, StoreError, shortageCode } from '../errors.js'
 import { isCode, storeIoError } from './atomic-file.js'
+import { sleep } from '../core/wait.js'
 
 export interface LockInfo {
   pid: number
@@ -334,17 +335,4 @@ export async function acquire(path: string, options: LockOptions = {}): Promise<
     }
     await wait(poll + Math.floor(Math.random() * poll), options.signal)
   }
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const t = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(t)
-      signal?.removeEventListener('abort', done)
-      resolve()
-    }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }

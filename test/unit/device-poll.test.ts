@@ -5,7 +5,8 @@ import assert from 'node:assert/strict'
 import { getEventListeners } from 'node:events'
 import { Secret } from '../../src/core/secret.js'
 import { ERR, ReauthRequiredError, TransientError } from '../../src/errors.js'
-import { pollDeviceAuthorization, sleepUnlessAborted, type DeviceAuthorization } from '../../src/oauth/grants.js'
+import { pollDeviceAuthorization, type DeviceAuthorization } from '../../src/oauth/grants.js'
+import { sleep } from '../../src/core/wait.js'
 import type { AccountSettings } from '../../src/domain/account.js'
 
 const settings: AccountSettings = {
@@ -254,7 +255,7 @@ describe('a long device sign-in wait (issue 15, item 3)', () => {
         // the clock is faked; the wait itself is the real one, cut to nothing
         sleep: (wait, signal) => {
           now += wait
-          return sleepUnlessAborted(0, signal)
+          return sleep(0, signal)
         },
       })
       assert.equal(t.accessToken.reveal(), 'at')
@@ -308,7 +309,7 @@ describe('a long device sign-in wait (issue 15, item 3)', () => {
 
   it('an abort still ends the wait at once, and the listener goes with it', async () => {
     const ac = new AbortController()
-    const waiting = sleepUnlessAborted(3_600_000, ac.signal)
+    const waiting = sleep(3_600_000, ac.signal)
     assert.equal(getEventListeners(ac.signal, 'abort').length, 1)
     ac.abort()
     await waiting
