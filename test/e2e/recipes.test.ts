@@ -2,7 +2,7 @@
 // printed, `mailkey` on PATH as a user has it after installing, the servers and CA of the account.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -142,6 +142,47 @@ describe(
       const sent = await runCommand('msmtp', ['-C', file, 'bob@example.test'], env, MAIL)
       return { code: sent.code ?? -1, stderr: sent.stderr, file }
     }
+
+    // the README's own path: "npm install && npx mailkey …" leaves no mailkey on the PATH a mail
+    // client has. The printed command must still run: this installation by its full path.
+    for (const oldNode of [false, true])
+      it(`no mailkey on PATH${oldNode ? ', and another node first on it' : ''}: the config names this mailkey in full, and msmtp sends with it`, async () => {
+        const dir = await mkdtemp(join(tmpdir(), 'mailkey-npx-'))
+        try {
+          // npx puts the project's node_modules/.bin first on PATH; mail clients never have it
+          const dotBin = join(dir, 'project', 'node_modules', '.bin')
+          await mkdir(dotBin, { recursive: true })
+          await symlink(BIN, join(dotBin, 'mailkey'))
+          // a node that is not the one running mailkey (Debian 12's is 18): the command must not use it
+          const old = join(dir, 'old')
+          await mkdir(old)
+          await writeFile(join(old, 'node'), '#!/bin/sh\necho "node 18 cannot run this" >&2\nexit 1\n', { mode: 0o755 })
+          const clientPath = `${oldNode ? `${old}:` : ''}/usr/bin:/bin`
+          const npx = { ...env, PATH: `${dotBin}:${clientPath}` }
+          const printed = await runCli(['config', 'msmtp', EMAIL], npx)
+          assert.equal(printed.code, 0, printed.stderr)
+          const script = realpathSync(BIN)
+          const node = realpathSync(process.execPath)
+          const nodeIsOurs = !oldNode && node === realpathSync('/usr/bin/node')
+          const want = nodeIsOurs ? `${script} token ${EMAIL}` : `${node} ${script} token ${EMAIL}`
+          assert.match(
+            printed.stdout,
+            new RegExp(`^passwordeval "${want.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"$`, 'm'),
+          )
+          assert.match(printed.stderr, /no "mailkey" is on PATH \(npx finds it, mail clients do not\)/)
+          assert.match(printed.stderr, /npm link/)
+          // msmtp as a mail client runs it: its own PATH, without node_modules/.bin
+          const file = join(dir, 'msmtprc')
+          await writeFile(file, printed.stdout, { mode: 0o600 })
+          const before = smtp.received.length
+          const sent = await runCommand('msmtp', ['-C', file, 'bob@example.test'], { ...env, PATH: clientPath }, MAIL)
+          assert.equal(sent.code, 0, sent.stderr)
+          assert.equal(smtp.received.length, before + 1)
+          assert.equal(smtp.received.at(-1)?.user, EMAIL)
+        } finally {
+          await rm(dir, { recursive: true, force: true })
+        }
+      })
 
     it("msmtp, direct: XOAUTH2/OAUTHBEARER over STARTTLS with the account's CA; the server receives the mail from alice", async () => {
       const printed = await runCli(['config', 'msmtp', EMAIL], env)

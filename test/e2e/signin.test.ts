@@ -62,7 +62,11 @@ describe('mailkey add / token / status against a real OAuth server', () => {
   })
 
   it('device flow: prints the code as a JSON event, polls, stores the grant, exits 0', async () => {
-    const cli = spawnCli(['add', 'alice@example.test', '--device', '--json', ...labFlags()], home.env)
+    // a PATH with no mailkey on it, as after "npx mailkey add" in a clone
+    const cli = spawnCli(['add', 'alice@example.test', '--device', '--json', ...labFlags()], {
+      ...home.env,
+      PATH: join(home.dir, 'no-such-dir'),
+    })
     const ev = await cli.event('device_code')
     assert.match(String(ev.user_code), /^[A-Z]{4}-[A-Z]{4}$/)
     assert.equal(ev.verification_uri, `${lab.issuer}/device`)
@@ -77,7 +81,8 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.match(r.stderr, /Signed in alice@example\.test/)
     // a custom provider is named by its server, not as "custom"
     assert.match(r.stderr, /Signed in alice@example\.test with the OAuth server at 127\.0\.0\.1:\d+\./)
-    assert.match(r.stderr, /mailkey token alice@example\.test/)
+    // no mailkey on PATH: the next commands name this one in full, and say how to put it there
+    assert.match(r.stderr, /Next: "(\S+ )?\S*mailkey\.cjs token alice@example\.test"[^]*Note: no "mailkey" is on PATH/)
     assert.match(r.stderr, /enter the code/)
     assert.match(r.stderr, /warning: this server is reached over plain http/)
     const rec = await stored(home, 'alice@example.test')

@@ -15,6 +15,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
 import { browserLauncher, canOpenBrowser } from '../browser.js'
 import { formatDuration } from '../format.js'
+import { notOnPathNote, selfCommand, thisInstallation, type SelfCommand } from '../self.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
 
@@ -81,7 +82,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   ui.emit({ event: 'signed_in', account: status.email, status })
   const rec = status.provider === 'custom' ? await mk.record(status.email).catch(() => undefined) : undefined
-  io.stderr(signedInText(status, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))
+  const self = selfCommand(await thisInstallation(), io.env)
+  io.stderr(signedInText(status, self, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))
   return EXIT.OK
 }
 
@@ -241,8 +243,11 @@ async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
   return text
 }
 
-/** `server`: a custom provider's issuer (or token URL), named by its host instead of "custom" */
-function signedInText(s: AccountStatus, server?: string): string {
+/**
+ * `self`: how to run this mailkey (by full path when none is on PATH, as after `npx mailkey add`);
+ * `server`: a custom provider's issuer (or token URL), named by its host instead of "custom"
+ */
+function signedInText(s: AccountStatus, self: SelfCommand, server?: string): string {
   // sign-in.ts refuses any identity but the account's own names and its --sign-in-as name
   const who =
     s.identity?.email && s.identity.email.toLowerCase() !== s.email.toLowerCase()
@@ -256,8 +261,12 @@ function signedInText(s: AccountStatus, server?: string): string {
   if (!s.refreshToken.present) {
     t += 'Warning: the server issued no refresh token, so this sign-in lasts only until the access token expires.\n'
   }
+  const mk = self.argv.map(shArg).join(' ')
   t +=
-    `Next: "mailkey token ${shArg(s.email)}" prints a fresh access token for your mail client;\n` +
-    `      "mailkey status ${shArg(s.email)}" shows the servers and the token's state.\n`
+    `Next: "${mk} token ${shArg(s.email)}" prints a fresh access token for your mail client;\n` +
+    `      "${mk} config msmtp ${shArg(s.email)}" (or mbsync, neomutt, aerc, …) writes its configuration;\n` +
+    `      "${mk} status ${shArg(s.email)}" shows the servers and the token's state.\n`
+  const note = self.found ? undefined : notOnPathNote(self, mk)
+  if (note) t += `Note: ${note}\n`
   return t
 }

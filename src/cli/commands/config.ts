@@ -9,6 +9,7 @@ import { unknownAccount } from '../../broker/broker.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
+import { notOnPathNote, selfCommand, thisInstallation } from '../self.js'
 import { spawnSync } from 'node:child_process'
 import { quoted, shArg } from '../../core/address.js'
 import { accountId } from '../../domain/account.js'
@@ -27,7 +28,8 @@ the client's file; where it goes and how to use it is printed on stderr.
   --via proxy           through "mailkey proxy" (for clients without OAuth; fetchmail and generic
                         always go this way): 127.0.0.1, the ports
                         of [[proxy.listeners]] in config.toml or 1143/1110/1587, the local password
-  --token-command CMD   the command that prints a token (default: mailkey token <email>)
+  --token-command CMD   the command that prints a token (default: mailkey token <email>, by
+                        full path when no mailkey is on PATH, as after "npx mailkey")
   --password-command C  the command that prints the local proxy password
                         (default: cat the file "mailkey proxy password <email> --save" writes:
                         \${XDG_CONFIG_HOME:-$HOME/.config}/mailkey/proxy-passwords/<email>, 0600)
@@ -76,11 +78,13 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const rec = await mk.record(email)
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
+  const self = selfCommand(await thisInstallation(), io.env)
   const input = await recipeInput(mk, rec.settings, {
     via,
     clientVersion,
     tokenCommand: values['token-command'],
     passwordCommand: values['password-command'],
+    self: self.argv,
   })
   let made
   try {
@@ -92,6 +96,11 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)
+  // the config calls mailkey itself: say so when that is by full path, and why
+  const note = made.text.includes(input.tokenCommand)
+    ? notOnPathNote(self, self.absolute.map(shArg).join(' '))
+    : undefined
+  if (values['token-command'] === undefined && note) io.stderr(`# ${note}\n`)
   if (found !== undefined)
     io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)
   return EXIT.OK
@@ -126,7 +135,13 @@ function chooseClientVersion(
 async function recipeInput(
   mk: Mailkey,
   s: AccountSettings,
-  o: { via: boolean; clientVersion: string | undefined; tokenCommand: unknown; passwordCommand: unknown },
+  o: {
+    via: boolean
+    clientVersion: string | undefined
+    tokenCommand: unknown
+    passwordCommand: unknown
+    self: string[]
+  },
 ): Promise<RecipeInput> {
   const { shCommand } = await import('../../recipes/shell.js')
   const { passwordFileCommand } = await import('../../proxy/password-file.js')
@@ -150,7 +165,7 @@ async function recipeInput(
     ...server('smtp', s.servers.smtp),
     ...(s.ca ? { ca: s.ca } : {}),
     ...(o.clientVersion !== undefined ? { clientVersion: o.clientVersion } : {}),
-    tokenCommand: typeof o.tokenCommand === 'string' ? o.tokenCommand : shCommand(['mailkey', 'token', s.email]),
+    tokenCommand: typeof o.tokenCommand === 'string' ? o.tokenCommand : shCommand([...o.self, 'token', s.email]),
     ...(o.via
       ? {
           proxy: await proxyPorts(

@@ -401,8 +401,10 @@ async function installService(args: string[], io: CliIO): Promise<number> {
   const configHome = join(paths.configDir, '..')
   const dir = join(configHome, 'systemd', 'user')
   const file = join(dir, 'mailkey-proxy.service')
-  const bin = process.argv[1] ?? 'mailkey'
-  const readme = installedReadme(bin)
+  // systemd's PATH is not the user's: name Node and the script (or the single executable) in full
+  const me = await (await import('../self.js')).thisInstallation()
+  const start = me.script === undefined ? [me.execPath] : [me.execPath, me.script]
+  const readme = me.script === undefined ? undefined : installedReadme(me.script)
   const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`)
   const unit = [
     '[Unit]',
@@ -411,7 +413,7 @@ async function installService(args: string[], io: CliIO): Promise<number> {
     'After=network-online.target',
     '',
     '[Service]',
-    `ExecStart=${q(process.execPath)} ${q(bin)} proxy`,
+    `ExecStart=${start.map(q).join(' ')} proxy`,
     'ExecReload=/bin/kill -HUP $MAINPID',
     'Restart=on-failure',
     'RestartSec=5',
