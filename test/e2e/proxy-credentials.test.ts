@@ -11,14 +11,13 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { mkdir, readdir, writeFile, rm } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { runCli, spawnCli, transcript, findLeaks, type LiveCli, have, runCommand } from '../harness/cli.js'
 import { labFlags, signIn } from '../harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
+import { LineClient } from '../harness/line-client.js'
 
 const ALICE = 'alice@example.test'
 // no spaces: a Cyrus XOAUTH2 plugin then sends it as a well-formed token (one with spaces is caught earlier, in the session)
@@ -39,62 +38,6 @@ const skip = missing.length ? `${missing.join(', ')} not installed` : false
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64')
-
-/** A line client over a real socket: send, wait for a pattern, upgrade to TLS in place. */
-class LineClient {
-  text = ''
-  closed = false
-  #sock: Socket
-  private constructor(sock: Socket) {
-    this.#sock = sock
-    this.#listen(sock)
-  }
-
-  static async open(port: number): Promise<LineClient> {
-    const sock = connect(port, '127.0.0.1')
-    await new Promise((r, j) => {
-      sock.once('connect', r)
-      sock.once('error', j)
-    })
-    return new LineClient(sock)
-  }
-
-  #listen(s: Socket): void {
-    s.setEncoding('utf8').on('data', (d: string) => (this.text += d))
-    s.on('close', () => (this.closed = true))
-    s.on('error', () => {})
-  }
-
-  async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
-    const end = Date.now() + timeoutMs
-    for (;;) {
-      const m = re.exec(this.text)
-      if (m) return m[0]
-      if (this.closed || Date.now() > end) throw new Error(`no ${re} in ${JSON.stringify(this.text.slice(-300))}`)
-      await sleep(10)
-    }
-  }
-
-  send(line: string): void {
-    this.#sock.write(line + '\r\n')
-  }
-
-  async starttls(): Promise<void> {
-    this.#sock.removeAllListeners('data')
-    const tls = tlsConnect({ socket: this.#sock, rejectUnauthorized: false, servername: 'localhost' })
-    await new Promise((r, j) => {
-      tls.once('secureConnect', r)
-      tls.once('error', j)
-    })
-    this.#sock = tls
-    this.text = ''
-    this.#listen(tls)
-  }
-
-  close(): void {
-    this.#sock.destroy()
-  }
-}
 
 function logEvents(p: LiveCli): Record<string, unknown>[] {
   return p

@@ -1,7 +1,9 @@
 // A line client over a real socket for the proxy tests: send a line, wait for a pattern, see the
-// connection close.
+// connection close, upgrade to TLS in place (STARTTLS). Its TLS trusts any certificate: these
+// tests look at what a server does with a session, not at who it is.
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
@@ -9,12 +11,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class LineClient {
   text = ''
   closed = false
-  readonly #sock: Socket
+  #sock: Socket
   private constructor(sock: Socket) {
     this.#sock = sock
-    sock.setEncoding('utf8').on('data', (d: string) => (this.text += d))
-    sock.on('close', () => (this.closed = true))
-    sock.on('error', () => {})
+    this.#listen(sock)
   }
 
   static async open(port: number): Promise<LineClient> {
@@ -24,6 +24,12 @@ export class LineClient {
       sock.once('error', j)
     })
     return new LineClient(sock)
+  }
+
+  #listen(s: Socket): void {
+    s.setEncoding('utf8').on('data', (d: string) => (this.text += d))
+    s.on('close', () => (this.closed = true))
+    s.on('error', () => {})
   }
 
   async until(re: RegExp, timeoutMs = 30_000): Promise<string> {
@@ -45,6 +51,19 @@ export class LineClient {
 
   send(line: string): void {
     this.#sock.write(line + '\r\n')
+  }
+
+  /** TLS over the same connection (after the server's go-ahead); `text` starts again, empty */
+  async starttls(): Promise<void> {
+    this.#sock.removeAllListeners('data')
+    const tls = tlsConnect({ socket: this.#sock, rejectUnauthorized: false, servername: 'localhost' })
+    await new Promise((r, j) => {
+      tls.once('secureConnect', r)
+      tls.once('error', j)
+    })
+    this.#sock = tls
+    this.text = ''
+    this.#listen(tls)
   }
 
   close(): void {

@@ -22,6 +22,18 @@ const settings: AccountSettings = {
 
 type Step = { status: number; body: unknown } | 'network-error'
 
+/** What startDeviceAuthorization would have returned at `now`: a code good for `expiresInSec`. */
+function deviceAuthorization(now: number, expiresInSec = 900): DeviceAuthorization {
+  return {
+    deviceCode: new Secret('device-code-value'),
+    userCode: 'ABCD-EFGH',
+    verificationUri: 'https://login.example/device',
+    expiresIn: expiresInSec,
+    expiresAt: now + expiresInSec * 1000,
+    interval: 5,
+  }
+}
+
 function harness(steps: Step[], expiresInSec = 900) {
   let now = 1_000_000
   const sleeps: number[] = []
@@ -33,14 +45,7 @@ function harness(steps: Step[], expiresInSec = 900) {
     if (s === 'network-error') throw new TypeError('fetch failed', { cause: { code: 'ECONNRESET' } })
     return new Response(JSON.stringify(s.body), { status: s.status, headers: { 'content-type': 'application/json' } })
   }) as unknown as typeof fetch
-  const d: DeviceAuthorization = {
-    deviceCode: new Secret('device-code-value'),
-    userCode: 'ABCD-EFGH',
-    verificationUri: 'https://login.example/device',
-    expiresIn: expiresInSec,
-    expiresAt: now + expiresInSec * 1000,
-    interval: 5,
-  }
+  const d = deviceAuthorization(now, expiresInSec)
   const run = () =>
     pollDeviceAuthorization(settings, d, {
       account: settings.email,
@@ -230,14 +235,7 @@ describe('a long device sign-in wait (issue 15, item 3)', () => {
     const polls = 40
     const steps: Step[] = [...Array.from({ length: polls }, () => ms('authorization_pending', 70016)), tokens]
     let now = 1_000_000
-    const d: DeviceAuthorization = {
-      deviceCode: new Secret('device-code-value'),
-      userCode: 'ABCD-EFGH',
-      verificationUri: 'https://login.example/device',
-      expiresIn: 900,
-      expiresAt: now + 900_000,
-      interval: 5,
-    }
+    const d = deviceAuthorization(now)
     const fetchFake = (async () => {
       const s = steps.shift() as { status: number; body: unknown }
       return new Response(JSON.stringify(s.body), { status: s.status, headers: { 'content-type': 'application/json' } })
@@ -274,14 +272,7 @@ describe('a long device sign-in wait (issue 15, item 3)', () => {
   it('Ctrl-C while waiting for the person: says so, not "talking to" the server', async () => {
     const ac = new AbortController()
     let now = 1_000_000
-    const d: DeviceAuthorization = {
-      deviceCode: new Secret('device-code-value'),
-      userCode: 'ABCD-EFGH',
-      verificationUri: 'https://login.example/device',
-      expiresIn: 900,
-      expiresAt: now + 900_000,
-      interval: 5,
-    }
+    const d = deviceAuthorization(now)
     const fetchFake = (async () =>
       new Response(JSON.stringify(ms('authorization_pending', 70016).body), {
         status: 400,
