@@ -203,6 +203,13 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     return { res, note, body: body ?? {}, text: res.body }
   }
   const tokenUrl = (a: string, q = ''): string => `/v1/accounts/${encodeURIComponent(a)}/token${q ? `?${q}` : ''}`
+  /** `url` asked with the ops key, checked to be a 400 bad-request (`what` names the case) */
+  const badRequest = async (url: string, what: string) => {
+    const r = await call(url, keys.ops)
+    assert.equal(r.res.status, 400, what)
+    assert.equal(r.body.kind, 'bad-request', what)
+    return r
+  }
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailkey-serve-api-'))
@@ -307,9 +314,7 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
       'force_refresh=True',
       'ttl=60',
     ]) {
-      const r = await call(tokenUrl(ALICE, q), keys.ops)
-      assert.equal(r.res.status, 400, q)
-      assert.equal(r.body.kind, 'bad-request', q)
+      const r = await badRequest(tokenUrl(ALICE, q), q)
       assert.equal(r.body.exit_code, 64)
     }
     for (const q of ['min_ttl=0', 'min_ttl=86400', 'force_refresh=0', 'force_refresh=false', 'sasl=XoAuth2'])
@@ -325,9 +330,7 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
       '/v1/accounts/a@b@example.test',
       '/v1/accounts/a%20b@example.test',
     ]) {
-      const r = await call(p, keys.ops)
-      assert.equal(r.res.status, 400, p)
-      assert.equal(r.body.kind, 'bad-request', p)
+      const r = await badRequest(p, p)
       assert.equal(r.body.instance, p.slice(0, 300))
     }
   })

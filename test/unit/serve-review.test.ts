@@ -18,6 +18,7 @@ import type { Item, ItemStore } from '../../src/store/items.js'
 import { ServiceClient, serviceTarget } from '../../src/remote/service-client.js'
 import { RemoteSource } from '../../src/remote/remote-source.js'
 import { ERR, EXIT, MailkeyError } from '../../src/errors.js'
+import { STATUS_FIELDS } from '../harness/status-answer.js'
 
 const KEY = 'mk_' + 'k'.repeat(43)
 
@@ -38,18 +39,6 @@ function api(readyDetail?: string): { api: Api; asked: string[] } {
       readyDetail === undefined ? undefined : problem('unavailable', readyDetail, { code: 'X', retry_after: 7 }),
   })
   return { api: a, asked }
-}
-
-/** the fields of a status that mailkey reads (broker/accounts.ts AccountStatus) */
-const SHAPE = {
-  clientId: 'c',
-  flow: 'device',
-  sasl: 'XOAUTH2',
-  grantedAt: '2026-01-01T00:00:00.000Z',
-  scopes: [],
-  servers: {},
-  accessToken: { present: true, valid: true },
-  refreshToken: { present: true },
 }
 
 describe('serve API: hostile paths and readiness', () => {
@@ -137,7 +126,7 @@ describe('service client: a hostile or dying service', () => {
 
   it('cleans controls out of a status', async () => {
     const s = await service((res) =>
-      res.end(JSON.stringify({ ...SHAPE, email: 'a@x.test', state: 'active', provider: 'ev\x1b]0;T\x07il' })),
+      res.end(JSON.stringify({ ...STATUS_FIELDS, email: 'a@x.test', state: 'active', provider: 'ev\x1b]0;T\x07il' })),
     )
     try {
       const st = await s.source.status('a@x.test')

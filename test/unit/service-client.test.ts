@@ -25,6 +25,7 @@ import {
   type MailkeyError,
 } from '../../src/errors.js'
 import type { AccountStatus } from '../../src/broker/accounts.js'
+import { STATUS_FIELDS } from '../harness/status-answer.js'
 
 const ALICE = 'alice@example.test'
 const URL_ = 'https://tokens.example:8443'
@@ -225,15 +226,9 @@ describe('RemoteSource: status answers', () => {
 
   it("are cleaned of control characters, and name the service as the storage, not the service's store path", async () => {
     const st = {
+      ...STATUS_FIELDS,
       provider: 'custom',
-      clientId: 'c',
-      flow: 'device',
-      sasl: 'XOAUTH2',
-      grantedAt: '2026-01-01T00:00:00.000Z',
-      scopes: [],
-      servers: {},
       accessToken: { present: false, valid: false },
-      refreshToken: { present: true },
       email: ALICE,
       state: 'reauth',
       lastError: { code: ERR.REAUTH_REQUIRED, message: 'AADSTS70008\x1b]0;pwned\x07 expired\r\n', transient: false },
