@@ -8,24 +8,12 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import {
-  startOAuthServer,
-  introspectionUrl,
-  LAB_PUBLIC_CLIENT_ID,
-  MAIL_SCOPES,
-  type LabServer,
-} from '../harness/oauth-server.js'
-import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
-import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
-import { startSmtp, type Smtp } from '../harness/smtp-server.js'
-import { makeFleet, signInShared, type FleetStore, type Host } from '../harness/fleet.js'
+import type { Host } from '../harness/fleet.js'
 import { findLeaks, spawnCli, type LiveCli } from '../harness/cli.js'
 import { LineClient } from '../harness/line-client.js'
+import { sharedLabSkip, startSharedLab, type SharedLab } from '../harness/shared-lab.js'
 
-const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
-if (missing.length && process.env.CI)
-  throw new Error(`the proxy replica tests need ${POSTGRES_INSTALL_HINT} and apt-get install ${DOVECOT_INSTALL_HINT}`)
-const skip = missing.length ? `${missing.join(', ')} not installed` : false
+const skip = sharedLabSkip('the proxy replica tests', { mail: true })
 
 const EMAIL = 'alice@example.test'
 const PW1 = 'replica password one'
@@ -40,11 +28,7 @@ interface Replica {
 }
 
 describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
-  let pg: PgServer
-  let lab: LabServer
-  let dovecot: Dovecot
-  let smtp: Smtp
-  let fleet: FleetStore
+  let shared: SharedLab
   const replicas: Replica[] = []
   const clients: LineClient[] = []
 
@@ -80,49 +64,25 @@ describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
   }
 
   before(async () => {
-    ;[pg, lab] = await Promise.all([startPostgres(), startOAuthServer({ deviceInterval: 1 })])
-    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
-    smtp = await startSmtp({
-      introspect: (t, s) => lab.introspect(t, { service: s }),
-      tls: { certFile: dovecot.certFile, keyFile: dovecot.keyFile },
-    })
-    fleet = await makeFleet(pg)
-    const hosts = await Promise.all(['a', 'b', 'c'].map((n) => fleet.host(n)))
-    const init = await hosts[0]!.cli(['store', 'init'])
-    assert.equal(init.code, 0, init.stderr)
-    await signInShared(lab, hosts[0]!, fleet, EMAIL, [
-      '--issuer',
-      lab.issuer,
-      '--client-id',
-      LAB_PUBLIC_CLIENT_ID,
-      '--scope',
-      [...MAIL_SCOPES, 'offline_access'].join(' '),
-      '--imap-url',
-      `imaps://localhost:${dovecot.ports.imaps}`,
-      '--smtp-url',
-      `smtp://localhost:${smtp.ports.submission}`,
-      '--ca',
-      dovecot.caFile,
-    ])
+    shared = await startSharedLab({ mail: 'imap+smtp', admin: 'a' })
+    const hosts = [shared.admin, ...(await Promise.all(['b', 'c'].map((n) => shared.fleet.host(n))))]
+    await shared.signIn(EMAIL)
     // once, on host a only
     const pw = await hosts[0]!.cli(['proxy', 'password', EMAIL], PW1 + '\n')
     assert.equal(pw.code, 0, pw.stderr)
     assert.match(pw.stderr, /kept in the shared store \(postgres[^)]*\): every proxy on that store takes it/)
-    assert.ok(!pw.stderr.includes(pg.password), 'the store label holds no password')
+    assert.ok(!pw.stderr.includes(shared.pg.password), 'the store label holds no password')
     replicas.push(...(await Promise.all(hosts.map(startReplica))))
   })
   after(async () => {
     for (const c of clients) c.close()
     for (const r of replicas) r.proc.child.kill('SIGTERM')
     await Promise.all(replicas.map((r) => r.proc.done))
-    await fleet?.cleanup()
-    await smtp?.stop()
-    await dovecot?.stop()
-    await Promise.all([pg?.close(), lab?.close()])
+    await shared?.stop()
   })
 
   it('the store holds the scrypt entry, not the password; no host has a password file', async () => {
-    const rows = await pg.query<{ value: string }>(
+    const rows = await shared.pg.query<{ value: string }>(
       `SELECT value::text AS value FROM mailkey_items WHERE kind = 'proxy-password' AND name = $1`,
       [EMAIL],
       'mailkey',
@@ -191,7 +151,7 @@ describe('proxy replicas on a shared PostgreSQL store', { skip }, () => {
       assert.match((await imapLogin(r, PW2)).reply, /^a1 OK/, `${r.host.name}: the new password`)
       assert.match(await smtpAuth(r, PW2), /^235 /, r.host.name)
     }
-    const rows = await pg.query<{ value: string }>(
+    const rows = await shared.pg.query<{ value: string }>(
       `SELECT value::text AS value FROM mailkey_items WHERE kind = 'proxy-password' AND name = $1`,
       [EMAIL],
       'mailkey',

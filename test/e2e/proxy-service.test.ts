@@ -9,34 +9,20 @@ import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import {
-  startOAuthServer,
-  introspectionUrl,
-  LAB_PUBLIC_CLIENT_ID,
-  MAIL_SCOPES,
-  type LabServer,
-} from '../harness/oauth-server.js'
-import { postgresAvailable, startPostgres, POSTGRES_INSTALL_HINT, type PgServer } from '../harness/postgres.js'
-import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT, type Dovecot } from '../harness/dovecot.js'
-import { makeFleet, signInShared, type FleetStore } from '../harness/fleet.js'
-import { findLeaks, noteSecrets, runCli, spawnCli, type LiveCli } from '../harness/cli.js'
+import type { Dovecot } from '../harness/dovecot.js'
+import { findLeaks, runCli, spawnCli, type LiveCli } from '../harness/cli.js'
 import { makeTmpHome } from '../harness/tmp-home.js'
-import { startReplica, type Replica } from '../harness/service.js'
+import { addApiKey, startReplica, type Replica } from '../harness/service.js'
 import { LineClient } from '../harness/line-client.js'
+import { sharedLabSkip, startSharedLab, type SharedLab } from '../harness/shared-lab.js'
 
-const missing = [!postgresAvailable() && 'postgresql', !dovecotAvailable() && 'dovecot'].filter(Boolean)
-if (missing.length && process.env.CI)
-  throw new Error(`the proxy-through-service test needs ${POSTGRES_INSTALL_HINT} and ${DOVECOT_INSTALL_HINT}`)
-const skip = missing.length ? `${missing.join(', ')} not installed` : false
+const skip = sharedLabSkip('the proxy-through-service tests', { mail: true })
 
 const EMAIL = 'alice@example.test'
 const LOCAL_PW = 'worker proxy password'
 
 describe('mailkey proxy through the token service', { skip }, () => {
-  let pg: PgServer
-  let lab: LabServer
-  let dovecot: Dovecot
-  let fleet: FleetStore
+  let shared: SharedLab
   let rep: Replica
   let proxy: LiveCli
   let port: number
@@ -55,31 +41,14 @@ describe('mailkey proxy through the token service', { skip }, () => {
   }
 
   before(async () => {
-    ;[pg, lab] = await Promise.all([startPostgres(), startOAuthServer({ deviceInterval: 1 })])
-    secrets.push(pg.password)
-    dovecot = await startDovecot({ introspectionUrl: introspectionUrl(lab.issuer) })
-    fleet = await makeFleet(pg)
-    const admin = await fleet.host('admin')
-    const init = await admin.cli(['store', 'init'])
-    assert.equal(init.code, 0, init.stderr)
-    const rec = await signInShared(lab, admin, fleet, EMAIL, [
-      '--issuer',
-      lab.issuer,
-      '--client-id',
-      LAB_PUBLIC_CLIENT_ID,
-      '--scope',
-      [...MAIL_SCOPES, 'offline_access'].join(' '),
-      '--imap-url',
-      `imaps://localhost:${dovecot.ports.imaps}`,
-      '--ca',
-      dovecot.caFile,
-    ])
+    shared = await startSharedLab({ mail: 'imap' })
+    const { fleet } = shared
+    const dovecot = shared.dovecot as Dovecot
+    secrets.push(shared.pg.password)
+    const rec = await shared.signIn(EMAIL)
     secrets.push(rec.grant?.refreshToken as string, rec.grant?.accessToken as string)
-    const add = await admin.cli(['serve', 'key', 'add', 'worker', '--accounts', EMAIL, '--json'])
-    assert.equal(add.code, 0, add.stderr)
-    const key = (JSON.parse(add.stdout) as { key: string }).key
+    const { key } = await addApiKey(shared.admin, 'worker', ['--accounts', EMAIL])
     secrets.push(key)
-    await noteSecrets(key)
     rep = await startReplica(fleet, 'service', { args: ['--cache-ms', '0'] })
     // the worker: a home of its own, the service's URL and a key file; nothing of the store
     const home = await makeTmpHome()
@@ -101,9 +70,7 @@ describe('mailkey proxy through the token service', { skip }, () => {
     proxy?.child.kill('SIGTERM')
     await proxy?.done
     rep?.cli.child.kill('SIGKILL')
-    await fleet?.cleanup()
-    await dovecot?.stop()
-    await Promise.all([pg?.close(), lab?.close()])
+    await shared?.stop()
   })
 
   it('the worker holds no store: only the service URL and an API key', () => {
@@ -112,7 +79,7 @@ describe('mailkey proxy through the token service', { skip }, () => {
       assert.equal(workerEnv[v], undefined, v)
     for (const [k, v] of Object.entries(workerEnv)) {
       assert.ok(!/^(postgres|redis)s?:/i.test(v), `${k} names no database`)
-      assert.ok(!v.includes(pg.password), `${k} holds no database password`)
+      assert.ok(!v.includes(shared.pg.password), `${k} holds no database password`)
     }
   })
 
@@ -138,9 +105,9 @@ describe('mailkey proxy through the token service', { skip }, () => {
   })
 
   it('a revoked grant: the needs-sign-in NO, at once', async () => {
-    const rec = await fleet.record(EMAIL)
-    await lab.revokeGrant(rec?.grant?.refreshToken as string)
-    await fleet.expire(EMAIL)
+    const rec = await shared.fleet.record(EMAIL)
+    await shared.lab.revokeGrant(rec?.grant?.refreshToken as string)
+    await shared.fleet.expire(EMAIL)
     const { reply } = await login()
     assert.match(reply, /^a1 NO \[AUTHENTICATIONFAILED\] This account needs a new sign-in/)
     const again = await login()

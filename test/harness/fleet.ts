@@ -97,20 +97,23 @@ export async function makeFleet(pg: FleetEngine, extra: Record<string, string> =
   return fleet
 }
 
+/** `mailkey add` flags for an account of the lab's public client, with a refresh token. */
+export const labSignInFlags = (lab: LabServer): string[] => [
+  '--issuer',
+  lab.issuer,
+  '--client-id',
+  LAB_PUBLIC_CLIENT_ID,
+  '--scope',
+  [...MAIL_SCOPES, 'offline_access'].join(' '),
+]
+
 /** `mailkey add EMAIL --device` on `host`, approved in the lab; the tokens noted as secrets. */
 export async function signInShared(
   lab: LabServer,
   host: Host,
   fleet: FleetStore,
   email: string,
-  flags = [
-    '--issuer',
-    lab.issuer,
-    '--client-id',
-    LAB_PUBLIC_CLIENT_ID,
-    '--scope',
-    [...MAIL_SCOPES, 'offline_access'].join(' '),
-  ],
+  flags = labSignInFlags(lab),
 ): Promise<AccountRecord> {
   const cli = spawnCli(['add', email, '--device', '--json', ...flags], host.env)
   await lab.approveDevice(String((await cli.event('device_code')).user_code), { login: email })

@@ -1,12 +1,12 @@
 // Token service replicas for the tests (issue 14): `mailkey serve` processes, each a fleet host
 // of its own (own HOME, the fleet's store URL and key), listening on a free loopback port (or as
-// told, with TLS, under another user or in a network namespace); a small HTTP(S) client for the
-// API; and a directory laid out as systemd lays out credentials.
+// told, with TLS, under another user or in a network namespace); an API key made on a host; a small
+// HTTP(S) client for the API; and a directory laid out as systemd lays out credentials.
 import assert from 'node:assert/strict'
 import { chmod, chown, copyFile, mkdir, writeFile } from 'node:fs/promises'
 import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
-import { spawnCli, type LiveCli } from './cli.js'
+import { noteSecrets, spawnCli, type LiveCli } from './cli.js'
 import type { FleetStore, Host } from './fleet.js'
 
 export interface Replica {
@@ -41,6 +41,15 @@ export async function startReplica(fleet: FleetStore, name: string, o: ReplicaOp
   let out = ''
   cli.child.stdout.on('data', (d: string) => (out += d))
   return { host, cli, url: String(ev.url), output: () => out + cli.stderr() }
+}
+
+/** `mailkey serve key add NAME SCOPE... --json` on `host`: what it printed; the key noted as a secret. */
+export async function addApiKey(host: Host, name: string, scope: string[]): Promise<{ name: string; key: string }> {
+  const add = await host.cli(['serve', 'key', 'add', name, ...scope, '--json'])
+  assert.equal(add.code, 0, add.stderr)
+  const k = JSON.parse(add.stdout) as { name: string; key: string }
+  await noteSecrets(k.key)
+  return k
 }
 
 /** Write the host's config.toml. */
