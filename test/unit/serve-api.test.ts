@@ -203,6 +203,16 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     return { res, note, body: body ?? {}, text: res.body }
   }
   const tokenUrl = (a: string, q = ''): string => `/v1/accounts/${encodeURIComponent(a)}/token${q ? `?${q}` : ''}`
+  /** another Api over the same source and items: a key ring that has read nothing yet, no token cache */
+  const freshApi = (): Api =>
+    new Api({
+      source,
+      keys: new KeyRing(async () => items, { now }),
+      cache: new TokenCache(0, now),
+      metrics: new Metrics(),
+      ready: async () => ready,
+      now,
+    })
   /** `url` asked with the ops key, checked to be a 400 bad-request (`what` names the case) */
   const badRequest = async (url: string, what: string) => {
     const r = await call(url, keys.ops)
@@ -526,14 +536,7 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     source.gate = undefined
     for (const a of answers) assert.equal(a.res.status, 200, a.text)
     assert.equal(source.calls.length - before, 1, 'one read for ten requests')
-    const uncached = new Api({
-      source,
-      keys: new KeyRing(async () => items, { now }),
-      cache: new TokenCache(0, now),
-      metrics: new Metrics(),
-      ready: async () => ready,
-      now,
-    })
+    const uncached = freshApi()
     const n = source.calls.length
     await Promise.all(
       Array.from({ length: 4 }, () =>
@@ -614,14 +617,7 @@ describe('serve api (docs/openapi.json is what the API does)', () => {
     assert.equal(kept.res.status, 200, kept.text)
     // one that never read them cannot tell a key from a guess: 503, not 401
     const savedApi = api
-    api = new Api({
-      source,
-      keys: new KeyRing(async () => items, { now }),
-      cache: new TokenCache(0, now),
-      metrics: new Metrics(),
-      ready: async () => ready,
-      now,
-    })
+    api = freshApi()
     try {
       for (const url of [tokenUrl(ALICE), '/v1/accounts', '/metrics', `/v1/accounts/${ALICE}`]) {
         const r = await call(url, keys.ops)
