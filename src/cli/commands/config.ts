@@ -16,6 +16,7 @@ import { mechanismsFor } from '../../domain/provider-rules.js'
 import { presetNamed } from '../../providers/registry.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 import type { AccountSettings } from '../../domain/account.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
        mailkey config                 (lists the clients)
@@ -52,6 +53,13 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const [client, email] = positionals
   if (client === undefined) {
+    if (values.json)
+      return (
+        io.stdout(
+          jsonLine('clients', { clients: [...RECIPES.values()].map((r) => ({ name: r.name, summary: r.summary })) }),
+        ),
+        EXIT.OK
+      )
     io.stdout(`Clients:\n${[...RECIPES.values()].map((r) => `  ${r.name.padEnd(10)} ${r.summary}`).join('\n')}\n`)
     return EXIT.OK
   }
@@ -90,7 +98,18 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       hint: `Run "mailkey status ${shArg(email)}" to see its servers; "mailkey add ${shArg(email)} --smtp-url ..." sets them.`,
     })
   }
-  io.stdout(made.text)
+  if (values.json)
+    io.stdout(
+      jsonLine('config', {
+        client,
+        account: email,
+        via: via ? 'proxy' : 'direct',
+        ...(clientVersion !== undefined ? { client_version: clientVersion } : {}),
+        text: made.text,
+        usage: made.usage,
+      }),
+    )
+  else io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)
   if (found !== undefined)
     io.stderr(`# written for the ${client} on PATH (${found}); --client-version chooses another\n`)

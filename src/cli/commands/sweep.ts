@@ -12,6 +12,8 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { cleanServerText } from '../../core/server-text.js'
+import { shArg } from '../../core/address.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey sweep [--max-refreshes N] [--gap-ms MS] [--json]
 
@@ -45,7 +47,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
 function report(n: KeepAliveNote, io: CliIO, json: boolean): void {
   if (json) {
-    io.stdout(JSON.stringify({ event: 'sweep', ...n }) + '\n')
+    io.stdout(jsonLine('sweep', { ...n, ...(n.reauth ? { next: `mailkey add ${shArg(n.account)}` } : {}) }))
     return
   }
   const say = (s: string): void => io.stderr(`${n.account}: ${cleanServerText(s)}\n`)
