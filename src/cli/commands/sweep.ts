@@ -40,6 +40,15 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const notes = await mk.keepAlive({ maxRefreshes, gapMs })
   for (const n of notes) report(n, io, values.json === true)
+  if (values.json)
+    io.stdout(
+      jsonLine('swept', {
+        refreshed: notes.filter((n) => n.refresh?.ok).length,
+        failed: notes.filter((n) => n.refresh && !n.refresh.ok).length,
+        needs_sign_in: notes.filter((n) => n.reauth).length,
+        deferred: notes.filter((n) => n.deferred).length,
+      }),
+    )
   if (notes.some((n) => n.reauth)) return EXIT.NOPERM
   if (notes.some((n) => n.refresh && !n.refresh.ok)) return EXIT.TEMPFAIL
   return EXIT.OK
