@@ -31,7 +31,7 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     const lines = checkJsonOutput(r.stdout, label, { errorLast: o.errorLine ?? code !== 0 })
     for (const [i, l] of r.stdout.trimEnd().split('\n').entries()) {
       const ev = String(lines[i]?.event)
-      const key = ev === 'error' ? `error:${String(lines[i]?.error.kind)}` : ev
+      const key = ev === 'error' ? `error:${String(lines[i]?.error.kind)}:${label.split(' ')[0]}` : ev
       if (!examples.has(key)) examples.set(key, `${label}\n${l}`)
     }
     return lines
