@@ -80,7 +80,8 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
     state: rec.state,
     accessToken: {
       present: grantHas(g, 'accessToken'),
-      valid: grantHas(g, 'accessToken') && g?.expiresAt !== undefined && g.expiresAt > now,
+      // a grant the server refused gives no token (broker.ts throws): its unexpired one is not valid
+      valid: rec.state === 'active' && grantHas(g, 'accessToken') && g?.expiresAt !== undefined && g.expiresAt > now,
     },
     refreshToken: { present: grantHas(g, 'refreshToken') },
     grantedAt: iso(g?.grantedAt ?? rec.updatedAt) as string,

@@ -83,7 +83,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     const { reportError } = await import('./report.js')
     reportError(e, io, {
       debug: rest.includes('--debug'),
-      json: rest.includes('--json') && name !== 'token',
+      // every command's failure is an `error` line on stdout with --json (docs/json.md), token's too
+      json: rest.includes('--json'),
       command: name,
     })
     return e instanceof MailkeyError ? e.exitCode : exitCodeOf(e)

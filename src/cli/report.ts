@@ -3,33 +3,18 @@
  *
  * Owns: error presentation. Must not: set the exit code (main.ts does).
  */
-import { InternalError, MailkeyError } from '../errors.js'
 import type { CliIO } from './io.js'
 import { cliHint } from './hints.js'
+import { asMailkeyError, errorLine } from './json.js'
 
+/**
+ * With --json the error is also one `error` line on stdout (docs/json.md); the human text always
+ * goes to stderr, so a script may show it or drop it.
+ */
 export function reportError(e: unknown, io: CliIO, opts: { debug: boolean; json: boolean; command?: string }): void {
-  const err =
-    e instanceof MailkeyError
-      ? e
-      : new InternalError(`unexpected error: ${(e as Error)?.message ?? String(e)}`, {
-          cause: e,
-          hint: 'This is a bug in mailkey. Please report it with the output of the same command run with --debug.',
-        })
+  const err = asMailkeyError(e)
   const next = cliHint(err, opts.command)
-  if (opts.json) {
-    io.stdout(
-      JSON.stringify({
-        event: 'error',
-        code: err.code,
-        message: err.message,
-        ...(err.hint ? { advice: err.hint } : {}),
-        ...(next ? { next } : {}),
-        exit_code: err.exitCode,
-        ...(err.oauthError ? { oauth_error: err.oauthError } : {}),
-        ...(err.providerCodes.length ? { provider_codes: err.providerCodes } : {}),
-      }) + '\n',
-    )
-  }
+  if (opts.json) io.stdout(errorLine(err, next))
   let text = `mailkey: ${err.message}\n`
   if (err.hint) text += `  ${err.hint}\n`
   if (next && next !== err.hint) text += `  ${next}\n`

@@ -144,7 +144,7 @@ describe('login CSRF: who finished the sign-in, and what other users can see (it
     assert.match(r.stderr, /the server signed in mallory@example\.test, not victim@example\.test; nothing was stored/)
     assert.match(r.stderr, /"mailkey add victim@example\.test" again/)
     assert.match(r.stderr, /"mailkey add victim@example\.test --sign-in-as mallory@example\.test"/)
-    assert.equal((await cli.event('error')).code, 'ERR_MAILKEY_OAUTH_IDENTITY_MISMATCH')
+    assert.equal(((await cli.event('error')).error as { code: string }).code, 'ERR_MAILKEY_OAUTH_IDENTITY_MISMATCH')
     await assert.rejects(stored(home, 'victim@example.test'), 'nothing stored')
 
     const ok = spawnCli(
@@ -356,9 +356,9 @@ describe("a hostile OAuth server's words and numbers (items 8-11)", () => {
     assert.match(json.stderr, /The refresh token \[redacted\] was revoked/)
     await check('json', json)
     const st = JSON.parse((await runCli(['status', 'echo@example.test', '--json'], home.env)).stdout) as {
-      lastError: { message: string }
+      last_error: { message: string }
     }
-    assert.match(st.lastError.message, /invalid_grant/)
+    assert.match(st.last_error.message, /invalid_grant/)
   })
 
   it('remove: a revocation refused with an empty 401 is said in plain words', async () => {

@@ -59,10 +59,10 @@ describe("grant horizons: status, token warnings, the proxy's keep-alive", () =>
 
   it('a fresh grant: status gives the date, no warning anywhere', async () => {
     const st = JSON.parse((await runCli(['status', 'ida@example.test', '--json'], home.env)).stdout) as {
-      grantHorizon: { kind: string; days: number; daysLeft: number; warn: boolean }
+      grant_horizon: { kind: string; days: number; days_left: number; warn: boolean }
     }
-    assert.deepEqual([st.grantHorizon.kind, st.grantHorizon.days, st.grantHorizon.warn], ['idle', 10, false])
-    assert.ok(st.grantHorizon.daysLeft >= 9)
+    assert.deepEqual([st.grant_horizon.kind, st.grant_horizon.days, st.grant_horizon.warn], ['idle', 10, false])
+    assert.ok(st.grant_horizon.days_left >= 9)
     const t = await runCli(['token', 'ida@example.test'], home.env)
     assert.equal(t.code, 0)
     assert.equal(t.stderr, '')
@@ -112,10 +112,10 @@ describe("grant horizons: status, token warnings, the proxy's keep-alive", () =>
       await proxy.done
     }
     const st = JSON.parse((await runCli(['status', 'ida@example.test', '--json'], home.env)).stdout) as {
-      grantHorizon: { warn: boolean; daysLeft: number }
+      grant_horizon: { warn: boolean; days_left: number }
     }
-    assert.equal(st.grantHorizon.warn, false, 'the idle clock restarted')
-    assert.ok(st.grantHorizon.daysLeft >= 9)
+    assert.equal(st.grant_horizon.warn, false, 'the idle clock restarted')
+    assert.ok(st.grant_horizon.days_left >= 9)
     const rec = JSON.parse(await readFile(recordFile(home.env, 'ida@example.test'), 'utf8')) as {
       grant: { accessToken: string; refreshToken: string }
     }

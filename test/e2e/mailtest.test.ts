@@ -97,9 +97,9 @@ describe(
       await writeFile(recordFile(home.env, 'alice@example.test'), JSON.stringify(raw))
       const r = await runCli(['test', 'alice@example.test', '--protocol', 'imap', '--json'], home.env)
       assert.equal(r.code, 0, r.stdout + r.stderr)
-      const j = JSON.parse(r.stdout) as { results: { ok: boolean; retriedWithFreshToken: boolean }[] }
+      const j = JSON.parse(r.stdout) as { results: { ok: boolean; retried_with_fresh_token: boolean }[] }
       assert.equal(j.results[0]?.ok, true)
-      assert.equal(j.results[0]?.retriedWithFreshToken, true)
+      assert.equal(j.results[0]?.retried_with_fresh_token, true)
       const rec = JSON.parse(await readFile(recordFile(home.env, 'alice@example.test'), 'utf8')) as {
         grant: { accessToken: string; refreshToken: string }
       }
@@ -158,11 +158,13 @@ describe(
         )
         assert.equal(r.code, 78, r.stdout + r.stderr)
         const j = JSON.parse(r.stdout) as {
-          results: { ok: boolean; error: { kind: string; cause: string; fix: string } }[]
+          results: { ok: boolean; error: { kind: string; exit_code: number; cause: string; fix: string } }[]
         }
-        assert.equal(j.results[0]?.error.kind, 'config')
+        assert.equal(j.results[0]?.error.kind, 'failed')
+        assert.equal(j.results[0]?.error.exit_code, 78, 'a configuration problem')
         assert.match(j.results[0]?.error.fix ?? '', /STARTTLS port/)
-        assert.equal(j.results[1]?.error.kind, 'transient')
+        assert.equal(j.results[1]?.error.kind, 'unavailable')
+        assert.equal(j.results[1]?.error.exit_code, 75)
         assert.match(j.results[1]?.error.cause ?? '', /nothing accepts connections/)
       } finally {
         await other.cleanup()

@@ -251,8 +251,8 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     >
     assert.equal(j.provider, 'custom')
     assert.equal(j.state, 'active')
-    assert.equal(j.accessToken.valid, true)
-    assert.equal(j.refreshToken.present, true)
+    assert.equal(j.access_token.valid, true)
+    assert.equal(j.refresh_token.present, true)
     assert.equal(j.storage.encrypted, false)
     const l = await runCli(['list'], home.env)
     assert.match(l.stdout, /^alice@example\.test\tcustom\ttoken valid/m)
@@ -335,7 +335,7 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.match(r.stderr, /declined|access_denied/)
     assert.match(r.stderr, /mailkey add frank@example\.test/)
     const err = await cli.event('error')
-    assert.equal(err.exit_code, 77)
+    assert.equal((err.error as { exit_code: number }).exit_code, 77)
   })
 
   it('import: validates a refresh token with one refresh and stores the rotated one', async () => {
@@ -373,8 +373,11 @@ describe('mailkey add / token / status against a real OAuth server', () => {
         any
       >
       assert.equal(st.state, 'reauth')
-      assert.equal(st.lastError.oauthError, 'invalid_grant')
-      assert.ok(st.lastError.meaning)
+      assert.equal(st.last_error.oauth_error, 'invalid_grant')
+      assert.ok(st.last_error.meaning)
+      // the token it still holds is no longer handed out: JSON must not call it valid (issue 15, item 7)
+      assert.equal(st.access_token.valid, false)
+      assert.equal(st.next, 'mailkey add grace@example.test')
       // A plain `token` now fails fast without asking the server again.
       lab.resetCounts()
       assert.equal((await runCli(['token', 'grace@example.test'], home.env)).code, 77)

@@ -2,7 +2,7 @@
  * `mailkey add <email>`: sign in and store the grant.
  *
  * Human output goes to stderr; with --json, newline-delimited JSON events go to stdout (the
- * device prompt is one event, so a script can push the code to a phone).
+ * device prompt is one event, so a script can push the code to a phone; docs/json.md).
  */
 import { shArg } from '../../core/address.js'
 import { EXIT, UsageError } from '../../errors.js'
@@ -16,6 +16,7 @@ import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '
 import { browserLauncher, canOpenBrowser } from '../browser.js'
 import { formatDuration } from '../format.js'
 import { notOnPathNote, selfCommand, thisInstallation, type SelfCommand } from '../self.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
 
@@ -80,7 +81,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   } finally {
     await ui.finish()
   }
-  ui.emit({ event: 'signed_in', account: status.email, status })
+  ui.emit({ event: 'signed_in', account: status.email, status, next: `mailkey token ${shArg(status.email)}` })
   const rec = status.provider === 'custom' ? await mk.record(status.email).catch(() => undefined) : undefined
   const self = selfCommand(await thisInstallation(), io.env)
   io.stderr(signedInText(status, self, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))
@@ -97,7 +98,9 @@ function signInUi(
   o: { json: boolean; qr: boolean },
 ): { callbacks: SignInCallbacks; emit: (event: Record<string, unknown>) => void; finish: () => Promise<void> } {
   const emit = (event: Record<string, unknown>): void => {
-    if (o.json) io.stdout(JSON.stringify(event) + '\n')
+    if (!o.json) return
+    const { event: name, ...fields } = event
+    io.stdout(jsonLine(String(name), fields)) // docs/json.md: schema, event, snake_case keys
   }
   const say = (text: string): void => io.stderr(text)
   const device = deviceCountdown(io)

@@ -17,6 +17,7 @@ import { mechanismsFor } from '../../domain/provider-rules.js'
 import { presetNamed } from '../../providers/registry.js'
 import type { ClientRecipe, MailServer, RecipeInput } from '../../recipes/index.js'
 import type { AccountSettings } from '../../domain/account.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey config <client> <email> [--via proxy] [--token-command CMD] [--password-command CMD] [--client-version V]
        mailkey config                 (lists the clients)
@@ -54,6 +55,13 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const [client, email] = positionals
   if (client === undefined) {
+    if (values.json)
+      return (
+        io.stdout(
+          jsonLine('clients', { clients: [...RECIPES.values()].map((r) => ({ name: r.name, summary: r.summary })) }),
+        ),
+        EXIT.OK
+      )
     io.stdout(`Clients:\n${[...RECIPES.values()].map((r) => `  ${r.name.padEnd(10)} ${r.summary}`).join('\n')}\n`)
     return EXIT.OK
   }
@@ -94,7 +102,18 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       hint: `Run "mailkey status ${shArg(email)}" to see its servers; "mailkey add ${shArg(email)} --smtp-url ..." sets them.`,
     })
   }
-  io.stdout(made.text)
+  if (values.json)
+    io.stdout(
+      jsonLine('config', {
+        client,
+        account: email,
+        via: via ? 'proxy' : 'direct',
+        ...(clientVersion !== undefined ? { client_version: clientVersion } : {}),
+        text: made.text,
+        usage: made.usage,
+      }),
+    )
+  else io.stdout(made.text)
   for (const u of made.usage) io.stderr(`# ${u}\n`)
   // the config calls mailkey itself: say so when that is by full path, and why
   const note = made.text.includes(input.tokenCommand)

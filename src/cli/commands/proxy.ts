@@ -22,6 +22,7 @@ import type { ListenerConfig, RunningProxy } from '../../proxy/server.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 import { shArg } from '../../core/address.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N] [--host ADDR]
                      [--tls-cert FILE --tls-key FILE [--tls implicit|starttls]] [--oauth-passthrough]
@@ -168,7 +169,7 @@ async function serve(io: CliIO, mk: Mailkey, listeners: ListenerConfig[], fromCo
     ...(proxyCfg?.loginTimeoutSec !== undefined ? { loginTimeoutMs: proxyCfg.loginTimeoutSec * 1000 } : {}),
     ...limitOptions(proxyCfg),
   })
-  for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
+  for (const a of proxy.addresses) io.stdout(jsonLine('listening', { ...a }))
   log({ level: 'info', event: 'started', listeners: addressList(proxy) })
   const onHup = (): void => reload(io, mk, proxy, fromConfig, log)
   process.on('SIGHUP', onHup)
@@ -206,7 +207,7 @@ function reload(
     .then((next) => proxy.reload(next))
     .then(() => {
       log({ level: 'info', event: 'reloaded', listeners: addressList(proxy) })
-      for (const a of proxy.addresses) io.stdout(JSON.stringify({ event: 'listening', ...a }) + '\n')
+      for (const a of proxy.addresses) io.stdout(jsonLine('listening', { ...a }))
     })
     .catch((e: unknown) => log({ level: 'error', event: 'reload-failed', msg: (e as Error).message }))
 }
@@ -275,7 +276,8 @@ async function setPassword(args: string[], io: CliIO): Promise<number> {
   io.stderr(
     `Set the local proxy password for ${email}. Mail clients log in to the proxy with user "${email}" and that password.${shared}\n`,
   )
-  await savedCopy(io, mk, email, values.save === true ? new Secret(pw) : undefined)
+  const saved = await savedCopy(io, mk, email, values.save === true ? new Secret(pw) : undefined)
+  if (values.json) io.stdout(jsonLine('password_set', { account: email, ...(saved ? { file: saved } : {}) }))
   return EXIT.OK
 }
 
@@ -289,18 +291,19 @@ echo, or from stdin; never from the command line). The proxy keeps only a hash o
 `
 
 /** --save: write the copy the --via proxy recipes read, and say where; without it, warn of a stale copy. */
-async function savedCopy(io: CliIO, mk: Mailkey, email: string, pw: Secret | undefined): Promise<void> {
+async function savedCopy(io: CliIO, mk: Mailkey, email: string, pw: Secret | undefined): Promise<string | undefined> {
   const { passwordFilePath, savePasswordFile } = await import('../../proxy/password-file.js')
   if (pw) {
     const path = await savePasswordFile(mk.paths.configDir, email, pw)
     io.stderr(`Saved it to ${path} (0600), where "mailkey config <client> ${shArg(email)} --via proxy" reads it.\n`)
-    return
+    return path
   }
   const path = passwordFilePath(mk.paths.configDir, email)
   const { existsSync } = await import('node:fs')
   if (existsSync(path))
     io.stderr(`${path} holds a password saved before; add --save to replace it with this one, or delete it.\n`)
   else io.stderr(`Add --save to also write it where "mailkey config <client> ${shArg(email)} --via proxy" reads it.\n`)
+  return undefined
 }
 
 /**
@@ -325,13 +328,7 @@ async function ownCertificate(io: CliIO, mk: Mailkey, listenHosts: string[]): Pr
   await mk.ensureStateDir()
   const c = await ensureProxyCertificate(mk.paths.stateDir, certificateNames(listenHosts))
   io.stdout(
-    JSON.stringify({
-      event: 'certificate',
-      file: c.certFile,
-      fingerprint256: c.fingerprint256,
-      names: c.names,
-      created: c.created,
-    }) + '\n',
+    jsonLine('certificate', { file: c.certFile, fingerprint256: c.fingerprint256, names: c.names, created: c.created }),
   )
   return { cert: c.cert, key: c.key }
 }
@@ -429,7 +426,7 @@ async function installService(args: string[], io: CliIO): Promise<number> {
   ].join('\n')
   await mkdir(dir, { recursive: true })
   await writeFile(file, unit, { mode: 0o644 })
-  io.stdout(file + '\n')
+  io.stdout(values.json ? jsonLine('service_installed', { file }) : file + '\n')
   io.stderr(
     `Wrote ${file}. It runs the listeners of your config.toml ([[proxy.listeners]]).\n` +
       'Enable and start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mailkey-proxy.service\n',

@@ -7,6 +7,7 @@ import { createMailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey remove <email> [--no-revoke] [--json]
 
@@ -25,7 +26,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const email = needEmail('remove', positionals)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const r = await mk.remove(email, { revoke: values['no-revoke'] !== true })
-  if (values.json) io.stdout(JSON.stringify({ event: 'removed', account: email, ...r }) + '\n')
+  if (values.json) io.stdout(jsonLine('removed', { account: email, ...r }))
   const rev = r.revocation
   const revText =
     rev === 'revoked'

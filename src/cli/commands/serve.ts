@@ -17,6 +17,7 @@ import { createMailkey, type Mailkey } from '../../mailkey.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse, readSmallFile } from '../flags.js'
+import { jsonLine } from '../json.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:8625'
 
@@ -182,7 +183,7 @@ async function keyCommand(args: string[], io: CliIO): Promise<number> {
   const items = await mk.items()
   if (verb === 'list') {
     const all = await keys.listKeys(items)
-    if (values.json) io.stdout(JSON.stringify({ keys: all.map(keyJson) }, null, 2) + '\n')
+    if (values.json) io.stdout(jsonLine('keys', { keys: all.map(keyJson) }))
     else if (all.length === 0) io.stdout(`no API keys in ${items.where}; "mailkey serve key add NAME" makes one\n`)
     else for (const k of all) io.stdout(`${k.name}  ${k.accounts === '*' ? 'all accounts' : k.accounts.join(', ')}\n`)
     return EXIT.OK
@@ -196,6 +197,7 @@ async function keyCommand(args: string[], io: CliIO): Promise<number> {
       throw new UsageError(`there is no key named "${name}" in ${items.where}`, {
         hint: 'Run "mailkey serve key list".',
       })
+    if (values.json) io.stdout(jsonLine('key_removed', { name }))
     io.stderr(`mailkey: removed the key "${name}"; every replica refuses it within a second\n`)
     return EXIT.OK
   }
@@ -224,7 +226,7 @@ async function addKey(
   for (const a of list ?? []) await mk.status(a) // each must exist: a typo is an error, not a dead key
   const keys = await import('../../serve/keys.js')
   const key = await keys.addKey(await mk.items(), name, list ?? '*')
-  if (values.json) io.stdout(JSON.stringify({ name, key: key.reveal() }) + '\n')
+  if (values.json) io.stdout(jsonLine('key_added', { name, key: key.reveal(), accounts: list ?? 'all' }))
   else {
     io.stdout(key.reveal() + '\n')
     io.stderr(

@@ -10,6 +10,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { formatDuration, formatTime } from '../format.js'
 import { shArg } from '../../core/address.js'
+import { jsonLine, snakeKeys } from '../json.js'
 
 const STATUS_HELP = `Usage: mailkey status [<email>] [--json]
 
@@ -31,12 +32,12 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const email = positionals[0]
   if (email) {
     const s = await mk.status(email)
-    io.stdout(values.json ? JSON.stringify(s, null, 2) + '\n' : describe(s))
+    io.stdout(values.json ? jsonLine('account', statusJson(s)) : describe(s))
     return EXIT.OK
   }
   const { accounts, broken } = await mk.list()
   if (values.json) {
-    io.stdout(JSON.stringify({ accounts, broken }, null, 2) + '\n')
+    io.stdout(jsonLine('accounts', { accounts: accounts.map(statusJson), broken }))
   } else {
     if (accounts.length === 0 && broken.length === 0)
       io.stdout('No accounts yet. Run "mailkey add you@example.com" to sign in.\n')
@@ -56,19 +57,17 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
   const { accounts, broken } = await mk.list()
   if (values.json) {
     io.stdout(
-      JSON.stringify(
-        {
-          accounts: accounts.map((a) => ({
-            email: a.email,
-            provider: a.provider,
-            state: a.state,
-            access_token_expires_at: a.accessToken.expiresAt ?? null,
-          })),
-          broken,
-        },
-        null,
-        2,
-      ) + '\n',
+      jsonLine('list', {
+        accounts: accounts.map((a) => ({
+          email: a.email,
+          provider: a.provider,
+          ...(a.tenant ? { tenant: a.tenant } : {}),
+          state: a.state,
+          access_token_expires_at: a.accessToken.expiresAt ?? null,
+          ...signInNext(a),
+        })),
+        broken,
+      }),
     )
   } else {
     if (accounts.length === 0 && broken.length === 0)
@@ -95,6 +94,16 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
 function listExit(broken: { code: string }[]): number {
   return broken.some((b) => b.code === ERR.STORE_PERMISSIONS) ? EXIT.IOERR : EXIT.OK
 }
+
+/** An account that needs a sign-in says the command, as `next` (docs/json.md). */
+const signInNext = (s: AccountStatus): { next?: string } =>
+  s.state === 'reauth' ? { next: `mailkey add ${shArg(s.email)}` } : {}
+
+/** AccountStatus in the --json convention: snake_case keys, and `next` when a sign-in is needed. */
+const statusJson = (s: AccountStatus): Record<string, unknown> => ({
+  ...(snakeKeys(s) as Record<string, unknown>),
+  ...signInNext(s),
+})
 
 function describe(s: AccountStatus): string {
   const rows: [string, string][] = []

@@ -17,6 +17,7 @@ import { sharedSetting } from '../../broker/store-choice.js'
 import type { CliIO } from '../io.js'
 import type { FileStore } from '../../store/file-store.js'
 import type { SharedStore } from '../../store/shared/shared-store.js'
+import { jsonLine } from '../json.js'
 
 interface Values {
   json?: boolean
@@ -71,7 +72,7 @@ async function init(values: Values, io: CliIO): Promise<number> {
     io.stderr(`mailkey store init: the schema on ${shared.label} is ${what} (version ${r.to}).\n`)
     const keyProblem = await shared.keyProblem()
     if (keyProblem) io.stderr(`mailkey: note: ${keyProblem}\n`)
-    if (values.json) io.stdout(JSON.stringify({ event: 'store-init', store: shared.label, ...r }) + '\n')
+    if (values.json) io.stdout(jsonLine('store_init', { store: shared.label, ...r }))
     return EXIT.OK
   } finally {
     await shared.close()
@@ -108,8 +109,13 @@ async function status(shared: SharedStore, values: Values, io: CliIO): Promise<n
   const reauth = records.filter((r) => r.state === 'reauth').map((r) => r.settings.email)
   if (values.json) {
     io.stdout(
-      JSON.stringify({ store: shared.label, kind: 'shared', accounts: records.length, reauth, broken: broken.length }) +
-        '\n',
+      jsonLine('store_status', {
+        kind: 'shared',
+        store: shared.label,
+        accounts: records.length,
+        reauth,
+        broken: broken.map((b) => ({ file: b.file, message: b.error.message, code: b.error.code })),
+      }),
     )
     return EXIT.OK
   }
@@ -140,7 +146,7 @@ async function migrateIn(url: string, values: Values, io: CliIO, file: FileStore
   try {
     const { migrateIntoShared } = await import('../../store/shared/migrate-in.js')
     const r = await migrateIntoShared(file, shared, (l) => io.stderr(`${l}\n`))
-    if (values.json) io.stdout(JSON.stringify({ event: 'migrated', store: shared.label, ...r }) + '\n')
+    if (values.json) io.stdout(jsonLine('migrated', { store: shared.label, ...r }))
     io.stderr(
       `${r.moved.length} account(s) moved to ${shared.label}` +
         (r.skipped.length ? `, ${r.skipped.length} already there (left as they were)` : '') +
@@ -165,6 +171,7 @@ async function rotateKey(values: Values, io: CliIO): Promise<number> {
   if (!path) throw new UsageError(`the shared store ${label} has no key file configured`)
   if (values.prepare) {
     const kid = await rotate.prepareKey(path, label)
+    if (values.json) io.stdout(jsonLine('key_rotated', { step: 'prepare', kid }))
     io.stderr(
       `A new key ${kid} is at the end of "${path}": it opens records but seals none yet. Copy the file to every host, then run "mailkey store rotate-key".\n`,
     )
@@ -178,12 +185,14 @@ async function rotateKey(values: Values, io: CliIO): Promise<number> {
     const done = await rotate.resealAll(shared, current)
     await shared.items.rebind(['api-key', 'proxy-password']) // before any older key leaves the file
     if (!values.finish) {
+      if (values.json) io.stdout(jsonLine('key_rotated', { step: 'rotate', kid: current, resealed: done.length }))
       io.stderr(
         `Key ${current} now seals; ${done.length} account(s) sealed again with it. Copy "${path}" to every host, then run "mailkey store rotate-key --finish".\n`,
       )
       return EXIT.OK
     }
     const dropped = await rotate.dropOlderKeys(path, label)
+    if (values.json) io.stdout(jsonLine('key_rotated', { step: 'finish', resealed: done.length, dropped }))
     io.stderr(
       `${done.length} account(s) sealed again; older key(s) ${dropped.join(', ') || '(none)'} left "${path}". Copy it to every host.\n`,
     )

@@ -20,6 +20,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { agentSocketPath, decodeKeyMap, encodeKeyMap, readMeta, type Protection } from '../../store/protection.js'
 import { pingAgent, serveKeys, stopAgent } from '../../store/agent.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey store [status] [--json]
        mailkey store migrate --to file|keyring|passphrase
@@ -138,13 +139,15 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const protection: Protection = meta?.protection ?? 'file'
     if (values.json) {
       io.stdout(
-        JSON.stringify({
+        jsonLine('store_status', {
+          kind: 'file',
+          store: paths.stateDir,
           protection,
           keys: meta?.keys.map((k) => ({ kid: k.kid, kind: k.kind })) ?? [],
           accounts: records.length,
           encrypted: sealed,
           agent: agent ? { until: new Date(agent.until).toISOString() } : null,
-        }) + '\n',
+        }),
       )
       return EXIT.OK
     }
@@ -178,7 +181,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     })
     // an agent holds the old key only: stop it, the next unlock gets the new one
     const stopped = await stopAgent(agentSocketPath(paths, io.env))
-    if (values.json) io.stdout(JSON.stringify({ event: 'migrated', ...r }) + '\n')
+    if (values.json) io.stdout(jsonLine('migrated', { ...r }))
     io.stderr(
       `The token store is now ${to === 'file' ? 'plain files (not encrypted)' : `encrypted (${to})`}: ${r.migrated.length} account(s)${r.resumed ? ', an interrupted migration finished' : ''}.\n`,
     )
@@ -190,6 +193,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     const { changePassphrase } = await import('../../store/migrate.js')
     await unlockAll(store)
     await changePassphrase(store, await newPassphrase(io))
+    if (values.json) io.stdout(jsonLine('passphrase_changed'))
     io.stderr('The passphrase is changed (the data key and the records are the same).\n')
     return EXIT.OK
   }
@@ -226,7 +230,7 @@ export async function runUnlock(args: string[], io: CliIO): Promise<number> {
   for (let i = 0; i < 100; i++) {
     const up = await pingAgent(sock)
     if (up) {
-      if (values.json) io.stdout(JSON.stringify({ event: 'unlocked', until: new Date(up.until).toISOString() }) + '\n')
+      if (values.json) io.stdout(jsonLine('unlocked', { until: new Date(up.until).toISOString() }))
       io.stderr(`Unlocked until ${new Date(up.until).toISOString()} ("mailkey lock" locks it now).\n`)
       return EXIT.OK
     }
@@ -243,6 +247,7 @@ export async function runLock(args: string[], io: CliIO): Promise<number> {
   }
   const { resolvePaths } = await import('../../config/paths.js')
   const stopped = await stopAgent(agentSocketPath(resolvePaths(io.env), io.env))
+  if (values.json) io.stdout(jsonLine('locked', { agent_stopped: stopped }))
   io.stderr(stopped ? 'Locked: the agent forgot the key and stopped.\n' : 'No agent was running.\n')
   return EXIT.OK
 }

@@ -12,6 +12,8 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { cleanServerText } from '../../core/server-text.js'
+import { shArg } from '../../core/address.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey sweep [--max-refreshes N] [--gap-ms MS] [--json]
 
@@ -38,6 +40,15 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const notes = await mk.keepAlive({ maxRefreshes, gapMs })
   for (const n of notes) report(n, io, values.json === true)
+  if (values.json)
+    io.stdout(
+      jsonLine('swept', {
+        refreshed: notes.filter((n) => n.refresh?.ok).length,
+        failed: notes.filter((n) => n.refresh && !n.refresh.ok).length,
+        needs_sign_in: notes.filter((n) => n.reauth).length,
+        deferred: notes.filter((n) => n.deferred).length,
+      }),
+    )
   if (notes.some((n) => n.reauth)) return EXIT.NOPERM
   if (notes.some((n) => n.refresh && !n.refresh.ok)) return EXIT.TEMPFAIL
   return EXIT.OK
@@ -45,7 +56,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
 function report(n: KeepAliveNote, io: CliIO, json: boolean): void {
   if (json) {
-    io.stdout(JSON.stringify({ event: 'sweep', ...n }) + '\n')
+    io.stdout(jsonLine('sweep', { ...n, ...(n.reauth ? { next: `mailkey add ${shArg(n.account)}` } : {}) }))
     return
   }
   const say = (s: string): void => io.stderr(`${n.account}: ${cleanServerText(s)}\n`)

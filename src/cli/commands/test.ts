@@ -8,6 +8,8 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { arrow } from '../format.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
+import { jsonLine } from '../json.js'
+import type { TestReport } from '../../probe/types.js'
 
 const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json] [--timeout SEC]
 
@@ -68,7 +70,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     signal: io.signal,
   })
   if (values.json) {
-    io.stdout(JSON.stringify(report, null, 2) + '\n')
+    io.stdout(jsonLine('test', reportJson(report)))
   } else {
     let text = `mailkey test ${report.account}${report.mailbox !== report.account ? ` (mailbox ${report.mailbox})` : ''}\n`
     for (const w of report.warnings) text += `  warning: ${w}\n`
@@ -86,4 +88,17 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   }
   const firstFailure = report.results.find((r) => !r.ok)
   return firstFailure?.error ? EXIT_OF[firstFailure.error.kind] : EXIT.OK
+}
+
+/** The words of every --json `kind` (docs/json.md): the token service's, with the exit code beside. */
+const KIND_OF = { reauth: 'needs-sign-in', transient: 'unavailable', config: 'failed', protocol: 'failed' } as const
+
+/** The report in the --json convention: each failure's kind as elsewhere, and its exit code. */
+function reportJson(report: TestReport): Record<string, unknown> {
+  return {
+    ...report,
+    results: report.results.map((r) =>
+      r.error ? { ...r, error: { ...r.error, kind: KIND_OF[r.error.kind], exit_code: EXIT_OF[r.error.kind] } } : r,
+    ),
+  }
 }

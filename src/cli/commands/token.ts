@@ -11,6 +11,7 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { parse, saslFlag, type Values } from '../flags.js'
 import { presetNamed } from '../../providers/registry.js'
+import { jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey token [<email>] [--sasl xoauth2|oauthbearer] [--json] [--force-refresh]
 
@@ -19,7 +20,8 @@ the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
 
   --sasl M          print the base64 SASL initial response for mechanism M instead
   --host H --port P host and port to put in an OAUTHBEARER response (RFC 7628 §3.1)
-  --json            print {"access_token", "expires_at", "expires_in", "scope", ...}
+  --json            print one JSON line: {"schema":1,"event":"token","access_token":...}, or an
+                    "error" line when it fails (docs/json.md)
   --force-refresh   get a new token even if the cached one looks valid (the server rejected it)
   --min-validity S  refresh unless the token is valid for at least S more seconds. A provider's
                     token lives what the provider says (Microsoft, Google: about an hour), and
@@ -97,12 +99,12 @@ async function printSasl(mk: Mailkey, email: string, values: Values, getOpts: Ge
   noteShortLife(r.token.expiresAt, getOpts.minValiditySec, io)
   io.stdout(
     values.json
-      ? JSON.stringify({
+      ? jsonLine('sasl', {
           account: r.token.account,
           mechanism: r.mechanism,
           response: r.response.reveal(),
           expires_at: iso(r.token.expiresAt),
-        }) + '\n'
+        })
       : r.response.reveal() + '\n',
   )
   return EXIT.OK
@@ -115,7 +117,7 @@ async function printToken(mk: Mailkey, email: string, values: Values, getOpts: G
   noteShortLife(t.expiresAt, getOpts.minValiditySec, io)
   if (values.json) {
     io.stdout(
-      JSON.stringify({
+      jsonLine('token', {
         account: t.account,
         access_token: t.token.reveal(),
         token_type: 'Bearer',
@@ -125,7 +127,7 @@ async function printToken(mk: Mailkey, email: string, values: Values, getOpts: G
         ...(t.scope !== undefined ? { scope: t.scope } : {}),
         sasl_mechanism: t.sasl,
         refreshed: t.refreshed,
-      }) + '\n',
+      }),
     )
   } else {
     io.stdout(t.token.reveal() + '\n')
