@@ -118,7 +118,7 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
     assert.match(test.stdout, /SMTP .* ok/)
   })
 
-  it('token --force-refresh: a new token through the refresh worker (the executable started again)', async () => {
+  it('token --force-refresh: a new token (the refresh worker is this executable started again)', async () => {
     const old = (await rememberTokens(env, EMAIL, secrets)).accessToken
     const r = await run(['token', EMAIL, '--force-refresh'])
     assert.equal(r.code, 0, r.stderr)
