@@ -26,6 +26,7 @@ import {
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Script, constants as vmConstants } from 'node:vm'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const OUT = join(ROOT, 'dist', 'exe')
@@ -65,37 +66,55 @@ function keyringAddon() {
   }
 }
 
+// the full CLI's asset is this function's body; src/cli/bin-exe.ts calls it (loadFull)
+const WRAP = ['(function (exports, require, module, __filename, __dirname) {', '\n})']
+
+/** src/cli/bin-exe.ts (the SEA's main: fast path) and src/cli/exe-full.ts (the full CLI, an asset) */
 async function bundle(work) {
   const { build } = await import('esbuild')
   const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version
-  const outfile = join(work, 'mailkey.cjs')
-  await build({
+  const common = {
     absWorkingDir: ROOT,
-    entryPoints: ['src/cli/bin-exe.ts'],
     bundle: true,
     platform: 'node',
     target: 'node20',
     format: 'cjs',
-    outfile,
-    // smaller to parse at every start (a third of the start-up time, measured: bench/README.md);
-    // keepNames: error classes take their name from new.target.name (src/errors.ts)
+    // smaller to parse at every start (bench/README.md); keepNames: error classes take their
+    // name from new.target.name (src/errors.ts)
     minify: true,
     keepNames: true,
     alias: { '@napi-rs/keyring': './src/store/keyring-exe.ts' },
     define: { 'import.meta.url': JSON.stringify(EXE_URL), MAILKEY_EXE_VERSION: JSON.stringify(version) },
     logLevel: 'warning',
+  }
+  const main = join(work, 'mailkey.cjs')
+  const full = join(work, 'cli.cjs')
+  await build({ ...common, entryPoints: ['src/cli/bin-exe.ts'], outfile: main })
+  await build({
+    ...common,
+    entryPoints: ['src/cli/exe-full.ts'],
+    outfile: full,
+    banner: { js: WRAP[0] },
+    footer: { js: WRAP[1] },
   })
-  return outfile
+  // V8's code cache for the full CLI, made by this node (the executable's own: the cache is tied to it)
+  const script = new Script(readFileSync(full, 'utf8'), {
+    filename: '/__mailkey_exe__/cli/cli.cjs',
+    importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+  })
+  const cache = join(work, 'cli.cache')
+  writeFileSync(cache, script.createCachedData())
+  return { main, full, cache }
 }
 
-function seaConfig(work, main, addon) {
+function seaConfig(work, { main, full, cache }, addon) {
   return {
     main,
     output: join(work, 'sea-prep.blob'),
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: true,
-    assets: { 'keyring.node': addon },
+    assets: { 'keyring.node': addon, 'cli.cjs': full, 'cli.cache': cache },
   }
 }
 
@@ -120,10 +139,11 @@ async function main() {
   rmSync(work, { recursive: true, force: true })
   mkdirSync(work, { recursive: true })
   try {
-    const main = await bundle(work)
-    const config = seaConfig(work, main, addon)
+    const parts = await bundle(work)
+    const config = seaConfig(work, parts, addon)
     const key = createHash('sha256')
-    for (const part of [readFileSync(main), readFileSync(addon), base, readFileSync(fileURLToPath(import.meta.url))])
+    const self = readFileSync(fileURLToPath(import.meta.url))
+    for (const part of [readFileSync(parts.main), readFileSync(parts.full), readFileSync(addon), base, self])
       key.update(createHash('sha256').update(part).digest())
     key.update(JSON.stringify({ ...config, main: '', output: '', assets: Object.keys(config.assets) }))
     const digest = key.digest('hex')
