@@ -66,7 +66,10 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
     assert.equal(sh.stdout.trim(), join(env.PATH as string, 'mailkey'), 'mailkey found, node not')
     const v = await run(['--version'])
     assert.equal(v.code, 0, v.stderr)
-    assert.equal(v.stdout.trim(), JSON.parse(await readFile('package.json', 'utf8')).version)
+    assert.equal(
+      v.stdout.trim(),
+      JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')).version,
+    )
     assert.equal(v.stderr, '', 'no experimental-SEA warning')
   })
 
@@ -128,6 +131,13 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
   })
 
   it('the OS keyring through the embedded addon: a private, checked copy holding only the addon', async () => {
+    // no Secret Service reachable: the addon loads, the keyring refuses, and the store is unchanged
+    const noBus = { ...env, DBUS_SESSION_BUS_ADDRESS: 'unix:path=/nonexistent' }
+    const nokr = await run(['store', 'migrate', '--to', 'keyring'], noBus)
+    assert.notEqual(nokr.code, 0, nokr.stdout)
+    assert.match(nokr.stderr, /the OS keyring cannot store mailkey's key \(.*DBus/)
+    assert.equal((await run(['token', EMAIL], noBus)).code, 0, 'still a plain store')
+
     const keyring: Keyring = await startKeyring()
     try {
       const kenv = { ...env, ...keyring.env }
