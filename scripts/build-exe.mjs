@@ -26,7 +26,7 @@ import {
 import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Script, constants as vmConstants } from 'node:vm'
+import { Script } from 'node:vm'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const OUT = join(ROOT, 'dist', 'exe')
@@ -83,6 +83,9 @@ async function bundle(work) {
     // name from new.target.name (src/errors.ts)
     minify: true,
     keepNames: true,
+    // import() of Node's built-ins as require(): a single executable has no module loader for
+    // import() (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and its require() serves the built-ins
+    supported: { 'dynamic-import': false },
     alias: { '@napi-rs/keyring': './src/store/keyring-exe.ts' },
     define: { 'import.meta.url': JSON.stringify(EXE_URL), MAILKEY_EXE_VERSION: JSON.stringify(version) },
     logLevel: 'warning',
@@ -98,10 +101,7 @@ async function bundle(work) {
     footer: { js: WRAP[1] },
   })
   // V8's code cache for the full CLI, made by this node (the executable's own: the cache is tied to it)
-  const script = new Script(readFileSync(full, 'utf8'), {
-    filename: '/__mailkey_exe__/cli/cli.cjs',
-    importModuleDynamically: vmConstants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  })
+  const script = new Script(readFileSync(full, 'utf8'), { filename: '/__mailkey_exe__/cli/cli.cjs' })
   const cache = join(work, 'cli.cache')
   writeFileSync(cache, script.createCachedData())
   return { main, full, cache }

@@ -12,7 +12,7 @@
  * Owns: choosing the entry, loading the full CLI. Must not: print anything but a fast-path token.
  */
 import { getAsset } from 'node:sea' // Node >= 20.12; this module runs only in the executable
-import { constants, Script } from 'node:vm'
+import { Script } from 'node:vm'
 import { fastToken } from './fast.js'
 import { EXE_ROOT } from '../core/exe.js'
 
@@ -28,8 +28,6 @@ function loadFull(): Full {
   const script = new Script(getAsset(FULL_ASSET, 'utf8'), {
     filename: `${EXE_ROOT}cli/${FULL_ASSET}`,
     cachedData: Buffer.from(getAsset(CACHE_ASSET)),
-    // the bundle still imports Node's built-ins with import() (node:https, node:tls …)
-    importModuleDynamically: constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   })
   const mod = { exports: {} as Full }
   ;(script.runInThisContext() as (e: Full, r: NodeJS.Require, m: { exports: Full }) => void)(mod.exports, require, mod)

@@ -4,7 +4,8 @@
 // status, an msmtp configuration that msmtp then uses to send through the testbed's SMTP server
 // (its passwordeval runs `mailkey token` from that PATH), logs in to Dovecot's IMAP and the SMTP
 // server (`mailkey test`), refreshes through its own refresh worker, and keeps its store key in a
-// real Secret Service through the embedded keyring addon, loaded from a checked private copy.
+// real Secret Service through the embedded keyring addon, loaded from a checked private copy, or
+// under a passphrase held by its agent (the executable started again).
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -180,6 +181,25 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
       assert.equal(back.code, 0, back.stderr)
     } finally {
       await keyring.stop()
+    }
+  })
+
+  it('a passphrase store: unlock starts the agent (this executable again), token gets the key from it', async () => {
+    const pass = 'correct horse battery staple 42'
+    const mig = await run(['store', 'migrate', '--to', 'passphrase'], env, `${pass}\n${pass}\n`)
+    assert.equal(mig.code, 0, mig.stderr)
+    const locked = await run(['token', EMAIL])
+    assert.equal(locked.code, 77, locked.stderr)
+    const unlock = await run(['unlock'], env, `${pass}\n`)
+    assert.equal(unlock.code, 0, unlock.stderr)
+    try {
+      const st = await run(['store', 'status'])
+      assert.match(st.stdout, /agent\s+running, unlocked/)
+      const t = await run(['token', EMAIL])
+      assert.equal(t.code, 0, t.stderr)
+      assert.ok(secrets.includes(t.stdout.trim()), 'the sealed store gave the token back')
+    } finally {
+      assert.equal((await run(['lock'])).code, 0)
     }
   })
 
