@@ -15,6 +15,7 @@ import { decodeKeyMap, encodeKeyMap } from '../store/protection.js'
 import { openStore } from '../store/open.js'
 import { adoptLock, readLock, type LockHandle } from '../store/lock.js'
 import { sleep } from '../core/wait.js'
+import { isExeEntry } from '../core/exe.js'
 import { resolvePaths, type Env, type Paths } from '../config/paths.js'
 import { ConfigFile } from '../config/config-file.js'
 import { resolveSettings, type Settings } from '../config/settings.js'
@@ -44,9 +45,9 @@ export interface WorkerLaunch {
   keys: ReadonlyMap<string, Buffer> | undefined
 }
 
-/** Is the worker there to start (dist/; not when running from sources without a build)? */
+/** Is the worker there to start (dist/, or an entry of the single-file executable; not from sources)? */
 export function workerAvailable(): boolean {
-  return existsSync(WORKER)
+  return existsSync(WORKER) || isExeEntry(WORKER)
 }
 
 /** Start the worker and hand it the lock. Resolves once it has finished (or died); 'not-started': refresh here. */
