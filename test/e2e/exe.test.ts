@@ -10,6 +10,7 @@ import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { realpathSync } from 'node:fs'
 import { chmod, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
@@ -104,7 +105,20 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
 
     const cfg = await run(['config', 'msmtp', EMAIL])
     assert.equal(cfg.code, 0, cfg.stderr)
-    assert.match(cfg.stdout, /^passwordeval "(?:\S*\/)?mailkey token alice@example\.test"$/m)
+    // the mailkey on this PATH is this very executable: the short name, and no note about PATH
+    assert.match(cfg.stdout, /^passwordeval "mailkey token alice@example\.test"$/m)
+    assert.doesNotMatch(cfg.stderr, /on PATH/)
+    // copied somewhere not on PATH and run from there: configs name that file in full
+    const elsewhere = await run(['config', 'msmtp', EMAIL], { ...env, PATH: join(env.HOME as string, 'no-bin') })
+    assert.equal(elsewhere.code, 0, elsewhere.stderr)
+    assert.match(
+      elsewhere.stdout,
+      new RegExp(
+        `^passwordeval "${realpathSync(exe).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} token alice@example\\.test"$`,
+        'm',
+      ),
+    )
+    assert.match(elsewhere.stderr, /no "mailkey" is on PATH/)
     const rc = join(env.HOME as string, '.msmtprc')
     await writeFile(rc, cfg.stdout, { mode: 0o600 })
     const before = smtp.received.length
