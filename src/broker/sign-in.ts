@@ -248,7 +248,11 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
   const candidates = candidatesFor(provider, planned.candidates, flow)
   for (const c of candidates) c.flow = flow
   // a provider whose registered redirect no listener can receive (Yahoo, AOL): say why it is paste
-  const why = !opts.flow && flow === 'paste' && provider?.redirect.fixed ? provider.flowRefusals?.browser : undefined
+  const fixed = !opts.flow && flow === 'paste' ? provider?.redirect.fixed : undefined
+  const why = fixed
+    ? (provider?.flowRefusals?.browser ??
+      `${provider?.displayName} is registered with the redirect ${fixed}, which mailkey cannot listen on: the browser ends there and you paste the address back`)
+    : undefined
   opts.onPlan?.({
     provider: provider?.name ?? 'custom',
     flow,

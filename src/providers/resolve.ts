@@ -281,18 +281,13 @@ export function assertFlowAllowed(provider: Provider | undefined, settings: Acco
     const why =
       provider?.flowRefusals?.[flow] ??
       `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
-    const other = (['device', 'paste', 'browser'] as Flow[]).find(
-      (f) => f !== flow && allowed.includes(f) && flowEndpoint(settings, f) !== undefined,
-    )
+    // the first other flow that works here; with none, the one that would need only an endpoint
+    const other = otherFlows(provider, settings, flow)[0] ?? (flow === 'device' ? 'paste' : 'device')
     throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
-      ...(other
-        ? {
-            hint:
-              other === 'paste' && flow === 'device'
-                ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.`
-                : `Use "mailkey add ${shArg(settings.email)} --${other}".`,
-          }
-        : {}),
+      hint:
+        other === 'paste' && flow === 'device'
+          ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.`
+          : `Use "mailkey add ${shArg(settings.email)} --${other}".`,
     })
   }
 }
