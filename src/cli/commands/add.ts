@@ -26,7 +26,8 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
   --browser          system browser with a loopback redirect (127.0.0.1, or localhost where
                      the provider registered that: then mailkey listens on 127.0.0.1 and ::1)
   --paste            print the URL; paste back the address the browser ends on
-  --port N           fixed port for the loopback redirect (default: random)
+  --port N           fixed port for the loopback redirect (default: random), for servers that
+                     want the exact port they have registered
   --timeout SEC      how long to wait for the browser (default 300)
   --no-qr            do not draw a QR code for the device-code URL
   --json             newline-delimited JSON events on stdout
