@@ -160,6 +160,27 @@ export class IdentityMismatchError extends ReauthRequiredError {
   }
 }
 
+/** An interactive flow name, as in providers/types.ts (errors.ts imports nothing). */
+type SignInFlow = 'device' | 'browser' | 'paste'
+
+/**
+ * A browser or paste sign-in that nobody finished in time. When mailkey waited on a loopback
+ * listener, the provider may have refused the redirect in the browser (Microsoft's AADSTS50011),
+ * where mailkey never sees it: the CLI then names the other ways to sign in (cli/hints.ts).
+ */
+export class SignInTimeoutError extends ReauthRequiredError {
+  /** the loopback redirect the listener waited on; undefined when only a pasted address could end it */
+  readonly redirectUri: string | undefined
+  /** the flow that timed out, and the others the account's provider allows (set by the sign-in) */
+  flow: SignInFlow | undefined
+  otherFlows: SignInFlow[] = []
+  constructor(message: string, redirectUri: string | undefined, options: MailkeyErrorOptions = {}) {
+    super(ERR.SIGNIN_TIMEOUT, message, options)
+    this.redirectUri = redirectUri
+    this.flow = undefined
+  }
+}
+
 /** Network trouble, timeouts, HTTP 408/429/5xx: the grant is kept, try again later. */
 export class TransientError extends MailkeyError {
   override readonly exitCode: number = EXIT.TEMPFAIL

@@ -7,7 +7,7 @@
  */
 import { shArg } from '../core/address.js'
 import { resolveMx } from 'node:dns/promises'
-import { ConfigError, ERR, IdentityMismatchError, MailkeyError, UsageError } from '../errors.js'
+import { ConfigError, ERR, IdentityMismatchError, MailkeyError, SignInTimeoutError, UsageError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { acquire } from '../store/lock.js'
 import { accountId, assertEmail, type AccountRecord, type AccountSettings, type Identity } from '../domain/account.js'
@@ -16,7 +16,9 @@ import { BUILTIN_PROVIDERS, providerForMx } from '../providers/registry.js'
 import {
   assertFlowAllowed,
   candidateSettings,
+  candidatesFor,
   chooseProvider,
+  otherFlows,
   pickFlow,
   type AccountOptions,
 } from '../providers/resolve.js'
@@ -51,8 +53,14 @@ export interface SignInCallbacks {
   readPastedRedirect?: (signal: AbortSignal) => Promise<string>
   /** a built-in client id was refused; mailkey goes on with the next one */
   onClientRejected?: (info: { clientId: string; label: string; error: MailkeyError; next?: string }) => void
-  /** which provider and flow were chosen */
-  onPlan?: (info: { provider: string; flow: Flow | 'import'; clientId: string; plainHttp: boolean }) => void
+  /** which provider and flow were chosen; `why`: one line when the provider's registration decided the flow */
+  onPlan?: (info: {
+    provider: string
+    flow: Flow | 'import'
+    clientId: string
+    plainHttp: boolean
+    why?: string
+  }) => void
 }
 
 export interface SignInOptions extends AccountOptions, SignInCallbacks {
@@ -60,6 +68,8 @@ export interface SignInOptions extends AccountOptions, SignInCallbacks {
   flow?: Flow
   /** whether a browser can be opened here (auto flow choice) */
   canOpenBrowser?: boolean
+  /** why no browser can be shown here at all (no display): an explicit browser flow is refused at once */
+  browserUnavailable?: string
   /** browser/paste: how long to wait for the redirect (default 5 min) */
   timeoutMs?: number
   /** fixed port for the loopback redirect (default random) */
@@ -229,39 +239,31 @@ async function saveGrant(
 }
 
 export async function signIn(broker: Broker, opts: SignInOptions): Promise<AccountRecord> {
-  const { provider, candidates } = await plan(broker, opts, opts.flow ?? 'browser')
-  const first = candidates[0] as AccountSettings
+  const planned = await plan(broker, opts, opts.flow ?? 'browser')
+  const { provider } = planned
+  const first = planned.candidates[0] as AccountSettings
   const flow: Flow = opts.flow ?? pickFlow(provider, first, opts.canOpenBrowser ?? false)
   assertFlowAllowed(provider, first, flow)
+  if (flow === 'browser' && opts.browserUnavailable) throw noBrowserError(provider, first, opts.browserUnavailable)
+  const candidates = candidatesFor(provider, planned.candidates, flow)
   for (const c of candidates) c.flow = flow
+  // a provider whose registered redirect no listener can receive (Yahoo, AOL): say why it is paste
+  const fixed = !opts.flow && flow === 'paste' ? provider?.redirect.fixed : undefined
+  const why = fixed
+    ? (provider?.flowRefusals?.browser ??
+      `${provider?.displayName} is registered with the redirect ${fixed}, which mailkey cannot listen on: the browser ends there and you paste the address back`)
+    : undefined
   opts.onPlan?.({
     provider: provider?.name ?? 'custom',
     flow,
-    clientId: first.clientId,
+    clientId: (candidates[0] as AccountSettings).clientId,
     plainHttp: usesPlainHttp(first),
+    ...(why ? { why } : {}),
   })
-  const email = first.email
   const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
-    if (flow === 'device') {
-      const d = await startDeviceAuthorization(s, { account: email, ...(opts.signal ? { signal: opts.signal } : {}) })
-      opts.onDevicePrompt?.(deviceToPrompt(email, d))
-      // RFC 8628 §3.3: the user enters the code elsewhere; a hook can push it to a phone
-      await broker.fireHook('device_code', {
-        account: email,
-        user_code: d.userCode,
-        verification_uri: d.verificationUri,
-        verification_uri_complete: d.verificationUriComplete,
-        expires_in: d.expiresIn,
-        message: `Open ${d.verificationUri} and enter ${d.userCode} to sign in ${email} (valid ${Math.round(d.expiresIn / 60)} min)`,
-      })
-      return pollDeviceAuthorization(s, d, {
-        account: email,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}),
-      })
-    }
+    if (flow === 'device') return deviceSignIn(broker, s, opts)
     return authorizationCodeSignIn(s, {
-      account: email,
+      account: s.email,
       redirect: provider?.redirect ?? { host: '127.0.0.1', path: '/' },
       ...(opts.redirectPort !== undefined ? { port: opts.redirectPort } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
@@ -275,9 +277,63 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
           ? { readPastedRedirect: opts.readPastedRedirect }
           : {}
         : {}),
+    }).catch((e: unknown) => {
+      throw timedOut(e, provider, s, flow)
     })
   })
   return saveGrant(broker, settings, tokens)
+}
+
+/** The device flow for one candidate: ask for a code, show it (and fire the hook), poll. */
+async function deviceSignIn(broker: Broker, s: AccountSettings, opts: SignInOptions): Promise<TokenSet> {
+  const email = s.email
+  const d = await startDeviceAuthorization(s, { account: email, ...(opts.signal ? { signal: opts.signal } : {}) })
+  opts.onDevicePrompt?.(deviceToPrompt(email, d))
+  // RFC 8628 §3.3: the user enters the code elsewhere; a hook can push it to a phone
+  await broker.fireHook('device_code', {
+    account: email,
+    user_code: d.userCode,
+    verification_uri: d.verificationUri,
+    verification_uri_complete: d.verificationUriComplete,
+    expires_in: d.expiresIn,
+    message: `Open ${d.verificationUri} and enter ${d.userCode} to sign in ${email} (valid ${Math.round(d.expiresIn / 60)} min)`,
+  })
+  return pollDeviceAuthorization(s, d, {
+    account: email,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onDeviceTick ? { onTick: opts.onDeviceTick } : {}),
+  })
+}
+
+/** An explicit browser sign-in where no browser can be shown: refused at once, naming the other ways. */
+function noBrowserError(provider: Provider | undefined, s: AccountSettings, why: string): UsageError {
+  const others = otherFlows(provider, s, 'browser')
+  const a = shArg(s.email)
+  const ways = others.map((f) =>
+    f === 'device'
+      ? `"mailkey add ${a} --device" (enter a code on any phone or computer)`
+      : `"mailkey add ${a} --paste" (open the address on any machine, paste back where it ends)`,
+  )
+  return new UsageError(`--browser cannot show a browser here: ${why}`, {
+    account: s.email,
+    ...(ways.length > 0 ? { hint: `Sign in with ${ways.join(' or ')}.` } : {}),
+  })
+}
+
+/**
+ * A loopback sign-in that timed out: the provider may have refused the redirect in the browser,
+ * where mailkey cannot see it (Microsoft's AADSTS50011), or compares redirect_uri byte for byte
+ * (no RFC 8252 §7.3 any-port rule). The error learns the other flows; the CLI names the commands.
+ */
+function timedOut(e: unknown, provider: Provider | undefined, s: AccountSettings, flow: Flow): unknown {
+  if (!(e instanceof SignInTimeoutError)) return e
+  e.flow = flow
+  e.otherFlows = otherFlows(provider, s, flow)
+  if (e.redirectUri && flow === 'browser') {
+    const who = provider?.shortName ?? 'The server'
+    e.hint = `${who} may not have accepted the redirect ${e.redirectUri} (a refused redirect is shown in the browser, never to mailkey), or it wants the exact port it has registered.`
+  }
+  return e
 }
 
 /** Validate a refresh token with one refresh and store the (possibly rotated) result. */

@@ -43,6 +43,18 @@ export function canOpenBrowser(env: Env, platform = process.platform): boolean {
   return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY) && onPath(env, 'xdg-open')
 }
 
+/**
+ * Why no browser can be shown to the person at this terminal at all, or undefined when one may
+ * be: on Linux and the BSDs a graphical browser needs DISPLAY (X11) or WAYLAND_DISPLAY. A
+ * MAILKEY_BROWSER or BROWSER command (a text browser, a script) is taken at its word.
+ */
+export function noDisplayReason(env: Env, platform = process.platform): string | undefined {
+  if (browserCommand(env)) return undefined
+  if (platform === 'darwin' || platform === 'win32') return undefined
+  if (env.DISPLAY || env.WAYLAND_DISPLAY) return undefined
+  return 'there is no display (neither DISPLAY nor WAYLAND_DISPLAY is set)'
+}
+
 /** Split a BROWSER-style command line (simple quoting with "..." or '...'). */
 export function splitCommand(cmd: string): string[] {
   const out: string[] = []

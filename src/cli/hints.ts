@@ -5,7 +5,7 @@
  *
  * Owns: hint text. Must not: decide error classes.
  */
-import { ERR, IdentityMismatchError, type MailkeyError } from '../errors.js'
+import { ERR, IdentityMismatchError, SignInTimeoutError, type MailkeyError } from '../errors.js'
 import { waitText } from '../core/wait.js'
 import { shArg } from '../core/address.js'
 
@@ -38,8 +38,10 @@ export function cliHint(e: MailkeyError, command?: string): string | undefined {
       return `Run "mailkey add ${a}" again and finish the sign-in in the browser window it opens.`
     case ERR.SIGNIN_DECLINED:
       return `Run "mailkey add ${a}" again and approve the request.`
-    case ERR.SIGNIN_EXPIRED:
     case ERR.SIGNIN_TIMEOUT:
+      if (e instanceof SignInTimeoutError && e.flow !== undefined) return timeoutHint(e, a)
+      return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
+    case ERR.SIGNIN_EXPIRED:
       return `Run "mailkey add ${a}" again and finish signing in before the code expires.`
     case ERR.OAUTH_TRANSIENT:
       if (e.retryAfterSec !== undefined && e.retryAfterSec > 60)
@@ -71,6 +73,27 @@ function addHint(e: MailkeyError, a: string): string | undefined {
     default:
       return undefined
   }
+}
+
+/**
+ * A browser or paste sign-in that timed out. After a loopback wait: the other ways to sign in,
+ * and --port for a server that compares redirect_uri byte for byte (no RFC 8252 any-port rule).
+ */
+function timeoutHint(e: SignInTimeoutError, a: string): string {
+  const ways = e.otherFlows
+    .filter((f) => f !== 'browser')
+    .map(
+      (f) =>
+        `"mailkey add ${a} --${f}"${f === 'device' ? ' (a code to enter on any device)' : ' (paste back the address the browser ends on)'}`,
+    )
+  if (e.flow === 'browser' && e.redirectUri) {
+    return (
+      (ways.length > 0 ? `Sign in another way: ${ways.join(' or ')}.\n  ` : '') +
+      `If the server wants the port it has registered: "mailkey add ${a} --port PORT".`
+    )
+  }
+  const again = `Run "mailkey add ${a}" again and finish signing in in time (--timeout SEC waits longer)`
+  return ways.length > 0 ? `${again}, or sign in another way: ${ways.join(' or ')}.` : `${again}.`
 }
 
 /** A name from a server, quoted for a shell when it holds anything but address characters. */

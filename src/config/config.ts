@@ -11,6 +11,7 @@
  *   scopes = ["..."]   flows = ["device", "browser", "paste"]   sasl = ["XOAUTH2"]
  *   imap_url = "imaps://imap.example.com"  pop_url = "..."  smtp_url = "smtp://smtp.example.com:587"
  *   domains = ["example.com"]   redirect_host = "127.0.0.1"   redirect_path = "/"
+ *   redirect_uri = "https://127.0.0.1"   # a registered redirect no listener can receive: paste only
  *   auth_params = { prompt = "consent" }   tenant = "..."
  *
  * Errors carry file:line:col (pizauth's error_at_span idea).
@@ -134,6 +135,7 @@ const PROVIDER_KEYS = new Set([
   'domains',
   'redirect_host',
   'redirect_path',
+  'redirect_uri',
   'auth_params',
   'tenant',
   'refresh_token_idle_days',
@@ -280,7 +282,10 @@ function parseProvider(
     ...(secret ? { clientSecret: secret } : {}),
     label: `config provider "${name}"`,
   }))
-  const flows = strList('flows') ?? ['browser', 'device', 'paste']
+  const fixed = str('redirect_uri')
+  if (fixed !== undefined && !URL.canParse(fixed)) fail('redirect_uri', '"redirect_uri" must be an absolute URL')
+  // a redirect no listener can receive leaves the paste flow only, unless the file says otherwise
+  const flows = strList('flows') ?? (fixed ? ['paste'] : ['browser', 'device', 'paste'])
   for (const f of flows) if (!FLOWS.includes(f as Flow)) fail('flows', `unknown flow "${f}" (use ${FLOWS.join(', ')})`)
   const sasl = (strList('sasl') ?? ['XOAUTH2']).map((s) => s.toUpperCase())
   for (const s of sasl)
@@ -316,7 +321,11 @@ function parseProvider(
     clients,
     scopes: strList('scopes') ?? [],
     flows: flows as Flow[],
-    redirect: { host: redirectHost as Provider['redirect']['host'], path: str('redirect_path') ?? '/' },
+    redirect: {
+      host: redirectHost as Provider['redirect']['host'],
+      path: str('redirect_path') ?? '/',
+      ...(fixed ? { fixed } : {}),
+    },
     sasl: sasl as SaslMechanism[],
     servers: {
       ...(str('imap_url') ? { imap: str('imap_url') } : {}),

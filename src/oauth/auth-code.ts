@@ -1,7 +1,8 @@
 /**
  * Authorization code + PKCE (RFC 6749 §4.1, RFC 7636 S256) for native apps (RFC 8252): a one-shot
- * loopback listener on 127.0.0.1 with a random port (RFC 8252 §7.3), a random `state` checked on
- * return (RFC 6749 §10.12), and the issuer check of RFC 9207 when the server sends `iss`.
+ * loopback listener with a random port (RFC 8252 §7.3) on 127.0.0.1, on ::1, or on both when the
+ * registered redirect says "localhost", a random `state` checked on return (RFC 6749 §10.12), and
+ * the issuer check of RFC 9207 when the server sends `iss`.
  *
  * "Paste" mode serves people on SSH: the listener still runs (a browser on the same machine
  * completes on its own), and the final redirected URL can also be pasted back.
@@ -10,7 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import * as oauth from 'oauth4webapi'
-import { ERR, InterruptedError, ProtocolError, ReauthRequiredError, UsageError } from '../errors.js'
+import { ConfigError, ERR, InterruptedError, ProtocolError, SignInTimeoutError, UsageError } from '../errors.js'
 import { cleanServerText, firstLineOf } from '../core/server-text.js'
 import type { AccountSettings } from '../domain/account.js'
 import { classify } from './classify.js'
@@ -18,8 +19,11 @@ import { authorizationServer, oauthClient, safeHost, type OAuthContext } from '.
 import { exchangeAuthorizationCode, type TokenSet } from './grants.js'
 
 export interface AuthCodeOptions extends OAuthContext {
-  /** loopback host and path registered for the client (default 127.0.0.1 and "/") */
-  redirect?: { host: string; path: string }
+  /**
+   * loopback host and path registered for the client (default 127.0.0.1 and "/"); `fixed`: a
+   * registered redirect no listener can receive, for the paste flow (providers/types.ts Redirect)
+   */
+  redirect?: { host: string; path: string; fixed?: string }
   /** fixed port (default: a random free port) */
   port?: number
   /** how long to wait for the user (default 5 min) */
@@ -42,20 +46,89 @@ function escapeHtml(s: string): string {
 }
 
 interface Listener {
-  server: Server
   redirectUri: string
+  /** the loopback addresses listened on ("127.0.0.1", "::1") */
+  addresses: string[]
   result: Promise<URLSearchParams>
   close(): Promise<void>
 }
 
+/**
+ * The loopback addresses to listen on for a registered redirect host. A browser may resolve
+ * "localhost" to 127.0.0.1 or to ::1 (RFC 8252 §8.3; Thunderbird registers http://localhost for
+ * Microsoft), so both; a literal address is listened on alone. Never a wildcard address: nothing
+ * on the LAN can answer.
+ */
+export function listenAddresses(host: string): string[] {
+  if (host === '[::1]') return ['::1']
+  if (host === 'localhost') return ['127.0.0.1', '::1']
+  return ['127.0.0.1']
+}
+
+/** errno codes of a machine without an IPv6 loopback: listening on ::1 is then skipped */
+const NO_IPV6 = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT'])
+
+function listen(server: Server, port: number, address: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, address, () => {
+      server.off('error', reject)
+      const a = server.address()
+      resolve(typeof a === 'object' && a ? a.port : port)
+    })
+  })
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((r) => {
+    server.closeAllConnections()
+    server.close(() => r())
+  })
+}
+
+/**
+ * One server per address, all on one port: the first picks it (or `port`), the others follow.
+ * A random port taken on ::1 by someone else is given up and another one picked (a few times).
+ */
+async function listenAll(
+  addresses: string[],
+  port: number,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ servers: Server[]; port: number }> {
+  for (let attempt = 0; ; attempt++) {
+    const servers: Server[] = []
+    let actual = port
+    try {
+      for (const address of addresses) {
+        const server = createServer(handler)
+        server.keepAliveTimeout = 1000
+        try {
+          actual = await listen(server, actual, address)
+          servers.push(server)
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? ''
+          if (servers.length > 0 && address === '::1' && NO_IPV6.has(code)) continue
+          throw Object.assign(e as Error, { address, port: actual })
+        }
+      }
+      return { servers, port: actual }
+    } catch (e) {
+      await Promise.all(servers.map(closeServer))
+      const err = e as NodeJS.ErrnoException & { address: string; port: number }
+      if (port === 0 && err.code === 'EADDRINUSE' && attempt < 5) continue
+      throw new UsageError(
+        `cannot listen on ${err.address.includes(':') ? `[${err.address}]` : err.address}:${err.port} for the sign-in redirect (${err.code ?? err.message})`,
+        { cause: e },
+      )
+    }
+  }
+}
+
 async function startListener(host: string, path: string, port: number, state: string): Promise<Listener> {
-  // Bind the literal loopback address even when the redirect says "localhost", so nothing on
-  // the LAN can answer (RFC 8252 §8.3).
-  const bindHost = host === '[::1]' ? '::1' : '127.0.0.1'
   let resolveResult!: (p: URLSearchParams) => void
   const result = new Promise<URLSearchParams>((r) => (resolveResult = r))
   let done = false
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://loopback')
     const samePath = url.pathname === path || (path === '/' && url.pathname === '')
     if (req.method !== 'GET' || !samePath || done) {
@@ -83,29 +156,24 @@ async function startListener(host: string, path: string, port: number, state: st
         : PAGE('mailkey is signed in', 'You can close this tab and return to the terminal.'),
     )
     resolveResult(p)
-  })
-  server.keepAliveTimeout = 1000
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, bindHost, () => resolve())
-  }).catch((e: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot listen on ${bindHost}:${port} for the sign-in redirect (${e.code ?? e.message})`, {
-      cause: e,
-    })
-  })
-  const addr = server.address()
-  const actualPort = typeof addr === 'object' && addr ? addr.port : port
-  const redirectUri = `http://${host}:${actualPort}${path}`
-  return {
-    server,
-    redirectUri,
-    result,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections()
-        server.close(() => r())
-      }),
   }
+  const { servers, port: actualPort } = await listenAll(listenAddresses(host), port, handler)
+  return {
+    redirectUri: `http://${host}:${actualPort}${path}`,
+    addresses: servers.map((s) => (s.address() as { address: string }).address),
+    result,
+    close: async () => {
+      await Promise.all(servers.map(closeServer))
+    },
+  }
+}
+
+/**
+ * A registered redirect no listener can receive (`https://127.0.0.1`): only a pasted address
+ * ends the wait.
+ */
+function pasteOnly(uri: string): Listener {
+  return { redirectUri: uri, addresses: [], result: new Promise<URLSearchParams>(() => {}), close: async () => {} }
 }
 
 /** Parse what a user pasted: a full URL, a "?code=..." query, or "code=...&state=...". */
@@ -162,7 +230,16 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
   // OIDC Core §3.1.2.1 and §15.5.2: a nonce binds the id_token to this request, so an id_token
   // from a sign-in someone else started (login CSRF) is refused in exchangeAuthorizationCode.
   const nonce = wantsOpenId(settings) ? oauth.generateRandomNonce() : undefined
-  const listener = await startListener(redirect.host, redirect.path, opts.port ?? 0, state)
+  if (redirect.fixed && !opts.readPastedRedirect) {
+    throw new ConfigError(
+      ERR.PROVIDER_FLOW_UNSUPPORTED,
+      `the redirect ${redirect.fixed} of "${settings.email}" cannot reach mailkey: only the paste flow can use it`,
+      { account: settings.email },
+    )
+  }
+  const listener = redirect.fixed
+    ? pasteOnly(redirect.fixed)
+    : await startListener(redirect.host, redirect.path, opts.port ?? 0, state)
   const ac = new AbortController()
   const onOuterAbort = (): void => ac.abort(opts.signal?.reason)
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true })
@@ -176,7 +253,7 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
     )
     await opts.onAuthorizationUrl(url.href, listener.redirectUri)
 
-    const { result: redirected, cancel } = waitForRedirect(settings, listener.result, opts, ac.signal, timeoutMs)
+    const { result: redirected, cancel } = waitForRedirect(settings, listener, opts, ac.signal, timeoutMs)
     stopWaiting = cancel
     const returned = cleanCallback(await redirected, [
       verifier,
@@ -225,13 +302,13 @@ function authorizationUrl(
  */
 function waitForRedirect(
   settings: AccountSettings,
-  listened: Promise<URLSearchParams>,
+  listener: Listener,
   opts: AuthCodeOptions,
   signal: AbortSignal,
   timeoutMs: number,
 ): { result: Promise<URLSearchParams>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined
-  const waits: Promise<URLSearchParams>[] = [listened]
+  const waits: Promise<URLSearchParams>[] = [listener.result]
   if (opts.readPastedRedirect) {
     waits.push(
       (async () => {
@@ -252,12 +329,10 @@ function waitForRedirect(
       timer = setTimeout(
         () =>
           reject(
-            new ReauthRequiredError(
-              ERR.SIGNIN_TIMEOUT,
-              `no sign-in for "${settings.email}" arrived within ${Math.round(timeoutMs / 1000)} s`,
-              {
-                account: settings.email,
-              },
+            new SignInTimeoutError(
+              `no sign-in for "${settings.email}" arrived within ${timeoutText(timeoutMs)}`,
+              listener.addresses.length > 0 ? listener.redirectUri : undefined,
+              { account: settings.email },
             ),
           ),
         timeoutMs,
@@ -276,6 +351,11 @@ function waitForRedirect(
     }),
   )
   return { result: Promise.race(waits), cancel: () => clearTimeout(timer) }
+}
+
+/** "300 s"; a test's short timeout reads "0.05 s", not "0 s" */
+function timeoutText(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms / 1000} s`
 }
 
 /** Checks state (RFC 6749 §10.12), iss (RFC 9207 §2.4) and turns ?error= into an error. */

@@ -272,6 +272,9 @@ export function fromOAuthError(
 /** True for errors that mean "this client id is dead here; another candidate may work". */
 export function isClientRejection(e: MailkeyError): boolean {
   if (e.code === ERR.CLIENT_REJECTED) return true
+  // A Microsoft code says more than the standard error: invalid_client with AADSTS7000218 (no
+  // public client flows) or 700025 is this registration's setting, and every id would meet it.
+  if (e.providerCodes.length > 0) return false
   return e.oauthError === 'unauthorized_client' || e.oauthError === 'invalid_client'
 }
 

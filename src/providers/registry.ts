@@ -9,6 +9,11 @@
  */
 import type { Provider } from './types.js'
 
+/** why a provider registered with https://127.0.0.1 cannot use the browser flow (one line for `add`) */
+function fixedRedirectWhy(name: string): string {
+  return `${name} accepts only the redirect https://127.0.0.1 (no port), which mailkey cannot listen on: the browser ends there and you paste the address back`
+}
+
 const MS_BASE = 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0'
 
 export const microsoft: Provider = {
@@ -23,11 +28,19 @@ export const microsoft: Provider = {
     deviceAuthorization: `${MS_BASE}/devicecode`,
   },
   defaultTenant: 'common',
+  // Tried in this order while Microsoft answers that the id itself is dead (AADSTS7000112
+  // disabled, AADSTS700016 not found): mailkey sees those at the device-code and token endpoints,
+  // never in the browser. Order and sources: docs/adr/0013-redirects-and-fallback-client-ids.md.
   clients: [
     // Thunderbird desktop (mozilla releases-comm-central OAuth2Providers.sys.mjs): public client,
-    // no secret, loopback redirect, device code allowed. The older Thunderbird id 08162f7c-... is
-    // disabled (AADSTS7000112) and must not come back.
+    // no secret, loopback redirect, device code allowed; the id tenants most often allow. The older
+    // Thunderbird id 08162f7c-... is disabled (AADSTS7000112) and must not come back.
     { clientId: '9e5f94bc-e8a4-4e73-b8be-63364c29d753', label: 'Thunderbird' },
+    // KDE KMail/Akonadi (KDE/kdepim-runtime resources/imap/outlookpasswordrequester.cpp): the same
+    // redirect form (http://localhost:<random>, PKCE, tenant common). Device code unverified.
+    { clientId: '18da2bc3-146a-4581-8c92-27dc7b9954a0', label: 'KDE KMail' },
+    // Alpine (commit c5a870b: "can only be used for the device method"): device code only.
+    { clientId: 'f21dcaf2-8020-469b-8135-343bfc35d046', label: 'Alpine', flows: ['device'] },
   ],
   // learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth
   // One resource per token (AADSTS700022): never mix Graph scopes in. offline_access is what
@@ -44,7 +57,10 @@ export const microsoft: Provider = {
     'email',
   ],
   flows: ['browser', 'device', 'paste'],
-  redirect: { host: '127.0.0.1', path: '/' },
+  // Thunderbird's form since 2026-03 (OAuth2.sys.mjs: redirectionEndpoint defaults to
+  // "http://localhost"); no public source shows http://127.0.0.1 registered for this id, and
+  // Microsoft refuses an unregistered redirect in the browser (AADSTS50011).
+  redirect: { host: 'localhost', path: '/' },
   // Exchange Online refuses OAUTHBEARER; XOAUTH2 only.
   sasl: ['XOAUTH2'],
   // One resource per token, one scope per service: a token without IMAP.AccessAsUser.All is
@@ -109,7 +125,9 @@ export const google: Provider = {
   // The device flow rejects https://mail.google.com/ (invalid_scope): loopback only.
   flows: ['browser', 'paste'],
   flowRefusals: { device: 'Google does not allow mail scopes in the device flow' },
-  redirect: { host: '127.0.0.1', path: '/' },
+  // what Thunderbird sends for this id (OAuth2.sys.mjs default); Google's desktop clients accept
+  // any loopback port
+  redirect: { host: 'localhost', path: '/' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {
     imap: 'imaps://imap.gmail.com:993',
@@ -136,8 +154,12 @@ export const yahoo: Provider = {
     },
   ],
   scopes: ['mail-w'],
-  flows: ['browser', 'paste'],
-  redirect: { host: '127.0.0.1', path: '/' },
+  // Thunderbird registered this id with the redirect https://127.0.0.1 (OAuth2Providers.sys.mjs):
+  // https and no port, which no loopback listener can receive. The browser ends on that address
+  // and the user pastes it back.
+  flows: ['paste'],
+  flowRefusals: { browser: fixedRedirectWhy('Yahoo'), device: 'Yahoo offers no device code sign-in' },
+  redirect: { host: '127.0.0.1', path: '/', fixed: 'https://127.0.0.1' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {
     imap: 'imaps://imap.mail.yahoo.com:993',
@@ -162,8 +184,12 @@ export const aol: Provider = {
     },
   ],
   scopes: ['mail-w'],
-  flows: ['browser', 'paste'],
-  redirect: { host: '127.0.0.1', path: '/' },
+  // Thunderbird registered this id with the redirect https://127.0.0.1 (OAuth2Providers.sys.mjs):
+  // https and no port, which no loopback listener can receive. The browser ends on that address
+  // and the user pastes it back.
+  flows: ['paste'],
+  flowRefusals: { browser: fixedRedirectWhy('AOL'), device: 'AOL offers no device code sign-in' },
+  redirect: { host: '127.0.0.1', path: '/', fixed: 'https://127.0.0.1' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {
     imap: 'imaps://imap.aol.com:993',
@@ -190,7 +216,8 @@ export const fastmail: Provider = {
     'https://www.fastmail.com/dev/protocol-smtp',
   ],
   flows: ['browser', 'paste'],
-  redirect: { host: '127.0.0.1', path: '/' },
+  // Thunderbird names no redirect for this id, so it sends OAuth2.sys.mjs's default http://localhost
+  redirect: { host: 'localhost', path: '/' },
   sasl: ['XOAUTH2', 'OAUTHBEARER'],
   servers: {
     imap: 'imaps://imap.fastmail.com:993',

@@ -261,9 +261,11 @@ export function pickFlow(provider: Provider | undefined, settings: AccountSettin
   const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
   const hasDevice = settings.endpoints.deviceAuthorization !== undefined && allowed.includes('device')
   const hasBrowser = settings.endpoints.authorization !== undefined && allowed.includes('browser')
+  const hasPaste = settings.endpoints.authorization !== undefined && allowed.includes('paste')
   if (canOpenBrowser && hasBrowser) return 'browser'
   if (hasDevice) return 'device'
-  if (hasBrowser) return 'paste' // headless and no device flow (Google): paste the redirect back
+  // headless and no device flow (Google), or a redirect no listener can receive (Yahoo, AOL)
+  if (hasBrowser || hasPaste) return 'paste'
   throw new ConfigError(
     ERR.PROVIDER_FLOW_UNSUPPORTED,
     `no sign-in flow is available for "${settings.email}" (no authorization or device endpoint)`,
@@ -275,16 +277,46 @@ export function pickFlow(provider: Provider | undefined, settings: AccountSettin
 
 export function assertFlowAllowed(provider: Provider | undefined, settings: AccountSettings, flow: Flow): void {
   const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
-  const needs = flow === 'device' ? settings.endpoints.deviceAuthorization : settings.endpoints.authorization
-  if (!allowed.includes(flow) || needs === undefined) {
+  if (!allowed.includes(flow) || flowEndpoint(settings, flow) === undefined) {
     const why =
       provider?.flowRefusals?.[flow] ??
       `${provider?.displayName ?? 'this server'} offers no ${flow === 'device' ? 'device authorization endpoint' : 'authorization endpoint'}`
+    // the first other flow that works here; with none, the one that would need only an endpoint
+    const other = otherFlows(provider, settings, flow)[0] ?? (flow === 'device' ? 'paste' : 'device')
     throw new UsageError(`--${flow} cannot be used for "${settings.email}": ${why}`, {
       hint:
-        flow === 'device'
+        other === 'paste' && flow === 'device'
           ? `Use "mailkey add ${shArg(settings.email)} --paste" on a machine without a browser.`
-          : `Use "mailkey add ${shArg(settings.email)} --device".`,
+          : `Use "mailkey add ${shArg(settings.email)} --${other}".`,
     })
   }
+}
+
+function flowEndpoint(settings: AccountSettings, flow: Flow): string | undefined {
+  return flow === 'device' ? settings.endpoints.deviceAuthorization : settings.endpoints.authorization
+}
+
+/** The other flows an account could sign in with, besides `flow` (for advice after a failure). */
+export function otherFlows(provider: Provider | undefined, settings: AccountSettings, flow: Flow): Flow[] {
+  const allowed = provider?.flows ?? (['browser', 'device', 'paste'] as Flow[])
+  return (['device', 'paste', 'browser'] as Flow[]).filter(
+    (f) => f !== flow && allowed.includes(f) && flowEndpoint(settings, f) !== undefined,
+  )
+}
+
+/**
+ * The candidates whose built-in client id is known to work with `flow` (a device-code-only id is
+ * left out of a browser sign-in). A user's own id and config-file ids carry no such limit.
+ */
+export function candidatesFor(
+  provider: Provider | undefined,
+  candidates: AccountSettings[],
+  flow: Flow,
+): AccountSettings[] {
+  const limits = new Map((provider?.clients ?? []).map((c) => [c.clientId, c.flows]))
+  const usable = candidates.filter((s) => {
+    const flows = s.clientLabel === 'your client id' ? undefined : limits.get(s.clientId)
+    return flows === undefined || flows.includes(flow)
+  })
+  return usable.length > 0 ? usable : candidates
 }

@@ -15,6 +15,25 @@ export interface ClientCandidate {
   clientSecret?: string
   /** who registered it, for messages */
   label: string
+  /** the only flows this id is known to work with (e.g. a device-code-only id); default: all */
+  flows?: Flow[]
+}
+
+/**
+ * The redirect registered for the built-in clients.
+ *
+ * A loopback redirect (RFC 8252 §7.3) is `http://<host>:<port><path>`: mailkey listens on the
+ * loopback address and the browser delivers the code by itself. `host` is the registered form:
+ * "localhost" is resolved by the browser to 127.0.0.1 or ::1, so mailkey then listens on both.
+ *
+ * `fixed` is a registered redirect that no loopback listener can receive (Yahoo's and AOL's
+ * `https://127.0.0.1`: https, no port): the browser ends on an error page at that address and
+ * the user pastes the address back (the paste flow only).
+ */
+export interface Redirect {
+  host: '127.0.0.1' | 'localhost' | '[::1]'
+  path: string
+  fixed?: string
 }
 
 export interface Endpoints {
@@ -43,8 +62,8 @@ export interface Provider {
   flows: Flow[]
   /** why a flow left out of `flows` cannot be used, when the provider has a reason (for the message) */
   flowRefusals?: Partial<Record<Flow, string>>
-  /** loopback redirect (RFC 8252 §7.3): host and path registered for the built-in clients */
-  redirect: { host: '127.0.0.1' | 'localhost' | '[::1]'; path: string }
+  /** the redirect registered for the built-in clients (see Redirect) */
+  redirect: Redirect
   /** SASL mechanisms the provider's mail servers accept, preferred first (domain/provider-rules.ts) */
   sasl: SaslMechanism[]
   /**

@@ -467,6 +467,11 @@ describe('mailkey add / token / status against a real OAuth server', () => {
     assert.equal(r.code, 77, r.stderr)
     assert.match(r.stderr, /no sign-in for "lou@example\.test" arrived within 5 s/)
     assert.match(r.stderr, /mailkey add lou@example\.test/)
+    // the server may have refused the redirect in the browser: the other ways, and a fixed port
+    assert.match(r.stderr, /may not have accepted the redirect http:\/\/127\.0\.0\.1:\d+\//)
+    assert.match(r.stderr, /"mailkey add lou@example\.test --device"/)
+    assert.match(r.stderr, /"mailkey add lou@example\.test --paste"/)
+    assert.match(r.stderr, /"mailkey add lou@example\.test --port PORT"/)
     await assert.rejects(stored(home, 'lou@example.test'))
   })
 

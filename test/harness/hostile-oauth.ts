@@ -13,8 +13,8 @@ export interface Answer {
 }
 
 export interface HostileOAuthOptions {
-  /** the device authorization answer (RFC 8628 §3.2) */
-  device?: (n: number) => Answer
+  /** the device authorization answer (RFC 8628 §3.2) to request number n, with the request's form */
+  device?: (n: number, form: URLSearchParams) => Answer
   /** the token endpoint's answer to request number n (0-based), with the request's form */
   token?: (n: number, form: URLSearchParams) => Answer
   /** the revocation endpoint's answer */
@@ -27,6 +27,8 @@ export interface HostileOAuth {
   /** provider flags for `mailkey add` / `import`: this server's endpoints, a client id, a scope */
   flags(scope?: string): string[]
   counts: { device: number; token: number; revoke: number }
+  /** every request: its path and the client_id of its form (nothing secret is kept) */
+  requests: { path: string; clientId: string }[]
   close(): Promise<void>
 }
 
@@ -50,11 +52,13 @@ function send(res: ServerResponse, a: Answer): void {
 
 export async function startHostileOAuth(opts: HostileOAuthOptions): Promise<HostileOAuth> {
   const counts = { device: 0, token: 0, revoke: 0 }
+  const requests: HostileOAuth['requests'] = []
   const server = createServer((req, res) => {
     void (async () => {
       const form = await readForm(req)
       const path = new URL(req.url ?? '/', 'http://x').pathname
-      if (path === '/device' && opts.device) return send(res, opts.device(counts.device++))
+      requests.push({ path, clientId: form.get('client_id') ?? '' })
+      if (path === '/device' && opts.device) return send(res, opts.device(counts.device++, form))
       if (path === '/token' && opts.token) return send(res, opts.token(counts.token++, form))
       if (path === '/revoke' && opts.revoke) return send(res, opts.revoke(counts.revoke++))
       send(res, { status: 404, body: { error: 'invalid_request' } })
@@ -78,6 +82,7 @@ export async function startHostileOAuth(opts: HostileOAuthOptions): Promise<Host
       scope,
     ],
     counts,
+    requests,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

@@ -30,6 +30,13 @@ export const MAIL_SCOPES = [
 export const LAB_PUBLIC_CLIENT_ID = 'mailkey-lab'
 export const LAB_SECRET_CLIENT_ID = 'mailkey-secret'
 export const LAB_CLIENT_SECRET = 'mailkey-lab-client-secret-for-tests-only'
+/**
+ * A public client registered, as Yahoo and AOL registered Thunderbird's, with the one redirect
+ * https://127.0.0.1 (no port) that no loopback listener can receive: the paste flow's.
+ * oidc-provider refuses that URI for a native client, so this one is a web client.
+ */
+export const LAB_FIXED_REDIRECT_CLIENT_ID = 'mailkey-fixed-redirect'
+export const LAB_FIXED_REDIRECT = 'https://127.0.0.1'
 export const MAIL_RS_CLIENT_ID = 'mail-rs'
 export const MAIL_RS_SECRET = 'mail-rs-introspection-secret-for-tests-only'
 
@@ -423,6 +430,13 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
   const oidc: ProviderType = new Provider(issuer, {
     clients: [
       { ...clientDefaults, client_id: LAB_PUBLIC_CLIENT_ID, token_endpoint_auth_method: 'none' },
+      {
+        ...clientDefaults,
+        application_type: 'web',
+        client_id: LAB_FIXED_REDIRECT_CLIENT_ID,
+        token_endpoint_auth_method: 'none',
+        redirect_uris: [LAB_FIXED_REDIRECT],
+      },
       {
         ...clientDefaults,
         client_id: LAB_SECRET_CLIENT_ID,

@@ -5,7 +5,14 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 
 import { BUILTIN_PROVIDERS, google, microsoft, providerForDomain, providerForMx } from '../../src/providers/registry.js'
-import { normaliseServerUrl } from '../../src/providers/resolve.js'
+import {
+  assertFlowAllowed,
+  candidateSettings,
+  candidatesFor,
+  normaliseServerUrl,
+  pickFlow,
+} from '../../src/providers/resolve.js'
+import { UsageError } from '../../src/errors.js'
 import type { Provider } from '../../src/providers/types.js'
 
 const DEAD_MICROSOFT_CLIENTS = ['08162f7c-0fd2-4200-a84a-f25a4db0b584', '31359c7f-bd7e-475c-86db-fdb8c937548e']
@@ -116,6 +123,83 @@ describe('built-in providers', () => {
     assert.deepEqual(google.authorizationParams, { access_type: 'offline', prompt: 'consent' })
     assert.ok(!google.flows.includes('device'))
     assert.equal(google.endpoints.deviceAuthorization, undefined)
+  })
+})
+
+/**
+ * The redirect Thunderbird sends for each id mailkey borrows (mozilla releases-comm-central
+ * mailnews/base/src/OAuth2Providers.sys.mjs; OAuth2.sys.mjs defaults redirectionEndpoint to
+ * "http://localhost"), as docs/providers.md lists them. A loopback form is http://HOST:<port>/;
+ * an https one no listener can receive, so the preset is paste only.
+ */
+const THUNDERBIRD_REDIRECTS: Record<string, string> = {
+  microsoft: 'http://localhost',
+  google: 'http://localhost',
+  fastmail: 'http://localhost',
+  yahoo: 'https://127.0.0.1',
+  aol: 'https://127.0.0.1',
+}
+
+describe("presets against Thunderbird's registrations", () => {
+  for (const [name, registered] of Object.entries(THUNDERBIRD_REDIRECTS)) {
+    const p = BUILTIN_PROVIDERS.get(name) as Provider
+    it(`${name}: redirects to ${registered}`, () => {
+      if (registered.startsWith('https:')) {
+        assert.equal(p.redirect.fixed, registered)
+        assert.deepEqual(p.flows, ['paste'], 'a redirect no listener receives leaves only the paste flow')
+        assert.match(p.flowRefusals?.browser ?? '', /https:\/\/127\.0\.0\.1 \(no port\)/)
+      } else {
+        assert.equal(p.redirect.fixed, undefined)
+        assert.equal(`http://${p.redirect.host}`, registered)
+        assert.ok(p.flows.includes('browser'))
+      }
+    })
+  }
+
+  for (const name of ['yahoo', 'aol']) {
+    const p = BUILTIN_PROVIDERS.get(name) as Provider
+    const [s] = candidateSettings({ email: `x@${name}.com` }, p, 'browser')
+    it(`${name}: chooses paste even with a browser, and refuses --browser with the reason`, () => {
+      assert.ok(s)
+      assert.equal(pickFlow(p, s, true), 'paste')
+      assert.equal(pickFlow(p, s, false), 'paste')
+      assert.throws(
+        () => assertFlowAllowed(p, s, 'browser'),
+        (err: unknown) => {
+          assert.ok(err instanceof UsageError)
+          assert.match(err.message, /cannot listen on/)
+          assert.match(err.hint ?? '', new RegExp(`mailkey add x@${name}\\.com --paste`))
+          return true
+        },
+      )
+    })
+  }
+
+  it('Microsoft: the fallback ids follow Thunderbird, and a device-only id stays out of the browser flow', () => {
+    assert.deepEqual(
+      microsoft.clients.map((c) => [c.label, c.clientId, c.flows]),
+      [
+        ['Thunderbird', '9e5f94bc-e8a4-4e73-b8be-63364c29d753', undefined],
+        ['KDE KMail', '18da2bc3-146a-4581-8c92-27dc7b9954a0', undefined],
+        ['Alpine', 'f21dcaf2-8020-469b-8135-343bfc35d046', ['device']],
+      ],
+    )
+    const all = candidateSettings({ email: 'x@outlook.com' }, microsoft, 'browser')
+    assert.deepEqual(
+      candidatesFor(microsoft, all, 'browser').map((s) => s.clientLabel),
+      ['Thunderbird', 'KDE KMail'],
+    )
+    assert.deepEqual(
+      candidatesFor(microsoft, all, 'device').map((s) => s.clientLabel),
+      ['Thunderbird', 'KDE KMail', 'Alpine'],
+    )
+    // a user's own id is never filtered
+    const own = candidateSettings(
+      { email: 'x@outlook.com', clientId: 'f21dcaf2-8020-469b-8135-343bfc35d046' },
+      microsoft,
+      'browser',
+    )
+    assert.equal(candidatesFor(microsoft, own, 'browser').length, 1)
   })
 })
 

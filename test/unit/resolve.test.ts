@@ -111,7 +111,11 @@ describe('candidateSettings: Microsoft', () => {
   it('defaults to the common tenant in every endpoint', () => {
     const [s, ...rest] = candidateSettings(base, microsoft, 'device')
     assert.ok(s)
-    assert.equal(rest.length, 0)
+    // the fallback ids, in the order docs/adr/0013 gives
+    assert.deepEqual(
+      rest.map((r) => r.clientLabel),
+      ['KDE KMail', 'Alpine'],
+    )
     assert.equal(s.provider, 'microsoft')
     assert.equal(s.tenant, 'common')
     assert.equal(s.endpoints.authorization, 'https://login.microsoftonline.com/common/oauth2/v2.0/authorize')

@@ -13,7 +13,7 @@ import type { Flow } from '../../providers/types.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
-import { browserLauncher, canOpenBrowser } from '../browser.js'
+import { browserLauncher, canOpenBrowser, noDisplayReason } from '../browser.js'
 import { formatDuration } from '../format.js'
 import { notOnPathNote, selfCommand, thisInstallation, type SelfCommand } from '../self.js'
 import { jsonLine } from '../json.js'
@@ -25,9 +25,11 @@ when it can, and shows a device code (a URL and a code to enter on any phone or 
 it cannot (SSH, no display). Google allows no device code for mail: use --paste there.
 
   --device           device-code sign-in (RFC 8628)
-  --browser          system browser with a loopback redirect to 127.0.0.1
+  --browser          system browser with a loopback redirect (127.0.0.1, or localhost where
+                     the provider registered that: then mailkey listens on 127.0.0.1 and ::1)
   --paste            print the URL; paste back the address the browser ends on
-  --port N           fixed port for the loopback redirect (default: random)
+  --port N           fixed port for the loopback redirect (default: random), for servers that
+                     want the exact port they have registered
   --timeout SEC      how long to wait for the browser (default 300)
   --no-qr            do not draw a QR code for the device-code URL
   --json             newline-delimited JSON events on stdout
@@ -73,6 +75,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       ...opts,
       ...(flow ? { flow } : {}),
       canOpenBrowser: canOpenBrowser(io.env),
+      ...(noDisplayReason(io.env) ? { browserUnavailable: noDisplayReason(io.env) } : {}),
       ...(port !== undefined ? { redirectPort: port } : {}),
       ...(timeoutSec !== undefined ? { timeoutMs: timeoutSec * 1000 } : {}),
       signal: io.signal,
@@ -109,6 +112,7 @@ function signInUi(
   const callbacks: SignInCallbacks = {
     onPlan: (p) => {
       emit({ event: 'plan', account: email, provider: p.provider, flow: p.flow, client_id: p.clientId })
+      if (p.why) say(`mailkey: signing in with --paste: ${p.why}.\n`)
       if (p.plainHttp)
         say('mailkey: warning: this server is reached over plain http (accepted only for loopback addresses)\n')
     },
