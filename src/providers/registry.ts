@@ -30,7 +30,7 @@ export const microsoft: Provider = {
   defaultTenant: 'common',
   // Tried in this order while Microsoft answers that the id itself is dead (AADSTS7000112
   // disabled, AADSTS700016 not found): mailkey sees those at the device-code and token endpoints,
-  // never in the browser. Order and sources: docs/adr/0013-redirects-and-fallback-client-ids.md.
+  // never in the browser. Order and sources: docs/adr/0014-redirects-and-fallback-client-ids.md.
   clients: [
     // Thunderbird desktop (mozilla releases-comm-central OAuth2Providers.sys.mjs): public client,
     // no secret, loopback redirect, device code allowed; the id tenants most often allow. The older

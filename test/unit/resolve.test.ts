@@ -111,7 +111,7 @@ describe('candidateSettings: Microsoft', () => {
   it('defaults to the common tenant in every endpoint', () => {
     const [s, ...rest] = candidateSettings(base, microsoft, 'device')
     assert.ok(s)
-    // the fallback ids, in the order docs/adr/0013 gives
+    // the fallback ids, in the order docs/adr/0014 gives
     assert.deepEqual(
       rest.map((r) => r.clientLabel),
       ['KDE KMail', 'Alpine'],
