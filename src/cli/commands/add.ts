@@ -15,6 +15,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '../flags.js'
 import { browserLauncher, canOpenBrowser } from '../browser.js'
 import { formatDuration } from '../format.js'
+import { terminalAbilities } from '../terminal.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
 
@@ -133,7 +134,7 @@ function signInUi(
       device.start(p.expiresAt)
     },
     onDeviceTick: (left) => {
-      if (io.stderrIsTTY) return // the terminal's countdown line says it
+      if (terminalAbilities(io.env, io.stderrIsTTY).redraw) return // the terminal's countdown line says it
       const next = stillWaiting(lastSaid, left)
       lastSaid = next.lastSaid
       if (next.say) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
@@ -182,7 +183,7 @@ function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop:
   return {
     start(expiresAt) {
       deviceExpiresAt = expiresAt
-      if (!io.stderrIsTTY) return
+      if (!terminalAbilities(io.env, io.stderrIsTTY).redraw) return
       countdown = setInterval(() => {
         const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000))
         io.stderr(`\r\x1b[KWaiting for you to approve… the code expires in ${formatDuration(left)}`)
@@ -191,8 +192,8 @@ function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop:
     },
     stop() {
       if (countdown) clearInterval(countdown)
+      if (countdown && deviceExpiresAt) io.stderr('\r\x1b[K')
       countdown = undefined
-      if (io.stderrIsTTY && deviceExpiresAt) io.stderr('\r\x1b[K')
     },
   }
 }

@@ -171,11 +171,12 @@ function whole(v: unknown, flag: string, max: number): number | undefined {
 const KEY_FLAGS = { ...COMMON_FLAGS, accounts: { type: 'string' }, all: { type: 'boolean' } } as const
 
 async function keyCommand(args: string[], io: CliIO): Promise<number> {
-  const [verb, ...rest] = args
+  const verb = args[0]?.startsWith('-') ? undefined : args[0] // `serve key --help`: no verb yet
+  const rest = verb === undefined ? args : args.slice(1)
   const { values, positionals } = parse(`serve key ${verb ?? ''}`.trim(), rest, KEY_FLAGS, 1)
   if (values.help || verb === undefined) {
     io.stdout(HELP)
-    return verb === undefined ? EXIT.USAGE : EXIT.OK
+    return values.help ? EXIT.OK : EXIT.USAGE
   }
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const keys = await import('../../serve/keys.js')
