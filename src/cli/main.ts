@@ -32,15 +32,25 @@ Usage:
   mailkey store [status | migrate --to file|keyring|passphrase | passphrase]
   mailkey store init [--new-key FILE] | migrate --to postgres://...   (a shared store for many hosts)
   mailkey unlock [--for 8h]  |  mailkey lock      (an encrypted store's key in a background agent)
+  mailkey agent [--for 8h]               (that agent in the foreground)
+  mailkey completion bash|zsh|fish       (a shell completion script)
+  mailkey help <command> [<subcommand>]  (the same as "mailkey <command> [<subcommand>] --help")
+  mailkey --version
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)
-  --issuer URL | --authorize-url U --token-url U --device-url U
+  --issuer URL | --authorize-url U --token-url U --device-url U --revocation-url U
+  --client-auth post|basic   how a client secret is sent (client_secret_post or client_secret_basic)
   --client-id ID  --client-secret-file F (- for stdin)  --tenant common|organizations|consumers|ID
   --client-secret S   (also works, but other users see it in "ps": prefer --client-secret-file)
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
   --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
   --sign-in-as USER@X   the provider signs this account in as USER@X (an alias); any other user is refused
+
+Secrets are never read from the command line (but for --client-secret S): a client secret from
+--client-secret-file F (- for stdin), a refresh token from --refresh-token-file F (- for stdin),
+the proxy's local password and the store's passphrase from the terminal without echo, else one
+line on stdin ([store] passphrase_command first, for the passphrase). Each command's help says.
 
 Run "mailkey <command> --help" for details. Exit codes: 0 ok, 64 usage, 75 try again later,
 77 sign-in needed, 78 configuration, 74 token store, 76 protocol, 130 interrupted.

@@ -11,7 +11,7 @@ type Env = Readonly<Record<string, string | undefined>>
 export interface TerminalAbilities {
   /** ANSI colours and text styles */
   colour: boolean
-  /** "\r\x1b[K": go back to the start of the line and clear it */
+  /** carriage return, then ESC [ K: go back to the start of the line and clear it */
   redraw: boolean
 }
 

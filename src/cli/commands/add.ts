@@ -34,6 +34,11 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
                      mailbox named as the account); a sign-in as anyone else is refused
 Provider flags: see "mailkey --help".
 
+Secrets: a client secret from --client-secret-file F, or - for stdin (--client-secret S works
+too, but other users see it in "ps"); with --paste, the address the browser ends on (it holds a
+one-time code) from the terminal or stdin. An encrypted store's key comes from the agent
+("mailkey unlock"), the OS keyring, [store] passphrase_command or the terminal.
+
 The browser is handed a private page (0600, in a 0700 directory, removed afterwards) that
 forwards to the sign-in address, so the address (its state and PKCE challenge) never appears
 in the browser's command line, which every user of the machine can read.

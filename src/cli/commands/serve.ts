@@ -45,6 +45,9 @@ replicas as you like over one shared store; they share single flight, keys and h
 Endpoints: GET /v1/accounts/{account}/token?min_ttl=SEC[&sasl=xoauth2|oauthbearer],
 /v1/accounts/{account}, /v1/accounts, /metrics (these need "Authorization: Bearer KEY"),
 /healthz and /readyz. Errors are application/problem+json. docs/openapi.json has the details.
+
+Secrets: "key add" reads none; it prints the new key once on stdout. A worker reads its key from
+the file MAILKEY_API_KEY_FILE names; the TLS key is the file --tls-key names.
 `
 
 const FLAGS = {
