@@ -68,7 +68,10 @@ function shData(spec: CompletionSpec, prologue: string): string {
   ].join('\n')
 }
 
-/** the walk, in sh that bash and zsh (emulate -L sh) both run; `P` is where zsh's prologue goes */
+/**
+ * the walk, in sh that bash and zsh (emulate -L sh) both run; `P` is where zsh's prologue goes.
+ * The command path is "cmdpath": zsh ties "path" to PATH, and a local one would hide every command.
+ */
 const SH_WALK = `_mailkey_has() {
 P  case " $1 " in *" $2 "*) return 0 ;; esac
   return 1
@@ -86,24 +89,24 @@ P  if command -v timeout >/dev/null 2>&1; then
 
 # _mailkey_candidates PROGRAM CURRENT-WORD WORDS-BEFORE-IT...: what may come next ("@files": a file)
 _mailkey_candidates() {
-P  local prog="$1" cur="$2" path='' npos=0 pending='' helping='' w
+P  local prog="$1" cur="$2" cmdpath='' npos=0 pending='' helping='' w
   shift 2
   for w in "$@"; do
     if [ -n "$pending" ]; then pending=''; continue; fi
     case $w in
       --*=*) ;;
-      -*) if _mailkey_has "$(_mailkey_valued "$path")" "$w"; then pending=$w; fi ;;
+      -*) if _mailkey_has "$(_mailkey_valued "$cmdpath")" "$w"; then pending=$w; fi ;;
       *)
-        if [ -z "$path$helping" ] && [ "$npos" -eq 0 ] && [ "$w" = help ]; then helping=1
-        elif [ "$npos" -eq 0 ] && _mailkey_has "$(_mailkey_children "$path")" "$w"; then path="\${path:+$path }$w"
+        if [ -z "$cmdpath$helping" ] && [ "$npos" -eq 0 ] && [ "$w" = help ]; then helping=1
+        elif [ "$npos" -eq 0 ] && _mailkey_has "$(_mailkey_children "$cmdpath")" "$w"; then cmdpath="\${cmdpath:+$cmdpath }$w"
         else npos=$((npos + 1)); fi ;;
     esac
   done
   if [ -n "$pending" ]; then _mailkey_values "$pending"; return 0; fi
-  if [ -n "$helping" ]; then [ "$npos" -eq 0 ] && _mailkey_children "$path"; return 0; fi
-  case $cur in -*) _mailkey_flags "$path"; return 0 ;; esac
-  [ "$npos" -eq 0 ] && _mailkey_children "$path"
-  set -- $(_mailkey_args "$path")
+  if [ -n "$helping" ]; then [ "$npos" -eq 0 ] && _mailkey_children "$cmdpath"; return 0; fi
+  case $cur in -*) _mailkey_flags "$cmdpath"; return 0 ;; esac
+  [ "$npos" -eq 0 ] && _mailkey_children "$cmdpath"
+  set -- $(_mailkey_args "$cmdpath")
   [ "$npos" -lt "$#" ] || return 0
   shift "$npos"
   case $1 in
