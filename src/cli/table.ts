@@ -123,9 +123,6 @@ export const TABLE: readonly CommandEntry[] = [
   },
 ]
 
-/** `help` is main.ts's own: it names other commands */
-export const HELP_ENTRY: SubEntry = { name: 'help', summary: 'the help of a command', args: ['command', 'command'] }
-
 export function entryNamed(name: string): CommandEntry | undefined {
   return TABLE.find((e) => e.name === name)
 }
