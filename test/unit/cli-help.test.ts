@@ -224,7 +224,7 @@ describe('help says where secrets come from', () => {
       ['proxy', 'password'],
       [/terminal/, /stdin/, /never from the command line/],
     ],
-    [['store'], [/passphrase_command/, /terminal/, /stdin/]],
+    [['store'], [/passphrase_command/, /terminal/, /stdin/, /MAILKEY_STORE_KEY_FILE/]],
     [['unlock'], [/passphrase_command/, /terminal/, /stdin/]],
     [['token'], [/Secrets:/]],
     [['serve', 'key', 'add'], [/Secrets:/]],
