@@ -1,9 +1,12 @@
 /**
- * The CLI entry: picks the command, lazy-loads its module (startup matters: mail clients run
- * `mailkey token` per connection), and is the ONLY place that sets the exit code. Errors become
- * `mailkey: <message>` plus the next command to run, on stderr.
+ * The CLI entry: picks the command from the command table (table.ts), lazy-loads its module
+ * (startup matters: mail clients run `mailkey token` per connection), and is the ONLY place that
+ * sets the exit code. Errors become `mailkey: <message>` plus the next command to run, on stderr;
+ * a mistyped command or subcommand names the nearest one. `mailkey help <command> [<sub>]` is
+ * `mailkey <command> [<sub>] --help`.
  *
- * Owns: dispatch, the exit code, top-level error printing. Must not: hold command logic.
+ * Owns: dispatch, --help/--version/help, the exit code, top-level error printing. Must not: hold
+ * command logic.
  */
 import { EXIT, MailkeyError, UsageError, exitCodeOf } from '../errors.js'
 import type { CliIO } from './io.js'
