@@ -10,6 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { UsageError } from '../errors.js'
 import { addressProblem, quoted } from '../core/address.js'
 import type { AccountOptions } from '../providers/resolve.js'
+import { closest } from './suggest.js'
 
 export type Options = NonNullable<ParseArgsConfig['options']>
 
@@ -49,6 +50,7 @@ export function parse(
   options: Options,
   maxPositionals: number,
 ): { values: Values; positionals: string[] } {
+  describing?.(options)
   let parsed
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
@@ -56,7 +58,11 @@ export function parse(
     const msg = (e as Error).message
       .replace(/^Unknown option '([^']+)'.*$/s, 'unknown option "$1"')
       .replace(/\. To specify a positional.*$/s, '')
-    throw new UsageError(`${command}: ${msg}`, { hint: `Run "mailkey ${command} --help" for the options.` })
+    const unknown = /^Unknown option '([^']+)'/.exec((e as Error).message)?.[1]
+    const near = unknown === undefined ? undefined : nearFlag(unknown, args, options)
+    throw new UsageError(`${command}: ${msg}`, {
+      hint: `${near ? `Did you mean "${near}"? ` : ''}Run "mailkey ${command} --help" for the options.`,
+    })
   }
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`${command}: unexpected argument "${parsed.positionals[maxPositionals]}"`, {
@@ -64,6 +70,37 @@ export function parse(
     })
   }
   return { values: parsed.values as Values, positionals: parsed.positionals }
+}
+
+/**
+ * The flag a mistyped one was meant to be: "--min-valdity" -> "--min-validity"; a long flag given
+ * with one dash ("-json", which parseArgs reads as -j -s -o -n) -> "--json".
+ */
+function nearFlag(unknown: string, args: string[], options: Options): string | undefined {
+  const longs = Object.keys(options)
+  if (!unknown.startsWith('--')) {
+    const oneDash = args.find((a) => a.startsWith(`${unknown}`) && longs.includes(a.slice(1).split('=')[0] ?? ''))
+    return oneDash === undefined ? undefined : `-${oneDash.split('=')[0]}`
+  }
+  const near = closest(unknown.slice(2), longs)
+  return near === undefined ? undefined : `--${near}`
+}
+
+let describing: ((options: Options) => void) | undefined
+
+/**
+ * The flags a command parses, learnt by running it (its --help: parse() is told each flag table it
+ * parses with): for shell completion and the help test, so neither keeps a list of its own.
+ */
+export async function flagsSeenBy(run: () => Promise<unknown>): Promise<Options> {
+  const seen: Options = {}
+  describing = (o) => Object.assign(seen, o)
+  try {
+    await run()
+  } finally {
+    describing = undefined
+  }
+  return seen
 }
 
 const str = (v: Values, k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined)

@@ -1,34 +1,21 @@
 /**
- * The CLI entry: picks the command, lazy-loads its module (startup matters: mail clients run
- * `mailkey token` per connection), and is the ONLY place that sets the exit code. Errors become
- * `mailkey: <message>` plus the next command to run, on stderr.
+ * The CLI entry: picks the command from the command table (table.ts), lazy-loads its module
+ * (startup matters: mail clients run `mailkey token` per connection), and is the ONLY place that
+ * sets the exit code. Errors become `mailkey: <message>` plus the next command to run, on stderr;
+ * a mistyped command or subcommand names the nearest one. `mailkey help <command> [<sub>]` is
+ * `mailkey <command> [<sub>] --help`.
  *
- * Owns: dispatch, the exit code, top-level error printing. Must not: hold command logic.
+ * Owns: dispatch, --help/--version/help, the exit code, top-level error printing. Must not: hold
+ * command logic.
  */
 import { EXIT, MailkeyError, UsageError, exitCodeOf } from '../errors.js'
 import type { CliIO } from './io.js'
+import type { SubEntry } from './command.js'
+import { TABLE, entryNamed } from './table.js'
+import { closest } from './suggest.js'
+import { mailkeyVersion } from './version.js'
 
-export interface Command {
-  run(args: string[], io: CliIO): Promise<number | void>
-}
-
-const COMMANDS: Record<string, () => Promise<Command>> = {
-  add: () => import('./commands/add.js'),
-  import: () => import('./commands/import.js'),
-  token: () => import('./commands/token.js'),
-  list: () => import('./commands/status.js').then((m) => ({ run: m.runList })),
-  status: () => import('./commands/status.js'),
-  remove: () => import('./commands/remove.js'),
-  test: () => import('./commands/test.js'),
-  proxy: () => import('./commands/proxy.js'),
-  sweep: () => import('./commands/sweep.js'),
-  serve: () => import('./commands/serve.js'),
-  config: () => import('./commands/config.js'),
-  store: () => import('./commands/store.js'),
-  unlock: () => import('./commands/store.js').then((m) => ({ run: m.runUnlock })),
-  lock: () => import('./commands/store.js').then((m) => ({ run: m.runLock })),
-  agent: () => import('./commands/store.js').then((m) => ({ run: m.runAgent })),
-}
+export type { Command } from './command.js'
 
 export const USAGE = `mailkey: OAuth 2.0 sign-in for IMAP, POP3 and SMTP
 
@@ -48,15 +35,25 @@ Usage:
   mailkey store [status | migrate --to file|keyring|passphrase | passphrase]
   mailkey store init [--new-key FILE] | migrate --to postgres://...   (a shared store for many hosts)
   mailkey unlock [--for 8h]  |  mailkey lock      (an encrypted store's key in a background agent)
+  mailkey agent [--for 8h]               (that agent in the foreground)
+  mailkey completion bash|zsh|fish       (a shell completion script)
+  mailkey help <command> [<subcommand>]  (the same as "mailkey <command> [<subcommand>] --help")
+  mailkey --version
 
 Provider flags:
   --provider microsoft|google|yahoo|aol|fastmail|NAME   (NAME: [providers.NAME] in config.toml)
-  --issuer URL | --authorize-url U --token-url U --device-url U
+  --issuer URL | --authorize-url U --token-url U --device-url U --revocation-url U
+  --client-auth post|basic   how a client secret is sent (client_secret_post or client_secret_basic)
   --client-id ID  --client-secret-file F (- for stdin)  --tenant common|organizations|consumers|ID
   --client-secret S   (also works, but other users see it in "ps": prefer --client-secret-file)
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
   --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
   --sign-in-as USER@X   the provider signs this account in as USER@X (an alias); any other user is refused
+
+Secrets are never read from the command line (but for --client-secret S): a client secret from
+--client-secret-file F (- for stdin), a refresh token from --refresh-token-file F (- for stdin),
+the proxy's local password and the store's passphrase from the terminal without echo, else one
+line on stdin ([store] passphrase_command first, for the passphrase). Each command's help says.
 
 Run "mailkey <command> --help" for details. Exit codes: 0 ok, 64 usage, 75 try again later,
 77 sign-in needed, 78 configuration, 74 token store, 76 protocol, 130 interrupted.
@@ -65,19 +62,20 @@ Run "mailkey <command> --help" for details. Exit codes: 0 ok, 64 usage, 75 try a
 export async function main(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv
   try {
-    if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    if (name === undefined || name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
       io.stdout(USAGE)
       return name === undefined ? EXIT.USAGE : EXIT.OK
     }
     if (name === '--version' || name === '-V') {
-      const { createRequire } = await import('node:module')
-      io.stdout(`${(createRequire(import.meta.url)('../../package.json') as { version: string }).version}\n`)
+      io.stdout(`${mailkeyVersion()}\n`)
       return EXIT.OK
     }
-    const load = COMMANDS[name]
-    if (!load)
-      throw new UsageError(`unknown command "${name}"`, { hint: 'Run "mailkey --help" for the list of commands.' })
-    const cmd = await load()
+    // `mailkey help proxy password` is `mailkey proxy password --help`
+    if (name === 'help') return await main([...helpPath(rest), '--help'], io)
+    const entry = entryNamed(name)
+    if (!entry) throw unknownWord(name, TABLE, 'mailkey')
+    checkSubcommand(entry, rest)
+    const cmd = await entry.load()
     return (await cmd.run(rest, io)) ?? EXIT.OK
   } catch (e) {
     const { reportError } = await import('./report.js')
@@ -91,4 +89,50 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   } finally {
     io.close?.()
   }
+}
+
+/** "unknown command", with the nearest known one when the word looks like a typo of it */
+function unknownWord(word: string, known: readonly SubEntry[], above: string): UsageError {
+  const near = closest(
+    word,
+    known.map((e) => e.name),
+  )
+  const w = JSON.stringify(word.slice(0, 40))
+  return new UsageError(above === 'mailkey' ? `unknown command ${w}` : `${above.slice(8)}: unknown command ${w}`, {
+    hint: near
+      ? `Did you mean "${above} ${near}"?`
+      : `Run "${above} --help" for the list of ${above === 'mailkey' ? 'commands' : 'subcommands'}.`,
+  })
+}
+
+/**
+ * A command whose first word must be a subcommand (proxy, serve, store, serve key) refuses any
+ * other word here, with a suggestion, before its module loads.
+ */
+function checkSubcommand(entry: SubEntry, rest: string[], above = `mailkey ${entry.name}`): void {
+  const subs = entry.subcommands
+  const word = rest[0]
+  if (!subs || word === undefined || word.startsWith('-')) return
+  const sub = subs.find((s) => s.name === word)
+  if (sub) return checkSubcommand(sub, rest.slice(1), `${above} ${sub.name}`)
+  if ((entry.args ?? []).length === 0) throw unknownWord(word, subs, above)
+}
+
+/** the words after `help`, checked: a command and its subcommands */
+function helpPath(words: string[]): string[] {
+  if (words[0] === 'help') return []
+  let known: readonly SubEntry[] = TABLE
+  let above = 'mailkey'
+  const path: string[] = []
+  for (const word of words) {
+    const e = known.find((k) => k.name === word)
+    if (!e) {
+      if (path.length > 0 && known.length === 0) break // `help token you@example.com`: the command's own help
+      throw unknownWord(word, known, above)
+    }
+    path.push(word)
+    above += ` ${word}`
+    known = e.subcommands ?? []
+  }
+  return path
 }

@@ -61,17 +61,18 @@ describe('parse', () => {
   })
 
   it('an unknown flag is a UsageError naming the flag and the command', () => {
-    for (const [arg, name] of [
-      ['--bogus', '--bogus'],
-      ['--bogus=1', '--bogus'],
-      ['-x', '-x'],
-      ['--client-secrt', '--client-secrt'],
+    for (const [arg, name, near] of [
+      ['--bogus', '--bogus', ''],
+      ['--bogus=1', '--bogus', ''],
+      ['-x', '-x', ''],
+      // a typo of a flag names the flag it was meant to be (issue 15, item 10)
+      ['--client-secrt', '--client-secrt', 'Did you mean "--client-secret"? '],
     ]) {
       const e = usage(
         () => parse('add', ['me@example.com', arg as string], FLAGS, 1),
         new RegExp(`^add: unknown option "${name}"$`),
       )
-      assert.equal(e.hint, 'Run "mailkey add --help" for the options.')
+      assert.equal(e.hint, `${near}Run "mailkey add --help" for the options.`)
     }
   })
 

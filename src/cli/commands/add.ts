@@ -17,6 +17,7 @@ import { browserLauncher, canOpenBrowser, noDisplayReason } from '../browser.js'
 import { formatDuration } from '../format.js'
 import { notOnPathNote, selfCommand, thisInstallation, type SelfCommand } from '../self.js'
 import { jsonLine } from '../json.js'
+import { terminalAbilities } from '../terminal.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
 
@@ -36,6 +37,11 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
   --sign-in-as USER  accept a sign-in as USER (an alias of the address, or the user of a shared
                      mailbox named as the account); a sign-in as anyone else is refused
 Provider flags: see "mailkey --help".
+
+Secrets: a client secret from --client-secret-file F, or - for stdin (--client-secret S works
+too, but other users see it in "ps"); with --paste, the address the browser ends on (it holds a
+one-time code) from the terminal or stdin. An encrypted store's key comes from the agent
+("mailkey unlock"), the OS keyring, [store] passphrase_command or the terminal.
 
 The browser is handed a private page (0600, in a 0700 directory, removed afterwards) that
 forwards to the sign-in address, so the address (its state and PKCE challenge) never appears
@@ -142,7 +148,7 @@ function signInUi(
       device.start(p.expiresAt)
     },
     onDeviceTick: (left) => {
-      if (io.stderrIsTTY) return // the terminal's countdown line says it
+      if (terminalAbilities(io.env, io.stderrIsTTY).redraw) return // the terminal's countdown line says it
       const next = stillWaiting(lastSaid, left)
       lastSaid = next.lastSaid
       if (next.say) say(`Still waiting; the code expires in ${formatDuration(left)}\n`)
@@ -191,7 +197,7 @@ function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop:
   return {
     start(expiresAt) {
       deviceExpiresAt = expiresAt
-      if (!io.stderrIsTTY) return
+      if (!terminalAbilities(io.env, io.stderrIsTTY).redraw) return
       countdown = setInterval(() => {
         const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000))
         io.stderr(`\r\x1b[KWaiting for you to approve… the code expires in ${formatDuration(left)}`)
@@ -200,8 +206,8 @@ function deviceCountdown(io: CliIO): { start: (expiresAt: number) => void; stop:
     },
     stop() {
       if (countdown) clearInterval(countdown)
+      if (countdown && deviceExpiresAt) io.stderr('\r\x1b[K')
       countdown = undefined
-      if (io.stderrIsTTY && deviceExpiresAt) io.stderr('\r\x1b[K')
     },
   }
 }

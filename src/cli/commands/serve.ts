@@ -46,6 +46,9 @@ replicas as you like over one shared store; they share single flight, keys and h
 Endpoints: GET /v1/accounts/{account}/token?min_ttl=SEC[&sasl=xoauth2|oauthbearer],
 /v1/accounts/{account}, /v1/accounts, /metrics (these need "Authorization: Bearer KEY"),
 /healthz and /readyz. Errors are application/problem+json. docs/openapi.json has the details.
+
+Secrets: "key add" reads none; it prints the new key once on stdout. A worker reads its key from
+the file MAILKEY_API_KEY_FILE names; the TLS key is the file --tls-key names.
 `
 
 const FLAGS = {
@@ -172,11 +175,12 @@ function whole(v: unknown, flag: string, max: number): number | undefined {
 const KEY_FLAGS = { ...COMMON_FLAGS, accounts: { type: 'string' }, all: { type: 'boolean' } } as const
 
 async function keyCommand(args: string[], io: CliIO): Promise<number> {
-  const [verb, ...rest] = args
+  const verb = args[0]?.startsWith('-') ? undefined : args[0] // `serve key --help`: no verb yet
+  const rest = verb === undefined ? args : args.slice(1)
   const { values, positionals } = parse(`serve key ${verb ?? ''}`.trim(), rest, KEY_FLAGS, 1)
   if (values.help || verb === undefined) {
     io.stdout(HELP)
-    return verb === undefined ? EXIT.USAGE : EXIT.OK
+    return values.help ? EXIT.OK : EXIT.USAGE
   }
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const keys = await import('../../serve/keys.js')

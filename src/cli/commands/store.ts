@@ -50,6 +50,10 @@ works while the store is locked.
 
 A passphrase comes from [store] passphrase_command in config.toml, else the terminal, else one
 line on stdin (for scripts).
+
+Secrets: the passphrase as above, never from the command line. A shared store's key is read from
+the file MAILKEY_STORE_KEY_FILE (or [store] key_file) names; "store init --new-key FILE" and
+"rotate-key --prepare" write keys to such a file (0600), never to the terminal.
 `
 
 const WORKER_BIN = fileURLToPath(new URL('../bin.js', import.meta.url))

@@ -27,6 +27,10 @@ the refresh margin (5 minutes by default). With no <email>, uses MAILKEY_EMAIL.
                     token lives what the provider says (Microsoft, Google: about an hour), and
                     mailkey asks at most half of that: a longer S gets a fresh token with less
                     left, and says so on stderr
+
+Secrets: none are read from the command line or stdin. An encrypted store's key comes from the
+agent ("mailkey unlock"), the OS keyring, [store] passphrase_command, or a prompt on the terminal
+only when stdin and stderr are both terminals (a mail client is never asked).
 `
 
 const TOKEN_FLAGS = {
