@@ -87,7 +87,7 @@ async function bundle(work) {
     // import() (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), and its require() serves the built-ins
     supported: { 'dynamic-import': false },
     alias: { '@napi-rs/keyring': './src/store/keyring-exe.ts' },
-    define: { 'import.meta.url': JSON.stringify(EXE_URL), MAILKEY_EXE_VERSION: JSON.stringify(version) },
+    define: { 'import.meta.url': JSON.stringify(EXE_URL), MAILKEY_VERSION: JSON.stringify(version) },
     logLevel: 'warning',
   }
   const main = join(work, 'mailkey.cjs')

@@ -15,9 +15,9 @@ import { getAsset } from 'node:sea' // Node >= 20.12; this module runs only in t
 import { Script } from 'node:vm'
 import { fastToken } from './fast.js'
 import { EXE_ROOT } from '../core/exe.js'
+import { mailkeyVersion } from './version.js'
 
 /** set by scripts/build-exe.mjs (package.json's version): the exe carries no package.json */
-declare const MAILKEY_EXE_VERSION: string
 
 export const FULL_ASSET = 'cli.cjs'
 export const CACHE_ASSET = 'cli.cache'
@@ -44,7 +44,7 @@ async function entry(argv: string[]): Promise<number | undefined> {
         .catch(() => 1),
     ) // as broker/refresh-worker.ts
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
-    process.stdout.write(`${MAILKEY_EXE_VERSION}\n`)
+    process.stdout.write(`${mailkeyVersion()}\n`)
     return 0
   }
   const token = await fastToken(argv, process.env).catch(() => undefined)
