@@ -6,7 +6,6 @@
 // `node -e 0` as the floor: interleaved rounds, medians, ratios to the npm install in the same
 // run. NODE_EXTRA_CA_CERTS is removed from the children's environment (on Node 20 it adds ~55 ms
 // to every start, and would hide the difference).
-import { spawn } from 'node:child_process'
 import { readFileSync, statSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { startOAuthServer } from '../test/harness/oauth-server.js'
@@ -14,27 +13,10 @@ import { makeTmpHome } from '../test/harness/tmp-home.js'
 import { BIN } from '../test/harness/cli.js'
 import { signIn } from '../test/harness/sign-in.js'
 import { buildExe } from '../test/harness/exe.js'
+import { median, run } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40)
 const EMAIL = 'bench@example.test'
-
-function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint()
-    const c = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
-    c.once('error', reject)
-    c.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}`))
-      else resolve(Number(process.hrtime.bigint() - t0) / 1e6)
-    })
-  })
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
 
 async function main(): Promise<void> {
   const exe = buildExe()

@@ -24,6 +24,7 @@ import { makeTmpHome } from '../test/harness/tmp-home.js'
 import { runCli, spawnCli, type LiveCli } from '../test/harness/cli.js'
 import { labFlags, signIn } from '../test/harness/sign-in.js'
 import { dovecotAvailable, startDovecot, DOVECOT_INSTALL_HINT } from '../test/harness/dovecot.js'
+import { median } from './lib.js'
 
 const MSGS = Number(process.env.BENCH_PROXY_MSGS ?? 200)
 const MSG_BYTES = 1024 * 1024
@@ -34,11 +35,6 @@ const ALICE = 'alice@example.test' // Dovecot
 const BOB = 'bob@example.test' // scripted upstream
 const LOCAL_PW = 'bench local pw'
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.ceil(s.length * p) - 1)] as number

@@ -9,7 +9,6 @@
 // 2. refresh storm: N concurrent `mailkey token` processes on one expired token against the real
 //    oidc-provider on loopback: token-endpoint requests (must be 1) and wall time to the last
 //    process, compared with N processes printing a cached token.
-import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
@@ -19,28 +18,12 @@ import { BIN, runCli } from '../test/harness/cli.js'
 import { signIn } from '../test/harness/sign-in.js'
 import { keyringAvailable, startKeyring, type Keyring } from '../test/harness/keyring.js'
 import { cp } from 'node:fs/promises'
+import { median, run } from './lib.js'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40)
 const STORM = Number(process.env.BENCH_STORM ?? 50)
 const EMAIL = 'bench@example.test'
 
-function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint()
-    const c = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'inherit'] })
-    c.once('error', reject)
-    c.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`${argv.join(' ')} exited ${code}`))
-      else resolve(Number(process.hrtime.bigint() - t0) / 1e6)
-    })
-  })
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)] as number
 
 async function main(): Promise<void> {

@@ -16,7 +16,7 @@ import { flagsSeenBy } from '../../src/cli/flags.js'
 import { HIDDEN_FLAGS } from '../../src/cli/completion.js'
 import { closest, editDistance } from '../../src/cli/suggest.js'
 import { terminalAbilities } from '../../src/cli/terminal.js'
-import type { CliIO } from '../../src/cli/io.js'
+import { captureIO } from '../harness/capture-io.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -34,21 +34,7 @@ before(async () => {
 after(() => rm(home, { recursive: true, force: true }))
 
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const io = {
-    env,
-    out: '',
-    err: '',
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    stdout(t: string) {
-      io.out += t
-    },
-    stderr(t: string) {
-      io.err += t
-    },
-    readLine: async () => undefined,
-    signal: new AbortController().signal,
-  } satisfies CliIO & { out: string; err: string }
+  const io = captureIO(env)
   const code = await main(argv, io)
   return { code, out: io.out, err: io.err }
 }
@@ -80,7 +66,7 @@ describe('--help for every command and subcommand of the table', () => {
       assert.ok(entry)
       const cmd = await entry.load()
       let help = ''
-      const io = { ...(await captureless()), stdout: (t: string) => void (help += t) }
+      const io = { ...captureIO(env), stdout: (t: string) => void (help += t) }
       const flags = await flagsSeenBy(() => cmd.run([...path.slice(1), '--help'], io))
       assert.ok(Object.keys(flags).length > 0, `${path.join(' ')} parses its flags`)
       for (const flag of Object.keys(flags)) {
@@ -123,18 +109,6 @@ describe('--help for every command and subcommand of the table', () => {
     assert.deepEqual(await cli('help', 'token', 'you@example.com'), await cli('token', '--help'))
   })
 })
-
-async function captureless(): Promise<CliIO> {
-  return {
-    env,
-    stdout: () => undefined,
-    stderr: () => undefined,
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: async () => undefined,
-    signal: new AbortController().signal,
-  }
-}
 
 describe('did you mean', () => {
   const cases: [string[], RegExp, RegExp][] = [

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { main } from '../../src/cli/main.js'
 import { FLAG_VALUES, completionSpec } from '../../src/cli/completion.js'
 import { TABLE } from '../../src/cli/table.js'
-import type { CliIO } from '../../src/cli/io.js'
+import { captureIO } from '../harness/capture-io.js'
 
 const CI = process.env.CI === 'true'
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
@@ -25,19 +25,9 @@ let env: Record<string, string>
 const scripts: Record<string, string> = {}
 
 async function generate(shell: string): Promise<{ code: number; out: string; err: string }> {
-  let out = ''
-  let err = ''
-  const io: CliIO = {
-    env,
-    stdout: (t) => void (out += t),
-    stderr: (t) => void (err += t),
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    readLine: async () => undefined,
-    signal: new AbortController().signal,
-  }
+  const io = captureIO(env)
   const code = await main(['completion', shell], io)
-  return { code, out, err }
+  return { code, out: io.out, err: io.err }
 }
 
 before(async () => {

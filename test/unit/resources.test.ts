@@ -17,8 +17,8 @@ import { diagnose, type DiagnoseContext } from '../../src/upstream/diagnose.js'
 import { ProbeFailure } from '../../src/upstream/dialogues.js'
 import { classify } from '../../src/oauth/classify.js'
 import { main } from '../../src/cli/main.js'
-import type { CliIO } from '../../src/cli/io.js'
 import type { AccountRecord } from '../../src/domain/account.js'
+import { captureIO } from '../harness/capture-io.js'
 
 const EMAIL = 'fd@example.test'
 
@@ -39,25 +39,6 @@ function record(email: string): AccountRecord {
     state: 'active',
     updatedAt: Date.now(),
   }
-}
-
-function captureIO(env: Env): CliIO & { out: string; err: string } {
-  const io = {
-    env,
-    out: '',
-    err: '',
-    stderrIsTTY: false,
-    stdinIsTTY: false,
-    stdout(t: string) {
-      io.out += t
-    },
-    stderr(t: string) {
-      io.err += t
-    },
-    readLine: async () => undefined,
-    signal: new AbortController().signal,
-  }
-  return io
 }
 
 const ctx: DiagnoseContext = {
