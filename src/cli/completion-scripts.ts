@@ -133,7 +133,16 @@ _mailkey() {
     compopt -o filenames 2>/dev/null
     COMPREPLY=($(compgen -f -- "$cur"))
   else
-    COMPREPLY=($(compgen -W "$found" -- "$cur"))
+    # literal matching, never compgen -W: it expands $(...) and backticks in the words, and an
+    # address may hold both (a shared store's accounts are other people's input)
+    local line w
+    local -a ws
+    COMPREPLY=()
+    while IFS=$' \t' read -r -a ws; do
+      for w in "\${ws[@]}"; do
+        [[ $w == "$cur"* ]] && COMPREPLY+=("$(printf '%q' "$w")")
+      done
+    done <<<"$found"
   fi
 }
 complete -F _mailkey mailkey

@@ -6,6 +6,7 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -47,6 +48,7 @@ before(async () => {
 [ "$1" = list ] || exit 64
 printf 'alice@example.test\\tmicrosoft\\ttoken valid 12 min 00 s\\n'
 printf 'bob@example.test\\tgoogle\\tneeds sign-in\\n'
+[ -n "$HOSTILE" ] && printf '%s\\tcustom\\tneeds sign-in\\n' "$HOSTILE"
 echo 'mailkey: something on stderr' >&2
 `,
   )
@@ -177,6 +179,34 @@ describe('bash', shellTest('bash'), () => {
     assert.match(ran, /^args: list$/m)
     assert.doesNotMatch(ran, /^args: (?!list$)/m)
     assert.match(ran, /^stdin: \/dev\/null$/m)
+  })
+
+  it('an address with shell syntax in it is a word, never code: offered quoted, nothing runs', async () => {
+    const pwned = join(dir, 'pwned')
+    for (const hostile of [
+      '`touch${IFS}' + pwned + '`@example.com',
+      '$(touch${IFS}' + pwned + ')@example.com',
+      'a\'b"c;d@example.com',
+    ]) {
+      const r = spawnSync(
+        'bash',
+        [
+          '-c',
+          `source "$1"; COMP_WORDS=(mailkey token ''); COMP_CWORD=2; _mailkey; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          'bash',
+          scripts.bash as string,
+        ],
+        { encoding: 'utf8', env: { PATH: PATH(), HOME: dir, HOSTILE: hostile }, cwd: dir },
+      )
+      assert.equal(r.status, 0, r.stderr)
+      const offered = r.stdout.split('\n').filter(Boolean)
+      assert.equal(offered.length, 3, r.stdout)
+      // what bash would insert reads back, through the shell, as exactly the address
+      const hostileWord = offered.find((w) => !w.endsWith('@example.test')) as string
+      const back = spawnSync('bash', ['-c', `printf '%s' ${hostileWord}`], { encoding: 'utf8' })
+      assert.equal(back.stdout, hostile)
+      assert.equal(existsSync(pwned), false, `completing ${hostile} ran it`)
+    }
   })
 
   it('no account list where no account is asked for', async () => {
