@@ -47,9 +47,9 @@ export function selfCommand(me: Installation, env: NodeJS.ProcessEnv): SelfComma
   }
   const exec = real(me.execPath)
   const script = me.script !== undefined && isAbsolute(me.script) ? real(me.script) : undefined
-  // a script runs through "#!/usr/bin/env node": name Node too unless the node on PATH is ours
-  const node = onPath('node', env)
-  const absolute = script === undefined ? [exec] : node && real(node) === exec ? [script] : [exec, script]
+  // Node by its path too, never "#!/usr/bin/env node": cron and systemd start mail clients with
+  // PATH=/usr/bin:/bin, where an nvm Node is not, and Debian 12's node there is 18
+  const absolute = script === undefined ? [exec] : [exec, script]
   const found = onPath('mailkey', env, (dir) => basename(dir) === '.bin' && basename(dirname(dir)) === 'node_modules')
   // another mailkey on PATH (a wrapper, a shim, another version) reads the same store: keep the
   // short name, which survives upgrades, and let notOnPathNote say which one clients will run

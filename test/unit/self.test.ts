@@ -38,13 +38,14 @@ describe('selfCommand: the mailkey a mail client will run', () => {
     assert.equal(notOnPathNote(s, 'x'), undefined)
   })
 
-  it("only npx's node_modules/.bin has it: the script in full, and a note saying how to put it on PATH", () => {
+  it("only npx's node_modules/.bin has it: Node and the script in full, and a note saying how to put it on PATH", () => {
     const s = selfCommand(me, path('project/node_modules/.bin', 'nodebin'))
-    assert.deepEqual(s.argv, [me.script])
+    // Node named even when the node on this PATH is ours: cron's PATH may not have it
+    assert.deepEqual(s.argv, [me.execPath, me.script])
     assert.match(notOnPathNote(s, s.argv.join(' ')) ?? '', /no "mailkey" is on PATH .*mailkey\.cjs.*npm link/)
   })
 
-  it('the node on PATH is another one (or none): Node named too', () => {
+  it('the node on PATH is another one (or none): Node named all the same', () => {
     assert.deepEqual(selfCommand(me, path('oldnode', 'nodebin')).argv, [me.execPath, me.script])
     assert.deepEqual(selfCommand(me, path('empty')).argv, [me.execPath, me.script])
     assert.deepEqual(selfCommand(me, {}).argv, [me.execPath, me.script])
@@ -68,6 +69,6 @@ describe('selfCommand: the mailkey a mail client will run', () => {
 
   it('relative PATH entries are not searched (a mail client runs in another directory)', () => {
     const s = selfCommand(me, { PATH: `global:${join(dir, 'nodebin')}` })
-    assert.deepEqual(s.argv, [me.script])
+    assert.deepEqual(s.argv, [me.execPath, me.script])
   })
 })
