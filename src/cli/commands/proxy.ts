@@ -402,28 +402,12 @@ async function installService(args: string[], io: CliIO): Promise<number> {
   const me = await (await import('../self.js')).thisInstallation()
   const start = me.script === undefined ? [me.execPath] : [me.execPath, me.script]
   const readme = me.script === undefined ? undefined : installedReadme(me.script)
-  const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`)
-  const unit = [
-    '[Unit]',
-    'Description=mailkey IMAP/POP3/SMTP OAuth proxy',
-    ...(readme ? [`Documentation=${readme}`] : []),
-    'After=network-online.target',
-    '',
-    '[Service]',
-    `ExecStart=${start.map(q).join(' ')} proxy`,
-    'ExecReload=/bin/kill -HUP $MAINPID',
-    'Restart=on-failure',
-    'RestartSec=5',
-    ...(io.env.XDG_CONFIG_HOME ? [`Environment=XDG_CONFIG_HOME=${q(io.env.XDG_CONFIG_HOME)}`] : []),
-    ...(io.env.XDG_STATE_HOME ? [`Environment=XDG_STATE_HOME=${q(io.env.XDG_STATE_HOME)}`] : []),
-    'NoNewPrivileges=yes',
-    'PrivateTmp=yes',
-    'UMask=0077',
-    '',
-    '[Install]',
-    'WantedBy=default.target',
-    '',
-  ].join('\n')
+  const { proxyServiceUnit } = await import('../../proxy/service-unit.js')
+  const unit = proxyServiceUnit({
+    start,
+    ...(readme ? { readme } : {}),
+    env: { XDG_CONFIG_HOME: io.env.XDG_CONFIG_HOME, XDG_STATE_HOME: io.env.XDG_STATE_HOME },
+  })
   await mkdir(dir, { recursive: true })
   await writeFile(file, unit, { mode: 0o644 })
   io.stdout(values.json ? jsonLine('service_installed', { file }) : file + '\n')
