@@ -272,8 +272,10 @@ export function fromOAuthError(
 /** True for errors that mean "this client id is dead here; another candidate may work". */
 export function isClientRejection(e: MailkeyError): boolean {
   if (e.code === ERR.CLIENT_REJECTED) return true
-  // A Microsoft code says more than the standard error: invalid_client with AADSTS7000218 (no
-  // public client flows) or 700025 is this registration's setting, and every id would meet it.
+  // A Microsoft code says more than the standard error. AADSTS7000218 (invalid_client: public
+  // client flows are off) is one app registration's setting, so another built-in id may have them
+  // on; the rest (700025, a secret sent to a public client; 53003, a tenant's policy) every id meets.
+  if (e.providerCodes.includes('AADSTS7000218')) return true
   if (e.providerCodes.length > 0) return false
   return e.oauthError === 'unauthorized_client' || e.oauthError === 'invalid_client'
 }

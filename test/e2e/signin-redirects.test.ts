@@ -281,18 +281,22 @@ describe("Microsoft's fallback client ids, tried where mailkey can see the failu
     assert.deepEqual(findLeaks([r.stdout, r.stderr], [AT, RT]), [])
   })
 
+  it("AADSTS7000218 (this registration's public client flows are off): the next built-in id is tried", async () => {
+    const s = await microsoftAt({
+      error: 'invalid_client',
+      error_description:
+        "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+      error_codes: [7000218],
+    })
+    const r = await runCli(['add', 'registration@outlook.com', '--device', '--json', ...flags(s)], home.env)
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(asked(s), [THUNDERBIRD, KDE])
+    assert.equal((await stored(home, 'registration@outlook.com')).settings.clientId, KDE)
+    assert.match(r.stdout, /client_rejected/)
+    assert.match(r.stderr, /AADSTS7000218.*trying the next one/)
+  })
+
   for (const [what, body, exit, email] of [
-    [
-      'AADSTS7000218 (invalid_client, but a registration setting)',
-      {
-        error: 'invalid_client',
-        error_description:
-          "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        error_codes: [7000218],
-      },
-      78,
-      'registration@outlook.com',
-    ],
     [
       'AADSTS53003 (Conditional Access blocks the device code)',
       {

@@ -565,6 +565,13 @@ describe('isClientRejection', () => {
     )
     assert.equal(isClientRejection(new TransientError(ERR.OAUTH_TRANSIENT, 'm')), false)
   })
+  it("a Microsoft code decides: 7000218 (this registration's public flows are off) moves on, 700025 and 53003 do not", () => {
+    const withCode = (oauthError: string, code: string): ConfigError =>
+      new ConfigError(ERR.OAUTH_CONFIG, 'm', { oauthError, providerCodes: [`AADSTS${code}`] })
+    assert.equal(isClientRejection(withCode('invalid_client', '7000218')), true)
+    assert.equal(isClientRejection(withCode('invalid_client', '700025')), false)
+    assert.equal(isClientRejection(withCode('invalid_request', '53003')), false)
+  })
 })
 
 // ------------------------------------------------------------------------------------------------
