@@ -4,7 +4,8 @@
  * only Node's built-ins, so the addon travels as an SEA asset and is loaded with process.dlopen
  * from a private copy: $XDG_CACHE_HOME/mailkey/exe/keyring-<sha256>.node, in a directory of the
  * user's own (0700), written 0600 under a temporary name then renamed, and loaded only after its
- * bytes hash to the embedded addon's. Loaded by store/protection.ts only when a keyring is used;
+ * bytes hash to the embedded addon's: hashed and loaded through one open descriptor, so nothing
+ * can be swapped in between. Loaded by store/protection.ts only when a keyring is used;
  * any failure rejects that import, which protection.ts reports as "the OS keyring module cannot be
  * loaded here" with the way to a passphrase store.
  *
@@ -12,7 +13,18 @@
  * bytes (no key or token ever reaches that file), or load a file it has not checked.
  */
 import { createHash } from 'node:crypto'
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants as fsc,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { getAsset, isSea } from 'node:sea' // Node >= 20.12; this module runs only in the executable
@@ -35,16 +47,25 @@ function privateDir(dir: string): void {
     throw new Error(`"${dir}" must be a directory of this user's with mode 0700 to hold the keyring addon`)
 }
 
-/** the file's bytes hash to `hash` (a regular file of ours, closed to others) */
-function matches(file: string, hash: string): boolean {
-  let st
+/**
+ * The file, opened without following a link, when it is a regular file of this user's, closed to
+ * others, whose bytes hash to `hash`; else undefined. What is checked is the open file itself,
+ * which dlopen then loads through /proc/self/fd: a directory or file swapped after the check (a
+ * parent another user may write, XDG_CACHE_HOME=/tmp/...) cannot put other bytes in its place.
+ */
+function openChecked(file: string, hash: string): number | undefined {
+  let fd: number
   try {
-    st = lstatSync(file)
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW)
   } catch {
-    return false
+    return undefined
   }
-  if (!st.isFile() || (st.mode & 0o077) !== 0) return false
-  return createHash('sha256').update(readFileSync(file)).digest('hex') === hash
+  const st = fstatSync(fd)
+  const uid = process.getuid?.()
+  const ours = st.isFile() && (uid === undefined || st.uid === uid) && (st.mode & 0o077) === 0
+  if (ours && createHash('sha256').update(readFileSync(fd)).digest('hex') === hash) return fd
+  closeSync(fd)
+  return undefined
 }
 
 function write(file: string, bytes: Buffer): void {
@@ -67,12 +88,18 @@ export function loadKeyringAddon(env: NodeJS.ProcessEnv = process.env): typeof K
   const dir = extractDir(env)
   privateDir(dir)
   const file = join(dir, `keyring-${hash.slice(0, 32)}.node`)
-  if (!matches(file, hash)) {
+  let fd = openChecked(file, hash)
+  if (fd === undefined) {
     write(file, bytes)
-    if (!matches(file, hash)) throw new Error(`"${file}" does not hold the embedded keyring addon`)
+    fd = openChecked(file, hash)
   }
+  if (fd === undefined) throw new Error(`"${file}" does not hold the embedded keyring addon`)
   const mod = { exports: {} as typeof Keyring }
-  process.dlopen(mod, file)
+  try {
+    process.dlopen(mod, `/proc/self/fd/${fd}`)
+  } finally {
+    closeSync(fd)
+  }
   return mod.exports
 }
 

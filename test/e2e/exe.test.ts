@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { realpathSync } from 'node:fs'
-import { chmod, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, lstat, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startOAuthServer, introspectionUrl, type LabServer } from '../harness/oauth-server.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
@@ -177,6 +177,21 @@ describe('the single-file executable, alone on PATH', { skip: missing.length ? m
       await writeFile(file, 'not the addon')
       const again = await run(['token', EMAIL], kenv)
       assert.equal(again.code, 0, again.stderr)
+      assert.equal(
+        createHash('sha256')
+          .update(await readFile(file))
+          .digest('hex'),
+        hash,
+      )
+
+      // a link in its place is not followed, even to the right bytes: a real file replaces it
+      const elsewhere = join(env.HOME as string, 'addon-copy.node')
+      await writeFile(elsewhere, bytes, { mode: 0o600 })
+      await rm(file)
+      await symlink(elsewhere, file)
+      const linked = await run(['token', EMAIL], kenv)
+      assert.equal(linked.code, 0, linked.stderr)
+      assert.equal((await lstat(file)).isFile(), true, 'the link was replaced by a file')
       assert.equal(
         createHash('sha256')
           .update(await readFile(file))
