@@ -151,6 +151,8 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     )
     assert.equal(last(await json(['serve', 'key', 'remove', 'ops'], 0)).name, 'ops')
     assert.equal(last(await json(['serve', 'key', 'remove', 'ops'], 64)).error.kind, 'bad-request')
+    // no verb: a usage error like any other, not the help on stdout
+    assert.match(last(await json(['serve', 'key'], 64)).error.hint, /mailkey serve key --help/)
   })
 
   it('proxy: password, listening, install-service', async () => {

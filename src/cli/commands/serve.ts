@@ -178,10 +178,15 @@ async function keyCommand(args: string[], io: CliIO): Promise<number> {
   const verb = args[0]?.startsWith('-') ? undefined : args[0] // `serve key --help`: no verb yet
   const rest = verb === undefined ? args : args.slice(1)
   const { values, positionals } = parse(`serve key ${verb ?? ''}`.trim(), rest, KEY_FLAGS, 1)
-  if (values.help || verb === undefined) {
+  if (values.help) {
     io.stdout(HELP)
-    return values.help ? EXIT.OK : EXIT.USAGE
+    return EXIT.OK
   }
+  // a usage error like any other: on stderr, and as the error line under --json
+  if (verb === undefined)
+    throw new UsageError('which key command? mailkey serve key add|list|remove', {
+      hint: 'Run "mailkey serve key --help" for what each does.',
+    })
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const keys = await import('../../serve/keys.js')
   const items = await mk.items()
