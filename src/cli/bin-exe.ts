@@ -17,8 +17,6 @@ import { fastToken } from './fast.js'
 import { EXE_ROOT } from '../core/exe.js'
 import { mailkeyVersion } from './version.js'
 
-/** set by scripts/build-exe.mjs (package.json's version): the exe carries no package.json */
-
 export const FULL_ASSET = 'cli.cjs'
 export const CACHE_ASSET = 'cli.cache'
 type Full = typeof import('./exe-full.js')
