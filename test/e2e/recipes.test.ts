@@ -403,7 +403,11 @@ describe(
         dependencies: Record<string, string>
       }
       await cp(join(ROOT, 'package.json'), join(mk, 'package.json'))
-      await cp(join(ROOT, 'dist'), join(mk, 'dist'), { recursive: true })
+      // as npm installs it: without the single-file executable (package.json "files": !dist/exe)
+      await cp(join(ROOT, 'dist'), join(mk, 'dist'), {
+        recursive: true,
+        filter: (src) => !src.startsWith(join(ROOT, 'dist', 'exe')),
+      })
       for (const dep of Object.keys(pkg.dependencies))
         await cp(join(ROOT, 'node_modules', dep), join(mk, 'node_modules', dep), { recursive: true })
       await mkdir(join(u, 'bin'))
