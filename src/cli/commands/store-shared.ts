@@ -112,8 +112,8 @@ async function status(shared: SharedStore, values: Values, io: CliIO): Promise<n
       jsonLine('store_status', {
         kind: 'shared',
         store: shared.label,
-        accounts: records.length,
-        reauth,
+        account_count: records.length,
+        reauth_accounts: reauth,
         broken: broken.map((b) => ({ file: b.file, message: b.error.message, code: b.error.code })),
       }),
     )
