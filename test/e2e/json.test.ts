@@ -187,7 +187,9 @@ describe('--json: one shape for every command (docs/json.md)', () => {
   })
 
   it('sweep: a summary line', async () => {
-    assert.equal(last(await json(['sweep'], 0)).event, 'swept')
+    const swept = last(await json(['sweep'], 0))
+    assert.equal(swept.event, 'swept')
+    assert.equal(swept.refreshed_count, 0, 'a count, where refreshed is a boolean in the token event')
   })
 
   it('import: the status of the imported grant', async () => {
@@ -229,7 +231,7 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     assert.equal(swept?.next, `mailkey add ${A}`)
     assert.match(swept?.reauth_message ?? '', /mailkey add/, 'the message is reauth_message; reauth stays a boolean')
     assert.equal(swept?.reauth, undefined)
-    assert.equal(last(sweep).needs_sign_in, 1)
+    assert.equal(last(sweep).needs_sign_in_count, 1)
   })
 
   it('remove, then remove again', async () => {

@@ -74,7 +74,17 @@ describe('docs/json.md and docs/json-schema.json', () => {
       for (const v of Object.values(o)) walk(v)
     }
     walk(JSON_DOC)
-    for (const name of ['account', 'expires_in', 'reauth', 'encrypted'])
+    for (const name of [
+      'account',
+      'expires_in',
+      'reauth',
+      'encrypted',
+      'refreshed',
+      'failed',
+      'deferred',
+      'from',
+      'to',
+    ])
       assert.equal(types.get(name)?.size, 1, `${name}: ${[...(types.get(name) ?? [])].join(' | ')}`)
     assert.ok(![...(types.get('accounts') ?? [])].includes('"integer"'), 'accounts is never a count')
     for (const gone of ['expires_in_sec', 'access_token_expires_at']) assert.equal(types.has(gone), false, gone)

@@ -43,10 +43,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (values.json)
     io.stdout(
       jsonLine('swept', {
-        refreshed: notes.filter((n) => n.refresh?.ok).length,
-        failed: notes.filter((n) => n.refresh && !n.refresh.ok).length,
-        needs_sign_in: notes.filter((n) => n.reauth).length,
-        deferred: notes.filter((n) => n.deferred).length,
+        refreshed_count: notes.filter((n) => n.refresh?.ok).length,
+        failed_count: notes.filter((n) => n.refresh && !n.refresh.ok).length,
+        needs_sign_in_count: notes.filter((n) => n.reauth).length,
+        deferred_count: notes.filter((n) => n.deferred).length,
       }),
     )
   if (notes.some((n) => n.reauth)) return EXIT.NOPERM
