@@ -9,6 +9,7 @@
  */
 import { InternalError, MailkeyError } from '../errors.js'
 import { problemOf } from '../serve/problem.js'
+import type { AccountStatus } from '../broker/accounts.js'
 
 /** Bumped only when a field changes meaning or goes away; new fields and events keep it. */
 export const JSON_SCHEMA_VERSION = 1
@@ -28,6 +29,26 @@ export function snakeKeys(v: unknown): unknown {
   for (const [k, x] of Object.entries(v)) if (x !== undefined) out[snake(k)] = snakeKeys(x)
   return out
 }
+
+/**
+ * AccountStatus in the --json convention: snake_case keys, the address as `account` and the access
+ * token's remaining life as `expires_in` (whole seconds, 0 once expired, as in the `token` event): the
+ * names every other event uses for them.
+ */
+export function accountStatusJson(s: AccountStatus): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(snakeKeys(s) as Record<string, unknown>)) {
+    if (k === 'email') out.account = v
+    else if (k === 'access_token') out.access_token = withExpiresIn(v as Record<string, unknown>)
+    else out[k] = v
+  }
+  return out
+}
+
+const withExpiresIn = (at: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(
+    Object.entries(at).map(([k, v]) => (k === 'expires_in_sec' ? ['expires_in', Math.max(0, v as number)] : [k, v])),
+  )
 
 /** One line of --json output: `{"schema":1,"event":...,...fields}` and a newline. */
 export function jsonLine(event: string, fields: Record<string, unknown> = {}): string {

@@ -106,8 +106,8 @@ describe('mailkey sweep on a shared store', { skip: !postgresAvailable() && 'Pos
     const events = r.stdout
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { account: string; reauth?: string })
+      .map((l) => JSON.parse(l) as { account: string; reauth_message?: string })
     const dead = events.find((e) => e.account === ACCOUNTS[2])
-    assert.match(dead?.reauth ?? '', /run "mailkey add ida3@example\.test"/)
+    assert.match(dead?.reauth_message ?? '', /run "mailkey add ida3@example\.test"/)
   })
 })

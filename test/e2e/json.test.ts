@@ -69,6 +69,7 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     )
     assert.equal(last(lines).next, `mailkey token ${A}`)
     assert.equal(last(lines).status.access_token.valid, true)
+    assert.equal(last(lines).status.account, A, 'the status inside says account, as every event does')
   })
 
   it('add, declined: the error line (needs-sign-in) after the events, with the command to run', async () => {
@@ -110,13 +111,18 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     assert.equal(one.event, 'account')
     assert.equal(one.client_id, 'mailkey-lab')
     assert.equal(one.next, undefined, 'nothing to do for a working account')
+    // the names the token event uses: the address is `account`, the remaining life `expires_in`
+    assert.equal(one.account, A)
+    assert.ok(Number.isInteger(one.access_token.expires_in) && one.access_token.expires_in > 0)
+    assert.equal(one.access_token.expires_in_sec, undefined)
     const all = last(await json(['status'], 0))
     assert.deepEqual(
-      all.accounts.map((a: { email: string }) => a.email),
+      all.accounts.map((a: { account: string }) => a.account),
       [A],
     )
     const list = last(await json(['list'], 0))
-    assert.equal(list.accounts[0].email, A)
+    assert.equal(list.accounts[0].account, A)
+    assert.equal(list.accounts[0].access_token.expires_at, one.access_token.expires_at, 'nested as in status')
     assert.equal(last(await json(['status', 'nobody@example.test'], 78)).error.kind, 'unknown-account')
   })
 
@@ -170,7 +176,10 @@ describe('--json: one shape for every command (docs/json.md)', () => {
   })
 
   it('store status, migrate, lock; unlock, passphrase and init where they cannot work', async () => {
-    assert.equal(last(await json(['store', 'status'], 0)).kind, 'file')
+    const st = last(await json(['store', 'status'], 0))
+    assert.equal(st.kind, 'file')
+    assert.ok(Number.isInteger(st.account_count) && Number.isInteger(st.encrypted_count), JSON.stringify(st))
+    assert.equal(st.accounts, undefined, 'accounts is an array everywhere else')
     assert.equal(last(await json(['store', 'migrate', '--to', 'file'], 0)).to, 'file')
     assert.equal(last(await json(['lock'], 0)).agent_stopped, false)
     for (const args of [['unlock'], ['store', 'passphrase'], ['store', 'init']])
@@ -178,7 +187,9 @@ describe('--json: one shape for every command (docs/json.md)', () => {
   })
 
   it('sweep: a summary line', async () => {
-    assert.equal(last(await json(['sweep'], 0)).event, 'swept')
+    const swept = last(await json(['sweep'], 0))
+    assert.equal(swept.event, 'swept')
+    assert.equal(swept.refreshed_count, 0, 'a count, where refreshed is a boolean in the token event')
   })
 
   it('import: the status of the imported grant', async () => {
@@ -212,12 +223,15 @@ describe('--json: one shape for every command (docs/json.md)', () => {
     assert.equal(st.next, `mailkey add ${A}`)
     const rec = JSON.parse(await readFile(recordFile(home.env, A), 'utf8')) as { grant: { expiresAt: number } }
     assert.ok(rec.grant.expiresAt > Date.now(), 'the stored token has not expired: only the grant is dead')
-    const listed = last(await json(['list'], 0)).accounts as { email: string; next?: string }[]
-    assert.equal(listed.find((a) => a.email === A)?.next, `mailkey add ${A}`)
-    assert.equal(listed.find((a) => a.email === G)?.next, undefined)
+    const listed = last(await json(['list'], 0)).accounts as { account: string; next?: string }[]
+    assert.equal(listed.find((a) => a.account === A)?.next, `mailkey add ${A}`)
+    assert.equal(listed.find((a) => a.account === G)?.next, undefined)
     const sweep = await json(['sweep'], 77, { errorLine: false })
-    assert.equal(sweep.find((l) => l.event === 'sweep' && l.account === A)?.next, `mailkey add ${A}`)
-    assert.equal(last(sweep).needs_sign_in, 1)
+    const swept = sweep.find((l) => l.event === 'sweep' && l.account === A)
+    assert.equal(swept?.next, `mailkey add ${A}`)
+    assert.match(swept?.reauth_message ?? '', /mailkey add/, 'the message is reauth_message; reauth stays a boolean')
+    assert.equal(swept?.reauth, undefined)
+    assert.equal(last(sweep).needs_sign_in_count, 1)
   })
 
   it('remove, then remove again', async () => {

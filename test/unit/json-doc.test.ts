@@ -8,7 +8,8 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { JSON_DOC, badKeys, lineProblems } from '../harness/json-output.js'
-import { errorLine, jsonLine, nextCommand, snakeKeys } from '../../src/cli/json.js'
+import { accountStatusJson, errorLine, jsonLine, nextCommand, snakeKeys } from '../../src/cli/json.js'
+import type { AccountStatus } from '../../src/broker/accounts.js'
 import { ConfigError, ERR, ReauthRequiredError, TransientError, UsageError } from '../../src/errors.js'
 import { shArg } from '../../src/core/address.js'
 
@@ -62,12 +63,58 @@ describe('docs/json.md and docs/json-schema.json', () => {
           assert.fail(`${f}: ${line.trim()}`)
     }
   })
+
+  it('one name, one type: the address, the remaining life, the account list, reauth', () => {
+    const types = new Map<string, Set<string>>()
+    const walk = (o: unknown): void => {
+      if (o === null || typeof o !== 'object') return
+      const props = (o as { properties?: Record<string, Record<string, unknown>> }).properties
+      for (const [k, v] of Object.entries(props ?? {}))
+        types.set(k, (types.get(k) ?? new Set()).add(JSON.stringify(v.type ?? v.const ?? v.enum ?? v.oneOf ?? v.$ref)))
+      for (const v of Object.values(o)) walk(v)
+    }
+    walk(JSON_DOC)
+    for (const name of [
+      'account',
+      'expires_in',
+      'reauth',
+      'encrypted',
+      'refreshed',
+      'failed',
+      'deferred',
+      'from',
+      'to',
+    ])
+      assert.equal(types.get(name)?.size, 1, `${name}: ${[...(types.get(name) ?? [])].join(' | ')}`)
+    assert.ok(![...(types.get('accounts') ?? [])].includes('"integer"'), 'accounts is never a count')
+    for (const gone of ['expires_in_sec', 'access_token_expires_at']) assert.equal(types.has(gone), false, gone)
+  })
 })
 
 describe('cli/json.ts', () => {
+  it('an account status says account and expires_in, as the token event does', () => {
+    const base = {
+      email: 'a@b.c',
+      state: 'active',
+      accessToken: { present: true, valid: true, expiresAt: '2026-01-01T00:00:00.000Z', expiresInSec: 42 },
+      refreshToken: { present: true, ageDays: 1 },
+    } as unknown as AccountStatus
+    const v = accountStatusJson(base)
+    assert.deepEqual(Object.keys(v), ['account', 'state', 'access_token', 'refresh_token'], 'order kept')
+    assert.equal(v.account, 'a@b.c')
+    assert.deepEqual(v.access_token, {
+      present: true,
+      valid: true,
+      expires_at: '2026-01-01T00:00:00.000Z',
+      expires_in: 42,
+    })
+    const expired = accountStatusJson({ ...base, accessToken: { ...base.accessToken, expiresInSec: -5 } })
+    assert.equal((expired.access_token as { expires_in: number }).expires_in, 0, 'a duration, never negative')
+  })
+
   it('snake_case keys all the way down, undefined dropped', () => {
-    const v = snakeKeys({ accessToken: { expiresInSec: 3, x: undefined }, list: [{ signedInAs: 'a' }], ok_already: 1 })
-    assert.deepEqual(v, { access_token: { expires_in_sec: 3 }, list: [{ signed_in_as: 'a' }], ok_already: 1 })
+    const v = snakeKeys({ refreshToken: { ageDays: 3, x: undefined }, list: [{ signedInAs: 'a' }], ok_already: 1 })
+    assert.deepEqual(v, { refresh_token: { age_days: 3 }, list: [{ signed_in_as: 'a' }], ok_already: 1 })
     assert.deepEqual(badKeys(v), [])
     assert.deepEqual(badKeys({ a: { fooBar: 1 } }), ['$.a.fooBar'])
   })

@@ -16,7 +16,7 @@ import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse } from '
 import { browserLauncher, canOpenBrowser, noDisplayReason } from '../browser.js'
 import { formatDuration } from '../format.js'
 import { notOnPathNote, selfCommand, thisInstallation, type SelfCommand } from '../self.js'
-import { jsonLine } from '../json.js'
+import { accountStatusJson, jsonLine } from '../json.js'
 import { terminalAbilities } from '../terminal.js'
 
 const HELP = `Usage: mailkey add <email> [--device | --browser | --paste] [provider flags] [--json]
@@ -90,7 +90,12 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   } finally {
     await ui.finish()
   }
-  ui.emit({ event: 'signed_in', account: status.email, status, next: `mailkey token ${shArg(status.email)}` })
+  ui.emit({
+    event: 'signed_in',
+    account: status.email,
+    status: accountStatusJson(status),
+    next: `mailkey token ${shArg(status.email)}`,
+  })
   const rec = status.provider === 'custom' ? await mk.record(status.email).catch(() => undefined) : undefined
   const self = selfCommand(await thisInstallation(), io.env)
   io.stderr(signedInText(status, self, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))

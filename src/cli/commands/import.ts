@@ -9,7 +9,7 @@ import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, PROVIDER_FLAGS, accountOptions, needEmail, parse, readSmallFile } from '../flags.js'
 import { shArg } from '../../core/address.js'
-import { jsonLine } from '../json.js'
+import { accountStatusJson, jsonLine } from '../json.js'
 
 const HELP = `Usage: mailkey import <email> --refresh-token-file F [provider flags]
 
@@ -65,7 +65,13 @@ export async function run(args: string[], io: CliIO): Promise<number> {
       io.stderr(`mailkey: the ${r.label} client id ${r.clientId} was refused${r.next ? `; trying ${r.next}` : ''}\n`),
   })
   if (values.json)
-    io.stdout(jsonLine('imported', { account: status.email, status, next: `mailkey token ${shArg(status.email)}` }))
+    io.stdout(
+      jsonLine('imported', {
+        account: status.email,
+        status: accountStatusJson(status),
+        next: `mailkey token ${shArg(status.email)}`,
+      }),
+    )
   io.stderr(
     `Imported the grant for ${status.email} (${status.provider}); the refresh token works.\n` +
       `Next: "mailkey token ${shArg(status.email)}" prints an access token.\n`,

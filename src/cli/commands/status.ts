@@ -10,7 +10,7 @@ import { passphrasePrompt } from '../io.js'
 import { COMMON_FLAGS, parse } from '../flags.js'
 import { formatDuration, formatTime } from '../format.js'
 import { shArg } from '../../core/address.js'
-import { jsonLine, snakeKeys } from '../json.js'
+import { accountStatusJson, jsonLine } from '../json.js'
 
 const STATUS_HELP = `Usage: mailkey status [<email>] [--json]
 
@@ -59,11 +59,11 @@ export async function runList(args: string[], io: CliIO): Promise<number> {
     io.stdout(
       jsonLine('list', {
         accounts: accounts.map((a) => ({
-          email: a.email,
+          account: a.email,
           provider: a.provider,
           ...(a.tenant ? { tenant: a.tenant } : {}),
           state: a.state,
-          access_token_expires_at: a.accessToken.expiresAt ?? null,
+          access_token: { expires_at: a.accessToken.expiresAt ?? null },
           ...signInNext(a),
         })),
         broken,
@@ -99,11 +99,8 @@ function listExit(broken: { code: string }[]): number {
 const signInNext = (s: AccountStatus): { next?: string } =>
   s.state === 'reauth' ? { next: `mailkey add ${shArg(s.email)}` } : {}
 
-/** AccountStatus in the --json convention: snake_case keys, and `next` when a sign-in is needed. */
-const statusJson = (s: AccountStatus): Record<string, unknown> => ({
-  ...(snakeKeys(s) as Record<string, unknown>),
-  ...signInNext(s),
-})
+/** AccountStatus in the --json convention (cli/json.ts), and `next` when a sign-in is needed. */
+const statusJson = (s: AccountStatus): Record<string, unknown> => ({ ...accountStatusJson(s), ...signInNext(s) })
 
 function describe(s: AccountStatus): string {
   const rows: [string, string][] = []

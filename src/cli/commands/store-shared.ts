@@ -72,7 +72,7 @@ async function init(values: Values, io: CliIO): Promise<number> {
     io.stderr(`mailkey store init: the schema on ${shared.label} is ${what} (version ${r.to}).\n`)
     const keyProblem = await shared.keyProblem()
     if (keyProblem) io.stderr(`mailkey: note: ${keyProblem}\n`)
-    if (values.json) io.stdout(jsonLine('store_init', { store: shared.label, ...r }))
+    if (values.json) io.stdout(jsonLine('store_init', { store: shared.label, from_version: r.from, to_version: r.to }))
     return EXIT.OK
   } finally {
     await shared.close()
@@ -112,8 +112,8 @@ async function status(shared: SharedStore, values: Values, io: CliIO): Promise<n
       jsonLine('store_status', {
         kind: 'shared',
         store: shared.label,
-        accounts: records.length,
-        reauth,
+        account_count: records.length,
+        reauth_accounts: reauth,
         broken: broken.map((b) => ({ file: b.file, message: b.error.message, code: b.error.code })),
       }),
     )

@@ -148,8 +148,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
           store: paths.stateDir,
           protection,
           keys: meta?.keys.map((k) => ({ kid: k.kid, kind: k.kind })) ?? [],
-          accounts: records.length,
-          encrypted: sealed,
+          account_count: records.length,
+          encrypted_count: sealed,
           agent: agent ? { until: new Date(agent.until).toISOString() } : null,
         }),
       )

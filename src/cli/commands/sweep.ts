@@ -43,10 +43,10 @@ export async function run(args: string[], io: CliIO): Promise<number> {
   if (values.json)
     io.stdout(
       jsonLine('swept', {
-        refreshed: notes.filter((n) => n.refresh?.ok).length,
-        failed: notes.filter((n) => n.refresh && !n.refresh.ok).length,
-        needs_sign_in: notes.filter((n) => n.reauth).length,
-        deferred: notes.filter((n) => n.deferred).length,
+        refreshed_count: notes.filter((n) => n.refresh?.ok).length,
+        failed_count: notes.filter((n) => n.refresh && !n.refresh.ok).length,
+        needs_sign_in_count: notes.filter((n) => n.reauth).length,
+        deferred_count: notes.filter((n) => n.deferred).length,
       }),
     )
   if (notes.some((n) => n.reauth)) return EXIT.NOPERM
@@ -56,7 +56,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
 
 function report(n: KeepAliveNote, io: CliIO, json: boolean): void {
   if (json) {
-    io.stdout(jsonLine('sweep', { ...n, ...(n.reauth ? { next: `mailkey add ${shArg(n.account)}` } : {}) }))
+    io.stdout(jsonLine('sweep', sweepJson(n)))
     return
   }
   const say = (s: string): void => io.stderr(`${n.account}: ${cleanServerText(s)}\n`)
@@ -65,4 +65,13 @@ function report(n: KeepAliveNote, io: CliIO, json: boolean): void {
   else if (n.refresh) say(`keep-alive refresh failed: ${n.refresh.message}`)
   if (n.deferred) say('due for a keep-alive, left for the next pass (--max-refreshes reached)')
   if (n.ending) say(n.ending)
+}
+
+/**
+ * A note in the --json convention: the sign-in message is `reauth_message` (a string), so that
+ * `reauth` keeps one type, the boolean in `refresh`; `next` when a sign-in is needed.
+ */
+function sweepJson(n: KeepAliveNote): Record<string, unknown> {
+  const { reauth, ...rest } = n
+  return reauth === undefined ? rest : { ...rest, reauth_message: reauth, next: `mailkey add ${shArg(n.account)}` }
 }
