@@ -11,6 +11,7 @@ import { BIN, assertBuilt, runCli } from '../harness/cli.js'
 import { makeTmpHome, type TmpHome } from '../harness/tmp-home.js'
 import { FileStore } from '../../src/store/file-store.js'
 import { resolvePaths } from '../../src/config/paths.js'
+import { accountRecord } from '../harness/records.js'
 
 let home: TmpHome
 let env: Record<string, string>
@@ -64,27 +65,16 @@ it('the bash completion script it prints loads and completes', async () => {
 
 it('bash completes the accounts of the real "mailkey list", and nothing secret', async () => {
   const email = 'carol@example.test'
-  await new FileStore(resolvePaths(env)).write({
-    v: 1,
-    settings: {
-      email,
-      provider: 'custom',
-      clientId: 'client',
-      scopes: ['mail'],
-      endpoints: { token: 'https://as.example.test/token' },
-      servers: { imap: 'imaps://imap.example.test:993' },
-      sasl: 'XOAUTH2',
-      flow: 'device',
-    },
-    grant: {
+  await new FileStore(resolvePaths(env)).write(
+    accountRecord(email, {
       refreshToken: 'rt-completion-secret',
       accessToken: 'at-completion-secret',
-      expiresAt: Date.now() + 3600_000,
-      grantedAt: Date.now(),
-    },
-    state: 'active',
-    updatedAt: Date.now(),
-  })
+      settings: {
+        endpoints: { token: 'https://as.example.test/token' },
+        servers: { imap: 'imaps://imap.example.test:993' },
+      },
+    }),
+  )
   // `mailkey` on PATH is this build
   const bin = join(home.dir, 'bin')
   await mkdir(bin, { recursive: true })

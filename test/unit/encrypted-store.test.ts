@@ -37,30 +37,14 @@ import {
 } from '../../src/store/protection.js'
 import { pingAgent, requestKey, serveKeys, stopAgent } from '../../src/store/agent.js'
 import { changePassphrase, migrateStore } from '../../src/store/migrate.js'
+import { accountRecord } from '../harness/records.js'
 
 function record(email: string, rt = 'refresh-token-' + email, secret?: string): AccountRecord {
-  return {
-    v: 1,
-    settings: {
-      email,
-      provider: 'custom',
-      clientId: 'client',
-      scopes: ['mail'],
-      endpoints: { token: 'https://as.example/token' },
-      servers: {},
-      sasl: 'XOAUTH2',
-      flow: 'device',
-      ...(secret ? { clientSecret: secret } : {}),
-    },
-    grant: {
-      refreshToken: rt,
-      accessToken: 'access-token-' + email,
-      expiresAt: Date.now() + 3600_000,
-      grantedAt: Date.now(),
-    },
-    state: 'active',
-    updatedAt: Date.now(),
-  }
+  return accountRecord(email, {
+    refreshToken: rt,
+    accessToken: 'access-token-' + email,
+    ...(secret ? { settings: { clientSecret: secret } } : {}),
+  })
 }
 
 const FAST_KDF = (): ScryptParams => ({

@@ -19,26 +19,15 @@ import { classify } from '../../src/oauth/classify.js'
 import { main } from '../../src/cli/main.js'
 import type { AccountRecord } from '../../src/domain/account.js'
 import { captureIO } from '../harness/capture-io.js'
+import { accountRecord } from '../harness/records.js'
 
 const EMAIL = 'fd@example.test'
 
 function record(email: string): AccountRecord {
-  return {
-    v: 1,
-    settings: {
-      email,
-      provider: 'custom',
-      clientId: 'client',
-      scopes: ['mail'],
-      endpoints: { token: 'https://as.example/token' },
-      servers: { imap: 'imaps://localhost:1' },
-      sasl: 'XOAUTH2',
-      flow: 'device',
-    },
-    grant: { refreshToken: 'rt-1', accessToken: 'at-1', expiresAt: Date.now() + 3600_000, grantedAt: Date.now() },
-    state: 'active',
-    updatedAt: Date.now(),
-  }
+  return accountRecord(email, {
+    accessToken: 'at-1',
+    settings: { servers: { imap: 'imaps://localhost:1' } },
+  })
 }
 
 const ctx: DiagnoseContext = {

@@ -9,25 +9,9 @@ import { accountId, assertEmail } from '../../src/domain/account.js'
 import { resolvePaths } from '../../src/config/paths.js'
 import { ERR, StoreError, UsageError } from '../../src/errors.js'
 import type { AccountRecord } from '../../src/domain/account.js'
+import { accountRecord } from '../harness/records.js'
 
-function record(email: string, rt = 'rt-1'): AccountRecord {
-  return {
-    v: 1,
-    settings: {
-      email,
-      provider: 'custom',
-      clientId: 'client',
-      scopes: ['mail'],
-      endpoints: { token: 'https://as.example/token' },
-      servers: {},
-      sasl: 'XOAUTH2',
-      flow: 'device',
-    },
-    grant: { refreshToken: rt, accessToken: 'at', expiresAt: Date.now() + 3600_000, grantedAt: Date.now() },
-    state: 'active',
-    updatedAt: Date.now(),
-  }
-}
+const record = (email: string, rt = 'rt-1'): AccountRecord => accountRecord(email, { refreshToken: rt })
 
 describe('FileStore', () => {
   let dir: string
