@@ -13,26 +13,14 @@
  * Owns: launching the browser and its forwarding page. Must not: wait for it.
  */
 import { spawn } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import type { Env } from '../config/paths.js'
+import { findOnPath } from './path-lookup.js'
 
 function browserCommand(env: Env): string | undefined {
   return env.MAILKEY_BROWSER?.trim() || env.BROWSER?.trim() || undefined
-}
-
-function onPath(env: Env, name: string): boolean {
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    try {
-      accessSync(join(dir, name), constants.X_OK)
-      return true
-    } catch {
-      /* next */
-    }
-  }
-  return false
 }
 
 /** Can mailkey show a browser to the person at this terminal? */
@@ -40,7 +28,7 @@ export function canOpenBrowser(env: Env, platform = process.platform): boolean {
   if (browserCommand(env)) return true
   if (env.SSH_CONNECTION || env.SSH_TTY) return false
   if (platform === 'darwin' || platform === 'win32') return true
-  return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY) && onPath(env, 'xdg-open')
+  return Boolean(env.DISPLAY || env.WAYLAND_DISPLAY) && findOnPath('xdg-open', env) !== undefined
 }
 
 /**

@@ -6,8 +6,9 @@
  *
  * Owns: finding this installation's command and the `mailkey` on PATH. Must not: print.
  */
-import { accessSync, constants as fsc, realpathSync, statSync } from 'node:fs'
-import { basename, delimiter, dirname, isAbsolute, join } from 'node:path'
+import { realpathSync } from 'node:fs'
+import { basename, dirname, isAbsolute } from 'node:path'
+import { findOnPath } from './path-lookup.js'
 
 export interface SelfCommand {
   /** the words that run mailkey: ["mailkey"] when one is on PATH, else this one's absolute command */
@@ -50,26 +51,16 @@ export function selfCommand(me: Installation, env: NodeJS.ProcessEnv): SelfComma
   // Node by its path too, never "#!/usr/bin/env node": cron and systemd start mail clients with
   // PATH=/usr/bin:/bin, where an nvm Node is not, and Debian 12's node there is 18
   const absolute = script === undefined ? [exec] : [exec, script]
-  const found = onPath('mailkey', env, (dir) => basename(dir) === '.bin' && basename(dirname(dir)) === 'node_modules')
+  // a relative PATH entry means another directory to a mail client; npx's .bin is not its PATH
+  const found = findOnPath(
+    'mailkey',
+    env,
+    (dir) => !dir || !isAbsolute(dir) || (basename(dir) === '.bin' && basename(dirname(dir)) === 'node_modules'),
+  )
   // another mailkey on PATH (a wrapper, a shim, another version) reads the same store: keep the
   // short name, which survives upgrades, and let notOnPathNote say which one clients will run
   if (found) return { argv: ['mailkey'], found, same: real(found) === (script ?? exec), absolute }
   return { argv: absolute, same: false, absolute }
-}
-
-/** the first executable file `name` in env.PATH, skipping directories `skip` rejects */
-function onPath(name: string, env: NodeJS.ProcessEnv, skip?: (dir: string) => boolean): string | undefined {
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir || !isAbsolute(dir) || skip?.(dir)) continue
-    const p = join(dir, name)
-    try {
-      accessSync(p, fsc.X_OK)
-      if (statSync(p).isFile()) return p
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined
 }
 
 /** one line for stderr when mail clients would not run this mailkey as "mailkey", else undefined */
