@@ -58,6 +58,10 @@ export const ERR = {
   STORE_FENCED: 'ERR_MAILKEY_STORE_FENCED',
   /** the process or the system ran out of something (file descriptors, memory): try again later */
   RESOURCES_EXHAUSTED: 'ERR_MAILKEY_RESOURCES_EXHAUSTED',
+  /** the grant has no consent for Microsoft Graph (Mail.Send): `mailkey add --graph` */
+  GRAPH_NOT_GRANTED: 'ERR_MAILKEY_GRAPH_NOT_GRANTED',
+  /** Microsoft Graph refused or failed a submission (issue 16) */
+  GRAPH_SEND: 'ERR_MAILKEY_GRAPH_SEND',
   INTERNAL: 'ERR_MAILKEY_INTERNAL',
   INTERRUPTED: 'ERR_MAILKEY_INTERRUPTED',
 } as const

@@ -7,7 +7,8 @@
 import { ERR, ProtocolError, type MailkeyError } from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { CACHED_FALLBACK_MIN_MS } from '../config/settings.js'
-import type { AccountRecord } from '../domain/account.js'
+import type { AccountRecord, ResourceName } from '../domain/account.js'
+import { tokenOf } from './freshness.js'
 import type { TokenStore } from '../store/token-store.js'
 import type { SaslMechanism } from '../providers/types.js'
 
@@ -17,6 +18,8 @@ export interface GetTokenOptions {
   /** require at least this much life left (default: the refresh margin) */
   minValiditySec?: number
   signal?: AbortSignal
+  /** a token for this other resource of the grant (Microsoft Graph); absent: the mail servers' */
+  resource?: ResourceName
 }
 
 export interface AccessToken {
@@ -32,12 +35,14 @@ export interface AccessToken {
   refreshed: boolean
 }
 
-export function toAccessToken(rec: AccountRecord, refreshed: boolean): AccessToken {
-  const g = rec.grant
+export function toAccessToken(rec: AccountRecord, refreshed: boolean, resource?: ResourceName): AccessToken {
+  const g = tokenOf(rec.grant, resource)
   if (!g?.accessToken)
-    throw new ProtocolError(ERR.OAUTH_PROTOCOL, `no access token stored for "${rec.settings.email}"`, {
-      account: rec.settings.email,
-    })
+    throw new ProtocolError(
+      ERR.OAUTH_PROTOCOL,
+      `no ${resource === 'graph' ? 'Microsoft Graph ' : ''}access token stored for "${rec.settings.email}"`,
+      { account: rec.settings.email },
+    )
   const t: AccessToken = {
     account: rec.settings.email,
     token: new Secret(g.accessToken),
@@ -60,11 +65,12 @@ export async function cachedInstead(
   e: MailkeyError,
   now: number,
   onWarning: ((message: string) => void) | undefined,
+  resource?: ResourceName,
 ): Promise<AccessToken> {
   const cur = await store.read(id).catch(() => undefined)
-  const g = cur?.grant
+  const g = tokenOf(cur?.grant, resource)
   const left = g?.accessToken && g.expiresAt !== undefined ? g.expiresAt - now : 0
   if (!cur || left <= CACHED_FALLBACK_MIN_MS) throw e
   onWarning?.(`${e.message}; using the cached token for "${id}" (valid ${Math.round(left / 1000)} s more)`)
-  return toAccessToken(cur, false)
+  return toAccessToken(cur, false, resource)
 }

@@ -34,10 +34,10 @@ import { accountId } from '../domain/account.js'
 import { sleep as realSleep } from '../core/wait.js'
 import type { AccountRecord, AccountSettings } from '../domain/account.js'
 import { runHook, type HookEvent } from '../core/hooks.js'
-import { isFresh } from './freshness.js'
+import { isFresh, tokenOf } from './freshness.js'
 import type { GrantPolicy } from './horizon.js'
 import { errorFromLast, hookForFailure, outcomeOf, unknownAccount } from './failures.js'
-import { refreshUnderLock, type RefreshContext } from './refresh.js'
+import { refreshScope, refreshUnderLock, type RefreshContext } from './refresh.js'
 import type { SingleFlight } from './single-flight.js'
 import { StoreChoice, type Chosen } from './store-choice.js'
 import { HostCache } from '../store/host-cache.js'
@@ -161,6 +161,8 @@ export class Broker {
   /** A token with enough life left; on a shared store that is down, this host's cached one while valid. */
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {
     const id = accountId(account)
+    // another resource's token (Graph) is not kept in this host's cache: only the mail one is
+    if (opts.resource) return await this.#getAccessToken(id, account, opts)
     try {
       const t = await this.#getAccessToken(id, account, opts)
       if ((await this.backend()).shared)
@@ -180,12 +182,17 @@ export class Broker {
     // A grant the server refused is dead even if its last access token has time left: say so
     // now rather than hand out a token the mail server will refuse.
     if (rec.state === 'reauth' && !opts.forceRefresh) throw errorFromLast(rec)
-    if (!opts.forceRefresh && this.isFresh(rec, minSec)) return toAccessToken(rec, false)
-    // B1, in-process part: one refresh per account at a time (a forced one piggybacks too).
-    let p = this.#inflight.get(id)
+    const resource = opts.resource
+    if (resource) refreshScope(rec.settings, resource) // a grant without that resource: say so before anything
+    if (!opts.forceRefresh && isFresh(tokenOf(rec.grant, resource), this.now(), minSec))
+      return toAccessToken(rec, false, resource)
+    // B1, in-process part: one refresh per account and resource at a time (a forced one piggybacks
+    // too); refreshes of one account's resources take turns in the cross-process flight.
+    const key = resource ? `${id}\0${resource}` : id
+    let p = this.#inflight.get(key)
     if (!p) {
-      p = this.#refresh(id, settings, { ...opts, minSec }).finally(() => this.#inflight.delete(id))
-      this.#inflight.set(id, p)
+      p = this.#refresh(id, settings, { ...opts, minSec }).finally(() => this.#inflight.delete(key))
+      this.#inflight.set(key, p)
     }
     let after: AccountRecord
     try {
@@ -193,9 +200,9 @@ export class Broker {
     } catch (e) {
       // a store that is down cannot give its cached token either: this host's own cache may (above)
       if (!(e instanceof MailkeyError && e.transient && !opts.forceRefresh) || storeDown(e)) throw e
-      return await cachedInstead(this.store, id, e, this.now(), this.#opts.onWarning)
+      return await cachedInstead(this.store, id, e, this.now(), this.#opts.onWarning, resource)
     }
-    return toAccessToken(after, true)
+    return toAccessToken(after, true, resource)
   }
 
   /** B1, cross-process part: a record with a fresh token, or throws; the leader alone runs the failure hook. */
@@ -206,6 +213,7 @@ export class Broker {
       const rec = await this.flight.refresh(id, {
         force: o.forceRefresh === true,
         minSec: o.minSec,
+        ...(o.resource ? { resource: o.resource } : {}),
         since,
         deadline: since + settings.lockTimeoutMs,
         onMine: () => (mine = true),

@@ -25,9 +25,9 @@ import type { SharedRow } from '../store/shared/backend.js'
 import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-store.js'
 import { unavailable } from '../store/shared/pg-connect.js'
 import { sleep } from '../core/wait.js'
-import { goodEnough, isFresh } from './freshness.js'
+import { goodEnough, isFresh, refreshedAt, tokenOf } from './freshness.js'
 import { errorFromLast, unknownAccount } from './failures.js'
-import type { RefreshRequest } from './refresh.js'
+import { refreshRequestOf, type RefreshRequest } from './refresh.js'
 import type { FlightRequest, SingleFlight } from './single-flight.js'
 
 export interface FencedFlightOptions {
@@ -106,12 +106,10 @@ export class FencedFlight implements SingleFlight {
       // counted from when the lease was taken: the steps before the refresh spent part of it
       const budget = refreshBudgetMs(store.leaseMs) - (this.#o.now() - claimedAt)
       if (budget <= 0) return undefined // too late to start: the next turn claims again
-      const refreshReq: RefreshRequest = {
-        force: req.force,
-        since: req.since,
-        minSec: req.minSec,
+      const refreshReq: RefreshRequest = refreshRequestOf({
+        ...req,
         ...(lease.intent ? { cutOffRefreshBy: lease.intent.owner } : {}),
-      }
+      })
       // the worker's outcome is in the row: re-read it like a fenced-off host's
       const outcome = await this.#o.worker?.(lease, refreshReq, budget)
       if (outcome === 'done') return await this.#afterWorker(lease)
@@ -170,11 +168,11 @@ export class FencedFlight implements SingleFlight {
   async #outcome(id: string, row: SharedRow, req: FlightRequest): Promise<AccountRecord | undefined> {
     const rec = await this.#o.store.recordOf(row)
     if (!rec) throw unknownAccount(id)
-    if (rec.state === 'reauth' || rec.lastError) throw errorFromLast(rec)
+    if (rec.state === 'reauth' || (rec.lastError && rec.lastError.resource === req.resource)) throw errorFromLast(rec)
     const now = this.#o.now()
     if (goodEnough(rec, req, now)) return rec
-    const refreshedSince = (rec.grant?.refreshedAt ?? 0) >= req.since - CLOCK_SKEW_MS
-    if (isFresh(rec.grant, now, 0) && (!req.force || refreshedSince)) return rec
+    const refreshedSince = refreshedAt(rec, req) >= req.since - CLOCK_SKEW_MS
+    if (isFresh(tokenOf(rec.grant, req.resource), now, 0) && (!req.force || refreshedSince)) return rec
     return undefined
   }
 

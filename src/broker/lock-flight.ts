@@ -13,9 +13,9 @@ import { acquire, isStale, readLock, tryAcquire, DEFAULT_LOCK_MAX_AGE_MS, type L
 import { sleep } from '../core/wait.js'
 import type { AccountRecord } from '../domain/account.js'
 import type { TokenStore } from '../store/token-store.js'
-import { goodEnough } from './freshness.js'
+import { failedSince, goodEnough, refreshedAt } from './freshness.js'
 import { errorFromLast, unknownAccount } from './failures.js'
-import type { RefreshRequest } from './refresh.js'
+import { refreshRequestOf, type RefreshRequest } from './refresh.js'
 import type { FlightRequest, SingleFlight } from './single-flight.js'
 
 export interface LockFlightOptions {
@@ -58,8 +58,8 @@ export class LockFlight implements SingleFlight {
       }
       // A refresh that finished after we asked is the answer, even if the server issued a token
       // that is short of our margin: asking again would only hammer it.
-      if (goodEnough(r, req, this.#o.now()) || (r.grant?.refreshedAt ?? 0) >= req.since) return r
-      if (r.lastError && r.lastError.at >= req.since) throw errorFromLast(r)
+      if (goodEnough(r, req, this.#o.now()) || refreshedAt(r, req) >= req.since) return r
+      if (failedSince(r, req)) throw errorFromLast(r)
       // The lock holder decided nothing was needed but we still want a refresh (force): go again.
     }
   }
@@ -78,7 +78,7 @@ export class LockFlight implements SingleFlight {
       // The caller's signal ends its waiting, never a refresh this process started: an abandoned
       // request may already have rotated the refresh token at the server, and its answer must be
       // stored (B2, B3). So the refresh here runs without it, as the worker's does.
-      return await this.#o.refreshHere(id, { force: req.force, since: req.since, minSec: req.minSec })
+      return await this.#o.refreshHere(id, refreshRequestOf(req))
     } finally {
       if (!handedOver) await lock.release()
     }
@@ -102,7 +102,7 @@ export class LockFlight implements SingleFlight {
           },
         )
       }
-      if ((rec.grant?.refreshedAt ?? 0) >= req.since || (rec.lastError && rec.lastError.at >= req.since)) return rec
+      if (refreshedAt(rec, req) >= req.since || failedSince(rec, req)) return rec
       return 'retry'
     }
   }

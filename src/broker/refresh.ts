@@ -7,7 +7,7 @@
  */
 import { ERR, ReauthRequiredError, type MailkeyError } from '../errors.js'
 import { Secret } from '../core/secret.js'
-import type { AccountRecord, AccountSettings } from '../domain/account.js'
+import type { AccountRecord, AccountSettings, ResourceName } from '../domain/account.js'
 import type { TokenStore } from '../store/token-store.js'
 import { LOST_ANSWER_WINDOW_MS, type Settings } from '../config/settings.js'
 import { goodEnough, type Want } from './freshness.js'
@@ -37,12 +37,24 @@ export interface RefreshRequest extends Want {
   cutOffRefreshBy?: string
 }
 
+/** What a flight passes on to the refresh: the request without the waiting parts (signal, deadline). */
+export function refreshRequestOf(req: RefreshRequest): RefreshRequest {
+  return {
+    force: req.force,
+    since: req.since,
+    minSec: req.minSec,
+    ...(req.resource ? { resource: req.resource } : {}),
+    ...(req.cutOffRefreshBy ? { cutOffRefreshBy: req.cutOffRefreshBy } : {}),
+  }
+}
+
 /** The caller holds the account's lock. */
 export async function refreshUnderLock(ctx: RefreshContext, id: string, want: RefreshRequest): Promise<AccountRecord> {
   const rec = await ctx.store.read(id)
   if (!rec) throw unknownAccount(id)
   if (goodEnough(rec, want, ctx.now())) return rec
   const settings = rec.settings
+  const scope = refreshScope(settings, want.resource) // throws when the grant lacks the resource
   const rt = rec.grant?.refreshToken
   if (!rt) {
     const err = noRefreshToken(settings)
@@ -72,8 +84,13 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
           ...(want.signal ? { signal: want.signal } : {}),
           timeoutMs: s.httpTimeoutMs,
           ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
+          ...(scope ? { scope } : {}),
         })
-        const next: AccountRecord = { ...rec, state: 'active', grant: nextGrant(rec.grant, ts, ctx.now()) }
+        const next: AccountRecord = {
+          ...rec,
+          state: 'active',
+          grant: nextGrant(rec.grant, ts, ctx.now(), want.resource),
+        }
         delete next.lastError
         try {
           await ctx.store.write(next) // B2
@@ -96,7 +113,7 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
     )
   } catch (e) {
     const err = asMailkeyError(e, settings.email) // withRetry rejects with MailkeyErrors
-    await recordFailure(ctx, rec, err)
+    await recordFailure(ctx, rec, err, want.resource)
     throw err
   }
 }
@@ -112,10 +129,49 @@ function noRefreshToken(settings: AccountSettings): ReauthRequiredError {
   )
 }
 
+/**
+ * The scope parameter of a refresh: for another resource, its scopes (and offline_access, so a
+ * rotated refresh token comes back); for the mail servers of a grant that covers other resources
+ * too, the mail scopes (the server must not pick the resource); else none, as before (RFC 6749 §6:
+ * the scope granted).
+ */
+export function refreshScope(settings: AccountSettings, resource: ResourceName | undefined): string[] | undefined {
+  const other = settings.resources ?? {}
+  if (resource === undefined) return Object.keys(other).length ? settings.scopes : undefined
+  const scopes = other[resource]?.scopes
+  if (!scopes) throw notGranted(settings, resource)
+  const offline = settings.scopes.includes('offline_access') && !scopes.includes('offline_access')
+  return offline ? [...scopes, 'offline_access'] : scopes
+}
+
+function notGranted(settings: AccountSettings, resource: ResourceName): ReauthRequiredError {
+  return new ReauthRequiredError(
+    ERR.GRAPH_NOT_GRANTED,
+    `the sign-in of "${settings.email}" did not ask for Microsoft ${resource === 'graph' ? 'Graph' : resource} (Mail.Send)`,
+    { account: settings.email, hint: `Run "mailkey add ${settings.email} --graph" to sign in with it.` },
+  )
+}
+
+/**
+ * A failure that concerns only the resource asked for (its consent is missing or its scope was
+ * refused): the grant itself still works for the others, so it is not marked dead.
+ */
+function resourceOnly(err: MailkeyError, resource: ResourceName | undefined): boolean {
+  return resource !== undefined && (err.code === ERR.CONSENT_REQUIRED || err.oauthError === 'invalid_scope')
+}
+
 /** B4: remember the failure in the record. The grant is kept in every case: a re-auth error is recorded, never "fixed" by deleting. */
-async function recordFailure(ctx: RefreshContext, rec: AccountRecord, err: MailkeyError): Promise<void> {
-  const next: AccountRecord = { ...rec, lastError: lastErrorOf(err, ctx.now()) }
-  if (err.reauthRequired) next.state = 'reauth'
+async function recordFailure(
+  ctx: RefreshContext,
+  rec: AccountRecord,
+  err: MailkeyError,
+  resource?: ResourceName,
+): Promise<void> {
+  const next: AccountRecord = {
+    ...rec,
+    lastError: { ...lastErrorOf(err, ctx.now()), ...(resource ? { resource } : {}) },
+  }
+  if (err.reauthRequired && !resourceOnly(err, resource)) next.state = 'reauth'
   try {
     await ctx.store.write(next)
   } catch {

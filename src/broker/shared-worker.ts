@@ -23,6 +23,7 @@ import { isFenced, type Lease, type SharedStore } from '../store/shared/shared-s
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
 import type { WorkerOutcome } from './fenced-flight.js'
 import { isStoreUnavailable } from '../errors.js'
+import type { ResourceName } from '../domain/account.js'
 
 /** the worker's exit code when the store could not be reached (sysexits EX_TEMPFAIL) */
 const UNAVAILABLE_EXIT = 75
@@ -40,6 +41,7 @@ export interface SharedWorkerArgs {
   /** ms the refresh may take (shorter than the lease) */
   budgetMs: number
   cutOffRefreshBy?: string
+  resource?: ResourceName
   settings: Settings
 }
 
@@ -66,6 +68,7 @@ export async function startSharedWorker(
     minSec: req.minSec,
     budgetMs,
     ...(req.cutOffRefreshBy ? { cutOffRefreshBy: req.cutOffRefreshBy } : {}),
+    ...(req.resource ? { resource: req.resource } : {}),
     settings: launch.settings,
   }
   // the store's URL may hold a password: it goes through the environment (private to this user),
@@ -119,6 +122,7 @@ export async function runSharedWorker(a: SharedWorkerArgs): Promise<number> {
       minSec: a.minSec,
       signal: AbortSignal.timeout(a.budgetMs),
       ...(a.cutOffRefreshBy ? { cutOffRefreshBy: a.cutOffRefreshBy } : {}),
+      ...(a.resource ? { resource: a.resource } : {}),
     }
     try {
       await store.runHolding(lease, () => refreshUnderLock(ctx, a.id, req))

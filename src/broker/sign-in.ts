@@ -37,8 +37,12 @@ import { usesPlainHttp } from '../oauth/http.js'
 import type { Broker } from './broker.js'
 import { nextGrant } from './grant.js'
 
-/** What the user needs to see for a device sign-in: everything but the (secret) device code. */
-export type DevicePrompt = Omit<DeviceAuthorization, 'deviceCode'> & { account: string }
+/**
+ * What the user needs to see for a device sign-in: everything but the (secret) device code.
+ * `purpose: 'graph'`: the second code of a `--graph` sign-in, the consent to send through
+ * Microsoft Graph (a device code covers one resource).
+ */
+export type DevicePrompt = Omit<DeviceAuthorization, 'deviceCode'> & { account: string; purpose?: 'graph' }
 
 export interface SignInCallbacks {
   /** device flow: show the code and the URL (RFC 8628 §3.3) */
@@ -51,6 +55,8 @@ export interface SignInCallbacks {
   onAuthorizationUrl?: (url: string, info: { browserOpened: boolean; redirectUri: string; paste: boolean }) => void
   /** paste flow: resolves with the text the user pasted */
   readPastedRedirect?: (signal: AbortSignal) => Promise<string>
+  /** `--graph`: whether the grant gave a Microsoft Graph token (Mail.Send), after the sign-in was stored */
+  onGraph?: (r: { ok: true } | { ok: false; error: MailkeyError }) => void
   /** a built-in client id was refused; mailkey goes on with the next one */
   onClientRejected?: (info: { clientId: string; label: string; error: MailkeyError; next?: string }) => void
   /** which provider and flow were chosen; `why`: one line when the provider's registration decided the flow */
@@ -134,6 +140,9 @@ function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): Ac
   if (o.sasl === undefined) o.sasl = s.sasl
   if (o.mailbox === undefined && s.mailbox) o.mailbox = s.mailbox
   if (o.signInAs === undefined && s.signInAs) o.signInAs = s.signInAs
+  // a grant that had Graph keeps it on a new sign-in (the user asked for it once)
+  if (o.graph === undefined && s.resources?.graph) o.graph = true
+  if (o.graph && o.graphUrl === undefined && s.servers.graph) o.graphUrl = s.servers.graph
   return o
 }
 
@@ -226,13 +235,17 @@ async function saveGrant(
   broker: Broker,
   settings: AccountSettings,
   tokens: TokenSet,
-  rtOverride?: Secret,
+  o: { rtOverride?: Secret; graph?: TokenSet } = {},
 ): Promise<AccountRecord> {
   assertSignedInAs(settings, tokens.identity)
   const now = broker.now()
   // an imported refresh token continues as the grant's when the server does not rotate it
-  const prev = rtOverride ? { grantedAt: now, refreshToken: rtOverride.reveal(), refreshTokenAt: now } : undefined
-  const rec: AccountRecord = { v: 1, settings, state: 'active', grant: nextGrant(prev, tokens, now), updatedAt: now }
+  const rt = o.rtOverride
+  const prev = rt ? { grantedAt: now, refreshToken: rt.reveal(), refreshTokenAt: now } : undefined
+  let grant = nextGrant(prev, tokens, now)
+  // the second device round's refresh token is the newer one; it serves both resources
+  if (o.graph) grant = nextGrant(grant, o.graph, now, 'graph')
+  const rec: AccountRecord = { v: 1, settings, state: 'active', grant, updatedAt: now }
   // Under the lock: a `mailkey token` running now must not interleave with this write.
   await broker.flight.exclusive(accountId(settings.email), WRITE_LOCK_TIMEOUT_MS, () => broker.store.write(rec))
   return rec
@@ -260,10 +273,17 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
     plainHttp: usesPlainHttp(first),
     ...(why ? { why } : {}),
   })
+  let graphTokens: TokenSet | undefined
   const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
-    if (flow === 'device') return deviceSignIn(broker, s, opts)
+    if (flow === 'device') {
+      const mail = await deviceSignIn(broker, s, opts)
+      const g = s.resources?.graph
+      if (g) graphTokens = await deviceSignIn(broker, s, opts, { scope: graphScopes(s, g.scopes), purpose: 'graph' })
+      return mail
+    }
     return authorizationCodeSignIn(s, {
       account: s.email,
+      ...(s.resources?.graph ? { consentScopes: s.resources.graph.scopes } : {}),
       redirect: provider?.redirect ?? { host: '127.0.0.1', path: '/' },
       ...(opts.redirectPort !== undefined ? { port: opts.redirectPort } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
@@ -281,14 +301,45 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
       throw timedOut(e, provider, s, flow)
     })
   })
-  return saveGrant(broker, settings, tokens)
+  const rec = await saveGrant(broker, settings, tokens, graphTokens ? { graph: graphTokens } : {})
+  if (settings.resources?.graph) await confirmGraph(broker, settings, opts)
+  return rec
+}
+
+/** A Graph consent's scopes for a device round of their own, with offline_access if the account asks for it. */
+function graphScopes(s: AccountSettings, scopes: string[]): string[] {
+  return s.scopes.includes('offline_access') ? [...scopes, 'offline_access'] : scopes
+}
+
+/**
+ * `--graph`, once the grant is stored: a Graph token through the one refresh path (after a
+ * browser sign-in it proves the consent; after the device rounds it is already there). A failure
+ * leaves the mail sign-in in place and is reported, not thrown.
+ */
+async function confirmGraph(broker: Broker, settings: AccountSettings, cb: SignInCallbacks): Promise<void> {
+  try {
+    await broker.getAccessToken(settings.email, { resource: 'graph' })
+    cb.onGraph?.({ ok: true })
+  } catch (e) {
+    if (!(e instanceof MailkeyError)) throw e
+    cb.onGraph?.({ ok: false, error: e })
+  }
 }
 
 /** The device flow for one candidate: ask for a code, show it (and fire the hook), poll. */
-async function deviceSignIn(broker: Broker, s: AccountSettings, opts: SignInOptions): Promise<TokenSet> {
+async function deviceSignIn(
+  broker: Broker,
+  s: AccountSettings,
+  opts: SignInOptions,
+  round: { scope?: string[]; purpose?: 'graph' } = {},
+): Promise<TokenSet> {
   const email = s.email
-  const d = await startDeviceAuthorization(s, { account: email, ...(opts.signal ? { signal: opts.signal } : {}) })
-  opts.onDevicePrompt?.(deviceToPrompt(email, d))
+  const d = await startDeviceAuthorization(s, {
+    account: email,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(round.scope ? { scope: round.scope } : {}),
+  })
+  opts.onDevicePrompt?.({ ...deviceToPrompt(email, d), ...(round.purpose ? { purpose: round.purpose } : {}) })
   // RFC 8628 §3.3: the user enters the code elsewhere; a hook can push it to a phone
   await broker.fireHook('device_code', {
     account: email,
@@ -344,5 +395,5 @@ export async function importRefreshToken(broker: Broker, opts: ImportOptions): P
   const { settings, tokens } = await withCandidates(candidates, opts, (s) =>
     refreshGrant(s, opts.refreshToken, { account: s.email, ...(opts.signal ? { signal: opts.signal } : {}) }),
   )
-  return saveGrant(broker, settings, tokens, opts.refreshToken)
+  return saveGrant(broker, settings, tokens, { rtOverride: opts.refreshToken })
 }

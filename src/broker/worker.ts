@@ -21,6 +21,7 @@ import { ConfigFile } from '../config/config-file.js'
 import { resolveSettings, type Settings } from '../config/settings.js'
 import { refreshUnderLock, type RefreshRequest } from './refresh.js'
 import { runSharedWorker, type SharedWorkerArgs } from './shared-worker.js'
+import type { ResourceName } from '../domain/account.js'
 
 const WORKER = fileURLToPath(new URL('./refresh-worker.js', import.meta.url))
 
@@ -32,6 +33,7 @@ interface WorkerArgs {
   force: boolean
   since: number
   minSec: number
+  resource?: ResourceName
   settings: Settings
   /** the store's unlocked keys follow on stdin */
   keys?: boolean
@@ -65,6 +67,7 @@ export async function startWorker(
     force: req.force,
     since: req.since,
     minSec: req.minSec,
+    ...(req.resource ? { resource: req.resource } : {}),
     settings: launch.settings,
     ...(handKeys ? { keys: true } : {}),
   }
@@ -151,7 +154,12 @@ export async function runWorker(argv: string[]): Promise<number> {
     // the parent's snapshot as options: it wins over anything this process would read
     const settings = resolveSettings(a.settings, env, undefined)
     const ctx = { store, settings, now: Date.now, sleep, random: Math.random }
-    await refreshUnderLock(ctx, a.id, { force: a.force, since: a.since, minSec: a.minSec })
+    await refreshUnderLock(ctx, a.id, {
+      force: a.force,
+      since: a.since,
+      minSec: a.minSec,
+      ...(a.resource ? { resource: a.resource } : {}),
+    })
     return 0
   } catch {
     return 1 // the outcome is in the record

@@ -40,6 +40,8 @@ export const PROVIDER_FLAGS: Options = {
   sasl: { type: 'string' },
   mailbox: { type: 'string' },
   'sign-in-as': { type: 'string' },
+  graph: { type: 'boolean' },
+  'graph-url': { type: 'string' },
 }
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>
@@ -119,6 +121,7 @@ export function accountOptions(email: string, v: Values): AccountOptions {
     ['imap-url', 'imapUrl'],
     ['pop-url', 'popUrl'],
     ['smtp-url', 'smtpUrl'],
+    ['graph-url', 'graphUrl'],
   ]
   for (const [flag, key] of map) {
     const val = str(v, flag)
@@ -127,6 +130,7 @@ export function accountOptions(email: string, v: Values): AccountOptions {
       ;(o as unknown as Record<string, string>)[key] = val.trim()
     }
   }
+  if (v.graph === true) o.graph = true
   const clientSecret = clientSecretFlag(v)
   if (clientSecret !== undefined) o.clientSecret = clientSecret
   const auth = str(v, 'client-auth')

@@ -45,12 +45,40 @@ export interface AccountSettings {
   scopes: string[]
   endpoints: AccountEndpoints
   authorizationParams?: Record<string, string>
-  servers: { imap?: string; pop?: string; smtp?: string }
+  /** `graph`: the Microsoft Graph API base (https://graph.microsoft.com/v1.0) for submission (issue 16) */
+  servers: { imap?: string; pop?: string; smtp?: string; graph?: string }
   /** PEM file trusted for this account's mail servers */
   ca?: string
   sasl: SaslMechanism
   /** how the grant was obtained */
   flow: Flow | 'import' | 'env'
+  /**
+   * Other resources the user consented to at sign-in, each with the scopes asked for it (one resource
+   * per access token on Microsoft's v2 endpoint: a token for these comes from a refresh with them)
+   */
+  resources?: Partial<Record<ResourceName, { scopes: string[] }>>
+  /** how mail is submitted: SMTP, Microsoft Graph, or SMTP until it answers 5.7.139 (absent: the provider's setting) */
+  send?: SendMode
+}
+
+/** Resources besides the mail servers a grant may cover. */
+export type ResourceName = 'graph'
+export const RESOURCE_NAMES: readonly ResourceName[] = ['graph']
+
+/** `[providers.<name>] send`: how the proxy and `mailkey send` submit mail (issue 16). */
+export type SendMode = 'smtp' | 'graph' | 'auto'
+export const SEND_MODES: readonly SendMode[] = ['smtp', 'graph', 'auto']
+
+/** An access token for one resource of a grant (the grant's refresh token serves them all). */
+export interface ResourceToken {
+  accessToken?: string
+  tokenType?: string
+  /** epoch ms; absent when the server sent no expires_in */
+  expiresAt?: number
+  scope?: string
+  refreshedAt?: number
+  /** the access token is in the record's `sealed` box (an encrypted store) */
+  sealed?: true
 }
 
 export interface Identity {
@@ -84,6 +112,8 @@ export interface GrantRecord {
   seededFrom?: string
   /** which tokens are sealed in the record's `sealed` box (an encrypted store): they exist, unseen */
   sealed?: ('accessToken' | 'refreshToken')[]
+  /** access tokens for the other resources of `settings.resources` (the mail token is the fields above) */
+  resources?: Partial<Record<ResourceName, ResourceToken>>
 }
 
 export interface LastError {
@@ -96,6 +126,8 @@ export interface LastError {
   answerMaybeLost?: boolean
   /** the server's Retry-After, seconds */
   retryAfterSec?: number
+  /** the refresh was for this resource's token (absent: the mail servers') */
+  resource?: ResourceName
   /** epoch ms */
   at: number
 }

@@ -34,6 +34,13 @@ export interface AuthCodeOptions extends OAuthContext {
   readPastedRedirect?: (signal: AbortSignal) => Promise<string>
   /** extra authorization request parameters (login_hint, prompt, access_type...) */
   extraParams?: Record<string, string>
+  /**
+   * scopes of other resources to ask consent for now (Microsoft Graph) without a token for them:
+   * they go into the authorization request only, and the code is redeemed for the account's own
+   * scopes, because a Microsoft token has one resource (MSAL's extraScopesToConsent,
+   * learn.microsoft.com/entra/identity-platform/scenario-desktop-production)
+   */
+  consentScopes?: string[]
 }
 
 const PAGE = (title: string, body: string): string =>
@@ -248,7 +255,7 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
   try {
     const url = authorizationUrl(
       settings,
-      { redirectUri: listener.redirectUri, state, challenge, nonce },
+      { redirectUri: listener.redirectUri, state, challenge, nonce, consent: opts.consentScopes ?? [] },
       opts.extraParams,
     )
     await opts.onAuthorizationUrl(url.href, listener.redirectUri)
@@ -263,6 +270,8 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
     return await exchangeAuthorizationCode(settings, callback, listener.redirectUri, verifier, {
       ...opts,
       ...(nonce ? { nonce } : {}),
+      // with other resources consented too, the token request names the one it is for
+      ...(opts.consentScopes?.length ? { scope: settings.scopes } : {}),
     })
   } finally {
     stopWaiting()
@@ -275,7 +284,7 @@ export async function authorizationCodeSignIn(settings: AccountSettings, opts: A
 /** The authorization request (RFC 6749 §4.1.1) with PKCE (RFC 7636 §4.3) and the account as login_hint. */
 function authorizationUrl(
   settings: AccountSettings,
-  r: { redirectUri: string; state: string; challenge: string; nonce: string | undefined },
+  r: { redirectUri: string; state: string; challenge: string; nonce: string | undefined; consent: string[] },
   extraParams: Record<string, string> | undefined,
 ): URL {
   const url = new URL(settings.endpoints.authorization as string)
@@ -283,7 +292,7 @@ function authorizationUrl(
     client_id: settings.clientId,
     response_type: 'code',
     redirect_uri: r.redirectUri,
-    scope: settings.scopes.join(' '),
+    scope: [...settings.scopes, ...r.consent.filter((c) => !settings.scopes.includes(c))].join(' '),
     state: r.state,
     code_challenge: r.challenge,
     code_challenge_method: 'S256',

@@ -88,13 +88,25 @@ function toTokenSet(
   return t
 }
 
-/** RFC 6749 §6. A rotated refresh token, if any, is in the result. */
-export function refreshGrant(settings: AccountSettings, refreshToken: Secret, ctx: OAuthContext): Promise<TokenSet> {
+/**
+ * RFC 6749 §6. A rotated refresh token, if any, is in the result. `scope` (§6: a subset of the
+ * granted scopes) picks the resource on Microsoft's v2 endpoint, where one grant serves several
+ * resources but each access token is for one ("Refresh tokens ... aren't tied to a resource",
+ * learn.microsoft.com/entra/identity-platform/refresh-tokens).
+ */
+export function refreshGrant(
+  settings: AccountSettings,
+  refreshToken: Secret,
+  ctx: OAuthContext & { scope?: readonly string[] },
+): Promise<TokenSet> {
   return exchange(settings, ctx, 'refresh', undefined, async (as, client, kit) =>
     oauth.processRefreshTokenResponse(
       as,
       client,
-      await oauth.refreshTokenGrantRequest(as, client, clientAuth(settings), refreshToken.reveal(), kit.options),
+      await oauth.refreshTokenGrantRequest(as, client, clientAuth(settings), refreshToken.reveal(), {
+        ...kit.options,
+        ...(ctx.scope ? { additionalParameters: { scope: ctx.scope.join(' ') } } : {}),
+      }),
     ),
   )
 }
@@ -160,7 +172,7 @@ function webPage(value: string | undefined, what: string, settings: AccountSetti
 /** RFC 8628 §3.1-3.2 */
 export async function startDeviceAuthorization(
   settings: AccountSettings,
-  ctx: OAuthContext & { now?: () => number },
+  ctx: OAuthContext & { now?: () => number; scope?: readonly string[] },
 ): Promise<DeviceAuthorization> {
   const endpoint = settings.endpoints.deviceAuthorization
   if (!endpoint) {
@@ -177,7 +189,7 @@ export async function startDeviceAuthorization(
   try {
     const as = authorizationServer(settings)
     const client = oauthClient(settings)
-    const params = new URLSearchParams({ scope: settings.scopes.join(' ') })
+    const params = new URLSearchParams({ scope: (ctx.scope ?? settings.scopes).join(' ') })
     const res = await oauth.processDeviceAuthorizationResponse(
       as,
       client,
@@ -284,7 +296,7 @@ export function exchangeAuthorizationCode(
   callback: URLSearchParams,
   redirectUri: string,
   codeVerifier: string,
-  ctx: OAuthContext & { nonce?: string },
+  ctx: OAuthContext & { nonce?: string; scope?: readonly string[] },
 ): Promise<TokenSet> {
   return exchange(
     settings,
@@ -302,7 +314,7 @@ export function exchangeAuthorizationCode(
           callback,
           redirectUri,
           codeVerifier,
-          kit.options,
+          ctx.scope ? { ...kit.options, additionalParameters: { scope: ctx.scope.join(' ') } } : kit.options,
         ),
         // http.ts removes id_tokens before oauth4webapi sees them (ADR 0004); the nonce is checked below.
         { expectedNonce: oauth.expectNoNonce, requireIdToken: false },

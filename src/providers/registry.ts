@@ -97,6 +97,11 @@ export const microsoft: Provider = {
   mxSuffixes: ['.mail.protection.outlook.com', '.olc.protection.outlook.com'],
   // learn.microsoft.com/entra/identity-platform/refresh-tokens: 90 days, replaced on every use.
   refreshTokenIdleDays: 90,
+  // learn.microsoft.com/graph/api/user-sendmail (checked 2026-12-06): POST /me/sendMail needs the
+  // delegated Mail.Send permission; Thunderbird's id is registered for it (research/client-ids.md)
+  graph: { url: 'https://graph.microsoft.com/v1.0', scopes: ['https://graph.microsoft.com/Mail.Send'] },
+  // SMTP until the server says SMTP AUTH is off (535 5.7.139), then Graph if the grant has it
+  send: 'auto',
   notes: 'SMTP AUTH must be enabled for the mailbox by the tenant admin (else 535 5.7.139).',
 }
 

@@ -36,7 +36,17 @@ export interface AccountOptions {
   mailbox?: string
   /** the user the provider signs this account in as, when it is not the account's address (an alias) */
   signInAs?: string
+  /** also ask consent for Microsoft Graph Mail.Send and submit mail through Graph (issue 16) */
+  graph?: boolean
+  /** the Graph API base instead of the provider's (tests, national clouds) */
+  graphUrl?: string
 }
+
+/** Microsoft Graph's public API base and the scope `--graph` asks for, when the provider names none. */
+export const GRAPH_DEFAULT = {
+  url: 'https://graph.microsoft.com/v1.0',
+  scopes: ['https://graph.microsoft.com/Mail.Send'],
+} as const
 
 export const SERVER_SCHEMES = {
   imap: { implicit: 'imaps', starttls: 'imap', ports: { imaps: 993, imap: 143 } },
@@ -175,6 +185,7 @@ export function candidateSettings(
     throw new UsageError(`${provider.displayName} does not accept ${opts.sasl}; use ${provider.sasl.join(' or ')}`)
   }
   const servers = mailServers(opts, provider)
+  const graph = graphSettings(opts, provider)
 
   const candidates = clientCandidates(opts, provider)
   return candidates.map((c) => {
@@ -196,8 +207,43 @@ export function candidateSettings(
     if (opts.mailbox && opts.mailbox.toLowerCase() !== email.toLowerCase()) s.mailbox = opts.mailbox
     if (opts.signInAs && opts.signInAs.toLowerCase() !== email.toLowerCase()) s.signInAs = opts.signInAs
     if (provider?.authorizationParams) s.authorizationParams = provider.authorizationParams
+    if (graph) {
+      s.resources = { graph: { scopes: graph.scopes } }
+      s.servers = { ...servers, graph: graph.url }
+      s.send = 'graph'
+    }
     return s
   })
+}
+
+/** `--graph`: the Graph API base and scopes, or undefined without it; refused for providers without Graph. */
+function graphSettings(opts: AccountOptions, provider: Provider | undefined): { url: string; scopes: string[] } | undefined {
+  if (!opts.graph) {
+    if (opts.graphUrl) throw new UsageError('--graph-url goes with --graph')
+    return undefined
+  }
+  if (provider && !provider.graph)
+    throw new UsageError(`--graph sends through Microsoft Graph; ${provider.displayName} has no Graph`, {
+      hint: 'Leave out --graph: this provider takes mail over SMTP.',
+    })
+  const url = opts.graphUrl ?? provider?.graph?.url ?? GRAPH_DEFAULT.url
+  return { url: checkGraphUrl(url), scopes: [...(provider?.graph?.scopes ?? GRAPH_DEFAULT.scopes)] }
+}
+
+/** The Graph API base: https (http only for a loopback test server), no credentials, no query; no trailing slash. */
+export function checkGraphUrl(raw: string): string {
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    throw new UsageError(`the Graph URL "${raw.replace(/\/\/[^/?#]*@/, '//***@')}" is not a URL; write it like ${GRAPH_DEFAULT.url}`)
+  }
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname)
+  if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback))
+    throw new UsageError(`the Graph URL "${u.origin}" must use https:// (http:// only for a loopback test server)`)
+  if (u.username || u.password || u.search || u.hash)
+    throw new UsageError('the Graph URL must not hold a user, a password, a query or a fragment')
+  return u.href.replace(/\/+$/, '')
 }
 
 /** The account's endpoints: options first, then the provider's (tenant applied), then discovery. */

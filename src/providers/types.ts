@@ -77,6 +77,13 @@ export interface Provider {
    */
   savesSentMail?: { server: string; folder: string }
   servers: { imap?: string; pop?: string; smtp?: string }
+  /**
+   * Microsoft Graph submission (issue 16): the API base and the scopes a grant needs to send
+   * through it, when the provider has it (Microsoft)
+   */
+  graph?: { url: string; scopes: string[] }
+  /** how mail is submitted by default (`[providers.<name>] send`); absent: SMTP */
+  send?: 'smtp' | 'graph' | 'auto'
   /** e-mail domains that are known to belong to this provider */
   domains: string[]
   /** MX host suffixes that identify this provider for custom domains */

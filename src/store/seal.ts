@@ -15,7 +15,7 @@
  * On the fast `mailkey token` path: node built-ins only.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto'
-import type { AccountRecord, GrantRecord, SealedBox } from '../domain/account.js'
+import type { AccountRecord, GrantRecord, ResourceName, ResourceToken, SealedBox } from '../domain/account.js'
 
 export const KEY_BYTES = 32
 const IV_BYTES = 12
@@ -26,6 +26,8 @@ export interface RecordSecrets {
   accessToken?: string
   refreshToken?: string
   clientSecret?: string
+  /** access tokens of the grant's other resources (Microsoft Graph) */
+  resourceTokens?: Partial<Record<ResourceName, string>>
 }
 
 const b64 = (b: Buffer): string => b.toString('base64')
@@ -82,6 +84,8 @@ export function sealRecord(rec: AccountRecord, id: string, key: Buffer, kid: str
   if (rec.grant?.accessToken !== undefined) secrets.accessToken = rec.grant.accessToken
   if (rec.grant?.refreshToken !== undefined) secrets.refreshToken = rec.grant.refreshToken
   if (rec.settings.clientSecret !== undefined) secrets.clientSecret = rec.settings.clientSecret
+  const resourceTokens = sealedResourceTokens(rec.grant)
+  if (resourceTokens) secrets.resourceTokens = resourceTokens.tokens
   const { clientSecret: _s, ...settings } = rec.settings
   const { sealed: _old, ...rest } = rec
   const out: AccountRecord = {
@@ -93,8 +97,24 @@ export function sealRecord(rec: AccountRecord, id: string, key: Buffer, kid: str
     const { accessToken: _a, refreshToken: _r, sealed: _f, ...grant } = rec.grant
     const fields = (['accessToken', 'refreshToken'] as const).filter((f) => secrets[f] !== undefined)
     out.grant = fields.length ? { ...grant, sealed: fields } : grant
+    if (resourceTokens) out.grant.resources = resourceTokens.rest
   }
   return out
+}
+
+/** The access tokens of a grant's other resources, and those resources without them (marked sealed). */
+function sealedResourceTokens(
+  g: GrantRecord | undefined,
+): { tokens: Partial<Record<ResourceName, string>>; rest: NonNullable<GrantRecord['resources']> } | undefined {
+  if (!g?.resources) return undefined
+  const tokens: Partial<Record<ResourceName, string>> = {}
+  const rest: NonNullable<GrantRecord['resources']> = {}
+  for (const [name, t] of Object.entries(g.resources) as [ResourceName, ResourceToken][]) {
+    const { accessToken, sealed: _f, ...fields } = t
+    rest[name] = accessToken !== undefined ? { ...fields, sealed: true } : fields
+    if (accessToken !== undefined) tokens[name] = accessToken
+  }
+  return { tokens, rest }
 }
 
 /** The record with its secrets back in place (S2: throws SealError when they do not open). */
@@ -116,6 +136,20 @@ export function openRecord(rec: AccountRecord, id: string, key: Buffer): Account
     out.grant = grant
     if (typeof secrets.accessToken === 'string') out.grant.accessToken = secrets.accessToken
     if (typeof secrets.refreshToken === 'string') out.grant.refreshToken = secrets.refreshToken
+    if (grant.resources) out.grant.resources = openedResourceTokens(grant.resources, secrets.resourceTokens)
+  }
+  return out
+}
+
+function openedResourceTokens(
+  resources: NonNullable<GrantRecord['resources']>,
+  tokens: RecordSecrets['resourceTokens'],
+): NonNullable<GrantRecord['resources']> {
+  const out: NonNullable<GrantRecord['resources']> = {}
+  for (const [name, t] of Object.entries(resources) as [ResourceName, ResourceToken][]) {
+    const { sealed: _f, ...fields } = t
+    const token = tokens?.[name]
+    out[name] = typeof token === 'string' ? { ...fields, accessToken: token } : fields
   }
   return out
 }

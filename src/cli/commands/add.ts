@@ -36,6 +36,10 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
   --json             newline-delimited JSON events on stdout
   --sign-in-as USER  accept a sign-in as USER (an alias of the address, or the user of a shared
                      mailbox named as the account); a sign-in as anyone else is refused
+  --graph            Microsoft: also ask to send mail through Microsoft Graph (Mail.Send), for
+                     mailboxes where SMTP AUTH is switched off (535 5.7.139); the proxy and
+                     "mailkey send" then submit through Graph (with --device: a second code)
+  --graph-url URL    the Graph API base (default https://graph.microsoft.com/v1.0)
 Provider flags: see "mailkey --help".
 
 Secrets: a client secret from --client-secret-file F, or - for stdin (--client-secret S works
@@ -148,6 +152,7 @@ function signInUi(
         expires_in: p.expiresIn,
         interval: p.interval,
         ...(p.message ? { message: p.message } : {}),
+        ...(p.purpose ? { purpose: p.purpose } : {}),
       })
       say(await devicePromptText(p, io.stderrIsTTY && o.qr))
       device.start(p.expiresAt)
@@ -168,6 +173,19 @@ function signInUi(
         browser_opened: info.browserOpened,
       })
       say(authorizationUrlText(email, url, info))
+    },
+    onGraph: (r) => {
+      emit({
+        event: 'graph',
+        account: email,
+        granted: r.ok,
+        ...(r.ok ? {} : { message: r.error.message }),
+      })
+      say(
+        r.ok
+          ? 'Microsoft Graph: Mail.Send granted; mail you send through mailkey goes out through Graph.\n'
+          : `mailkey: warning: Microsoft Graph was not granted for ${email} (${r.error.message}); sending through Graph fails until "mailkey add ${shArg(email)} --graph" succeeds.\n`,
+      )
     },
     readPastedRedirect: (signal) =>
       io.readLine('Paste the address here: ', signal).then((t) => {
@@ -248,7 +266,12 @@ function intFlag(name: string, v: unknown, min: number, max: number): number {
 
 async function devicePromptText(p: DevicePrompt, qr: boolean): Promise<string> {
   const target = p.verificationUriComplete ?? p.verificationUri
-  let text = `To sign in ${p.account}, open\n\n  ${p.verificationUri}\n\non any phone or computer and enter the code\n\n  ${p.userCode}\n\n`
+  // --graph: a device code covers one resource, so sending through Graph takes a second code
+  const what =
+    p.purpose === 'graph'
+      ? `\nOne more code: to let mailkey send mail for ${p.account} through Microsoft Graph (Mail.Send), open`
+      : `To sign in ${p.account}, open`
+  let text = `${what}\n\n  ${p.verificationUri}\n\non any phone or computer and enter the code\n\n  ${p.userCode}\n\n`
   if (qr) {
     try {
       const { renderUnicodeCompact } = await import('uqr')
