@@ -40,7 +40,12 @@ export function nextGrant(
  * (which is kept), and a rotated refresh token replaces the grant's one, whichever resource's
  * refresh brought it (one refresh token serves them all).
  */
-function nextResourceGrant(prev: GrantRecord | undefined, ts: TokenSet, now: number, resource: ResourceName): GrantRecord {
+function nextResourceGrant(
+  prev: GrantRecord | undefined,
+  ts: TokenSet,
+  now: number,
+  resource: ResourceName,
+): GrantRecord {
   const base = prev ?? { grantedAt: now }
   const token: ResourceToken = {
     accessToken: ts.accessToken.reveal(),

@@ -217,7 +217,10 @@ export function candidateSettings(
 }
 
 /** `--graph`: the Graph API base and scopes, or undefined without it; refused for providers without Graph. */
-function graphSettings(opts: AccountOptions, provider: Provider | undefined): { url: string; scopes: string[] } | undefined {
+function graphSettings(
+  opts: AccountOptions,
+  provider: Provider | undefined,
+): { url: string; scopes: string[] } | undefined {
   if (!opts.graph) {
     if (opts.graphUrl) throw new UsageError('--graph-url goes with --graph')
     return undefined
@@ -236,7 +239,9 @@ export function checkGraphUrl(raw: string): string {
   try {
     u = new URL(raw)
   } catch {
-    throw new UsageError(`the Graph URL "${raw.replace(/\/\/[^/?#]*@/, '//***@')}" is not a URL; write it like ${GRAPH_DEFAULT.url}`)
+    throw new UsageError(
+      `the Graph URL "${raw.replace(/\/\/[^/?#]*@/, '//***@')}" is not a URL; write it like ${GRAPH_DEFAULT.url}`,
+    )
   }
   const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname)
   if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback))

@@ -9,7 +9,7 @@
  */
 import type { Paths } from '../config/paths.js'
 import type { Secret } from '../core/secret.js'
-import type { AccountRecord } from '../domain/account.js'
+import type { AccountRecord, ResourceName } from '../domain/account.js'
 import type { KeepAliveNote, PassOptions } from '../broker/keep-alive.js'
 import type { ItemStore } from '../store/items.js'
 
@@ -17,7 +17,10 @@ export interface TokenSource {
   /** the account's stored record without its secrets (undefined: no such account) */
   record(account: string): Promise<AccountRecord | undefined>
   /** a usable access token; `forceRefresh` after the server refused the last one */
-  getAccessToken(account: string, options: { forceRefresh?: boolean; signal?: AbortSignal }): Promise<{ token: Secret }>
+  getAccessToken(
+    account: string,
+    options: { forceRefresh?: boolean; signal?: AbortSignal; resource?: ResourceName },
+  ): Promise<{ token: Secret }>
   /** where the state directory is (the local password file lives there) */
   readonly paths: Paths
   /** create the state directories (0700) when missing */

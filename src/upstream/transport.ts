@@ -137,6 +137,11 @@ function readCaFile(path: string): string {
   return pem
 }
 
+/** The TLS context for an account's private CA file (with the system's CAs), for HTTPS to its servers (Graph). */
+export function secureContextForCaFile(caFile: string): SecureContext {
+  return contextFor(readCaFile(caFile))
+}
+
 export async function openTransport(addr: ServerAddress, opts: ConnectOptions = {}): Promise<LineTransport> {
   const ca = opts.caFile ? readCaFile(opts.caFile) : undefined
   const timeoutMs = opts.timeoutMs ?? 15_000
