@@ -19,6 +19,7 @@ import type { Config } from './config/config.js'
 import type { AccountRecord } from './domain/account.js'
 import type { KeepAliveNote, PassOptions } from './broker/keep-alive.js'
 import type { SaslMechanism } from './providers/types.js'
+import type { SendMode } from './domain/account.js'
 import type { ItemStore } from './store/items.js'
 import { resolvePaths } from './config/paths.js'
 import { ConfigFile } from './config/config-file.js'
@@ -68,6 +69,10 @@ export interface Mailkey {
   items(): Promise<ItemStore>
   /** what the accounts are kept in: 'file', or the shared store's label (no password) */
   storeLabel(): Promise<string>
+  /** how the account submits mail: SMTP, Microsoft Graph, or SMTP until 5.7.139 (broker/send-mode.ts) */
+  sendMode(account: string): Promise<SendMode>
+  /** remember how the account submits mail */
+  rememberSendMode(account: string, mode: SendMode): Promise<void>
 }
 
 export function createMailkey(options: MailkeyOptions = {}): Mailkey {
@@ -119,6 +124,12 @@ export function createMailkey(options: MailkeyOptions = {}): Mailkey {
     async remove(account, o) {
       return (await import('./broker/accounts.js')).removeAccount(broker, account, o)
     },
+    async sendMode(account) {
+      return (await import('./broker/send-mode.js')).sendModeOf(broker, account)
+    },
+    async rememberSendMode(account, mode) {
+      await (await import('./broker/send-mode.js')).rememberSendMode(broker, account, mode)
+    },
   }
 }
 
@@ -149,7 +160,11 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
   }
   return {
     paths,
-    getAccessToken: async (account, o) => await (await remote()).getAccessToken(account, o),
+    getAccessToken: async (account, o) => {
+      // the token service hands out mail tokens only (its API has no resource yet)
+      if (o?.resource) return Promise.reject((await remote()).notHere('a Microsoft Graph token', account))
+      return await (await remote()).getAccessToken(account, o)
+    },
     async getSaslResponse(account, o = {}) {
       return await saslResponseOf(await (await remote()).getAccessToken(account, o), o)
     },
@@ -170,6 +185,9 @@ function remoteMailkey(options: MailkeyOptions & { env: NonNullable<MailkeyOptio
     keepAlive: async () => [],
     items: async () => new FileItems(paths),
     storeLabel: async () => (await remote()).label,
+    // mail from a host on a token service goes over SMTP (Graph tokens do not travel through it yet)
+    sendMode: async () => 'smtp',
+    rememberSendMode: async () => undefined,
   }
 }
 

@@ -143,6 +143,7 @@ function withPrevious(opts: AccountOptions, prev: AccountRecord | undefined): Ac
   // a grant that had Graph keeps it on a new sign-in (the user asked for it once)
   if (o.graph === undefined && s.resources?.graph) o.graph = true
   if (o.graph && o.graphUrl === undefined && s.servers.graph) o.graphUrl = s.servers.graph
+  if (o.send === undefined && s.send && (s.send !== 'graph' || o.graph)) o.send = s.send
   return o
 }
 

@@ -42,6 +42,7 @@ export const PROVIDER_FLAGS: Options = {
   'sign-in-as': { type: 'string' },
   graph: { type: 'boolean' },
   'graph-url': { type: 'string' },
+  send: { type: 'string' },
 }
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>
@@ -131,6 +132,12 @@ export function accountOptions(email: string, v: Values): AccountOptions {
     }
   }
   if (v.graph === true) o.graph = true
+  const send = str(v, 'send')
+  if (send !== undefined) {
+    if (send !== 'smtp' && send !== 'graph' && send !== 'auto')
+      throw new UsageError('--send must be "smtp", "graph" (Microsoft Graph) or "auto" (SMTP until it answers 5.7.139)')
+    o.send = send
+  }
   const clientSecret = clientSecretFlag(v)
   if (clientSecret !== undefined) o.clientSecret = clientSecret
   const auth = str(v, 'client-auth')

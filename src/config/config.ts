@@ -13,6 +13,10 @@
  *   domains = ["example.com"]   redirect_host = "127.0.0.1"   redirect_path = "/"
  *   redirect_uri = "https://127.0.0.1"   # a registered redirect no listener can receive: paste only
  *   auth_params = { prompt = "consent" }   tenant = "..."
+ *   send = "smtp" | "graph" | "auto"    graph_url = "https://graph.microsoft.com/v1.0"
+ *
+ *   [providers.microsoft]             # a built-in provider's table may set only send and graph_url
+ *   send = "graph"                    # submit through Microsoft Graph (issue 16); default "auto"
  *
  * Errors carry file:line:col (pizauth's error_at_span idea).
  *
@@ -22,6 +26,7 @@ import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
 import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
+import { presetNamed } from '../providers/registry.js'
 import { endpointProblem } from '../core/net.js'
 import { isAddress } from '../core/address.js'
 import type { HooksConfig } from '../core/hooks.js'
@@ -140,7 +145,15 @@ const PROVIDER_KEYS = new Set([
   'tenant',
   'refresh_token_idle_days',
   'grant_max_age_days',
+  'send',
+  'graph_url',
 ])
+/**
+ * Keys a [providers.NAME] table may set for a built-in provider without being a provider of its
+ * own (no issuer): `[providers.microsoft] send = "graph"` (issue 16).
+ */
+const PRESET_OVERRIDE_KEYS = new Set(['send', 'graph_url'])
+const SEND_VALUES = ['smtp', 'graph', 'auto'] as const
 const FLOWS: readonly Flow[] = ['device', 'browser', 'paste']
 const MECHS: readonly SaslMechanism[] = ['XOAUTH2', 'OAUTHBEARER']
 
@@ -292,6 +305,12 @@ function parseProvider(
     if (!MECHS.includes(s as SaslMechanism)) fail('sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
   const issuer = str('issuer')
   const token = str('token_url')
+  const send = sendSetting(str('send'), fail)
+  const graphUrl = str('graph_url')
+  if (graphUrl !== undefined && endpointProblem(graphUrl)) fail('graph_url', `"graph_url" ${endpointProblem(graphUrl)}`)
+  const preset = presetNamed(name)
+  if (!issuer && !token && preset && Object.keys(p).every((k) => PRESET_OVERRIDE_KEYS.has(k)))
+    return presetWith(preset, send, graphUrl)
   if (!issuer && !token) fail(undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
   const authParams = p.auth_params
   if (
@@ -337,7 +356,23 @@ function parseProvider(
     ...(str('tenant') ? { defaultTenant: str('tenant') } : {}),
     ...(idle !== undefined ? { refreshTokenIdleDays: idle } : {}),
     ...(maxAge !== undefined ? { grantMaxAgeDays: maxAge } : {}),
+    ...(send ? { send } : {}),
+    ...(graphUrl ? { graph: { url: graphUrl, scopes: ['https://graph.microsoft.com/Mail.Send'] } } : {}),
   }
+}
+
+function sendSetting(v: string | undefined, fail: (key: string | undefined, msg: string) => never): Provider['send'] {
+  if (v === undefined) return undefined
+  if (!(SEND_VALUES as readonly string[]).includes(v)) fail('send', `"send" must be ${SEND_VALUES.join(', ')}`)
+  return v as Provider['send']
+}
+
+/** A built-in provider with the settings a config table may change in it. */
+function presetWith(preset: Provider, send: Provider['send'], graphUrl: string | undefined): Provider {
+  const out: Provider = { ...preset }
+  if (send) out.send = send
+  if (graphUrl) out.graph = { url: graphUrl, scopes: preset.graph?.scopes ?? ['https://graph.microsoft.com/Mail.Send'] }
+  return out
 }
 
 function parseHooks(h: unknown, fail: Fail): HooksConfig {

@@ -7,7 +7,7 @@
  */
 import { domainToASCII } from 'node:url'
 import { ConfigError, ERR, UsageError } from '../errors.js'
-import type { AccountEndpoints, AccountSettings } from '../domain/account.js'
+import type { AccountEndpoints, AccountSettings, SendMode } from '../domain/account.js'
 import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
 import { shArg } from '../core/address.js'
@@ -40,6 +40,8 @@ export interface AccountOptions {
   graph?: boolean
   /** the Graph API base instead of the provider's (tests, national clouds) */
   graphUrl?: string
+  /** how the account submits mail (default: graph with --graph, else the provider's) */
+  send?: SendMode
 }
 
 /** Microsoft Graph's public API base and the scope `--graph` asks for, when the provider names none. */
@@ -186,6 +188,8 @@ export function candidateSettings(
   }
   const servers = mailServers(opts, provider)
   const graph = graphSettings(opts, provider)
+  if (opts.send === 'graph' && !graph)
+    throw new UsageError('--send graph needs --graph (the sign-in must ask for Microsoft Graph Mail.Send)')
 
   const candidates = clientCandidates(opts, provider)
   return candidates.map((c) => {
@@ -210,8 +214,9 @@ export function candidateSettings(
     if (graph) {
       s.resources = { graph: { scopes: graph.scopes } }
       s.servers = { ...servers, graph: graph.url }
-      s.send = 'graph'
     }
+    const send = opts.send ?? (graph ? 'graph' : undefined)
+    if (send) s.send = send
     return s
   })
 }

@@ -19,6 +19,7 @@ import { chunkCost, type AdmissionTicket } from './admission.js'
 import { listenerAuthPolicy } from './auth-policy.js'
 import type { Door, Entry, Log } from './door.js'
 import { hangUp } from './hangup.js'
+import { relayToGraph } from './graph-relay.js'
 import type { ListenerConfig } from './listeners.js'
 import type { LoginGate, LoginRequest } from './login-gate.js'
 import type { ProxyProtocol, UpstreamLogin } from './upstream.js'
@@ -215,6 +216,10 @@ export class Connection {
     })
     if (g.kind === 'gone') return false
     const res = this.#session.loginResult(g.outcome, g.info)
+    if (res.done && g.graph) {
+      this.#relay(res, a.username)
+      return false
+    }
     if (!res.done || !g.upstream) {
       g.upstream?.socket.destroy()
       return this.#apply(res.actions)
@@ -223,16 +228,29 @@ export class Connection {
     return false
   }
 
-  /** Logged in upstream: the rest of the connection is bytes both ways. */
-  #splice(res: LoginResult, up: NonNullable<UpstreamLogin['upstream']>): void {
+  /** The pre-auth phase is over and no socket goes upstream: this connection's mail goes to Graph. */
+  #end(res: LoginResult): { client: Socket; pending: Buffer } {
     clearTimeout(this.#preAuth)
     clearTimeout(this.#firstCommand)
     this.#ticket.loggedIn()
     for (const [sock, event, fn] of this.#listeners.splice(0)) sock.removeListener(event, fn)
     const client = this.#client
     for (const r of res.actions) if (r.type === 'reply') client.write(r.data)
-    const toUpstream = Buffer.concat([...(res.leftover ? [res.leftover] : []), ...this.#queue.splice(0)])
+    const pending = Buffer.concat([...(res.leftover ? [res.leftover] : []), ...this.#queue.splice(0)])
     this.#queuedBytes = 0
+    return { client, pending }
+  }
+
+  #relay(res: LoginResult, account: string): void {
+    const { client, pending } = this.#end(res)
+    const { tokens, log } = this.#deps.gate.relayDeps()
+    relayToGraph(client, pending, { tokens, log, cid: this.#cid, account, hostname: 'localhost' })
+    this.#deps.log({ level: 'info', cid: this.#cid, proto: this.#proto, event: 'graph-relay', account })
+  }
+
+  /** Logged in upstream: the rest of the connection is bytes both ways. */
+  #splice(res: LoginResult, up: NonNullable<UpstreamLogin['upstream']>): void {
+    const { client, pending: toUpstream } = this.#end(res)
     splice(client, up.socket, up.pending, toUpstream)
     this.#deps.log({ level: 'info', cid: this.#cid, proto: this.#proto, event: 'spliced' })
   }

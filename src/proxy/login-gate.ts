@@ -15,6 +15,7 @@ import type { PenaltyOptions } from './penalty.js'
 import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
 import type { TokenSource } from './token-source.js'
 import { loginUpstream, type UpstreamLogin } from './upstream.js'
+import { routeSmtpLogin } from './send-route.js'
 import type { ListenerConfig } from './listeners.js'
 import type { Log } from './door.js'
 import { accountId } from '../domain/account.js'
@@ -35,7 +36,14 @@ export type GateResult =
   /** the client went away meanwhile: nothing to say */
   | { kind: 'gone' }
   /** tell the client `session.loginResult(outcome, info)`; on 'ok' with the upstream to splice */
-  | { kind: 'outcome'; outcome: LoginOutcome; info?: { text: string }; upstream?: UpstreamLogin['upstream'] }
+  | {
+      kind: 'outcome'
+      outcome: LoginOutcome
+      info?: { text: string }
+      upstream?: UpstreamLogin['upstream']
+      /** on 'ok': the account sends through Microsoft Graph (graph-relay.ts), no upstream socket */
+      graph?: true
+    }
 
 export interface LoginGateOptions {
   tokens: TokenSource
@@ -65,6 +73,11 @@ export class LoginGate {
       ...(o.throttle ? { throttle: o.throttle } : {}),
       ...(o.kdf ? { kdf: o.kdf } : {}),
     })
+  }
+
+  /** what a Graph relay needs from the gate's surroundings (connection.ts) */
+  relayDeps(): { tokens: TokenSource; log: Log } {
+    return { tokens: this.#tokens, log: this.#log }
   }
 
   readonly #hasAccount = (account: string): Promise<boolean | undefined> =>
@@ -99,7 +112,14 @@ export class LoginGate {
       outcome: up.outcome,
       ...(up.reason ? { msg: up.reason } : {}),
     })
-    return { kind: 'outcome', outcome: up.outcome, ...(up.upstream ? { upstream: up.upstream } : {}) }
+    return {
+      kind: 'outcome',
+      outcome: up.outcome,
+      ...(up.upstream ? { upstream: up.upstream } : {}),
+      ...(up.graph ? { graph: true as const } : {}),
+      // the client's mail program shows this line: 5.7.139 and its fix are worth showing
+      ...(up.smtpAuthDisabled && up.reason ? { info: { text: up.reason } } : {}),
+    }
   }
 
   /** Refused before anything went upstream: log why, and the outcome for the client. */
@@ -134,14 +154,18 @@ export class LoginGate {
     const deadline = setTimeout(stop, this.#timeoutMs)
     c.signal.addEventListener('abort', stop, { once: true })
     const l = c.listener
-    try {
-      return await loginUpstream(this.#tokens, l.protocol, a.username, lc.signal, this.#timeoutMs, {
+    const forward = a.type === 'passthrough' && v.kind === 'forward'
+    const viaSmtp = (): Promise<UpstreamLogin> =>
+      loginUpstream(this.#tokens, l.protocol, a.username, lc.signal, this.#timeoutMs, {
         ...(l.upstream ? { serverOverride: l.upstream } : {}),
         ...(l.upstreamCa ? { caOverride: l.upstreamCa } : {}),
-        ...(a.type === 'passthrough' && v.kind === 'forward'
-          ? { clientSasl: { mechanism: a.mechanism, response: a.response } }
-          : {}),
+        ...(forward ? { clientSasl: { mechanism: a.mechanism, response: a.response } } : {}),
       })
+    try {
+      // a client's own token is for the SMTP server it was made for; mailkey's own token may go to Graph
+      if (l.protocol !== 'smtp' || forward) return await viaSmtp()
+      const route = { tokens: this.#tokens, account: a.username, signal: lc.signal, log: this.#log, cid: c.cid }
+      return await routeSmtpLogin(route, viaSmtp)
     } finally {
       clearTimeout(deadline)
       c.signal.removeEventListener('abort', stop)

@@ -9,7 +9,7 @@
  */
 import type { Paths } from '../config/paths.js'
 import type { Secret } from '../core/secret.js'
-import type { AccountRecord, ResourceName } from '../domain/account.js'
+import type { AccountRecord, ResourceName, SendMode } from '../domain/account.js'
 import type { KeepAliveNote, PassOptions } from '../broker/keep-alive.js'
 import type { ItemStore } from '../store/items.js'
 
@@ -29,4 +29,8 @@ export interface TokenSource {
   keepAlive(o?: PassOptions): Promise<KeepAliveNote[]>
   /** the store's items (proxy passwords live there on a shared store); absent: the local file */
   items?(): Promise<ItemStore>
+  /** how the account submits mail (its own setting, else its provider's; absent: SMTP) */
+  sendMode?(account: string): Promise<SendMode>
+  /** remember how the account submits mail (an `auto` account that met 5.7.139 switches to Graph once) */
+  rememberSendMode?(account: string, mode: SendMode): Promise<void>
 }

@@ -29,6 +29,10 @@ export interface UpstreamLogin {
   upstream?: { socket: Socket | TLSSocket; pending: Buffer }
   /** for the log: why it failed (no secrets) */
   reason?: string
+  /** the SMTP server said SMTP AUTH is switched off for the mailbox (Microsoft's 535 5.7.139) */
+  smtpAuthDisabled?: true
+  /** logged in for submission through Microsoft Graph: no upstream socket (graph-relay.ts) */
+  graph?: true
 }
 
 const LOGIN = { imap: imapLogin, pop3: pop3Login, smtp: smtpLogin } as const
@@ -167,7 +171,9 @@ async function withOwnToken(
   } catch (e) {
     t?.close()
     const refused = e instanceof ProbeFailure && e.stage === 'auth'
-    if (refused && !forceRefresh) return 'refused-once' // refresh once, then try again
+    // Microsoft's 535 5.7.139: SMTP AUTH is off for the mailbox; a fresh token cannot change that
+    const authOff = refused && protocol === 'smtp' && smtpAuthDisabled((e as ProbeFailure).reply)
+    if (refused && !forceRefresh && !authOff) return 'refused-once' // refresh once, then try again
     const d = diagnose(e, {
       protocol: SERVER_KEY[protocol],
       account: settings.email,
@@ -178,6 +184,15 @@ async function withOwnToken(
       ...(rec.grant?.scope ? { grantedScope: rec.grant.scope } : {}),
       signedInAs: rec.grant?.identity?.email ?? settings.email,
     })
-    return { outcome: d.kind === 'protocol' ? 'transient' : d.kind, reason: `${d.cause}` }
+    return {
+      outcome: d.kind === 'protocol' ? 'transient' : d.kind,
+      reason: `${d.cause}`,
+      ...(authOff ? { smtpAuthDisabled: true as const } : {}),
+    }
   }
+}
+
+/** Microsoft's "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox/Tenant". */
+export function smtpAuthDisabled(reply: string): boolean {
+  return /\b5\.7\.139\b/.test(reply) || /SmtpClientAuthentication is disabled/i.test(reply)
 }

@@ -40,6 +40,8 @@ it cannot (SSH, no display). Google allows no device code for mail: use --paste 
                      mailboxes where SMTP AUTH is switched off (535 5.7.139); the proxy and
                      "mailkey send" then submit through Graph (with --device: a second code)
   --graph-url URL    the Graph API base (default https://graph.microsoft.com/v1.0)
+  --send MODE        how mail is submitted: smtp, graph, or auto (SMTP until the server
+                     answers 5.7.139, then Graph if the sign-in has it; Microsoft's default)
 Provider flags: see "mailkey --help".
 
 Secrets: a client secret from --client-secret-file F, or - for stdin (--client-secret S works
