@@ -13,6 +13,8 @@ export const EXIT = {
   GENERIC: 1,
   USAGE: 64,
   DATAERR: 65,
+  /** sysexits EX_UNAVAILABLE: the service refused the message (sendmail-style `mailkey send`) */
+  UNAVAILABLE: 69,
   SOFTWARE: 70,
   IOERR: 74,
   TEMPFAIL: 75,

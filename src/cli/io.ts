@@ -19,6 +19,8 @@ export interface CliIO {
   readLine(prompt: string, signal?: AbortSignal): Promise<string | undefined>
   /** like readLine, but a terminal does not echo what is typed */
   readSecretLine?(prompt: string, signal?: AbortSignal): Promise<string | undefined>
+  /** all of stdin as bytes (`mailkey send`), or a UsageError past `limit` bytes */
+  readAll?(limit: number): Promise<Buffer>
   /** aborted on SIGINT */
   signal: AbortSignal
   /** release stdin (the line reader) when the command is done */
@@ -75,6 +77,7 @@ export function processIO(signal: AbortSignal): CliIO {
       })
     },
     readSecretLine,
+    readAll: (limit) => readAllStdin(limit),
     close: () => {
       rl?.close()
     },
@@ -125,4 +128,16 @@ export function passphrasePrompt(io: CliIO): { askPassphrase?: (prompt: string) 
   const read = io.readSecretLine
   if (!io.stdinIsTTY || !io.stderrIsTTY || !read) return {}
   return { askPassphrase: (prompt) => read(prompt, io.signal) }
+}
+
+/** stdin to its end, as bytes; more than `limit` is refused (a message on stdin must fit in memory). */
+async function readAllStdin(limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of process.stdin as AsyncIterable<Buffer>) {
+    size += c.length
+    if (size > limit) throw new Error(`more than ${limit} bytes on stdin`)
+    chunks.push(c)
+  }
+  return Buffer.concat(chunks)
 }

@@ -26,7 +26,8 @@ Usage:
   mailkey list [--json]
   mailkey status [<email>] [--json]
   mailkey remove <email> [--no-revoke]
-  mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json]
+  mailkey send [--account EMAIL] [-t] [RECIPIENT ...] < message   (sendmail-style; Graph or SMTP)
+  mailkey test <email> [--protocol imap|pop|smtp|graph]... [--mailbox M] [--json]
   mailkey proxy [--imap-port N] [--pop-port N] [--smtp-port N]  |  mailkey proxy password <email>
   mailkey config [<client> <email> [--via proxy]]   (a ready configuration for msmtp, ...)
   mailkey sweep [--json]                 (keep idle grants alive; for cron or a systemd timer)
@@ -49,6 +50,8 @@ Provider flags:
   --scope "S1 S2 ..."  --imap-url imaps://host:993  --pop-url pop3s://host:995
   --smtp-url smtp://host:587  --ca FILE  --sasl xoauth2|oauthbearer  --mailbox SHARED@X
   --sign-in-as USER@X   the provider signs this account in as USER@X (an alias); any other user is refused
+  --graph [--graph-url URL]   Microsoft: also send through Microsoft Graph (Mail.Send), for mailboxes
+                        that refuse SMTP AUTH (535 5.7.139)   --send smtp|graph|auto   how mail goes out
 
 Secrets are never read from the command line (but for --client-secret S): a client secret from
 --client-secret-file F (- for stdin), a refresh token from --refresh-token-file F (- for stdin),

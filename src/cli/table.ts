@@ -46,6 +46,12 @@ export const TABLE: readonly CommandEntry[] = [
     load: () => import('./commands/remove.js'),
   },
   {
+    name: 'send',
+    summary: 'send the message on stdin, like sendmail (through Graph or SMTP)',
+    args: ['text'],
+    load: () => import('./commands/send.js'),
+  },
+  {
     name: 'test',
     summary: "log in to the account's mail servers with a token",
     args: ['account'],
