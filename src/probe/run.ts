@@ -25,7 +25,7 @@ import { PROTOCOLS, type Protocol, type ProtocolReport, type TestReport } from '
 import { shArg } from '../core/address.js'
 
 export interface TestOptions {
-  protocols?: Protocol[]
+  protocols?: (Protocol | 'graph')[]
   /** open this mailbox instead of the account's own (shared mailboxes) */
   mailbox?: string
   timeoutMs?: number
@@ -70,9 +70,13 @@ export async function testAccount(mk: Mailkey, account: string, opts: TestOption
     )
   }
   const results: ProtocolReport[] = []
-  for (const protocol of opts.protocols ?? PROTOCOLS) {
-    results.push(await probeOne(mk, record, protocol, mailbox, signedInAs, opts))
+  // Graph is tested when the grant has it (issue 16), or when asked
+  const all = settings.resources?.graph ? [...PROTOCOLS, 'graph' as const] : PROTOCOLS
+  for (const protocol of opts.protocols ?? all) {
+    if (protocol === 'graph') results.push(await (await import('./graph.js')).probeGraph(mk, record, opts))
+    else results.push(await probeOne(mk, record, protocol, mailbox, signedInAs, opts))
   }
+  graphAdvice(record, results)
   return {
     account: settings.email,
     mailbox,
@@ -210,5 +214,26 @@ function failureReport(
     kind: d.kind,
     cause: d.cause,
     fix: d.fix,
+  }
+}
+
+/**
+ * SMTP refused with 5.7.139 (SMTP AUTH off for the mailbox): say what Graph would change. With
+ * Graph in the grant, mail through mailkey goes there already (send = auto or graph); without,
+ * `add --graph` is the fix.
+ */
+function graphAdvice(rec: AccountRecord, results: ProtocolReport[]): void {
+  const smtp = results.find((r) => r.protocol === 'smtp')
+  if (!smtp?.error || !/5\.7\.139/.test(smtp.error.cause)) return
+  const a = shArg(rec.settings.email)
+  if (rec.settings.resources?.graph) {
+    smtp.error.fix = `Nothing to do for mail sent through mailkey: the proxy and "mailkey send" submit through Microsoft Graph (see the graph line). ${smtp.error.fix}`
+  } else if (
+    rec.settings.servers.smtp &&
+    /office365|outlook/i.test(rec.settings.servers.smtp + rec.settings.provider)
+  ) {
+    smtp.error.fix = `Sending through Microsoft Graph fixes this without an admin: run "mailkey add ${a} --graph", then send with the proxy or "mailkey send". Or: ${smtp.error.fix}`
+  } else {
+    smtp.error.fix = `If this is Microsoft 365, "mailkey add ${a} --graph" sends through Microsoft Graph instead. Or: ${smtp.error.fix}`
   }
 }

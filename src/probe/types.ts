@@ -9,7 +9,8 @@ export type { Protocol }
 export const PROTOCOLS: readonly Protocol[] = ['imap', 'pop', 'smtp']
 
 export interface ProtocolReport {
-  protocol: Protocol
+  /** a mail server, or Microsoft Graph (submission, issue 16) */
+  protocol: Protocol | 'graph'
   /** the server URL tested (imaps://host:993 ...) */
   server: string
   ok: boolean

@@ -11,11 +11,12 @@ import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 import { jsonLine } from '../json.js'
 import type { TestReport } from '../../probe/types.js'
 
-const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp]... [--mailbox M] [--json] [--timeout SEC]
+const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp|graph]... [--mailbox M] [--json] [--timeout SEC]
 
 Logs in to the account's servers with its OAuth token: IMAP AUTHENTICATE + SELECT INBOX,
 POP3 AUTH + STAT, SMTP EHLO + STARTTLS + AUTH + MAIL FROM/RSET (no mail is sent). Tests all three
-unless --protocol picks some. A token the server refuses is refreshed once and tried again.
+(and Microsoft Graph when the sign-in has it: a sendMail with no message, which Graph refuses
+after checking the token may send) unless --protocol picks some. A token the server refuses is refreshed once and tried again.
 Exit 0 only when every tested protocol passed; otherwise 77 (sign in again), 78 (settings or
 server configuration), 75 (network; try again later) or 76 (the server misbehaved).
 
@@ -24,7 +25,7 @@ server configuration), 75 (network; try again later) or 76 (the server misbehave
 `
 
 const EXIT_OF = { reauth: EXIT.NOPERM, config: EXIT.CONFIG, transient: EXIT.TEMPFAIL, protocol: EXIT.PROTOCOL } as const
-const NAMES = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP' } as const
+const NAMES = { imap: 'IMAP', pop: 'POP3', smtp: 'SMTP', graph: 'Graph' } as const
 
 export async function run(args: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parse(
@@ -48,7 +49,8 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     if (v === 'imap') return 'imap' as const
     if (v === 'pop' || v === 'pop3') return 'pop' as const
     if (v === 'smtp') return 'smtp' as const
-    throw new UsageError(`--protocol must be imap, pop or smtp, not "${p}"`)
+    if (v === 'graph') return 'graph' as const
+    throw new UsageError(`--protocol must be imap, pop, smtp or graph, not "${p}"`)
   })
   const timeout = values.timeout
   if (
@@ -75,7 +77,7 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     let text = `mailkey test ${report.account}${report.mailbox !== report.account ? ` (mailbox ${report.mailbox})` : ''}\n`
     for (const w of report.warnings) text += `  warning: ${w}\n`
     for (const r of report.results) {
-      const head = `  ${NAMES[r.protocol].padEnd(4)}  ${r.server}`
+      const head = `  ${NAMES[r.protocol].padEnd(5)} ${r.server}`
       if (r.ok) {
         text += `${head}  ok${r.retriedWithFreshToken ? ' (after refreshing the token)' : ''}\n        ${r.steps.join(` ${arrow(io.env)} `)}\n`
       } else {
