@@ -13,6 +13,8 @@ export function configCommand(client: string, email: string, viaProxy: boolean):
  * mail on its own (Provider.savesSentMail), for the recipe to add how not to save a second copy.
  */
 export function serverSavesSent(i: RecipeInput): string | undefined {
+  // learn.microsoft.com/graph/api/user-sendmail: saveToSentItems defaults to true for sendMail
+  if (i.graph) return 'Microsoft Graph saves every message it sends in Sent Items itself'
   const s = presetNamed(i.provider)?.savesSentMail
   return s && `${s.server} saves sent mail in ${s.folder} itself`
 }

@@ -31,6 +31,11 @@ export interface RecipeInput {
   tokenCommand: string
   /** the client's version ("0.14.0"), for clients whose settings differ by version; unknown: the newest dialect */
   clientVersion?: string
+  /**
+   * the account submits mail through Microsoft Graph (issue 16): its SMTP goes to the proxy, which
+   * relays to Graph, and Graph files every message in Sent Items
+   */
+  graph?: boolean
   /** set for `--via proxy`: where the local proxy listens and how the client gets the local password */
   proxy?: {
     host: string

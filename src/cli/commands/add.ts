@@ -102,10 +102,25 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     status: accountStatusJson(status),
     next: `mailkey token ${shArg(status.email)}`,
   })
-  const rec = status.provider === 'custom' ? await mk.record(status.email).catch(() => undefined) : undefined
+  const rec = await mk.record(status.email).catch(() => undefined)
   const self = selfCommand(await thisInstallation(), io.env)
-  io.stderr(signedInText(status, self, rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token))
+  const server =
+    status.provider === 'custom' ? (rec?.settings.endpoints.issuer ?? rec?.settings.endpoints.token) : undefined
+  io.stderr(signedInText(status, self, server))
+  if (rec?.settings.send === 'graph') io.stderr(graphNextText(status.email, self))
   return EXIT.OK
+}
+
+/** After `add --graph`: how mail clients reach Graph (the proxy's SMTP listener, or `mailkey send`). */
+function graphNextText(email: string, self: SelfCommand): string {
+  const mk = self.argv.map(shArg).join(' ')
+  const a = shArg(email)
+  return (
+    `Sending: ${email} sends through Microsoft Graph, which saves each message in Sent Items (do not let clients save a copy too).\n` +
+    `      Mail clients send through the proxy: "${mk} proxy" (or "${mk} proxy install-service"), then\n` +
+    `      "${mk} config msmtp ${a}" (or git-send-email, neomutt, …) writes a configuration that uses it;\n` +
+    `      or use "${mk} send" as a sendmail command (git: sendemail.sendmailcmd).\n`
+  )
 }
 
 /**

@@ -76,19 +76,29 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     })
   if (values.via !== undefined && values.via !== 'proxy') throw new UsageError('--via takes only "proxy"')
   // a client that cannot do OAuth at all (fetchmail, password-only apps) has only the proxy way: print it
-  const via = values.via === 'proxy' || !recipe.direct
+  let via = values.via === 'proxy' || !recipe.direct
   if (values.via === undefined && !recipe.direct)
     io.stderr(
       `# through "mailkey proxy", as with --via proxy: ${client} cannot use OAuth itself (${recipe.whyNotDirect ?? 'no support'})\n`,
     )
-  const { clientVersion, found } = chooseClientVersion(recipe, client, email, via, values['client-version'], io.env)
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const rec = await mk.record(email)
   // the usual "no account" error, with its hint
   if (!rec) throw unknownAccount(email)
+  // issue 16: an account that sends through Microsoft Graph has no SMTP server a client can log in
+  // to; the proxy's SMTP listener relays to Graph, so a client that sends mail goes through it
+  const graph = (await mk.sendMode(email)) === 'graph'
+  if (graph && !via && SENDING_CLIENTS.has(client)) {
+    via = true
+    io.stderr(
+      `# through "mailkey proxy": ${email} sends through Microsoft Graph, and the proxy's SMTP listener relays to it (or use "mailkey send" as a sendmail command)\n`,
+    )
+  }
+  const { clientVersion, found } = chooseClientVersion(recipe, client, email, via, values['client-version'], io.env)
   const self = selfCommand(await thisInstallation(), io.env)
   const input = await recipeInput(mk, rec.settings, {
     via,
+    graph,
     clientVersion,
     tokenCommand: values['token-command'],
     passwordCommand: values['password-command'],
@@ -156,6 +166,7 @@ async function recipeInput(
   s: AccountSettings,
   o: {
     via: boolean
+    graph: boolean
     clientVersion: string | undefined
     tokenCommand: unknown
     passwordCommand: unknown
@@ -183,6 +194,7 @@ async function recipeInput(
     ...server('pop', s.servers.pop),
     ...server('smtp', s.servers.smtp),
     ...(s.ca ? { ca: s.ca } : {}),
+    ...(o.graph ? { graph: true } : {}),
     ...(o.clientVersion !== undefined ? { clientVersion: o.clientVersion } : {}),
     tokenCommand: typeof o.tokenCommand === 'string' ? o.tokenCommand : shCommand([...o.self, 'token', s.email]),
     ...(o.via
@@ -196,6 +208,9 @@ async function recipeInput(
       : {}),
   }
 }
+
+/** Clients whose configuration sends mail (SMTP): for a Graph account they go through the proxy. */
+const SENDING_CLIENTS = new Set(['msmtp', 'git-send-email', 'neomutt', 'aerc', 'himalaya'])
 
 /** The version of the client on PATH (`aerc -v`), when the recipe cares and it answers within 3 s. */
 function installedVersion(probe: ClientRecipe['version'], env: NodeJS.ProcessEnv): string | undefined {
