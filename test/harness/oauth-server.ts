@@ -9,7 +9,7 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
+import type { InteractionPrompt, OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
 import { HttpDriver, describePage, pageId, parseForms } from './http-driver.js'
 import type { DriverResponse, ParsedForm } from './http-driver.js'
 import {
@@ -986,27 +986,37 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       await oidc.interactionFinished(req, res, result, { mergeWithLastSubmission: false })
     } else {
       const accountId = details.session?.accountId
-      const grantKey = `${clientId}\n${accountId ?? ''}`
       if (name !== 'consent' || !accountId) {
         const description = 'nothing to consent to'
         sendHtml(res, 400, errorPage({ error: 'invalid_request', error_description: description }))
         return
       }
-      const grant =
-        (await findGrant(details.grantId ?? grantIndex.get(grantKey))) ?? new oidc.Grant({ accountId, clientId })
-      if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
-      if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims)
-      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-        grant.addResourceScope(resource, scopes.join(' '))
-      }
-      const grantId = await grant.save()
-      grantIndex.set(grantKey, grantId)
+      const grantId = await saveConsent(accountId, clientId, details.grantId, missing)
       await oidc.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true })
     }
   }
 
-  async function findGrant(grantId: string | undefined) {
-    return grantId === undefined ? undefined : await oidc.Grant.find(grantId)
+  /**
+   * Adds what the consent page asked for to the user's grant for this client: the session's, else the
+   * one an earlier sign-in of this user made (consent is per user and app, as at Microsoft).
+   */
+  async function saveConsent(
+    accountId: string,
+    clientId: string,
+    sessionGrantId: string | undefined,
+    missing: InteractionPrompt['details'],
+  ): Promise<string> {
+    const key = `${clientId}\n${accountId}`
+    const known = sessionGrantId ?? grantIndex.get(key)
+    const grant = (known ? await oidc.Grant.find(known) : undefined) ?? new oidc.Grant({ accountId, clientId })
+    if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
+    if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims)
+    for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(resource, scopes.join(' '))
+    }
+    const grantId = await grant.save()
+    grantIndex.set(key, grantId)
+    return grantId
   }
 
   type DriveEnd = { kind: 'redirect'; location: string } | { kind: 'device-success' }
