@@ -160,6 +160,8 @@ test('one sign-in for mail and Graph: a mail token first, a Graph token by refre
 
   const graphFirst = tokens(await codeFlow(BOTH_SCOPE, 'alice@example.test', { scope: GRAPH_SEND }), 'redeem for Graph')
   await assertGraphToken(graphFirst.at, 'code redeemed with the Graph scope')
+  const graphNamedFirst = tokens(await codeFlow(`${GRAPH_SEND} ${MAIL_SCOPE}`, 'alice@example.test'), 'Graph first')
+  await assertGraphToken(graphNamedFirst.at, 'code redeemed without scope, Graph named first')
 
   // Rotation and reuse detection as before: a spent token revokes the grant, the newest dies with it.
   const reuse = await refresh(first.rt, `${GRAPH_SEND} offline_access`)
@@ -224,6 +226,44 @@ function graphRequest(
     })
     req.on('error', reject)
     req.end(opts.body)
+  })
+}
+
+/**
+ * A chunked upload (no Content-Length) of `size` bytes of base64 text, written slowly enough that
+ * the emulator's early answer arrives first; whether all of it was written.
+ */
+function graphChunked(token: string, size: number): Promise<{ answer: Answer; sentAll: boolean }> {
+  const url = new URL(`${graph.url}/me/sendMail`)
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'text/plain' }
+  return new Promise((resolve, reject) => {
+    let sent = 0
+    let answered = false
+    const req = httpsRequest(url, { method: 'POST', headers, ca: pki.caPem, agent: false }, (res) => {
+      answered = true
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const answer = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }
+        resolve({ answer, sentAll: sent >= size })
+        req.destroy()
+      })
+    })
+    req.on('error', (err) => {
+      if (!answered) reject(err)
+    })
+    const piece = Buffer.alloc(64 * 1024, 'QUFB')
+    const pump = (): void => {
+      while (!answered && sent < size) {
+        sent += piece.length
+        if (!req.write(piece)) {
+          req.once('drain', pump)
+          return
+        }
+      }
+      if (!answered) req.end()
+    }
+    pump()
   })
 }
 
@@ -346,6 +386,10 @@ test('Graph emulator: the 4 MB request limit, throttling and scripted faults', a
   assertGraphError(await sendMime(token, over), 'tooLarge', '4 MB + 4 bytes')
   assert.equal(graph.received.length, count, 'the oversized message was not recorded')
 
+  const chunked = await graphChunked(token, 16 * GRAPH_REQUEST_LIMIT)
+  assertGraphError(chunked.answer, 'tooLarge', 'a chunked body over 4 MB')
+  assert.ok(!chunked.sentAll, 'the emulator answered before the client could send it all')
+
   const small = mimeMessage(['From: alice@example.test', 'To: bob@example.test'])
   graph.script({ status: 429, headers: { 'Retry-After': '3' }, body: { error: { code: 'TooManyRequests' } } })
   const throttled = await sendMime(token, small)
@@ -364,8 +408,8 @@ test('Graph emulator: the 4 MB request limit, throttling and scripted faults', a
   graph.clearFaults()
   assert.equal((await sendMime(token, small)).status, 202, 'cleared faults')
 
-  const statuses = graph.requests.slice(-7).map((r) => r.status)
-  assert.deepEqual(statuses, [413, 429, 503, 503, 0, 0, 202], 'the request log')
+  const statuses = graph.requests.slice(-8).map((r) => r.status)
+  assert.deepEqual(statuses, [413, 413, 429, 503, 503, 0, 0, 202], 'the request log')
   assert.ok(graph.requests.every((r) => r.path.startsWith('/v1.0/')))
 })
 
