@@ -210,9 +210,9 @@ const commands: Case[] = [
     ],
   },
   {
-    name: 'non-ASCII addresses need SMTPUTF8 (RFC 6531 §3.7.4.1)',
+    name: 'non-ASCII addresses need SMTPUTF8 (RFC 6531 §3.5: 550 at MAIL, 553 at RCPT)',
     steps: [
-      ['MAIL FROM:<jörg@bücher.example>\r\n', '553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n'],
+      ['MAIL FROM:<jörg@bücher.example>\r\n', '550 5.6.7 Non-ASCII address requires SMTPUTF8\r\n'],
       [
         'MAIL FROM:<a@example.com>\r\nRCPT TO:<ünï@example.com>\r\nRSET\r\n',
         `${SENDER}553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n${OK}`,
@@ -345,6 +345,19 @@ const commands: Case[] = [
         'MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com> X=1\r\nRCPT TO:<b@example.com> X=1\r\nRCPT TO:<b@example.com> X=1\r\n',
         `${SENDER}${'555 5.5.4 RCPT TO parameters not supported\r\n'.repeat(2)}421 4.7.0 mx.local Too many commands, closing connection\r\n[close]`,
       ],
+    ],
+  },
+  {
+    name: 'RCPTs over the limit and repeats do not count as commands, up to as many again as the limit',
+    opts: { maxRecipients: 2, maxCommands: 2 },
+    steps: [
+      [
+        'MAIL FROM:<a@example.com>\r\n' + [1, 2, 1, 3].map((n) => `RCPT TO:<r${n}@example.com>\r\n`).join(''),
+        `${SENDER}${RCPT}${RCPT}${RCPT}452 4.5.3 Too many recipients\r\n`,
+      ],
+      // the 5th and 6th RCPT count (2 commands); the 7th is one too many
+      ['RCPT TO:<r1@example.com>\r\nRCPT TO:<r4@example.com>\r\n', `${RCPT}452 4.5.3 Too many recipients\r\n`],
+      ['RCPT TO:<r5@example.com>\r\n', '421 4.7.0 mx.local Too many commands, closing connection\r\n[close]'],
     ],
   },
   {

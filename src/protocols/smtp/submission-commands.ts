@@ -50,6 +50,8 @@ export interface Transaction {
   seen: Set<string>
   /** RCPT commands refused in this transaction: DATA then says 554 rather than 503 (RFC 2920 §3.1) */
   refused: number
+  /** well-formed RCPT commands in this transaction, repeats and those over the limit included */
+  rcpts: number
 }
 
 /** What the submission session knows between command lines. */
@@ -144,7 +146,7 @@ function mailParams(st: SubmissionState, params: Map<string, string>): Omit<Enve
   const env: Omit<Envelope, 'from' | 'to'> = { body: '7BIT', smtputf8: false }
   for (const [key, value] of params) {
     if (key === 'SIZE') {
-      // RFC 1870 §6: SIZE=size-value, 1*20DIGIT; over the fixed maximum: 552 at MAIL (§6.1)
+      // RFC 1870 §3 (4): SIZE=size-value, 1*20DIGIT; §6.1: over the fixed maximum, 552 at MAIL
       if (!/^\d{1,20}$/.test(value)) return '501 5.5.4 Syntax: SIZE=<bytes>'
       const size = Number(value)
       if (size > st.maxMessageBytes) return '552 5.3.4 Message size exceeds fixed maximum message size'
@@ -186,11 +188,12 @@ function mail({ st, args, out }: SubmissionCommand): 'step' | void {
   // RFC 5321 §4.1.1.2: the null reverse-path <> (bounces); else a mailbox, a source route dropped
   const from = split.path === '' ? '' : pathMailbox(split.path)
   if (from === undefined) return void out.push(reply('501 5.1.7 Bad sender address syntax'))
-  // RFC 6531 §3.7.4.1: a non-ASCII address without SMTPUTF8 is refused with 553 5.6.7.
+  // RFC 6531 §3.5: a MAIL that needs SMTPUTF8 and lacks it gets 550 ("mailbox unavailable") with
+  // X.6.7 (RFC 6531 §4.2: non-ASCII addresses not permitted); a RCPT gets 553, below.
   if (!env.smtputf8 && NON_ASCII.test(from)) {
-    return void out.push(reply('553 5.6.7 Non-ASCII address requires SMTPUTF8'))
+    return void out.push(reply('550 5.6.7 Non-ASCII address requires SMTPUTF8'))
   }
-  st.tx = { envelope: { from, to: [], ...env }, seen: new Set(), refused: 0 }
+  st.tx = { envelope: { from, to: [], ...env }, seen: new Set(), refused: 0, rcpts: 0 }
   out.push(reply('250 2.1.0 Sender OK'))
   return 'step'
 }
@@ -204,7 +207,7 @@ function recipient(tx: Transaction, args: string | undefined): string | { refuse
   // RFC 5321 §4.1.1.3: "<Postmaster>" without a domain is a valid forward-path.
   const to = split.path.toLowerCase() === 'postmaster' ? split.path : pathMailbox(split.path)
   if (to === undefined) return { refuse: '501 5.1.3 Bad recipient address syntax' }
-  // RFC 6531 §3.7.4.1, as for MAIL
+  // RFC 6531 §3.5: 553 ("mailbox name not allowed") with X.6.7 for a RCPT
   if (!tx.envelope.smtputf8 && NON_ASCII.test(to)) return { refuse: '553 5.6.7 Non-ASCII address requires SMTPUTF8' }
   return to
 }
@@ -218,14 +221,23 @@ function rcpt({ st, args, out }: SubmissionCommand): 'step' | void {
     tx.refused += 1
     return void out.push(reply(to.refuse))
   }
+  // A pipelining client sends all its RCPTs before it reads a reply: repeats and those over the
+  // limit are transaction steps too, up to as many again as the limit (as Postfix's
+  // smtpd_recipient_overshoot_limit); past that they count as commands, so RCPTs cannot go on forever.
+  tx.rcpts += 1
+  const step = tx.rcpts <= 2 * st.maxRecipients ? 'step' : undefined
   const key = to.toLowerCase()
-  // The same recipient twice is accepted once; a repeat is not a new transaction step.
-  if (tx.seen.has(key)) return void out.push(reply('250 2.1.5 Recipient OK'))
+  // The same recipient twice is accepted once.
+  if (tx.seen.has(key)) {
+    out.push(reply('250 2.1.5 Recipient OK'))
+    return step
+  }
   // RFC 5321 §4.5.3.1.10: past the limit, 452 (not 552), so the client sends the rest in another
   // transaction (RFC 3463 §3.6: 4.5.3 too many recipients).
   if (tx.envelope.to.length >= st.maxRecipients) {
     tx.refused += 1
-    return void out.push(reply('452 4.5.3 Too many recipients'))
+    out.push(reply('452 4.5.3 Too many recipients'))
+    return step
   }
   tx.seen.add(key)
   tx.envelope.to.push(to)

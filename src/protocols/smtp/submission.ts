@@ -215,7 +215,7 @@ function readData(st: SessionState, out: SubmissionAction[]): boolean {
   const message = reader.message()
   const envelope = st.tx?.envelope as Envelope
   if (message === undefined) {
-    // RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: the message was read to its end and dropped; 552.
+    // RFC 1870 §4: a message over the fixed maximum is refused with 552, here once read to its end.
     endMessage(st)
     out.push(reply('552 5.3.4 Message size exceeds fixed maximum message size'))
     return true
@@ -270,9 +270,10 @@ type DotState = 'line-start' | 'dot' | 'dot-cr' | 'cr' | 'mid'
  * CRLF, or first) is dropped, and the data ends at CRLF "." CRLF, the first CRLF belonging to the
  * message. A bare CR or LF is data and starts no line, so "\n.\n", "\r.\r" and "\r\n.\n" end
  * nothing. At most one byte (a CR after a leading ".") is held back between pushes. Beyond
- * `max` bytes nothing more is stored; the data is still read to its end.
+ * `max` bytes nothing more is stored; the data is still read to its end. The size counted is RFC
+ * 1870 §5's: CRLFs included, the end line and the stuffing dots not.
  */
-export class DataReader {
+class DataReader {
   readonly #max: number
   #state: DotState = 'line-start'
   #buf = Buffer.alloc(0)
