@@ -54,8 +54,11 @@ interface SessionState extends SubmissionState {
   readonly maxLineBytes: number
   readonly maxCommands: number
   phase: Phase
-  /** input not read yet: a partial command line, or everything held while submitting */
+  /** input not read yet: a partial command line, or the rest of the chunk that ended a message */
   input: Buffer
+  /** chunks that arrived while a message is with the proxy, joined once the verdict is in */
+  held: Buffer[]
+  heldBytes: number
   /** an overlong command line is being skipped up to its LF (RFC 5321 §4.5.3.1.4: 500 then) */
   skipping: boolean
   /** commands since the last message that were not accepted transaction steps */
@@ -76,6 +79,8 @@ export function createSubmissionSession(o: SubmissionOptions): SubmissionSession
     tx: undefined,
     phase: 'command',
     input: Buffer.alloc(0),
+    held: [],
+    heldBytes: 0,
     skipping: false,
     commands: 0,
     data: undefined,
@@ -85,7 +90,7 @@ export function createSubmissionSession(o: SubmissionOptions): SubmissionSession
 
 function checkedOptions(
   o: SubmissionOptions,
-): Omit<SessionState, 'tx' | 'phase' | 'input' | 'skipping' | 'commands' | 'data'> {
+): Omit<SessionState, 'tx' | 'phase' | 'input' | 'held' | 'heldBytes' | 'skipping' | 'commands' | 'data'> {
   if (!HOSTNAME.test(o.hostname)) throw new RangeError('SMTP hostname must be printable ASCII without spaces')
   const positive = (name: string, v: number, min = 1): number => {
     if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer of at least ${min}`)
@@ -102,15 +107,20 @@ function checkedOptions(
 
 function feed(st: SessionState, data: Buffer): SubmissionAction[] {
   if (st.phase === 'closed' || data.length === 0) return []
-  st.input = st.input.length === 0 ? data : Buffer.concat([st.input, data])
   const out: SubmissionAction[] = []
-  if (st.phase !== 'submitting') run(st, out)
+  if (st.phase === 'submitting') {
+    st.held.push(data)
+    st.heldBytes += data.length
+  } else {
+    st.input = st.input.length === 0 ? data : Buffer.concat([st.input, data])
+    run(st, out)
+  }
   return checkQueue(st, out)
 }
 
 /** While a message is with the proxy, input is held, but not without bound. */
 function checkQueue(st: SessionState, out: SubmissionAction[]): SubmissionAction[] {
-  if (st.phase === 'submitting' && st.input.length > MAX_QUEUED_BYTES) {
+  if (st.phase === 'submitting' && st.input.length + st.heldBytes > MAX_QUEUED_BYTES) {
     close(st, out, `421 4.7.0 ${st.host} Too much input while a message is submitted, closing connection`)
   }
   return out
@@ -120,6 +130,8 @@ function close(st: SessionState, out: SubmissionAction[], line: string): void {
   out.push({ type: 'close', data: `${line}\r\n` })
   st.phase = 'closed'
   st.input = Buffer.alloc(0)
+  st.held = []
+  st.heldBytes = 0
   st.data = undefined
   st.tx = undefined
 }
@@ -237,6 +249,9 @@ function submitted(st: SessionState, line: string): SubmissionAction[] {
   if (st.phase !== 'submitting') throw new Error('SMTP submission session has no message pending')
   const lines = replyLines(line)
   endMessage(st)
+  st.input = Buffer.concat([st.input, ...st.held])
+  st.held = []
+  st.heldBytes = 0
   const out: SubmissionAction[] = []
   // RFC 5321 §3.8: after 421 the server closes the channel.
   if (/^421/.test(lines.at(-1) as string)) {
