@@ -104,7 +104,7 @@ const PARAM = new RegExp(`^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\\x21-\\x3c\\x3e-\\x7
 const NON_ASCII = /[^\x00-\x7f]/
 
 /** `<path> params` split at the path's closing ">" (a quoted local part may hold one), or undefined. */
-export function splitPath(text: string): { path: string; params: string } | undefined {
+function splitPath(text: string): { path: string; params: string } | undefined {
   if (!text.startsWith('<')) return undefined
   let quoted = false
   for (let i = 1; i < text.length; i++) {
@@ -122,7 +122,7 @@ export function splitPath(text: string): { path: string; params: string } | unde
 }
 
 /** The mailbox of a path (a source route dropped, RFC 5321 §C / §4.1.1.3), or undefined if malformed. */
-export function pathMailbox(path: string): string | undefined {
+function pathMailbox(path: string): string | undefined {
   const route = SOURCE_ROUTE.exec(path)
   const mailbox = route ? path.slice(route[0].length) : path
   return MAILBOX.test(mailbox) ? mailbox : undefined

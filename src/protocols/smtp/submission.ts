@@ -363,7 +363,7 @@ class DataReader {
     }
     if (this.#length + bytes.length > this.#buf.length) {
       const size = Math.min(this.#max, Math.max(64 * 1024, this.#buf.length * 2, this.#length + bytes.length))
-      const grown = Buffer.allocUnsafe(size)
+      const grown = Buffer.alloc(size) // zeroed: no stale heap bytes behind the message
       this.#buf.copy(grown, 0, 0, this.#length)
       this.#buf = grown
     }
