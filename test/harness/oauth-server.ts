@@ -2,12 +2,14 @@
 // configured like Microsoft's identity platform as far as mailkey can tell (URL-shaped mail scopes
 // through resource indicators, device flow, loopback redirects, PKCE, rotating refresh tokens),
 // plus scripted faults, request counters and HTTP drivers for the login/consent/device pages.
-import { createHash } from 'node:crypto'
+// Microsoft Graph is a second resource, with Microsoft's rules for several resources (see
+// graphResourceRules below). It must not log tokens.
+import { createHash, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
+import type { InteractionPrompt, OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
 import { HttpDriver, describePage, pageId, parseForms } from './http-driver.js'
 import type { DriverResponse, ParsedForm } from './http-driver.js'
 import {
@@ -39,6 +41,14 @@ export const LAB_FIXED_REDIRECT_CLIENT_ID = 'mailkey-fixed-redirect'
 export const LAB_FIXED_REDIRECT = 'https://127.0.0.1'
 export const MAIL_RS_CLIENT_ID = 'mail-rs'
 export const MAIL_RS_SECRET = 'mail-rs-introspection-secret-for-tests-only'
+/** Microsoft Graph: the second resource (its access tokens have this audience). */
+export const GRAPH_RESOURCE = 'https://graph.microsoft.com'
+export const GRAPH_SCOPES = ['https://graph.microsoft.com/Mail.Send'] as const
+/** Another Graph scope the lab knows, so a test can hold a Graph token without Mail.Send. */
+export const GRAPH_USER_READ_SCOPE = 'https://graph.microsoft.com/User.Read'
+/** The Graph emulator's introspection client: it may only introspect Graph access tokens. */
+export const GRAPH_RS_CLIENT_ID = 'graph-rs'
+export const GRAPH_RS_SECRET = 'graph-rs-introspection-secret-for-tests-only'
 
 /** The introspection endpoint with mail-rs's HTTP Basic credentials in it, as Dovecot's oauth2 passdb wants it. */
 export function introspectionUrl(issuer: string): string {
@@ -179,6 +189,11 @@ export interface LabServer {
   revokeGrant(token: string): Promise<void>
   /** RFC 7662 introspection as mail-rs (service: sent as X-Dovecot-Auth-Service, like Dovecot does). */
   introspect(token: string, opts?: { service?: string }): Promise<Record<string, unknown>>
+  /**
+   * RFC 7662 introspection as graph-rs, the Graph emulator's client: `{ active: false }` for
+   * anything but an access token whose audience includes GRAPH_RESOURCE.
+   */
+  introspectGraph(token: string): Promise<Record<string, unknown>>
   /** true when this refresh token is the grant's current one: known, not expired, not consumed by a rotation */
   refreshTokenAlive(token: string): Promise<boolean>
   close(): Promise<void>
@@ -197,6 +212,125 @@ const SERVICE_SCOPES: Record<string, string> = {
 }
 
 const BODY_LIMIT = 56 * 1024
+
+/** The scopes each resource server of the lab knows (the first is the default resource). */
+const RESOURCE_SCOPES: Record<string, readonly string[]> = {
+  [MAIL_RESOURCE]: MAIL_SCOPES,
+  [GRAPH_RESOURCE]: [...GRAPH_SCOPES, GRAPH_USER_READ_SCOPE],
+}
+
+/**
+ * The resource a Microsoft identity platform (v2) scope names: the scope URL up to its last '/'
+ * ("https://graph.microsoft.com/Mail.Send" names https://graph.microsoft.com). The v2 endpoint has no
+ * `resource` parameter; "the resource identifier is the scope value minus the permission" (learn.microsoft.com
+ * /entra/identity-platform/scopes-oidc, "Scopes and permissions"). Scopes like openid name none.
+ */
+export function scopeResource(scope: string): string | undefined {
+  const match = /^(https?:\/\/[^/\s]+(?:\/[^\s]*)?)\/[^/\s]+$/i.exec(scope)
+  return match?.[1]
+}
+
+/** The resources a `scope` parameter names, in the order they first appear. */
+export function scopeResources(scope: string | null | undefined): string[] {
+  const out: string[] = []
+  for (const item of (scope ?? '').split(' ')) {
+    const resource = scopeResource(item)
+    if (resource !== undefined && !out.includes(resource)) out.push(resource)
+  }
+  return out
+}
+
+/** An error body in the Microsoft identity platform's form (error_codes, trace and correlation ids). */
+function aadError(error: string, code: number, description: string, extra: Record<string, string> = {}): object {
+  const traceId = randomUUID()
+  const correlationId = randomUUID()
+  const timestamp = new Date()
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z')
+  return {
+    error,
+    error_description: `${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${timestamp}`,
+    error_codes: [code],
+    timestamp,
+    trace_id: traceId,
+    correlation_id: correlationId,
+    ...extra,
+  }
+}
+
+/**
+ * A token or device authorization request whose scope names several resources. Microsoft answers
+ * this for /token (captured e.g. in github.com/Azure-Samples/active-directory-aspnetcore-webapp-openidconnect-v2
+ * issue 271 and github.com/Earlybyte/aad_oauth issue 328); an authorization request may name several
+ * (MSAL's extraScopesToConsent, learn.microsoft.com/entra/msal/dotnet/acquiring-tokens/desktop-mobile/
+ * scenario-desktop-production "Have the user consent upfront for several resources").
+ */
+export function multipleResourcesError(scope: string): object {
+  return aadError(
+    'invalid_scope',
+    28000,
+    'AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one ' +
+      `resource. Scope ${scope} is not valid.`,
+  )
+}
+
+/** A refresh for a resource the user never consented to (Microsoft's AADSTS65001, invalid_grant). */
+export function consentRequiredError(clientId: string): object {
+  return aadError(
+    'invalid_grant',
+    65001,
+    `AADSTS65001: The user or administrator has not consented to use the application with ID '${clientId}' ` +
+      `named '${clientId}'. Send an interactive authorization request for this user and resource.`,
+    { suberror: 'consent_required' },
+  )
+}
+
+/** The token fields the lab widens to its grant (oidc-provider's RefreshToken instance). */
+interface WidenableToken {
+  grantId?: string
+  resource?: string | string[]
+  scope?: string
+}
+
+/** oidc-provider's Grant: what it holds per resource (scope strings). */
+interface GrantResources {
+  resources?: Record<string, string | undefined>
+}
+
+function asList(value: string | string[] | undefined): string[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? [...value] : [value]
+}
+
+/**
+ * Widens a refresh token (in memory) to every resource and scope its grant holds. Microsoft:
+ * "refresh tokens are bound to a combination of user and client, but aren't tied to a resource"
+ * (learn.microsoft.com/entra/identity-platform/refresh-tokens). oidc-provider instead checks the
+ * requested scope against the token's own (lib/actions/grants/refresh_token.js). The token's first
+ * resource stays first: a refresh without scope gets a token for it.
+ */
+function widenToGrant(token: WidenableToken, grant: GrantResources | undefined): void {
+  const resources = asList(token.resource)
+  const scopes = new Set((token.scope ?? '').split(' ').filter(Boolean))
+  let wider = false
+  for (const [resource, scope] of Object.entries(grant?.resources ?? {})) {
+    if (!scope) continue
+    if (!resources.includes(resource)) {
+      resources.push(resource)
+      wider = true
+    }
+    for (const item of scope.split(' ')) {
+      if (item && !scopes.has(item)) {
+        scopes.add(item)
+        wider = true
+      }
+    }
+  }
+  if (!wider) return
+  token.resource = resources.length === 1 ? resources[0] : resources
+  token.scope = [...scopes].join(' ')
+}
 
 function sha256(value: string): string {
   return createHash('sha256').update(value).digest('hex')
@@ -444,14 +578,17 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         // oidc-provider accepts client_secret_basic for a client registered with client_secret_post too
         token_endpoint_auth_method: 'client_secret_post',
       },
-      {
-        client_id: MAIL_RS_CLIENT_ID,
-        client_secret: MAIL_RS_SECRET,
+      ...[
+        [MAIL_RS_CLIENT_ID, MAIL_RS_SECRET],
+        [GRAPH_RS_CLIENT_ID, GRAPH_RS_SECRET],
+      ].map(([clientId, secret]) => ({
+        client_id: clientId,
+        client_secret: secret,
         grant_types: [],
         response_types: [],
         redirect_uris: [],
         token_endpoint_auth_method: 'client_secret_basic',
-      },
+      })),
     ],
     responseTypes: ['code'],
     pkce: { required: () => true },
@@ -514,6 +651,9 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
             if (!enforceServiceScope || !required) return true
             return (token.scope ?? '').split(' ').includes(required)
           }
+          if (client.clientId === GRAPH_RS_CLIENT_ID) {
+            return token.kind === 'AccessToken' && audiences(token).includes(GRAPH_RESOURCE)
+          }
           return token.clientId === client.clientId
         },
       },
@@ -524,13 +664,29 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       },
       resourceIndicators: {
         enabled: true,
-        defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string[]) => oneOf ?? MAIL_RESOURCE,
+        // Microsoft v2 has no `resource` parameter: the scopes name the resources. An authorization
+        // request may name several; a token request names one (the lab adds `resource` for it, see
+        // tokenScopeRules), else the token gets the first resource of its grant's request.
+        defaultResource: async (
+          ctx: { oidc?: { params?: { scope?: unknown } } },
+          _client: unknown,
+          oneOf?: string[],
+        ) => {
+          if (oneOf) return oneOf[0]
+          const scope = ctx.oidc?.params?.scope
+          const named = scopeResources(typeof scope === 'string' ? scope : undefined).filter(
+            (resource) => RESOURCE_SCOPES[resource] !== undefined,
+          )
+          if (named.length === 0) return MAIL_RESOURCE
+          return named.length === 1 ? named[0] : named
+        },
         useGrantedResource: async () => true,
         getResourceServerInfo: async (_ctx: unknown, resource: string) => {
-          if (resource !== MAIL_RESOURCE) throw new errors.InvalidTarget()
+          const scopes = RESOURCE_SCOPES[resource]
+          if (!scopes) throw new errors.InvalidTarget()
           return {
-            scope: MAIL_SCOPES.join(' '),
-            audience: MAIL_RESOURCE,
+            scope: scopes.join(' '),
+            audience: resource,
             accessTokenTTL: accessTokenTtl,
             accessTokenFormat: 'opaque',
           }
@@ -567,6 +723,22 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     }
   })
   const handleWithProvider = oidc.callback()
+
+  // Every refresh token oidc-provider looks up is widened to its grant first (in memory only: the
+  // stored token, its `consumed` mark and so rotation and reuse detection stay oidc-provider's).
+  const refreshModel = oidc.RefreshToken
+  const rawFindRefresh = refreshModel.find.bind(refreshModel)
+  refreshModel.find = async (value: string, ...rest: unknown[]) => {
+    const token = await (rawFindRefresh as (v: string, ...r: unknown[]) => Promise<OidcToken | undefined>)(
+      value,
+      ...rest,
+    )
+    const grantId = token?.grantId
+    if (token && grantId) widenToGrant(token as WidenableToken, (await oidc.Grant.find(grantId)) as GrantResources)
+    return token
+  }
+  /** Grants by client and account: consent is cumulative per user and app, as at Microsoft. */
+  const grantIndex = new Map<string, string>()
 
   function takeFault(grantType: string | null): TokenFault | undefined {
     const index = faults.findIndex(
@@ -639,14 +811,25 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         disabled(res, req.headers.authorization ? 401 : 400)
         return
       }
-      if (post) setParsedBody(req, body)
+      const refusal = await tokenScopeRules(params, clientId)
+      if (refusal) {
+        sendJson(res, 400, refusal)
+        return
+      }
+      if (post) setParsedBody(req, params.has('resource') ? params.toString() : body)
       tracked?.reachedProvider()
     } else if (path === '/device/auth') {
       counts.deviceAuthorization += 1
       const body = post ? (await readBody(req)).toString('utf8') : ''
-      const clientId = new URLSearchParams(body).get('client_id') ?? basicClientId(req)
+      const params = new URLSearchParams(body)
+      const clientId = params.get('client_id') ?? basicClientId(req)
       if (clientId !== undefined && denied.has(clientId)) {
         disabled(res, req.headers.authorization ? 401 : 400)
+        return
+      }
+      // One device round per resource: Microsoft refuses several, as at the token endpoint.
+      if (scopeResources(params.get('scope')).length > 1) {
+        sendJson(res, 400, multipleResourcesError(params.get('scope') ?? ''))
         return
       }
       if (post) setParsedBody(req, body)
@@ -681,6 +864,33 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
       counts.revocation += 1
     }
     handleWithProvider(req, res)
+  }
+
+  /**
+   * Microsoft's scope rules for a token request: a scope naming several resources is refused
+   * (AADSTS28000); one naming a single resource becomes that `resource` for oidc-provider; a refresh
+   * for a resource the grant never consented to is refused (AADSTS65001). Returns the refusal's body.
+   */
+  async function tokenScopeRules(params: URLSearchParams, clientId: string | undefined): Promise<object | undefined> {
+    const grantType = params.get('grant_type')
+    if (grantType === null || GRANT_COUNTERS[grantType] === undefined) return undefined
+    const scope = params.get('scope')
+    const named = scopeResources(scope)
+    if (named.length > 1) return multipleResourcesError(scope ?? '')
+    const resource = named[0]
+    if (resource === undefined || params.has('resource')) return undefined
+    if (grantType === 'refresh_token' && (await unconsented(params.get('refresh_token'), resource))) {
+      return consentRequiredError(clientId ?? '')
+    }
+    params.set('resource', resource)
+    return undefined
+  }
+
+  /** true when the refresh token is known and neither it nor its grant covers `resource`. */
+  async function unconsented(refreshToken: string | null, resource: string): Promise<boolean> {
+    const token = refreshToken ? await oidc.RefreshToken.find(refreshToken).catch(() => undefined) : undefined
+    if (!token?.grantId || (await oidc.Grant.find(token.grantId)) === undefined) return false
+    return !asList((token as WidenableToken).resource).includes(resource)
   }
 
   /** Starts the refreshLog entry of a refresh request (and lets its answer be held). */
@@ -781,17 +991,32 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
         sendHtml(res, 400, errorPage({ error: 'invalid_request', error_description: description }))
         return
       }
-      const grant =
-        (details.grantId ? await oidc.Grant.find(details.grantId) : undefined) ??
-        new oidc.Grant({ accountId, clientId })
-      if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
-      if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims)
-      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-        grant.addResourceScope(resource, scopes.join(' '))
-      }
-      const grantId = await grant.save()
+      const grantId = await saveConsent(accountId, clientId, details.grantId, missing)
       await oidc.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true })
     }
+  }
+
+  /**
+   * Adds what the consent page asked for to the user's grant for this client: the session's, else the
+   * one an earlier sign-in of this user made (consent is per user and app, as at Microsoft).
+   */
+  async function saveConsent(
+    accountId: string,
+    clientId: string,
+    sessionGrantId: string | undefined,
+    missing: InteractionPrompt['details'],
+  ): Promise<string> {
+    const key = `${clientId}\n${accountId}`
+    const known = sessionGrantId ?? grantIndex.get(key)
+    const grant = (known ? await oidc.Grant.find(known) : undefined) ?? new oidc.Grant({ accountId, clientId })
+    if (missing.missingOIDCScope?.length) grant.addOIDCScope(missing.missingOIDCScope.join(' '))
+    if (missing.missingOIDCClaims?.length) grant.addOIDCClaims(missing.missingOIDCClaims)
+    for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(resource, scopes.join(' '))
+    }
+    const grantId = await grant.save()
+    grantIndex.set(key, grantId)
+    return grantId
   }
 
   type DriveEnd = { kind: 'redirect'; location: string } | { kind: 'device-success' }
@@ -875,13 +1100,26 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     return t !== undefined && !t.isExpired && !t.consumed
   }
 
-  async function introspect(token: string, o: { service?: string } = {}): Promise<Record<string, unknown>> {
+  function introspect(token: string, o: { service?: string } = {}): Promise<Record<string, unknown>> {
+    return introspectAs(MAIL_RS_CLIENT_ID, MAIL_RS_SECRET, token, o.service)
+  }
+
+  function introspectGraph(token: string): Promise<Record<string, unknown>> {
+    return introspectAs(GRAPH_RS_CLIENT_ID, GRAPH_RS_SECRET, token)
+  }
+
+  async function introspectAs(
+    clientId: string,
+    secret: string,
+    token: string,
+    service?: string,
+  ): Promise<Record<string, unknown>> {
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
-      authorization: `Basic ${Buffer.from(`${MAIL_RS_CLIENT_ID}:${MAIL_RS_SECRET}`).toString('base64')}`,
+      authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
     }
-    if (o.service) headers['x-dovecot-auth-service'] = o.service
+    if (service) headers['x-dovecot-auth-service'] = service
     const res = await fetch(`${issuer}/token/introspection`, {
       method: 'POST',
       headers,
@@ -932,6 +1170,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     completeAuthorization,
     revokeGrant,
     introspect,
+    introspectGraph,
     refreshTokenAlive,
     close,
   }

@@ -45,7 +45,24 @@ export interface SmtpOptions {
   deliverTo?: (user: string) => string | undefined
   /** Also offer OAUTHBEARER (RFC 7628) next to XOAUTH2 (default true). */
   oauthbearer?: boolean
+  /**
+   * Mailboxes whose SMTP AUTH is switched off, as Microsoft does per mailbox or tenant: a valid
+   * token for such a user gets SMTP_AUTH_DISABLED_REPLY (535 5.7.139) instead of 235.
+   */
+  authDisabledFor?: (user: string) => boolean
 }
+
+/**
+ * Microsoft's answer after a valid token when SMTP AUTH is disabled for the mailbox (see
+ * learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/authenticated-client-smtp-submission;
+ * the wording as captured in github.com/simonrob/email-oauth2-proxy issue 193 ("...for the Tenant")
+ * and thunderbird/thunderbird-android issue 11198 ("...for the Mailbox")). The bracket, a front-end
+ * server, a timestamp and an id, is made up.
+ */
+export const SMTP_AUTH_DISABLED_REPLY =
+  '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit ' +
+  'https://aka.ms/smtp_auth_disabled for more information. ' +
+  '[SN4PR0601CA0012.namprd06.prod.outlook.com 2026-06-26T10:00:00.000Z 08DCA0B0C0D0E0F0]'
 
 export interface ReceivedMail {
   from: string
@@ -69,6 +86,8 @@ export interface Smtp {
   authMethods: string[]
   /** Every accepted message, in order. */
   received: ReceivedMail[]
+  /** Live counters: valid tokens refused with 535 5.7.139 (authDisabledFor). */
+  counts: { authDisabled: number }
   stop(): Promise<void>
 }
 
@@ -195,6 +214,7 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
   const authMethods = ['XOAUTH2']
   if (opts.oauthbearer !== false && installOAuthBearer()) authMethods.push('OAUTHBEARER')
   const received: ReceivedMail[] = []
+  const counts = { authDisabled: 0 }
 
   function onAuth(auth: SMTPServerAuthentication, _session: SMTPServerSession, callback: AuthCallback): void {
     const method = auth.method as string
@@ -209,6 +229,11 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
         const email = typeof info.email === 'string' ? info.email : undefined
         const user = auth.username ?? email
         if (info.active === true && email && user && user.toLowerCase() === email.toLowerCase()) {
+          if (opts.authDisabledFor?.(email)) {
+            counts.authDisabled += 1
+            callback(new SmtpAuthError(SMTP_AUTH_DISABLED_REPLY, 535))
+            return
+          }
           callback(null, { user: email })
         } else {
           // smtp-server answers 334 <base64 JSON>, then 535 once the client replies.
@@ -292,6 +317,7 @@ export async function startSmtp(opts: SmtpOptions): Promise<Smtp> {
     ports,
     authMethods: [...authMethods],
     received,
+    counts,
     stop() {
       stopped ??= Promise.all(
         [submission, smtps].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),

@@ -7,7 +7,7 @@
 import type { ClientAction } from './session.js'
 
 /** A reply to the client: `line` and CRLF. */
-export function reply(line: string): ClientAction {
+export function reply(line: string): Extract<ClientAction, { type: 'reply' }> {
   return { type: 'reply', data: `${line}\r\n` }
 }
 
