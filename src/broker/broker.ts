@@ -161,8 +161,7 @@ export class Broker {
   /** A token with enough life left; on a shared store that is down, this host's cached one while valid. */
   async getAccessToken(account: string, opts: GetTokenOptions = {}): Promise<AccessToken> {
     const id = accountId(account)
-    // another resource's token (Graph) is not kept in this host's cache: only the mail one is
-    if (opts.resource) return await this.#getAccessToken(id, account, opts)
+    if (opts.resource) return await this.#getAccessToken(id, account, opts) // this host caches the mail token only
     try {
       const t = await this.#getAccessToken(id, account, opts)
       if ((await this.backend()).shared)
@@ -186,8 +185,7 @@ export class Broker {
     if (resource) refreshScope(rec.settings, resource) // a grant without that resource: say so before anything
     if (!opts.forceRefresh && isFresh(tokenOf(rec.grant, resource), this.now(), minSec))
       return toAccessToken(rec, false, resource)
-    // B1, in-process part: one refresh per account and resource at a time (a forced one piggybacks
-    // too); refreshes of one account's resources take turns in the cross-process flight.
+    // B1 in-process: one refresh per account and resource (a forced one piggybacks); resources take turns in the flight
     const key = resource ? `${id}\0${resource}` : id
     let p = this.#inflight.get(key)
     if (!p) {

@@ -288,13 +288,7 @@ function parseProvider(
     const problem = v === undefined ? undefined : endpointProblem(v)
     if (problem) fail(k, `"${k}" ${problem}`)
   }
-  const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
-  const secret = str('client_secret')
-  const clients: ClientCandidate[] = ids.map((id) => ({
-    clientId: id,
-    ...(secret ? { clientSecret: secret } : {}),
-    label: `config provider "${name}"`,
-  }))
+  const clients = configClients(name, str, strList)
   const fixed = str('redirect_uri')
   if (fixed !== undefined && !URL.canParse(fixed)) fail('redirect_uri', '"redirect_uri" must be an absolute URL')
   // a redirect no listener can receive leaves the paste flow only, unless the file says otherwise
@@ -305,9 +299,7 @@ function parseProvider(
     if (!MECHS.includes(s as SaslMechanism)) fail('sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
   const issuer = str('issuer')
   const token = str('token_url')
-  const send = sendSetting(str('send'), fail)
-  const graphUrl = str('graph_url')
-  if (graphUrl !== undefined && endpointProblem(graphUrl)) fail('graph_url', `"graph_url" ${endpointProblem(graphUrl)}`)
+  const { send, graphUrl } = submissionSettings(str, fail)
   const preset = presetNamed(name)
   if (!issuer && !token && preset && Object.keys(p).every((k) => PRESET_OVERRIDE_KEYS.has(k)))
     return presetWith(preset, send, graphUrl)
@@ -361,10 +353,33 @@ function parseProvider(
   }
 }
 
-function sendSetting(v: string | undefined, fail: (key: string | undefined, msg: string) => never): Provider['send'] {
-  if (v === undefined) return undefined
-  if (!(SEND_VALUES as readonly string[]).includes(v)) fail('send', `"send" must be ${SEND_VALUES.join(', ')}`)
-  return v as Provider['send']
+/** The provider's client ids (client_ids, or client_id) with its secret. */
+function configClients(
+  name: string,
+  str: (k: string) => string | undefined,
+  strList: (k: string) => string[] | undefined,
+): ClientCandidate[] {
+  const ids = strList('client_ids') ?? (str('client_id') ? [str('client_id') as string] : [])
+  const secret = str('client_secret')
+  return ids.map((id) => ({
+    clientId: id,
+    ...(secret ? { clientSecret: secret } : {}),
+    label: `config provider "${name}"`,
+  }))
+}
+
+/** `send` and `graph_url` (issue 16), checked. */
+function submissionSettings(
+  str: (k: string) => string | undefined,
+  fail: (key: string | undefined, msg: string) => never,
+): { send: Provider['send']; graphUrl: string | undefined } {
+  const send = str('send')
+  if (send !== undefined && !(SEND_VALUES as readonly string[]).includes(send))
+    fail('send', `"send" must be ${SEND_VALUES.join(', ')}`)
+  const graphUrl = str('graph_url')
+  const problem = graphUrl === undefined ? undefined : endpointProblem(graphUrl)
+  if (problem) fail('graph_url', `"graph_url" ${problem}`)
+  return { send: send as Provider['send'], graphUrl }
 }
 
 /** A built-in provider with the settings a config table may change in it. */

@@ -8,14 +8,25 @@
  */
 import { MailkeyError, ERR } from '../errors.js'
 import { shArg } from '../core/address.js'
-import type { Mailkey } from '../mailkey.js'
+import type { Secret } from '../core/secret.js'
 import type { AccountRecord } from '../domain/account.js'
 import { graphOutcome, sendCheckRequest } from '../upstream/graph.js'
 import { GraphNetworkError, graphFetch } from '../upstream/graph-http.js'
 import type { ProtocolReport } from './types.js'
-import type { TestOptions } from './run.js'
 
-export async function probeGraph(mk: Mailkey, rec: AccountRecord, opts: TestOptions): Promise<ProtocolReport> {
+/** What the probe needs: a Graph token, refreshed when asked (a `Mailkey`, or a fake). */
+export interface GraphTokens {
+  getAccessToken(
+    account: string,
+    o: { resource: 'graph'; forceRefresh: boolean; signal?: AbortSignal },
+  ): Promise<{ token: Secret }>
+}
+
+export async function probeGraph(
+  mk: GraphTokens,
+  rec: AccountRecord,
+  opts: { timeoutMs?: number; signal?: AbortSignal },
+): Promise<ProtocolReport> {
   const s = rec.settings
   const a = shArg(s.email)
   const base = s.servers.graph

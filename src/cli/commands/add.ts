@@ -191,19 +191,7 @@ function signInUi(
       })
       say(authorizationUrlText(email, url, info))
     },
-    onGraph: (r) => {
-      emit({
-        event: 'graph',
-        account: email,
-        granted: r.ok,
-        ...(r.ok ? {} : { message: r.error.message }),
-      })
-      say(
-        r.ok
-          ? 'Microsoft Graph: Mail.Send granted; mail you send through mailkey goes out through Graph.\n'
-          : `mailkey: warning: Microsoft Graph was not granted for ${email} (${r.error.message}); sending through Graph fails until "mailkey add ${shArg(email)} --graph" succeeds.\n`,
-      )
-    },
+    onGraph: graphOutcome(email, emit, say),
     readPastedRedirect: (signal) =>
       io.readLine('Paste the address here: ', signal).then((t) => {
         if (t === undefined) return new Promise<string>(() => {}) // stdin closed: keep waiting for the listener
@@ -217,6 +205,22 @@ function signInUi(
       device.stop()
       await browser.cleanup()
     },
+  }
+}
+
+/** `--graph`: whether the sign-in gave a Graph token, as an event and in words. */
+function graphOutcome(
+  email: string,
+  emit: (event: Record<string, unknown>) => void,
+  say: (text: string) => void,
+): NonNullable<SignInCallbacks['onGraph']> {
+  return (r) => {
+    emit({ event: 'graph', account: email, granted: r.ok, ...(r.ok ? {} : { message: r.error.message }) })
+    say(
+      r.ok
+        ? 'Microsoft Graph: Mail.Send granted; mail you send through mailkey goes out through Graph.\n'
+        : `mailkey: warning: Microsoft Graph was not granted for ${email} (${r.error.message}); sending through Graph fails until "mailkey add ${shArg(email)} --graph" succeeds.\n`,
+    )
   }
 }
 

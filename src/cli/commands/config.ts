@@ -83,17 +83,9 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     )
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
   const rec = await mk.record(email)
-  // the usual "no account" error, with its hint
-  if (!rec) throw unknownAccount(email)
-  // issue 16: an account that sends through Microsoft Graph has no SMTP server a client can log in
-  // to; the proxy's SMTP listener relays to Graph, so a client that sends mail goes through it
+  if (!rec) throw unknownAccount(email) // the usual "no account" error, with its hint
   const graph = (await mk.sendMode(email)) === 'graph'
-  if (graph && !via && SENDING_CLIENTS.has(client)) {
-    via = true
-    io.stderr(
-      `# through "mailkey proxy": ${email} sends through Microsoft Graph, and the proxy's SMTP listener relays to it (or use "mailkey send" as a sendmail command)\n`,
-    )
-  }
+  if (graphViaProxy(graph, via, client, email, io)) via = true
   const { clientVersion, found } = chooseClientVersion(recipe, client, email, via, values['client-version'], io.env)
   const self = selfCommand(await thisInstallation(), io.env)
   const input = await recipeInput(mk, rec.settings, {
@@ -211,6 +203,19 @@ async function recipeInput(
 
 /** Clients whose configuration sends mail (SMTP): for a Graph account they go through the proxy. */
 const SENDING_CLIENTS = new Set(['msmtp', 'git-send-email', 'neomutt', 'aerc', 'himalaya'])
+
+/**
+ * Issue 16: an account that sends through Microsoft Graph has no SMTP server a client can log in
+ * to; the proxy's SMTP listener relays to Graph, so a client that sends mail goes through it. True
+ * when that turns a direct configuration into one through the proxy (and says so).
+ */
+function graphViaProxy(graph: boolean, via: boolean, client: string, email: string, io: CliIO): boolean {
+  if (!graph || via || !SENDING_CLIENTS.has(client)) return false
+  io.stderr(
+    `# through "mailkey proxy": ${email} sends through Microsoft Graph, and the proxy's SMTP listener relays to it (or use "mailkey send" as a sendmail command)\n`,
+  )
+  return true
+}
 
 /** The version of the client on PATH (`aerc -v`), when the recipe cares and it answers within 3 s. */
 function installedVersion(probe: ClientRecipe['version'], env: NodeJS.ProcessEnv): string | undefined {
