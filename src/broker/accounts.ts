@@ -7,7 +7,7 @@ import { Secret } from '../core/secret.js'
 import { stripControls } from '../core/server-text.js'
 import { grantHas } from '../store/seal.js'
 import { acquire } from '../store/lock.js'
-import { accountId, type AccountRecord, type Identity, type LastError } from '../domain/account.js'
+import { accountId, type AccountRecord, type Identity, type LastError, type SendMode } from '../domain/account.js'
 import { REVOKE_TIMEOUT_MS, WRITE_LOCK_TIMEOUT_MS } from '../config/settings.js'
 import type { Broker } from './broker.js'
 import { unknownAccount } from './failures.js'
@@ -26,8 +26,12 @@ export interface AccountStatus {
   /** how the grant was obtained */
   flow: string
   scopes: string[]
-  servers: { imap?: string; pop?: string; smtp?: string }
+  servers: { imap?: string; pop?: string; smtp?: string; graph?: string }
   sasl: string
+  /** the account's own send mode (issue 16), when it has one */
+  send?: SendMode
+  /** Microsoft Graph in the grant (issue 16): its access token's state */
+  graph?: { accessToken: { present: boolean; expiresAt?: string } }
   /** 'active': works; 'reauth': the server refused the grant, sign in again */
   state: 'active' | 'reauth'
   accessToken: { present: boolean; valid: boolean; expiresAt?: string; expiresInSec?: number }
@@ -97,6 +101,12 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
         },
   }
   if (s.mailbox) st.mailbox = s.mailbox
+  if (s.send) st.send = s.send
+  if (s.resources?.graph) {
+    const gt = g?.resources?.graph
+    const present = gt !== undefined && (gt.accessToken !== undefined || gt.sealed === true)
+    st.graph = { accessToken: { present, ...(gt?.expiresAt !== undefined ? { expiresAt: iso(gt.expiresAt) } : {}) } }
+  }
   if (s.tenant) st.tenant = s.tenant
   if (s.clientLabel) st.clientLabel = s.clientLabel
   if (g?.expiresAt !== undefined) {

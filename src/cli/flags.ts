@@ -91,6 +91,11 @@ function nearFlag(unknown: string, args: string[], options: Options): string | u
 
 let describing: ((options: Options) => void) | undefined
 
+/** For a command that reads its arguments itself (send: sendmail's syntax): its long flags, for completion and the help test. */
+export function describeFlags(options: Options): void {
+  describing?.(options)
+}
+
 /**
  * The flags a command parses, learnt by running it (its --help: parse() is told each flag table it
  * parses with): for shell completion and the help test, so neither keeps a list of its own.

@@ -10,6 +10,7 @@ import { createMailkey } from '../../mailkey.js'
 import { addressList, headerFields } from '../../protocols/smtp/mime-recipients.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
+import { describeFlags } from '../flags.js'
 
 const HELP = `Usage: mailkey send [--account EMAIL] [-f FROM] [-t] [-i] [--] [RECIPIENT ...] < message
 
@@ -43,6 +44,7 @@ interface SendArgs {
 
 /** sendmail's option syntax (-fADDR or -f ADDR, -oi, -t, ...), which parseArgs cannot read. */
 export function parseSendArgs(args: string[]): SendArgs {
+  describeFlags({ account: { type: 'string' }, help: { type: 'boolean', short: 'h' } })
   const out: SendArgs = { headers: false, verbose: false, help: false, to: [] }
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string

@@ -146,6 +146,7 @@ function describe(s: AccountStatus): string {
   rows.push(['scopes', s.grantedScope ?? s.scopes.join(' ')])
   const servers = [s.servers.imap, s.servers.pop, s.servers.smtp].filter(Boolean).join('  ')
   rows.push(['servers', servers || '-'])
+  if (s.graph || s.send) rows.push(['sending', sendingText(s)])
   rows.push(['SASL', s.sasl])
   if (s.lastError) {
     rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])
@@ -154,6 +155,20 @@ function describe(s: AccountStatus): string {
   rows.push(['stored in', storedIn(s.storage)])
   const w = Math.max(...rows.map(([k]) => k.length))
   return `${s.email}\n${rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n')}\n`
+}
+
+/** Issue 16: how mail goes out, and the Graph token when the grant has Graph. */
+function sendingText(s: AccountStatus): string {
+  const how =
+    s.send === 'graph'
+      ? 'through Microsoft Graph'
+      : s.send === 'smtp'
+        ? 'over SMTP'
+        : 'over SMTP, Microsoft Graph after 5.7.139'
+  if (!s.graph) return how
+  const t = s.graph.accessToken
+  const token = t.present ? `Graph token until ${t.expiresAt ? formatTime(t.expiresAt) : '?'}` : 'no Graph token yet'
+  return `${how} (${s.servers.graph ?? 'Graph'}; ${token})`
 }
 
 function storedIn(st: AccountStatus['storage']): string {
