@@ -148,9 +148,9 @@ class GraphError extends Error {
   }
 }
 
-/** Splits an RFC 5322 header section into unfolded (name, value) pairs. */
+/** Splits an RFC 5322 header section into unfolded (name, value) pairs (UTF-8 allowed, RFC 6532). */
 export function parseHeaders(mime: Buffer): { name: string; value: string }[] {
-  const text = mime.toString('latin1')
+  const text = mime.toString('utf8')
   const end = /\r?\n\r?\n/.exec(text)
   const section = end ? text.slice(0, end.index) : text
   const out: { name: string; value: string }[] = []

@@ -303,7 +303,7 @@ test('Graph emulator: MIME and JSON sends are recorded exactly; authentication a
       'From: "Alice, A." <alice@example.test>',
       'To: Bob (the builder) <bob@example.test>, team: carol@example.test, "Dan Q" <dan@example.test>;',
       'Cc:',
-      ' erin@example.test',
+      ' erin@example.test, "Jörg" <jörg@example.test>',
       'Bcc: hidden@example.test',
       'Subject: =?UTF-8?B?w6nDqcOp?= Grüße 8-bit',
       'MIME-Version: 1.0',
@@ -320,7 +320,7 @@ test('Graph emulator: MIME and JSON sends are recorded exactly; authentication a
   assert.ok(got.mime?.equals(mime), 'the exact MIME bytes arrived')
   assert.equal(got.from, 'alice@example.test')
   assert.deepEqual(got.to, ['bob@example.test', 'carol@example.test', 'dan@example.test'])
-  assert.deepEqual([got.cc, got.bcc], [['erin@example.test'], ['hidden@example.test']])
+  assert.deepEqual([got.cc, got.bcc], [['erin@example.test', 'jörg@example.test'], ['hidden@example.test']])
   assert.equal(got.user, 'alice@example.test')
   assert.equal(got.savedToSentItems, true)
   assert.equal(got.tokenHash, createHash('sha256').update(t.send).digest('hex'))
