@@ -8,18 +8,16 @@
 // Graph (and the client heard 250) or refused to the client.
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
-import { makeTestCA, type TestCA } from '../harness/certs.js'
-import { startGraphServer, type GraphServer } from '../harness/graph-server.js'
-import { startOAuthServer, type LabServer } from '../harness/oauth-server.js'
-import { startSmtp, type Smtp } from '../harness/smtp-server.js'
-import { makeTmpHome, recordFile, type TmpHome } from '../harness/tmp-home.js'
+import type { GraphServer } from '../harness/graph-server.js'
+import type { LabServer } from '../harness/oauth-server.js'
+import type { Smtp } from '../harness/smtp-server.js'
+import type { TmpHome } from '../harness/tmp-home.js'
 import { findLeaks, have, noteSecrets, runCli, runCommand, spawnCli, transcript, type LiveCli } from '../harness/cli.js'
-import { labFlags } from '../harness/sign-in.js'
 import { LineClient } from '../harness/line-client.js'
+import { assertAdded, startGraphLab, type GraphLab } from '../harness/graph-lab.js'
 
 const ALICE = 'alice@example.test'
 const BOB = 'bob@example.test'
@@ -65,73 +63,32 @@ function message(subject: string, headers: string[] = []): Buffer {
 }
 
 describe('sending through Microsoft Graph when SMTP AUTH is off', { skip }, () => {
+  let g: GraphLab
   let lab: LabServer
-  let pki: TestCA
-  let certDir: string
   let smtp: Smtp
   let graph: GraphServer
   let home: TmpHome
   let proxy: LiveCli
   let smtpPort = 0
-  const secrets: string[] = [LOCAL_PW]
-  const disabled = new Set([ALICE, BOB, CAROL])
-
-  /** `mailkey add EMAIL --device --json FLAGS`: every device code approved as EMAIL; the tokens noted as secrets. */
-  async function addAccount(
-    email: string,
-    flags: string[],
-  ): Promise<{ code: number | null; stderr: string; codes: number }> {
-    const cli = spawnCli(['add', email, '--device', '--json', ...labFlags(lab), ...flags], home.env)
-    let approved = 0
-    const approving = (async () => {
-      for (;;) {
-        const codes = cli.events('device_code')
-        if (codes.length > approved) {
-          await lab.approveDevice(String(codes[approved]?.user_code), { login: email })
-          approved++
-        }
-        if (cli.child.exitCode !== null) return
-        await sleep(100)
-      }
-    })()
-    const r = await cli.done
-    await approving
-    const rec = JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as {
-      grant: { accessToken: string; refreshToken: string; resources?: { graph?: { accessToken?: string } } }
-    }
-    const toks = [rec.grant.accessToken, rec.grant.refreshToken, rec.grant.resources?.graph?.accessToken]
-    for (const t of toks) if (t) secrets.push(t)
-    await noteSecrets(...toks)
-    return { code: r.code, stderr: r.stderr, codes: approved }
-  }
-
-  const recordOf = async (email: string): Promise<Record<string, any>> =>
-    JSON.parse(await readFile(recordFile(home.env, email), 'utf8')) as Record<string, any>
+  let secrets: string[] = []
+  const recordOf = (email: string): Promise<Record<string, any>> => g.record(email)
 
   before(async () => {
-    lab = await startOAuthServer({ deviceInterval: 1 })
-    certDir = await mkdtemp(join(tmpdir(), 'mailkey-graph-e2e-'))
-    pki = await makeTestCA(certDir)
-    smtp = await startSmtp({
-      introspect: (t, s) => lab.introspect(t, { service: s }),
-      tls: pki,
-      authDisabledFor: (user) => disabled.has(user),
-    })
-    graph = await startGraphServer({ introspect: (t) => lab.introspectGraph(t), tls: pki })
-    home = await makeTmpHome()
-    const servers = ['--smtp-url', `smtp://localhost:${smtp.ports.submission}`, '--ca', pki.caFile]
-    const a = await addAccount(ALICE, [...servers, '--graph', '--graph-url', graph.url])
-    assert.equal(a.code, 0, a.stderr)
+    g = await startGraphLab({ smtpAuthDisabled: (user) => [ALICE, BOB, CAROL].includes(user) })
+    ;({ lab, smtp, graph, home } = g)
+    secrets = g.secrets
+    secrets.push(LOCAL_PW)
+    const a = await g.add(ALICE, g.serverFlags(true))
+    assertAdded(a)
     assert.equal(a.codes, 2, 'a device code for the mail servers, then one for Graph')
     assert.match(a.stderr, /One more code: to let mailkey send mail for alice@example\.test through Microsoft Graph/)
     assert.match(a.stderr, /Microsoft Graph: Mail\.Send granted/)
     assert.match(a.stderr, /sends through Microsoft Graph, which saves each message in Sent Items/)
     // bob: Graph in the grant, but "auto": SMTP first, Graph after 5.7.139
-    const b = await addAccount(BOB, [...servers, '--graph', '--graph-url', graph.url, '--send', 'auto'])
-    assert.equal(b.code, 0, b.stderr)
+    assertAdded(await g.add(BOB, [...g.serverFlags(true), '--send', 'auto']))
     // carol: no Graph at all
-    const c = await addAccount(CAROL, [...servers, '--send', 'auto'])
-    assert.equal(c.code, 0, c.stderr)
+    const c = await g.add(CAROL, [...g.serverFlags(false), '--send', 'auto'])
+    assertAdded(c)
     assert.equal(c.codes, 1)
     for (const email of [ALICE, BOB, CAROL]) {
       const pw = await runCli(['proxy', 'password', email], home.env, { stdin: LOCAL_PW + '\n' })
@@ -147,11 +104,7 @@ describe('sending through Microsoft Graph when SMTP AUTH is off', { skip }, () =
   after(async () => {
     proxy?.child.kill('SIGTERM')
     await proxy?.done
-    await graph?.close()
-    await smtp?.stop()
-    await lab?.close()
-    await home?.cleanup()
-    if (certDir) await rm(certDir, { recursive: true, force: true })
+    await g?.stop()
   })
 
   it('the grant holds a Graph token beside the mail token, and the account sends through Graph', async () => {
