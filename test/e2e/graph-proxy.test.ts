@@ -269,6 +269,24 @@ finally:
     }
   })
 
+  it('a client that leaves while Graph has its message: the request is not cut off, and the log says how it ended', async () => {
+    graph.script({ delayMs: 800 })
+    const before = graph.received.length
+    const c = await LineClient.open(smtpPort)
+    await c.until(/^220 /m)
+    c.send(`EHLO gone.example\r\nAUTH PLAIN ${Buffer.from(`\0${ALICE}\0${LOCAL_PW}`).toString('base64')}`)
+    await c.until(/^235 /m)
+    c.send(`MAIL FROM:<${ALICE}>\r\nRCPT TO:<${BOB}>\r\nDATA`)
+    await c.until(/^354 /m)
+    c.send(`From: ${ALICE}\r\nTo: ${BOB}\r\nSubject: left early\r\n\r\nbye\r\n.`)
+    await sleep(100)
+    c.close()
+    const end = Date.now() + 20_000
+    while (!/the client left before the answer/.test(proxy.stderr()) && Date.now() < end) await sleep(50)
+    assert.match(proxy.stderr(), /"event":"graph-submit".*"outcome":"accepted".*the client left before the answer/)
+    assert.equal(graph.received.length, before + 1, 'Graph got it; the log says the client never heard so')
+  })
+
   it('git send-email through the proxy sends the patch through Graph', async () => {
     const h = join(home.dir, 'git-home')
     const repo = join(h, 'repo')
