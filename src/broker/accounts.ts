@@ -28,7 +28,7 @@ export interface AccountStatus {
   scopes: string[]
   servers: { imap?: string; pop?: string; smtp?: string; graph?: string }
   sasl: string
-  /** the account's own send mode (issue 16), when it has one */
+  /** how the account submits mail in effect (issue 16): its own mode, else its provider's, else smtp */
   send?: SendMode
   /** Microsoft Graph in the grant (issue 16): its access token's state */
   graph?: { accessToken: { present: boolean; expiresAt?: string } }
@@ -101,7 +101,7 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
         },
   }
   if (s.mailbox) st.mailbox = s.mailbox
-  if (s.send) st.send = s.send
+  if (s.send) st.send = s.send // statusOf puts the mode in effect here
   if (s.resources?.graph) {
     const gt = g?.resources?.graph
     const present = gt !== undefined && (gt.accessToken !== undefined || gt.sealed === true)
@@ -146,7 +146,11 @@ export function toStatus(broker: Broker, rec: AccountRecord, policy: GrantPolicy
 
 /** toStatus with the account's grant policy (broker.grantPolicy) */
 export async function statusOf(broker: Broker, rec: AccountRecord): Promise<AccountStatus> {
-  return toStatus(broker, rec, await broker.grantPolicy(rec.settings), (await broker.backend()).shared?.label)
+  const st = toStatus(broker, rec, await broker.grantPolicy(rec.settings), (await broker.backend()).shared?.label)
+  // how mail goes out in effect: its own setting, else config.toml's, else the preset's (issue 16)
+  const { sendModeOf } = await import('./send-mode.js')
+  st.send = await sendModeOf(broker, rec.settings.email)
+  return st
 }
 
 export async function accountStatus(broker: Broker, account: string): Promise<AccountStatus> {

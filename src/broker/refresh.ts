@@ -79,8 +79,8 @@ export async function refreshUnderLock(ctx: RefreshContext, id: string, want: Re
       async () => {
         const ts = await refreshGrant(settings, new Secret(rt), {
           account: settings.email,
-          // the request carries the refresh token; the access token is the other one a server could echo
-          ...(rec.grant?.accessToken ? { secrets: [new Secret(rec.grant.accessToken)] } : {}),
+          // the request carries the refresh token; the access tokens are the others a server could echo
+          secrets: accessTokens(rec).map((t) => new Secret(t)),
           ...(want.signal ? { signal: want.signal } : {}),
           timeoutMs: s.httpTimeoutMs,
           ...(ctx.fetch ? { fetch: ctx.fetch } : {}),
@@ -152,14 +152,6 @@ function notGranted(settings: AccountSettings, resource: ResourceName): ReauthRe
   )
 }
 
-/**
- * A failure that concerns only the resource asked for (its consent is missing or its scope was
- * refused): the grant itself still works for the others, so it is not marked dead.
- */
-function resourceOnly(err: MailkeyError, resource: ResourceName | undefined): boolean {
-  return resource !== undefined && (err.code === ERR.CONSENT_REQUIRED || err.oauthError === 'invalid_scope')
-}
-
 /** B4: remember the failure in the record. The grant is kept in every case: a re-auth error is recorded, never "fixed" by deleting. */
 async function recordFailure(
   ctx: RefreshContext,
@@ -171,10 +163,20 @@ async function recordFailure(
     ...rec,
     lastError: { ...lastErrorOf(err, ctx.now()), ...(resource ? { resource } : {}) },
   }
-  if (err.reauthRequired && !resourceOnly(err, resource)) next.state = 'reauth'
+  // Only a mail refresh marks the grant dead: a refusal for another resource (Graph's consent,
+  // a Conditional Access rule aimed at Graph) leaves the mail servers working, and a grant that is
+  // dead for both is found dead by the next mail refresh.
+  if (err.reauthRequired && resource === undefined) next.state = 'reauth'
   try {
     await ctx.store.write(next)
   } catch {
     /* the original error matters more */
   }
+}
+
+/** Every access token the record holds (the mail one and other resources'), for redaction. */
+function accessTokens(rec: AccountRecord): string[] {
+  const g = rec.grant
+  const other = Object.values(g?.resources ?? {}).map((t) => t?.accessToken)
+  return [g?.accessToken, ...other].filter((t): t is string => typeof t === 'string')
 }

@@ -7,7 +7,15 @@
  */
 import { shArg } from '../core/address.js'
 import { resolveMx } from 'node:dns/promises'
-import { ConfigError, ERR, IdentityMismatchError, MailkeyError, SignInTimeoutError, UsageError } from '../errors.js'
+import {
+  ConfigError,
+  ERR,
+  IdentityMismatchError,
+  InterruptedError,
+  MailkeyError,
+  SignInTimeoutError,
+  UsageError,
+} from '../errors.js'
 import { Secret } from '../core/secret.js'
 import { acquire } from '../store/lock.js'
 import { accountId, assertEmail, type AccountRecord, type AccountSettings, type Identity } from '../domain/account.js'
@@ -274,14 +282,8 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
     plainHttp: usesPlainHttp(first),
     ...(why ? { why } : {}),
   })
-  let graphTokens: TokenSet | undefined
   const { settings, tokens } = await withCandidates(candidates, opts, async (s) => {
-    if (flow === 'device') {
-      const mail = await deviceSignIn(broker, s, opts)
-      const g = s.resources?.graph
-      if (g) graphTokens = await deviceSignIn(broker, s, opts, { scope: graphScopes(s, g.scopes), purpose: 'graph' })
-      return mail
-    }
+    if (flow === 'device') return deviceSignIn(broker, s, opts)
     return authorizationCodeSignIn(s, {
       account: s.email,
       ...(s.resources?.graph ? { consentScopes: s.resources.graph.scopes } : {}),
@@ -302,14 +304,65 @@ export async function signIn(broker: Broker, opts: SignInOptions): Promise<Accou
       throw timedOut(e, provider, s, flow)
     })
   })
-  const rec = await saveGrant(broker, settings, tokens, graphTokens ? { graph: graphTokens } : {})
-  if (settings.resources?.graph) await confirmGraph(broker, settings, opts)
+  if (flow !== 'device' || !settings.resources?.graph) {
+    const rec = await saveGrant(broker, settings, tokens)
+    if (settings.resources?.graph) await confirmGraph(broker, settings, opts)
+    return rec
+  }
+  return await withGraphRound(broker, settings, tokens, opts)
+}
+
+/**
+ * `--graph --device`: a second code for Graph (a device code has one resource). Whoever approves it
+ * must be who approved the first (its id_token, asked for with the OpenID scopes, names the
+ * account and the same subject), or nothing is stored: its refresh token would become the grant's.
+ * Declined, expired or refused otherwise, the mail sign-in is kept and the Graph part reported.
+ */
+async function withGraphRound(
+  broker: Broker,
+  settings: AccountSettings,
+  tokens: TokenSet,
+  opts: SignInOptions,
+): Promise<AccountRecord> {
+  assertSignedInAs(settings, tokens.identity)
+  const scopes = graphScopes(settings, settings.resources?.graph?.scopes ?? [])
+  let graph: TokenSet | undefined
+  let failure: MailkeyError | undefined
+  try {
+    graph = await deviceSignIn(broker, settings, opts, { scope: scopes, purpose: 'graph' })
+    assertSameUser(settings, tokens.identity, graph.identity)
+  } catch (e) {
+    if (!(e instanceof MailkeyError) || e instanceof IdentityMismatchError || e instanceof InterruptedError) throw e
+    failure = e
+  }
+  if (!graph) {
+    // no Graph after all: the account sends as it would without --graph (unless --send said so)
+    const { send: _s, ...rest } = settings
+    const kept = opts.send && opts.send !== 'graph' ? { ...rest, send: opts.send } : rest
+    const rec = await saveGrant(broker, kept, tokens)
+    opts.onGraph?.({ ok: false, error: failure as MailkeyError })
+    return rec
+  }
+  const rec = await saveGrant(broker, settings, tokens, { graph })
+  opts.onGraph?.({ ok: true })
   return rec
 }
 
-/** A Graph consent's scopes for a device round of their own, with offline_access if the account asks for it. */
+/** A Graph round's scopes: Graph's, offline_access and the OpenID scopes (an id_token naming who approved). */
 function graphScopes(s: AccountSettings, scopes: string[]): string[] {
-  return s.scopes.includes('offline_access') ? [...scopes, 'offline_access'] : scopes
+  const extra = s.scopes.filter((x) => ['offline_access', 'openid', 'email', 'profile'].includes(x))
+  return [...scopes, ...extra.filter((x) => !scopes.includes(x))]
+}
+
+/** The second round's approver is the first's: an allowed name, and the same subject when both say one. */
+function assertSameUser(settings: AccountSettings, first: Identity | undefined, second: Identity | undefined): void {
+  assertSignedInAs(settings, second)
+  if (first?.sub && second?.sub && (first.sub !== second.sub || (first.tid ?? '') !== (second.tid ?? '')))
+    throw new IdentityMismatchError(
+      `the second code (Microsoft Graph) was approved by another user than the first; nothing was stored for "${settings.email}"`,
+      second.email ?? second.sub,
+      { account: settings.email },
+    )
 }
 
 /**

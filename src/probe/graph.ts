@@ -10,7 +10,7 @@ import { MailkeyError, ERR } from '../errors.js'
 import { shArg } from '../core/address.js'
 import type { Secret } from '../core/secret.js'
 import type { AccountRecord } from '../domain/account.js'
-import { graphOutcome, sendCheckRequest } from '../upstream/graph.js'
+import { graphCaFile, graphOutcome, sendCheckRequest } from '../upstream/graph.js'
 import { GraphNetworkError, graphFetch } from '../upstream/graph-http.js'
 import type { ProtocolReport } from './types.js'
 
@@ -66,7 +66,7 @@ export async function probeGraph(
     try {
       const answer = await graphFetch(sendCheckRequest(base, token.reveal()), {
         timeoutMs: opts.timeoutMs ?? 15_000,
-        ...(s.ca ? { caFile: s.ca } : {}),
+        ...(graphCaFile(base, s.ca) ? { caFile: graphCaFile(base, s.ca) as string } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
       outcome = graphOutcome(answer, Date.now(), [token.reveal()])
@@ -81,7 +81,8 @@ export async function probeGraph(
       }
       return report
     }
-    if (outcome.kind === 'refused' && outcome.status === 400) {
+    // a 400 in Graph's error form (a code): Graph itself refused the empty payload, after the token
+    if (outcome.kind === 'refused' && outcome.status === 400 && outcome.code !== '') {
       report.ok = true
       report.steps.push('POST /me/sendMail with no message: 400, nothing sent (the token may send)')
       return report
@@ -109,6 +110,8 @@ function tokenError(e: unknown, a: string): NonNullable<ProtocolReport['error']>
 }
 
 function outcomeError(o: ReturnType<typeof graphOutcome>, a: string): NonNullable<ProtocolReport['error']> {
+  if (o.kind === 'unexpected')
+    return { stage: 'send', message: `HTTP ${o.status}`, kind: 'config', cause: 'the Graph address does not answer like Microsoft Graph', fix: 'Check the Graph URL ("mailkey status"; "mailkey add … --graph --graph-url URL").' }
   if (o.kind === 'throttled' || o.kind === 'unavailable')
     return {
       stage: 'send',

@@ -10,7 +10,7 @@
  */
 import { MailkeyError } from '../errors.js'
 import type { Mailkey } from '../mailkey.js'
-import { accountId, type AccountRecord } from '../domain/account.js'
+import { accountId, type AccountRecord, type SendMode } from '../domain/account.js'
 import { presetNamed } from '../providers/registry.js'
 import { mechanismsFor } from '../domain/provider-rules.js'
 import { encodeSasl } from '../sasl/index.js'
@@ -76,7 +76,7 @@ export async function testAccount(mk: Mailkey, account: string, opts: TestOption
     if (protocol === 'graph') results.push(await (await import('./graph.js')).probeGraph(mk, record, opts))
     else results.push(await probeOne(mk, record, protocol, mailbox, signedInAs, opts))
   }
-  graphAdvice(record, results)
+  graphAdvice(record, results, await mk.sendMode(settings.email).catch(() => 'smtp' as const))
   return {
     account: settings.email,
     mailbox,
@@ -222,11 +222,13 @@ function failureReport(
  * Graph in the grant, mail through mailkey goes there already (send = auto or graph); without,
  * `add --graph` is the fix.
  */
-function graphAdvice(rec: AccountRecord, results: ProtocolReport[]): void {
+function graphAdvice(rec: AccountRecord, results: ProtocolReport[], mode: SendMode): void {
   const smtp = results.find((r) => r.protocol === 'smtp')
   if (!smtp?.error || !/5\.7\.139/.test(smtp.error.cause)) return
   const a = shArg(rec.settings.email)
-  if (rec.settings.resources?.graph) {
+  if (rec.settings.resources?.graph && mode === 'smtp') {
+    smtp.error.fix = `The sign-in has Microsoft Graph, but this account is set to send over SMTP: "mailkey add ${a} --graph --send graph" (or send = "auto"). Or: ${smtp.error.fix}`
+  } else if (rec.settings.resources?.graph) {
     smtp.error.fix = `Nothing to do for mail sent through mailkey: the proxy and "mailkey send" submit through Microsoft Graph (see the graph line). ${smtp.error.fix}`
   } else if (
     rec.settings.servers.smtp &&

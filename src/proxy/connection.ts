@@ -215,9 +215,14 @@ export class Connection {
       signal: this.#ac.signal,
     })
     if (g.kind === 'gone') return false
-    const res = this.#session.loginResult(g.outcome, g.info)
-    if (res.done && g.graph) {
-      this.#relay(res, a.username)
+    const relay = g.outcome === 'ok' && g.graph ? this.#deps.gate.relayDeps() : undefined
+    // too many Graph relays at once: the client is told to try again (454), like an outage
+    const full = relay !== undefined && !relay.budget.enter()
+    const res = full
+      ? this.#session.loginResult('transient', { text: 'Too many clients are sending through Microsoft Graph; try again' })
+      : this.#session.loginResult(g.outcome, g.info)
+    if (res.done && relay) {
+      this.#relay(res, a.username, relay)
       return false
     }
     if (!res.done || !g.upstream) {
@@ -241,10 +246,9 @@ export class Connection {
     return { client, pending }
   }
 
-  #relay(res: LoginResult, account: string): void {
+  #relay(res: LoginResult, account: string, deps: ReturnType<LoginGate['relayDeps']>): void {
     const { client, pending } = this.#end(res)
-    const { tokens, log } = this.#deps.gate.relayDeps()
-    relayToGraph(client, pending, { tokens, log, cid: this.#cid, account, hostname: 'localhost' })
+    relayToGraph(client, pending, { ...deps, cid: this.#cid, account, hostname: 'localhost' })
     this.#deps.log({ level: 'info', cid: this.#cid, proto: this.#proto, event: 'graph-relay', account })
   }
 

@@ -25,6 +25,46 @@ export const RELAY_IDLE_MS = 5 * 60_000
 /** Exchange Online's recipient limit per message (500); more get 452 and are sent again by the client. */
 const MAX_RECIPIENTS = 500
 
+/**
+ * What Graph relays may hold at once in one proxy: each reads a message of up to ~3 MiB into
+ * memory and a submission makes a few copies of it (base64, the request), so relays and
+ * submissions are counted. A login past MAX_RELAYS is told to try again (454); a submission past
+ * MAX_SUBMISSIONS waits its turn (its client waits for the DATA reply anyway).
+ */
+export const RELAY_LIMITS = { maxRelays: 64, maxSubmissions: 8 } as const
+
+export class RelayBudget {
+  #relays = 0
+  #submitting = 0
+  readonly #waiting: (() => void)[] = []
+  readonly limits: { maxRelays: number; maxSubmissions: number }
+  constructor(limits: { maxRelays: number; maxSubmissions: number } = RELAY_LIMITS) {
+    this.limits = limits
+  }
+
+  /** a new relay, unless there are too many */
+  enter(): boolean {
+    if (this.#relays >= this.limits.maxRelays) return false
+    this.#relays++
+    return true
+  }
+
+  leave(): void {
+    this.#relays = Math.max(0, this.#relays - 1)
+  }
+
+  /** resolves when this submission may run; call the function it gives when done */
+  async submission(): Promise<() => void> {
+    if (this.#submitting >= this.limits.maxSubmissions) await new Promise<void>((r) => this.#waiting.push(r))
+    else this.#submitting++
+    return () => {
+      const next = this.#waiting.shift()
+      if (next) next() // the slot passes on
+      else this.#submitting--
+    }
+  }
+}
+
 export interface RelayDeps {
   tokens: Pick<TokenSource, 'record' | 'getAccessToken'>
   log: Log
@@ -33,6 +73,8 @@ export interface RelayDeps {
   hostname: string
   idleMs?: number
   graph?: GraphSubmitOptions
+  /** the proxy's relay budget; the relay leaves it when the client goes */
+  budget: RelayBudget
 }
 
 /** Serve the logged-in client until it quits or goes idle; `first`: what it sent after AUTH. */
@@ -45,6 +87,7 @@ export function relayToGraph(client: Socket, first: Buffer, d: RelayDeps): void 
   const idleMs = d.idleMs ?? RELAY_IDLE_MS
   let idle: NodeJS.Timeout | undefined
   let closed = false
+  let submitting = false
   const touch = (): void => {
     clearTimeout(idle)
     idle = setTimeout(() => {
@@ -63,8 +106,15 @@ export function relayToGraph(client: Socket, first: Buffer, d: RelayDeps): void 
     }
   }
   const submit = async (a: Extract<SubmissionAction, { type: 'submit' }>): Promise<void> => {
-    clearTimeout(idle) // the client waits for our answer now, not the other way round
-    const r = await submitViaGraph(d.tokens, d.account, a.envelope, a.message, d.graph)
+    // The client waits for our answer now: no idle timeout, and no more of its input read until
+    // the verdict (a client that pipelines on must not overflow the session into a 421 while
+    // Graph may be taking the message, which its retry would then send twice).
+    submitting = true
+    clearTimeout(idle)
+    client.pause()
+    const done = await d.budget.submission()
+    const r = await submitViaGraph(d.tokens, d.account, a.envelope, a.message, d.graph).finally(done)
+    submitting = false
     d.log({
       level: r.accepted ? 'info' : 'warn',
       cid: d.cid,
@@ -80,14 +130,16 @@ export function relayToGraph(client: Socket, first: Buffer, d: RelayDeps): void 
     if (closed) return
     touch()
     apply(session.submitted(`${r.reply}\r\n`))
+    if (!closed && !submitting) client.resume()
   }
   client.on('data', (chunk: Buffer) => {
-    touch()
+    if (!submitting) touch()
     apply(session.feed(chunk))
   })
   client.once('close', () => {
     closed = true
     clearTimeout(idle)
+    d.budget.leave()
   })
   client.on('error', () => client.destroy())
   touch()

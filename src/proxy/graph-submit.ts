@@ -16,7 +16,7 @@ import { cleanServerText } from '../core/server-text.js'
 import { shArg } from '../core/address.js'
 import { sleep } from '../core/wait.js'
 import { graphMessageFor } from '../protocols/smtp/mime-recipients.js'
-import { GRAPH_MAX_MIME_BYTES, graphOutcome, sendMailRequest, type GraphOutcome } from '../upstream/graph.js'
+import { GRAPH_MAX_MIME_BYTES, graphCaFile, graphOutcome, sendMailRequest, type GraphOutcome } from '../upstream/graph.js'
 import { GraphNetworkError, graphFetch } from '../upstream/graph-http.js'
 import type { TokenSource } from './token-source.js'
 import type { AccountRecord } from '../domain/account.js'
@@ -72,9 +72,11 @@ export async function submitViaGraph(
       'no graph url',
     )
   const plan = graphMessageFor(message, envelope.to)
+  if (plan.kind === 'bad-recipient')
+    return reply(`550 5.1.3 ${text(JSON.stringify(plan.address))} is not an address Microsoft Graph can send to`, plan.kind)
   if (plan.kind === 'unreadable-header')
     return reply(
-      `554 5.6.0 The message header cannot be read (${plan.why}); Microsoft Graph needs its To/Cc/Bcc`,
+      `554 5.6.0 The message header cannot be read (${plan.why}); Microsoft Graph needs plain To/Cc/Bcc fields`,
       plan.kind,
     )
   if (plan.kind === 'extra-header-recipients')
@@ -88,7 +90,7 @@ export async function submitViaGraph(
       `552 5.3.4 Message too big for Microsoft Graph (${plan.mime.length} bytes; at most ${GRAPH_MAX_MIME_BYTES})`,
       'too big',
     )
-  return await attempts(tokens, account, rec.settings.ca, base, plan.mime, o)
+  return await attempts(tokens, account, graphCaFile(base, rec.settings.ca), base, plan.mime, o)
 }
 
 async function attempts(
@@ -149,6 +151,7 @@ async function once(
   try {
     const answer = await graphFetch(sendMailRequest(base, token.reveal(), mime), {
       timeoutMs: o.timeoutMs ?? 60_000,
+      connectionKey: account,
       ...(caFile ? { caFile } : {}),
       ...(o.signal ? { signal: o.signal } : {}),
     })
@@ -207,8 +210,18 @@ function outcomeStep(g: GraphOutcome, maxWaitSec: number, account: string): Step
     case 'too-big':
       return done(`552 5.3.4 Message too big for Microsoft Graph (413 ${text(g.code)})`, 'too big')
     case 'throttled':
-    case 'unavailable':
       return waitOrTell(g, maxWaitSec)
+    case 'unavailable':
+      // a 5xx may come from a gateway after Exchange took the message: never sent again here
+      return done(
+        `451 4.3.0 Microsoft Graph failed (${g.status}) before it confirmed the message; it may have gone out; try again later`,
+        'unavailable',
+      )
+    case 'unexpected':
+      return done(
+        `451 4.3.0 The Graph address answered ${g.status}, not Microsoft Graph's 202; nothing is known to be sent; check "mailkey status"`,
+        'unexpected',
+      )
     case 'refused':
       return done(
         `554 5.6.0 Microsoft Graph refused the message (${g.status} ${text(g.code)}: ${text(g.message)})`,
@@ -217,13 +230,15 @@ function outcomeStep(g: GraphOutcome, maxWaitSec: number, account: string): Step
   }
 }
 
-/** 429/5xx: wait a short Retry-After out and try again; a long one goes to the client as 451. */
-function waitOrTell(g: Extract<GraphOutcome, { kind: 'throttled' | 'unavailable' }>, maxWaitSec: number): Step {
-  const wait = g.retryAfterSec ?? (g.kind === 'throttled' ? 5 : 2)
-  const what = g.kind === 'throttled' ? 'is throttling this mailbox' : `failed (${g.status})`
-  const line = `451 4.7.0 Microsoft Graph ${what}; try again in ${Math.max(wait, 1)} s`
-  if (wait > maxWaitSec) return { kind: 'done', result: reply(line, g.kind) }
-  return { kind: 'wait', ms: wait * 1000, result: reply(line, g.kind) }
+/**
+ * 429, or 503 with Retry-After (graph/throttling: the request was not processed): wait a short
+ * Retry-After out and try again; a long one goes to the client as 451.
+ */
+function waitOrTell(g: Extract<GraphOutcome, { kind: 'throttled' }>, maxWaitSec: number): Step {
+  const wait = g.retryAfterSec ?? 5
+  const line = `451 4.7.0 Microsoft Graph is throttling this mailbox; try again in ${Math.max(wait, 1)} s`
+  if (wait > maxWaitSec) return { kind: 'done', result: reply(line, 'throttled') }
+  return { kind: 'wait', ms: wait * 1000, result: reply(line, 'throttled') }
 }
 
 /** No Graph token: a dead grant or no consent (535, the command to run), or a passing trouble (451). */

@@ -16,6 +16,7 @@ import type { KdfGateOptions, ThrottleOptions } from './throttle.js'
 import type { TokenSource } from './token-source.js'
 import { loginUpstream, type UpstreamLogin } from './upstream.js'
 import { routeSmtpLogin } from './send-route.js'
+import { RelayBudget } from './graph-relay.js'
 import type { ListenerConfig } from './listeners.js'
 import type { Log } from './door.js'
 import { accountId } from '../domain/account.js'
@@ -63,6 +64,8 @@ export class LoginGate {
   readonly #tokens: TokenSource
   readonly #log: Log
   readonly #timeoutMs: number
+  /** Graph relays and submissions of this proxy (graph-relay.ts) */
+  readonly #relays = new RelayBudget()
 
   constructor(o: LoginGateOptions) {
     this.#tokens = o.tokens
@@ -76,8 +79,8 @@ export class LoginGate {
   }
 
   /** what a Graph relay needs from the gate's surroundings (connection.ts) */
-  relayDeps(): { tokens: TokenSource; log: Log } {
-    return { tokens: this.#tokens, log: this.#log }
+  relayDeps(): { tokens: TokenSource; log: Log; budget: RelayBudget } {
+    return { tokens: this.#tokens, log: this.#log, budget: this.#relays }
   }
 
   readonly #hasAccount = (account: string): Promise<boolean | undefined> =>
@@ -163,7 +166,8 @@ export class LoginGate {
       })
     try {
       // a client's own token is for the SMTP server it was made for; mailkey's own token may go to Graph
-      if (l.protocol !== 'smtp' || forward) return await viaSmtp()
+      // a listener that names its upstream server (config.toml `upstream`) always goes there
+      if (l.protocol !== 'smtp' || forward || l.upstream) return await viaSmtp()
       const route = { tokens: this.#tokens, account: a.username, signal: lc.signal, log: this.#log, cid: c.cid }
       return await routeSmtpLogin(route, viaSmtp)
     } finally {

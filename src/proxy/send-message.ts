@@ -30,21 +30,37 @@ export type SendResult = SubmitResult & { via: 'graph' | 'smtp' }
 
 type Tokens = Pick<TokenSource, 'record' | 'getAccessToken' | 'sendMode' | 'rememberSendMode'>
 
+/** One plain address: what goes between < and > in MAIL FROM and RCPT TO (no line breaks, no parameters). */
+const PLAIN_ADDRESS = /^[^\x00-\x20\x7f<>()\[\],;\\]+@[^\x00-\x20\x7f<>()\[\],;:\\"@]+$/
+
 export async function sendMessage(tokens: Tokens, m: OutgoingMessage, o: GraphSubmitOptions = {}): Promise<SendResult> {
+  const odd = [...m.to, ...(m.from ? [m.from] : [])].find((a) => !PLAIN_ADDRESS.test(a))
+  if (odd !== undefined)
+    return { reply: `501 5.1.3 ${JSON.stringify(odd)} is not a plain address`, accepted: false, note: 'bad address', via: 'smtp' }
   const signal = m.signal ?? new AbortController().signal
   const route = { tokens, account: m.account, signal, log: () => undefined, cid: 'send' }
   const login = await routeSmtpLogin(route, () => loginUpstream(tokens, 'smtp', m.account, signal))
   if (login.graph) return { ...(await submitViaGraph(tokens, m.account, m, m.message, o)), via: 'graph' }
   if (login.outcome !== 'ok' || !login.upstream) {
-    const temp = login.outcome === 'transient'
-    const line = `${temp ? '454 4.7.0' : '535 5.7.8'} ${login.reason ?? 'the SMTP login failed'}`
+    // transient: try later (75); reauth and bad credentials: sign in again (77); config: fix a setting (69)
+    const code = { transient: '454 4.7.0', reauth: '535 5.7.8', 'bad-credentials': '535 5.7.8', config: '554 5.3.5', ok: '' }
+    const line = `${code[login.outcome]} ${login.reason ?? 'the SMTP login failed'}`
     return { reply: line, accepted: false, note: login.outcome, via: 'smtp' }
   }
-  return { ...(await smtpTransaction(login.upstream.socket, login.upstream.pending, m)), via: 'smtp' }
+  return { ...(await smtpTransaction(login.upstream.socket, login.upstream.pending, m, o.timeoutMs ?? 60_000)), via: 'smtp' }
 }
 
 /** RFC 5321 §3.3: MAIL, RCPT for each recipient, DATA with dot-stuffing (§4.5.2), QUIT. */
-async function smtpTransaction(socket: Socket | TLSSocket, pending: Buffer, m: OutgoingMessage): Promise<SubmitResult> {
+async function smtpTransaction(
+  socket: Socket | TLSSocket,
+  pending: Buffer,
+  m: OutgoingMessage,
+  timeoutMs: number,
+): Promise<SubmitResult> {
+  // RFC 5321 §4.5.3.2: a server that does not answer is given up on (a cron job must not hang)
+  socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)))
+  const abort = (): void => void socket.destroy(new Error('interrupted'))
+  m.signal?.addEventListener('abort', abort, { once: true })
   const lines = replyReader(socket, pending)
   const say = async (cmd: string): Promise<{ code: number; text: string }> => {
     socket.write(`${cmd}\r\n`)
@@ -76,6 +92,7 @@ async function smtpTransaction(socket: Socket | TLSSocket, pending: Buffer, m: O
       note: 'lost',
     }
   } finally {
+    m.signal?.removeEventListener('abort', abort)
     socket.destroy()
   }
 }
@@ -108,16 +125,20 @@ function replyReader(socket: Socket, pending: Buffer): { next(): Promise<{ code:
     waiting?.()
   }
   socket.once('close', stop)
-  socket.on('error', stop)
+  socket.on('error', (e: Error) => {
+    ended ??= e
+    stop()
+  })
   const take = (): { code: number; text: string } | undefined => {
     const lines: string[] = []
     let at = 0
     for (;;) {
-      const nl = buf.indexOf('\r\n', at)
+      // CRLF, or a bare LF from a careless server (RFC 5321 §2.3.8 asks for CRLF)
+      const nl = buf.indexOf('\n', at)
       if (nl < 0) return undefined
-      const line = buf.slice(at, nl)
+      const line = buf.slice(at, nl).replace(/\r$/, '')
       lines.push(line)
-      at = nl + 2
+      at = nl + 1
       if (!/^\d{3}-/.test(line)) break
     }
     buf = buf.slice(at)

@@ -10,8 +10,8 @@
  *
  * Owns: the HTTP exchange. Must not: decide what an answer means (graph.ts) or retry.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http'
-import { request as httpsRequest } from 'node:https'
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { requestNeverSent } from '../core/net.js'
 import type { GraphAnswer, GraphRequest } from './graph.js'
 import { secureContextForCaFile } from './transport.js'
@@ -35,6 +35,35 @@ export interface GraphHttpOptions {
   caFile?: string
   timeoutMs: number
   signal?: AbortSignal
+  /**
+   * whose request this is (the account): its connections are kept open for its next messages and
+   * never used for another account's (a TLS handshake per message was most of the cost,
+   * bench/README.md "Graph"); absent: a connection of its own, closed after the answer
+   */
+  connectionKey?: string
+}
+
+/** Kept-alive connections per account (and Graph base and CA); at most this many accounts. */
+const MAX_AGENTS = 256
+const agents = new Map<string, HttpAgent>()
+
+function agentFor(key: string, https: boolean): HttpAgent {
+  let a = agents.get(key)
+  if (a) {
+    agents.delete(key) // most recently used last
+    agents.set(key, a)
+    return a
+  }
+  // idle connections close after 30 s; one request per connection at a time
+  const o = { keepAlive: true, maxSockets: 4, maxFreeSockets: 2, timeout: 30_000 }
+  a = https ? new HttpsAgent(o) : new HttpAgent(o)
+  agents.set(key, a)
+  if (agents.size > MAX_AGENTS) {
+    const [oldest, old] = agents.entries().next().value as [string, HttpAgent]
+    agents.delete(oldest)
+    old.destroy()
+  }
+  return a
 }
 
 /** One request to Graph; resolves with its answer, or rejects with a GraphNetworkError. */
@@ -42,10 +71,13 @@ export function graphFetch(req: GraphRequest, o: GraphHttpOptions): Promise<Grap
   const url = new URL(req.url)
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise<GraphAnswer>((resolve, reject) => {
-    let written = false
+    // once connected (a new connection, or a kept-alive one), the request may have reached Graph
+    // whatever fails after: only a failure to connect (refused, no such host, a certificate
+    // refused: core/net.ts) proves the message was not sent
+    let connected = false
     const fail = (e: unknown): void => {
       const code = (e as NodeJS.ErrnoException)?.code
-      const maybeSent = written && !requestNeverSent(e)
+      const maybeSent = connected && !requestNeverSent(e)
       const what = (e as Error)?.message ?? String(e)
       reject(new GraphNetworkError(`${url.host}: ${what}`, maybeSent, code, e))
     }
@@ -57,21 +89,24 @@ export function graphFetch(req: GraphRequest, o: GraphHttpOptions): Promise<Grap
         timeout: o.timeoutMs,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(url.protocol === 'https:' && o.caFile ? { secureContext: secureContextForCaFile(o.caFile) } : {}),
-        // a fresh connection per message: no socket of another account's request is reused
-        agent: false,
+        agent: o.connectionKey
+          ? agentFor(`${o.connectionKey}\0${url.origin}\0${o.caFile ?? ''}`, url.protocol === 'https:')
+          : false,
       })
     } catch (e) {
       fail(e)
       return
     }
+    r.on('socket', (sock) => {
+      if (!sock.connecting) connected = true
+      else sock.once('connect', () => (connected = true))
+    })
     r.on('timeout', () =>
       r.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
     )
     r.on('error', fail)
     r.on('response', (res) => readAnswer(res).then(resolve, fail))
-    r.end(req.body, () => {
-      written = true
-    })
+    r.end(req.body)
   })
 }
 

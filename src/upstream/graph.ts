@@ -66,6 +66,17 @@ export function sendCheckRequest(base: string, token: string): GraphRequest {
   }
 }
 
+/**
+ * The CA file to trust for the Graph base: the account's private CA (given for its mail servers)
+ * only for a Graph address of its own (a test or private endpoint), never for Microsoft's public
+ * Graph, where the system's CAs decide: the bearer token goes there.
+ */
+export function graphCaFile(base: string, accountCa: string | undefined): string | undefined {
+  if (!accountCa) return undefined
+  const host = new URL(base).hostname.toLowerCase()
+  return host === 'graph.microsoft.com' || host.endsWith('.graph.microsoft.com') ? undefined : accountCa
+}
+
 /** What came back, as the HTTP layer saw it. */
 export interface GraphAnswer {
   status: number
@@ -88,8 +99,13 @@ export type GraphOutcome =
   | { kind: 'too-big'; code: string; message: string }
   /** 429, or 503 with Retry-After: try again after `retryAfterSec` */
   | { kind: 'throttled'; status: number; retryAfterSec: number | undefined; message: string }
-  /** 5xx: Graph failed; the message was not accepted (a 5xx is an answer) */
+  /**
+   * 5xx without a throttling Retry-After: Graph (or a gateway before it) failed; whether the
+   * message was taken before that is unknown, so it is never sent again here
+   */
   | { kind: 'unavailable'; status: number; retryAfterSec: number | undefined; message: string }
+  /** 2xx other than 202, 3xx: not Graph's answer to sendMail (a wrong URL, something in between) */
+  | { kind: 'unexpected'; status: number; message: string }
   /** any other 4xx: the message (or the request) is wrong; sending it again will not help */
   | { kind: 'refused'; status: number; code: string; message: string }
 
@@ -121,7 +137,9 @@ export function retryAfterSec(value: string | undefined, now: number): number | 
 
 /** What Graph's answer means for the message. */
 export function graphOutcome(a: GraphAnswer, now: number, secrets: readonly string[] = []): GraphOutcome {
-  if (a.status === 202 || a.status === 200 || a.status === 204) return { kind: 'accepted' }
+  // user-sendmail: "If successful, this method returns 202 Accepted". Nothing else is taken as
+  // sent: a 200 login page from a wrong URL or an intercepting proxy must not become a 250.
+  if (a.status === 202) return { kind: 'accepted' }
   const { code, message } = graphError(a.body, secrets)
   const wait = retryAfterSec(a.headers['retry-after'], now)
   if (a.status === 401) return { kind: 'token-refused', code, message }
@@ -133,5 +151,6 @@ export function graphOutcome(a: GraphAnswer, now: number, secrets: readonly stri
   if (a.status === 429 || (a.status === 503 && wait !== undefined))
     return { kind: 'throttled', status: a.status, retryAfterSec: wait, message }
   if (a.status >= 500) return { kind: 'unavailable', status: a.status, retryAfterSec: wait, message }
+  if (a.status < 400) return { kind: 'unexpected', status: a.status, message }
   return { kind: 'refused', status: a.status, code, message }
 }

@@ -8,13 +8,16 @@ import assert from 'node:assert/strict'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BIN, findLeaks, have, runCli, runCommand, spawnCli, transcript } from '../harness/cli.js'
-import { labFlags } from '../harness/sign-in.js'
+import { LAB_SCOPE, labFlags } from '../harness/sign-in.js'
+import { runInPty } from '../harness/pty.js'
+import { checkJsonOutput } from '../harness/json-output.js'
 import { assertAdded, startGraphLab, type GraphLab } from '../harness/graph-lab.js'
 
 const ALICE = 'alice@example.test'
 const DAVE = 'dave@example.test'
 const CAROL = 'carol@example.test'
 const PAT = 'pat@example.test'
+const QUINN = 'quinn@example.test'
 const skip = !have('git') ? 'git not installed' : false
 if (skip && process.env.CI) throw new Error('the Graph CLI tests need git in CI')
 
@@ -22,7 +25,7 @@ describe('mailkey send, add --graph --paste, status', { skip }, () => {
   let g: GraphLab
 
   before(async () => {
-    g = await startGraphLab({ smtpAuthDisabled: (u) => u === ALICE || u === CAROL })
+    g = await startGraphLab({ smtpAuthDisabled: (u) => u === ALICE || u === CAROL || u === QUINN })
     assertAdded(await g.add(ALICE, g.serverFlags(true)))
     assertAdded(await g.add(DAVE, g.serverFlags(false)))
     assertAdded(await g.add(CAROL, [...g.serverFlags(false), '--send', 'auto']))
@@ -140,6 +143,7 @@ describe('mailkey send, add --graph --paste, status', { skip }, () => {
     cli.child.stdin.write(`${await g.lab.completeAuthorization(url, { login: PAT })}\n`)
     const r = await cli.done
     assert.equal(r.code, 0, r.stderr)
+    checkJsonOutput(r.stdout, 'add --graph --paste --json')
     assert.equal(cli.events('graph')[0]?.granted, true)
     assert.equal(g.lab.counts.refresh, refreshes + 1, 'one refresh, for the Graph token')
     const rec = await g.record(PAT)
@@ -152,6 +156,71 @@ describe('mailkey send, add --graph --paste, status', { skip }, () => {
     )
     const st = await runCli(['status', PAT], g.home.env)
     assert.match(st.stdout, /sending +through Microsoft Graph \(https:\/\/127\.0\.0\.1:\d+\/v1\.0; Graph token until /)
+  })
+
+  it('mailkey test on a terminal offers the Graph sign-in when SMTP answers 5.7.139; yes signs in with --graph', async () => {
+    const cfgDir = join(g.home.env.XDG_CONFIG_HOME as string, 'mailkey')
+    await mkdir(cfgDir, { recursive: true })
+    await writeFile(
+      join(cfgDir, 'config.toml'),
+      [
+        '[providers.lab]',
+        `issuer = "${g.lab.issuer}"`,
+        'client_id = "mailkey-lab"',
+        `scopes = [${LAB_SCOPE.split(' ')
+          .map((x) => `"${x}"`)
+          .join(', ')}]`,
+        `smtp_url = "smtp://localhost:${g.smtp.ports.submission}"`,
+        `graph_url = "${g.graph.url}"`,
+        'flows = ["device"]',
+        '',
+      ].join('\n'),
+    )
+    const cli = spawnCli(['add', QUINN, '--provider', 'lab', '--device', '--json', '--ca', g.pki.caFile], g.home.env)
+    await g.lab.approveDevice(String((await cli.event('device_code')).user_code), { login: QUINN })
+    assert.equal((await cli.done).code, 0)
+    const t = runInPty([process.execPath, BIN, 'test', QUINN, '--protocol', 'smtp'], g.home.env)
+    try {
+      await t.waitFor(/Sign in again with Graph now \("mailkey add quinn@example\.test --graph"\)\? \[y\/N\]/, 30_000)
+      t.type('y\r')
+      for (const n of [1, 2]) {
+        await t.waitFor(new RegExp(`(enter the code\\s+[A-Z]{4}-[A-Z]{4}[\\s\\S]*){${n}}`), 30_000)
+        const codes = [...t.screen().matchAll(/enter the code\s+([A-Z]{4}-[A-Z]{4})/g)].map((m) => m[1] as string)
+        await g.lab.approveDevice(codes[n - 1] as string, { login: QUINN })
+      }
+      await t.waitFor(/Microsoft Graph: Mail\.Send granted/, 30_000)
+      assert.equal(await t.end(30_000), 0, t.screen())
+    } finally {
+      await t.end(1000)
+    }
+    const rec = await g.record(QUINN)
+    assert.equal(rec.settings.send, 'graph')
+    assert.equal(rec.settings.provider, 'lab')
+    g.secrets.push(rec.grant.accessToken, rec.grant.refreshToken, rec.grant.resources.graph.accessToken)
+    assert.equal((await g.lab.introspectGraph(rec.grant.resources.graph.accessToken)).active, true)
+  })
+
+  it('the second (Graph) code approved by someone else: nothing is stored', async () => {
+    const scope = ['--scope', `${LAB_SCOPE} openid email`]
+    const r = await g.add(
+      'rita@example.test',
+      [...g.serverFlags(true), ...scope],
+      [{}, { login: 'mallory@example.test' }],
+    )
+    assert.notEqual(r.code, 0)
+    assert.equal(r.codes, 2)
+    assert.match(r.stderr, /mallory@example\.test/)
+    const st = await runCli(['status', 'rita@example.test'], g.home.env)
+    assert.equal(st.code, 78, 'no account was stored')
+  })
+
+  it('the Graph code declined: the mail sign-in is kept, Graph reported, the account keeps SMTP', async () => {
+    const r = await g.add('sam@example.test', g.serverFlags(true), [{}, { deny: true }])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /warning: Microsoft Graph was not granted for sam@example\.test/)
+    const rec = await g.record('sam@example.test')
+    assert.equal(rec.settings.send, undefined)
+    assert.equal(rec.grant.resources, undefined)
   })
 
   it('--graph is refused for a provider without Graph', async () => {

@@ -17,6 +17,7 @@ import type { Smtp } from '../harness/smtp-server.js'
 import type { TmpHome } from '../harness/tmp-home.js'
 import { findLeaks, have, noteSecrets, runCli, runCommand, spawnCli, transcript, type LiveCli } from '../harness/cli.js'
 import { LineClient } from '../harness/line-client.js'
+import { checkJsonOutput } from '../harness/json-output.js'
 import { assertAdded, startGraphLab, type GraphLab } from '../harness/graph-lab.js'
 
 const ALICE = 'alice@example.test'
@@ -183,6 +184,15 @@ finally:
     const r = await smtplibSend(ALICE, ['someone-else@example.test'], message('extra'))
     assert.equal(r.code, 3, r.out)
     assert.match(r.out, /ERR 554 .*Microsoft Graph sends to every To\/Cc\/Bcc address/)
+    assert.equal(graph.received.length, before)
+  })
+
+  it('a From the user may not send as: 550 5.7.60 from Graph (ErrorSendAsDenied), nothing sent', async () => {
+    const before = graph.received.length
+    const msg = Buffer.from(`From: boss@example.test\r\nTo: ${BOB}\r\nSubject: x\r\n\r\nx\r\n`)
+    const r = await smtplibSend(ALICE, [BOB], msg)
+    assert.equal(r.code, 3, r.out)
+    assert.match(r.out, /ERR 550 5\.7\.60 Not allowed to send as this From address \(Graph ErrorSendAsDenied/)
     assert.equal(graph.received.length, before)
   })
 
@@ -363,8 +373,8 @@ finally:
     assert.equal(graph.received.length, before + 1)
   })
 
-  it('a 503 is retried here; the message goes once', async () => {
-    graph.script({ status: 503 })
+  it('a 503 with Retry-After (throttling) is waited out here; the message goes once', async () => {
+    graph.script({ status: 503, headers: { 'retry-after': '1' } })
     const before = graph.received.length
     const r = await smtplibSend(ALICE, [BOB], message('outage-503'))
     assert.equal(r.code, 0, r.out)
@@ -373,6 +383,22 @@ finally:
       graph.requests.slice(-2).map((q) => q.status),
       [503, 202],
     )
+  })
+
+  it('a 500 is not sent again here (Graph may have taken it): 451 to the client; its retry goes once', async () => {
+    graph.script({ status: 500 })
+    const before = graph.received.length
+    const msg = message('outage-500')
+    const r = await smtplibSend(ALICE, [BOB], msg)
+    assert.equal(r.code, 3, r.out)
+    assert.match(
+      r.out,
+      /ERR 451 4\.3\.0 Microsoft Graph failed \(500\) before it confirmed the message; it may have gone out/,
+    )
+    assert.equal(graph.received.length, before)
+    const again = await smtplibSend(ALICE, [BOB], msg)
+    assert.equal(again.code, 0, again.out)
+    assert.equal(graph.received.length, before + 1)
   })
 
   it('a connection dropped after the request went out: 451 to the client (it may have arrived); its retry goes once', async () => {
@@ -445,6 +471,7 @@ finally:
   it('mailkey test: the Graph check passes without sending; SMTP 5.7.139 says Graph covers it', async () => {
     const before = graph.received.length
     const r = await runCli(['test', ALICE, '--json'], home.env)
+    checkJsonOutput(r.stdout, 'test --json')
     const report = JSON.parse(r.stdout) as { results: { protocol: string; ok: boolean; error?: { fix: string } }[] }
     const byName = Object.fromEntries(report.results.map((x) => [x.protocol, x]))
     assert.equal(byName.graph?.ok, true, r.stdout + r.stderr)

@@ -13,6 +13,7 @@ import { startSmtp, type Smtp } from './smtp-server.js'
 import { makeTmpHome, recordFile, type TmpHome } from './tmp-home.js'
 import { noteSecrets, spawnCli } from './cli.js'
 import { labFlags } from './sign-in.js'
+import { checkJsonOutput } from './json-output.js'
 
 export interface GraphLab {
   lab: LabServer
@@ -24,8 +25,15 @@ export interface GraphLab {
   secrets: string[]
   /** the flags for the SMTP testbed and the CA (and the Graph emulator with `graph`) */
   serverFlags(graph: boolean): string[]
-  /** `mailkey add EMAIL --device --json` with the lab's flags and `flags`; every device code approved */
-  add(email: string, flags: string[]): Promise<{ code: number | null; stderr: string; codes: number }>
+  /**
+   * `mailkey add EMAIL --device --json` with the lab's flags and `flags`; every device code approved
+   * as EMAIL, or as `codes[i]` says (another login, or declined)
+   */
+  add(
+    email: string,
+    flags: string[],
+    codes?: { login?: string; deny?: boolean }[],
+  ): Promise<{ code: number | null; stderr: string; codes: number }>
   /** the account's record, as stored (a plain store) */
   record(email: string): Promise<Record<string, any>>
   stop(): Promise<void>
@@ -68,18 +76,25 @@ export async function startGraphLab(o: { smtpAuthDisabled: (user: string) => boo
       pki.caFile,
       ...(withGraph ? ['--graph', '--graph-url', graph.url] : []),
     ],
-    async add(email, flags) {
+    async add(email, flags, how = []) {
       const cli = spawnCli(['add', email, '--device', '--json', ...labFlags(lab), ...flags], home.env)
       let approved = 0
       while (cli.child.exitCode === null || cli.events('device_code').length > approved) {
         const codes = cli.events('device_code')
         if (codes.length > approved) {
-          await lab.approveDevice(String(codes[approved]?.user_code), { login: email })
+          const o = how[approved] ?? {}
+          await lab.approveDevice(String(codes[approved]?.user_code), {
+            login: o.login ?? email,
+            deny: o.deny === true,
+          })
           approved++
         } else await sleep(100)
       }
       const r = await cli.done
-      if (r.code === 0) await noteRecord(email)
+      if (r.code === 0) {
+        await noteRecord(email)
+        checkJsonOutput(r.stdout, `mailkey add ${email} --device --json`) // device_code (purpose), graph, signed_in
+      }
       return { code: r.code, stderr: r.stderr, codes: approved }
     },
     async stop() {

@@ -3,7 +3,13 @@
 // (cli/commands/send.ts, proxy/send-message.ts).
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { addressList, graphMessageFor, headerRecipients } from '../../src/protocols/smtp/mime-recipients.js'
+import {
+  addressList,
+  graphMessageFor,
+  headerFields,
+  headerRecipients,
+  withoutFields,
+} from '../../src/protocols/smtp/mime-recipients.js'
 import {
   GRAPH_MAX_MIME_BYTES,
   GRAPH_MAX_REQUEST_BYTES,
@@ -13,7 +19,7 @@ import {
   sendCheckRequest,
   sendMailRequest,
 } from '../../src/upstream/graph.js'
-import { crlf, parseSendArgs, withoutBcc } from '../../src/cli/commands/send.js'
+import { crlf, parseSendArgs } from '../../src/cli/commands/send.js'
 import { dotStuffed } from '../../src/proxy/send-message.js'
 import { UsageError } from '../../src/errors.js'
 
@@ -34,6 +40,10 @@ describe('addressList (RFC 5322 §3.4)', () => {
     ['x <a@b.example', undefined],
     ['"unterminated <a@b.example>', undefined],
     ['(unclosed comment a@b.example', undefined],
+    // a word that is no address: another reader may resolve it (an alias, an encoded word)
+    ['a@x.example, victim', undefined],
+    ['<boss>', undefined],
+    ['=?utf-8?B?dmljdGltQGV2aWwuY29t?=', undefined],
   ]
   for (const [input, want] of cases) it(JSON.stringify(input), () => assert.deepEqual(addressList(input), want))
 })
@@ -77,6 +87,27 @@ describe('graphMessageFor: the envelope against To/Cc/Bcc', () => {
     const v = graphMessageFor(Buffer.from('Subject: x\n\nbody\n'), ['bob@example.test'])
     assert.ok(v.kind === 'ok' && v.mime.toString().startsWith('Bcc: bob@example.test\nSubject: x\n'))
   })
+  it('a header another reader could read differently is refused: bare CR, a line that is no field, "To :"', () => {
+    assert.equal(
+      headerFields(Buffer.from('Subject: hi\rBcc: victim@evil.example\r\nTo: a@b.example\r\n\r\nx')),
+      undefined,
+    )
+    assert.equal(headerFields(Buffer.from('Subject: hi\r\nnot a field\r\nTo: a@b.example\r\n\r\nx')), undefined)
+    assert.equal(headerFields(Buffer.from('To : a@b.example\r\n\r\nx')), undefined)
+    assert.equal(graphMessageFor(Buffer.from('To : a@b.example\r\n\r\nx'), ['a@b.example']).kind, 'unreadable-header')
+  })
+  it('an envelope recipient that is no plain address never reaches the Bcc field (no header injection)', () => {
+    assert.deepEqual(graphMessageFor(msg, ['bob@example.test', 'x@y.example\r\nTo: victim@evil.example']), {
+      kind: 'bad-recipient',
+      address: 'x@y.example\r\nTo: victim@evil.example',
+    })
+    assert.equal(graphMessageFor(msg, ['Postmaster']).kind, 'bad-recipient')
+  })
+  it("the added Bcc field takes the line end of the message's first line", () => {
+    const m = Buffer.from('To: a@b.example\nSubject: s\n\r\nbody\r\n'.replace('\n\r\n', '\n\n'))
+    const v = graphMessageFor(m, ['a@b.example', 'c@d.example'])
+    assert.ok(v.kind === 'ok' && v.mime.toString().startsWith('Bcc: c@d.example\nTo:'))
+  })
   it('an unreadable To field is refused, not guessed', () => {
     assert.equal(graphMessageFor(Buffer.from('To: x <a@b.example\r\n\r\nb'), ['a@b.example']).kind, 'unreadable-header')
   })
@@ -85,7 +116,11 @@ describe('graphMessageFor: the envelope against To/Cc/Bcc', () => {
 describe("Graph's answers (learn.microsoft.com/graph/errors, user-sendmail, throttling)", () => {
   const ans = (status: number, body = '', headers: Record<string, string> = {}) => ({ status, body, headers })
   const err = (code: string, message: string) => JSON.stringify({ error: { code, message, innerError: {} } })
-  it('202 is accepted', () => assert.deepEqual(graphOutcome(ans(202), NOW), { kind: 'accepted' }))
+  it("202 is accepted; 200 or 204 is not Graph's answer (a wrong URL, something in between)", () => {
+    assert.deepEqual(graphOutcome(ans(202), NOW), { kind: 'accepted' })
+    assert.equal(graphOutcome(ans(200, '<html>sign in</html>'), NOW).kind, 'unexpected')
+    assert.equal(graphOutcome(ans(204), NOW).kind, 'unexpected')
+  })
   it('401 is a refused token', () =>
     assert.equal(graphOutcome(ans(401, err('InvalidAuthenticationToken', 'x')), NOW).kind, 'token-refused'))
   it('403 ErrorSendAsDenied is send-as, other 403s are a missing permission', () => {
@@ -101,9 +136,9 @@ describe("Graph's answers (learn.microsoft.com/graph/errors, user-sendmail, thro
       message: 'slow down',
     })
   })
-  it('503 with Retry-After is throttled; 500 without is unavailable', () => {
+  it('503 with Retry-After is throttled; 500, 502, 504 without are unavailable (maybe taken: never resent)', () => {
     assert.equal(graphOutcome(ans(503, '', { 'retry-after': '2' }), NOW).kind, 'throttled')
-    assert.equal(graphOutcome(ans(500), NOW).kind, 'unavailable')
+    for (const st of [500, 502, 503, 504]) assert.equal(graphOutcome(ans(st), NOW).kind, 'unavailable')
   })
   it('other 4xx are refusals with the code and a cleaned message', () => {
     const o = graphOutcome(ans(400, err('ErrorMimeContentInvalid', 'bad\u001b[31m mime\nsecond line')), NOW)
@@ -181,7 +216,18 @@ describe('mailkey send input (sendmail conventions)', () => {
   })
   it('removes Bcc fields, folded ones too, from the header only', () => {
     const m = Buffer.from('To: a@x\r\nBcc: b@x,\r\n c@x\r\nSubject: s\r\n\r\nBcc: in the body\r\n')
-    assert.equal(withoutBcc(m).toString(), 'To: a@x\r\nSubject: s\r\n\r\nBcc: in the body\r\n')
+    assert.equal(withoutFields(m, 'bcc').toString(), 'To: a@x\r\nSubject: s\r\n\r\nBcc: in the body\r\n')
+  })
+  it('removes Bcc from a message that is all header, and the obsolete "Bcc :" form', () => {
+    assert.equal(
+      withoutFields(Buffer.from('To: a@x\r\nBcc: s@y\r\nSubject: hi\r\n'), 'bcc').toString(),
+      'To: a@x\r\nSubject: hi\r\n',
+    )
+    assert.equal(withoutFields(Buffer.from('To: a@x\r\nBcc : s@y\r\n\r\nb'), 'bcc').toString(), 'To: a@x\r\n\r\nb')
+  })
+  it('refuses -bs, -bv and the other -b modes (only -bm sends)', () => {
+    for (const b of ['-bs', '-bv', '-bp', '-bi', '-bt']) assert.throws(() => parseSendArgs([b]), UsageError, b)
+    assert.deepEqual(parseSendArgs(['-bm', 'x@y.example']).to, ['x@y.example'])
   })
   it('dot-stuffs lines that start with a dot (RFC 5321 §4.5.2) and ends with CRLF', () => {
     assert.equal(dotStuffed(Buffer.from('.a\r\nb\r\n.\r\n..c')).toString(), '..a\r\nb\r\n..\r\n...c\r\n')

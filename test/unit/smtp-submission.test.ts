@@ -457,6 +457,23 @@ describe('SMTP submission: message data', () => {
     }
   })
 
+  test('an LF-only client (its DATA line ended in a bare LF): LF "." LF ends its message, CRLF "." CRLF too', () => {
+    for (const [data, message] of [
+      ['Subject: x\n\nhi\n..dot\n.\n', 'Subject: x\n\nhi\n.dot\n'],
+      ['a\r\nb\r\n.\r\n', 'a\r\nb\r\n'],
+    ] as const) {
+      for (const size of [0, 1, 7]) {
+        const s = createSubmissionSession({ ...BASE, maxMessageBytes: 1024 * 1024 })
+        const head = render(s.feed(Buffer.from('MAIL FROM:<alice@example.com>\nRCPT TO:<bob@example.com>\nDATA\n')))
+        assert.match(head, /^354 /m)
+        const actions = feedIn(s, Buffer.from(data), size)
+        const submit = actions.find((a) => a.type === 'submit')
+        assert.ok(submit && submit.type === 'submit', `pieces of ${size}: ${render(actions)}`)
+        assert.equal(submit.message.toString('latin1'), message, `pieces of ${size}`)
+      }
+    }
+  })
+
   test('1 MiB with 8-bit headers, an attachment, dot lines and CR/LF oddities arrives byte-identical', () => {
     const message = bigMessage(1024 * 1024)
     const wire = Buffer.concat([stuffed(message), Buffer.from('.\r\n')])

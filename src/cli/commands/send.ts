@@ -7,7 +7,8 @@
  */
 import { EXIT, UsageError } from '../../errors.js'
 import { createMailkey } from '../../mailkey.js'
-import { addressList, headerFields } from '../../protocols/smtp/mime-recipients.js'
+import { addressList, headerFields, withoutFields } from '../../protocols/smtp/mime-recipients.js'
+import { addressProblem, quoted } from '../../core/address.js'
 import type { CliIO } from '../io.js'
 import { passphrasePrompt } from '../io.js'
 import { describeFlags } from '../flags.js'
@@ -25,7 +26,7 @@ files the message in Sent Items; others send over SMTP with the account's token.
   -i, -oi          accepted (a line with one dot does not end the message here anyway)
   -v               say where the message went
 Bcc fields are removed from the message; those recipients still get it (sendmail -t style).
-Other sendmail options (-F, -o..., -bm, -od...) are accepted and ignored.
+-F, -o..., -od... and -bm are accepted and ignored; other -b modes (-bs, -bv, ...) are refused.
 
 Exit status: 0 sent; 75 try again later; 77 sign in again; 69 refused; 64 usage.
 `
@@ -65,7 +66,10 @@ export function parseSendArgs(args: string[]): SendArgs {
       value('-F') // the sender's full name: the From header says it
     else if (a === '-t') out.headers = true
     else if (a === '-v') out.verbose = true
-    else if (a === '-i' || a.startsWith('-o') || a.startsWith('-b') || a.startsWith('-d')) continue
+    else if (a === '-i' || a === '-bm' || a.startsWith('-o') || a.startsWith('-d')) continue
+    else if (a.startsWith('-b'))
+      // -bs (SMTP on stdin), -bv (verify only), -bp, -bi, -bt: other jobs; taken as -bm they would send
+      throw new UsageError(`send: ${a} is not supported (only -bm: read a message from stdin and send it)`)
     else if (a.startsWith('-'))
       throw new UsageError(`send: unknown option "${a}"`, { hint: 'Run "mailkey send --help".' })
     else out.to.push(a)
@@ -84,19 +88,27 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     throw new UsageError(`send: ${e.message}`, { hint: 'Send messages of at most 64 MiB.' })
   })
   const message = crlf(raw)
-  const fields = headerFields(message) ?? []
-  const to = [...a.to, ...(a.headers ? headerAddresses(fields, ['to', 'cc', 'bcc']) : [])]
+  const fields = headerFields(message)
+  if (a.headers && !fields)
+    throw new UsageError('send -t: the message header cannot be read (a bare CR, or a line that is no field)')
+  const to = [...a.to, ...(a.headers ? headerAddresses(fields ?? [], ['to', 'cc', 'bcc']) : [])]
   const recipients = [...new Map(to.map((r) => [r.toLowerCase(), r])).values()]
   if (recipients.length === 0)
     throw new UsageError('send: no recipients', { hint: 'Name them, or use -t to take them from To/Cc/Bcc.' })
+  // an address from a script may come from anyone: one plain address each, nothing else
+  for (const r of [...recipients, ...(a.from ? [a.from] : [])]) {
+    const why = addressProblem(r)
+    if (why) throw new UsageError(`send: ${quoted(r)} is not an e-mail address: ${why}`)
+  }
   const mk = createMailkey({ env: io.env, ...passphrasePrompt(io) })
-  const account = await pickAccount(mk, a, headerAddresses(fields, ['from'])[0])
+  const fromField = fields?.find(([n]) => n === 'from')?.[1]
+  const account = await pickAccount(mk, a, fromField === undefined ? undefined : addressList(fromField)?.[0])
   const { sendMessage } = await import('../../proxy/send-message.js')
   const r = await sendMessage(mk, {
     account,
     from: a.from ?? account,
     to: recipients,
-    message: withoutBcc(message),
+    message: withoutFields(message, 'bcc'),
     signal: io.signal,
   })
   if (r.accepted) {
@@ -135,20 +147,18 @@ async function pickAccount(
   )
 }
 
+/** The addresses of these fields; a field that cannot be read is an error (its recipients would be lost). */
 function headerAddresses(fields: [string, string][], names: string[]): string[] {
-  return fields.filter(([n]) => names.includes(n)).flatMap(([, v]) => addressList(v) ?? [])
+  return fields
+    .filter(([n]) => names.includes(n))
+    .flatMap(([n, v]) => {
+      const list = addressList(v)
+      if (!list) throw new UsageError(`send -t: the ${n} field cannot be read as addresses`)
+      return list
+    })
 }
 
 /** RFC 5322 §2.1: CRLF line ends; stdin from scripts and git has bare LF. */
 export function crlf(b: Buffer): Buffer {
   return Buffer.from(b.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1')
-}
-
-/** sendmail -t and msmtp remove Bcc fields from the header (the recipients still get the message). */
-export function withoutBcc(message: Buffer): Buffer {
-  const text = message.toString('latin1')
-  const end = text.indexOf('\r\n\r\n')
-  if (end < 0) return message
-  const head = text.slice(0, end + 2).replace(/^bcc:.*\r\n(?:[ \t].*\r\n)*/gim, '')
-  return Buffer.from(head + text.slice(end + 2), 'latin1')
 }

@@ -146,7 +146,7 @@ function describe(s: AccountStatus): string {
   rows.push(['scopes', s.grantedScope ?? s.scopes.join(' ')])
   const servers = [s.servers.imap, s.servers.pop, s.servers.smtp].filter(Boolean).join('  ')
   rows.push(['servers', servers || '-'])
-  if (s.graph || s.send) rows.push(['sending', sendingText(s)])
+  if (s.graph || (s.send && s.send !== 'smtp')) rows.push(['sending', sendingText(s)])
   rows.push(['SASL', s.sasl])
   if (s.lastError) {
     rows.push(['last error', `${formatTime(s.lastError.atIso)}: ${s.lastError.message}`])

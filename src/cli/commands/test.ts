@@ -10,6 +10,8 @@ import { arrow } from '../format.js'
 import { COMMON_FLAGS, needEmail, parse } from '../flags.js'
 import { jsonLine } from '../json.js'
 import type { TestReport } from '../../probe/types.js'
+import type { Mailkey } from '../../mailkey.js'
+import { shArg } from '../../core/address.js'
 
 const HELP = `Usage: mailkey test <email> [--protocol imap|pop|smtp|graph]... [--mailbox M] [--json] [--timeout SEC]
 
@@ -89,7 +91,27 @@ export async function run(args: string[], io: CliIO): Promise<number> {
     io.stdout(text)
   }
   const firstFailure = report.results.find((r) => !r.ok)
+  if (!values.json && (await offerGraph(io, mk, report))) return EXIT.OK
   return firstFailure?.error ? EXIT_OF[firstFailure.error.kind] : EXIT.OK
+}
+
+/**
+ * Issue 16, "offered when a 5.7.139 is seen": on a terminal, SMTP refused with 5.7.139 (Microsoft's
+ * answer) and a sign-in without Graph, ask whether to sign in again with Graph now; yes runs
+ * `mailkey add <account> --graph` here. True when that sign-in succeeded.
+ */
+async function offerGraph(io: CliIO, mk: Mailkey, report: TestReport): Promise<boolean> {
+  const smtp = report.results.find((r) => r.protocol === 'smtp')
+  if (!smtp?.error || !/5\.7\.139/.test(smtp.error.cause) || !io.stdinIsTTY || !io.stderrIsTTY) return false
+  const rec = await mk.record(report.account)
+  if (!rec || rec.settings.resources?.graph) return false
+  const answer = await io.readLine(
+    `SMTP AUTH is off for ${report.account}; mail can go through Microsoft Graph instead. Sign in again with Graph now ("mailkey add ${shArg(report.account)} --graph")? [y/N] `,
+    io.signal,
+  )
+  if (!/^\s*y(es)?\s*$/i.test(answer ?? '')) return false
+  const { run } = await import('./add.js')
+  return (await run([report.account, '--graph'], io)) === EXIT.OK
 }
 
 /** The words of every --json `kind` (docs/json.md): the token service's, with the exit code beside. */

@@ -28,33 +28,68 @@ export type GraphMessageVerdict =
   | { kind: 'extra-header-recipients'; addresses: string[] }
   /** the header cannot be read as RFC 5322 (no header/body split, or an unreadable address list) */
   | { kind: 'unreadable-header'; why: string }
+  /** an envelope recipient that is no plain address (`<postmaster>` without a domain, a line break) */
+  | { kind: 'bad-recipient'; address: string }
 
 const RECIPIENT_FIELDS = new Set(['to', 'cc', 'bcc'])
 
-/** The header block: everything before the first empty line (RFC 5322 §2.1). */
-function headerBlock(mime: Buffer): string | undefined {
-  const text = mime.toString('utf8') // RFC 6532: UTF-8 in header fields
-  const m = /\r?\n\r?\n/.exec(text)
-  if (m) return text.slice(0, m.index)
-  return /^[\x21-\x39\x3b-\x7e]+:/.test(text) ? text : undefined // a message that is all header
+/** The longest header block read (RFC 5322 sets no limit; a real one is a few KiB). */
+const MAX_HEADER_BYTES = 1024 * 1024
+
+/** The header block's bytes: everything before the first empty line (RFC 5322 §2.1), or undefined past the cap. */
+function headerBytes(mime: Buffer): Buffer | undefined {
+  const crlf = mime.indexOf('\r\n\r\n')
+  const lf = mime.indexOf('\n\n')
+  const ends = [crlf, lf].filter((i) => i >= 0)
+  const end = ends.length ? Math.min(...ends) : mime.length // a message that is all header
+  return end > MAX_HEADER_BYTES ? undefined : mime.subarray(0, end)
 }
 
-/** Header fields, unfolded (RFC 5322 §2.2.3), as [lower-case name, value]. */
+/**
+ * Header fields, unfolded (RFC 5322 §2.2.3), as [lower-case name, value]; undefined when the
+ * header is not plainly RFC 5322: a bare CR, a line that is neither a field nor a continuation,
+ * or the obsolete space before the colon (RFC 5322 §4.5). Another reader (Exchange) could read
+ * such a header differently from us, and the recipients must be the ones we see.
+ */
 export function headerFields(mime: Buffer): [string, string][] | undefined {
-  const block = headerBlock(mime)
-  if (block === undefined) return undefined
+  const head = headerBytes(mime)
+  if (!head) return undefined
+  const text = head.toString('utf8') // RFC 6532: UTF-8 in header fields
+  if (/\r(?!\n)/.test(text)) return undefined
   const out: [string, string][] = []
-  for (const line of block.split(/\r?\n/)) {
-    if (/^[ \t]/.test(line) && out.length > 0) {
-      const last = out[out.length - 1] as [string, string]
+  for (const line of text.split(/\r?\n/)) {
+    if (line === '') continue
+    if (/^[ \t]/.test(line)) {
+      const last = out[out.length - 1]
+      if (!last) return undefined
       last[1] += line
       continue
     }
-    const colon = line.indexOf(':')
-    if (colon <= 0) continue
-    out.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1)])
+    const m = /^([\x21-\x39\x3b-\x7e]+):/.exec(line)
+    if (!m) return undefined
+    out.push([(m[1] as string).toLowerCase(), line.slice(m[0].length)])
   }
   return out
+}
+
+/**
+ * The message without its `name` fields (lower-case), folded lines included, the body untouched:
+ * sendmail -t and msmtp remove Bcc fields before sending (the recipients still get the message).
+ */
+export function withoutFields(mime: Buffer, name: string): Buffer {
+  const block = headerBytes(mime)
+  if (!block) return mime
+  // the header's lines with their own line ends (the last one's too), the empty line not
+  const eol = mime[block.length] === 0x0d ? 2 : mime[block.length] === 0x0a ? 1 : 0
+  const head = mime.subarray(0, block.length + eol)
+  const lines = head.toString('latin1').split(/(?<=\n)/) // keep each line's own end
+  let dropping = false
+  const kept = lines.filter((line) => {
+    if (/^[ \t]/.test(line)) return !dropping
+    dropping = line.slice(0, line.indexOf(':')).trim().toLowerCase() === name
+    return !dropping
+  })
+  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), mime.subarray(head.length)])
 }
 
 /**
@@ -67,9 +102,12 @@ export function addressList(value: string): string[] | undefined {
   let angle: string | undefined
   let depth = 0
   let quoted = false
+  let bad = false
   const flush = (): void => {
     const a = (angle ?? word).trim()
+    // a word that is no address (an alias, an encoded word): another reader may resolve it
     if (a.includes('@')) out.push(a)
+    else if (a !== '') bad = true
     word = ''
     angle = undefined
   }
@@ -102,6 +140,7 @@ export function addressList(value: string): string[] | undefined {
       angle = undefined
       word = ''
       if (a.includes('@')) out.push(a.replace(/^@[^:]*:/, '').trim()) // RFC 5322 §4.4 obs-route
+      else bad = true
     } else if (angle !== undefined) angle += c
     else if (c === ',' || c === ';') flush()
     else if (c === ':')
@@ -110,7 +149,7 @@ export function addressList(value: string): string[] | undefined {
   }
   if (quoted || depth > 0 || angle !== undefined) return undefined
   flush()
-  return out
+  return bad ? undefined : out
 }
 
 /** To, Cc and Bcc of a message, or undefined when its header cannot be read. */
@@ -131,6 +170,9 @@ const key = (a: string): string => a.toLowerCase()
 
 /** The message Graph is to send for these envelope recipients (rule above). */
 export function graphMessageFor(mime: Buffer, envelopeTo: readonly string[]): GraphMessageVerdict {
+  // what goes into our Bcc field must be one address each: no line breaks, no list separators
+  const odd = envelopeTo.find((a) => !/^[^\x00-\x20\x7f<>(),;\\]+@[^\x00-\x20\x7f<>(),;:\\"@]+$/.test(a))
+  if (odd !== undefined) return { kind: 'bad-recipient', address: odd }
   const named = headerRecipients(mime)
   if (!named) return { kind: 'unreadable-header', why: 'its To, Cc or Bcc field cannot be read as addresses' }
   const wanted = new Set(envelopeTo.map(key))
@@ -139,7 +181,9 @@ export function graphMessageFor(mime: Buffer, envelopeTo: readonly string[]): Gr
   const have = new Set(named.map(key))
   const addedBcc = envelopeTo.filter((a) => !have.has(key(a)))
   if (addedBcc.length === 0) return { kind: 'ok', mime, addedBcc }
-  const eol = /\r\n/.test(mime.subarray(0, 4096).toString('latin1')) ? '\r\n' : '\n'
+  // the line end of the message's own first line
+  const nl = mime.indexOf('\n')
+  const eol = nl > 0 && mime[nl - 1] === 0x0d ? '\r\n' : nl >= 0 ? '\n' : '\r\n'
   const field = Buffer.from(`Bcc: ${addedBcc.join(',' + eol + ' ')}${eol}`, 'utf8')
   return { kind: 'ok', mime: Buffer.concat([field, mime]), addedBcc }
 }

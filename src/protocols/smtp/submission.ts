@@ -65,6 +65,11 @@ interface SessionState extends SubmissionState {
   commands: number
   /** the message being read after 354 */
   data: DataReader | undefined
+  /**
+   * the last command line ended in a bare LF: a client that writes LF line ends (a careless
+   * script) gets its message ended by LF "." LF too, rather than a wait for a CRLF that never comes
+   */
+  bareLf: boolean
 }
 
 /**
@@ -84,13 +89,14 @@ export function createSubmissionSession(o: SubmissionOptions): SubmissionSession
     skipping: false,
     commands: 0,
     data: undefined,
+    bareLf: false,
   }
   return { feed: (data) => feed(st, data), submitted: (line) => submitted(st, line) }
 }
 
 function checkedOptions(
   o: SubmissionOptions,
-): Omit<SessionState, 'tx' | 'phase' | 'input' | 'held' | 'heldBytes' | 'skipping' | 'commands' | 'data'> {
+): Omit<SessionState, 'tx' | 'phase' | 'input' | 'held' | 'heldBytes' | 'skipping' | 'commands' | 'data' | 'bareLf'> {
   if (!HOSTNAME.test(o.hostname)) throw new RangeError('SMTP hostname must be printable ASCII without spaces')
   const positive = (name: string, v: number, min = 1): number => {
     if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer of at least ${min}`)
@@ -139,7 +145,7 @@ function close(st: SessionState, out: SubmissionAction[], line: string): void {
 const control = (st: SessionState): SubmissionControl => ({
   startData: () => {
     st.phase = 'data'
-    st.data = new DataReader(st.maxMessageBytes)
+    st.data = new DataReader(st.maxMessageBytes, st.bareLf)
   },
   close: (out, line) => close(st, out, line),
 })
@@ -176,6 +182,7 @@ function nextLine(st: SessionState): Buffer | 'too-long' | 'partial' {
     const r = readLine(st.input, st.maxLineBytes)
     if (r.kind === 'partial') return 'partial'
     if (r.kind === 'line') {
+      st.bareLf = r.consumed < 2 || st.input[r.consumed - 2] !== CR
       st.input = st.input.subarray(r.consumed)
       return r.line
     }
@@ -290,14 +297,17 @@ type DotState = 'line-start' | 'dot' | 'dot-cr' | 'cr' | 'mid'
  */
 class DataReader {
   readonly #max: number
+  /** an LF-only client (its DATA line ended in a bare LF): LF ends lines, LF "." LF the data */
+  readonly #lf: boolean
   #state: DotState = 'line-start'
   #buf = Buffer.alloc(0)
   #length = 0
   #oversized = false
   ended = false
 
-  constructor(max: number) {
+  constructor(max: number, lfOnly = false) {
     this.#max = max
+    this.#lf = lfOnly
   }
 
   /** read from `chunk` up to the end of the data; the number of bytes read */
@@ -317,11 +327,11 @@ class DataReader {
     const b = chunk[i] as number
     switch (this.#state) {
       case 'mid': {
-        // a run of bytes up to the next CR is copied at once
-        const cr = chunk.indexOf(CR, i)
+        // a run of bytes up to the next CR (LF for an LF-only client) is copied at once
+        const cr = chunk.indexOf(this.#lf ? LF : CR, i)
         const end = cr < 0 ? chunk.length : cr + 1
         this.#write(chunk.subarray(i, end))
-        if (cr >= 0) this.#state = 'cr'
+        if (cr >= 0) this.#state = this.#lf ? 'line-start' : 'cr'
         return end
       }
       case 'cr':
@@ -337,6 +347,10 @@ class DataReader {
         this.#state = 'dot' // held: dropped as stuffing, or part of the end line
         return i + 1
       case 'dot':
+        if (this.#lf && b === LF) {
+          this.ended = true
+          return i + 1
+        }
         if (b === CR) {
           this.#state = 'dot-cr'
           return i + 1
