@@ -303,7 +303,10 @@ function parseProvider(
   const preset = presetNamed(name)
   // Graph needs a provider with Graph (Microsoft's preset) or a graph_url; else only "smtp" makes sense
   if (send && send !== 'smtp' && !graphUrl && !preset?.graph)
-    fail('send', `"send = ${send}" needs Microsoft Graph: [providers.${name}] has none (set graph_url, or send = "smtp")`)
+    fail(
+      'send',
+      `"send = ${send}" needs Microsoft Graph: [providers.${name}] has none (set graph_url, or send = "smtp")`,
+    )
   if (!issuer && !token && preset && Object.keys(p).every((k) => PRESET_OVERRIDE_KEYS.has(k)))
     return presetWith(preset, send, graphUrl)
   if (!issuer && !token) fail(undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)

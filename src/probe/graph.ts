@@ -111,7 +111,13 @@ function tokenError(e: unknown, a: string): NonNullable<ProtocolReport['error']>
 
 function outcomeError(o: ReturnType<typeof graphOutcome>, a: string): NonNullable<ProtocolReport['error']> {
   if (o.kind === 'unexpected')
-    return { stage: 'send', message: `HTTP ${o.status}`, kind: 'config', cause: 'the Graph address does not answer like Microsoft Graph', fix: 'Check the Graph URL ("mailkey status"; "mailkey add … --graph --graph-url URL").' }
+    return {
+      stage: 'send',
+      message: `HTTP ${o.status}`,
+      kind: 'config',
+      cause: 'the Graph address does not answer like Microsoft Graph',
+      fix: 'Check the Graph URL ("mailkey status"; "mailkey add … --graph --graph-url URL").',
+    }
   if (o.kind === 'throttled' || o.kind === 'unavailable')
     return {
       stage: 'send',

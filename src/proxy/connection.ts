@@ -219,7 +219,9 @@ export class Connection {
     // too many Graph relays at once: the client is told to try again (454), like an outage
     const full = relay !== undefined && !relay.budget.enter()
     const res = full
-      ? this.#session.loginResult('transient', { text: 'Too many clients are sending through Microsoft Graph; try again' })
+      ? this.#session.loginResult('transient', {
+          text: 'Too many clients are sending through Microsoft Graph; try again',
+        })
       : this.#session.loginResult(g.outcome, g.info)
     if (res.done && relay) {
       this.#relay(res, a.username, relay)

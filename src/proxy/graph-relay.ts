@@ -59,7 +59,8 @@ export class RelayBudget {
     else this.#submitting++
     return () => {
       const next = this.#waiting.shift()
-      if (next) next() // the slot passes on
+      if (next)
+        next() // the slot passes on
       else this.#submitting--
     }
   }

@@ -16,7 +16,13 @@ import { cleanServerText } from '../core/server-text.js'
 import { shArg } from '../core/address.js'
 import { sleep } from '../core/wait.js'
 import { graphMessageFor } from '../protocols/smtp/mime-recipients.js'
-import { GRAPH_MAX_MIME_BYTES, graphCaFile, graphOutcome, sendMailRequest, type GraphOutcome } from '../upstream/graph.js'
+import {
+  GRAPH_MAX_MIME_BYTES,
+  graphCaFile,
+  graphOutcome,
+  sendMailRequest,
+  type GraphOutcome,
+} from '../upstream/graph.js'
 import { GraphNetworkError, graphFetch } from '../upstream/graph-http.js'
 import type { TokenSource } from './token-source.js'
 import type { AccountRecord } from '../domain/account.js'
@@ -73,7 +79,10 @@ export async function submitViaGraph(
     )
   const plan = graphMessageFor(message, envelope.to)
   if (plan.kind === 'bad-recipient')
-    return reply(`550 5.1.3 ${text(JSON.stringify(plan.address))} is not an address Microsoft Graph can send to`, plan.kind)
+    return reply(
+      `550 5.1.3 ${text(JSON.stringify(plan.address))} is not an address Microsoft Graph can send to`,
+      plan.kind,
+    )
   if (plan.kind === 'unreadable-header')
     return reply(
       `554 5.6.0 The message header cannot be read (${plan.why}); Microsoft Graph needs plain To/Cc/Bcc fields`,

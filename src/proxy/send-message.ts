@@ -36,18 +36,32 @@ const PLAIN_ADDRESS = /^[^\x00-\x20\x7f<>()\[\],;\\]+@[^\x00-\x20\x7f<>()\[\],;:
 export async function sendMessage(tokens: Tokens, m: OutgoingMessage, o: GraphSubmitOptions = {}): Promise<SendResult> {
   const odd = [...m.to, ...(m.from ? [m.from] : [])].find((a) => !PLAIN_ADDRESS.test(a))
   if (odd !== undefined)
-    return { reply: `501 5.1.3 ${JSON.stringify(odd)} is not a plain address`, accepted: false, note: 'bad address', via: 'smtp' }
+    return {
+      reply: `501 5.1.3 ${JSON.stringify(odd)} is not a plain address`,
+      accepted: false,
+      note: 'bad address',
+      via: 'smtp',
+    }
   const signal = m.signal ?? new AbortController().signal
   const route = { tokens, account: m.account, signal, log: () => undefined, cid: 'send' }
   const login = await routeSmtpLogin(route, () => loginUpstream(tokens, 'smtp', m.account, signal))
   if (login.graph) return { ...(await submitViaGraph(tokens, m.account, m, m.message, o)), via: 'graph' }
   if (login.outcome !== 'ok' || !login.upstream) {
     // transient: try later (75); reauth and bad credentials: sign in again (77); config: fix a setting (69)
-    const code = { transient: '454 4.7.0', reauth: '535 5.7.8', 'bad-credentials': '535 5.7.8', config: '554 5.3.5', ok: '' }
+    const code = {
+      transient: '454 4.7.0',
+      reauth: '535 5.7.8',
+      'bad-credentials': '535 5.7.8',
+      config: '554 5.3.5',
+      ok: '',
+    }
     const line = `${code[login.outcome]} ${login.reason ?? 'the SMTP login failed'}`
     return { reply: line, accepted: false, note: login.outcome, via: 'smtp' }
   }
-  return { ...(await smtpTransaction(login.upstream.socket, login.upstream.pending, m, o.timeoutMs ?? 60_000)), via: 'smtp' }
+  return {
+    ...(await smtpTransaction(login.upstream.socket, login.upstream.pending, m, o.timeoutMs ?? 60_000)),
+    via: 'smtp',
+  }
 }
 
 /** RFC 5321 §3.3: MAIL, RCPT for each recipient, DATA with dot-stuffing (§4.5.2), QUIT. */

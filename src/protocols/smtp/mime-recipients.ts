@@ -139,7 +139,8 @@ export function addressList(value: string): string[] | undefined {
       const a = angle
       angle = undefined
       word = ''
-      if (a.includes('@')) out.push(a.replace(/^@[^:]*:/, '').trim()) // RFC 5322 §4.4 obs-route
+      if (a.includes('@'))
+        out.push(a.replace(/^@[^:]*:/, '').trim()) // RFC 5322 §4.4 obs-route
       else bad = true
     } else if (angle !== undefined) angle += c
     else if (c === ',' || c === ';') flush()
