@@ -19,6 +19,7 @@
 // VmRSS and open descriptors before and after. Checked: every message got 250 and arrived once.
 import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { Agent, request } from 'node:https'
 import { connect, type Socket } from 'node:net'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -28,7 +29,7 @@ import { startGraphServer } from '../test/harness/graph-server.js'
 import { startOAuthServer, type LabServer } from '../test/harness/oauth-server.js'
 import { labFlags } from '../test/harness/sign-in.js'
 import { startSmtp } from '../test/harness/smtp-server.js'
-import { makeTmpHome } from '../test/harness/tmp-home.js'
+import { makeTmpHome, recordFile } from '../test/harness/tmp-home.js'
 import { median } from './lib.js'
 
 const SEQ = Number(process.env.BENCH_GRAPH_SEQ ?? 200)
@@ -283,6 +284,43 @@ async function add(lab: LabServer, env: Record<string, string>, email: string, f
   if (pw.code !== 0) throw new Error(`proxy password failed: ${pw.stderr}`)
 }
 
+/**
+ * (d) The HTTPS floor, in this process: the same sendMail request (10 KB message, the Graph
+ * account's token, introspection cached) straight to the emulator, on a fresh connection per
+ * request (as the proxy does: `agent: false`) and on one keep-alive connection. ms/request and
+ * this process's CPU per request (client and emulator both).
+ */
+async function httpsFloor(rig: Rig, url: string, ca: string, token: string): Promise<Map<string, Sample[]>> {
+  rig.introspection.cached = true
+  const body = Buffer.from(message(GRAPH_USER, SMALL, 'floor').toString('base64'))
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'text/plain', 'content-length': body.length }
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: 1, ca })
+  const post = (agent: Agent | false): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const r = request(`${url}/me/sendMail`, { method: 'POST', agent, ca, headers }, (a) => {
+        a.resume().once('end', () => (a.statusCode === 202 ? resolve() : reject(new Error(`${a.statusCode}`))))
+      })
+      r.once('error', reject).end(body)
+    })
+  const kinds = [
+    ['HTTPS POST, fresh connection each (as the proxy)', false],
+    ['HTTPS POST, one keep-alive connection', keepAlive],
+  ] as const
+  const res = new Map<string, Sample[]>(kinds.map(([name]) => [name, []]))
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, agent] of r % 2 ? [...kinds].reverse() : kinds) {
+      const s0 = selfCpu()
+      const t0 = performance.now()
+      for (let i = 0; i < SEQ; i++) await post(agent)
+      const ms = (performance.now() - t0) / SEQ
+      res.get(name)?.push({ value: ms, proxyCpuMs: 0, selfCpuMs: ((selfCpu() - s0) * 1000) / SEQ, introspectMs: 0 })
+      rig.arrived()
+    }
+  }
+  keepAlive.destroy()
+  return res
+}
+
 type Results = Map<string, { seq: Sample[]; conc: Sample[]; big: Sample[] }>
 
 /** ROUNDS rounds; in each, every case runs (a), (b) and (c), the case order rotating per round. */
@@ -326,7 +364,7 @@ function table(res: Results, which: 'seq' | 'conc' | 'big', unit: string, higher
   return out
 }
 
-function report(rig: Rig, res: Results, notes: string[]): string {
+function report(rig: Rig, res: Results, floor: Map<string, Sample[]>, notes: string[]): string {
   const out: string[] = []
   out.push(`\n### (a) ${SEQ} x 10 KB sequential on one connection, ${ROUNDS} interleaved rounds\n`)
   out.push(...table(res, 'seq', 'msgs/s', true))
@@ -334,6 +372,18 @@ function report(rig: Rig, res: Results, notes: string[]): string {
   out.push(...table(res, 'conc', 'msgs/s', true))
   out.push(`\n### (c) one 2 MB message: message written -> 250, ${ROUNDS} rounds\n`)
   out.push(...table(res, 'big', 'ms', false))
+  out.push(
+    `\n### (d) the HTTPS floor: ${SEQ} sendMail requests straight to the emulator (introspection cached), ${ROUNDS} rounds\n`,
+  )
+  out.push('| request | median ms/request | min | max | bench-process CPU ms/request (client + emulator) |')
+  out.push('|---|---:|---:|---:|---:|')
+  for (const [name, xs] of floor) {
+    const v = xs.map((s) => s.value)
+    const cpu = median(xs.map((s) => s.selfCpuMs)).toFixed(2)
+    out.push(
+      `| ${name} | ${median(v).toFixed(2)} | ${Math.min(...v).toFixed(2)} | ${Math.max(...v).toFixed(2)} | ${cpu} |`,
+    )
+  }
   out.push('\n### logins (connect -> 235, every connection of the rounds)\n')
   out.push('| case | n | p50 ms | p90 ms |', '|---|---:|---:|---:|')
   for (const [name, xs] of rig.logins)
@@ -396,16 +446,19 @@ async function main(): Promise<void> {
     const logLines = proxyLog(proxy.stderr())
     const submits = logLines.filter((e) => e.event === 'graph-submit')
     const statuses = graph.requests.slice(graphReq0).map((q) => q.status)
+    const arrivedInRounds = rig.arrived()
+    const rec = JSON.parse(readFileSync(recordFile(home.env, GRAPH_USER), 'utf8')) as Record<string, any>
+    const floor = await httpsFloor(rig, graph.url, pki.caPem, String(rec.grant.resources.graph.accessToken))
     const notes = [
-      `- Graph requests during the run: ${statuses.length}, all 202: ${statuses.every((s) => s === 202)}; ` +
-        `messages arrived: SMTP ${smtpSeen}, Graph ${graphSeen}; token refreshes at the lab: ${lab.counts.refresh - refresh0}`,
+      `- Graph requests through the proxy (warm-ups included): ${statuses.length}, all 202: ${statuses.every((s) => s === 202)}; ` +
+        `messages arrived: SMTP ${arrivedInRounds.smtp}, Graph ${arrivedInRounds.graph}; token refreshes at the lab: ${lab.counts.refresh - refresh0}`,
       `- proxy VmRSS ${rss0.toFixed(1)} -> ${rss1.toFixed(1)} MiB, open descriptors ${fd0} -> ${fd1} (before the rounds -> 3 s after)`,
       `- proxy log lines (stderr): ${logLines.length}; graph-submit: ${submits.length}, outcome not "accepted": ${submits.filter((e) => e.outcome !== 'accepted').length}; warn/error: ${logLines.filter((e) => e.level !== 'info').length}`,
       `- load average at the start ${load0.map((x) => x.toFixed(2)).join(' ')}, at the end ${loadavg()
         .map((x) => x.toFixed(2))
         .join(' ')}; ${((Date.now() - t0) / 1000).toFixed(0)} s`,
     ]
-    console.log(report(rig, res, notes))
+    console.log(report(rig, res, floor, notes))
   } finally {
     proxy?.child.kill('SIGTERM')
     await Promise.race([proxy?.done, sleep(12_000)])
