@@ -287,7 +287,7 @@ async function add(lab: LabServer, env: Record<string, string>, email: string, f
 /**
  * (d) The HTTPS floor, in this process: the same sendMail request (10 KB message, the Graph
  * account's token, introspection cached) straight to the emulator, on a fresh connection per
- * request (as the proxy does: `agent: false`) and on one keep-alive connection. ms/request and
+ * request (as the proxy did before it kept connections per account) and on one keep-alive connection. ms/request and
  * this process's CPU per request (client and emulator both).
  */
 async function httpsFloor(rig: Rig, url: string, ca: string, token: string): Promise<Map<string, Sample[]>> {
@@ -303,7 +303,7 @@ async function httpsFloor(rig: Rig, url: string, ca: string, token: string): Pro
       r.once('error', reject).end(body)
     })
   const kinds = [
-    ['HTTPS POST, fresh connection each (as the proxy)', false],
+    ['HTTPS POST, fresh connection each (the proxy before keep-alive)', false],
     ['HTTPS POST, one keep-alive connection', keepAlive],
   ] as const
   const res = new Map<string, Sample[]>(kinds.map(([name]) => [name, []]))
