@@ -86,7 +86,6 @@ export function graphFetch(req: GraphRequest, o: GraphHttpOptions): Promise<Grap
       r = send(url, {
         method: req.method,
         headers: req.headers,
-        timeout: o.timeoutMs,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(url.protocol === 'https:' && o.caFile ? { secureContext: secureContextForCaFile(o.caFile) } : {}),
         agent: o.connectionKey
@@ -101,9 +100,14 @@ export function graphFetch(req: GraphRequest, o: GraphHttpOptions): Promise<Grap
       if (!sock.connecting) connected = true
       else sock.once('connect', () => (connected = true))
     })
-    r.on('timeout', () =>
-      r.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    // one deadline for the whole exchange (a socket timeout restarts with every byte, and the
+    // agent's own idle timeout would double it)
+    const deadline = setTimeout(
+      () => r.destroy(Object.assign(new Error(`no answer within ${o.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+      o.timeoutMs,
     )
+    r.once('close', () => clearTimeout(deadline))
+
     r.on('error', fail)
     r.on('response', (res) => readAnswer(res).then(resolve, fail))
     r.end(req.body)

@@ -68,6 +68,25 @@ describe('Graph out of reach', () => {
     assert.ok(!r.reply.includes('graph-token-for-the-test'))
   })
 
+  it('a server that takes the connection and never answers: 451 4.4.2, it may have gone out (no resend)', async () => {
+    const silent = createServer(() => {}) // accepts, reads nothing, answers nothing
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const port = (silent.address() as AddressInfo).port
+    try {
+      const t = tokens(`https://127.0.0.1:${port}/v1.0`)
+      const waits: number[] = []
+      const r = await submitViaGraph(t, 'a@example.test', { to: ['b@example.test'] }, MSG, {
+        timeoutMs: 300,
+        sleep: async (ms) => void waits.push(ms),
+      })
+      assert.match(r.reply, /^451 4\.4\.2 .*may have gone out/)
+      assert.deepEqual(waits, [], 'not sent again: Graph may have it')
+      assert.equal(t.asked.length, 1)
+    } finally {
+      silent.close()
+    }
+  })
+
   it('a message over the 4 MB request is refused before any request (552 5.3.4)', async () => {
     const t = tokens('http://127.0.0.1:9/v1.0')
     const big = Buffer.concat([MSG, Buffer.alloc(3_200_000, 0x61)])
