@@ -32,18 +32,7 @@ export interface GraphRequest {
 
 /** `POST {base}/me/sendMail` with the message as base64 MIME (user-sendmail, "MIME format"). */
 export function sendMailRequest(base: string, token: string, mime: Buffer): GraphRequest {
-  const body = Buffer.from(mime.toString('base64'), 'ascii')
-  return {
-    method: 'POST',
-    url: `${base.replace(/\/+$/, '')}/me/sendMail`,
-    headers: {
-      authorization: `Bearer ${token}`,
-      'content-type': 'text/plain',
-      'content-length': String(body.length),
-      accept: 'application/json',
-    },
-    body,
-  }
+  return sendMailPost(base, token, 'text/plain', Buffer.from(mime.toString('base64'), 'ascii'))
 }
 
 /**
@@ -52,13 +41,16 @@ export function sendMailRequest(base: string, token: string, mime: Buffer): Grap
  * the empty payload (400): that 400 means "this token may send" (`mailkey test`).
  */
 export function sendCheckRequest(base: string, token: string): GraphRequest {
-  const body = Buffer.from('{}')
+  return sendMailPost(base, token, 'application/json', Buffer.from('{}'))
+}
+
+function sendMailPost(base: string, token: string, type: string, body: Buffer): GraphRequest {
   return {
     method: 'POST',
     url: `${base.replace(/\/+$/, '')}/me/sendMail`,
     headers: {
       authorization: `Bearer ${token}`,
-      'content-type': 'application/json',
+      'content-type': type,
       'content-length': String(body.length),
       accept: 'application/json',
     },

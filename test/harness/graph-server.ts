@@ -10,7 +10,7 @@ import { createServer as createHttpServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { delayOrDrop } from './http-faults.js'
 
 /** Microsoft Graph's audience (the resource its access tokens are issued for). */
 export const GRAPH_AUDIENCE = 'https://graph.microsoft.com'
@@ -379,18 +379,7 @@ async function applyFault(
   fault: GraphFault,
   closing: AbortSignal,
 ): Promise<boolean> {
-  if (fault.delayMs) {
-    try {
-      await sleep(fault.delayMs, undefined, { signal: closing })
-    } catch {
-      req.socket.destroy()
-      return true
-    }
-  }
-  if (fault.destroySocket) {
-    req.socket.destroy()
-    return true
-  }
+  if (await delayOrDrop(req, fault, closing)) return true
   if (fault.status === undefined || fault.afterAccept) return false
   const isText = typeof fault.body === 'string'
   const text = fault.body === undefined ? '' : isText ? (fault.body as string) : JSON.stringify(fault.body)

@@ -8,7 +8,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { delayOrDrop } from './http-faults.js'
 import type { InteractionPrompt, OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
 import { HttpDriver, describePage, pageId, parseForms } from './http-driver.js'
 import type { DriverResponse, ParsedForm } from './http-driver.js'
@@ -753,18 +753,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
 
   /** Returns true when the fault fully answered the request. */
   async function applyFault(req: IncomingMessage, res: ServerResponse, fault: TokenFault): Promise<boolean> {
-    if (fault.delayMs) {
-      try {
-        await sleep(fault.delayMs, undefined, { signal: closing.signal })
-      } catch {
-        req.socket.destroy()
-        return true
-      }
-    }
-    if (fault.destroySocket) {
-      req.socket.destroy()
-      return true
-    }
+    if (await delayOrDrop(req, fault, closing.signal)) return true
     if (fault.status === undefined) return false
     if (res.destroyed) return true
     let body = ''
