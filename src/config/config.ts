@@ -299,14 +299,8 @@ function parseProvider(
     if (!MECHS.includes(s as SaslMechanism)) fail('sasl', `unknown SASL mechanism "${s}" (use XOAUTH2 or OAUTHBEARER)`)
   const issuer = str('issuer')
   const token = str('token_url')
-  const { send, graphUrl } = submissionSettings(str, fail)
   const preset = presetNamed(name)
-  // Graph needs a provider with Graph (Microsoft's preset) or a graph_url; else only "smtp" makes sense
-  if (send && send !== 'smtp' && !graphUrl && !preset?.graph)
-    fail(
-      'send',
-      `"send = ${send}" needs Microsoft Graph: [providers.${name}] has none (set graph_url, or send = "smtp")`,
-    )
+  const { send, graphUrl } = submissionSettings(str, fail, name, preset)
   if (!issuer && !token && preset && Object.keys(p).every((k) => PRESET_OVERRIDE_KEYS.has(k)))
     return presetWith(preset, send, graphUrl)
   if (!issuer && !token) fail(undefined, `[providers.${name}] needs "issuer" (for discovery) or "token_url"`)
@@ -378,6 +372,8 @@ function configClients(
 function submissionSettings(
   str: (k: string) => string | undefined,
   fail: (key: string | undefined, msg: string) => never,
+  name: string,
+  preset: Provider | undefined,
 ): { send: Provider['send']; graphUrl: string | undefined } {
   const send = str('send')
   if (send !== undefined && !(SEND_VALUES as readonly string[]).includes(send))
@@ -385,6 +381,12 @@ function submissionSettings(
   const graphUrl = str('graph_url')
   const problem = graphUrl === undefined ? undefined : endpointProblem(graphUrl)
   if (problem) fail('graph_url', `"graph_url" ${problem}`)
+  // Graph needs a provider with Graph (Microsoft's preset) or a graph_url; else only "smtp" makes sense
+  if (send && send !== 'smtp' && !graphUrl && !preset?.graph)
+    fail(
+      'send',
+      `"send = ${send}" needs Microsoft Graph: [providers.${name}] has none (set graph_url, or send = "smtp")`,
+    )
   return { send: send as Provider['send'], graphUrl }
 }
 

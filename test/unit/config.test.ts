@@ -608,3 +608,29 @@ describe('parseConfig: [hooks]', () => {
     )
   })
 })
+
+describe('send and graph_url (issue 16)', () => {
+  it("a built-in provider's table may set only send and graph_url: the preset with them", () => {
+    const p = parseConfig(
+      '[providers.microsoft]\nsend = "graph"\ngraph_url = "https://graph.example/v1.0"\n',
+      FILE,
+    ).providers.get('microsoft')
+    assert.equal(p?.send, 'graph')
+    assert.equal(p?.graph?.url, 'https://graph.example/v1.0')
+    assert.deepEqual(p?.graph?.scopes, ['https://graph.microsoft.com/Mail.Send'])
+    assert.equal(p?.endpoints.token, 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token')
+  })
+  it('send must be smtp, graph or auto', () => {
+    failsAt('[providers.microsoft]\nsend = "carrier pigeon"\n', 2, /"send" must be smtp, graph, auto/)
+  })
+  it('graph or auto for a provider without Graph is refused, naming the way out', () => {
+    failsAt('[providers.google]\nsend = "graph"\n', 2, /needs Microsoft Graph: \[providers\.google\] has none/)
+    const own = '[providers.mine]\nissuer = "https://login.example.com"\nsend = "auto"\n'
+    failsAt(own, 3, /needs Microsoft Graph/)
+    const p = parseConfig(`${own}graph_url = "https://graph.example.com/v1.0"\n`, FILE).providers.get('mine')
+    assert.equal(p?.send, 'auto')
+  })
+  it('graph_url must be https (http only on loopback)', () => {
+    failsAt('[providers.microsoft]\ngraph_url = "http://graph.example.com/v1.0"\n', 2, /graph_url/)
+  })
+})
