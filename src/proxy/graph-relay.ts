@@ -114,7 +114,14 @@ export function relayToGraph(client: Socket, first: Buffer, d: RelayDeps): void 
     clearTimeout(idle)
     client.pause()
     const done = await d.budget.submission()
-    const r = await submitViaGraph(d.tokens, d.account, a.envelope, a.message, d.graph).finally(done)
+    const r = await submitViaGraph(d.tokens, d.account, a.envelope, a.message, d.graph)
+      // a bug must cost this message a 451, never the proxy (an unhandled rejection ends the process)
+      .catch((e: unknown) => ({
+        reply: '451 4.3.0 mailkey failed to hand the message to Microsoft Graph; try again',
+        accepted: false,
+        note: `internal: ${e instanceof Error ? e.message : String(e)}`.slice(0, 200),
+      }))
+      .finally(done)
     submitting = false
     d.log({
       level: r.accepted ? 'info' : 'warn',
