@@ -9,7 +9,7 @@
  * with "!" runs through the shell (gitcredentials(7)).
  */
 import { dquote, shWord } from './shell.js'
-import { configCommand, proxyPort } from './parts.js'
+import { configCommand, proxyPort, serverSavesSent } from './parts.js'
 import type { ClientRecipe, Recipe, RecipeInput } from './types.js'
 
 export const gitSendEmail: ClientRecipe = {
@@ -58,6 +58,9 @@ export const gitSendEmail: ClientRecipe = {
       ]
       usage.unshift(`first: ${configCommand('msmtp', i.email, false)} > ~/.msmtprc && chmod 600 ~/.msmtprc`)
     }
+    // git send-email keeps no copy of its own; say where the server (Exchange, Graph) files one
+    const savesSent = serverSavesSent(i)
+    if (savesSent) usage.push(`${savesSent}: the patches you send are there too.`)
     return { text: lines.join('\n'), usage }
   },
 }

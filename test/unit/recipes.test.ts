@@ -72,6 +72,16 @@ describe('msmtp recipe', () => {
     assert.match(r.text, /^from "you@example\.test"$/m)
     assert.ok(r.usage.some((u) => /Sent Items/.test(u)))
   })
+  it('git-send-email says where the server files what it sends: Graph (issue 16), Exchange, none', () => {
+    const git = RECIPES.get('git-send-email')
+    const smtp = { host: 'smtp.example.test', port: 587, tls: 'starttls' as const }
+    const graph = git?.make({ ...base, provider: 'microsoft', smtp, graph: true })
+    assert.ok(graph?.usage.some((u) => /^Microsoft Graph saves every message it sends in Sent Items itself/.test(u)))
+    const exchange = git?.make({ ...base, provider: 'microsoft', smtp })
+    assert.ok(exchange?.usage.some((u) => /^Exchange Online saves sent mail in Sent Items/.test(u)))
+    const other = git?.make({ ...base, smtp })
+    assert.ok(!other?.usage.some((u) => /Sent Items/.test(u)))
+  })
   it('via the proxy: plain AUTH to the loopback listener with the local password command', () => {
     const r = msmtp?.make({
       ...base,
