@@ -10,6 +10,7 @@
  *
  * Owns: request options and response pre-processing. Must not: touch the store.
  */
+import { parseRetryAfter } from '../core/wait.js'
 import * as oauth from 'oauth4webapi'
 import { ConfigError, ERR, TransientError } from '../errors.js'
 import type { AccountSettings, Identity } from '../domain/account.js'
@@ -176,17 +177,7 @@ async function readLimited(res: Response): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-/** RFC 9110 §10.2.3: delay-seconds or an HTTP-date. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value) return undefined
-  const v = value.trim()
-  if (/^\d+$/.test(v)) return Number(v)
-  // HTTP-date (RFC 9110 §5.6.7): all three formats start with a day name. Date.parse alone
-  // accepts junk such as "junk 12" or "-5".
-  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? /i.test(v)) return undefined
-  const t = Date.parse(v)
-  return Number.isNaN(t) ? undefined : Math.max(0, Math.round((t - now) / 1000))
-}
+export { parseRetryAfter } from '../core/wait.js'
 
 /** Request parameters whose values are secrets (RFC 6749 §2.3.1, §4.1.3, §6; RFC 7636 §4.5; RFC 8628 §3.4; RFC 7009 §2.1). */
 const SECRET_PARAMS = [

@@ -16,6 +16,7 @@
  * tokens or know SMTP (the proxy maps outcomes to replies).
  */
 import { cleanServerText, firstLineOf } from '../core/server-text.js'
+import { parseRetryAfter } from '../core/wait.js'
 
 /** Outlook's request limit on Graph (throttling-limits): 4 MB, the base64 body included. */
 export const GRAPH_MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -118,22 +119,13 @@ export function graphError(body: string, secrets: readonly string[] = []): { cod
   }
 }
 
-/** RFC 9110 §10.2.3: delay-seconds or an HTTP-date; undefined when absent or unreadable. */
-export function retryAfterSec(value: string | undefined, now: number): number | undefined {
-  if (value === undefined) return undefined
-  const v = value.trim()
-  if (/^\d{1,9}$/.test(v)) return Number(v)
-  const at = Date.parse(v)
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000))
-}
-
 /** What Graph's answer means for the message. */
 export function graphOutcome(a: GraphAnswer, now: number, secrets: readonly string[] = []): GraphOutcome {
   // user-sendmail: "If successful, this method returns 202 Accepted". Nothing else is taken as
   // sent: a 200 login page from a wrong URL or an intercepting proxy must not become a 250.
   if (a.status === 202) return { kind: 'accepted' }
   const { code, message } = graphError(a.body, secrets)
-  const wait = retryAfterSec(a.headers['retry-after'], now)
+  const wait = parseRetryAfter(a.headers['retry-after'] ?? null, now)
   if (a.status === 401) return { kind: 'token-refused', code, message }
   if (a.status === 403)
     return code === 'ErrorSendAsDenied'

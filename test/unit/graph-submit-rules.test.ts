@@ -15,11 +15,11 @@ import {
   GRAPH_MAX_REQUEST_BYTES,
   graphError,
   graphOutcome,
-  retryAfterSec,
   sendCheckRequest,
   sendMailRequest,
 } from '../../src/upstream/graph.js'
 import { crlf, parseSendArgs } from '../../src/cli/commands/send.js'
+import { parseRetryAfter } from '../../src/core/wait.js'
 import { dotStuffed } from '../../src/proxy/send-message.js'
 import { UsageError } from '../../src/errors.js'
 
@@ -151,10 +151,10 @@ describe("Graph's answers (learn.microsoft.com/graph/errors, user-sendmail, thro
     assert.ok(!e.message.includes(token))
   })
   it('Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3)', () => {
-    assert.equal(retryAfterSec('120', NOW), 120)
-    assert.equal(retryAfterSec(new Date(NOW + 30_000).toUTCString(), NOW), 30)
-    assert.equal(retryAfterSec('soon', NOW), undefined)
-    assert.equal(retryAfterSec(undefined, NOW), undefined)
+    assert.equal(parseRetryAfter('120', NOW), 120)
+    assert.equal(parseRetryAfter(new Date(NOW + 30_000).toUTCString(), NOW), 30)
+    assert.equal(parseRetryAfter('soon', NOW), undefined)
+    assert.equal(parseRetryAfter(null, NOW), undefined)
   })
 })
 
