@@ -14,6 +14,7 @@ import { submitViaGraph, type GraphSubmitOptions, type SubmitResult } from './gr
 import { routeSmtpLogin } from './send-route.js'
 import type { TokenSource } from './token-source.js'
 import { cleanServerText } from '../core/server-text.js'
+import { isPlainAddress } from '../protocols/smtp/mime-recipients.js'
 import { loginUpstream } from './upstream.js'
 
 export interface OutgoingMessage {
@@ -30,11 +31,8 @@ export type SendResult = SubmitResult & { via: 'graph' | 'smtp' }
 
 type Tokens = Pick<TokenSource, 'record' | 'getAccessToken' | 'sendMode' | 'rememberSendMode'>
 
-/** One plain address: what goes between < and > in MAIL FROM and RCPT TO (no line breaks, no parameters). */
-const PLAIN_ADDRESS = /^[^\x00-\x20\x7f<>()\[\],;\\]+@[^\x00-\x20\x7f<>()\[\],;:\\"@]+$/
-
 export async function sendMessage(tokens: Tokens, m: OutgoingMessage, o: GraphSubmitOptions = {}): Promise<SendResult> {
-  const odd = [...m.to, ...(m.from ? [m.from] : [])].find((a) => !PLAIN_ADDRESS.test(a))
+  const odd = [...m.to, ...(m.from ? [m.from] : [])].find((a) => !isPlainAddress(a))
   if (odd !== undefined)
     return {
       reply: `501 5.1.3 ${JSON.stringify(odd)} is not a plain address`,

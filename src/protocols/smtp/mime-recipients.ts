@@ -167,12 +167,21 @@ export function headerRecipients(mime: Buffer): string[] | undefined {
   return all
 }
 
+/**
+ * One plain address, as it may go between < > in MAIL FROM / RCPT TO or into a header field we
+ * write: no controls or spaces (no line break to inject a field or a command), no list or route
+ * separators, no brackets; one "@".
+ */
+export function isPlainAddress(a: string): boolean {
+  return /^[^\x00-\x20\x7f<>()[\],;\\]+@[^\x00-\x20\x7f<>()[\],;:\\"@]+$/.test(a)
+}
+
 const key = (a: string): string => a.toLowerCase()
 
 /** The message Graph is to send for these envelope recipients (rule above). */
 export function graphMessageFor(mime: Buffer, envelopeTo: readonly string[]): GraphMessageVerdict {
   // what goes into our Bcc field must be one address each: no line breaks, no list separators
-  const odd = envelopeTo.find((a) => !/^[^\x00-\x20\x7f<>(),;\\]+@[^\x00-\x20\x7f<>(),;:\\"@]+$/.test(a))
+  const odd = envelopeTo.find((a) => !isPlainAddress(a))
   if (odd !== undefined) return { kind: 'bad-recipient', address: odd }
   const named = headerRecipients(mime)
   if (!named) return { kind: 'unreadable-header', why: 'its To, Cc or Bcc field cannot be read as addresses' }
