@@ -41,6 +41,7 @@ function cleanedReplies(t: LineTransport, secrets: string[]): LineTransport {
   return {
     readLine: async () => cleanServerText(await t.readLine(), secrets),
     write: (line) => t.write(line),
+    writeBytes: (data) => t.writeBytes(data),
     startTls: () => t.startTls(),
     buffered: () => t.buffered(),
     close: () => t.close(),

@@ -5,17 +5,17 @@
  * Graph for good when the grant has it). The result is an SMTP-style reply either way, so a
  * caller tells the user the same thing a mail client would hear.
  *
- * Owns: the choice per message and the SMTP transaction after the upstream login. Must not:
+ * Owns: the choice per message (the SMTP transaction is upstream/dialogues.ts smtpSend). Must not:
  * print, read stdin, or exit.
  */
-import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
 import { submitViaGraph, type GraphSubmitOptions, type SubmitResult } from './graph-submit.js'
 import { routeSmtpLogin } from './send-route.js'
 import type { TokenSource } from './token-source.js'
 import { cleanServerText } from '../core/server-text.js'
 import { isPlainAddress } from '../protocols/smtp/mime-recipients.js'
 import { loginUpstream } from './upstream.js'
+import { smtpSend } from '../upstream/dialogues.js'
+import type { LineTransport } from '../upstream/transport.js'
 
 export interface OutgoingMessage {
   account: string
@@ -42,9 +42,12 @@ export async function sendMessage(tokens: Tokens, m: OutgoingMessage, o: GraphSu
     }
   const signal = m.signal ?? new AbortController().signal
   const route = { tokens, account: m.account, signal, log: () => undefined, cid: 'send' }
-  const login = await routeSmtpLogin(route, () => loginUpstream(tokens, 'smtp', m.account, signal))
+  const login = await routeSmtpLogin(route, () =>
+    loginUpstream(tokens, 'smtp', m.account, signal, undefined, { keepTransport: true }),
+  )
   if (login.graph) return { ...(await submitViaGraph(tokens, m.account, m, m.message, o)), via: 'graph' }
-  if (login.outcome !== 'ok' || !login.upstream) {
+  if (login.outcome !== 'ok' || !login.transport) {
+    login.upstream?.socket.destroy()
     // transient: try later (75); reauth and bad credentials: sign in again (77); config: fix a setting (69)
     const code = {
       transient: '454 4.7.0',
@@ -56,122 +59,28 @@ export async function sendMessage(tokens: Tokens, m: OutgoingMessage, o: GraphSu
     const line = `${code[login.outcome]} ${login.reason ?? 'the SMTP login failed'}`
     return { reply: line, accepted: false, note: login.outcome, via: 'smtp' }
   }
-  return {
-    ...(await smtpTransaction(login.upstream.socket, login.upstream.pending, m, o.timeoutMs ?? 60_000)),
-    via: 'smtp',
-  }
+  return { ...(await overSmtp(login.transport, m)), via: 'smtp' }
 }
 
-/** RFC 5321 §3.3: MAIL, RCPT for each recipient, DATA with dot-stuffing (§4.5.2), QUIT. */
-async function smtpTransaction(
-  socket: Socket | TLSSocket,
-  pending: Buffer,
-  m: OutgoingMessage,
-  timeoutMs: number,
-): Promise<SubmitResult> {
-  // RFC 5321 §4.5.3.2: a server that does not answer is given up on (a cron job must not hang)
-  socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`)))
-  const abort = (): void => void socket.destroy(new Error('interrupted'))
+/**
+ * The message over the logged-in session (upstream/dialogues.ts smtpSend), each reply within the
+ * session's deadline; an abort closes the connection. The server's text is cleaned for the caller.
+ */
+async function overSmtp(t: LineTransport, m: OutgoingMessage): Promise<SubmitResult> {
+  const abort = (): void => t.close()
   m.signal?.addEventListener('abort', abort, { once: true })
-  const lines = replyReader(socket, pending)
-  const say = async (cmd: string): Promise<{ code: number; text: string }> => {
-    socket.write(`${cmd}\r\n`)
-    return await lines.next()
-  }
   try {
-    const mail = await say(`MAIL FROM:<${m.from}>`)
-    if (mail.code !== 250) return refused(mail)
-    let accepted = 0
-    let lastRefusal: { code: number; text: string } | undefined
-    for (const rcpt of m.to) {
-      const r = await say(`RCPT TO:<${rcpt}>`)
-      if (r.code === 250 || r.code === 251) accepted++
-      else lastRefusal = r
-    }
-    if (accepted === 0) return refused(lastRefusal ?? { code: 554, text: '5.5.1 No valid recipients' })
-    if (lastRefusal) return refused(lastRefusal) // all or nothing: a partial send is not what the caller asked for
-    const data = await say('DATA')
-    if (data.code !== 354) return refused(data)
-    socket.write(dotStuffed(m.message))
-    const done = await say('.')
-    await say('QUIT').catch(() => undefined)
-    if (done.code !== 250) return refused(done)
-    return { reply: `250 ${cleanServerText(done.text)}`, accepted: true, note: 'accepted' }
+    const r = await smtpSend(t, m)
+    const reply = `${r.code} ${cleanServerText(r.text)}`
+    return { reply, accepted: r.code === 250, note: r.code === 250 ? 'accepted' : 'refused' }
   } catch (e) {
     return {
-      reply: `451 4.4.2 The SMTP server went away (${(e as Error).message}); try again`,
+      reply: `451 4.4.2 The SMTP server went away (${cleanServerText((e as Error).message)}); try again`,
       accepted: false,
       note: 'lost',
     }
   } finally {
     m.signal?.removeEventListener('abort', abort)
-    socket.destroy()
-  }
-}
-
-const refused = (r: { code: number; text: string }): SubmitResult => ({
-  reply: `${r.code} ${cleanServerText(r.text)}`,
-  accepted: false,
-  note: 'refused',
-})
-
-/** RFC 5321 §4.5.2: a line starting with "." gets another; the message ends with CRLF. */
-export function dotStuffed(message: Buffer): Buffer {
-  let text = message.toString('latin1') // byte for byte
-  if (!text.endsWith('\r\n')) text += '\r\n'
-  return Buffer.from(text.replace(/^\./, '..').replace(/\r\n\./g, '\r\n..'), 'latin1')
-}
-
-/** Multi-line SMTP replies from a socket, one at a time (RFC 5321 §4.2.1), with bounded lines. */
-function replyReader(socket: Socket, pending: Buffer): { next(): Promise<{ code: number; text: string }> } {
-  let buf = pending.toString('latin1')
-  let waiting: (() => void) | undefined
-  let ended: Error | undefined
-  socket.on('data', (c: Buffer) => {
-    buf += c.toString('latin1')
-    if (buf.length > 64 * 1024) ended = new Error('the SMTP server sent an over-long reply')
-    waiting?.()
-  })
-  const stop = (): void => {
-    ended ??= new Error('the connection closed')
-    waiting?.()
-  }
-  socket.once('close', stop)
-  socket.on('error', (e: Error) => {
-    ended ??= e
-    stop()
-  })
-  const take = (): { code: number; text: string } | undefined => {
-    const lines: string[] = []
-    let at = 0
-    for (;;) {
-      // CRLF, or a bare LF from a careless server (RFC 5321 §2.3.8 asks for CRLF)
-      const nl = buf.indexOf('\n', at)
-      if (nl < 0) return undefined
-      const line = buf.slice(at, nl).replace(/\r$/, '')
-      lines.push(line)
-      at = nl + 1
-      if (!/^\d{3}-/.test(line)) break
-    }
-    buf = buf.slice(at)
-    const last = lines[lines.length - 1] as string
-    return {
-      code: Number(last.slice(0, 3)) || 0,
-      text: lines
-        .map((l) => l.slice(4))
-        .join(' ')
-        .slice(0, 300),
-    }
-  }
-  return {
-    async next() {
-      for (;;) {
-        const r = take()
-        if (r) return r
-        if (ended) throw ended
-        await new Promise<void>((resolve) => (waiting = resolve))
-        waiting = undefined
-      }
-    },
+    t.close()
   }
 }

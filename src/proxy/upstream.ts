@@ -27,6 +27,8 @@ export interface UpstreamLogin {
   outcome: LoginOutcome
   /** on 'ok': the authenticated upstream socket and bytes it sent that nobody read yet */
   upstream?: { socket: Socket | TLSSocket; pending: Buffer }
+  /** on 'ok' with `keepTransport`: the logged-in session itself, still line-framed (`mailkey send`) */
+  transport?: LineTransport
   /** for the log: why it failed (no secrets) */
   reason?: string
   /** the SMTP server said SMTP AUTH is switched off for the mailbox (Microsoft's 535 5.7.139) */
@@ -45,6 +47,8 @@ export interface UpstreamOptions {
   caOverride?: string
   /** the client's own SASL response (passthrough): used as is, never refreshed */
   clientSasl?: { mechanism: SaslMechanism; response: Secret }
+  /** hand back the logged-in session as a LineTransport instead of its socket (not for clientSasl) */
+  keepTransport?: boolean
 }
 
 export async function loginUpstream(
@@ -68,7 +72,16 @@ export async function loginUpstream(
   const server = o.serverOverride ?? settings.servers[SERVER_KEY[protocol]]
   if (!server) return { outcome: 'config', reason: `the account has no ${protocol} server` }
   const caFile = o.serverOverride ? (o.caOverride ?? settings.ca) : settings.ca
-  const target: Target = { protocol, rec, server, addr: parseServer(server), caFile, timeoutMs, signal }
+  const target: Target = {
+    protocol,
+    rec,
+    server,
+    addr: parseServer(server),
+    caFile,
+    timeoutMs,
+    signal,
+    keep: o.keepTransport === true,
+  }
   if (o.clientSasl) return withClientToken(target, o.clientSasl)
   for (let attempt = 0; attempt < 2; attempt++) {
     const r = await withOwnToken(tokens, target, attempt === 1)
@@ -79,6 +92,8 @@ export async function loginUpstream(
 
 /** One upstream login: where, for which account, within what time. */
 interface Target {
+  /** keepTransport: the session goes back line-framed, not detached */
+  keep: boolean
   protocol: ProxyProtocol
   rec: AccountRecord
   server: string
@@ -165,9 +180,8 @@ async function withOwnToken(
           port: addr.port,
         }),
     })
-    const detached = tr.detach()
     t = undefined
-    return { outcome: 'ok', upstream: detached }
+    return target.keep ? { outcome: 'ok', transport: tr } : { outcome: 'ok', upstream: tr.detach() }
   } catch (e) {
     t?.close()
     const refused = e instanceof ProbeFailure && e.stage === 'auth'

@@ -404,3 +404,38 @@ export async function smtpDialogue(t: LineTransport, o: DialogueOptions): Promis
   await smtpExpect(t, 'QUIT', (c) => c === 221, 'command').catch(() => undefined)
   return { mechanism: mech, steps }
 }
+
+/**
+ * One message over an SMTP session that has logged in (`mailkey send`): RFC 5321 §3.3 MAIL, RCPT
+ * for each recipient, DATA with the data dot-stuffed (§4.5.2), QUIT. All or nothing: a refused
+ * recipient ends the transaction before DATA. The reply that decided it is returned (250 when
+ * the server took the message).
+ */
+export async function smtpSend(
+  t: LineTransport,
+  m: { from: string; to: readonly string[]; message: Buffer },
+): Promise<{ code: number; text: string }> {
+  const say = async (cmd: string): Promise<SmtpReply> => {
+    await t.write(cmd)
+    return await smtpReply(t)
+  }
+  const mail = await say(`MAIL FROM:<${m.from}>`)
+  if (mail.code !== 250) return mail
+  for (const rcpt of m.to) {
+    const r = await say(`RCPT TO:<${rcpt}>`)
+    if (r.code !== 250 && r.code !== 251) return r
+  }
+  const data = await say('DATA')
+  if (data.code !== 354) return data
+  await t.writeBytes(dotStuffed(m.message))
+  const done = await say('.')
+  await say('QUIT').catch(() => undefined)
+  return done
+}
+
+/** RFC 5321 §4.5.2: a line starting with "." gets another; the data ends with CRLF. */
+export function dotStuffed(message: Buffer): Buffer {
+  let text = message.toString('latin1') // byte for byte
+  if (!text.endsWith('\r\n')) text += '\r\n'
+  return Buffer.from(text.replace(/^\./, '..').replace(/\r\n\./g, '\r\n..'), 'latin1')
+}

@@ -27,6 +27,8 @@ export interface LineTransport {
   /** the next CRLF-terminated line, without the CRLF */
   readLine(): Promise<string>
   write(line: string): Promise<void>
+  /** bytes as they are, no line end added (a message's data after DATA, `mailkey send`) */
+  writeBytes(data: Buffer): Promise<void>
   /** upgrade to TLS in place (after STARTTLS/STLS was accepted) */
   startTls(): Promise<void>
   /** bytes received but not yet read as lines (STARTTLS injection check, RFC 3207 §4.1 spirit) */
@@ -328,11 +330,13 @@ class SocketLines implements LineTransport {
   }
 
   write(line: string): Promise<void> {
+    return this.writeBytes(Buffer.from(line + '\r\n', 'utf8'))
+  }
+
+  writeBytes(data: Buffer): Promise<void> {
     if (this.#failure) return Promise.reject(this.#failure)
     return new Promise((resolve, reject) =>
-      this.#socket.write(line + '\r\n', (e) =>
-        e ? reject(netError(e as NodeJS.ErrnoException, this.#addr)) : resolve(),
-      ),
+      this.#socket.write(data, (e) => (e ? reject(netError(e as NodeJS.ErrnoException, this.#addr)) : resolve())),
     )
   }
 

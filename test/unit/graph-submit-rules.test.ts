@@ -20,7 +20,7 @@ import {
 } from '../../src/upstream/graph.js'
 import { crlf, parseSendArgs } from '../../src/cli/commands/send.js'
 import { parseRetryAfter } from '../../src/core/wait.js'
-import { dotStuffed } from '../../src/proxy/send-message.js'
+import { dotStuffed } from '../../src/upstream/dialogues.js'
 import { UsageError } from '../../src/errors.js'
 
 const NOW = Date.parse('2026-12-06T10:00:00Z')

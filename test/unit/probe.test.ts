@@ -53,6 +53,9 @@ function peer(greeting: string[], steps: Step[], opts: { injectAfterStarttls?: b
     detach() {
       throw new Error('not used by the dialogues')
     },
+    async writeBytes() {
+      throw new Error('not used by the dialogues')
+    },
   }
   return { t, sent, secure: () => secure }
 }
