@@ -26,7 +26,7 @@ import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
 import { ConfigError, ERR } from '../errors.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from '../providers/types.js'
-import { presetNamed } from '../providers/registry.js'
+import { GRAPH_DEFAULT, presetNamed } from '../providers/registry.js'
 import { endpointProblem } from '../core/net.js'
 import { isAddress } from '../core/address.js'
 import type { HooksConfig } from '../core/hooks.js'
@@ -349,7 +349,7 @@ function parseProvider(
     ...(idle !== undefined ? { refreshTokenIdleDays: idle } : {}),
     ...(maxAge !== undefined ? { grantMaxAgeDays: maxAge } : {}),
     ...(send ? { send } : {}),
-    ...(graphUrl ? { graph: { url: graphUrl, scopes: ['https://graph.microsoft.com/Mail.Send'] } } : {}),
+    ...(graphUrl ? { graph: { url: graphUrl, scopes: [...GRAPH_DEFAULT.scopes] } } : {}),
   }
 }
 
@@ -394,7 +394,7 @@ function submissionSettings(
 function presetWith(preset: Provider, send: Provider['send'], graphUrl: string | undefined): Provider {
   const out: Provider = { ...preset }
   if (send) out.send = send
-  if (graphUrl) out.graph = { url: graphUrl, scopes: preset.graph?.scopes ?? ['https://graph.microsoft.com/Mail.Send'] }
+  if (graphUrl) out.graph = { url: graphUrl, scopes: preset.graph?.scopes ?? [...GRAPH_DEFAULT.scopes] }
   return out
 }
 

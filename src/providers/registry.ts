@@ -16,6 +16,15 @@ function fixedRedirectWhy(name: string): string {
 
 const MS_BASE = 'https://login.microsoftonline.com/{tenant}/oauth2/v2.0'
 
+/**
+ * Microsoft Graph's public API base and the scope `--graph` asks for (learn.microsoft.com/graph/api/
+ * user-sendmail: delegated Mail.Send): Microsoft's preset, and any provider that names no other.
+ */
+export const GRAPH_DEFAULT = {
+  url: 'https://graph.microsoft.com/v1.0',
+  scopes: ['https://graph.microsoft.com/Mail.Send'],
+} as const
+
 export const microsoft: Provider = {
   name: 'microsoft',
   displayName: 'Microsoft (Outlook.com / Microsoft 365)',
@@ -99,7 +108,7 @@ export const microsoft: Provider = {
   refreshTokenIdleDays: 90,
   // learn.microsoft.com/graph/api/user-sendmail (checked 2026-12-06): POST /me/sendMail needs the
   // delegated Mail.Send permission; Thunderbird's id is registered for it (research/client-ids.md)
-  graph: { url: 'https://graph.microsoft.com/v1.0', scopes: ['https://graph.microsoft.com/Mail.Send'] },
+  graph: { url: GRAPH_DEFAULT.url, scopes: [...GRAPH_DEFAULT.scopes] },
   // SMTP until the server says SMTP AUTH is off (535 5.7.139), then Graph if the grant has it
   send: 'auto',
   notes: 'SMTP AUTH must be enabled for the mailbox by the tenant admin (else 535 5.7.139).',

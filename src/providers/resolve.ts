@@ -8,7 +8,7 @@
 import { domainToASCII } from 'node:url'
 import { ConfigError, ERR, UsageError } from '../errors.js'
 import type { AccountEndpoints, AccountSettings, SendMode } from '../domain/account.js'
-import { BUILTIN_PROVIDERS, providerForDomain } from './registry.js'
+import { BUILTIN_PROVIDERS, GRAPH_DEFAULT, providerForDomain } from './registry.js'
 import type { ClientCandidate, Flow, Provider, SaslMechanism } from './types.js'
 import { shArg } from '../core/address.js'
 
@@ -43,12 +43,6 @@ export interface AccountOptions {
   /** how the account submits mail (default: graph with --graph, else the provider's) */
   send?: SendMode
 }
-
-/** Microsoft Graph's public API base and the scope `--graph` asks for, when the provider names none. */
-export const GRAPH_DEFAULT = {
-  url: 'https://graph.microsoft.com/v1.0',
-  scopes: ['https://graph.microsoft.com/Mail.Send'],
-} as const
 
 export const SERVER_SCHEMES = {
   imap: { implicit: 'imaps', starttls: 'imap', ports: { imaps: 993, imap: 143 } },
