@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { BIN, findLeaks, have, runCli, runCommand, spawnCli, transcript } from '../harness/cli.js'
 import { LAB_SCOPE, labFlags } from '../harness/sign-in.js'
 import { runInPty } from '../harness/pty.js'
+import { repoWithOneCommit } from '../harness/git.js'
 import { checkJsonOutput } from '../harness/json-output.js'
 import { assertAdded, startGraphLab, type GraphLab } from '../harness/graph-lab.js'
 
@@ -62,15 +63,7 @@ describe('mailkey send, add --graph --paste, status', { skip }, () => {
       `[user]\n\tname = Alice\n\temail = ${ALICE}\n[sendemail]\n\tsendmailcmd = ${cmd.replace(/"/g, '\\"').replace(/^/, '"').replace(/$/, '"')}\n`,
     )
     const genv = { ...g.home.env, HOME: h, GIT_CONFIG_NOSYSTEM: '1' }
-    await writeFile(join(repo, 'README'), 'hello\n')
-    for (const a of [
-      ['init', '-q'],
-      ['add', 'README'],
-      ['commit', '-q', '-m', 'sent with mailkey send'],
-    ]) {
-      const r = await runCommand('git', ['-C', repo, ...a], genv)
-      assert.equal(r.code, 0, r.stderr)
-    }
+    await repoWithOneCommit(repo, genv, 'sent with mailkey send')
     const before = g.graph.received.length
     const r = await runCommand(
       'git',

@@ -17,6 +17,7 @@ import type { Smtp } from '../harness/smtp-server.js'
 import type { TmpHome } from '../harness/tmp-home.js'
 import { findLeaks, have, noteSecrets, runCli, runCommand, spawnCli, transcript, type LiveCli } from '../harness/cli.js'
 import { LineClient } from '../harness/line-client.js'
+import { repoWithOneCommit } from '../harness/git.js'
 import { checkJsonOutput } from '../harness/json-output.js'
 import { assertAdded, startGraphLab, type GraphLab } from '../harness/graph-lab.js'
 
@@ -317,15 +318,7 @@ finally:
       ].join('\n'),
     )
     const genv = { ...home.env, HOME: h, GIT_CONFIG_NOSYSTEM: '1' }
-    await writeFile(join(repo, 'README'), 'hello\n')
-    for (const a of [
-      ['init', '-q'],
-      ['add', 'README'],
-      ['commit', '-q', '-m', 'a patch sent through Graph'],
-    ]) {
-      const g = await runCommand('git', ['-C', repo, ...a], genv)
-      assert.equal(g.code, 0, g.stderr)
-    }
+    await repoWithOneCommit(repo, genv, 'a patch sent through Graph')
     const before = graph.received.length
     const sent = await runCommand(
       'git',

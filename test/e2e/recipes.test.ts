@@ -1,5 +1,6 @@
 // `mailkey config` recipes, proven with the real client against the testbed: the file exactly as
 // printed, `mailkey` on PATH as a user has it after installing, the servers and CA of the account.
+import { repoWithOneCommit } from '../harness/git.js'
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, realpathSync } from 'node:fs'
@@ -253,15 +254,7 @@ describe(
       )
       if (msmtprc) await writeFile(join(h, '.msmtprc'), msmtprc, { mode: 0o600 })
       const genv = { ...env, HOME: h, GIT_CONFIG_NOSYSTEM: '1' }
-      await writeFile(join(repo, 'README'), 'hello\n')
-      for (const a of [
-        ['init', '-q'],
-        ['add', 'README'],
-        ['commit', '-q', '-m', 'a patch sent by git send-email'],
-      ]) {
-        const g = await runCommand('git', ['-C', repo, ...a], genv)
-        assert.equal(g.code, 0, g.stderr)
-      }
+      await repoWithOneCommit(repo, genv, 'a patch sent by git send-email')
       const sent = await runCommand(
         'git',
         ['-C', repo, 'send-email', '--to=bob@example.test', '--confirm=never', '--suppress-cc=all', '-1'],

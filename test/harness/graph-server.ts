@@ -11,6 +11,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { delayOrDrop } from './http-faults.js'
+import { listenLoopback } from './listen.js'
 
 /** Microsoft Graph's audience (the resource its access tokens are issued for). */
 export const GRAPH_AUDIENCE = 'https://graph.microsoft.com'
@@ -449,13 +450,7 @@ async function listen(
     server = createHttpServer(onRequest)
   }
   server.keepAliveTimeout = 2000
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
+  await listenLoopback(server)
   return server
 }
 

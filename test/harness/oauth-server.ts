@@ -7,8 +7,8 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { delayOrDrop } from './http-faults.js'
+import { listenLoopback } from './listen.js'
 import type { InteractionPrompt, OidcClient, OidcToken, Provider as ProviderType } from 'oidc-provider'
 import { HttpDriver, describePage, pageId, parseForms } from './http-driver.js'
 import type { DriverResponse, ParsedForm } from './http-driver.js'
@@ -533,14 +533,7 @@ export async function startOAuthServer(opts: OAuthServerOptions = {}): Promise<L
     })
   })
   server.keepAliveTimeout = 2000
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const port = (server.address() as AddressInfo).port
+  const port = await listenLoopback(server)
   const issuer = `http://127.0.0.1:${port}`
 
   const findAccount = async (_ctx: unknown, id: string) => ({
